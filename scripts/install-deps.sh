@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages houston needs, if any is missing.
+#   scripts/install-deps.sh build   what `make run` needs (compiler, libraries)
+#   scripts/install-deps.sh test    that, plus what `make test` needs
+# As root it runs apt-get; otherwise it prints the exact command and fails.
+set -euo pipefail
+
+mode=${1:-build}
+build_pkgs=(gcc make cmake pkg-config libuv1-dev libhttp-parser-dev libjansson-dev
+            libsqlite3-dev libssl-dev)
+test_pkgs=(libcmocka-dev python3 python3-pytest python3-pytest-timeout python3-websockets
+           httpie clang-format)
+
+case "$mode" in
+build) wanted=("${build_pkgs[@]}") ;;
+test) wanted=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+*) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for pkg in "${wanted[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "houston: missing Debian packages: ${missing[*]}"
+if [[ $(id -u) -ne 0 ]]; then
+    echo "houston: run this, then try again:"
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}"
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,161 @@
+/* bus.h - the event bus and the routing directory between roles.
+ *
+ * Three conversations cross it:
+ *   publisher -> consumers : "message created" events, after the message is
+ *                            committed (at-least-once; a consumer acks an
+ *                            event once it handed it to the notifiers);
+ *   anyone    -> a node    : commands to the notifier that holds a
+ *                            connection (deliver a message to a topic's local
+ *                            subscribers, push a notification, subscribe,
+ *                            unsubscribe);
+ *   notifiers -> directory : which node holds a connection, and which nodes
+ *                            hold subscribers of a topic, so the consumer
+ *                            sends each message once per node, never once
+ *                            per subscriber.
+ *
+ * Back-ends implement hs_bus_ops_t: inproc.c (embedded mode, one process)
+ * and, later, redis.c (Streams with consumer groups). The roles see only
+ * this header.
+ *
+ * Every asynchronous operation calls its callback later on the loop thread,
+ * never inside the call. Operations of one bus are carried out in the order
+ * they were issued (for the in-process bus strictly FIFO), so a subscribe
+ * acknowledged before a publish is applied before that publish's delivery,
+ * and deliveries of one topic keep publish order. Data handed to a callback
+ * lives only during the callback; data passed in is copied.
+ */
+#ifndef HS_BUS_BUS_H
+#define HS_BUS_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "core/ulid.h"
+
+typedef struct hs_bus hs_bus_t;
+
+/* "message created": the committed message as its JSON object text. */
+typedef struct hs_event {
+    const char *topic;
+    const char *message_id;
+    const char *message_json; /* {"id":…,"topic":…,…} */
+    size_t message_json_len;
+} hs_event_t;
+
+typedef enum hs_node_cmd_kind {
+    HS_NODE_DELIVER = 1, /* frame_text to every local subscriber of topic */
+    HS_NODE_NOTIFY,      /* frame_text as is, to connection_id */
+    HS_NODE_SUBSCRIBE,   /* add connection_id to topic's local subscribers */
+    HS_NODE_UNSUBSCRIBE, /* remove connection_id from topic (NULL: from all) */
+} hs_node_cmd_kind_t;
+
+typedef struct hs_node_cmd {
+    hs_node_cmd_kind_t kind;
+    const char *topic;
+    const char *connection_id;
+    const char *message_id; /* DELIVER: lets a node drop a redelivered event */
+    const char *frame_text; /* DELIVER, NOTIFY: the text frame's payload */
+    size_t frame_text_len;
+} hs_node_cmd_t;
+
+/* A node's answer to a command: 0, HS_ENOTFOUND (no such connection on that
+ * node), or an error. */
+typedef void (*hs_bus_done_cb)(int status, void *data);
+/* Runs on the node for each command addressed to it; must return the
+ * status synchronously (the node's work is in memory). */
+typedef int (*hs_bus_cmd_handler)(const hs_node_cmd_t *cmd, void *data);
+/* Runs on a consumer for each event; the consumer calls hs_bus_ack(token)
+ * once the event has been handed to every node (an unacked event is
+ * redelivered, perhaps to another consumer). */
+typedef void (*hs_bus_event_handler)(const hs_event_t *event, void *token, void *data);
+/* nodes: the nodes that hold subscribers of a topic (may be empty). */
+typedef void (*hs_bus_nodes_cb)(int status, const char *const *nodes, size_t count, void *data);
+/* node: where the connection lives, or status HS_ENOTFOUND. */
+typedef void (*hs_bus_node_cb)(int status, const char *node, void *data);
+
+typedef struct hs_bus_ops {
+    const char *name;
+    void (*publish_event)(hs_bus_t *bus, const hs_event_t *event, hs_bus_done_cb cb, void *data);
+    int (*consume_events)(hs_bus_t *bus, hs_bus_event_handler handler, void *data);
+    void (*ack)(hs_bus_t *bus, void *token);
+    void (*send_to_node)(hs_bus_t *bus, const char *node, const hs_node_cmd_t *cmd,
+                         hs_bus_done_cb cb, void *data);
+    int (*serve_node)(hs_bus_t *bus, const char *node, hs_bus_cmd_handler handler, void *data);
+    /* Directory. The notifier keeps it current: a connection on open and
+     * close, a topic when its first local subscriber arrives and its last
+     * one leaves. */
+    void (*register_connection)(hs_bus_t *bus, const char *node, const char *connection_id);
+    void (*unregister_connection)(hs_bus_t *bus, const char *node, const char *connection_id);
+    void (*add_topic_node)(hs_bus_t *bus, const char *topic, const char *node);
+    void (*remove_topic_node)(hs_bus_t *bus, const char *topic, const char *node);
+    void (*locate_connection)(hs_bus_t *bus, const char *connection_id, hs_bus_node_cb cb,
+                              void *data);
+    void (*topic_nodes)(hs_bus_t *bus, const char *topic, hs_bus_nodes_cb cb, void *data);
+    /* Finishes what is queued (callbacks still run), then frees the bus;
+     * cb runs last. */
+    void (*close)(hs_bus_t *bus, hs_bus_done_cb cb, void *data);
+} hs_bus_ops_t;
+
+/* Back-ends embed this as their first member. */
+struct hs_bus {
+    const hs_bus_ops_t *ops;
+    uv_loop_t *loop;
+};
+
+/* The in-process bus of the embedded mode (inproc.c). */
+hs_bus_t *hs_bus_inproc_new(uv_loop_t *loop);
+
+static inline void hs_bus_publish_event(hs_bus_t *b, const hs_event_t *e, hs_bus_done_cb cb,
+                                        void *d)
+{
+    b->ops->publish_event(b, e, cb, d);
+}
+static inline int hs_bus_consume_events(hs_bus_t *b, hs_bus_event_handler h, void *d)
+{
+    return b->ops->consume_events(b, h, d);
+}
+static inline void hs_bus_ack(hs_bus_t *b, void *token)
+{
+    b->ops->ack(b, token);
+}
+static inline void hs_bus_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *c,
+                                       hs_bus_done_cb cb, void *d)
+{
+    b->ops->send_to_node(b, node, c, cb, d);
+}
+static inline int hs_bus_serve_node(hs_bus_t *b, const char *node, hs_bus_cmd_handler h, void *d)
+{
+    return b->ops->serve_node(b, node, h, d);
+}
+static inline void hs_bus_register_connection(hs_bus_t *b, const char *node, const char *conn)
+{
+    b->ops->register_connection(b, node, conn);
+}
+static inline void hs_bus_unregister_connection(hs_bus_t *b, const char *node, const char *conn)
+{
+    b->ops->unregister_connection(b, node, conn);
+}
+static inline void hs_bus_add_topic_node(hs_bus_t *b, const char *topic, const char *node)
+{
+    b->ops->add_topic_node(b, topic, node);
+}
+static inline void hs_bus_remove_topic_node(hs_bus_t *b, const char *topic, const char *node)
+{
+    b->ops->remove_topic_node(b, topic, node);
+}
+static inline void hs_bus_locate_connection(hs_bus_t *b, const char *conn, hs_bus_node_cb cb,
+                                            void *d)
+{
+    b->ops->locate_connection(b, conn, cb, d);
+}
+static inline void hs_bus_topic_nodes(hs_bus_t *b, const char *topic, hs_bus_nodes_cb cb, void *d)
+{
+    b->ops->topic_nodes(b, topic, cb, d);
+}
+static inline void hs_bus_close(hs_bus_t *b, hs_bus_done_cb cb, void *d)
+{
+    b->ops->close(b, cb, d);
+}
+
+#endif

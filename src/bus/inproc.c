@@ -1,0 +1,404 @@
+/* inproc.c - the in-process bus of the embedded mode.
+ *
+ * Every role lives on one loop, so the bus is a FIFO of operations drained
+ * from a uv_async callback: nothing runs inside the call that queued it, and
+ * the FIFO gives the ordering bus.h promises (a subscribe acknowledged before
+ * a publish is applied before that publish's delivery). The directory
+ * (connection -> node, topic -> nodes) is two hash maps updated at once.
+ *
+ * Events are handed to the one registered consumer; an ack has nothing to
+ * do here, since an event that is lost in-process is lost with the process
+ * and its connections.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bus/bus.h"
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/map.h"
+
+typedef enum op_kind { OP_EVENT, OP_COMMAND, OP_LOCATE, OP_TOPIC_NODES } op_kind_t;
+
+typedef struct op {
+    struct op *next;
+    op_kind_t kind;
+    union {
+        hs_bus_done_cb done;
+        hs_bus_node_cb node;
+        hs_bus_nodes_cb nodes;
+    } cb;
+    void *data;
+    union {
+        hs_event_t event;
+        hs_node_cmd_t cmd;
+    } u;
+    const char *target; /* OP_COMMAND: node; OP_LOCATE: connection id; OP_TOPIC_NODES: topic */
+    char strings[];     /* copies of every string above */
+} op_t;
+
+typedef struct node_entry {
+    char *name;
+    hs_bus_cmd_handler handler;
+    void *data;
+} node_entry_t;
+
+/* topic -> the nodes that hold subscribers of it */
+typedef struct topic_entry {
+    size_t count;
+    char **nodes;
+    char name[];
+} topic_entry_t;
+
+typedef struct conn_entry {
+    char *node;
+    char id[HS_ULID_LEN + 1];
+} conn_entry_t;
+
+typedef struct inproc_bus {
+    hs_bus_t base;
+    uv_async_t async;
+    op_t *head;
+    op_t **tail;
+    hs_bus_event_handler consumer;
+    void *consumer_data;
+    node_entry_t *nodes;
+    size_t node_count;
+    hs_map_t connections; /* id -> conn_entry_t */
+    hs_map_t topics;      /* topic -> topic_entry_t */
+    hs_bus_done_cb close_cb;
+    void *close_data;
+    int closing;
+} inproc_bus_t;
+
+/* ---- queue ------------------------------------------------------------- */
+
+/* Allocates an op with room for n strings, copied after the struct; returns
+ * pointers to the copies in out[]. */
+static op_t *op_new(op_kind_t kind, const char *const *in, const size_t *lens, const char **out,
+                    size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += in[i] ? lens[i] + 1 : 0;
+    op_t *op = hs_calloc(1, sizeof(*op) + total);
+    op->kind = kind;
+    char *p = op->strings;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] == NULL) {
+            out[i] = NULL;
+            continue;
+        }
+        memcpy(p, in[i], lens[i]);
+        p[lens[i]] = '\0';
+        out[i] = p;
+        p += lens[i] + 1;
+    }
+    return op;
+}
+
+static void enqueue(inproc_bus_t *bus, op_t *op)
+{
+    op->next = NULL;
+    *bus->tail = op;
+    bus->tail = &op->next;
+    uv_async_send(&bus->async);
+}
+
+static size_t len_or_zero(const char *s)
+{
+    return s ? strlen(s) : 0;
+}
+
+/* ---- directory --------------------------------------------------------- */
+
+static const char *const *nodes_of_topic(inproc_bus_t *bus, const char *topic, size_t *count)
+{
+    topic_entry_t *entry = hs_map_get(&bus->topics, topic, strlen(topic));
+    *count = entry ? entry->count : 0;
+    return entry ? (const char *const *)entry->nodes : NULL;
+}
+
+static node_entry_t *find_node(inproc_bus_t *bus, const char *name)
+{
+    for (size_t i = 0; i < bus->node_count; i++)
+        if (strcmp(bus->nodes[i].name, name) == 0)
+            return &bus->nodes[i];
+    return NULL;
+}
+
+static void inproc_register_connection(hs_bus_t *b, const char *node, const char *connection_id)
+{
+    inproc_bus_t *bus = (inproc_bus_t *)b;
+    conn_entry_t *entry = hs_malloc(sizeof(*entry));
+    entry->node = hs_strdup(node);
+    snprintf(entry->id, sizeof(entry->id), "%s", connection_id);
+    conn_entry_t *old = hs_map_put(&bus->connections, entry->id, strlen(entry->id), entry);
+    if (old) {
+        hs_free(old->node);
+        hs_free(old);
+    }
+}
+
+static void inproc_unregister_connection(hs_bus_t *b, const char *node, const char *connection_id)
+{
+    inproc_bus_t *bus = (inproc_bus_t *)b;
+    conn_entry_t *entry = hs_map_get(&bus->connections, connection_id, strlen(connection_id));
+    if (entry == NULL || strcmp(entry->node, node) != 0)
+        return;
+    hs_map_remove(&bus->connections, connection_id, strlen(connection_id));
+    hs_free(entry->node);
+    hs_free(entry);
+}
+
+static void inproc_add_topic_node(hs_bus_t *b, const char *topic, const char *node)
+{
+    inproc_bus_t *bus = (inproc_bus_t *)b;
+    size_t len = strlen(topic);
+    topic_entry_t *entry = hs_map_get(&bus->topics, topic, len);
+    if (entry == NULL) {
+        entry = hs_calloc(1, sizeof(*entry) + len + 1);
+        memcpy(entry->name, topic, len + 1);
+        hs_map_put(&bus->topics, entry->name, len, entry);
+    }
+    for (size_t i = 0; i < entry->count; i++)
+        if (strcmp(entry->nodes[i], node) == 0)
+            return;
+    entry->nodes = hs_realloc(entry->nodes, (entry->count + 1) * sizeof(char *));
+    entry->nodes[entry->count++] = hs_strdup(node);
+}
+
+static void free_topic_entry(topic_entry_t *entry)
+{
+    for (size_t i = 0; i < entry->count; i++)
+        hs_free(entry->nodes[i]);
+    hs_free(entry->nodes);
+    hs_free(entry);
+}
+
+static void inproc_remove_topic_node(hs_bus_t *b, const char *topic, const char *node)
+{
+    inproc_bus_t *bus = (inproc_bus_t *)b;
+    size_t len = strlen(topic);
+    topic_entry_t *entry = hs_map_get(&bus->topics, topic, len);
+    if (entry == NULL)
+        return;
+    for (size_t i = 0; i < entry->count; i++) {
+        if (strcmp(entry->nodes[i], node) == 0) {
+            hs_free(entry->nodes[i]);
+            entry->nodes[i] = entry->nodes[--entry->count];
+            break;
+        }
+    }
+    if (entry->count == 0) {
+        hs_map_remove(&bus->topics, topic, len);
+        free_topic_entry(entry);
+    }
+}
+
+/* ---- operations -------------------------------------------------------- */
+
+static void run_op(inproc_bus_t *bus, op_t *op)
+{
+    switch (op->kind) {
+    case OP_EVENT:
+        if (bus->consumer)
+            bus->consumer(&op->u.event, op, bus->consumer_data);
+        else
+            hs_log_warn("bus: no consumer registered; event for topic %s dropped",
+                        op->u.event.topic);
+        if (op->cb.done)
+            op->cb.done(0, op->data);
+        break;
+    case OP_COMMAND: {
+        node_entry_t *node = find_node(bus, op->target);
+        int status = node ? node->handler(&op->u.cmd, node->data) : HS_ENOTFOUND;
+        if (op->cb.done)
+            op->cb.done(status, op->data);
+        break;
+    }
+    case OP_LOCATE: {
+        conn_entry_t *entry = hs_map_get(&bus->connections, op->target, strlen(op->target));
+        op->cb.node(entry ? 0 : HS_ENOTFOUND, entry ? entry->node : NULL, op->data);
+        break;
+    }
+    case OP_TOPIC_NODES: {
+        size_t count;
+        const char *const *nodes = nodes_of_topic(bus, op->target, &count);
+        op->cb.nodes(0, nodes, count, op->data);
+        break;
+    }
+    }
+    hs_free(op);
+}
+
+static void async_closed_cb(uv_handle_t *handle)
+{
+    inproc_bus_t *bus = handle->data;
+    hs_bus_done_cb cb = bus->close_cb;
+    void *data = bus->close_data;
+    void *value;
+    size_t pos = 0;
+    while ((value = hs_map_next(&bus->connections, &pos)) != NULL) {
+        conn_entry_t *entry = value;
+        hs_free(entry->node);
+        hs_free(entry);
+    }
+    pos = 0;
+    while ((value = hs_map_next(&bus->topics, &pos)) != NULL)
+        free_topic_entry(value);
+    hs_map_dispose(&bus->connections);
+    hs_map_dispose(&bus->topics);
+    for (size_t i = 0; i < bus->node_count; i++)
+        hs_free(bus->nodes[i].name);
+    hs_free(bus->nodes);
+    hs_free(bus);
+    if (cb)
+        cb(0, data);
+}
+
+static void drain_cb(uv_async_t *async)
+{
+    inproc_bus_t *bus = async->data;
+    /* Run only what was queued before this pass; what the ops queue runs in
+     * the next pass, so a busy bus cannot starve the loop's I/O. */
+    op_t *op = bus->head;
+    bus->head = NULL;
+    bus->tail = &bus->head;
+    while (op) {
+        op_t *next = op->next;
+        run_op(bus, op);
+        op = next;
+    }
+    if (bus->closing && bus->head == NULL && !uv_is_closing((uv_handle_t *)&bus->async))
+        uv_close((uv_handle_t *)&bus->async, async_closed_cb);
+}
+
+static void inproc_publish_event(hs_bus_t *b, const hs_event_t *event, hs_bus_done_cb cb,
+                                 void *data)
+{
+    const char *in[] = {event->topic, event->message_id, event->message_json};
+    size_t lens[] = {strlen(event->topic), strlen(event->message_id), event->message_json_len};
+    const char *out[3];
+    op_t *op = op_new(OP_EVENT, in, lens, out, 3);
+    op->u.event = (hs_event_t){.topic = out[0],
+                               .message_id = out[1],
+                               .message_json = out[2],
+                               .message_json_len = event->message_json_len};
+    op->cb.done = cb;
+    op->data = data;
+    enqueue((inproc_bus_t *)b, op);
+}
+
+static int inproc_consume_events(hs_bus_t *b, hs_bus_event_handler handler, void *data)
+{
+    inproc_bus_t *bus = (inproc_bus_t *)b;
+    if (bus->consumer)
+        return HS_EEXIST;
+    bus->consumer = handler;
+    bus->consumer_data = data;
+    return 0;
+}
+
+static void inproc_ack(hs_bus_t *b, void *token)
+{
+    (void)b;
+    (void)token;
+}
+
+static void inproc_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *cmd,
+                                hs_bus_done_cb cb, void *data)
+{
+    const char *in[] = {node, cmd->topic, cmd->connection_id, cmd->message_id, cmd->frame_text};
+    size_t lens[] = {strlen(node), len_or_zero(cmd->topic), len_or_zero(cmd->connection_id),
+                     len_or_zero(cmd->message_id), cmd->frame_text ? cmd->frame_text_len : 0};
+    const char *out[5];
+    op_t *op = op_new(OP_COMMAND, in, lens, out, 5);
+    op->target = out[0];
+    op->u.cmd = (hs_node_cmd_t){.kind = cmd->kind,
+                                .topic = out[1],
+                                .connection_id = out[2],
+                                .message_id = out[3],
+                                .frame_text = out[4],
+                                .frame_text_len = cmd->frame_text ? cmd->frame_text_len : 0};
+    op->cb.done = cb;
+    op->data = data;
+    enqueue((inproc_bus_t *)b, op);
+}
+
+static int inproc_serve_node(hs_bus_t *b, const char *node, hs_bus_cmd_handler handler,
+                             void *data)
+{
+    inproc_bus_t *bus = (inproc_bus_t *)b;
+    if (find_node(bus, node))
+        return HS_EEXIST;
+    bus->nodes = hs_realloc(bus->nodes, (bus->node_count + 1) * sizeof(*bus->nodes));
+    bus->nodes[bus->node_count++] =
+        (node_entry_t){.name = hs_strdup(node), .handler = handler, .data = data};
+    return 0;
+}
+
+static void inproc_locate_connection(hs_bus_t *b, const char *connection_id, hs_bus_node_cb cb,
+                                     void *data)
+{
+    const char *in[] = {connection_id};
+    size_t lens[] = {strlen(connection_id)};
+    const char *out[1];
+    op_t *op = op_new(OP_LOCATE, in, lens, out, 1);
+    op->target = out[0];
+    op->cb.node = cb;
+    op->data = data;
+    enqueue((inproc_bus_t *)b, op);
+}
+
+static void inproc_topic_nodes(hs_bus_t *b, const char *topic, hs_bus_nodes_cb cb, void *data)
+{
+    const char *in[] = {topic};
+    size_t lens[] = {strlen(topic)};
+    const char *out[1];
+    op_t *op = op_new(OP_TOPIC_NODES, in, lens, out, 1);
+    op->target = out[0];
+    op->cb.nodes = cb;
+    op->data = data;
+    enqueue((inproc_bus_t *)b, op);
+}
+
+static void inproc_close(hs_bus_t *b, hs_bus_done_cb cb, void *data)
+{
+    inproc_bus_t *bus = (inproc_bus_t *)b;
+    bus->closing = 1;
+    bus->close_cb = cb;
+    bus->close_data = data;
+    /* The drain closes the handle once the queue is empty. */
+    uv_async_send(&bus->async);
+}
+
+static const hs_bus_ops_t inproc_ops = {
+    .name = "inproc",
+    .publish_event = inproc_publish_event,
+    .consume_events = inproc_consume_events,
+    .ack = inproc_ack,
+    .send_to_node = inproc_send_to_node,
+    .serve_node = inproc_serve_node,
+    .register_connection = inproc_register_connection,
+    .unregister_connection = inproc_unregister_connection,
+    .add_topic_node = inproc_add_topic_node,
+    .remove_topic_node = inproc_remove_topic_node,
+    .locate_connection = inproc_locate_connection,
+    .topic_nodes = inproc_topic_nodes,
+    .close = inproc_close,
+};
+
+hs_bus_t *hs_bus_inproc_new(uv_loop_t *loop)
+{
+    inproc_bus_t *bus = hs_calloc(1, sizeof(*bus));
+    bus->base.ops = &inproc_ops;
+    bus->base.loop = loop;
+    bus->tail = &bus->head;
+    hs_map_init(&bus->connections);
+    hs_map_init(&bus->topics);
+    uv_async_init(loop, &bus->async, drain_cb);
+    bus->async.data = bus;
+    return &bus->base;
+}

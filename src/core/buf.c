@@ -1,0 +1,50 @@
+#include "core/buf.h"
+
+#include <string.h>
+
+#include "core/alloc.h"
+
+hs_buf_t *hs_buf_new(size_t cap)
+{
+    hs_buf_t *buf = hs_malloc(sizeof(*buf) + cap);
+    atomic_init(&buf->refs, 1);
+    buf->len = 0;
+    buf->cap = cap;
+    return buf;
+}
+
+hs_buf_t *hs_buf_from(const void *data, size_t len)
+{
+    hs_buf_t *buf = hs_buf_new(len);
+    memcpy(buf->data, data, len);
+    buf->len = len;
+    return buf;
+}
+
+hs_buf_t *hs_buf_ref(hs_buf_t *buf)
+{
+    atomic_fetch_add_explicit(&buf->refs, 1, memory_order_relaxed);
+    return buf;
+}
+
+void hs_buf_unref(hs_buf_t *buf)
+{
+    if (buf == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&buf->refs, 1, memory_order_acq_rel) == 1)
+        hs_free(buf);
+}
+
+hs_buf_t *hs_buf_append(hs_buf_t *buf, const void *data, size_t len)
+{
+    if (buf->len + len > buf->cap) {
+        size_t cap = buf->cap ? buf->cap * 2 : 64;
+        while (cap < buf->len + len)
+            cap *= 2;
+        buf = hs_realloc(buf, sizeof(*buf) + cap);
+        buf->cap = cap;
+    }
+    memcpy(buf->data + buf->len, data, len);
+    buf->len += len;
+    return buf;
+}

@@ -1,0 +1,49 @@
+/* config.h - houston's settings, from one table.
+ *
+ * One table of settings (name, flag, HOUSTON_* variable, type, default,
+ * limits, help) drives defaults, environment parsing, flag parsing and the
+ * --help text. Precedence: default < environment < flag. The resulting
+ * hs_config_t is read-only after start-up.
+ *
+ * Flags are "--name VALUE" or "--name=VALUE"; booleans also "--name".
+ * Sizes accept a suffix k/K, m/M, g/G (KiB, MiB, GiB); durations accept
+ * ms, s, m, h (a bare number is seconds).
+ */
+#ifndef HS_CORE_CONFIG_H
+#define HS_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct hs_config {
+    char *ws_addr;            /* --ws-addr        HOUSTON_WS_ADDR        ":9001" */
+    char *api_addr;           /* --api-addr       HOUSTON_API_ADDR       ":9002" */
+    char *db;                 /* --db             HOUSTON_DB             "sqlite:houston.db" */
+    char *log_level;          /* --log-level      HOUSTON_LOG_LEVEL      "info" */
+    char *node_id;            /* --node-id        HOUSTON_NODE_ID        "" = generated */
+    uint64_t max_content;     /* --max-content    HOUSTON_MAX_CONTENT    64 KiB */
+    uint64_t max_body;        /* --max-body       HOUSTON_MAX_BODY       1 MiB */
+    uint64_t max_ws_message;  /* --max-ws-message HOUSTON_MAX_WS_MESSAGE 64 KiB */
+    uint64_t max_pending;     /* --max-pending    HOUSTON_MAX_PENDING    1 MiB */
+    uint64_t ping_interval_ms;   /* --ping-interval   HOUSTON_PING_INTERVAL   30 s */
+    uint64_t header_timeout_ms;  /* --header-timeout  HOUSTON_HEADER_TIMEOUT  10 s */
+    uint64_t idle_timeout_ms;    /* --idle-timeout    HOUSTON_IDLE_TIMEOUT    60 s */
+    uint64_t shutdown_timeout_ms; /* --shutdown-timeout HOUSTON_SHUTDOWN_TIMEOUT 10 s */
+    uint64_t batch_max;       /* --batch-max      HOUSTON_BATCH_MAX      512 */
+} hs_config_t;
+
+/* Fills every field with its default. */
+void hs_config_defaults(hs_config_t *cfg);
+/* Applies HOUSTON_* environment variables, then the flags in argv[0..argc).
+ * Unknown flags, bad values and values out of limits are errors: returns
+ * HS_EINVAL with a one-line reason in err. "--help" and "--version" are not
+ * handled here (main looks for them first). */
+int hs_config_load(hs_config_t *cfg, int argc, char **argv, char *err, size_t err_len);
+/* Prints the settings part of --help: one line per flag with its variable,
+ * default and help text. */
+void hs_config_print_help(FILE *out);
+void hs_config_dispose(hs_config_t *cfg);
+
+#endif

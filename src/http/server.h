@@ -1,0 +1,128 @@
+/* server.h - HTTP/1.1 server on hs_net connections and http-parser.
+ *
+ * Requests on one connection are handled one at a time, in order: while a
+ * request waits for its response, the bytes of the next pipelined requests
+ * are kept (up to the header/body limits) and parsed after the response is
+ * queued, so answers always go out in request order.
+ *
+ * A route handler receives a complete request (headers and body). It must
+ * answer exactly once, now or later (for example from a store callback), with
+ * one of the hs_http_respond* functions, which also release the request. If
+ * the client goes away first, the request stays valid and the answer is
+ * simply discarded.
+ *
+ * Limits (hs_http_limits_t) produce the right status with a JSON error body:
+ * request line / URL too long 414, too many or too large headers 431, body
+ * too large 413, malformed request 400; an unknown path 404; a known path with
+ * another method 405 with an Allow header. HEAD is answered like GET without
+ * the body. Chunked request bodies and "Expect: 100-continue" are handled.
+ * Keep-alive follows HTTP/1.1 rules (Connection: close, HTTP/1.0).
+ *
+ * Thread affinity: the loop thread only.
+ */
+#ifndef HS_HTTP_SERVER_H
+#define HS_HTTP_SERVER_H
+
+#include <http_parser.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net/net.h"
+
+typedef struct hs_http_server hs_http_server_t;
+typedef struct hs_http_request hs_http_request_t;
+typedef struct hs_router hs_router_t;
+
+typedef struct hs_http_limits {
+    size_t max_url;          /* request target bytes (414) */
+    size_t max_header_bytes; /* all header names and values together (431) */
+    unsigned max_headers;    /* header count (431) */
+    size_t max_body;         /* body bytes after de-chunking (413) */
+    uint64_t header_timeout_ms; /* whole head must arrive within this (then 408 / drop) */
+    uint64_t body_timeout_ms;   /* whole body must arrive within this */
+    uint64_t idle_timeout_ms;   /* keep-alive connection with no request */
+    unsigned max_requests_per_conn; /* 0 = unlimited; then Connection: close */
+} hs_http_limits_t;
+
+/* Reasonable production defaults. */
+void hs_http_limits_default(hs_http_limits_t *limits);
+
+/* A request handler. ctx is the pointer given to hs_router_add. */
+typedef void (*hs_http_handler_fn)(hs_http_request_t *req, void *ctx);
+
+/* ---- router ---------------------------------------------------------- */
+
+/* Patterns are literal paths with "{name}" segments that match one
+ * non-empty path segment: "/api/v1/messages/{id}". A trailing slash in the
+ * request path is accepted for any route ("/api/v1/ws/" matches
+ * "/api/v1/ws"). Method is an http_parser method (HTTP_GET, ...). */
+hs_router_t *hs_router_new(void);
+void hs_router_free(hs_router_t *router);
+void hs_router_add(hs_router_t *router, enum http_method method, const char *pattern,
+                   hs_http_handler_fn fn, void *ctx);
+/* Used for requests no route matches (after 404/405 decisions are made by
+ * the server, this is not needed by callers; exposed for tests). Returns 0 and
+ * sets *fn/*ctx on a match; HS_ENOTFOUND; or HS_EMETHOD and writes the
+ * allowed methods ("GET, HEAD, POST") into allow. Path parameters are stored
+ * in req when req is not NULL. */
+int hs_router_match(hs_router_t *router, enum http_method method, const char *path, size_t len,
+                    hs_http_request_t *req, hs_http_handler_fn *fn, void **ctx, char *allow,
+                    size_t allow_len);
+
+/* ---- server ---------------------------------------------------------- */
+
+hs_http_server_t *hs_http_server_new(hs_net_t *net, hs_router_t *router,
+                                     const hs_http_limits_t *limits, const char *name);
+/* Starts listening (see hs_listener_start for addr). */
+int hs_http_server_listen(hs_http_server_t *server, const char *addr);
+int hs_http_server_port(hs_http_server_t *server);
+/* Graceful stop: stop accepting, close idle keep-alive connections, let
+ * in-flight requests be answered (then close those connections). cb runs
+ * once no HTTP connection of this server remains (WebSocket connections
+ * that were upgraded away are not counted). */
+void hs_http_server_shutdown(hs_http_server_t *server, void (*cb)(hs_http_server_t *, void *),
+                             void *data);
+void hs_http_server_free(hs_http_server_t *server);
+
+/* ---- requests ---------------------------------------------------------- */
+
+enum http_method hs_http_method(const hs_http_request_t *req);
+/* Path without the query string, percent-decoding not applied. */
+const char *hs_http_path(const hs_http_request_t *req, size_t *len);
+/* Header value by case-insensitive name, NULL if absent (first occurrence). */
+const char *hs_http_header(const hs_http_request_t *req, const char *name, size_t *len);
+/* Query parameter, percent-decoded ('+' is a space), NUL-terminated, NULL if
+ * absent. Valid until the request is answered. */
+const char *hs_http_query(hs_http_request_t *req, const char *name);
+/* Path parameter captured by a "{name}" segment, NUL-terminated, or NULL. */
+const char *hs_http_param(const hs_http_request_t *req, const char *name);
+/* Body bytes (may be empty, never NULL). */
+const char *hs_http_body(const hs_http_request_t *req, size_t *len);
+/* A short id for log lines ("r12345"). */
+const char *hs_http_request_id(const hs_http_request_t *req);
+/* The connection, or NULL when the client already went away. */
+hs_conn_t *hs_http_request_conn(const hs_http_request_t *req);
+
+/* Answers with a body. content_type may be NULL for no body. Extra headers,
+ * if any, are complete lines each ending in "\r\n". Releases req. */
+void hs_http_respond(hs_http_request_t *req, int status, const char *content_type,
+                     const char *extra_headers, const void *body, size_t body_len);
+/* Answers with json (the reference is stolen), "application/json". */
+void hs_http_respond_json(hs_http_request_t *req, int status, json_t *json);
+/* Answers {"error":{"code":code,"message":message}}; the one place error
+ * bodies are built. */
+void hs_http_respond_error(hs_http_request_t *req, int status, const char *code,
+                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Status-only answer (e.g. 204), no body. */
+void hs_http_respond_empty(hs_http_request_t *req, int status);
+
+/* Takes the connection away from HTTP (for a WebSocket upgrade), after the
+ * handler queued its own "101 Switching Protocols" with hs_conn_send. The
+ * caller must hs_conn_set_handler() before its route handler returns; bytes
+ * the client sent after the request are then passed to the new handler's
+ * on_read. Releases req. Returns NULL if the client already went away. */
+hs_conn_t *hs_http_upgrade(hs_http_request_t *req);
+
+#endif

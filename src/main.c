@@ -1,0 +1,242 @@
+/* main.c - the houston command line.
+ *
+ *   houston [serve] [flags]   all roles in one process (embedded mode)
+ *   houston --help | --version
+ *
+ * serve wires the roles to one loop: the notifier (WebSocket port), the
+ * publisher (API port) and the consumer, over the SQLite store and the
+ * in-process bus. Shutdown on SIGINT/SIGTERM runs in dependency order:
+ * stop accepting and answer in-flight requests, close WebSockets with 1001,
+ * flush and close the store, drain and close the bus, then the loop ends.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "bus/bus.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "net/net.h"
+#include "roles/consumer.h"
+#include "roles/notifier.h"
+#include "roles/publisher.h"
+#include "store/store.h"
+
+#define EMBEDDED_NODE_ID "local"
+
+typedef struct app {
+    uv_loop_t *loop;
+    hs_config_t cfg;
+    hs_net_t *net;
+    hs_store_t *store;
+    hs_bus_t *bus;
+    hs_publisher_t *publisher;
+    hs_notifier_t *notifier;
+    hs_consumer_t *consumer;
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+    uv_timer_t shutdown_timer;
+    int stopping;
+    int roles_running;
+    int exit_code;
+} app_t;
+
+static void print_usage(FILE *out)
+{
+    fprintf(out, "houston %s - real-time messaging server\n\n"
+                 "Usage: houston [COMMAND] [FLAGS]\n\n"
+                 "Commands:\n"
+                 "  serve       all roles in one process: WebSocket notifier, HTTP API,\n"
+                 "              consumer, on SQLite and an in-process bus (the default)\n"
+                 "  help        this text\n"
+                 "  version     the version\n\n"
+                 "Flags (each also read from its HOUSTON_* environment variable):\n",
+            HOUSTON_VERSION);
+    hs_config_print_help(out);
+}
+
+/* ---- shutdown ---------------------------------------------------------- */
+
+static void handle_closed_cb(uv_handle_t *handle)
+{
+    (void)handle;
+}
+
+static void bus_closed_cb(int status, void *data)
+{
+    app_t *app = data;
+    (void)status;
+    hs_consumer_free(app->consumer);
+    hs_notifier_free(app->notifier);
+    hs_publisher_free(app->publisher);
+    hs_net_close(app->net);
+    uv_close((uv_handle_t *)&app->sigint, handle_closed_cb);
+    uv_close((uv_handle_t *)&app->sigterm, handle_closed_cb);
+    uv_close((uv_handle_t *)&app->shutdown_timer, handle_closed_cb);
+    hs_log_info("houston: stopped");
+}
+
+static void store_closed_cb(int status, void *data)
+{
+    app_t *app = data;
+    if (status != 0) {
+        hs_log_error("houston: closing the store failed: %s", hs_strerror(status));
+        app->exit_code = 1;
+    }
+    hs_bus_close(app->bus, bus_closed_cb, app);
+}
+
+static void role_stopped_cb(void *data)
+{
+    app_t *app = data;
+    if (--app->roles_running > 0)
+        return;
+    /* No request or connection is left: what they wrote is queued in the
+     * store, which commits it before closing. */
+    hs_store_close(app->store, store_closed_cb, app);
+}
+
+static void shutdown_timeout_cb(uv_timer_t *timer)
+{
+    app_t *app = timer->data;
+    hs_log_error("houston: shutdown did not finish within %llu ms; exiting",
+                 (unsigned long long)app->cfg.shutdown_timeout_ms);
+    exit(1);
+}
+
+static void signal_cb(uv_signal_t *handle, int signum)
+{
+    app_t *app = handle->data;
+    if (app->stopping) {
+        hs_log_warn("houston: second signal; exiting now");
+        exit(1);
+    }
+    app->stopping = 1;
+    hs_log_info("houston: %s received; shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    uv_signal_stop(&app->sigint);
+    uv_signal_stop(&app->sigterm);
+    if (app->cfg.shutdown_timeout_ms > 0) {
+        uv_timer_start(&app->shutdown_timer, shutdown_timeout_cb, app->cfg.shutdown_timeout_ms, 0);
+        uv_unref((uv_handle_t *)&app->shutdown_timer);
+    }
+    app->roles_running = 2;
+    hs_publisher_shutdown(app->publisher, role_stopped_cb, app);
+    hs_notifier_shutdown(app->notifier, role_stopped_cb, app);
+}
+
+/* ---- serve ------------------------------------------------------------- */
+
+static void stale_removed_cb(int status, size_t count, void *data)
+{
+    (void)data;
+    if (status != 0)
+        hs_log_error("houston: removing stale connections failed: %s", hs_strerror(status));
+    else if (count > 0)
+        hs_log_info("houston: removed %zu connections left from a previous run", count);
+}
+
+static int serve(app_t *app)
+{
+    char err[256] = "";
+    const char *node = app->cfg.node_id[0] ? app->cfg.node_id : EMBEDDED_NODE_ID;
+    hs_store_options_t store_options = {.batch_max = (unsigned)app->cfg.batch_max};
+    int rc = hs_store_open(app->loop, app->cfg.db, &store_options, &app->store, err, sizeof(err));
+    if (rc != 0) {
+        hs_log_error("houston: %s", err[0] ? err : hs_strerror(rc));
+        return 1;
+    }
+    /* Connections of an earlier run of this node are gone; so are their
+     * subscriptions. */
+    hs_store_remove_node(app->store, node, stale_removed_cb, NULL);
+
+    app->net = hs_net_new(app->loop);
+    app->bus = hs_bus_inproc_new(app->loop);
+    app->notifier = hs_notifier_new(app->net, app->store, app->bus, &app->cfg, node);
+    app->publisher = hs_publisher_new(app->net, app->store, app->bus, &app->cfg);
+    app->consumer = hs_consumer_new(app->bus, &rc);
+    if (rc == 0)
+        rc = hs_notifier_start(app->notifier, app->cfg.ws_addr);
+    if (rc != 0) {
+        hs_log_error("houston: cannot listen on %s (WebSocket): %s", app->cfg.ws_addr,
+                     hs_strerror(rc));
+        return 1;
+    }
+    rc = hs_publisher_start(app->publisher, app->cfg.api_addr);
+    if (rc != 0) {
+        hs_log_error("houston: cannot listen on %s (API): %s", app->cfg.api_addr,
+                     hs_strerror(rc));
+        return 1;
+    }
+    uv_signal_init(app->loop, &app->sigint);
+    uv_signal_init(app->loop, &app->sigterm);
+    uv_timer_init(app->loop, &app->shutdown_timer);
+    app->sigint.data = app->sigterm.data = app->shutdown_timer.data = app;
+    uv_signal_start(&app->sigint, signal_cb, SIGINT);
+    uv_signal_start(&app->sigterm, signal_cb, SIGTERM);
+
+    hs_log_info("houston %s: WebSocket on %s (port %d), API on %s (port %d), store %s", HOUSTON_VERSION,
+                app->cfg.ws_addr, hs_notifier_port(app->notifier), app->cfg.api_addr,
+                hs_publisher_port(app->publisher), app->cfg.db);
+    uv_run(app->loop, UV_RUN_DEFAULT);
+    return app->exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int first = 1;
+    const char *command = "serve";
+    if (argc > 1 && argv[1][0] != '-') {
+        command = argv[1];
+        first = 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            print_usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("houston %s\n", HOUSTON_VERSION);
+            return 0;
+        }
+    }
+    if (strcmp(command, "help") == 0) {
+        print_usage(stdout);
+        return 0;
+    }
+    if (strcmp(command, "version") == 0) {
+        printf("houston %s\n", HOUSTON_VERSION);
+        return 0;
+    }
+    if (strcmp(command, "serve") != 0) {
+        fprintf(stderr, "houston: unknown command '%s' (try 'houston --help')\n", command);
+        return 2;
+    }
+
+    app_t app;
+    memset(&app, 0, sizeof(app));
+    hs_config_defaults(&app.cfg);
+    char err[256];
+    if (hs_config_load(&app.cfg, argc - first, argv + first, err, sizeof(err)) != 0) {
+        fprintf(stderr, "houston: %s (try 'houston --help')\n", err);
+        hs_config_dispose(&app.cfg);
+        return 2;
+    }
+    hs_log_level_t level;
+    if (!hs_log_parse_level(app.cfg.log_level, &level)) {
+        fprintf(stderr, "houston: --log-level: unknown level '%s'\n", app.cfg.log_level);
+        hs_config_dispose(&app.cfg);
+        return 2;
+    }
+    hs_log_set_level(level);
+
+    app.loop = uv_default_loop();
+    int code = serve(&app);
+    if (code == 0 && uv_loop_close(app.loop) != 0)
+        hs_log_warn("houston: some handles were still open at exit");
+    hs_config_dispose(&app.cfg);
+    return code;
+}

@@ -1,0 +1,99 @@
+#include "roles/consumer.h"
+
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "roles/render.h"
+
+struct hs_consumer {
+    hs_bus_t *bus;
+    size_t in_flight;
+};
+
+/* One event on its way: the frame text is built once and shared by the
+ * commands to every node. */
+typedef struct handoff {
+    hs_consumer_t *consumer;
+    void *token;
+    size_t pending; /* node commands not yet answered */
+    char *topic;
+    char *message_id;
+    char *frame_text;
+    size_t frame_text_len;
+} handoff_t;
+
+static void handoff_free(handoff_t *h)
+{
+    h->consumer->in_flight--;
+    hs_free(h->topic);
+    hs_free(h->message_id);
+    hs_free(h->frame_text);
+    hs_free(h);
+}
+
+static void node_done_cb(int status, void *data)
+{
+    handoff_t *h = data;
+    if (status != 0 && status != HS_ENOTFOUND)
+        hs_log_warn("consumer: delivering %s to a node failed: %s", h->message_id,
+                    hs_strerror(status));
+    if (--h->pending == 0) {
+        hs_bus_ack(h->consumer->bus, h->token);
+        handoff_free(h);
+    }
+}
+
+static void nodes_cb(int status, const char *const *nodes, size_t count, void *data)
+{
+    handoff_t *h = data;
+    if (status != 0 || count == 0) {
+        if (status != 0)
+            hs_log_warn("consumer: routing %s failed: %s", h->message_id, hs_strerror(status));
+        else
+            hs_bus_ack(h->consumer->bus, h->token); /* nobody listens: done */
+        handoff_free(h);
+        return;
+    }
+    h->pending = count;
+    hs_node_cmd_t cmd = {.kind = HS_NODE_DELIVER,
+                         .topic = h->topic,
+                         .message_id = h->message_id,
+                         .frame_text = h->frame_text,
+                         .frame_text_len = h->frame_text_len};
+    for (size_t i = 0; i < count; i++)
+        hs_bus_send_to_node(h->consumer->bus, nodes[i], &cmd, node_done_cb, h);
+}
+
+static void event_cb(const hs_event_t *event, void *token, void *data)
+{
+    hs_consumer_t *consumer = data;
+    handoff_t *h = hs_calloc(1, sizeof(*h));
+    h->consumer = consumer;
+    h->token = token;
+    h->topic = hs_strdup(event->topic);
+    h->message_id = hs_strdup(event->message_id);
+    h->frame_text =
+        hs_render_message_frame_text(event->message_json, event->message_json_len, &h->frame_text_len);
+    consumer->in_flight++;
+    hs_bus_topic_nodes(consumer->bus, event->topic, nodes_cb, h);
+}
+
+hs_consumer_t *hs_consumer_new(hs_bus_t *bus, int *status)
+{
+    hs_consumer_t *consumer = hs_calloc(1, sizeof(*consumer));
+    consumer->bus = bus;
+    *status = hs_bus_consume_events(bus, event_cb, consumer);
+    return consumer;
+}
+
+size_t hs_consumer_in_flight(const hs_consumer_t *consumer)
+{
+    return consumer->in_flight;
+}
+
+void hs_consumer_free(hs_consumer_t *consumer)
+{
+    hs_free(consumer);
+}

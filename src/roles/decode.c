@@ -1,0 +1,230 @@
+#include "roles/decode.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/error.h"
+
+static int fail(hs_api_error_t *err, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(hs_api_error_t *err, int status, const char *code, const char *fmt, ...)
+{
+    err->status = status;
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    return HS_EINVAL;
+}
+
+bool hs_topic_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > HS_TOPIC_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == ':' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+int hs_decode_body(const char *body, size_t len, json_t **out, hs_api_error_t *err)
+{
+    json_error_t jerr;
+    if (len == 0)
+        return fail(err, 400, "invalid_json", "request body is empty; a JSON object is expected");
+    json_t *json = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (json == NULL)
+        return fail(err, 400, "invalid_json", "malformed JSON at line %d, column %d: %s",
+                    jerr.line, jerr.column, jerr.text);
+    if (!json_is_object(json)) {
+        json_decref(json);
+        return fail(err, 400, "invalid_json", "request body must be a JSON object");
+    }
+    *out = json;
+    return 0;
+}
+
+bool hs_content_type_is_json(const char *value, size_t len)
+{
+    if (value == NULL)
+        return true;
+    size_t end = 0;
+    while (end < len && value[end] != ';')
+        end++;
+    while (end > 0 && (value[end - 1] == ' ' || value[end - 1] == '\t'))
+        end--;
+    size_t start = 0;
+    while (start < end && (value[start] == ' ' || value[start] == '\t'))
+        start++;
+    const char *type = value + start;
+    size_t type_len = end - start;
+    static const char app[] = "application/";
+    if (type_len < sizeof(app) - 1 || strncasecmp(type, app, sizeof(app) - 1) != 0)
+        return false;
+    const char *sub = type + sizeof(app) - 1;
+    size_t sub_len = type_len - (sizeof(app) - 1);
+    if (sub_len == 4 && strncasecmp(sub, "json", 4) == 0)
+        return true;
+    return sub_len > 5 && strncasecmp(sub + sub_len - 5, "+json", 5) == 0;
+}
+
+/* A string member: 0 and *value, 1 when absent and optional, or an error. */
+static int get_string(json_t *obj, const char *name, bool required, const char **value,
+                      size_t *len, hs_api_error_t *err)
+{
+    json_t *member = json_object_get(obj, name);
+    if (member == NULL || json_is_null(member)) {
+        if (required)
+            return fail(err, 400, "missing_field", "field '%s' is required", name);
+        *value = NULL;
+        *len = 0;
+        return 1;
+    }
+    if (!json_is_string(member))
+        return fail(err, 400, "invalid_field", "field '%s' must be a string", name);
+    *value = json_string_value(member);
+    *len = json_string_length(member);
+    return 0;
+}
+
+static int get_topic(json_t *obj, bool required, const char **topic, hs_api_error_t *err)
+{
+    size_t len;
+    int rc = get_string(obj, "topic", required, topic, &len, err);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if (!hs_topic_valid(*topic, len))
+        return fail(err, 400, "invalid_field",
+                    "field 'topic' must be 1-128 characters of A-Z a-z 0-9 . _ : -");
+    return 0;
+}
+
+int hs_decode_ulid(const char *value, const char *name, char out[HS_ULID_LEN + 1],
+                   hs_api_error_t *err)
+{
+    if (hs_ulid_canonical(value, strlen(value), out) != 0)
+        return fail(err, 400, "invalid_field",
+                    "field '%s' must be a ULID (26 characters of Crockford base32)", name);
+    return 0;
+}
+
+static int get_ulid(json_t *obj, const char *name, char out[HS_ULID_LEN + 1],
+                    hs_api_error_t *err)
+{
+    const char *value;
+    size_t len;
+    int rc = get_string(obj, name, true, &value, &len, err);
+    if (rc != 0)
+        return rc;
+    if (strlen(value) != len) /* embedded NUL */
+        return fail(err, 400, "invalid_field", "field '%s' must be a ULID", name);
+    return hs_decode_ulid(value, name, out, err);
+}
+
+int hs_decode_publish(json_t *obj, const char *author_key, size_t max_content,
+                      hs_publish_input_t *out, hs_api_error_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (get_topic(obj, true, &out->topic, err) != 0)
+        return HS_EINVAL;
+    if (get_string(obj, "content", true, &out->content, &out->content_len, err) != 0)
+        return HS_EINVAL;
+    if (out->content_len > max_content)
+        return fail(err, 413, "payload_too_large", "field 'content' is %zu bytes; the limit is %zu",
+                    out->content_len, max_content);
+    size_t author_len;
+    int rc = get_string(obj, author_key, false, &out->author, &author_len, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 1)
+        out->author = "";
+    else if (author_len > HS_AUTHOR_MAX || strlen(out->author) != author_len)
+        return fail(err, 400, "invalid_field",
+                    "field '%s' must be a string of at most %d bytes without NUL", author_key,
+                    HS_AUTHOR_MAX);
+    return 0;
+}
+
+int hs_decode_subscription(json_t *obj, bool topic_required, hs_subscription_input_t *out,
+                           hs_api_error_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (get_topic(obj, topic_required, &out->topic, err) != 0)
+        return HS_EINVAL;
+    return get_ulid(obj, "connectionID", out->connection_id, err);
+}
+
+int hs_decode_notification(json_t *obj, size_t max_payload, hs_notification_input_t *out,
+                           hs_api_error_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (get_ulid(obj, "connectionID", out->connection_id, err) != 0)
+        return HS_EINVAL;
+    if (get_string(obj, "payload", true, &out->payload, &out->payload_len, err) != 0)
+        return HS_EINVAL;
+    if (out->payload_len > max_payload)
+        return fail(err, 413, "payload_too_large", "field 'payload' is %zu bytes; the limit is %zu",
+                    out->payload_len, max_payload);
+    return 0;
+}
+
+int hs_decode_history(const char *topic, const char *last_id, const char *limit,
+                      const char *forward, hs_history_query_t *out, hs_api_error_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (topic == NULL)
+        return fail(err, 400, "missing_field", "query parameter 'topic' is required");
+    if (!hs_topic_valid(topic, strlen(topic)))
+        return fail(err, 400, "invalid_field",
+                    "query parameter 'topic' must be 1-128 characters of A-Z a-z 0-9 . _ : -");
+    out->topic = topic;
+    if (last_id != NULL && last_id[0] != '\0') {
+        if (hs_ulid_parse(last_id, strlen(last_id), &out->cursor) != 0)
+            return fail(err, 400, "invalid_field",
+                        "query parameter 'lastID' must be a ULID (26 characters of Crockford "
+                        "base32)");
+        out->has_cursor = true;
+    }
+    out->limit = HS_HISTORY_LIMIT_DEFAULT;
+    if (limit != NULL) {
+        char *end;
+        errno = 0;
+        long value = strtol(limit, &end, 10);
+        if (limit[0] == '\0' || *end != '\0' || errno != 0 || value < 1 ||
+            value > HS_HISTORY_LIMIT_MAX)
+            return fail(err, 400, "invalid_field",
+                        "query parameter 'limit' must be an integer from 1 to %d",
+                        HS_HISTORY_LIMIT_MAX);
+        out->limit = (unsigned)value;
+    }
+    out->forward = false;
+    if (forward != NULL) {
+        if (strcasecmp(forward, "true") == 0 || strcmp(forward, "1") == 0)
+            out->forward = true;
+        else if (strcasecmp(forward, "false") == 0 || strcmp(forward, "0") == 0)
+            out->forward = false;
+        else
+            return fail(err, 400, "invalid_field",
+                        "query parameter 'forward' must be true or false");
+    }
+    return 0;
+}
+
+json_t *hs_query_object(const char *const *names, const char *const *values, size_t count)
+{
+    json_t *obj = json_object();
+    for (size_t i = 0; i < count; i++)
+        if (values[i] != NULL)
+            json_object_set_new(obj, names[i], json_string(values[i]));
+    return obj;
+}

@@ -1,0 +1,328 @@
+#include "roles/notifier.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/map.h"
+#include "core/ulid.h"
+#include "http/server.h"
+#include "roles/render.h"
+#include "ws/codec.h"
+#include "ws/session.h"
+
+typedef struct topic topic_t;
+typedef struct client client_t;
+
+/* One subscription: on its topic's doubly-linked list (fan-out walks it, a
+ * removal is O(1)) and on its client's singly-linked list (walked only when
+ * the client unsubscribes or leaves). */
+typedef struct sub {
+    struct sub *topic_prev, *topic_next;
+    struct sub *client_next;
+    client_t *client;
+    topic_t *topic;
+} sub_t;
+
+struct topic {
+    sub_t *head;
+    size_t count;
+    char name[];
+};
+
+struct client {
+    hs_notifier_t *notifier;
+    hs_ws_session_t *ws;
+    sub_t *subs;
+    uint64_t connected_ms;
+    char id[HS_ULID_LEN + 1];
+};
+
+struct hs_notifier {
+    hs_net_t *net;
+    hs_store_t *store;
+    hs_bus_t *bus;
+    const hs_config_t *cfg;
+    char *node_id;
+    hs_router_t *router;
+    hs_http_server_t *http;
+    hs_ws_config_t ws_config;
+    hs_map_t clients; /* connection id -> client_t */
+    hs_map_t topics;  /* topic -> topic_t */
+    /* shutdown */
+    int shutting_down;
+    int http_done;
+    void (*shutdown_cb)(void *data);
+    void *shutdown_data;
+};
+
+/* ---- the index ------------------------------------------------------- */
+
+static int subscribe(hs_notifier_t *n, client_t *client, const char *name)
+{
+    for (sub_t *s = client->subs; s; s = s->client_next)
+        if (strcmp(s->topic->name, name) == 0)
+            return 0; /* already subscribed */
+    size_t len = strlen(name);
+    topic_t *topic = hs_map_get(&n->topics, name, len);
+    if (topic == NULL) {
+        topic = hs_calloc(1, sizeof(*topic) + len + 1);
+        memcpy(topic->name, name, len + 1);
+        hs_map_put(&n->topics, topic->name, len, topic);
+        hs_bus_add_topic_node(n->bus, topic->name, n->node_id);
+    }
+    sub_t *s = hs_calloc(1, sizeof(*s));
+    s->client = client;
+    s->topic = topic;
+    s->topic_next = topic->head;
+    if (topic->head)
+        topic->head->topic_prev = s;
+    topic->head = s;
+    topic->count++;
+    s->client_next = client->subs;
+    client->subs = s;
+    return 0;
+}
+
+/* Unlinks s from its topic (freeing the topic when it empties) and frees s;
+ * the caller unlinks it from the client's list. */
+static void drop_sub(hs_notifier_t *n, sub_t *s)
+{
+    topic_t *topic = s->topic;
+    if (s->topic_prev)
+        s->topic_prev->topic_next = s->topic_next;
+    else
+        topic->head = s->topic_next;
+    if (s->topic_next)
+        s->topic_next->topic_prev = s->topic_prev;
+    if (--topic->count == 0) {
+        hs_map_remove(&n->topics, topic->name, strlen(topic->name));
+        hs_bus_remove_topic_node(n->bus, topic->name, n->node_id);
+        hs_free(topic);
+    }
+    hs_free(s);
+}
+
+/* Removes the client's subscription to name, or all of them when NULL. */
+static void unsubscribe(hs_notifier_t *n, client_t *client, const char *name)
+{
+    sub_t **link = &client->subs;
+    while (*link) {
+        sub_t *s = *link;
+        if (name == NULL || strcmp(s->topic->name, name) == 0) {
+            *link = s->client_next;
+            drop_sub(n, s);
+            if (name != NULL)
+                return;
+        } else {
+            link = &s->client_next;
+        }
+    }
+}
+
+static client_t *find_client(hs_notifier_t *n, const char *id)
+{
+    return id ? hs_map_get(&n->clients, id, strlen(id)) : NULL;
+}
+
+/* ---- fan-out --------------------------------------------------------- */
+
+static void deliver(hs_notifier_t *n, const hs_node_cmd_t *cmd)
+{
+    topic_t *topic = hs_map_get(&n->topics, cmd->topic, strlen(cmd->topic));
+    if (topic == NULL)
+        return;
+    /* One frame for every recipient; each queue takes a reference. A send
+     * that overflows a slow client's queue closes that client later (never
+     * inside this walk), so the list stays valid. */
+    hs_buf_t *frame = hs_ws_frame_new(HS_WS_OP_TEXT, cmd->frame_text, cmd->frame_text_len);
+    for (sub_t *s = topic->head; s; s = s->topic_next)
+        hs_ws_send(s->client->ws, frame);
+    hs_buf_unref(frame);
+}
+
+static int handle_command(const hs_node_cmd_t *cmd, void *data)
+{
+    hs_notifier_t *n = data;
+    client_t *client;
+    switch (cmd->kind) {
+    case HS_NODE_DELIVER:
+        deliver(n, cmd);
+        return 0;
+    case HS_NODE_NOTIFY:
+        client = find_client(n, cmd->connection_id);
+        if (client == NULL)
+            return HS_ENOTFOUND;
+        hs_ws_send_text(client->ws, cmd->frame_text, cmd->frame_text_len);
+        return 0;
+    case HS_NODE_SUBSCRIBE:
+        client = find_client(n, cmd->connection_id);
+        if (client == NULL)
+            return HS_ENOTFOUND;
+        return subscribe(n, client, cmd->topic);
+    case HS_NODE_UNSUBSCRIBE:
+        client = find_client(n, cmd->connection_id);
+        if (client == NULL)
+            return HS_ENOTFOUND;
+        unsubscribe(n, client, cmd->topic);
+        return 0;
+    }
+    return HS_EINVAL;
+}
+
+/* ---- connections ----------------------------------------------------- */
+
+static void store_write_cb(int status, void *data)
+{
+    if (status != 0)
+        hs_log_error("notifier: storing connection state failed: %s", hs_strerror(status));
+    (void)data;
+}
+
+static void maybe_finish_shutdown(hs_notifier_t *n)
+{
+    if (n->shutting_down && n->http_done && hs_map_count(&n->clients) == 0 && n->shutdown_cb) {
+        void (*cb)(void *) = n->shutdown_cb;
+        n->shutdown_cb = NULL;
+        cb(n->shutdown_data);
+    }
+}
+
+static void ws_message_cb(hs_ws_session_t *ws, bool binary, const char *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    client_t *client = hs_ws_data(ws);
+    hs_log_debug("notifier: conn %s sent a %s message of %zu bytes; clients do not send "
+                 "messages yet",
+                 client->id, binary ? "binary" : "text", len);
+    hs_buf_t *frame = hs_render_error_frame(
+        "unsupported", "this server does not accept messages from clients on this connection");
+    hs_ws_send(ws, frame);
+    hs_buf_unref(frame);
+}
+
+static void ws_close_cb(hs_ws_session_t *ws, uint16_t code, bool clean)
+{
+    client_t *client = hs_ws_data(ws);
+    hs_notifier_t *n = client->notifier;
+    hs_log_info("notifier: conn %s closed (code %u, %s)", client->id, code,
+                clean ? "clean" : "unclean");
+    /* Every side cleans up: the in-memory index, the directory, the store. */
+    unsubscribe(n, client, NULL);
+    hs_map_remove(&n->clients, client->id, strlen(client->id));
+    hs_bus_unregister_connection(n->bus, n->node_id, client->id);
+    hs_store_remove_connection(n->store, client->id, store_write_cb, NULL);
+    hs_free(client);
+    maybe_finish_shutdown(n);
+}
+
+static const hs_ws_callbacks_t ws_callbacks = {
+    .on_message = ws_message_cb,
+    .on_close = ws_close_cb,
+};
+
+static void ws_route(hs_http_request_t *req, void *ctx)
+{
+    hs_notifier_t *n = ctx;
+    if (n->shutting_down) {
+        hs_http_respond_error(req, 503, "unavailable", "server is shutting down");
+        return;
+    }
+    hs_ws_session_t *ws = hs_ws_accept(req, &n->ws_config, &ws_callbacks, NULL);
+    if (ws == NULL)
+        return;
+    client_t *client = hs_calloc(1, sizeof(*client));
+    client->notifier = n;
+    client->ws = ws;
+    client->connected_ms = hs_now_ms();
+    hs_ulid_t id;
+    hs_ulid_new(&id);
+    hs_ulid_format(&id, client->id);
+    hs_ws_set_data(ws, client);
+    hs_map_put(&n->clients, client->id, HS_ULID_LEN, client);
+    hs_bus_register_connection(n->bus, n->node_id, client->id);
+    hs_store_add_connection(n->store, client->id, n->node_id, client->connected_ms,
+                            store_write_cb, NULL);
+    hs_buf_t *frame = hs_render_connected_frame(client->id);
+    hs_ws_send(ws, frame);
+    hs_buf_unref(frame);
+    hs_log_info("notifier: conn %s connected from %s", client->id, hs_ws_peer(ws));
+}
+
+/* ---- life cycle ------------------------------------------------------ */
+
+hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
+                               const hs_config_t *cfg, const char *node_id)
+{
+    hs_notifier_t *n = hs_calloc(1, sizeof(*n));
+    n->net = net;
+    n->store = store;
+    n->bus = bus;
+    n->cfg = cfg;
+    n->node_id = hs_strdup(node_id);
+    hs_map_init(&n->clients);
+    hs_map_init(&n->topics);
+    n->ws_config = (hs_ws_config_t){
+        .max_message = cfg->max_ws_message,
+        .ping_interval_ms = cfg->ping_interval_ms,
+        .max_missed_pongs = 2,
+        .max_pending = cfg->max_pending,
+    };
+    n->router = hs_router_new();
+    hs_router_add(n->router, HTTP_GET, "/api/v1/ws", ws_route, n);
+    hs_http_limits_t limits;
+    hs_http_limits_default(&limits);
+    limits.header_timeout_ms = cfg->header_timeout_ms;
+    limits.idle_timeout_ms = cfg->idle_timeout_ms;
+    limits.max_body = 4096; /* nothing is posted to the WebSocket port */
+    n->http = hs_http_server_new(net, n->router, &limits, "notifier");
+    return n;
+}
+
+int hs_notifier_start(hs_notifier_t *n, const char *addr)
+{
+    int rc = hs_bus_serve_node(n->bus, n->node_id, handle_command, n);
+    if (rc != 0)
+        return rc;
+    return hs_http_server_listen(n->http, addr);
+}
+
+int hs_notifier_port(hs_notifier_t *n)
+{
+    return hs_http_server_port(n->http);
+}
+
+static void http_shutdown_cb(hs_http_server_t *server, void *data)
+{
+    (void)server;
+    hs_notifier_t *n = data;
+    n->http_done = 1;
+    maybe_finish_shutdown(n);
+}
+
+void hs_notifier_shutdown(hs_notifier_t *n, void (*cb)(void *data), void *data)
+{
+    n->shutting_down = 1;
+    n->shutdown_cb = cb;
+    n->shutdown_data = data;
+    hs_log_info("notifier: closing %zu connections", hs_map_count(&n->clients));
+    size_t pos = 0;
+    client_t *client;
+    while ((client = hs_map_next(&n->clients, &pos)) != NULL)
+        hs_ws_close(client->ws, 1001, "server shutting down");
+    hs_http_server_shutdown(n->http, http_shutdown_cb, n);
+}
+
+void hs_notifier_free(hs_notifier_t *n)
+{
+    hs_http_server_free(n->http);
+    hs_router_free(n->router);
+    hs_map_dispose(&n->clients);
+    hs_map_dispose(&n->topics);
+    hs_free(n->node_id);
+    hs_free(n);
+}

@@ -1,0 +1,34 @@
+/* notifier.h - the notifier role: client WebSocket connections and pushes.
+ *
+ * It accepts WebSocket connections on its HTTP server (GET /api/v1/ws),
+ * gives each a ULID connection id, and keeps in memory the topic -> local
+ * subscribers index that fan-out walks. It serves its node on the bus:
+ * DELIVER encodes one frame per message and queues it, by reference, on
+ * every local subscriber of the topic; NOTIFY, SUBSCRIBE and UNSUBSCRIBE act
+ * on one connection. When a connection goes away, for whatever reason, its
+ * subscriptions are removed from the index, the directory and the store.
+ *
+ * Thread affinity: the loop thread only.
+ */
+#ifndef HS_ROLES_NOTIFIER_H
+#define HS_ROLES_NOTIFIER_H
+
+#include "bus/bus.h"
+#include "core/config.h"
+#include "net/net.h"
+#include "store/store.h"
+
+typedef struct hs_notifier hs_notifier_t;
+
+hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
+                               const hs_config_t *cfg, const char *node_id);
+/* Registers the node on the bus and listens on addr. */
+int hs_notifier_start(hs_notifier_t *notifier, const char *addr);
+int hs_notifier_port(hs_notifier_t *notifier);
+/* Stops accepting, closes every connection with 1001 ("going away"); cb
+ * runs once all are gone (each session bounds its own close handshake). */
+void hs_notifier_shutdown(hs_notifier_t *notifier, void (*cb)(void *data), void *data);
+/* Frees the notifier; call after shutdown completed and the bus is closed. */
+void hs_notifier_free(hs_notifier_t *notifier);
+
+#endif

@@ -1,0 +1,526 @@
+#include "roles/publisher.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/ulid.h"
+#include "http/server.h"
+#include "roles/decode.h"
+#include "roles/render.h"
+
+struct hs_publisher {
+    hs_store_t *store;
+    hs_bus_t *bus;
+    const hs_config_t *cfg;
+    hs_router_t *router;
+    hs_http_server_t *http;
+    void (*shutdown_cb)(void *data);
+    void *shutdown_data;
+};
+
+/* The state of one request across its asynchronous steps. */
+typedef struct call {
+    hs_publisher_t *publisher;
+    hs_http_request_t *req;
+    json_t *body; /* keeps the decoded strings alive */
+    int created;  /* subscribe: the row was new */
+    uint64_t created_ms;
+    union {
+        hs_subscription_input_t sub;
+        hs_notification_input_t note;
+        hs_history_query_t history;
+    } in;
+    char topic_copy[HS_TOPIC_MAX + 1]; /* history/get: query strings die with req */
+    char node[128];
+} call_t;
+
+static call_t *call_new(hs_publisher_t *p, hs_http_request_t *req, json_t *body)
+{
+    call_t *call = hs_calloc(1, sizeof(*call));
+    call->publisher = p;
+    call->req = req;
+    call->body = body;
+    return call;
+}
+
+static void call_free(call_t *call)
+{
+    json_decref(call->body);
+    hs_free(call);
+}
+
+static void respond_api_error(hs_http_request_t *req, const hs_api_error_t *err)
+{
+    hs_http_respond_error(req, err->status, err->code, "%s", err->message);
+}
+
+static void respond_internal(hs_http_request_t *req, const char *what, int status)
+{
+    hs_log_error("publisher: %s %s failed: %s", hs_http_request_id(req), what,
+                 hs_strerror(status));
+    hs_http_respond_error(req, 500, "internal", "%s failed; nothing was changed", what);
+}
+
+/* Decodes the JSON object body; with allow_query and no body, builds the
+ * object from the query parameters names[]. Answers the request on error. */
+static json_t *request_fields(hs_http_request_t *req, bool allow_query, const char *const *names,
+                              size_t count)
+{
+    size_t body_len;
+    const char *body = hs_http_body(req, &body_len);
+    hs_api_error_t err;
+    if (body_len == 0 && allow_query) {
+        const char *values[4] = {0};
+        for (size_t i = 0; i < count && i < 4; i++)
+            values[i] = hs_http_query(req, names[i]);
+        return hs_query_object(names, values, count);
+    }
+    size_t type_len = 0;
+    const char *type = hs_http_header(req, "content-type", &type_len);
+    if (!hs_content_type_is_json(type, type_len)) {
+        hs_http_respond_error(req, 415, "unsupported_media_type",
+                              "request body must be JSON (Content-Type: application/json)");
+        return NULL;
+    }
+    json_t *obj;
+    if (hs_decode_body(body, body_len, &obj, &err) != 0) {
+        respond_api_error(req, &err);
+        return NULL;
+    }
+    return obj;
+}
+
+/* ---- POST /api/v1/messages, POST /api/v1/publish ----------------------- */
+
+typedef struct publish_call {
+    hs_publisher_t *publisher;
+    hs_http_request_t *req;
+    json_t *body;
+    hs_message_t msg;
+} publish_call_t;
+
+static void put_message_cb(int status, void *data)
+{
+    publish_call_t *call = data;
+    hs_publisher_t *p = call->publisher;
+    if (status != 0) {
+        respond_internal(call->req, "storing the message", status);
+    } else {
+        json_t *json = hs_render_message(&call->msg);
+        size_t len;
+        char *text = hs_render_text(json, &len);
+        json_decref(json);
+        /* Committed: announce it, then answer. Events leave in commit order,
+         * which is id order, so each topic keeps its publish order. */
+        hs_event_t event = {.topic = call->msg.topic,
+                            .message_id = call->msg.id,
+                            .message_json = text,
+                            .message_json_len = len};
+        hs_bus_publish_event(p->bus, &event, NULL, NULL);
+        hs_http_respond(call->req, 201, "application/json", NULL, text, len);
+        free(text);
+    }
+    json_decref(call->body);
+    hs_free(call);
+}
+
+static void publish(hs_http_request_t *req, hs_publisher_t *p, const char *author_key)
+{
+    json_t *body = request_fields(req, false, NULL, 0);
+    if (body == NULL)
+        return;
+    hs_publish_input_t in;
+    hs_api_error_t err;
+    if (hs_decode_publish(body, author_key, p->cfg->max_content, &in, &err) != 0) {
+        respond_api_error(req, &err);
+        json_decref(body);
+        return;
+    }
+    publish_call_t *call = hs_calloc(1, sizeof(*call));
+    call->publisher = p;
+    call->req = req;
+    call->body = body;
+    hs_ulid_t id;
+    hs_ulid_new(&id);
+    hs_ulid_format(&id, call->msg.id);
+    call->msg.topic = in.topic;
+    call->msg.content = in.content;
+    call->msg.content_len = in.content_len;
+    call->msg.author = in.author;
+    call->msg.created_ms = hs_ulid_time_ms(&id);
+    hs_store_put_message(p->store, &call->msg, put_message_cb, call);
+}
+
+static void post_messages(hs_http_request_t *req, void *ctx)
+{
+    publish(req, ctx, "author");
+}
+
+static void post_publish(hs_http_request_t *req, void *ctx)
+{
+    publish(req, ctx, "sender");
+}
+
+/* ---- GET /api/v1/messages/{id} ----------------------------------------- */
+
+static void get_message_cb(int status, const hs_message_t *msg, void *data)
+{
+    call_t *call = data;
+    const char *topic = call->topic_copy[0] ? call->topic_copy : NULL;
+    if (status == HS_ENOTFOUND || (status == 0 && topic && strcmp(topic, msg->topic) != 0))
+        hs_http_respond_error(call->req, 404, "not_found", "no message with that id%s",
+                              topic ? " in that topic" : "");
+    else if (status != 0)
+        respond_internal(call->req, "reading the message", status);
+    else
+        hs_http_respond_json(call->req, 200, hs_render_message(msg));
+    call_free(call);
+}
+
+static void get_message(hs_http_request_t *req, void *ctx)
+{
+    hs_publisher_t *p = ctx;
+    hs_api_error_t err;
+    char id[HS_ULID_LEN + 1];
+    if (hs_decode_ulid(hs_http_param(req, "id"), "id", id, &err) != 0) {
+        respond_api_error(req, &err);
+        return;
+    }
+    const char *topic = hs_http_query(req, "topic");
+    if (topic && !hs_topic_valid(topic, strlen(topic))) {
+        hs_http_respond_error(req, 400, "invalid_field",
+                              "query parameter 'topic' must be 1-128 characters of A-Z a-z 0-9 "
+                              ". _ : -");
+        return;
+    }
+    call_t *call = call_new(p, req, NULL);
+    if (topic)
+        memcpy(call->topic_copy, topic, strlen(topic) + 1);
+    hs_store_get_message(p->store, id, get_message_cb, call);
+}
+
+/* ---- GET /api/v1/messages ---------------------------------------------- */
+
+static void list_messages_cb(int status, const hs_message_t *msgs, size_t count, void *data)
+{
+    call_t *call = data;
+    if (status != 0) {
+        respond_internal(call->req, "reading the history", status);
+        call_free(call);
+        return;
+    }
+    /* One row more than asked was fetched: its presence means the walk goes
+     * on, and "next" is the last id returned. */
+    unsigned limit = call->in.history.limit;
+    size_t shown = count > limit ? limit : count;
+    json_t *list = json_array();
+    for (size_t i = 0; i < shown; i++)
+        json_array_append_new(list, hs_render_message(&msgs[i]));
+    json_t *next = count > limit ? json_string(msgs[shown - 1].id) : json_null();
+    hs_http_respond_json(call->req, 200, json_pack("{s:o, s:o}", "messages", list, "next", next));
+    call_free(call);
+}
+
+static void list_messages(hs_http_request_t *req, void *ctx)
+{
+    hs_publisher_t *p = ctx;
+    hs_api_error_t err;
+    call_t *call = call_new(p, req, NULL);
+    if (hs_decode_history(hs_http_query(req, "topic"), hs_http_query(req, "lastID"),
+                          hs_http_query(req, "limit"), hs_http_query(req, "forward"),
+                          &call->in.history, &err) != 0) {
+        respond_api_error(req, &err);
+        call_free(call);
+        return;
+    }
+    memcpy(call->topic_copy, call->in.history.topic, strlen(call->in.history.topic) + 1);
+    hs_history_query_t query = call->in.history;
+    query.topic = call->topic_copy;
+    query.limit = call->in.history.limit + 1;
+    hs_store_list_messages(p->store, &query, list_messages_cb, call);
+}
+
+/* ---- POST /api/v1/subscribes ------------------------------------------- */
+
+static void subscribe_removed_cb(int status, size_t count, void *data)
+{
+    (void)status;
+    (void)count;
+    (void)data;
+}
+
+static void subscribe_applied_cb(int status, void *data)
+{
+    call_t *call = data;
+    hs_publisher_t *p = call->publisher;
+    if (status == HS_ENOTFOUND) {
+        /* The connection left between the check and now: undo the row. */
+        if (call->created)
+            hs_store_remove_subscription(p->store, call->in.sub.connection_id,
+                                         call->in.sub.topic, subscribe_removed_cb, NULL);
+        hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
+                              call->in.sub.connection_id);
+    } else if (status != 0) {
+        respond_internal(call->req, "subscribing", status);
+    } else {
+        hs_http_respond_json(call->req, call->created ? 201 : 200,
+                             hs_render_subscription(call->in.sub.topic,
+                                                    call->in.sub.connection_id,
+                                                    call->created_ms));
+    }
+    call_free(call);
+}
+
+static void subscription_stored_cb(int status, uint64_t created_ms, void *data)
+{
+    call_t *call = data;
+    if (status != 0 && status != HS_EEXIST) {
+        respond_internal(call->req, "storing the subscription", status);
+        call_free(call);
+        return;
+    }
+    call->created = status == 0;
+    call->created_ms = created_ms;
+    hs_node_cmd_t cmd = {.kind = HS_NODE_SUBSCRIBE,
+                         .topic = call->in.sub.topic,
+                         .connection_id = call->in.sub.connection_id};
+    hs_bus_send_to_node(call->publisher->bus, call->node, &cmd, subscribe_applied_cb, call);
+}
+
+static void subscribe_located_cb(int status, const char *node, void *data)
+{
+    call_t *call = data;
+    if (status != 0) {
+        hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
+                              call->in.sub.connection_id);
+        call_free(call);
+        return;
+    }
+    snprintf(call->node, sizeof(call->node), "%s", node);
+    hs_store_add_subscription(call->publisher->store, call->in.sub.connection_id,
+                              call->in.sub.topic, hs_now_ms(), subscription_stored_cb, call);
+}
+
+static void post_subscribes(hs_http_request_t *req, void *ctx)
+{
+    hs_publisher_t *p = ctx;
+    json_t *body = request_fields(req, false, NULL, 0);
+    if (body == NULL)
+        return;
+    call_t *call = call_new(p, req, body);
+    hs_api_error_t err;
+    if (hs_decode_subscription(body, true, &call->in.sub, &err) != 0) {
+        respond_api_error(req, &err);
+        call_free(call);
+        return;
+    }
+    hs_bus_locate_connection(p->bus, call->in.sub.connection_id, subscribe_located_cb, call);
+}
+
+/* ---- DELETE /api/v1/subscribes ----------------------------------------- */
+
+static void unsubscribe_stored_cb(int status, size_t count, void *data)
+{
+    call_t *call = data;
+    (void)count;
+    if (status != 0)
+        respond_internal(call->req, "removing the subscription", status);
+    else
+        hs_http_respond_empty(call->req, 204);
+    call_free(call);
+}
+
+static void unsubscribe_applied_cb(int status, void *data)
+{
+    call_t *call = data;
+    (void)status; /* a connection that left has no subscriptions in memory */
+    hs_store_remove_subscription(call->publisher->store, call->in.sub.connection_id,
+                                 call->in.sub.topic, unsubscribe_stored_cb, call);
+}
+
+static void unsubscribe_located_cb(int status, const char *node, void *data)
+{
+    call_t *call = data;
+    if (status != 0) {
+        unsubscribe_applied_cb(0, call);
+        return;
+    }
+    /* The node stops pushing first, so nothing arrives after the 204. */
+    hs_node_cmd_t cmd = {.kind = HS_NODE_UNSUBSCRIBE,
+                         .topic = call->in.sub.topic,
+                         .connection_id = call->in.sub.connection_id};
+    hs_bus_send_to_node(call->publisher->bus, node, &cmd, unsubscribe_applied_cb, call);
+}
+
+static void delete_subscribes(hs_http_request_t *req, void *ctx)
+{
+    hs_publisher_t *p = ctx;
+    static const char *const names[] = {"topic", "connectionID"};
+    json_t *body = request_fields(req, true, names, 2);
+    if (body == NULL)
+        return;
+    call_t *call = call_new(p, req, body);
+    hs_api_error_t err;
+    if (hs_decode_subscription(body, false, &call->in.sub, &err) != 0) {
+        respond_api_error(req, &err);
+        call_free(call);
+        return;
+    }
+    hs_bus_locate_connection(p->bus, call->in.sub.connection_id, unsubscribe_located_cb, call);
+}
+
+/* ---- GET /api/v1/subscribes -------------------------------------------- */
+
+static void list_subscriptions_cb(int status, const hs_subscription_t *subs, size_t count,
+                                  void *data)
+{
+    call_t *call = data;
+    if (status != 0) {
+        respond_internal(call->req, "listing subscriptions", status);
+    } else {
+        json_t *list = json_array();
+        for (size_t i = 0; i < count; i++)
+            json_array_append_new(list, hs_render_subscription(subs[i].topic,
+                                                               subs[i].connection_id,
+                                                               subs[i].created_ms));
+        hs_http_respond_json(call->req, 200, list);
+    }
+    call_free(call);
+}
+
+static void get_subscribes(hs_http_request_t *req, void *ctx)
+{
+    hs_publisher_t *p = ctx;
+    const char *topic = hs_http_query(req, "topic");
+    const char *conn = hs_http_query(req, "connectionID");
+    if (topic == NULL && conn == NULL) {
+        hs_http_respond_error(req, 400, "missing_field",
+                              "query parameter 'connectionID' or 'topic' is required");
+        return;
+    }
+    if (topic && !hs_topic_valid(topic, strlen(topic))) {
+        hs_http_respond_error(req, 400, "invalid_field",
+                              "query parameter 'topic' must be 1-128 characters of A-Z a-z 0-9 "
+                              ". _ : -");
+        return;
+    }
+    call_t *call = call_new(p, req, NULL);
+    hs_api_error_t err;
+    if (conn && hs_decode_ulid(conn, "connectionID", call->in.sub.connection_id, &err) != 0) {
+        respond_api_error(req, &err);
+        call_free(call);
+        return;
+    }
+    if (topic)
+        memcpy(call->topic_copy, topic, strlen(topic) + 1);
+    hs_store_list_subscriptions(p->store, conn ? call->in.sub.connection_id : NULL,
+                                topic ? call->topic_copy : NULL, list_subscriptions_cb, call);
+}
+
+/* ---- POST /api/v1/notification ----------------------------------------- */
+
+static void notification_sent_cb(int status, void *data)
+{
+    call_t *call = data;
+    if (status == HS_ENOTFOUND)
+        hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
+                              call->in.note.connection_id);
+    else if (status != 0)
+        respond_internal(call->req, "sending the notification", status);
+    else
+        hs_http_respond_empty(call->req, 202);
+    call_free(call);
+}
+
+static void notification_located_cb(int status, const char *node, void *data)
+{
+    call_t *call = data;
+    if (status != 0) {
+        notification_sent_cb(HS_ENOTFOUND, call);
+        return;
+    }
+    hs_node_cmd_t cmd = {.kind = HS_NODE_NOTIFY,
+                         .connection_id = call->in.note.connection_id,
+                         .frame_text = call->in.note.payload,
+                         .frame_text_len = call->in.note.payload_len};
+    hs_bus_send_to_node(call->publisher->bus, node, &cmd, notification_sent_cb, call);
+}
+
+static void post_notification(hs_http_request_t *req, void *ctx)
+{
+    hs_publisher_t *p = ctx;
+    json_t *body = request_fields(req, false, NULL, 0);
+    if (body == NULL)
+        return;
+    call_t *call = call_new(p, req, body);
+    hs_api_error_t err;
+    if (hs_decode_notification(body, p->cfg->max_content, &call->in.note, &err) != 0) {
+        respond_api_error(req, &err);
+        call_free(call);
+        return;
+    }
+    hs_bus_locate_connection(p->bus, call->in.note.connection_id, notification_located_cb, call);
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
+                                 const hs_config_t *cfg)
+{
+    hs_publisher_t *p = hs_calloc(1, sizeof(*p));
+    p->store = store;
+    p->bus = bus;
+    p->cfg = cfg;
+    p->router = hs_router_new();
+    hs_router_add(p->router, HTTP_POST, "/api/v1/messages", post_messages, p);
+    hs_router_add(p->router, HTTP_GET, "/api/v1/messages", list_messages, p);
+    hs_router_add(p->router, HTTP_GET, "/api/v1/messages/{id}", get_message, p);
+    hs_router_add(p->router, HTTP_POST, "/api/v1/publish", post_publish, p);
+    hs_router_add(p->router, HTTP_POST, "/api/v1/subscribes", post_subscribes, p);
+    hs_router_add(p->router, HTTP_DELETE, "/api/v1/subscribes", delete_subscribes, p);
+    hs_router_add(p->router, HTTP_GET, "/api/v1/subscribes", get_subscribes, p);
+    hs_router_add(p->router, HTTP_POST, "/api/v1/notification", post_notification, p);
+    hs_http_limits_t limits;
+    hs_http_limits_default(&limits);
+    limits.max_body = cfg->max_body;
+    limits.header_timeout_ms = cfg->header_timeout_ms;
+    limits.idle_timeout_ms = cfg->idle_timeout_ms;
+    p->http = hs_http_server_new(net, p->router, &limits, "publisher");
+    return p;
+}
+
+int hs_publisher_start(hs_publisher_t *p, const char *addr)
+{
+    return hs_http_server_listen(p->http, addr);
+}
+
+int hs_publisher_port(hs_publisher_t *p)
+{
+    return hs_http_server_port(p->http);
+}
+
+static void http_shutdown_cb(hs_http_server_t *server, void *data)
+{
+    (void)server;
+    hs_publisher_t *p = data;
+    if (p->shutdown_cb)
+        p->shutdown_cb(p->shutdown_data);
+}
+
+void hs_publisher_shutdown(hs_publisher_t *p, void (*cb)(void *data), void *data)
+{
+    p->shutdown_cb = cb;
+    p->shutdown_data = data;
+    hs_http_server_shutdown(p->http, http_shutdown_cb, p);
+}
+
+void hs_publisher_free(hs_publisher_t *p)
+{
+    hs_http_server_free(p->http);
+    hs_router_free(p->router);
+    hs_free(p);
+}

@@ -1,0 +1,30 @@
+/* publisher.h - the publisher role: the HTTP API for messages, history,
+ * subscriptions and notifications.
+ *
+ * A publish is committed to the store before it is answered (201), and its
+ * "message created" event goes to the bus right after the commit. Every
+ * handler validates its input first (decode.h), so a rejected request never
+ * reaches the store.
+ *
+ * Thread affinity: the loop thread only.
+ */
+#ifndef HS_ROLES_PUBLISHER_H
+#define HS_ROLES_PUBLISHER_H
+
+#include "bus/bus.h"
+#include "core/config.h"
+#include "net/net.h"
+#include "store/store.h"
+
+typedef struct hs_publisher hs_publisher_t;
+
+hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
+                                 const hs_config_t *cfg);
+int hs_publisher_start(hs_publisher_t *publisher, const char *addr);
+int hs_publisher_port(hs_publisher_t *publisher);
+/* Stops accepting and lets in-flight requests be answered; cb runs when no
+ * API connection remains. */
+void hs_publisher_shutdown(hs_publisher_t *publisher, void (*cb)(void *data), void *data);
+void hs_publisher_free(hs_publisher_t *publisher);
+
+#endif

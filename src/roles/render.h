@@ -1,0 +1,31 @@
+/* render.h - the JSON shapes houston answers with and pushes.
+ *
+ * Kept in one place so the HTTP answer, the history listing and the
+ * WebSocket frame carry byte-for-byte the same message object.
+ */
+#ifndef HS_ROLES_RENDER_H
+#define HS_ROLES_RENDER_H
+
+#include <jansson.h>
+
+#include "core/buf.h"
+#include "store/store.h"
+
+/* {"id","topic","content","author","createdAt"} */
+json_t *hs_render_message(const hs_message_t *msg);
+/* {"topic","connectionID","createdAt"} */
+json_t *hs_render_subscription(const char *topic, const char *connection_id, uint64_t created_ms);
+/* Compact JSON text of json, NUL-terminated, allocated by jansson: release
+ * it with free(). Returns the length in *len. */
+char *hs_render_text(const json_t *json, size_t *len);
+
+/* {"type":"message","message":<message_json>}: the text of the frame every
+ * subscriber receives, built around the stored message's JSON without
+ * re-parsing it. Allocated with hs_malloc, NUL-terminated; *out_len set. */
+char *hs_render_message_frame_text(const char *message_json, size_t len, size_t *out_len);
+/* {"type":"connected","connectionID":"<id>"} as a text frame. */
+hs_buf_t *hs_render_connected_frame(const char *connection_id);
+/* {"type":"error","code":…,"message":…} as a text frame. */
+hs_buf_t *hs_render_error_frame(const char *code, const char *message);
+
+#endif

@@ -1,0 +1,164 @@
+/* store.h - durable storage of messages, subscriptions and connections.
+ *
+ * The roles see only this interface; back-ends (sqlite.c, later mariadb.c)
+ * implement hs_store_ops_t. Every operation is asynchronous: it is queued,
+ * runs off the event loop (a writer thread that commits queued writes in
+ * batches, one transaction per batch; reads on their own connection), and its
+ * callback runs later on the loop thread that issued it - never inside the
+ * call that started it. Callbacks of writes run in the order the writes were
+ * issued. A write's callback with status 0 means the data is committed.
+ *
+ * Data passed to a callback (messages, subscriptions) lives only during the
+ * callback. Data passed in is copied before the call returns.
+ *
+ * Status codes: 0, HS_ENOTFOUND, HS_EEXIST (see each op), HS_EIO (storage
+ * failure; nothing of that operation was written), HS_ECLOSED (store
+ * closing).
+ */
+#ifndef HS_STORE_STORE_H
+#define HS_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/ulid.h"
+
+typedef struct hs_message {
+    char id[HS_ULID_LEN + 1];
+    const char *topic;
+    const char *content;
+    size_t content_len;
+    const char *author;
+    uint64_t created_ms; /* the id's timestamp */
+} hs_message_t;
+
+typedef struct hs_subscription {
+    char connection_id[HS_ULID_LEN + 1];
+    const char *topic;
+    uint64_t created_ms;
+} hs_subscription_t;
+
+typedef struct hs_store hs_store_t;
+
+typedef void (*hs_store_done_cb)(int status, void *data);
+/* status 0 and msg, or HS_ENOTFOUND and NULL, or an error. */
+typedef void (*hs_store_message_cb)(int status, const hs_message_t *msg, void *data);
+typedef void (*hs_store_messages_cb)(int status, const hs_message_t *msgs, size_t count,
+                                     void *data);
+typedef void (*hs_store_subscriptions_cb)(int status, const hs_subscription_t *subs,
+                                          size_t count, void *data);
+/* status 0 when created, HS_EEXIST when it already existed (not an error);
+ * created_ms is the stored creation time either way. */
+typedef void (*hs_store_subscribe_cb)(int status, uint64_t created_ms, void *data);
+/* count of rows removed. */
+typedef void (*hs_store_count_cb)(int status, size_t count, void *data);
+
+/* A history query. */
+typedef struct hs_history_query {
+    const char *topic;
+    bool has_cursor;        /* false: start from the oldest (forward) or newest */
+    hs_ulid_t cursor;       /* exclusive */
+    bool forward;           /* true: ids > cursor ascending; false: < cursor descending */
+    unsigned limit;         /* at most this many rows are returned */
+} hs_history_query_t;
+
+typedef struct hs_store_ops {
+    const char *name;
+    void (*put_message)(hs_store_t *store, const hs_message_t *msg, hs_store_done_cb cb,
+                        void *data);
+    void (*get_message)(hs_store_t *store, const char *id, hs_store_message_cb cb, void *data);
+    void (*list_messages)(hs_store_t *store, const hs_history_query_t *query,
+                          hs_store_messages_cb cb, void *data);
+    void (*add_subscription)(hs_store_t *store, const char *connection_id, const char *topic,
+                             uint64_t now_ms, hs_store_subscribe_cb cb, void *data);
+    /* topic NULL removes every subscription of the connection. */
+    void (*remove_subscription)(hs_store_t *store, const char *connection_id, const char *topic,
+                                hs_store_count_cb cb, void *data);
+    /* connection_id and/or topic (at least one) filter the list; ordered by
+     * creation time. */
+    void (*list_subscriptions)(hs_store_t *store, const char *connection_id, const char *topic,
+                               hs_store_subscriptions_cb cb, void *data);
+    void (*add_connection)(hs_store_t *store, const char *connection_id, const char *node,
+                           uint64_t now_ms, hs_store_done_cb cb, void *data);
+    /* Removes the connection row and all its subscriptions, atomically. */
+    void (*remove_connection)(hs_store_t *store, const char *connection_id, hs_store_done_cb cb,
+                              void *data);
+    /* Removes every connection of node and their subscriptions (start-up of a
+     * node, or a dead node); count is the connections removed. */
+    void (*remove_node)(hs_store_t *store, const char *node, hs_store_count_cb cb, void *data);
+    /* Finishes queued work (callbacks still run), then closes; cb runs last.
+     * The store is freed after cb returns. */
+    void (*close)(hs_store_t *store, hs_store_done_cb cb, void *data);
+} hs_store_ops_t;
+
+/* Back-ends embed this as their first member. */
+struct hs_store {
+    const hs_store_ops_t *ops;
+    uv_loop_t *loop;
+};
+
+typedef struct hs_store_options {
+    unsigned batch_max;       /* most writes in one transaction (default 512) */
+} hs_store_options_t;
+
+/* Opens the back-end named by url ("sqlite:PATH"; later "mysql://...").
+ * Creates or migrates the schema (versioned, idempotent) before returning.
+ * Blocking: call at start-up, before the loop runs. Returns 0 or an error
+ * and writes a reason into err. */
+int hs_store_open(uv_loop_t *loop, const char *url, const hs_store_options_t *options,
+                  hs_store_t **out, char *err, size_t err_len);
+
+/* Thin dispatchers to store->ops, for readability at call sites. */
+static inline void hs_store_put_message(hs_store_t *s, const hs_message_t *m, hs_store_done_cb cb,
+                                        void *d)
+{
+    s->ops->put_message(s, m, cb, d);
+}
+static inline void hs_store_get_message(hs_store_t *s, const char *id, hs_store_message_cb cb,
+                                        void *d)
+{
+    s->ops->get_message(s, id, cb, d);
+}
+static inline void hs_store_list_messages(hs_store_t *s, const hs_history_query_t *q,
+                                          hs_store_messages_cb cb, void *d)
+{
+    s->ops->list_messages(s, q, cb, d);
+}
+static inline void hs_store_add_subscription(hs_store_t *s, const char *conn, const char *topic,
+                                             uint64_t now_ms, hs_store_subscribe_cb cb, void *d)
+{
+    s->ops->add_subscription(s, conn, topic, now_ms, cb, d);
+}
+static inline void hs_store_remove_subscription(hs_store_t *s, const char *conn, const char *topic,
+                                                hs_store_count_cb cb, void *d)
+{
+    s->ops->remove_subscription(s, conn, topic, cb, d);
+}
+static inline void hs_store_list_subscriptions(hs_store_t *s, const char *conn, const char *topic,
+                                               hs_store_subscriptions_cb cb, void *d)
+{
+    s->ops->list_subscriptions(s, conn, topic, cb, d);
+}
+static inline void hs_store_add_connection(hs_store_t *s, const char *conn, const char *node,
+                                           uint64_t now_ms, hs_store_done_cb cb, void *d)
+{
+    s->ops->add_connection(s, conn, node, now_ms, cb, d);
+}
+static inline void hs_store_remove_connection(hs_store_t *s, const char *conn, hs_store_done_cb cb,
+                                              void *d)
+{
+    s->ops->remove_connection(s, conn, cb, d);
+}
+static inline void hs_store_remove_node(hs_store_t *s, const char *node, hs_store_count_cb cb,
+                                        void *d)
+{
+    s->ops->remove_node(s, node, cb, d);
+}
+static inline void hs_store_close(hs_store_t *s, hs_store_done_cb cb, void *d)
+{
+    s->ops->close(s, cb, d);
+}
+
+#endif

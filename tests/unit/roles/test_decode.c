@@ -1,0 +1,209 @@
+/* Request decoding and validation: every field's missing, wrong-type and
+ * out-of-range case gives the right status, code and a message naming it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "roles/decode.h"
+
+static json_t *parse(const char *text)
+{
+    json_t *obj = NULL;
+    hs_api_error_t err;
+    assert_int_equal(hs_decode_body(text, strlen(text), &obj, &err), 0);
+    return obj;
+}
+
+static void expect_error(int rc, const hs_api_error_t *err, int status, const char *code,
+                         const char *mention)
+{
+    assert_int_equal(rc, HS_EINVAL);
+    assert_int_equal(err->status, status);
+    assert_string_equal(err->code, code);
+    if (mention)
+        assert_non_null(strstr(err->message, mention));
+}
+
+static void test_topic_rules(void **state)
+{
+    (void)state;
+    assert_true(hs_topic_valid("a", 1));
+    assert_true(hs_topic_valid("01GXZE2X4BMVE0G2H50KZ8REQD", 26));
+    assert_true(hs_topic_valid("chat.room-1:en_US", 17));
+    char long_topic[130];
+    memset(long_topic, 'x', sizeof(long_topic));
+    assert_true(hs_topic_valid(long_topic, 128));
+    assert_false(hs_topic_valid(long_topic, 129));
+    assert_false(hs_topic_valid("", 0));
+    assert_false(hs_topic_valid("a b", 3));
+    assert_false(hs_topic_valid("a/b", 3));
+    assert_false(hs_topic_valid("caf\xc3\xa9", 5));
+    assert_false(hs_topic_valid("a\0b", 3));
+}
+
+static void test_body_must_be_json_object(void **state)
+{
+    (void)state;
+    json_t *obj = NULL;
+    hs_api_error_t err;
+    expect_error(hs_decode_body("", 0, &obj, &err), &err, 400, "invalid_json", NULL);
+    expect_error(hs_decode_body("{", 1, &obj, &err), &err, 400, "invalid_json", NULL);
+    expect_error(hs_decode_body("[1]", 3, &obj, &err), &err, 400, "invalid_json", "object");
+    expect_error(hs_decode_body("{\"a\":1,\"a\":2}", 13, &obj, &err), &err, 400, "invalid_json",
+                 NULL);
+    assert_null(obj);
+}
+
+static void test_content_type(void **state)
+{
+    (void)state;
+    assert_true(hs_content_type_is_json(NULL, 0));
+    assert_true(hs_content_type_is_json("application/json", 16));
+    assert_true(hs_content_type_is_json("Application/JSON; charset=utf-8", 31));
+    assert_true(hs_content_type_is_json("application/merge-patch+json", 28));
+    assert_false(hs_content_type_is_json("text/plain", 10));
+    assert_false(hs_content_type_is_json("application/x-www-form-urlencoded", 33));
+    assert_false(hs_content_type_is_json("application/jsonx", 17));
+}
+
+static void test_publish_ok(void **state)
+{
+    (void)state;
+    json_t *obj = parse("{\"topic\":\"t1\",\"content\":\"Hello\\u0000!\",\"sender\":\"alice\"}");
+    hs_publish_input_t in;
+    hs_api_error_t err;
+    assert_int_equal(hs_decode_publish(obj, "sender", 65536, &in, &err), 0);
+    assert_string_equal(in.topic, "t1");
+    assert_int_equal(in.content_len, 7); /* the NUL survives */
+    assert_memory_equal(in.content, "Hello\0!", 7);
+    assert_string_equal(in.author, "alice");
+    json_decref(obj);
+
+    obj = parse("{\"topic\":\"t1\",\"content\":\"\"}");
+    assert_int_equal(hs_decode_publish(obj, "author", 65536, &in, &err), 0);
+    assert_string_equal(in.author, "");
+    json_decref(obj);
+}
+
+static void test_publish_errors(void **state)
+{
+    (void)state;
+    struct {
+        const char *body;
+        int status;
+        const char *code;
+        const char *field;
+    } cases[] = {
+        {"{\"content\":\"x\"}", 400, "missing_field", "topic"},
+        {"{\"topic\":\"t\"}", 400, "missing_field", "content"},
+        {"{\"topic\":5,\"content\":\"x\"}", 400, "invalid_field", "topic"},
+        {"{\"topic\":\"a b\",\"content\":\"x\"}", 400, "invalid_field", "topic"},
+        {"{\"topic\":\"\",\"content\":\"x\"}", 400, "invalid_field", "topic"},
+        {"{\"topic\":\"t\",\"content\":{}}", 400, "invalid_field", "content"},
+        {"{\"topic\":\"t\",\"content\":\"x\",\"author\":[]}", 400, "invalid_field", "author"},
+        {"{\"topic\":\"t\",\"content\":\"x\",\"author\":\"a\\u0000b\"}", 400, "invalid_field",
+         "author"},
+        {"{\"topic\":\"t\",\"content\":\"123456789\"}", 413, "payload_too_large", "content"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *obj = parse(cases[i].body);
+        hs_publish_input_t in;
+        hs_api_error_t err;
+        expect_error(hs_decode_publish(obj, "author", 8, &in, &err), &err, cases[i].status,
+                     cases[i].code, cases[i].field);
+        json_decref(obj);
+    }
+}
+
+static void test_subscription(void **state)
+{
+    (void)state;
+    hs_subscription_input_t in;
+    hs_api_error_t err;
+    json_t *obj = parse("{\"topic\":\"t\",\"connectionID\":\"01gyz8rahse45a2jcvnva6btj2\"}");
+    assert_int_equal(hs_decode_subscription(obj, true, &in, &err), 0);
+    assert_string_equal(in.connection_id, "01GYZ8RAHSE45A2JCVNVA6BTJ2"); /* canonical */
+    json_decref(obj);
+
+    obj = parse("{\"connectionID\":\"01GYZ8RAHSE45A2JCVNVA6BTJ2\"}");
+    expect_error(hs_decode_subscription(obj, true, &in, &err), &err, 400, "missing_field",
+                 "topic");
+    assert_int_equal(hs_decode_subscription(obj, false, &in, &err), 0);
+    assert_null(in.topic);
+    json_decref(obj);
+
+    obj = parse("{\"topic\":\"t\",\"connectionID\":12}");
+    expect_error(hs_decode_subscription(obj, true, &in, &err), &err, 400, "invalid_field",
+                 "connectionID");
+    json_decref(obj);
+    obj = parse("{\"topic\":\"t\",\"connectionID\":\"not-a-ulid\"}");
+    expect_error(hs_decode_subscription(obj, true, &in, &err), &err, 400, "invalid_field",
+                 "connectionID");
+    json_decref(obj);
+    obj = parse("{\"topic\":\"t\"}");
+    expect_error(hs_decode_subscription(obj, true, &in, &err), &err, 400, "missing_field",
+                 "connectionID");
+    json_decref(obj);
+}
+
+static void test_notification(void **state)
+{
+    (void)state;
+    hs_notification_input_t in;
+    hs_api_error_t err;
+    json_t *obj = parse("{\"connectionID\":\"01GYZ8RAHSE45A2JCVNVA6BTJ2\",\"payload\":\"hi\"}");
+    assert_int_equal(hs_decode_notification(obj, 100, &in, &err), 0);
+    assert_int_equal(in.payload_len, 2);
+    json_decref(obj);
+    obj = parse("{\"connectionID\":\"01GYZ8RAHSE45A2JCVNVA6BTJ2\",\"payload\":true}");
+    expect_error(hs_decode_notification(obj, 100, &in, &err), &err, 400, "invalid_field",
+                 "payload");
+    json_decref(obj);
+}
+
+static void test_history(void **state)
+{
+    (void)state;
+    hs_history_query_t q;
+    hs_api_error_t err;
+    assert_int_equal(hs_decode_history("t", NULL, NULL, NULL, &q, &err), 0);
+    assert_int_equal(q.limit, 10);
+    assert_false(q.forward);
+    assert_false(q.has_cursor);
+    assert_int_equal(
+        hs_decode_history("t", "01GY1AZN62M9PDQDWGYG3VW6DJ", "1000", "true", &q, &err), 0);
+    assert_true(q.has_cursor);
+    assert_true(q.forward);
+    assert_int_equal(q.limit, 1000);
+    expect_error(hs_decode_history(NULL, NULL, NULL, NULL, &q, &err), &err, 400, "missing_field",
+                 "topic");
+    expect_error(hs_decode_history("t t", NULL, NULL, NULL, &q, &err), &err, 400,
+                 "invalid_field", "topic");
+    expect_error(hs_decode_history("t", "xyz", NULL, NULL, &q, &err), &err, 400, "invalid_field",
+                 "lastID");
+    const char *bad_limits[] = {"0", "1001", "-1", "abc", "", "10x", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad_limits) / sizeof(bad_limits[0]); i++)
+        expect_error(hs_decode_history("t", NULL, bad_limits[i], NULL, &q, &err), &err, 400,
+                     "invalid_field", "limit");
+    expect_error(hs_decode_history("t", NULL, NULL, "maybe", &q, &err), &err, 400,
+                 "invalid_field", "forward");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_topic_rules),
+        cmocka_unit_test(test_body_must_be_json_object),
+        cmocka_unit_test(test_content_type),
+        cmocka_unit_test(test_publish_ok),
+        cmocka_unit_test(test_publish_errors),
+        cmocka_unit_test(test_subscription),
+        cmocka_unit_test(test_notification),
+        cmocka_unit_test(test_history),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -46,14 +46,15 @@ typedef struct app {
 
 static void print_usage(FILE *out)
 {
-    fprintf(out, "houston %s - real-time messaging server\n\n"
-                 "Usage: houston [COMMAND] [FLAGS]\n\n"
-                 "Commands:\n"
-                 "  serve       all roles in one process: WebSocket notifier, HTTP API,\n"
-                 "              consumer, on SQLite and an in-process bus (the default)\n"
-                 "  help        this text\n"
-                 "  version     the version\n\n"
-                 "Flags (each also read from its HOUSTON_* environment variable):\n",
+    fprintf(out,
+            "houston %s - real-time messaging server\n\n"
+            "Usage: houston [COMMAND] [FLAGS]\n\n"
+            "Commands:\n"
+            "  serve       all roles in one process: WebSocket notifier, HTTP API,\n"
+            "              consumer, on SQLite and an in-process bus (the default)\n"
+            "  help        this text\n"
+            "  version     the version\n\n"
+            "Flags (each also read from its HOUSTON_* environment variable):\n",
             HOUSTON_VERSION);
     hs_config_print_help(out);
 }
@@ -166,8 +167,7 @@ static int serve(app_t *app)
     }
     rc = hs_publisher_start(app->publisher, app->cfg.api_addr);
     if (rc != 0) {
-        hs_log_error("houston: cannot listen on %s (API): %s", app->cfg.api_addr,
-                     hs_strerror(rc));
+        hs_log_error("houston: cannot listen on %s (API): %s", app->cfg.api_addr, hs_strerror(rc));
         return 1;
     }
     uv_signal_init(app->loop, &app->sigint);
@@ -177,9 +177,9 @@ static int serve(app_t *app)
     uv_signal_start(&app->sigint, signal_cb, SIGINT);
     uv_signal_start(&app->sigterm, signal_cb, SIGTERM);
 
-    hs_log_info("houston %s: WebSocket on %s (port %d), API on %s (port %d), store %s", HOUSTON_VERSION,
-                app->cfg.ws_addr, hs_notifier_port(app->notifier), app->cfg.api_addr,
-                hs_publisher_port(app->publisher), app->cfg.db);
+    hs_log_info("houston %s: WebSocket on %s (port %d), API on %s (port %d), store %s",
+                HOUSTON_VERSION, app->cfg.ws_addr, hs_notifier_port(app->notifier),
+                app->cfg.api_addr, hs_publisher_port(app->publisher), app->cfg.db);
     uv_run(app->loop, UV_RUN_DEFAULT);
     return app->exit_code;
 }

@@ -4,7 +4,8 @@
  * from a uv_async callback: nothing runs inside the call that queued it, and
  * the FIFO gives the ordering bus.h promises (a subscribe acknowledged before
  * a publish is applied before that publish's delivery). The directory
- * (connection -> node, topic -> nodes) is two hash maps updated at once.
+ * (connection -> node, topic -> nodes) is two hash maps; its updates go
+ * through the same FIFO, so a query sees exactly the updates issued before it.
  *
  * Events are handed to the one registered consumer; an ack has nothing to
  * do here, since an event that is lost in-process is lost with the process
@@ -19,7 +20,16 @@
 #include "core/log.h"
 #include "core/map.h"
 
-typedef enum op_kind { OP_EVENT, OP_COMMAND, OP_LOCATE, OP_TOPIC_NODES } op_kind_t;
+typedef enum op_kind {
+    OP_EVENT,
+    OP_COMMAND,
+    OP_LOCATE,
+    OP_TOPIC_NODES,
+    OP_REGISTER,
+    OP_UNREGISTER,
+    OP_ADD_TOPIC_NODE,
+    OP_REMOVE_TOPIC_NODE,
+} op_kind_t;
 
 typedef struct op {
     struct op *next;
@@ -34,8 +44,11 @@ typedef struct op {
         hs_event_t event;
         hs_node_cmd_t cmd;
     } u;
-    const char *target; /* OP_COMMAND: node; OP_LOCATE: connection id; OP_TOPIC_NODES: topic */
-    char strings[];     /* copies of every string above */
+    /* OP_COMMAND: node; OP_LOCATE, OP_(UN)REGISTER: connection id;
+     * OP_TOPIC_NODES, OP_*_TOPIC_NODE: topic */
+    const char *target;
+    const char *node; /* directory updates */
+    char strings[];   /* copies of every string above */
 } op_t;
 
 typedef struct node_entry {
@@ -128,9 +141,9 @@ static node_entry_t *find_node(inproc_bus_t *bus, const char *name)
     return NULL;
 }
 
-static void inproc_register_connection(hs_bus_t *b, const char *node, const char *connection_id)
+static void apply_register_connection(inproc_bus_t *bus, const char *node,
+                                      const char *connection_id)
 {
-    inproc_bus_t *bus = (inproc_bus_t *)b;
     conn_entry_t *entry = hs_malloc(sizeof(*entry));
     entry->node = hs_strdup(node);
     snprintf(entry->id, sizeof(entry->id), "%s", connection_id);
@@ -141,9 +154,9 @@ static void inproc_register_connection(hs_bus_t *b, const char *node, const char
     }
 }
 
-static void inproc_unregister_connection(hs_bus_t *b, const char *node, const char *connection_id)
+static void apply_unregister_connection(inproc_bus_t *bus, const char *node,
+                                        const char *connection_id)
 {
-    inproc_bus_t *bus = (inproc_bus_t *)b;
     conn_entry_t *entry = hs_map_get(&bus->connections, connection_id, strlen(connection_id));
     if (entry == NULL || strcmp(entry->node, node) != 0)
         return;
@@ -152,9 +165,8 @@ static void inproc_unregister_connection(hs_bus_t *b, const char *node, const ch
     hs_free(entry);
 }
 
-static void inproc_add_topic_node(hs_bus_t *b, const char *topic, const char *node)
+static void apply_add_topic_node(inproc_bus_t *bus, const char *topic, const char *node)
 {
-    inproc_bus_t *bus = (inproc_bus_t *)b;
     size_t len = strlen(topic);
     topic_entry_t *entry = hs_map_get(&bus->topics, topic, len);
     if (entry == NULL) {
@@ -177,9 +189,8 @@ static void free_topic_entry(topic_entry_t *entry)
     hs_free(entry);
 }
 
-static void inproc_remove_topic_node(hs_bus_t *b, const char *topic, const char *node)
+static void apply_remove_topic_node(inproc_bus_t *bus, const char *topic, const char *node)
 {
-    inproc_bus_t *bus = (inproc_bus_t *)b;
     size_t len = strlen(topic);
     topic_entry_t *entry = hs_map_get(&bus->topics, topic, len);
     if (entry == NULL)
@@ -229,6 +240,18 @@ static void run_op(inproc_bus_t *bus, op_t *op)
         op->cb.nodes(0, nodes, count, op->data);
         break;
     }
+    case OP_REGISTER:
+        apply_register_connection(bus, op->node, op->target);
+        break;
+    case OP_UNREGISTER:
+        apply_unregister_connection(bus, op->node, op->target);
+        break;
+    case OP_ADD_TOPIC_NODE:
+        apply_add_topic_node(bus, op->target, op->node);
+        break;
+    case OP_REMOVE_TOPIC_NODE:
+        apply_remove_topic_node(bus, op->target, op->node);
+        break;
     }
     hs_free(op);
 }
@@ -327,8 +350,7 @@ static void inproc_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd
     enqueue((inproc_bus_t *)b, op);
 }
 
-static int inproc_serve_node(hs_bus_t *b, const char *node, hs_bus_cmd_handler handler,
-                             void *data)
+static int inproc_serve_node(hs_bus_t *b, const char *node, hs_bus_cmd_handler handler, void *data)
 {
     inproc_bus_t *bus = (inproc_bus_t *)b;
     if (find_node(bus, node))
@@ -362,6 +384,37 @@ static void inproc_topic_nodes(hs_bus_t *b, const char *topic, hs_bus_nodes_cb c
     op->cb.nodes = cb;
     op->data = data;
     enqueue((inproc_bus_t *)b, op);
+}
+
+static void enqueue_directory(hs_bus_t *b, op_kind_t kind, const char *target, const char *node)
+{
+    const char *in[] = {target, node};
+    size_t lens[] = {strlen(target), strlen(node)};
+    const char *out[2];
+    op_t *op = op_new(kind, in, lens, out, 2);
+    op->target = out[0];
+    op->node = out[1];
+    enqueue((inproc_bus_t *)b, op);
+}
+
+static void inproc_register_connection(hs_bus_t *b, const char *node, const char *connection_id)
+{
+    enqueue_directory(b, OP_REGISTER, connection_id, node);
+}
+
+static void inproc_unregister_connection(hs_bus_t *b, const char *node, const char *connection_id)
+{
+    enqueue_directory(b, OP_UNREGISTER, connection_id, node);
+}
+
+static void inproc_add_topic_node(hs_bus_t *b, const char *topic, const char *node)
+{
+    enqueue_directory(b, OP_ADD_TOPIC_NODE, topic, node);
+}
+
+static void inproc_remove_topic_node(hs_bus_t *b, const char *topic, const char *node)
+{
+    enqueue_directory(b, OP_REMOVE_TOPIC_NODE, topic, node);
 }
 
 static void inproc_close(hs_bus_t *b, hs_bus_done_cb cb, void *data)

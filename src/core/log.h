@@ -38,8 +38,7 @@ extern hs_log_state_t hs_log_singleton;
 #define hs_log_error(...) hs_log(HS_LOG_ERROR, __VA_ARGS__)
 
 /* Writes one line unconditionally; use the macros above instead. */
-void hs_log_write(hs_log_level_t level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void hs_log_write(hs_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void hs_log_set_level(hs_log_level_t level);
 /* Parses "debug", "info", "warn", "error" or "off"; returns false if unknown. */

@@ -24,7 +24,7 @@ typedef struct hs_map_slot {
 
 typedef struct hs_map {
     hs_map_slot_t *slots;
-    size_t cap;   /* power of two, or 0 before the first insert */
+    size_t cap; /* power of two, or 0 before the first insert */
     size_t count;
     uint64_t seed;
 } hs_map_t;

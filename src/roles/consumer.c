@@ -74,8 +74,8 @@ static void event_cb(const hs_event_t *event, void *token, void *data)
     h->token = token;
     h->topic = hs_strdup(event->topic);
     h->message_id = hs_strdup(event->message_id);
-    h->frame_text =
-        hs_render_message_frame_text(event->message_json, event->message_json_len, &h->frame_text_len);
+    h->frame_text = hs_render_message_frame_text(event->message_json, event->message_json_len,
+                                                 &h->frame_text_len);
     consumer->in_flight++;
     hs_bus_topic_nodes(consumer->bus, event->topic, nodes_cb, h);
 }

@@ -44,8 +44,8 @@ int hs_decode_body(const char *body, size_t len, json_t **out, hs_api_error_t *e
         return fail(err, 400, "invalid_json", "request body is empty; a JSON object is expected");
     json_t *json = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (json == NULL)
-        return fail(err, 400, "invalid_json", "malformed JSON at line %d, column %d: %s",
-                    jerr.line, jerr.column, jerr.text);
+        return fail(err, 400, "invalid_json", "malformed JSON at line %d, column %d: %s", jerr.line,
+                    jerr.column, jerr.text);
     if (!json_is_object(json)) {
         json_decref(json);
         return fail(err, 400, "invalid_json", "request body must be a JSON object");
@@ -79,8 +79,8 @@ bool hs_content_type_is_json(const char *value, size_t len)
 }
 
 /* A string member: 0 and *value, 1 when absent and optional, or an error. */
-static int get_string(json_t *obj, const char *name, bool required, const char **value,
-                      size_t *len, hs_api_error_t *err)
+static int get_string(json_t *obj, const char *name, bool required, const char **value, size_t *len,
+                      hs_api_error_t *err)
 {
     json_t *member = json_object_get(obj, name);
     if (member == NULL || json_is_null(member)) {
@@ -118,8 +118,7 @@ int hs_decode_ulid(const char *value, const char *name, char out[HS_ULID_LEN + 1
     return 0;
 }
 
-static int get_ulid(json_t *obj, const char *name, char out[HS_ULID_LEN + 1],
-                    hs_api_error_t *err)
+static int get_ulid(json_t *obj, const char *name, char out[HS_ULID_LEN + 1], hs_api_error_t *err)
 {
     const char *value;
     size_t len;

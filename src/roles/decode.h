@@ -15,8 +15,8 @@
 #include "core/ulid.h"
 #include "store/store.h"
 
-#define HS_TOPIC_MAX      128
-#define HS_AUTHOR_MAX     256
+#define HS_TOPIC_MAX             128
+#define HS_AUTHOR_MAX            256
 #define HS_HISTORY_LIMIT_DEFAULT 10
 #define HS_HISTORY_LIMIT_MAX     1000
 

@@ -245,8 +245,8 @@ static void ws_route(hs_http_request_t *req, void *ctx)
     hs_ws_set_data(ws, client);
     hs_map_put(&n->clients, client->id, HS_ULID_LEN, client);
     hs_bus_register_connection(n->bus, n->node_id, client->id);
-    hs_store_add_connection(n->store, client->id, n->node_id, client->connected_ms,
-                            store_write_cb, NULL);
+    hs_store_add_connection(n->store, client->id, n->node_id, client->connected_ms, store_write_cb,
+                            NULL);
     hs_buf_t *frame = hs_render_connected_frame(client->id);
     hs_ws_send(ws, frame);
     hs_buf_unref(frame);

@@ -60,8 +60,7 @@ static void respond_api_error(hs_http_request_t *req, const hs_api_error_t *err)
 
 static void respond_internal(hs_http_request_t *req, const char *what, int status)
 {
-    hs_log_error("publisher: %s %s failed: %s", hs_http_request_id(req), what,
-                 hs_strerror(status));
+    hs_log_error("publisher: %s %s failed: %s", hs_http_request_id(req), what, hs_strerror(status));
     hs_http_respond_error(req, 500, "internal", "%s failed; nothing was changed", what);
 }
 
@@ -260,16 +259,15 @@ static void subscribe_applied_cb(int status, void *data)
     if (status == HS_ENOTFOUND) {
         /* The connection left between the check and now: undo the row. */
         if (call->created)
-            hs_store_remove_subscription(p->store, call->in.sub.connection_id,
-                                         call->in.sub.topic, subscribe_removed_cb, NULL);
+            hs_store_remove_subscription(p->store, call->in.sub.connection_id, call->in.sub.topic,
+                                         subscribe_removed_cb, NULL);
         hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
                               call->in.sub.connection_id);
     } else if (status != 0) {
         respond_internal(call->req, "subscribing", status);
     } else {
         hs_http_respond_json(call->req, call->created ? 201 : 200,
-                             hs_render_subscription(call->in.sub.topic,
-                                                    call->in.sub.connection_id,
+                             hs_render_subscription(call->in.sub.topic, call->in.sub.connection_id,
                                                     call->created_ms));
     }
     call_free(call);
@@ -384,8 +382,7 @@ static void list_subscriptions_cb(int status, const hs_subscription_t *subs, siz
     } else {
         json_t *list = json_array();
         for (size_t i = 0; i < count; i++)
-            json_array_append_new(list, hs_render_subscription(subs[i].topic,
-                                                               subs[i].connection_id,
+            json_array_append_new(list, hs_render_subscription(subs[i].topic, subs[i].connection_id,
                                                                subs[i].created_ms));
         hs_http_respond_json(call->req, 200, list);
     }

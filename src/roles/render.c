@@ -20,8 +20,8 @@ json_t *hs_render_subscription(const char *topic, const char *connection_id, uin
 {
     char created[HS_RFC3339_MS_LEN + 1];
     hs_format_rfc3339_ms(created_ms, created);
-    return json_pack("{s:s, s:s, s:s}", "topic", topic, "connectionID", connection_id,
-                     "createdAt", created);
+    return json_pack("{s:s, s:s, s:s}", "topic", topic, "connectionID", connection_id, "createdAt",
+                     created);
 }
 
 char *hs_render_text(const json_t *json, size_t *len)

@@ -130,8 +130,7 @@ static void test_subscription(void **state)
     json_decref(obj);
 
     obj = parse("{\"connectionID\":\"01GYZ8RAHSE45A2JCVNVA6BTJ2\"}");
-    expect_error(hs_decode_subscription(obj, true, &in, &err), &err, 400, "missing_field",
-                 "topic");
+    expect_error(hs_decode_subscription(obj, true, &in, &err), &err, 400, "missing_field", "topic");
     assert_int_equal(hs_decode_subscription(obj, false, &in, &err), 0);
     assert_null(in.topic);
     json_decref(obj);
@@ -174,36 +173,32 @@ static void test_history(void **state)
     assert_int_equal(q.limit, 10);
     assert_false(q.forward);
     assert_false(q.has_cursor);
-    assert_int_equal(
-        hs_decode_history("t", "01GY1AZN62M9PDQDWGYG3VW6DJ", "1000", "true", &q, &err), 0);
+    assert_int_equal(hs_decode_history("t", "01GY1AZN62M9PDQDWGYG3VW6DJ", "1000", "true", &q, &err),
+                     0);
     assert_true(q.has_cursor);
     assert_true(q.forward);
     assert_int_equal(q.limit, 1000);
     expect_error(hs_decode_history(NULL, NULL, NULL, NULL, &q, &err), &err, 400, "missing_field",
                  "topic");
-    expect_error(hs_decode_history("t t", NULL, NULL, NULL, &q, &err), &err, 400,
-                 "invalid_field", "topic");
+    expect_error(hs_decode_history("t t", NULL, NULL, NULL, &q, &err), &err, 400, "invalid_field",
+                 "topic");
     expect_error(hs_decode_history("t", "xyz", NULL, NULL, &q, &err), &err, 400, "invalid_field",
                  "lastID");
     const char *bad_limits[] = {"0", "1001", "-1", "abc", "", "10x", "99999999999999999999"};
     for (size_t i = 0; i < sizeof(bad_limits) / sizeof(bad_limits[0]); i++)
         expect_error(hs_decode_history("t", NULL, bad_limits[i], NULL, &q, &err), &err, 400,
                      "invalid_field", "limit");
-    expect_error(hs_decode_history("t", NULL, NULL, "maybe", &q, &err), &err, 400,
-                 "invalid_field", "forward");
+    expect_error(hs_decode_history("t", NULL, NULL, "maybe", &q, &err), &err, 400, "invalid_field",
+                 "forward");
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_topic_rules),
-        cmocka_unit_test(test_body_must_be_json_object),
-        cmocka_unit_test(test_content_type),
-        cmocka_unit_test(test_publish_ok),
-        cmocka_unit_test(test_publish_errors),
-        cmocka_unit_test(test_subscription),
-        cmocka_unit_test(test_notification),
-        cmocka_unit_test(test_history),
+        cmocka_unit_test(test_topic_rules),    cmocka_unit_test(test_body_must_be_json_object),
+        cmocka_unit_test(test_content_type),   cmocka_unit_test(test_publish_ok),
+        cmocka_unit_test(test_publish_errors), cmocka_unit_test(test_subscription),
+        cmocka_unit_test(test_notification),   cmocka_unit_test(test_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,253 @@
+/* config.c - the settings table and its three readers (environment, flags,
+ * --help). Adding a setting is one row here and one field in config.h. */
+#include "core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+
+typedef enum setting_type { T_STRING, T_SIZE, T_DURATION, T_UINT } setting_type_t;
+
+typedef struct setting {
+    const char *name; /* flag without the leading "--" */
+    const char *env;
+    setting_type_t type;
+    size_t offset;
+    const char *def; /* default, in the same syntax a user would write */
+    uint64_t min, max;
+    const char *arg; /* placeholder in --help */
+    const char *help;
+} setting_t;
+
+#define KIB 1024ull
+#define MIB (1024ull * 1024ull)
+#define GIB (1024ull * 1024ull * 1024ull)
+#define SEC 1000ull
+
+static const setting_t settings[] = {
+    {"ws-addr", "HOUSTON_WS_ADDR", T_STRING, offsetof(hs_config_t, ws_addr), ":9001", 0, 0, "ADDR",
+     "WebSocket (notifier) listen address, host:port or :port"},
+    {"api-addr", "HOUSTON_API_ADDR", T_STRING, offsetof(hs_config_t, api_addr), ":9002", 0, 0,
+     "ADDR", "HTTP API (publisher) listen address"},
+    {"db", "HOUSTON_DB", T_STRING, offsetof(hs_config_t, db), "sqlite:houston.db", 0, 0, "URL",
+     "store: sqlite:PATH"},
+    {"log-level", "HOUSTON_LOG_LEVEL", T_STRING, offsetof(hs_config_t, log_level), "info", 0, 0,
+     "LEVEL", "debug, info, warn or error"},
+    {"node-id", "HOUSTON_NODE_ID", T_STRING, offsetof(hs_config_t, node_id), "", 0, 0, "ID",
+     "this notifier's node id (default: local)"},
+    {"max-content", "HOUSTON_MAX_CONTENT", T_SIZE, offsetof(hs_config_t, max_content), "64k", 1,
+     16 * MIB, "SIZE", "largest message content"},
+    {"max-body", "HOUSTON_MAX_BODY", T_SIZE, offsetof(hs_config_t, max_body), "1m", KIB, 64 * MIB,
+     "SIZE", "largest API request body"},
+    {"max-ws-message", "HOUSTON_MAX_WS_MESSAGE", T_SIZE, offsetof(hs_config_t, max_ws_message),
+     "64k", 125, 16 * MIB, "SIZE", "largest message a WebSocket client may send"},
+    {"max-pending", "HOUSTON_MAX_PENDING", T_SIZE, offsetof(hs_config_t, max_pending), "1m", 0, GIB,
+     "SIZE", "bytes queued to a client before it is closed with 1008 (0: no bound)"},
+    {"ping-interval", "HOUSTON_PING_INTERVAL", T_DURATION, offsetof(hs_config_t, ping_interval_ms),
+     "30s", 0, 3600 * SEC, "DURATION",
+     "WebSocket ping period; two missed pongs close the connection (0: off)"},
+    {"header-timeout", "HOUSTON_HEADER_TIMEOUT", T_DURATION,
+     offsetof(hs_config_t, header_timeout_ms), "10s", 100, 3600 * SEC, "DURATION",
+     "a request's head must arrive within this"},
+    {"idle-timeout", "HOUSTON_IDLE_TIMEOUT", T_DURATION, offsetof(hs_config_t, idle_timeout_ms),
+     "60s", 0, 24 * 3600 * SEC, "DURATION",
+     "idle keep-alive connections close after this (0: never)"},
+    {"shutdown-timeout", "HOUSTON_SHUTDOWN_TIMEOUT", T_DURATION,
+     offsetof(hs_config_t, shutdown_timeout_ms), "10s", 0, 600 * SEC, "DURATION",
+     "graceful shutdown limit (0: none)"},
+    {"batch-max", "HOUSTON_BATCH_MAX", T_UINT, offsetof(hs_config_t, batch_max), "512", 1, 100000,
+     "N", "most store writes committed in one transaction"},
+};
+
+#define SETTING_COUNT (sizeof(settings) / sizeof(settings[0]))
+
+static int fail(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+    return HS_EINVAL;
+}
+
+/* Parses digits and an optional unit; *unit_out points at the suffix. */
+static int parse_number(const char *text, uint64_t *value, const char **unit)
+{
+    if (!isdigit((unsigned char)text[0]))
+        return HS_EINVAL;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0)
+        return HS_EINVAL;
+    *value = v;
+    *unit = end;
+    return 0;
+}
+
+static int mul_checked(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (b != 0 && a > UINT64_MAX / b)
+        return HS_EINVAL;
+    *out = a * b;
+    return 0;
+}
+
+static int parse_value(const setting_t *s, const char *text, uint64_t *out)
+{
+    uint64_t v;
+    const char *unit;
+    if (parse_number(text, &v, &unit) != 0)
+        return HS_EINVAL;
+    uint64_t scale = 1;
+    switch (s->type) {
+    case T_SIZE:
+        if (*unit == '\0' || strcmp(unit, "b") == 0 || strcmp(unit, "B") == 0)
+            scale = 1;
+        else if (strcmp(unit, "k") == 0 || strcmp(unit, "K") == 0 || strcmp(unit, "KiB") == 0)
+            scale = KIB;
+        else if (strcmp(unit, "m") == 0 || strcmp(unit, "M") == 0 || strcmp(unit, "MiB") == 0)
+            scale = MIB;
+        else if (strcmp(unit, "g") == 0 || strcmp(unit, "G") == 0 || strcmp(unit, "GiB") == 0)
+            scale = GIB;
+        else
+            return HS_EINVAL;
+        break;
+    case T_DURATION:
+        if (*unit == '\0' || strcmp(unit, "s") == 0)
+            scale = SEC;
+        else if (strcmp(unit, "ms") == 0)
+            scale = 1;
+        else if (strcmp(unit, "m") == 0)
+            scale = 60 * SEC;
+        else if (strcmp(unit, "h") == 0)
+            scale = 3600 * SEC;
+        else
+            return HS_EINVAL;
+        break;
+    case T_UINT:
+        if (*unit != '\0')
+            return HS_EINVAL;
+        break;
+    case T_STRING:
+        return HS_EINVAL;
+    }
+    return mul_checked(v, scale, out);
+}
+
+static const char *type_noun(setting_type_t type)
+{
+    switch (type) {
+    case T_SIZE:
+        return "a size (e.g. 64k, 1m)";
+    case T_DURATION:
+        return "a duration (e.g. 500ms, 30s, 5m)";
+    case T_UINT:
+        return "a whole number";
+    case T_STRING:
+        break;
+    }
+    return "a string";
+}
+
+static int apply(hs_config_t *cfg, const setting_t *s, const char *source, const char *text,
+                 char *err, size_t err_len)
+{
+    char *field = (char *)cfg + s->offset;
+    if (s->type == T_STRING) {
+        char **slot = (char **)field;
+        hs_free(*slot);
+        *slot = hs_strdup(text);
+        return 0;
+    }
+    uint64_t value;
+    if (parse_value(s, text, &value) != 0)
+        return fail(err, err_len, "%s: \"%s\" is not %s", source, text, type_noun(s->type));
+    if (value < s->min || value > s->max)
+        return fail(err, err_len, "%s: %s is out of range (%llu to %llu%s)", source, text,
+                    (unsigned long long)s->min, (unsigned long long)s->max,
+                    s->type == T_SIZE       ? " bytes"
+                    : s->type == T_DURATION ? " ms"
+                                            : "");
+    *(uint64_t *)field = value;
+    return 0;
+}
+
+void hs_config_defaults(hs_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    char err[128];
+    for (size_t i = 0; i < SETTING_COUNT; i++)
+        apply(cfg, &settings[i], settings[i].name, settings[i].def, err, sizeof(err));
+}
+
+static const setting_t *find_setting(const char *name, size_t len)
+{
+    for (size_t i = 0; i < SETTING_COUNT; i++)
+        if (strlen(settings[i].name) == len && strncmp(settings[i].name, name, len) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+int hs_config_load(hs_config_t *cfg, int argc, char **argv, char *err, size_t err_len)
+{
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        const char *value = getenv(settings[i].env);
+        if (value != NULL && apply(cfg, &settings[i], settings[i].env, value, err, err_len) != 0)
+            return HS_EINVAL;
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) != 0)
+            return fail(err, err_len, "unexpected argument \"%s\"", arg);
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+        const setting_t *s = find_setting(name, name_len);
+        if (s == NULL)
+            return fail(err, err_len, "unknown flag --%.*s", (int)name_len, name);
+        const char *value;
+        if (eq) {
+            value = eq + 1;
+        } else {
+            if (i + 1 >= argc)
+                return fail(err, err_len, "--%s needs a value", s->name);
+            value = argv[++i];
+        }
+        char source[64];
+        snprintf(source, sizeof(source), "--%s", s->name);
+        if (apply(cfg, s, source, value, err, err_len) != 0)
+            return HS_EINVAL;
+    }
+    return 0;
+}
+
+void hs_config_print_help(FILE *out)
+{
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        const setting_t *s = &settings[i];
+        char flag[48];
+        snprintf(flag, sizeof(flag), "--%s %s", s->name, s->arg);
+        fprintf(out, "  %-28s %s\n  %-28s [env %s, default %s]\n", flag, s->help, "", s->env,
+                s->def[0] ? s->def : "\"\"");
+    }
+}
+
+void hs_config_dispose(hs_config_t *cfg)
+{
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        if (settings[i].type == T_STRING) {
+            char **slot = (char **)((char *)cfg + settings[i].offset);
+            hs_free(*slot);
+            *slot = NULL;
+        }
+    }
+}

@@ -62,11 +62,10 @@ hs_router_t *hs_router_new(void);
 void hs_router_free(hs_router_t *router);
 void hs_router_add(hs_router_t *router, enum http_method method, const char *pattern,
                    hs_http_handler_fn fn, void *ctx);
-/* Used for requests no route matches (after 404/405 decisions are made by
- * the server, this is not needed by callers; exposed for tests). Returns 0 and
- * sets *fn/*ctx on a match; HS_ENOTFOUND; or HS_EMETHOD and writes the
- * allowed methods ("GET, HEAD, POST") into allow. Path parameters are stored
- * in req when req is not NULL. */
+/* The server's route lookup, exposed for tests. Returns 0 and sets fn and
+ * ctx on a match (HEAD matches GET routes); HS_ENOTFOUND; or HS_EMETHOD
+ * and writes the allowed methods ("GET, HEAD, POST") into allow. Path
+ * parameters are stored in req when req is not NULL. */
 int hs_router_match(hs_router_t *router, enum http_method method, const char *path, size_t len,
                     hs_http_request_t *req, hs_http_handler_fn *fn, void **ctx, char *allow,
                     size_t allow_len);
@@ -115,6 +114,10 @@ void hs_http_respond_json(hs_http_request_t *req, int status, json_t *json);
  * bodies are built. */
 void hs_http_respond_error(hs_http_request_t *req, int status, const char *code,
                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The same with extra header lines (each ending in "\r\n"), e.g. Allow. */
+void hs_http_respond_error_with(hs_http_request_t *req, int status, const char *code,
+                                const char *extra_headers, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /* Status-only answer (e.g. 204), no body. */
 void hs_http_respond_empty(hs_http_request_t *req, int status);
 

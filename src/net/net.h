@@ -51,8 +51,11 @@ void hs_net_close(hs_net_t *net);
 typedef struct hs_conn_handler {
     /* Bytes arrived. They live only during the call. */
     void (*on_read)(hs_conn_t *conn, const char *data, size_t len);
-    /* The peer closed its side (EOF) or reading failed; the connection is
-     * being closed by the net layer right after this returns. Optional. */
+    /* The peer closed its side (status UV_EOF) or reading failed (another
+     * negative status). Reading has stopped. After a failure the net layer
+     * closes the connection when this returns; after EOF the handler decides
+     * and must close it, now or after its last answer. When on_eof is NULL,
+     * EOF closes the connection after flushing what is queued. */
     void (*on_eof)(hs_conn_t *conn, int status);
     /* The outgoing queue became empty after a flush. Optional. */
     void (*on_drain)(hs_conn_t *conn);
@@ -96,6 +99,10 @@ int hs_conn_send_always(hs_conn_t *conn, hs_buf_t *buf);
 size_t hs_conn_pending(hs_conn_t *conn);
 /* The bound used by hs_conn_send; 0 means no bound. Default 0. */
 void hs_conn_set_max_pending(hs_conn_t *conn, size_t bytes);
+
+/* Passes bytes to the handler's on_read as if they had just been read; for
+ * a protocol switch, where bytes read by the old protocol belong to the new. */
+void hs_conn_inject(hs_conn_t *conn, const char *data, size_t len);
 
 /* Stops/resumes reading from the socket (back-pressure, pipelining). */
 void hs_conn_pause_read(hs_conn_t *conn);

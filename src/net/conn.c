@@ -1,0 +1,416 @@
+/* conn.c - one TCP connection: reading into the loop's shared buffer, a
+ * bounded ring of queued buffer references, batched writes, one timer, and
+ * an asynchronous close that ends with the handler's on_close. */
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "net/net_internal.h"
+
+#define FLUSH_CLOSE_DEADLINE_MS 5000
+
+static void conn_free_if_done(hs_conn_t *conn)
+{
+    if (--conn->handles_open > 0)
+        return;
+    /* Both handles are closed: the protocol frees its state, then we go. */
+    if (conn->handler && conn->handler->on_close)
+        conn->handler->on_close(conn);
+    for (unsigned i = 0; i < conn->out_count; i++)
+        hs_buf_unref(conn->out[(conn->out_head + i) % conn->out_cap].buf);
+    conn->net->conn_count--;
+    hs_free(conn->out);
+    hs_free(conn);
+}
+
+static void handle_closed_cb(uv_handle_t *handle)
+{
+    conn_free_if_done(handle->data);
+}
+
+hs_conn_t *hs_conn__new(hs_net_t *net)
+{
+    hs_conn_t *conn = hs_calloc(1, sizeof(*conn));
+    conn->net = net;
+    uv_tcp_init(net->loop, &conn->tcp);
+    uv_timer_init(net->loop, &conn->timer);
+    conn->tcp.data = conn;
+    conn->timer.data = conn;
+    conn->handles_open = 2;
+    net->conn_count++;
+    return conn;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    hs_conn_t *conn = handle->data;
+    hs_net_t *net = conn->net;
+    /* One read callback runs at a time on a loop, so one buffer serves all
+     * connections; on_read must not keep pointers into it. */
+    if (net->read_buf_busy) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    net->read_buf_busy = 1;
+    buf->base = net->read_buf;
+    buf->len = sizeof(net->read_buf);
+}
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    hs_conn_t *conn = stream->data;
+    if (buf->base == conn->net->read_buf)
+        conn->net->read_buf_busy = 0;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE | CONN_SHUTDOWN)) {
+            hs_conn_close(conn); /* the lingering close is over */
+            return;
+        }
+        uv_read_stop((uv_stream_t *)&conn->tcp);
+        conn->flags |= CONN_PAUSED;
+        if (conn->handler && conn->handler->on_eof)
+            conn->handler->on_eof(conn, (int)nread);
+        if (nread != UV_EOF)
+            hs_conn_close(conn);
+        else if (!conn->handler || !conn->handler->on_eof)
+            hs_conn_close_after_flush(conn);
+        return;
+    }
+    if (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE))
+        return; /* closing: what the peer still sends is discarded */
+    conn->handler->on_read(conn, buf->base, (size_t)nread);
+}
+
+int hs_conn__start(hs_conn_t *conn)
+{
+    struct sockaddr_storage addr;
+    int len = sizeof(addr);
+    conn->peer[0] = '\0';
+    if (uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&addr, &len) == 0) {
+        char ip[INET6_ADDRSTRLEN] = "";
+        int port = 0;
+        if (addr.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&addr;
+            uv_ip4_name(in, ip, sizeof(ip));
+            port = ntohs(in->sin_port);
+            snprintf(conn->peer, sizeof(conn->peer), "%s:%d", ip, port);
+        } else if (addr.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&addr;
+            uv_ip6_name(in6, ip, sizeof(ip));
+            port = ntohs(in6->sin6_port);
+            const char *shown = strncmp(ip, "::ffff:", 7) == 0 ? ip + 7 : ip;
+            snprintf(conn->peer, sizeof(conn->peer), shown == ip ? "[%s]:%d" : "%s:%d", shown,
+                     port);
+        }
+    }
+    uv_tcp_nodelay(&conn->tcp, 1);
+    return uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb);
+}
+
+void hs_conn_inject(hs_conn_t *conn, const char *data, size_t len)
+{
+    if (!(conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE)) && conn->handler->on_read)
+        conn->handler->on_read(conn, data, len);
+}
+
+void hs_conn_pause_read(hs_conn_t *conn)
+{
+    if (conn->flags & (CONN_CLOSING | CONN_PAUSED))
+        return;
+    conn->flags |= CONN_PAUSED;
+    uv_read_stop((uv_stream_t *)&conn->tcp);
+}
+
+void hs_conn_resume_read(hs_conn_t *conn)
+{
+    if (!(conn->flags & CONN_PAUSED) || (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE)))
+        return;
+    conn->flags &= ~(unsigned)CONN_PAUSED;
+    uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb);
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static void ring_push(hs_conn_t *conn, hs_buf_t *buf)
+{
+    if (conn->out_count == conn->out_cap) {
+        unsigned cap = conn->out_cap ? conn->out_cap * 2 : 4;
+        out_slot_t *slots = hs_malloc(cap * sizeof(*slots));
+        for (unsigned i = 0; i < conn->out_count; i++)
+            slots[i] = conn->out[(conn->out_head + i) % conn->out_cap];
+        hs_free(conn->out);
+        conn->out = slots;
+        conn->out_head = 0;
+        conn->out_cap = cap;
+    }
+    conn->out[(conn->out_head + conn->out_count) % conn->out_cap] =
+        (out_slot_t){.buf = hs_buf_ref(buf), .offset = 0};
+    conn->out_count++;
+}
+
+/* Drops n bytes from the front of the queue (they were written). */
+static void ring_consume(hs_conn_t *conn, size_t n)
+{
+    conn->pending -= n;
+    while (n > 0 && conn->out_count > 0) {
+        out_slot_t *slot = &conn->out[conn->out_head];
+        size_t left = slot->buf->len - slot->offset;
+        if (n < left) {
+            slot->offset += n;
+            return;
+        }
+        n -= left;
+        hs_buf_unref(slot->buf);
+        slot->buf = NULL;
+        conn->out_head = (conn->out_head + 1) % conn->out_cap;
+        conn->out_count--;
+    }
+    if (conn->out_count == 0) {
+        conn->out_head = 0;
+        /* A queue that grew for a burst shrinks back when it drains, so an
+         * idle connection does not keep a large ring. */
+        if (conn->out_cap > 16) {
+            hs_free(conn->out);
+            conn->out = NULL;
+            conn->out_cap = 0;
+        }
+    }
+}
+
+static unsigned fill_iovs(hs_conn_t *conn, uv_buf_t *iovs, unsigned max)
+{
+    unsigned n = 0;
+    for (; n < conn->out_count && n < max; n++) {
+        out_slot_t *slot = &conn->out[(conn->out_head + n) % conn->out_cap];
+        iovs[n] = uv_buf_init(slot->buf->data + slot->offset,
+                              (unsigned)(slot->buf->len - slot->offset));
+    }
+    return n;
+}
+
+static void begin_shutdown(hs_conn_t *conn);
+
+static void queue_drained(hs_conn_t *conn)
+{
+    if (conn->flags & CONN_FLUSH_CLOSE) {
+        begin_shutdown(conn);
+        return;
+    }
+    if (conn->handler && conn->handler->on_drain)
+        conn->handler->on_drain(conn);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    hs_conn_t *conn = req->data;
+    conn->flags &= ~(unsigned)CONN_WRITING;
+    if (conn->flags & CONN_CLOSING)
+        return;
+    if (status < 0) {
+        hs_log_debug("net: write to %s failed: %s", conn->peer, uv_strerror(status));
+        hs_conn_close(conn);
+        return;
+    }
+    /* uv_write wrote everything it was given. */
+    size_t written = 0;
+    for (unsigned i = 0; i < conn->writing_count; i++) {
+        out_slot_t *slot = &conn->out[(conn->out_head + i) % conn->out_cap];
+        written += slot->buf->len - slot->offset;
+    }
+    conn->writing_count = 0;
+    ring_consume(conn, written);
+    if (conn->out_count > 0)
+        hs_net__schedule_flush(conn->net, conn);
+    else
+        queue_drained(conn);
+}
+
+void hs_net__flush_conn(hs_conn_t *conn)
+{
+    if (conn->flags & (CONN_CLOSING | CONN_WRITING))
+        return;
+    uv_buf_t iovs[HS_NET_MAX_IOVS];
+    while (conn->out_count > 0) {
+        unsigned n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS);
+        int rc = uv_try_write((uv_stream_t *)&conn->tcp, iovs, n);
+        if (rc == UV_EAGAIN || rc == UV_ENOSYS)
+            rc = 0;
+        if (rc < 0) {
+            hs_log_debug("net: write to %s failed: %s", conn->peer, uv_strerror(rc));
+            hs_conn_close(conn);
+            return;
+        }
+        size_t total = 0;
+        for (unsigned i = 0; i < n; i++)
+            total += iovs[i].len;
+        ring_consume(conn, (size_t)rc);
+        if ((size_t)rc < total) {
+            /* The socket is full: hand the rest to libuv, which writes it
+             * when the socket becomes writable, and stop until it is done. */
+            n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS);
+            conn->writing_count = n;
+            conn->write_req.data = conn;
+            conn->flags |= CONN_WRITING;
+            rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, iovs, n, write_cb);
+            if (rc < 0) {
+                conn->flags &= ~(unsigned)CONN_WRITING;
+                conn->writing_count = 0;
+                hs_conn_close(conn);
+            }
+            return;
+        }
+    }
+    queue_drained(conn);
+}
+
+static int send_buf(hs_conn_t *conn, hs_buf_t *buf, int bounded)
+{
+    if (conn->flags & (CONN_CLOSING | CONN_SHUTDOWN))
+        return HS_ECLOSED;
+    if (bounded && conn->max_pending > 0 && conn->pending + buf->len > conn->max_pending)
+        return HS_ETOOBIG;
+    if (buf->len == 0)
+        return 0;
+    ring_push(conn, buf);
+    conn->pending += buf->len;
+    hs_net__schedule_flush(conn->net, conn);
+    return 0;
+}
+
+int hs_conn_send(hs_conn_t *conn, hs_buf_t *buf)
+{
+    return send_buf(conn, buf, 1);
+}
+
+int hs_conn_send_always(hs_conn_t *conn, hs_buf_t *buf)
+{
+    return send_buf(conn, buf, 0);
+}
+
+size_t hs_conn_pending(hs_conn_t *conn)
+{
+    return conn->pending;
+}
+
+void hs_conn_set_max_pending(hs_conn_t *conn, size_t bytes)
+{
+    conn->max_pending = bytes;
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static void flush_deadline_cb(uv_timer_t *timer)
+{
+    hs_conn_close(timer->data);
+}
+
+#define LINGER_MS 2000
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+    hs_conn_t *conn = req->data;
+    if (status < 0 || (conn->flags & CONN_CLOSING)) {
+        hs_conn_close(conn);
+        return;
+    }
+    /* Our side is finished. Closing now could make the kernel answer bytes
+     * the peer is still sending with a reset that destroys our last
+     * response in flight; so read and discard until the peer closes too,
+     * for a short while (a "lingering close"). */
+    uv_timer_start(&conn->timer, flush_deadline_cb, LINGER_MS, 0);
+    uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb);
+}
+
+static void begin_shutdown(hs_conn_t *conn)
+{
+    if (conn->flags & (CONN_SHUTDOWN | CONN_CLOSING))
+        return;
+    conn->flags |= CONN_SHUTDOWN;
+    conn->shutdown_req.data = conn;
+    if (uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->tcp, shutdown_cb) != 0)
+        hs_conn_close(conn);
+}
+
+void hs_conn_close_after_flush(hs_conn_t *conn)
+{
+    if (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE))
+        return;
+    conn->flags |= CONN_FLUSH_CLOSE;
+    uv_read_stop((uv_stream_t *)&conn->tcp);
+    /* A peer that never reads must not keep the connection forever. */
+    conn->timer_cb = NULL;
+    uv_timer_start(&conn->timer, flush_deadline_cb, FLUSH_CLOSE_DEADLINE_MS, 0);
+    if (conn->out_count == 0)
+        begin_shutdown(conn);
+}
+
+void hs_conn_close(hs_conn_t *conn)
+{
+    if (conn->flags & CONN_CLOSING)
+        return;
+    conn->flags |= CONN_CLOSING;
+    uv_read_stop((uv_stream_t *)&conn->tcp);
+    uv_timer_stop(&conn->timer);
+    uv_close((uv_handle_t *)&conn->timer, handle_closed_cb);
+    uv_close((uv_handle_t *)&conn->tcp, handle_closed_cb);
+}
+
+bool hs_conn_closing(hs_conn_t *conn)
+{
+    return (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE)) != 0;
+}
+
+/* ---- timer and accessors ------------------------------------------------ */
+
+static void timer_cb(uv_timer_t *timer)
+{
+    hs_conn_t *conn = timer->data;
+    hs_conn_timer_cb cb = conn->timer_cb;
+    conn->timer_cb = NULL;
+    if (cb && !(conn->flags & CONN_CLOSING))
+        cb(conn);
+}
+
+void hs_conn_timer_start(hs_conn_t *conn, uint64_t timeout_ms, hs_conn_timer_cb cb)
+{
+    if (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE))
+        return;
+    conn->timer_cb = cb;
+    uv_timer_start(&conn->timer, timer_cb, timeout_ms, 0);
+}
+
+void hs_conn_timer_stop(hs_conn_t *conn)
+{
+    if (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE))
+        return;
+    conn->timer_cb = NULL;
+    uv_timer_stop(&conn->timer);
+}
+
+void hs_conn_set_handler(hs_conn_t *conn, const hs_conn_handler_t *handler, void *data)
+{
+    conn->handler = handler;
+    conn->data = data;
+}
+
+void *hs_conn_data(hs_conn_t *conn)
+{
+    return conn->data;
+}
+
+hs_net_t *hs_conn_net(hs_conn_t *conn)
+{
+    return conn->net;
+}
+
+const char *hs_conn_peer(hs_conn_t *conn)
+{
+    return conn->peer;
+}

@@ -1,0 +1,62 @@
+/* net.c - per-loop networking state: the shared read buffer and the flush of
+ * every connection's queued writes once per loop iteration. */
+#include "net/net_internal.h"
+
+#include "core/alloc.h"
+
+static void prepare_cb(uv_prepare_t *prepare)
+{
+    hs_net_t *net = prepare->data;
+    /* Flush every connection that queued bytes during this iteration. A
+     * flush may queue nothing new, so one pass empties the list. */
+    hs_conn_t *conn = net->pending_head;
+    net->pending_head = NULL;
+    while (conn) {
+        hs_conn_t *next = conn->next_pending;
+        conn->next_pending = NULL;
+        conn->flags &= ~(unsigned)CONN_PENDING;
+        hs_net__flush_conn(conn);
+        conn = next;
+    }
+    if (net->pending_head == NULL)
+        uv_prepare_stop(&net->prepare);
+}
+
+void hs_net__schedule_flush(hs_net_t *net, hs_conn_t *conn)
+{
+    if (conn->flags & CONN_PENDING)
+        return;
+    conn->flags |= CONN_PENDING;
+    conn->next_pending = net->pending_head;
+    net->pending_head = conn;
+    uv_prepare_start(&net->prepare, prepare_cb);
+}
+
+hs_net_t *hs_net_new(uv_loop_t *loop)
+{
+    hs_net_t *net = hs_calloc(1, sizeof(*net));
+    net->loop = loop;
+    uv_prepare_init(loop, &net->prepare);
+    net->prepare.data = net;
+    return net;
+}
+
+uv_loop_t *hs_net_loop(hs_net_t *net)
+{
+    return net->loop;
+}
+
+static void prepare_closed_cb(uv_handle_t *handle)
+{
+    hs_free(handle->data);
+}
+
+void hs_net_close(hs_net_t *net)
+{
+    uv_close((uv_handle_t *)&net->prepare, prepare_closed_cb);
+}
+
+size_t hs_net_conn_count(hs_net_t *net)
+{
+    return net->conn_count;
+}

@@ -1,0 +1,167 @@
+"""End-to-end harness: the real houston binary on free loopback ports, driven by
+clients no one here wrote (HTTPie, Python websockets) and raw sockets."""
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import websockets
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("HOUSTON_BIN", str(ROOT / "build" / "houston"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, log, deadline=10.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"houston exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"houston did not listen on {port}:\n{log.read_text()}")
+
+
+class Server:
+    """One running houston serve."""
+
+    def __init__(self, tmp: Path, *extra, db=None):
+        self.tmp = tmp
+        self.db = db or tmp / "houston.db"
+        self.extra = list(extra)
+        self.proc = None
+
+    def start(self):
+        self.ws_port, self.api_port = free_port(), free_port()
+        self.log = self.tmp / f"houston-{self.api_port}.log"
+        args = [BIN, "serve", "--ws-addr", f"127.0.0.1:{self.ws_port}",
+                "--api-addr", f"127.0.0.1:{self.api_port}", "--db", f"sqlite:{self.db}",
+                *self.extra]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log, "w"))
+        wait_port(self.ws_port, self.proc, self.log)
+        wait_port(self.api_port, self.proc, self.log)
+        return self
+
+    @property
+    def api(self):
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def ws_url(self):
+        return f"ws://127.0.0.1:{self.ws_port}/api/v1/ws"
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"houston did not stop:\n{self.log.read_text()}")
+
+    def logs(self):
+        return self.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("houston"), "--ping-interval", "30s").start()
+    yield srv
+    code = srv.stop()
+    assert code == 0, f"houston exited with {code}:\n{srv.logs()}"
+
+
+@pytest.fixture
+def fresh_server(tmp_path):
+    servers = []
+
+    def make(*extra, db=None):
+        srv = Server(tmp_path, *extra, db=db).start()
+        servers.append(srv)
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
+
+
+@pytest.fixture
+def topic():
+    return "t-" + uuid.uuid4().hex[:12]
+
+
+# ---- HTTPie -----------------------------------------------------------------
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.text = body
+        try:
+            self.json = json.loads(body) if body.strip() else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return f"<{self.status} {self.text[:200]!r}>"
+
+
+def http(*args):
+    """Runs HTTPie and returns status, headers and body."""
+    out = subprocess.run(["http", "--ignore-stdin", "--pretty=none", "--print=hb",
+                          "--timeout=10", *args], capture_output=True, text=True, timeout=20)
+    head, _, body = out.stdout.replace("\r\n", "\n").partition("\n\n")
+    lines = head.split("\n")
+    if not lines or not lines[0].startswith("HTTP/"):
+        raise AssertionError(f"HTTPie failed: {out.stderr}")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return Response(status, headers, body)
+
+
+# ---- WebSocket helpers ------------------------------------------------------
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 25))
+
+
+async def connect(srv, path="/api/v1/ws"):
+    ws = await websockets.connect(f"ws://127.0.0.1:{srv.ws_port}{path}")
+    hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert hello["type"] == "connected"
+    return ws, hello["connectionID"]
+
+
+async def recv_json(ws, timeout=5):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def expect_silence(ws, timeout=0.3):
+    try:
+        frame = await asyncio.wait_for(ws.recv(), timeout)
+    except asyncio.TimeoutError:
+        return
+    raise AssertionError(f"unexpected frame {frame}")
+
+
+async def ahttp(*args):
+    return await asyncio.to_thread(http, *args)

@@ -18,20 +18,20 @@
 #include <stdio.h>
 
 typedef struct hs_config {
-    char *ws_addr;            /* --ws-addr        HOUSTON_WS_ADDR        ":9001" */
-    char *api_addr;           /* --api-addr       HOUSTON_API_ADDR       ":9002" */
-    char *db;                 /* --db             HOUSTON_DB             "sqlite:houston.db" */
-    char *log_level;          /* --log-level      HOUSTON_LOG_LEVEL      "info" */
-    char *node_id;            /* --node-id        HOUSTON_NODE_ID        "" = generated */
-    uint64_t max_content;     /* --max-content    HOUSTON_MAX_CONTENT    64 KiB */
-    uint64_t max_body;        /* --max-body       HOUSTON_MAX_BODY       1 MiB */
-    uint64_t max_ws_message;  /* --max-ws-message HOUSTON_MAX_WS_MESSAGE 64 KiB */
-    uint64_t max_pending;     /* --max-pending    HOUSTON_MAX_PENDING    1 MiB */
-    uint64_t ping_interval_ms;   /* --ping-interval   HOUSTON_PING_INTERVAL   30 s */
-    uint64_t header_timeout_ms;  /* --header-timeout  HOUSTON_HEADER_TIMEOUT  10 s */
-    uint64_t idle_timeout_ms;    /* --idle-timeout    HOUSTON_IDLE_TIMEOUT    60 s */
+    char *ws_addr;                /* --ws-addr        HOUSTON_WS_ADDR        ":9001" */
+    char *api_addr;               /* --api-addr       HOUSTON_API_ADDR       ":9002" */
+    char *db;                     /* --db             HOUSTON_DB             "sqlite:houston.db" */
+    char *log_level;              /* --log-level      HOUSTON_LOG_LEVEL      "info" */
+    char *node_id;                /* --node-id        HOUSTON_NODE_ID        "" = generated */
+    uint64_t max_content;         /* --max-content    HOUSTON_MAX_CONTENT    64 KiB */
+    uint64_t max_body;            /* --max-body       HOUSTON_MAX_BODY       1 MiB */
+    uint64_t max_ws_message;      /* --max-ws-message HOUSTON_MAX_WS_MESSAGE 64 KiB */
+    uint64_t max_pending;         /* --max-pending    HOUSTON_MAX_PENDING    1 MiB */
+    uint64_t ping_interval_ms;    /* --ping-interval   HOUSTON_PING_INTERVAL   30 s */
+    uint64_t header_timeout_ms;   /* --header-timeout  HOUSTON_HEADER_TIMEOUT  10 s */
+    uint64_t idle_timeout_ms;     /* --idle-timeout    HOUSTON_IDLE_TIMEOUT    60 s */
     uint64_t shutdown_timeout_ms; /* --shutdown-timeout HOUSTON_SHUTDOWN_TIMEOUT 10 s */
-    uint64_t batch_max;       /* --batch-max      HOUSTON_BATCH_MAX      512 */
+    uint64_t batch_max;           /* --batch-max      HOUSTON_BATCH_MAX      512 */
 } hs_config_t;
 
 /* Fills every field with its default. */

@@ -97,8 +97,7 @@ const char *hs_http_header(const hs_http_request_t *req, const char *name, size_
     size_t name_len = strlen(name);
     for (unsigned i = 0; i < req->header_count; i++) {
         const header_ref_t *h = &req->headers[i];
-        if (h->name_len == name_len &&
-            strncasecmp(req->hbuf + h->name_off, name, name_len) == 0) {
+        if (h->name_len == name_len && strncasecmp(req->hbuf + h->name_off, name, name_len) == 0) {
             if (len)
                 *len = h->value_len;
             /* A header with no value has value_off 0; give an empty string. */

@@ -94,12 +94,13 @@ static bool path_matches(const route_t *r, const char *path, size_t len, hs_http
             return false;
         }
         p += seg_len;
-        if (p < end)
-            p++; /* the '/' */
-        else if (i + 1 < r->segment_count)
-            return false;
+        if (i + 1 < r->segment_count) {
+            if (p >= end || *p != '/')
+                return false;
+            p++;
+        }
     }
-    return p >= end;
+    return p == end;
 }
 
 int hs_router_match(hs_router_t *router, enum http_method method, const char *path, size_t len,

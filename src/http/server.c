@@ -24,13 +24,13 @@ struct hs_http_conn {
     hs_http_request_t *req; /* being parsed, or in flight */
     bool headers_done;
     bool message_done;
-    bool in_flight;    /* dispatched, not answered yet */
-    bool in_dispatch;  /* inside the route handler call */
-    bool answered;     /* answered during the current dispatch */
-    bool close_after;  /* close after the current answer */
+    bool in_flight;   /* dispatched, not answered yet */
+    bool in_dispatch; /* inside the route handler call */
+    bool answered;    /* answered during the current dispatch */
+    bool close_after; /* close after the current answer */
     bool upgraded;
     bool peer_eof;
-    int error_status;  /* set by a callback that aborts parsing */
+    int error_status; /* set by a callback that aborts parsing */
     const char *error_code;
     const char *error_message;
     char *saved; /* bytes received after the request in flight */
@@ -75,31 +75,56 @@ void hs_http_limits_default(hs_http_limits_t *limits)
 const char *hs_http__reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 426:
+        return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
     }
 }
 
@@ -151,8 +176,8 @@ static void conn_close_cb(hs_conn_t *conn)
 
 static void request_done(hs_http_conn_t *hc);
 
-static hs_buf_t *build_head(int status, const char *content_type, size_t body_len,
-                            bool has_body, bool close, const char *extra)
+static hs_buf_t *build_head(int status, const char *content_type, size_t body_len, bool has_body,
+                            bool close, const char *extra)
 {
     char head[1024];
     int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n", status, hs_http__reason(status));
@@ -192,8 +217,7 @@ void hs_http_respond(hs_http_request_t *req, int status, const char *content_typ
     }
     bool close = must_close(hc, req, status);
     bool send_body = !req->is_head && body_len > 0;
-    hs_buf_t *buf = build_head(status, content_type, body_len, body_len > 0, close,
-                               extra_headers);
+    hs_buf_t *buf = build_head(status, content_type, body_len, body_len > 0, close, extra_headers);
     if (send_body)
         buf = hs_buf_append(buf, body, body_len);
     hs_conn_send_always(hc->conn, buf);
@@ -218,8 +242,8 @@ void hs_http_respond_json(hs_http_request_t *req, int status, json_t *json)
     free(text);
 }
 
-static void respond_error_v(hs_http_request_t *req, int status, const char *code,
-                            const char *extra, const char *fmt, va_list ap)
+static void respond_error_v(hs_http_request_t *req, int status, const char *code, const char *extra,
+                            const char *fmt, va_list ap)
 {
     char message[512];
     vsnprintf(message, sizeof(message), fmt, ap);
@@ -286,8 +310,7 @@ static void header_timeout_cb(hs_conn_t *conn)
     hs_http_conn_t *hc = hs_conn_data(conn);
     if (hc->in_flight)
         return;
-    hs_log_debug("http: %s %s: request not received in time", hc->server->name,
-                 hs_conn_peer(conn));
+    hs_log_debug("http: %s %s: request not received in time", hc->server->name, hs_conn_peer(conn));
     fail_request(hc, 408, "request_timeout", "the request did not arrive in time");
 }
 
@@ -320,8 +343,8 @@ static void dispatch(hs_http_conn_t *hc)
     hs_http_handler_fn fn;
     void *ctx;
     char allow[128];
-    int rc = hs_router_match(s->router, req->method, req->url ? req->url : "/", req->path_len,
-                             req, &fn, &ctx, allow, sizeof(allow));
+    int rc = hs_router_match(s->router, req->method, req->url ? req->url : "/", req->path_len, req,
+                             &fn, &ctx, allow, sizeof(allow));
     if (rc == HS_ENOTFOUND) {
         hs_http_respond_error(req, 404, "not_found", "no such path: %.*s", (int)req->path_len,
                               req->url ? req->url : "");
@@ -330,8 +353,9 @@ static void dispatch(hs_http_conn_t *hc)
     if (rc == HS_EMETHOD) {
         char extra[160];
         snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
-        hs_http_respond_error_with(req, 405, "method_not_allowed", extra, "%s is not allowed here; use %s",
-                            http_method_str(req->method), allow);
+        hs_http_respond_error_with(req, 405, "method_not_allowed", extra,
+                                   "%s is not allowed here; use %s", http_method_str(req->method),
+                                   allow);
         return;
     }
     hc->in_dispatch = true;

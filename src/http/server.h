@@ -36,13 +36,13 @@ typedef struct hs_http_request hs_http_request_t;
 typedef struct hs_router hs_router_t;
 
 typedef struct hs_http_limits {
-    size_t max_url;          /* request target bytes (414) */
-    size_t max_header_bytes; /* all header names and values together (431) */
-    unsigned max_headers;    /* header count (431) */
-    size_t max_body;         /* body bytes after de-chunking (413) */
-    uint64_t header_timeout_ms; /* whole head must arrive within this (then 408 / drop) */
-    uint64_t body_timeout_ms;   /* whole body must arrive within this */
-    uint64_t idle_timeout_ms;   /* keep-alive connection with no request */
+    size_t max_url;                 /* request target bytes (414) */
+    size_t max_header_bytes;        /* all header names and values together (431) */
+    unsigned max_headers;           /* header count (431) */
+    size_t max_body;                /* body bytes after de-chunking (413) */
+    uint64_t header_timeout_ms;     /* whole head must arrive within this (then 408 / drop) */
+    uint64_t body_timeout_ms;       /* whole body must arrive within this */
+    uint64_t idle_timeout_ms;       /* keep-alive connection with no request */
     unsigned max_requests_per_conn; /* 0 = unlimited; then Connection: close */
 } hs_http_limits_t;
 
@@ -112,8 +112,8 @@ void hs_http_respond(hs_http_request_t *req, int status, const char *content_typ
 void hs_http_respond_json(hs_http_request_t *req, int status, json_t *json);
 /* Answers {"error":{"code":code,"message":message}}; the one place error
  * bodies are built. */
-void hs_http_respond_error(hs_http_request_t *req, int status, const char *code,
-                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void hs_http_respond_error(hs_http_request_t *req, int status, const char *code, const char *fmt,
+                           ...) __attribute__((format(printf, 4, 5)));
 /* The same with extra header lines (each ending in "\r\n"), e.g. Allow. */
 void hs_http_respond_error_with(hs_http_request_t *req, int status, const char *code,
                                 const char *extra_headers, const char *fmt, ...)

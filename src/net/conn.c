@@ -189,8 +189,8 @@ static unsigned fill_iovs(hs_conn_t *conn, uv_buf_t *iovs, unsigned max)
     unsigned n = 0;
     for (; n < conn->out_count && n < max; n++) {
         out_slot_t *slot = &conn->out[(conn->out_head + n) % conn->out_cap];
-        iovs[n] = uv_buf_init(slot->buf->data + slot->offset,
-                              (unsigned)(slot->buf->len - slot->offset));
+        iovs[n] =
+            uv_buf_init(slot->buf->data + slot->offset, (unsigned)(slot->buf->len - slot->offset));
     }
     return n;
 }

@@ -4,8 +4,8 @@
 
 #include "net/net.h"
 
-#define HS_NET_READ_BUF  (64 * 1024)
-#define HS_NET_MAX_IOVS  64
+#define HS_NET_READ_BUF (64 * 1024)
+#define HS_NET_MAX_IOVS 64
 
 typedef struct out_slot {
     hs_buf_t *buf;

@@ -213,9 +213,9 @@ static sqlite3_stmt *prepare(sqlite3 *db, const char *sql)
 /* Statements are prepared on first use by the thread that owns the
  * connection and kept for its life. */
 typedef struct stmts {
-    sqlite3_stmt *put_message, *add_sub, *get_sub_created, *remove_sub, *remove_subs,
-        *add_conn, *remove_conn, *remove_node_subs, *remove_node_conns, *get_message,
-        *list_forward, *list_backward, *list_subs_conn, *list_subs_topic, *list_subs_both;
+    sqlite3_stmt *put_message, *add_sub, *get_sub_created, *remove_sub, *remove_subs, *add_conn,
+        *remove_conn, *remove_node_subs, *remove_node_conns, *get_message, *list_forward,
+        *list_backward, *list_subs_conn, *list_subs_topic, *list_subs_both;
 } stmts_t;
 
 static sqlite3_stmt *stmt_for(sqlite3 *db, sqlite3_stmt **slot, const char *sql)
@@ -303,8 +303,8 @@ static int do_write(sqlite3 *db, stmts_t *s, op_t *op)
             st = stmt_for(db, &s->remove_sub,
                           "DELETE FROM subscriptions WHERE connection_id = ?1 AND topic = ?2");
         else
-            st = stmt_for(db, &s->remove_subs,
-                          "DELETE FROM subscriptions WHERE connection_id = ?1");
+            st =
+                stmt_for(db, &s->remove_subs, "DELETE FROM subscriptions WHERE connection_id = ?1");
         if (st == NULL)
             return HS_EIO;
         bind_text(st, 1, op->a);
@@ -699,8 +699,8 @@ static void sq_list_messages(hs_store_t *s, const hs_history_query_t *query,
     submit((sqlite_store_t *)s, op, false);
 }
 
-static void sq_add_subscription(hs_store_t *s, const char *conn, const char *topic,
-                                uint64_t now_ms, hs_store_subscribe_cb cb, void *data)
+static void sq_add_subscription(hs_store_t *s, const char *conn, const char *topic, uint64_t now_ms,
+                                hs_store_subscribe_cb cb, void *data)
 {
     op_t *op = op_new(OP_ADD_SUBSCRIPTION, data);
     op->cb.subscribe = cb;

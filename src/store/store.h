@@ -47,8 +47,8 @@ typedef void (*hs_store_done_cb)(int status, void *data);
 typedef void (*hs_store_message_cb)(int status, const hs_message_t *msg, void *data);
 typedef void (*hs_store_messages_cb)(int status, const hs_message_t *msgs, size_t count,
                                      void *data);
-typedef void (*hs_store_subscriptions_cb)(int status, const hs_subscription_t *subs,
-                                          size_t count, void *data);
+typedef void (*hs_store_subscriptions_cb)(int status, const hs_subscription_t *subs, size_t count,
+                                          void *data);
 /* status 0 when created, HS_EEXIST when it already existed (not an error);
  * created_ms is the stored creation time either way. */
 typedef void (*hs_store_subscribe_cb)(int status, uint64_t created_ms, void *data);
@@ -58,10 +58,10 @@ typedef void (*hs_store_count_cb)(int status, size_t count, void *data);
 /* A history query. */
 typedef struct hs_history_query {
     const char *topic;
-    bool has_cursor;        /* false: start from the oldest (forward) or newest */
-    hs_ulid_t cursor;       /* exclusive */
-    bool forward;           /* true: ids > cursor ascending; false: < cursor descending */
-    unsigned limit;         /* at most this many rows are returned */
+    bool has_cursor;  /* false: start from the oldest (forward) or newest */
+    hs_ulid_t cursor; /* exclusive */
+    bool forward;     /* true: ids > cursor ascending; false: < cursor descending */
+    unsigned limit;   /* at most this many rows are returned */
 } hs_history_query_t;
 
 typedef struct hs_store_ops {
@@ -100,7 +100,7 @@ struct hs_store {
 };
 
 typedef struct hs_store_options {
-    unsigned batch_max;       /* most writes in one transaction (default 512) */
+    unsigned batch_max; /* most writes in one transaction (default 512) */
 } hs_store_options_t;
 
 /* Opens the back-end named by url ("sqlite:PATH"; later "mysql://...").

@@ -25,8 +25,8 @@ enum {
     HS_WS_OP_PONG = 0xA,
 };
 
-#define HS_WS_MAX_HEADER      14 /* 2 + 8 (length) + 4 (mask) */
-#define HS_WS_MAX_CONTROL     125
+#define HS_WS_MAX_HEADER  14 /* 2 + 8 (length) + 4 (mask) */
+#define HS_WS_MAX_CONTROL 125
 
 typedef struct hs_ws_frame_header {
     bool fin;

@@ -68,5 +68,4 @@ int hs_ws_send_text(hs_ws_session_t *ws, const char *text, size_t len);
  * on_close follows later. Idempotent. */
 void hs_ws_close(hs_ws_session_t *ws, uint16_t code, const char *reason);
 
-
 #endif

@@ -1,0 +1,95 @@
+/* ULIDs: format/parse round trip, canonical spelling, rejection of bad
+ * input, monotonic order within a millisecond and when the clock steps
+ * back, and time extraction. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/ulid.h"
+
+static void test_known_value(void **state)
+{
+    (void)state;
+    hs_ulid_t id;
+    assert_int_equal(hs_ulid_parse("01ARZ3NDEKTSV4RRFFQ69G5FAV", 26, &id), 0);
+    assert_int_equal(hs_ulid_time_ms(&id), 1469922850259ull);
+    char out[HS_ULID_LEN + 1];
+    hs_ulid_format(&id, out);
+    assert_string_equal(out, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
+    /* The largest ULID. */
+    assert_int_equal(hs_ulid_parse("7ZZZZZZZZZZZZZZZZZZZZZZZZZ", 26, &id), 0);
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(id.bytes[i], 0xff);
+}
+
+static void test_canonical_and_invalid(void **state)
+{
+    (void)state;
+    char out[HS_ULID_LEN + 1];
+    assert_int_equal(hs_ulid_canonical("01arz3ndektsv4rrffq69g5fav", 26, out), 0);
+    assert_string_equal(out, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
+    hs_ulid_t id;
+    const char *bad[] = {
+        "01ARZ3NDEKTSV4RRFFQ69G5FA",   /* 25 */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAVV", /* 27 */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAU",  /* U is excluded */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAI",  /* I is excluded */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAL",  /* L is excluded */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAO",  /* O is excluded */
+        "81ARZ3NDEKTSV4RRFFQ69G5FAV",  /* overflows 128 bits */
+        "01ARZ3NDEKTSV4RRFFQ69G5FA-",  "",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(hs_ulid_parse(bad[i], strlen(bad[i]), &id), HS_EINVAL);
+    assert_int_equal(hs_ulid_parse("01ARZ3NDEKTSV4RRFFQ69G5F\0V", 26, &id), HS_EINVAL);
+}
+
+static void test_monotonic_same_ms_and_clock_back(void **state)
+{
+    (void)state;
+    hs_ulid_gen_t gen;
+    hs_ulid_gen_init(&gen);
+    hs_ulid_t prev, next;
+    char a[HS_ULID_LEN + 1], b[HS_ULID_LEN + 1];
+    assert_int_equal(hs_ulid_gen_next(&gen, 1000, &prev), 0);
+    for (int i = 0; i < 100000; i++) {
+        uint64_t now = i < 50000 ? 1000 : 900; /* then the clock steps back */
+        assert_int_equal(hs_ulid_gen_next(&gen, now, &next), 0);
+        assert_true(hs_ulid_cmp(&prev, &next) < 0);
+        hs_ulid_format(&prev, a);
+        hs_ulid_format(&next, b);
+        assert_true(strcmp(a, b) < 0); /* string order is id order */
+        assert_int_equal(hs_ulid_time_ms(&next), 1000);
+        prev = next;
+    }
+    assert_int_equal(hs_ulid_gen_next(&gen, 2000, &next), 0);
+    assert_int_equal(hs_ulid_time_ms(&next), 2000);
+    assert_true(hs_ulid_cmp(&prev, &next) < 0);
+}
+
+static void test_process_generator(void **state)
+{
+    (void)state;
+    hs_ulid_t prev, next;
+    hs_ulid_new(&prev);
+    for (int i = 0; i < 10000; i++) {
+        hs_ulid_new(&next);
+        assert_true(hs_ulid_cmp(&prev, &next) < 0);
+        prev = next;
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_known_value),
+        cmocka_unit_test(test_canonical_and_invalid),
+        cmocka_unit_test(test_monotonic_same_ms_and_clock_back),
+        cmocka_unit_test(test_process_generator),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

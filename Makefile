@@ -8,7 +8,7 @@ JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 WERROR  ?= $(if $(filter true,$(CI)),ON,OFF)
 SOURCES  = $(shell find src tests/unit -name '*.[ch]' 2>/dev/null)
 
-.PHONY: all build run test unit e2e deps-build deps-test format format-check clean
+.PHONY: all build run test unit e2e deps-build deps-test format format-check clean sanitize
 
 all: build
 
@@ -43,3 +43,10 @@ format-check:
 
 clean:
 	rm -rf $(BUILD)
+
+# The same tests against an AddressSanitizer + UBSan build (CI runs it).
+sanitize: deps-test
+	@cmake -S . -B $(BUILD)-asan -DHOUSTON_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DHOUSTON_WERROR=$(WERROR) > /dev/null
+	cmake --build $(BUILD)-asan -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 ctest --test-dir $(BUILD)-asan --output-on-failure -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 HOUSTON_BIN=$(CURDIR)/$(BUILD)-asan/houston $(PYTHON) -m pytest -q tests/e2e

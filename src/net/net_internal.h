@@ -38,7 +38,7 @@ struct hs_conn {
     unsigned flags;
     unsigned handles_open; /* tcp + timer; freed when it reaches 0 */
     struct hs_conn *next_pending;
-    char peer[48];
+    char peer[64]; /* "[v6 address]:port" */
 };
 
 struct hs_net {

@@ -17,6 +17,7 @@ static void conn_free_if_done(hs_conn_t *conn)
     /* Both handles are closed: the protocol frees its state, then we go. */
     if (conn->handler && conn->handler->on_close)
         conn->handler->on_close(conn);
+    hs_net__unschedule_flush(conn->net, conn);
     for (unsigned i = 0; i < conn->out_count; i++)
         hs_buf_unref(conn->out[(conn->out_head + i) % conn->out_cap].buf);
     conn->net->conn_count--;

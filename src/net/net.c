@@ -13,8 +13,14 @@ static void prepare_cb(uv_prepare_t *prepare)
     net->pending_head = NULL;
     while (conn) {
         hs_conn_t *next = conn->next_pending;
-        conn->next_pending = NULL;
+        if (next)
+            next->prev_pending = NULL;
+        conn->next_pending = conn->prev_pending = NULL;
         conn->flags &= ~(unsigned)CONN_PENDING;
+        /* A flush may start closing this connection, but nothing is freed
+         * before libuv's close callbacks, which run after this walk: the
+         * detached rest of the list stays valid. A connection that queues
+         * again is put on the new list and flushed in the next iteration. */
         hs_net__flush_conn(conn);
         conn = next;
     }
@@ -27,9 +33,26 @@ void hs_net__schedule_flush(hs_net_t *net, hs_conn_t *conn)
     if (conn->flags & CONN_PENDING)
         return;
     conn->flags |= CONN_PENDING;
+    conn->prev_pending = NULL;
     conn->next_pending = net->pending_head;
+    if (net->pending_head)
+        net->pending_head->prev_pending = conn;
     net->pending_head = conn;
     uv_prepare_start(&net->prepare, prepare_cb);
+}
+
+void hs_net__unschedule_flush(hs_net_t *net, hs_conn_t *conn)
+{
+    if (!(conn->flags & CONN_PENDING))
+        return;
+    if (conn->prev_pending)
+        conn->prev_pending->next_pending = conn->next_pending;
+    else
+        net->pending_head = conn->next_pending;
+    if (conn->next_pending)
+        conn->next_pending->prev_pending = conn->prev_pending;
+    conn->next_pending = conn->prev_pending = NULL;
+    conn->flags &= ~(unsigned)CONN_PENDING;
 }
 
 hs_net_t *hs_net_new(uv_loop_t *loop)

@@ -36,9 +36,9 @@ struct hs_conn {
     size_t pending;         /* queued bytes not yet written */
     size_t max_pending;
     unsigned flags;
-    unsigned handles_open; /* tcp + timer; freed when it reaches 0 */
-    struct hs_conn *next_pending;
-    char peer[64]; /* "[v6 address]:port" */
+    unsigned handles_open;                       /* tcp + timer; freed when it reaches 0 */
+    struct hs_conn *next_pending, *prev_pending; /* the net's flush list */
+    char peer[64];                               /* "[v6 address]:port" */
 };
 
 struct hs_net {
@@ -52,6 +52,8 @@ struct hs_net {
 
 void hs_net__schedule_flush(hs_net_t *net, hs_conn_t *conn);
 void hs_net__flush_conn(hs_conn_t *conn);
+/* Takes conn off the flush list (before it is freed). */
+void hs_net__unschedule_flush(hs_net_t *net, hs_conn_t *conn);
 hs_conn_t *hs_conn__new(hs_net_t *net);
 int hs_conn__start(hs_conn_t *conn);
 

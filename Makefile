@@ -1,6 +1,7 @@
 # houston - the two commands a new user needs:
 #   make run    install what is missing, build, start `houston serve`
 #   make test   install what is missing, build, run every test
+SHELL   := /bin/bash
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
@@ -8,7 +9,7 @@ JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 WERROR  ?= $(if $(filter true,$(CI)),ON,OFF)
 SOURCES  = $(shell find src tests/unit -name '*.[ch]' 2>/dev/null)
 
-.PHONY: all build run test unit e2e deps-build deps-test format format-check clean sanitize
+.PHONY: all build run test unit e2e deps-build deps-test format format-check clean sanitize fuzz
 
 all: build
 
@@ -50,3 +51,20 @@ sanitize: deps-test
 	cmake --build $(BUILD)-asan -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 ctest --test-dir $(BUILD)-asan --output-on-failure -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 HOUSTON_BIN=$(CURDIR)/$(BUILD)-asan/houston $(PYTHON) -m pytest -q tests/e2e
+
+# libFuzzer targets (clang-14), each run for FUZZ_SECONDS on a scratch copy of
+# its seed corpus in fuzz/corpus/; any crash, leak or timeout fails.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS  = ulid ws_frame json http
+fuzz:
+	@scripts/install-deps.sh fuzz
+	@cmake -S . -B $(BUILD)-fuzz -DHOUSTON_FUZZ=ON -DCMAKE_C_COMPILER=clang-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOUSTON_WERROR=$(WERROR) > /dev/null
+	cmake --build $(BUILD)-fuzz -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	@for t in $(FUZZ_TARGETS); do \
+	  work=$$(mktemp -d) && cp fuzz/corpus/$$t/* $$work/ && \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s" && \
+	  ./$(BUILD)-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -artifact_prefix=$(BUILD)-fuzz/ $$work 2>&1 | grep -E "DONE|ERROR|SUMMARY|Test unit|deadly|timeout" ; \
+	  status=$${PIPESTATUS[0]}; rm -rf $$work; \
+	  [ $$status -eq 0 ] || { echo "fuzz_$$t FAILED (artifacts in $(BUILD)-fuzz/)"; exit 1; }; \
+	done

@@ -2,6 +2,7 @@
 # Installs the Debian packages houston needs, if any is missing.
 #   scripts/install-deps.sh build   what `make run` needs (compiler, libraries)
 #   scripts/install-deps.sh test    that, plus what `make test` needs
+#   scripts/install-deps.sh fuzz    that, plus clang for `make fuzz`
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 
@@ -11,10 +12,13 @@ build_pkgs=(gcc make cmake pkg-config libuv1-dev libhttp-parser-dev libjansson-d
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-pytest-timeout python3-websockets
            httpie clang-format)
 
+fuzz_pkgs=(clang-14 libclang-rt-14-dev)
+
 case "$mode" in
 build) wanted=("${build_pkgs[@]}") ;;
 test) wanted=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
-*) echo "usage: $0 build|test" >&2; exit 2 ;;
+fuzz) wanted=("${build_pkgs[@]}" "${test_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
+*) echo "usage: $0 build|test|fuzz" >&2; exit 2 ;;
 esac
 
 missing=()

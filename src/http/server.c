@@ -581,18 +581,20 @@ static bool process(hs_http_conn_t *hc, const char *data, size_t len)
         if (!hc->message_done)
             return true; /* need more bytes (everything was consumed) */
         bool upgrade = hc->parser.upgrade != 0;
-        if (upgrade)
-            keep_bytes(hc, data, len); /* they belong to the new protocol */
+        if (upgrade) {
+            /* The rest belongs to the new protocol; a route that answers the
+             * Upgrade request over plain HTTP instead ends the connection,
+             * since the parser stopped at the upgrade. */
+            keep_bytes(hc, data, len);
+            hc->close_after = true;
+        }
         dispatch(hc);
         if (hc->upgraded) {
             finish_upgrade(hc);
             return false;
         }
-        if (upgrade) {
-            /* The route answered an Upgrade request over plain HTTP. */
-            hc->parser.upgrade = 0;
+        if (upgrade)
             return true;
-        }
         if (!hc->answered) {
             keep_bytes(hc, data, len);
             return true;
@@ -616,7 +618,15 @@ static void http_on_read(hs_conn_t *conn, const char *data, size_t len)
     }
     if (!process(hc, data, len))
         return;
-    if (!hc->in_flight && !hs_conn_closing(conn) && hc->req == NULL && hc->saved_len == 0)
+    if (hc->in_flight || hs_conn_closing(conn))
+        return;
+    /* Every request of this read was answered at once: read on. */
+    if (hc->peer_eof) {
+        hs_conn_close_after_flush(conn);
+        return;
+    }
+    hs_conn_resume_read(conn);
+    if (hc->req == NULL && hc->saved_len == 0)
         start_timer(hc, s->limits.idle_timeout_ms, idle_timeout_cb);
 }
 

@@ -180,3 +180,17 @@ def test_chunked_body_and_expect_continue(server):
 def test_server_still_serves_after_all_that(server):
     r = http("POST", f"{server.api}/api/v1/messages", f"topic={TOPIC}", "content=alive")
     assert r.status == 201
+
+
+def test_keep_alive_goes_on_after_an_immediate_answer(server):
+    """Errors are answered without waiting for the store; the connection must
+    keep reading after them."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", server.api_port, timeout=5)
+    for path, status in [("/nope", 404), ("/api/v1/messages", 400),
+                         ("/api/v1/messages?topic=bad-input", 200), ("/nope", 404)]:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == status, path
+    conn.close()

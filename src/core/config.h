@@ -31,6 +31,9 @@ typedef struct hs_config {
     uint64_t header_timeout_ms;   /* --header-timeout  HOUSTON_HEADER_TIMEOUT  10 s */
     uint64_t idle_timeout_ms;     /* --idle-timeout    HOUSTON_IDLE_TIMEOUT    60 s */
     uint64_t shutdown_timeout_ms; /* --shutdown-timeout HOUSTON_SHUTDOWN_TIMEOUT 10 s */
+    uint64_t max_connections;     /* --max-connections     HOUSTON_MAX_CONNECTIONS     100000 */
+    uint64_t max_subscriptions;   /* --max-subscriptions   HOUSTON_MAX_SUBSCRIPTIONS   1000 */
+    uint64_t keepalive_requests;  /* --keepalive-requests  HOUSTON_KEEPALIVE_REQUESTS  10000 */
     uint64_t batch_max;           /* --batch-max      HOUSTON_BATCH_MAX      512 */
 } hs_config_t;
 

@@ -295,6 +295,21 @@ int hs_conn_send_always(hs_conn_t *conn, hs_buf_t *buf)
     return send_buf(conn, buf, 0);
 }
 
+void hs_conn_discard_unsent(hs_conn_t *conn)
+{
+    unsigned keep = conn->writing_count;
+    if (keep == 0 && conn->out_count > 0 && conn->out[conn->out_head].offset > 0)
+        keep = 1;
+    while (conn->out_count > keep) {
+        unsigned last = (conn->out_head + conn->out_count - 1) % conn->out_cap;
+        out_slot_t *slot = &conn->out[last];
+        conn->pending -= slot->buf->len - slot->offset;
+        hs_buf_unref(slot->buf);
+        slot->buf = NULL;
+        conn->out_count--;
+    }
+}
+
 size_t hs_conn_pending(hs_conn_t *conn)
 {
     return conn->pending;

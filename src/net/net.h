@@ -95,6 +95,10 @@ int hs_conn_send(hs_conn_t *conn, hs_buf_t *buf);
 /* Like hs_conn_send but ignores the bound (for small control frames and
  * responses that must go out). */
 int hs_conn_send_always(hs_conn_t *conn, hs_buf_t *buf);
+/* Drops the queued buffers that no write has started on (a buffer partly
+ * written, or handed to the kernel, stays so the stream is not cut inside
+ * a frame). For a peer that does not read: what follows goes out next. */
+void hs_conn_discard_unsent(hs_conn_t *conn);
 /* Bytes queued and not yet written. */
 size_t hs_conn_pending(hs_conn_t *conn);
 /* The bound used by hs_conn_send; 0 means no bound. Default 0. */

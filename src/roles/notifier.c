@@ -37,6 +37,7 @@ struct client {
     hs_notifier_t *notifier;
     hs_ws_session_t *ws;
     sub_t *subs;
+    unsigned sub_count;
     uint64_t connected_ms;
     char id[HS_ULID_LEN + 1];
 };
@@ -50,8 +51,9 @@ struct hs_notifier {
     hs_router_t *router;
     hs_http_server_t *http;
     hs_ws_config_t ws_config;
-    hs_map_t clients; /* connection id -> client_t */
-    hs_map_t topics;  /* topic -> topic_t */
+    hs_map_t clients;     /* connection id -> client_t */
+    uint64_t slow_closes; /* clients closed with 1008 for not reading */
+    hs_map_t topics;      /* topic -> topic_t */
     /* shutdown */
     int shutting_down;
     int http_done;
@@ -66,6 +68,8 @@ static int subscribe(hs_notifier_t *n, client_t *client, const char *name)
     for (sub_t *s = client->subs; s; s = s->client_next)
         if (strcmp(s->topic->name, name) == 0)
             return 0; /* already subscribed */
+    if (client->sub_count >= n->cfg->max_subscriptions)
+        return HS_EBUSY;
     size_t len = strlen(name);
     topic_t *topic = hs_map_get(&n->topics, name, len);
     if (topic == NULL) {
@@ -84,6 +88,7 @@ static int subscribe(hs_notifier_t *n, client_t *client, const char *name)
     topic->count++;
     s->client_next = client->subs;
     client->subs = s;
+    client->sub_count++;
     return 0;
 }
 
@@ -115,6 +120,7 @@ static void unsubscribe(hs_notifier_t *n, client_t *client, const char *name)
         if (name == NULL || strcmp(s->topic->name, name) == 0) {
             *link = s->client_next;
             drop_sub(n, s);
+            client->sub_count--;
             if (name != NULL)
                 return;
         } else {
@@ -140,7 +146,8 @@ static void deliver(hs_notifier_t *n, const hs_node_cmd_t *cmd)
      * inside this walk), so the list stays valid. */
     hs_buf_t *frame = hs_ws_frame_new(HS_WS_OP_TEXT, cmd->frame_text, cmd->frame_text_len);
     for (sub_t *s = topic->head; s; s = s->topic_next)
-        hs_ws_send(s->client->ws, frame);
+        if (hs_ws_send(s->client->ws, frame) == HS_ETOOBIG)
+            n->slow_closes++;
     hs_buf_unref(frame);
 }
 
@@ -156,7 +163,8 @@ static int handle_command(const hs_node_cmd_t *cmd, void *data)
         client = find_client(n, cmd->connection_id);
         if (client == NULL)
             return HS_ENOTFOUND;
-        hs_ws_send_text(client->ws, cmd->frame_text, cmd->frame_text_len);
+        if (hs_ws_send_text(client->ws, cmd->frame_text, cmd->frame_text_len) == HS_ETOOBIG)
+            n->slow_closes++;
         return 0;
     case HS_NODE_SUBSCRIBE:
         client = find_client(n, cmd->connection_id);
@@ -232,6 +240,12 @@ static void ws_route(hs_http_request_t *req, void *ctx)
         hs_http_respond_error(req, 503, "unavailable", "server is shutting down");
         return;
     }
+    if (hs_map_count(&n->clients) >= n->cfg->max_connections) {
+        hs_log_warn("notifier: %llu connections: refusing more",
+                    (unsigned long long)n->cfg->max_connections);
+        hs_http_respond_error(req, 503, "unavailable", "too many connections; try again later");
+        return;
+    }
     hs_ws_session_t *ws = hs_ws_accept(req, &n->ws_config, &ws_callbacks, NULL);
     if (ws == NULL)
         return;
@@ -279,6 +293,7 @@ hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
     limits.header_timeout_ms = cfg->header_timeout_ms;
     limits.idle_timeout_ms = cfg->idle_timeout_ms;
     limits.max_body = 4096; /* nothing is posted to the WebSocket port */
+    limits.max_requests_per_conn = (unsigned)cfg->keepalive_requests;
     n->http = hs_http_server_new(net, n->router, &limits, "notifier");
     return n;
 }
@@ -309,7 +324,8 @@ void hs_notifier_shutdown(hs_notifier_t *n, void (*cb)(void *data), void *data)
     n->shutting_down = 1;
     n->shutdown_cb = cb;
     n->shutdown_data = data;
-    hs_log_info("notifier: closing %zu connections", hs_map_count(&n->clients));
+    hs_log_info("notifier: closing %zu connections (%llu were closed earlier for not reading)",
+                hs_map_count(&n->clients), (unsigned long long)n->slow_closes);
     size_t pos = 0;
     client_t *client;
     while ((client = hs_map_next(&n->clients, &pos)) != NULL)

@@ -256,13 +256,20 @@ static void subscribe_applied_cb(int status, void *data)
 {
     call_t *call = data;
     hs_publisher_t *p = call->publisher;
+    if ((status == HS_ENOTFOUND || status == HS_EBUSY) && call->created) {
+        /* Refused by the node, or the connection left between the check
+         * and now: undo the row. */
+        hs_store_remove_subscription(p->store, call->in.sub.connection_id, call->in.sub.topic,
+                                     subscribe_removed_cb, NULL);
+    }
     if (status == HS_ENOTFOUND) {
-        /* The connection left between the check and now: undo the row. */
-        if (call->created)
-            hs_store_remove_subscription(p->store, call->in.sub.connection_id, call->in.sub.topic,
-                                         subscribe_removed_cb, NULL);
         hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
                               call->in.sub.connection_id);
+    } else if (status == HS_EBUSY) {
+        hs_http_respond_error(call->req, 429, "too_many_subscriptions",
+                              "connection %s has reached its limit of %llu subscriptions",
+                              call->in.sub.connection_id,
+                              (unsigned long long)p->cfg->max_subscriptions);
     } else if (status != 0) {
         respond_internal(call->req, "subscribing", status);
     } else {
@@ -484,6 +491,7 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     hs_http_limits_t limits;
     hs_http_limits_default(&limits);
     limits.max_body = cfg->max_body;
+    limits.max_requests_per_conn = (unsigned)cfg->keepalive_requests;
     limits.header_timeout_ms = cfg->header_timeout_ms;
     limits.idle_timeout_ms = cfg->idle_timeout_ms;
     p->http = hs_http_server_new(net, p->router, &limits, "publisher");

@@ -64,8 +64,11 @@ int hs_ws_send(hs_ws_session_t *ws, hs_buf_t *frame)
         return HS_ECLOSED;
     int rc = hs_conn_send(ws->conn, frame);
     if (rc == HS_ETOOBIG) {
+        /* The peer does not read. What it has not started to receive is
+         * dropped so that the close frame is the next thing it reads. */
         hs_log_warn("ws: %s does not read: %zu bytes queued; closing with 1008",
                     hs_conn_peer(ws->conn), hs_conn_pending(ws->conn));
+        hs_conn_discard_unsent(ws->conn);
         fail(ws, 1008, "slow consumer: too much data queued");
     }
     return rc;

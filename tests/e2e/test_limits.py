@@ -1,0 +1,182 @@
+"""Resource limits: connections, subscriptions per connection, keep-alive
+requests, slow subscribers, and memory that does not grow with rejected
+requests."""
+import asyncio
+import base64
+import http.client as httplib
+import json
+import os
+import socket
+import struct
+import time
+
+import pytest
+import websockets
+
+from conftest import connect, http, recv_json, run
+
+
+def test_connection_limit_gives_503(fresh_server):
+    srv = fresh_server("--max-connections", "3")
+
+    async def go():
+        held = [await connect(srv) for _ in range(3)]
+        with pytest.raises(websockets.InvalidStatusCode) as refused:
+            await websockets.connect(srv.ws_url)
+        assert refused.value.status_code == 503
+        await held[0][0].close()
+        await asyncio.sleep(0.3)
+        ws, _ = await connect(srv)  # room again
+        await ws.close()
+        for ws, _ in held[1:]:
+            await ws.close()
+    run(go())
+
+
+def test_subscription_limit_gives_429(fresh_server):
+    srv = fresh_server("--max-subscriptions", "2")
+
+    async def go():
+        ws, cid = await connect(srv)
+        for t in ("a", "b"):
+            assert http("POST", f"{srv.api}/api/v1/subscribes", f"topic={t}",
+                        f"connectionID={cid}").status == 201
+        r = http("POST", f"{srv.api}/api/v1/subscribes", "topic=c", f"connectionID={cid}")
+        assert r.status == 429 and r.json["error"]["code"] == "too_many_subscriptions"
+        assert http("POST", f"{srv.api}/api/v1/subscribes", "topic=a",
+                    f"connectionID={cid}").status == 200
+        r = http("GET", f"{srv.api}/api/v1/subscribes", f"connectionID=={cid}")
+        assert sorted(s["topic"] for s in r.json) == ["a", "b"]  # the refused one left nothing
+        await ws.close()
+    run(go())
+
+
+def test_keepalive_request_limit(fresh_server):
+    srv = fresh_server("--keepalive-requests", "2")
+    conn = httplib.HTTPConnection("127.0.0.1", srv.api_port, timeout=5)
+    conn.request("GET", "/api/v1/messages?topic=k")
+    first = conn.getresponse()
+    first.read()
+    assert first.getheader("Connection") is None
+    conn.request("GET", "/api/v1/messages?topic=k")
+    second = conn.getresponse()
+    second.read()
+    assert second.getheader("Connection") == "close"
+    conn.close()
+
+
+def server_frames(data):
+    """Splits unmasked server frames: [(opcode, payload)], rest."""
+    frames = []
+    while len(data) >= 2:
+        n = data[1] & 0x7F
+        pos = 2
+        if n == 126:
+            if len(data) < 4:
+                break
+            n, pos = struct.unpack("!H", data[2:4])[0], 4
+        elif n == 127:
+            if len(data) < 10:
+                break
+            n, pos = struct.unpack("!Q", data[2:10])[0], 10
+        if len(data) < pos + n:
+            break
+        frames.append((data[0] & 0x0F, data[pos:pos + n]))
+        data = data[pos + n:]
+    return frames, data
+
+
+def test_a_subscriber_that_stops_reading_is_closed_with_1008(fresh_server):
+    srv = fresh_server("--max-pending", "64k")
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", srv.ws_port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    slow.sendall(f"GET /api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                 f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    data = b""
+    while b"connectionID" not in data:
+        data += slow.recv(4096)
+    slow_id = data.split(b'"connectionID":"')[1][:26].decode()
+    assert http("POST", f"{srv.api}/api/v1/subscribes", "topic=flood",
+                f"connectionID={slow_id}").status == 201
+
+    async def go():
+        fast, fast_id = await connect(srv)
+        assert http("POST", f"{srv.api}/api/v1/subscribes", "topic=flood",
+                    f"connectionID={fast_id}").status == 201
+        content = "x" * 32768
+        count = 300
+
+        def publish():
+            conn = httplib.HTTPConnection("127.0.0.1", srv.api_port, timeout=10)
+            for i in range(count):
+                conn.request("POST", "/api/v1/messages",
+                             body=json.dumps({"topic": "flood", "content": content}),
+                             headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                assert resp.status == 201
+        started = time.monotonic()
+        publisher = asyncio.create_task(asyncio.to_thread(publish))
+        for _ in range(count):  # the fast subscriber gets everything, while the slow one stalls
+            await recv_json(fast, timeout=10)
+        await publisher
+        assert time.monotonic() - started < 20
+        await fast.close()
+    run(go())
+
+    # Now the slow client reads: some messages, then a close frame with 1008.
+    slow.settimeout(10)
+    buf = b""
+    while True:
+        chunk = slow.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    frames, _ = server_frames(buf)
+    closes = [payload for opcode, payload in frames if opcode == 0x8]
+    assert closes, f"no close frame among {len(frames)} frames"
+    assert struct.unpack("!H", closes[0][:2])[0] == 1008
+    assert len([f for f in frames if f[0] == 0x1]) < 300
+    assert "does not read" in srv.logs()
+    for _ in range(30):  # both are gone, so are their subscriptions
+        r = http("GET", f"{srv.api}/api/v1/subscribes", "topic==flood")
+        if r.json == []:
+            break
+        time.sleep(0.1)
+    assert r.json == []
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1])
+
+
+def test_memory_does_not_grow_with_rejected_requests_and_closed_connections(fresh_server):
+    srv = fresh_server()
+
+    def reject(n):
+        for _ in range(n):
+            with socket.create_connection(("127.0.0.1", srv.api_port)) as s:
+                s.sendall(b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                          b"application/json\r\nContent-Length: 9\r\n\r\n{\"topic\":")
+                s.recv(4096)
+
+    async def churn(n):
+        for _ in range(n):
+            ws, _ = await connect(srv)
+            await ws.close()
+
+    reject(1000)
+    run(churn(300))
+    time.sleep(0.5)
+    before = rss_kib(srv.proc.pid)
+    reject(3000)
+    run(churn(900))
+    time.sleep(0.5)
+    after = rss_kib(srv.proc.pid)
+    assert after - before < 2048, (before, after)

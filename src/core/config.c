@@ -40,6 +40,8 @@ static const setting_t settings[] = {
      "LEVEL", "debug, info, warn or error"},
     {"node-id", "HOUSTON_NODE_ID", T_STRING, offsetof(hs_config_t, node_id), "", 0, 0, "ID",
      "this notifier's node id (default: local)"},
+    {"allowed-origins", "HOUSTON_ALLOWED_ORIGINS", T_STRING, offsetof(hs_config_t, allowed_origins),
+     "", 0, 0, "LIST", "comma-separated Origins allowed to open a WebSocket (empty: any)"},
     {"max-content", "HOUSTON_MAX_CONTENT", T_SIZE, offsetof(hs_config_t, max_content), "64k", 1,
      16 * MIB, "SIZE", "largest message content"},
     {"max-body", "HOUSTON_MAX_BODY", T_SIZE, offsetof(hs_config_t, max_body), "1m", KIB, 64 * MIB,

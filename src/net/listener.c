@@ -2,6 +2,7 @@
  * accepting with a back-off when the process runs out of descriptors. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -17,6 +18,7 @@ struct hs_listener {
     hs_accept_cb cb;
     void *data;
     int port;
+    uint64_t fd_limit; /* RLIMIT_NOFILE at start, 0 if unlimited */
     uint64_t last_warning_ms;
 };
 
@@ -52,6 +54,24 @@ static int parse_addr(const char *addr, char *host, size_t host_len, int *port)
     return 0;
 }
 
+/* libuv handles running out of descriptors by itself: it accepts the
+ * waiting connections with a reserved descriptor and closes them at once, so
+ * the loop does not spin, and our callback does not even hear of it. So we
+ * warn when the connections come close to the limit, at most every 5 s. */
+static void warn_near_fd_limit(hs_listener_t *l)
+{
+    size_t count = hs_net_conn_count(l->net);
+    if (l->fd_limit == 0 || count + 32 < l->fd_limit)
+        return;
+    uint64_t now = uv_now(l->net->loop);
+    if (l->last_warning_ms == 0 || now - l->last_warning_ms > 5000) {
+        hs_log_warn("net: %zu connections, close to the limit of %llu open file descriptors; "
+                    "connections beyond it are dropped",
+                    count, (unsigned long long)l->fd_limit);
+        l->last_warning_ms = now;
+    }
+}
+
 static void connection_cb(uv_stream_t *server, int status)
 {
     hs_listener_t *l = server->data;
@@ -72,6 +92,7 @@ static void connection_cb(uv_stream_t *server, int status)
         hs_conn_close(conn);
         return;
     }
+    warn_near_fd_limit(l);
     l->cb(l, conn);
 }
 
@@ -90,6 +111,9 @@ static int listen_on(hs_net_t *net, const struct sockaddr *sa, hs_accept_cb cb, 
     l->data = data;
     uv_tcp_init(net->loop, &l->tcp);
     l->tcp.data = l;
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
+        l->fd_limit = (uint64_t)lim.rlim_cur;
     int rc = uv_tcp_bind(&l->tcp, sa, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, BACKLOG, connection_cb);

@@ -12,6 +12,7 @@
 #include "http/server.h"
 #include "roles/render.h"
 #include "ws/codec.h"
+#include "ws/handshake.h"
 #include "ws/session.h"
 
 typedef struct topic topic_t;
@@ -233,11 +234,29 @@ static const hs_ws_callbacks_t ws_callbacks = {
     .on_close = ws_close_cb,
 };
 
+/* Whether the handshake's Origin is allowed: any when no list is set, and
+ * any request without Origin (not a browser). */
+static bool origin_allowed(const hs_notifier_t *n, hs_http_request_t *req)
+{
+    const char *list = n->cfg->allowed_origins;
+    size_t len;
+    const char *origin = hs_http_header(req, "origin", &len);
+    if (list == NULL || list[0] == '\0' || origin == NULL)
+        return true;
+    (void)len; /* header values are NUL-terminated */
+    return hs_ws_header_has_token(list, strlen(list), origin);
+}
+
 static void ws_route(hs_http_request_t *req, void *ctx)
 {
     hs_notifier_t *n = ctx;
     if (n->shutting_down) {
         hs_http_respond_error(req, 503, "unavailable", "server is shutting down");
+        return;
+    }
+    if (!origin_allowed(n, req)) {
+        hs_http_respond_error(req, 403, "origin_not_allowed",
+                              "this Origin may not open a WebSocket here");
         return;
     }
     if (hs_map_count(&n->clients) >= n->cfg->max_connections) {

@@ -24,7 +24,9 @@ struct hs_ws_session {
     void *data;
     uint8_t *partial; /* an incomplete frame: header and payload so far */
     size_t partial_len, partial_cap;
-    uint8_t *msg; /* a message being reassembled from fragments */
+    size_t partial_checked;       /* payload bytes of that frame already UTF-8 checked */
+    hs_utf8_state_t partial_utf8; /* the check's state after them */
+    uint8_t *msg;                 /* a message being reassembled from fragments */
     size_t msg_len, msg_cap;
     hs_utf8_state_t utf8;
     uint8_t msg_opcode; /* 0: no message in progress */
@@ -256,6 +258,41 @@ static size_t handle_frames(hs_ws_session_t *ws, const uint8_t *buf, size_t len)
     return pos;
 }
 
+/* A text frame still arriving: check the UTF-8 of what is there, so that an
+ * invalid byte fails the connection at once instead of after the whole frame
+ * (RFC 6455 8.1 asks to fail fast). Returns false when it failed. */
+static bool check_partial_text(hs_ws_session_t *ws)
+{
+    hs_ws_frame_header_t h;
+    if (hs_ws_parse_header(ws->partial, ws->partial_len, &h) != 0)
+        return true;
+    bool text =
+        h.opcode == HS_WS_OP_TEXT || (h.opcode == HS_WS_OP_CONT && ws->msg_opcode == HS_WS_OP_TEXT);
+    if (!text || ws->close_sent)
+        return true;
+    size_t avail = ws->partial_len - h.header_len;
+    if (ws->partial_checked == 0) {
+        if (h.opcode == HS_WS_OP_TEXT)
+            hs_utf8_init(&ws->partial_utf8);
+        else
+            ws->partial_utf8 = ws->utf8;
+    }
+    while (ws->partial_checked < avail) {
+        uint8_t chunk[256];
+        size_t n = avail - ws->partial_checked;
+        if (n > sizeof(chunk))
+            n = sizeof(chunk);
+        memcpy(chunk, ws->partial + h.header_len + ws->partial_checked, n);
+        hs_ws_unmask(chunk, n, h.mask, ws->partial_checked);
+        if (hs_utf8_feed(&ws->partial_utf8, chunk, n) == HS_UTF8_REJECT) {
+            fail(ws, 1007, "text message is not valid UTF-8");
+            return false;
+        }
+        ws->partial_checked += n;
+    }
+    return true;
+}
+
 static void ws_on_read(hs_conn_t *conn, const char *data, size_t len)
 {
     hs_ws_session_t *ws = hs_conn_data(conn);
@@ -280,13 +317,18 @@ static void ws_on_read(hs_conn_t *conn, const char *data, size_t len)
     size_t used = handle_frames(ws, ws->partial, ws->partial_len);
     if (used == SIZE_MAX)
         return;
-    memmove(ws->partial, ws->partial + used, ws->partial_len - used);
-    ws->partial_len -= used;
+    if (used > 0) {
+        memmove(ws->partial, ws->partial + used, ws->partial_len - used);
+        ws->partial_len -= used;
+        ws->partial_checked = 0; /* a new frame starts the buffer */
+    }
     if (ws->partial_len == 0) {
         hs_free(ws->partial);
         ws->partial = NULL;
         ws->partial_cap = 0;
+        return;
     }
+    check_partial_text(ws);
 }
 
 static void ws_on_eof(hs_conn_t *conn, int status)

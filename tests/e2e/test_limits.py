@@ -180,3 +180,46 @@ def test_memory_does_not_grow_with_rejected_requests_and_closed_connections(fres
     time.sleep(0.5)
     after = rss_kib(srv.proc.pid)
     assert after - before < 2048, (before, after)
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_running_out_of_descriptors_does_not_spin(tmp_path):
+    """With 64 descriptors, 150 clients: the ones beyond are dropped, the loop
+    does not spin, and service resumes when descriptors free up."""
+    import resource
+    import subprocess
+    from conftest import BIN, free_port, wait_port
+    ws_port, api_port = free_port(), free_port()
+    log = tmp_path / "emfile.log"
+    proc = subprocess.Popen(
+        [BIN, "serve", "--ws-addr", f"127.0.0.1:{ws_port}", "--api-addr",
+         f"127.0.0.1:{api_port}", "--db", f"sqlite:{tmp_path}/e.db"],
+        stderr=open(log, "w"),
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)))
+    try:
+        wait_port(api_port, proc, log)
+        clients = []
+        for _ in range(150):
+            try:
+                clients.append(socket.create_connection(("127.0.0.1", ws_port), timeout=2))
+            except OSError:
+                pass
+        before = cpu_seconds(proc.pid)
+        time.sleep(1.0)
+        spent = cpu_seconds(proc.pid) - before
+        assert spent < 0.3, f"the loop spent {spent:.2f} s of CPU in 1 s while out of descriptors"
+        assert proc.poll() is None
+        for c in clients:
+            c.close()
+        time.sleep(0.5)
+        assert http("GET", f"http://127.0.0.1:{api_port}/api/v1/messages",
+                    "topic==t").status == 200
+        assert "open file descriptors" in log.read_text()
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0

@@ -56,6 +56,8 @@ static const setting_t settings[] = {
     {"header-timeout", "HOUSTON_HEADER_TIMEOUT", T_DURATION,
      offsetof(hs_config_t, header_timeout_ms), "10s", 100, 3600 * SEC, "DURATION",
      "a request's head must arrive within this"},
+    {"body-timeout", "HOUSTON_BODY_TIMEOUT", T_DURATION, offsetof(hs_config_t, body_timeout_ms),
+     "10s", 100, 3600 * SEC, "DURATION", "a request's body must arrive within this"},
     {"idle-timeout", "HOUSTON_IDLE_TIMEOUT", T_DURATION, offsetof(hs_config_t, idle_timeout_ms),
      "60s", 0, 24 * 3600 * SEC, "DURATION",
      "idle keep-alive connections close after this (0: never)"},

@@ -494,6 +494,7 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     limits.max_requests_per_conn = (unsigned)cfg->keepalive_requests;
     limits.header_timeout_ms = cfg->header_timeout_ms;
     limits.idle_timeout_ms = cfg->idle_timeout_ms;
+    limits.body_timeout_ms = cfg->body_timeout_ms;
     p->http = hs_http_server_new(net, p->router, &limits, "publisher");
     return p;
 }

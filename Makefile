@@ -50,7 +50,7 @@ sanitize: deps-test
 	@cmake -S . -B $(BUILD)-asan -DHOUSTON_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DHOUSTON_WERROR=$(WERROR) > /dev/null
 	cmake --build $(BUILD)-asan -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 ctest --test-dir $(BUILD)-asan --output-on-failure -j$(JOBS)
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 HOUSTON_BIN=$(CURDIR)/$(BUILD)-asan/houston $(PYTHON) -m pytest -q tests/e2e
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 HOUSTON_SANITIZED=1 HOUSTON_BIN=$(CURDIR)/$(BUILD)-asan/houston $(PYTHON) -m pytest -q tests/e2e
 
 # libFuzzer targets (clang-14), each run for FUZZ_SECONDS on a scratch copy of
 # its seed corpus in fuzz/corpus/; any crash, leak or timeout fails.

@@ -432,7 +432,7 @@ static int on_url(http_parser *p, const char *at, size_t len)
     hs_http_conn_t *hc = p->data;
     hs_http_request_t *req = hc->req;
     if (req->url_len + len > hc->server->limits.max_url)
-        return abort_with(hc, 414, "uri_too_long", "the request target is too long");
+        return abort_with(hc, 431, "request_line_too_large", "the request line is too long");
     req->url = hs_realloc(req->url, req->url_len + len + 1);
     memcpy(req->url + req->url_len, at, len);
     req->url_len += len;

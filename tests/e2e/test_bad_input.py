@@ -194,3 +194,9 @@ def test_keep_alive_goes_on_after_an_immediate_answer(server):
         resp.read()
         assert resp.status == status, path
     conn.close()
+
+
+def test_long_request_line_is_431(server):
+    resp = raw(server.api_port, b"GET /api/v1/messages?topic=" + b"a" * 9000 + b" HTTP/1.1\r\n"
+               b"Host: x\r\n\r\n")
+    assert status_of(resp) == 431 and b"request_line_too_large" in resp

@@ -30,7 +30,7 @@ typedef struct hs_config {
     uint64_t max_pending;         /* --max-pending    HOUSTON_MAX_PENDING    1 MiB */
     uint64_t ping_interval_ms;    /* --ping-interval   HOUSTON_PING_INTERVAL   30 s */
     uint64_t header_timeout_ms;   /* --header-timeout  HOUSTON_HEADER_TIMEOUT  10 s */
-    uint64_t body_timeout_ms;    /* --body-timeout    HOUSTON_BODY_TIMEOUT    10 s */
+    uint64_t body_timeout_ms;     /* --body-timeout    HOUSTON_BODY_TIMEOUT    10 s */
     uint64_t idle_timeout_ms;     /* --idle-timeout    HOUSTON_IDLE_TIMEOUT    60 s */
     uint64_t shutdown_timeout_ms; /* --shutdown-timeout HOUSTON_SHUTDOWN_TIMEOUT 10 s */
     uint64_t max_connections;     /* --max-connections     HOUSTON_MAX_CONNECTIONS     100000 */

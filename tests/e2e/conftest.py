@@ -1,6 +1,7 @@
 """End-to-end harness: the real houston binary on free loopback ports, driven by
 clients no one here wrote (HTTPie, Python websockets) and raw sockets."""
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -165,3 +166,38 @@ async def expect_silence(ws, timeout=0.3):
 
 async def ahttp(*args):
     return await asyncio.to_thread(http, *args)
+
+
+# ---- raw sockets --------------------------------------------------------------
+
+def upgrade_request(key=None, version="13", path="/api/v1/ws", extra=""):
+    """The bytes of a WebSocket opening handshake."""
+    key = key or base64.b64encode(os.urandom(16)).decode()
+    return (f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n{extra}\r\n"
+            ).encode()
+
+
+def read_until(sock, marker):
+    """Reads until marker has arrived or the peer closed."""
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def read_to_eof(sock):
+    """Everything the peer sends until it closes (a reset counts as closing)."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -3,7 +3,7 @@ import socket
 
 import pytest
 
-from conftest import http
+from conftest import http, read_to_eof
 
 TOPIC = "bad-input"
 
@@ -18,16 +18,7 @@ def post_raw(server, path, body, content_type="application/json", extra=""):
 def raw(port, data, timeout=5):
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
-        chunks = []
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks)
+        return read_to_eof(s)
 
 
 def status_of(response):

@@ -5,13 +5,14 @@ exact bytes and asserts the exact frames the server answers with.
 houston does not echo: every complete message a client sends is answered
 with one text frame {"type":"error","code":"unsupported",...}, which is how
 these cases see that a message was accepted."""
-import base64
 import os
 import socket
 import struct
 import time
 
 import pytest
+
+from conftest import read_to_eof, read_until, upgrade_request
 
 MAX = 65536  # --max-ws-message default
 
@@ -39,14 +40,8 @@ def close_payload(code, reason=b""):
 class Peer:
     def __init__(self, port):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.s.sendall(f"GET /api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                       f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                       f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
-        self.buf = b""
-        while b"\r\n\r\n" not in self.buf:
-            self.buf += self.s.recv(4096)
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        self.s.sendall(upgrade_request())
+        head, _, self.buf = read_until(self.s, b"\r\n\r\n").partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101")
         opcode, payload = self.next_frame()
         assert opcode == 0x1 and b'"connected"' in payload
@@ -347,13 +342,7 @@ def test_9_many_small_messages(peer):
 def handshake(port, request):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data
+        return read_until(s, b"\r\n\r\n")
 
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -391,12 +380,7 @@ def test_handshake_deadline_drops_a_slow_client(fresh_server):
     with socket.create_connection(("127.0.0.1", srv.ws_port), timeout=5) as s:
         s.sendall(b"GET /api/v1/ws HTTP/1.1\r\nHost: x\r\n")
         start = time.monotonic()
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_eof(s)
         assert time.monotonic() - start < 2
         assert data.startswith(b"HTTP/1.1 408")
 
@@ -429,12 +413,10 @@ def test_slowloris_is_dropped_while_others_are_served(fresh_server):
 
 def test_allowed_origins(fresh_server):
     srv = fresh_server("--allowed-origins", "https://app.example, http://localhost:3000")
-    base = (f"GET /api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n")
-    assert handshake(srv.ws_port, (base + "Origin: https://app.example\r\n\r\n").encode()
-                     ).startswith(b"HTTP/1.1 101")
-    assert handshake(srv.ws_port, (base + "Origin: http://localhost:3000\r\n\r\n").encode()
-                     ).startswith(b"HTTP/1.1 101")
-    refused = handshake(srv.ws_port, (base + "Origin: https://evil.example\r\n\r\n").encode())
-    assert refused.startswith(b"HTTP/1.1 403")
-    assert handshake(srv.ws_port, (base + "\r\n").encode()).startswith(b"HTTP/1.1 101")
+    def origin(value):
+        extra = f"Origin: {value}\r\n" if value else ""
+        return handshake(srv.ws_port, upgrade_request(extra=extra))
+    assert origin("https://app.example").startswith(b"HTTP/1.1 101")
+    assert origin("http://localhost:3000").startswith(b"HTTP/1.1 101")
+    assert origin("https://evil.example").startswith(b"HTTP/1.1 403")
+    assert origin(None).startswith(b"HTTP/1.1 101")  # not a browser

@@ -1,16 +1,14 @@
 """Restart keeps the history; SIGTERM closes clients with 1001 and exits 0;
-connections that stop answering pings are dropped; handshake checks."""
+connections that stop answering pings are dropped. (Handshake and protocol
+cases are in test_conformance.py.)"""
 import asyncio
-import base64
-import os
 import signal
 import socket
-import struct
 import time
 
 import websockets
 
-from conftest import connect, http, recv_json, run
+from conftest import connect, http, read_until, recv_json, run, upgrade_request
 
 
 def test_restart_keeps_history(fresh_server, tmp_path):
@@ -54,23 +52,10 @@ def test_sigint_exits_0_and_later_connections_are_refused(fresh_server):
     raise AssertionError("the API port still accepts connections after shutdown")
 
 
-def ws_handshake(port, path="/api/v1/ws", key=None, version="13", extra=b""):
-    key = key or base64.b64encode(os.urandom(16)).decode()
+def ws_handshake(port, key=None, version="13"):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n".encode()
-              + extra + b"\r\n")
+    s.sendall(upgrade_request(key=key, version=version))
     return s
-
-
-def read_until(s, marker):
-    data = b""
-    while marker not in data:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def test_a_client_that_never_answers_pings_is_dropped(fresh_server):
@@ -118,81 +103,3 @@ def test_a_client_that_answers_pings_stays(fresh_server):
         assert await asyncio.wait_for(ws.recv(), 5) == "still here"
         await ws.close()
     run(go())
-
-
-def test_handshake_is_validated(server):
-    s = ws_handshake(server.ws_port, key="dGhlIHNhbXBsZSBub25jZQ==")
-    head = read_until(s, b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
-    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head
-    s.close()
-    s = ws_handshake(server.ws_port, version="8")
-    resp = read_until(s, b"}")
-    assert resp.startswith(b"HTTP/1.1 426") and b"Sec-WebSocket-Version: 13" in resp
-    s.close()
-    s = ws_handshake(server.ws_port, key="short")
-    assert read_until(s, b"}").startswith(b"HTTP/1.1 400")
-    s.close()
-
-
-def masked(opcode, payload, fin=True):
-    mask = os.urandom(4)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    n = len(payload)
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def open_raw(server):
-    s = ws_handshake(server.ws_port)
-    data = read_until(s, b"\r\n\r\n").split(b"\r\n\r\n", 1)[1]
-    while len(data) < 2 or len(data) < 2 + data[1]:
-        data += s.recv(4096)
-    return s, data[2 + data[1]:]
-
-
-def read_close(s, rest=b""):
-    data = rest
-    s.settimeout(5)
-    while True:
-        i = data.find(b"\x88")
-        if i >= 0 and len(data) >= i + 4:
-            return struct.unpack("!H", data[i + 2:i + 4])[0]
-        chunk = s.recv(4096)
-        if not chunk:
-            raise AssertionError(f"closed without a close frame: {data!r}")
-        data += chunk
-
-
-def test_protocol_errors_get_their_close_codes(server):
-    s, rest = open_raw(server)
-    s.sendall(b"\x81\x02hi")  # unmasked
-    assert read_close(s, rest) == 1002
-    s, rest = open_raw(server)
-    s.sendall(masked(0x1, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"))
-    assert read_close(s, rest) == 1007
-    s, rest = open_raw(server)
-    s.sendall(masked(0x1, b"x" * 70000))
-    assert read_close(s, rest) == 1009
-    s, rest = open_raw(server)
-    s.sendall(bytes([0xC1, 0x80]) + b"\0\0\0\0")  # RSV1 set
-    assert read_close(s, rest) == 1002
-    s, rest = open_raw(server)
-    s.sendall(masked(0x8, struct.pack("!H", 1000) + b"bye"))
-    assert read_close(s, rest) == 1000
-
-
-def test_ping_is_answered_with_the_same_payload(server):
-    s, rest = open_raw(server)
-    s.sendall(masked(0x9, b"are you there"))
-    data = rest
-    while b"\x8a\x0dare you there" not in data:
-        chunk = s.recv(4096)
-        assert chunk, data
-        data += chunk
-    s.close()

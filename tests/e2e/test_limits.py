@@ -2,7 +2,6 @@
 requests, slow subscribers, and memory that does not grow with rejected
 requests."""
 import asyncio
-import base64
 import http.client as httplib
 import json
 import os
@@ -13,7 +12,7 @@ import time
 import pytest
 import websockets
 
-from conftest import connect, http, recv_json, run
+from conftest import connect, http, read_to_eof, read_until, recv_json, run, upgrade_request
 
 
 def test_connection_limit_gives_503(fresh_server):
@@ -91,13 +90,8 @@ def test_a_subscriber_that_stops_reading_is_closed_with_1008(fresh_server):
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.connect(("127.0.0.1", srv.ws_port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    slow.sendall(f"GET /api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                 f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
-    data = b""
-    while b"connectionID" not in data:
-        data += slow.recv(4096)
+    slow.sendall(upgrade_request())
+    data = read_until(slow, b"connectionID")
     slow_id = data.split(b'"connectionID":"')[1][:26].decode()
     assert http("POST", f"{srv.api}/api/v1/subscribes", "topic=flood",
                 f"connectionID={slow_id}").status == 201
@@ -129,13 +123,7 @@ def test_a_subscriber_that_stops_reading_is_closed_with_1008(fresh_server):
 
     # Now the slow client reads: some messages, then a close frame with 1008.
     slow.settimeout(10)
-    buf = b""
-    while True:
-        chunk = slow.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    frames, _ = server_frames(buf)
+    frames, _ = server_frames(read_to_eof(slow))
     closes = [payload for opcode, payload in frames if opcode == 0x8]
     assert closes, f"no close frame among {len(frames)} frames"
     assert struct.unpack("!H", closes[0][:2])[0] == 1008

@@ -130,6 +130,11 @@ static void signal_cb(uv_signal_t *handle, int signum)
 
 /* ---- serve ------------------------------------------------------------- */
 
+static void notifier_gauges(void *ctx, hs_metrics_gauges_t *out)
+{
+    hs_notifier_gauges(ctx, out);
+}
+
 static void stale_removed_cb(int status, size_t count, void *data)
 {
     (void)data;
@@ -157,6 +162,7 @@ static int serve(app_t *app)
     app->bus = hs_bus_inproc_new(app->loop);
     app->notifier = hs_notifier_new(app->net, app->store, app->bus, &app->cfg, node);
     app->publisher = hs_publisher_new(app->net, app->store, app->bus, &app->cfg);
+    hs_publisher_set_gauges(app->publisher, notifier_gauges, app->notifier);
     app->consumer = hs_consumer_new(app->bus, &rc);
     if (rc == 0)
         rc = hs_notifier_start(app->notifier, app->cfg.ws_addr);

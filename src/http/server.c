@@ -15,6 +15,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "http/http_internal.h"
 
 struct hs_http_conn {
@@ -215,6 +216,8 @@ void hs_http_respond(hs_http_request_t *req, int status, const char *content_typ
         hs_http__request_free(req);
         return;
     }
+    if (status >= 100 && status < 600)
+        hs_metrics_singleton.http_responses[status]++;
     bool close = must_close(hc, req, status);
     bool send_body = !req->is_head && body_len > 0;
     hs_buf_t *buf = build_head(status, content_type, body_len, body_len > 0, close, extra_headers);

@@ -6,6 +6,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "net/net_internal.h"
 
 #define FLUSH_CLOSE_DEADLINE_MS 5000
@@ -226,6 +227,7 @@ static void write_cb(uv_write_t *req, int status)
         written += slot->buf->len - slot->offset;
     }
     conn->writing_count = 0;
+    hs_metrics_singleton.bytes_sent += written;
     ring_consume(conn, written);
     if (conn->out_count > 0)
         hs_net__schedule_flush(conn->net, conn);
@@ -251,6 +253,7 @@ void hs_net__flush_conn(hs_conn_t *conn)
         size_t total = 0;
         for (unsigned i = 0; i < n; i++)
             total += iovs[i].len;
+        hs_metrics_singleton.bytes_sent += (size_t)rc;
         ring_consume(conn, (size_t)rc);
         if ((size_t)rc < total) {
             /* The socket is full: hand the rest to libuv, which writes it

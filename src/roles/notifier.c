@@ -8,8 +8,10 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/map.h"
+#include "core/metrics.h"
 #include "core/ulid.h"
 #include "http/server.h"
+#include "roles/health.h"
 #include "roles/render.h"
 #include "ws/codec.h"
 #include "ws/handshake.h"
@@ -52,9 +54,10 @@ struct hs_notifier {
     hs_router_t *router;
     hs_http_server_t *http;
     hs_ws_config_t ws_config;
-    hs_map_t clients;     /* connection id -> client_t */
-    uint64_t slow_closes; /* clients closed with 1008 for not reading */
-    hs_map_t topics;      /* topic -> topic_t */
+    hs_map_t clients;       /* connection id -> client_t */
+    uint64_t subscriptions; /* in the index, all clients */
+    hs_health_t *health;
+    hs_map_t topics; /* topic -> topic_t */
     /* shutdown */
     int shutting_down;
     int http_done;
@@ -90,6 +93,7 @@ static int subscribe(hs_notifier_t *n, client_t *client, const char *name)
     s->client_next = client->subs;
     client->subs = s;
     client->sub_count++;
+    n->subscriptions++;
     return 0;
 }
 
@@ -122,6 +126,7 @@ static void unsubscribe(hs_notifier_t *n, client_t *client, const char *name)
             *link = s->client_next;
             drop_sub(n, s);
             client->sub_count--;
+            n->subscriptions--;
             if (name != NULL)
                 return;
         } else {
@@ -146,10 +151,21 @@ static void deliver(hs_notifier_t *n, const hs_node_cmd_t *cmd)
      * that overflows a slow client's queue closes that client later (never
      * inside this walk), so the list stays valid. */
     hs_buf_t *frame = hs_ws_frame_new(HS_WS_OP_TEXT, cmd->frame_text, cmd->frame_text_len);
-    for (sub_t *s = topic->head; s; s = s->topic_next)
-        if (hs_ws_send(s->client->ws, frame) == HS_ETOOBIG)
-            n->slow_closes++;
+    hs_metrics_t *m = &hs_metrics_singleton;
+    for (sub_t *s = topic->head; s; s = s->topic_next) {
+        int rc = hs_ws_send(s->client->ws, frame);
+        if (rc == 0)
+            m->deliveries++;
+        else if (rc == HS_ETOOBIG)
+            m->slow_disconnects++;
+    }
     hs_buf_unref(frame);
+    /* The id's time is the message's creation (wall clock, milliseconds). */
+    hs_ulid_t id;
+    if (cmd->message_id && hs_ulid_parse(cmd->message_id, strlen(cmd->message_id), &id) == 0) {
+        uint64_t created = hs_ulid_time_ms(&id), now = hs_now_ms();
+        hs_histogram_observe(&m->publish_to_socket, now > created ? (now - created) / 1e3 : 0);
+    }
 }
 
 static int handle_command(const hs_node_cmd_t *cmd, void *data)
@@ -164,8 +180,14 @@ static int handle_command(const hs_node_cmd_t *cmd, void *data)
         client = find_client(n, cmd->connection_id);
         if (client == NULL)
             return HS_ENOTFOUND;
-        if (hs_ws_send_text(client->ws, cmd->frame_text, cmd->frame_text_len) == HS_ETOOBIG)
-            n->slow_closes++;
+        switch (hs_ws_send_text(client->ws, cmd->frame_text, cmd->frame_text_len)) {
+        case 0:
+            hs_metrics_singleton.notifications++;
+            break;
+        case HS_ETOOBIG:
+            hs_metrics_singleton.slow_disconnects++;
+            break;
+        }
         return 0;
     case HS_NODE_SUBSCRIBE:
         client = find_client(n, cmd->connection_id);
@@ -262,6 +284,7 @@ static void ws_route(hs_http_request_t *req, void *ctx)
     if (hs_map_count(&n->clients) >= n->cfg->max_connections) {
         hs_log_warn("notifier: %llu connections: refusing more",
                     (unsigned long long)n->cfg->max_connections);
+        hs_metrics_singleton.limit_refusals++;
         hs_http_respond_error(req, 503, "unavailable", "too many connections; try again later");
         return;
     }
@@ -307,6 +330,7 @@ hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
     };
     n->router = hs_router_new();
     hs_router_add(n->router, HTTP_GET, "/api/v1/ws", ws_route, n);
+    n->health = hs_health_add_routes(n->router, store, bus);
     hs_http_limits_t limits;
     hs_http_limits_default(&limits);
     limits.header_timeout_ms = cfg->header_timeout_ms;
@@ -324,6 +348,13 @@ int hs_notifier_start(hs_notifier_t *n, const char *addr)
     if (rc != 0)
         return rc;
     return hs_http_server_listen(n->http, addr);
+}
+
+void hs_notifier_gauges(const hs_notifier_t *n, hs_metrics_gauges_t *out)
+{
+    out->connections = hs_map_count(&n->clients);
+    out->subscriptions = n->subscriptions;
+    out->topics = hs_map_count(&n->topics);
 }
 
 int hs_notifier_port(hs_notifier_t *n)
@@ -345,7 +376,8 @@ void hs_notifier_shutdown(hs_notifier_t *n, void (*cb)(void *data), void *data)
     n->shutdown_cb = cb;
     n->shutdown_data = data;
     hs_log_info("notifier: closing %zu connections (%llu were closed earlier for not reading)",
-                hs_map_count(&n->clients), (unsigned long long)n->slow_closes);
+                hs_map_count(&n->clients),
+                (unsigned long long)hs_metrics_singleton.slow_disconnects);
     size_t pos = 0;
     client_t *client;
     while ((client = hs_map_next(&n->clients, &pos)) != NULL)
@@ -357,6 +389,7 @@ void hs_notifier_free(hs_notifier_t *n)
 {
     hs_http_server_free(n->http);
     hs_router_free(n->router);
+    hs_health_free(n->health);
     hs_map_dispose(&n->clients);
     hs_map_dispose(&n->topics);
     hs_free(n->node_id);

@@ -7,9 +7,11 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/ulid.h"
 #include "http/server.h"
 #include "roles/decode.h"
+#include "roles/health.h"
 #include "roles/render.h"
 
 struct hs_publisher {
@@ -18,6 +20,9 @@ struct hs_publisher {
     const hs_config_t *cfg;
     hs_router_t *router;
     hs_http_server_t *http;
+    hs_health_t *health;
+    hs_gauges_fn gauges;
+    void *gauges_ctx;
     void (*shutdown_cb)(void *data);
     void *shutdown_data;
 };
@@ -99,6 +104,7 @@ typedef struct publish_call {
     hs_publisher_t *publisher;
     hs_http_request_t *req;
     json_t *body;
+    uint64_t started_ns;
     hs_message_t msg;
 } publish_call_t;
 
@@ -109,6 +115,9 @@ static void put_message_cb(int status, void *data)
     if (status != 0) {
         respond_internal(call->req, "storing the message", status);
     } else {
+        hs_metrics_t *m = &hs_metrics_singleton;
+        m->messages_published++;
+        hs_histogram_observe(&m->publish_commit, (uv_hrtime() - call->started_ns) / 1e9);
         json_t *json = hs_render_message(&call->msg);
         size_t len;
         char *text = hs_render_text(json, &len);
@@ -143,6 +152,7 @@ static void publish(hs_http_request_t *req, hs_publisher_t *p, const char *autho
     call->publisher = p;
     call->req = req;
     call->body = body;
+    call->started_ns = uv_hrtime();
     hs_ulid_t id;
     hs_ulid_new(&id);
     hs_ulid_format(&id, call->msg.id);
@@ -470,6 +480,26 @@ static void post_notification(hs_http_request_t *req, void *ctx)
     hs_bus_locate_connection(p->bus, call->in.note.connection_id, notification_located_cb, call);
 }
 
+/* ---- GET /metrics ------------------------------------------------------ */
+
+static void get_metrics(hs_http_request_t *req, void *ctx)
+{
+    hs_publisher_t *p = ctx;
+    hs_metrics_gauges_t gauges = {0};
+    if (p->gauges)
+        p->gauges(p->gauges_ctx, &gauges);
+    hs_buf_t *text = hs_metrics_render(&hs_metrics_singleton, &gauges);
+    hs_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text->data,
+                    text->len);
+    hs_buf_unref(text);
+}
+
+void hs_publisher_set_gauges(hs_publisher_t *p, hs_gauges_fn fn, void *ctx)
+{
+    p->gauges = fn;
+    p->gauges_ctx = ctx;
+}
+
 /* ---- life cycle -------------------------------------------------------- */
 
 hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
@@ -488,6 +518,8 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     hs_router_add(p->router, HTTP_DELETE, "/api/v1/subscribes", delete_subscribes, p);
     hs_router_add(p->router, HTTP_GET, "/api/v1/subscribes", get_subscribes, p);
     hs_router_add(p->router, HTTP_POST, "/api/v1/notification", post_notification, p);
+    hs_router_add(p->router, HTTP_GET, "/metrics", get_metrics, p);
+    p->health = hs_health_add_routes(p->router, store, bus);
     hs_http_limits_t limits;
     hs_http_limits_default(&limits);
     limits.max_body = cfg->max_body;
@@ -528,5 +560,6 @@ void hs_publisher_free(hs_publisher_t *p)
 {
     hs_http_server_free(p->http);
     hs_router_free(p->router);
+    hs_health_free(p->health);
     hs_free(p);
 }

@@ -1,0 +1,52 @@
+/* metrics.h - counters, gauges and histograms, rendered in the Prometheus
+ * text exposition format.
+ *
+ * One process-wide set, hs_metrics_singleton, updated on the loop thread
+ * only (plain integers, no atomics on the hot path). Gauges that are a count
+ * of live things (connections, subscriptions) are read from their owners
+ * when rendering, through a callback, rather than kept twice.
+ */
+#ifndef HS_CORE_METRICS_H
+#define HS_CORE_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+#define HS_HISTOGRAM_BUCKETS 14
+
+typedef struct hs_histogram {
+    uint64_t counts[HS_HISTOGRAM_BUCKETS]; /* per bucket, not cumulative; last is +Inf */
+    uint64_t count;
+    double sum; /* seconds */
+} hs_histogram_t;
+
+typedef struct hs_metrics {
+    uint64_t messages_published;
+    uint64_t deliveries;              /* message frames queued to subscribers */
+    uint64_t notifications;           /* notification frames queued */
+    uint64_t bytes_sent;              /* bytes written to sockets, both ports */
+    uint64_t slow_disconnects;        /* closed with 1008 for not reading */
+    uint64_t limit_refusals;          /* upgrades refused by --max-connections */
+    uint64_t http_responses[600];     /* by status */
+    hs_histogram_t publish_commit;    /* request received -> message committed */
+    hs_histogram_t publish_to_socket; /* message created -> frame queued on the sockets */
+} hs_metrics_t;
+
+/* The process's metrics. */
+extern hs_metrics_t hs_metrics_singleton;
+
+void hs_histogram_observe(hs_histogram_t *h, double seconds);
+
+/* Gauges read at render time. */
+typedef struct hs_metrics_gauges {
+    uint64_t connections;
+    uint64_t subscriptions;
+    uint64_t topics;
+} hs_metrics_gauges_t;
+
+/* The whole exposition text. */
+hs_buf_t *hs_metrics_render(const hs_metrics_t *m, const hs_metrics_gauges_t *gauges);
+
+#endif

@@ -1,0 +1,71 @@
+#include "roles/health.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+
+struct hs_health {
+    hs_store_t *store;
+    hs_bus_t *bus;
+};
+
+typedef struct probe {
+    hs_health_t *health;
+    hs_http_request_t *req;
+} probe_t;
+
+/* A ULID no message or connection has: the probes expect "not found". */
+static const char probe_id[] = "00000000000000000000000000";
+
+static void healthz(hs_http_request_t *req, void *ctx)
+{
+    (void)ctx;
+    hs_http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void bus_probed_cb(int status, const char *node, void *data)
+{
+    (void)node;
+    probe_t *probe = data;
+    if (status == 0 || status == HS_ENOTFOUND)
+        hs_http_respond_json(probe->req, 200, json_pack("{s:s}", "status", "ready"));
+    else
+        hs_http_respond_error(probe->req, 503, "unavailable", "bus unreachable: %s",
+                              hs_strerror(status));
+    hs_free(probe);
+}
+
+static void store_probed_cb(int status, const hs_message_t *msg, void *data)
+{
+    (void)msg;
+    probe_t *probe = data;
+    if (status != 0 && status != HS_ENOTFOUND) {
+        hs_http_respond_error(probe->req, 503, "unavailable", "store unreachable: %s",
+                              hs_strerror(status));
+        hs_free(probe);
+        return;
+    }
+    hs_bus_locate_connection(probe->health->bus, probe_id, bus_probed_cb, probe);
+}
+
+static void readyz(hs_http_request_t *req, void *ctx)
+{
+    probe_t *probe = hs_malloc(sizeof(*probe));
+    probe->health = ctx;
+    probe->req = req;
+    hs_store_get_message(probe->health->store, probe_id, store_probed_cb, probe);
+}
+
+hs_health_t *hs_health_add_routes(hs_router_t *router, hs_store_t *store, hs_bus_t *bus)
+{
+    hs_health_t *health = hs_malloc(sizeof(*health));
+    health->store = store;
+    health->bus = bus;
+    hs_router_add(router, HTTP_GET, "/healthz", healthz, health);
+    hs_router_add(router, HTTP_GET, "/readyz", readyz, health);
+    return health;
+}
+
+void hs_health_free(hs_health_t *health)
+{
+    hs_free(health);
+}

@@ -243,6 +243,7 @@ void hs_net__flush_conn(hs_conn_t *conn)
     while (conn->out_count > 0) {
         unsigned n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS);
         int rc = uv_try_write((uv_stream_t *)&conn->tcp, iovs, n);
+        conn->net->write_calls++;
         if (rc == UV_EAGAIN || rc == UV_ENOSYS)
             rc = 0;
         if (rc < 0) {

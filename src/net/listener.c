@@ -1,5 +1,11 @@
 /* listener.c - listening sockets: address parsing, dual-stack binding, and
- * accepting with a back-off when the process runs out of descriptors. */
+ * accepting with a back-off when the process runs out of descriptors.
+ *
+ * Addresses: "host:port", "[v6]:port", ":port" or "*:port" (all interfaces:
+ * "::" with IPV6_V6ONLY off so IPv4 clients are accepted too, or 0.0.0.0
+ * when the host has no IPv6), and "localhost:port", which means 127.0.0.1
+ * (no resolver is involved; clients resolving localhost to ::1 need ":port"
+ * or "[::1]:port"). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -11,13 +17,20 @@
 
 #define BACKLOG           1024
 #define EMFILE_BACKOFF_MS 100
+#define WARN_INTERVAL_MS  5000
 
 struct hs_listener {
     uv_tcp_t tcp;
+    uv_timer_t backoff; /* re-listens after running out of descriptors */
     hs_net_t *net;
     hs_accept_cb cb;
     void *data;
+    struct sockaddr_storage addr; /* bound address, with the actual port */
     int port;
+    bool listening;   /* tcp is open (not closed for a back-off) */
+    bool closing;     /* hs_listener_close was called */
+    bool backing_off; /* tcp is closing for a back-off; re-listen later */
+    unsigned handles_open;
     uint64_t fd_limit; /* RLIMIT_NOFILE at start, 0 if unlimited */
     uint64_t last_warning_ms;
 };
@@ -54,37 +67,71 @@ static int parse_addr(const char *addr, char *host, size_t host_len, int *port)
     return 0;
 }
 
-/* libuv handles running out of descriptors by itself: it accepts the
- * waiting connections with a reserved descriptor and closes them at once, so
- * the loop does not spin, and our callback does not even hear of it. So we
- * warn when the connections come close to the limit, at most every 5 s. */
+/* True at most once per WARN_INTERVAL_MS, so a storm logs a few lines. */
+static bool warn_allowed(hs_listener_t *l)
+{
+    uint64_t now = uv_now(l->net->loop);
+    if (l->last_warning_ms != 0 && now - l->last_warning_ms < WARN_INTERVAL_MS)
+        return false;
+    l->last_warning_ms = now;
+    return true;
+}
+
+/* Connections past the descriptor limit are dropped; say so before. */
 static void warn_near_fd_limit(hs_listener_t *l)
 {
     size_t count = hs_net_conn_count(l->net);
-    if (l->fd_limit == 0 || count + 32 < l->fd_limit)
+    if (l->fd_limit == 0 || count + 32 < l->fd_limit || !warn_allowed(l))
         return;
-    uint64_t now = uv_now(l->net->loop);
-    if (l->last_warning_ms == 0 || now - l->last_warning_ms > 5000) {
-        hs_log_warn("net: %zu connections, close to the limit of %llu open file descriptors; "
-                    "connections beyond it are dropped",
-                    count, (unsigned long long)l->fd_limit);
-        l->last_warning_ms = now;
+    hs_log_warn("net: %zu connections, close to the limit of %llu open file descriptors", count,
+                (unsigned long long)l->fd_limit);
+}
+
+static void listener_handle_closed_cb(uv_handle_t *handle);
+static int start_listening(hs_listener_t *l);
+
+static void backoff_cb(uv_timer_t *timer)
+{
+    hs_listener_t *l = timer->data;
+    int rc = start_listening(l);
+    if (rc == 0) {
+        hs_log_info("net: accepting again on port %d", l->port);
+        return;
     }
+    if (warn_allowed(l))
+        hs_log_warn("net: cannot listen again on port %d: %s; retrying", l->port, uv_strerror(rc));
+    uv_timer_start(&l->backoff, backoff_cb, EMFILE_BACKOFF_MS, 0);
+}
+
+/* Out of descriptors. libuv first tries its reserve-descriptor trick (accept
+ * and drop the waiting connections); when even that fails it reports the
+ * error here and would retry at once, in a loop. libuv has no "stop
+ * listening", so the listening socket is closed and bound again (same
+ * address, same port) after a pause; meanwhile connections are refused. */
+static void back_off(hs_listener_t *l, int status)
+{
+    if (warn_allowed(l))
+        hs_log_warn("net: accept on port %d failed: %s; pausing for %d ms", l->port,
+                    uv_strerror(status), EMFILE_BACKOFF_MS);
+    l->listening = false;
+    l->backing_off = true;
+    uv_close((uv_handle_t *)&l->tcp, listener_handle_closed_cb);
+}
+
+void hs_listener__simulate_emfile(hs_listener_t *l)
+{
+    if (l->listening)
+        back_off(l, UV_EMFILE);
 }
 
 static void connection_cb(uv_stream_t *server, int status)
 {
     hs_listener_t *l = server->data;
     if (status < 0) {
-        /* Out of descriptors: libuv's reserve-descriptor trick accepts and
-         * closes the waiting connections, so the loop does not spin on a
-         * listening socket that stays readable; we only warn, at most
-         * every 5 s. */
-        uint64_t now = uv_now(l->net->loop);
-        if (l->last_warning_ms == 0 || now - l->last_warning_ms > 5000) {
-            hs_log_warn("net: accept failed: %s", uv_strerror(status));
-            l->last_warning_ms = now;
-        }
+        if ((status == UV_EMFILE || status == UV_ENFILE) && l->listening)
+            back_off(l, status);
+        else if (warn_allowed(l))
+            hs_log_warn("net: accept on port %d failed: %s", l->port, uv_strerror(status));
         return;
     }
     hs_conn_t *conn = hs_conn__new(l->net);
@@ -96,36 +143,73 @@ static void connection_cb(uv_stream_t *server, int status)
     l->cb(l, conn);
 }
 
-static void listener_closed_cb(uv_handle_t *handle)
+static void listener_handle_closed_cb(uv_handle_t *handle)
 {
-    hs_free(handle->data);
+    hs_listener_t *l = handle->data;
+    if (--l->handles_open == 0) {
+        hs_free(l);
+        return;
+    }
+    /* The tcp handle was closed for a back-off; the timer re-opens it. */
+    if (handle == (uv_handle_t *)&l->tcp && l->backing_off && !l->closing) {
+        l->backing_off = false;
+        uv_timer_start(&l->backoff, backoff_cb, EMFILE_BACKOFF_MS, 0);
+    }
+}
+
+/* Opens, binds and listens l->tcp on l->addr. On failure the handle is
+ * closed again (and handles_open stays right). */
+static int start_listening(hs_listener_t *l)
+{
+    uv_tcp_init(l->net->loop, &l->tcp);
+    l->tcp.data = l;
+    l->handles_open++;
+    int rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&l->addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, BACKLOG, connection_cb);
+    if (rc != 0) {
+        /* Closed without a restart (backing_off is false): the caller
+         * decides what follows. */
+        l->listening = false;
+        uv_close((uv_handle_t *)&l->tcp, listener_handle_closed_cb);
+        return rc;
+    }
+    l->listening = true;
+    return 0;
+}
+
+static socklen_t addr_len(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
 /* A listener bound to sa, or an error (the failed listener is released). */
-static int listen_on(hs_net_t *net, const struct sockaddr *sa, hs_accept_cb cb, void *data,
+static int listen_on(hs_net_t *net, const struct sockaddr_storage *sa, hs_accept_cb cb, void *data,
                      hs_listener_t **out)
 {
     hs_listener_t *l = hs_calloc(1, sizeof(*l));
     l->net = net;
     l->cb = cb;
     l->data = data;
-    uv_tcp_init(net->loop, &l->tcp);
-    l->tcp.data = l;
+    memcpy(&l->addr, sa, addr_len(sa));
+    uv_timer_init(net->loop, &l->backoff);
+    l->backoff.data = l;
+    l->handles_open = 1;
     struct rlimit lim;
     if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
         l->fd_limit = (uint64_t)lim.rlim_cur;
-    int rc = uv_tcp_bind(&l->tcp, sa, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, BACKLOG, connection_cb);
+    int rc = start_listening(l);
     if (rc != 0) {
-        uv_close((uv_handle_t *)&l->tcp, listener_closed_cb);
+        l->closing = true;
+        uv_close((uv_handle_t *)&l->backoff, listener_handle_closed_cb);
         return rc;
     }
-    struct sockaddr_storage bound;
-    int len = sizeof(bound);
-    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &len);
-    l->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                : ((struct sockaddr_in *)&bound)->sin_port);
+    /* Keep the actual port (port 0 asks the kernel for one) so a back-off
+     * binds the same port again. */
+    int len = sizeof(l->addr);
+    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->addr, &len);
+    l->port = ntohs(l->addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&l->addr)->sin6_port
+                                                  : ((struct sockaddr_in *)&l->addr)->sin_port);
     *out = l;
     return 0;
 }
@@ -137,24 +221,27 @@ int hs_listener_start(hs_net_t *net, const char *addr, hs_accept_cb cb, void *da
     int port;
     if (parse_addr(addr, host, sizeof(host), &port) != 0)
         return HS_EINVAL;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
     if (host[0] == '\0' || strcmp(host, "*") == 0) {
-        /* All interfaces: IPv6 with IPV6_V6ONLY off accepts IPv4 too, so
-         * "localhost" works whichever family a client tries first. */
-        struct sockaddr_in6 sa6;
-        uv_ip6_addr("::", port, &sa6);
-        int rc = listen_on(net, (const struct sockaddr *)&sa6, cb, data, out);
+        /* All interfaces: IPv6 with IPV6_V6ONLY off (libuv clears it unless
+         * asked) accepts IPv4 too, so "localhost" works whichever family a
+         * client tries first. */
+        uv_ip6_addr("::", port, (struct sockaddr_in6 *)&ss);
+        int rc = listen_on(net, &ss, cb, data, out);
         if (rc != UV_EAFNOSUPPORT && rc != UV_EADDRNOTAVAIL)
             return rc;
-        struct sockaddr_in sa4;
-        uv_ip4_addr("0.0.0.0", port, &sa4);
-        return listen_on(net, (const struct sockaddr *)&sa4, cb, data, out);
+        memset(&ss, 0, sizeof(ss));
+        uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&ss);
+        return listen_on(net, &ss, cb, data, out);
     }
-    struct sockaddr_storage ss;
     const char *ip = strcmp(host, "localhost") == 0 ? "127.0.0.1" : host;
-    if (uv_ip4_addr(ip, port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(ip, port, (struct sockaddr_in6 *)&ss) != 0)
-        return HS_EINVAL;
-    return listen_on(net, (const struct sockaddr *)&ss, cb, data, out);
+    if (uv_ip4_addr(ip, port, (struct sockaddr_in *)&ss) != 0) {
+        memset(&ss, 0, sizeof(ss));
+        if (uv_ip6_addr(ip, port, (struct sockaddr_in6 *)&ss) != 0)
+            return HS_EINVAL;
+    }
+    return listen_on(net, &ss, cb, data, out);
 }
 
 void *hs_listener_data(hs_listener_t *l)
@@ -169,5 +256,13 @@ int hs_listener_port(hs_listener_t *l)
 
 void hs_listener_close(hs_listener_t *l)
 {
-    uv_close((uv_handle_t *)&l->tcp, listener_closed_cb);
+    if (l->closing)
+        return;
+    l->closing = true;
+    uv_timer_stop(&l->backoff);
+    uv_close((uv_handle_t *)&l->backoff, listener_handle_closed_cb);
+    if (l->listening) {
+        l->listening = false;
+        uv_close((uv_handle_t *)&l->tcp, listener_handle_closed_cb);
+    }
 }

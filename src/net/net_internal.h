@@ -47,6 +47,7 @@ struct hs_net {
     hs_conn_t *pending_head; /* connections with bytes to flush */
     size_t conn_count;
     int read_buf_busy;
+    uint64_t write_calls; /* uv_try_write calls; lets tests see the batching */
     char read_buf[HS_NET_READ_BUF];
 };
 
@@ -56,5 +57,7 @@ void hs_net__flush_conn(hs_conn_t *conn);
 void hs_net__unschedule_flush(hs_net_t *net, hs_conn_t *conn);
 hs_conn_t *hs_conn__new(hs_net_t *net);
 int hs_conn__start(hs_conn_t *conn);
+/* Test hook: behaves as if accept had failed with UV_EMFILE. */
+void hs_listener__simulate_emfile(hs_listener_t *listener);
 
 #endif

@@ -1,16 +1,11 @@
-/* sqlite.c - the store on SQLite, off the event loop.
+/* sqlite.c - the store on SQLite (embedded mode).
  *
- * Two threads, each with its own connection: a writer that takes every
- * queued write (up to batch_max) and commits them in one transaction - one
- * fsync for the whole batch - and a reader for queries (WAL lets it read
- * while the writer writes). Finished operations go to a completion queue
- * and a uv_async wakes the loop, which runs their callbacks in completion
- * order; the writer completes in issue order, so write callbacks keep it.
+ * The engine (engine.c) runs it on two threads, each with its own
+ * connection: the writer commits batches (one fsync per batch), the reader
+ * answers queries while the writer writes (WAL).
  *
  * Durability: journal_mode=WAL with synchronous=FULL: a write whose callback
- * reported success survives a process crash and a power loss. Each write is
- * inside a savepoint, so a failing write leaves nothing behind while the
- * rest of its batch commits. */
+ * reported success survives a process crash and a power loss. */
 #include "store/sqlite.h"
 
 #include <sqlite3.h>
@@ -20,92 +15,8 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "store/engine.h"
 
-typedef enum op_kind {
-    OP_PUT_MESSAGE,
-    OP_ADD_SUBSCRIPTION,
-    OP_REMOVE_SUBSCRIPTION,
-    OP_ADD_CONNECTION,
-    OP_REMOVE_CONNECTION,
-    OP_REMOVE_NODE,
-    OP_GET_MESSAGE,
-    OP_LIST_MESSAGES,
-    OP_LIST_SUBSCRIPTIONS,
-    OP_STOP, /* ends a worker thread */
-} op_kind_t;
-
-typedef struct op {
-    struct op *next;
-    op_kind_t kind;
-    int status;
-    union {
-        hs_store_done_cb done;
-        hs_store_message_cb message;
-        hs_store_messages_cb messages;
-        hs_store_subscriptions_cb subscriptions;
-        hs_store_subscribe_cb subscribe;
-        hs_store_count_cb count;
-    } cb;
-    void *data;
-    /* inputs (copies) */
-    char *a; /* id / connection id / topic (see op) */
-    char *b; /* topic / node / author */
-    char *c; /* content */
-    size_t c_len;
-    uint64_t ms;
-    hs_history_query_t query;
-    char cursor[HS_ULID_LEN + 1];
-    /* outputs */
-    hs_message_t *msgs;
-    hs_subscription_t *subs;
-    size_t count;
-    uint64_t created_ms;
-} op_t;
-
-typedef struct queue {
-    op_t *head, **tail;
-} queue_t;
-
-typedef struct worker {
-    struct sqlite_store *store;
-    uv_thread_t thread;
-    sqlite3 *db;
-    queue_t queue;
-    uv_cond_t cond;
-    bool is_writer;
-    bool running;
-} worker_t;
-
-typedef struct sqlite_store {
-    hs_store_t base;
-    char *path;
-    unsigned batch_max;
-    uv_mutex_t lock; /* guards both queues, the completion queue and closing */
-    worker_t writer, reader;
-    queue_t done;
-    uv_async_t async;
-    bool closing;
-    int workers_stopped;
-    hs_store_done_cb close_cb;
-    void *close_data;
-} sqlite_store_t;
-
-static void queue_init(queue_t *q)
-{
-    q->head = NULL;
-    q->tail = &q->head;
-}
-
-static void queue_push(queue_t *q, op_t *op)
-{
-    op->next = NULL;
-    *q->tail = op;
-    q->tail = &op->next;
-}
-
-/* ---- schema ----------------------------------------------------------- */
-
-/* Migrations, applied in order, each once: PRAGMA user_version counts them. */
 static const char *const migrations[] = {
     /* 1: messages, connections, subscriptions */
     "CREATE TABLE messages ("
@@ -255,12 +166,12 @@ static void bind_text(sqlite3_stmt *stmt, int i, const char *s)
 
 /* ---- writes (writer thread) --------------------------------------------- */
 
-static int do_write(sqlite3 *db, stmts_t *s, op_t *op)
+static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
 {
     sqlite3_stmt *st;
     int rc;
     switch (op->kind) {
-    case OP_PUT_MESSAGE:
+    case HS_OP_PUT_MESSAGE:
         st = stmt_for(db, &s->put_message,
                       "INSERT INTO messages (id, topic, content, author, created_at) "
                       "VALUES (?1, ?2, ?3, ?4, ?5)");
@@ -268,11 +179,11 @@ static int do_write(sqlite3 *db, stmts_t *s, op_t *op)
             return HS_EIO;
         bind_text(st, 1, op->a);
         bind_text(st, 2, op->b);
-        sqlite3_bind_text(st, 3, op->c, (int)op->c_len, SQLITE_STATIC);
-        bind_text(st, 4, op->c + op->c_len + 1); /* the author follows the content */
+        sqlite3_bind_text(st, 3, op->content, (int)op->content_len, SQLITE_STATIC);
+        bind_text(st, 4, op->author);
         sqlite3_bind_int64(st, 5, (sqlite3_int64)op->ms);
         return run_done(st);
-    case OP_ADD_SUBSCRIPTION:
+    case HS_OP_ADD_SUBSCRIPTION:
         st = stmt_for(db, &s->add_sub,
                       "INSERT INTO subscriptions (connection_id, topic, created_at) "
                       "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
@@ -298,7 +209,7 @@ static int do_write(sqlite3 *db, stmts_t *s, op_t *op)
         op->created_ms = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : op->ms;
         sqlite3_reset(st);
         return rc == SQLITE_ROW ? HS_EEXIST : HS_EIO;
-    case OP_REMOVE_SUBSCRIPTION:
+    case HS_OP_REMOVE_SUBSCRIPTION:
         if (op->b)
             st = stmt_for(db, &s->remove_sub,
                           "DELETE FROM subscriptions WHERE connection_id = ?1 AND topic = ?2");
@@ -312,7 +223,7 @@ static int do_write(sqlite3 *db, stmts_t *s, op_t *op)
         rc = run_done(st);
         op->count = rc == 0 ? (size_t)sqlite3_changes(db) : 0;
         return rc;
-    case OP_ADD_CONNECTION:
+    case HS_OP_ADD_CONNECTION:
         st = stmt_for(db, &s->add_conn,
                       "INSERT OR REPLACE INTO connections (id, node, connected_at) "
                       "VALUES (?1, ?2, ?3)");
@@ -322,7 +233,7 @@ static int do_write(sqlite3 *db, stmts_t *s, op_t *op)
         bind_text(st, 2, op->b);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)op->ms);
         return run_done(st);
-    case OP_REMOVE_CONNECTION:
+    case HS_OP_REMOVE_CONNECTION:
         st = stmt_for(db, &s->remove_subs, "DELETE FROM subscriptions WHERE connection_id = ?1");
         if (st == NULL)
             return HS_EIO;
@@ -334,7 +245,7 @@ static int do_write(sqlite3 *db, stmts_t *s, op_t *op)
             return HS_EIO;
         bind_text(st, 1, op->a);
         return run_done(st);
-    case OP_REMOVE_NODE:
+    case HS_OP_REMOVE_NODE:
         st = stmt_for(db, &s->remove_node_subs,
                       "DELETE FROM subscriptions WHERE connection_id IN "
                       "(SELECT id FROM connections WHERE node = ?1)");
@@ -357,41 +268,33 @@ static int do_write(sqlite3 *db, stmts_t *s, op_t *op)
 
 /* ---- reads (reader thread) ---------------------------------------------- */
 
-static void row_to_message(sqlite3_stmt *st, hs_message_t *m)
+static int collect_messages(sqlite3_stmt *st, hs_store_op_t *op, size_t limit)
 {
-    const char *id = (const char *)sqlite3_column_text(st, 0);
-    snprintf(m->id, sizeof(m->id), "%s", id ? id : "");
-    m->topic = hs_strdup((const char *)sqlite3_column_text(st, 1));
-    const char *content = (const char *)sqlite3_column_text(st, 2);
-    m->content_len = (size_t)sqlite3_column_bytes(st, 2);
-    m->content = hs_strndup(content ? content : "", m->content_len);
-    m->author = hs_strdup((const char *)sqlite3_column_text(st, 3));
-    m->created_ms = (uint64_t)sqlite3_column_int64(st, 4);
-}
-
-static int collect_messages(sqlite3_stmt *st, op_t *op, size_t limit)
-{
-    op->msgs = hs_calloc(limit ? limit : 1, sizeof(hs_message_t));
-    int rc;
+    int rc = SQLITE_DONE;
     while (op->count < limit && (rc = sqlite3_step(st)) == SQLITE_ROW)
-        row_to_message(st, &op->msgs[op->count++]);
+        hs_store_op_add_message(
+            op, limit, (const char *)sqlite3_column_text(st, 0),
+            (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
+            (size_t)sqlite3_column_bytes(st, 2), (const char *)sqlite3_column_text(st, 3),
+            (uint64_t)sqlite3_column_int64(st, 4));
     sqlite3_reset(st);
-    return 0;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : HS_EIO;
 }
 
-static int do_read(sqlite3 *db, stmts_t *s, op_t *op)
+static int do_read(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
 {
     sqlite3_stmt *st;
     switch (op->kind) {
-    case OP_GET_MESSAGE:
+    case HS_OP_GET_MESSAGE:
         st = stmt_for(db, &s->get_message,
                       "SELECT id, topic, content, author, created_at FROM messages WHERE id = ?1");
         if (st == NULL)
             return HS_EIO;
         bind_text(st, 1, op->a);
-        collect_messages(st, op, 1);
+        if (collect_messages(st, op, 1) != 0)
+            return HS_EIO;
         return op->count == 1 ? 0 : HS_ENOTFOUND;
-    case OP_LIST_MESSAGES: {
+    case HS_OP_LIST_MESSAGES: {
         bool forward = op->query.forward;
         if (forward)
             st = stmt_for(db, &s->list_forward,
@@ -410,7 +313,7 @@ static int do_read(sqlite3 *db, stmts_t *s, op_t *op)
         sqlite3_bind_int64(st, 3, op->query.limit);
         return collect_messages(st, op, op->query.limit);
     }
-    case OP_LIST_SUBSCRIPTIONS: {
+    case HS_OP_LIST_SUBSCRIPTIONS: {
         if (op->a && op->b)
             st = stmt_for(db, &s->list_subs_both,
                           "SELECT connection_id, topic, created_at FROM subscriptions "
@@ -427,20 +330,11 @@ static int do_read(sqlite3 *db, stmts_t *s, op_t *op)
             return HS_EIO;
         bind_text(st, 1, op->a);
         bind_text(st, 2, op->b);
-        size_t cap = 16;
-        op->subs = hs_malloc(cap * sizeof(hs_subscription_t));
         int rc;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            if (op->count == cap) {
-                cap *= 2;
-                op->subs = hs_realloc(op->subs, cap * sizeof(hs_subscription_t));
-            }
-            hs_subscription_t *sub = &op->subs[op->count++];
-            snprintf(sub->connection_id, sizeof(sub->connection_id), "%s",
-                     (const char *)sqlite3_column_text(st, 0));
-            sub->topic = hs_strdup((const char *)sqlite3_column_text(st, 1));
-            sub->created_ms = (uint64_t)sqlite3_column_int64(st, 2);
-        }
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            hs_store_op_add_subscription(op, (const char *)sqlite3_column_text(st, 0),
+                                         (const char *)sqlite3_column_text(st, 1),
+                                         (uint64_t)sqlite3_column_int64(st, 2));
         sqlite3_reset(st);
         return rc == SQLITE_DONE ? 0 : HS_EIO;
     }
@@ -451,344 +345,89 @@ static int do_read(sqlite3 *db, stmts_t *s, op_t *op)
 
 /* ---- worker threads ----------------------------------------------------- */
 
-static void complete(sqlite_store_t *store, op_t *ops)
-{
-    uv_mutex_lock(&store->lock);
-    while (ops) {
-        op_t *next = ops->next;
-        queue_push(&store->done, ops);
-        ops = next;
-    }
-    uv_mutex_unlock(&store->lock);
-    uv_async_send(&store->async);
-}
+/* ---- the engine's interface --------------------------------------------- */
 
-static void run_batch(worker_t *w, stmts_t *s, op_t *batch)
-{
-    sqlite3 *db = w->db;
-    if (!w->is_writer) {
-        for (op_t *op = batch; op; op = op->next)
-            op->status = do_read(db, s, op);
-        return;
-    }
-    char err[256];
-    if (exec(db, "BEGIN IMMEDIATE", err, sizeof(err)) != 0) {
-        hs_log_error("store: cannot begin a transaction: %s", err);
-        for (op_t *op = batch; op; op = op->next)
-            op->status = HS_EIO;
-        return;
-    }
-    for (op_t *op = batch; op; op = op->next) {
-        sqlite3_exec(db, "SAVEPOINT op", NULL, NULL, NULL);
-        op->status = do_write(db, s, op);
-        if (op->status != 0 && op->status != HS_EEXIST) {
-            hs_log_error("store: write failed: %s", sqlite3_errmsg(db));
-            sqlite3_exec(db, "ROLLBACK TO op", NULL, NULL, NULL);
-        }
-        sqlite3_exec(db, "RELEASE op", NULL, NULL, NULL);
-    }
-    if (exec(db, "COMMIT", err, sizeof(err)) != 0) {
-        hs_log_error("store: commit failed: %s", err);
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        for (op_t *op = batch; op; op = op->next)
-            op->status = HS_EIO;
-    }
-}
-
-static void worker_main(void *arg)
-{
-    worker_t *w = arg;
-    sqlite_store_t *store = w->store;
+/* One thread's connection and its prepared statements. */
+typedef struct conn {
+    sqlite3 *db;
     stmts_t stmts;
-    memset(&stmts, 0, sizeof(stmts));
-    unsigned max = w->is_writer ? store->batch_max : 16;
-    for (;;) {
-        uv_mutex_lock(&store->lock);
-        while (w->queue.head == NULL)
-            uv_cond_wait(&w->cond, &store->lock);
-        /* Take up to max ops; a STOP op ends the batch and the thread. */
-        op_t *batch = w->queue.head;
-        op_t *last = batch;
-        unsigned n = 1;
-        bool stop = batch->kind == OP_STOP;
-        while (!stop && last->next && n < max && last->next->kind != OP_STOP) {
-            last = last->next;
-            n++;
-        }
-        if (stop) {
-            w->queue.head = batch->next;
-            batch->next = NULL;
-        } else {
-            w->queue.head = last->next;
-            last->next = NULL;
-        }
-        if (w->queue.head == NULL)
-            w->queue.tail = &w->queue.head;
-        uv_mutex_unlock(&store->lock);
-        if (stop) {
-            finalize_all(&stmts);
-            if (sqlite3_close(w->db) != SQLITE_OK)
-                hs_log_error("store: closing the database left statements open");
-            w->db = NULL;
-            complete(store, batch);
-            return;
-        }
-        run_batch(w, &stmts, batch);
-        complete(store, batch);
-    }
-}
+} conn_t;
 
-/* ---- the loop side ------------------------------------------------------ */
-
-static void op_free(op_t *op)
+static int sq_begin(void *c)
 {
-    if (op->msgs) {
-        for (size_t i = 0; i < op->count; i++) {
-            hs_free((char *)op->msgs[i].topic);
-            hs_free((char *)op->msgs[i].content);
-            hs_free((char *)op->msgs[i].author);
-        }
-        hs_free(op->msgs);
-    }
-    if (op->subs) {
-        for (size_t i = 0; i < op->count; i++)
-            hs_free((char *)op->subs[i].topic);
-        hs_free(op->subs);
-    }
-    hs_free(op->a);
-    hs_free(op->b);
-    hs_free(op->c);
-    hs_free(op);
+    char err[256];
+    return exec(((conn_t *)c)->db, "BEGIN IMMEDIATE", err, sizeof(err));
 }
 
-static void async_closed_cb(uv_handle_t *handle)
+static int sq_commit(void *c)
 {
-    sqlite_store_t *store = handle->data;
-    hs_store_done_cb cb = store->close_cb;
-    void *data = store->close_data;
-    uv_mutex_destroy(&store->lock);
-    uv_cond_destroy(&store->writer.cond);
-    uv_cond_destroy(&store->reader.cond);
-    hs_free(store->path);
-    hs_free(store);
-    if (cb)
-        cb(0, data);
+    char err[256];
+    return exec(((conn_t *)c)->db, "COMMIT", err, sizeof(err));
 }
 
-static void run_callback(op_t *op)
+static void sq_rollback(void *c)
 {
-    switch (op->kind) {
-    case OP_PUT_MESSAGE:
-    case OP_ADD_CONNECTION:
-    case OP_REMOVE_CONNECTION:
-        if (op->cb.done)
-            op->cb.done(op->status, op->data);
-        break;
-    case OP_ADD_SUBSCRIPTION:
-        if (op->cb.subscribe)
-            op->cb.subscribe(op->status, op->created_ms, op->data);
-        break;
-    case OP_REMOVE_SUBSCRIPTION:
-    case OP_REMOVE_NODE:
-        if (op->cb.count)
-            op->cb.count(op->status, op->count, op->data);
-        break;
-    case OP_GET_MESSAGE:
-        op->cb.message(op->status, op->status == 0 ? &op->msgs[0] : NULL, op->data);
-        break;
-    case OP_LIST_MESSAGES:
-        op->cb.messages(op->status, op->msgs, op->status == 0 ? op->count : 0, op->data);
-        break;
-    case OP_LIST_SUBSCRIPTIONS:
-        op->cb.subscriptions(op->status, op->subs, op->status == 0 ? op->count : 0, op->data);
-        break;
-    case OP_STOP:
-        break;
-    }
+    sqlite3_exec(((conn_t *)c)->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-static void async_cb(uv_async_t *async)
+static void sq_savepoint(void *c)
 {
-    sqlite_store_t *store = async->data;
-    uv_mutex_lock(&store->lock);
-    op_t *op = store->done.head;
-    queue_init(&store->done);
-    uv_mutex_unlock(&store->lock);
-    while (op) {
-        op_t *next = op->next;
-        if (op->kind == OP_STOP) {
-            store->workers_stopped++;
-        } else {
-            run_callback(op);
-        }
-        op_free(op);
-        op = next;
-    }
-    if (store->closing && store->workers_stopped == 2 && !uv_is_closing((uv_handle_t *)async)) {
-        uv_thread_join(&store->writer.thread);
-        uv_thread_join(&store->reader.thread);
-        uv_close((uv_handle_t *)async, async_closed_cb);
-    }
+    sqlite3_exec(((conn_t *)c)->db, "SAVEPOINT op", NULL, NULL, NULL);
 }
 
-static void submit(sqlite_store_t *store, op_t *op, bool write)
+static void sq_release(void *c, bool undo)
 {
-    uv_mutex_lock(&store->lock);
-    if (store->closing) {
-        /* Still never inside the call: through the completion queue. */
-        op->status = HS_ECLOSED;
-        queue_push(&store->done, op);
-        uv_mutex_unlock(&store->lock);
-        uv_async_send(&store->async);
-        return;
-    }
-    worker_t *w = write ? &store->writer : &store->reader;
-    queue_push(&w->queue, op);
-    uv_cond_signal(&w->cond);
-    uv_mutex_unlock(&store->lock);
+    sqlite3 *db = ((conn_t *)c)->db;
+    if (undo)
+        sqlite3_exec(db, "ROLLBACK TO op", NULL, NULL, NULL);
+    sqlite3_exec(db, "RELEASE op", NULL, NULL, NULL);
 }
 
-static op_t *op_new(op_kind_t kind, void *data)
+static int sq_write(void *c, hs_store_op_t *op)
 {
-    op_t *op = hs_calloc(1, sizeof(*op));
-    op->kind = kind;
-    op->data = data;
-    return op;
+    conn_t *conn = c;
+    return do_write(conn->db, &conn->stmts, op);
 }
 
-static char *dup_or_null(const char *s)
+static int sq_read(void *c, hs_store_op_t *op)
 {
-    return s ? hs_strdup(s) : NULL;
+    conn_t *conn = c;
+    return do_read(conn->db, &conn->stmts, op);
 }
 
-static void sq_put_message(hs_store_t *s, const hs_message_t *msg, hs_store_done_cb cb, void *data)
+static const char *sq_error(void *c)
 {
-    op_t *op = op_new(OP_PUT_MESSAGE, data);
-    op->cb.done = cb;
-    op->a = hs_strdup(msg->id);
-    op->b = hs_strdup(msg->topic);
-    /* content, NUL, author, NUL in one allocation */
-    size_t author_len = strlen(msg->author);
-    op->c = hs_malloc(msg->content_len + 1 + author_len + 1);
-    memcpy(op->c, msg->content, msg->content_len);
-    op->c[msg->content_len] = '\0';
-    memcpy(op->c + msg->content_len + 1, msg->author, author_len + 1);
-    op->c_len = msg->content_len;
-    op->ms = msg->created_ms;
-    submit((sqlite_store_t *)s, op, true);
+    return sqlite3_errmsg(((conn_t *)c)->db);
 }
 
-static void sq_get_message(hs_store_t *s, const char *id, hs_store_message_cb cb, void *data)
+static void sq_close(void *c)
 {
-    op_t *op = op_new(OP_GET_MESSAGE, data);
-    op->cb.message = cb;
-    op->a = hs_strdup(id);
-    submit((sqlite_store_t *)s, op, false);
+    conn_t *conn = c;
+    finalize_all(&conn->stmts);
+    if (sqlite3_close(conn->db) != SQLITE_OK)
+        hs_log_error("store: closing the database left statements open");
+    hs_free(conn);
 }
 
-static void sq_list_messages(hs_store_t *s, const hs_history_query_t *query,
-                             hs_store_messages_cb cb, void *data)
-{
-    op_t *op = op_new(OP_LIST_MESSAGES, data);
-    op->cb.messages = cb;
-    op->query = *query;
-    op->a = hs_strdup(query->topic);
-    op->query.topic = NULL;
-    if (query->has_cursor)
-        hs_ulid_format(&query->cursor, op->cursor);
-    submit((sqlite_store_t *)s, op, false);
-}
-
-static void sq_add_subscription(hs_store_t *s, const char *conn, const char *topic, uint64_t now_ms,
-                                hs_store_subscribe_cb cb, void *data)
-{
-    op_t *op = op_new(OP_ADD_SUBSCRIPTION, data);
-    op->cb.subscribe = cb;
-    op->a = hs_strdup(conn);
-    op->b = hs_strdup(topic);
-    op->ms = now_ms;
-    submit((sqlite_store_t *)s, op, true);
-}
-
-static void sq_remove_subscription(hs_store_t *s, const char *conn, const char *topic,
-                                   hs_store_count_cb cb, void *data)
-{
-    op_t *op = op_new(OP_REMOVE_SUBSCRIPTION, data);
-    op->cb.count = cb;
-    op->a = hs_strdup(conn);
-    op->b = dup_or_null(topic);
-    submit((sqlite_store_t *)s, op, true);
-}
-
-static void sq_list_subscriptions(hs_store_t *s, const char *conn, const char *topic,
-                                  hs_store_subscriptions_cb cb, void *data)
-{
-    op_t *op = op_new(OP_LIST_SUBSCRIPTIONS, data);
-    op->cb.subscriptions = cb;
-    op->a = dup_or_null(conn);
-    op->b = dup_or_null(topic);
-    submit((sqlite_store_t *)s, op, false);
-}
-
-static void sq_add_connection(hs_store_t *s, const char *conn, const char *node, uint64_t now_ms,
-                              hs_store_done_cb cb, void *data)
-{
-    op_t *op = op_new(OP_ADD_CONNECTION, data);
-    op->cb.done = cb;
-    op->a = hs_strdup(conn);
-    op->b = hs_strdup(node);
-    op->ms = now_ms;
-    submit((sqlite_store_t *)s, op, true);
-}
-
-static void sq_remove_connection(hs_store_t *s, const char *conn, hs_store_done_cb cb, void *data)
-{
-    op_t *op = op_new(OP_REMOVE_CONNECTION, data);
-    op->cb.done = cb;
-    op->a = hs_strdup(conn);
-    submit((sqlite_store_t *)s, op, true);
-}
-
-static void sq_remove_node(hs_store_t *s, const char *node, hs_store_count_cb cb, void *data)
-{
-    op_t *op = op_new(OP_REMOVE_NODE, data);
-    op->cb.count = cb;
-    op->a = hs_strdup(node);
-    submit((sqlite_store_t *)s, op, true);
-}
-
-static void sq_close(hs_store_t *s, hs_store_done_cb cb, void *data)
-{
-    sqlite_store_t *store = (sqlite_store_t *)s;
-    uv_mutex_lock(&store->lock);
-    if (store->closing) {
-        uv_mutex_unlock(&store->lock);
-        return;
-    }
-    /* Each worker finishes what is queued before its STOP. */
-    queue_push(&store->writer.queue, op_new(OP_STOP, NULL));
-    queue_push(&store->reader.queue, op_new(OP_STOP, NULL));
-    uv_cond_signal(&store->writer.cond);
-    uv_cond_signal(&store->reader.cond);
-    store->closing = true;
-    store->close_cb = cb;
-    store->close_data = data;
-    uv_mutex_unlock(&store->lock);
-}
-
-static const hs_store_ops_t sqlite_ops = {
+static const hs_store_engine_ops_t sqlite_engine_ops = {
     .name = "sqlite",
-    .put_message = sq_put_message,
-    .get_message = sq_get_message,
-    .list_messages = sq_list_messages,
-    .add_subscription = sq_add_subscription,
-    .remove_subscription = sq_remove_subscription,
-    .list_subscriptions = sq_list_subscriptions,
-    .add_connection = sq_add_connection,
-    .remove_connection = sq_remove_connection,
-    .remove_node = sq_remove_node,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .savepoint = sq_savepoint,
+    .release = sq_release,
+    .write = sq_write,
+    .read = sq_read,
+    .error = sq_error,
     .close = sq_close,
 };
+
+static conn_t *conn_new(sqlite3 *db)
+{
+    conn_t *conn = hs_calloc(1, sizeof(*conn));
+    conn->db = db;
+    return conn;
+}
 
 int hs_store_sqlite_open(uv_loop_t *loop, const char *path, const hs_store_options_t *options,
                          hs_store_t **out, char *err, size_t err_len)
@@ -804,28 +443,8 @@ int hs_store_sqlite_open(uv_loop_t *loop, const char *path, const hs_store_optio
         sqlite3_close(reader_db);
         return rc;
     }
-    sqlite_store_t *store = hs_calloc(1, sizeof(*store));
-    store->base.ops = &sqlite_ops;
-    store->base.loop = loop;
-    store->path = hs_strdup(path);
-    store->batch_max = options->batch_max ? options->batch_max : 512;
-    uv_mutex_init(&store->lock);
-    queue_init(&store->done);
-    worker_t *workers[] = {&store->writer, &store->reader};
-    sqlite3 *dbs[] = {writer_db, reader_db};
-    for (int i = 0; i < 2; i++) {
-        worker_t *w = workers[i];
-        w->store = store;
-        w->db = dbs[i];
-        w->is_writer = i == 0;
-        queue_init(&w->queue);
-        uv_cond_init(&w->cond);
-    }
-    uv_async_init(loop, &store->async, async_cb);
-    store->async.data = store;
-    uv_thread_create(&store->writer.thread, worker_main, &store->writer);
-    uv_thread_create(&store->reader.thread, worker_main, &store->reader);
+    *out = hs_store_engine_start(loop, &sqlite_engine_ops, conn_new(writer_db), conn_new(reader_db),
+                                 options->batch_max);
     hs_log_info("store: sqlite database %s open", path);
-    *out = &store->base;
     return 0;
 }

@@ -1,0 +1,95 @@
+/* engine.h - what every store back-end shares (private to src/store).
+ *
+ * The engine owns the threads and the queues: a writer thread that takes
+ * every queued write (up to batch_max) and runs them in one transaction, each
+ * inside a savepoint so a failing write leaves nothing while the others
+ * commit; a reader thread for queries; a completion queue drained on the
+ * loop through a uv_async, so callbacks run on the loop, never inside the
+ * call that issued them, and writes complete in issue order.
+ *
+ * A back-end supplies one connection per thread (opened before the engine
+ * starts, so open errors are reported synchronously) and the functions
+ * below, which run on that connection's thread only.
+ */
+#ifndef HS_STORE_ENGINE_H
+#define HS_STORE_ENGINE_H
+
+#include <stdbool.h>
+
+#include "store/store.h"
+
+typedef enum hs_store_op_kind {
+    HS_OP_PUT_MESSAGE,
+    HS_OP_ADD_SUBSCRIPTION,
+    HS_OP_REMOVE_SUBSCRIPTION,
+    HS_OP_ADD_CONNECTION,
+    HS_OP_REMOVE_CONNECTION,
+    HS_OP_REMOVE_NODE,
+    HS_OP_GET_MESSAGE,
+    HS_OP_LIST_MESSAGES,
+    HS_OP_LIST_SUBSCRIPTIONS,
+    HS_OP_STOP, /* ends a worker thread */
+} hs_store_op_kind_t;
+
+/* One operation: inputs copied at submission, outputs filled by the
+ * back-end (allocated with hs_malloc/hs_strdup; the engine frees them). */
+typedef struct hs_store_op {
+    struct hs_store_op *next;
+    hs_store_op_kind_t kind;
+    int status;
+    union {
+        hs_store_done_cb done;
+        hs_store_message_cb message;
+        hs_store_messages_cb messages;
+        hs_store_subscriptions_cb subscriptions;
+        hs_store_subscribe_cb subscribe;
+        hs_store_count_cb count;
+    } cb;
+    void *data;
+    /* inputs */
+    char *a;       /* message id / connection id / node (see the op) */
+    char *b;       /* topic / node */
+    char *content; /* PUT_MESSAGE: content, NUL, author, NUL */
+    size_t content_len;
+    const char *author; /* points into content */
+    uint64_t ms;
+    hs_history_query_t query; /* LIST_MESSAGES; its topic is in a */
+    char cursor[HS_ULID_LEN + 1];
+    /* outputs */
+    hs_message_t *msgs;
+    hs_subscription_t *subs;
+    size_t count;
+    uint64_t created_ms;
+} hs_store_op_t;
+
+typedef struct hs_store_engine_ops {
+    const char *name;
+    /* Writer thread: a batch is begin, (savepoint, write, release)*, commit. */
+    int (*begin)(void *conn);
+    int (*commit)(void *conn);
+    void (*rollback)(void *conn);
+    void (*savepoint)(void *conn);
+    /* Ends the op's savepoint, undoing it first when undo is true. */
+    void (*release)(void *conn, bool undo);
+    /* Returns the op's status: 0, HS_EEXIST, HS_ENOTFOUND or HS_EIO. */
+    int (*write)(void *conn, hs_store_op_t *op);
+    /* Reader thread. */
+    int (*read)(void *conn, hs_store_op_t *op);
+    /* The last error on conn, for logs. */
+    const char *(*error)(void *conn);
+    /* Closes conn, on its thread, when the store closes. */
+    void (*close)(void *conn);
+} hs_store_engine_ops_t;
+
+/* Starts the threads over the two connections. */
+hs_store_t *hs_store_engine_start(uv_loop_t *loop, const hs_store_engine_ops_t *ops,
+                                  void *writer_conn, void *reader_conn, unsigned batch_max);
+
+/* Helpers for back-ends filling outputs. */
+void hs_store_op_add_message(hs_store_op_t *op, size_t cap, const char *id, const char *topic,
+                             const char *content, size_t content_len, const char *author,
+                             uint64_t created_ms);
+void hs_store_op_add_subscription(hs_store_op_t *op, const char *connection_id, const char *topic,
+                                  uint64_t created_ms);
+
+#endif

@@ -9,7 +9,7 @@ JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 WERROR  ?= $(if $(filter true,$(CI)),ON,OFF)
 SOURCES  = $(shell find src tests/unit -name '*.[ch]' 2>/dev/null)
 
-.PHONY: all build run test unit e2e deps-build deps-test format format-check clean sanitize fuzz
+.PHONY: all build run test unit e2e e2e-mariadb deps-build deps-test format format-check clean sanitize fuzz
 
 all: build
 
@@ -28,13 +28,18 @@ run: build
 
 test: deps-test
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory unit e2e
+	@$(MAKE) --no-print-directory unit e2e e2e-mariadb
 
 unit:
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
 e2e:
 	HOUSTON_BIN=$(CURDIR)/$(BUILD)/houston $(PYTHON) -m pytest -v tests/e2e
+
+# The API flows once more with the store on a throwaway MariaDB server.
+e2e-mariadb:
+	HOUSTON_BIN=$(CURDIR)/$(BUILD)/houston tests/support/with-mariadb.sh bash -c \
+	  'HOUSTON_TEST_DB_URL=$$HOUSTON_TEST_STORE_URL $(PYTHON) -m pytest -q tests/e2e/test_messaging.py tests/e2e/test_history.py'
 
 format:
 	clang-format -i $(SOURCES)

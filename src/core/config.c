@@ -35,7 +35,7 @@ static const setting_t settings[] = {
     {"api-addr", "HOUSTON_API_ADDR", T_STRING, offsetof(hs_config_t, api_addr), ":9002", 0, 0,
      "ADDR", "HTTP API (publisher) listen address"},
     {"db", "HOUSTON_DB", T_STRING, offsetof(hs_config_t, db), "sqlite:houston.db", 0, 0, "URL",
-     "store: sqlite:PATH"},
+     "store: sqlite:PATH or mysql://user:pass@host:port/database"},
     {"log-level", "HOUSTON_LOG_LEVEL", T_STRING, offsetof(hs_config_t, log_level), "info", 0, 0,
      "LEVEL", "debug, info, warn or error"},
     {"node-id", "HOUSTON_NODE_ID", T_STRING, offsetof(hs_config_t, node_id), "", 0, 0, "ID",

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "store/mariadb.h"
 #include "store/sqlite.h"
 #include "store/store.h"
 
@@ -22,7 +23,10 @@ int hs_store_open(uv_loop_t *loop, const char *url, const hs_store_options_t *op
         }
         return hs_store_sqlite_open(loop, path, options, out, err, err_len);
     }
-    /* "mysql://" joins here with the scale-out mode. */
-    snprintf(err, err_len, "unsupported store URL '%s' (supported: sqlite:PATH)", url);
+    if (strncmp(url, "mysql://", 8) == 0 || strncmp(url, "mariadb://", 10) == 0)
+        return hs_store_mariadb_open(loop, url, options, out, err, err_len);
+    snprintf(err, err_len,
+             "unsupported store URL '%s' (supported: sqlite:PATH, mysql://user:pass@host:port/db)",
+             url);
     return HS_EINVAL;
 }

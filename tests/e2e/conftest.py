@@ -49,9 +49,10 @@ class Server:
     def start(self):
         self.ws_port, self.api_port = free_port(), free_port()
         self.log = self.tmp / f"houston-{self.api_port}.log"
+        # HOUSTON_TEST_DB_URL runs the suite on another store (e.g. MariaDB).
+        db_url = os.environ.get("HOUSTON_TEST_DB_URL") or f"sqlite:{self.db}"
         args = [BIN, "serve", "--ws-addr", f"127.0.0.1:{self.ws_port}",
-                "--api-addr", f"127.0.0.1:{self.api_port}", "--db", f"sqlite:{self.db}",
-                *self.extra]
+                "--api-addr", f"127.0.0.1:{self.api_port}", "--db", db_url, *self.extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "w"))
         wait_port(self.ws_port, self.proc, self.log)

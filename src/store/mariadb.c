@@ -1,0 +1,520 @@
+/* mariadb.c - the store on MariaDB/MySQL (MariaDB Connector/C).
+ *
+ * Like the SQLite back-end it runs on the engine's two threads, each with
+ * its own connection, so the loop never waits on the database. Statements
+ * are built with mysql_real_escape_string (binary-safe: content may hold any
+ * byte) into one growing buffer per connection. Ids and topics are ASCII
+ * with binary collation, so ORDER BY id is ULID (= time) order.
+ *
+ * A connection lost between batches is re-established before the next one
+ * (mysql_ping first); a batch that fails mid-way is rolled back and its
+ * writes report HS_EIO, so nothing half-written remains. */
+#include "store/mariadb.h"
+
+#include <mysql.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "store/engine.h"
+
+typedef struct target {
+    char user[128];
+    char password[128];
+    char host[256];
+    unsigned port;
+    char database[128];
+} target_t;
+
+/* One thread's connection and its statement buffer. */
+typedef struct conn {
+    MYSQL *db;
+    target_t target;
+    char *sql;
+    size_t len, cap;
+} conn_t;
+
+/* ---- the URL ------------------------------------------------------------ */
+
+static int parse_url(const char *url, target_t *t, char *err, size_t err_len)
+{
+    memset(t, 0, sizeof(*t));
+    const char *p = strstr(url, "://");
+    if (p == NULL)
+        goto bad;
+    p += 3;
+    const char *at = strrchr(p, '@');
+    const char *slash = strchr(at ? at : p, '/');
+    if (slash == NULL || slash[1] == '\0')
+        goto bad;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        size_t user_len = (size_t)((colon ? colon : at) - p);
+        if (user_len >= sizeof(t->user))
+            goto bad;
+        memcpy(t->user, p, user_len);
+        if (colon) {
+            size_t pass_len = (size_t)(at - colon - 1);
+            if (pass_len >= sizeof(t->password))
+                goto bad;
+            memcpy(t->password, colon + 1, pass_len);
+        }
+        p = at + 1;
+    }
+    const char *colon = memchr(p, ':', (size_t)(slash - p));
+    size_t host_len = (size_t)((colon ? colon : slash) - p);
+    if (host_len == 0 || host_len >= sizeof(t->host))
+        goto bad;
+    memcpy(t->host, p, host_len);
+    t->port = 3306;
+    if (colon) {
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (end != slash || port <= 0 || port > 65535)
+            goto bad;
+        t->port = (unsigned)port;
+    }
+    if (strlen(slash + 1) >= sizeof(t->database))
+        goto bad;
+    snprintf(t->database, sizeof(t->database), "%s", slash + 1);
+    return 0;
+bad:
+    snprintf(err, err_len, "store URL '%s' is not mysql://user[:password]@host[:port]/database",
+             url);
+    return HS_EINVAL;
+}
+
+/* ---- connections ----------------------------------------------------------- */
+
+static int connect_db(conn_t *c, char *err, size_t err_len)
+{
+    if (c->db)
+        mysql_close(c->db);
+    c->db = mysql_init(NULL);
+    unsigned timeout = 5;
+    mysql_options(c->db, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+    mysql_options(c->db, MYSQL_OPT_READ_TIMEOUT, &timeout);
+    mysql_options(c->db, MYSQL_OPT_WRITE_TIMEOUT, &timeout);
+    mysql_options(c->db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    const target_t *t = &c->target;
+    if (mysql_real_connect(c->db, t->host, t->user, t->password[0] ? t->password : NULL,
+                           t->database, t->port, NULL, 0) == NULL) {
+        snprintf(err, err_len, "cannot connect to MariaDB at %s:%u/%s: %s", t->host, t->port,
+                 t->database, mysql_error(c->db));
+        return HS_EIO;
+    }
+    return 0;
+}
+
+/* Reconnects when the server went away since the last use. */
+static int ensure_connected(conn_t *c)
+{
+    if (c->db && mysql_ping(c->db) == 0)
+        return 0;
+    char err[512];
+    int rc = connect_db(c, err, sizeof(err));
+    if (rc != 0)
+        hs_log_warn("store: %s", err);
+    else
+        hs_log_info("store: reconnected to MariaDB at %s:%u", c->target.host, c->target.port);
+    return rc;
+}
+
+/* ---- building statements ----------------------------------------------------- */
+
+static void sql_reserve(conn_t *c, size_t more)
+{
+    if (c->len + more + 1 <= c->cap)
+        return;
+    size_t cap = c->cap ? c->cap : 1024;
+    while (cap < c->len + more + 1)
+        cap *= 2;
+    c->sql = hs_realloc(c->sql, cap);
+    c->cap = cap;
+}
+
+static void sql_start(conn_t *c)
+{
+    c->len = 0;
+    sql_reserve(c, 0);
+    c->sql[0] = '\0';
+}
+
+static void sql_add(conn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sql_add(conn_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    sql_reserve(c, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(c->sql + c->len, c->cap - c->len, fmt, ap);
+    va_end(ap);
+    c->len += (size_t)n;
+}
+
+/* Appends 'value' quoted and escaped; binary-safe. */
+static void sql_quote(conn_t *c, const char *value, size_t len)
+{
+    sql_reserve(c, 2 * len + 3);
+    c->sql[c->len++] = '\'';
+    c->len += mysql_real_escape_string(c->db, c->sql + c->len, value, (unsigned long)len);
+    c->sql[c->len++] = '\'';
+    c->sql[c->len] = '\0';
+}
+
+static void sql_str(conn_t *c, const char *value)
+{
+    sql_quote(c, value, strlen(value));
+}
+
+static int run(conn_t *c)
+{
+    return mysql_real_query(c->db, c->sql, (unsigned long)c->len) == 0 ? 0 : HS_EIO;
+}
+
+static int run_text(conn_t *c, const char *sql)
+{
+    return mysql_query(c->db, sql) == 0 ? 0 : HS_EIO;
+}
+
+/* ---- schema ------------------------------------------------------------------- */
+
+/* Applied in order, each once; schema_version counts them. DDL commits on
+ * its own in MySQL, so every statement is idempotent (IF NOT EXISTS) and a
+ * named lock keeps concurrent start-ups from interleaving. */
+static const char *const migration_1[] = {
+    "CREATE TABLE IF NOT EXISTS messages ("
+    " id CHAR(26) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,"
+    " topic VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+    " content MEDIUMBLOB NOT NULL,"
+    " author VARBINARY(1024) NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " KEY messages_topic_id (topic, id)"
+    ") ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS connections ("
+    " id CHAR(26) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,"
+    " node VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+    " connected_at BIGINT NOT NULL,"
+    " KEY connections_node (node)"
+    ") ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS subscriptions ("
+    " connection_id CHAR(26) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+    " topic VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " PRIMARY KEY (connection_id, topic),"
+    " KEY subscriptions_topic (topic, connection_id)"
+    ") ENGINE=InnoDB",
+    NULL,
+};
+
+static const char *const *const migrations[] = {migration_1};
+
+static long query_long(conn_t *c, const char *sql, long fallback)
+{
+    long value = fallback;
+    if (run_text(c, sql) != 0)
+        return fallback;
+    MYSQL_RES *res = mysql_store_result(c->db);
+    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+    if (row && row[0])
+        value = strtol(row[0], NULL, 10);
+    mysql_free_result(res);
+    return value;
+}
+
+static int migrate(conn_t *c, char *err, size_t err_len)
+{
+    int latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
+    if (query_long(c, "SELECT GET_LOCK('houston_migrate', 30)", 0) != 1) {
+        snprintf(err, err_len, "could not take the migration lock: %s", mysql_error(c->db));
+        return HS_EIO;
+    }
+    int rc = run_text(c, "CREATE TABLE IF NOT EXISTS schema_version (version INT NOT NULL) "
+                         "ENGINE=InnoDB");
+    long version = query_long(c, "SELECT MAX(version) FROM schema_version", 0);
+    if (rc == 0 && version > latest) {
+        snprintf(err, err_len, "database has schema version %ld, newer than this houston (%d)",
+                 version, latest);
+        rc = HS_EINVAL;
+    }
+    for (int v = (int)version; rc == 0 && v < latest; v++) {
+        for (const char *const *stmt = migrations[v]; *stmt && rc == 0; stmt++)
+            rc = run_text(c, *stmt);
+        char sql[96];
+        snprintf(sql, sizeof(sql), "INSERT INTO schema_version (version) VALUES (%d)", v + 1);
+        if (rc == 0)
+            rc = run_text(c, sql);
+        if (rc != 0)
+            snprintf(err, err_len, "migrating to schema version %d failed: %s", v + 1,
+                     mysql_error(c->db));
+        else
+            hs_log_info("store: MariaDB %s migrated to schema version %d", c->target.database,
+                        v + 1);
+    }
+    query_long(c, "SELECT RELEASE_LOCK('houston_migrate')", 0);
+    return rc;
+}
+
+/* ---- writes ---------------------------------------------------------------------- */
+
+static int affected(conn_t *c, size_t *count)
+{
+    my_ulonglong n = mysql_affected_rows(c->db);
+    if (n == (my_ulonglong)-1)
+        return HS_EIO;
+    if (count)
+        *count = (size_t)n;
+    return 0;
+}
+
+static int md_write(void *conn, hs_store_op_t *op)
+{
+    conn_t *c = conn;
+    sql_start(c);
+    switch (op->kind) {
+    case HS_OP_PUT_MESSAGE:
+        sql_add(c, "INSERT INTO messages (id, topic, content, author, created_at) VALUES (");
+        sql_str(c, op->a);
+        sql_add(c, ",");
+        sql_str(c, op->b);
+        sql_add(c, ",");
+        sql_quote(c, op->content, op->content_len);
+        sql_add(c, ",");
+        sql_str(c, op->author);
+        sql_add(c, ",%llu)", (unsigned long long)op->ms);
+        return run(c);
+    case HS_OP_ADD_SUBSCRIPTION: {
+        sql_add(c, "INSERT IGNORE INTO subscriptions (connection_id, topic, created_at) VALUES (");
+        sql_str(c, op->a);
+        sql_add(c, ",");
+        sql_str(c, op->b);
+        sql_add(c, ",%llu)", (unsigned long long)op->ms);
+        size_t n = 0;
+        if (run(c) != 0 || affected(c, &n) != 0)
+            return HS_EIO;
+        if (n == 1) {
+            op->created_ms = op->ms;
+            return 0;
+        }
+        sql_start(c);
+        sql_add(c, "SELECT created_at FROM subscriptions WHERE connection_id=");
+        sql_str(c, op->a);
+        sql_add(c, " AND topic=");
+        sql_str(c, op->b);
+        if (run(c) != 0)
+            return HS_EIO;
+        MYSQL_RES *res = mysql_store_result(c->db);
+        MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+        op->created_ms = row && row[0] ? strtoull(row[0], NULL, 10) : op->ms;
+        mysql_free_result(res);
+        return HS_EEXIST;
+    }
+    case HS_OP_REMOVE_SUBSCRIPTION:
+        sql_add(c, "DELETE FROM subscriptions WHERE connection_id=");
+        sql_str(c, op->a);
+        if (op->b) {
+            sql_add(c, " AND topic=");
+            sql_str(c, op->b);
+        }
+        return run(c) == 0 ? affected(c, &op->count) : HS_EIO;
+    case HS_OP_ADD_CONNECTION:
+        sql_add(c, "REPLACE INTO connections (id, node, connected_at) VALUES (");
+        sql_str(c, op->a);
+        sql_add(c, ",");
+        sql_str(c, op->b);
+        sql_add(c, ",%llu)", (unsigned long long)op->ms);
+        return run(c);
+    case HS_OP_REMOVE_CONNECTION:
+        sql_add(c, "DELETE FROM subscriptions WHERE connection_id=");
+        sql_str(c, op->a);
+        if (run(c) != 0)
+            return HS_EIO;
+        sql_start(c);
+        sql_add(c, "DELETE FROM connections WHERE id=");
+        sql_str(c, op->a);
+        return run(c);
+    case HS_OP_REMOVE_NODE:
+        sql_add(c, "DELETE s FROM subscriptions s JOIN connections c ON s.connection_id = c.id "
+                   "WHERE c.node=");
+        sql_str(c, op->a);
+        if (run(c) != 0)
+            return HS_EIO;
+        sql_start(c);
+        sql_add(c, "DELETE FROM connections WHERE node=");
+        sql_str(c, op->a);
+        return run(c) == 0 ? affected(c, &op->count) : HS_EIO;
+    default:
+        return HS_EINVAL;
+    }
+}
+
+/* ---- reads ------------------------------------------------------------------------- */
+
+static int fetch_messages(conn_t *c, hs_store_op_t *op, size_t cap)
+{
+    MYSQL_RES *res = mysql_store_result(c->db);
+    if (res == NULL)
+        return HS_EIO;
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        unsigned long *lens = mysql_fetch_lengths(res);
+        hs_store_op_add_message(op, cap, row[0], row[1], row[2], lens[2], row[3],
+                                strtoull(row[4], NULL, 10));
+    }
+    mysql_free_result(res);
+    return 0;
+}
+
+static int md_read(void *conn, hs_store_op_t *op)
+{
+    conn_t *c = conn;
+    if (ensure_connected(c) != 0)
+        return HS_EIO;
+    sql_start(c);
+    switch (op->kind) {
+    case HS_OP_GET_MESSAGE:
+        sql_add(c, "SELECT id, topic, content, author, created_at FROM messages WHERE id=");
+        sql_str(c, op->a);
+        if (run(c) != 0 || fetch_messages(c, op, 1) != 0)
+            return HS_EIO;
+        return op->count == 1 ? 0 : HS_ENOTFOUND;
+    case HS_OP_LIST_MESSAGES: {
+        bool forward = op->query.forward;
+        sql_add(c, "SELECT id, topic, content, author, created_at FROM messages WHERE topic=");
+        sql_str(c, op->a);
+        if (op->query.has_cursor) {
+            sql_add(c, forward ? " AND id > " : " AND id < ");
+            sql_str(c, op->cursor);
+        }
+        sql_add(c, " ORDER BY id %s LIMIT %u", forward ? "ASC" : "DESC", op->query.limit);
+        if (run(c) != 0)
+            return HS_EIO;
+        return fetch_messages(c, op, op->query.limit);
+    }
+    case HS_OP_LIST_SUBSCRIPTIONS: {
+        sql_add(c, "SELECT connection_id, topic, created_at FROM subscriptions WHERE ");
+        if (op->a) {
+            sql_add(c, "connection_id=");
+            sql_str(c, op->a);
+        }
+        if (op->a && op->b)
+            sql_add(c, " AND ");
+        if (op->b) {
+            sql_add(c, "topic=");
+            sql_str(c, op->b);
+        }
+        sql_add(c, op->a ? " ORDER BY created_at, topic" : " ORDER BY created_at, connection_id");
+        if (run(c) != 0)
+            return HS_EIO;
+        MYSQL_RES *res = mysql_store_result(c->db);
+        if (res == NULL)
+            return HS_EIO;
+        MYSQL_ROW row;
+        while ((row = mysql_fetch_row(res)) != NULL)
+            hs_store_op_add_subscription(op, row[0], row[1], strtoull(row[2], NULL, 10));
+        mysql_free_result(res);
+        return 0;
+    }
+    default:
+        return HS_EINVAL;
+    }
+}
+
+/* ---- the engine's interface ----------------------------------------------------------- */
+
+static int md_begin(void *conn)
+{
+    conn_t *c = conn;
+    if (ensure_connected(c) != 0)
+        return HS_EIO;
+    return run_text(c, "START TRANSACTION");
+}
+
+static int md_commit(void *conn)
+{
+    return run_text(conn, "COMMIT");
+}
+
+static void md_rollback(void *conn)
+{
+    run_text(conn, "ROLLBACK");
+}
+
+static void md_savepoint(void *conn)
+{
+    run_text(conn, "SAVEPOINT op");
+}
+
+static void md_release(void *conn, bool undo)
+{
+    if (undo)
+        run_text(conn, "ROLLBACK TO SAVEPOINT op");
+    run_text(conn, "RELEASE SAVEPOINT op");
+}
+
+static const char *md_error(void *conn)
+{
+    conn_t *c = conn;
+    return c->db ? mysql_error(c->db) : "not connected";
+}
+
+static void md_close(void *conn)
+{
+    conn_t *c = conn;
+    if (c->db)
+        mysql_close(c->db);
+    mysql_thread_end();
+    hs_free(c->sql);
+    hs_free(c);
+}
+
+static const hs_store_engine_ops_t mariadb_engine_ops = {
+    .name = "mariadb",
+    .begin = md_begin,
+    .commit = md_commit,
+    .rollback = md_rollback,
+    .savepoint = md_savepoint,
+    .release = md_release,
+    .write = md_write,
+    .read = md_read,
+    .error = md_error,
+    .close = md_close,
+};
+
+int hs_store_mariadb_open(uv_loop_t *loop, const char *url, const hs_store_options_t *options,
+                          hs_store_t **out, char *err, size_t err_len)
+{
+    target_t target;
+    int rc = parse_url(url, &target, err, err_len);
+    if (rc != 0)
+        return rc;
+    conn_t *conns[2];
+    for (int i = 0; i < 2; i++) {
+        conns[i] = hs_calloc(1, sizeof(conn_t));
+        conns[i]->target = target;
+    }
+    rc = connect_db(conns[0], err, err_len);
+    if (rc == 0)
+        rc = migrate(conns[0], err, err_len);
+    if (rc == 0)
+        rc = connect_db(conns[1], err, err_len);
+    if (rc != 0) {
+        for (int i = 0; i < 2; i++) {
+            if (conns[i]->db)
+                mysql_close(conns[i]->db);
+            hs_free(conns[i]->sql);
+            hs_free(conns[i]);
+        }
+        return rc;
+    }
+    *out = hs_store_engine_start(loop, &mariadb_engine_ops, conns[0], conns[1], options->batch_max);
+    hs_log_info("store: MariaDB %s:%u/%s open", target.host, target.port, target.database);
+    return 0;
+}

@@ -52,6 +52,8 @@ static void print_usage(FILE *out)
             "Commands:\n"
             "  serve       all roles in one process: WebSocket notifier, HTTP API,\n"
             "              consumer, on SQLite and an in-process bus (the default)\n"
+            "  config      print the effective settings and where each came from,\n"
+            "              secrets masked (takes the same flags as serve)\n"
             "  help        this text\n"
             "  version     the version\n\n"
             "Flags (each also read from its HOUSTON_* environment variable):\n",
@@ -217,7 +219,7 @@ int main(int argc, char **argv)
         printf("houston %s\n", HOUSTON_VERSION);
         return 0;
     }
-    if (strcmp(command, "serve") != 0) {
+    if (strcmp(command, "serve") != 0 && strcmp(command, "config") != 0) {
         fprintf(stderr, "houston: unknown command '%s' (try 'houston --help')\n", command);
         return 2;
     }
@@ -238,6 +240,12 @@ int main(int argc, char **argv)
         return 2;
     }
     hs_log_set_level(level);
+    hs_log_set_json(strcmp(app.cfg.log_format, "json") == 0);
+    if (strcmp(command, "config") == 0) {
+        hs_config_print(&app.cfg, stdout);
+        hs_config_dispose(&app.cfg);
+        return 0;
+    }
 
     app.loop = uv_default_loop();
     int code = serve(&app);

@@ -3,6 +3,7 @@
 #include "core/config.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@ typedef struct setting {
     uint64_t min, max;
     const char *arg; /* placeholder in --help */
     const char *help;
+    bool url_secret; /* a URL whose password is masked when shown */
 } setting_t;
 
 #define KIB 1024ull
@@ -31,52 +33,58 @@ typedef struct setting {
 
 static const setting_t settings[] = {
     {"ws-addr", "HOUSTON_WS_ADDR", T_STRING, offsetof(hs_config_t, ws_addr), ":9001", 0, 0, "ADDR",
-     "WebSocket (notifier) listen address, host:port or :port"},
+     "WebSocket (notifier) listen address, host:port or :port", false},
     {"api-addr", "HOUSTON_API_ADDR", T_STRING, offsetof(hs_config_t, api_addr), ":9002", 0, 0,
-     "ADDR", "HTTP API (publisher) listen address"},
+     "ADDR", "HTTP API (publisher) listen address", false},
     {"db", "HOUSTON_DB", T_STRING, offsetof(hs_config_t, db), "sqlite:houston.db", 0, 0, "URL",
-     "store: sqlite:PATH or mysql://user:pass@host:port/database"},
+     "store: sqlite:PATH or mysql://user:pass@host:port/database", .url_secret = true},
+    {"config", "HOUSTON_CONFIG", T_STRING, offsetof(hs_config_t, config_file), "", 0, 0, "FILE",
+     "read settings from FILE first (key = value lines; env and flags win)", false},
     {"log-level", "HOUSTON_LOG_LEVEL", T_STRING, offsetof(hs_config_t, log_level), "info", 0, 0,
-     "LEVEL", "debug, info, warn or error"},
+     "LEVEL", "debug, info, warn or error", false},
+    {"log-format", "HOUSTON_LOG_FORMAT", T_STRING, offsetof(hs_config_t, log_format), "text", 0, 0,
+     "FORMAT", "text (one line per event) or json (one JSON object per line)", false},
     {"node-id", "HOUSTON_NODE_ID", T_STRING, offsetof(hs_config_t, node_id), "", 0, 0, "ID",
-     "this notifier's node id (default: local)"},
+     "this notifier's node id (default: local)", false},
     {"allowed-origins", "HOUSTON_ALLOWED_ORIGINS", T_STRING, offsetof(hs_config_t, allowed_origins),
-     "", 0, 0, "LIST", "comma-separated Origins allowed to open a WebSocket (empty: any)"},
+     "", 0, 0, "LIST", "comma-separated Origins allowed to open a WebSocket (empty: any)", false},
     {"max-content", "HOUSTON_MAX_CONTENT", T_SIZE, offsetof(hs_config_t, max_content), "64k", 1,
-     16 * MIB, "SIZE", "largest message content"},
+     16 * MIB, "SIZE", "largest message content", false},
     {"max-body", "HOUSTON_MAX_BODY", T_SIZE, offsetof(hs_config_t, max_body), "1m", KIB, 64 * MIB,
-     "SIZE", "largest API request body"},
+     "SIZE", "largest API request body", false},
     {"max-ws-message", "HOUSTON_MAX_WS_MESSAGE", T_SIZE, offsetof(hs_config_t, max_ws_message),
-     "64k", 125, 16 * MIB, "SIZE", "largest message a WebSocket client may send"},
+     "64k", 125, 16 * MIB, "SIZE", "largest message a WebSocket client may send", false},
     {"max-pending", "HOUSTON_MAX_PENDING", T_SIZE, offsetof(hs_config_t, max_pending), "1m", 0, GIB,
-     "SIZE", "bytes queued to a client before it is closed with 1008 (0: no bound)"},
+     "SIZE", "bytes queued to a client before it is closed with 1008 (0: no bound)", false},
     {"ping-interval", "HOUSTON_PING_INTERVAL", T_DURATION, offsetof(hs_config_t, ping_interval_ms),
      "30s", 0, 3600 * SEC, "DURATION",
-     "WebSocket ping period; two missed pongs close the connection (0: off)"},
+     "WebSocket ping period; two missed pongs close the connection (0: off)", false},
     {"header-timeout", "HOUSTON_HEADER_TIMEOUT", T_DURATION,
      offsetof(hs_config_t, header_timeout_ms), "10s", 100, 3600 * SEC, "DURATION",
-     "a request's head must arrive within this"},
+     "a request's head must arrive within this", false},
     {"body-timeout", "HOUSTON_BODY_TIMEOUT", T_DURATION, offsetof(hs_config_t, body_timeout_ms),
-     "10s", 100, 3600 * SEC, "DURATION", "a request's body must arrive within this"},
+     "10s", 100, 3600 * SEC, "DURATION", "a request's body must arrive within this", false},
     {"idle-timeout", "HOUSTON_IDLE_TIMEOUT", T_DURATION, offsetof(hs_config_t, idle_timeout_ms),
      "60s", 0, 24 * 3600 * SEC, "DURATION",
-     "idle keep-alive connections close after this (0: never)"},
+     "idle keep-alive connections close after this (0: never)", false},
     {"shutdown-timeout", "HOUSTON_SHUTDOWN_TIMEOUT", T_DURATION,
      offsetof(hs_config_t, shutdown_timeout_ms), "10s", 0, 600 * SEC, "DURATION",
-     "graceful shutdown limit (0: none)"},
+     "graceful shutdown limit (0: none)", false},
     {"max-connections", "HOUSTON_MAX_CONNECTIONS", T_UINT, offsetof(hs_config_t, max_connections),
-     "100000", 1, 10000000, "N", "WebSocket connections at once; beyond it the upgrade gets 503"},
+     "100000", 1, 10000000, "N", "WebSocket connections at once; beyond it the upgrade gets 503",
+     false},
     {"max-subscriptions", "HOUSTON_MAX_SUBSCRIPTIONS", T_UINT,
      offsetof(hs_config_t, max_subscriptions), "1000", 1, 1000000, "N",
-     "subscriptions per connection; beyond it a subscribe gets 429"},
+     "subscriptions per connection; beyond it a subscribe gets 429", false},
     {"keepalive-requests", "HOUSTON_KEEPALIVE_REQUESTS", T_UINT,
      offsetof(hs_config_t, keepalive_requests), "10000", 0, 100000000, "N",
-     "requests on one keep-alive connection before it is closed (0: no limit)"},
+     "requests on one keep-alive connection before it is closed (0: no limit)", false},
     {"batch-max", "HOUSTON_BATCH_MAX", T_UINT, offsetof(hs_config_t, batch_max), "512", 1, 100000,
-     "N", "most store writes committed in one transaction"},
+     "N", "most store writes committed in one transaction", false},
 };
 
 #define SETTING_COUNT (sizeof(settings) / sizeof(settings[0]))
+_Static_assert(SETTING_COUNT <= HS_CONFIG_MAX_SETTINGS, "raise HS_CONFIG_MAX_SETTINGS");
 
 static int fail(char *err, size_t err_len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -209,37 +217,156 @@ static const setting_t *find_setting(const char *name, size_t len)
     return NULL;
 }
 
+static void set_source(hs_config_t *cfg, const setting_t *s, hs_config_source_t source)
+{
+    cfg->sources[s - settings] = (unsigned char)source;
+}
+
+/* "key = value" lines; '#' starts a comment; keys are flag names ('_' may
+ * stand for '-'). */
+static int load_file(hs_config_t *cfg, const char *path, char *err, size_t err_len)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return fail(err, err_len, "--config: cannot read \"%s\": %s", path, strerror(errno));
+    char line[4096];
+    int number = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof(line), f)) {
+        number++;
+        char *p = line;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p == '#' || *p == '\0')
+            continue;
+        char *eq = strchr(p, '=');
+        if (eq == NULL) {
+            rc = fail(err, err_len, "%s:%d: expected \"key = value\"", path, number);
+            break;
+        }
+        char *key_end = eq;
+        while (key_end > p && isspace((unsigned char)key_end[-1]))
+            key_end--;
+        for (char *k = p; k < key_end; k++)
+            if (*k == '_')
+                *k = '-';
+        char *value = eq + 1;
+        while (isspace((unsigned char)*value))
+            value++;
+        char *value_end = value + strlen(value);
+        while (value_end > value && isspace((unsigned char)value_end[-1]))
+            value_end--;
+        *value_end = '\0';
+        const setting_t *s = find_setting(p, (size_t)(key_end - p));
+        if (s == NULL || s->offset == offsetof(hs_config_t, config_file)) {
+            rc = fail(err, err_len, "%s:%d: unknown setting \"%.*s\"", path, number,
+                      (int)(key_end - p), p);
+            break;
+        }
+        char source[300];
+        snprintf(source, sizeof(source), "%s:%d: %s", path, number, s->name);
+        rc = apply(cfg, s, source, value, err, err_len);
+        if (rc == 0)
+            set_source(cfg, s, HS_CONFIG_FILE);
+    }
+    fclose(f);
+    return rc;
+}
+
+/* Splits "--name=value" or "--name value" at argv[*i]. */
+static int parse_flag(int argc, char **argv, int *i, const setting_t **out, const char **value,
+                      char *err, size_t err_len)
+{
+    const char *arg = argv[*i];
+    if (strncmp(arg, "--", 2) != 0)
+        return fail(err, err_len, "unexpected argument \"%s\"", arg);
+    const char *name = arg + 2;
+    const char *eq = strchr(name, '=');
+    size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+    const setting_t *s = find_setting(name, name_len);
+    if (s == NULL)
+        return fail(err, err_len, "unknown flag --%.*s", (int)name_len, name);
+    if (eq) {
+        *value = eq + 1;
+    } else {
+        if (*i + 1 >= argc)
+            return fail(err, err_len, "--%s needs a value", s->name);
+        *value = argv[++*i];
+    }
+    *out = s;
+    return 0;
+}
+
 int hs_config_load(hs_config_t *cfg, int argc, char **argv, char *err, size_t err_len)
 {
+    /* The file comes first, wherever its name was given. */
+    const char *file = getenv("HOUSTON_CONFIG");
+    for (int i = 0; i < argc; i++) {
+        const setting_t *s;
+        const char *value;
+        if (parse_flag(argc, argv, &i, &s, &value, err, err_len) != 0)
+            return HS_EINVAL;
+        if (s->offset == offsetof(hs_config_t, config_file))
+            file = value;
+    }
+    if (file && file[0] && load_file(cfg, file, err, err_len) != 0)
+        return HS_EINVAL;
     for (size_t i = 0; i < SETTING_COUNT; i++) {
         const char *value = getenv(settings[i].env);
-        if (value != NULL && apply(cfg, &settings[i], settings[i].env, value, err, err_len) != 0)
+        if (value == NULL)
+            continue;
+        if (apply(cfg, &settings[i], settings[i].env, value, err, err_len) != 0)
             return HS_EINVAL;
+        set_source(cfg, &settings[i], HS_CONFIG_ENV);
     }
     for (int i = 0; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strncmp(arg, "--", 2) != 0)
-            return fail(err, err_len, "unexpected argument \"%s\"", arg);
-        const char *name = arg + 2;
-        const char *eq = strchr(name, '=');
-        size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
-        const setting_t *s = find_setting(name, name_len);
-        if (s == NULL)
-            return fail(err, err_len, "unknown flag --%.*s", (int)name_len, name);
+        const setting_t *s;
         const char *value;
-        if (eq) {
-            value = eq + 1;
-        } else {
-            if (i + 1 >= argc)
-                return fail(err, err_len, "--%s needs a value", s->name);
-            value = argv[++i];
-        }
+        if (parse_flag(argc, argv, &i, &s, &value, err, err_len) != 0)
+            return HS_EINVAL;
         char source[64];
         snprintf(source, sizeof(source), "--%s", s->name);
         if (apply(cfg, s, source, value, err, err_len) != 0)
             return HS_EINVAL;
+        set_source(cfg, s, HS_CONFIG_FLAG);
     }
+    if (strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0)
+        return fail(err, err_len, "--log-format: \"%s\" is not text or json", cfg->log_format);
     return 0;
+}
+
+/* Writes value with the password of a "scheme://user:password@host" URL
+ * replaced by "***". */
+static void print_masked_url(FILE *out, const char *value)
+{
+    const char *scheme = strstr(value, "://");
+    const char *at = scheme ? strrchr(scheme, '@') : NULL;
+    const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
+    if (colon == NULL) {
+        fputs(value, out);
+        return;
+    }
+    fprintf(out, "%.*s***%s", (int)(colon + 1 - value), value, at);
+}
+
+void hs_config_print(const hs_config_t *cfg, FILE *out)
+{
+    static const char *const source_names[] = {"default", "file", "environment", "flag"};
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        const setting_t *s = &settings[i];
+        const char *field = (const char *)cfg + s->offset;
+        fprintf(out, "%-20s = ", s->name);
+        if (s->type == T_STRING) {
+            const char *value = *(char *const *)field;
+            if (s->url_secret)
+                print_masked_url(out, value);
+            else
+                fputs(value, out);
+        } else {
+            uint64_t value = *(const uint64_t *)field;
+            fprintf(out, "%llu%s", (unsigned long long)value, s->type == T_DURATION ? "ms" : "");
+        }
+        fprintf(out, "   # %s\n", source_names[cfg->sources[i]]);
+    }
 }
 
 void hs_config_print_help(FILE *out)

@@ -17,18 +17,29 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Where a setting's value came from; later sources win. */
+typedef enum hs_config_source {
+    HS_CONFIG_DEFAULT = 0,
+    HS_CONFIG_FILE,
+    HS_CONFIG_ENV,
+    HS_CONFIG_FLAG,
+} hs_config_source_t;
+
+#define HS_CONFIG_MAX_SETTINGS 48
+
 typedef struct hs_config {
-    char *ws_addr;                /* --ws-addr        HOUSTON_WS_ADDR        ":9001" */
-    char *api_addr;               /* --api-addr       HOUSTON_API_ADDR       ":9002" */
-    char *db;                     /* --db             HOUSTON_DB             "sqlite:houston.db" */
-    char *log_level;              /* --log-level      HOUSTON_LOG_LEVEL      "info" */
-    char *node_id;                /* --node-id        HOUSTON_NODE_ID        "" = generated */
-    char *allowed_origins;        /* --allowed-origins HOUSTON_ALLOWED_ORIGINS "" = any */
-    uint64_t max_content;         /* --max-content    HOUSTON_MAX_CONTENT    64 KiB */
-    uint64_t max_body;            /* --max-body       HOUSTON_MAX_BODY       1 MiB */
-    uint64_t max_ws_message;      /* --max-ws-message HOUSTON_MAX_WS_MESSAGE 64 KiB */
-    uint64_t max_pending;         /* --max-pending    HOUSTON_MAX_PENDING    1 MiB */
-    uint64_t ping_interval_ms;    /* --ping-interval   HOUSTON_PING_INTERVAL   30 s */
+    char *ws_addr;             /* --ws-addr        HOUSTON_WS_ADDR        ":9001" */
+    char *api_addr;            /* --api-addr       HOUSTON_API_ADDR       ":9002" */
+    char *db;                  /* --db             HOUSTON_DB             "sqlite:houston.db" */
+    char *config_file;         /* --config          HOUSTON_CONFIG         "" (key = value lines) */
+    char *log_level;           /* --log-level      HOUSTON_LOG_LEVEL      "info" */
+    char *node_id;             /* --node-id        HOUSTON_NODE_ID        "" = generated */
+    char *allowed_origins;     /* --allowed-origins HOUSTON_ALLOWED_ORIGINS "" = any */
+    uint64_t max_content;      /* --max-content    HOUSTON_MAX_CONTENT    64 KiB */
+    uint64_t max_body;         /* --max-body       HOUSTON_MAX_BODY       1 MiB */
+    uint64_t max_ws_message;   /* --max-ws-message HOUSTON_MAX_WS_MESSAGE 64 KiB */
+    uint64_t max_pending;      /* --max-pending    HOUSTON_MAX_PENDING    1 MiB */
+    uint64_t ping_interval_ms; /* --ping-interval   HOUSTON_PING_INTERVAL   30 s */
     uint64_t header_timeout_ms;   /* --header-timeout  HOUSTON_HEADER_TIMEOUT  10 s */
     uint64_t body_timeout_ms;     /* --body-timeout    HOUSTON_BODY_TIMEOUT    10 s */
     uint64_t idle_timeout_ms;     /* --idle-timeout    HOUSTON_IDLE_TIMEOUT    60 s */
@@ -36,19 +47,27 @@ typedef struct hs_config {
     uint64_t max_connections;     /* --max-connections     HOUSTON_MAX_CONNECTIONS     100000 */
     uint64_t max_subscriptions;   /* --max-subscriptions   HOUSTON_MAX_SUBSCRIPTIONS   1000 */
     uint64_t keepalive_requests;  /* --keepalive-requests  HOUSTON_KEEPALIVE_REQUESTS  10000 */
-    uint64_t batch_max;           /* --batch-max      HOUSTON_BATCH_MAX      512 */
+    uint64_t batch_max;
+    char *log_format; /* --log-format      HOUSTON_LOG_FORMAT     "text" or "json" */
+    unsigned char sources[HS_CONFIG_MAX_SETTINGS];
+    /* hs_config_source_t per setting */ /* --batch-max      HOUSTON_BATCH_MAX      512 */
 } hs_config_t;
 
 /* Fills every field with its default. */
 void hs_config_defaults(hs_config_t *cfg);
-/* Applies HOUSTON_* environment variables, then the flags in argv[0..argc).
- * Unknown flags, bad values and values out of limits are errors: returns
- * HS_EINVAL with a one-line reason in err. "--help" and "--version" are not
- * handled here (main looks for them first). */
+/* Applies the settings file (--config or HOUSTON_CONFIG: "key = value"
+ * lines, '#' comments, keys are the flag names), then HOUSTON_* environment
+ * variables, then the flags in argv[0..argc). Unknown keys or flags, bad
+ * values and values out of limits are errors: returns HS_EINVAL with a
+ * one-line reason in err. "--help" and "--version" are not handled here
+ * (main looks for them first). */
 int hs_config_load(hs_config_t *cfg, int argc, char **argv, char *err, size_t err_len);
 /* Prints the settings part of --help: one line per flag with its variable,
  * default and help text. */
 void hs_config_print_help(FILE *out);
+/* Prints the effective settings, one "name = value  # source" line each, with
+ * secrets (passwords in URLs) masked. */
+void hs_config_print(const hs_config_t *cfg, FILE *out);
 void hs_config_dispose(hs_config_t *cfg);
 
 #endif

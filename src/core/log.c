@@ -12,25 +12,52 @@ hs_log_state_t hs_log_singleton = {.threshold = HS_LOG_INFO};
 
 static const char *const level_names[] = {"DEBUG", "INFO ", "WARN ", "ERROR", "OFF  "};
 
+static const char *const json_level_names[] = {"debug", "info", "warn", "error", "off"};
+
+/* The message as a JSON string body: quotes, backslashes and control
+ * characters escaped. */
+static size_t json_escape(char *out, size_t cap, const char *in, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 7 < cap; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
 void hs_log_write(hs_log_level_t level, const char *fmt, ...)
 {
-    char line[2048];
-    size_t len = hs_format_rfc3339_ms(hs_now_ms(), line);
-    len += (size_t)snprintf(line + len, sizeof(line) - len, " %s ", level_names[level]);
-
+    char message[2048];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line + len, sizeof(line) - len - 1, fmt, ap);
+    int n = vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    len += (size_t)n;
-    if (len > sizeof(line) - 2)
-        len = sizeof(line) - 2; /* truncated: still one line */
-    for (size_t i = HS_RFC3339_MS_LEN; i < len; i++)
-        if (line[i] == '\n' || line[i] == '\r')
-            line[i] = ' ';
-    line[len++] = '\n';
+    size_t message_len = n < 0 ? 0 : (size_t)n >= sizeof(message) ? sizeof(message) - 1 : (size_t)n;
+
+    char line[4096 + 128];
+    char time[HS_RFC3339_MS_LEN + 1];
+    hs_format_rfc3339_ms(hs_now_ms(), time);
+    size_t len;
+    if (hs_log_singleton.json) {
+        len = (size_t)snprintf(line, sizeof(line), "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"",
+                               time, json_level_names[level]);
+        len += json_escape(line + len, sizeof(line) - len - 4, message, message_len);
+        memcpy(line + len, "\"}\n", 3);
+        len += 3;
+    } else {
+        len = (size_t)snprintf(line, sizeof(line), "%s %s ", time, level_names[level]);
+        for (size_t i = 0; i < message_len; i++) /* one event, one line */
+            line[len++] = message[i] == '\n' || message[i] == '\r' ? ' ' : message[i];
+        line[len++] = '\n';
+    }
     ssize_t ignored = write(STDERR_FILENO, line, len);
     (void)ignored;
 }
@@ -38,6 +65,11 @@ void hs_log_write(hs_log_level_t level, const char *fmt, ...)
 void hs_log_set_level(hs_log_level_t level)
 {
     hs_log_singleton.threshold = level;
+}
+
+void hs_log_set_json(bool json)
+{
+    hs_log_singleton.json = json;
 }
 
 bool hs_log_parse_level(const char *name, hs_log_level_t *out)

@@ -21,6 +21,7 @@ typedef enum {
 
 typedef struct hs_log_state {
     hs_log_level_t threshold;
+    bool json; /* one JSON object per line instead of text */
 } hs_log_state_t;
 
 /* Process-wide logging settings: written at start-up, read everywhere. */
@@ -41,6 +42,8 @@ extern hs_log_state_t hs_log_singleton;
 void hs_log_write(hs_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void hs_log_set_level(hs_log_level_t level);
+/* Text lines or JSON objects ({"time","level","msg"}), one per line. */
+void hs_log_set_json(bool json);
 /* Parses "debug", "info", "warn", "error" or "off"; returns false if unknown. */
 bool hs_log_parse_level(const char *name, hs_log_level_t *out);
 

@@ -49,3 +49,30 @@ def test_metrics_count_what_happened_and_pass_promtool(fresh_server):
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
                            text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_json_logs_are_one_object_per_line(fresh_server):
+    import json
+    srv = fresh_server("--log-format", "json")
+    http("GET", f"{srv.api}/api/v1/messages", "topic==j")
+    srv.stop()
+    lines = [line for line in srv.logs().splitlines() if line.strip()]
+    assert len(lines) >= 3
+    for line in lines:
+        entry = json.loads(line)
+        assert set(entry) == {"time", "level", "msg"}
+        assert entry["level"] in ("debug", "info", "warn", "error")
+
+
+def test_houston_config_shows_sources_and_masks_secrets(tmp_path):
+    from conftest import BIN
+    conf = tmp_path / "houston.conf"
+    conf.write_text("api_addr = 127.0.0.1:1\ndb = mysql://u:topsecret@h:3306/d\n")
+    out = subprocess.run([BIN, "config", "--config", str(conf), "--max-content", "2k"],
+                         capture_output=True, text=True, env={"HOUSTON_PING_INTERVAL": "5s"})
+    assert out.returncode == 0, out.stderr
+    assert "topsecret" not in out.stdout
+    assert re.search(r"^api-addr\s+= 127\.0\.0\.1:1\s+# file$", out.stdout, re.M)
+    assert re.search(r"^max-content\s+= 2048\s+# flag$", out.stdout, re.M)
+    assert re.search(r"^ping-interval\s+= 5000ms\s+# environment$", out.stdout, re.M)
+    assert re.search(r"^db\s+= mysql://u:\*\*\*@h:3306/d\s+# file$", out.stdout, re.M)

@@ -1,0 +1,150 @@
+/* The settings table: defaults, a settings file, environment and flags in
+ * that order of precedence, units and limits, errors that name the setting,
+ * and `houston config`'s output with secrets masked. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/error.h"
+
+static char path[64];
+
+static int load(hs_config_t *cfg, char *err, int argc, char **argv)
+{
+    hs_config_defaults(cfg);
+    return hs_config_load(cfg, argc, argv, err, 256);
+}
+
+static void write_file(const char *text)
+{
+    snprintf(path, sizeof(path), "/tmp/houston-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    hs_config_t cfg;
+    char err[256];
+    assert_int_equal(load(&cfg, err, 0, NULL), 0);
+    assert_string_equal(cfg.ws_addr, ":9001");
+    assert_string_equal(cfg.api_addr, ":9002");
+    assert_string_equal(cfg.db, "sqlite:houston.db");
+    assert_int_equal(cfg.max_content, 65536);
+    assert_int_equal(cfg.ping_interval_ms, 30000);
+    assert_int_equal(cfg.sources[0], HS_CONFIG_DEFAULT);
+    hs_config_dispose(&cfg);
+}
+
+static void test_precedence_file_env_flag(void **state)
+{
+    (void)state;
+    write_file("# comment\n\nws_addr = 127.0.0.1:1111\nmax-content = 1k\n"
+               "ping-interval = 250ms\napi-addr=:2222\n");
+    setenv("HOUSTON_MAX_CONTENT", "2k", 1);
+    setenv("HOUSTON_API_ADDR", ":3333", 1);
+    char flag_config[96];
+    snprintf(flag_config, sizeof(flag_config), "--config=%s", path);
+    char *argv[] = {flag_config, "--api-addr", ":4444", "--ping-interval=2m"};
+    hs_config_t cfg;
+    char err[256];
+    assert_int_equal(load(&cfg, err, 4, argv), 0);
+    assert_string_equal(cfg.ws_addr, "127.0.0.1:1111"); /* file */
+    assert_int_equal(cfg.max_content, 2048);            /* env over file */
+    assert_string_equal(cfg.api_addr, ":4444");         /* flag over env */
+    assert_int_equal(cfg.ping_interval_ms, 120000);     /* flag over file */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    hs_config_print(&cfg, out);
+    fclose(out);
+    assert_non_null(strstr(text, "ws-addr              = 127.0.0.1:1111   # file"));
+    assert_non_null(strstr(text, "max-content          = 2048   # environment"));
+    assert_non_null(strstr(text, "api-addr             = :4444   # flag"));
+    free(text);
+    hs_config_dispose(&cfg);
+    unsetenv("HOUSTON_MAX_CONTENT");
+    unsetenv("HOUSTON_API_ADDR");
+    unlink(path);
+}
+
+static void test_secrets_are_masked(void **state)
+{
+    (void)state;
+    char *argv[] = {"--db", "mysql://houston:s3cret@db:3306/houston"};
+    hs_config_t cfg;
+    char err[256];
+    assert_int_equal(load(&cfg, err, 2, argv), 0);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    hs_config_print(&cfg, out);
+    fclose(out);
+    assert_null(strstr(text, "s3cret"));
+    assert_non_null(strstr(text, "mysql://houston:***@db:3306/houston"));
+    free(text);
+    hs_config_dispose(&cfg);
+}
+
+static void test_errors_name_the_setting(void **state)
+{
+    (void)state;
+    struct {
+        const char *arg;
+        const char *mention;
+    } cases[] = {
+        {"--max-content=abc", "--max-content"},
+        {"--max-content=1t", "--max-content"},
+        {"--max-content=0", "out of range"},
+        {"--ping-interval=5x", "--ping-interval"},
+        {"--batch-max=1k", "--batch-max"},
+        {"--nope=1", "unknown flag --nope"},
+        {"--log-format=xml", "--log-format"},
+        {"stray", "unexpected argument"},
+        {"--max-body=99999999999999999999999", "--max-body"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        hs_config_t cfg;
+        char err[256] = "";
+        char *argv[] = {(char *)cases[i].arg};
+        assert_int_equal(load(&cfg, err, 1, argv), HS_EINVAL);
+        assert_non_null(strstr(err, cases[i].mention));
+        hs_config_dispose(&cfg);
+    }
+    hs_config_t cfg;
+    char err[256] = "";
+    char *argv[] = {"--ws-addr"};
+    assert_int_equal(load(&cfg, err, 1, argv), HS_EINVAL);
+    assert_non_null(strstr(err, "needs a value"));
+    hs_config_dispose(&cfg);
+
+    write_file("max-content = 1k\nbogus = 3\n");
+    char flag_config[96];
+    snprintf(flag_config, sizeof(flag_config), "--config=%s", path);
+    char *file_argv[] = {flag_config};
+    assert_int_equal(load(&cfg, err, 1, file_argv), HS_EINVAL);
+    assert_non_null(strstr(err, ":2: unknown setting \"bogus\""));
+    hs_config_dispose(&cfg);
+    unlink(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_precedence_file_env_flag),
+        cmocka_unit_test(test_secrets_are_masked),
+        cmocka_unit_test(test_errors_name_the_setting),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -19,8 +19,10 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "http/server.h"
 #include "net/net.h"
 #include "roles/consumer.h"
+#include "roles/health.h"
 #include "roles/notifier.h"
 #include "roles/publisher.h"
 #include "store/store.h"
@@ -36,6 +38,10 @@ typedef struct app {
     hs_publisher_t *publisher;
     hs_notifier_t *notifier;
     hs_consumer_t *consumer;
+    /* --metrics-addr: an extra server with the operations routes only */
+    hs_router_t *metrics_router;
+    hs_health_t *metrics_health;
+    hs_http_server_t *metrics_http;
     uv_signal_t sigint;
     uv_signal_t sigterm;
     uv_timer_t shutdown_timer;
@@ -73,6 +79,11 @@ static void bus_closed_cb(int status, void *data)
     app_t *app = data;
     (void)status;
     hs_consumer_free(app->consumer);
+    if (app->metrics_http) {
+        hs_http_server_free(app->metrics_http);
+        hs_health_free(app->metrics_health);
+        hs_router_free(app->metrics_router);
+    }
     hs_notifier_free(app->notifier);
     hs_publisher_free(app->publisher);
     hs_net_close(app->net);
@@ -90,6 +101,14 @@ static void store_closed_cb(int status, void *data)
         app->exit_code = 1;
     }
     hs_bus_close(app->bus, bus_closed_cb, app);
+}
+
+static void role_stopped_cb(void *data);
+
+static void metrics_stopped_cb(hs_http_server_t *server, void *data)
+{
+    (void)server;
+    role_stopped_cb(data);
 }
 
 static void role_stopped_cb(void *data)
@@ -125,9 +144,11 @@ static void signal_cb(uv_signal_t *handle, int signum)
         uv_timer_start(&app->shutdown_timer, shutdown_timeout_cb, app->cfg.shutdown_timeout_ms, 0);
         uv_unref((uv_handle_t *)&app->shutdown_timer);
     }
-    app->roles_running = 2;
+    app->roles_running = app->metrics_http ? 3 : 2;
     hs_publisher_shutdown(app->publisher, role_stopped_cb, app);
     hs_notifier_shutdown(app->notifier, role_stopped_cb, app);
+    if (app->metrics_http)
+        hs_http_server_shutdown(app->metrics_http, metrics_stopped_cb, app);
 }
 
 /* ---- serve ------------------------------------------------------------- */
@@ -177,6 +198,21 @@ static int serve(app_t *app)
     if (rc != 0) {
         hs_log_error("houston: cannot listen on %s (API): %s", app->cfg.api_addr, hs_strerror(rc));
         return 1;
+    }
+    if (app->cfg.metrics_addr[0]) {
+        hs_http_limits_t limits;
+        hs_http_limits_default(&limits);
+        app->metrics_router = hs_router_new();
+        app->metrics_health = hs_health_add_routes(app->metrics_router, app->store, app->bus);
+        hs_health_set_gauges(app->metrics_health, notifier_gauges, app->notifier);
+        hs_health_add_metrics_route(app->metrics_health, app->metrics_router);
+        app->metrics_http = hs_http_server_new(app->net, app->metrics_router, &limits, "metrics");
+        rc = hs_http_server_listen(app->metrics_http, app->cfg.metrics_addr);
+        if (rc != 0) {
+            hs_log_error("houston: cannot listen on %s (metrics): %s", app->cfg.metrics_addr,
+                         hs_strerror(rc));
+            return 1;
+        }
     }
     uv_signal_init(app->loop, &app->sigint);
     uv_signal_init(app->loop, &app->sigterm);

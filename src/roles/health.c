@@ -6,6 +6,8 @@
 struct hs_health {
     hs_store_t *store;
     hs_bus_t *bus;
+    hs_gauges_fn gauges;
+    void *gauges_ctx;
 };
 
 typedef struct probe {
@@ -57,7 +59,7 @@ static void readyz(hs_http_request_t *req, void *ctx)
 
 hs_health_t *hs_health_add_routes(hs_router_t *router, hs_store_t *store, hs_bus_t *bus)
 {
-    hs_health_t *health = hs_malloc(sizeof(*health));
+    hs_health_t *health = hs_calloc(1, sizeof(*health));
     health->store = store;
     health->bus = bus;
     hs_router_add(router, HTTP_GET, "/healthz", healthz, health);
@@ -68,4 +70,27 @@ hs_health_t *hs_health_add_routes(hs_router_t *router, hs_store_t *store, hs_bus
 void hs_health_free(hs_health_t *health)
 {
     hs_free(health);
+}
+
+static void get_metrics(hs_http_request_t *req, void *ctx)
+{
+    hs_health_t *health = ctx;
+    hs_metrics_gauges_t gauges = {0};
+    if (health->gauges)
+        health->gauges(health->gauges_ctx, &gauges);
+    hs_buf_t *text = hs_metrics_render(&hs_metrics_singleton, &gauges);
+    hs_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text->data,
+                    text->len);
+    hs_buf_unref(text);
+}
+
+void hs_health_set_gauges(hs_health_t *health, hs_gauges_fn fn, void *ctx)
+{
+    health->gauges = fn;
+    health->gauges_ctx = ctx;
+}
+
+void hs_health_add_metrics_route(hs_health_t *health, hs_router_t *router)
+{
+    hs_router_add(router, HTTP_GET, "/metrics", get_metrics, health);
 }

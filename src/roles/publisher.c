@@ -21,8 +21,6 @@ struct hs_publisher {
     hs_router_t *router;
     hs_http_server_t *http;
     hs_health_t *health;
-    hs_gauges_fn gauges;
-    void *gauges_ctx;
     void (*shutdown_cb)(void *data);
     void *shutdown_data;
 };
@@ -480,24 +478,9 @@ static void post_notification(hs_http_request_t *req, void *ctx)
     hs_bus_locate_connection(p->bus, call->in.note.connection_id, notification_located_cb, call);
 }
 
-/* ---- GET /metrics ------------------------------------------------------ */
-
-static void get_metrics(hs_http_request_t *req, void *ctx)
-{
-    hs_publisher_t *p = ctx;
-    hs_metrics_gauges_t gauges = {0};
-    if (p->gauges)
-        p->gauges(p->gauges_ctx, &gauges);
-    hs_buf_t *text = hs_metrics_render(&hs_metrics_singleton, &gauges);
-    hs_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text->data,
-                    text->len);
-    hs_buf_unref(text);
-}
-
 void hs_publisher_set_gauges(hs_publisher_t *p, hs_gauges_fn fn, void *ctx)
 {
-    p->gauges = fn;
-    p->gauges_ctx = ctx;
+    hs_health_set_gauges(p->health, fn, ctx);
 }
 
 /* ---- life cycle -------------------------------------------------------- */
@@ -518,8 +501,8 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     hs_router_add(p->router, HTTP_DELETE, "/api/v1/subscribes", delete_subscribes, p);
     hs_router_add(p->router, HTTP_GET, "/api/v1/subscribes", get_subscribes, p);
     hs_router_add(p->router, HTTP_POST, "/api/v1/notification", post_notification, p);
-    hs_router_add(p->router, HTTP_GET, "/metrics", get_metrics, p);
     p->health = hs_health_add_routes(p->router, store, bus);
+    hs_health_add_metrics_route(p->health, p->router);
     hs_http_limits_t limits;
     hs_http_limits_default(&limits);
     limits.max_body = cfg->max_body;

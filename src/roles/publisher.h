@@ -14,6 +14,7 @@
 #include "bus/bus.h"
 #include "core/config.h"
 #include "core/metrics.h"
+#include "roles/health.h"
 #include "net/net.h"
 #include "store/store.h"
 
@@ -23,9 +24,7 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
                                  const hs_config_t *cfg);
 int hs_publisher_start(hs_publisher_t *publisher, const char *addr);
 int hs_publisher_port(hs_publisher_t *publisher);
-/* Where GET /metrics reads the gauges of live things (the notifier's, in
- * the embedded mode). Without it they read 0. */
-typedef void (*hs_gauges_fn)(void *ctx, hs_metrics_gauges_t *out);
+/* Where its GET /metrics reads the gauges of live things (health.h). */
 void hs_publisher_set_gauges(hs_publisher_t *publisher, hs_gauges_fn fn, void *ctx);
 /* Stops accepting and lets in-flight requests be answered; cb runs when no
  * API connection remains. */

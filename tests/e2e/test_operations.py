@@ -76,3 +76,14 @@ def test_houston_config_shows_sources_and_masks_secrets(tmp_path):
     assert re.search(r"^max-content\s+= 2048\s+# flag$", out.stdout, re.M)
     assert re.search(r"^ping-interval\s+= 5000ms\s+# environment$", out.stdout, re.M)
     assert re.search(r"^db\s+= mysql://u:\*\*\*@h:3306/d\s+# file$", out.stdout, re.M)
+
+
+def test_metrics_addr_serves_metrics_and_health(fresh_server):
+    from conftest import free_port
+    port = free_port()
+    srv = fresh_server("--metrics-addr", f"127.0.0.1:{port}")
+    r = http("GET", f"http://127.0.0.1:{port}/metrics")
+    assert r.status == 200 and "houston_connections 0" in r.text
+    assert http("GET", f"http://127.0.0.1:{port}/readyz").json == {"status": "ready"}
+    assert http("GET", f"http://127.0.0.1:{port}/api/v1/messages", "topic==x").status == 404
+    assert srv.stop() == 0

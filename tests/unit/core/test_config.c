@@ -31,6 +31,17 @@ static void write_file(const char *text)
     close(fd);
 }
 
+/* What `houston config` prints for cfg; free() it. */
+static char *printed(const hs_config_t *cfg)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    hs_config_print(cfg, out);
+    fclose(out);
+    return text;
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -63,11 +74,7 @@ static void test_precedence_file_env_flag(void **state)
     assert_int_equal(cfg.max_content, 2048);            /* env over file */
     assert_string_equal(cfg.api_addr, ":4444");         /* flag over env */
     assert_int_equal(cfg.ping_interval_ms, 120000);     /* flag over file */
-    char *text = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&text, &len);
-    hs_config_print(&cfg, out);
-    fclose(out);
+    char *text = printed(&cfg);
     assert_non_null(strstr(text, "ws-addr              = 127.0.0.1:1111   # file"));
     assert_non_null(strstr(text, "max-content          = 2048   # environment"));
     assert_non_null(strstr(text, "api-addr             = :4444   # flag"));
@@ -85,11 +92,7 @@ static void test_secrets_are_masked(void **state)
     hs_config_t cfg;
     char err[256];
     assert_int_equal(load(&cfg, err, 2, argv), 0);
-    char *text = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&text, &len);
-    hs_config_print(&cfg, out);
-    fclose(out);
+    char *text = printed(&cfg);
     assert_null(strstr(text, "s3cret"));
     assert_non_null(strstr(text, "mysql://houston:***@db:3306/houston"));
     free(text);

@@ -4,8 +4,8 @@
 
 #include "http/server.h"
 
-#define HS_HTTP_MAX_PARAMS 4
-#define HS_HTTP_MAX_QUERY  64
+#define HS_HTTP_MAX_PARAMS 4  /* "{name}" segments per route */
+#define HS_HTTP_MAX_QUERY  64 /* query parameters per request (more: 400) */
 
 typedef struct hs_http_conn hs_http_conn_t;
 
@@ -25,9 +25,12 @@ struct hs_http_request {
     unsigned short http_major, http_minor;
     bool keep_alive;
     bool is_head;
-    /* target: path and query, NUL-terminated */
+    /* target as received (path and query), and the path alone; both
+     * NUL-terminated */
     char *url;
-    size_t url_len, path_len;
+    size_t url_len;
+    char *path;
+    size_t path_len;
     /* headers: names (lower-cased) and values in one buffer */
     char *hbuf;
     size_t hbuf_len, hbuf_cap;
@@ -49,15 +52,29 @@ struct hs_http_request {
 /* request.c */
 hs_http_request_t *hs_http__request_new(hs_http_server_t *server, hs_http_conn_t *hc);
 void hs_http__request_free(hs_http_request_t *req);
-/* Appends to the header buffer; returns HS_ETOOBIG past max bytes. */
+/* Appends a piece of a header name or value (pieces may be split across
+ * reads); HS_ETOOBIG past max_bytes in all or max_headers headers. */
 int hs_http__request_add_header_bytes(hs_http_request_t *req, const char *at, size_t len,
                                       bool is_value, size_t max_bytes, unsigned max_headers);
-/* Parses the query string; HS_EINVAL on a bad escape or too many params. */
-int hs_http__request_parse_query(hs_http_request_t *req);
+/* Splits url into path and query and decodes the query; HS_EINVAL on a bad
+ * escape or too many parameters. */
+int hs_http__request_parse_target(hs_http_request_t *req);
 void hs_http__request_set_param(hs_http_request_t *req, const char *name, const char *value,
                                 size_t len);
 
-/* server.c */
+/* response.c */
 const char *hs_http__reason(int status);
+
+/* server.c: what a response needs from the connection. */
+typedef enum {
+    HS_HTTP_KEEP,          /* keep-alive, implicit (HTTP/1.1) */
+    HS_HTTP_KEEP_EXPLICIT, /* keep-alive, said explicitly (HTTP/1.0 client) */
+    HS_HTTP_CLOSE,         /* "Connection: close", then close after flush */
+} hs_http_persist_t;
+hs_http_persist_t hs_http__persistence(hs_http_request_t *req, int status);
+/* Queues the encoded response, logs it, releases req and moves the
+ * connection on to its next request (or closes it). */
+void hs_http__send_response(hs_http_request_t *req, int status, hs_buf_t *response,
+                            hs_http_persist_t persist);
 
 #endif

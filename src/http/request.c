@@ -27,6 +27,7 @@ void hs_http__request_free(hs_http_request_t *req)
     }
     hs_free(req->query);
     hs_free(req->url);
+    hs_free(req->path);
     hs_free(req->hbuf);
     hs_free(req->headers);
     hs_free(req->body);
@@ -89,7 +90,7 @@ const char *hs_http_path(const hs_http_request_t *req, size_t *len)
 {
     if (len)
         *len = req->path_len;
-    return req->url ? req->url : "";
+    return req->path ? req->path : "";
 }
 
 const char *hs_http_header(const hs_http_request_t *req, const char *name, size_t *len)
@@ -143,11 +144,16 @@ static char *url_decode(const char *s, size_t len)
     return out;
 }
 
-int hs_http__request_parse_query(hs_http_request_t *req)
+int hs_http__request_parse_target(hs_http_request_t *req)
 {
-    if (req->url == NULL || req->path_len >= req->url_len)
+    const char *url = req->url ? req->url : "";
+    const char *mark = memchr(url, '?', req->url_len);
+    req->path_len = mark ? (size_t)(mark - url) : req->url_len;
+    hs_free(req->path);
+    req->path = hs_strndup(url, req->path_len);
+    if (mark == NULL)
         return 0;
-    const char *q = req->url + req->path_len + 1; /* after '?' */
+    const char *q = mark + 1;
     const char *end = req->url + req->url_len;
     while (q < end) {
         const char *amp = memchr(q, '&', (size_t)(end - q));

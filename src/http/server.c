@@ -1,12 +1,11 @@
 /* server.c - HTTP/1.1 connections on hs_net: http-parser callbacks, limits,
- * deadlines, in-order pipelining, responses, upgrade hand-off, shutdown.
+ * deadlines, in-order pipelining, the upgrade hand-off and shutdown.
  *
  * One request per connection is in flight at a time. When a request is
  * complete the parser is paused, the bytes after it are kept (bounded), and
  * reading stops until the route answered; then parsing resumes on the kept
  * bytes. This gives in-order answers to pipelined requests with no
  * per-request queue. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -15,7 +14,6 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "core/metrics.h"
 #include "http/http_internal.h"
 
 struct hs_http_conn {
@@ -23,15 +21,14 @@ struct hs_http_conn {
     hs_http_server_t *server;
     http_parser parser;
     hs_http_request_t *req; /* being parsed, or in flight */
-    bool headers_done;
-    bool message_done;
-    bool in_flight;   /* dispatched, not answered yet */
-    bool in_dispatch; /* inside the route handler call */
-    bool answered;    /* answered during the current dispatch */
-    bool close_after; /* close after the current answer */
-    bool upgraded;
-    bool peer_eof;
-    int error_status; /* set by a callback that aborts parsing */
+    bool message_done;      /* req is complete */
+    bool in_flight;         /* req was dispatched and not answered yet */
+    bool in_dispatch;       /* inside dispatch(), route handler included */
+    bool answered;          /* answered during the current dispatch */
+    bool close_after;       /* close after the current answer */
+    bool upgraded;          /* a route took the connection away */
+    bool peer_eof;          /* the client closed its side */
+    int error_status;       /* set by a parser callback that aborts */
     const char *error_code;
     const char *error_message;
     char *saved; /* bytes received after the request in flight */
@@ -46,7 +43,7 @@ struct hs_http_server {
     hs_http_limits_t limits;
     char *name;
     hs_listener_t *listener;
-    hs_http_conn_t *conns;
+    hs_http_conn_t *conns; /* HTTP connections (upgraded ones leave) */
     size_t conn_count;
     uint64_t request_seq;
     bool shutting_down;
@@ -54,10 +51,7 @@ struct hs_http_server {
     void *shutdown_data;
 };
 
-static const hs_conn_handler_t http_handler;
 static bool process(hs_http_conn_t *hc, const char *data, size_t len);
-static void finish_upgrade(hs_http_conn_t *hc);
-static const hs_conn_handler_t orphan_handler;
 
 void hs_http_limits_default(hs_http_limits_t *limits)
 {
@@ -71,62 +65,6 @@ void hs_http_limits_default(hs_http_limits_t *limits)
         .idle_timeout_ms = 60000,
         .max_requests_per_conn = 0,
     };
-}
-
-const char *hs_http__reason(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 101:
-        return "Switching Protocols";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 411:
-        return "Length Required";
-    case 413:
-        return "Payload Too Large";
-    case 414:
-        return "URI Too Long";
-    case 415:
-        return "Unsupported Media Type";
-    case 417:
-        return "Expectation Failed";
-    case 426:
-        return "Upgrade Required";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Unknown";
-    }
 }
 
 /* ---- connection list and shutdown ----------------------------------------- */
@@ -149,11 +87,15 @@ static void unlink_conn(hs_http_conn_t *hc)
         s->conns = hc->next;
     if (hc->next)
         hc->next->prev = hc->prev;
+    hc->prev = hc->next = NULL;
     s->conn_count--;
 }
 
-static void free_http_conn(hs_http_conn_t *hc)
+static void conn_close_cb(hs_conn_t *conn)
 {
+    hs_http_conn_t *hc = hs_conn_data(conn);
+    hs_http_server_t *s = hc->server;
+    unlink_conn(hc);
     if (hc->req) {
         if (hc->in_flight)
             hc->req->hc = NULL; /* the route still owns it and will answer */
@@ -162,143 +104,10 @@ static void free_http_conn(hs_http_conn_t *hc)
     }
     hs_free(hc->saved);
     hs_free(hc);
-}
-
-static void conn_close_cb(hs_conn_t *conn)
-{
-    hs_http_conn_t *hc = hs_conn_data(conn);
-    hs_http_server_t *s = hc->server;
-    unlink_conn(hc);
-    free_http_conn(hc);
     maybe_shutdown_done(s);
 }
 
-/* ---- responses ------------------------------------------------------------ */
-
-static void request_done(hs_http_conn_t *hc);
-
-static hs_buf_t *build_head(int status, const char *content_type, size_t body_len, bool has_body,
-                            bool close, const char *extra)
-{
-    char head[1024];
-    int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n", status, hs_http__reason(status));
-    if (content_type && has_body)
-        n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Type: %s\r\n", content_type);
-    if (status != 204 && status >= 200)
-        n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Length: %zu\r\n", body_len);
-    if (close)
-        n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: close\r\n");
-    hs_buf_t *buf = hs_buf_new((size_t)n + (extra ? strlen(extra) : 0) + 2 + body_len);
-    buf = hs_buf_append(buf, head, (size_t)n);
-    if (extra)
-        buf = hs_buf_append(buf, extra, strlen(extra));
-    buf = hs_buf_append(buf, "\r\n", 2);
-    return buf;
-}
-
-/* Whether the connection must close after answering req. */
-static bool must_close(hs_http_conn_t *hc, hs_http_request_t *req, int status)
-{
-    hs_http_server_t *s = hc->server;
-    if (hc->close_after || s->shutting_down || !req || !req->keep_alive || hc->peer_eof)
-        return true;
-    if (s->limits.max_requests_per_conn && hc->requests >= s->limits.max_requests_per_conn)
-        return true;
-    /* After an error the request body may not have been read. */
-    return status >= 400 && !hc->message_done;
-}
-
-void hs_http_respond(hs_http_request_t *req, int status, const char *content_type,
-                     const char *extra_headers, const void *body, size_t body_len)
-{
-    hs_http_conn_t *hc = req->hc;
-    if (hc == NULL) {
-        hs_http__request_free(req);
-        return;
-    }
-    if (status >= 100 && status < 600)
-        hs_metrics_singleton.http_responses[status]++;
-    bool close = must_close(hc, req, status);
-    bool send_body = !req->is_head && body_len > 0;
-    hs_buf_t *buf = build_head(status, content_type, body_len, body_len > 0, close, extra_headers);
-    if (send_body)
-        buf = hs_buf_append(buf, body, body_len);
-    hs_conn_send_always(hc->conn, buf);
-    hs_buf_unref(buf);
-    hs_log_debug("http: %s %s %s %.*s -> %d", hc->server->name, req->id,
-                 http_method_str(req->method), (int)req->path_len, req->url ? req->url : "",
-                 status);
-    if (close)
-        hc->close_after = true;
-    request_done(hc);
-}
-
-void hs_http_respond_json(hs_http_request_t *req, int status, json_t *json)
-{
-    char *text = json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_decref(json);
-    if (text == NULL) {
-        hs_http_respond_error(req, 500, "internal", "could not encode the answer");
-        return;
-    }
-    hs_http_respond(req, status, "application/json", NULL, text, strlen(text));
-    free(text);
-}
-
-static void respond_error_v(hs_http_request_t *req, int status, const char *code, const char *extra,
-                            const char *fmt, va_list ap)
-{
-    char message[512];
-    vsnprintf(message, sizeof(message), fmt, ap);
-    json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message);
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    hs_http_respond(req, status, "application/json", extra, text, text ? strlen(text) : 0);
-    free(text);
-}
-
-void hs_http_respond_error(hs_http_request_t *req, int status, const char *code, const char *fmt,
-                           ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    respond_error_v(req, status, code, NULL, fmt, ap);
-    va_end(ap);
-}
-
-void hs_http_respond_error_with(hs_http_request_t *req, int status, const char *code,
-                                const char *extra, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    respond_error_v(req, status, code, extra, fmt, ap);
-    va_end(ap);
-}
-
-void hs_http_respond_empty(hs_http_request_t *req, int status)
-{
-    hs_http_respond(req, status, NULL, NULL, NULL, 0);
-}
-
-hs_conn_t *hs_http_request_conn(const hs_http_request_t *req)
-{
-    return req->hc ? req->hc->conn : NULL;
-}
-
-/* An error found while parsing: answer it (there is no route) and close. */
-static void fail_request(hs_http_conn_t *hc, int status, const char *code, const char *message)
-{
-    if (hc->req == NULL)
-        hc->req = hs_http__request_new(hc->server, hc);
-    hs_http_request_t *req = hc->req;
-    hc->in_flight = true;
-    hc->close_after = true;
-    hs_log_debug("http: %s %s rejected: %d %s", hc->server->name, hs_conn_peer(hc->conn), status,
-                 message);
-    hs_http_respond_error(req, status, code, "%s", message);
-}
-
-/* ---- the request cycle ---------------------------------------------------- */
+/* ---- deadlines -------------------------------------------------------------- */
 
 static void start_timer(hs_http_conn_t *hc, uint64_t ms, hs_conn_timer_cb cb)
 {
@@ -308,21 +117,140 @@ static void start_timer(hs_http_conn_t *hc, uint64_t ms, hs_conn_timer_cb cb)
         hs_conn_timer_stop(hc->conn);
 }
 
-static void header_timeout_cb(hs_conn_t *conn)
+static void fail_request(hs_http_conn_t *hc, int status, const char *code, const char *message);
+
+/* The head (or, once it is complete, the body) did not arrive in time. */
+static void request_timeout_cb(hs_conn_t *conn)
 {
     hs_http_conn_t *hc = hs_conn_data(conn);
     if (hc->in_flight)
         return;
-    hs_log_debug("http: %s %s: request not received in time", hc->server->name, hs_conn_peer(conn));
+    if (hc->req == NULL) { /* not one byte of a request: just go */
+        hs_conn_close(conn);
+        return;
+    }
     fail_request(hc, 408, "request_timeout", "the request did not arrive in time");
 }
 
 static void idle_timeout_cb(hs_conn_t *conn)
 {
     hs_http_conn_t *hc = hs_conn_data(conn);
-    if (!hc->in_flight && hc->req == NULL && hc->saved_len == 0)
+    if (!hc->in_flight && hc->req == NULL)
         hs_conn_close(conn);
 }
+
+/* ---- answering ---------------------------------------------------------------- */
+
+hs_http_persist_t hs_http__persistence(hs_http_request_t *req, int status)
+{
+    hs_http_conn_t *hc = req->hc;
+    hs_http_server_t *s = hc->server;
+    if (hc->close_after || s->shutting_down || !req->keep_alive || hc->peer_eof)
+        return HS_HTTP_CLOSE;
+    if (s->limits.max_requests_per_conn && hc->requests >= s->limits.max_requests_per_conn)
+        return HS_HTTP_CLOSE;
+    /* An error before the whole request was read leaves the stream at an
+     * unknown place: nothing after it can be parsed. */
+    if (status >= 400 && !hc->message_done)
+        return HS_HTTP_CLOSE;
+    if (req->http_major == 1 && req->http_minor == 0)
+        return HS_HTTP_KEEP_EXPLICIT;
+    return HS_HTTP_KEEP;
+}
+
+/* Ready for the next request: read again, under the idle deadline unless a
+ * partial request is already under its own. */
+static void ready_for_next(hs_http_conn_t *hc)
+{
+    if (hs_conn_closing(hc->conn))
+        return;
+    if (hc->peer_eof) {
+        hs_conn_close_after_flush(hc->conn);
+        return;
+    }
+    hs_conn_resume_read(hc->conn);
+    if (hc->req == NULL)
+        start_timer(hc, hc->server->limits.idle_timeout_ms, idle_timeout_cb);
+}
+
+/* Parses the bytes kept while a request was in flight. Runs from the
+ * connection's timer, so a route answering from some other callback never
+ * sees the next request's handler run inside its hs_http_respond call. */
+static void continue_cb(hs_conn_t *conn)
+{
+    hs_http_conn_t *hc = hs_conn_data(conn);
+    char *saved = hc->saved;
+    size_t len = hc->saved_len;
+    hc->saved = NULL;
+    hc->saved_len = 0;
+    bool alive = process(hc, saved, len);
+    hs_free(saved);
+    if (alive && !hc->in_flight)
+        ready_for_next(hc);
+}
+
+static void request_done(hs_http_conn_t *hc)
+{
+    hs_http__request_free(hc->req);
+    hc->req = NULL;
+    hc->in_flight = false;
+    hc->message_done = false;
+    if (hc->close_after) {
+        hs_conn_close_after_flush(hc->conn);
+        return;
+    }
+    http_parser_pause(&hc->parser, 0);
+    if (hc->in_dispatch) {
+        hc->answered = true; /* process() goes on when the handler returns */
+        return;
+    }
+    if (hc->saved_len > 0)
+        hs_conn_timer_start(hc->conn, 0, continue_cb);
+    else
+        ready_for_next(hc);
+}
+
+void hs_http__send_response(hs_http_request_t *req, int status, hs_buf_t *response,
+                            hs_http_persist_t persist)
+{
+    hs_http_conn_t *hc = req->hc;
+    hs_conn_send_always(hc->conn, response);
+    hs_buf_unref(response);
+    uint64_t ms = uv_now(hs_net_loop(hs_conn_net(hc->conn))) - req->start_ms;
+    hs_log(status >= 500 ? HS_LOG_WARN : HS_LOG_DEBUG, "http: %s %s %s %s %s -> %d (%llu ms)",
+           hc->server->name, req->id, hs_conn_peer(hc->conn),
+           req->path ? http_method_str(req->method) : "-", req->path ? req->path : "-", status,
+           (unsigned long long)ms);
+    if (persist == HS_HTTP_CLOSE)
+        hc->close_after = true;
+    request_done(hc);
+}
+
+hs_conn_t *hs_http_request_conn(const hs_http_request_t *req)
+{
+    return req->hc ? req->hc->conn : NULL;
+}
+
+/* An error found while reading a request (no route involved): answer it and
+ * close, since the rest of the stream cannot be trusted. */
+static void fail_request(hs_http_conn_t *hc, int status, const char *code, const char *message)
+{
+    if (hc->req == NULL) {
+        hc->req = hs_http__request_new(hc->server, hc);
+        hc->req->start_ms = uv_now(hs_net_loop(hs_conn_net(hc->conn)));
+    }
+    hs_http_request_t *req = hc->req;
+    snprintf(req->id, sizeof(req->id), "r%llu", (unsigned long long)++hc->server->request_seq);
+    hc->in_flight = true;
+    hc->close_after = true;
+    hs_conn_timer_stop(hc->conn);
+    hs_conn_pause_read(hc->conn);
+    hs_log_debug("http: %s %s %s rejected: %d %s", hc->server->name, req->id,
+                 hs_conn_peer(hc->conn), status, message);
+    hs_http_respond_error(req, status, code, "%s", message);
+}
+
+/* ---- the request cycle ------------------------------------------------------ */
 
 static void dispatch(hs_http_conn_t *hc)
 {
@@ -339,75 +267,29 @@ static void dispatch(hs_http_conn_t *hc)
     req->is_head = req->method == HTTP_HEAD;
     snprintf(req->id, sizeof(req->id), "r%llu", (unsigned long long)++s->request_seq);
 
-    if (hs_http__request_parse_query(req) != 0) {
-        hs_http_respond_error(req, 400, "bad_request", "invalid query string");
-        return;
-    }
+    /* Answers given from here on, by us or by the route, let process()
+     * continue with the next pipelined request after this returns. */
+    hc->in_dispatch = true;
+    hc->answered = false;
     hs_http_handler_fn fn;
     void *ctx;
     char allow[128];
-    int rc = hs_router_match(s->router, req->method, req->url ? req->url : "/", req->path_len, req,
-                             &fn, &ctx, allow, sizeof(allow));
-    if (rc == HS_ENOTFOUND) {
-        hs_http_respond_error(req, 404, "not_found", "no such path: %.*s", (int)req->path_len,
-                              req->url ? req->url : "");
-        return;
-    }
-    if (rc == HS_EMETHOD) {
+    int rc = hs_http__request_parse_target(req);
+    if (rc != 0) {
+        hs_http_respond_error(req, 400, "bad_request", "invalid query string");
+    } else if ((rc = hs_router_match(s->router, req->method, req->path, req->path_len, req, &fn,
+                                     &ctx, allow, sizeof(allow))) == HS_ENOTFOUND) {
+        hs_http_respond_error(req, 404, "not_found", "no such path: %s", req->path);
+    } else if (rc == HS_EMETHOD) {
         char extra[160];
         snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
         hs_http_respond_error_with(req, 405, "method_not_allowed", extra,
                                    "%s is not allowed here; use %s", http_method_str(req->method),
                                    allow);
-        return;
+    } else {
+        fn(req, ctx);
     }
-    hc->in_dispatch = true;
-    hc->answered = false;
-    fn(req, ctx);
     hc->in_dispatch = false;
-}
-
-/* Feeds the bytes kept while a request was in flight, then reads again. */
-static void continue_after_answer(hs_http_conn_t *hc)
-{
-    if (hc->saved_len > 0) {
-        char *saved = hc->saved;
-        size_t len = hc->saved_len;
-        hc->saved = NULL;
-        hc->saved_len = 0;
-        bool alive = process(hc, saved, len);
-        hs_free(saved);
-        if (!alive)
-            return;
-    }
-    if (!hc->in_flight && !hs_conn_closing(hc->conn)) {
-        if (hc->peer_eof) {
-            hs_conn_close_after_flush(hc->conn);
-            return;
-        }
-        hs_conn_resume_read(hc->conn);
-        if (hc->req == NULL)
-            start_timer(hc, hc->server->limits.idle_timeout_ms, idle_timeout_cb);
-    }
-}
-
-static void request_done(hs_http_conn_t *hc)
-{
-    hs_http__request_free(hc->req);
-    hc->req = NULL;
-    hc->in_flight = false;
-    hc->headers_done = false;
-    hc->message_done = false;
-    if (hc->close_after) {
-        hs_conn_close_after_flush(hc->conn);
-        return;
-    }
-    http_parser_pause(&hc->parser, 0);
-    if (hc->in_dispatch) {
-        hc->answered = true; /* process() continues after the handler returns */
-        return;
-    }
-    continue_after_answer(hc);
 }
 
 /* ---- http-parser callbacks ------------------------------------------------ */
@@ -425,8 +307,10 @@ static int on_message_begin(http_parser *p)
     hs_http_conn_t *hc = p->data;
     hc->req = hs_http__request_new(hc->server, hc);
     hc->req->start_ms = uv_now(hs_net_loop(hs_conn_net(hc->conn)));
-    hc->headers_done = hc->message_done = false;
-    start_timer(hc, hc->server->limits.header_timeout_ms, header_timeout_cb);
+    hc->message_done = false;
+    /* From the first byte, the whole head has header_timeout_ms: a client
+     * trickling bytes (slowloris) cannot hold the connection longer. */
+    start_timer(hc, hc->server->limits.header_timeout_ms, request_timeout_cb);
     return 0;
 }
 
@@ -443,26 +327,25 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-static int on_header_field(http_parser *p, const char *at, size_t len)
+static int add_header_bytes(http_parser *p, const char *at, size_t len, bool is_value)
 {
     hs_http_conn_t *hc = p->data;
     const hs_http_limits_t *l = &hc->server->limits;
-    if (hs_http__request_add_header_bytes(hc->req, at, len, false, l->max_header_bytes,
+    if (hs_http__request_add_header_bytes(hc->req, at, len, is_value, l->max_header_bytes,
                                           l->max_headers) != 0)
         return abort_with(hc, 431, "header_fields_too_large",
                           "too many request headers or headers too large");
     return 0;
 }
 
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    return add_header_bytes(p, at, len, false);
+}
+
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
-    hs_http_conn_t *hc = p->data;
-    const hs_http_limits_t *l = &hc->server->limits;
-    if (hs_http__request_add_header_bytes(hc->req, at, len, true, l->max_header_bytes,
-                                          l->max_headers) != 0)
-        return abort_with(hc, 431, "header_fields_too_large",
-                          "too many request headers or headers too large");
-    return 0;
+    return add_header_bytes(p, at, len, true);
 }
 
 static int on_headers_complete(http_parser *p)
@@ -470,27 +353,24 @@ static int on_headers_complete(http_parser *p)
     hs_http_conn_t *hc = p->data;
     hs_http_request_t *req = hc->req;
     const hs_http_limits_t *l = &hc->server->limits;
-    hc->headers_done = true;
-    const char *q = req->url ? memchr(req->url, '?', req->url_len) : NULL;
-    req->path_len = q ? (size_t)(q - req->url) : req->url_len;
     bool has_length = (p->flags & F_CONTENTLENGTH) != 0;
+    /* Refuse a body announced too large before it is sent. */
     if (has_length && p->content_length > l->max_body)
         return abort_with(hc, 413, "payload_too_large", "the request body is too large");
+    bool body_expected = (has_length && p->content_length > 0) || (p->flags & F_CHUNKED);
     size_t expect_len;
     const char *expect = hs_http_header(req, "expect", &expect_len);
-    bool body_expected = (has_length && p->content_length > 0) || (p->flags & F_CHUNKED);
     if (expect && body_expected) {
-        if (expect_len == 12 && strncasecmp(expect, "100-continue", 12) == 0) {
-            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            hs_buf_t *buf = hs_buf_from(cont, sizeof(cont) - 1);
-            hs_conn_send_always(hc->conn, buf);
-            hs_buf_unref(buf);
-        } else {
+        if (expect_len != 12 || strncasecmp(expect, "100-continue", 12) != 0)
             return abort_with(hc, 417, "expectation_failed", "unsupported Expect header");
-        }
+        /* The client waits for this before sending the body. */
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        hs_buf_t *buf = hs_buf_from(cont, sizeof(cont) - 1);
+        hs_conn_send_always(hc->conn, buf);
+        hs_buf_unref(buf);
     }
     if (body_expected)
-        start_timer(hc, l->body_timeout_ms, header_timeout_cb);
+        start_timer(hc, l->body_timeout_ms, request_timeout_cb);
     else
         hs_conn_timer_stop(hc->conn);
     return 0;
@@ -500,12 +380,14 @@ static int on_body(http_parser *p, const char *at, size_t len)
 {
     hs_http_conn_t *hc = p->data;
     hs_http_request_t *req = hc->req;
+    /* Also bounds chunked bodies, whose size is not known up front. */
     if (req->body_len + len > hc->server->limits.max_body)
         return abort_with(hc, 413, "payload_too_large", "the request body is too large");
     if (req->body_len + len + 1 > req->body_cap) {
-        size_t cap = req->body_cap ? req->body_cap : 1024;
-        if ((p->flags & F_CONTENTLENGTH) && p->content_length + req->body_len + len + 1 > cap)
-            cap = req->body_len + len + p->content_length + 1;
+        size_t cap = req->body_cap ? req->body_cap * 2 : 1024;
+        /* With a Content-Length, allocate the whole body at once. */
+        if (p->flags & F_CONTENTLENGTH)
+            cap = req->body_len + len + (size_t)p->content_length + 1;
         while (cap < req->body_len + len + 1)
             cap *= 2;
         req->body = hs_realloc(req->body, cap);
@@ -536,13 +418,24 @@ static const http_parser_settings parser_settings = {
     .on_message_complete = on_message_complete,
 };
 
-static void keep_bytes(hs_http_conn_t *hc, const char *data, size_t len)
+/* Keeps bytes that arrived behind the request in flight. Reading is paused
+ * while a request is in flight, so this holds at most one read's worth plus
+ * the unparsed rest of earlier ones; the bound is a safety net. */
+static bool keep_bytes(hs_http_conn_t *hc, const char *data, size_t len)
 {
     if (len == 0)
-        return;
+        return true;
+    const hs_http_limits_t *l = &hc->server->limits;
+    if (hc->saved_len + len > l->max_url + l->max_header_bytes + l->max_body + 65536) {
+        hs_log_warn("http: %s %s: too many pipelined bytes; closing", hc->server->name,
+                    hs_conn_peer(hc->conn));
+        hs_conn_close(hc->conn);
+        return false;
+    }
     hc->saved = hs_realloc(hc->saved, hc->saved_len + len);
     memcpy(hc->saved + hc->saved_len, data, len);
     hc->saved_len += len;
+    return true;
 }
 
 static void parse_error(hs_http_conn_t *hc)
@@ -561,16 +454,28 @@ static void parse_error(hs_http_conn_t *hc)
     fail_request(hc, 400, "bad_request", message);
 }
 
-/* Parses data; dispatches each complete request in turn. Bytes after a
- * request that is still in flight are kept for later. Returns false when hc
- * no longer exists (the connection was upgraded to another protocol). */
+/* After a route took the connection: free HTTP's state, pass the bytes that
+ * followed the upgrade request to the new protocol, and let it read. */
+static void finish_upgrade(hs_http_conn_t *hc, const char *rest, size_t rest_len)
+{
+    hs_conn_t *conn = hc->conn;
+    hs_free(hc->saved);
+    hs_free(hc);
+    if (hs_conn_closing(conn))
+        return;
+    hs_conn_resume_read(conn);
+    if (rest_len > 0)
+        hs_conn_inject(conn, rest, rest_len);
+}
+
+/* Parses data and dispatches each complete request in turn. Bytes behind a
+ * request still in flight are kept for later. Returns false when hc no
+ * longer exists (the connection was upgraded to another protocol). */
 static bool process(hs_http_conn_t *hc, const char *data, size_t len)
 {
-    while (!hs_conn_closing(hc->conn)) {
-        if (hc->in_flight) {
-            keep_bytes(hc, data, len);
-            return true;
-        }
+    while (len > 0 && !hs_conn_closing(hc->conn)) {
+        if (hc->in_flight)
+            return keep_bytes(hc, data, len);
         size_t n = http_parser_execute(&hc->parser, &parser_settings, data, len);
         enum http_errno err = HTTP_PARSER_ERRNO(&hc->parser);
         if (err != HPE_OK && err != HPE_PAUSED) {
@@ -582,29 +487,18 @@ static bool process(hs_http_conn_t *hc, const char *data, size_t len)
         data += n;
         len -= n;
         if (!hc->message_done)
-            return true; /* need more bytes (everything was consumed) */
-        bool upgrade = hc->parser.upgrade != 0;
-        if (upgrade) {
-            /* The rest belongs to the new protocol; a route that answers the
-             * Upgrade request over plain HTTP instead ends the connection,
-             * since the parser stopped at the upgrade. */
-            keep_bytes(hc, data, len);
-            hc->close_after = true;
-        }
+            return true; /* everything was consumed; the request goes on */
+        /* After a request with "Upgrade", the parser stops; the bytes behind
+         * it belong to the new protocol if the route switches, else they
+         * are parsed as HTTP like any pipelined request. */
         dispatch(hc);
         if (hc->upgraded) {
-            finish_upgrade(hc);
+            finish_upgrade(hc, data, len);
             return false;
         }
-        if (upgrade)
-            return true;
-        if (!hc->answered) {
-            keep_bytes(hc, data, len);
-            return true;
-        }
+        if (!hc->answered)
+            return keep_bytes(hc, data, len);
         hc->answered = false;
-        if (hc->close_after)
-            return true;
     }
     return true;
 }
@@ -612,25 +506,11 @@ static bool process(hs_http_conn_t *hc, const char *data, size_t len)
 static void http_on_read(hs_conn_t *conn, const char *data, size_t len)
 {
     hs_http_conn_t *hc = hs_conn_data(conn);
-    hs_http_server_t *s = hc->server;
-    /* Bytes kept while a request is in flight are bounded: reading is paused
-     * then, so at most one read's worth can arrive. */
-    if (hc->saved_len > s->limits.max_header_bytes + s->limits.max_body) {
-        hs_conn_close(conn);
-        return;
-    }
     if (!process(hc, data, len))
         return;
-    if (hc->in_flight || hs_conn_closing(conn))
-        return;
-    /* Every request of this read was answered at once: read on. */
-    if (hc->peer_eof) {
-        hs_conn_close_after_flush(conn);
-        return;
-    }
-    hs_conn_resume_read(conn);
-    if (hc->req == NULL && hc->saved_len == 0)
-        start_timer(hc, s->limits.idle_timeout_ms, idle_timeout_cb);
+    /* Every request of this read was answered already: read on. */
+    if (!hc->in_flight && hc->saved_len == 0)
+        ready_for_next(hc);
 }
 
 static void http_on_eof(hs_conn_t *conn, int status)
@@ -640,8 +520,8 @@ static void http_on_eof(hs_conn_t *conn, int status)
     if (status != UV_EOF)
         return; /* the net layer closes */
     if (!hc->in_flight)
-        hs_conn_close_after_flush(conn);
-    /* else: the answer is queued when it comes, then the connection closes */
+        hs_conn_close_after_flush(conn); /* a partial request is dropped */
+    /* else the answer goes out when it comes, then the connection closes */
 }
 
 static const hs_conn_handler_t http_handler = {
@@ -652,6 +532,7 @@ static const hs_conn_handler_t http_handler = {
 
 /* ---- upgrade ---------------------------------------------------------------- */
 
+/* Between hs_http_upgrade and the caller's hs_conn_set_handler. */
 static void orphan_read(hs_conn_t *conn, const char *data, size_t len)
 {
     (void)data;
@@ -670,37 +551,33 @@ static const hs_conn_handler_t orphan_handler = {.on_read = orphan_read,
 hs_conn_t *hs_http_upgrade(hs_http_request_t *req)
 {
     hs_http_conn_t *hc = req->hc;
-    if (hc == NULL) {
-        hs_http__request_free(req);
-        return NULL;
-    }
-    hs_conn_t *conn = hc->conn;
-    hc->upgraded = true;
-    hc->req = NULL;
     hs_http__request_free(req);
+    if (hc == NULL)
+        return NULL;
+    hs_conn_t *conn = hc->conn;
+    hs_http_server_t *s = hc->server;
+    hc->req = NULL;
+    hc->in_flight = false;
     hs_conn_timer_stop(conn);
-    /* Until the caller installs its handler, nothing may reach HTTP's
-     * state, which process() frees when the route handler returns. */
     hs_conn_set_handler(conn, &orphan_handler, NULL);
     unlink_conn(hc);
-    maybe_shutdown_done(hc->server);
-    return conn;
-}
-
-/* After a route took the connection: hand it the bytes that followed the
- * upgrade request, free HTTP's state, and let the new protocol read. */
-static void finish_upgrade(hs_http_conn_t *hc)
-{
-    hs_conn_t *conn = hc->conn;
-    char *saved = hc->saved;
-    size_t saved_len = hc->saved_len;
-    hs_free(hc);
-    if (!hs_conn_closing(conn)) {
+    if (hc->in_dispatch) {
+        /* process() frees hc and passes on the rest of the read once the
+         * route handler returned (and has set its handler). */
+        hc->upgraded = true;
+    } else {
+        /* Upgraded after the route handler returned: the bytes kept behind
+         * the request cannot be handed over safely; there normally are none,
+         * since a client waits for the 101 before speaking. */
+        if (hc->saved_len > 0)
+            hs_log_warn("http: %s %s: %zu bytes after a late upgrade dropped", s->name,
+                        hs_conn_peer(conn), hc->saved_len);
+        hs_free(hc->saved);
+        hs_free(hc);
         hs_conn_resume_read(conn);
-        if (saved_len > 0)
-            hs_conn_inject(conn, saved, saved_len);
     }
-    hs_free(saved);
+    maybe_shutdown_done(s);
+    return conn;
 }
 
 /* ---- the server ------------------------------------------------------------- */
@@ -720,7 +597,7 @@ static void accept_cb(hs_listener_t *listener, hs_conn_t *conn)
     s->conn_count++;
     hs_conn_set_handler(conn, &http_handler, hc);
     /* A connection that sends nothing is dropped like a slow request. */
-    start_timer(hc, s->limits.header_timeout_ms, header_timeout_cb);
+    start_timer(hc, s->limits.header_timeout_ms, request_timeout_cb);
 }
 
 hs_http_server_t *hs_http_server_new(hs_net_t *net, hs_router_t *router,
@@ -754,7 +631,8 @@ void hs_http_server_shutdown(hs_http_server_t *s, void (*cb)(hs_http_server_t *,
         hs_listener_close(s->listener);
         s->listener = NULL;
     }
-    /* Idle connections go now; busy ones after their answer (must_close). */
+    /* Idle connections go now; busy ones after their answer, which says
+     * "Connection: close" (hs_http__persistence). */
     for (hs_http_conn_t *hc = s->conns; hc; hc = hc->next)
         if (!hc->in_flight)
             hs_conn_close_after_flush(hc->conn);

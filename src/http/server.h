@@ -83,12 +83,15 @@ int hs_http_server_port(hs_http_server_t *server);
  * that were upgraded away are not counted). */
 void hs_http_server_shutdown(hs_http_server_t *server, void (*cb)(hs_http_server_t *, void *),
                              void *data);
+/* Frees the server; after the shutdown callback (connections refer to it).
+ * The router is the caller's. */
 void hs_http_server_free(hs_http_server_t *server);
 
 /* ---- requests ---------------------------------------------------------- */
 
 enum http_method hs_http_method(const hs_http_request_t *req);
-/* Path without the query string, percent-decoding not applied. */
+/* Path without the query string, NUL-terminated, percent-decoding not
+ * applied. */
 const char *hs_http_path(const hs_http_request_t *req, size_t *len);
 /* Header value by case-insensitive name, NULL if absent (first occurrence). */
 const char *hs_http_header(const hs_http_request_t *req, const char *name, size_t *len);
@@ -125,7 +128,9 @@ void hs_http_respond_empty(hs_http_request_t *req, int status);
  * handler queued its own "101 Switching Protocols" with hs_conn_send. The
  * caller must hs_conn_set_handler() before its route handler returns; bytes
  * the client sent after the request are then passed to the new handler's
- * on_read. Releases req. Returns NULL if the client already went away. */
+ * on_read. Call it from the route handler itself: after the handler
+ * returned, such bytes are dropped. Releases req. Returns NULL if the client
+ * already went away. */
 hs_conn_t *hs_http_upgrade(hs_http_request_t *req);
 
 #endif

@@ -68,7 +68,8 @@ typedef void (*hs_accept_cb)(hs_listener_t *listener, hs_conn_t *conn);
 
 /* Listens on addr: "host:port", "[v6]:port" or ":port" (all interfaces,
  * IPv6 dual-stack when available so "localhost" works whichever family a
- * client picks, else IPv4). Each accepted connection is handed to cb with no
+ * client picks, else IPv4). host is a numeric address; "localhost" is taken
+ * as 127.0.0.1 (no resolver). Each accepted connection is handed to cb with no
  * handler set; cb must call hs_conn_set_handler() before returning.
  * Returns 0 or a negative error (UV_EADDRINUSE, HS_EINVAL, ...). When accept
  * fails for lack of file descriptors the listener pauses for a moment

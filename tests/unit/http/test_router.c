@@ -88,8 +88,7 @@ static void test_query_decoding(void **state)
     const char *url = "/x?topic=a%20b&lastID=&flag&plus=c+d&topic=second";
     req->url = strdup(url);
     req->url_len = strlen(url);
-    req->path_len = 2;
-    assert_int_equal(hs_http__request_parse_query(req), 0);
+    assert_int_equal(hs_http__request_parse_target(req), 0);
     assert_string_equal(hs_http_query(req, "topic"), "a b"); /* the first one wins */
     assert_string_equal(hs_http_query(req, "lastID"), "");
     assert_string_equal(hs_http_query(req, "flag"), "");
@@ -102,8 +101,7 @@ static void test_query_decoding(void **state)
         req = hs_http__request_new(NULL, NULL);
         req->url = strdup(bad[i]);
         req->url_len = strlen(bad[i]);
-        req->path_len = 2;
-        assert_int_equal(hs_http__request_parse_query(req), HS_EINVAL);
+        assert_int_equal(hs_http__request_parse_target(req), HS_EINVAL);
         hs_http__request_free(req);
     }
 }

@@ -1,8 +1,10 @@
-/* Connections on a real loop and real loopback sockets: queued sends arrive
- * whole and in order (also past the socket buffer), the pending bound
- * refuses without queuing, close-after-flush delivers everything before EOF,
- * closing inside on_read is safe, the timer fires once, on_close runs
- * exactly once, and the loop closes with no handle left. */
+/* Connections on a real loop and real loopback sockets: echo and EOF,
+ * several sends flushed by one write, 8 MiB queued to a client that starts
+ * reading late (arrives whole, in order, then on_drain), the pending bound
+ * refuses without queuing, close-after-flush delivers everything before
+ * EOF, closing inside on_read is safe, the timer fires once and never after
+ * close, on_close runs exactly once, the EMFILE back-off pauses accepting,
+ * listener addresses, and the loop closes with no handle left. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,43 +14,82 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "net/net.h"
+#include "net/net_internal.h"
+
+#define BIG_BLOCKS 8192 /* of 1 KiB: 8 MiB */
+
+enum { S_ECHO, S_BATCH, S_BIG, S_BOUND, S_CLOSE_IN_READ, S_TIMER, S_TIMER_CLOSE, S_BACKOFF };
 
 typedef struct fixture {
     uv_loop_t loop;
     hs_net_t *net;
     hs_listener_t *listener;
     hs_conn_t *server_conn;
-    int server_closes;
-    int timer_fires;
+    int scenario;
+    int accepts, server_closes, timer_fires, eofs, eof_status, drains;
+    size_t max_pending_seen;
+    uint64_t write_calls; /* the net's count, read before it is freed */
     /* the client side */
     uv_tcp_t client;
     uv_connect_t connect_req;
+    uv_write_t write_req;
+    uv_shutdown_t shutdown_req;
+    uv_timer_t client_timer;
+    int connect_attempts, refused;
     char *received;
     size_t received_len;
     bool client_eof;
-    int scenario;
 } fixture_t;
-
-enum { SEND_MANY, BOUND, CLOSE_IN_READ, TIMER };
 
 static fixture_t *fx;
 
+static void connect_client(void);
+
+/* ---- server side ------------------------------------------------------------ */
+
+static void send_str(hs_conn_t *conn, const char *s)
+{
+    hs_buf_t *buf = hs_buf_from(s, strlen(s));
+    assert_int_equal(hs_conn_send(conn, buf), 0);
+    hs_buf_unref(buf);
+}
+
 static void server_read(hs_conn_t *conn, const char *data, size_t len)
 {
-    (void)data;
-    (void)len;
-    if (fx->scenario == CLOSE_IN_READ)
+    if (fx->scenario == S_CLOSE_IN_READ) {
         hs_conn_close(conn); /* inside our own read callback */
+        hs_conn_close(conn);
+        return;
+    }
+    hs_buf_t *buf = hs_buf_from(data, len); /* echo */
+    hs_conn_send(conn, buf);
+    hs_buf_unref(buf);
+}
+
+static void server_eof(hs_conn_t *conn, int status)
+{
+    fx->eofs++;
+    fx->eof_status = status;
+    hs_conn_close_after_flush(conn);
+}
+
+static void server_drain(hs_conn_t *conn)
+{
+    fx->drains++;
+    if (fx->scenario == S_BIG)
+        hs_conn_close_after_flush(conn);
 }
 
 static void server_closed(hs_conn_t *conn)
 {
-    (void)conn;
+    assert_ptr_equal(conn, fx->server_conn);
     fx->server_closes++;
 }
 
-static const hs_conn_handler_t handler = {.on_read = server_read, .on_close = server_closed};
+static const hs_conn_handler_t handler = {.on_read = server_read,
+                                          .on_eof = server_eof,
+                                          .on_drain = server_drain,
+                                          .on_close = server_closed};
 
 static void timer_cb(hs_conn_t *conn)
 {
@@ -58,20 +99,32 @@ static void timer_cb(hs_conn_t *conn)
 
 static void accept_cb(hs_listener_t *listener, hs_conn_t *conn)
 {
-    (void)listener;
+    fx->accepts++;
     fx->server_conn = conn;
     hs_conn_set_handler(conn, &handler, NULL);
-    if (fx->scenario == SEND_MANY) {
-        /* 4 MiB in 4096 sends of 1 KiB: more than a socket buffer holds. */
-        for (int i = 0; i < 4096; i++) {
+    assert_true(strncmp(hs_conn_peer(conn), "127.0.0.1:", 10) == 0);
+    assert_int_equal(hs_net_conn_count(fx->net), 1);
+    switch (fx->scenario) {
+    case S_BATCH:
+        /* Three sends in one iteration: one write call. */
+        send_str(conn, "a");
+        send_str(conn, "bb");
+        send_str(conn, "ccc");
+        assert_int_equal(hs_conn_pending(conn), 6);
+        assert_int_equal(fx->net->write_calls, 0); /* only queued so far */
+        hs_conn_close_after_flush(conn);
+        break;
+    case S_BIG:
+        for (uint32_t i = 0; i < BIG_BLOCKS; i++) {
             hs_buf_t *buf = hs_buf_new(1024);
             memset(buf->data, 'a' + i % 26, 1024);
+            memcpy(buf->data, &i, sizeof(i));
             buf->len = 1024;
             assert_int_equal(hs_conn_send(conn, buf), 0);
             hs_buf_unref(buf);
         }
-        hs_conn_close_after_flush(conn);
-    } else if (fx->scenario == BOUND) {
+        break;
+    case S_BOUND: {
         hs_conn_set_max_pending(conn, 100);
         hs_buf_t *buf = hs_buf_from("0123456789", 10);
         for (int i = 0; i < 10; i++)
@@ -79,29 +132,42 @@ static void accept_cb(hs_listener_t *listener, hs_conn_t *conn)
         assert_int_equal(hs_conn_send(conn, buf), HS_ETOOBIG);
         assert_int_equal(hs_conn_pending(conn), 100);
         assert_int_equal(hs_conn_send_always(conn, buf), 0);
+        assert_int_equal(hs_conn_pending(conn), 110);
         hs_buf_unref(buf);
-        hs_conn_close_after_flush(conn);
         hs_buf_t *late = hs_buf_from("x", 1);
         hs_conn_close(conn);
+        assert_true(hs_conn_closing(conn));
         assert_int_equal(hs_conn_send(conn, late), HS_ECLOSED);
-        hs_conn_close(conn); /* idempotent */
+        assert_int_equal(hs_conn_send_always(conn, late), HS_ECLOSED);
+        hs_conn_close(conn); /* idempotent, and safe with the rest */
+        hs_conn_close_after_flush(conn);
+        hs_conn_pause_read(conn);
+        hs_conn_resume_read(conn);
+        hs_conn_timer_start(conn, 1, timer_cb);
         hs_buf_unref(late);
-    } else if (fx->scenario == TIMER) {
-        hs_conn_timer_start(conn, 10, timer_cb);
+        break;
+    }
+    case S_TIMER:
+        hs_conn_timer_start(conn, 1000, timer_cb);
+        hs_conn_timer_start(conn, 10, timer_cb); /* replaces the first */
+        break;
+    case S_TIMER_CLOSE:
+        hs_conn_timer_start(conn, 5, timer_cb);
+        hs_conn_close(conn);
+        hs_conn_timer_start(conn, 5, timer_cb); /* ignored: closing */
+        break;
+    default:
+        break;
     }
     hs_listener_close(fx->listener);
 }
 
+/* ---- client side ------------------------------------------------------------- */
+
 static void client_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
 {
-    (void)h;
     buf->base = malloc(size);
     buf->len = size;
-}
-
-static void client_closed(uv_handle_t *h)
-{
-    (void)h;
 }
 
 static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -110,29 +176,61 @@ static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         fx->received = realloc(fx->received, fx->received_len + (size_t)n);
         memcpy(fx->received + fx->received_len, buf->base, (size_t)n);
         fx->received_len += (size_t)n;
+        if (fx->scenario == S_ECHO && fx->received_len == 5)
+            uv_shutdown(&fx->shutdown_req, s, NULL); /* the server sees EOF */
     } else if (n < 0) {
         fx->client_eof = true;
-        uv_close((uv_handle_t *)s, client_closed);
+        uv_close((uv_handle_t *)s, NULL);
     }
     free(buf->base);
 }
 
-static uv_write_t client_write_req;
-static void client_written(uv_write_t *req, int status)
+static void client_timer_cb(uv_timer_t *timer)
 {
-    (void)req;
-    (void)status;
+    if (fx->scenario == S_BIG) {
+        /* The socket buffers are full by now; the rest waits in the queue. */
+        fx->max_pending_seen = hs_conn_pending(fx->server_conn);
+        uv_read_start((uv_stream_t *)&fx->client, client_alloc, client_read);
+    } else if (fx->scenario == S_BACKOFF) {
+        connect_client();
+    }
+    uv_close((uv_handle_t *)timer, NULL);
 }
 
 static void client_connected(uv_connect_t *req, int status)
 {
+    if (fx->scenario == S_BACKOFF && fx->connect_attempts == 1) {
+        /* The listener is paused: refused; try again after the pause. */
+        assert_int_equal(status, UV_ECONNREFUSED);
+        fx->refused++;
+        uv_close((uv_handle_t *)&fx->client, NULL);
+        uv_timer_init(&fx->loop, &fx->client_timer);
+        uv_timer_start(&fx->client_timer, client_timer_cb, 250, 0);
+        return;
+    }
     assert_int_equal(status, 0);
-    uv_read_start(req->handle, client_alloc, client_read);
-    if (fx->scenario == CLOSE_IN_READ) {
+    if (fx->scenario == S_BIG) {
+        uv_timer_init(&fx->loop, &fx->client_timer);
+        uv_timer_start(&fx->client_timer, client_timer_cb, 200, 0);
+    } else {
+        uv_read_start(req->handle, client_alloc, client_read);
+    }
+    if (fx->scenario == S_CLOSE_IN_READ || fx->scenario == S_ECHO) {
         static char hello[] = "hello";
         uv_buf_t b = uv_buf_init(hello, 5);
-        uv_write(&client_write_req, req->handle, &b, 1, client_written);
+        uv_write(&fx->write_req, req->handle, &b, 1, NULL);
     }
+    if (fx->scenario == S_BACKOFF)
+        uv_shutdown(&fx->shutdown_req, req->handle, NULL);
+}
+
+static void connect_client(void)
+{
+    struct sockaddr_in addr;
+    uv_ip4_addr("127.0.0.1", hs_listener_port(fx->listener), &addr);
+    uv_tcp_init(&fx->loop, &fx->client);
+    fx->connect_attempts++;
+    uv_tcp_connect(&fx->connect_req, &fx->client, (const struct sockaddr *)&addr, client_connected);
 }
 
 static void run_scenario(int scenario)
@@ -142,16 +240,16 @@ static void run_scenario(int scenario)
     assert_int_equal(uv_loop_init(&fx->loop), 0);
     fx->net = hs_net_new(&fx->loop);
     assert_int_equal(hs_listener_start(fx->net, "127.0.0.1:0", accept_cb, NULL, &fx->listener), 0);
-    int port = hs_listener_port(fx->listener);
-    assert_true(port > 0);
-    struct sockaddr_in addr;
-    uv_ip4_addr("127.0.0.1", port, &addr);
-    uv_tcp_init(&fx->loop, &fx->client);
-    uv_tcp_connect(&fx->connect_req, &fx->client, (const struct sockaddr *)&addr, client_connected);
-    uv_run(&fx->loop, UV_RUN_DEFAULT); /* ends when the client saw EOF and all closed */
+    assert_true(hs_listener_port(fx->listener) > 0);
+    if (scenario == S_BACKOFF)
+        hs_listener__simulate_emfile(fx->listener);
+    connect_client();
+    uv_run(&fx->loop, UV_RUN_DEFAULT); /* ends when everything is closed */
+    assert_int_equal(fx->accepts, 1);
     assert_int_equal(fx->server_closes, 1);
     assert_true(fx->client_eof);
     assert_int_equal(hs_net_conn_count(fx->net), 0);
+    fx->write_calls = fx->net->write_calls;
     hs_net_close(fx->net);
     uv_run(&fx->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&fx->loop), 0);
@@ -164,48 +262,124 @@ static void finish(void)
     fx = NULL;
 }
 
-static void test_many_sends_arrive_in_order(void **state)
+/* ---- tests ---------------------------------------------------------------------- */
+
+static void test_echo_and_eof(void **state)
 {
-    (void)state;
-    run_scenario(SEND_MANY);
-    assert_int_equal(fx->received_len, 4096 * 1024);
-    for (size_t i = 0; i < fx->received_len; i += 1024)
-        assert_int_equal(fx->received[i], 'a' + (int)(i / 1024) % 26);
+    run_scenario(S_ECHO);
+    assert_int_equal(fx->received_len, 5);
+    assert_memory_equal(fx->received, "hello", 5);
+    assert_int_equal(fx->eofs, 1);
+    assert_int_equal(fx->eof_status, UV_EOF);
+    finish();
+}
+
+static void test_sends_batched(void **state)
+{
+    run_scenario(S_BATCH);
+    assert_int_equal(fx->received_len, 6);
+    assert_memory_equal(fx->received, "abbccc", 6);
+    assert_int_equal(fx->write_calls, 1);
+    finish();
+}
+
+static void test_big_queue_slow_reader(void **state)
+{
+    run_scenario(S_BIG);
+    assert_true(fx->max_pending_seen > 0); /* the queue was really used */
+    assert_int_equal(fx->drains, 1);
+    assert_int_equal(fx->received_len, (size_t)BIG_BLOCKS * 1024);
+    for (uint32_t i = 0; i < BIG_BLOCKS; i++) {
+        const char *block = fx->received + (size_t)i * 1024;
+        uint32_t seq;
+        memcpy(&seq, block, sizeof(seq));
+        assert_int_equal(seq, i);
+        assert_int_equal(block[1023], 'a' + (int)(i % 26));
+    }
     finish();
 }
 
 static void test_pending_bound(void **state)
 {
-    (void)state;
-    run_scenario(BOUND);
+    run_scenario(S_BOUND);
     /* hs_conn_close dropped what was queued: nothing or a prefix arrived. */
     assert_true(fx->received_len <= 110);
+    assert_int_equal(fx->timer_fires, 0);
     finish();
 }
 
 static void test_close_inside_read(void **state)
 {
-    (void)state;
-    run_scenario(CLOSE_IN_READ);
+    run_scenario(S_CLOSE_IN_READ);
     assert_int_equal(fx->received_len, 0);
     finish();
 }
 
 static void test_timer_fires_once(void **state)
 {
-    (void)state;
-    run_scenario(TIMER);
+    run_scenario(S_TIMER);
     assert_int_equal(fx->timer_fires, 1);
     finish();
+}
+
+static void test_timer_not_after_close(void **state)
+{
+    run_scenario(S_TIMER_CLOSE);
+    assert_int_equal(fx->timer_fires, 0);
+    finish();
+}
+
+static void test_emfile_backoff(void **state)
+{
+    run_scenario(S_BACKOFF);
+    assert_int_equal(fx->refused, 1);
+    assert_int_equal(fx->connect_attempts, 2);
+    finish();
+}
+
+static void noop_accept(hs_listener_t *l, hs_conn_t *conn) {}
+
+static void test_listener_addresses(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    hs_net_t *net = hs_net_new(&loop);
+    hs_listener_t *l = NULL;
+    const char *bad[] = {"",       "1234", "127.0.0.1", "127.0.0.1:",       "127.0.0.1:x",
+                         ":70000", "[::1", "[::1]0",    "nohost.example:80"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(hs_listener_start(net, bad[i], noop_accept, NULL, &l), HS_EINVAL);
+    const char *good[] = {":0", "*:0", "localhost:0", "127.0.0.1:0", "0.0.0.0:0"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        int x = 42;
+        assert_int_equal(hs_listener_start(net, good[i], noop_accept, &x, &l), 0);
+        assert_true(hs_listener_port(l) > 0);
+        assert_ptr_equal(hs_listener_data(l), &x);
+        hs_listener_close(l);
+    }
+    /* IPv6 loopback where the host has it. */
+    if (hs_listener_start(net, "[::1]:0", noop_accept, NULL, &l) == 0)
+        hs_listener_close(l);
+    /* The port is taken. */
+    assert_int_equal(hs_listener_start(net, "127.0.0.1:0", noop_accept, NULL, &l), 0);
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", hs_listener_port(l));
+    hs_listener_t *l2;
+    assert_int_equal(hs_listener_start(net, addr, noop_accept, NULL, &l2), UV_EADDRINUSE);
+    hs_listener_close(l);
+    hs_net_close(net);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_many_sends_arrive_in_order),
-        cmocka_unit_test(test_pending_bound),
-        cmocka_unit_test(test_close_inside_read),
-        cmocka_unit_test(test_timer_fires_once),
+        cmocka_unit_test(test_echo_and_eof),          cmocka_unit_test(test_sends_batched),
+        cmocka_unit_test(test_big_queue_slow_reader), cmocka_unit_test(test_pending_bound),
+        cmocka_unit_test(test_close_inside_read),     cmocka_unit_test(test_timer_fires_once),
+        cmocka_unit_test(test_timer_not_after_close), cmocka_unit_test(test_emfile_backoff),
+        cmocka_unit_test(test_listener_addresses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,8 +29,12 @@
 
 #define EMBEDDED_NODE_ID "local"
 
+enum { ROLE_PUBLISHER = 1, ROLE_NOTIFIER = 2, ROLE_CONSUMER = 4, ROLE_ALL = 7 };
+
 typedef struct app {
     uv_loop_t *loop;
+    int roles;
+    char node[300];
     hs_config_t cfg;
     hs_net_t *net;
     hs_store_t *store;
@@ -58,6 +62,9 @@ static void print_usage(FILE *out)
             "Commands:\n"
             "  serve       all roles in one process: WebSocket notifier, HTTP API,\n"
             "              consumer, on SQLite and an in-process bus (the default)\n"
+            "  publisher   the HTTP API only       } the scale-out mode: any number of\n"
+            "  notifier    WebSocket clients only  } each, on MariaDB (--db mysql://...)\n"
+            "  consumer    events to notifiers     } and Redis (--redis redis://...)\n"
             "  config      print the effective settings and where each came from,\n"
             "              secrets masked (takes the same flags as serve)\n"
             "  help        this text\n"
@@ -78,14 +85,17 @@ static void bus_closed_cb(int status, void *data)
 {
     app_t *app = data;
     (void)status;
-    hs_consumer_free(app->consumer);
+    if (app->consumer)
+        hs_consumer_free(app->consumer);
     if (app->metrics_http) {
         hs_http_server_free(app->metrics_http);
         hs_health_free(app->metrics_health);
         hs_router_free(app->metrics_router);
     }
-    hs_notifier_free(app->notifier);
-    hs_publisher_free(app->publisher);
+    if (app->notifier)
+        hs_notifier_free(app->notifier);
+    if (app->publisher)
+        hs_publisher_free(app->publisher);
     hs_net_close(app->net);
     uv_close((uv_handle_t *)&app->sigint, handle_closed_cb);
     uv_close((uv_handle_t *)&app->sigterm, handle_closed_cb);
@@ -118,7 +128,10 @@ static void role_stopped_cb(void *data)
         return;
     /* No request or connection is left: what they wrote is queued in the
      * store, which commits it before closing. */
-    hs_store_close(app->store, store_closed_cb, app);
+    if (app->store)
+        hs_store_close(app->store, store_closed_cb, app);
+    else
+        store_closed_cb(0, app);
 }
 
 static void shutdown_timeout_cb(uv_timer_t *timer)
@@ -144,11 +157,22 @@ static void signal_cb(uv_signal_t *handle, int signum)
         uv_timer_start(&app->shutdown_timer, shutdown_timeout_cb, app->cfg.shutdown_timeout_ms, 0);
         uv_unref((uv_handle_t *)&app->shutdown_timer);
     }
-    app->roles_running = app->metrics_http ? 3 : 2;
-    hs_publisher_shutdown(app->publisher, role_stopped_cb, app);
-    hs_notifier_shutdown(app->notifier, role_stopped_cb, app);
-    if (app->metrics_http)
+    /* One count more than the parts, dropped last, so that parts that stop
+     * at once do not finish the shutdown before the others started. */
+    app->roles_running = 1;
+    if (app->publisher) {
+        app->roles_running++;
+        hs_publisher_shutdown(app->publisher, role_stopped_cb, app);
+    }
+    if (app->notifier) {
+        app->roles_running++;
+        hs_notifier_shutdown(app->notifier, role_stopped_cb, app);
+    }
+    if (app->metrics_http) {
+        app->roles_running++;
         hs_http_server_shutdown(app->metrics_http, metrics_stopped_cb, app);
+    }
+    role_stopped_cb(app);
 }
 
 /* ---- serve ------------------------------------------------------------- */
@@ -167,44 +191,96 @@ static void stale_removed_cb(int status, size_t count, void *data)
         hs_log_info("houston: removed %zu connections left from a previous run", count);
 }
 
-static int serve(app_t *app)
+/* The notifier's node id: --node-id, or "local" for serve on the
+ * in-process bus, or this host and WebSocket address, stable across
+ * restarts so a restart cleans up after the previous run. */
+static void choose_node_id(app_t *app)
 {
+    if (app->cfg.node_id[0]) {
+        snprintf(app->node, sizeof(app->node), "%s", app->cfg.node_id);
+    } else if (app->cfg.redis[0] == '\0') {
+        snprintf(app->node, sizeof(app->node), "%s", EMBEDDED_NODE_ID);
+    } else {
+        char host[128] = "host";
+        size_t len = sizeof(host);
+        uv_os_gethostname(host, &len);
+        snprintf(app->node, sizeof(app->node), "%s%s", host, app->cfg.ws_addr);
+    }
+}
+
+static int open_bus(app_t *app)
+{
+    if (app->cfg.redis[0] == '\0') {
+        if (app->roles != ROLE_ALL) {
+            hs_log_error("houston: the roles run as separate processes need --redis "
+                         "redis://host:port");
+            return 1;
+        }
+        app->bus = hs_bus_inproc_new(app->loop);
+        return 0;
+    }
     char err[256] = "";
-    const char *node = app->cfg.node_id[0] ? app->cfg.node_id : EMBEDDED_NODE_ID;
-    hs_store_options_t store_options = {.batch_max = (unsigned)app->cfg.batch_max};
-    int rc = hs_store_open(app->loop, app->cfg.db, &store_options, &app->store, err, sizeof(err));
+    int rc = hs_bus_redis_open(app->loop, app->cfg.redis, &app->bus, err, sizeof(err));
     if (rc != 0) {
         hs_log_error("houston: %s", err[0] ? err : hs_strerror(rc));
         return 1;
     }
-    /* Connections of an earlier run of this node are gone; so are their
-     * subscriptions. */
-    hs_store_remove_node(app->store, node, stale_removed_cb, NULL);
+    return 0;
+}
 
-    app->net = hs_net_new(app->loop);
-    app->bus = hs_bus_inproc_new(app->loop);
-    app->notifier = hs_notifier_new(app->net, app->store, app->bus, &app->cfg, node);
-    app->publisher = hs_publisher_new(app->net, app->store, app->bus, &app->cfg);
-    hs_publisher_set_gauges(app->publisher, notifier_gauges, app->notifier);
-    app->consumer = hs_consumer_new(app->bus, &rc);
-    if (rc == 0)
-        rc = hs_notifier_start(app->notifier, app->cfg.ws_addr);
-    if (rc != 0) {
-        hs_log_error("houston: cannot listen on %s (WebSocket): %s", app->cfg.ws_addr,
-                     hs_strerror(rc));
-        return 1;
+static int serve(app_t *app)
+{
+    char err[256] = "";
+    int rc;
+    choose_node_id(app);
+    if (app->roles & (ROLE_PUBLISHER | ROLE_NOTIFIER)) {
+        hs_store_options_t store_options = {.batch_max = (unsigned)app->cfg.batch_max};
+        rc = hs_store_open(app->loop, app->cfg.db, &store_options, &app->store, err, sizeof(err));
+        if (rc != 0) {
+            hs_log_error("houston: %s", err[0] ? err : hs_strerror(rc));
+            return 1;
+        }
     }
-    rc = hs_publisher_start(app->publisher, app->cfg.api_addr);
-    if (rc != 0) {
-        hs_log_error("houston: cannot listen on %s (API): %s", app->cfg.api_addr, hs_strerror(rc));
+    if (open_bus(app) != 0)
         return 1;
+    app->net = hs_net_new(app->loop);
+    if (app->roles & ROLE_NOTIFIER) {
+        /* Connections of an earlier run of this node are gone; so are their
+         * subscriptions. */
+        hs_store_remove_node(app->store, app->node, stale_removed_cb, NULL);
+        app->notifier = hs_notifier_new(app->net, app->store, app->bus, &app->cfg, app->node);
+        rc = hs_notifier_start(app->notifier, app->cfg.ws_addr);
+        if (rc != 0) {
+            hs_log_error("houston: cannot listen on %s (WebSocket): %s", app->cfg.ws_addr,
+                         hs_strerror(rc));
+            return 1;
+        }
+    }
+    if (app->roles & ROLE_PUBLISHER) {
+        app->publisher = hs_publisher_new(app->net, app->store, app->bus, &app->cfg);
+        if (app->notifier)
+            hs_publisher_set_gauges(app->publisher, notifier_gauges, app->notifier);
+        rc = hs_publisher_start(app->publisher, app->cfg.api_addr);
+        if (rc != 0) {
+            hs_log_error("houston: cannot listen on %s (API): %s", app->cfg.api_addr,
+                         hs_strerror(rc));
+            return 1;
+        }
+    }
+    if (app->roles & ROLE_CONSUMER) {
+        app->consumer = hs_consumer_new(app->bus, &rc);
+        if (rc != 0) {
+            hs_log_error("houston: cannot consume events: %s", hs_strerror(rc));
+            return 1;
+        }
     }
     if (app->cfg.metrics_addr[0]) {
         hs_http_limits_t limits;
         hs_http_limits_default(&limits);
         app->metrics_router = hs_router_new();
         app->metrics_health = hs_health_add_routes(app->metrics_router, app->store, app->bus);
-        hs_health_set_gauges(app->metrics_health, notifier_gauges, app->notifier);
+        if (app->notifier)
+            hs_health_set_gauges(app->metrics_health, notifier_gauges, app->notifier);
         hs_health_add_metrics_route(app->metrics_health, app->metrics_router);
         app->metrics_http = hs_http_server_new(app->net, app->metrics_router, &limits, "metrics");
         rc = hs_http_server_listen(app->metrics_http, app->cfg.metrics_addr);
@@ -221,9 +297,13 @@ static int serve(app_t *app)
     uv_signal_start(&app->sigint, signal_cb, SIGINT);
     uv_signal_start(&app->sigterm, signal_cb, SIGTERM);
 
-    hs_log_info("houston %s: WebSocket on %s (port %d), API on %s (port %d), store %s",
-                HOUSTON_VERSION, app->cfg.ws_addr, hs_notifier_port(app->notifier),
-                app->cfg.api_addr, hs_publisher_port(app->publisher), app->cfg.db);
+    hs_log_info("houston %s:%s%s%s%s%s, store %s, bus %s", HOUSTON_VERSION,
+                app->notifier ? " WebSocket on " : "", app->notifier ? app->cfg.ws_addr : "",
+                app->publisher ? " API on " : "", app->publisher ? app->cfg.api_addr : "",
+                app->consumer ? " consumer" : "", app->store ? app->cfg.db : "none",
+                app->cfg.redis[0] ? app->cfg.redis : "in-process");
+    if (app->notifier)
+        hs_log_info("houston: notifier node %s", app->node);
     uv_run(app->loop, UV_RUN_DEFAULT);
     return app->exit_code;
 }
@@ -255,7 +335,19 @@ int main(int argc, char **argv)
         printf("houston %s\n", HOUSTON_VERSION);
         return 0;
     }
-    if (strcmp(command, "serve") != 0 && strcmp(command, "config") != 0) {
+    static const struct {
+        const char *name;
+        int roles;
+    } commands[] = {{"serve", ROLE_ALL},
+                    {"publisher", ROLE_PUBLISHER},
+                    {"notifier", ROLE_NOTIFIER},
+                    {"consumer", ROLE_CONSUMER},
+                    {"config", 0}};
+    int roles = -1;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(command, commands[i].name) == 0)
+            roles = commands[i].roles;
+    if (roles < 0) {
         fprintf(stderr, "houston: unknown command '%s' (try 'houston --help')\n", command);
         return 2;
     }
@@ -283,6 +375,7 @@ int main(int argc, char **argv)
         return 0;
     }
 
+    app.roles = roles;
     app.loop = uv_default_loop();
     int code = serve(&app);
     if (code == 0 && uv_loop_close(app.loop) != 0)

@@ -105,6 +105,9 @@ struct hs_bus {
 
 /* The in-process bus of the embedded mode (inproc.c). */
 hs_bus_t *hs_bus_inproc_new(uv_loop_t *loop);
+/* The Redis bus of the scale-out mode (redis.c): url is
+ * redis://host[:port][/db]. Returns 0 or an error with a reason in err. */
+int hs_bus_redis_open(uv_loop_t *loop, const char *url, hs_bus_t **out, char *err, size_t err_len);
 
 static inline void hs_bus_publish_event(hs_bus_t *b, const hs_event_t *e, hs_bus_done_cb cb,
                                         void *d)

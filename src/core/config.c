@@ -36,6 +36,8 @@ static const setting_t settings[] = {
      "WebSocket (notifier) listen address, host:port or :port", false},
     {"api-addr", "HOUSTON_API_ADDR", T_STRING, offsetof(hs_config_t, api_addr), ":9002", 0, 0,
      "ADDR", "HTTP API (publisher) listen address", false},
+    {"redis", "HOUSTON_REDIS", T_STRING, offsetof(hs_config_t, redis), "", 0, 0, "URL",
+     "bus: redis://host:port[/db] (empty: in-process, serve only)", .url_secret = true},
     {"metrics-addr", "HOUSTON_METRICS_ADDR", T_STRING, offsetof(hs_config_t, metrics_addr), "", 0,
      0, "ADDR", "also serve /metrics, /healthz and /readyz on this address (empty: off)", false},
     {"db", "HOUSTON_DB", T_STRING, offsetof(hs_config_t, db), "sqlite:houston.db", 0, 0, "URL",

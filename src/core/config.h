@@ -48,6 +48,7 @@ typedef struct hs_config {
     uint64_t max_subscriptions;   /* --max-subscriptions   HOUSTON_MAX_SUBSCRIPTIONS   1000 */
     uint64_t keepalive_requests;  /* --keepalive-requests  HOUSTON_KEEPALIVE_REQUESTS  10000 */
     uint64_t batch_max;
+    char *redis;        /* --redis           HOUSTON_REDIS          "" (in-process bus) */
     char *metrics_addr; /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */
     char *log_format;   /* --log-format      HOUSTON_LOG_FORMAT     "text" or "json" */
     unsigned char sources[HS_CONFIG_MAX_SETTINGS];

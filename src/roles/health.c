@@ -54,7 +54,10 @@ static void readyz(hs_http_request_t *req, void *ctx)
     probe_t *probe = hs_malloc(sizeof(*probe));
     probe->health = ctx;
     probe->req = req;
-    hs_store_get_message(probe->health->store, probe_id, store_probed_cb, probe);
+    if (probe->health->store)
+        hs_store_get_message(probe->health->store, probe_id, store_probed_cb, probe);
+    else /* a consumer has no store */
+        hs_bus_locate_connection(probe->health->bus, probe_id, bus_probed_cb, probe);
 }
 
 hs_health_t *hs_health_add_routes(hs_router_t *router, hs_store_t *store, hs_bus_t *bus)

@@ -189,11 +189,13 @@ static int handle_command(const hs_node_cmd_t *cmd, void *data)
             break;
         }
         return 0;
-    case HS_NODE_SUBSCRIBE:
+    case HS_NODE_SUBSCRIBE: {
         client = find_client(n, cmd->connection_id);
-        if (client == NULL)
-            return HS_ENOTFOUND;
-        return subscribe(n, client, cmd->topic);
+        int rc = client ? subscribe(n, client, cmd->topic) : HS_ENOTFOUND;
+        if (rc != 0) /* refused, or the connection is gone: the stored row goes too */
+            hs_store_remove_subscription(n->store, cmd->connection_id, cmd->topic, NULL, NULL);
+        return rc;
+    }
     case HS_NODE_UNSUBSCRIBE:
         client = find_client(n, cmd->connection_id);
         if (client == NULL)

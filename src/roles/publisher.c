@@ -253,23 +253,12 @@ static void list_messages(hs_http_request_t *req, void *ctx)
 
 /* ---- POST /api/v1/subscribes ------------------------------------------- */
 
-static void subscribe_removed_cb(int status, size_t count, void *data)
-{
-    (void)status;
-    (void)count;
-    (void)data;
-}
-
 static void subscribe_applied_cb(int status, void *data)
 {
     call_t *call = data;
     hs_publisher_t *p = call->publisher;
-    if ((status == HS_ENOTFOUND || status == HS_EBUSY) && call->created) {
-        /* Refused by the node, or the connection left between the check
-         * and now: undo the row. */
-        hs_store_remove_subscription(p->store, call->in.sub.connection_id, call->in.sub.topic,
-                                     subscribe_removed_cb, NULL);
-    }
+    /* Refused by the node, or the connection left between the check and
+     * now: the node removed the stored row (notifier.c). */
     if (status == HS_ENOTFOUND) {
         hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
                               call->in.sub.connection_id);

@@ -1,0 +1,94 @@
+"""Throwaway Redis and MariaDB servers for the scale-out tests: each in a
+temporary directory, on a free loopback port, a child of the test process,
+stopped at the end."""
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+from conftest import free_port
+
+SBIN = "/usr/sbin"
+
+
+def have(program):
+    return shutil.which(program) or os.path.exists(os.path.join(SBIN, program))
+
+
+def wait_for(check, what, proc, log, deadline=30.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited:\n{log.read_text()}")
+        if check():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start:\n{log.read_text()}")
+
+
+class Redis:
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.log = tmp / "redis.log"
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(tmp)],
+            stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        wait_for(self.ping, "redis-server", self.proc, self.log)
+
+    def ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class MariaDB:
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.dir = tmp / "mariadb"
+        self.dir.mkdir()
+        self.log = self.dir / "server.log"
+        self.sock = self.dir / "sock"
+        env = dict(os.environ, PATH=os.environ.get("PATH", "") + ":" + SBIN)
+        user = os.environ.get("USER") or "root"
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.dir}/data",
+                        f"--user={user}", "--auth-root-authentication-method=normal",
+                        "--skip-test-db"], check=True, capture_output=True, env=env)
+        self.proc = subprocess.Popen(
+            ["mariadbd", "--no-defaults", f"--datadir={self.dir}/data", f"--socket={self.sock}",
+             f"--port={self.port}", "--bind-address=127.0.0.1", f"--user={user}",
+             "--skip-grant-tables", "--skip-log-bin", "--innodb-buffer-pool-size=32M",
+             "--innodb-log-file-size=16M", f"--pid-file={self.dir}/pid"],
+            stdout=open(self.log, "w"), stderr=subprocess.STDOUT, env=env)
+        wait_for(self.ping, "mariadbd", self.proc, self.log)
+        subprocess.run(["mariadb", "--no-defaults", f"--socket={self.sock}", "-e",
+                        "CREATE DATABASE houston"], check=True, env=env)
+
+    def ping(self):
+        return subprocess.run(["mariadb-admin", "--no-defaults", f"--socket={self.sock}", "ping"],
+                              capture_output=True).returncode == 0
+
+    def query(self, sql):
+        out = subprocess.run(["mariadb", "--no-defaults", f"--socket={self.sock}", "-N", "-B",
+                              "houston", "-e", sql], capture_output=True, text=True, check=True)
+        return out.stdout
+
+    @property
+    def url(self):
+        return f"mysql://root@127.0.0.1:{self.port}/houston"
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(30)

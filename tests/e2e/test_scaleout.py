@@ -1,0 +1,152 @@
+"""The scale-out mode: one publisher, two notifiers and two consumers as
+separate processes on a throwaway MariaDB and Redis."""
+import asyncio
+import json
+import signal
+import subprocess
+
+import pytest
+
+from conftest import BIN, free_port, http, recv_json, run, wait_port
+from services import MariaDB, Redis, have
+
+pytestmark = pytest.mark.skipif(not (have("redis-server") and have("mariadbd")),
+                                reason="redis-server and mariadb-server are not installed")
+
+
+class Role:
+    def __init__(self, tmp, name, command, *args):
+        self.log = tmp / f"{name}.log"
+        self.proc = subprocess.Popen([BIN, command, *args], stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log, "w"))
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(15)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("scaleout")
+    redis, maria = Redis(tmp), MariaDB(tmp)
+    common = ["--db", maria.url, "--redis", redis.url]
+    roles = {}
+    try:
+        api = free_port()
+        roles["publisher"] = Role(tmp, "publisher", "publisher", *common,
+                                  "--api-addr", f"127.0.0.1:{api}")
+        wait_port(api, roles["publisher"].proc, roles["publisher"].log)
+        ws = {}
+        for node in ("a", "b"):
+            ws[node] = free_port()
+            roles[node] = Role(tmp, f"notifier-{node}", "notifier", *common, "--node-id", node,
+                               "--ws-addr", f"127.0.0.1:{ws[node]}")
+            wait_port(ws[node], roles[node].proc, roles[node].log)
+        for i in (1, 2):
+            roles[f"consumer{i}"] = Role(tmp, f"consumer{i}", "consumer", "--redis", redis.url)
+        yield {"api": f"http://127.0.0.1:{api}", "ws": ws, "maria": maria, "redis": redis,
+               "roles": roles}
+        for name, role in roles.items():
+            assert role.stop() == 0, f"{name} exited badly:\n{role.log.read_text()}"
+    finally:
+        for role in roles.values():
+            if role.proc.poll() is None:
+                role.proc.kill()
+        redis.stop()
+        maria.stop()
+
+
+async def connect_to(port):
+    import websockets
+    ws = await websockets.connect(f"ws://127.0.0.1:{port}/api/v1/ws")
+    hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    return ws, hello["connectionID"]
+
+
+def test_clients_on_two_notifiers_get_every_message_once(cluster):
+    api = cluster["api"]
+
+    async def go():
+        clients = []
+        for node in ("a", "a", "b", "b"):
+            ws, cid = await connect_to(cluster["ws"][node])
+            clients.append((ws, cid, node))
+        await asyncio.sleep(0.3)  # the notifiers register the connections in Redis
+        for ws, cid, node in clients:
+            r = await asyncio.to_thread(http, "POST", f"{api}/api/v1/subscribes", "topic=t",
+                                        f"connectionID={cid}")
+            assert r.status == 201, r
+        # one client of node a also on topic u
+        r = await asyncio.to_thread(http, "POST", f"{api}/api/v1/subscribes", "topic=u",
+                                    f"connectionID={clients[0][1]}")
+        assert r.status == 201
+        sent = {"t": [], "u": []}
+        for i in range(30):
+            topic = "u" if i % 5 == 0 else "t"
+            r = await asyncio.to_thread(http, "POST", f"{api}/api/v1/messages",
+                                        f"topic={topic}", f"content={i}")
+            assert r.status == 201
+            sent[topic].append(r.json["id"])
+        for index, (ws, cid, node) in enumerate(clients):
+            expected = sent["t"] + (sent["u"] if index == 0 else [])
+            got = [(await recv_json(ws, timeout=10))["message"]["id"] for _ in expected]
+            assert sorted(got) == sorted(expected), node
+            # per topic, in publish order, and nothing more
+            assert [g for g in got if g in sent["t"]] == sent["t"]
+            try:
+                extra = await asyncio.wait_for(ws.recv(), 0.5)
+                raise AssertionError(f"duplicate or stray frame {extra}")
+            except asyncio.TimeoutError:
+                pass
+        for ws, _, _ in clients:
+            await ws.close()
+    run(go())
+
+
+def test_notification_and_unsubscribe_reach_the_right_notifier(cluster):
+    api = cluster["api"]
+
+    async def go():
+        ws, cid = await connect_to(cluster["ws"]["b"])
+        await asyncio.sleep(0.3)
+        r = await asyncio.to_thread(http, "POST", f"{api}/api/v1/notification",
+                                    f"connectionID={cid}", "payload=hello b")
+        assert r.status == 202
+        assert await asyncio.wait_for(ws.recv(), 5) == "hello b"
+        await asyncio.to_thread(http, "POST", f"{api}/api/v1/subscribes", "topic=v",
+                                f"connectionID={cid}")
+        r = await asyncio.to_thread(http, "DELETE", f"{api}/api/v1/subscribes",
+                                    f"connectionID={cid}")
+        assert r.status == 204
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(http, "POST", f"{api}/api/v1/messages", "topic=v", "content=x")
+        try:
+            extra = await asyncio.wait_for(ws.recv(), 1.0)
+            raise AssertionError(f"frame after unsubscribe: {extra}")
+        except asyncio.TimeoutError:
+            pass
+        await ws.close()
+    run(go())
+
+
+def test_a_closed_connection_leaves_nothing_in_mariadb_or_redis(cluster):
+    api = cluster["api"]
+
+    async def go():
+        ws, cid = await connect_to(cluster["ws"]["a"])
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(http, "POST", f"{api}/api/v1/subscribes", "topic=w",
+                                f"connectionID={cid}")
+        await ws.close()
+        return cid
+    cid = run(go())
+    import time
+    for _ in range(30):
+        rows = cluster["maria"].query(f"SELECT COUNT(*) FROM subscriptions WHERE connection_id='{cid}'")
+        if rows.strip() == "0":
+            break
+        time.sleep(0.1)
+    assert rows.strip() == "0"
+    assert http("POST", f"{api}/api/v1/subscribes", "topic=w",
+                f"connectionID={cid}").status == 404

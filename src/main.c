@@ -67,6 +67,7 @@ static void print_usage(FILE *out)
             "  consumer    events to notifiers     } and Redis (--redis redis://...)\n"
             "  config      print the effective settings and where each came from,\n"
             "              secrets masked (takes the same flags as serve)\n"
+            "  routes      list the HTTP routes of both ports\n"
             "  help        this text\n"
             "  version     the version\n\n"
             "Flags (each also read from its HOUSTON_* environment variable):\n",
@@ -308,6 +309,28 @@ static int serve(app_t *app)
     return app->exit_code;
 }
 
+static void print_route(enum http_method method, const char *pattern, void *data)
+{
+    printf("%s %s %s\n", (const char *)data, http_method_str(method), pattern);
+}
+
+/* `houston routes`: every route of both ports, "PORT METHOD PATH" per line;
+ * the tests compare it with docs/openapi.yaml. */
+static int print_routes(hs_config_t *cfg)
+{
+    uv_loop_t *loop = uv_default_loop();
+    hs_net_t *net = hs_net_new(loop);
+    hs_notifier_t *notifier = hs_notifier_new(net, NULL, NULL, cfg, "routes");
+    hs_publisher_t *publisher = hs_publisher_new(net, NULL, NULL, cfg);
+    hs_router_each(hs_notifier_router(notifier), print_route, "ws");
+    hs_router_each(hs_publisher_router(publisher), print_route, "api");
+    hs_publisher_free(publisher);
+    hs_notifier_free(notifier);
+    hs_net_close(net);
+    uv_run(loop, UV_RUN_DEFAULT);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -342,7 +365,8 @@ int main(int argc, char **argv)
                     {"publisher", ROLE_PUBLISHER},
                     {"notifier", ROLE_NOTIFIER},
                     {"consumer", ROLE_CONSUMER},
-                    {"config", 0}};
+                    {"config", 0},
+                    {"routes", 0}};
     int roles = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(command, commands[i].name) == 0)
@@ -369,6 +393,11 @@ int main(int argc, char **argv)
     }
     hs_log_set_level(level);
     hs_log_set_json(strcmp(app.cfg.log_format, "json") == 0);
+    if (strcmp(command, "routes") == 0) {
+        int code = print_routes(&app.cfg);
+        hs_config_dispose(&app.cfg);
+        return code;
+    }
     if (strcmp(command, "config") == 0) {
         hs_config_print(&app.cfg, stdout);
         hs_config_dispose(&app.cfg);

@@ -144,3 +144,11 @@ int hs_router_match(hs_router_t *router, enum http_method method, const char *pa
     }
     return HS_EMETHOD;
 }
+
+void hs_router_each(const hs_router_t *router,
+                    void (*cb)(enum http_method method, const char *pattern, void *data),
+                    void *data)
+{
+    for (size_t i = 0; i < router->count; i++)
+        cb(router->routes[i].method, router->routes[i].pattern, data);
+}

@@ -62,6 +62,10 @@ hs_router_t *hs_router_new(void);
 void hs_router_free(hs_router_t *router);
 void hs_router_add(hs_router_t *router, enum http_method method, const char *pattern,
                    hs_http_handler_fn fn, void *ctx);
+/* Calls cb for every route, in registration order (for `houston routes`). */
+void hs_router_each(const hs_router_t *router,
+                    void (*cb)(enum http_method method, const char *pattern, void *data),
+                    void *data);
 /* The server's route lookup, exposed for tests. Returns 0 and sets fn and
  * ctx on a match (HEAD matches GET routes); HS_ENOTFOUND; or HS_EMETHOD
  * and writes the allowed methods ("GET, HEAD, POST") into allow. Path

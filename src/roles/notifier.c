@@ -359,6 +359,11 @@ void hs_notifier_gauges(const hs_notifier_t *n, hs_metrics_gauges_t *out)
     out->topics = hs_map_count(&n->topics);
 }
 
+hs_router_t *hs_notifier_router(hs_notifier_t *n)
+{
+    return n->router;
+}
+
 int hs_notifier_port(hs_notifier_t *n)
 {
     return hs_http_server_port(n->http);

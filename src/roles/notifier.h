@@ -16,6 +16,7 @@
 #include "bus/bus.h"
 #include "core/config.h"
 #include "core/metrics.h"
+#include "http/server.h"
 #include "net/net.h"
 #include "store/store.h"
 
@@ -26,6 +27,8 @@ hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
 /* Registers the node on the bus and listens on addr. */
 int hs_notifier_start(hs_notifier_t *notifier, const char *addr);
 int hs_notifier_port(hs_notifier_t *notifier);
+/* Its routes (for `houston routes`). */
+hs_router_t *hs_notifier_router(hs_notifier_t *notifier);
 /* Connections, subscriptions and topics held now (for /metrics). */
 void hs_notifier_gauges(const hs_notifier_t *notifier, hs_metrics_gauges_t *out);
 /* Stops accepting, closes every connection with 1001 ("going away"); cb

@@ -508,6 +508,11 @@ int hs_publisher_start(hs_publisher_t *p, const char *addr)
     return hs_http_server_listen(p->http, addr);
 }
 
+hs_router_t *hs_publisher_router(hs_publisher_t *p)
+{
+    return p->router;
+}
+
 int hs_publisher_port(hs_publisher_t *p)
 {
     return hs_http_server_port(p->http);

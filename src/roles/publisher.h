@@ -15,6 +15,7 @@
 #include "core/config.h"
 #include "core/metrics.h"
 #include "roles/health.h"
+#include "http/server.h"
 #include "net/net.h"
 #include "store/store.h"
 
@@ -24,6 +25,8 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
                                  const hs_config_t *cfg);
 int hs_publisher_start(hs_publisher_t *publisher, const char *addr);
 int hs_publisher_port(hs_publisher_t *publisher);
+/* Its routes (for `houston routes`). */
+hs_router_t *hs_publisher_router(hs_publisher_t *publisher);
 /* Where its GET /metrics reads the gauges of live things (health.h). */
 void hs_publisher_set_gauges(hs_publisher_t *publisher, hs_gauges_fn fn, void *ctx);
 /* Stops accepting and lets in-flight requests be answered; cb runs when no

@@ -29,6 +29,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "core/ulid.h"
@@ -92,6 +93,12 @@ typedef struct hs_bus_ops {
     void (*locate_connection)(hs_bus_t *bus, const char *connection_id, hs_bus_node_cb cb,
                               void *data);
     void (*topic_nodes)(hs_bus_t *bus, const char *topic, hs_bus_nodes_cb cb, void *data);
+    /* Keeps node alive in the directory (a heartbeat every interval_ms) and
+     * watches the other nodes: when one stops beating for 3 intervals, one
+     * survivor removes its directory entries and calls dead_cb(node) to
+     * remove its rows from the store. A no-op where there is one node. */
+    void (*watch_nodes)(hs_bus_t *bus, const char *node, uint64_t interval_ms,
+                        void (*dead_cb)(const char *node, void *data), void *data);
     /* Finishes what is queued (callbacks still run), then frees the bus;
      * cb runs last. */
     void (*close)(hs_bus_t *bus, hs_bus_done_cb cb, void *data);
@@ -155,6 +162,11 @@ static inline void hs_bus_locate_connection(hs_bus_t *b, const char *conn, hs_bu
 static inline void hs_bus_topic_nodes(hs_bus_t *b, const char *topic, hs_bus_nodes_cb cb, void *d)
 {
     b->ops->topic_nodes(b, topic, cb, d);
+}
+static inline void hs_bus_watch_nodes(hs_bus_t *b, const char *node, uint64_t interval_ms,
+                                      void (*dead_cb)(const char *node, void *data), void *d)
+{
+    b->ops->watch_nodes(b, node, interval_ms, dead_cb, d);
 }
 static inline void hs_bus_close(hs_bus_t *b, hs_bus_done_cb cb, void *d)
 {

@@ -417,6 +417,13 @@ static void inproc_remove_topic_node(hs_bus_t *b, const char *topic, const char 
     enqueue_directory(b, OP_REMOVE_TOPIC_NODE, topic, node);
 }
 
+static void inproc_watch_nodes(hs_bus_t *b, const char *node, uint64_t interval_ms,
+                               void (*dead_cb)(const char *node, void *data), void *data)
+{
+    /* One process, one node: it cannot die without the watchers. */
+    (void)b, (void)node, (void)interval_ms, (void)dead_cb, (void)data;
+}
+
 static void inproc_close(hs_bus_t *b, hs_bus_done_cb cb, void *data)
 {
     inproc_bus_t *bus = (inproc_bus_t *)b;
@@ -440,6 +447,7 @@ static const hs_bus_ops_t inproc_ops = {
     .remove_topic_node = inproc_remove_topic_node,
     .locate_connection = inproc_locate_connection,
     .topic_nodes = inproc_topic_nodes,
+    .watch_nodes = inproc_watch_nodes,
     .close = inproc_close,
 };
 

@@ -10,6 +10,10 @@
  *   houston:node:<node>       stream of commands for one notifier node (XREAD)
  *   houston:conns             hash: connection id -> node
  *   houston:topic:<topic>     set of the nodes that hold subscribers of topic
+ *   houston:nodes             set of the notifier nodes
+ *   houston:alive:<node>      a node's heartbeat (expires after 3 intervals)
+ *   houston:nodeconns:<node>  connections of a node   } so a dead node's
+ *   houston:nodetopics:<node> topics of a node        } entries can be found
  * Streams are capped with MAXLEN ~ so Redis memory stays bounded.
  *
  * Commands to a node go through its stream, in order: a SUBSCRIBE is before
@@ -62,6 +66,11 @@ typedef struct redis_bus {
     hs_bus_cmd_handler node_handler;
     void *node_data;
     int open_contexts;
+    uv_timer_t heartbeat;
+    bool heartbeat_on;
+    uint64_t heartbeat_ms;
+    void (*dead_cb)(const char *node, void *data);
+    void *dead_data;
     uv_timer_t finish; /* never started: its close callback ends a close, later */
     bool closing;
     bool finishing;
@@ -498,30 +507,37 @@ static int redis_serve_node(hs_bus_t *b, const char *node, hs_bus_cmd_handler ha
 static void redis_register_connection(hs_bus_t *b, const char *node, const char *conn)
 {
     redis_bus_t *bus = (redis_bus_t *)b;
-    if (bus->cmd && !bus->closing)
+    if (bus->cmd && !bus->closing) {
         redisAsyncCommand(bus->cmd, NULL, NULL, "HSET houston:conns %s %s", conn, node);
+        redisAsyncCommand(bus->cmd, NULL, NULL, "SADD houston:nodeconns:%s %s", node, conn);
+    }
 }
 
 static void redis_unregister_connection(hs_bus_t *b, const char *node, const char *conn)
 {
-    (void)node;
     redis_bus_t *bus = (redis_bus_t *)b;
-    if (bus->cmd && !bus->closing)
+    if (bus->cmd && !bus->closing) {
         redisAsyncCommand(bus->cmd, NULL, NULL, "HDEL houston:conns %s", conn);
+        redisAsyncCommand(bus->cmd, NULL, NULL, "SREM houston:nodeconns:%s %s", node, conn);
+    }
 }
 
 static void redis_add_topic_node(hs_bus_t *b, const char *topic, const char *node)
 {
     redis_bus_t *bus = (redis_bus_t *)b;
-    if (bus->cmd && !bus->closing)
+    if (bus->cmd && !bus->closing) {
         redisAsyncCommand(bus->cmd, NULL, NULL, "SADD houston:topic:%s %s", topic, node);
+        redisAsyncCommand(bus->cmd, NULL, NULL, "SADD houston:nodetopics:%s %s", node, topic);
+    }
 }
 
 static void redis_remove_topic_node(hs_bus_t *b, const char *topic, const char *node)
 {
     redis_bus_t *bus = (redis_bus_t *)b;
-    if (bus->cmd && !bus->closing)
+    if (bus->cmd && !bus->closing) {
         redisAsyncCommand(bus->cmd, NULL, NULL, "SREM houston:topic:%s %s", topic, node);
+        redisAsyncCommand(bus->cmd, NULL, NULL, "SREM houston:nodetopics:%s %s", node, topic);
+    }
 }
 
 static void locate_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -577,6 +593,105 @@ static void redis_topic_nodes(hs_bus_t *b, const char *topic, hs_bus_nodes_cb cb
         fail_later(bus, p);
 }
 
+/* ---- heartbeats and dead nodes ---------------------------------------------------- */
+
+/* Removes a dead node's directory entries, in Redis, in one script, so the
+ * connections and topic memberships go together. Returns 1 when this caller
+ * did it (another survivor may have been first). */
+static const char cleanup_script[] =
+    "if redis.call('SET', KEYS[1], '1', 'NX', 'PX', 30000) == false then return 0 end "
+    "for _, c in ipairs(redis.call('SMEMBERS', KEYS[2])) do "
+    "  if redis.call('HGET', 'houston:conns', c) == ARGV[1] then "
+    "    redis.call('HDEL', 'houston:conns', c) end end "
+    "for _, t in ipairs(redis.call('SMEMBERS', KEYS[3])) do "
+    "  redis.call('SREM', 'houston:topic:' .. t, ARGV[1]) end "
+    "redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) "
+    "redis.call('SREM', 'houston:nodes', ARGV[1]) "
+    "return 1";
+
+typedef struct dead_check {
+    redis_bus_t *bus;
+    char node[256];
+} dead_check_t;
+
+static void cleanup_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    dead_check_t *d = privdata;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1 && !d->bus->closing) {
+        hs_log_warn("bus: notifier node %s stopped beating; its connections were removed", d->node);
+        d->bus->dead_cb(d->node, d->bus->dead_data);
+    }
+    hs_free(d);
+}
+
+static void alive_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    dead_check_t *d = privdata;
+    redisReply *r = reply;
+    redis_bus_t *bus = d->bus;
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer != 0 || bus->closing ||
+        bus->cmd == NULL) {
+        hs_free(d);
+        return;
+    }
+    char lock[300], conns[300], topics[300], stream[300];
+    snprintf(lock, sizeof(lock), "houston:cleanup:%s", d->node);
+    snprintf(conns, sizeof(conns), "houston:nodeconns:%s", d->node);
+    snprintf(topics, sizeof(topics), "houston:nodetopics:%s", d->node);
+    snprintf(stream, sizeof(stream), "houston:node:%s", d->node);
+    redisAsyncCommand(bus->cmd, cleanup_cb, d, "EVAL %s 4 %s %s %s %s %s", cleanup_script, lock,
+                      conns, topics, stream, d->node);
+}
+
+static void nodes_listed_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_bus_t *bus = privdata;
+    redisReply *r = reply;
+    if (!reply_ok(r) || r->type != REDIS_REPLY_ARRAY || bus->closing || bus->cmd == NULL)
+        return;
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *node = r->element[i]->str;
+        if (node == NULL || strcmp(node, bus->node_name) == 0)
+            continue;
+        dead_check_t *d = hs_calloc(1, sizeof(*d));
+        d->bus = bus;
+        snprintf(d->node, sizeof(d->node), "%s", node);
+        redisAsyncCommand(bus->cmd, alive_cb, d, "EXISTS houston:alive:%s", node);
+    }
+}
+
+static void heartbeat_cb(uv_timer_t *t)
+{
+    redis_bus_t *bus = t->data;
+    if (bus->cmd == NULL || bus->closing)
+        return;
+    redisAsyncCommand(bus->cmd, NULL, NULL, "SET houston:alive:%s 1 PX %llu", bus->node_name,
+                      (unsigned long long)(3 * bus->heartbeat_ms));
+    redisAsyncCommand(bus->cmd, NULL, NULL, "SADD houston:nodes %s", bus->node_name);
+    redisAsyncCommand(bus->cmd, nodes_listed_cb, bus, "SMEMBERS houston:nodes");
+}
+
+static void redis_watch_nodes(hs_bus_t *b, const char *node, uint64_t interval_ms,
+                              void (*dead_cb)(const char *node, void *data), void *data)
+{
+    redis_bus_t *bus = (redis_bus_t *)b;
+    if (bus->heartbeat_on || interval_ms == 0)
+        return;
+    if (bus->node_name == NULL)
+        bus->node_name = hs_strdup(node);
+    bus->heartbeat_ms = interval_ms;
+    bus->dead_cb = dead_cb;
+    bus->dead_data = data;
+    uv_timer_init(bus->base.loop, &bus->heartbeat);
+    bus->heartbeat.data = bus;
+    uv_timer_start(&bus->heartbeat, heartbeat_cb, 0, interval_ms);
+    bus->heartbeat_on = true;
+}
+
 /* ---- closing ----------------------------------------------------------------------- */
 
 static void claim_timer_closed_cb(uv_handle_t *h)
@@ -599,9 +714,17 @@ static void finish_closed_cb(uv_handle_t *h)
 
 /* Frees the bus once every context disconnected and the timer closed - from
  * a close callback, so never inside hs_bus_close or a hiredis callback. */
+static void heartbeat_closed_cb(uv_handle_t *h)
+{
+    redis_bus_t *bus = h->data;
+    bus->heartbeat_on = false;
+    maybe_closed(bus);
+}
+
 static void maybe_closed(redis_bus_t *bus)
 {
-    if (!bus->closing || bus->finishing || bus->open_contexts > 0 || bus->claim_timer_on)
+    if (!bus->closing || bus->finishing || bus->open_contexts > 0 || bus->claim_timer_on ||
+        bus->heartbeat_on)
         return;
     bus->finishing = true;
     uv_close((uv_handle_t *)&bus->finish, finish_closed_cb);
@@ -615,6 +738,15 @@ static void redis_close(hs_bus_t *b, hs_bus_done_cb cb, void *data)
     bus->closing = true;
     if (bus->claim_timer_on)
         uv_close((uv_handle_t *)&bus->claim_timer, claim_timer_closed_cb);
+    if (bus->heartbeat_on) {
+        /* A clean stop: leave the directory now rather than after the
+         * timeout (the notifier already removed its connections). */
+        if (bus->cmd) {
+            redisAsyncCommand(bus->cmd, NULL, NULL, "DEL houston:alive:%s", bus->node_name);
+            redisAsyncCommand(bus->cmd, NULL, NULL, "SREM houston:nodes %s", bus->node_name);
+        }
+        uv_close((uv_handle_t *)&bus->heartbeat, heartbeat_closed_cb);
+    }
     /* Replies still due are delivered (with NULL for blocked reads) and the
      * disconnect callbacks count the contexts down. */
     redisAsyncContext *contexts[] = {bus->cmd, bus->events, bus->node};
@@ -637,6 +769,7 @@ static const hs_bus_ops_t redis_ops = {
     .remove_topic_node = redis_remove_topic_node,
     .locate_connection = redis_locate_connection,
     .topic_nodes = redis_topic_nodes,
+    .watch_nodes = redis_watch_nodes,
     .close = redis_close,
 };
 

@@ -83,6 +83,11 @@ static const setting_t settings[] = {
     {"keepalive-requests", "HOUSTON_KEEPALIVE_REQUESTS", T_UINT,
      offsetof(hs_config_t, keepalive_requests), "10000", 0, 100000000, "N",
      "requests on one keep-alive connection before it is closed (0: no limit)", false},
+    {"heartbeat-interval", "HOUSTON_HEARTBEAT_INTERVAL", T_DURATION,
+     offsetof(hs_config_t, heartbeat_interval_ms), "5s", 100, 3600 * SEC, "DURATION",
+     "scale-out: a notifier beats this often; 3 missed beats and the others remove its "
+     "connections",
+     false},
     {"batch-max", "HOUSTON_BATCH_MAX", T_UINT, offsetof(hs_config_t, batch_max), "512", 1, 100000,
      "N", "most store writes committed in one transaction", false},
 };

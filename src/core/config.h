@@ -40,13 +40,14 @@ typedef struct hs_config {
     uint64_t max_ws_message;   /* --max-ws-message HOUSTON_MAX_WS_MESSAGE 64 KiB */
     uint64_t max_pending;      /* --max-pending    HOUSTON_MAX_PENDING    1 MiB */
     uint64_t ping_interval_ms; /* --ping-interval   HOUSTON_PING_INTERVAL   30 s */
-    uint64_t header_timeout_ms;   /* --header-timeout  HOUSTON_HEADER_TIMEOUT  10 s */
-    uint64_t body_timeout_ms;     /* --body-timeout    HOUSTON_BODY_TIMEOUT    10 s */
-    uint64_t idle_timeout_ms;     /* --idle-timeout    HOUSTON_IDLE_TIMEOUT    60 s */
-    uint64_t shutdown_timeout_ms; /* --shutdown-timeout HOUSTON_SHUTDOWN_TIMEOUT 10 s */
-    uint64_t max_connections;     /* --max-connections     HOUSTON_MAX_CONNECTIONS     100000 */
-    uint64_t max_subscriptions;   /* --max-subscriptions   HOUSTON_MAX_SUBSCRIPTIONS   1000 */
-    uint64_t keepalive_requests;  /* --keepalive-requests  HOUSTON_KEEPALIVE_REQUESTS  10000 */
+    uint64_t header_timeout_ms;     /* --header-timeout  HOUSTON_HEADER_TIMEOUT  10 s */
+    uint64_t body_timeout_ms;       /* --body-timeout    HOUSTON_BODY_TIMEOUT    10 s */
+    uint64_t idle_timeout_ms;       /* --idle-timeout    HOUSTON_IDLE_TIMEOUT    60 s */
+    uint64_t shutdown_timeout_ms;   /* --shutdown-timeout HOUSTON_SHUTDOWN_TIMEOUT 10 s */
+    uint64_t max_connections;       /* --max-connections     HOUSTON_MAX_CONNECTIONS     100000 */
+    uint64_t max_subscriptions;     /* --max-subscriptions   HOUSTON_MAX_SUBSCRIPTIONS   1000 */
+    uint64_t keepalive_requests;    /* --keepalive-requests  HOUSTON_KEEPALIVE_REQUESTS  10000 */
+    uint64_t heartbeat_interval_ms; /* --heartbeat-interval HOUSTON_HEARTBEAT_INTERVAL 5 s */
     uint64_t batch_max;
     char *redis;        /* --redis           HOUSTON_REDIS          "" (in-process bus) */
     char *metrics_addr; /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */

@@ -344,12 +344,35 @@ hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
     return n;
 }
 
+static void dead_node_removed_cb(int status, size_t count, void *data)
+{
+    char *node = data;
+    if (status != 0)
+        hs_log_error("notifier: removing the connections of node %s failed: %s", node,
+                     hs_strerror(status));
+    else
+        hs_log_info("notifier: removed %zu connections of node %s and their subscriptions", count,
+                    node);
+    hs_free(node);
+}
+
+/* Another notifier stopped beating: its connections are gone, and so are
+ * their subscriptions in the store (the bus cleaned the directory). */
+static void dead_node_cb(const char *node, void *data)
+{
+    hs_notifier_t *n = data;
+    hs_store_remove_node(n->store, node, dead_node_removed_cb, hs_strdup(node));
+}
+
 int hs_notifier_start(hs_notifier_t *n, const char *addr)
 {
     int rc = hs_bus_serve_node(n->bus, n->node_id, handle_command, n);
     if (rc != 0)
         return rc;
-    return hs_http_server_listen(n->http, addr);
+    rc = hs_http_server_listen(n->http, addr);
+    if (rc == 0)
+        hs_bus_watch_nodes(n->bus, n->node_id, n->cfg->heartbeat_interval_ms, dead_node_cb, n);
+    return rc;
 }
 
 void hs_notifier_gauges(const hs_notifier_t *n, hs_metrics_gauges_t *out)

@@ -150,3 +150,62 @@ def test_a_closed_connection_leaves_nothing_in_mariadb_or_redis(cluster):
     assert rows.strip() == "0"
     assert http("POST", f"{api}/api/v1/subscribes", "topic=w",
                 f"connectionID={cid}").status == 404
+
+
+def test_a_killed_notifier_is_cleaned_up_by_the_survivors(tmp_path):
+    """kill -9 one notifier: within three heartbeats its subscriptions are gone
+    from MariaDB and its connections from the directory."""
+    import time
+    redis, maria = Redis(tmp_path), MariaDB(tmp_path)
+    common = ["--db", maria.url, "--redis", redis.url, "--heartbeat-interval", "300ms"]
+    roles = []
+    try:
+        api = free_port()
+        publisher = Role(tmp_path, "publisher", "publisher", *common,
+                         "--api-addr", f"127.0.0.1:{api}")
+        roles.append(publisher)
+        wait_port(api, publisher.proc, publisher.log)
+        ports = {}
+        notifiers = {}
+        for node in ("x", "y"):
+            ports[node] = free_port()
+            notifiers[node] = Role(tmp_path, f"notifier-{node}", "notifier", *common,
+                                   "--node-id", node, "--ws-addr", f"127.0.0.1:{ports[node]}")
+            roles.append(notifiers[node])
+            wait_port(ports[node], notifiers[node].proc, notifiers[node].log)
+
+        async def go():
+            ws, cid = await connect_to(ports["y"])
+            await asyncio.sleep(0.5)
+            r = await asyncio.to_thread(http, "POST", f"http://127.0.0.1:{api}/api/v1/subscribes",
+                                        "topic=k", f"connectionID={cid}")
+            assert r.status == 201
+            notifiers["y"].proc.kill()  # kill -9: no cleanup of its own
+            notifiers["y"].proc.wait(5)
+            ws.transport.abort()
+            return cid
+        cid = run(go())
+        assert maria.query(f"SELECT COUNT(*) FROM subscriptions WHERE connection_id='{cid}'"
+                           ).strip() == "1"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if maria.query(f"SELECT COUNT(*) FROM subscriptions WHERE connection_id='{cid}'"
+                           ).strip() == "0":
+                break
+            time.sleep(0.1)
+        assert maria.query(f"SELECT COUNT(*) FROM subscriptions WHERE connection_id='{cid}'"
+                           ).strip() == "0", notifiers["x"].log.read_text()
+        assert http("POST", f"http://127.0.0.1:{api}/api/v1/subscribes", "topic=k",
+                    f"connectionID={cid}").status == 404
+        assert "stopped beating" in notifiers["x"].log.read_text()
+        # and a client can reconnect to the survivor
+        async def again():
+            ws, _ = await connect_to(ports["x"])
+            await ws.close()
+        run(again())
+    finally:
+        for role in roles:
+            if role.proc.poll() is None:
+                role.stop()
+        redis.stop()
+        maria.stop()

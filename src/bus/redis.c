@@ -388,6 +388,7 @@ static void redis_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_
         char topic_key[200];
         snprintf(topic_key, sizeof(topic_key), "houston:topic:%s", cmd->topic);
         redisAsyncCommand(bus->cmd, NULL, NULL, "SADD %s %s", topic_key, node);
+        redisAsyncCommand(bus->cmd, NULL, NULL, "SADD houston:nodetopics:%s %s", node, cmd->topic);
     }
     STR("XADD");
     STR(key);

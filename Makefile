@@ -69,7 +69,7 @@ fuzz:
 	  work=$$(mktemp -d) && cp fuzz/corpus/$$t/* $$work/ && \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s" && \
 	  ./$(BUILD)-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
-	    -artifact_prefix=$(BUILD)-fuzz/ $$work 2>&1 | grep -E "DONE|ERROR|SUMMARY|Test unit|deadly|timeout" ; \
+	    -artifact_prefix=$(BUILD)-fuzz/ $$work 2>&1 | grep -E "DONE|ERROR|SUMMARY|Test unit|deadly|timeout|runtime error|fuzz_[a-z_]+: " ; \
 	  status=$${PIPESTATUS[0]}; rm -rf $$work; \
 	  [ $$status -eq 0 ] || { echo "fuzz_$$t FAILED (artifacts in $(BUILD)-fuzz/)"; exit 1; }; \
 	done

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +69,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     hs_log_set_level(HS_LOG_OFF);
+    signal(SIGPIPE, SIG_IGN); /* the server writes to clients that left, as houston does */
     uv_loop_init(&loop);
     hs_net_t *net = hs_net_new(&loop);
     hs_router_t *router = hs_router_new();
@@ -92,11 +95,23 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0)
-        abort(); /* the server must always accept */
+    /* The listener may be pausing after running out of descriptors, or the
+     * loopback ports may be busy for a moment: retry for up to 2 s, then the
+     * server has stopped accepting for good, which is a bug. */
+    int fd = -1;
+    for (int attempt = 0; fd < 0; attempt++) {
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
+            break;
+        fprintf(stderr, "fuzz_http: connect: %s\n", strerror(errno));
+        close(fd);
+        fd = -1;
+        if (attempt == 200)
+            abort();
+        usleep(10000);
+    }
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));

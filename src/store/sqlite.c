@@ -5,7 +5,9 @@
  * answers queries while the writer writes (WAL).
  *
  * Durability: journal_mode=WAL with synchronous=FULL: a write whose callback
- * reported success survives a process crash and a power loss. */
+ * reported success survives a process crash and a power loss. The schema is
+ * a list of migrations applied in order under PRAGMA user_version (the same
+ * idea as mariadb.c's schema_version table). Design: docs/internals/store.md. */
 #include "store/sqlite.h"
 
 #include <sqlite3.h>
@@ -17,6 +19,9 @@
 #include "core/log.h"
 #include "store/engine.h"
 
+/* The schema, one migration per version (PRAGMA user_version counts those
+ * applied). Append only: a shipped migration is never edited, since files
+ * already at its version would not see the change. */
 static const char *const migrations[] = {
     /* 1: messages, connections, subscriptions */
     "CREATE TABLE messages ("
@@ -53,62 +58,125 @@ static int exec(sqlite3 *db, const char *sql, char *err, size_t err_len)
     return 0;
 }
 
-static int migrate(sqlite3 *db, const char *path, char *err, size_t err_len)
+/* Reads PRAGMA user_version; -1 when it cannot be read. */
+static int schema_version(sqlite3 *db)
 {
     sqlite3_stmt *stmt;
-    int version = 0;
+    int version = -1;
     if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL) == SQLITE_OK) {
         if (sqlite3_step(stmt) == SQLITE_ROW)
             version = sqlite3_column_int(stmt, 0);
         sqlite3_finalize(stmt);
     }
+    return version;
+}
+
+/* Applies the migrations the file lacks, each once, in order, each in its own
+ * transaction with the version bump, so a crash leaves the file at a whole
+ * version. The version is read again under BEGIN IMMEDIATE (the write lock):
+ * two processes starting on one file cannot both apply the same step. */
+static int migrate(sqlite3 *db, const char *path, char *err, size_t err_len)
+{
     int latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
-    if (version > latest) {
-        snprintf(err, err_len, "database '%s' has schema version %d, newer than this houston (%d)",
-                 path, version, latest);
-        return HS_EINVAL;
-    }
-    for (int v = version; v < latest; v++) {
+    for (;;) {
+        char reason[256] = "";
+        if (exec(db, "BEGIN IMMEDIATE", reason, sizeof(reason)) != 0) {
+            snprintf(err, err_len, "cannot open sqlite database '%s': %s", path, reason);
+            return HS_EIO;
+        }
+        int version = schema_version(db);
+        if (version < 0)
+            snprintf(err, err_len, "cannot open sqlite database '%s': %s", path,
+                     sqlite3_errmsg(db));
+        if (version < 0 || version >= latest) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            if (version < 0)
+                return HS_EIO;
+            if (version > latest) {
+                snprintf(err, err_len,
+                         "database '%s' has schema version %d, newer than this houston (%d)", path,
+                         version, latest);
+                return HS_EINVAL;
+            }
+            return 0;
+        }
         char sql[64];
-        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
-        char reason[256];
-        if (exec(db, "BEGIN IMMEDIATE", reason, sizeof(reason)) != 0 ||
-            exec(db, migrations[v], reason, sizeof(reason)) != 0 ||
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);
+        if (exec(db, migrations[version], reason, sizeof(reason)) != 0 ||
             exec(db, sql, reason, sizeof(reason)) != 0 ||
             exec(db, "COMMIT", reason, sizeof(reason)) != 0) {
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            snprintf(err, err_len, "migrating '%s' to schema version %d failed: %s", path, v + 1,
-                     reason);
+            snprintf(err, err_len, "migrating '%s' to schema version %d failed: %s", path,
+                     version + 1, reason);
             return HS_EIO;
         }
-        hs_log_info("store: %s migrated to schema version %d", path, v + 1);
+        hs_log_info("store: %s migrated to schema version %d", path, version + 1);
     }
-    return 0;
 }
 
+/* Sets the journal mode and checks it took: SQLite silently keeps the old
+ * mode where WAL is impossible (e.g. no shared memory), and the reader's
+ * concurrency depends on it. */
+static int use_wal(sqlite3 *db, char *reason, size_t len)
+{
+    sqlite3_stmt *stmt;
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &stmt, NULL) != SQLITE_OK) {
+        snprintf(reason, len, "%s", sqlite3_errmsg(db));
+        return HS_EIO;
+    }
+    const char *mode = NULL;
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        mode = (const char *)sqlite3_column_text(stmt, 0);
+    int rc = mode != NULL && strcmp(mode, "wal") == 0 ? 0 : HS_EIO;
+    if (rc != 0)
+        snprintf(reason, len, "%s",
+                 mode ? "the file system does not allow WAL journal mode" : sqlite3_errmsg(db));
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+/* The writer opens read-write (creating the file); the reader opens the same
+ * file read-only once the writer made it a WAL database. */
 static int open_db(const char *path, bool read_only, sqlite3 **out, char *err, size_t err_len)
 {
     int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     flags |= SQLITE_OPEN_NOMUTEX; /* each connection belongs to one thread */
     sqlite3 *db = NULL;
+    char reason[256] = "";
     int rc = sqlite3_open_v2(path, &db, flags, NULL);
     if (rc != SQLITE_OK) {
-        snprintf(err, err_len, "cannot open sqlite database '%s': %s", path,
-                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-        sqlite3_close(db);
-        return HS_EIO;
+        snprintf(reason, sizeof(reason), "%s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        goto fail;
     }
+    /* SQLite opens a write-protected file read-only without saying so. */
+    if (!read_only && sqlite3_db_readonly(db, "main") == 1) {
+        snprintf(reason, sizeof(reason), "the file is read-only");
+        goto fail;
+    }
+    /* Waits for the other connection's lock (checkpoints, a second process)
+     * rather than failing at once with SQLITE_BUSY. */
     sqlite3_busy_timeout(db, 5000);
-    char reason[256];
-    const char *pragmas = read_only ? "PRAGMA query_only = ON;"
-                                    : "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;";
-    if (exec(db, pragmas, reason, sizeof(reason)) != 0) {
-        snprintf(err, err_len, "cannot use sqlite database '%s': %s", path, reason);
-        sqlite3_close(db);
-        return HS_EIO;
+    /* The first statements read the header: a file that is not a database
+     * fails here. foreign_keys: the v1 schema has none (subscriptions may
+     * exist without a connection row) but later migrations may. */
+    if (exec(db, "PRAGMA foreign_keys = ON", reason, sizeof(reason)) != 0)
+        goto fail;
+    if (read_only) {
+        if (exec(db, "PRAGMA query_only = ON", reason, sizeof(reason)) != 0)
+            goto fail;
+    } else {
+        /* FULL: each commit (one per batch) syncs the WAL, so an acknowledged
+         * write survives a power loss, not only a crash (docs/internals/store.md). */
+        if (use_wal(db, reason, sizeof(reason)) != 0 ||
+            exec(db, "PRAGMA synchronous = FULL", reason, sizeof(reason)) != 0)
+            goto fail;
     }
     *out = db;
     return 0;
+fail:
+    snprintf(err, err_len, "cannot open sqlite database '%s': %s", path, reason);
+    sqlite3_close(db);
+    return HS_EIO;
 }
 
 /* ---- statements -------------------------------------------------------- */
@@ -343,26 +411,34 @@ static int do_read(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
     }
 }
 
-/* ---- worker threads ----------------------------------------------------- */
-
 /* ---- the engine's interface --------------------------------------------- */
 
 /* One thread's connection and its prepared statements. */
 typedef struct conn {
     sqlite3 *db;
     stmts_t stmts;
+    /* Some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM) make SQLite roll
+     * the whole transaction back by itself. The rest of the batch must then
+     * not run: each op's SAVEPOINT would open a transaction of its own and
+     * RELEASE would commit it, writing ops the batch will report as failed. */
+    bool aborted;
 } conn_t;
 
 static int sq_begin(void *c)
 {
+    conn_t *conn = c;
     char err[256];
-    return exec(((conn_t *)c)->db, "BEGIN IMMEDIATE", err, sizeof(err));
+    conn->aborted = false;
+    return exec(conn->db, "BEGIN IMMEDIATE", err, sizeof(err));
 }
 
 static int sq_commit(void *c)
 {
+    conn_t *conn = c;
     char err[256];
-    return exec(((conn_t *)c)->db, "COMMIT", err, sizeof(err));
+    if (conn->aborted)
+        return HS_EIO;
+    return exec(conn->db, "COMMIT", err, sizeof(err));
 }
 
 static void sq_rollback(void *c)
@@ -372,12 +448,22 @@ static void sq_rollback(void *c)
 
 static void sq_savepoint(void *c)
 {
-    sqlite3_exec(((conn_t *)c)->db, "SAVEPOINT op", NULL, NULL, NULL);
+    conn_t *conn = c;
+    /* Autocommit mode inside a batch: the batch's transaction is gone. */
+    if (conn->aborted || sqlite3_get_autocommit(conn->db)) {
+        conn->aborted = true;
+        return;
+    }
+    if (sqlite3_exec(conn->db, "SAVEPOINT op", NULL, NULL, NULL) != SQLITE_OK)
+        conn->aborted = true; /* without it a failing op could not be undone alone */
 }
 
 static void sq_release(void *c, bool undo)
 {
-    sqlite3 *db = ((conn_t *)c)->db;
+    conn_t *conn = c;
+    sqlite3 *db = conn->db;
+    if (conn->aborted)
+        return;
     if (undo)
         sqlite3_exec(db, "ROLLBACK TO op", NULL, NULL, NULL);
     sqlite3_exec(db, "RELEASE op", NULL, NULL, NULL);
@@ -386,6 +472,8 @@ static void sq_release(void *c, bool undo)
 static int sq_write(void *c, hs_store_op_t *op)
 {
     conn_t *conn = c;
+    if (conn->aborted)
+        return HS_EIO;
     return do_write(conn->db, &conn->stmts, op);
 }
 

@@ -11,6 +11,11 @@
  * Data passed to a callback (messages, subscriptions) lives only during the
  * callback. Data passed in is copied before the call returns.
  *
+ * The callback of a write (put_message, add/remove_subscription,
+ * add/remove_connection, remove_node) may be NULL: the write still happens.
+ * Reads need one. Operations issued after close complete with HS_ECLOSED,
+ * through the same queue (still not inside the call).
+ *
  * Status codes: 0, HS_ENOTFOUND, HS_EEXIST (see each op), HS_EIO (storage
  * failure; nothing of that operation was written), HS_ECLOSED (store
  * closing).
@@ -61,7 +66,8 @@ typedef struct hs_history_query {
     bool has_cursor;  /* false: start from the oldest (forward) or newest */
     hs_ulid_t cursor; /* exclusive */
     bool forward;     /* true: ids > cursor ascending; false: < cursor descending */
-    unsigned limit;   /* at most this many rows are returned */
+    unsigned limit;   /* at most this many rows are returned; the result is
+                         allocated for limit rows, so callers bound it */
 } hs_history_query_t;
 
 typedef struct hs_store_ops {

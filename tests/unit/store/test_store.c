@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -27,6 +28,8 @@ typedef struct fixture {
     uint64_t created_ms;
     char ids[64][HS_ULID_LEN + 1];
     char contents[64][32];
+    size_t lens[64];
+    uint64_t times[64];
     size_t content_len;
     int order[1100];
 } fixture_t;
@@ -113,7 +116,12 @@ static void messages_cb(int status, const hs_message_t *msgs, size_t count, void
     f->count = count;
     for (size_t i = 0; i < count && i < 64; i++) {
         memcpy(f->ids[i], msgs[i].id, sizeof(f->ids[i]));
-        snprintf(f->contents[i], sizeof(f->contents[i]), "%s", msgs[i].content);
+        /* bytes, not a C string: content may hold NULs */
+        size_t n = msgs[i].content_len < 31 ? msgs[i].content_len : 31;
+        memset(f->contents[i], 0, sizeof(f->contents[i]));
+        memcpy(f->contents[i], msgs[i].content, n);
+        f->lens[i] = msgs[i].content_len;
+        f->times[i] = msgs[i].created_ms;
     }
 }
 
@@ -142,6 +150,7 @@ static void subs_cb(int status, const hs_subscription_t *subs, size_t count, voi
     for (size_t i = 0; i < count && i < 64; i++) {
         snprintf(f->contents[i], sizeof(f->contents[i]), "%s", subs[i].topic);
         memcpy(f->ids[i], subs[i].connection_id, sizeof(f->ids[i]));
+        f->times[i] = subs[i].created_ms;
     }
 }
 
@@ -182,6 +191,40 @@ static void list(fixture_t *f, const char *topic, const char *cursor, bool forwa
     hs_store_list_messages(f->store, &q, messages_cb, f);
     wait_call(f);
     assert_int_equal(f->status, 0);
+}
+
+/* Names unique to one test: the MariaDB run shares one database between
+ * tests, so a test must not see another's rows. */
+static void unique(char out[40], const char *prefix)
+{
+    hs_ulid_t id;
+    hs_ulid_new(&id);
+    char s[HS_ULID_LEN + 1];
+    hs_ulid_format(&id, s);
+    snprintf(out, 40, "%.12s-%s", prefix, s);
+}
+
+static void unique_id(char out[HS_ULID_LEN + 1])
+{
+    hs_ulid_t id;
+    hs_ulid_new(&id);
+    hs_ulid_format(&id, out);
+}
+
+/* A message with a new id; content points at a literal. */
+static hs_message_t message(const char *topic, const char *content, char id_out[27])
+{
+    hs_ulid_t id;
+    hs_ulid_new(&id);
+    hs_message_t msg = {.topic = topic,
+                        .content = content,
+                        .content_len = strlen(content),
+                        .author = "a",
+                        .created_ms = hs_ulid_time_ms(&id)};
+    hs_ulid_format(&id, msg.id);
+    if (id_out)
+        memcpy(id_out, msg.id, sizeof(msg.id));
+    return msg;
 }
 
 static void test_put_get(void **state)
@@ -387,26 +430,355 @@ static void test_persistence_and_idempotent_migration(void **state)
     assert_string_equal(f->ids[0], id);
 }
 
-static void test_closed_store_answers_later(void **state)
+static int closed_calls;
+static void closed_write_cb(int status, void *data)
 {
-    fixture_t *f = *state;
-    hs_store_close(f->store, closed_cb, f);
-    /* An operation after close still gets its callback, asynchronously. */
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_null(f->store);
+    (void)data;
+    assert_int_equal(status, HS_ECLOSED);
+    closed_calls++;
 }
 
-static void test_bad_urls(void **state)
+static void closed_read_cb(int status, const hs_message_t *msg, void *data)
+{
+    (void)data;
+    assert_int_equal(status, HS_ECLOSED);
+    assert_null(msg);
+    closed_calls++;
+}
+
+static void test_close_finishes_queued_work(void **state)
 {
     fixture_t *f = *state;
+    char topic[40], id[27];
+    unique(topic, "closing");
+    hs_message_t msg = message(topic, "queued", id);
+    f->calls = 0;
+    closed_calls = 0;
+    /* Queued before close: runs and is committed, its callback still runs. */
+    hs_store_put_message(f->store, &msg, done_cb, f);
+    hs_store_close(f->store, closed_cb, f);
+    /* Issued after close: HS_ECLOSED, through the queue, never inside the call. */
+    hs_message_t late = message(topic, "late", NULL);
+    hs_store_put_message(f->store, &late, closed_write_cb, NULL);
+    hs_store_get_message(f->store, id, closed_read_cb, NULL);
+    assert_int_equal(closed_calls, 0);
+    assert_int_equal(f->calls, 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_null(f->store); /* close's callback ran */
+    assert_int_equal(closed_calls, 2);
+    assert_int_equal(f->calls, 1);
+    assert_int_equal(f->status, 0);
+    open_store(f);
+    list(f, topic, NULL, true, 10);
+    assert_int_equal(f->count, 1);
+    assert_string_equal(f->ids[0], id);
+}
+
+static void test_history_edges(void **state)
+{
+    fixture_t *f = *state;
+    char topic[40], other[40], ids[4][27];
+    unique(topic, "edges");
+    unique(other, "other");
+    for (int i = 0; i < 4; i++)
+        put(f, topic, "m", ids[i]);
+    put(f, other, "x", NULL);
+    /* topic isolation: everything of the topic, nothing else */
+    list(f, topic, NULL, true, 100);
+    assert_int_equal(f->count, 4);
+    list(f, topic, NULL, false, 100);
+    assert_int_equal(f->count, 4);
+    assert_string_equal(f->ids[0], ids[3]);
+    list(f, other, NULL, true, 100);
+    assert_int_equal(f->count, 1);
+    /* cursor at the first id forward / the last id backward: all the others */
+    list(f, topic, ids[0], true, 100);
+    assert_int_equal(f->count, 3);
+    assert_string_equal(f->ids[0], ids[1]);
+    assert_string_equal(f->ids[2], ids[3]);
+    list(f, topic, ids[3], false, 100);
+    assert_int_equal(f->count, 3);
+    assert_string_equal(f->ids[0], ids[2]);
+    assert_string_equal(f->ids[2], ids[0]);
+    /* a cursor that is no stored id: compared by position in time */
+    list(f, topic, "00000000000000000000000000", true, 2);
+    assert_int_equal(f->count, 2);
+    assert_string_equal(f->ids[0], ids[0]);
+    list(f, topic, "7ZZZZZZZZZZZZZZZZZZZZZZZZZ", false, 1);
+    assert_int_equal(f->count, 1);
+    assert_string_equal(f->ids[0], ids[3]);
+    list(f, topic, "00000000000000000000000000", false, 10);
+    assert_int_equal(f->count, 0);
+    /* limit exactly the rows left, and zero */
+    list(f, topic, ids[1], true, 2);
+    assert_int_equal(f->count, 2);
+    list(f, topic, NULL, true, 0);
+    assert_int_equal(f->count, 0);
+}
+
+static void test_list_returns_whole_messages(void **state)
+{
+    fixture_t *f = *state;
+    char topic[40];
+    unique(topic, "bytes");
+    hs_ulid_t uid;
+    hs_ulid_new(&uid);
+    /* NUL, 2-, 3- and 4-byte UTF-8 */
+    static const char content[] = "\0\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80z";
+    hs_message_t msg = {.topic = topic,
+                        .content = content,
+                        .content_len = sizeof(content) - 1,
+                        .author = "\xc3\xa9t\xc3\xa9",
+                        .created_ms = hs_ulid_time_ms(&uid)};
+    hs_ulid_format(&uid, msg.id);
+    f->calls = 0;
+    hs_store_put_message(f->store, &msg, done_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    list(f, topic, NULL, false, 10);
+    assert_int_equal(f->count, 1);
+    assert_string_equal(f->ids[0], msg.id);
+    assert_int_equal(f->lens[0], sizeof(content) - 1);
+    assert_memory_equal(f->contents[0], content, sizeof(content) - 1);
+    assert_int_equal(f->times[0], msg.created_ms);
+}
+
+static int dup_status[3];
+static int dup_calls;
+static void dup_cb(int status, void *data)
+{
+    dup_status[(intptr_t)data] = status;
+    dup_calls++;
+}
+
+static void test_failed_write_fails_alone(void **state)
+{
+    fixture_t *f = *state;
+    char topic[40], first[27], third[27];
+    unique(topic, "dup");
+    hs_message_t a = message(topic, "first", first);
+    hs_message_t again = a; /* same id: the primary key refuses it */
+    again.content = "second";
+    again.content_len = 6;
+    hs_message_t c = message(topic, "third", third);
+    dup_calls = 0;
+    /* Issued together, so (almost surely) one batch, one transaction. */
+    hs_store_put_message(f->store, &a, dup_cb, (void *)0);
+    hs_store_put_message(f->store, &again, dup_cb, (void *)1);
+    hs_store_put_message(f->store, &c, dup_cb, (void *)2);
+    while (dup_calls < 3)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(dup_status[0], 0);
+    assert_int_equal(dup_status[1], HS_EIO);
+    assert_int_equal(dup_status[2], 0);
+    list(f, topic, NULL, true, 10);
+    assert_int_equal(f->count, 2);
+    assert_string_equal(f->ids[0], first);
+    assert_string_equal(f->contents[0], "first");
+    assert_string_equal(f->ids[1], third);
+}
+
+static void test_write_callbacks_may_be_null(void **state)
+{
+    fixture_t *f = *state;
+    char topic[40], conn[27], id[27];
+    unique(topic, "nullcb");
+    unique_id(conn);
+    hs_message_t msg = message(topic, "fire and forget", id);
+    hs_store_put_message(f->store, &msg, NULL, NULL);
+    hs_store_add_subscription(f->store, conn, topic, 5, NULL, NULL);
+    /* Writes complete in order: once this one is back, both above are in. */
+    put(f, topic, "acknowledged", NULL);
+    f->calls = 0;
+    hs_store_get_message(f->store, id, message_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    list_subs(f, conn, NULL);
+    assert_int_equal(f->count, 1);
+    hs_store_remove_subscription(f->store, conn, NULL, NULL, NULL);
+    hs_store_add_connection(f->store, conn, "n", 1, NULL, NULL);
+    hs_store_remove_connection(f->store, conn, NULL, NULL);
+    hs_store_remove_node(f->store, "n", NULL, NULL);
+    /* close (in teardown) waits for them */
+}
+
+static void test_subscription_queries(void **state)
+{
+    fixture_t *f = *state;
+    char c1[27], c2[27], t1[40], t2[40];
+    unique_id(c1);
+    unique_id(c2);
+    unique(t1, "t1");
+    unique(t2, "t2");
+    subscribe(f, c1, t1, 10);
+    subscribe(f, c1, t2, 20);
+    subscribe(f, c2, t1, 30);
+    /* by both: one row, with its stored time */
+    list_subs(f, c1, t2);
+    assert_int_equal(f->count, 1);
+    assert_string_equal(f->ids[0], c1);
+    assert_string_equal(f->contents[0], t2);
+    assert_int_equal(f->times[0], 20);
+    /* by topic: in creation order */
+    list_subs(f, NULL, t1);
+    assert_int_equal(f->count, 2);
+    assert_string_equal(f->ids[0], c1);
+    assert_int_equal(f->times[0], 10);
+    assert_string_equal(f->ids[1], c2);
+    /* by connection: in creation order */
+    list_subs(f, c1, NULL);
+    assert_int_equal(f->count, 2);
+    assert_string_equal(f->contents[0], t1);
+    assert_string_equal(f->contents[1], t2);
+    /* removing what is not there counts 0 and is no error */
+    f->calls = 0;
+    hs_store_remove_subscription(f->store, c2, t2, count_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    assert_int_equal(f->count, 0);
+    /* all of a connection: counts each */
+    f->calls = 0;
+    hs_store_remove_subscription(f->store, c1, NULL, count_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    assert_int_equal(f->count, 2);
+    list_subs(f, NULL, t1);
+    assert_int_equal(f->count, 1);
+    assert_string_equal(f->ids[0], c2);
+    /* subscribing again after removal creates it anew */
+    subscribe(f, c1, t1, 40);
+    assert_int_equal(f->status, 0);
+    assert_int_equal(f->created_ms, 40);
+}
+
+static void test_remove_node(void **state)
+{
+    fixture_t *f = *state;
+    char a1[27], a2[27], b1[27], orphan[27], topic[40], node_a[40], node_b[40];
+    unique_id(a1);
+    unique_id(a2);
+    unique_id(b1);
+    unique_id(orphan);
+    unique(topic, "node");
+    unique(node_a, "na");
+    unique(node_b, "nb");
+    f->calls = 0;
+    hs_store_add_connection(f->store, a1, node_a, 1, done_cb, f);
+    hs_store_add_connection(f->store, a2, node_a, 1, done_cb, f);
+    hs_store_add_connection(f->store, b1, node_b, 1, done_cb, f);
+    while (f->calls < 3)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(f->status, 0);
+    subscribe(f, a1, topic, 1);
+    subscribe(f, a2, topic, 2);
+    subscribe(f, b1, topic, 3);
+    subscribe(f, orphan, topic, 4); /* no connection row (scale-out publisher) */
+    f->calls = 0;
+    hs_store_remove_node(f->store, node_a, count_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    assert_int_equal(f->count, 2);
+    list_subs(f, NULL, topic);
+    assert_int_equal(f->count, 2);
+    assert_string_equal(f->ids[0], b1);
+    assert_string_equal(f->ids[1], orphan);
+    f->calls = 0;
+    hs_store_remove_node(f->store, node_a, count_cb, f);
+    wait_call(f);
+    assert_int_equal(f->count, 0);
+    /* remove_connection without a connection row still takes the
+     * subscriptions */
+    f->calls = 0;
+    hs_store_remove_connection(f->store, orphan, done_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    list_subs(f, NULL, topic);
+    assert_int_equal(f->count, 1);
+    assert_string_equal(f->ids[0], b1);
+}
+
+static void test_small_batches(void **state)
+{
+    fixture_t *f = *state;
+    close_store(f);
+    hs_store_options_t options = {.batch_max = 1};
+    char err[256] = "";
+    assert_int_equal(hs_store_open(&f->loop, f->url, &options, &f->store, err, sizeof(err)), 0);
+    enum { N = 50 };
+    static hs_message_t msgs[N];
+    char topic[40];
+    unique(topic, "small");
+    f->calls = 0;
+    order_pos = 0;
+    order_fixture = f;
+    for (int i = 0; i < N; i++) {
+        msgs[i] = message(topic, "x", NULL);
+        hs_store_put_message(f->store, &msgs[i], ordered_cb, (void *)(intptr_t)i);
+    }
+    while (f->calls < N)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    list(f, topic, NULL, false, 100);
+    assert_int_equal(f->count, N);
+    assert_string_equal(f->ids[0], msgs[N - 1].id);
+}
+
+static void expect_open_error(fixture_t *f, const char *url, const char *needle)
+{
     hs_store_t *s = NULL;
-    char err[256];
-    assert_int_equal(hs_store_open(&f->loop, "postgres://x", NULL, &s, err, sizeof(err)),
-                     HS_EINVAL);
-    assert_non_null(strstr(err, "sqlite:"));
-    assert_int_not_equal(
-        hs_store_open(&f->loop, "sqlite:/nonexistent-dir/x/y.db", NULL, &s, err, sizeof(err)), 0);
-    assert_non_null(strstr(err, "cannot open"));
+    char err[512] = "";
+    int rc = hs_store_open(&f->loop, url, NULL, &s, err, sizeof(err));
+    if (rc == 0)
+        fail_msg("opening %s succeeded", url);
+    assert_null(s);
+    if (strstr(err, needle) == NULL)
+        fail_msg("opening %s: '%s' lacks '%s'", url, err, needle);
+}
+
+static void count_closed_cb(int status, void *data)
+{
+    assert_int_equal(status, 0);
+    (*(int *)data)++;
+}
+
+static void test_open_errors(void **state)
+{
+    fixture_t *f = *state;
+    expect_open_error(f, "postgres://x", "sqlite:");
+    expect_open_error(f, "sqlite:", "no file path");
+    expect_open_error(f, "sqlite:/nonexistent-dir/x/y.db",
+                      "cannot open sqlite database '/nonexistent-dir/x/y.db'");
+    char dir[64] = "/tmp/houston-store-bad-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128], url[160];
+    /* a file that is not a database */
+    snprintf(path, sizeof(path), "%s/text.db", dir);
+    FILE *file = fopen(path, "w");
+    assert_non_null(file);
+    fputs("this is not an SQLite database, only some text that is long enough to hold a header\n",
+          file);
+    fclose(file);
+    snprintf(url, sizeof(url), "sqlite:%s", path);
+    expect_open_error(f, url, "not a database");
+    /* a directory */
+    snprintf(url, sizeof(url), "sqlite:%s", dir);
+    expect_open_error(f, url, "cannot open sqlite database");
+    /* a read-only file (root writes anyway: not testable then) */
+    if (geteuid() != 0) {
+        snprintf(path, sizeof(path), "%s/ro.db", dir);
+        snprintf(url, sizeof(url), "sqlite:%s", path);
+        hs_store_t *s = NULL;
+        char err[256];
+        assert_int_equal(hs_store_open(&f->loop, url, NULL, &s, err, sizeof(err)), 0);
+        int closed = 0;
+        hs_store_close(s, count_closed_cb, &closed);
+        while (!closed) /* the fixture's store keeps the loop alive */
+            uv_run(&f->loop, UV_RUN_ONCE);
+        assert_int_equal(chmod(path, 0444), 0);
+        expect_open_error(f, url, "read-only");
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 int main(void)
@@ -419,8 +791,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_subscriptions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connections_take_their_subscriptions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence_and_idempotent_migration, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_closed_store_answers_later, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_urls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_edges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_returns_whole_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_write_fails_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_callbacks_may_be_null, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subscription_queries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_node, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_finishes_queued_work, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

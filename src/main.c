@@ -221,7 +221,8 @@ static int open_bus(app_t *app)
         return 0;
     }
     char err[256] = "";
-    int rc = hs_bus_redis_open(app->loop, app->cfg.redis, &app->bus, err, sizeof(err));
+    hs_bus_redis_options_t options = {.claim_idle_ms = app->cfg.claim_idle_ms};
+    int rc = hs_bus_redis_open(app->loop, app->cfg.redis, &options, &app->bus, err, sizeof(err));
     if (rc != 0) {
         hs_log_error("houston: %s", err[0] ? err : hs_strerror(rc));
         return 1;
@@ -235,7 +236,8 @@ static int serve(app_t *app)
     int rc;
     choose_node_id(app);
     if (app->roles & (ROLE_PUBLISHER | ROLE_NOTIFIER)) {
-        hs_store_options_t store_options = {.batch_max = (unsigned)app->cfg.batch_max};
+        hs_store_options_t store_options = {.batch_max = (unsigned)app->cfg.batch_max,
+                                            .connect_wait_ms = app->cfg.db_wait_ms};
         rc = hs_store_open(app->loop, app->cfg.db, &store_options, &app->store, err, sizeof(err));
         if (rc != 0) {
             hs_log_error("houston: %s", err[0] ? err : hs_strerror(rc));

@@ -14,8 +14,14 @@
  *                            per subscriber.
  *
  * Back-ends implement hs_bus_ops_t: inproc.c (embedded mode, one process)
- * and, later, redis.c (Streams with consumer groups). The roles see only
- * this header.
+ * and redis.c (Streams with consumer groups). The roles see only this
+ * header.
+ *
+ * A back-end whose dependency can go away (Redis) reconnects by itself with
+ * backoff; while it is away ready() is false and operations fail with
+ * HS_EUNAVAIL. Events published while it is away, or whose append was not
+ * confirmed, are kept and appended once it is back, so an event may arrive
+ * twice: such a back-end sets redelivers, and nodes drop repeated ids.
  *
  * Every asynchronous operation calls its callback later on the loop thread,
  * never inside the call. Operations of one bus are carried out in the order
@@ -49,6 +55,8 @@ typedef enum hs_node_cmd_kind {
     HS_NODE_NOTIFY,      /* frame_text as is, to connection_id */
     HS_NODE_SUBSCRIBE,   /* add connection_id to topic's local subscribers */
     HS_NODE_UNSUBSCRIBE, /* remove connection_id from topic (NULL: from all) */
+    HS_NODE_FORWARD,     /* frame_text is a prototype forwarder-channel message,
+                            {"connectionID":…,"payload":…}, sent to every node */
 } hs_node_cmd_kind_t;
 
 typedef struct hs_node_cmd {
@@ -77,6 +85,12 @@ typedef void (*hs_bus_node_cb)(int status, const char *node, void *data);
 
 typedef struct hs_bus_ops {
     const char *name;
+    bool redelivers; /* an event or command may arrive more than once */
+    /* Whether the bus can take operations now. */
+    bool (*ready)(hs_bus_t *bus);
+    /* cb runs each time the bus came back after losing its dependency, so
+     * the caller can put its directory entries back (they may be lost). */
+    void (*on_reconnect)(hs_bus_t *bus, void (*cb)(void *data), void *data);
     void (*publish_event)(hs_bus_t *bus, const hs_event_t *event, hs_bus_done_cb cb, void *data);
     int (*consume_events)(hs_bus_t *bus, hs_bus_event_handler handler, void *data);
     void (*ack)(hs_bus_t *bus, void *token);
@@ -112,10 +126,28 @@ struct hs_bus {
 
 /* The in-process bus of the embedded mode (inproc.c). */
 hs_bus_t *hs_bus_inproc_new(uv_loop_t *loop);
-/* The Redis bus of the scale-out mode (redis.c): url is
- * redis://host[:port][/db]. Returns 0 or an error with a reason in err. */
-int hs_bus_redis_open(uv_loop_t *loop, const char *url, hs_bus_t **out, char *err, size_t err_len);
+typedef struct hs_bus_redis_options {
+    uint64_t claim_idle_ms; /* take over events pending this long (0: 30 s) */
+} hs_bus_redis_options_t;
 
+/* The Redis bus of the scale-out mode (redis.c): url is
+ * redis://host[:port][/db]. Returns 0 or an error with a reason in err (a
+ * bad URL; an unreachable server is retried in the background). */
+int hs_bus_redis_open(uv_loop_t *loop, const char *url, const hs_bus_redis_options_t *options,
+                      hs_bus_t **out, char *err, size_t err_len);
+
+static inline bool hs_bus_ready(hs_bus_t *b)
+{
+    return b->ops->ready(b);
+}
+static inline bool hs_bus_redelivers(const hs_bus_t *b)
+{
+    return b->ops->redelivers;
+}
+static inline void hs_bus_on_reconnect(hs_bus_t *b, void (*cb)(void *data), void *d)
+{
+    b->ops->on_reconnect(b, cb, d);
+}
 static inline void hs_bus_publish_event(hs_bus_t *b, const hs_event_t *e, hs_bus_done_cb cb,
                                         void *d)
 {

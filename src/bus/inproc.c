@@ -434,8 +434,24 @@ static void inproc_close(hs_bus_t *b, hs_bus_done_cb cb, void *data)
     uv_async_send(&bus->async);
 }
 
+static bool inproc_ready(hs_bus_t *b)
+{
+    (void)b;
+    return true;
+}
+
+static void inproc_on_reconnect(hs_bus_t *b, void (*cb)(void *data), void *data)
+{
+    (void)b; /* never disconnected */
+    (void)cb;
+    (void)data;
+}
+
 static const hs_bus_ops_t inproc_ops = {
     .name = "inproc",
+    .redelivers = false,
+    .ready = inproc_ready,
+    .on_reconnect = inproc_on_reconnect,
     .publish_event = inproc_publish_event,
     .consume_events = inproc_consume_events,
     .ack = inproc_ack,

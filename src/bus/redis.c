@@ -1,126 +1,144 @@
-/* redis.c - the bus on Redis (scale-out mode), through hiredis's libuv
- * adapter so the loop never waits on Redis.
+/* redis.c - the bus on Redis (scale-out mode), through hiredis's
+ * asynchronous API on the libuv loop (redis_uv.c), so the loop never waits
+ * on Redis.
  *
- * Keys and streams (docs/scaling.md):
+ * Keys, streams and channels (docs/scaling.md):
  *   houston:events            stream of "message created" events; consumers
  *                             read it in the consumer group houston:consumers
  *                             (XREADGROUP), acknowledge with XACK after the
  *                             hand-off, and take over entries left pending by
- *                             a dead consumer (XAUTOCLAIM, idle > 30 s)
+ *                             a dead consumer (XAUTOCLAIM after --claim-idle)
  *   houston:node:<node>       stream of commands for one notifier node (XREAD)
  *   houston:conns             hash: connection id -> node
  *   houston:topic:<topic>     set of the nodes that hold subscribers of topic
+ *   houston:pend:<node>:<t>   subscribes on their way to node for topic t: the
+ *                             node keeps topic t routed while one is pending
  *   houston:nodes             set of the notifier nodes
  *   houston:alive:<node>      a node's heartbeat (expires after 3 intervals)
  *   houston:nodeconns:<node>  connections of a node   } so a dead node's
  *   houston:nodetopics:<node> topics of a node        } entries can be found
+ *   houston:cleanup:<node>    lock: one survivor cleans up a dead node
+ *   forwarder-channel         pub/sub channel of the prototype: every node
+ *                             hears {"connectionID":…,"payload":…}
  * Streams are capped with MAXLEN ~ so Redis memory stays bounded.
  *
  * Commands to a node go through its stream, in order: a SUBSCRIBE is before
  * the DELIVERs of messages published after it was acknowledged. The
- * subscribe also adds the node to the topic's set before it is answered, so
- * the consumer routes the next message there. */
+ * subscribe adds the node to the topic's set in the same script that
+ * appends it, so the consumer routes the next message there.
+ *
+ * Each use has its own connection (a "link"): commands, the blocking event
+ * read, the blocking node read, the pub/sub subscription. A link that drops
+ * is reopened after a backoff (100 ms doubling to 2 s, with jitter); while
+ * the command link is down the bus is not ready and operations fail with
+ * HS_EUNAVAIL. Events whose append was not confirmed stay in an outbox and
+ * are appended again when the link is back (hence redelivers). */
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wshadow"
-#include <hiredis/adapters/libuv.h>
-#pragma GCC diagnostic pop
-
 #include "bus/bus.h"
+#include "bus/redis_uv.h"
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/ulid.h"
 
-#define EVENTS_KEY     "houston:events"
-#define GROUP          "houston:consumers"
-#define EVENTS_MAXLEN  "100000"
-#define NODE_MAXLEN    "10000"
-#define READ_COUNT     "64"
-#define BLOCK_MS       "2000"
-#define CLAIM_IDLE_MS  "30000"
-#define CLAIM_EVERY_MS 10000
+#define EVENTS_KEY         "houston:events"
+#define GROUP              "houston:consumers"
+#define FORWARDER_CHANNEL  "forwarder-channel"
+#define EVENTS_MAXLEN      "100000"
+#define NODE_MAXLEN        "10000"
+#define READ_COUNT         "64"
+#define BLOCK_MS           "2000"
+#define CLAIM_IDLE_MS      30000
+#define BACKOFF_MIN_MS     100
+#define BACKOFF_MAX_MS     2000
+#define REGROUP_DELAY_MS   3000 /* after Redis lost the group: let nodes re-register */
+#define RETRY_READ_MS      1000 /* after an error reply to a blocking read */
+#define CONNECT_TIMEOUT_MS 1000
+#define OUTBOX_MAX         100000
+#define KEY_MAX            512
 
-typedef struct redis_bus {
+enum { LINK_CMD, LINK_EVENTS, LINK_NODE, LINK_PUBSUB, LINK_COUNT };
+static const char *const link_names[LINK_COUNT] = {"command", "event", "node", "pub/sub"};
+
+typedef struct redis_bus redis_bus_t;
+
+typedef struct link {
+    redis_bus_t *bus;
+    int role;
+    redisAsyncContext *ac; /* NULL while down */
+    bool wanted;           /* in use: reopened when lost */
+    bool up;               /* connected */
+    bool was_up;           /* the next connect is a reconnect */
+    bool reported;         /* this outage was logged */
+    uint64_t backoff_ms;
+    uv_timer_t timer; /* reconnect, or a delayed read */
+} link_t;
+
+/* An event on its way to the stream: kept until Redis confirms it. */
+typedef struct outbox_entry {
+    struct outbox_entry *next;
+    redis_bus_t *bus;
+    hs_bus_done_cb cb;
+    void *data;
+    char *topic, *id, *json;
+    size_t json_len;
+} outbox_entry_t;
+
+struct redis_bus {
     hs_bus_t base;
     char host[256];
     int port;
     int db;
-    redisAsyncContext *cmd;    /* commands and directory */
-    redisAsyncContext *events; /* blocking XREADGROUP (consumer) */
-    redisAsyncContext *node;   /* blocking XREAD of this node's stream (notifier) */
+    uint64_t claim_idle_ms;
+    link_t links[LINK_COUNT];
+    int open_contexts;
+    int open_handles; /* timers still to be closed */
+    /* consumer */
     hs_bus_event_handler consumer;
     void *consumer_data;
     char consumer_name[64];
+    bool group_lost; /* recreate the group from the start of the stream */
     uv_timer_t claim_timer;
-    bool claim_timer_on;
+    char claim_cursor[64];
+    /* notifier node */
     char *node_name;
-    char node_key[300];
+    char node_key[KEY_MAX];
     char node_last_id[64];
+    bool node_started;
     hs_bus_cmd_handler node_handler;
     void *node_data;
-    int open_contexts;
+    void (*reconnect_cb)(void *data);
+    void *reconnect_data;
     uv_timer_t heartbeat;
-    bool heartbeat_on;
     uint64_t heartbeat_ms;
+    bool heartbeat_on;
     void (*dead_cb)(const char *node, void *data);
     void *dead_data;
-    uv_timer_t finish; /* never started: its close callback ends a close, later */
+    /* publisher */
+    outbox_entry_t *outbox_head, *outbox_tail;
+    size_t outbox_len;
+    /* closing */
+    uv_timer_t finish; /* never started: its close callback ends a close */
     bool closing;
     bool finishing;
     hs_bus_done_cb close_cb;
     void *close_data;
-} redis_bus_t;
+};
 
-/* ---- connections ------------------------------------------------------- */
-
-static void connected_cb(const redisAsyncContext *ac, int status)
+static bool cmd_up(const redis_bus_t *bus)
 {
-    if (status != REDIS_OK)
-        hs_log_error("bus: cannot connect to Redis: %s", ac->errstr);
+    return !bus->closing && bus->links[LINK_CMD].up;
 }
 
-static void maybe_closed(redis_bus_t *bus);
-
-static void disconnected_cb(const redisAsyncContext *ac, int status)
+static redisAsyncContext *cmd_ac(redis_bus_t *bus)
 {
-    redis_bus_t *bus = ac->data;
-    if (status != REDIS_OK && !bus->closing)
-        hs_log_error("bus: Redis connection lost: %s", ac->errstr);
-    if (bus->cmd == ac)
-        bus->cmd = NULL;
-    if (bus->events == ac)
-        bus->events = NULL;
-    if (bus->node == ac)
-        bus->node = NULL;
-    bus->open_contexts--;
-    maybe_closed(bus);
-}
-
-static redisAsyncContext *open_context(redis_bus_t *bus, char *err, size_t err_len)
-{
-    redisAsyncContext *ac = redisAsyncConnect(bus->host, bus->port);
-    if (ac == NULL || ac->err) {
-        snprintf(err, err_len, "cannot connect to Redis at %s:%d: %s", bus->host, bus->port,
-                 ac ? ac->errstr : "out of memory");
-        if (ac)
-            redisAsyncFree(ac);
-        return NULL;
-    }
-    ac->data = bus;
-    redisLibuvAttach(ac, bus->base.loop);
-    redisAsyncSetConnectCallback(ac, connected_cb);
-    redisAsyncSetDisconnectCallback(ac, disconnected_cb);
-    bus->open_contexts++;
-    if (bus->db > 0)
-        redisAsyncCommand(ac, NULL, NULL, "SELECT %d", bus->db);
-    return ac;
+    return cmd_up(bus) ? bus->links[LINK_CMD].ac : NULL;
 }
 
 /* ---- replies ------------------------------------------------------------ */
@@ -130,29 +148,162 @@ static bool reply_ok(const redisReply *r)
     return r != NULL && r->type != REDIS_REPLY_ERROR;
 }
 
-/* Field value of a stream entry's [f, v, f, v...] array, or NULL. */
-static const redisReply *entry_field(const redisReply *fields, const char *name)
+/* NULL reply: the link went away before the answer. */
+static int reply_status(const redisReply *r)
 {
+    return r == NULL ? HS_EUNAVAIL : r->type == REDIS_REPLY_ERROR ? HS_EIO : 0;
+}
+
+/* Field value of a stream entry's [f, v, f, v...] array, or NULL. */
+static const char *field_str(const redisReply *fields, const char *name, size_t *len)
+{
+    if (len)
+        *len = 0;
     if (fields == NULL || fields->type != REDIS_REPLY_ARRAY)
         return NULL;
-    for (size_t i = 0; i + 1 < fields->elements; i += 2)
-        if (fields->element[i]->type == REDIS_REPLY_STRING &&
-            strcmp(fields->element[i]->str, name) == 0)
-            return fields->element[i + 1];
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *k = fields->element[i], *v = fields->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0 &&
+            v->type == REDIS_REPLY_STRING) {
+            if (len)
+                *len = v->len;
+            return v->str;
+        }
+    }
     return NULL;
 }
 
-static const char *field_str(const redisReply *fields, const char *name, size_t *len)
+/* ---- links --------------------------------------------------------------- */
+
+static void maybe_closed(redis_bus_t *bus);
+static void link_up(link_t *l, bool again);
+static int link_open(link_t *l);
+
+static void link_retry_cb(uv_timer_t *t)
 {
-    const redisReply *v = entry_field(fields, name);
-    if (v == NULL || v->type != REDIS_REPLY_STRING) {
-        if (len)
-            *len = 0;
-        return NULL;
+    link_t *l = t->data;
+    if (!l->bus->closing && l->ac == NULL)
+        link_open(l);
+}
+
+/* The link is down: try again after a backoff, with jitter so that many
+ * processes do not knock on Redis in step. */
+static void link_lost(link_t *l)
+{
+    redis_bus_t *bus = l->bus;
+    l->up = false;
+    if (bus->closing || !l->wanted) {
+        maybe_closed(bus);
+        return;
     }
-    if (len)
-        *len = v->len;
-    return v->str;
+    uint64_t delay = l->backoff_ms == 0 ? BACKOFF_MIN_MS : l->backoff_ms * 2;
+    if (delay > BACKOFF_MAX_MS)
+        delay = BACKOFF_MAX_MS;
+    l->backoff_ms = delay;
+    delay = delay / 2 + uv_hrtime() % (delay / 2 + 1);
+    uv_timer_start(&l->timer, link_retry_cb, delay, 0);
+}
+
+/* A connect that neither succeeds nor fails (a firewall dropping packets)
+ * would wait for the kernel's timeout: every connect has a deadline, and a
+ * context not up by then is dropped. */
+static void link_connect_timeout_cb(uv_timer_t *t)
+{
+    link_t *l = t->data;
+    redis_bus_t *bus = l->bus;
+    redisAsyncContext *ac = l->ac;
+    if (ac == NULL || l->up || bus->closing)
+        return;
+    if (!l->reported)
+        hs_log_error("bus: cannot reach Redis at %s:%d (%s link); retrying", bus->host, bus->port,
+                     link_names[l->role]);
+    l->reported = true;
+    l->ac = NULL;
+    bus->open_contexts--;
+    redisAsyncFree(ac); /* not connected: no disconnect callback */
+    link_lost(l);
+}
+
+static void link_connected_cb(const redisAsyncContext *ac, int status)
+{
+    link_t *l = ac->data;
+    redis_bus_t *bus = l->bus;
+    uv_timer_stop(&l->timer);
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this; no disconnect callback. */
+        if (!l->reported)
+            hs_log_error("bus: cannot reach Redis at %s:%d (%s link): %s; retrying", bus->host,
+                         bus->port, link_names[l->role], ac->errstr);
+        l->reported = true;
+        l->ac = NULL;
+        bus->open_contexts--;
+        link_lost(l);
+        return;
+    }
+    bool again = l->was_up;
+    if (l->reported)
+        hs_log_info("bus: %s link to Redis at %s:%d is back", link_names[l->role], bus->host,
+                    bus->port);
+    l->up = true;
+    l->was_up = true;
+    l->reported = false;
+    l->backoff_ms = 0;
+    if (again)
+        hs_metrics_singleton.bus_reconnects++;
+    link_up(l, again);
+}
+
+static void link_disconnected_cb(const redisAsyncContext *ac, int status)
+{
+    link_t *l = ac->data;
+    redis_bus_t *bus = l->bus;
+    if (status != REDIS_OK && !bus->closing) {
+        hs_log_error("bus: %s link to Redis lost: %s; reconnecting", link_names[l->role],
+                     ac->errstr);
+        l->reported = true;
+    }
+    l->ac = NULL;
+    bus->open_contexts--;
+    link_lost(l);
+}
+
+static int link_open(link_t *l)
+{
+    redis_bus_t *bus = l->bus;
+    l->wanted = true;
+    redisAsyncContext *ac = redisAsyncConnect(bus->host, bus->port);
+    if (ac == NULL || ac->err) {
+        if (!l->reported)
+            hs_log_error("bus: cannot connect to Redis at %s:%d: %s; retrying", bus->host,
+                         bus->port, ac ? ac->errstr : "out of memory");
+        l->reported = true;
+        if (ac)
+            redisAsyncFree(ac);
+        link_lost(l);
+        return HS_EUNAVAIL;
+    }
+    ac->data = l;
+    if (hs_redis_uv_attach(ac, bus->base.loop) != 0) {
+        redisAsyncFree(ac);
+        link_lost(l);
+        return HS_EIO;
+    }
+    redisAsyncSetConnectCallback(ac, link_connected_cb);
+    redisAsyncSetDisconnectCallback(ac, link_disconnected_cb);
+    l->ac = ac;
+    bus->open_contexts++;
+    uv_timer_start(&l->timer, link_connect_timeout_cb, CONNECT_TIMEOUT_MS, 0);
+    if (bus->db > 0)
+        redisAsyncCommand(ac, NULL, NULL, "SELECT %d", bus->db);
+    return 0;
+}
+
+/* Runs a blocking read again later (after an error reply), on the link's
+ * timer. */
+static void link_later(link_t *l, uv_timer_cb cb, uint64_t ms)
+{
+    if (!l->bus->closing)
+        uv_timer_start(&l->timer, cb, ms, 0);
 }
 
 /* ---- done callbacks ------------------------------------------------------- */
@@ -176,22 +327,15 @@ static void done_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     pending_t *p = privdata;
     if (p->done)
-        p->done(reply_ok(reply) ? 0 : HS_EIO, p->data);
+        p->done(reply_status(reply), p->data);
     hs_free(p);
 }
 
-static int send_argv(redis_bus_t *bus, redisCallbackFn *fn, void *privdata, int argc,
-                     const char **argv, const size_t *lens)
-{
-    if (bus->cmd == NULL || bus->closing)
-        return HS_ECLOSED;
-    return redisAsyncCommandArgv(bus->cmd, fn, privdata, argc, argv, lens) == REDIS_OK ? 0 : HS_EIO;
-}
-
-/* A failure to even queue the command is reported later, never inline. */
+/* A failure to even send the command is reported later, never inline. */
 typedef struct deferred {
     uv_timer_t timer;
     pending_t *p;
+    int status;
 } deferred_t;
 
 static void deferred_closed_cb(uv_handle_t *h)
@@ -204,11 +348,11 @@ static void deferred_cb(uv_timer_t *t)
     deferred_t *d = t->data;
     pending_t *p = d->p;
     if (p->done)
-        p->done(HS_EIO, p->data);
+        p->done(d->status, p->data);
     if (p->node)
-        p->node(HS_EIO, NULL, p->data);
+        p->node(d->status, NULL, p->data);
     if (p->nodes)
-        p->nodes(HS_EIO, NULL, 0, p->data);
+        p->nodes(d->status, NULL, 0, p->data);
     hs_free(p);
     uv_close((uv_handle_t *)t, deferred_closed_cb);
 }
@@ -217,34 +361,125 @@ static void fail_later(redis_bus_t *bus, pending_t *p)
 {
     deferred_t *d = hs_calloc(1, sizeof(*d));
     d->p = p;
+    d->status = bus->closing ? HS_ECLOSED : HS_EUNAVAIL;
     uv_timer_init(bus->base.loop, &d->timer);
     d->timer.data = d;
     uv_timer_start(&d->timer, deferred_cb, 0, 0);
 }
 
-/* ---- publisher: events ------------------------------------------------------ */
+static bool redis_ready(hs_bus_t *b)
+{
+    return cmd_up((redis_bus_t *)b);
+}
 
-static void redis_publish_event(hs_bus_t *b, const hs_event_t *e, hs_bus_done_cb cb, void *data)
+static void redis_on_reconnect(hs_bus_t *b, void (*cb)(void *data), void *data)
 {
     redis_bus_t *bus = (redis_bus_t *)b;
-    const char *argv[] = {"XADD",   EVENTS_KEY, "MAXLEN",      "~",    EVENTS_MAXLEN,  "*", "topic",
-                          e->topic, "id",       e->message_id, "json", e->message_json};
-    size_t lens[] = {4,
-                     strlen(EVENTS_KEY),
-                     6,
-                     1,
-                     strlen(EVENTS_MAXLEN),
-                     1,
-                     5,
-                     strlen(e->topic),
-                     2,
-                     strlen(e->message_id),
-                     4,
-                     e->message_json_len};
-    pending_t *p = pending_new(data);
-    p->done = cb;
-    if (send_argv(bus, done_reply_cb, p, 12, argv, lens) != 0)
-        fail_later(bus, p);
+    bus->reconnect_cb = cb;
+    bus->reconnect_data = data;
+}
+
+/* ---- publisher: events, through the outbox ---------------------------------- */
+
+static void outbox_push(redis_bus_t *bus, outbox_entry_t *e)
+{
+    if (bus->outbox_len >= OUTBOX_MAX) {
+        outbox_entry_t *old = bus->outbox_head;
+        hs_log_error("bus: outbox full; the event of message %s is dropped (it stays in the "
+                     "history)",
+                     old->id);
+        bus->outbox_head = old->next;
+        if (bus->outbox_head == NULL)
+            bus->outbox_tail = NULL;
+        bus->outbox_len--;
+        if (old->cb)
+            old->cb(HS_EUNAVAIL, old->data);
+        hs_free(old->topic);
+        hs_free(old->id);
+        hs_free(old->json);
+        hs_free(old);
+    }
+    e->next = NULL;
+    if (bus->outbox_tail)
+        bus->outbox_tail->next = e;
+    else
+        bus->outbox_head = e;
+    bus->outbox_tail = e;
+    bus->outbox_len++;
+}
+
+static void outbox_entry_free(outbox_entry_t *e)
+{
+    hs_free(e->topic);
+    hs_free(e->id);
+    hs_free(e->json);
+    hs_free(e);
+}
+
+static void send_event(outbox_entry_t *e);
+
+static void event_appended_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    outbox_entry_t *e = privdata;
+    redis_bus_t *bus = e->bus;
+    int status = reply_status(reply);
+    if (status == HS_EUNAVAIL && !bus->closing) {
+        /* Maybe appended, maybe not: append again once Redis is back (a
+         * node drops the second copy). */
+        outbox_push(bus, e);
+        return;
+    }
+    if (status != 0 && reply)
+        hs_log_error("bus: appending the event of message %s failed: %s", e->id,
+                     ((redisReply *)reply)->str);
+    if (e->cb)
+        e->cb(status, e->data);
+    outbox_entry_free(e);
+}
+
+static void send_event(outbox_entry_t *e)
+{
+    redis_bus_t *bus = e->bus;
+    const char *argv[] = {"XADD",  EVENTS_KEY, "MAXLEN", "~",   EVENTS_MAXLEN, "*",
+                          "topic", e->topic,   "id",     e->id, "json",        e->json};
+    size_t lens[] = {
+        4, strlen(EVENTS_KEY), 6, 1,          strlen(EVENTS_MAXLEN), 1, 5, strlen(e->topic),
+        2, strlen(e->id),      4, e->json_len};
+    redisAsyncContext *ac = cmd_ac(bus);
+    if (ac == NULL || redisAsyncCommandArgv(ac, event_appended_cb, e, 12, argv, lens) != REDIS_OK)
+        outbox_push(bus, e);
+}
+
+static void outbox_flush(redis_bus_t *bus)
+{
+    outbox_entry_t *e = bus->outbox_head;
+    size_t count = bus->outbox_len;
+    bus->outbox_head = bus->outbox_tail = NULL;
+    bus->outbox_len = 0;
+    if (count > 0)
+        hs_log_info("bus: appending %zu events kept while Redis was away", count);
+    while (e) {
+        outbox_entry_t *next = e->next;
+        send_event(e);
+        e = next;
+    }
+}
+
+static void redis_publish_event(hs_bus_t *b, const hs_event_t *ev, hs_bus_done_cb cb, void *data)
+{
+    redis_bus_t *bus = (redis_bus_t *)b;
+    outbox_entry_t *e = hs_calloc(1, sizeof(*e));
+    e->bus = bus;
+    e->cb = cb;
+    e->data = data;
+    e->topic = hs_strdup(ev->topic);
+    e->id = hs_strdup(ev->message_id);
+    e->json = hs_malloc(ev->message_json_len + 1);
+    memcpy(e->json, ev->message_json, ev->message_json_len);
+    e->json[ev->message_json_len] = '\0';
+    e->json_len = ev->message_json_len;
+    send_event(e);
 }
 
 /* ---- consumer: the event stream in a consumer group --------------------------- */
@@ -274,16 +509,39 @@ static void handle_entries(redis_bus_t *bus, const redisReply *entries)
     }
 }
 
+static void create_group(redis_bus_t *bus);
+
+static void regroup_cb(uv_timer_t *t)
+{
+    link_t *l = t->data;
+    create_group(l->bus);
+}
+
+static void read_events_cb(uv_timer_t *t)
+{
+    link_t *l = t->data;
+    read_events(l->bus);
+}
+
 static void events_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
     redis_bus_t *bus = privdata;
     redisReply *r = reply;
+    link_t *l = &bus->links[LINK_EVENTS];
     if (r == NULL || bus->closing)
-        return;
+        return; /* the link is down; it reads again when it is back */
     if (r->type == REDIS_REPLY_ERROR) {
-        hs_log_error("bus: XREADGROUP failed: %s", r->str);
-    } else if (r->type == REDIS_REPLY_ARRAY) {
+        if (strncmp(r->str, "NOGROUP", 7) == 0) {
+            bus->group_lost = true;
+            create_group(bus);
+        } else {
+            hs_log_error("bus: XREADGROUP failed: %s", r->str);
+            link_later(l, read_events_cb, RETRY_READ_MS);
+        }
+        return;
+    }
+    if (r->type == REDIS_REPLY_ARRAY) {
         /* [[stream, [entries]]] */
         for (size_t i = 0; i < r->elements; i++)
             if (r->element[i]->type == REDIS_REPLY_ARRAY && r->element[i]->elements == 2)
@@ -294,33 +552,12 @@ static void events_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
 static void read_events(redis_bus_t *bus)
 {
-    if (bus->events == NULL || bus->closing)
+    link_t *l = &bus->links[LINK_EVENTS];
+    if (!l->up || bus->closing)
         return;
-    redisAsyncCommand(bus->events, events_read_cb, bus,
+    redisAsyncCommand(l->ac, events_read_cb, bus,
                       "XREADGROUP GROUP %s %s COUNT %s BLOCK %s STREAMS %s >", GROUP,
                       bus->consumer_name, READ_COUNT, BLOCK_MS, EVENTS_KEY);
-}
-
-static void claim_cb(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    (void)ac;
-    redis_bus_t *bus = privdata;
-    redisReply *r = reply;
-    /* [next-cursor, [entries], ...] */
-    if (reply_ok(r) && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
-        if (r->element[1]->elements > 0)
-            hs_log_info("bus: took over %zu events left by a consumer that stopped",
-                        r->element[1]->elements);
-        handle_entries(bus, r->element[1]);
-    }
-}
-
-static void claim_timer_cb(uv_timer_t *t)
-{
-    redis_bus_t *bus = t->data;
-    if (bus->cmd && !bus->closing)
-        redisAsyncCommand(bus->cmd, claim_cb, bus, "XAUTOCLAIM %s %s %s %s 0-0 COUNT %s",
-                          EVENTS_KEY, GROUP, bus->consumer_name, CLAIM_IDLE_MS, READ_COUNT);
 }
 
 static void group_created_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -328,9 +565,103 @@ static void group_created_cb(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     redis_bus_t *bus = privdata;
     redisReply *r = reply;
-    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0)
+    if (r == NULL || bus->closing)
+        return;
+    link_t *l = &bus->links[LINK_EVENTS];
+    bool existed = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) == 0;
+    if (r->type == REDIS_REPLY_ERROR && !existed) {
         hs_log_error("bus: creating the consumer group failed: %s", r->str);
+        link_later(l, regroup_cb, RETRY_READ_MS);
+        return;
+    }
+    bool recreated = bus->group_lost && !existed;
+    bus->group_lost = false;
+    if (recreated) {
+        /* Redis lost its data (restarted without persistence): the notifiers
+         * put their directory entries back as they reconnect; give them a
+         * moment before routing again. */
+        hs_log_warn("bus: the consumer group was gone (did Redis lose its data?); created it "
+                    "again, reading in %d ms",
+                    REGROUP_DELAY_MS);
+        link_later(l, read_events_cb, REGROUP_DELAY_MS);
+        return;
+    }
     read_events(bus);
+}
+
+/* The first consumer creates the group at the end of the stream (older
+ * events were for an earlier deployment); a group Redis lost is created
+ * again at the start of the (new) stream, so nothing appended since is
+ * skipped. */
+static void create_group(redis_bus_t *bus)
+{
+    link_t *l = &bus->links[LINK_EVENTS];
+    if (!l->up || bus->closing)
+        return;
+    redisAsyncCommand(l->ac, group_created_cb, bus, "XGROUP CREATE %s %s %s MKSTREAM", EVENTS_KEY,
+                      GROUP, bus->group_lost ? "0" : "$");
+}
+
+static void claim_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_bus_t *bus = privdata;
+    redisReply *r = reply;
+    if (bus->closing || !reply_ok(r))
+        return;
+    /* [next-cursor, [entries], (deleted ids)] */
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING) {
+        snprintf(bus->claim_cursor, sizeof(bus->claim_cursor), "%s", r->element[0]->str);
+        size_t n = r->element[1]->elements;
+        if (n > 0) {
+            hs_log_info("bus: took over %zu events left by a consumer that stopped", n);
+            hs_metrics_singleton.bus_events_claimed += n;
+        }
+        handle_entries(bus, r->element[1]);
+    }
+}
+
+/* XINFO GROUPS: [[name, houston:consumers, ..., pending, N, ..., lag, M], ...] */
+static void backlog_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    (void)privdata;
+    redisReply *r = reply;
+    if (!reply_ok(r) || r->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t g = 0; g < r->elements; g++) {
+        const redisReply *info = r->element[g];
+        if (info->type != REDIS_REPLY_ARRAY)
+            continue;
+        long long pending = 0, lag = 0;
+        bool ours = false;
+        for (size_t i = 0; i + 1 < info->elements; i += 2) {
+            const redisReply *k = info->element[i], *v = info->element[i + 1];
+            if (k->type != REDIS_REPLY_STRING)
+                continue;
+            if (strcmp(k->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+                ours = strcmp(v->str, GROUP) == 0;
+            else if (strcmp(k->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                pending = v->integer;
+            else if (strcmp(k->str, "lag") == 0 && v->type == REDIS_REPLY_INTEGER)
+                lag = v->integer;
+        }
+        if (ours)
+            hs_metrics_singleton.bus_backlog = (uint64_t)(pending + (lag > 0 ? lag : 0));
+    }
+}
+
+static void claim_timer_cb(uv_timer_t *t)
+{
+    redis_bus_t *bus = t->data;
+    redisAsyncContext *ac = cmd_ac(bus);
+    if (ac)
+        redisAsyncCommand(ac, backlog_cb, NULL, "XINFO GROUPS %s", EVENTS_KEY);
+    if (ac)
+        redisAsyncCommand(ac, claim_cb, bus, "XAUTOCLAIM %s %s %s %llu %s COUNT %s", EVENTS_KEY,
+                          GROUP, bus->consumer_name, (unsigned long long)bus->claim_idle_ms,
+                          bus->claim_cursor, READ_COUNT);
 }
 
 static int redis_consume_events(hs_bus_t *b, hs_bus_event_handler handler, void *data)
@@ -338,12 +669,6 @@ static int redis_consume_events(hs_bus_t *b, hs_bus_event_handler handler, void 
     redis_bus_t *bus = (redis_bus_t *)b;
     if (bus->consumer)
         return HS_EEXIST;
-    char err[256];
-    bus->events = open_context(bus, err, sizeof(err));
-    if (bus->events == NULL) {
-        hs_log_error("bus: %s", err);
-        return HS_EIO;
-    }
     bus->consumer = handler;
     bus->consumer_data = data;
     hs_ulid_t id;
@@ -351,51 +676,80 @@ static int redis_consume_events(hs_bus_t *b, hs_bus_event_handler handler, void 
     char text[HS_ULID_LEN + 1];
     hs_ulid_format(&id, text);
     snprintf(bus->consumer_name, sizeof(bus->consumer_name), "consumer-%s", text);
-    redisAsyncCommand(bus->cmd, group_created_cb, bus, "XGROUP CREATE %s %s $ MKSTREAM", EVENTS_KEY,
-                      GROUP);
-    uv_timer_init(bus->base.loop, &bus->claim_timer);
-    bus->claim_timer.data = bus;
-    uv_timer_start(&bus->claim_timer, claim_timer_cb, CLAIM_EVERY_MS, CLAIM_EVERY_MS);
-    bus->claim_timer_on = true;
+    snprintf(bus->claim_cursor, sizeof(bus->claim_cursor), "0-0");
+    link_open(&bus->links[LINK_EVENTS]); /* reads once connected (link_up) */
+    uint64_t every = bus->claim_idle_ms / 3 ? bus->claim_idle_ms / 3 : 1;
+    uv_timer_start(&bus->claim_timer, claim_timer_cb, every, every);
     return 0;
+}
+
+static void ack_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    (void)privdata;
+    if (reply_ok(reply))
+        hs_metrics_singleton.bus_events_acked++;
 }
 
 static void redis_ack(hs_bus_t *b, void *token)
 {
     redis_bus_t *bus = (redis_bus_t *)b;
-    if (bus->cmd && !bus->closing)
-        redisAsyncCommand(bus->cmd, NULL, NULL, "XACK %s %s %s", EVENTS_KEY, GROUP, (char *)token);
+    redisAsyncContext *ac = cmd_ac(bus);
+    /* Not acknowledged while Redis is away: the event stays pending and is
+     * taken over after --claim-idle; the nodes drop the second copy. */
+    if (ac)
+        redisAsyncCommand(ac, ack_cb, NULL, "XACK %s %s %s", EVENTS_KEY, GROUP, (char *)token);
     hs_free(token);
 }
 
 /* ---- commands to nodes ------------------------------------------------------------ */
 
-static const char *const kind_names[] = {"", "deliver", "notify", "subscribe", "unsubscribe"};
+static const char *const kind_names[] = {"",          "deliver",     "notify",
+                                         "subscribe", "unsubscribe", "forward"};
+
+/* A subscribe routes the topic to the node, marks it pending for that node
+ * and appends the command, in one step: the node cannot take the topic out
+ * of the routing between the two (see remove_topic_script). */
+static const char subscribe_script[] =
+    "redis.call('SADD', KEYS[1], ARGV[1]) "
+    "redis.call('SADD', KEYS[2], ARGV[2]) "
+    "redis.call('INCR', KEYS[3]) redis.call('PEXPIRE', KEYS[3], 60000) "
+    "return redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))";
 
 static void redis_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *cmd,
                                hs_bus_done_cb cb, void *data)
 {
     redis_bus_t *bus = (redis_bus_t *)b;
-    char key[300];
+    char key[KEY_MAX], topic_key[KEY_MAX], node_topics[KEY_MAX], pend[KEY_MAX];
     snprintf(key, sizeof(key), "houston:node:%s", node);
-    const char *argv[16];
-    size_t lens[16];
+    const char *argv[24];
+    size_t lens[24];
     int n = 0;
 #define ARG(s, l) (argv[n] = (s), lens[n] = (l), n++)
 #define STR(s)    ARG((s), strlen(s))
-    if (cmd->kind == HS_NODE_SUBSCRIBE && cmd->topic) {
-        /* Routed to this node before the subscribe is answered. */
-        char topic_key[200];
+    bool subscribe = cmd->kind == HS_NODE_SUBSCRIBE && cmd->topic;
+    if (subscribe) {
         snprintf(topic_key, sizeof(topic_key), "houston:topic:%s", cmd->topic);
-        redisAsyncCommand(bus->cmd, NULL, NULL, "SADD %s %s", topic_key, node);
-        redisAsyncCommand(bus->cmd, NULL, NULL, "SADD houston:nodetopics:%s %s", node, cmd->topic);
+        snprintf(node_topics, sizeof(node_topics), "houston:nodetopics:%s", node);
+        snprintf(pend, sizeof(pend), "houston:pend:%s:%s", node, cmd->topic);
+        STR("EVAL");
+        STR(subscribe_script);
+        STR("4");
+        STR(topic_key);
+        STR(node_topics);
+        STR(pend);
+        STR(key);
+        STR(node);
+        STR(cmd->topic);
+        STR(NODE_MAXLEN);
+    } else {
+        STR("XADD");
+        STR(key);
+        STR("MAXLEN");
+        STR("~");
+        STR(NODE_MAXLEN);
+        STR("*");
     }
-    STR("XADD");
-    STR(key);
-    STR("MAXLEN");
-    STR("~");
-    STR(NODE_MAXLEN);
-    STR("*");
     STR("kind");
     STR(kind_names[cmd->kind]);
     if (cmd->topic) {
@@ -418,13 +772,23 @@ static void redis_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_
 #undef ARG
     pending_t *p = pending_new(data);
     p->done = cb;
-    if (send_argv(bus, done_reply_cb, p, n, argv, lens) != 0)
+    redisAsyncContext *ac = cmd_ac(bus);
+    if (ac == NULL || redisAsyncCommandArgv(ac, done_reply_cb, p, n, argv, lens) != REDIS_OK)
         fail_later(bus, p);
 }
 
 /* ---- notifier: this node's command stream ----------------------------------------- */
 
 static void read_node(redis_bus_t *bus);
+
+static const char subscribe_done_script[] =
+    "if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end";
+
+static void read_node_cb(uv_timer_t *t)
+{
+    link_t *l = t->data;
+    read_node(l->bus);
+}
 
 static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
@@ -433,12 +797,18 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply *r = reply;
     if (r == NULL || bus->closing)
         return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        hs_log_error("bus: reading node commands failed: %s", r->str);
+        link_later(&bus->links[LINK_NODE], read_node_cb, RETRY_READ_MS);
+        return;
+    }
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
         r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
         const redisReply *entries = r->element[0]->element[1];
         for (size_t i = 0; entries && i < entries->elements; i++) {
             const redisReply *entry = entries->element[i];
-            if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2)
+            if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2 ||
+                entry->element[0]->type != REDIS_REPLY_STRING)
                 continue;
             snprintf(bus->node_last_id, sizeof(bus->node_last_id), "%s", entry->element[0]->str);
             const redisReply *fields = entry->element[1];
@@ -453,20 +823,26 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
             cmd.connection_id = field_str(fields, "conn", NULL);
             cmd.message_id = field_str(fields, "mid", NULL);
             cmd.frame_text = field_str(fields, "text", &cmd.frame_text_len);
+            redisAsyncContext *cmd_link = cmd_ac(bus);
+            if (cmd.kind == HS_NODE_SUBSCRIBE && cmd.topic && cmd_link) {
+                char pend[KEY_MAX];
+                snprintf(pend, sizeof(pend), "houston:pend:%s:%s", bus->node_name, cmd.topic);
+                redisAsyncCommand(cmd_link, NULL, NULL, "EVAL %s 1 %s", subscribe_done_script,
+                                  pend);
+            }
             bus->node_handler(&cmd, bus->node_data);
         }
-    } else if (r->type == REDIS_REPLY_ERROR) {
-        hs_log_error("bus: reading node commands failed: %s", r->str);
     }
     read_node(bus);
 }
 
 static void read_node(redis_bus_t *bus)
 {
-    if (bus->node == NULL || bus->closing)
+    link_t *l = &bus->links[LINK_NODE];
+    if (!l->up || bus->closing)
         return;
-    redisAsyncCommand(bus->node, node_read_cb, bus, "XREAD COUNT %s BLOCK %s STREAMS %s %s",
-                      READ_COUNT, BLOCK_MS, bus->node_key, bus->node_last_id);
+    redisAsyncCommand(l->ac, node_read_cb, bus, "XREAD COUNT %s BLOCK %s STREAMS %s %s", READ_COUNT,
+                      BLOCK_MS, bus->node_key, bus->node_last_id);
 }
 
 static void node_start_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -474,14 +850,35 @@ static void node_start_cb(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     redis_bus_t *bus = privdata;
     redisReply *r = reply;
+    if (r == NULL || bus->closing)
+        return;
     /* Start after the newest entry: commands for an earlier life of this
      * node id are for connections that are gone. */
     snprintf(bus->node_last_id, sizeof(bus->node_last_id), "0-0");
     if (reply_ok(r) && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 1)
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 1 &&
+        r->element[0]->element[0]->type == REDIS_REPLY_STRING)
         snprintf(bus->node_last_id, sizeof(bus->node_last_id), "%s",
                  r->element[0]->element[0]->str);
+    bus->node_started = true;
     read_node(bus);
+}
+
+/* forwarder-channel: the prototype's way to push to one connection. Every
+ * node hears it; the one that holds the connection delivers. */
+static void forwarder_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_bus_t *bus = privdata;
+    redisReply *r = reply;
+    if (r == NULL || bus->closing || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") != 0 ||
+        r->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    hs_node_cmd_t cmd = {.kind = HS_NODE_FORWARD,
+                         .frame_text = r->element[2]->str,
+                         .frame_text_len = r->element[2]->len};
+    bus->node_handler(&cmd, bus->node_data);
 }
 
 static int redis_serve_node(hs_bus_t *b, const char *node, hs_bus_cmd_handler handler, void *data)
@@ -489,56 +886,108 @@ static int redis_serve_node(hs_bus_t *b, const char *node, hs_bus_cmd_handler ha
     redis_bus_t *bus = (redis_bus_t *)b;
     if (bus->node_handler)
         return HS_EEXIST;
-    char err[256];
-    bus->node = open_context(bus, err, sizeof(err));
-    if (bus->node == NULL) {
-        hs_log_error("bus: %s", err);
-        return HS_EIO;
-    }
-    bus->node_name = hs_strdup(node);
+    if (bus->node_name == NULL)
+        bus->node_name = hs_strdup(node);
     snprintf(bus->node_key, sizeof(bus->node_key), "houston:node:%s", node);
     bus->node_handler = handler;
     bus->node_data = data;
-    redisAsyncCommand(bus->cmd, node_start_cb, bus, "XREVRANGE %s + - COUNT 1", bus->node_key);
+    link_open(&bus->links[LINK_NODE]);   /* starts reading once connected */
+    link_open(&bus->links[LINK_PUBSUB]); /* subscribes once connected */
     return 0;
+}
+
+/* ---- what a link does when it is (back) up -------------------------------------------- */
+
+/* A node's directory entries, cleared before it registers again; topics with
+ * a subscribe on its way stay routed. */
+static const char reset_script[] =
+    "for _, c in ipairs(redis.call('SMEMBERS', KEYS[1])) do "
+    "  if redis.call('HGET', 'houston:conns', c) == ARGV[1] then "
+    "    redis.call('HDEL', 'houston:conns', c) end end "
+    "redis.call('DEL', KEYS[1]) "
+    "for _, t in ipairs(redis.call('SMEMBERS', KEYS[2])) do "
+    "  if (tonumber(redis.call('GET', 'houston:pend:' .. ARGV[1] .. ':' .. t)) or 0) <= 0 then "
+    "    redis.call('SREM', 'houston:topic:' .. t, ARGV[1]) "
+    "    redis.call('SREM', KEYS[2], t) end end "
+    "return 1";
+
+static void link_up(link_t *l, bool again)
+{
+    redis_bus_t *bus = l->bus;
+    switch (l->role) {
+    case LINK_CMD:
+        outbox_flush(bus);
+        if (again && bus->node_name && bus->node_handler) {
+            /* Entries of connections that left while Redis was away are
+             * stale: clear this node's, the notifier puts back the live. */
+            redisAsyncCommand(l->ac, NULL, NULL,
+                              "EVAL %s 2 houston:nodeconns:%s houston:nodetopics:%s %s",
+                              reset_script, bus->node_name, bus->node_name, bus->node_name);
+        }
+        if (again && bus->reconnect_cb)
+            bus->reconnect_cb(bus->reconnect_data);
+        break;
+    case LINK_EVENTS:
+        /* On a reconnect a missing group means Redis lost it: create it
+         * from the start of the stream. */
+        bus->group_lost = bus->group_lost || again;
+        create_group(bus); /* then reads */
+        break;
+    case LINK_NODE:
+        if (bus->node_started)
+            read_node(bus); /* on from the last command seen */
+        else
+            redisAsyncCommand(l->ac, node_start_cb, bus, "XREVRANGE %s + - COUNT 1", bus->node_key);
+        break;
+    case LINK_PUBSUB:
+        redisAsyncCommand(l->ac, forwarder_cb, bus, "SUBSCRIBE %s", FORWARDER_CHANNEL);
+        break;
+    }
 }
 
 /* ---- directory ----------------------------------------------------------------------- */
 
 static void redis_register_connection(hs_bus_t *b, const char *node, const char *conn)
 {
-    redis_bus_t *bus = (redis_bus_t *)b;
-    if (bus->cmd && !bus->closing) {
-        redisAsyncCommand(bus->cmd, NULL, NULL, "HSET houston:conns %s %s", conn, node);
-        redisAsyncCommand(bus->cmd, NULL, NULL, "SADD houston:nodeconns:%s %s", node, conn);
+    redisAsyncContext *ac = cmd_ac((redis_bus_t *)b);
+    if (ac) {
+        redisAsyncCommand(ac, NULL, NULL, "HSET houston:conns %s %s", conn, node);
+        redisAsyncCommand(ac, NULL, NULL, "SADD houston:nodeconns:%s %s", node, conn);
     }
 }
 
 static void redis_unregister_connection(hs_bus_t *b, const char *node, const char *conn)
 {
-    redis_bus_t *bus = (redis_bus_t *)b;
-    if (bus->cmd && !bus->closing) {
-        redisAsyncCommand(bus->cmd, NULL, NULL, "HDEL houston:conns %s", conn);
-        redisAsyncCommand(bus->cmd, NULL, NULL, "SREM houston:nodeconns:%s %s", node, conn);
+    redisAsyncContext *ac = cmd_ac((redis_bus_t *)b);
+    if (ac) {
+        redisAsyncCommand(ac, NULL, NULL, "HDEL houston:conns %s", conn);
+        redisAsyncCommand(ac, NULL, NULL, "SREM houston:nodeconns:%s %s", node, conn);
     }
 }
 
 static void redis_add_topic_node(hs_bus_t *b, const char *topic, const char *node)
 {
-    redis_bus_t *bus = (redis_bus_t *)b;
-    if (bus->cmd && !bus->closing) {
-        redisAsyncCommand(bus->cmd, NULL, NULL, "SADD houston:topic:%s %s", topic, node);
-        redisAsyncCommand(bus->cmd, NULL, NULL, "SADD houston:nodetopics:%s %s", node, topic);
+    redisAsyncContext *ac = cmd_ac((redis_bus_t *)b);
+    if (ac) {
+        redisAsyncCommand(ac, NULL, NULL, "SADD houston:topic:%s %s", topic, node);
+        redisAsyncCommand(ac, NULL, NULL, "SADD houston:nodetopics:%s %s", node, topic);
     }
 }
 
+/* The node's last local subscriber of a topic left; a subscribe still on its
+ * way to the node keeps the topic routed there. */
+static const char remove_topic_script[] =
+    "if (tonumber(redis.call('GET', KEYS[3])) or 0) > 0 then return 0 end "
+    "redis.call('SREM', KEYS[1], ARGV[1]) redis.call('SREM', KEYS[2], ARGV[2]) return 1";
+
 static void redis_remove_topic_node(hs_bus_t *b, const char *topic, const char *node)
 {
-    redis_bus_t *bus = (redis_bus_t *)b;
-    if (bus->cmd && !bus->closing) {
-        redisAsyncCommand(bus->cmd, NULL, NULL, "SREM houston:topic:%s %s", topic, node);
-        redisAsyncCommand(bus->cmd, NULL, NULL, "SREM houston:nodetopics:%s %s", node, topic);
-    }
+    redisAsyncContext *ac = cmd_ac((redis_bus_t *)b);
+    if (ac)
+        redisAsyncCommand(ac, NULL, NULL,
+                          "EVAL %s 3 houston:topic:%s houston:nodetopics:%s houston:pend:%s:%s %s "
+                          "%s",
+                          remove_topic_script, topic, node, node, topic, node, topic);
 }
 
 static void locate_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -547,7 +996,7 @@ static void locate_cb(redisAsyncContext *ac, void *reply, void *privdata)
     pending_t *p = privdata;
     redisReply *r = reply;
     if (!reply_ok(r))
-        p->node(HS_EIO, NULL, p->data);
+        p->node(reply_status(r), NULL, p->data);
     else if (r->type == REDIS_REPLY_STRING)
         p->node(0, r->str, p->data);
     else
@@ -560,8 +1009,9 @@ static void redis_locate_connection(hs_bus_t *b, const char *conn, hs_bus_node_c
     redis_bus_t *bus = (redis_bus_t *)b;
     pending_t *p = pending_new(data);
     p->node = cb;
-    if (bus->cmd == NULL || bus->closing ||
-        redisAsyncCommand(bus->cmd, locate_cb, p, "HGET houston:conns %s", conn) != REDIS_OK)
+    redisAsyncContext *ac = cmd_ac(bus);
+    if (ac == NULL ||
+        redisAsyncCommand(ac, locate_cb, p, "HGET houston:conns %s", conn) != REDIS_OK)
         fail_later(bus, p);
 }
 
@@ -571,7 +1021,7 @@ static void nodes_cb(redisAsyncContext *ac, void *reply, void *privdata)
     pending_t *p = privdata;
     redisReply *r = reply;
     if (!reply_ok(r) || r->type != REDIS_REPLY_ARRAY) {
-        p->nodes(HS_EIO, NULL, 0, p->data);
+        p->nodes(r ? HS_EIO : HS_EUNAVAIL, NULL, 0, p->data);
     } else {
         const char *stack[32] = {0};
         const char **nodes = r->elements <= 32 ? stack : hs_malloc(r->elements * sizeof(char *));
@@ -589,8 +1039,9 @@ static void redis_topic_nodes(hs_bus_t *b, const char *topic, hs_bus_nodes_cb cb
     redis_bus_t *bus = (redis_bus_t *)b;
     pending_t *p = pending_new(data);
     p->nodes = cb;
-    if (bus->cmd == NULL || bus->closing ||
-        redisAsyncCommand(bus->cmd, nodes_cb, p, "SMEMBERS houston:topic:%s", topic) != REDIS_OK)
+    redisAsyncContext *ac = cmd_ac(bus);
+    if (ac == NULL ||
+        redisAsyncCommand(ac, nodes_cb, p, "SMEMBERS houston:topic:%s", topic) != REDIS_OK)
         fail_later(bus, p);
 }
 
@@ -633,18 +1084,18 @@ static void alive_cb(redisAsyncContext *ac, void *reply, void *privdata)
     dead_check_t *d = privdata;
     redisReply *r = reply;
     redis_bus_t *bus = d->bus;
-    if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer != 0 || bus->closing ||
-        bus->cmd == NULL) {
+    redisAsyncContext *cmd = cmd_ac(bus);
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer != 0 || cmd == NULL) {
         hs_free(d);
         return;
     }
-    char lock[300], conns[300], topics[300], stream[300];
+    char lock[KEY_MAX], conns[KEY_MAX], topics[KEY_MAX], stream[KEY_MAX];
     snprintf(lock, sizeof(lock), "houston:cleanup:%s", d->node);
     snprintf(conns, sizeof(conns), "houston:nodeconns:%s", d->node);
     snprintf(topics, sizeof(topics), "houston:nodetopics:%s", d->node);
     snprintf(stream, sizeof(stream), "houston:node:%s", d->node);
-    redisAsyncCommand(bus->cmd, cleanup_cb, d, "EVAL %s 4 %s %s %s %s %s", cleanup_script, lock,
-                      conns, topics, stream, d->node);
+    redisAsyncCommand(cmd, cleanup_cb, d, "EVAL %s 4 %s %s %s %s %s", cleanup_script, lock, conns,
+                      topics, stream, d->node);
 }
 
 static void nodes_listed_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -652,7 +1103,8 @@ static void nodes_listed_cb(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     redis_bus_t *bus = privdata;
     redisReply *r = reply;
-    if (!reply_ok(r) || r->type != REDIS_REPLY_ARRAY || bus->closing || bus->cmd == NULL)
+    redisAsyncContext *cmd = cmd_ac(bus);
+    if (!reply_ok(r) || r->type != REDIS_REPLY_ARRAY || cmd == NULL)
         return;
     for (size_t i = 0; i < r->elements; i++) {
         const char *node = r->element[i]->str;
@@ -661,19 +1113,21 @@ static void nodes_listed_cb(redisAsyncContext *ac, void *reply, void *privdata)
         dead_check_t *d = hs_calloc(1, sizeof(*d));
         d->bus = bus;
         snprintf(d->node, sizeof(d->node), "%s", node);
-        redisAsyncCommand(bus->cmd, alive_cb, d, "EXISTS houston:alive:%s", node);
+        redisAsyncCommand(cmd, alive_cb, d, "EXISTS houston:alive:%s", node);
     }
 }
 
 static void heartbeat_cb(uv_timer_t *t)
 {
     redis_bus_t *bus = t->data;
-    if (bus->cmd == NULL || bus->closing)
+    redisAsyncContext *ac = cmd_ac(bus);
+    if (ac == NULL)
         return;
-    redisAsyncCommand(bus->cmd, NULL, NULL, "SET houston:alive:%s 1 PX %llu", bus->node_name,
+    hs_metrics_singleton.bus_heartbeats++;
+    redisAsyncCommand(ac, NULL, NULL, "SET houston:alive:%s 1 PX %llu", bus->node_name,
                       (unsigned long long)(3 * bus->heartbeat_ms));
-    redisAsyncCommand(bus->cmd, NULL, NULL, "SADD houston:nodes %s", bus->node_name);
-    redisAsyncCommand(bus->cmd, nodes_listed_cb, bus, "SMEMBERS houston:nodes");
+    redisAsyncCommand(ac, NULL, NULL, "SADD houston:nodes %s", bus->node_name);
+    redisAsyncCommand(ac, nodes_listed_cb, bus, "SMEMBERS houston:nodes");
 }
 
 static void redis_watch_nodes(hs_bus_t *b, const char *node, uint64_t interval_ms,
@@ -687,20 +1141,11 @@ static void redis_watch_nodes(hs_bus_t *b, const char *node, uint64_t interval_m
     bus->heartbeat_ms = interval_ms;
     bus->dead_cb = dead_cb;
     bus->dead_data = data;
-    uv_timer_init(bus->base.loop, &bus->heartbeat);
-    bus->heartbeat.data = bus;
     uv_timer_start(&bus->heartbeat, heartbeat_cb, 0, interval_ms);
     bus->heartbeat_on = true;
 }
 
 /* ---- closing ----------------------------------------------------------------------- */
-
-static void claim_timer_closed_cb(uv_handle_t *h)
-{
-    redis_bus_t *bus = h->data;
-    bus->claim_timer_on = false;
-    maybe_closed(bus);
-}
 
 static void finish_closed_cb(uv_handle_t *h)
 {
@@ -713,19 +1158,26 @@ static void finish_closed_cb(uv_handle_t *h)
         cb(0, data);
 }
 
-/* Frees the bus once every context disconnected and the timer closed - from
- * a close callback, so never inside hs_bus_close or a hiredis callback. */
-static void heartbeat_closed_cb(uv_handle_t *h)
+static void handle_closed_cb(uv_handle_t *h)
 {
     redis_bus_t *bus = h->data;
-    bus->heartbeat_on = false;
+    bus->open_handles--;
     maybe_closed(bus);
 }
 
+static void link_timer_closed_cb(uv_handle_t *h)
+{
+    link_t *l = h->data;
+    l->bus->open_handles--;
+    maybe_closed(l->bus);
+}
+
+/* Frees the bus once every context disconnected and every timer closed -
+ * from a close callback, so never inside hs_bus_close or a hiredis
+ * callback. */
 static void maybe_closed(redis_bus_t *bus)
 {
-    if (!bus->closing || bus->finishing || bus->open_contexts > 0 || bus->claim_timer_on ||
-        bus->heartbeat_on)
+    if (!bus->closing || bus->finishing || bus->open_contexts > 0 || bus->open_handles > 0)
         return;
     bus->finishing = true;
     uv_close((uv_handle_t *)&bus->finish, finish_closed_cb);
@@ -734,31 +1186,56 @@ static void maybe_closed(redis_bus_t *bus)
 static void redis_close(hs_bus_t *b, hs_bus_done_cb cb, void *data)
 {
     redis_bus_t *bus = (redis_bus_t *)b;
+    if (bus->heartbeat_on && cmd_up(bus)) {
+        /* A clean stop: leave the directory now rather than after the
+         * timeout (the notifier already removed its connections). */
+        redisAsyncContext *ac = bus->links[LINK_CMD].ac;
+        redisAsyncCommand(ac, NULL, NULL, "DEL houston:alive:%s", bus->node_name);
+        redisAsyncCommand(ac, NULL, NULL, "SREM houston:nodes %s", bus->node_name);
+    }
     bus->close_cb = cb;
     bus->close_data = data;
     bus->closing = true;
-    if (bus->claim_timer_on)
-        uv_close((uv_handle_t *)&bus->claim_timer, claim_timer_closed_cb);
-    if (bus->heartbeat_on) {
-        /* A clean stop: leave the directory now rather than after the
-         * timeout (the notifier already removed its connections). */
-        if (bus->cmd) {
-            redisAsyncCommand(bus->cmd, NULL, NULL, "DEL houston:alive:%s", bus->node_name);
-            redisAsyncCommand(bus->cmd, NULL, NULL, "SREM houston:nodes %s", bus->node_name);
-        }
-        uv_close((uv_handle_t *)&bus->heartbeat, heartbeat_closed_cb);
+    if (bus->outbox_len > 0)
+        hs_log_warn("bus: %zu events could not be appended before the stop (their messages are "
+                    "in the history)",
+                    bus->outbox_len);
+    while (bus->outbox_head) {
+        outbox_entry_t *e = bus->outbox_head;
+        bus->outbox_head = e->next;
+        if (e->cb)
+            e->cb(HS_ECLOSED, e->data);
+        outbox_entry_free(e);
     }
-    /* Replies still due are delivered (with NULL for blocked reads) and the
-     * disconnect callbacks count the contexts down. */
-    redisAsyncContext *contexts[] = {bus->cmd, bus->events, bus->node};
-    for (int i = 0; i < 3; i++)
-        if (contexts[i])
-            redisAsyncDisconnect(contexts[i]);
+    bus->outbox_tail = NULL;
+    bus->outbox_len = 0;
+    uv_close((uv_handle_t *)&bus->claim_timer, handle_closed_cb);
+    uv_close((uv_handle_t *)&bus->heartbeat, handle_closed_cb);
+    for (int i = 0; i < LINK_COUNT; i++) {
+        link_t *l = &bus->links[i];
+        uv_close((uv_handle_t *)&l->timer, link_timer_closed_cb);
+        redisAsyncContext *ac = l->ac;
+        if (ac == NULL)
+            continue;
+        if (!l->up) {
+            /* Still connecting: no disconnect callback will come. */
+            l->ac = NULL;
+            bus->open_contexts--;
+            redisAsyncFree(ac);
+        } else if (i == LINK_CMD) {
+            redisAsyncDisconnect(ac); /* sends what is queued first */
+        } else {
+            redisAsyncFree(ac); /* a blocked read need not finish */
+        }
+    }
     maybe_closed(bus);
 }
 
 static const hs_bus_ops_t redis_ops = {
     .name = "redis",
+    .redelivers = true,
+    .ready = redis_ready,
+    .on_reconnect = redis_on_reconnect,
     .publish_event = redis_publish_event,
     .consume_events = redis_consume_events,
     .ack = redis_ack,
@@ -774,15 +1251,26 @@ static const hs_bus_ops_t redis_ops = {
     .close = redis_close,
 };
 
-int hs_bus_redis_open(uv_loop_t *loop, const char *url, hs_bus_t **out, char *err, size_t err_len)
+static void init_timer(redis_bus_t *bus, uv_timer_t *t, void *data)
+{
+    uv_timer_init(bus->base.loop, t);
+    t->data = data;
+    bus->open_handles++;
+}
+
+int hs_bus_redis_open(uv_loop_t *loop, const char *url, const hs_bus_redis_options_t *options,
+                      hs_bus_t **out, char *err, size_t err_len)
 {
     redis_bus_t *bus = hs_calloc(1, sizeof(*bus));
     bus->base.ops = &redis_ops;
     bus->base.loop = loop;
     bus->port = 6379;
+    bus->claim_idle_ms = options && options->claim_idle_ms ? options->claim_idle_ms : CLAIM_IDLE_MS;
     const char *p = strncmp(url, "redis://", 8) == 0 ? url + 8 : NULL;
     const char *colon = p ? strchr(p, ':') : NULL;
     const char *slash = p ? strchr(p, '/') : NULL;
+    if (colon && slash && colon > slash)
+        colon = NULL;
     size_t host_len = p ? (size_t)((colon ? colon : slash ? slash : p + strlen(p)) - p) : 0;
     if (p == NULL || host_len == 0 || host_len >= sizeof(bus->host)) {
         snprintf(err, err_len, "bus URL '%s' is not redis://host[:port][/db]", url);
@@ -794,13 +1282,22 @@ int hs_bus_redis_open(uv_loop_t *loop, const char *url, hs_bus_t **out, char *er
         bus->port = atoi(colon + 1);
     if (slash)
         bus->db = atoi(slash + 1);
-    bus->cmd = open_context(bus, err, err_len);
-    if (bus->cmd == NULL) {
+    if (bus->port <= 0 || bus->port > 65535 || bus->db < 0) {
+        snprintf(err, err_len, "bus URL '%s' has a bad port or database number", url);
         hs_free(bus);
-        return HS_EIO;
+        return HS_EINVAL;
     }
     uv_timer_init(loop, &bus->finish);
     bus->finish.data = bus;
+    init_timer(bus, &bus->claim_timer, bus);
+    init_timer(bus, &bus->heartbeat, bus);
+    for (int i = 0; i < LINK_COUNT; i++) {
+        bus->links[i].bus = bus;
+        bus->links[i].role = i;
+        init_timer(bus, &bus->links[i].timer, &bus->links[i]);
+    }
+    /* An unreachable Redis is not an error here: the link keeps trying. */
+    link_open(&bus->links[LINK_CMD]);
     *out = &bus->base;
     return 0;
 }

@@ -90,6 +90,16 @@ static const setting_t settings[] = {
      false},
     {"batch-max", "HOUSTON_BATCH_MAX", T_UINT, offsetof(hs_config_t, batch_max), "512", 1, 100000,
      "N", "most store writes committed in one transaction", false},
+    {"claim-idle", "HOUSTON_CLAIM_IDLE", T_DURATION, offsetof(hs_config_t, claim_idle_ms), "30s",
+     100, 24 * 3600 * SEC, "DURATION",
+     "scale-out: a consumer takes over events another consumer left unacknowledged this long",
+     false},
+    {"db-wait", "HOUSTON_DB_WAIT", T_DURATION, offsetof(hs_config_t, db_wait_ms), "60s", 0,
+     3600 * SEC, "DURATION", "at start-up, wait this long for MariaDB to accept connections",
+     false},
+    {"dedupe-window", "HOUSTON_DEDUPE_WINDOW", T_UINT, offsetof(hs_config_t, dedupe_window),
+     "100000", 1, 100000000, "N",
+     "scale-out: a notifier remembers this many delivered ids and drops redelivered ones", false},
 };
 
 #define SETTING_COUNT (sizeof(settings) / sizeof(settings[0]))

@@ -49,9 +49,12 @@ typedef struct hs_config {
     uint64_t keepalive_requests;    /* --keepalive-requests  HOUSTON_KEEPALIVE_REQUESTS  10000 */
     uint64_t heartbeat_interval_ms; /* --heartbeat-interval HOUSTON_HEARTBEAT_INTERVAL 5 s */
     uint64_t batch_max;
-    char *redis;        /* --redis           HOUSTON_REDIS          "" (in-process bus) */
-    char *metrics_addr; /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */
-    char *log_format;   /* --log-format      HOUSTON_LOG_FORMAT     "text" or "json" */
+    uint64_t claim_idle_ms; /* --claim-idle     HOUSTON_CLAIM_IDLE     30 s */
+    uint64_t db_wait_ms;    /* --db-wait        HOUSTON_DB_WAIT        60 s */
+    uint64_t dedupe_window; /* --dedupe-window  HOUSTON_DEDUPE_WINDOW  100000 */
+    char *redis;            /* --redis           HOUSTON_REDIS          "" (in-process bus) */
+    char *metrics_addr;     /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */
+    char *log_format;       /* --log-format      HOUSTON_LOG_FORMAT     "text" or "json" */
     unsigned char sources[HS_CONFIG_MAX_SETTINGS];
     /* hs_config_source_t per setting */ /* --batch-max      HOUSTON_BATCH_MAX      512 */
 } hs_config_t;

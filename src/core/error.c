@@ -27,6 +27,8 @@ const char *hs_strerror(int err)
         return "method not allowed";
     case HS_EBUSY:
         return "busy";
+    case HS_EUNAVAIL:
+        return "unreachable";
     default:
         return uv_strerror(err);
     }

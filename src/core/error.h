@@ -19,6 +19,7 @@ enum {
     HS_EPROTO = -10008,    /* protocol violation by the peer */
     HS_EMETHOD = -10009,   /* path known, method not allowed */
     HS_EBUSY = -10010,     /* a limit on concurrent things was reached */
+    HS_EUNAVAIL = -10011,  /* a dependency (database, Redis) is unreachable */
 };
 
 const char *hs_strerror(int err);

@@ -80,6 +80,23 @@ hs_buf_t *hs_metrics_render(const hs_metrics_t *m, const hs_metrics_gauges_t *g)
                  "Connections closed with 1008 for not reading.", m->slow_disconnects);
     buf = metric(buf, "houston_limit_refusals_total", "counter",
                  "WebSocket upgrades refused by the connection limit.", m->limit_refusals);
+    buf = metric(buf, "houston_bus_events_acked_total", "counter",
+                 "Scale-out: events acknowledged by this consumer after the hand-off.",
+                 m->bus_events_acked);
+    buf =
+        metric(buf, "houston_bus_events_claimed_total", "counter",
+               "Scale-out: events taken over from a consumer that stopped.", m->bus_events_claimed);
+    buf = metric(buf, "houston_bus_stream_backlog", "gauge",
+                 "Scale-out: events not yet acknowledged by the consumer group (pending + lag), "
+                 "as a consumer last read it.",
+                 m->bus_backlog);
+    buf = metric(buf, "houston_bus_heartbeats_total", "counter",
+                 "Scale-out: heartbeats sent by this notifier.", m->bus_heartbeats);
+    buf = metric(buf, "houston_bus_reconnects_total", "counter",
+                 "Scale-out: connections to Redis re-established after a loss.", m->bus_reconnects);
+    buf = metric(buf, "houston_duplicates_dropped_total", "counter",
+                 "Scale-out: redelivered messages a notifier did not deliver again.",
+                 m->duplicates_dropped);
     buf = appendf(buf, "# HELP houston_http_responses_total HTTP responses by status.\n"
                        "# TYPE houston_http_responses_total counter\n");
     for (int status = 100; status < 600; status++)

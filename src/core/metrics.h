@@ -30,6 +30,12 @@ typedef struct hs_metrics {
     uint64_t slow_disconnects;        /* closed with 1008 for not reading */
     uint64_t limit_refusals;          /* upgrades refused by --max-connections */
     uint64_t http_responses[600];     /* by status */
+    uint64_t bus_events_acked;        /* scale-out: events acknowledged (XACK) */
+    uint64_t bus_events_claimed;      /* scale-out: events taken over from a stopped consumer */
+    uint64_t bus_backlog;             /* scale-out: gauge, group pending + lag */
+    uint64_t bus_heartbeats;          /* scale-out: heartbeats sent by this notifier */
+    uint64_t bus_reconnects;          /* scale-out: links to Redis re-established */
+    uint64_t duplicates_dropped;      /* scale-out: redelivered messages not delivered again */
     hs_histogram_t publish_commit;    /* request received -> message committed */
     hs_histogram_t publish_to_socket; /* message created -> frame queued on the sockets */
 } hs_metrics_t;

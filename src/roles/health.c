@@ -31,8 +31,9 @@ static void bus_probed_cb(int status, const char *node, void *data)
     if (status == 0 || status == HS_ENOTFOUND)
         hs_http_respond_json(probe->req, 200, json_pack("{s:s}", "status", "ready"));
     else
-        hs_http_respond_error(probe->req, 503, "unavailable", "bus unreachable: %s",
-                              hs_strerror(status));
+        hs_http_respond_error(probe->req, 503, "unavailable", "the message bus is unreachable (%s)",
+                              status == HS_EUNAVAIL ? "Redis does not answer"
+                                                    : hs_strerror(status));
     hs_free(probe);
 }
 
@@ -41,8 +42,9 @@ static void store_probed_cb(int status, const hs_message_t *msg, void *data)
     (void)msg;
     probe_t *probe = data;
     if (status != 0 && status != HS_ENOTFOUND) {
-        hs_http_respond_error(probe->req, 503, "unavailable", "store unreachable: %s",
-                              hs_strerror(status));
+        hs_http_respond_error(probe->req, 503, "unavailable", "the store is unreachable (%s)",
+                              status == HS_EUNAVAIL ? "the database does not answer"
+                                                    : hs_strerror(status));
         hs_free(probe);
         return;
     }

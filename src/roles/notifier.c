@@ -11,6 +11,8 @@
 #include "core/metrics.h"
 #include "core/ulid.h"
 #include "http/server.h"
+#include "roles/decode.h"
+#include "roles/dedupe.h"
 #include "roles/health.h"
 #include "roles/render.h"
 #include "ws/codec.h"
@@ -57,7 +59,8 @@ struct hs_notifier {
     hs_map_t clients;       /* connection id -> client_t */
     uint64_t subscriptions; /* in the index, all clients */
     hs_health_t *health;
-    hs_map_t topics; /* topic -> topic_t */
+    hs_map_t topics;     /* topic -> topic_t */
+    hs_dedupe_t *dedupe; /* ids delivered lately, where the bus redelivers */
     /* shutdown */
     int shutting_down;
     int http_done;
@@ -144,9 +147,15 @@ static client_t *find_client(hs_notifier_t *n, const char *id)
 
 static void deliver(hs_notifier_t *n, const hs_node_cmd_t *cmd)
 {
-    topic_t *topic = hs_map_get(&n->topics, cmd->topic, strlen(cmd->topic));
+    topic_t *topic = cmd->topic ? hs_map_get(&n->topics, cmd->topic, strlen(cmd->topic)) : NULL;
     if (topic == NULL)
         return;
+    /* At-least-once below, at-most-once per connection here: a message
+     * handed over again is not delivered again. */
+    if (n->dedupe && cmd->message_id && hs_dedupe_seen(n->dedupe, cmd->message_id)) {
+        hs_metrics_singleton.duplicates_dropped++;
+        return;
+    }
     /* One frame for every recipient; each queue takes a reference. A send
      * that overflows a slow client's queue closes that client later (never
      * inside this walk), so the list stays valid. */
@@ -168,6 +177,43 @@ static void deliver(hs_notifier_t *n, const hs_node_cmd_t *cmd)
     }
 }
 
+static int notify(hs_notifier_t *n, const char *connection_id, const char *text, size_t len)
+{
+    client_t *client = find_client(n, connection_id);
+    if (client == NULL)
+        return HS_ENOTFOUND;
+    switch (hs_ws_send_text(client->ws, text, len)) {
+    case 0:
+        hs_metrics_singleton.notifications++;
+        break;
+    case HS_ETOOBIG:
+        hs_metrics_singleton.slow_disconnects++;
+        break;
+    }
+    return 0;
+}
+
+/* The prototype's forwarder-channel: {"connectionID":…,"payload":…}, heard
+ * by every node; the one holding the connection delivers the payload as a
+ * notification. */
+static int forward(hs_notifier_t *n, const hs_node_cmd_t *cmd)
+{
+    json_t *obj;
+    hs_api_error_t err;
+    hs_notification_input_t in;
+    if (hs_decode_body(cmd->frame_text, cmd->frame_text_len, &obj, &err) != 0) {
+        hs_log_warn("notifier: forwarder-channel message ignored: %s", err.message);
+        return HS_EINVAL;
+    }
+    int rc = hs_decode_notification(obj, n->cfg->max_content, &in, &err);
+    if (rc != 0)
+        hs_log_warn("notifier: forwarder-channel message ignored: %s", err.message);
+    else
+        rc = notify(n, in.connection_id, in.payload, in.payload_len);
+    json_decref(obj);
+    return rc;
+}
+
 static int handle_command(const hs_node_cmd_t *cmd, void *data)
 {
     hs_notifier_t *n = data;
@@ -177,18 +223,9 @@ static int handle_command(const hs_node_cmd_t *cmd, void *data)
         deliver(n, cmd);
         return 0;
     case HS_NODE_NOTIFY:
-        client = find_client(n, cmd->connection_id);
-        if (client == NULL)
-            return HS_ENOTFOUND;
-        switch (hs_ws_send_text(client->ws, cmd->frame_text, cmd->frame_text_len)) {
-        case 0:
-            hs_metrics_singleton.notifications++;
-            break;
-        case HS_ETOOBIG:
-            hs_metrics_singleton.slow_disconnects++;
-            break;
-        }
-        return 0;
+        return notify(n, cmd->connection_id, cmd->frame_text, cmd->frame_text_len);
+    case HS_NODE_FORWARD:
+        return forward(n, cmd);
     case HS_NODE_SUBSCRIBE: {
         client = find_client(n, cmd->connection_id);
         int rc = client ? subscribe(n, client, cmd->topic) : HS_ENOTFOUND;
@@ -330,6 +367,8 @@ hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
         .max_missed_pongs = 2,
         .max_pending = cfg->max_pending,
     };
+    if (bus && hs_bus_redelivers(bus)) /* no bus: only listing the routes */
+        n->dedupe = hs_dedupe_new(cfg->dedupe_window);
     n->router = hs_router_new();
     hs_router_add(n->router, HTTP_GET, "/api/v1/ws", ws_route, n);
     n->health = hs_health_add_routes(n->router, store, bus);
@@ -364,8 +403,26 @@ static void dead_node_cb(const char *node, void *data)
     hs_store_remove_node(n->store, node, dead_node_removed_cb, hs_strdup(node));
 }
 
+/* The bus came back after losing Redis: its directory entries for this
+ * node may be gone (a restart without persistence), so put them back. */
+static void bus_reconnected_cb(void *data)
+{
+    hs_notifier_t *n = data;
+    size_t pos = 0;
+    client_t *client;
+    while ((client = hs_map_next(&n->clients, &pos)) != NULL)
+        hs_bus_register_connection(n->bus, n->node_id, client->id);
+    pos = 0;
+    topic_t *topic;
+    while ((topic = hs_map_next(&n->topics, &pos)) != NULL)
+        hs_bus_add_topic_node(n->bus, topic->name, n->node_id);
+    hs_log_info("notifier: re-registered %zu connections and %zu topics with the bus",
+                hs_map_count(&n->clients), hs_map_count(&n->topics));
+}
+
 int hs_notifier_start(hs_notifier_t *n, const char *addr)
 {
+    hs_bus_on_reconnect(n->bus, bus_reconnected_cb, n);
     int rc = hs_bus_serve_node(n->bus, n->node_id, handle_command, n);
     if (rc != 0)
         return rc;
@@ -422,6 +479,7 @@ void hs_notifier_free(hs_notifier_t *n)
     hs_health_free(n->health);
     hs_map_dispose(&n->clients);
     hs_map_dispose(&n->topics);
+    hs_dedupe_free(n->dedupe);
     hs_free(n->node_id);
     hs_free(n);
 }

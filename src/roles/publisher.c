@@ -61,10 +61,29 @@ static void respond_api_error(hs_http_request_t *req, const hs_api_error_t *err)
     hs_http_respond_error(req, err->status, err->code, "%s", err->message);
 }
 
+/* A failed store or bus operation: 503 when the database or Redis cannot be
+ * reached (retry later), 500 otherwise. */
 static void respond_internal(hs_http_request_t *req, const char *what, int status)
 {
     hs_log_error("publisher: %s %s failed: %s", hs_http_request_id(req), what, hs_strerror(status));
-    hs_http_respond_error(req, 500, "internal", "%s failed; nothing was changed", what);
+    if (status == HS_EUNAVAIL)
+        hs_http_respond_error(req, 503, "unavailable",
+                              "%s failed: the database or the message bus is unreachable; "
+                              "retry later",
+                              what);
+    else
+        hs_http_respond_error(req, 500, "internal", "%s failed; nothing was changed", what);
+}
+
+/* In the scale-out mode a message is only accepted while it can also be
+ * announced: with Redis away it would be stored but reach nobody live. */
+static bool bus_ready_or_503(hs_publisher_t *p, hs_http_request_t *req)
+{
+    if (hs_bus_ready(p->bus))
+        return true;
+    hs_http_respond_error(req, 503, "unavailable",
+                          "the message bus (Redis) is unreachable; retry later");
+    return false;
 }
 
 /* Decodes the JSON object body; with allow_query and no body, builds the
@@ -143,6 +162,10 @@ static void publish(hs_http_request_t *req, hs_publisher_t *p, const char *autho
     hs_api_error_t err;
     if (hs_decode_publish(body, author_key, p->cfg->max_content, &in, &err) != 0) {
         respond_api_error(req, &err);
+        json_decref(body);
+        return;
+    }
+    if (!bus_ready_or_503(p, req)) {
         json_decref(body);
         return;
     }
@@ -268,6 +291,10 @@ static void subscribe_applied_cb(int status, void *data)
                               call->in.sub.connection_id,
                               (unsigned long long)p->cfg->max_subscriptions);
     } else if (status != 0) {
+        /* Not handed to the node: a new row would be a ghost. */
+        if (call->created)
+            hs_store_remove_subscription(p->store, call->in.sub.connection_id, call->in.sub.topic,
+                                         NULL, NULL);
         respond_internal(call->req, "subscribing", status);
     } else {
         hs_http_respond_json(call->req, call->created ? 201 : 200,
@@ -296,6 +323,11 @@ static void subscription_stored_cb(int status, uint64_t created_ms, void *data)
 static void subscribe_located_cb(int status, const char *node, void *data)
 {
     call_t *call = data;
+    if (status != 0 && status != HS_ENOTFOUND) {
+        respond_internal(call->req, "finding the connection", status);
+        call_free(call);
+        return;
+    }
     if (status != 0) {
         hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
                               call->in.sub.connection_id);
@@ -339,7 +371,12 @@ static void unsubscribe_stored_cb(int status, size_t count, void *data)
 static void unsubscribe_applied_cb(int status, void *data)
 {
     call_t *call = data;
-    (void)status; /* a connection that left has no subscriptions in memory */
+    if (status == HS_EUNAVAIL) { /* the node may still push: say so */
+        respond_internal(call->req, "unsubscribing", status);
+        call_free(call);
+        return;
+    }
+    /* Otherwise done, or the connection left: it has nothing in memory. */
     hs_store_remove_subscription(call->publisher->store, call->in.sub.connection_id,
                                  call->in.sub.topic, unsubscribe_stored_cb, call);
 }
@@ -347,6 +384,11 @@ static void unsubscribe_applied_cb(int status, void *data)
 static void unsubscribe_located_cb(int status, const char *node, void *data)
 {
     call_t *call = data;
+    if (status != 0 && status != HS_ENOTFOUND) {
+        respond_internal(call->req, "finding the connection", status);
+        call_free(call);
+        return;
+    }
     if (status != 0) {
         unsubscribe_applied_cb(0, call);
         return;
@@ -440,6 +482,11 @@ static void notification_sent_cb(int status, void *data)
 static void notification_located_cb(int status, const char *node, void *data)
 {
     call_t *call = data;
+    if (status != 0 && status != HS_ENOTFOUND) {
+        respond_internal(call->req, "finding the connection", status);
+        call_free(call);
+        return;
+    }
     if (status != 0) {
         notification_sent_cb(HS_ENOTFOUND, call);
         return;

@@ -129,10 +129,13 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
             op->status = ops->read(w->conn, op);
         return;
     }
-    if (ops->begin(w->conn) != 0) {
-        hs_log_error("store: cannot begin a transaction: %s", ops->error(w->conn));
+    int rc = ops->begin(w->conn);
+    if (rc != 0) {
+        /* An unreachable server was reported once by the back-end. */
+        if (rc != HS_EUNAVAIL)
+            hs_log_error("store: cannot begin a transaction: %s", ops->error(w->conn));
         for (hs_store_op_t *op = batch; op; op = op->next)
-            op->status = HS_EIO;
+            op->status = rc;
         return;
     }
     for (hs_store_op_t *op = batch; op; op = op->next) {
@@ -143,11 +146,12 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
             hs_log_error("store: write failed: %s", ops->error(w->conn));
         ops->release(w->conn, failed);
     }
-    if (ops->commit(w->conn) != 0) {
+    rc = ops->commit(w->conn);
+    if (rc != 0) {
         hs_log_error("store: commit failed: %s", ops->error(w->conn));
         ops->rollback(w->conn);
         for (hs_store_op_t *op = batch; op; op = op->next)
-            op->status = HS_EIO;
+            op->status = rc;
     }
 }
 

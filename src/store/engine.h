@@ -71,7 +71,8 @@ typedef struct hs_store_engine_ops {
     void (*savepoint)(void *conn);
     /* Ends the op's savepoint, undoing it first when undo is true. */
     void (*release)(void *conn, bool undo);
-    /* Returns the op's status: 0, HS_EEXIST, HS_ENOTFOUND or HS_EIO. */
+    /* Returns the op's status: 0, HS_EEXIST, HS_ENOTFOUND, HS_EIO or
+     * HS_EUNAVAIL (the server cannot be reached). */
     int (*write)(void *conn, hs_store_op_t *op);
     /* Reader thread. */
     int (*read)(void *conn, hs_store_op_t *op);

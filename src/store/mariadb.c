@@ -7,10 +7,14 @@
  * with binary collation, so ORDER BY id is ULID (= time) order.
  *
  * A connection lost between batches is re-established before the next one
- * (mysql_ping first); a batch that fails mid-way is rolled back and its
- * writes report HS_EIO, so nothing half-written remains. */
+ * (mysql_ping first), at most once per backoff step (100 ms doubling to
+ * 2 s): while the server cannot be reached every operation fails at once
+ * with HS_EUNAVAIL (the API answers 503), without hammering the server. A
+ * batch that fails mid-way is rolled back and its writes report the error,
+ * so nothing half-written remains. */
 #include "store/mariadb.h"
 
+#include <errmsg.h>
 #include <mysql.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +25,10 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "store/engine.h"
+#include <uv.h>
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
 
 typedef struct target {
     char user[128];
@@ -33,6 +41,9 @@ typedef struct target {
 /* One thread's connection and its statement buffer. */
 typedef struct conn {
     MYSQL *db;
+    bool down;            /* the last attempt to reach the server failed */
+    uint64_t retry_at_ns; /* no new attempt before this (uv_hrtime) */
+    uint64_t backoff_ms;
     target_t target;
     char *sql;
     size_t len, cap;
@@ -110,18 +121,47 @@ static int connect_db(conn_t *c, char *err, size_t err_len)
     return 0;
 }
 
-/* Reconnects when the server went away since the last use. */
+/* Reconnects when the server went away since the last use; while it stays
+ * away, tries again only after the backoff. */
 static int ensure_connected(conn_t *c)
 {
-    if (c->db && mysql_ping(c->db) == 0)
+    if (!c->down && c->db && mysql_ping(c->db) == 0)
         return 0;
+    uint64_t now = uv_hrtime();
+    if (c->down && now < c->retry_at_ns)
+        return HS_EUNAVAIL;
     char err[512];
-    int rc = connect_db(c, err, sizeof(err));
-    if (rc != 0)
-        hs_log_warn("store: %s", err);
-    else
-        hs_log_info("store: reconnected to MariaDB at %s:%u", c->target.host, c->target.port);
-    return rc;
+    if (connect_db(c, err, sizeof(err)) != 0) {
+        if (!c->down)
+            hs_log_error("store: %s; retrying with backoff, answering 503 meanwhile", err);
+        c->down = true;
+        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (c->backoff_ms > BACKOFF_MAX_MS)
+            c->backoff_ms = BACKOFF_MAX_MS;
+        c->retry_at_ns = now + c->backoff_ms * 1000000ull;
+        return HS_EUNAVAIL;
+    }
+    hs_log_info("store: connected to MariaDB at %s:%u again", c->target.host, c->target.port);
+    c->down = false;
+    c->backoff_ms = 0;
+    return 0;
+}
+
+/* The error of the last statement: HS_EUNAVAIL when the connection is the
+ * cause (the next use reconnects), else HS_EIO. */
+static int statement_error(conn_t *c)
+{
+    switch (mysql_errno(c->db)) {
+    case CR_SERVER_GONE_ERROR:
+    case CR_SERVER_LOST:
+    case CR_CONNECTION_ERROR:
+    case CR_CONN_HOST_ERROR:
+    case CR_SERVER_LOST_EXTENDED:
+    case CR_UNKNOWN_HOST:
+        return HS_EUNAVAIL;
+    default:
+        return HS_EIO;
+    }
 }
 
 /* ---- building statements ----------------------------------------------------- */
@@ -176,12 +216,12 @@ static void sql_str(conn_t *c, const char *value)
 
 static int run(conn_t *c)
 {
-    return mysql_real_query(c->db, c->sql, (unsigned long)c->len) == 0 ? 0 : HS_EIO;
+    return mysql_real_query(c->db, c->sql, (unsigned long)c->len) == 0 ? 0 : statement_error(c);
 }
 
 static int run_text(conn_t *c, const char *sql)
 {
-    return mysql_query(c->db, sql) == 0 ? 0 : HS_EIO;
+    return mysql_query(c->db, sql) == 0 ? 0 : statement_error(c);
 }
 
 /* ---- schema ------------------------------------------------------------------- */
@@ -298,7 +338,7 @@ static int md_write(void *conn, hs_store_op_t *op)
         sql_add(c, ",%llu)", (unsigned long long)op->ms);
         size_t n = 0;
         if (run(c) != 0 || affected(c, &n) != 0)
-            return HS_EIO;
+            return statement_error(c);
         if (n == 1) {
             op->created_ms = op->ms;
             return 0;
@@ -309,7 +349,7 @@ static int md_write(void *conn, hs_store_op_t *op)
         sql_add(c, " AND topic=");
         sql_str(c, op->b);
         if (run(c) != 0)
-            return HS_EIO;
+            return statement_error(c);
         MYSQL_RES *res = mysql_store_result(c->db);
         MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
         op->created_ms = row && row[0] ? strtoull(row[0], NULL, 10) : op->ms;
@@ -323,7 +363,7 @@ static int md_write(void *conn, hs_store_op_t *op)
             sql_add(c, " AND topic=");
             sql_str(c, op->b);
         }
-        return run(c) == 0 ? affected(c, &op->count) : HS_EIO;
+        return run(c) == 0 ? affected(c, &op->count) : statement_error(c);
     case HS_OP_ADD_CONNECTION:
         sql_add(c, "REPLACE INTO connections (id, node, connected_at) VALUES (");
         sql_str(c, op->a);
@@ -335,7 +375,7 @@ static int md_write(void *conn, hs_store_op_t *op)
         sql_add(c, "DELETE FROM subscriptions WHERE connection_id=");
         sql_str(c, op->a);
         if (run(c) != 0)
-            return HS_EIO;
+            return statement_error(c);
         sql_start(c);
         sql_add(c, "DELETE FROM connections WHERE id=");
         sql_str(c, op->a);
@@ -345,11 +385,11 @@ static int md_write(void *conn, hs_store_op_t *op)
                    "WHERE c.node=");
         sql_str(c, op->a);
         if (run(c) != 0)
-            return HS_EIO;
+            return statement_error(c);
         sql_start(c);
         sql_add(c, "DELETE FROM connections WHERE node=");
         sql_str(c, op->a);
-        return run(c) == 0 ? affected(c, &op->count) : HS_EIO;
+        return run(c) == 0 ? affected(c, &op->count) : statement_error(c);
     default:
         return HS_EINVAL;
     }
@@ -361,7 +401,7 @@ static int fetch_messages(conn_t *c, hs_store_op_t *op, size_t cap)
 {
     MYSQL_RES *res = mysql_store_result(c->db);
     if (res == NULL)
-        return HS_EIO;
+        return statement_error(c);
     MYSQL_ROW row;
     while ((row = mysql_fetch_row(res)) != NULL) {
         unsigned long *lens = mysql_fetch_lengths(res);
@@ -375,15 +415,16 @@ static int fetch_messages(conn_t *c, hs_store_op_t *op, size_t cap)
 static int md_read(void *conn, hs_store_op_t *op)
 {
     conn_t *c = conn;
-    if (ensure_connected(c) != 0)
-        return HS_EIO;
+    int rc = ensure_connected(c);
+    if (rc != 0)
+        return rc;
     sql_start(c);
     switch (op->kind) {
     case HS_OP_GET_MESSAGE:
         sql_add(c, "SELECT id, topic, content, author, created_at FROM messages WHERE id=");
         sql_str(c, op->a);
         if (run(c) != 0 || fetch_messages(c, op, 1) != 0)
-            return HS_EIO;
+            return statement_error(c);
         return op->count == 1 ? 0 : HS_ENOTFOUND;
     case HS_OP_LIST_MESSAGES: {
         bool forward = op->query.forward;
@@ -395,7 +436,7 @@ static int md_read(void *conn, hs_store_op_t *op)
         }
         sql_add(c, " ORDER BY id %s LIMIT %u", forward ? "ASC" : "DESC", op->query.limit);
         if (run(c) != 0)
-            return HS_EIO;
+            return statement_error(c);
         return fetch_messages(c, op, op->query.limit);
     }
     case HS_OP_LIST_SUBSCRIPTIONS: {
@@ -412,10 +453,10 @@ static int md_read(void *conn, hs_store_op_t *op)
         }
         sql_add(c, op->a ? " ORDER BY created_at, topic" : " ORDER BY created_at, connection_id");
         if (run(c) != 0)
-            return HS_EIO;
+            return statement_error(c);
         MYSQL_RES *res = mysql_store_result(c->db);
         if (res == NULL)
-            return HS_EIO;
+            return statement_error(c);
         MYSQL_ROW row;
         while ((row = mysql_fetch_row(res)) != NULL)
             hs_store_op_add_subscription(op, row[0], row[1], strtoull(row[2], NULL, 10));
@@ -432,9 +473,8 @@ static int md_read(void *conn, hs_store_op_t *op)
 static int md_begin(void *conn)
 {
     conn_t *c = conn;
-    if (ensure_connected(c) != 0)
-        return HS_EIO;
-    return run_text(c, "START TRANSACTION");
+    int rc = ensure_connected(c);
+    return rc != 0 ? rc : run_text(c, "START TRANSACTION");
 }
 
 static int md_commit(void *conn)
@@ -500,7 +540,19 @@ int hs_store_mariadb_open(uv_loop_t *loop, const char *url, const hs_store_optio
         conns[i] = hs_calloc(1, sizeof(conn_t));
         conns[i]->target = target;
     }
-    rc = connect_db(conns[0], err, err_len);
+    /* At start-up the server may still be on its way (a container starting
+     * beside this one): wait for it, up to options->connect_wait_ms. A
+     * refused login or a missing database is final at once. */
+    uint64_t deadline = uv_hrtime() + options->connect_wait_ms * 1000000ull;
+    uint64_t pause_ms = BACKOFF_MIN_MS;
+    while ((rc = connect_db(conns[0], err, err_len)) != 0 &&
+           statement_error(conns[0]) == HS_EUNAVAIL &&
+           uv_hrtime() + pause_ms * 1000000ull < deadline) {
+        if (pause_ms == BACKOFF_MIN_MS)
+            hs_log_warn("store: %s; waiting for it", err);
+        uv_sleep((unsigned)pause_ms);
+        pause_ms = pause_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pause_ms * 2;
+    }
     if (rc == 0)
         rc = migrate(conns[0], err, err_len);
     if (rc == 0)

@@ -106,7 +106,8 @@ struct hs_store {
 };
 
 typedef struct hs_store_options {
-    unsigned batch_max; /* most writes in one transaction (default 512) */
+    unsigned batch_max;       /* most writes in one transaction (default 512) */
+    uint64_t connect_wait_ms; /* MariaDB: wait this long at open for the server */
 } hs_store_options_t;
 
 /* Opens the back-end named by url ("sqlite:PATH"; later "mysql://...").

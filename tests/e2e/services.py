@@ -28,14 +28,31 @@ def wait_for(check, what, proc, log, deadline=30.0):
 
 
 class Redis:
-    def __init__(self, tmp):
+    """persistent: append-only file fsynced on every write, so a restart
+    (even after kill -9) keeps every acknowledged write."""
+
+    def __init__(self, tmp, persistent=False):
         self.port = free_port()
+        self.tmp = tmp
         self.log = tmp / "redis.log"
+        self.persistence = (["--appendonly", "yes", "--appendfsync", "always"] if persistent
+                            else ["--appendonly", "no"])
+        self.start()
+
+    def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(tmp)],
-            stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+             *self.persistence, "--dir", str(self.tmp)],
+            stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
         wait_for(self.ping, "redis-server", self.proc, self.log)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def cli(self, *args):
+        return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args],
+                              capture_output=True, text=True, check=True).stdout
 
     def ping(self):
         try:
@@ -61,20 +78,27 @@ class MariaDB:
         self.dir.mkdir()
         self.log = self.dir / "server.log"
         self.sock = self.dir / "sock"
-        env = dict(os.environ, PATH=os.environ.get("PATH", "") + ":" + SBIN)
-        user = os.environ.get("USER") or "root"
+        self.env = dict(os.environ, PATH=os.environ.get("PATH", "") + ":" + SBIN)
+        self.user = os.environ.get("USER") or "root"
         subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.dir}/data",
-                        f"--user={user}", "--auth-root-authentication-method=normal",
-                        "--skip-test-db"], check=True, capture_output=True, env=env)
+                        f"--user={self.user}", "--auth-root-authentication-method=normal",
+                        "--skip-test-db"], check=True, capture_output=True, env=self.env)
+        self.start()
+        subprocess.run(["mariadb", "--no-defaults", f"--socket={self.sock}", "-e",
+                        "CREATE DATABASE houston"], check=True, env=self.env)
+
+    def start(self):
         self.proc = subprocess.Popen(
             ["mariadbd", "--no-defaults", f"--datadir={self.dir}/data", f"--socket={self.sock}",
-             f"--port={self.port}", "--bind-address=127.0.0.1", f"--user={user}",
+             f"--port={self.port}", "--bind-address=127.0.0.1", f"--user={self.user}",
              "--skip-grant-tables", "--skip-log-bin", "--innodb-buffer-pool-size=32M",
              "--innodb-log-file-size=16M", f"--pid-file={self.dir}/pid"],
-            stdout=open(self.log, "w"), stderr=subprocess.STDOUT, env=env)
+            stdout=open(self.log, "a"), stderr=subprocess.STDOUT, env=self.env)
         wait_for(self.ping, "mariadbd", self.proc, self.log)
-        subprocess.run(["mariadb", "--no-defaults", f"--socket={self.sock}", "-e",
-                        "CREATE DATABASE houston"], check=True, env=env)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(30)
 
     def ping(self):
         return subprocess.run(["mariadb-admin", "--no-defaults", f"--socket={self.sock}", "ping"],

@@ -54,8 +54,8 @@ static const setting_t settings[] = {
      "", 0, 0, "LIST", "comma-separated Origins allowed to open a WebSocket (empty: any)", false},
     {"cors-origins", "HOUSTON_CORS_ORIGINS", T_STRING, offsetof(hs_config_t, cors_origins), "", 0,
      0, "LIST",
-     "comma-separated browser Origins that may call the API (CORS), * for any, none for none "
-     "(empty: the console's, http://localhost|127.0.0.1|[::1]:<ws port>)",
+     "browser Origins that may call the API (CORS): a comma list, * or none "
+     "(empty: the console's, on loopback)",
      false},
     {"max-content", "HOUSTON_MAX_CONTENT", T_SIZE, offsetof(hs_config_t, max_content), "64k", 1,
      16 * MIB, "SIZE", "largest message content", false},

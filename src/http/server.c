@@ -645,10 +645,11 @@ void hs_http_server_shutdown(hs_http_server_t *s, void (*cb)(hs_http_server_t *,
         hs_listener_close(s->listener);
         s->listener = NULL;
     }
-    /* Idle connections go now; busy ones after their answer, which says
-     * "Connection: close" (hs_http__persistence). */
+    /* Idle connections go now; busy ones - a request in flight, or one
+     * partly received, which still has its deadlines - after their answer,
+     * which says "Connection: close" (hs_http__persistence). */
     for (hs_http_conn_t *hc = s->conns; hc; hc = hc->next)
-        if (!hc->in_flight)
+        if (!hc->in_flight && hc->req == NULL)
             hs_conn_close_after_flush(hc->conn);
     maybe_shutdown_done(s);
 }

@@ -38,13 +38,14 @@ def wait_port(port, proc, log, deadline=10.0):
 
 
 class Server:
-    """One running houston serve."""
+    """One running houston serve, its stderr kept in a file."""
 
     def __init__(self, tmp: Path, *extra, db=None):
         self.tmp = tmp
         self.db = db or tmp / "houston.db"
         self.extra = list(extra)
         self.proc = None
+        self.stderr = None
 
     def start(self):
         self.ws_port, self.api_port = free_port(), free_port()
@@ -53,10 +54,15 @@ class Server:
         db_url = os.environ.get("HOUSTON_TEST_DB_URL") or f"sqlite:{self.db}"
         args = [BIN, "serve", "--ws-addr", f"127.0.0.1:{self.ws_port}",
                 "--api-addr", f"127.0.0.1:{self.api_port}", "--db", db_url, *self.extra]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log, "w"))
-        wait_port(self.ws_port, self.proc, self.log)
-        wait_port(self.api_port, self.proc, self.log)
+        self.stderr = open(self.log, "w")
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self.stderr)
+        try:
+            wait_port(self.ws_port, self.proc, self.log)
+            wait_port(self.api_port, self.proc, self.log)
+        except BaseException:
+            self.kill()
+            raise
         return self
 
     @property
@@ -67,30 +73,52 @@ class Server:
     def ws_url(self):
         return f"ws://127.0.0.1:{self.ws_port}/api/v1/ws"
 
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self, sig=signal.SIGTERM, timeout=15):
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        """Signals the server and returns its exit code (or the code it
+        already exited with)."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(f"houston did not stop within {timeout} s:\n{self.logs()}")
+        self.stderr.close()
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
             self.proc.kill()
-            raise AssertionError(f"houston did not stop:\n{self.log.read_text()}")
+            self.proc.wait(10)
+        self.stderr.close()
 
     def logs(self):
-        return self.log.read_text()
+        return self.log.read_text(errors="replace")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("houston"), "--ping-interval", "30s").start()
-    yield srv
+def stop_cleanly(srv):
+    """SIGTERM; the server must exit 0."""
     code = srv.stop()
     assert code == 0, f"houston exited with {code}:\n{srv.logs()}"
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The shared server of a test module; tests keep apart by topic."""
+    srv = Server(tmp_path_factory.mktemp("houston"), "--ping-interval", "30s").start()
+    yield srv
+    stop_cleanly(srv)
+
+
 @pytest.fixture
 def fresh_server(tmp_path):
+    """Starts servers of the test's own (restart, shutdown, options). Those
+    the test left running are stopped with SIGTERM and must exit 0."""
     servers = []
 
     def make(*extra, db=None):
@@ -98,13 +126,46 @@ def fresh_server(tmp_path):
         servers.append(srv)
         return srv
 
+    make.servers = servers
     yield make
+    failures = []
     for srv in servers:
-        srv.stop()
+        if srv.running():
+            code = srv.stop()
+            if code != 0:
+                failures.append(f"houston exited with {code}:\n{srv.logs()}")
+        else:
+            srv.stderr.close()
+    assert not failures, "\n".join(failures)
+
+
+def servers_of(item):
+    """The servers a test used, to show their logs when it fails."""
+    found = []
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, Server):
+            found.append(value)
+        found.extend(getattr(value, "servers", []))
+    return found
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for srv in servers_of(item):
+            try:
+                text = srv.logs()
+            except OSError:
+                continue
+            report.sections.append((f"houston stderr (API port {srv.api_port})",
+                                    text[-6000:]))
 
 
 @pytest.fixture
 def topic():
+    """A topic no other test uses."""
     return "t-" + uuid.uuid4().hex[:12]
 
 
@@ -127,7 +188,8 @@ class Response:
 def http(*args):
     """Runs HTTPie and returns status, headers and body."""
     out = subprocess.run(["http", "--ignore-stdin", "--pretty=none", "--print=hb",
-                          "--timeout=10", *args], capture_output=True, text=True, timeout=20)
+                          "--timeout=10", *args], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=20)
     head, _, body = out.stdout.replace("\r\n", "\n").partition("\n\n")
     lines = head.split("\n")
     if not lines or not lines[0].startswith("HTTP/"):
@@ -138,6 +200,21 @@ def http(*args):
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return Response(status, headers, body)
+
+
+def call(srv, method, path, body=None):
+    """One request with http.client, for set-up and checks in bulk (HTTPie
+    costs a process each). Returns (status, decoded JSON or None)."""
+    import http.client as httplib
+    conn = httplib.HTTPConnection("127.0.0.1", srv.api_port, timeout=10)
+    try:
+        conn.request(method, path, body=None if body is None else json.dumps(body),
+                     headers={"Content-Type": "application/json"} if body is not None else {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, (json.loads(data) if data.strip() else None)
+    finally:
+        conn.close()
 
 
 # ---- WebSocket helpers ------------------------------------------------------

@@ -1,20 +1,25 @@
 """History: pagination both ways with its edges, get by id."""
+import time
+
 import pytest
 
-from conftest import http
+from conftest import call, http
 
 
 @pytest.fixture(scope="module")
 def history(server):
+    """25 messages, each in a millisecond of its own, and a neighbour."""
     topic = "hist-topic"
     ids = []
     for i in range(25):
-        r = http("POST", f"{server.api}/api/v1/messages", f"topic={topic}", f"content=m{i}",
-                 "author=a")
-        assert r.status == 201
-        ids.append(r.json["id"])
+        status, msg = call(server, "POST", "/api/v1/messages",
+                           {"topic": topic, "content": f"m{i}", "author": "a"})
+        assert status == 201
+        ids.append(msg["id"])
+        time.sleep(0.002)
     # a neighbour topic that must never show up
-    http("POST", f"{server.api}/api/v1/messages", "topic=hist-other", "content=x")
+    status, _ = call(server, "POST", "/api/v1/messages", {"topic": "hist-other", "content": "x"})
+    assert status == 201
     return topic, ids
 
 
@@ -90,3 +95,35 @@ def test_get_by_id(server, history):
     assert r.status == 404
     r = http("GET", f"{server.api}/api/v1/messages/not-a-ulid")
     assert r.status == 400 and r.json["error"]["code"] == "invalid_field"
+
+
+def test_backward_from_a_cursor_in_the_middle(server, history):
+    topic, ids = history
+    got, nxt = page(server, topic, "limit==5", "forward==false", f"lastID=={ids[12]}")
+    assert got == ids[11:6:-1] and nxt == ids[7]
+    got, nxt = page(server, topic, "limit==5", "forward==true", f"lastID=={ids[12]}")
+    assert got == ids[13:18] and nxt == ids[17]
+
+
+def test_cursors_are_case_insensitive(server, history):
+    topic, ids = history
+    got, _ = page(server, topic, "limit==3", "forward==true", f"lastID=={ids[4].lower()}")
+    assert got == ids[5:8]
+
+
+def test_a_cursor_between_messages_need_not_exist(server, history):
+    """A cursor that is no message's id (the largest id of the millisecond of
+    the 10th message) still splits the history at its place."""
+    topic, ids = history
+    cursor = ids[9][:10] + "Z" * 16
+    assert ids[9] < cursor < ids[10]  # the fixture published them 2 ms apart
+    got, _ = page(server, topic, "limit==3", "forward==true", f"lastID=={cursor}")
+    assert got == ids[10:13]
+    got, _ = page(server, topic, "limit==3", "forward==false", f"lastID=={cursor}")
+    assert got == ids[9:6:-1]
+
+
+def test_a_topic_only_lists_its_own_messages(server, history):
+    topic, ids = history
+    got, nxt = page(server, "hist-other", "forward==true")
+    assert len(got) == 1 and got[0] not in ids and nxt is None

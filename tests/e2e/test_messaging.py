@@ -1,6 +1,7 @@
 """Connect, subscribe, publish, receive; fan-out; unsubscribe; notifications."""
 import asyncio
 import re
+import time
 from datetime import datetime, timezone
 
 from conftest import ahttp, connect, expect_silence, http, recv_json, run
@@ -242,3 +243,189 @@ def test_keep_alive_serves_several_requests_on_one_connection(server, topic):
         assert resp.status == 201
         resp.read()
     conn.close()
+
+
+def test_resubscribe_answers_200_with_the_first_subscription(server, topic):
+    async def go():
+        ws, cid = await connect(server)
+        first = await ahttp("POST", f"{server.api}/api/v1/subscribes", f"topic={topic}",
+                            f"connectionID={cid}")
+        assert first.status == 201
+        assert set(first.json) == {"topic", "connectionID", "createdAt"}
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", first.json["createdAt"])
+        again = await ahttp("POST", f"{server.api}/api/v1/subscribes", f"topic={topic}",
+                            f"connectionID={cid.lower()}")
+        assert again.status == 200 and again.json == first.json
+        r = await ahttp("GET", f"{server.api}/api/v1/subscribes", f"connectionID=={cid}")
+        assert r.json == [first.json]  # still one subscription
+        await ahttp("POST", f"{server.api}/api/v1/messages", f"topic={topic}", "content=once")
+        assert (await recv_json(ws))["message"]["content"] == "once"
+        await expect_silence(ws)  # subscribed twice, delivered once
+        await ws.close()
+    run(go())
+
+
+def test_unsubscribe_is_idempotent(server, topic):
+    async def go():
+        ws, cid = await connect(server)
+        for args in ([f"topic={topic}", f"connectionID={cid}"],      # never subscribed
+                     [f"connectionID={cid}"],                         # has none
+                     [f"topic=={topic}", f"connectionID=={cid}"],     # query string
+                     ["connectionID=01GYZ8RAHSE45A2JCVNVA6BTJ2"]):    # not connected
+            r = await ahttp("DELETE", f"{server.api}/api/v1/subscribes", *args)
+            assert r.status == 204 and r.text == "", (args, r)
+        await ahttp("POST", f"{server.api}/api/v1/subscribes", f"topic={topic}",
+                    f"connectionID={cid}")
+        for _ in range(2):
+            r = await ahttp("DELETE", f"{server.api}/api/v1/subscribes", f"topic={topic}",
+                            f"connectionID={cid}")
+            assert r.status == 204
+        await ws.close()
+    run(go())
+
+
+def test_unsubscribe_all_through_the_query_string(server, topic):
+    async def go():
+        ws, cid = await connect(server)
+        for t in (topic, topic + "-2", topic + "-3"):
+            await ahttp("POST", f"{server.api}/api/v1/subscribes", f"topic={t}",
+                        f"connectionID={cid}")
+        r = await ahttp("DELETE", f"{server.api}/api/v1/subscribes", f"connectionID=={cid}")
+        assert r.status == 204
+        r = await ahttp("GET", f"{server.api}/api/v1/subscribes", f"connectionID=={cid}")
+        assert r.status == 200 and r.json == []
+        await ahttp("POST", f"{server.api}/api/v1/messages", f"topic={topic}-2", "content=x")
+        await expect_silence(ws)
+        await ws.close()
+    run(go())
+
+
+def test_listing_by_both_parameters(server, topic):
+    async def go():
+        a, ca = await connect(server)
+        b, cb = await connect(server)
+        for cid, t in ((ca, topic), (cb, topic), (ca, topic + "-x")):
+            await ahttp("POST", f"{server.api}/api/v1/subscribes", f"topic={t}",
+                        f"connectionID={cid}")
+        r = await ahttp("GET", f"{server.api}/api/v1/subscribes", f"topic=={topic}",
+                        f"connectionID=={ca}")
+        assert r.status == 200
+        assert [(s["topic"], s["connectionID"]) for s in r.json] == [(topic, ca)]
+        r = await ahttp("GET", f"{server.api}/api/v1/subscribes", f"topic=={topic}-none")
+        assert r.status == 200 and r.json == []
+        await a.close()
+        await b.close()
+    run(go())
+
+
+def test_author_is_optional_and_defaults_to_empty(server, topic):
+    for path in ("messages", "publish"):
+        r = http("POST", f"{server.api}/api/v1/{path}", f"topic={topic}", "content=anonymous")
+        assert r.status == 201, r
+        assert r.json["author"] == "" and set(r.json) == {"id", "topic", "content", "author",
+                                                          "createdAt"}
+
+
+def test_get_by_id_returns_what_the_publish_answered(server, topic):
+    content = 'caf\u00e9 \U0001F680 "quoted" \\ back\\slash\nnew line \u0001'
+    r = http("POST", f"{server.api}/api/v1/publish", f"topic={topic}", f"content={content}",
+             "sender=\u00e9milie")
+    assert r.status == 201 and r.json["content"] == content and r.json["author"] == "\u00e9milie"
+    got = http("GET", f"{server.api}/api/v1/messages/{r.json['id']}", f"topic=={topic}")
+    assert got.status == 200 and got.json == r.json
+
+
+def test_message_ids_are_monotonic_in_publish_order(server, topic):
+    import http.client as httplib
+    import json
+    conn = httplib.HTTPConnection("127.0.0.1", server.api_port, timeout=5)
+    ids = []
+    for i in range(100):  # several fall in one millisecond: the ids must still increase
+        conn.request("POST", "/api/v1/messages",
+                     body=json.dumps({"topic": topic, "content": str(i)}),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        assert resp.status == 201
+        assert body["createdAt"][:23] == datetime.fromtimestamp(
+            ulid_ms(body["id"]) / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:23]
+        ids.append(body["id"])
+    conn.close()
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    r = http("GET", f"{server.api}/api/v1/messages", f"topic=={topic}", "forward==true",
+             "limit==1000")
+    assert [m["id"] for m in r.json["messages"]] == ids
+
+
+def test_notification_reaches_only_its_connection(server, topic):
+    async def go():
+        a, ca = await connect(server)
+        b, cb = await connect(server)
+        for i in range(3):
+            r = await ahttp("POST", f"{server.api}/api/v1/notification", f"connectionID={ca}",
+                            f"payload=n{i}")
+            assert r.status == 202
+        assert [await asyncio.wait_for(a.recv(), 5) for _ in range(3)] == ["n0", "n1", "n2"]
+        await expect_silence(b)
+        await expect_silence(a)
+        await a.close()
+        await b.close()
+    run(go())
+
+
+def test_notification_payload_may_be_empty_or_json_text(server):
+    async def go():
+        ws, cid = await connect(server)
+        for payload in ("", '{"type":"message","fake":true}', "x" * 70000):
+            r = await ahttp("POST", f"{server.api}/api/v1/notification", f"connectionID={cid}",
+                            f"payload={payload}")
+            if len(payload) > 65536:  # over --max-content
+                assert r.status == 413, r
+                continue
+            assert r.status == 202, r
+            assert await asyncio.wait_for(ws.recv(), 5) == payload
+        await expect_silence(ws)
+        await ws.close()
+    run(go())
+
+
+def test_abrupt_reset_and_plain_eof_remove_subscriptions(server, topic):
+    """Two raw clients go away without a close frame: one with a TCP reset,
+    one with a plain FIN."""
+    import socket
+    import struct
+
+    from conftest import read_until, upgrade_request
+
+    def open_raw():
+        s = socket.create_connection(("127.0.0.1", server.ws_port), timeout=5)
+        s.sendall(upgrade_request())
+        data = read_until(s, b'"}')
+        return s, data.split(b'"connectionID":"')[1][:26].decode()
+
+    reset, reset_id = open_raw()
+    eof, eof_id = open_raw()
+    for cid in (reset_id, eof_id):
+        assert http("POST", f"{server.api}/api/v1/subscribes", f"topic={topic}",
+                    f"connectionID={cid}").status == 201
+    reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    reset.close()
+    eof.shutdown(socket.SHUT_WR)
+    for _ in range(50):
+        r = http("GET", f"{server.api}/api/v1/subscribes", f"topic=={topic}")
+        if r.json == []:
+            break
+        time.sleep(0.1)
+    assert r.json == []
+    eof.close()
+    for cid in (reset_id, eof_id):
+        assert http("POST", f"{server.api}/api/v1/subscribes", f"topic={topic}",
+                    f"connectionID={cid}").status == 404
+
+
+def test_other_paths_on_the_websocket_port_are_404_json(server):
+    for path in ("/", "/api/v1/wss", "/api/v1/messages", "/api/v1/ws/extra"):
+        r = http("GET", f"http://127.0.0.1:{server.ws_port}{path}")
+        assert r.status == 404, path
+        assert r.headers["content-type"] == "application/json"
+        assert r.json["error"]["code"] == "not_found"

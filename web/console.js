@@ -126,7 +126,7 @@
     el.state.dataset.state = s;
     el.connect.textContent = state.connectionID === null && s === "closed" ? "Connect" : "Reconnect";
     el.disconnect.disabled = s === "closed";
-    for (const b of el.subs.querySelectorAll("button")) b.disabled = s !== "open";
+    for (const b of el.subs.querySelectorAll("button.unsubscribe")) b.disabled = s !== "open";
   }
 
   function connect() {

@@ -59,7 +59,8 @@
         cache: "no-store", credentials: "omit",
       });
     } catch (e) {
-      throw new ApiError(0, "network", `cannot reach the API at ${apiBase()} (${e.message})`);
+      throw new ApiError(0, "network", `cannot reach the API at ${apiBase()} (${e.message}): ` +
+        "check the API base URL, and that the server allows this page's origin (--cors-origins)");
     }
     let data = null;
     if (res.status !== 204) {
@@ -82,11 +83,14 @@
     setStatus(`${what}: ${e.message}`, "error");
   }
 
+  // Local time with milliseconds; the date too when it is not today.
   function formatTime(iso) {
     const d = new Date(iso);
     if (Number.isNaN(d.getTime())) return iso || "";
     const pad = (n, w = 2) => String(n).padStart(w, "0");
-    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+    const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+    if (d.toDateString() === new Date().toDateString()) return time;
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`;
   }
 
   function span(cls, text, title) {

@@ -9,7 +9,7 @@ JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 WERROR  ?= $(if $(filter true,$(CI)),ON,OFF)
 SOURCES  = $(shell find src tests/unit -name '*.[ch]' 2>/dev/null)
 
-.PHONY: all build run test unit e2e e2e-mariadb deps-build deps-test format format-check clean sanitize fuzz
+.PHONY: all build run test unit e2e e2e-mariadb browser deps-build deps-test format format-check clean sanitize fuzz
 
 all: build
 
@@ -28,7 +28,7 @@ run: build
 
 test: deps-test
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory unit e2e e2e-mariadb
+	@$(MAKE) --no-print-directory unit e2e e2e-mariadb browser
 
 unit:
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
@@ -40,6 +40,17 @@ e2e:
 e2e-mariadb:
 	HOUSTON_BIN=$(CURDIR)/$(BUILD)/houston tests/support/with-mariadb.sh bash -c \
 	  'HOUSTON_TEST_DB_URL=$$HOUSTON_TEST_STORE_URL $(PYTHON) -m pytest -q tests/e2e/test_messaging.py tests/e2e/test_history.py'
+
+# The web console in headless Debian Chromium, driven by npm playwright-core
+# (installed into tests/browser/node_modules from the committed lock when
+# that is newer than the install;
+# no browser download). Writes $(BUILD)/test-output/console.png.
+browser:
+	@[ tests/browser/node_modules/.package-lock.json -nt tests/browser/package-lock.json ] || \
+	  (cd tests/browser && npm ci --no-audit --no-fund)
+	@mkdir -p $(BUILD)/test-output
+	HOUSTON_BIN=$(CURDIR)/$(BUILD)/houston HOUSTON_TEST_OUTPUT=$(CURDIR)/$(BUILD)/test-output \
+	  node --test tests/browser/console.spec.mjs
 
 format:
 	clang-format -i $(SOURCES)

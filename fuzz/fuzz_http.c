@@ -20,6 +20,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "http/cors.h"
 #include "http/server.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -84,6 +85,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     limits.body_timeout_ms = 500;
     limits.max_requests_per_conn = 50;
     hs_http_server_t *server = hs_http_server_new(net, router, &limits, "fuzz");
+    /* CORS on, so Origin headers and OPTIONS preflights take their paths. */
+    hs_http_server_set_cors(server, hs_cors_new("http://localhost:9001, https://a.example", NULL));
     if (hs_http_server_listen(server, "127.0.0.1:0") != 0)
         abort();
     port = hs_http_server_port(server);

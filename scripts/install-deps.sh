@@ -10,7 +10,8 @@ mode=${1:-build}
 build_pkgs=(gcc make cmake pkg-config libuv1-dev libhttp-parser-dev libjansson-dev
             libsqlite3-dev libssl-dev libmariadb-dev libhiredis-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-pytest-timeout python3-websockets
-           python3-yaml httpie clang-format prometheus mariadb-server redis-server)
+           python3-yaml httpie clang-format prometheus mariadb-server redis-server
+           chromium fonts-liberation)
 
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 
@@ -26,6 +27,11 @@ for pkg in "${wanted[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
     [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
 done
+# The browser test also needs Node.js 20+ and npm (the machine's own, not a
+# Debian package: Debian 12's nodejs is 18, too old for playwright-core).
+if [[ "$mode" != build ]] && ! command -v npm > /dev/null; then
+    echo "houston: the browser test (make browser) needs Node.js 20+ with npm on PATH" >&2
+fi
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 echo "houston: missing Debian packages: ${missing[*]}"

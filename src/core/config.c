@@ -52,6 +52,11 @@ static const setting_t settings[] = {
      "this notifier's node id (default: local)", false},
     {"allowed-origins", "HOUSTON_ALLOWED_ORIGINS", T_STRING, offsetof(hs_config_t, allowed_origins),
      "", 0, 0, "LIST", "comma-separated Origins allowed to open a WebSocket (empty: any)", false},
+    {"cors-origins", "HOUSTON_CORS_ORIGINS", T_STRING, offsetof(hs_config_t, cors_origins), "", 0,
+     0, "LIST",
+     "browser Origins that may call the API (CORS): a comma list, * or none "
+     "(empty: the console's, on loopback)",
+     false},
     {"max-content", "HOUSTON_MAX_CONTENT", T_SIZE, offsetof(hs_config_t, max_content), "64k", 1,
      16 * MIB, "SIZE", "largest message content", false},
     {"max-body", "HOUSTON_MAX_BODY", T_SIZE, offsetof(hs_config_t, max_body), "1m", KIB, 64 * MIB,

@@ -35,6 +35,7 @@ typedef struct hs_config {
     char *log_level;           /* --log-level      HOUSTON_LOG_LEVEL      "info" */
     char *node_id;             /* --node-id        HOUSTON_NODE_ID        "" = generated */
     char *allowed_origins;     /* --allowed-origins HOUSTON_ALLOWED_ORIGINS "" = any */
+    char *cors_origins;        /* --cors-origins   HOUSTON_CORS_ORIGINS   "" = console's loopback */
     uint64_t max_content;      /* --max-content    HOUSTON_MAX_CONTENT    64 KiB */
     uint64_t max_body;         /* --max-body       HOUSTON_MAX_BODY       1 MiB */
     uint64_t max_ws_message;   /* --max-ws-message HOUSTON_MAX_WS_MESSAGE 64 KiB */

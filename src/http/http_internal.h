@@ -2,6 +2,7 @@
 #ifndef HS_HTTP_INTERNAL_H
 #define HS_HTTP_INTERNAL_H
 
+#include "http/cors.h"
 #include "http/server.h"
 
 #define HS_HTTP_MAX_PARAMS 4  /* "{name}" segments per route */
@@ -64,6 +65,17 @@ void hs_http__request_set_param(hs_http_request_t *req, const char *name, const 
 
 /* response.c */
 const char *hs_http__reason(int status);
+
+/* cors.c: the CORS header lines for req's answer ("" when the server has no
+ * policy, the request no Origin, or an origin the policy refuses), written
+ * into out; returns their length. */
+size_t hs_http__cors_headers(const hs_http_request_t *req, char *out, size_t out_len);
+/* Answers OPTIONS on a path the router serves with the methods in allow:
+ * 204, Allow, and the preflight headers when the origin is allowed. */
+void hs_http__cors_options(hs_http_request_t *req, const char *allow);
+
+/* server.c: the server's CORS policy, or NULL. */
+const hs_cors_t *hs_http__server_cors(const hs_http_server_t *server);
 
 /* server.c: what a response needs from the connection. */
 typedef enum {

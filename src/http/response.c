@@ -11,6 +11,9 @@
 #include "core/metrics.h"
 #include "http/http_internal.h"
 
+/* Access-Control-Allow-Origin with the longest origin, and Vary. */
+#define MAX_CORS_HEADERS 320
+
 const char *hs_http__reason(int status)
 {
     switch (status) {
@@ -104,10 +107,14 @@ void hs_http_respond(hs_http_request_t *req, int status, const char *content_typ
         n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: keep-alive\r\n");
     if ((size_t)n >= sizeof(head)) /* only an absurd content type gets here */
         n = (int)sizeof(head) - 1;
-    hs_buf_t *buf = hs_buf_new((size_t)n + extra_len + 2 + sent_len);
+    char cors[MAX_CORS_HEADERS];
+    size_t cors_len = hs_http__cors_headers(req, cors, sizeof(cors));
+    hs_buf_t *buf = hs_buf_new((size_t)n + extra_len + cors_len + 2 + sent_len);
     buf = hs_buf_append(buf, head, (size_t)n);
     if (extra_len > 0)
         buf = hs_buf_append(buf, extra_headers, extra_len);
+    if (cors_len > 0)
+        buf = hs_buf_append(buf, cors, cors_len);
     buf = hs_buf_append(buf, "\r\n", 2);
     if (sent_len > 0)
         buf = hs_buf_append(buf, body, sent_len);

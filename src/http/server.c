@@ -43,6 +43,7 @@ struct hs_http_server {
     hs_http_limits_t limits;
     char *name;
     hs_listener_t *listener;
+    hs_cors_t *cors;       /* NULL: no CORS headers, OPTIONS only where routed */
     hs_http_conn_t *conns; /* HTTP connections (upgraded ones leave) */
     size_t conn_count;
     uint64_t request_seq;
@@ -280,6 +281,8 @@ static void dispatch(hs_http_conn_t *hc)
     } else if ((rc = hs_router_match(s->router, req->method, req->path, req->path_len, req, &fn,
                                      &ctx, allow, sizeof(allow))) == HS_ENOTFOUND) {
         hs_http_respond_error(req, 404, "not_found", "no such path: %s", req->path);
+    } else if (rc == HS_EMETHOD && req->method == HTTP_OPTIONS && s->cors) {
+        hs_http__cors_options(req, allow);
     } else if (rc == HS_EMETHOD) {
         char extra[160];
         snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
@@ -611,6 +614,17 @@ hs_http_server_t *hs_http_server_new(hs_net_t *net, hs_router_t *router,
     return s;
 }
 
+void hs_http_server_set_cors(hs_http_server_t *s, hs_cors_t *cors)
+{
+    hs_cors_free(s->cors);
+    s->cors = cors;
+}
+
+const hs_cors_t *hs_http__server_cors(const hs_http_server_t *s)
+{
+    return s->cors;
+}
+
 int hs_http_server_listen(hs_http_server_t *s, const char *addr)
 {
     return hs_listener_start(s->net, addr, accept_cb, s, &s->listener);
@@ -646,6 +660,7 @@ void hs_http_server_free(hs_http_server_t *s)
         return;
     if (s->listener)
         hs_listener_close(s->listener);
+    hs_cors_free(s->cors);
     hs_free(s->name);
     hs_free(s);
 }

@@ -34,6 +34,7 @@
 typedef struct hs_http_server hs_http_server_t;
 typedef struct hs_http_request hs_http_request_t;
 typedef struct hs_router hs_router_t;
+typedef struct hs_cors hs_cors_t;
 
 typedef struct hs_http_limits {
     size_t max_url;                 /* request target bytes (414) */
@@ -78,6 +79,10 @@ int hs_router_match(hs_router_t *router, enum http_method method, const char *pa
 
 hs_http_server_t *hs_http_server_new(hs_net_t *net, hs_router_t *router,
                                      const hs_http_limits_t *limits, const char *name);
+/* Attaches a CORS policy (cors.h), which the server owns from now on and
+ * frees with itself: CORS headers on every answer to an allowed Origin, and
+ * OPTIONS answered on every path. Call before listening. */
+void hs_http_server_set_cors(hs_http_server_t *server, hs_cors_t *cors);
 /* Starts listening (see hs_listener_start for addr). */
 int hs_http_server_listen(hs_http_server_t *server, const char *addr);
 int hs_http_server_port(hs_http_server_t *server);

@@ -11,6 +11,7 @@
 #include "core/metrics.h"
 #include "core/ulid.h"
 #include "http/server.h"
+#include "roles/console.h"
 #include "roles/decode.h"
 #include "roles/dedupe.h"
 #include "roles/health.h"
@@ -372,6 +373,7 @@ hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
     n->router = hs_router_new();
     hs_router_add(n->router, HTTP_GET, "/api/v1/ws", ws_route, n);
     n->health = hs_health_add_routes(n->router, store, bus);
+    hs_console_add_routes(n->router);
     hs_http_limits_t limits;
     hs_http_limits_default(&limits);
     limits.header_timeout_ms = cfg->header_timeout_ms;

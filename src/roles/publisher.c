@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/ulid.h"
+#include "http/cors.h"
 #include "http/server.h"
 #include "roles/decode.h"
 #include "roles/health.h"
@@ -547,6 +548,8 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     limits.idle_timeout_ms = cfg->idle_timeout_ms;
     limits.body_timeout_ms = cfg->body_timeout_ms;
     p->http = hs_http_server_new(net, p->router, &limits, "publisher");
+    /* Browsers (the console on the WebSocket port first) may call the API. */
+    hs_http_server_set_cors(p->http, hs_cors_new(cfg->cors_origins, cfg->ws_addr));
     return p;
 }
 

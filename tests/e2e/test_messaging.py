@@ -424,7 +424,8 @@ def test_abrupt_reset_and_plain_eof_remove_subscriptions(server, topic):
 
 
 def test_other_paths_on_the_websocket_port_are_404_json(server):
-    for path in ("/", "/api/v1/wss", "/api/v1/messages", "/api/v1/ws/extra"):
+    # "/" is the web console (test_console.py).
+    for path in ("/index.html", "/api/v1/wss", "/api/v1/messages", "/api/v1/ws/extra"):
         r = http("GET", f"http://127.0.0.1:{server.ws_port}{path}")
         assert r.status == 404, path
         assert r.headers["content-type"] == "application/json"

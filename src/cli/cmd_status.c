@@ -43,7 +43,7 @@ static void print_reason(const char *body)
     json_t *root = json_loads(body, 0, NULL);
     const char *message =
         json_string_value(json_object_get(json_object_get(root, "error"), "message"));
-    printf("  %-24s %s\n", "reason", , message ? message : body);
+    printf("  %-24s %s\n", "reason", message ? message : body);
     json_decref(root);
 }
 

@@ -94,7 +94,7 @@ def wait_subscribed(srv, topic, count=1, deadline=10):
     while time.monotonic() < end:
         r = http("GET", f"{srv.api}/api/v1/subscribes", f"topic=={topic}")
         if r.status == 200 and len(r.json) >= count:
-            return
+            return r.json
         time.sleep(0.05)
     raise AssertionError(f"no subscription on {topic}")
 
@@ -160,18 +160,19 @@ def test_history_limit_before_after(server, topic):
 def test_sub_prints_live_messages_as_json_lines(server, topic):
     other = topic + "-b"
     sub = Sub(server, topic, other)
-    wait_subscribed(server, topic)
+    connection_id = wait_subscribed(server, topic)[0]["connectionID"]
     wait_subscribed(server, other)
     p = Publisher(server)
     sent = [p.pub(topic, "one"), p.pub(other, "two"), p.pub(topic, "three")]
     assert sub.wait_lines(3) == sent
     code, err = sub.stop(signal.SIGINT)
     assert code == 0, err
-    # the connection is gone, and its subscriptions with it
+    # the connection is gone, closed with 1000, and its subscriptions with it
     end = time.monotonic() + 5
     while http("GET", f"{server.api}/api/v1/subscribes", f"topic=={topic}").json:
         assert time.monotonic() < end
         time.sleep(0.05)
+    assert f"conn {connection_id} closed (code 1000, clean)" in server.logs()
 
 
 PUBLISHER = r"""
@@ -322,3 +323,16 @@ def test_only_plain_http_and_ws_urls(topic):
     r = subprocess.run([BIN, "pub", "--server", "https://example.org", topic, "x"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "only http://" in r.stderr
+
+
+def test_sub_answers_pings(fresh_server, topic):
+    # Two unanswered pings close a connection; at 100 ms a second of quiet is
+    # ten pings.
+    srv = fresh_server("--ping-interval", "100ms")
+    sub = Sub(srv, topic)
+    wait_subscribed(srv, topic)
+    time.sleep(1.0)
+    sent = Publisher(srv).pub(topic, "still here")
+    assert sub.wait_lines(1) == [sent]
+    code, err = sub.stop(signal.SIGTERM)
+    assert code == 0, err

@@ -9,7 +9,10 @@ JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 WERROR  ?= $(if $(filter true,$(CI)),ON,OFF)
 SOURCES  = $(shell find src tests/unit -name '*.[ch]' 2>/dev/null)
 
-.PHONY: all build run test unit e2e e2e-mariadb browser deps-build deps-test format format-check clean sanitize fuzz
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+.PHONY: all build run test unit e2e e2e-mariadb browser deps-build deps-test format format-check clean sanitize fuzz install deb
 
 all: build
 
@@ -25,6 +28,15 @@ build: deps-build
 
 run: build
 	./$(BUILD)/houston serve
+
+# bin/houston, share/man/man1/houston.1.gz, lib/systemd/system/houston.service
+# and share/doc/houston under PREFIX, inside DESTDIR when given.
+install: build
+	DESTDIR="$(if $(DESTDIR),$(abspath $(DESTDIR)))" cmake --install $(BUILD) --prefix $(PREFIX)
+
+# $(BUILD)/houston_<version>_<arch>.deb (dpkg-deb), checked with lintian in the tests.
+deb: build
+	scripts/make-deb.sh $(BUILD)
 
 test: deps-test
 	@$(MAKE) --no-print-directory build

@@ -11,7 +11,8 @@ build_pkgs=(gcc make cmake pkg-config libuv1-dev libhttp-parser-dev libjansson-d
             libsqlite3-dev libssl-dev libmariadb-dev libhiredis-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-pytest-timeout python3-websockets
            python3-yaml httpie clang-format prometheus mariadb-server redis-server
-           chromium fonts-liberation)
+           chromium fonts-liberation
+           dpkg-dev binutils lintian systemd man-db groff-base)
 
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 

@@ -1,6 +1,7 @@
 /* main.c - the houston command line.
  *
  *   houston [serve] [flags]   all roles in one process (embedded mode)
+ *   houston pub|sub|history|status ...   the client (src/cli/)
  *   houston --help | --version
  *
  * serve wires the roles to one loop: the notifier (WebSocket port), the
@@ -16,6 +17,7 @@
 #include <uv.h>
 
 #include "bus/bus.h"
+#include "cli/cli.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -59,19 +61,12 @@ static void print_usage(FILE *out)
     fprintf(out,
             "houston %s - real-time messaging server\n\n"
             "Usage: houston [COMMAND] [FLAGS]\n\n"
-            "Commands:\n"
-            "  serve       all roles in one process: WebSocket notifier, HTTP API,\n"
-            "              consumer, on SQLite and an in-process bus (the default)\n"
-            "  publisher   the HTTP API only       } the scale-out mode: any number of\n"
-            "  notifier    WebSocket clients only  } each, on MariaDB (--db mysql://...)\n"
-            "  consumer    events to notifiers     } and Redis (--redis redis://...)\n"
-            "  config      print the effective settings and where each came from,\n"
-            "              secrets masked (takes the same flags as serve)\n"
-            "  routes      list the HTTP routes of both ports\n"
-            "  help        this text\n"
-            "  version     the version\n\n"
-            "Flags (each also read from its HOUSTON_* environment variable):\n",
+            "Commands:\n",
             HOUSTON_VERSION);
+    hs_cli_print_commands(out);
+    fprintf(out, "\nClient flags (pub, sub, history, status; 'houston pub --help'):\n");
+    hs_cli_print_client_flags(out);
+    fprintf(out, "\nServer flags (each also read from its HOUSTON_* environment variable):\n");
     hs_config_print_help(out);
 }
 
@@ -336,6 +331,9 @@ static int print_routes(hs_config_t *cfg)
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* The client commands have their own flags and --help. */
+    if (argc > 1 && hs_cli_handles(argv[1]))
+        return hs_cli_main(argc - 1, argv + 1);
     int first = 1;
     const char *command = "serve";
     if (argc > 1 && argv[1][0] != '-') {

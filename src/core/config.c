@@ -414,3 +414,12 @@ void hs_config_dispose(hs_config_t *cfg)
         }
     }
 }
+
+void hs_config_each(void (*cb)(const hs_config_setting_info_t *info, void *ctx), void *ctx)
+{
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        const setting_t *s = &settings[i];
+        hs_config_setting_info_t info = {s->name, s->env, s->arg, s->def, s->help};
+        cb(&info, ctx);
+    }
+}

@@ -77,4 +77,17 @@ void hs_config_print_help(FILE *out);
 void hs_config_print(const hs_config_t *cfg, FILE *out);
 void hs_config_dispose(hs_config_t *cfg);
 
+/* A read-only view of one row of the settings table, for generated
+ * documentation (the man page). Strings are static; never NULL. */
+typedef struct hs_config_setting_info {
+    const char *name; /* flag without the leading "--" */
+    const char *env;  /* HOUSTON_* variable */
+    const char *arg;  /* placeholder: ADDR, URL, SIZE, ... */
+    const char *def;  /* default as a user would write it; "" when empty */
+    const char *help; /* one line */
+} hs_config_setting_info_t;
+
+/* Calls cb once per setting, in table order. */
+void hs_config_each(void (*cb)(const hs_config_setting_info_t *info, void *ctx), void *ctx);
+
 #endif

@@ -1,0 +1,51 @@
+/* options.h - the client commands' command line.
+ *
+ * Common flags: --server URL (HOUSTON_URL, default http://localhost:9002),
+ * --ws-server URL (HOUSTON_WS_URL, default: the --server host on port 9001,
+ * path /api/v1/ws), --api-key KEY (HOUSTON_API_KEY). Flags beat the
+ * environment. "--flag VALUE" and "--flag=VALUE" both work; "--" ends the
+ * flags, so a TEXT may start with a dash.
+ */
+#ifndef HS_CLI_OPTIONS_H
+#define HS_CLI_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cli/url.h"
+
+#define HS_CLI_DEFAULT_SERVER  "http://localhost:9002"
+#define HS_CLI_DEFAULT_WS_PORT "9001"
+#define HS_CLI_WS_PATH         "/api/v1/ws"
+#define HS_CLI_MAX_ARGS        64
+
+/* Command-specific flags a command accepts (a bit set). */
+enum {
+    HS_CLI_OPT_AUTHOR = 1 << 0, /* --author A */
+    HS_CLI_OPT_SINCE = 1 << 1,  /* --since ID */
+    HS_CLI_OPT_LIMIT = 1 << 2,  /* --limit N */
+    HS_CLI_OPT_BEFORE = 1 << 3, /* --before ID */
+    HS_CLI_OPT_AFTER = 1 << 4,  /* --after ID */
+};
+
+typedef struct hs_cli_options {
+    hs_cli_url_t api;    /* --server */
+    hs_cli_url_t ws;     /* --ws-server, path defaulted to /api/v1/ws */
+    const char *api_key; /* NULL when none was given */
+    const char *author;
+    const char *since;
+    const char *before;
+    const char *after;
+    unsigned long limit; /* 0: not given */
+    bool help;
+    const char *args[HS_CLI_MAX_ARGS]; /* positional arguments, in order */
+    int arg_count;
+} hs_cli_options_t;
+
+/* Parses argv[0..argc) (the words after the command name) accepting the
+ * common flags and those in allowed. Strings point into argv or the
+ * environment. Returns 0, or HS_EINVAL with a one-line reason in err. */
+int hs_cli_options_parse(int argc, char **argv, unsigned allowed, hs_cli_options_t *out, char *err,
+                         size_t err_len);
+
+#endif

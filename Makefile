@@ -7,9 +7,10 @@ PYTHON  ?= /usr/bin/python3
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 # Warnings are errors in CI (CI=true) and when asked (WERROR=ON).
 WERROR  ?= $(if $(filter true,$(CI)),ON,OFF)
-SOURCES  = $(shell find src tests/unit -name '*.[ch]' 2>/dev/null)
+SOURCES  = $(shell find src tests/unit bench -name '*.[ch]' 2>/dev/null)
 
-.PHONY: all build run test unit e2e e2e-mariadb deps-build deps-test format format-check clean sanitize fuzz
+.PHONY: all build run test unit e2e e2e-mariadb deps-build deps-test format format-check clean sanitize fuzz \
+        deps-bench bench bench-smoke
 
 all: build
 
@@ -18,6 +19,9 @@ deps-build:
 
 deps-test:
 	@scripts/install-deps.sh test
+
+deps-bench:
+	@scripts/install-deps.sh bench
 
 build: deps-build
 	@cmake -S . -B $(BUILD) -DHOUSTON_WERROR=$(WERROR) > /dev/null
@@ -40,6 +44,18 @@ e2e:
 e2e-mariadb:
 	HOUSTON_BIN=$(CURDIR)/$(BUILD)/houston tests/support/with-mariadb.sh bash -c \
 	  'HOUSTON_TEST_DB_URL=$$HOUSTON_TEST_STORE_URL $(PYTHON) -m pytest -q tests/e2e/test_messaging.py tests/e2e/test_history.py'
+
+# houston, nchan and the ceiling server side by side (docs/performance.md):
+# a table on stdout and in bench/results/<date>-<host>.md, in under 10 minutes.
+bench: deps-bench
+	@$(MAKE) --no-print-directory build
+	BUILD=$(BUILD) $(PYTHON) bench/run
+
+# A tiny bench run (seconds) that checks the tools work: nothing lost, exit 0.
+# nchan takes part only when it is installed. CI runs it; no timing is judged.
+bench-smoke:
+	@$(MAKE) --no-print-directory build
+	BUILD=$(BUILD) $(PYTHON) bench/run --smoke
 
 format:
 	clang-format -i $(SOURCES)

@@ -32,6 +32,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -143,6 +144,7 @@ typedef struct {
     uint64_t dropped;       /* EOF or error after being ready */
     uint64_t first_delivery_ns;
     uint64_t last_delivery_ns;
+    uint64_t cpu_ns; /* this worker's CPU time after READY */
     hist_t latency;
 } result_msg_t;
 
@@ -197,6 +199,7 @@ typedef struct {
     uint32_t carry_len, carry_cap;
     uint64_t *bits;
     uint32_t nbits;
+    uint8_t was_ready; /* counted in READY: its losses count even if it drops */
     char id[48];
 } sub_t;
 
@@ -209,6 +212,13 @@ static int set_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
     return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static uint64_t cpu_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static int write_full(int fd, const void *buf, size_t len)
@@ -487,6 +497,7 @@ static void sub_resolve(sub_t *s, int ok)
     W->in_flight--;
     if (ok) {
         s->state = SUB_READY;
+        s->was_ready = 1;
         W->ready++;
     } else {
         W->failed++;
@@ -754,7 +765,7 @@ static void worker_read_end(int fd)
     W->grace_deadline = end.grace_deadline_ns;
     uint64_t expected = 0;
     for (long i = 0; i < W->count; i++)
-        if (W->subs[i].state == SUB_READY && W->subs[i].topic < end.ntopics)
+        if (W->subs[i].was_ready && W->subs[i].topic < end.ntopics)
             expected += W->ok_counts[W->subs[i].topic];
     W->res.expected = expected;
 }
@@ -822,6 +833,7 @@ static int run_worker(long first, long count, int cmd_fd, int res_fd, uint64_t c
     ready_msg_t rm = {.ready = (uint64_t)W->ready, .connect_failed = (uint64_t)(count - W->ready)};
     if (write_full(res_fd, &rm, sizeof rm) < 0)
         return 1;
+    uint64_t cpu_start = cpu_now_ns();
     /* deliveries until END, then until all expected arrived or grace ends */
     for (;;) {
         uint64_t now = wsp_now_ns();
@@ -832,6 +844,7 @@ static int run_worker(long first, long count, int cmd_fd, int res_fd, uint64_t c
         worker_poll(20);
     }
     W->res.ready = (uint64_t)W->ready;
+    W->res.cpu_ns = cpu_now_ns() - cpu_start;
     return write_full(res_fd, &W->res, sizeof W->res) < 0;
 }
 
@@ -1001,6 +1014,46 @@ static long server_kib(int pid)
         }
         fclose(f);
     }
+    return total;
+}
+
+/* CPU time (user + system) of the server and its children, in ms. */
+static long process_cpu_ms(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long utime, stime;
+    if (!p ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+        return -1;
+    return (long)((utime + stime) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
+}
+
+static long server_cpu_ms(int pid)
+{
+    if (pid <= 0)
+        return -1;
+    long total = process_cpu_ms(pid);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", pid, pid);
+    FILE *f = fopen(path, "r");
+    if (f && total >= 0) {
+        int child;
+        while (fscanf(f, "%d", &child) == 1) {
+            long v = process_cpu_ms(child);
+            if (v > 0)
+                total += v;
+        }
+    }
+    if (f)
+        fclose(f);
     return total;
 }
 
@@ -1258,8 +1311,11 @@ int main(int argc, char **argv)
     P.ok_counts = xmalloc((size_t)opt.topics * sizeof *P.ok_counts);
     hist_init(&P.latency);
     uint64_t grace_ns = (uint64_t)(opt.grace * 1e9);
+    long server_cpu_before = server_cpu_ms(opt.server_pid);
+    uint64_t parent_cpu_before = cpu_now_ns();
     run_publishers(deadline > grace_ns ? deadline - grace_ns : deadline);
     uint64_t published_ns = wsp_now_ns();
+    uint64_t loadgen_cpu_ns = cpu_now_ns() - parent_cpu_before;
 
     end_msg_t end = {.grace_deadline_ns = published_ns + grace_ns, .ntopics = (uint64_t)opt.topics};
     if (end.grace_deadline_ns > deadline)
@@ -1296,7 +1352,11 @@ int main(int argc, char **argv)
         if (r->last_delivery_ns > total.last_delivery_ns)
             total.last_delivery_ns = r->last_delivery_ns;
         hist_merge(&total.latency, &r->latency);
+        loadgen_cpu_ns += r->cpu_ns;
     }
+    long server_cpu_after = server_cpu_ms(opt.server_pid);
+    long server_cpu =
+        server_cpu_before >= 0 && server_cpu_after >= 0 ? server_cpu_after - server_cpu_before : -1;
     for (long w = 0; w < nworkers; w++) {
         close(cmd_fds[w]);
         close(res_fds[w]);
@@ -1344,6 +1404,12 @@ int main(int argc, char **argv)
     if (opt.server_pid)
         fprintf(out, "  server memory KiB      %ld before, %ld after = %ld bytes per connection\n",
                 kib_before, kib_after, rss_per_conn);
+    /* the busy window: publishing, and delivering when there is any */
+    double busy_s = deliver_s > publish_s ? deliver_s : publish_s;
+    double server_cpu_pct = server_cpu >= 0 && busy_s > 0 ? (double)server_cpu / 10.0 / busy_s : -1;
+    double loadgen_cpu_pct = busy_s > 0 ? ms(loadgen_cpu_ns) / 10.0 / busy_s : -1;
+    fprintf(out, "  CPU while busy         server %.0f %%, wsload %.0f %% (100 %% = one core)\n",
+            server_cpu_pct, loadgen_cpu_pct);
     if (timed_out)
         fprintf(out, "  TIMED OUT (--timeout %.0f s)\n", opt.timeout);
     if (opt.json) {
@@ -1358,6 +1424,8 @@ int main(int argc, char **argv)
             "\"lat_p50_ms\":%.3f,\"lat_p90_ms\":%.3f,\"lat_p99_ms\":%.3f,\"lat_p999_ms\":%.3f,"
             "\"lat_max_ms\":%.3f,\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,\"rss_per_conn_"
             "bytes\":%ld,"
+            "\"server_cpu_ms\":%ld,\"server_cpu_pct\":%.1f,\"wsload_cpu_ms\":%.1f,\"wsload_cpu_"
+            "pct\":%.1f,"
             "\"timed_out\":%s}\n",
             opt.target_name, opt.label, opt.subs, opt.topics, opt.messages, opt.publishers,
             opt.window, opt.rate, nworkers, (unsigned long)ready, (unsigned long)failed,
@@ -1368,6 +1436,7 @@ int main(int argc, char **argv)
             (unsigned long)total.misrouted, deliver_s, deliveries_per_s,
             ms(hist_quantile(lat, 0.5)), ms(hist_quantile(lat, 0.9)), ms(hist_quantile(lat, 0.99)),
             ms(hist_quantile(lat, 0.999)), ms(lat->max), kib_before, kib_after, rss_per_conn,
+            server_cpu, server_cpu_pct, ms(loadgen_cpu_ns), loadgen_cpu_pct,
             timed_out ? "true" : "false");
     }
     fflush(NULL);

@@ -1078,7 +1078,7 @@ static void usage(void)
         "  --window N           requests in flight per publisher connection (64)\n"
         "  --rate R             publish R messages/s instead of as fast as possible\n"
         "  --duration S         stop publishing after S seconds\n"
-        "  --payload N          payload bytes (64, at least %d)\n"
+        "  --payload N          payload bytes (64, at least %d, at most 200000)\n"
         "  --timeout S          bound of the whole run (60)\n"
         "  --grace S            wait for stragglers after the last publish (3)\n"
         "  --settle S           pause before reading the server's memory (0.3)\n"
@@ -1222,7 +1222,7 @@ static void parse_args(int argc, char **argv)
         }
     }
     if (optind != argc || opt.subs < 0 || opt.topics < 1 || opt.messages < 0 || opt.window < 1 ||
-        opt.batch < 1 || opt.timeout <= 0 || opt.payload > 60000)
+        opt.batch < 1 || opt.timeout <= 0 || opt.payload > 200000)
         usage();
     if (opt.payload < PAYLOAD_MIN)
         opt.payload = PAYLOAD_MIN;
@@ -1417,6 +1417,7 @@ int main(int argc, char **argv)
             "{\"target\":\"%s\",\"label\":\"%s\",\"subs\":%ld,\"topics\":%ld,\"messages\":%ld,"
             "\"publishers\":%ld,\"window\":%ld,\"rate\":%g,\"workers\":%ld,"
             "\"subscribed\":%lu,\"connect_failed\":%lu,\"dropped\":%lu,\"server_closes\":%lu,"
+            "\"pings\":%lu,"
             "\"published\":%ld,\"publish_errors\":%ld,\"publish_s\":%.4f,\"publishes_per_s\":%.1f,"
             "\"pub_p50_ms\":%.3f,\"pub_p99_ms\":%.3f,\"pub_max_ms\":%.3f,"
             "\"expected\":%lu,\"received\":%lu,\"lost\":%lu,\"duplicated\":%lu,\"misrouted\":%lu,"
@@ -1429,15 +1430,15 @@ int main(int argc, char **argv)
             "\"timed_out\":%s}\n",
             opt.target_name, opt.label, opt.subs, opt.topics, opt.messages, opt.publishers,
             opt.window, opt.rate, nworkers, (unsigned long)ready, (unsigned long)failed,
-            (unsigned long)total.dropped, (unsigned long)total.server_closes, P.ok, P.errors,
-            publish_s, publishes_per_s, ms(hist_quantile(&P.latency, 0.5)),
-            ms(hist_quantile(&P.latency, 0.99)), ms(P.latency.max), (unsigned long)total.expected,
-            (unsigned long)total.unique, (unsigned long)lost, (unsigned long)total.duplicated,
-            (unsigned long)total.misrouted, deliver_s, deliveries_per_s,
-            ms(hist_quantile(lat, 0.5)), ms(hist_quantile(lat, 0.9)), ms(hist_quantile(lat, 0.99)),
-            ms(hist_quantile(lat, 0.999)), ms(lat->max), kib_before, kib_after, rss_per_conn,
-            server_cpu, server_cpu_pct, ms(loadgen_cpu_ns), loadgen_cpu_pct,
-            timed_out ? "true" : "false");
+            (unsigned long)total.dropped, (unsigned long)total.server_closes,
+            (unsigned long)total.pings, P.ok, P.errors, publish_s, publishes_per_s,
+            ms(hist_quantile(&P.latency, 0.5)), ms(hist_quantile(&P.latency, 0.99)),
+            ms(P.latency.max), (unsigned long)total.expected, (unsigned long)total.unique,
+            (unsigned long)lost, (unsigned long)total.duplicated, (unsigned long)total.misrouted,
+            deliver_s, deliveries_per_s, ms(hist_quantile(lat, 0.5)), ms(hist_quantile(lat, 0.9)),
+            ms(hist_quantile(lat, 0.99)), ms(hist_quantile(lat, 0.999)), ms(lat->max), kib_before,
+            kib_after, rss_per_conn, server_cpu, server_cpu_pct, ms(loadgen_cpu_ns),
+            loadgen_cpu_pct, timed_out ? "true" : "false");
     }
     fflush(NULL);
     if (opt.strict && (lost || total.duplicated || total.misrouted || failed || total.dropped ||

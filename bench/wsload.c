@@ -667,7 +667,8 @@ static void sub_readable(sub_t *s)
     for (;;) {
         uint8_t *buf = W->rbuf;
         size_t have = s->carry_len;
-        memcpy(buf, s->carry, have);
+        if (have)
+            memcpy(buf, s->carry, have);
         ssize_t n = read(s->fd, buf + have, RBUF_SIZE - have);
         if (n < 0 && errno == EINTR)
             continue;

@@ -781,6 +781,20 @@ int main(int argc, char **argv)
     setrlimit(RLIMIT_NOFILE, &rl);
     ceiling.max_fd = (int)(rl.rlim_cur > 1u << 20 ? 1u << 20 : rl.rlim_cur);
     ceiling.nloops = threads;
+    /* SO_REUSEPORT would let this process share a port with a stale one and
+     * split the connections between them: make sure the ports are free. */
+    for (int i = 0; i < 2; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port =
+                                    htons((uint16_t)(i ? ceiling.api_port : ceiling.ws_port))};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+            fprintf(stderr, "ceiling: port %d: %s\n", ntohs(a.sin_port), strerror(errno));
+            return 1;
+        }
+        close(fd);
+    }
     for (int i = 0; i < threads; i++) {
         loop_t *l = &ceiling.loops[i];
         l->index = i;

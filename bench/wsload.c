@@ -98,8 +98,19 @@ static opts_t opt = {
     .label = "",
 };
 
+/* Worker processes of the parent, stopped by die() so none outlives it. */
+static pid_t worker_pids[MAX_WORKERS];
+static long worker_count;
+static pid_t parent_pid;
+
 static void die(const char *fmt, ...)
 {
+    if (getpid() == parent_pid) {
+        for (long i = 0; i < worker_count; i++) {
+            kill(worker_pids[i], SIGKILL);
+            waitpid(worker_pids[i], NULL, 0);
+        }
+    }
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "wsload: ");
@@ -1236,6 +1247,7 @@ static void parse_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
+    parent_pid = getpid();
     signal(SIGPIPE, SIG_IGN);
     uint64_t start = wsp_now_ns();
     uint64_t deadline = start + (uint64_t)(opt.timeout * 1e9);
@@ -1283,6 +1295,7 @@ int main(int argc, char **argv)
         }
         close(cmd[0]);
         close(res[1]);
+        worker_pids[worker_count++] = pid;
         pids[w] = pid;
         cmd_fds[w] = cmd[1];
         res_fds[w] = res[0];
@@ -1298,6 +1311,7 @@ int main(int argc, char **argv)
             failed += rm.connect_failed;
         } else {
             fprintf(stderr, "wsload: worker %ld did not report\n", w);
+            failed += (uint64_t)(opt.subs * (w + 1) / nworkers - opt.subs * w / nworkers);
         }
     }
     uint64_t connected_ns = wsp_now_ns();

@@ -102,6 +102,9 @@ struct loop {
     pthread_t thread;
 };
 
+/* The server singleton: set up in main() before the loop threads start;
+ * afterwards only message_ids changes (atomically). Each loop_t is touched by
+ * its own thread, except its queue, which is under its lock. */
 static struct {
     int nloops;
     int ws_port, api_port;

@@ -74,6 +74,7 @@ typedef struct {
     const char *label;
 } opts_t;
 
+/* The process's settings: written by parse_args() only, read-only after. */
 static opts_t opt = {
     .target = TARGET_HOUSTON,
     .target_name = "houston",
@@ -480,6 +481,7 @@ typedef struct {
     uint64_t grace_deadline;
 } worker_t;
 
+/* The worker singleton: set once in a forked worker, unused in the parent. */
 static worker_t *W;
 
 /* The upgrade request of subscriber s: houston's fixed path, or the topic in
@@ -877,6 +879,7 @@ typedef struct {
     char path[64];
 } publisher_t;
 
+/* The publisher singleton of the parent process. */
 static publisher_t P;
 
 static void publish_answered(httpc_t *c, int status, long id, uint64_t sent_ns)

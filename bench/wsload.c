@@ -998,11 +998,16 @@ static long read_kib(const char *path, const char *key)
     return v;
 }
 
-static long process_kib(int pid)
+/* One process's memory: Pss (shared pages divided among their users) when
+ * pss is set and readable, else VmRSS. */
+static long process_kib(int pid, int pss)
 {
     char path[64];
-    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", pid);
-    long v = read_kib(path, "Pss:");
+    long v = -1;
+    if (pss) {
+        snprintf(path, sizeof path, "/proc/%d/smaps_rollup", pid);
+        v = read_kib(path, "Pss:");
+    }
     if (v < 0) {
         snprintf(path, sizeof path, "/proc/%d/status", pid);
         v = read_kib(path, "VmRSS:");
@@ -1010,11 +1015,11 @@ static long process_kib(int pid)
     return v;
 }
 
-static long server_kib(int pid)
+static long server_kib(int pid, int pss)
 {
     if (pid <= 0)
         return -1;
-    long total = process_kib(pid);
+    long total = process_kib(pid, pss);
     if (total < 0)
         return -1;
     char path[64];
@@ -1023,7 +1028,7 @@ static long server_kib(int pid)
     if (f) {
         int child;
         while (fscanf(f, "%d", &child) == 1) {
-            long v = process_kib(child);
+            long v = process_kib(child, pss);
             if (v > 0)
                 total += v;
         }
@@ -1275,7 +1280,8 @@ int main(int argc, char **argv)
     if (nworkers > opt.subs && opt.subs > 0)
         nworkers = opt.subs;
 
-    long kib_before = server_kib(opt.server_pid);
+    long kib_before = server_kib(opt.server_pid, 1);
+    long vmrss_before = server_kib(opt.server_pid, 0);
     pid_t pids[MAX_WORKERS];
     int cmd_fds[MAX_WORKERS], res_fds[MAX_WORKERS];
     for (long w = 0; w < nworkers; w++) {
@@ -1324,7 +1330,8 @@ int main(int argc, char **argv)
                 nworkers);
     if (opt.settle > 0)
         usleep((useconds_t)(opt.settle * 1e6));
-    long kib_after = server_kib(opt.server_pid);
+    long kib_after = server_kib(opt.server_pid, 1);
+    long vmrss_after = server_kib(opt.server_pid, 0);
 
     P.ok_counts = xmalloc((size_t)opt.topics * sizeof *P.ok_counts);
     hist_init(&P.latency);
@@ -1391,6 +1398,10 @@ int main(int argc, char **argv)
         P.last_answer_ns > P.first_ns ? (double)(P.last_answer_ns - P.first_ns) / 1e9 : 0;
     double deliveries_per_s = deliver_s > 0 ? (double)total.unique / deliver_s : 0;
     double publishes_per_s = publish_s > 0 ? (double)P.ok / publish_s : 0;
+    long vmrss_per_conn =
+        (vmrss_before >= 0 && vmrss_after >= 0 && ready > 0)
+            ? (long)((double)(vmrss_after - vmrss_before) * 1024.0 / (double)ready)
+            : -1;
     long rss_per_conn = (kib_before >= 0 && kib_after >= 0 && ready > 0)
                             ? (long)((double)(kib_after - kib_before) * 1024.0 / (double)ready)
                             : -1;
@@ -1442,7 +1453,8 @@ int main(int argc, char **argv)
             "\"deliver_s\":%.4f,\"deliveries_per_s\":%.1f,"
             "\"lat_p50_ms\":%.3f,\"lat_p90_ms\":%.3f,\"lat_p99_ms\":%.3f,\"lat_p999_ms\":%.3f,"
             "\"lat_max_ms\":%.3f,\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,\"rss_per_conn_"
-            "bytes\":%ld,"
+            "bytes\":%ld,\"vmrss_before_kib\":%ld,\"vmrss_after_kib\":%ld,\"vmrss_per_conn_bytes\":"
+            "%ld,"
             "\"server_cpu_ms\":%ld,\"server_cpu_pct\":%.1f,\"wsload_cpu_ms\":%.1f,\"wsload_cpu_"
             "pct\":%.1f,"
             "\"timed_out\":%s}\n",
@@ -1455,8 +1467,8 @@ int main(int argc, char **argv)
             (unsigned long)lost, (unsigned long)total.duplicated, (unsigned long)total.misrouted,
             deliver_s, deliveries_per_s, ms(hist_quantile(lat, 0.5)), ms(hist_quantile(lat, 0.9)),
             ms(hist_quantile(lat, 0.99)), ms(hist_quantile(lat, 0.999)), ms(lat->max), kib_before,
-            kib_after, rss_per_conn, server_cpu, server_cpu_pct, ms(loadgen_cpu_ns),
-            loadgen_cpu_pct, timed_out ? "true" : "false");
+            kib_after, rss_per_conn, vmrss_before, vmrss_after, vmrss_per_conn, server_cpu,
+            server_cpu_pct, ms(loadgen_cpu_ns), loadgen_cpu_pct, timed_out ? "true" : "false");
     }
     fflush(NULL);
     if (opt.strict && (lost || total.duplicated || total.misrouted || failed || total.dropped ||

@@ -7,12 +7,13 @@ PYTHON  ?= /usr/bin/python3
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 # Warnings are errors in CI (CI=true) and when asked (WERROR=ON).
 WERROR  ?= $(if $(filter true,$(CI)),ON,OFF)
-SOURCES  = $(shell find src tests/unit -name '*.[ch]' 2>/dev/null)
+SOURCES  = $(shell find src tests/unit bench -name '*.[ch]' 2>/dev/null)
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build run test unit e2e e2e-mariadb browser deps-build deps-test format format-check clean sanitize fuzz install deb
+.PHONY: all build run test unit e2e e2e-mariadb browser deps-build deps-test format format-check clean sanitize fuzz \
+        install deb deps-bench bench bench-smoke
 
 all: build
 
@@ -21,6 +22,9 @@ deps-build:
 
 deps-test:
 	@scripts/install-deps.sh test
+
+deps-bench:
+	@scripts/install-deps.sh bench
 
 build: deps-build
 	@cmake -S . -B $(BUILD) -DHOUSTON_WERROR=$(WERROR) > /dev/null
@@ -63,6 +67,18 @@ browser:
 	@mkdir -p $(BUILD)/test-output
 	HOUSTON_BIN=$(CURDIR)/$(BUILD)/houston HOUSTON_TEST_OUTPUT=$(CURDIR)/$(BUILD)/test-output \
 	  node --test tests/browser/console.spec.mjs
+
+# houston, nchan and the ceiling server side by side (docs/performance.md):
+# a table on stdout and in bench/results/<date>-<host>.md, in under 10 minutes.
+bench: deps-bench
+	@$(MAKE) --no-print-directory build
+	BUILD=$(BUILD) $(PYTHON) bench/run
+
+# A tiny bench run (seconds) that checks the tools work: nothing lost, exit 0.
+# nchan takes part only when it is installed. CI runs it; no timing is judged.
+bench-smoke:
+	@$(MAKE) --no-print-directory build
+	BUILD=$(BUILD) $(PYTHON) bench/run --smoke
 
 format:
 	clang-format -i $(SOURCES)

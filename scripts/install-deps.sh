@@ -3,6 +3,7 @@
 #   scripts/install-deps.sh build   what `make run` needs (compiler, libraries)
 #   scripts/install-deps.sh test    that, plus what `make test` needs
 #   scripts/install-deps.sh fuzz    that, plus clang for `make fuzz`
+#   scripts/install-deps.sh bench   build, plus nginx + nchan and wrk for `make bench`
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 
@@ -15,12 +16,15 @@ test_pkgs=(libcmocka-dev python3 python3-pytest python3-pytest-timeout python3-w
            dpkg-dev binutils lintian systemd man-db groff-base)
 
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
+# nchan is the reference of `make bench`; the bench starts nginx itself
+bench_pkgs=(nginx-light libnginx-mod-nchan wrk)
 
 case "$mode" in
 build) wanted=("${build_pkgs[@]}") ;;
 test) wanted=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
 fuzz) wanted=("${build_pkgs[@]}" "${test_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
-*) echo "usage: $0 build|test|fuzz" >&2; exit 2 ;;
+bench) wanted=("${build_pkgs[@]}" "${bench_pkgs[@]}") ;;
+*) echo "usage: $0 build|test|fuzz|bench" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -2,6 +2,7 @@
 #ifndef HS_HTTP_INTERNAL_H
 #define HS_HTTP_INTERNAL_H
 
+#include "core/buf.h"
 #include "http/cors.h"
 #include "http/server.h"
 
@@ -9,6 +10,13 @@
 #define HS_HTTP_MAX_QUERY  64 /* query parameters per request (more: 400) */
 
 typedef struct hs_http_conn hs_http_conn_t;
+
+/* What a response does to the connection. */
+typedef enum {
+    HS_HTTP_KEEP,          /* keep-alive, implicit (HTTP/1.1) */
+    HS_HTTP_KEEP_EXPLICIT, /* keep-alive, said explicitly (HTTP/1.0 client) */
+    HS_HTTP_CLOSE,         /* "Connection: close", then close after flush */
+} hs_http_persist_t;
 
 typedef struct header_ref {
     uint32_t name_off, name_len, value_off, value_len;
@@ -48,6 +56,13 @@ struct hs_http_request {
     unsigned query_count;
     uint64_t start_ms;
     char id[24];
+    /* pipelining (server.c): the connection's queue of requests in flight */
+    struct hs_http_request *next_in_flight;
+    hs_buf_t *answer; /* encoded, waiting for the answers before it */
+    int answer_status;
+    hs_http_persist_t answer_persist;
+    bool force_close;  /* an error found while reading it */
+    unsigned conn_seq; /* its number on the connection, from 1 */
 };
 
 /* request.c */
@@ -77,12 +92,6 @@ void hs_http__cors_options(hs_http_request_t *req, const char *allow);
 /* server.c: the server's CORS policy, or NULL. */
 const hs_cors_t *hs_http__server_cors(const hs_http_server_t *server);
 
-/* server.c: what a response needs from the connection. */
-typedef enum {
-    HS_HTTP_KEEP,          /* keep-alive, implicit (HTTP/1.1) */
-    HS_HTTP_KEEP_EXPLICIT, /* keep-alive, said explicitly (HTTP/1.0 client) */
-    HS_HTTP_CLOSE,         /* "Connection: close", then close after flush */
-} hs_http_persist_t;
 hs_http_persist_t hs_http__persistence(hs_http_request_t *req, int status);
 /* Queues the encoded response, logs it, releases req and moves the
  * connection on to its next request (or closes it). */

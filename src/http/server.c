@@ -1,11 +1,17 @@
 /* server.c - HTTP/1.1 connections on hs_net: http-parser callbacks, limits,
- * deadlines, in-order pipelining, the upgrade hand-off and shutdown.
+ * deadlines, pipelining, the upgrade hand-off and shutdown.
  *
- * One request per connection is in flight at a time. When a request is
- * complete the parser is paused, the bytes after it are kept (bounded), and
- * reading stops until the route answered; then parsing resumes on the kept
- * bytes. This gives in-order answers to pipelined requests with no
- * per-request queue. */
+ * Pipelined requests are handled concurrently and answered in order: each
+ * complete request goes to its route at once and joins the connection's
+ * queue; an answer waits in its request until those before it have gone
+ * out. So a client with 64 publishes in flight on one connection has them
+ * committed together, not one after the other. At most HS_HTTP_PIPELINE
+ * requests are in flight per connection; past that, reading stops and the
+ * bytes received are kept (bounded) until answers go out.
+ *
+ * A request that takes over the connection (an upgrade) is dispatched only
+ * when nothing is in flight before it; an error found while reading closes
+ * the connection after the answers before it and its own. */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -16,19 +22,23 @@
 #include "core/log.h"
 #include "http/http_internal.h"
 
+#define HS_HTTP_PIPELINE 64 /* requests in flight per connection */
+
 struct hs_http_conn {
     hs_conn_t *conn;
     hs_http_server_t *server;
     http_parser parser;
-    hs_http_request_t *req; /* being parsed, or in flight */
-    bool message_done;      /* req is complete */
-    bool in_flight;         /* req was dispatched and not answered yet */
-    bool in_dispatch;       /* inside dispatch(), route handler included */
-    bool answered;          /* answered during the current dispatch */
-    bool close_after;       /* close after the current answer */
-    bool upgraded;          /* a route took the connection away */
-    bool peer_eof;          /* the client closed its side */
-    int error_status;       /* set by a parser callback that aborts */
+    hs_http_request_t *req;         /* being parsed */
+    bool message_done;              /* req is complete (an upgrade held back) */
+    hs_http_request_t *head, *tail; /* dispatched, answered in this order */
+    unsigned in_flight;             /* requests in that queue */
+    bool in_dispatch;               /* inside dispatch(), route handler included */
+    bool stop;                      /* parse no further request: a close is coming */
+    bool close_after;               /* an answer said close: close once it is out */
+    bool continue_owed;             /* req wants "100 Continue" once the queue is empty */
+    bool upgraded;                  /* a route took the connection away */
+    bool peer_eof;                  /* the client closed its side */
+    int error_status;               /* set by a parser callback that aborts */
     const char *error_code;
     const char *error_message;
     char *saved; /* bytes received after the request in flight */
@@ -53,6 +63,7 @@ struct hs_http_server {
 };
 
 static bool process(hs_http_conn_t *hc, const char *data, size_t len);
+static void after_progress(hs_http_conn_t *hc);
 
 void hs_http_limits_default(hs_http_limits_t *limits)
 {
@@ -92,17 +103,34 @@ static void unlink_conn(hs_http_conn_t *hc)
     s->conn_count--;
 }
 
+/* Lets go of the queue: answered requests are freed, the others stay with
+ * their routes, whose answer then goes nowhere (hs_http_respond frees). */
+static void detach_queue(hs_http_conn_t *hc)
+{
+    hs_http_request_t *req = hc->head;
+    while (req) {
+        hs_http_request_t *next = req->next_in_flight;
+        req->next_in_flight = NULL;
+        if (req->answer) {
+            hs_buf_unref(req->answer);
+            hs_http__request_free(req);
+        } else {
+            req->hc = NULL;
+        }
+        req = next;
+    }
+    hc->head = hc->tail = NULL;
+    hc->in_flight = 0;
+}
+
 static void conn_close_cb(hs_conn_t *conn)
 {
     hs_http_conn_t *hc = hs_conn_data(conn);
     hs_http_server_t *s = hc->server;
     unlink_conn(hc);
-    if (hc->req) {
-        if (hc->in_flight)
-            hc->req->hc = NULL; /* the route still owns it and will answer */
-        else
-            hs_http__request_free(hc->req);
-    }
+    if (hc->req)
+        hs_http__request_free(hc->req);
+    detach_queue(hc);
     hs_free(hc->saved);
     hs_free(hc);
     maybe_shutdown_done(s);
@@ -124,10 +152,9 @@ static void fail_request(hs_http_conn_t *hc, int status, const char *code, const
 static void request_timeout_cb(hs_conn_t *conn)
 {
     hs_http_conn_t *hc = hs_conn_data(conn);
-    if (hc->in_flight)
-        return;
     if (hc->req == NULL) { /* not one byte of a request: just go */
-        hs_conn_close(conn);
+        if (hc->in_flight == 0)
+            hs_conn_close(conn);
         return;
     }
     fail_request(hc, 408, "request_timeout", "the request did not arrive in time");
@@ -144,15 +171,17 @@ static void idle_timeout_cb(hs_conn_t *conn)
 
 hs_http_persist_t hs_http__persistence(hs_http_request_t *req, int status)
 {
+    (void)status;
     hs_http_conn_t *hc = req->hc;
     hs_http_server_t *s = hc->server;
-    if (hc->close_after || s->shutting_down || !req->keep_alive || hc->peer_eof)
+    if (req->force_close || !req->keep_alive)
         return HS_HTTP_CLOSE;
-    if (s->limits.max_requests_per_conn && hc->requests >= s->limits.max_requests_per_conn)
+    if (s->limits.max_requests_per_conn && req->conn_seq >= s->limits.max_requests_per_conn)
         return HS_HTTP_CLOSE;
-    /* An error before the whole request was read leaves the stream at an
-     * unknown place: nothing after it can be parsed. */
-    if (status >= 400 && !hc->message_done)
+    /* The last answer before a shutdown or the client's end of stream says
+     * so; answers before it keep the connection for the ones after. */
+    bool last = hc->tail == req && hc->req == NULL && hc->saved_len == 0;
+    if (last && (s->shutting_down || hc->peer_eof))
         return HS_HTTP_CLOSE;
     if (req->http_major == 1 && req->http_minor == 0)
         return HS_HTTP_KEEP_EXPLICIT;
@@ -165,18 +194,24 @@ static void ready_for_next(hs_http_conn_t *hc)
 {
     if (hs_conn_closing(hc->conn))
         return;
-    if (hc->peer_eof) {
-        hs_conn_close_after_flush(hc->conn);
-        return;
-    }
     hs_conn_resume_read(hc->conn);
     if (hc->req == NULL)
         start_timer(hc, hc->server->limits.idle_timeout_ms, idle_timeout_cb);
 }
 
-/* Parses the bytes kept while a request was in flight. Runs from the
- * connection's timer, so a route answering from some other callback never
- * sees the next request's handler run inside its hs_http_respond call. */
+/* Whether process() may start or go on parsing requests now. */
+static bool can_parse(const hs_http_conn_t *hc)
+{
+    if (hc->stop || hc->close_after || hc->in_flight >= HS_HTTP_PIPELINE)
+        return false;
+    if (hc->message_done) /* an upgrade waits for the queue to empty */
+        return false;
+    return !(hc->server->shutting_down && hc->req == NULL);
+}
+
+/* Parses the bytes kept while the queue was full. Runs from the connection's
+ * timer, so a route answering from some other callback never sees the next
+ * request's handler run inside its hs_http_respond call. */
 static void continue_cb(hs_conn_t *conn)
 {
     hs_http_conn_t *hc = hs_conn_data(conn);
@@ -186,45 +221,87 @@ static void continue_cb(hs_conn_t *conn)
     hc->saved_len = 0;
     bool alive = process(hc, saved, len);
     hs_free(saved);
-    if (alive && !hc->in_flight)
-        ready_for_next(hc);
+    if (alive)
+        after_progress(hc);
 }
 
-static void request_done(hs_http_conn_t *hc)
+static void send_continue(hs_http_conn_t *hc)
 {
-    hs_http__request_free(hc->req);
-    hc->req = NULL;
-    hc->in_flight = false;
-    hc->message_done = false;
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    hc->continue_owed = false;
+    hs_buf_t *buf = hs_buf_from(cont, sizeof(cont) - 1);
+    hs_conn_send_always(hc->conn, buf);
+    hs_buf_unref(buf);
+}
+
+/* What the connection does next, after answers went out or a read was
+ * parsed: close, parse kept bytes, read on, or wait for answers. */
+static void after_progress(hs_http_conn_t *hc)
+{
+    if (hs_conn_closing(hc->conn) || hc->in_dispatch)
+        return; /* in dispatch: process() goes on by itself */
     if (hc->close_after) {
         hs_conn_close_after_flush(hc->conn);
         return;
     }
-    http_parser_pause(&hc->parser, 0);
-    if (hc->in_dispatch) {
-        hc->answered = true; /* process() goes on when the handler returns */
+    if (hc->continue_owed && hc->in_flight == 0 && hc->req && !hc->stop)
+        send_continue(hc);
+    if (hc->saved_len > 0 && (can_parse(hc) || (hc->message_done && hc->in_flight == 0))) {
+        hs_conn_timer_start(hc->conn, 0, continue_cb);
         return;
     }
-    if (hc->saved_len > 0)
-        hs_conn_timer_start(hc->conn, 0, continue_cb);
-    else
+    if (hc->in_flight == 0 && hc->req == NULL && hc->saved_len == 0 && !hc->message_done) {
+        if (hc->peer_eof || hc->stop || hc->server->shutting_down) {
+            hs_conn_close_after_flush(hc->conn);
+            return;
+        }
         ready_for_next(hc);
+        return;
+    }
+    if (can_parse(hc) && hc->saved_len == 0)
+        hs_conn_resume_read(hc->conn);
+    else
+        hs_conn_pause_read(hc->conn);
+}
+
+/* Sends the answers at the front of the queue that are ready, in order. */
+static void drain_answers(hs_http_conn_t *hc)
+{
+    uint64_t now = uv_now(hs_net_loop(hs_conn_net(hc->conn)));
+    while (hc->head && hc->head->answer) {
+        hs_http_request_t *req = hc->head;
+        hc->head = req->next_in_flight;
+        if (hc->head == NULL)
+            hc->tail = NULL;
+        hc->in_flight--;
+        hs_conn_send_always(hc->conn, req->answer);
+        hs_buf_unref(req->answer);
+        int status = req->answer_status;
+        hs_log(status >= 500 ? HS_LOG_WARN : HS_LOG_DEBUG, "http: %s %s %s %s %s -> %d (%llu ms)",
+               hc->server->name, req->id, hs_conn_peer(hc->conn),
+               req->path ? http_method_str(req->method) : "-", req->path ? req->path : "-", status,
+               (unsigned long long)(now - req->start_ms));
+        bool close = req->answer_persist == HS_HTTP_CLOSE;
+        hs_http__request_free(req);
+        if (close) {
+            /* Nothing after an answer that says close is sent. */
+            hc->close_after = true;
+            hc->stop = true;
+            detach_queue(hc);
+            break;
+        }
+    }
+    after_progress(hc);
 }
 
 void hs_http__send_response(hs_http_request_t *req, int status, hs_buf_t *response,
                             hs_http_persist_t persist)
 {
     hs_http_conn_t *hc = req->hc;
-    hs_conn_send_always(hc->conn, response);
-    hs_buf_unref(response);
-    uint64_t ms = uv_now(hs_net_loop(hs_conn_net(hc->conn))) - req->start_ms;
-    hs_log(status >= 500 ? HS_LOG_WARN : HS_LOG_DEBUG, "http: %s %s %s %s %s -> %d (%llu ms)",
-           hc->server->name, req->id, hs_conn_peer(hc->conn),
-           req->path ? http_method_str(req->method) : "-", req->path ? req->path : "-", status,
-           (unsigned long long)ms);
-    if (persist == HS_HTTP_CLOSE)
-        hc->close_after = true;
-    request_done(hc);
+    req->answer = response;
+    req->answer_status = status;
+    req->answer_persist = persist;
+    drain_answers(hc);
 }
 
 hs_conn_t *hs_http_request_conn(const hs_http_request_t *req)
@@ -232,8 +309,20 @@ hs_conn_t *hs_http_request_conn(const hs_http_request_t *req)
     return req->hc ? req->hc->conn : NULL;
 }
 
-/* An error found while reading a request (no route involved): answer it and
- * close, since the rest of the stream cannot be trusted. */
+static void enqueue(hs_http_conn_t *hc, hs_http_request_t *req)
+{
+    req->next_in_flight = NULL;
+    if (hc->tail)
+        hc->tail->next_in_flight = req;
+    else
+        hc->head = req;
+    hc->tail = req;
+    hc->in_flight++;
+}
+
+/* An error found while reading a request (no route involved): answer it
+ * after the answers before it and close, since the rest of the stream cannot
+ * be trusted. */
 static void fail_request(hs_http_conn_t *hc, int status, const char *code, const char *message)
 {
     if (hc->req == NULL) {
@@ -241,9 +330,13 @@ static void fail_request(hs_http_conn_t *hc, int status, const char *code, const
         hc->req->start_ms = uv_now(hs_net_loop(hs_conn_net(hc->conn)));
     }
     hs_http_request_t *req = hc->req;
+    hc->req = NULL;
+    hc->message_done = false;
+    hc->continue_owed = false;
     snprintf(req->id, sizeof(req->id), "r%llu", (unsigned long long)++hc->server->request_seq);
-    hc->in_flight = true;
-    hc->close_after = true;
+    req->force_close = true;
+    hc->stop = true;
+    enqueue(hc, req);
     hs_conn_timer_stop(hc->conn);
     hs_conn_pause_read(hc->conn);
     hs_log_debug("http: %s %s %s rejected: %d %s", hc->server->name, req->id,
@@ -257,21 +350,24 @@ static void dispatch(hs_http_conn_t *hc)
 {
     hs_http_server_t *s = hc->server;
     hs_http_request_t *req = hc->req;
-    hc->in_flight = true;
-    hc->requests++;
+    hc->req = NULL;
+    hc->message_done = false;
+    hc->continue_owed = false;
+    enqueue(hc, req);
+    req->conn_seq = ++hc->requests;
     hs_conn_timer_stop(hc->conn);
-    hs_conn_pause_read(hc->conn);
     req->method = (enum http_method)hc->parser.method;
     req->http_major = hc->parser.http_major;
     req->http_minor = hc->parser.http_minor;
     req->keep_alive = http_should_keep_alive(&hc->parser) != 0;
     req->is_head = req->method == HTTP_HEAD;
     snprintf(req->id, sizeof(req->id), "r%llu", (unsigned long long)++s->request_seq);
+    /* After a request that closes the connection, nothing more is read. */
+    if (!req->keep_alive ||
+        (s->limits.max_requests_per_conn && req->conn_seq >= s->limits.max_requests_per_conn))
+        hc->stop = true;
 
-    /* Answers given from here on, by us or by the route, let process()
-     * continue with the next pipelined request after this returns. */
     hc->in_dispatch = true;
-    hc->answered = false;
     hs_http_handler_fn fn;
     void *ctx;
     char allow[128];
@@ -366,11 +462,12 @@ static int on_headers_complete(http_parser *p)
     if (expect && body_expected) {
         if (expect_len != 12 || strncasecmp(expect, "100-continue", 12) != 0)
             return abort_with(hc, 417, "expectation_failed", "unsupported Expect header");
-        /* The client waits for this before sending the body. */
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        hs_buf_t *buf = hs_buf_from(cont, sizeof(cont) - 1);
-        hs_conn_send_always(hc->conn, buf);
-        hs_buf_unref(buf);
+        /* The client waits for this before sending the body; it goes out
+         * after the answers to the requests before this one. */
+        if (hc->in_flight == 0)
+            send_continue(hc);
+        else
+            hc->continue_owed = true;
     }
     if (body_expected)
         start_timer(hc, l->body_timeout_ms, request_timeout_cb);
@@ -406,7 +503,7 @@ static int on_message_complete(http_parser *p)
 {
     hs_http_conn_t *hc = p->data;
     hc->message_done = true;
-    /* Stop here: the next pipelined request waits for this one's answer. */
+    /* Stop here: process() dispatches it, then parses on. */
     http_parser_pause(p, 1);
     return 0;
 }
@@ -421,9 +518,9 @@ static const http_parser_settings parser_settings = {
     .on_message_complete = on_message_complete,
 };
 
-/* Keeps bytes that arrived behind the request in flight. Reading is paused
- * while a request is in flight, so this holds at most one read's worth plus
- * the unparsed rest of earlier ones; the bound is a safety net. */
+/* Keeps bytes that cannot be parsed yet (the queue is full, or an upgrade
+ * waits). Reading is paused meanwhile, so this holds at most one read's worth
+ * plus the unparsed rest of earlier ones; the bound is a safety net. */
 static bool keep_bytes(hs_http_conn_t *hc, const char *data, size_t len)
 {
     if (len == 0)
@@ -471,14 +568,38 @@ static void finish_upgrade(hs_http_conn_t *hc, const char *rest, size_t rest_len
         hs_conn_inject(conn, rest, rest_len);
 }
 
-/* Parses data and dispatches each complete request in turn. Bytes behind a
- * request still in flight are kept for later. Returns false when hc no
- * longer exists (the connection was upgraded to another protocol). */
+/* Parses data and dispatches each complete request at once. Bytes that
+ * cannot be parsed yet are kept for later. Returns false when hc no longer
+ * exists (the connection was upgraded to another protocol). */
 static bool process(hs_http_conn_t *hc, const char *data, size_t len)
 {
-    while (len > 0 && !hs_conn_closing(hc->conn)) {
-        if (hc->in_flight)
+    for (;;) {
+        if (hs_conn_closing(hc->conn))
+            return true;
+        if (hc->message_done) {
+            /* A request that may take the connection over goes to its
+             * route only once nothing is in flight before it. */
+            if (hc->in_flight > 0) {
+                hs_conn_pause_read(hc->conn);
+                return keep_bytes(hc, data, len);
+            }
+            dispatch(hc);
+            if (hc->upgraded) {
+                finish_upgrade(hc, data, len);
+                return false;
+            }
+            continue;
+        }
+        if (len == 0)
+            return true;
+        if (!can_parse(hc)) {
+            if (hc->stop || hc->close_after)
+                return true; /* nothing after a close is read */
+            hs_conn_pause_read(hc->conn);
             return keep_bytes(hc, data, len);
+        }
+        if (HTTP_PARSER_ERRNO(&hc->parser) == HPE_PAUSED)
+            http_parser_pause(&hc->parser, 0);
         size_t n = http_parser_execute(&hc->parser, &parser_settings, data, len);
         enum http_errno err = HTTP_PARSER_ERRNO(&hc->parser);
         if (err != HPE_OK && err != HPE_PAUSED) {
@@ -494,26 +615,21 @@ static bool process(hs_http_conn_t *hc, const char *data, size_t len)
         /* After a request with "Upgrade", the parser stops; the bytes behind
          * it belong to the new protocol if the route switches, else they
          * are parsed as HTTP like any pipelined request. */
+        if (hc->parser.upgrade && hc->in_flight > 0)
+            continue; /* held until the queue is empty */
         dispatch(hc);
         if (hc->upgraded) {
             finish_upgrade(hc, data, len);
             return false;
         }
-        if (!hc->answered)
-            return keep_bytes(hc, data, len);
-        hc->answered = false;
     }
-    return true;
 }
 
 static void http_on_read(hs_conn_t *conn, const char *data, size_t len)
 {
     hs_http_conn_t *hc = hs_conn_data(conn);
-    if (!process(hc, data, len))
-        return;
-    /* Every request of this read was answered already: read on. */
-    if (!hc->in_flight && hc->saved_len == 0)
-        ready_for_next(hc);
+    if (process(hc, data, len))
+        after_progress(hc);
 }
 
 static void http_on_eof(hs_conn_t *conn, int status)
@@ -522,9 +638,15 @@ static void http_on_eof(hs_conn_t *conn, int status)
     hc->peer_eof = true;
     if (status != UV_EOF)
         return; /* the net layer closes */
-    if (!hc->in_flight)
-        hs_conn_close_after_flush(conn); /* a partial request is dropped */
-    /* else the answer goes out when it comes, then the connection closes */
+    /* A partial request is dropped; requests in flight or kept are
+     * answered, then the connection closes (after_progress). */
+    if (hc->req && !hc->message_done) {
+        hs_http__request_free(hc->req);
+        hc->req = NULL;
+        hc->continue_owed = false;
+        hs_conn_timer_stop(conn);
+    }
+    after_progress(hc);
 }
 
 static const hs_conn_handler_t http_handler = {
@@ -554,13 +676,15 @@ static const hs_conn_handler_t orphan_handler = {.on_read = orphan_read,
 hs_conn_t *hs_http_upgrade(hs_http_request_t *req)
 {
     hs_http_conn_t *hc = req->hc;
+    if (hc && hc->head == req) { /* the only one in flight (process() made sure) */
+        hc->head = hc->tail = NULL;
+        hc->in_flight = 0;
+    }
     hs_http__request_free(req);
     if (hc == NULL)
         return NULL;
     hs_conn_t *conn = hc->conn;
     hs_http_server_t *s = hc->server;
-    hc->req = NULL;
-    hc->in_flight = false;
     hs_conn_timer_stop(conn);
     hs_conn_set_handler(conn, &orphan_handler, NULL);
     unlink_conn(hc);

@@ -295,11 +295,14 @@ static int serve(app_t *app)
     uv_signal_start(&app->sigint, signal_cb, SIGINT);
     uv_signal_start(&app->sigterm, signal_cb, SIGTERM);
 
+    char db_shown[512], redis_shown[512];
+    hs_config_mask_url(app->cfg.db, db_shown, sizeof(db_shown));
+    hs_config_mask_url(app->cfg.redis, redis_shown, sizeof(redis_shown));
     hs_log_info("houston %s:%s%s%s%s%s, store %s, bus %s", HOUSTON_VERSION,
                 app->notifier ? " WebSocket on " : "", app->notifier ? app->cfg.ws_addr : "",
                 app->publisher ? " API on " : "", app->publisher ? app->cfg.api_addr : "",
-                app->consumer ? " consumer" : "", app->store ? app->cfg.db : "none",
-                app->cfg.redis[0] ? app->cfg.redis : "in-process");
+                app->consumer ? " consumer" : "", app->store ? db_shown : "none",
+                app->cfg.redis[0] ? redis_shown : "in-process");
     if (app->notifier)
         hs_log_info("houston: notifier node %s", app->node);
     uv_run(app->loop, UV_RUN_DEFAULT);

@@ -94,13 +94,19 @@ typedef struct hs_bus_ops {
     void (*publish_event)(hs_bus_t *bus, const hs_event_t *event, hs_bus_done_cb cb, void *data);
     int (*consume_events)(hs_bus_t *bus, hs_bus_event_handler handler, void *data);
     void (*ack)(hs_bus_t *bus, void *token);
+    /* Gives the token back without acknowledging: the event is delivered
+     * again later (after the claim timeout). */
+    void (*release)(hs_bus_t *bus, void *token);
     void (*send_to_node)(hs_bus_t *bus, const char *node, const hs_node_cmd_t *cmd,
                          hs_bus_done_cb cb, void *data);
     int (*serve_node)(hs_bus_t *bus, const char *node, hs_bus_cmd_handler handler, void *data);
     /* Directory. The notifier keeps it current: a connection on open and
      * close, a topic when its first local subscriber arrives and its last
      * one leaves. */
-    void (*register_connection)(hs_bus_t *bus, const char *node, const char *connection_id);
+    /* cb (may be NULL) runs once the entry is in place: a locate after it
+     * finds the connection. */
+    void (*register_connection)(hs_bus_t *bus, const char *node, const char *connection_id,
+                                hs_bus_done_cb cb, void *data);
     void (*unregister_connection)(hs_bus_t *bus, const char *node, const char *connection_id);
     void (*add_topic_node)(hs_bus_t *bus, const char *topic, const char *node);
     void (*remove_topic_node)(hs_bus_t *bus, const char *topic, const char *node);
@@ -161,6 +167,10 @@ static inline void hs_bus_ack(hs_bus_t *b, void *token)
 {
     b->ops->ack(b, token);
 }
+static inline void hs_bus_release(hs_bus_t *b, void *token)
+{
+    b->ops->release(b, token);
+}
 static inline void hs_bus_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *c,
                                        hs_bus_done_cb cb, void *d)
 {
@@ -170,9 +180,10 @@ static inline int hs_bus_serve_node(hs_bus_t *b, const char *node, hs_bus_cmd_ha
 {
     return b->ops->serve_node(b, node, h, d);
 }
-static inline void hs_bus_register_connection(hs_bus_t *b, const char *node, const char *conn)
+static inline void hs_bus_register_connection(hs_bus_t *b, const char *node, const char *conn,
+                                              hs_bus_done_cb cb, void *d)
 {
-    b->ops->register_connection(b, node, conn);
+    b->ops->register_connection(b, node, conn, cb, d);
 }
 static inline void hs_bus_unregister_connection(hs_bus_t *b, const char *node, const char *conn)
 {

@@ -242,6 +242,8 @@ static void run_op(inproc_bus_t *bus, op_t *op)
     }
     case OP_REGISTER:
         apply_register_connection(bus, op->node, op->target);
+        if (op->cb.done)
+            op->cb.done(0, op->data);
         break;
     case OP_UNREGISTER:
         apply_unregister_connection(bus, op->node, op->target);
@@ -386,7 +388,7 @@ static void inproc_topic_nodes(hs_bus_t *b, const char *topic, hs_bus_nodes_cb c
     enqueue((inproc_bus_t *)b, op);
 }
 
-static void enqueue_directory(hs_bus_t *b, op_kind_t kind, const char *target, const char *node)
+static op_t *enqueue_directory(hs_bus_t *b, op_kind_t kind, const char *target, const char *node)
 {
     const char *in[] = {target, node};
     size_t lens[] = {strlen(target), strlen(node)};
@@ -395,11 +397,15 @@ static void enqueue_directory(hs_bus_t *b, op_kind_t kind, const char *target, c
     op->target = out[0];
     op->node = out[1];
     enqueue((inproc_bus_t *)b, op);
+    return op;
 }
 
-static void inproc_register_connection(hs_bus_t *b, const char *node, const char *connection_id)
+static void inproc_register_connection(hs_bus_t *b, const char *node, const char *connection_id,
+                                       hs_bus_done_cb cb, void *data)
 {
-    enqueue_directory(b, OP_REGISTER, connection_id, node);
+    op_t *op = enqueue_directory(b, OP_REGISTER, connection_id, node);
+    op->cb.done = cb;
+    op->data = data;
 }
 
 static void inproc_unregister_connection(hs_bus_t *b, const char *node, const char *connection_id)
@@ -455,6 +461,7 @@ static const hs_bus_ops_t inproc_ops = {
     .publish_event = inproc_publish_event,
     .consume_events = inproc_consume_events,
     .ack = inproc_ack,
+    .release = inproc_ack, /* nothing to give back: events never fail here */
     .send_to_node = inproc_send_to_node,
     .serve_node = inproc_serve_node,
     .register_connection = inproc_register_connection,

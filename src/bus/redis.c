@@ -702,6 +702,12 @@ static void redis_ack(hs_bus_t *b, void *token)
     hs_free(token);
 }
 
+static void redis_release(hs_bus_t *b, void *token)
+{
+    (void)b; /* left pending: XAUTOCLAIM hands it out again */
+    hs_free(token);
+}
+
 /* ---- commands to nodes ------------------------------------------------------------ */
 
 static const char *const kind_names[] = {"",          "deliver",     "notify",
@@ -947,13 +953,24 @@ static void link_up(link_t *l, bool again)
 
 /* ---- directory ----------------------------------------------------------------------- */
 
-static void redis_register_connection(hs_bus_t *b, const char *node, const char *conn)
+static void redis_register_connection(hs_bus_t *b, const char *node, const char *conn,
+                                      hs_bus_done_cb cb, void *data)
 {
-    redisAsyncContext *ac = cmd_ac((redis_bus_t *)b);
-    if (ac) {
-        redisAsyncCommand(ac, NULL, NULL, "HSET houston:conns %s %s", conn, node);
-        redisAsyncCommand(ac, NULL, NULL, "SADD houston:nodeconns:%s %s", node, conn);
+    redis_bus_t *bus = (redis_bus_t *)b;
+    redisAsyncContext *ac = cmd_ac(bus);
+    pending_t *p = cb ? pending_new(data) : NULL;
+    if (p)
+        p->done = cb;
+    if (ac == NULL) {
+        if (p)
+            fail_later(bus, p);
+        return;
     }
+    redisAsyncCommand(ac, NULL, NULL, "SADD houston:nodeconns:%s %s", node, conn);
+    if (redisAsyncCommand(ac, p ? done_reply_cb : NULL, p, "HSET houston:conns %s %s", conn,
+                          node) != REDIS_OK &&
+        p)
+        fail_later(bus, p);
 }
 
 static void redis_unregister_connection(hs_bus_t *b, const char *node, const char *conn)
@@ -1239,6 +1256,7 @@ static const hs_bus_ops_t redis_ops = {
     .publish_event = redis_publish_event,
     .consume_events = redis_consume_events,
     .ack = redis_ack,
+    .release = redis_release,
     .send_to_node = redis_send_to_node,
     .serve_node = redis_serve_node,
     .register_connection = redis_register_connection,

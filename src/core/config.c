@@ -358,18 +358,22 @@ int hs_config_load(hs_config_t *cfg, int argc, char **argv, char *err, size_t er
     return 0;
 }
 
-/* Writes value with the password of a "scheme://user:password@host" URL
- * replaced by "***". */
-static void print_masked_url(FILE *out, const char *value)
+void hs_config_mask_url(const char *value, char *out, size_t out_len)
 {
     const char *scheme = strstr(value, "://");
     const char *at = scheme ? strrchr(scheme, '@') : NULL;
     const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
-    if (colon == NULL) {
-        fputs(value, out);
-        return;
-    }
-    fprintf(out, "%.*s***%s", (int)(colon + 1 - value), value, at);
+    if (colon == NULL)
+        snprintf(out, out_len, "%s", value);
+    else
+        snprintf(out, out_len, "%.*s***%s", (int)(colon + 1 - value), value, at);
+}
+
+static void print_masked_url(FILE *out, const char *value)
+{
+    char masked[1024];
+    hs_config_mask_url(value, masked, sizeof(masked));
+    fputs(masked, out);
 }
 
 void hs_config_print(const hs_config_t *cfg, FILE *out)

@@ -75,6 +75,9 @@ void hs_config_print_help(FILE *out);
 /* Prints the effective settings, one "name = value  # source" line each, with
  * secrets (passwords in URLs) masked. */
 void hs_config_print(const hs_config_t *cfg, FILE *out);
+/* value with the password of a "scheme://user:password@host" URL replaced
+ * by "***", for logs. */
+void hs_config_mask_url(const char *value, char *out, size_t out_len);
 void hs_config_dispose(hs_config_t *cfg);
 
 /* A read-only view of one row of the settings table, for generated

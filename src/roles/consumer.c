@@ -18,6 +18,7 @@ typedef struct handoff {
     hs_consumer_t *consumer;
     void *token;
     size_t pending; /* node commands not yet answered */
+    bool failed;    /* a node command failed: redeliver rather than ack */
     char *topic;
     char *message_id;
     char *frame_text;
@@ -36,11 +37,18 @@ static void handoff_free(handoff_t *h)
 static void node_done_cb(int status, void *data)
 {
     handoff_t *h = data;
-    if (status != 0 && status != HS_ENOTFOUND)
+    if (status != 0 && status != HS_ENOTFOUND) {
         hs_log_warn("consumer: delivering %s to a node failed: %s", h->message_id,
                     hs_strerror(status));
+        h->failed = true;
+    }
     if (--h->pending == 0) {
-        hs_bus_ack(h->consumer->bus, h->token);
+        /* Acknowledged only when every node has it; otherwise it comes back
+         * (nodes that had it drop the repeat). */
+        if (h->failed)
+            hs_bus_release(h->consumer->bus, h->token);
+        else
+            hs_bus_ack(h->consumer->bus, h->token);
         handoff_free(h);
     }
 }
@@ -49,10 +57,12 @@ static void nodes_cb(int status, const char *const *nodes, size_t count, void *d
 {
     handoff_t *h = data;
     if (status != 0 || count == 0) {
-        if (status != 0)
+        if (status != 0) {
             hs_log_warn("consumer: routing %s failed: %s", h->message_id, hs_strerror(status));
-        else
+            hs_bus_release(h->consumer->bus, h->token); /* it comes back */
+        } else {
             hs_bus_ack(h->consumer->bus, h->token); /* nobody listens: done */
+        }
         handoff_free(h);
         return;
     }

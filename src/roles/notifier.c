@@ -309,6 +309,27 @@ static bool origin_allowed(const hs_notifier_t *n, hs_http_request_t *req)
     return hs_ws_header_has_token(list, strlen(list), origin);
 }
 
+typedef struct registration {
+    hs_notifier_t *notifier;
+    char id[HS_ULID_LEN + 1];
+} registration_t;
+
+static void registered_cb(int status, void *data)
+{
+    registration_t *reg = data;
+    client_t *client = find_client(reg->notifier, reg->id);
+    if (status != 0)
+        hs_log_warn("notifier: conn %s: the directory is unreachable (%s); it is registered "
+                    "again when the bus is back",
+                    reg->id, hs_strerror(status));
+    if (client) { /* still connected */
+        hs_buf_t *frame = hs_render_connected_frame(client->id);
+        hs_ws_send(client->ws, frame);
+        hs_buf_unref(frame);
+    }
+    hs_free(reg);
+}
+
 static void ws_route(hs_http_request_t *req, void *ctx)
 {
     hs_notifier_t *n = ctx;
@@ -340,12 +361,14 @@ static void ws_route(hs_http_request_t *req, void *ctx)
     hs_ulid_format(&id, client->id);
     hs_ws_set_data(ws, client);
     hs_map_put(&n->clients, client->id, HS_ULID_LEN, client);
-    hs_bus_register_connection(n->bus, n->node_id, client->id);
+    /* The connected frame goes out once the directory knows the connection,
+     * so a subscribe made as soon as the client has its id finds it. */
+    registration_t *reg = hs_malloc(sizeof(*reg));
+    reg->notifier = n;
+    memcpy(reg->id, client->id, sizeof(reg->id));
+    hs_bus_register_connection(n->bus, n->node_id, client->id, registered_cb, reg);
     hs_store_add_connection(n->store, client->id, n->node_id, client->connected_ms, store_write_cb,
                             NULL);
-    hs_buf_t *frame = hs_render_connected_frame(client->id);
-    hs_ws_send(ws, frame);
-    hs_buf_unref(frame);
     hs_log_info("notifier: conn %s connected from %s", client->id, hs_ws_peer(ws));
 }
 
@@ -413,7 +436,7 @@ static void bus_reconnected_cb(void *data)
     size_t pos = 0;
     client_t *client;
     while ((client = hs_map_next(&n->clients, &pos)) != NULL)
-        hs_bus_register_connection(n->bus, n->node_id, client->id);
+        hs_bus_register_connection(n->bus, n->node_id, client->id, NULL, NULL);
     pos = 0;
     topic_t *topic;
     while ((topic = hs_map_next(&n->topics, &pos)) != NULL)

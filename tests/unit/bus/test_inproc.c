@@ -135,7 +135,7 @@ static void test_fifo_and_never_inline(void **state)
 static void test_directory(void **state)
 {
     fixture_t *f = *state;
-    hs_bus_register_connection(f->bus, "n1", "c1");
+    hs_bus_register_connection(f->bus, "n1", "c1", NULL, NULL);
     hs_bus_locate_connection(f->bus, "c1", locate_cb, f);
     hs_bus_locate_connection(f->bus, "c2", locate_cb, f);
     hs_bus_topic_nodes(f->bus, "t", nodes_cb, f);

@@ -356,7 +356,7 @@ def test_every_command_of_the_guide_is_tested_or_skipped_with_a_reason(guide):
     assert not guide.errors, "\n".join(guide.errors)
     steps = [i for items in guide.parts.values() for i in items if isinstance(i, Step)]
     assert len(steps) >= 15 and set(guide.parts) == {"first", "scale-out"}
-    assert len(guide.skipped) <= 6, guide.skipped  # most of it runs
+    assert len(guide.skipped) * 2 < len(steps), guide.skipped  # most of it runs
 
 
 def test_the_guide_from_start_to_the_embedded_server_stopping(guide, tmp_path):

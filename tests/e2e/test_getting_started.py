@@ -246,9 +246,10 @@ class Session:
         before = self.subscribers(sub.group(1)) if sub else 0
         log = self.tmp / f"{step.name}.{attempt}.log"
         # stdin stays an open pipe: an interactive client waits as in a terminal.
-        proc = subprocess.Popen(["bash", "-c", code], cwd=self.cwd, env=self.env,
-                                stdin=subprocess.PIPE, stdout=open(log, "w"),
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        with open(log, "w") as out:
+            proc = subprocess.Popen(["bash", "-c", code], cwd=self.cwd, env=self.env,
+                                    stdin=subprocess.PIPE, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         self.running[step.name] = (proc, log, step)
         if not sub:
             return
@@ -370,6 +371,7 @@ def test_the_guide_from_start_to_the_embedded_server_stopping(guide, tmp_path):
 
 @pytest.mark.skipif(not (have("redis-server") and have("mariadbd")),
                     reason="redis-server or mariadbd is not installed")
+@pytest.mark.timeout(60)  # mariadb-install-db and the server's start on a busy machine
 def test_the_guide_scale_out_part(guide, tmp_path):
     redis = Redis(tmp_path)
     mariadb = None

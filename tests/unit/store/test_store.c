@@ -395,8 +395,8 @@ static void test_connections_take_their_subscriptions(void **state)
 {
     fixture_t *f = *state;
     f->calls = 0;
-    hs_store_add_connection(f->store, C1, "n1", 1, done_cb, f);
-    hs_store_add_connection(f->store, C2, "n2", 1, done_cb, f);
+    hs_store_add_connection(f->store, C1, "n1", NULL, 1, done_cb, f);
+    hs_store_add_connection(f->store, C2, "n2", NULL, 1, done_cb, f);
     while (f->calls < 2)
         uv_run(&f->loop, UV_RUN_ONCE);
     subscribe(f, C1, "a", 1);
@@ -596,7 +596,7 @@ static void test_write_callbacks_may_be_null(void **state)
     list_subs(f, conn, NULL);
     assert_int_equal(f->count, 1);
     hs_store_remove_subscription(f->store, conn, NULL, NULL, NULL);
-    hs_store_add_connection(f->store, conn, "n", 1, NULL, NULL);
+    hs_store_add_connection(f->store, conn, "n", NULL, 1, NULL, NULL);
     hs_store_remove_connection(f->store, conn, NULL, NULL);
     hs_store_remove_node(f->store, "n", NULL, NULL);
     /* close (in teardown) waits for them */
@@ -663,9 +663,9 @@ static void test_remove_node(void **state)
     unique(node_a, "na");
     unique(node_b, "nb");
     f->calls = 0;
-    hs_store_add_connection(f->store, a1, node_a, 1, done_cb, f);
-    hs_store_add_connection(f->store, a2, node_a, 1, done_cb, f);
-    hs_store_add_connection(f->store, b1, node_b, 1, done_cb, f);
+    hs_store_add_connection(f->store, a1, node_a, NULL, 1, done_cb, f);
+    hs_store_add_connection(f->store, a2, node_a, NULL, 1, done_cb, f);
+    hs_store_add_connection(f->store, b1, node_b, NULL, 1, done_cb, f);
     while (f->calls < 3)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_int_equal(f->status, 0);

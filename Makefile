@@ -99,7 +99,7 @@ sanitize: deps-test
 # libFuzzer targets (clang-14), each run for FUZZ_SECONDS on a scratch copy of
 # its seed corpus in fuzz/corpus/; any crash, leak or timeout fails.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS  = ulid ws_frame json http
+FUZZ_TARGETS  = ulid ws_frame json http token
 fuzz:
 	@scripts/install-deps.sh fuzz
 	@cmake -S . -B $(BUILD)-fuzz -DHOUSTON_FUZZ=ON -DCMAKE_C_COMPILER=clang-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOUSTON_WERROR=$(WERROR) > /dev/null

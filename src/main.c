@@ -10,6 +10,7 @@
  * stop accepting and answer in-flight requests, close WebSockets with 1001,
  * flush and close the store, drain and close the bus, then the loop ends.
  */
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +24,12 @@
 #include "core/log.h"
 #include "http/server.h"
 #include "net/net.h"
+#include "roles/auth.h"
 #include "roles/consumer.h"
 #include "roles/health.h"
 #include "roles/notifier.h"
 #include "roles/publisher.h"
+#include "roles/token.h"
 #include "store/store.h"
 
 #define EMBEDDED_NODE_ID "local"
@@ -44,12 +47,16 @@ typedef struct app {
     hs_publisher_t *publisher;
     hs_notifier_t *notifier;
     hs_consumer_t *consumer;
+    hs_auth_t *auth;               /* API keys (publisher, metrics) */
+    hs_token_verifier_t *verifier; /* client tokens (notifier), NULL when off */
+    char api_addr[300];            /* the API address in effect */
     /* --metrics-addr: an extra server with the operations routes only */
     hs_router_t *metrics_router;
     hs_health_t *metrics_health;
     hs_http_server_t *metrics_http;
     uv_signal_t sigint;
     uv_signal_t sigterm;
+    uv_signal_t sighup; /* re-reads --api-key-file */
     uv_timer_t shutdown_timer;
     int stopping;
     int roles_running;
@@ -93,6 +100,9 @@ static void bus_closed_cb(int status, void *data)
     if (app->publisher)
         hs_publisher_free(app->publisher);
     hs_net_close(app->net);
+    hs_auth_free(app->auth);
+    hs_token_verifier_free(app->verifier);
+    uv_close((uv_handle_t *)&app->sighup, handle_closed_cb);
     uv_close((uv_handle_t *)&app->sigint, handle_closed_cb);
     uv_close((uv_handle_t *)&app->sigterm, handle_closed_cb);
     uv_close((uv_handle_t *)&app->shutdown_timer, handle_closed_cb);
@@ -149,6 +159,7 @@ static void signal_cb(uv_signal_t *handle, int signum)
     hs_log_info("houston: %s received; shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     uv_signal_stop(&app->sigint);
     uv_signal_stop(&app->sigterm);
+    uv_signal_stop(&app->sighup);
     if (app->cfg.shutdown_timeout_ms > 0) {
         uv_timer_start(&app->shutdown_timer, shutdown_timeout_cb, app->cfg.shutdown_timeout_ms, 0);
         uv_unref((uv_handle_t *)&app->shutdown_timer);
@@ -225,11 +236,139 @@ static int open_bus(app_t *app)
     return 0;
 }
 
+static void sighup_cb(uv_signal_t *handle, int signum)
+{
+    (void)signum;
+    app_t *app = handle->data;
+    char err[256];
+    if (app->auth == NULL)
+        return;
+    if (hs_auth_reload(app->auth, err, sizeof(err)) != 0)
+        hs_log_error("houston: SIGHUP: API keys not reloaded: %s", err);
+    else
+        hs_log_info("houston: SIGHUP: %zu API keys loaded", hs_auth_key_count(app->auth));
+}
+
+/* Whether addr ("host:port", "[v6]:port", ":port") names a loopback host;
+ * ":port" and "*:port" are every interface. */
+static bool addr_is_loopback(const char *addr)
+{
+    char host[128];
+    const char *end;
+    if (addr[0] == '[') {
+        end = strchr(addr, ']');
+        if (end == NULL)
+            return false;
+        addr++;
+    } else {
+        end = strrchr(addr, ':');
+        if (end == NULL)
+            return false;
+    }
+    size_t len = (size_t)(end - addr);
+    if (len == 0 || len >= sizeof(host))
+        return false;
+    memcpy(host, addr, len);
+    host[len] = '\0';
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, host, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &v6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+    return false;
+}
+
+static char *read_file(const char *path, char *err, size_t err_len)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, err_len, "--jwt-public-key: cannot read \"%s\"", path);
+        return NULL;
+    }
+    char *text = calloc(1, 65537);
+    size_t n = text ? fread(text, 1, 65536, f) : 0;
+    fclose(f);
+    if (text && n == 65536) {
+        snprintf(err, err_len, "--jwt-public-key: \"%s\" is too large", path);
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* API keys, the secure-by-default API address, client tokens. Returns 0,
+ * or 1 after logging why houston cannot start. */
+static int setup_security(app_t *app)
+{
+    char err[256] = "";
+    hs_config_t *cfg = &app->cfg;
+    snprintf(app->api_addr, sizeof(app->api_addr), "%s", cfg->api_addr);
+    if (hs_auth_new(cfg->api_key, cfg->api_key_file, &app->auth, err, sizeof(err)) != 0) {
+        hs_log_error("houston: %s", err);
+        return 1;
+    }
+    bool keys = hs_auth_key_count(app->auth) > 0;
+    if (app->roles & ROLE_PUBLISHER) {
+        if (!keys && hs_config_source(cfg, "api-addr") == HS_CONFIG_DEFAULT) {
+            /* Secure by default: an API anyone on the network could use is
+             * something one asks for, not something one gets. */
+            const char *port = strrchr(cfg->api_addr, ':');
+            snprintf(app->api_addr, sizeof(app->api_addr), "127.0.0.1%s", port ? port : ":9002");
+            hs_log_warn("houston: no API key configured (--api-key, --api-key-file): the API "
+                        "listens on loopback only (127.0.0.1 and ::1)");
+        } else if (!keys && !addr_is_loopback(cfg->api_addr)) {
+            if (!cfg->insecure) {
+                hs_log_error("houston: refusing to serve the API on %s without an API key: "
+                             "anyone who reaches it could publish and read everything. Set "
+                             "--api-key / HOUSTON_API_KEY (or --api-key-file), listen on a "
+                             "loopback address, or pass --insecure",
+                             cfg->api_addr);
+                return 1;
+            }
+            hs_log_warn("houston: --insecure: the API on %s needs no key; anyone who reaches "
+                        "it can publish and read every topic",
+                        cfg->api_addr);
+        }
+    }
+    if (cfg->jwt_secret[0] || cfg->jwt_public_key[0]) {
+        char *pem = NULL;
+        if (cfg->jwt_public_key[0] &&
+            (pem = read_file(cfg->jwt_public_key, err, sizeof(err))) == NULL) {
+            hs_log_error("houston: %s", err);
+            return 1;
+        }
+        hs_token_options_t options = {.secret = cfg->jwt_secret,
+                                      .public_key_pem = pem,
+                                      .issuer = cfg->jwt_issuer,
+                                      .audience = cfg->jwt_audience};
+        int rc = hs_token_verifier_new(&options, &app->verifier, err, sizeof(err));
+        free(pem);
+        if (rc != 0) {
+            hs_log_error("houston: %s", err);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Client-side subscribes without tokens: only in the loopback development
+ * default of the embedded server (no key, API on loopback). */
+static bool open_client_subscribe(const app_t *app)
+{
+    return (app->roles & ROLE_PUBLISHER) && hs_auth_key_count(app->auth) == 0 &&
+           addr_is_loopback(app->api_addr);
+}
+
 static int serve(app_t *app)
 {
     char err[256] = "";
     int rc;
     choose_node_id(app);
+    if (setup_security(app) != 0)
+        return 1;
     if (app->roles & (ROLE_PUBLISHER | ROLE_NOTIFIER)) {
         hs_store_options_t store_options = {.batch_max = (unsigned)app->cfg.batch_max,
                                             .connect_wait_ms = app->cfg.db_wait_ms};
@@ -247,6 +386,7 @@ static int serve(app_t *app)
          * subscriptions. */
         hs_store_remove_node(app->store, app->node, stale_removed_cb, NULL);
         app->notifier = hs_notifier_new(app->net, app->store, app->bus, &app->cfg, app->node);
+        hs_notifier_set_security(app->notifier, app->verifier, open_client_subscribe(app));
         rc = hs_notifier_start(app->notifier, app->cfg.ws_addr);
         if (rc != 0) {
             hs_log_error("houston: cannot listen on %s (WebSocket): %s", app->cfg.ws_addr,
@@ -258,11 +398,18 @@ static int serve(app_t *app)
         app->publisher = hs_publisher_new(app->net, app->store, app->bus, &app->cfg);
         if (app->notifier)
             hs_publisher_set_gauges(app->publisher, notifier_gauges, app->notifier);
-        rc = hs_publisher_start(app->publisher, app->cfg.api_addr);
+        hs_publisher_set_auth(app->publisher, app->auth);
+        rc = hs_publisher_start(app->publisher, app->api_addr);
         if (rc != 0) {
-            hs_log_error("houston: cannot listen on %s (API): %s", app->cfg.api_addr,
-                         hs_strerror(rc));
+            hs_log_error("houston: cannot listen on %s (API): %s", app->api_addr, hs_strerror(rc));
             return 1;
+        }
+        if (strcmp(app->api_addr, app->cfg.api_addr) != 0) {
+            /* The loopback default: IPv6 too, where the host has it. */
+            char v6[64];
+            snprintf(v6, sizeof(v6), "[::1]%s", strrchr(app->api_addr, ':'));
+            if (hs_publisher_listen_also(app->publisher, v6) != 0)
+                hs_log_debug("houston: no IPv6 loopback for the API");
         }
     }
     if (app->roles & ROLE_CONSUMER) {
@@ -281,6 +428,7 @@ static int serve(app_t *app)
             hs_health_set_gauges(app->metrics_health, notifier_gauges, app->notifier);
         hs_health_add_metrics_route(app->metrics_health, app->metrics_router);
         app->metrics_http = hs_http_server_new(app->net, app->metrics_router, &limits, "metrics");
+        hs_http_server_set_guard(app->metrics_http, hs_auth_guard_cb, app->auth);
         rc = hs_http_server_listen(app->metrics_http, app->cfg.metrics_addr);
         if (rc != 0) {
             hs_log_error("houston: cannot listen on %s (metrics): %s", app->cfg.metrics_addr,
@@ -294,13 +442,16 @@ static int serve(app_t *app)
     app->sigint.data = app->sigterm.data = app->shutdown_timer.data = app;
     uv_signal_start(&app->sigint, signal_cb, SIGINT);
     uv_signal_start(&app->sigterm, signal_cb, SIGTERM);
+    uv_signal_init(app->loop, &app->sighup);
+    app->sighup.data = app;
+    uv_signal_start(&app->sighup, sighup_cb, SIGHUP);
 
     char db_shown[512], redis_shown[512];
     hs_config_mask_url(app->cfg.db, db_shown, sizeof(db_shown));
     hs_config_mask_url(app->cfg.redis, redis_shown, sizeof(redis_shown));
     hs_log_info("houston %s:%s%s%s%s%s, store %s, bus %s", HOUSTON_VERSION,
                 app->notifier ? " WebSocket on " : "", app->notifier ? app->cfg.ws_addr : "",
-                app->publisher ? " API on " : "", app->publisher ? app->cfg.api_addr : "",
+                app->publisher ? " API on " : "", app->publisher ? app->api_addr : "",
                 app->consumer ? " consumer" : "", app->store ? db_shown : "none",
                 app->cfg.redis[0] ? redis_shown : "in-process");
     if (app->notifier)

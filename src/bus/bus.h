@@ -57,6 +57,7 @@ typedef enum hs_node_cmd_kind {
     HS_NODE_UNSUBSCRIBE, /* remove connection_id from topic (NULL: from all) */
     HS_NODE_FORWARD,     /* frame_text is a prototype forwarder-channel message,
                             {"connectionID":…,"payload":…}, sent to every node */
+    HS_NODE_DISCONNECT,  /* close connection_id (4000, "disconnected by server") */
 } hs_node_cmd_kind_t;
 
 typedef struct hs_node_cmd {

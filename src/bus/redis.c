@@ -710,8 +710,8 @@ static void redis_release(hs_bus_t *b, void *token)
 
 /* ---- commands to nodes ------------------------------------------------------------ */
 
-static const char *const kind_names[] = {"",          "deliver",     "notify",
-                                         "subscribe", "unsubscribe", "forward"};
+static const char *const kind_names[] = {
+    "", "deliver", "notify", "subscribe", "unsubscribe", "forward", "disconnect"};
 
 /* A subscribe routes the topic to the node, marks it pending for that node
  * and appends the command, in one step: the node cannot take the topic out
@@ -820,8 +820,8 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
             const redisReply *fields = entry->element[1];
             const char *kind = field_str(fields, "kind", NULL);
             hs_node_cmd_t cmd = {0};
-            for (int k = HS_NODE_DELIVER; k <= HS_NODE_UNSUBSCRIBE; k++)
-                if (kind && strcmp(kind, kind_names[k]) == 0)
+            for (int k = HS_NODE_DELIVER; k <= HS_NODE_DISCONNECT; k++)
+                if (kind && k != HS_NODE_FORWARD && strcmp(kind, kind_names[k]) == 0)
                     cmd.kind = (hs_node_cmd_kind_t)k;
             if (cmd.kind == 0)
                 continue;

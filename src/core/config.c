@@ -8,11 +8,12 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/alloc.h"
 #include "core/error.h"
 
-typedef enum setting_type { T_STRING, T_SIZE, T_DURATION, T_UINT } setting_type_t;
+typedef enum setting_type { T_STRING, T_SIZE, T_DURATION, T_UINT, T_BOOL } setting_type_t;
 
 typedef struct setting {
     const char *name; /* flag without the leading "--" */
@@ -24,6 +25,8 @@ typedef struct setting {
     const char *arg; /* placeholder in --help */
     const char *help;
     bool url_secret; /* a URL whose password is masked when shown */
+    bool secret;     /* shown as "***" when set (keys, secrets) */
+    bool list;       /* repeated flags accumulate, comma-joined */
 } setting_t;
 
 #define KIB 1024ull
@@ -33,78 +36,121 @@ typedef struct setting {
 
 static const setting_t settings[] = {
     {"ws-addr", "HOUSTON_WS_ADDR", T_STRING, offsetof(hs_config_t, ws_addr), ":9001", 0, 0, "ADDR",
-     "WebSocket (notifier) listen address, host:port or :port", false},
+     "WebSocket (notifier) listen address, host:port or :port", .url_secret = false},
     {"api-addr", "HOUSTON_API_ADDR", T_STRING, offsetof(hs_config_t, api_addr), ":9002", 0, 0,
-     "ADDR", "HTTP API (publisher) listen address", false},
+     "ADDR", "HTTP API (publisher) listen address", .url_secret = false},
     {"redis", "HOUSTON_REDIS", T_STRING, offsetof(hs_config_t, redis), "", 0, 0, "URL",
      "bus: redis://host:port[/db] (empty: in-process, serve only)", .url_secret = true},
     {"metrics-addr", "HOUSTON_METRICS_ADDR", T_STRING, offsetof(hs_config_t, metrics_addr), "", 0,
-     0, "ADDR", "also serve /metrics, /healthz and /readyz on this address (empty: off)", false},
+     0, "ADDR", "also serve /metrics, /healthz and /readyz on this address (empty: off)",
+     .url_secret = false},
     {"db", "HOUSTON_DB", T_STRING, offsetof(hs_config_t, db), "sqlite:houston.db", 0, 0, "URL",
      "store: sqlite:PATH or mysql://user:pass@host:port/database", .url_secret = true},
     {"config", "HOUSTON_CONFIG", T_STRING, offsetof(hs_config_t, config_file), "", 0, 0, "FILE",
-     "read settings from FILE first (key = value lines; env and flags win)", false},
+     "read settings from FILE first (key = value lines; env and flags win)", .url_secret = false},
     {"log-level", "HOUSTON_LOG_LEVEL", T_STRING, offsetof(hs_config_t, log_level), "info", 0, 0,
-     "LEVEL", "debug, info, warn or error", false},
+     "LEVEL", "debug, info, warn or error", .url_secret = false},
     {"log-format", "HOUSTON_LOG_FORMAT", T_STRING, offsetof(hs_config_t, log_format), "text", 0, 0,
-     "FORMAT", "text (one line per event) or json (one JSON object per line)", false},
+     "FORMAT", "text (one line per event) or json (one JSON object per line)", .url_secret = false},
     {"node-id", "HOUSTON_NODE_ID", T_STRING, offsetof(hs_config_t, node_id), "", 0, 0, "ID",
-     "this notifier's node id (default: local)", false},
+     "this notifier's node id (default: local)", .url_secret = false},
     {"allowed-origins", "HOUSTON_ALLOWED_ORIGINS", T_STRING, offsetof(hs_config_t, allowed_origins),
-     "", 0, 0, "LIST", "comma-separated Origins allowed to open a WebSocket (empty: any)", false},
+     "", 0, 0, "LIST", "comma-separated Origins allowed to open a WebSocket (empty: any)",
+     .url_secret = false},
     {"cors-origins", "HOUSTON_CORS_ORIGINS", T_STRING, offsetof(hs_config_t, cors_origins), "", 0,
      0, "LIST",
      "browser Origins that may call the API (CORS): a comma list, * or none "
      "(empty: the console's, on loopback)",
-     false},
+     .url_secret = false},
     {"max-content", "HOUSTON_MAX_CONTENT", T_SIZE, offsetof(hs_config_t, max_content), "64k", 1,
-     16 * MIB, "SIZE", "largest message content", false},
+     16 * MIB, "SIZE", "largest message content", .url_secret = false},
     {"max-body", "HOUSTON_MAX_BODY", T_SIZE, offsetof(hs_config_t, max_body), "1m", KIB, 64 * MIB,
-     "SIZE", "largest API request body", false},
+     "SIZE", "largest API request body", .url_secret = false},
     {"max-ws-message", "HOUSTON_MAX_WS_MESSAGE", T_SIZE, offsetof(hs_config_t, max_ws_message),
-     "64k", 125, 16 * MIB, "SIZE", "largest message a WebSocket client may send", false},
+     "64k", 125, 16 * MIB, "SIZE", "largest message a WebSocket client may send",
+     .url_secret = false},
     {"max-pending", "HOUSTON_MAX_PENDING", T_SIZE, offsetof(hs_config_t, max_pending), "1m", 0, GIB,
-     "SIZE", "bytes queued to a client before it is closed with 1008 (0: no bound)", false},
+     "SIZE", "bytes queued to a client before it is closed with 1008 (0: no bound)",
+     .url_secret = false},
     {"ping-interval", "HOUSTON_PING_INTERVAL", T_DURATION, offsetof(hs_config_t, ping_interval_ms),
      "30s", 0, 3600 * SEC, "DURATION",
-     "WebSocket ping period; two missed pongs close the connection (0: off)", false},
+     "WebSocket ping period; two missed pongs close the connection (0: off)", .url_secret = false},
     {"header-timeout", "HOUSTON_HEADER_TIMEOUT", T_DURATION,
      offsetof(hs_config_t, header_timeout_ms), "10s", 100, 3600 * SEC, "DURATION",
-     "a request's head must arrive within this", false},
+     "a request's head must arrive within this", .url_secret = false},
     {"body-timeout", "HOUSTON_BODY_TIMEOUT", T_DURATION, offsetof(hs_config_t, body_timeout_ms),
-     "10s", 100, 3600 * SEC, "DURATION", "a request's body must arrive within this", false},
+     "10s", 100, 3600 * SEC, "DURATION", "a request's body must arrive within this",
+     .url_secret = false},
     {"idle-timeout", "HOUSTON_IDLE_TIMEOUT", T_DURATION, offsetof(hs_config_t, idle_timeout_ms),
      "60s", 0, 24 * 3600 * SEC, "DURATION",
-     "idle keep-alive connections close after this (0: never)", false},
+     "idle keep-alive connections close after this (0: never)", .url_secret = false},
     {"shutdown-timeout", "HOUSTON_SHUTDOWN_TIMEOUT", T_DURATION,
      offsetof(hs_config_t, shutdown_timeout_ms), "10s", 0, 600 * SEC, "DURATION",
-     "graceful shutdown limit (0: none)", false},
+     "graceful shutdown limit (0: none)", .url_secret = false},
     {"max-connections", "HOUSTON_MAX_CONNECTIONS", T_UINT, offsetof(hs_config_t, max_connections),
      "100000", 1, 10000000, "N", "WebSocket connections at once; beyond it the upgrade gets 503",
-     false},
+     .url_secret = false},
     {"max-subscriptions", "HOUSTON_MAX_SUBSCRIPTIONS", T_UINT,
      offsetof(hs_config_t, max_subscriptions), "1000", 1, 1000000, "N",
-     "subscriptions per connection; beyond it a subscribe gets 429", false},
+     "subscriptions per connection; beyond it a subscribe gets 429", .url_secret = false},
     {"keepalive-requests", "HOUSTON_KEEPALIVE_REQUESTS", T_UINT,
      offsetof(hs_config_t, keepalive_requests), "10000", 0, 100000000, "N",
-     "requests on one keep-alive connection before it is closed (0: no limit)", false},
+     "requests on one keep-alive connection before it is closed (0: no limit)",
+     .url_secret = false},
     {"heartbeat-interval", "HOUSTON_HEARTBEAT_INTERVAL", T_DURATION,
      offsetof(hs_config_t, heartbeat_interval_ms), "5s", 100, 3600 * SEC, "DURATION",
      "scale-out: a notifier beats this often; 3 missed beats and the others remove its "
      "connections",
-     false},
+     .url_secret = false},
     {"batch-max", "HOUSTON_BATCH_MAX", T_UINT, offsetof(hs_config_t, batch_max), "512", 1, 100000,
-     "N", "most store writes committed in one transaction", false},
+     "N", "most store writes committed in one transaction", .url_secret = false},
     {"claim-idle", "HOUSTON_CLAIM_IDLE", T_DURATION, offsetof(hs_config_t, claim_idle_ms), "30s",
      100, 24 * 3600 * SEC, "DURATION",
      "scale-out: a consumer takes over events another consumer left unacknowledged this long",
-     false},
+     .url_secret = false},
     {"db-wait", "HOUSTON_DB_WAIT", T_DURATION, offsetof(hs_config_t, db_wait_ms), "60s", 0,
      3600 * SEC, "DURATION", "at start-up, wait this long for MariaDB to accept connections",
-     false},
+     .url_secret = false},
     {"dedupe-window", "HOUSTON_DEDUPE_WINDOW", T_UINT, offsetof(hs_config_t, dedupe_window),
      "100000", 1, 100000000, "N",
-     "scale-out: a notifier remembers this many delivered ids and drops redelivered ones", false},
+     "scale-out: a notifier remembers this many delivered ids and drops redelivered ones",
+     .url_secret = false},
+    {"api-key", "HOUSTON_API_KEY", T_STRING, offsetof(hs_config_t, api_key), "", 0, 0, "KEY",
+     "API key backends must send (Authorization: Bearer or X-API-Key); repeat the flag or "
+     "separate keys with commas",
+     .secret = true, .list = true},
+    {"api-key-file", "HOUSTON_API_KEY_FILE", T_STRING, offsetof(hs_config_t, api_key_file), "", 0,
+     0, "FILE", "more API keys, one per line ('#' comments); re-read on SIGHUP",
+     .url_secret = false},
+    {"insecure", "HOUSTON_INSECURE", T_BOOL, offsetof(hs_config_t, insecure), "false", 0, 1,
+     "[=true|false]", "allow a non-loopback --api-addr without any API key", .url_secret = false},
+    {"jwt-secret", "HOUSTON_JWT_SECRET", T_STRING, offsetof(hs_config_t, jwt_secret), "", 0, 0,
+     "SECRET", "HS256 secret of client tokens; WebSocket clients then need a token",
+     .secret = true},
+    {"jwt-public-key", "HOUSTON_JWT_PUBLIC_KEY", T_STRING, offsetof(hs_config_t, jwt_public_key),
+     "", 0, 0, "FILE",
+     "PEM public key of client tokens (RSA: RS256, EC P-256: ES256); WebSocket clients then "
+     "need a token",
+     .url_secret = false},
+    {"jwt-issuer", "HOUSTON_JWT_ISSUER", T_STRING, offsetof(hs_config_t, jwt_issuer), "", 0, 0,
+     "ISS", "required \"iss\" claim of client tokens (empty: not checked)", .url_secret = false},
+    {"jwt-audience", "HOUSTON_JWT_AUDIENCE", T_STRING, offsetof(hs_config_t, jwt_audience), "", 0,
+     0, "AUD", "required \"aud\" claim of client tokens (empty: not checked)", .url_secret = false},
+    {"max-connections-per-ip", "HOUSTON_MAX_CONNECTIONS_PER_IP", T_UINT,
+     offsetof(hs_config_t, max_conns_per_ip), "256", 0, 10000000, "N",
+     "WebSocket connections at once from one IP address; beyond it the upgrade gets 429 (0: "
+     "no limit)",
+     .url_secret = false},
+    {"connect-rate", "HOUSTON_CONNECT_RATE", T_UINT, offsetof(hs_config_t, connect_rate), "50", 0,
+     1000000, "N",
+     "WebSocket upgrades per second from one IP address, bursts of twice that; beyond it 429 "
+     "(0: no limit)",
+     .url_secret = false},
+    {"client-message-rate", "HOUSTON_CLIENT_MESSAGE_RATE", T_UINT,
+     offsetof(hs_config_t, client_message_rate), "20", 0, 1000000, "N",
+     "messages per second a WebSocket client may send, bursts of twice that; beyond it an "
+     "error frame, then close 1008 (0: no limit)",
+     .url_secret = false},
 };
 
 #define SETTING_COUNT (sizeof(settings) / sizeof(settings[0]))
@@ -145,8 +191,27 @@ static int mul_checked(uint64_t a, uint64_t b, uint64_t *out)
     return 0;
 }
 
+static int parse_bool(const char *text, uint64_t *out)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"};
+    static const char *const no[] = {"false", "0", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(text, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(text, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return HS_EINVAL;
+}
+
 static int parse_value(const setting_t *s, const char *text, uint64_t *out)
 {
+    if (s->type == T_BOOL)
+        return parse_bool(text, out);
     uint64_t v;
     const char *unit;
     if (parse_number(text, &v, &unit) != 0)
@@ -182,6 +247,7 @@ static int parse_value(const setting_t *s, const char *text, uint64_t *out)
             return HS_EINVAL;
         break;
     case T_STRING:
+    case T_BOOL:
         return HS_EINVAL;
     }
     return mul_checked(v, scale, out);
@@ -196,6 +262,8 @@ static const char *type_noun(setting_type_t type)
         return "a duration (e.g. 500ms, 30s, 5m)";
     case T_UINT:
         return "a whole number";
+    case T_BOOL:
+        return "true or false";
     case T_STRING:
         break;
     }
@@ -203,11 +271,21 @@ static const char *type_noun(setting_type_t type)
 }
 
 static int apply(hs_config_t *cfg, const setting_t *s, const char *source, const char *text,
-                 char *err, size_t err_len)
+                 char *err, size_t err_len, bool append)
 {
     char *field = (char *)cfg + s->offset;
     if (s->type == T_STRING) {
         char **slot = (char **)field;
+        if (append && *slot && (*slot)[0] && text[0]) {
+            size_t a = strlen(*slot), b = strlen(text);
+            char *joined = hs_malloc(a + b + 2);
+            memcpy(joined, *slot, a);
+            joined[a] = ',';
+            memcpy(joined + a + 1, text, b + 1);
+            hs_free(*slot);
+            *slot = joined;
+            return 0;
+        }
         hs_free(*slot);
         *slot = hs_strdup(text);
         return 0;
@@ -230,7 +308,7 @@ void hs_config_defaults(hs_config_t *cfg)
     memset(cfg, 0, sizeof(*cfg));
     char err[128];
     for (size_t i = 0; i < SETTING_COUNT; i++)
-        apply(cfg, &settings[i], settings[i].name, settings[i].def, err, sizeof(err));
+        apply(cfg, &settings[i], settings[i].name, settings[i].def, err, sizeof(err), false);
 }
 
 static const setting_t *find_setting(const char *name, size_t len)
@@ -288,7 +366,7 @@ static int load_file(hs_config_t *cfg, const char *path, char *err, size_t err_l
         }
         char source[300];
         snprintf(source, sizeof(source), "%s:%d: %s", path, number, s->name);
-        rc = apply(cfg, s, source, value, err, err_len);
+        rc = apply(cfg, s, source, value, err, err_len, false);
         if (rc == 0)
             set_source(cfg, s, HS_CONFIG_FILE);
     }
@@ -311,6 +389,8 @@ static int parse_flag(int argc, char **argv, int *i, const setting_t **out, cons
         return fail(err, err_len, "unknown flag --%.*s", (int)name_len, name);
     if (eq) {
         *value = eq + 1;
+    } else if (s->type == T_BOOL) {
+        *value = "true";
     } else {
         if (*i + 1 >= argc)
             return fail(err, err_len, "--%s needs a value", s->name);
@@ -338,7 +418,7 @@ int hs_config_load(hs_config_t *cfg, int argc, char **argv, char *err, size_t er
         const char *value = getenv(settings[i].env);
         if (value == NULL)
             continue;
-        if (apply(cfg, &settings[i], settings[i].env, value, err, err_len) != 0)
+        if (apply(cfg, &settings[i], settings[i].env, value, err, err_len, false) != 0)
             return HS_EINVAL;
         set_source(cfg, &settings[i], HS_CONFIG_ENV);
     }
@@ -349,7 +429,10 @@ int hs_config_load(hs_config_t *cfg, int argc, char **argv, char *err, size_t er
             return HS_EINVAL;
         char source[64];
         snprintf(source, sizeof(source), "--%s", s->name);
-        if (apply(cfg, s, source, value, err, err_len) != 0)
+        /* A list flag given again adds to the earlier flags (not to the
+         * environment or the file, which flags replace). */
+        bool append = s->list && cfg->sources[s - settings] == HS_CONFIG_FLAG;
+        if (apply(cfg, s, source, value, err, err_len, append) != 0)
             return HS_EINVAL;
         set_source(cfg, s, HS_CONFIG_FLAG);
     }
@@ -385,13 +468,19 @@ void hs_config_print(const hs_config_t *cfg, FILE *out)
         fprintf(out, "%-20s = ", s->name);
         if (s->type == T_STRING) {
             const char *value = *(char *const *)field;
-            if (s->url_secret)
+            if (s->secret && value[0])
+                fputs("***", out);
+            else if (s->url_secret)
                 print_masked_url(out, value);
             else
                 fputs(value, out);
         } else {
             uint64_t value = *(const uint64_t *)field;
-            fprintf(out, "%llu%s", (unsigned long long)value, s->type == T_DURATION ? "ms" : "");
+            if (s->type == T_BOOL)
+                fputs(value ? "true" : "false", out);
+            else
+                fprintf(out, "%llu%s", (unsigned long long)value,
+                        s->type == T_DURATION ? "ms" : "");
         }
         fprintf(out, "   # %s\n", source_names[cfg->sources[i]]);
     }
@@ -426,4 +515,10 @@ void hs_config_each(void (*cb)(const hs_config_setting_info_t *info, void *ctx),
         hs_config_setting_info_t info = {s->name, s->env, s->arg, s->def, s->help};
         cb(&info, ctx);
     }
+}
+
+hs_config_source_t hs_config_source(const hs_config_t *cfg, const char *name)
+{
+    const setting_t *s = find_setting(name, strlen(name));
+    return s ? (hs_config_source_t)cfg->sources[s - settings] : HS_CONFIG_DEFAULT;
 }

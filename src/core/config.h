@@ -5,7 +5,10 @@
  * --help text. Precedence: default < environment < flag. The resulting
  * hs_config_t is read-only after start-up.
  *
- * Flags are "--name VALUE" or "--name=VALUE"; booleans also "--name".
+ * Flags are "--name VALUE" or "--name=VALUE"; booleans are "--name" or
+ * "--name=true|false" (1/0, yes/no in files and the environment). A list
+ * setting (--api-key) given several times on the command line keeps every
+ * value, joined with commas.
  * Sizes accept a suffix k/K, m/M, g/G (KiB, MiB, GiB); durations accept
  * ms, s, m, h (a bare number is seconds).
  */
@@ -56,6 +59,17 @@ typedef struct hs_config {
     char *redis;            /* --redis           HOUSTON_REDIS          "" (in-process bus) */
     char *metrics_addr;     /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */
     char *log_format;       /* --log-format      HOUSTON_LOG_FORMAT     "text" or "json" */
+    /* security (docs/security.md) */
+    char *api_key;             /* --api-key (repeatable, comma list) HOUSTON_API_KEY  "" (secret) */
+    char *api_key_file;        /* --api-key-file    HOUSTON_API_KEY_FILE   "" */
+    uint64_t insecure;         /* --insecure        HOUSTON_INSECURE       0 (boolean) */
+    char *jwt_secret;          /* --jwt-secret      HOUSTON_JWT_SECRET     "" (secret) */
+    char *jwt_public_key;      /* --jwt-public-key  HOUSTON_JWT_PUBLIC_KEY "" (PEM file) */
+    char *jwt_issuer;          /* --jwt-issuer      HOUSTON_JWT_ISSUER     "" (not checked) */
+    char *jwt_audience;        /* --jwt-audience    HOUSTON_JWT_AUDIENCE   "" (not checked) */
+    uint64_t max_conns_per_ip; /* --max-connections-per-ip  256 (0: off) */
+    uint64_t connect_rate;     /* --connect-rate        50 per s per IP, burst twice (0: off) */
+    uint64_t client_message_rate; /* --client-message-rate 20 per s, burst twice (0: off) */
     unsigned char sources[HS_CONFIG_MAX_SETTINGS];
     /* hs_config_source_t per setting */ /* --batch-max      HOUSTON_BATCH_MAX      512 */
 } hs_config_t;
@@ -79,6 +93,8 @@ void hs_config_print(const hs_config_t *cfg, FILE *out);
  * by "***", for logs. */
 void hs_config_mask_url(const char *value, char *out, size_t out_len);
 void hs_config_dispose(hs_config_t *cfg);
+/* Where the setting named name (flag name without "--") came from. */
+hs_config_source_t hs_config_source(const hs_config_t *cfg, const char *name);
 
 /* A read-only view of one row of the settings table, for generated
  * documentation (the man page). Strings are static; never NULL. */

@@ -53,6 +53,9 @@ struct hs_http_server {
     hs_http_limits_t limits;
     char *name;
     hs_listener_t *listener;
+    hs_listener_t *extra_listener; /* hs_http_server_listen_also */
+    bool (*guard)(hs_http_request_t *req, void *ctx);
+    void *guard_ctx;
     hs_cors_t *cors;       /* NULL: no CORS headers, OPTIONS only where routed */
     hs_http_conn_t *conns; /* HTTP connections (upgraded ones leave) */
     size_t conn_count;
@@ -374,6 +377,10 @@ static void dispatch(hs_http_conn_t *hc)
     int rc = hs_http__request_parse_target(req);
     if (rc != 0) {
         hs_http_respond_error(req, 400, "bad_request", "invalid query string");
+    } else if (s->guard && req->method != HTTP_OPTIONS && !s->guard(req, s->guard_ctx)) {
+        /* Refused (and answered) before routing: without credentials, not
+         * even which paths exist is told. Preflights carry no credentials
+         * (browsers never send them) and only describe the CORS policy. */
     } else if ((rc = hs_router_match(s->router, req->method, req->path, req->path_len, req, &fn,
                                      &ctx, allow, sizeof(allow))) == HS_ENOTFOUND) {
         hs_http_respond_error(req, 404, "not_found", "no such path: %s", req->path);
@@ -744,6 +751,20 @@ void hs_http_server_set_cors(hs_http_server_t *s, hs_cors_t *cors)
     s->cors = cors;
 }
 
+void hs_http_server_set_guard(hs_http_server_t *s, bool (*guard)(hs_http_request_t *, void *),
+                              void *ctx)
+{
+    s->guard = guard;
+    s->guard_ctx = ctx;
+}
+
+int hs_http_server_listen_also(hs_http_server_t *s, const char *addr)
+{
+    if (s->extra_listener)
+        return HS_EEXIST;
+    return hs_listener_start(s->net, addr, accept_cb, s, &s->extra_listener);
+}
+
 const hs_cors_t *hs_http__server_cors(const hs_http_server_t *s)
 {
     return s->cors;
@@ -765,6 +786,10 @@ void hs_http_server_shutdown(hs_http_server_t *s, void (*cb)(hs_http_server_t *,
     s->shutting_down = true;
     s->shutdown_cb = cb;
     s->shutdown_data = data;
+    if (s->extra_listener) {
+        hs_listener_close(s->extra_listener);
+        s->extra_listener = NULL;
+    }
     if (s->listener) {
         hs_listener_close(s->listener);
         s->listener = NULL;
@@ -784,6 +809,8 @@ void hs_http_server_free(hs_http_server_t *s)
         return;
     if (s->listener)
         hs_listener_close(s->listener);
+    if (s->extra_listener)
+        hs_listener_close(s->extra_listener);
     hs_cors_free(s->cors);
     hs_free(s->name);
     hs_free(s);

@@ -83,8 +83,16 @@ hs_http_server_t *hs_http_server_new(hs_net_t *net, hs_router_t *router,
  * frees with itself: CORS headers on every answer to an allowed Origin, and
  * OPTIONS answered on every path. Call before listening. */
 void hs_http_server_set_cors(hs_http_server_t *server, hs_cors_t *cors);
+/* A guard runs before routing for every request but OPTIONS: it returns
+ * true to let the request through, or answers it itself (e.g. 401) and
+ * returns false. Used for API keys. Call before listening. */
+void hs_http_server_set_guard(hs_http_server_t *server,
+                              bool (*guard)(hs_http_request_t *req, void *ctx), void *ctx);
 /* Starts listening (see hs_listener_start for addr). */
 int hs_http_server_listen(hs_http_server_t *server, const char *addr);
+/* Listens on a second address too (e.g. [::1]:P next to 127.0.0.1:P);
+ * after hs_http_server_listen. */
+int hs_http_server_listen_also(hs_http_server_t *server, const char *addr);
 int hs_http_server_port(hs_http_server_t *server);
 /* Graceful stop: stop accepting, close idle keep-alive connections, let
  * in-flight requests be answered (then close those connections). cb runs

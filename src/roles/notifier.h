@@ -18,12 +18,21 @@
 #include "core/metrics.h"
 #include "http/server.h"
 #include "net/net.h"
+#include "roles/token.h"
 #include "store/store.h"
 
 typedef struct hs_notifier hs_notifier_t;
 
 hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
                                const hs_config_t *cfg, const char *node_id);
+/* Client security, before start: with a verifier (not owned; it outlives
+ * the notifier) the upgrade needs a valid token, whose "sub" is kept with
+ * the connection, whose "exp" closes it (4001) unless refreshed, and whose
+ * "topics" are what the client may subscribe to by itself. Without one,
+ * client-side subscribes are allowed for any topic when open_subscribe
+ * (the loopback development default), else refused ("forbidden"). */
+void hs_notifier_set_security(hs_notifier_t *notifier, const hs_token_verifier_t *verifier,
+                              bool open_subscribe);
 /* Registers the node on the bus and listens on addr. */
 int hs_notifier_start(hs_notifier_t *notifier, const char *addr);
 int hs_notifier_port(hs_notifier_t *notifier);

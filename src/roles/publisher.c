@@ -11,6 +11,7 @@
 #include "core/ulid.h"
 #include "http/cors.h"
 #include "http/server.h"
+#include "roles/auth.h"
 #include "roles/decode.h"
 #include "roles/health.h"
 #include "roles/render.h"
@@ -515,6 +516,77 @@ static void post_notification(hs_http_request_t *req, void *ctx)
     hs_bus_locate_connection(p->bus, call->in.note.connection_id, notification_located_cb, call);
 }
 
+/* ---- GET and DELETE /api/v1/connections/{id} ----------------------------- */
+
+static void connection_got_cb(int status, const hs_connection_info_t *info, void *data)
+{
+    call_t *call = data;
+    if (status == HS_ENOTFOUND) {
+        hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
+                              call->in.sub.connection_id);
+    } else if (status != 0) {
+        respond_internal(call->req, "reading the connection", status);
+    } else {
+        hs_http_respond_json(call->req, 200, hs_render_connection(info));
+    }
+    call_free(call);
+}
+
+static void get_connection(hs_http_request_t *req, void *ctx)
+{
+    hs_publisher_t *p = ctx;
+    hs_api_error_t err;
+    call_t *call = call_new(p, req, NULL);
+    if (hs_decode_ulid(hs_http_param(req, "id"), "id", call->in.sub.connection_id, &err) != 0) {
+        respond_api_error(req, &err);
+        call_free(call);
+        return;
+    }
+    hs_store_get_connection(p->store, call->in.sub.connection_id, connection_got_cb, call);
+}
+
+static void disconnect_sent_cb(int status, void *data)
+{
+    call_t *call = data;
+    if (status == HS_ENOTFOUND)
+        hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
+                              call->in.sub.connection_id);
+    else if (status != 0)
+        respond_internal(call->req, "disconnecting", status);
+    else
+        hs_http_respond_empty(call->req, 204);
+    call_free(call);
+}
+
+static void disconnect_located_cb(int status, const char *node, void *data)
+{
+    call_t *call = data;
+    if (status != 0 && status != HS_ENOTFOUND) {
+        respond_internal(call->req, "finding the connection", status);
+        call_free(call);
+        return;
+    }
+    if (status != 0) {
+        disconnect_sent_cb(HS_ENOTFOUND, call);
+        return;
+    }
+    hs_node_cmd_t cmd = {.kind = HS_NODE_DISCONNECT, .connection_id = call->in.sub.connection_id};
+    hs_bus_send_to_node(call->publisher->bus, node, &cmd, disconnect_sent_cb, call);
+}
+
+static void delete_connection(hs_http_request_t *req, void *ctx)
+{
+    hs_publisher_t *p = ctx;
+    hs_api_error_t err;
+    call_t *call = call_new(p, req, NULL);
+    if (hs_decode_ulid(hs_http_param(req, "id"), "id", call->in.sub.connection_id, &err) != 0) {
+        respond_api_error(req, &err);
+        call_free(call);
+        return;
+    }
+    hs_bus_locate_connection(p->bus, call->in.sub.connection_id, disconnect_located_cb, call);
+}
+
 void hs_publisher_set_gauges(hs_publisher_t *p, hs_gauges_fn fn, void *ctx)
 {
     hs_health_set_gauges(p->health, fn, ctx);
@@ -538,6 +610,8 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     hs_router_add(p->router, HTTP_DELETE, "/api/v1/subscribes", delete_subscribes, p);
     hs_router_add(p->router, HTTP_GET, "/api/v1/subscribes", get_subscribes, p);
     hs_router_add(p->router, HTTP_POST, "/api/v1/notification", post_notification, p);
+    hs_router_add(p->router, HTTP_GET, "/api/v1/connections/{id}", get_connection, p);
+    hs_router_add(p->router, HTTP_DELETE, "/api/v1/connections/{id}", delete_connection, p);
     p->health = hs_health_add_routes(p->router, store, bus);
     hs_health_add_metrics_route(p->health, p->router);
     hs_http_limits_t limits;
@@ -551,6 +625,16 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     /* Browsers (the console on the WebSocket port first) may call the API. */
     hs_http_server_set_cors(p->http, hs_cors_new(cfg->cors_origins, cfg->ws_addr));
     return p;
+}
+
+void hs_publisher_set_auth(hs_publisher_t *p, hs_auth_t *auth)
+{
+    hs_http_server_set_guard(p->http, hs_auth_guard_cb, auth);
+}
+
+int hs_publisher_listen_also(hs_publisher_t *p, const char *addr)
+{
+    return hs_http_server_listen_also(p->http, addr);
 }
 
 int hs_publisher_start(hs_publisher_t *p, const char *addr)

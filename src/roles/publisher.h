@@ -14,6 +14,7 @@
 #include "bus/bus.h"
 #include "core/config.h"
 #include "core/metrics.h"
+#include "roles/auth.h"
 #include "roles/health.h"
 #include "http/server.h"
 #include "net/net.h"
@@ -23,7 +24,12 @@ typedef struct hs_publisher hs_publisher_t;
 
 hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
                                  const hs_config_t *cfg);
+/* With keys in auth (not owned; it outlives the publisher), every API
+ * request but /healthz and /readyz needs one (auth.h). Before start. */
+void hs_publisher_set_auth(hs_publisher_t *publisher, hs_auth_t *auth);
 int hs_publisher_start(hs_publisher_t *publisher, const char *addr);
+/* Listens on a second address too (the IPv6 loopback next to 127.0.0.1). */
+int hs_publisher_listen_also(hs_publisher_t *publisher, const char *addr);
 int hs_publisher_port(hs_publisher_t *publisher);
 /* Its routes (for `houston routes`). */
 hs_router_t *hs_publisher_router(hs_publisher_t *publisher);

@@ -24,6 +24,18 @@ json_t *hs_render_subscription(const char *topic, const char *connection_id, uin
                      created);
 }
 
+json_t *hs_render_connection(const hs_connection_info_t *info)
+{
+    char connected[HS_RFC3339_MS_LEN + 1];
+    hs_format_rfc3339_ms(info->connected_ms, connected);
+    json_t *topics = json_array();
+    for (size_t i = 0; i < info->sub_count; i++)
+        json_array_append_new(topics, json_string(info->subs[i].topic));
+    return json_pack("{s:s, s:o, s:s, s:o, s:s}", "id", info->id, "user",
+                     info->user ? json_string(info->user) : json_null(), "connectedAt", connected,
+                     "topics", topics, "node", info->node);
+}
+
 char *hs_render_text(const json_t *json, size_t *len)
 {
     char *text = json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY);

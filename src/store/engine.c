@@ -104,6 +104,8 @@ static void op_free(hs_store_op_t *op)
     hs_free(op->a);
     hs_free(op->b);
     hs_free(op->content);
+    hs_free(op->out_node);
+    hs_free(op->out_user);
     hs_free(op);
 }
 
@@ -230,6 +232,18 @@ static void run_callback(hs_store_op_t *op)
     case HS_OP_LIST_SUBSCRIPTIONS:
         op->cb.subscriptions(op->status, op->subs, op->status == 0 ? op->count : 0, op->data);
         break;
+    case HS_OP_GET_CONNECTION: {
+        if (op->status == 0 && !op->found)
+            op->status = HS_ENOTFOUND;
+        hs_connection_info_t info = {.id = op->a,
+                                     .node = op->out_node ? op->out_node : "",
+                                     .user = op->out_user,
+                                     .connected_ms = op->created_ms,
+                                     .subs = op->subs,
+                                     .sub_count = op->subs ? op->count : 0};
+        op->cb.connection(op->status, op->status == 0 ? &info : NULL, op->data);
+        break;
+    }
     case HS_OP_STOP:
         break;
     }
@@ -359,14 +373,23 @@ static void e_list_subscriptions(hs_store_t *s, const char *conn, const char *to
     submit((engine_t *)s, op, false);
 }
 
-static void e_add_connection(hs_store_t *s, const char *conn, const char *node, uint64_t now_ms,
-                             hs_store_done_cb cb, void *data)
+static void e_add_connection(hs_store_t *s, const char *conn, const char *node, const char *user,
+                             uint64_t now_ms, hs_store_done_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_ADD_CONNECTION, data);
     op->cb.done = cb;
     op->a = hs_strdup(conn);
     op->b = hs_strdup(node);
+    op->content = dup_or_null(user);
     op->ms = now_ms;
+    submit((engine_t *)s, op, true);
+}
+
+static void e_get_connection(hs_store_t *s, const char *conn, hs_store_connection_cb cb, void *data)
+{
+    hs_store_op_t *op = op_new(HS_OP_GET_CONNECTION, data);
+    op->cb.connection = cb;
+    op->a = hs_strdup(conn);
     submit((engine_t *)s, op, true);
 }
 
@@ -414,6 +437,7 @@ static const hs_store_ops_t engine_store_ops = {
     .remove_subscription = e_remove_subscription,
     .list_subscriptions = e_list_subscriptions,
     .add_connection = e_add_connection,
+    .get_connection = e_get_connection,
     .remove_connection = e_remove_connection,
     .remove_node = e_remove_node,
     .close = e_close,

@@ -25,6 +25,7 @@ typedef enum hs_store_op_kind {
     HS_OP_ADD_CONNECTION,
     HS_OP_REMOVE_CONNECTION,
     HS_OP_REMOVE_NODE,
+    HS_OP_GET_CONNECTION, /* on the writer: ordered with the writes */
     HS_OP_GET_MESSAGE,
     HS_OP_LIST_MESSAGES,
     HS_OP_LIST_SUBSCRIPTIONS,
@@ -44,12 +45,13 @@ typedef struct hs_store_op {
         hs_store_subscriptions_cb subscriptions;
         hs_store_subscribe_cb subscribe;
         hs_store_count_cb count;
+        hs_store_connection_cb connection;
     } cb;
     void *data;
     /* inputs */
     char *a;       /* message id / connection id / node (see the op) */
     char *b;       /* topic / node */
-    char *content; /* PUT_MESSAGE: content, NUL, author, NUL */
+    char *content; /* PUT_MESSAGE: content, NUL, author, NUL; ADD_CONNECTION: user or NULL */
     size_t content_len;
     const char *author; /* points into content */
     uint64_t ms;
@@ -59,7 +61,10 @@ typedef struct hs_store_op {
     hs_message_t *msgs;
     hs_subscription_t *subs;
     size_t count;
-    uint64_t created_ms;
+    uint64_t created_ms; /* ADD_SUBSCRIPTION; GET_CONNECTION: connected_at */
+    char *out_node;      /* GET_CONNECTION */
+    char *out_user;      /* GET_CONNECTION, NULL when none */
+    bool found;          /* GET_CONNECTION: the row exists */
 } hs_store_op_t;
 
 typedef struct hs_store_engine_ops {

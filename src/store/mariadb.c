@@ -254,7 +254,13 @@ static const char *const migration_1[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {migration_1};
+/* 2: the user (a client token's "sub") of a connection */
+static const char *const migration_2[] = {
+    "ALTER TABLE connections ADD COLUMN IF NOT EXISTS user_sub VARBINARY(1024) NULL",
+    NULL,
+};
+
+static const char *const *const migrations[] = {migration_1, migration_2};
 
 static long query_long(conn_t *c, const char *sql, long fallback)
 {
@@ -365,12 +371,50 @@ static int md_write(void *conn, hs_store_op_t *op)
         }
         return run(c) == 0 ? affected(c, &op->count) : statement_error(c);
     case HS_OP_ADD_CONNECTION:
-        sql_add(c, "REPLACE INTO connections (id, node, connected_at) VALUES (");
+        sql_add(c, "REPLACE INTO connections (id, node, connected_at, user_sub) VALUES (");
         sql_str(c, op->a);
         sql_add(c, ",");
         sql_str(c, op->b);
-        sql_add(c, ",%llu)", (unsigned long long)op->ms);
+        sql_add(c, ",%llu,", (unsigned long long)op->ms);
+        if (op->content)
+            sql_str(c, op->content);
+        else
+            sql_add(c, "NULL");
+        sql_add(c, ")");
         return run(c);
+    case HS_OP_GET_CONNECTION: {
+        sql_add(c, "SELECT node, connected_at, user_sub FROM connections WHERE id=");
+        sql_str(c, op->a);
+        if (run(c) != 0)
+            return statement_error(c);
+        MYSQL_RES *res = mysql_store_result(c->db);
+        if (res == NULL)
+            return statement_error(c);
+        MYSQL_ROW row = mysql_fetch_row(res);
+        if (row) {
+            op->found = true;
+            op->out_node = hs_strdup(row[0] ? row[0] : "");
+            op->created_ms = row[1] ? strtoull(row[1], NULL, 10) : 0;
+            op->out_user = row[2] ? hs_strdup(row[2]) : NULL;
+        }
+        mysql_free_result(res);
+        if (!op->found)
+            return 0;
+        sql_start(c);
+        sql_add(c, "SELECT connection_id, topic, created_at FROM subscriptions WHERE "
+                   "connection_id=");
+        sql_str(c, op->a);
+        sql_add(c, " ORDER BY created_at, topic");
+        if (run(c) != 0)
+            return statement_error(c);
+        res = mysql_store_result(c->db);
+        if (res == NULL)
+            return statement_error(c);
+        while ((row = mysql_fetch_row(res)) != NULL)
+            hs_store_op_add_subscription(op, row[0], row[1], strtoull(row[2], NULL, 10));
+        mysql_free_result(res);
+        return 0;
+    }
     case HS_OP_REMOVE_CONNECTION:
         sql_add(c, "DELETE FROM subscriptions WHERE connection_id=");
         sql_str(c, op->a);

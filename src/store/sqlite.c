@@ -45,6 +45,8 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (connection_id, topic)"
     ") WITHOUT ROWID;"
     "CREATE INDEX subscriptions_topic ON subscriptions (topic, connection_id);",
+    /* 2: the user (a client token's "sub") of a connection */
+    "ALTER TABLE connections ADD COLUMN user_sub TEXT;",
 };
 
 static int exec(sqlite3 *db, const char *sql, char *err, size_t err_len)
@@ -194,7 +196,8 @@ static sqlite3_stmt *prepare(sqlite3 *db, const char *sql)
 typedef struct stmts {
     sqlite3_stmt *put_message, *add_sub, *get_sub_created, *remove_sub, *remove_subs, *add_conn,
         *remove_conn, *remove_node_subs, *remove_node_conns, *get_message, *list_forward,
-        *list_backward, *list_subs_conn, *list_subs_topic, *list_subs_both;
+        *list_backward, *list_subs_conn, *list_subs_topic, *list_subs_both, *get_conn,
+        *get_conn_subs;
 } stmts_t;
 
 static sqlite3_stmt *stmt_for(sqlite3 *db, sqlite3_stmt **slot, const char *sql)
@@ -293,14 +296,44 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
         return rc;
     case HS_OP_ADD_CONNECTION:
         st = stmt_for(db, &s->add_conn,
-                      "INSERT OR REPLACE INTO connections (id, node, connected_at) "
-                      "VALUES (?1, ?2, ?3)");
+                      "INSERT OR REPLACE INTO connections (id, node, connected_at, user_sub) "
+                      "VALUES (?1, ?2, ?3, ?4)");
         if (st == NULL)
             return HS_EIO;
         bind_text(st, 1, op->a);
         bind_text(st, 2, op->b);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)op->ms);
+        bind_text(st, 4, op->content);
         return run_done(st);
+    case HS_OP_GET_CONNECTION:
+        st = stmt_for(db, &s->get_conn,
+                      "SELECT node, connected_at, user_sub FROM connections WHERE id = ?1");
+        if (st == NULL)
+            return HS_EIO;
+        bind_text(st, 1, op->a);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            op->found = true;
+            op->out_node = hs_strdup((const char *)sqlite3_column_text(st, 0));
+            op->created_ms = (uint64_t)sqlite3_column_int64(st, 1);
+            if (sqlite3_column_type(st, 2) != SQLITE_NULL)
+                op->out_user = hs_strdup((const char *)sqlite3_column_text(st, 2));
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW)
+            return rc == SQLITE_DONE ? 0 : HS_EIO;
+        st = stmt_for(db, &s->get_conn_subs,
+                      "SELECT connection_id, topic, created_at FROM subscriptions "
+                      "WHERE connection_id = ?1 ORDER BY created_at, topic");
+        if (st == NULL)
+            return HS_EIO;
+        bind_text(st, 1, op->a);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            hs_store_op_add_subscription(op, (const char *)sqlite3_column_text(st, 0),
+                                         (const char *)sqlite3_column_text(st, 1),
+                                         (uint64_t)sqlite3_column_int64(st, 2));
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? 0 : HS_EIO;
     case HS_OP_REMOVE_CONNECTION:
         st = stmt_for(db, &s->remove_subs, "DELETE FROM subscriptions WHERE connection_id = ?1");
         if (st == NULL)

@@ -45,6 +45,16 @@ typedef struct hs_subscription {
     uint64_t created_ms;
 } hs_subscription_t;
 
+/* A connection row with its subscriptions (get_connection). */
+typedef struct hs_connection_info {
+    const char *id;
+    const char *node;
+    const char *user; /* the token's "sub", or NULL */
+    uint64_t connected_ms;
+    const hs_subscription_t *subs;
+    size_t sub_count;
+} hs_connection_info_t;
+
 typedef struct hs_store hs_store_t;
 
 typedef void (*hs_store_done_cb)(int status, void *data);
@@ -57,6 +67,8 @@ typedef void (*hs_store_subscriptions_cb)(int status, const hs_subscription_t *s
 /* status 0 when created, HS_EEXIST when it already existed (not an error);
  * created_ms is the stored creation time either way. */
 typedef void (*hs_store_subscribe_cb)(int status, uint64_t created_ms, void *data);
+/* status 0 and info, or HS_ENOTFOUND and NULL, or an error. */
+typedef void (*hs_store_connection_cb)(int status, const hs_connection_info_t *info, void *data);
 /* count of rows removed. */
 typedef void (*hs_store_count_cb)(int status, size_t count, void *data);
 
@@ -86,8 +98,13 @@ typedef struct hs_store_ops {
      * creation time. */
     void (*list_subscriptions)(hs_store_t *store, const char *connection_id, const char *topic,
                                hs_store_subscriptions_cb cb, void *data);
+    /* user (the token's "sub") may be NULL. */
     void (*add_connection)(hs_store_t *store, const char *connection_id, const char *node,
-                           uint64_t now_ms, hs_store_done_cb cb, void *data);
+                           const char *user, uint64_t now_ms, hs_store_done_cb cb, void *data);
+    /* The connection row and its subscriptions. Runs in order with the
+     * writes (on the writer), so it sees every write issued before it. */
+    void (*get_connection)(hs_store_t *store, const char *connection_id, hs_store_connection_cb cb,
+                           void *data);
     /* Removes the connection row and all its subscriptions, atomically. */
     void (*remove_connection)(hs_store_t *store, const char *connection_id, hs_store_done_cb cb,
                               void *data);
@@ -149,9 +166,15 @@ static inline void hs_store_list_subscriptions(hs_store_t *s, const char *conn, 
     s->ops->list_subscriptions(s, conn, topic, cb, d);
 }
 static inline void hs_store_add_connection(hs_store_t *s, const char *conn, const char *node,
-                                           uint64_t now_ms, hs_store_done_cb cb, void *d)
+                                           const char *user, uint64_t now_ms, hs_store_done_cb cb,
+                                           void *d)
 {
-    s->ops->add_connection(s, conn, node, now_ms, cb, d);
+    s->ops->add_connection(s, conn, node, user, now_ms, cb, d);
+}
+static inline void hs_store_get_connection(hs_store_t *s, const char *conn,
+                                           hs_store_connection_cb cb, void *d)
+{
+    s->ops->get_connection(s, conn, cb, d);
 }
 static inline void hs_store_remove_connection(hs_store_t *s, const char *conn, hs_store_done_cb cb,
                                               void *d)

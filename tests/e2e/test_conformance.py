@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import read_to_eof, read_until, upgrade_request
+from conftest import Server, read_to_eof, read_until, stop_cleanly, upgrade_request
 
 MAX = 65536  # --max-ws-message default
 
@@ -97,6 +97,16 @@ class Peer:
         """The connection still works: a ping is answered."""
         self.send(frame(0x9, b"alive?"))
         self.expect_pong(b"alive?")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """This module's server, without the inbound message rate limit: these
+    cases test the codec with bursts of messages (200 at once below)."""
+    srv = Server(tmp_path_factory.mktemp("houston"), "--ping-interval", "30s",
+                 "--client-message-rate", "0").start()
+    yield srv
+    stop_cleanly(srv)
 
 
 @pytest.fixture

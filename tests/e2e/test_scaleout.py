@@ -209,3 +209,69 @@ def test_a_killed_notifier_is_cleaned_up_by_the_survivors(tmp_path):
                 role.stop()
         redis.stop()
         maria.stop()
+
+
+def test_client_side_subscribe_and_disconnect_across_processes(cluster, tmp_path):
+    """A notifier with client tokens: the client's own subscribe is routed to
+    its node like an API one, the publisher sees its user, and DELETE
+    reaches the node through Redis (close 4000)."""
+    import base64
+    import hashlib
+    import hmac
+    import time
+    import urllib.request
+    import websockets
+
+    secret = "scaleout-secret"
+    port = free_port()
+    redis, maria = cluster["redis"], cluster["maria"]
+    node = Role(tmp_path, "notifier-c", "notifier", "--db", maria.url, "--redis", redis.url,
+                "--node-id", "c", "--ws-addr", f"127.0.0.1:{port}", "--jwt-secret", secret)
+    wait_port(port, node.proc, node.log)
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    now = int(time.time())
+    signing = b64(b'{"alg":"HS256"}') + "." + b64(json.dumps(
+        {"sub": "carol", "exp": now + 300, "topics": ["so.*"]}).encode())
+    token = signing + "." + b64(hmac.new(secret.encode(), signing.encode(),
+                                         hashlib.sha256).digest())
+
+    def api(method, path, body=None):
+        req = urllib.request.Request(cluster["api"] + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                data = resp.read()
+                return resp.status, json.loads(data) if data else None
+        except urllib.error.HTTPError as e:
+            return e.code, None
+
+    async def go():
+        ws = await websockets.connect(f"ws://127.0.0.1:{port}/api/v1/ws?token={token}")
+        cid = json.loads(await asyncio.wait_for(ws.recv(), 5))["connectionID"]
+        await ws.send(json.dumps({"type": "subscribe", "topic": "so.room"}))
+        assert await recv_json(ws) == {"type": "subscribed", "topic": "so.room"}
+        await ws.send(json.dumps({"type": "subscribe", "topic": "t"}))
+        assert (await recv_json(ws))["code"] == "forbidden"
+        status, _ = await asyncio.to_thread(api, "POST", "/api/v1/publish",
+                                            {"topic": "so.room", "content": "hi"})
+        assert status == 201
+        got = await recv_json(ws, timeout=10)
+        assert got["type"] == "message" and got["message"]["content"] == "hi"
+        status, info = await asyncio.to_thread(api, "GET", f"/api/v1/connections/{cid}")
+        assert status == 200 and info["user"] == "carol" and info["node"] == "c"
+        assert info["topics"] == ["so.room"]
+        await asyncio.sleep(0.3)  # the node registered the connection in Redis
+        status, _ = await asyncio.to_thread(api, "DELETE", f"/api/v1/connections/{cid}")
+        assert status == 204
+        with pytest.raises(websockets.exceptions.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 4000
+
+    try:
+        run(go())
+    finally:
+        assert node.stop() == 0, node.log.read_text()

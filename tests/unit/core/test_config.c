@@ -141,13 +141,53 @@ static void test_errors_name_the_setting(void **state)
     unlink(path);
 }
 
+static void test_security_settings(void **state)
+{
+    (void)state;
+    hs_config_t cfg;
+    char err[256];
+    setenv("HOUSTON_API_KEY", "from-env", 1);
+    char *argv[] = {"--api-key",
+                    "first",
+                    "--insecure",
+                    "--api-key=second,third",
+                    "--jwt-secret",
+                    "hush",
+                    "--client-message-rate",
+                    "0"};
+    assert_int_equal(load(&cfg, err, 8, argv), 0);
+    /* Repeated flags add up; the environment's value is replaced. */
+    assert_string_equal(cfg.api_key, "first,second,third");
+    assert_int_equal(cfg.insecure, 1);
+    assert_int_equal(cfg.client_message_rate, 0);
+    assert_int_equal(cfg.max_conns_per_ip, 256);
+    assert_int_equal(cfg.connect_rate, 50);
+    assert_int_equal(hs_config_source(&cfg, "api-key"), HS_CONFIG_FLAG);
+    assert_int_equal(hs_config_source(&cfg, "api-addr"), HS_CONFIG_DEFAULT);
+    char *text = printed(&cfg);
+    assert_null(strstr(text, "first"));
+    assert_null(strstr(text, "hush"));
+    assert_non_null(strstr(text, "insecure             = true"));
+    free(text);
+    hs_config_dispose(&cfg);
+    char *only_env[] = {"--insecure=false"};
+    assert_int_equal(load(&cfg, err, 1, only_env), 0);
+    assert_string_equal(cfg.api_key, "from-env");
+    assert_int_equal(cfg.insecure, 0);
+    hs_config_dispose(&cfg);
+    unsetenv("HOUSTON_API_KEY");
+    char *bad[] = {"--insecure=maybe"};
+    assert_int_equal(load(&cfg, err, 1, bad), HS_EINVAL);
+    assert_non_null(strstr(err, "--insecure"));
+    hs_config_dispose(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_precedence_file_env_flag),
-        cmocka_unit_test(test_secrets_are_masked),
-        cmocka_unit_test(test_errors_name_the_setting),
+        cmocka_unit_test(test_defaults),           cmocka_unit_test(test_precedence_file_env_flag),
+        cmocka_unit_test(test_secrets_are_masked), cmocka_unit_test(test_errors_name_the_setting),
+        cmocka_unit_test(test_security_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -395,8 +395,8 @@ static void test_connections_take_their_subscriptions(void **state)
 {
     fixture_t *f = *state;
     f->calls = 0;
-    hs_store_add_connection(f->store, C1, "n1", 1, done_cb, f);
-    hs_store_add_connection(f->store, C2, "n2", 1, done_cb, f);
+    hs_store_add_connection(f->store, C1, "n1", NULL, 1, done_cb, f);
+    hs_store_add_connection(f->store, C2, "n2", NULL, 1, done_cb, f);
     while (f->calls < 2)
         uv_run(&f->loop, UV_RUN_ONCE);
     subscribe(f, C1, "a", 1);
@@ -414,6 +414,54 @@ static void test_connections_take_their_subscriptions(void **state)
     assert_int_equal(f->count, 1);
     list_subs(f, NULL, "a");
     assert_int_equal(f->count, 0);
+}
+
+static void connection_cb(int status, const hs_connection_info_t *info, void *data)
+{
+    fixture_t *f = data;
+    f->status = status;
+    f->calls++;
+    f->count = 0;
+    if (status != 0)
+        return;
+    snprintf(f->contents[0], sizeof(f->contents[0]), "%s", info->node);
+    snprintf(f->contents[1], sizeof(f->contents[1]), "%s", info->user ? info->user : "(null)");
+    f->created_ms = info->connected_ms;
+    for (size_t i = 0; i < info->sub_count && i < 60; i++)
+        snprintf(f->contents[2 + i], sizeof(f->contents[2 + i]), "%s", info->subs[i].topic);
+    f->count = info->sub_count;
+}
+
+/* The connection's row with its user and subscriptions; read in order with
+ * the writes issued before it, without waiting for them. */
+static void test_get_connection(void **state)
+{
+    fixture_t *f = *state;
+    f->calls = 0;
+    hs_store_add_connection(f->store, C1, "node-1", "alice", 42, NULL, NULL);
+    hs_store_add_subscription(f->store, C1, "b", 50, NULL, NULL);
+    hs_store_add_subscription(f->store, C1, "a", 60, NULL, NULL);
+    hs_store_add_connection(f->store, C2, "node-2", NULL, 43, NULL, NULL);
+    hs_store_get_connection(f->store, C1, connection_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    assert_string_equal(f->contents[0], "node-1");
+    assert_string_equal(f->contents[1], "alice");
+    assert_int_equal(f->created_ms, 42);
+    assert_int_equal(f->count, 2);
+    assert_string_equal(f->contents[2], "b");
+    assert_string_equal(f->contents[3], "a");
+    f->calls = 0;
+    hs_store_get_connection(f->store, C2, connection_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    assert_string_equal(f->contents[1], "(null)");
+    assert_int_equal(f->count, 0);
+    f->calls = 0;
+    hs_store_remove_connection(f->store, C1, NULL, NULL);
+    hs_store_get_connection(f->store, C1, connection_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, HS_ENOTFOUND);
 }
 
 static void test_persistence_and_idempotent_migration(void **state)
@@ -596,7 +644,7 @@ static void test_write_callbacks_may_be_null(void **state)
     list_subs(f, conn, NULL);
     assert_int_equal(f->count, 1);
     hs_store_remove_subscription(f->store, conn, NULL, NULL, NULL);
-    hs_store_add_connection(f->store, conn, "n", 1, NULL, NULL);
+    hs_store_add_connection(f->store, conn, "n", NULL, 1, NULL, NULL);
     hs_store_remove_connection(f->store, conn, NULL, NULL);
     hs_store_remove_node(f->store, "n", NULL, NULL);
     /* close (in teardown) waits for them */
@@ -663,9 +711,9 @@ static void test_remove_node(void **state)
     unique(node_a, "na");
     unique(node_b, "nb");
     f->calls = 0;
-    hs_store_add_connection(f->store, a1, node_a, 1, done_cb, f);
-    hs_store_add_connection(f->store, a2, node_a, 1, done_cb, f);
-    hs_store_add_connection(f->store, b1, node_b, 1, done_cb, f);
+    hs_store_add_connection(f->store, a1, node_a, NULL, 1, done_cb, f);
+    hs_store_add_connection(f->store, a2, node_a, NULL, 1, done_cb, f);
+    hs_store_add_connection(f->store, b1, node_b, NULL, 1, done_cb, f);
     while (f->calls < 3)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_int_equal(f->status, 0);
@@ -790,6 +838,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_writes_commit_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscriptions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connections_take_their_subscriptions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence_and_idempotent_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_edges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_returns_whole_messages, setup, teardown),

@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "http/server.h"
 #include "net/net.h"
+#include "net/tls.h"
 #include "roles/consumer.h"
 #include "roles/health.h"
 #include "roles/notifier.h"
@@ -39,6 +40,7 @@ typedef struct app {
     char node[300];
     hs_config_t cfg;
     hs_net_t *net;
+    hs_tls_t *tls; /* --tls-cert and --tls-key: every listener speaks TLS */
     hs_store_t *store;
     hs_bus_t *bus;
     hs_publisher_t *publisher;
@@ -225,11 +227,37 @@ static int open_bus(app_t *app)
     return 0;
 }
 
+/* --tls-cert and --tls-key: both or neither. Checked before anything is
+ * opened, so a bad certificate stops the start at once. */
+static int load_tls(app_t *app)
+{
+    bool cert = app->cfg.tls_cert[0] != '\0', key = app->cfg.tls_key[0] != '\0';
+    if (!cert && !key)
+        return 0;
+    if (cert != key) {
+        hs_log_error("houston: --tls-cert and --tls-key go together (%s is missing)",
+                     cert ? "--tls-key" : "--tls-cert");
+        return 1;
+    }
+    char err[512] = "";
+    if (hs_tls_new(app->cfg.tls_cert, app->cfg.tls_key, app->cfg.tls_min_version, &app->tls, err,
+                   sizeof(err)) != 0) {
+        hs_log_error("houston: %s", err);
+        return 1;
+    }
+    char about[512];
+    hs_tls_describe(app->tls, about, sizeof(about));
+    hs_log_info("houston: TLS on every listener (wss://, https://): %s", about);
+    return 0;
+}
+
 static int serve(app_t *app)
 {
     char err[256] = "";
     int rc;
     choose_node_id(app);
+    if (load_tls(app) != 0)
+        return 1;
     if (app->roles & (ROLE_PUBLISHER | ROLE_NOTIFIER)) {
         hs_store_options_t store_options = {.batch_max = (unsigned)app->cfg.batch_max,
                                             .connect_wait_ms = app->cfg.db_wait_ms};
@@ -242,6 +270,8 @@ static int serve(app_t *app)
     if (open_bus(app) != 0)
         return 1;
     app->net = hs_net_new(app->loop);
+    if (app->tls)
+        hs_net_set_tls(app->net, app->tls);
     if (app->roles & ROLE_NOTIFIER) {
         /* Connections of an earlier run of this node are gone; so are their
          * subscriptions. */
@@ -409,6 +439,7 @@ int main(int argc, char **argv)
     int code = serve(&app);
     if (code == 0 && uv_loop_close(app.loop) != 0)
         hs_log_warn("houston: some handles were still open at exit");
+    hs_tls_free(app.tls);
     hs_config_dispose(&app.cfg);
     return code;
 }

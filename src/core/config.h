@@ -56,6 +56,9 @@ typedef struct hs_config {
     char *redis;            /* --redis           HOUSTON_REDIS          "" (in-process bus) */
     char *metrics_addr;     /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */
     char *log_format;       /* --log-format      HOUSTON_LOG_FORMAT     "text" or "json" */
+    char *tls_cert;         /* --tls-cert        HOUSTON_TLS_CERT       "" (plain listeners) */
+    char *tls_key;          /* --tls-key         HOUSTON_TLS_KEY        "" */
+    char *tls_min_version;  /* --tls-min-version HOUSTON_TLS_MIN_VERSION "1.2" */
     unsigned char sources[HS_CONFIG_MAX_SETTINGS];
     /* hs_config_source_t per setting */ /* --batch-max      HOUSTON_BATCH_MAX      512 */
 } hs_config_t;

@@ -308,9 +308,15 @@ static void tls_flush_conn(hs_conn_t *conn)
     for (;;) {
         hs_tls_out_t *out = hs_tls__out(tc);
         if (out->off == out->len) {
-            if (!tls_encrypt_queued(conn))
-                break;
-            continue;
+            if (tls_encrypt_queued(conn))
+                continue;
+            /* Closing and all sent: our close_notify goes out in this same
+             * flush (a flush scheduled from here would wait for the next
+             * loop event). */
+            if (!(conn->flags & CONN_CLOSING) && (conn->flags & CONN_FLUSH_CLOSE) &&
+                conn->out_count == 0 && hs_tls__close_notify(tc))
+                continue;
+            break;
         }
         uv_buf_t iov = uv_buf_init(out->data + out->off, (unsigned)(out->len - out->off));
         int rc = uv_try_write((uv_stream_t *)&conn->tcp, &iov, 1);

@@ -127,12 +127,14 @@ int hs_tls_new(const char *cert_file, const char *key_file, const char *min_vers
                  ssl_reason(reason, sizeof(reason)));
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(tls->ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-        snprintf(err, err_len, "--tls-key %s: cannot load a PEM private key: %s", key_file,
-                 ssl_reason(reason, sizeof(reason)));
-        goto fail;
-    }
-    if (SSL_CTX_check_private_key(tls->ctx) != 1) {
+    if (SSL_CTX_use_PrivateKey_file(tls->ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(tls->ctx) != 1) {
+        /* Loading the key already compares it with the certificate. */
+        if (ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
+            snprintf(err, err_len, "--tls-key %s: cannot load a PEM private key: %s", key_file,
+                     ssl_reason(reason, sizeof(reason)));
+            goto fail;
+        }
         snprintf(err, err_len, "--tls-key %s does not match the certificate of --tls-cert %s: %s",
                  key_file, cert_file, ssl_reason(reason, sizeof(reason)));
         goto fail;

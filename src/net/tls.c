@@ -330,9 +330,13 @@ void hs_tls__read(hs_conn_t *conn, const char *data, size_t len)
     /* Read everything this input holds (a client may send its first request
      * with its Finished message), in one delivery per 64 KiB of plaintext.
      * OpenSSL keeps a partial record in its own buffer until the rest comes,
-     * so no ciphertext is left behind when the read callback returns. */
+     * so no ciphertext is left behind when the read callback returns.
+     * SSL_read is not called once the input is used up and OpenSSL holds
+     * nothing: it would only allocate its 16 KiB read buffer for the next
+     * record and release it again. */
     size_t used = 0;
-    while (tc->ready && ended == 0 && !(conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE))) {
+    while (tc->ready && ended == 0 && !(conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE)) &&
+           (tc->in_len > 0 || SSL_has_pending(tc->ssl))) {
         int n = SSL_read(tc->ssl, plain + used, (int)(PLAIN_BUF_SIZE - used));
         if (n > 0) {
             used += (size_t)n;

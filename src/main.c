@@ -52,6 +52,7 @@ typedef struct app {
     hs_http_server_t *metrics_http;
     uv_signal_t sigint;
     uv_signal_t sigterm;
+    uv_signal_t sighup; /* with TLS: load the certificate and key again */
     uv_timer_t shutdown_timer;
     int stopping;
     int roles_running;
@@ -97,6 +98,7 @@ static void bus_closed_cb(int status, void *data)
     hs_net_close(app->net);
     uv_close((uv_handle_t *)&app->sigint, handle_closed_cb);
     uv_close((uv_handle_t *)&app->sigterm, handle_closed_cb);
+    uv_close((uv_handle_t *)&app->sighup, handle_closed_cb);
     uv_close((uv_handle_t *)&app->shutdown_timer, handle_closed_cb);
     hs_log_info("houston: stopped");
 }
@@ -151,6 +153,7 @@ static void signal_cb(uv_signal_t *handle, int signum)
     hs_log_info("houston: %s received; shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     uv_signal_stop(&app->sigint);
     uv_signal_stop(&app->sigterm);
+    uv_signal_stop(&app->sighup);
     if (app->cfg.shutdown_timeout_ms > 0) {
         uv_timer_start(&app->shutdown_timer, shutdown_timeout_cb, app->cfg.shutdown_timeout_ms, 0);
         uv_unref((uv_handle_t *)&app->shutdown_timer);
@@ -171,6 +174,23 @@ static void signal_cb(uv_signal_t *handle, int signum)
         hs_http_server_shutdown(app->metrics_http, metrics_stopped_cb, app);
     }
     role_stopped_cb(app);
+}
+
+/* SIGHUP with TLS on: a renewed certificate is used for the connections
+ * accepted from now on; on any error the previous one stays. */
+static void reload_cb(uv_signal_t *handle, int signum)
+{
+    app_t *app = handle->data;
+    (void)signum;
+    char err[512] = "";
+    if (hs_tls_reload(app->tls, app->cfg.tls_cert, app->cfg.tls_key, app->cfg.tls_min_version, err,
+                      sizeof(err)) != 0) {
+        hs_log_error("houston: SIGHUP: %s; keeping the previous certificate", err);
+        return;
+    }
+    char about[512];
+    hs_tls_describe(app->tls, about, sizeof(about));
+    hs_log_info("houston: SIGHUP: TLS certificate loaded again: %s", about);
 }
 
 /* ---- serve ------------------------------------------------------------- */
@@ -320,8 +340,11 @@ static int serve(app_t *app)
     }
     uv_signal_init(app->loop, &app->sigint);
     uv_signal_init(app->loop, &app->sigterm);
+    uv_signal_init(app->loop, &app->sighup);
     uv_timer_init(app->loop, &app->shutdown_timer);
-    app->sigint.data = app->sigterm.data = app->shutdown_timer.data = app;
+    app->sigint.data = app->sigterm.data = app->sighup.data = app->shutdown_timer.data = app;
+    if (app->tls)
+        uv_signal_start(&app->sighup, reload_cb, SIGHUP);
     uv_signal_start(&app->sigint, signal_cb, SIGINT);
     uv_signal_start(&app->sigterm, signal_cb, SIGTERM);
 

@@ -89,60 +89,83 @@ static void describe_cert(hs_tls_t *tls)
     BIO_free(mem);
 }
 
-int hs_tls_new(const char *cert_file, const char *key_file, const char *min_version, hs_tls_t **out,
-               char *err, size_t err_len)
+/* A server context from the two files, or NULL with the reason in err. */
+static SSL_CTX *make_ctx(const char *cert_file, const char *key_file, int version, char *err,
+                         size_t err_len)
 {
     char reason[256];
-    int version = TLS1_2_VERSION;
-    if (min_version && min_version[0] && strcmp(min_version, "1.2") != 0) {
-        if (strcmp(min_version, "1.3") != 0) {
-            snprintf(err, err_len, "--tls-min-version: '%s' is not 1.2 or 1.3", min_version);
-            return HS_EINVAL;
-        }
-        version = TLS1_3_VERSION;
-    }
     ERR_clear_error();
-    hs_tls_t *tls = hs_calloc(1, sizeof(*tls));
-    tls->ctx = SSL_CTX_new(TLS_server_method());
-    if (tls->ctx == NULL) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
         snprintf(err, err_len, "TLS: cannot create a context: %s",
                  ssl_reason(reason, sizeof(reason)));
-        goto fail;
+        return NULL;
     }
-    SSL_CTX_set_min_proto_version(tls->ctx, version);
+    SSL_CTX_set_min_proto_version(ctx, version);
     /* No renegotiation (a client could make us redo the costly part at
      * will); our cipher order, not the client's. Ciphers and curves are
      * OpenSSL's defaults at the system's security level (2 on Debian). */
-    SSL_CTX_set_options(tls->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     /* Free OpenSSL's read and write buffers (about 34 KiB) whenever they are
      * empty, so an idle connection does not hold them. */
-    SSL_CTX_set_mode(tls->ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     /* Resumption uses tickets (stateless); a server-side session cache would
      * grow with the number of clients. */
-    SSL_CTX_set_session_cache_mode(tls->ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_default_passwd_cb(tls->ctx, no_password_cb);
-    SSL_CTX_set_alpn_select_cb(tls->ctx, alpn_select_cb, NULL);
-    if (SSL_CTX_use_certificate_chain_file(tls->ctx, cert_file) != 1) {
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_default_passwd_cb(ctx, no_password_cb);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
         snprintf(err, err_len, "--tls-cert %s: cannot load a PEM certificate chain: %s", cert_file,
                  ssl_reason(reason, sizeof(reason)));
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(tls->ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(tls->ctx) != 1) {
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
         /* Loading the key already compares it with the certificate. */
-        if (ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
+        if (ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH)
             snprintf(err, err_len, "--tls-key %s: cannot load a PEM private key: %s", key_file,
                      ssl_reason(reason, sizeof(reason)));
-            goto fail;
-        }
-        snprintf(err, err_len, "--tls-key %s does not match the certificate of --tls-cert %s: %s",
-                 key_file, cert_file, ssl_reason(reason, sizeof(reason)));
+        else
+            snprintf(err, err_len,
+                     "--tls-key %s does not match the certificate of --tls-cert %s: %s", key_file,
+                     cert_file, ssl_reason(reason, sizeof(reason)));
         goto fail;
     }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static int parse_version(const char *min_version, int *version, char *err, size_t err_len)
+{
+    *version = TLS1_2_VERSION;
+    if (min_version == NULL || min_version[0] == '\0' || strcmp(min_version, "1.2") == 0)
+        return 0;
+    if (strcmp(min_version, "1.3") == 0) {
+        *version = TLS1_3_VERSION;
+        return 0;
+    }
+    snprintf(err, err_len, "--tls-min-version: '%s' is not 1.2 or 1.3", min_version);
+    return HS_EINVAL;
+}
+
+int hs_tls_new(const char *cert_file, const char *key_file, const char *min_version, hs_tls_t **out,
+               char *err, size_t err_len)
+{
+    int version;
+    if (parse_version(min_version, &version, err, err_len) != 0)
+        return HS_EINVAL;
+    SSL_CTX *ctx = make_ctx(cert_file, key_file, version, err, err_len);
+    if (ctx == NULL)
+        return HS_EINVAL;
+    hs_tls_t *tls = hs_calloc(1, sizeof(*tls));
+    tls->ctx = ctx;
     tls->bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "houston");
     if (tls->bio_method == NULL) {
         snprintf(err, err_len, "TLS: cannot create a BIO method");
-        goto fail;
+        hs_tls_free(tls);
+        return HS_EINVAL;
     }
     BIO_meth_set_write(tls->bio_method, bio_write);
     BIO_meth_set_read(tls->bio_method, bio_read);
@@ -151,9 +174,22 @@ int hs_tls_new(const char *cert_file, const char *key_file, const char *min_vers
     describe_cert(tls);
     *out = tls;
     return 0;
-fail:
-    hs_tls_free(tls);
-    return HS_EINVAL;
+}
+
+int hs_tls_reload(hs_tls_t *tls, const char *cert_file, const char *key_file,
+                  const char *min_version, char *err, size_t err_len)
+{
+    int version;
+    if (parse_version(min_version, &version, err, err_len) != 0)
+        return HS_EINVAL;
+    SSL_CTX *ctx = make_ctx(cert_file, key_file, version, err, err_len);
+    if (ctx == NULL)
+        return HS_EINVAL;
+    /* Connections alive keep their reference to the old context. */
+    SSL_CTX_free(tls->ctx);
+    tls->ctx = ctx;
+    describe_cert(tls);
+    return 0;
 }
 
 void hs_tls_free(hs_tls_t *tls)

@@ -35,6 +35,12 @@ typedef struct hs_tls hs_tls_t;
  * with a one-line reason in err (which file, and OpenSSL's words). */
 int hs_tls_new(const char *cert_file, const char *key_file, const char *min_version, hs_tls_t **out,
                char *err, size_t err_len);
+/* Loads the files again (a renewed certificate) into a new SSL_CTX that
+ * connections accepted from now on use; connections already open keep the
+ * old one until they end. On failure (same errors as hs_tls_new) nothing
+ * changes. */
+int hs_tls_reload(hs_tls_t *tls, const char *cert_file, const char *key_file,
+                  const char *min_version, char *err, size_t err_len);
 /* Frees the context. SSL objects still alive keep their own reference to the
  * SSL_CTX, so this may run before the last TLS connection is freed. */
 void hs_tls_free(hs_tls_t *tls);

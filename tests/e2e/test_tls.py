@@ -4,6 +4,7 @@ server against a throwaway CA made here with the openssl command line."""
 import asyncio
 import http.client as httplib
 import json
+import signal
 import socket
 import ssl
 import subprocess
@@ -261,3 +262,35 @@ def test_min_version_1_3_refuses_1_2(pki, fresh_server):
         with pytest.raises(ssl.SSLError):
             ctx.wrap_socket(raw, server_hostname="127.0.0.1")
     assert https(srv, pki, "GET", "/healthz")[2] == "TLSv1.3"
+
+
+def test_sighup_loads_a_renewed_certificate(pki, fresh_server, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes((pki / "server.pem").read_bytes())
+    key.write_bytes((pki / "server.key").read_bytes())
+    srv = fresh_server("--tls-cert", str(cert), "--tls-key", str(key))
+
+    def serial():
+        ctx = client_context(pki)
+        with socket.create_connection(("127.0.0.1", srv.api_port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                return s.getpeercert()["serialNumber"]
+
+    first = serial()
+    # A renewed certificate: same key, new serial.
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", str(cert), "-days", "3", "-extfile", "ext.cnf", cwd=pki)
+    srv.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "loaded again" not in srv.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert serial() != first
+    # A broken file on the next SIGHUP: logged, the certificate in use stays.
+    second = serial()
+    cert.write_text("broken\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "keeping the previous certificate" not in srv.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "keeping the previous certificate" in srv.logs()
+    assert serial() == second and healthy(srv, pki)

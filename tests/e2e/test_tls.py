@@ -46,7 +46,8 @@ def tls(pki, tmp_path_factory):
     metrics_port = free_port()
     srv = Server(tmp_path_factory.mktemp("houston-tls"), "--tls-cert", str(pki / "server.pem"),
                  "--tls-key", str(pki / "server.key"), "--header-timeout", f"{int(HEADER_TIMEOUT * 1000)}ms",
-                 "--metrics-addr", f"127.0.0.1:{metrics_port}", "--log-level", "debug").start()
+                 "--metrics-addr", f"127.0.0.1:{metrics_port}", "--log-level", "debug",
+                 "--max-pending", "64m").start()
     srv.metrics_port = metrics_port
     yield srv
     stop_cleanly(srv)
@@ -144,6 +145,56 @@ def test_wss_connect_subscribe_receive_fragments_and_ping(tls, pki):
         await ws.close()
         assert ws.close_code == 1000
     asyncio.run(asyncio.wait_for(go(), 20))
+
+
+def read_frame(sock, buf):
+    """One server frame (never masked) from an SSL socket: (opcode, payload, rest)."""
+    while True:
+        if len(buf) >= 2:
+            n, pos = buf[1] & 0x7F, 2
+            if n == 126 and len(buf) >= 4:
+                n, pos = int.from_bytes(buf[2:4], "big"), 4
+            elif n == 127 and len(buf) >= 10:
+                n, pos = int.from_bytes(buf[2:10], "big"), 10
+            if n < 126 or pos > 2:
+                if len(buf) >= pos + n:
+                    return buf[0] & 0x0F, buf[pos:pos + n], buf[pos + n:]
+        chunk = sock.recv(1 << 20)
+        assert chunk, "closed"
+        buf += chunk
+
+
+def test_a_client_that_reads_late_gets_every_byte_in_order(tls, pki):
+    """4 MiB for a wss client that does not read for a while: the socket
+    fills, the rest goes through uv_write while more is encrypted behind it."""
+    ctx = client_context(pki)
+    with socket.socket() as raw:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # a small window
+        raw.settimeout(10)
+        raw.connect(("127.0.0.1", tls.ws_port))
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(upgrade_request())
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += s.recv(4096)
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101")
+            _, payload, buf = read_frame(s, buf)
+            cid = json.loads(payload)["connectionID"]
+            assert https(tls, pki, "POST", "/api/v1/subscribes",
+                         {"topic": "tls-late", "connectionID": cid})[0] == 201
+            sent = []
+            for i in range(70):  # not reading meanwhile
+                status, msg, _ = https(tls, pki, "POST", "/api/v1/messages",
+                                       {"topic": "tls-late", "content": f"{i:04d}" + "y" * 60000})
+                assert status == 201
+                sent.append(msg["id"])
+            got = []
+            while len(got) < len(sent):
+                opcode, payload, buf = read_frame(s, buf)
+                assert opcode == 1
+                got.append(json.loads(payload)["message"]["id"])
+            assert got == sent
 
 
 def test_request_sent_with_the_client_finished(tls, pki):

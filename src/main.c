@@ -25,6 +25,7 @@
 #include "http/server.h"
 #include "net/net.h"
 #include "roles/auth.h"
+#include "net/tls.h"
 #include "roles/consumer.h"
 #include "roles/health.h"
 #include "roles/notifier.h"
@@ -42,6 +43,7 @@ typedef struct app {
     char node[300];
     hs_config_t cfg;
     hs_net_t *net;
+    hs_tls_t *tls; /* --tls-cert and --tls-key: every listener speaks TLS */
     hs_store_t *store;
     hs_bus_t *bus;
     hs_publisher_t *publisher;
@@ -56,7 +58,7 @@ typedef struct app {
     hs_http_server_t *metrics_http;
     uv_signal_t sigint;
     uv_signal_t sigterm;
-    uv_signal_t sighup; /* re-reads --api-key-file */
+    uv_signal_t sighup; /* reloads --api-key-file and the TLS certificate */
     uv_timer_t shutdown_timer;
     int stopping;
     int roles_running;
@@ -182,6 +184,31 @@ static void signal_cb(uv_signal_t *handle, int signum)
     role_stopped_cb(app);
 }
 
+/* SIGHUP with TLS on: a renewed certificate is used for the connections
+ * accepted from now on; on any error the previous one stays. */
+/* SIGHUP: the API key file and the TLS certificate are read again; what
+ * fails to load is logged and the previous one kept. */
+static void reload_cb(uv_signal_t *handle, int signum)
+{
+    app_t *app = handle->data;
+    (void)signum;
+    char err[512] = "";
+    if (app->auth && hs_auth_reload(app->auth, err, sizeof(err)) != 0)
+        hs_log_error("houston: SIGHUP: API keys not reloaded: %s", err);
+    else if (app->auth)
+        hs_log_info("houston: SIGHUP: %zu API keys loaded", hs_auth_key_count(app->auth));
+    if (app->tls == NULL)
+        return;
+    if (hs_tls_reload(app->tls, app->cfg.tls_cert, app->cfg.tls_key, app->cfg.tls_min_version, err,
+                      sizeof(err)) != 0) {
+        hs_log_error("houston: SIGHUP: %s; keeping the previous certificate", err);
+        return;
+    }
+    char about[512];
+    hs_tls_describe(app->tls, about, sizeof(about));
+    hs_log_info("houston: SIGHUP: TLS certificate loaded again: %s", about);
+}
+
 /* ---- serve ------------------------------------------------------------- */
 
 static void notifier_gauges(void *ctx, hs_metrics_gauges_t *out)
@@ -236,18 +263,6 @@ static int open_bus(app_t *app)
     return 0;
 }
 
-static void sighup_cb(uv_signal_t *handle, int signum)
-{
-    (void)signum;
-    app_t *app = handle->data;
-    char err[256];
-    if (app->auth == NULL)
-        return;
-    if (hs_auth_reload(app->auth, err, sizeof(err)) != 0)
-        hs_log_error("houston: SIGHUP: API keys not reloaded: %s", err);
-    else
-        hs_log_info("houston: SIGHUP: %zu API keys loaded", hs_auth_key_count(app->auth));
-}
 
 /* Whether addr ("host:port", "[v6]:port", ":port") names a loopback host;
  * ":port" and "*:port" are every interface. */
@@ -362,12 +377,36 @@ static bool open_client_subscribe(const app_t *app)
            addr_is_loopback(app->api_addr);
 }
 
+/* --tls-cert and --tls-key: both or neither. Checked before anything is
+ * opened, so a bad certificate stops the start at once. */
+static int load_tls(app_t *app)
+{
+    bool cert = app->cfg.tls_cert[0] != '\0', key = app->cfg.tls_key[0] != '\0';
+    if (!cert && !key)
+        return 0;
+    if (cert != key) {
+        hs_log_error("houston: --tls-cert and --tls-key go together (%s is missing)",
+                     cert ? "--tls-key" : "--tls-cert");
+        return 1;
+    }
+    char err[512] = "";
+    if (hs_tls_new(app->cfg.tls_cert, app->cfg.tls_key, app->cfg.tls_min_version, &app->tls, err,
+                   sizeof(err)) != 0) {
+        hs_log_error("houston: %s", err);
+        return 1;
+    }
+    char about[512];
+    hs_tls_describe(app->tls, about, sizeof(about));
+    hs_log_info("houston: TLS on every listener (wss://, https://): %s", about);
+    return 0;
+}
+
 static int serve(app_t *app)
 {
     char err[256] = "";
     int rc;
     choose_node_id(app);
-    if (setup_security(app) != 0)
+    if (setup_security(app) != 0 || load_tls(app) != 0)
         return 1;
     if (app->roles & (ROLE_PUBLISHER | ROLE_NOTIFIER)) {
         hs_store_options_t store_options = {.batch_max = (unsigned)app->cfg.batch_max,
@@ -381,6 +420,8 @@ static int serve(app_t *app)
     if (open_bus(app) != 0)
         return 1;
     app->net = hs_net_new(app->loop);
+    if (app->tls)
+        hs_net_set_tls(app->net, app->tls);
     if (app->roles & ROLE_NOTIFIER) {
         /* Connections of an earlier run of this node are gone; so are their
          * subscriptions. */
@@ -438,13 +479,12 @@ static int serve(app_t *app)
     }
     uv_signal_init(app->loop, &app->sigint);
     uv_signal_init(app->loop, &app->sigterm);
+    uv_signal_init(app->loop, &app->sighup);
     uv_timer_init(app->loop, &app->shutdown_timer);
-    app->sigint.data = app->sigterm.data = app->shutdown_timer.data = app;
+    app->sigint.data = app->sigterm.data = app->sighup.data = app->shutdown_timer.data = app;
+    uv_signal_start(&app->sighup, reload_cb, SIGHUP);
     uv_signal_start(&app->sigint, signal_cb, SIGINT);
     uv_signal_start(&app->sigterm, signal_cb, SIGTERM);
-    uv_signal_init(app->loop, &app->sighup);
-    app->sighup.data = app;
-    uv_signal_start(&app->sighup, sighup_cb, SIGHUP);
 
     char db_shown[512], redis_shown[512];
     hs_config_mask_url(app->cfg.db, db_shown, sizeof(db_shown));
@@ -563,6 +603,7 @@ int main(int argc, char **argv)
     int code = serve(&app);
     if (code == 0 && uv_loop_close(app.loop) != 0)
         hs_log_warn("houston: some handles were still open at exit");
+    hs_tls_free(app.tls);
     hs_config_dispose(&app.cfg);
     return code;
 }

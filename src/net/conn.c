@@ -22,6 +22,7 @@ static void conn_free_if_done(hs_conn_t *conn)
     for (unsigned i = 0; i < conn->out_count; i++)
         hs_buf_unref(conn->out[(conn->out_head + i) % conn->out_cap].buf);
     conn->net->conn_count--;
+    hs_tls__conn_free(conn->tls);
     hs_free(conn->out);
     hs_free(conn);
 }
@@ -63,6 +64,22 @@ static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(net->read_buf);
 }
 
+void hs_conn__read_ended(hs_conn_t *conn, int status)
+{
+    if (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE | CONN_SHUTDOWN)) {
+        hs_conn_close(conn); /* the lingering close is over */
+        return;
+    }
+    uv_read_stop((uv_stream_t *)&conn->tcp);
+    conn->flags |= CONN_PAUSED;
+    if (conn->handler && conn->handler->on_eof)
+        conn->handler->on_eof(conn, status);
+    if (status != UV_EOF)
+        hs_conn_close(conn);
+    else if (!conn->handler || !conn->handler->on_eof)
+        hs_conn_close_after_flush(conn);
+}
+
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     hs_conn_t *conn = stream->data;
@@ -71,23 +88,15 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     if (nread < 0) {
-        if (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE | CONN_SHUTDOWN)) {
-            hs_conn_close(conn); /* the lingering close is over */
-            return;
-        }
-        uv_read_stop((uv_stream_t *)&conn->tcp);
-        conn->flags |= CONN_PAUSED;
-        if (conn->handler && conn->handler->on_eof)
-            conn->handler->on_eof(conn, (int)nread);
-        if (nread != UV_EOF)
-            hs_conn_close(conn);
-        else if (!conn->handler || !conn->handler->on_eof)
-            hs_conn_close_after_flush(conn);
+        hs_conn__read_ended(conn, (int)nread);
         return;
     }
     if (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE))
         return; /* closing: what the peer still sends is discarded */
-    conn->handler->on_read(conn, buf->base, (size_t)nread);
+    if (conn->tls)
+        hs_tls__read(conn, buf->base, (size_t)nread);
+    else
+        conn->handler->on_read(conn, buf->base, (size_t)nread);
 }
 
 int hs_conn__start(hs_conn_t *conn)
@@ -158,7 +167,7 @@ static void ring_push(hs_conn_t *conn, hs_buf_t *buf)
 }
 
 /* Drops n bytes from the front of the queue (they were written). */
-static void ring_consume(hs_conn_t *conn, size_t n)
+void hs_conn__consume(hs_conn_t *conn, size_t n)
 {
     conn->pending -= n;
     while (n > 0 && conn->out_count > 0) {
@@ -227,11 +236,121 @@ static void write_cb(uv_write_t *req, int status)
         written += slot->buf->len - slot->offset;
     }
     conn->writing_count = 0;
+    if (conn->tls) {
+        /* uv_write had the rest of the TLS output buffer. */
+        hs_tls_out_t *out = hs_tls__out(conn->tls);
+        written = out->len - out->off;
+        hs_tls__out_consume(conn->tls, written);
+        hs_metrics_singleton.bytes_sent += written;
+        if (conn->out_count > 0 || hs_tls__has_output(conn->tls))
+            hs_net__schedule_flush(conn->net, conn);
+        else
+            queue_drained(conn);
+        return;
+    }
     hs_metrics_singleton.bytes_sent += written;
-    ring_consume(conn, written);
+    hs_conn__consume(conn, written);
     if (conn->out_count > 0)
         hs_net__schedule_flush(conn->net, conn);
     else
+        queue_drained(conn);
+}
+
+/* TLS: how much plaintext one flush encrypts before writing; what is left
+ * stays queued as plaintext (and counts against max_pending) until the
+ * socket took this much, so a client that does not read holds at most this
+ * much ciphertext besides its bounded plaintext queue. */
+#define TLS_FLUSH_BUDGET (64 * 1024)
+/* Small frames are gathered into records of up to this size (one TLS
+ * record each), instead of one record, with its overhead, per frame. */
+#define TLS_RECORD_SIZE (16 * 1024)
+
+/* Encrypts queued plaintext into the TLS output. Returns true if there is
+ * output now. The staging area is the net's plaintext buffer, free during a
+ * flush (it serves only inside read callbacks). */
+static bool tls_encrypt_queued(hs_conn_t *conn)
+{
+    hs_tls_conn_t *tc = conn->tls;
+    if (!hs_tls__ready(tc)) {
+        /* Nothing can be encrypted for a failed session, nor for one that
+         * is closing before its handshake finished: drop the queue. */
+        if (hs_tls__failed(tc) || (conn->flags & CONN_FLUSH_CLOSE))
+            hs_conn__consume(conn, conn->pending);
+        return false;
+    }
+    char *stage = conn->net->tls_plain;
+    size_t budget = TLS_FLUSH_BUDGET, staged = 0;
+    while (conn->out_count > 0 && budget > 0) {
+        out_slot_t *slot = &conn->out[conn->out_head];
+        size_t left = slot->buf->len - slot->offset;
+        size_t room = TLS_RECORD_SIZE - staged;
+        size_t n = left < room ? left : room;
+        if (n > budget)
+            n = budget;
+        memcpy(stage + staged, slot->buf->data + slot->offset, n);
+        staged += n;
+        budget -= n;
+        hs_conn__consume(conn, n);
+        if (staged == TLS_RECORD_SIZE || conn->out_count == 0 || budget == 0) {
+            if (hs_tls__encrypt(tc, stage, staged) != 0) {
+                hs_conn_close(conn);
+                return false;
+            }
+            staged = 0;
+        }
+    }
+    return hs_tls__has_output(tc);
+}
+
+static void tls_flush_conn(hs_conn_t *conn)
+{
+    hs_tls_conn_t *tc = conn->tls;
+    for (;;) {
+        hs_tls_out_t *out = hs_tls__out(tc);
+        if (out->off == out->len) {
+            if (tls_encrypt_queued(conn))
+                continue;
+            /* Closing and all sent: our close_notify goes out in this same
+             * flush (a flush scheduled from here would wait for the next
+             * loop event). */
+            if (!(conn->flags & CONN_CLOSING) && (conn->flags & CONN_FLUSH_CLOSE) &&
+                conn->out_count == 0 && hs_tls__close_notify(tc))
+                continue;
+            break;
+        }
+        uv_buf_t iov = uv_buf_init(out->data + out->off, (unsigned)(out->len - out->off));
+        int rc = uv_try_write((uv_stream_t *)&conn->tcp, &iov, 1);
+        conn->net->write_calls++;
+        if (rc == UV_EAGAIN || rc == UV_ENOSYS)
+            rc = 0;
+        if (rc < 0) {
+            hs_log_debug("net: write to %s failed: %s", conn->peer, uv_strerror(rc));
+            hs_conn_close(conn);
+            return;
+        }
+        hs_metrics_singleton.bytes_sent += (size_t)rc;
+        if ((size_t)rc < iov.len) {
+            /* The socket is full: libuv writes the rest of this buffer,
+             * which stays untouched (OpenSSL's further output goes to the
+             * next one) until write_cb. */
+            hs_tls__out_consume(tc, (size_t)rc);
+            out = hs_tls__out(tc);
+            iov = uv_buf_init(out->data + out->off, (unsigned)(out->len - out->off));
+            conn->writing_count = 0;
+            conn->write_req.data = conn;
+            conn->flags |= CONN_WRITING;
+            rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, &iov, 1, write_cb);
+            if (rc < 0) {
+                conn->flags &= ~(unsigned)CONN_WRITING;
+                hs_conn_close(conn);
+            }
+            return;
+        }
+        hs_tls__out_consume(tc, (size_t)rc);
+    }
+    if (conn->flags & CONN_CLOSING)
+        return;
+    if (conn->out_count == 0)
         queue_drained(conn);
 }
 
@@ -239,6 +358,10 @@ void hs_net__flush_conn(hs_conn_t *conn)
 {
     if (conn->flags & (CONN_CLOSING | CONN_WRITING))
         return;
+    if (conn->tls) {
+        tls_flush_conn(conn);
+        return;
+    }
     uv_buf_t iovs[HS_NET_MAX_IOVS];
     while (conn->out_count > 0) {
         unsigned n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS);
@@ -255,7 +378,7 @@ void hs_net__flush_conn(hs_conn_t *conn)
         for (unsigned i = 0; i < n; i++)
             total += iovs[i].len;
         hs_metrics_singleton.bytes_sent += (size_t)rc;
-        ring_consume(conn, (size_t)rc);
+        hs_conn__consume(conn, (size_t)rc);
         if ((size_t)rc < total) {
             /* The socket is full: hand the rest to libuv, which writes it
              * when the socket becomes writable, and stop until it is done. */
@@ -348,10 +471,25 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
     uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb);
 }
 
+/* Nothing queued, nothing being written. With TLS the plaintext queue may be
+ * empty while ciphertext is still waiting or in flight. */
+static bool queue_empty(hs_conn_t *conn)
+{
+    if (conn->out_count > 0)
+        return false;
+    return !conn->tls || (!hs_tls__has_output(conn->tls) && !(conn->flags & CONN_WRITING));
+}
+
 static void begin_shutdown(hs_conn_t *conn)
 {
     if (conn->flags & (CONN_SHUTDOWN | CONN_CLOSING))
         return;
+    /* TLS: what is still waiting goes out first, then our close_notify; the
+     * flush that writes them comes back here when the queue is empty. */
+    if (conn->tls && (!queue_empty(conn) || hs_tls__close_notify(conn->tls))) {
+        hs_net__schedule_flush(conn->net, conn);
+        return;
+    }
     conn->flags |= CONN_SHUTDOWN;
     conn->shutdown_req.data = conn;
     if (uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->tcp, shutdown_cb) != 0)
@@ -369,6 +507,8 @@ void hs_conn_close_after_flush(hs_conn_t *conn)
     uv_timer_start(&conn->timer, flush_deadline_cb, FLUSH_CLOSE_DEADLINE_MS, 0);
     if (conn->out_count == 0)
         begin_shutdown(conn);
+    else if (conn->tls)
+        hs_net__schedule_flush(conn->net, conn); /* may drop it if it cannot encrypt */
 }
 
 void hs_conn_close(hs_conn_t *conn)

@@ -23,6 +23,7 @@ struct hs_listener {
     uv_tcp_t tcp;
     uv_timer_t backoff; /* re-listens after running out of descriptors */
     hs_net_t *net;
+    hs_tls_t *tls; /* the net's when this listener started: TLS only */
     hs_accept_cb cb;
     void *data;
     struct sockaddr_storage addr; /* bound address, with the actual port */
@@ -135,7 +136,17 @@ static void connection_cb(uv_stream_t *server, int status)
         return;
     }
     hs_conn_t *conn = hs_conn__new(l->net);
-    if (uv_accept(server, (uv_stream_t *)&conn->tcp) != 0 || hs_conn__start(conn) != 0) {
+    if (uv_accept(server, (uv_stream_t *)&conn->tcp) != 0) {
+        hs_conn_close(conn);
+        return;
+    }
+    /* The handshake starts with the first bytes read; the protocol above
+     * sees only plaintext, from the same on_read. */
+    if (l->tls && (conn->tls = hs_tls__conn_new(l->tls, conn)) == NULL) {
+        hs_conn_close(conn);
+        return;
+    }
+    if (hs_conn__start(conn) != 0) {
         hs_conn_close(conn);
         return;
     }
@@ -189,6 +200,7 @@ static int listen_on(hs_net_t *net, const struct sockaddr_storage *sa, hs_accept
 {
     hs_listener_t *l = hs_calloc(1, sizeof(*l));
     l->net = net;
+    l->tls = net->tls;
     l->cb = cb;
     l->data = data;
     memcpy(&l->addr, sa, addr_len(sa));

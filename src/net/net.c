@@ -71,7 +71,9 @@ uv_loop_t *hs_net_loop(hs_net_t *net)
 
 static void prepare_closed_cb(uv_handle_t *handle)
 {
-    hs_free(handle->data);
+    hs_net_t *net = handle->data;
+    hs_free(net->tls_plain);
+    hs_free(net);
 }
 
 void hs_net_close(hs_net_t *net)

@@ -3,6 +3,7 @@
 #define HS_NET_INTERNAL_H
 
 #include "net/net.h"
+#include "net/tls.h"
 
 #define HS_NET_READ_BUF (64 * 1024)
 #define HS_NET_MAX_IOVS 64
@@ -21,6 +22,14 @@ enum {
     CONN_SHUTDOWN = 1u << 5,    /* uv_shutdown issued */
 };
 
+/* Ciphertext of a TLS connection, waiting to be written (tls.c). */
+typedef struct hs_tls_out {
+    char *data;
+    size_t len, off, cap; /* off: bytes already written */
+} hs_tls_out_t;
+
+typedef struct hs_tls_conn hs_tls_conn_t;
+
 struct hs_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
@@ -38,6 +47,7 @@ struct hs_conn {
     unsigned flags;
     unsigned handles_open;                       /* tcp + timer; freed when it reaches 0 */
     struct hs_conn *next_pending, *prev_pending; /* the net's flush list */
+    hs_tls_conn_t *tls;                          /* NULL on a plain connection */
     char peer[64];                               /* "[v6 address]:port" */
 };
 
@@ -48,6 +58,8 @@ struct hs_net {
     size_t conn_count;
     int read_buf_busy;
     uint64_t write_calls; /* uv_try_write calls; lets tests see the batching */
+    hs_tls_t *tls;        /* borrowed; listeners started while set accept TLS */
+    char *tls_plain;      /* decrypted bytes during one read callback (TLS only) */
     char read_buf[HS_NET_READ_BUF];
 };
 
@@ -57,6 +69,33 @@ void hs_net__flush_conn(hs_conn_t *conn);
 void hs_net__unschedule_flush(hs_net_t *net, hs_conn_t *conn);
 hs_conn_t *hs_conn__new(hs_net_t *net);
 int hs_conn__start(hs_conn_t *conn);
+/* Reading stopped: the peer closed (UV_EOF, or its TLS close_notify) or
+ * reading failed; tells the handler and closes as net.h describes. */
+void hs_conn__read_ended(hs_conn_t *conn, int status);
+/* Drops n plaintext bytes from the front of the queue (written or encrypted). */
+void hs_conn__consume(hs_conn_t *conn, size_t n);
+
+/* ---- TLS on one connection (tls.c) ----
+ * conn.c calls these; they never write to the socket themselves. */
+hs_tls_conn_t *hs_tls__conn_new(hs_tls_t *tls, hs_conn_t *conn);
+void hs_tls__conn_free(hs_tls_conn_t *tc);
+/* Decrypts ciphertext just read and passes the plaintext to the handler's
+ * on_read; handles the handshake, the peer's close_notify and errors. */
+void hs_tls__read(hs_conn_t *conn, const char *data, size_t len);
+/* Handshake done and no fatal error: plaintext can be encrypted. */
+bool hs_tls__ready(const hs_tls_conn_t *tc);
+bool hs_tls__failed(const hs_tls_conn_t *tc);
+/* Encrypts len bytes into the pending output. 0, or an error (then failed). */
+int hs_tls__encrypt(hs_tls_conn_t *tc, const char *data, size_t len);
+/* The ciphertext to write next (len == off: nothing). Stays put until it is
+ * consumed, so it may be handed to uv_write. */
+hs_tls_out_t *hs_tls__out(hs_tls_conn_t *tc);
+void hs_tls__out_consume(hs_tls_conn_t *tc, size_t n);
+bool hs_tls__has_output(const hs_tls_conn_t *tc);
+/* Queues our close_notify once (after the handshake); true if there is
+ * output to write before the TCP shutdown. */
+bool hs_tls__close_notify(hs_tls_conn_t *tc);
+
 /* Test hook: behaves as if accept had failed with UV_EMFILE. */
 void hs_listener__simulate_emfile(hs_listener_t *listener);
 

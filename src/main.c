@@ -263,7 +263,6 @@ static int open_bus(app_t *app)
     return 0;
 }
 
-
 /* Whether addr ("host:port", "[v6]:port", ":port") names a loopback host;
  * ":port" and "*:port" are every interface. */
 static bool addr_is_loopback(const char *addr)

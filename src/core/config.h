@@ -70,9 +70,9 @@ typedef struct hs_config {
     uint64_t max_conns_per_ip; /* --max-connections-per-ip  256 (0: off) */
     uint64_t connect_rate;     /* --connect-rate        50 per s per IP, burst twice (0: off) */
     uint64_t client_message_rate; /* --client-message-rate 20 per s, burst twice (0: off) */
-    char *tls_cert;         /* --tls-cert        HOUSTON_TLS_CERT       "" (plain listeners) */
-    char *tls_key;          /* --tls-key         HOUSTON_TLS_KEY        "" */
-    char *tls_min_version;  /* --tls-min-version HOUSTON_TLS_MIN_VERSION "1.2" */
+    char *tls_cert;        /* --tls-cert        HOUSTON_TLS_CERT       "" (plain listeners) */
+    char *tls_key;         /* --tls-key         HOUSTON_TLS_KEY        "" */
+    char *tls_min_version; /* --tls-min-version HOUSTON_TLS_MIN_VERSION "1.2" */
     unsigned char sources[HS_CONFIG_MAX_SETTINGS];
     /* hs_config_source_t per setting */ /* --batch-max      HOUSTON_BATCH_MAX      512 */
 } hs_config_t;

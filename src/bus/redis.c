@@ -104,6 +104,11 @@ struct redis_bus {
     void *consumer_data;
     char consumer_name[64];
     bool group_lost; /* recreate the group from the start of the stream */
+    /* After Redis came back, this consumer first reads its own pending
+     * entries again (from pending_cursor), then new ones. */
+    bool reading_pending;
+    bool pending_read_sent; /* the read in flight is one of pending entries */
+    char pending_cursor[64];
     uv_timer_t claim_timer;
     char claim_cursor[64];
     /* notifier node */
@@ -495,6 +500,11 @@ static void handle_entries(redis_bus_t *bus, const redisReply *entries)
         if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2 ||
             entry->element[0]->type != REDIS_REPLY_STRING)
             continue;
+        if (entry->element[1]->type != REDIS_REPLY_ARRAY) {
+            /* Pending, but trimmed from the stream: nothing left to deliver. */
+            hs_bus_ack(&bus->base, hs_strdup(entry->element[0]->str));
+            continue;
+        }
         const redisReply *fields = entry->element[1];
         size_t json_len;
         hs_event_t event = {.topic = field_str(fields, "topic", NULL),
@@ -541,13 +551,40 @@ static void events_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
         }
         return;
     }
+    size_t got = 0;
     if (r->type == REDIS_REPLY_ARRAY) {
         /* [[stream, [entries]]] */
-        for (size_t i = 0; i < r->elements; i++)
-            if (r->element[i]->type == REDIS_REPLY_ARRAY && r->element[i]->elements == 2)
-                handle_entries(bus, r->element[i]->element[1]);
+        for (size_t i = 0; i < r->elements; i++) {
+            const redisReply *stream = r->element[i];
+            if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2 ||
+                stream->element[1]->type != REDIS_REPLY_ARRAY)
+                continue;
+            const redisReply *entries = stream->element[1];
+            got += entries->elements;
+            if (bus->pending_read_sent && entries->elements > 0) {
+                const redisReply *last = entries->element[entries->elements - 1];
+                if (last->type == REDIS_REPLY_ARRAY && last->elements >= 1 &&
+                    last->element[0]->type == REDIS_REPLY_STRING)
+                    snprintf(bus->pending_cursor, sizeof(bus->pending_cursor), "%s",
+                             last->element[0]->str);
+            }
+            handle_entries(bus, entries);
+        }
     }
+    if (bus->pending_read_sent && got == 0)
+        bus->reading_pending = false; /* the backlog is done: new entries now */
     read_events(bus);
+}
+
+/* Reads this consumer's own pending entries again after Redis came back:
+ * events it could not hand over while Redis was away are retried at once
+ * rather than after --claim-idle. */
+static void reread_pending(redis_bus_t *bus)
+{
+    if (bus->consumer == NULL)
+        return;
+    bus->reading_pending = true;
+    snprintf(bus->pending_cursor, sizeof(bus->pending_cursor), "0");
 }
 
 static void read_events(redis_bus_t *bus)
@@ -555,9 +592,15 @@ static void read_events(redis_bus_t *bus)
     link_t *l = &bus->links[LINK_EVENTS];
     if (!l->up || bus->closing)
         return;
-    redisAsyncCommand(l->ac, events_read_cb, bus,
-                      "XREADGROUP GROUP %s %s COUNT %s BLOCK %s STREAMS %s >", GROUP,
-                      bus->consumer_name, READ_COUNT, BLOCK_MS, EVENTS_KEY);
+    bus->pending_read_sent = bus->reading_pending;
+    if (bus->reading_pending)
+        redisAsyncCommand(l->ac, events_read_cb, bus,
+                          "XREADGROUP GROUP %s %s COUNT %s STREAMS %s %s", GROUP,
+                          bus->consumer_name, READ_COUNT, EVENTS_KEY, bus->pending_cursor);
+    else
+        redisAsyncCommand(l->ac, events_read_cb, bus,
+                          "XREADGROUP GROUP %s %s COUNT %s BLOCK %s STREAMS %s >", GROUP,
+                          bus->consumer_name, READ_COUNT, BLOCK_MS, EVENTS_KEY);
 }
 
 static void group_created_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -923,6 +966,8 @@ static void link_up(link_t *l, bool again)
     switch (l->role) {
     case LINK_CMD:
         outbox_flush(bus);
+        if (again)
+            reread_pending(bus); /* hand-offs failed while it was away */
         if (again && bus->node_name && bus->node_handler) {
             /* Entries of connections that left while Redis was away are
              * stale: clear this node's, the notifier puts back the live. */
@@ -937,6 +982,8 @@ static void link_up(link_t *l, bool again)
         /* On a reconnect a missing group means Redis lost it: create it
          * from the start of the stream. */
         bus->group_lost = bus->group_lost || again;
+        if (again)
+            reread_pending(bus);
         create_group(bus); /* then reads */
         break;
     case LINK_NODE:

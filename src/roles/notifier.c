@@ -1300,6 +1300,168 @@ static void open_client(hs_notifier_t *n, const resume_ask_t *ask, hs_ws_session
                 client->claims.sub ? " as " : "", client->claims.sub ? client->claims.sub : "");
 }
 
+/* ---- resume on another node ------------------------------------------- */
+
+static hs_conn_t *sse_accept(hs_notifier_t *n, hs_http_request_t *req);
+
+/* A resume whose connection is not in this node's memory: it may be
+ * detached on another notifier (scale-out). The request waits (a late
+ * upgrade) while the directory and the store are asked. */
+typedef struct takeover {
+    hs_notifier_t *notifier;
+    hs_http_request_t *req;
+    bool sse;
+    resume_ask_t ask;
+    hs_token_claims_t claims;
+    ip_entry_t *ip_entry;
+    char id[HS_ULID_LEN + 1];
+    uint64_t connected_ms;
+    char last_ack[HS_ULID_LEN + 1];
+    char **topics;
+    size_t topic_count;
+} takeover_t;
+
+typedef struct taken_reg {
+    hs_notifier_t *notifier;
+    char id[HS_ULID_LEN + 1];
+    resume_ask_t ask;
+} taken_reg_t;
+
+static void taken_over_cb(int status, void *data)
+{
+    taken_reg_t *reg = data;
+    client_t *client = find_client(reg->notifier, reg->id);
+    if (status != 0)
+        hs_log_warn("notifier: conn %s: the directory is unreachable (%s)", reg->id,
+                    hs_strerror(status));
+    if (client && !client->detached)
+        start_resume(reg->notifier, client, &reg->ask);
+    hs_free(reg);
+}
+
+static void takeover_free(takeover_t *t)
+{
+    for (size_t i = 0; i < t->topic_count; i++)
+        hs_free(t->topics[i]);
+    hs_free(t->topics);
+    hs_free(t);
+}
+
+/* Ends the wait: the connection taken over (taken), or a new one. */
+static void takeover_finish(takeover_t *t, bool taken)
+{
+    hs_notifier_t *n = t->notifier;
+    hs_ws_session_t *ws = NULL;
+    hs_conn_t *conn = NULL;
+    if (n->shutting_down) {
+        hs_http_respond_error(t->req, 503, "unavailable", "server is shutting down");
+        goto gone;
+    }
+    if (t->sse)
+        conn = sse_accept(n, t->req);
+    else
+        ws = hs_ws_accept(t->req, &n->ws_config, &ws_callbacks, NULL);
+    if (ws == NULL && conn == NULL)
+        goto gone;
+    if (!taken) {
+        open_client(n, &t->ask, ws, conn, &t->claims, t->ip_entry);
+        takeover_free(t);
+        return;
+    }
+    client_t *client = hs_calloc(1, sizeof(*client));
+    client->notifier = n;
+    client->held_tail = &client->held;
+    client->connected_ms = t->connected_ms;
+    client->replaying = true; /* hold live messages from the first route on */
+    memcpy(client->id, t->id, sizeof(client->id));
+    memcpy(client->last_ack, t->last_ack, sizeof(client->last_ack));
+    attach(n, client, ws, conn, &t->claims, t->ip_entry);
+    hs_map_put(&n->clients, client->id, HS_ULID_LEN, client);
+    for (size_t i = 0; i < t->topic_count; i++)
+        if (subscribe(n, client, t->topics[i]) != 0)
+            hs_log_warn("notifier: conn %s: subscription to %s not taken over", client->id,
+                        t->topics[i]);
+    hs_log_info("notifier: conn %s taken over from another node (%zu topics)", client->id,
+                t->topic_count);
+    /* The replay starts once the directory routes this node's topics (the
+     * same Redis link runs the commands in order), so a message routed
+     * before is in the history the replay reads, and one routed after is
+     * held. */
+    taken_reg_t *reg = hs_malloc(sizeof(*reg));
+    reg->notifier = n;
+    reg->ask = t->ask;
+    memcpy(reg->id, client->id, sizeof(reg->id));
+    hs_bus_register_connection(n->bus, n->node_id, client->id, taken_over_cb, reg);
+    takeover_free(t);
+    return;
+gone:
+    if (taken) /* nobody came: the rows go, as at the end of a window */
+        hs_store_remove_connection(n->store, t->id, store_write_cb, NULL);
+    hs_token_claims_dispose(&t->claims);
+    takeover_free(t);
+}
+
+static void claimed_cb(int status, void *data)
+{
+    takeover_t *t = data;
+    if (status != 0 && status != HS_ENOTFOUND)
+        hs_log_error("notifier: conn %s: taking it over failed: %s", t->id, hs_strerror(status));
+    takeover_finish(t, status == 0);
+}
+
+static void stored_connection_cb(int status, const hs_connection_info_t *info, void *data)
+{
+    takeover_t *t = data;
+    hs_notifier_t *n = t->notifier;
+    if (status != 0 || !same_user(info->user, t->claims.sub)) {
+        takeover_finish(t, false);
+        return;
+    }
+    t->connected_ms = info->connected_ms;
+    if (info->last_ack)
+        snprintf(t->last_ack, sizeof(t->last_ack), "%s", info->last_ack);
+    t->topics = hs_calloc(info->sub_count ? info->sub_count : 1, sizeof(*t->topics));
+    for (size_t i = 0; i < info->sub_count; i++)
+        t->topics[t->topic_count++] = hs_strdup(info->subs[i].topic);
+    hs_store_claim_connection(n->store, t->id, n->node_id, claimed_cb, t);
+}
+
+static void located_cb(int status, const char *node, void *data)
+{
+    takeover_t *t = data;
+    (void)node;
+    if (status != HS_ENOTFOUND) {
+        /* Attached somewhere (a detached connection leaves the directory),
+         * or the directory cannot say: a new connection. */
+        takeover_finish(t, false);
+        return;
+    }
+    hs_store_get_connection(t->notifier->store, t->id, stored_connection_cb, t);
+}
+
+/* Starts a takeover when ask holds a valid token of a connection this node
+ * does not hold. Returns true when it did (the request is answered later). */
+static bool takeover(hs_notifier_t *n, hs_http_request_t *req, bool sse, const resume_ask_t *ask,
+                     hs_token_claims_t *claims, ip_entry_t *ip_entry)
+{
+    char id[HS_ULID_LEN + 1];
+    if (n->cfg->resume_window_ms == 0 ||
+        hs_resume_token_check(n->resume_secret, n->resume_secret_len, ask->token,
+                              strlen(ask->token), hs_now_ms(), id) != 0 ||
+        find_client(n, id) != NULL)
+        return false;
+    takeover_t *t = hs_calloc(1, sizeof(*t));
+    t->notifier = n;
+    t->req = req;
+    t->sse = sse;
+    t->ask = *ask;
+    t->claims = *claims;
+    t->ip_entry = ip_entry;
+    memcpy(t->id, id, sizeof(t->id));
+    hs_bus_locate_connection(n->bus, id, located_cb, t);
+    return true;
+}
+
 static void ws_route(hs_http_request_t *req, void *ctx)
 {
     hs_notifier_t *n = ctx;
@@ -1309,6 +1471,8 @@ static void ws_route(hs_http_request_t *req, void *ctx)
         return;
     resume_ask_t ask;
     read_resume_ask(req, &ask);
+    if (ask.asked && takeover(n, req, false, &ask, &claims, ip_entry))
+        return;
     hs_ws_session_t *ws = hs_ws_accept(req, &n->ws_config, &ws_callbacks, NULL);
     if (ws == NULL) {
         hs_token_claims_dispose(&claims);
@@ -1358,15 +1522,10 @@ static const hs_conn_handler_t sse_handler = {
     .on_close = sse_close,
 };
 
-static void sse_route(hs_http_request_t *req, void *ctx)
+/* Answers the request with the head of an event stream and takes the
+ * connection; NULL when the client went away. */
+static hs_conn_t *sse_accept(hs_notifier_t *n, hs_http_request_t *req)
 {
-    hs_notifier_t *n = ctx;
-    hs_token_claims_t claims = {0};
-    ip_entry_t *ip_entry;
-    if (!admit(n, req, &claims, &ip_entry))
-        return;
-    resume_ask_t ask;
-    read_resume_ask(req, &ask);
     size_t origin_len = 0;
     const char *origin = hs_http_header(req, "origin", &origin_len);
     char head[512];
@@ -1378,15 +1537,32 @@ static void sse_route(hs_http_request_t *req, void *ctx)
                        origin && origin_len < 256 ? (int)origin_len : 0, origin ? origin : "",
                        origin ? "\r\n" : "");
     hs_conn_t *conn = hs_http_upgrade(req);
-    if (conn == NULL) {
-        hs_token_claims_dispose(&claims);
-        return;
-    }
+    if (conn == NULL)
+        return NULL;
     hs_buf_t *buf = hs_buf_from(head, (size_t)len);
     hs_conn_send_always(conn, buf);
     hs_buf_unref(buf);
     hs_conn_set_max_pending(conn, n->cfg->max_pending);
     hs_conn_timer_start(conn, SSE_KEEPALIVE_MS, sse_keepalive_cb);
+    return conn;
+}
+
+static void sse_route(hs_http_request_t *req, void *ctx)
+{
+    hs_notifier_t *n = ctx;
+    hs_token_claims_t claims = {0};
+    ip_entry_t *ip_entry;
+    if (!admit(n, req, &claims, &ip_entry))
+        return;
+    resume_ask_t ask;
+    read_resume_ask(req, &ask);
+    if (ask.asked && takeover(n, req, true, &ask, &claims, ip_entry))
+        return;
+    hs_conn_t *conn = sse_accept(n, req);
+    if (conn == NULL) {
+        hs_token_claims_dispose(&claims);
+        return;
+    }
     open_client(n, &ask, NULL, conn, &claims, ip_entry);
 }
 

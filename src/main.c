@@ -59,6 +59,7 @@ typedef struct app {
     uv_signal_t sigint;
     uv_signal_t sigterm;
     uv_signal_t sighup; /* reloads --api-key-file and the TLS certificate */
+    unsigned flush_threads;
     uv_timer_t shutdown_timer;
     int stopping;
     int roles_running;
@@ -376,6 +377,26 @@ static bool open_client_subscribe(const app_t *app)
            addr_is_loopback(app->api_addr);
 }
 
+/* --flush-threads: "auto" (one helper per core beyond the loop's own, at
+ * most 7) or a number. */
+static int parse_flush_threads(app_t *app)
+{
+    const char *v = app->cfg.flush_threads;
+    if (strcmp(v, "auto") == 0) {
+        unsigned cores = uv_available_parallelism();
+        app->flush_threads = cores > 1 ? (cores - 1 > 7 ? 7 : cores - 1) : 0;
+        return 0;
+    }
+    char *end;
+    unsigned long n = strtoul(v, &end, 10);
+    if (v[0] == '\0' || *end != '\0' || n > 64) {
+        hs_log_error("houston: --flush-threads: \"%s\" is not auto or a number 0-64", v);
+        return 1;
+    }
+    app->flush_threads = (unsigned)n;
+    return 0;
+}
+
 /* --tls-cert and --tls-key: both or neither. Checked before anything is
  * opened, so a bad certificate stops the start at once. */
 static int load_tls(app_t *app)
@@ -405,7 +426,7 @@ static int serve(app_t *app)
     char err[256] = "";
     int rc;
     choose_node_id(app);
-    if (setup_security(app) != 0 || load_tls(app) != 0)
+    if (setup_security(app) != 0 || load_tls(app) != 0 || parse_flush_threads(app) != 0)
         return 1;
     if (app->roles & (ROLE_PUBLISHER | ROLE_NOTIFIER)) {
         hs_store_options_t store_options = {.batch_max = (unsigned)app->cfg.batch_max,
@@ -419,6 +440,7 @@ static int serve(app_t *app)
     if (open_bus(app) != 0)
         return 1;
     app->net = hs_net_new(app->loop);
+    hs_net_set_flush_threads(app->net, app->flush_threads);
     if (app->tls)
         hs_net_set_tls(app->net, app->tls);
     if (app->roles & ROLE_NOTIFIER) {

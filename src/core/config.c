@@ -115,6 +115,11 @@ static const setting_t settings[] = {
      100, 24 * 3600 * SEC, "DURATION",
      "scale-out: a consumer takes over events another consumer left unacknowledged this long",
      .url_secret = false},
+    {"flush-threads", "HOUSTON_FLUSH_THREADS", T_STRING, offsetof(hs_config_t, flush_threads),
+     "auto", 0, 0, "N|auto",
+     "helper threads sharing the socket writes of a large fan-out (auto: one per core beyond "
+     "the first; 0: none)",
+     .url_secret = false},
     {"db-wait", "HOUSTON_DB_WAIT", T_DURATION, offsetof(hs_config_t, db_wait_ms), "60s", 0,
      3600 * SEC, "DURATION", "at start-up, wait this long for MariaDB to accept connections",
      .url_secret = false},

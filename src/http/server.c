@@ -680,6 +680,12 @@ static void orphan_close_cb(hs_conn_t *conn)
 static const hs_conn_handler_t orphan_handler = {.on_read = orphan_read,
                                                  .on_close = orphan_close_cb};
 
+bool hs_http_can_take_over(const hs_http_request_t *req)
+{
+    const hs_http_conn_t *hc = req->hc;
+    return hc != NULL && hc->head == req && hc->in_flight == 1;
+}
+
 hs_conn_t *hs_http_upgrade(hs_http_request_t *req)
 {
     hs_http_conn_t *hc = req->hc;

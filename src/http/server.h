@@ -149,5 +149,10 @@ void hs_http_respond_empty(hs_http_request_t *req, int status);
  * returned, such bytes are dropped. Releases req. Returns NULL if the client
  * already went away. */
 hs_conn_t *hs_http_upgrade(hs_http_request_t *req);
+/* Whether req may take the connection over now: no pipelined request before
+ * it still waits for its answer. A request with an Upgrade header always may
+ * (the server holds it until then); a route that takes over a plain request
+ * (an event stream) must check, and answer normally when it may not. */
+bool hs_http_can_take_over(const hs_http_request_t *req);
 
 #endif

@@ -9,6 +9,9 @@
 #include "core/metrics.h"
 #include "net/net_internal.h"
 
+#include <errno.h>
+#include <sys/uio.h>
+
 #define FLUSH_CLOSE_DEADLINE_MS 5000
 
 static void conn_free_if_done(hs_conn_t *conn)
@@ -396,6 +399,63 @@ void hs_net__flush_conn(hs_conn_t *conn)
         }
     }
     queue_drained(conn);
+}
+
+bool hs_net__can_flush_apart(const hs_conn_t *conn)
+{
+    return conn->tls == NULL && !(conn->flags & (CONN_CLOSING | CONN_WRITING)) &&
+           conn->out_count > 0;
+}
+
+void hs_net__flush_writes(hs_conn_t *conn)
+{
+    conn->flush_error = 0;
+    conn->flush_written = 0;
+    conn->flush_partial = false;
+    uv_os_fd_t fd;
+    if (uv_fileno((const uv_handle_t *)&conn->tcp, &fd) != 0) {
+        conn->flush_error = UV_EBADF;
+        return;
+    }
+    uv_buf_t iovs[HS_NET_MAX_IOVS];
+    while (conn->out_count > 0) {
+        unsigned n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS);
+        size_t total = 0;
+        for (unsigned i = 0; i < n; i++)
+            total += iovs[i].len;
+        /* uv_buf_t has the layout of struct iovec on Unix. */
+        ssize_t rc;
+        do
+            rc = writev(fd, (const struct iovec *)iovs, (int)n);
+        while (rc < 0 && errno == EINTR);
+        if (rc < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                conn->flush_error = -errno;
+            else
+                conn->flush_partial = true;
+            return;
+        }
+        conn->flush_written += (size_t)rc;
+        hs_conn__consume(conn, (size_t)rc);
+        if ((size_t)rc < total) {
+            conn->flush_partial = true;
+            return;
+        }
+    }
+}
+
+void hs_net__flush_finish(hs_conn_t *conn)
+{
+    conn->net->write_calls++;
+    hs_metrics_singleton.bytes_sent += conn->flush_written;
+    if (conn->flush_error) {
+        hs_log_debug("net: write to %s failed: %s", conn->peer, uv_strerror(conn->flush_error));
+        hs_conn_close(conn);
+    } else if (conn->flush_partial && conn->out_count > 0) {
+        hs_net__flush_conn(conn); /* hands the rest to uv_write */
+    } else if (conn->out_count == 0) {
+        queue_drained(conn);
+    }
 }
 
 static int send_buf(hs_conn_t *conn, hs_buf_t *buf, int bounded)

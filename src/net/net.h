@@ -42,6 +42,9 @@ typedef struct hs_listener hs_listener_t;
  * with pending writes, the prepare handle that flushes them. */
 hs_net_t *hs_net_new(uv_loop_t *loop);
 uv_loop_t *hs_net_loop(hs_net_t *net);
+/* Spreads the writes of an iteration with many connections to flush over
+ * this many helper threads besides the loop's (flush_pool.c); 0: none. */
+void hs_net_set_flush_threads(hs_net_t *net, unsigned helpers);
 /* Closes the prepare handle; call when every listener and connection is
  * closed, then run the loop once more before freeing. Frees net in the
  * close callback. */

@@ -2,6 +2,8 @@
 #ifndef HS_NET_INTERNAL_H
 #define HS_NET_INTERNAL_H
 
+#include <stdbool.h>
+
 #include "net/net.h"
 #include "net/tls.h"
 
@@ -48,13 +50,24 @@ struct hs_conn {
     unsigned handles_open;                       /* tcp + timer; freed when it reaches 0 */
     struct hs_conn *next_pending, *prev_pending; /* the net's flush list */
     hs_tls_conn_t *tls;                          /* NULL on a plain connection */
-    char peer[64];                               /* "[v6 address]:port" */
+    /* the write phase of a parallel flush (net.c): its outcome, for the
+     * loop thread to act on */
+    int flush_error;      /* a failed writev, as -errno */
+    size_t flush_written; /* bytes written */
+    bool flush_partial;   /* the socket filled up before the queue emptied */
+    char peer[64];        /* "[v6 address]:port" */
 };
+
+typedef struct hs_flush_pool hs_flush_pool_t;
 
 struct hs_net {
     uv_loop_t *loop;
+    hs_flush_pool_t *flush_pool; /* NULL: every flush on the loop thread */
+    hs_conn_t **flush_batch;     /* the connections of one flush */
+    size_t flush_batch_cap;
     uv_prepare_t prepare;
     hs_conn_t *pending_head; /* connections with bytes to flush */
+    size_t pending_count;
     size_t conn_count;
     int read_buf_busy;
     uint64_t write_calls; /* uv_try_write calls; lets tests see the batching */
@@ -65,6 +78,12 @@ struct hs_net {
 
 void hs_net__schedule_flush(hs_net_t *net, hs_conn_t *conn);
 void hs_net__flush_conn(hs_conn_t *conn);
+/* A flush in two phases, for the pool: the writes alone (any thread; touches
+ * conn and nothing else), then what the outcome asks for (loop thread). Only
+ * for plain connections that are not closing or writing. */
+bool hs_net__can_flush_apart(const hs_conn_t *conn);
+void hs_net__flush_writes(hs_conn_t *conn);
+void hs_net__flush_finish(hs_conn_t *conn);
 /* Takes conn off the flush list (before it is freed). */
 void hs_net__unschedule_flush(hs_net_t *net, hs_conn_t *conn);
 hs_conn_t *hs_conn__new(hs_net_t *net);

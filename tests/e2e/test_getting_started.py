@@ -194,7 +194,7 @@ class Session:
         (httpie / "config.json").write_text(json.dumps(
             {"default_options": ["--ignore-stdin", "--print=hb", "--pretty=format"]}))
         self.env = dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', '')}",
-                        HOUSTON_WS_ADDR=f":{self.ws}", HOUSTON_API_ADDR=f":{self.api}",
+                        HOUSTON_WS_ADDR=f":{self.ws}", HOUSTON_API_ADDR=f"127.0.0.1:{self.api}",
                         HOUSTON_URL=f"http://localhost:{self.api}",
                         HOUSTON_WS_URL=f"ws://localhost:{self.ws}/api/v1/ws",
                         HTTPIE_CONFIG_DIR=str(httpie))

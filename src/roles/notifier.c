@@ -1526,6 +1526,13 @@ static const hs_conn_handler_t sse_handler = {
  * connection; NULL when the client went away. */
 static hs_conn_t *sse_accept(hs_notifier_t *n, hs_http_request_t *req)
 {
+    if (!hs_http_can_take_over(req)) {
+        /* Pipelined requests before it still wait for their answers: the
+         * stream cannot have the connection yet. */
+        hs_http_respond_error(req, 400, "bad_request",
+                              "an event stream must not follow unanswered pipelined requests");
+        return NULL;
+    }
     size_t origin_len = 0;
     const char *origin = hs_http_header(req, "origin", &origin_len);
     char head[512];

@@ -71,10 +71,14 @@ struct client {
     bool detached;
     bool replaying;            /* live messages go to held until the replay is sent */
     held_t *held, **held_tail; /* in arrival order */
+    size_t held_bytes;         /* bounded by --max-pending */
+    bool held_overflow;        /* more than that arrived: resume again */
     uint64_t attach_gen;       /* bumps per attach: a late replay for an older one is dropped */
     char last_ack[HS_ULID_LEN + 1]; /* highest acknowledged id, "" before any */
     bool ack_dirty;                 /* last_ack not yet written to the store */
     bool evicted;                   /* the server ends it: no resume */
+    bool unbounded;                 /* sending a replay: past --max-pending (it is bounded by
+                                       --resume-max-replay and already in memory) */
     sub_t *subs;
     unsigned sub_count;
     unsigned pending_subs; /* client-side subscribes waiting for the store */
@@ -253,7 +257,7 @@ static int send_message(client_t *c, const char *id, const char *text, size_t le
     if (c->ws) {
         if (*ws_frame == NULL)
             *ws_frame = hs_ws_frame_new(HS_WS_OP_TEXT, text, len);
-        return hs_ws_send(c->ws, *ws_frame);
+        return c->unbounded ? hs_ws_send_always(c->ws, *ws_frame) : hs_ws_send(c->ws, *ws_frame);
     }
     if (c->sse) {
         if (*sse_frame == NULL) {
@@ -262,7 +266,8 @@ static int send_message(client_t *c, const char *id, const char *text, size_t le
             *sse_frame = framed ? sse_event("message", id, text + skip, len - skip - 1)
                                 : sse_event("message", id, text, len);
         }
-        return sse_send(c->sse, *sse_frame);
+        return c->unbounded ? hs_conn_send_always(c->sse, *sse_frame)
+                            : sse_send(c->sse, *sse_frame);
     }
     return HS_ECLOSED;
 }
@@ -282,18 +287,6 @@ static int send_text(client_t *c, const char *event, const char *text, size_t le
     return HS_ECLOSED;
 }
 
-static void hold(client_t *c, const char *id, const char *text, size_t len)
-{
-    held_t *h = hs_malloc(sizeof(*h) + len + 1);
-    h->next = NULL;
-    snprintf(h->id, sizeof(h->id), "%s", id ? id : "");
-    h->len = len;
-    memcpy(h->text, text, len);
-    h->text[len] = '\0';
-    *c->held_tail = h;
-    c->held_tail = &h->next;
-}
-
 static void drop_held(client_t *c)
 {
     while (c->held) {
@@ -302,6 +295,31 @@ static void drop_held(client_t *c)
         c->held = next;
     }
     c->held_tail = &c->held;
+    c->held_bytes = 0;
+}
+
+/* Holds a live message during a replay. Past --max-pending of them the
+ * held ones are dropped: the replay then ends by closing the transport so
+ * that the client resumes again (the history has them). */
+static void hold(client_t *c, const char *id, const char *text, size_t len)
+{
+    size_t max = (size_t)c->notifier->cfg->max_pending;
+    if (c->held_overflow)
+        return;
+    if (max > 0 && c->held_bytes + len > max) {
+        drop_held(c);
+        c->held_overflow = true;
+        return;
+    }
+    c->held_bytes += len;
+    held_t *h = hs_malloc(sizeof(*h) + len + 1);
+    h->next = NULL;
+    snprintf(h->id, sizeof(h->id), "%s", id ? id : "");
+    h->len = len;
+    memcpy(h->text, text, len);
+    h->text[len] = '\0';
+    *c->held_tail = h;
+    c->held_tail = &h->next;
 }
 
 /* ---- fan-out --------------------------------------------------------- */
@@ -880,6 +898,7 @@ static void detach(hs_notifier_t *n, client_t *client)
     client->sse = NULL;
     client->detached = true;
     client->replaying = false;
+    client->held_overflow = false;
     drop_held(client);
     if (client->ip) {
         client->ip->conns--;
@@ -1039,6 +1058,7 @@ static void finish_replay(replay_t *r)
     size_t sent = r->count < max ? r->count : max;
     const char *next = r->count > max ? r->items[max - 1]->id : NULL;
     send_connected(n, client, true, true, sent, next);
+    client->unbounded = true;
     if (r->failed && client->ws)
         send_error(client->ws, "internal", "the replay failed; page the history from lastID");
     for (size_t i = 0; i < sent; i++) {
@@ -1063,7 +1083,20 @@ static void finish_replay(replay_t *r)
         if (sse_frame)
             hs_buf_unref(sse_frame);
     }
+    client->unbounded = false;
     drop_held(client);
+    if (client->held_overflow) {
+        /* Live messages were dropped while the replay ran: the client comes
+         * back for them (1001 and an ended stream detach it). */
+        client->held_overflow = false;
+        hs_log_info("notifier: conn %s: too many live messages during the replay; asking it "
+                    "to resume again",
+                    client->id);
+        if (client->ws)
+            hs_ws_close(client->ws, 1001, "resume again");
+        else if (client->sse)
+            hs_conn_close_after_flush(client->sse);
+    }
     hs_log_info("notifier: conn %s resumed after %s: %zu replayed%s", client->id, r->after, sent,
                 next ? " (truncated)" : "");
 out:

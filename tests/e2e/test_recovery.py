@@ -13,13 +13,14 @@ import websockets
 from conftest import call, recv_json, run
 
 
-def publisher(srv, topic, count, pause=0.0):
-    """Publishes count messages ("0".."count-1") over one keep-alive HTTP
-    connection in a thread; returns the thread (started)."""
+def publisher(srv, topic, count, pause=0.0, pad=0):
+    """Publishes count messages ("0".."count-1", padded with pad spaces on
+    the right) over one keep-alive HTTP connection in a thread; returns the
+    thread (started)."""
     def work():
         conn = http.client.HTTPConnection("127.0.0.1", srv.api_port, timeout=10)
         for i in range(count):
-            body = json.dumps({"topic": topic, "content": str(i)})
+            body = json.dumps({"topic": topic, "content": str(i) + " " * pad})
             conn.request("POST", "/api/v1/messages", body,
                          {"Content-Type": "application/json"})
             r = conn.getresponse()
@@ -268,3 +269,27 @@ def test_sse_stream_and_resume_with_last_event_id(fresh_server, topic):
     live = publish(srv, topic, "live")
     assert stream.event()["id"] == live
     stream.reset()
+
+
+def test_a_replay_larger_than_max_pending_is_sent_whole(fresh_server, topic):
+    """The replay is bounded by --resume-max-replay, not by --max-pending: a
+    client that reads gets it all instead of being closed as slow."""
+    srv = fresh_server("--max-pending", "64k")
+
+    async def scenario():
+        ws, hello = await open_ws(srv)
+        subscribe(srv, topic, hello["connectionID"])
+        first = publish(srv, topic, "first")
+        await read_messages(ws, [], 1)
+        ws.transport.abort()
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(publisher(srv, topic, 400, pad=400).join)  # about 200 KB of frames
+        ws, hello = await open_ws(srv, f"?resume={hello['resumeToken']}&lastID={first}")
+        assert hello["resumed"] and hello["replayed"] == 400, hello
+        got = []
+        await read_messages(ws, got, 400)
+        await ws.close()
+        return got
+
+    got = run(scenario())
+    assert [c.strip() for _, c in got] == [str(i) for i in range(400)]

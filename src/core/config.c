@@ -158,6 +158,21 @@ static const setting_t settings[] = {
      "WebSocket upgrades per second from one IP address, bursts of twice that; beyond it 429 "
      "(0: no limit)",
      .url_secret = false},
+    {"resume-window", "HOUSTON_RESUME_WINDOW", T_DURATION, offsetof(hs_config_t, resume_window_ms),
+     "60s", 0, 24 * 3600 * SEC, "DURATION",
+     "a connection dropped without a clean close keeps its subscriptions this long for a "
+     "resume (0: off)",
+     .url_secret = false},
+    {"resume-secret", "HOUSTON_RESUME_SECRET", T_STRING, offsetof(hs_config_t, resume_secret), "",
+     0, 0, "SECRET",
+     "HMAC key of resume tokens; every notifier of a deployment needs the same (empty: random "
+     "per process)",
+     .secret = true},
+    {"resume-max-replay", "HOUSTON_RESUME_MAX_REPLAY", T_UINT,
+     offsetof(hs_config_t, resume_max_replay), "10000", 1, 1000000, "N",
+     "most messages replayed on a resume; past it the client pages the rest from the history "
+     "API",
+     .url_secret = false},
     {"client-message-rate", "HOUSTON_CLIENT_MESSAGE_RATE", T_UINT,
      offsetof(hs_config_t, client_message_rate), "20", 0, 1000000, "N",
      "messages per second a WebSocket client may send, bursts of twice that; beyond it an "

@@ -74,6 +74,10 @@ typedef struct hs_config {
     char *tls_cert;        /* --tls-cert        HOUSTON_TLS_CERT       "" (plain listeners) */
     char *tls_key;         /* --tls-key         HOUSTON_TLS_KEY        "" */
     char *tls_min_version; /* --tls-min-version HOUSTON_TLS_MIN_VERSION "1.2" */
+    /* resume (docs/recovery.md) */
+    uint64_t resume_window_ms;  /* --resume-window     HOUSTON_RESUME_WINDOW     60 s (0: off) */
+    char *resume_secret;        /* --resume-secret     HOUSTON_RESUME_SECRET     "" = random */
+    uint64_t resume_max_replay; /* --resume-max-replay HOUSTON_RESUME_MAX_REPLAY 10000 */
     unsigned char sources[HS_CONFIG_MAX_SETTINGS];
     /* hs_config_source_t per setting */ /* --batch-max      HOUSTON_BATCH_MAX      512 */
 } hs_config_t;

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <strings.h>
 
 #include "core/alloc.h"
@@ -17,6 +18,7 @@
 #include "roles/dedupe.h"
 #include "roles/health.h"
 #include "roles/render.h"
+#include "roles/resume_token.h"
 #include "roles/token.h"
 #include "ws/codec.h"
 #include "ws/handshake.h"
@@ -50,9 +52,33 @@ typedef struct expiry {
     client_t *client; /* NULL once the client is gone */
 } expiry_t;
 
+/* A live message held back while a resume's replay runs. */
+typedef struct held {
+    struct held *next;
+    char id[HS_ULID_LEN + 1];
+    size_t len;
+    char text[]; /* the message frame's text */
+} held_t;
+
+/* A client is attached (ws or sse set), or detached: dropped without a clean
+ * close, its subscriptions kept for --resume-window, delivering nothing
+ * (the history holds what it misses) until a resume attaches a transport. */
 struct client {
     hs_notifier_t *notifier;
-    hs_ws_session_t *ws;
+    hs_ws_session_t *ws; /* WebSocket transport, or NULL */
+    hs_conn_t *sse;      /* SSE transport (text/event-stream), or NULL */
+    expiry_t *window;    /* runs while detached: the end of the resume window */
+    bool detached;
+    bool replaying;            /* live messages go to held until the replay is sent */
+    held_t *held, **held_tail; /* in arrival order */
+    size_t held_bytes;         /* bounded by --max-pending */
+    bool held_overflow;        /* more than that arrived: resume again */
+    uint64_t attach_gen;       /* bumps per attach: a late replay for an older one is dropped */
+    char last_ack[HS_ULID_LEN + 1]; /* highest acknowledged id, "" before any */
+    bool ack_dirty;                 /* last_ack not yet written to the store */
+    bool evicted;                   /* the server ends it: no resume */
+    bool unbounded;                 /* sending a replay: past --max-pending (it is bounded by
+                                       --resume-max-replay and already in memory) */
     sub_t *subs;
     unsigned sub_count;
     unsigned pending_subs; /* client-side subscribes waiting for the store */
@@ -92,13 +118,18 @@ struct hs_notifier {
     const hs_token_verifier_t *verifier; /* client tokens; NULL: none needed */
     bool open_subscribe;                 /* client-side subscribes to any topic without tokens */
     hs_map_t ips;                        /* peer IP -> ip_entry_t */
-    size_t ips_sweep_at;                 /* sweep idle entries when the map reaches this */
+    unsigned char resume_secret[32];     /* HMAC key of resume tokens */
+    size_t resume_secret_len;
+    uv_timer_t *ack_timer; /* writes changed acks once a second */
+    size_t ips_sweep_at;   /* sweep idle entries when the map reaches this */
     /* shutdown */
     int shutting_down;
     int http_done;
     void (*shutdown_cb)(void *data);
     void *shutdown_data;
 };
+
+static const hs_conn_handler_t sse_handler;
 
 /* ---- the index ------------------------------------------------------- */
 
@@ -175,6 +206,122 @@ static client_t *find_client(hs_notifier_t *n, const char *id)
     return id ? hs_map_get(&n->clients, id, strlen(id)) : NULL;
 }
 
+/* ---- transports -------------------------------------------------------- */
+
+static const char frame_prefix[] = "{\"type\":\"message\",\"message\":";
+
+/* An SSE event: "event: <event>", "id: <id>" when given, one "data:" line
+ * per line of data, and the blank line that ends it. */
+static hs_buf_t *sse_event(const char *event, const char *id, const char *data, size_t len)
+{
+    hs_buf_t *buf = hs_buf_new(len + 64);
+    buf = hs_buf_append(buf, "event: ", 7);
+    buf = hs_buf_append(buf, event, strlen(event));
+    if (id) {
+        buf = hs_buf_append(buf, "\nid: ", 5);
+        buf = hs_buf_append(buf, id, strlen(id));
+    }
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || data[i] == '\n') {
+            buf = hs_buf_append(buf, "\ndata: ", 7);
+            buf = hs_buf_append(buf, data + start, i - start);
+            start = i + 1;
+        }
+    }
+    return hs_buf_append(buf, "\n\n", 2);
+}
+
+/* Queues buf on an SSE connection; a peer that does not read is closed
+ * like a slow WebSocket client. */
+static int sse_send(hs_conn_t *conn, hs_buf_t *buf)
+{
+    if (hs_conn_closing(conn))
+        return HS_ECLOSED;
+    int rc = hs_conn_send(conn, buf);
+    if (rc == HS_ETOOBIG) {
+        hs_log_warn("notifier: SSE %s does not read: %zu bytes queued; closing", hs_conn_peer(conn),
+                    hs_conn_pending(conn));
+        hs_conn_discard_unsent(conn);
+        hs_conn_close_after_flush(conn);
+    }
+    return rc;
+}
+
+/* Sends one message frame (text: {"type":"message","message":{…}}) to an
+ * attached client. The WebSocket frame and the SSE event are built once per
+ * fan-out, on first use, into *ws_frame and *sse_frame (caller unrefs). */
+static int send_message(client_t *c, const char *id, const char *text, size_t len,
+                        hs_buf_t **ws_frame, hs_buf_t **sse_frame)
+{
+    if (c->ws) {
+        if (*ws_frame == NULL)
+            *ws_frame = hs_ws_frame_new(HS_WS_OP_TEXT, text, len);
+        return c->unbounded ? hs_ws_send_always(c->ws, *ws_frame) : hs_ws_send(c->ws, *ws_frame);
+    }
+    if (c->sse) {
+        if (*sse_frame == NULL) {
+            size_t skip = sizeof(frame_prefix) - 1;
+            bool framed = len > skip && memcmp(text, frame_prefix, skip) == 0;
+            *sse_frame = framed ? sse_event("message", id, text + skip, len - skip - 1)
+                                : sse_event("message", id, text, len);
+        }
+        return c->unbounded ? hs_conn_send_always(c->sse, *sse_frame)
+                            : sse_send(c->sse, *sse_frame);
+    }
+    return HS_ECLOSED;
+}
+
+/* Any other frame's text: a WebSocket text frame, or an SSE event named
+ * event. */
+static int send_text(client_t *c, const char *event, const char *text, size_t len)
+{
+    if (c->ws)
+        return hs_ws_send_text(c->ws, text, len);
+    if (c->sse) {
+        hs_buf_t *buf = sse_event(event, NULL, text, len);
+        int rc = sse_send(c->sse, buf);
+        hs_buf_unref(buf);
+        return rc;
+    }
+    return HS_ECLOSED;
+}
+
+static void drop_held(client_t *c)
+{
+    while (c->held) {
+        held_t *next = c->held->next;
+        hs_free(c->held);
+        c->held = next;
+    }
+    c->held_tail = &c->held;
+    c->held_bytes = 0;
+}
+
+/* Holds a live message during a replay. Past --max-pending of them the
+ * held ones are dropped: the replay then ends by closing the transport so
+ * that the client resumes again (the history has them). */
+static void hold(client_t *c, const char *id, const char *text, size_t len)
+{
+    size_t max = (size_t)c->notifier->cfg->max_pending;
+    if (c->held_overflow)
+        return;
+    if (max > 0 && c->held_bytes + len > max) {
+        drop_held(c);
+        c->held_overflow = true;
+        return;
+    }
+    c->held_bytes += len;
+    held_t *h = hs_malloc(sizeof(*h) + len + 1);
+    h->next = NULL;
+    snprintf(h->id, sizeof(h->id), "%s", id ? id : "");
+    h->len = len;
+    memcpy(h->text, text, len);
+    h->text[len] = '\0';
+    *c->held_tail = h;
+    c->held_tail = &h->next;
+}
+
 /* ---- fan-out --------------------------------------------------------- */
 
 static void deliver(hs_notifier_t *n, const hs_node_cmd_t *cmd)
@@ -191,16 +338,27 @@ static void deliver(hs_notifier_t *n, const hs_node_cmd_t *cmd)
     /* One frame for every recipient; each queue takes a reference. A send
      * that overflows a slow client's queue closes that client later (never
      * inside this walk), so the list stays valid. */
-    hs_buf_t *frame = hs_ws_frame_new(HS_WS_OP_TEXT, cmd->frame_text, cmd->frame_text_len);
+    hs_buf_t *frame = NULL, *sse_frame = NULL;
     hs_metrics_t *m = &hs_metrics_singleton;
     for (sub_t *s = topic->head; s; s = s->topic_next) {
-        int rc = hs_ws_send(s->client->ws, frame);
+        client_t *c = s->client;
+        if (c->detached)
+            continue; /* in the history: a resume replays it */
+        if (c->replaying) {
+            hold(c, cmd->message_id, cmd->frame_text, cmd->frame_text_len);
+            continue;
+        }
+        int rc = send_message(c, cmd->message_id, cmd->frame_text, cmd->frame_text_len, &frame,
+                              &sse_frame);
         if (rc == 0)
             m->deliveries++;
         else if (rc == HS_ETOOBIG)
             m->slow_disconnects++;
     }
-    hs_buf_unref(frame);
+    if (frame)
+        hs_buf_unref(frame);
+    if (sse_frame)
+        hs_buf_unref(sse_frame);
     /* The id's time is the message's creation (wall clock, milliseconds). */
     hs_ulid_t id;
     if (cmd->message_id && hs_ulid_parse(cmd->message_id, strlen(cmd->message_id), &id) == 0) {
@@ -214,7 +372,9 @@ static int notify(hs_notifier_t *n, const char *connection_id, const char *text,
     client_t *client = find_client(n, connection_id);
     if (client == NULL)
         return HS_ENOTFOUND;
-    switch (hs_ws_send_text(client->ws, text, len)) {
+    if (client->detached)
+        return 0; /* notifications are not kept: it misses this one */
+    switch (send_text(client, "notification", text, len)) {
     case 0:
         hs_metrics_singleton.notifications++;
         break;
@@ -246,6 +406,8 @@ static int forward(hs_notifier_t *n, const hs_node_cmd_t *cmd)
     return rc;
 }
 
+static void end_client(hs_notifier_t *n, client_t *client, uint16_t code, const char *reason);
+
 static int handle_command(const hs_node_cmd_t *cmd, void *data)
 {
     hs_notifier_t *n = data;
@@ -276,7 +438,7 @@ static int handle_command(const hs_node_cmd_t *cmd, void *data)
         if (client == NULL)
             return HS_ENOTFOUND;
         hs_log_info("notifier: conn %s disconnected by the API", client->id);
-        hs_ws_close(client->ws, 4000, "disconnected by server");
+        end_client(n, client, 4000, "disconnected by server");
         return 0;
     }
     return HS_EINVAL;
@@ -520,7 +682,7 @@ static void expiry_cb(uv_timer_t *timer)
     expiry_t *e = timer->data;
     if (e->client) {
         hs_log_info("notifier: conn %s: token expired", e->client->id);
-        hs_ws_close(e->client->ws, 4001, "token expired");
+        end_client(e->client->notifier, e->client, 4001, "token expired");
     }
 }
 
@@ -603,18 +765,43 @@ static bool message_admitted(hs_notifier_t *n, client_t *client)
     return false;
 }
 
+/* {"type":"ack","id":…}: remembers the highest id; written to the store in
+ * batches (ack_timer_cb). No answer. */
+static void client_ack(client_t *client, json_t *id_json)
+{
+    char id[HS_ULID_LEN + 1];
+    const char *text = json_string_value(id_json);
+    if (text == NULL || hs_ulid_canonical(text, json_string_length(id_json), id) != 0) {
+        send_error(client->ws, "bad_message", "'id' must be a message id");
+        return;
+    }
+    if (strcmp(id, client->last_ack) > 0) {
+        memcpy(client->last_ack, id, sizeof(client->last_ack));
+        client->ack_dirty = true;
+    }
+}
+
 static void ws_message_cb(hs_ws_session_t *ws, bool binary, const char *data, size_t len)
 {
     client_t *client = hs_ws_data(ws);
     hs_notifier_t *n = client->notifier;
-    if (!message_admitted(n, client))
-        return;
     json_t *obj = NULL;
     const char *type = NULL;
     if (!binary) {
         json_error_t jerr;
         obj = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
         type = json_string_value(json_object_get(obj, "type"));
+    }
+    /* Acks are not counted against --client-message-rate: a client acks
+     * what it is sent, and one costs a comparison. */
+    if (type && strcmp(type, "ack") == 0) {
+        client_ack(client, json_object_get(obj, "id"));
+        json_decref(obj);
+        return;
+    }
+    if (!message_admitted(n, client)) {
+        json_decref(obj);
+        return;
     }
     if (type && strcmp(type, "subscribe") == 0)
         client_topic_message(n, client, true, json_object_get(obj, "topic"));
@@ -624,13 +811,118 @@ static void ws_message_cb(hs_ws_session_t *ws, bool binary, const char *data, si
         client_refresh(n, client, json_object_get(obj, "token"));
     else {
         hs_log_debug("notifier: conn %s sent a %s message of %zu bytes that is not a "
-                     "subscribe, unsubscribe or refresh",
+                     "subscribe, unsubscribe, refresh or ack",
                      client->id, binary ? "binary" : "text", len);
         send_error(ws, "unsupported",
-                   "this server accepts only subscribe, unsubscribe and refresh messages from "
-                   "clients");
+                   "this server accepts only subscribe, unsubscribe, refresh and ack messages "
+                   "from clients");
     }
     json_decref(obj);
+}
+
+/* ---- leaving, detaching, resuming ------------------------------------ */
+
+static void stop_client_timer(expiry_t **timer)
+{
+    if (*timer) {
+        (*timer)->client = NULL;
+        uv_close((uv_handle_t *)&(*timer)->timer, expiry_closed_cb);
+        *timer = NULL;
+    }
+}
+
+/* Frees the client and its in-memory subscriptions; the directory and the
+ * store are the caller's business. */
+static void free_client(hs_notifier_t *n, client_t *client)
+{
+    unsubscribe(n, client, NULL);
+    hs_map_remove(&n->clients, client->id, strlen(client->id));
+    stop_client_timer(&client->expiry);
+    stop_client_timer(&client->window);
+    if (client->ip)
+        client->ip->conns--;
+    drop_held(client);
+    hs_token_claims_dispose(&client->claims);
+    hs_free(client);
+    maybe_finish_shutdown(n);
+}
+
+/* Removes a connection for good: the in-memory index, the directory, the
+ * store (rows and subscriptions). */
+static void remove_client(hs_notifier_t *n, client_t *client)
+{
+    if (!client->detached) /* a detached one left the directory already */
+        hs_bus_unregister_connection(n->bus, n->node_id, client->id);
+    hs_store_remove_connection(n->store, client->id, store_write_cb, NULL);
+    free_client(n, client);
+}
+
+static void expired_cb(int status, void *data)
+{
+    char *id = data;
+    if (status == HS_ENOTFOUND)
+        hs_log_info("notifier: conn %s was resumed on another node; its rows stay", id);
+    else if (status != 0)
+        hs_log_error("notifier: conn %s: removing it failed: %s", id, hs_strerror(status));
+    hs_free(id);
+}
+
+/* The resume window of a detached connection ran out: it goes, rows and
+ * all - unless another notifier took it over (the store checks the node). */
+static void window_cb(uv_timer_t *timer)
+{
+    expiry_t *e = timer->data;
+    client_t *client = e->client;
+    if (client == NULL)
+        return;
+    hs_notifier_t *n = client->notifier;
+    hs_log_info("notifier: conn %s: resume window over", client->id);
+    hs_store_expire_connection(n->store, client->id, n->node_id, expired_cb, hs_strdup(client->id));
+    free_client(n, client);
+}
+
+static void flush_ack(hs_notifier_t *n, client_t *client)
+{
+    if (client->ack_dirty) {
+        client->ack_dirty = false;
+        hs_store_set_last_ack(n->store, client->id, client->last_ack, store_write_cb, NULL);
+    }
+}
+
+/* The transport dropped without a clean close: the connection keeps its
+ * subscriptions (memory and store) for --resume-window and leaves the
+ * directory, so a resume anywhere knows it is not attached. */
+static void detach(hs_notifier_t *n, client_t *client)
+{
+    client->ws = NULL;
+    client->sse = NULL;
+    client->detached = true;
+    client->replaying = false;
+    client->held_overflow = false;
+    drop_held(client);
+    if (client->ip) {
+        client->ip->conns--;
+        client->ip = NULL;
+    }
+    stop_client_timer(&client->expiry); /* a resume presents a token again */
+    flush_ack(n, client);
+    hs_bus_unregister_connection(n->bus, n->node_id, client->id);
+    client->window = hs_calloc(1, sizeof(*client->window));
+    client->window->client = client;
+    uv_timer_init(hs_net_loop(n->net), &client->window->timer);
+    client->window->timer.data = client->window;
+    uv_timer_start(&client->window->timer, window_cb, n->cfg->resume_window_ms, 0);
+    hs_log_info("notifier: conn %s detached; resumable for %llu ms", client->id,
+                (unsigned long long)n->cfg->resume_window_ms);
+}
+
+/* A transport ended; keep says whether it ended without a clean close. */
+static void transport_ended(hs_notifier_t *n, client_t *client, bool keep)
+{
+    if (keep && n->cfg->resume_window_ms > 0 && !n->shutting_down)
+        detach(n, client);
+    else
+        remove_client(n, client);
 }
 
 static void ws_close_cb(hs_ws_session_t *ws, uint16_t code, bool clean)
@@ -639,20 +931,22 @@ static void ws_close_cb(hs_ws_session_t *ws, uint16_t code, bool clean)
     hs_notifier_t *n = client->notifier;
     hs_log_info("notifier: conn %s closed (code %u, %s)", client->id, code,
                 clean ? "clean" : "unclean");
-    /* Every side cleans up: the in-memory index, the directory, the store. */
-    unsubscribe(n, client, NULL);
-    hs_map_remove(&n->clients, client->id, strlen(client->id));
-    hs_bus_unregister_connection(n->bus, n->node_id, client->id);
-    hs_store_remove_connection(n->store, client->id, store_write_cb, NULL);
-    if (client->expiry) {
-        client->expiry->client = NULL;
-        uv_close((uv_handle_t *)&client->expiry->timer, expiry_closed_cb);
-    }
-    if (client->ip)
-        client->ip->conns--;
-    hs_token_claims_dispose(&client->claims);
-    hs_free(client);
-    maybe_finish_shutdown(n);
+    /* 1001 (going away) and 1006 (no close frame: a reset, missed pongs)
+     * may come back; 1000 and every close the server decided end it. */
+    transport_ended(n, client, code == 1001 || code == 1006);
+}
+
+/* Closes the client's transport for a reason of the server's: the
+ * connection ends for good. A detached one goes at once. */
+static void end_client(hs_notifier_t *n, client_t *client, uint16_t code, const char *reason)
+{
+    if (client->ws)
+        hs_ws_close(client->ws, code, reason);
+    else if (client->sse) {
+        client->evicted = true; /* its close callback removes it */
+        hs_conn_close(client->sse);
+    } else
+        remove_client(n, client);
 }
 
 static const hs_ws_callbacks_t ws_callbacks = {
@@ -673,9 +967,52 @@ static bool origin_allowed(const hs_notifier_t *n, hs_http_request_t *req)
     return hs_ws_header_has_token(list, strlen(list), origin);
 }
 
+/* A resume token is accepted for this long after it was issued, and only
+ * while its connection is detached (the window is the real bound). */
+#define RESUME_TOKEN_LIFE_MS (24ull * 3600 * 1000)
+
+/* What an upgrade asked for (?resume=, ?lastID= or Last-Event-ID). */
+typedef struct resume_ask {
+    bool asked; /* ?resume= was given */
+    char token[HS_RESUME_TOKEN_LEN + 1];
+    bool has_last_id;
+    char last_id[HS_ULID_LEN + 1];
+} resume_ask_t;
+
+/* {"type":"connected",…} for a WebSocket, the data of "event: connected"
+ * for SSE. resumed is sent when asked (always on SSE). */
+static void send_connected(hs_notifier_t *n, client_t *client, bool asked, bool resumed,
+                           size_t replayed, const char *next)
+{
+    json_t *obj = json_object();
+    if (client->ws)
+        json_object_set_new(obj, "type", json_string("connected"));
+    json_object_set_new(obj, "connectionID", json_string(client->id));
+    if (n->cfg->resume_window_ms > 0) {
+        char token[HS_RESUME_TOKEN_LEN + 1];
+        hs_resume_token_make(n->resume_secret, n->resume_secret_len, client->id,
+                             hs_now_ms() + RESUME_TOKEN_LIFE_MS, token);
+        json_object_set_new(obj, "resumeToken", json_string(token));
+    }
+    if (asked || client->sse)
+        json_object_set_new(obj, "resumed", json_boolean(resumed));
+    if (resumed)
+        json_object_set_new(obj, "replayed", json_integer((json_int_t)replayed));
+    if (next) {
+        json_object_set_new(obj, "truncated", json_true());
+        json_object_set_new(obj, "next", json_string(next));
+    }
+    size_t len;
+    char *text = hs_render_text(obj, &len);
+    json_decref(obj);
+    send_text(client, "connected", text, len);
+    free(text);
+}
+
 typedef struct registration {
     hs_notifier_t *notifier;
     char id[HS_ULID_LEN + 1];
+    bool asked; /* a resume was asked for and refused */
 } registration_t;
 
 static void registered_cb(int status, void *data)
@@ -686,12 +1023,150 @@ static void registered_cb(int status, void *data)
         hs_log_warn("notifier: conn %s: the directory is unreachable (%s); it is registered "
                     "again when the bus is back",
                     reg->id, hs_strerror(status));
-    if (client) { /* still connected */
-        hs_buf_t *frame = hs_render_connected_frame(client->id);
-        hs_ws_send(client->ws, frame);
-        hs_buf_unref(frame);
-    }
+    if (client && !client->detached) /* still connected */
+        send_connected(reg->notifier, client, reg->asked, false, 0, NULL);
     hs_free(reg);
+}
+
+/* ---- replay ------------------------------------------------------------ */
+
+/* The replay of one resume: a history query per topic, merged by id. */
+typedef struct replay {
+    hs_notifier_t *notifier;
+    char id[HS_ULID_LEN + 1];
+    uint64_t gen;
+    char after[HS_ULID_LEN + 1];
+    size_t pending; /* queries still running */
+    bool failed;
+    held_t **items;
+    size_t count, cap;
+} replay_t;
+
+static int held_cmp(const void *a, const void *b)
+{
+    return strcmp((*(held_t *const *)a)->id, (*(held_t *const *)b)->id);
+}
+
+static void finish_replay(replay_t *r)
+{
+    hs_notifier_t *n = r->notifier;
+    client_t *client = find_client(n, r->id);
+    if (client == NULL || client->detached || client->attach_gen != r->gen)
+        goto out; /* gone, or dropped again: a later resume replays anew */
+    qsort(r->items, r->count, sizeof(*r->items), held_cmp);
+    size_t max = (size_t)n->cfg->resume_max_replay;
+    size_t sent = r->count < max ? r->count : max;
+    const char *next = r->count > max ? r->items[max - 1]->id : NULL;
+    send_connected(n, client, true, true, sent, next);
+    client->unbounded = true;
+    if (r->failed && client->ws)
+        send_error(client->ws, "internal", "the replay failed; page the history from lastID");
+    for (size_t i = 0; i < sent; i++) {
+        hs_buf_t *frame = NULL, *sse_frame = NULL;
+        send_message(client, r->items[i]->id, r->items[i]->text, r->items[i]->len, &frame,
+                     &sse_frame);
+        if (frame)
+            hs_buf_unref(frame);
+        if (sse_frame)
+            hs_buf_unref(sse_frame);
+    }
+    /* Live messages held meanwhile: what the replay sent is not sent again. */
+    const char *last = sent ? r->items[sent - 1]->id : r->after;
+    client->replaying = false;
+    for (held_t *h = client->held; h; h = h->next) {
+        if (strcmp(h->id, last) <= 0)
+            continue;
+        hs_buf_t *frame = NULL, *sse_frame = NULL;
+        send_message(client, h->id, h->text, h->len, &frame, &sse_frame);
+        if (frame)
+            hs_buf_unref(frame);
+        if (sse_frame)
+            hs_buf_unref(sse_frame);
+    }
+    client->unbounded = false;
+    drop_held(client);
+    if (client->held_overflow) {
+        /* Live messages were dropped while the replay ran: the client comes
+         * back for them (1001 and an ended stream detach it). */
+        client->held_overflow = false;
+        hs_log_info("notifier: conn %s: too many live messages during the replay; asking it "
+                    "to resume again",
+                    client->id);
+        if (client->ws)
+            hs_ws_close(client->ws, 1001, "resume again");
+        else if (client->sse)
+            hs_conn_close_after_flush(client->sse);
+    }
+    hs_log_info("notifier: conn %s resumed after %s: %zu replayed%s", client->id, r->after, sent,
+                next ? " (truncated)" : "");
+out:
+    for (size_t i = 0; i < r->count; i++)
+        hs_free(r->items[i]);
+    hs_free(r->items);
+    hs_free(r);
+}
+
+static void replay_part_cb(int status, const hs_message_t *msgs, size_t count, void *data)
+{
+    replay_t *r = data;
+    if (status != 0) {
+        hs_log_error("notifier: conn %s: a replay query failed: %s", r->id, hs_strerror(status));
+        r->failed = true;
+    }
+    for (size_t i = 0; i < count; i++) {
+        json_t *json = hs_render_message(&msgs[i]);
+        size_t json_len, len;
+        char *json_text = hs_render_text(json, &json_len);
+        json_decref(json);
+        char *text = hs_render_message_frame_text(json_text, json_len, &len);
+        free(json_text);
+        held_t *h = hs_malloc(sizeof(*h) + len + 1);
+        h->next = NULL;
+        memcpy(h->id, msgs[i].id, sizeof(h->id));
+        h->len = len;
+        memcpy(h->text, text, len + 1);
+        hs_free(text);
+        if (r->count == r->cap) {
+            r->cap = r->cap ? 2 * r->cap : 64;
+            r->items = hs_realloc(r->items, r->cap * sizeof(*r->items));
+        }
+        r->items[r->count++] = h;
+    }
+    if (--r->pending == 0)
+        finish_replay(r);
+}
+
+/* An attached client was given back its connection: replays what it missed
+ * after last_id (or its last ack), holding live messages meanwhile, then
+ * says connected. */
+static void start_resume(hs_notifier_t *n, client_t *client, const resume_ask_t *ask)
+{
+    client->attach_gen++;
+    const char *after = ask->has_last_id      ? ask->last_id
+                        : client->last_ack[0] ? client->last_ack
+                                              : NULL;
+    hs_ulid_t cursor;
+    if (after == NULL || client->sub_count == 0 ||
+        hs_ulid_parse(after, strlen(after), &cursor) != 0) {
+        client->replaying = false;
+        send_connected(n, client, true, true, 0, NULL);
+        return;
+    }
+    client->replaying = true;
+    replay_t *r = hs_calloc(1, sizeof(*r));
+    r->notifier = n;
+    memcpy(r->id, client->id, sizeof(r->id));
+    r->gen = client->attach_gen;
+    snprintf(r->after, sizeof(r->after), "%s", after);
+    r->pending = client->sub_count;
+    for (sub_t *s = client->subs; s; s = s->client_next) {
+        hs_history_query_t q = {.topic = s->topic->name,
+                                .has_cursor = true,
+                                .cursor = cursor,
+                                .forward = true,
+                                .limit = (unsigned)n->cfg->resume_max_replay + 1};
+        hs_store_list_messages(n->store, &q, replay_part_cb, r);
+    }
 }
 
 /* The token of an upgrade: ?token=… or "Authorization: Bearer …". */
@@ -711,17 +1186,20 @@ static const char *request_token(hs_http_request_t *req, size_t *len)
     return NULL;
 }
 
-static void ws_route(hs_http_request_t *req, void *ctx)
+/* The checks every transport's upgrade passes: shutdown, Origin, per-IP
+ * limits, the connection limit, the client token. Returns false after
+ * answering the request. */
+static bool admit(hs_notifier_t *n, hs_http_request_t *req, hs_token_claims_t *claims_out,
+                  ip_entry_t **ip_out)
 {
-    hs_notifier_t *n = ctx;
     if (n->shutting_down) {
         hs_http_respond_error(req, 503, "unavailable", "server is shutting down");
-        return;
+        return false;
     }
     if (!origin_allowed(n, req)) {
         hs_http_respond_error(req, 403, "origin_not_allowed",
                               "this Origin may not open a WebSocket here");
-        return;
+        return false;
     }
     hs_conn_t *conn = hs_http_request_conn(req);
     char ip[64] = "";
@@ -734,14 +1212,14 @@ static void ws_route(hs_http_request_t *req, void *ctx)
         hs_log_info("notifier: upgrade from %s refused: %s", ip, refusal);
         hs_http_respond_error_with(req, 429, "too_many_requests", "Retry-After: 1\r\n", "%s",
                                    refusal);
-        return;
+        return false;
     }
     if (hs_map_count(&n->clients) >= n->cfg->max_connections) {
         hs_log_warn("notifier: %llu connections: refusing more",
                     (unsigned long long)n->cfg->max_connections);
         hs_metrics_singleton.limit_refusals++;
         hs_http_respond_error(req, 503, "unavailable", "too many connections; try again later");
-        return;
+        return false;
     }
     hs_token_claims_t claims = {0};
     if (n->verifier) {
@@ -751,7 +1229,7 @@ static void ws_route(hs_http_request_t *req, void *ctx)
         if (token == NULL) {
             hs_http_respond_error_with(req, 401, "unauthorized", "WWW-Authenticate: Bearer\r\n",
                                        "a token is required (?token= or Authorization: Bearer)");
-            return;
+            return false;
         }
         if (hs_token_verify(n->verifier, token, token_len, (int64_t)(hs_now_ms() / 1000), &claims,
                             reason, sizeof(reason)) != 0) {
@@ -759,39 +1237,373 @@ static void ws_route(hs_http_request_t *req, void *ctx)
             hs_http_respond_error_with(req, 401, "unauthorized",
                                        "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
                                        "invalid token: %s", reason);
-            return;
+            return false;
         }
     }
-    hs_ws_session_t *ws = hs_ws_accept(req, &n->ws_config, &ws_callbacks, NULL);
-    if (ws == NULL) {
-        hs_token_claims_dispose(&claims);
-        return;
+    *claims_out = claims;
+    *ip_out = ip_entry;
+    return true;
+}
+
+/* ?resume=, and the last id from ?lastID= or Last-Event-ID (SSE). */
+static void read_resume_ask(hs_http_request_t *req, resume_ask_t *ask)
+{
+    memset(ask, 0, sizeof(*ask));
+    const char *token = hs_http_query(req, "resume");
+    if (token && token[0]) {
+        ask->asked = true;
+        snprintf(ask->token, sizeof(ask->token), "%s", token);
     }
-    client_t *client = hs_calloc(1, sizeof(*client));
-    client->notifier = n;
+    size_t len = 0;
+    const char *last = hs_http_query(req, "lastID");
+    if (last)
+        len = strlen(last);
+    else
+        last = hs_http_header(req, "last-event-id", &len);
+    if (last && hs_ulid_canonical(last, len, ask->last_id) == 0)
+        ask->has_last_id = true;
+}
+
+static bool same_user(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Puts the transport (ws or sse) on client. */
+static void attach(hs_notifier_t *n, client_t *client, hs_ws_session_t *ws, hs_conn_t *sse,
+                   hs_token_claims_t *claims, ip_entry_t *ip_entry)
+{
     client->ws = ws;
-    client->connected_ms = hs_now_ms();
-    client->claims = claims;
+    client->sse = sse;
+    if (ws)
+        hs_ws_set_data(ws, client);
+    else
+        hs_conn_set_handler(sse, &sse_handler, client);
+    hs_token_claims_dispose(&client->claims);
+    client->claims = *claims;
     client->ip = ip_entry;
     ip_entry->conns++;
     client->msg_tokens = 2.0 * (double)n->cfg->client_message_rate;
     client->msg_refill_ms = uv_now(hs_net_loop(n->net));
-    hs_ulid_t id;
-    hs_ulid_new(&id);
-    hs_ulid_format(&id, client->id);
-    hs_ws_set_data(ws, client);
+    arm_expiry(n, client);
+}
+
+/* A new connection on a transport that was just accepted. */
+static void open_client(hs_notifier_t *n, const resume_ask_t *ask, hs_ws_session_t *ws,
+                        hs_conn_t *sse, hs_token_claims_t *claims, ip_entry_t *ip_entry)
+{
+    char id[HS_ULID_LEN + 1];
+    uint64_t now = hs_now_ms();
+    client_t *old = NULL;
+    if (ask->asked && n->cfg->resume_window_ms > 0 &&
+        hs_resume_token_check(n->resume_secret, n->resume_secret_len, ask->token,
+                              strlen(ask->token), now, id) == 0)
+        old = find_client(n, id);
+    if (old && old->detached && same_user(old->claims.sub, claims->sub)) {
+        /* Within the window, on this node: the same connection comes back. */
+        stop_client_timer(&old->window);
+        old->detached = false;
+        attach(n, old, ws, sse, claims, ip_entry);
+        hs_bus_register_connection(n->bus, n->node_id, old->id, NULL, NULL);
+        hs_log_info("notifier: conn %s resumed from %s", old->id,
+                    ws ? hs_ws_peer(ws) : hs_conn_peer(sse));
+        start_resume(n, old, ask);
+        return;
+    }
+    client_t *client = hs_calloc(1, sizeof(*client));
+    client->notifier = n;
+    client->held_tail = &client->held;
+    client->connected_ms = now;
+    hs_ulid_t uid;
+    hs_ulid_new(&uid);
+    hs_ulid_format(&uid, client->id);
+    attach(n, client, ws, sse, claims, ip_entry);
     hs_map_put(&n->clients, client->id, HS_ULID_LEN, client);
     /* The connected frame goes out once the directory knows the connection,
      * so a subscribe made as soon as the client has its id finds it. */
     registration_t *reg = hs_malloc(sizeof(*reg));
     reg->notifier = n;
+    reg->asked = ask->asked;
     memcpy(reg->id, client->id, sizeof(reg->id));
     hs_bus_register_connection(n->bus, n->node_id, client->id, registered_cb, reg);
     hs_store_add_connection(n->store, client->id, n->node_id, client->claims.sub,
                             client->connected_ms, store_write_cb, NULL);
-    arm_expiry(n, client);
-    hs_log_info("notifier: conn %s connected from %s%s%s", client->id, hs_ws_peer(ws),
+    hs_log_info("notifier: conn %s connected from %s%s%s%s", client->id,
+                ws ? hs_ws_peer(ws) : hs_conn_peer(sse), sse ? " (SSE)" : "",
                 client->claims.sub ? " as " : "", client->claims.sub ? client->claims.sub : "");
+}
+
+/* ---- resume on another node ------------------------------------------- */
+
+static hs_conn_t *sse_accept(hs_notifier_t *n, hs_http_request_t *req);
+
+/* A resume whose connection is not in this node's memory: it may be
+ * detached on another notifier (scale-out). The request waits (a late
+ * upgrade) while the directory and the store are asked. */
+typedef struct takeover {
+    hs_notifier_t *notifier;
+    hs_http_request_t *req;
+    bool sse;
+    resume_ask_t ask;
+    hs_token_claims_t claims;
+    ip_entry_t *ip_entry;
+    char id[HS_ULID_LEN + 1];
+    uint64_t connected_ms;
+    char last_ack[HS_ULID_LEN + 1];
+    char **topics;
+    size_t topic_count;
+} takeover_t;
+
+typedef struct taken_reg {
+    hs_notifier_t *notifier;
+    char id[HS_ULID_LEN + 1];
+    resume_ask_t ask;
+} taken_reg_t;
+
+static void taken_over_cb(int status, void *data)
+{
+    taken_reg_t *reg = data;
+    client_t *client = find_client(reg->notifier, reg->id);
+    if (status != 0)
+        hs_log_warn("notifier: conn %s: the directory is unreachable (%s)", reg->id,
+                    hs_strerror(status));
+    if (client && !client->detached)
+        start_resume(reg->notifier, client, &reg->ask);
+    hs_free(reg);
+}
+
+static void takeover_free(takeover_t *t)
+{
+    for (size_t i = 0; i < t->topic_count; i++)
+        hs_free(t->topics[i]);
+    hs_free(t->topics);
+    hs_free(t);
+}
+
+/* Ends the wait: the connection taken over (taken), or a new one. */
+static void takeover_finish(takeover_t *t, bool taken)
+{
+    hs_notifier_t *n = t->notifier;
+    hs_ws_session_t *ws = NULL;
+    hs_conn_t *conn = NULL;
+    if (n->shutting_down) {
+        hs_http_respond_error(t->req, 503, "unavailable", "server is shutting down");
+        goto gone;
+    }
+    if (t->sse)
+        conn = sse_accept(n, t->req);
+    else
+        ws = hs_ws_accept(t->req, &n->ws_config, &ws_callbacks, NULL);
+    if (ws == NULL && conn == NULL)
+        goto gone;
+    if (!taken) {
+        open_client(n, &t->ask, ws, conn, &t->claims, t->ip_entry);
+        takeover_free(t);
+        return;
+    }
+    client_t *client = hs_calloc(1, sizeof(*client));
+    client->notifier = n;
+    client->held_tail = &client->held;
+    client->connected_ms = t->connected_ms;
+    client->replaying = true; /* hold live messages from the first route on */
+    memcpy(client->id, t->id, sizeof(client->id));
+    memcpy(client->last_ack, t->last_ack, sizeof(client->last_ack));
+    attach(n, client, ws, conn, &t->claims, t->ip_entry);
+    hs_map_put(&n->clients, client->id, HS_ULID_LEN, client);
+    for (size_t i = 0; i < t->topic_count; i++)
+        if (subscribe(n, client, t->topics[i]) != 0)
+            hs_log_warn("notifier: conn %s: subscription to %s not taken over", client->id,
+                        t->topics[i]);
+    hs_log_info("notifier: conn %s taken over from another node (%zu topics)", client->id,
+                t->topic_count);
+    /* The replay starts once the directory routes this node's topics (the
+     * same Redis link runs the commands in order), so a message routed
+     * before is in the history the replay reads, and one routed after is
+     * held. */
+    taken_reg_t *reg = hs_malloc(sizeof(*reg));
+    reg->notifier = n;
+    reg->ask = t->ask;
+    memcpy(reg->id, client->id, sizeof(reg->id));
+    hs_bus_register_connection(n->bus, n->node_id, client->id, taken_over_cb, reg);
+    takeover_free(t);
+    return;
+gone:
+    if (taken) /* nobody came: the rows go, as at the end of a window */
+        hs_store_remove_connection(n->store, t->id, store_write_cb, NULL);
+    hs_token_claims_dispose(&t->claims);
+    takeover_free(t);
+}
+
+static void claimed_cb(int status, void *data)
+{
+    takeover_t *t = data;
+    if (status != 0 && status != HS_ENOTFOUND)
+        hs_log_error("notifier: conn %s: taking it over failed: %s", t->id, hs_strerror(status));
+    takeover_finish(t, status == 0);
+}
+
+static void stored_connection_cb(int status, const hs_connection_info_t *info, void *data)
+{
+    takeover_t *t = data;
+    hs_notifier_t *n = t->notifier;
+    if (status != 0 || !same_user(info->user, t->claims.sub)) {
+        takeover_finish(t, false);
+        return;
+    }
+    t->connected_ms = info->connected_ms;
+    if (info->last_ack)
+        snprintf(t->last_ack, sizeof(t->last_ack), "%s", info->last_ack);
+    t->topics = hs_calloc(info->sub_count ? info->sub_count : 1, sizeof(*t->topics));
+    for (size_t i = 0; i < info->sub_count; i++)
+        t->topics[t->topic_count++] = hs_strdup(info->subs[i].topic);
+    hs_store_claim_connection(n->store, t->id, n->node_id, claimed_cb, t);
+}
+
+static void located_cb(int status, const char *node, void *data)
+{
+    takeover_t *t = data;
+    (void)node;
+    if (status != HS_ENOTFOUND) {
+        /* Attached somewhere (a detached connection leaves the directory),
+         * or the directory cannot say: a new connection. */
+        takeover_finish(t, false);
+        return;
+    }
+    hs_store_get_connection(t->notifier->store, t->id, stored_connection_cb, t);
+}
+
+/* Starts a takeover when ask holds a valid token of a connection this node
+ * does not hold. Returns true when it did (the request is answered later). */
+static bool takeover(hs_notifier_t *n, hs_http_request_t *req, bool sse, const resume_ask_t *ask,
+                     hs_token_claims_t *claims, ip_entry_t *ip_entry)
+{
+    char id[HS_ULID_LEN + 1];
+    if (n->cfg->resume_window_ms == 0 ||
+        hs_resume_token_check(n->resume_secret, n->resume_secret_len, ask->token,
+                              strlen(ask->token), hs_now_ms(), id) != 0 ||
+        find_client(n, id) != NULL)
+        return false;
+    takeover_t *t = hs_calloc(1, sizeof(*t));
+    t->notifier = n;
+    t->req = req;
+    t->sse = sse;
+    t->ask = *ask;
+    t->claims = *claims;
+    t->ip_entry = ip_entry;
+    memcpy(t->id, id, sizeof(t->id));
+    hs_bus_locate_connection(n->bus, id, located_cb, t);
+    return true;
+}
+
+static void ws_route(hs_http_request_t *req, void *ctx)
+{
+    hs_notifier_t *n = ctx;
+    hs_token_claims_t claims = {0};
+    ip_entry_t *ip_entry;
+    if (!admit(n, req, &claims, &ip_entry))
+        return;
+    resume_ask_t ask;
+    read_resume_ask(req, &ask);
+    if (ask.asked && takeover(n, req, false, &ask, &claims, ip_entry))
+        return;
+    hs_ws_session_t *ws = hs_ws_accept(req, &n->ws_config, &ws_callbacks, NULL);
+    if (ws == NULL) {
+        hs_token_claims_dispose(&claims);
+        return;
+    }
+    open_client(n, &ask, ws, NULL, &claims, ip_entry);
+}
+
+/* ---- Server-Sent Events --------------------------------------------------- */
+
+#define SSE_KEEPALIVE_MS 15000
+
+static void sse_keepalive_cb(hs_conn_t *conn)
+{
+    hs_buf_t *buf = hs_buf_from(": keepalive\n\n", 13);
+    sse_send(conn, buf);
+    hs_buf_unref(buf);
+    hs_conn_timer_start(conn, SSE_KEEPALIVE_MS, sse_keepalive_cb);
+}
+
+static void sse_read(hs_conn_t *conn, const char *data, size_t len)
+{
+    (void)conn; /* nothing is read from an event stream's client */
+    (void)data;
+    (void)len;
+}
+
+static void sse_eof(hs_conn_t *conn, int status)
+{
+    (void)status;
+    hs_conn_close(conn);
+}
+
+static void sse_close(hs_conn_t *conn)
+{
+    client_t *client = hs_conn_data(conn);
+    if (client == NULL || client->sse != conn)
+        return;
+    hs_log_info("notifier: conn %s: event stream closed", client->id);
+    /* An event stream has no clean close: it may always come back. */
+    transport_ended(client->notifier, client, !client->evicted);
+}
+
+static const hs_conn_handler_t sse_handler = {
+    .on_read = sse_read,
+    .on_eof = sse_eof,
+    .on_close = sse_close,
+};
+
+/* Answers the request with the head of an event stream and takes the
+ * connection; NULL when the client went away. */
+static hs_conn_t *sse_accept(hs_notifier_t *n, hs_http_request_t *req)
+{
+    if (!hs_http_can_take_over(req)) {
+        /* Pipelined requests before it still wait for their answers: the
+         * stream cannot have the connection yet. */
+        hs_http_respond_error(req, 400, "bad_request",
+                              "an event stream must not follow unanswered pipelined requests");
+        return NULL;
+    }
+    size_t origin_len = 0;
+    const char *origin = hs_http_header(req, "origin", &origin_len);
+    char head[512];
+    int len = snprintf(head, sizeof(head),
+                       "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                       "Cache-Control: no-cache\r\nConnection: close\r\n"
+                       "X-Accel-Buffering: no\r\n%s%.*s%s\r\n",
+                       origin ? "Access-Control-Allow-Origin: " : "",
+                       origin && origin_len < 256 ? (int)origin_len : 0, origin ? origin : "",
+                       origin ? "\r\n" : "");
+    hs_conn_t *conn = hs_http_upgrade(req);
+    if (conn == NULL)
+        return NULL;
+    hs_buf_t *buf = hs_buf_from(head, (size_t)len);
+    hs_conn_send_always(conn, buf);
+    hs_buf_unref(buf);
+    hs_conn_set_max_pending(conn, n->cfg->max_pending);
+    hs_conn_timer_start(conn, SSE_KEEPALIVE_MS, sse_keepalive_cb);
+    return conn;
+}
+
+static void sse_route(hs_http_request_t *req, void *ctx)
+{
+    hs_notifier_t *n = ctx;
+    hs_token_claims_t claims = {0};
+    ip_entry_t *ip_entry;
+    if (!admit(n, req, &claims, &ip_entry))
+        return;
+    resume_ask_t ask;
+    read_resume_ask(req, &ask);
+    if (ask.asked && takeover(n, req, true, &ask, &claims, ip_entry))
+        return;
+    hs_conn_t *conn = sse_accept(n, req);
+    if (conn == NULL) {
+        hs_token_claims_dispose(&claims);
+        return;
+    }
+    open_client(n, &ask, NULL, conn, &claims, ip_entry);
 }
 
 /* ---- life cycle ------------------------------------------------------ */
@@ -819,6 +1631,18 @@ hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
         n->dedupe = hs_dedupe_new(cfg->dedupe_window);
     n->router = hs_router_new();
     hs_router_add(n->router, HTTP_GET, "/api/v1/ws", ws_route, n);
+    hs_router_add(n->router, HTTP_GET, "/api/v1/sse", sse_route, n);
+    if (cfg->resume_secret && cfg->resume_secret[0]) {
+        /* HMAC takes a key of any length; a longer one is hashed first. */
+        size_t len = strlen(cfg->resume_secret);
+        n->resume_secret_len = len < sizeof(n->resume_secret) ? len : sizeof(n->resume_secret);
+        memcpy(n->resume_secret, cfg->resume_secret, n->resume_secret_len);
+    } else {
+        if (getrandom(n->resume_secret, sizeof(n->resume_secret), 0) !=
+            (ssize_t)sizeof(n->resume_secret))
+            hs_log_warn("notifier: no random resume secret; tokens are weak");
+        n->resume_secret_len = sizeof(n->resume_secret);
+    }
     n->health = hs_health_add_routes(n->router, store, bus);
     hs_console_add_routes(n->router);
     hs_http_limits_t limits;
@@ -860,7 +1684,8 @@ static void bus_reconnected_cb(void *data)
     size_t pos = 0;
     client_t *client;
     while ((client = hs_map_next(&n->clients, &pos)) != NULL)
-        hs_bus_register_connection(n->bus, n->node_id, client->id, NULL, NULL);
+        if (!client->detached)
+            hs_bus_register_connection(n->bus, n->node_id, client->id, NULL, NULL);
     pos = 0;
     topic_t *topic;
     while ((topic = hs_map_next(&n->topics, &pos)) != NULL)
@@ -869,8 +1694,32 @@ static void bus_reconnected_cb(void *data)
                 hs_map_count(&n->clients), hs_map_count(&n->topics));
 }
 
+/* Writes the acks that changed since the last tick: one write per
+ * connection per second at most, batched by the store's writer. */
+static void ack_timer_cb(uv_timer_t *timer)
+{
+    hs_notifier_t *n = timer->data;
+    size_t pos = 0;
+    client_t *client;
+    while ((client = hs_map_next(&n->clients, &pos)) != NULL)
+        flush_ack(n, client);
+}
+
+static void ack_timer_closed_cb(uv_handle_t *handle)
+{
+    hs_free(handle);
+}
+
 int hs_notifier_start(hs_notifier_t *n, const char *addr)
 {
+    if (n->cfg->resume_window_ms > 0 && n->cfg->redis && n->cfg->redis[0] &&
+        !(n->cfg->resume_secret && n->cfg->resume_secret[0]))
+        hs_log_warn("notifier: no --resume-secret: a connection can resume only on this node");
+    n->ack_timer = hs_calloc(1, sizeof(*n->ack_timer));
+    uv_timer_init(hs_net_loop(n->net), n->ack_timer);
+    n->ack_timer->data = n;
+    uv_timer_start(n->ack_timer, ack_timer_cb, 1000, 1000);
+    uv_unref((uv_handle_t *)n->ack_timer);
     hs_bus_on_reconnect(n->bus, bus_reconnected_cb, n);
     int rc = hs_bus_serve_node(n->bus, n->node_id, handle_command, n);
     if (rc != 0)
@@ -921,10 +1770,27 @@ void hs_notifier_shutdown(hs_notifier_t *n, void (*cb)(void *data), void *data)
     hs_log_info("notifier: closing %zu connections (%llu were closed earlier for not reading)",
                 hs_map_count(&n->clients),
                 (unsigned long long)hs_metrics_singleton.slow_disconnects);
-    size_t pos = 0;
+    if (n->ack_timer) {
+        ack_timer_cb(n->ack_timer);
+        uv_close((uv_handle_t *)n->ack_timer, ack_timer_closed_cb);
+        n->ack_timer = NULL;
+    }
+    /* Detached connections go at once (nothing will resume them here);
+     * collected first, since removing changes the map. */
+    size_t count = hs_map_count(&n->clients), gone = 0, pos = 0;
+    client_t **detached = hs_calloc(count ? count : 1, sizeof(*detached));
     client_t *client;
-    while ((client = hs_map_next(&n->clients, &pos)) != NULL)
-        hs_ws_close(client->ws, 1001, "server shutting down");
+    while ((client = hs_map_next(&n->clients, &pos)) != NULL) {
+        if (client->detached)
+            detached[gone++] = client;
+        else if (client->ws)
+            hs_ws_close(client->ws, 1001, "server shutting down");
+        else if (client->sse)
+            hs_conn_close_after_flush(client->sse);
+    }
+    for (size_t i = 0; i < gone; i++)
+        remove_client(n, detached[i]);
+    hs_free(detached);
     hs_http_server_shutdown(n->http, http_shutdown_cb, n);
 }
 

@@ -15,8 +15,8 @@
 json_t *hs_render_message(const hs_message_t *msg);
 /* {"topic","connectionID","createdAt"} */
 json_t *hs_render_subscription(const char *topic, const char *connection_id, uint64_t created_ms);
-/* {"id","user","connectedAt","topics":[…],"node"}; user is null without a
- * token. */
+/* {"id","user","connectedAt","topics":[…],"node","lastAck"}; user is null
+ * without a token, lastAck null before the first acknowledgement. */
 json_t *hs_render_connection(const hs_connection_info_t *info);
 /* Compact JSON text of json, NUL-terminated, allocated by jansson: release
  * it with free(). Returns the length in *len. */

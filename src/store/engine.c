@@ -106,6 +106,7 @@ static void op_free(hs_store_op_t *op)
     hs_free(op->content);
     hs_free(op->out_node);
     hs_free(op->out_user);
+    hs_free(op->out_ack);
     hs_free(op);
 }
 
@@ -209,6 +210,9 @@ static void run_callback(hs_store_op_t *op)
     case HS_OP_PUT_MESSAGE:
     case HS_OP_ADD_CONNECTION:
     case HS_OP_REMOVE_CONNECTION:
+    case HS_OP_SET_LAST_ACK:
+    case HS_OP_CLAIM_CONNECTION:
+    case HS_OP_EXPIRE_CONNECTION:
         if (op->cb.done)
             op->cb.done(op->status, op->data);
         break;
@@ -239,6 +243,7 @@ static void run_callback(hs_store_op_t *op)
                                      .node = op->out_node ? op->out_node : "",
                                      .user = op->out_user,
                                      .connected_ms = op->created_ms,
+                                     .last_ack = op->out_ack,
                                      .subs = op->subs,
                                      .sub_count = op->subs ? op->count : 0};
         op->cb.connection(op->status, op->status == 0 ? &info : NULL, op->data);
@@ -401,6 +406,35 @@ static void e_remove_connection(hs_store_t *s, const char *conn, hs_store_done_c
     submit((engine_t *)s, op, true);
 }
 
+/* The three connection writes that take a connection and a second string. */
+static void submit_pair(hs_store_t *s, hs_store_op_kind_t kind, const char *a, const char *b,
+                        hs_store_done_cb cb, void *data)
+{
+    hs_store_op_t *op = op_new(kind, data);
+    op->cb.done = cb;
+    op->a = hs_strdup(a);
+    op->b = hs_strdup(b);
+    submit((engine_t *)s, op, true);
+}
+
+static void e_set_last_ack(hs_store_t *s, const char *conn, const char *message_id,
+                           hs_store_done_cb cb, void *data)
+{
+    submit_pair(s, HS_OP_SET_LAST_ACK, conn, message_id, cb, data);
+}
+
+static void e_claim_connection(hs_store_t *s, const char *conn, const char *node,
+                               hs_store_done_cb cb, void *data)
+{
+    submit_pair(s, HS_OP_CLAIM_CONNECTION, conn, node, cb, data);
+}
+
+static void e_expire_connection(hs_store_t *s, const char *conn, const char *node,
+                                hs_store_done_cb cb, void *data)
+{
+    submit_pair(s, HS_OP_EXPIRE_CONNECTION, conn, node, cb, data);
+}
+
 static void e_remove_node(hs_store_t *s, const char *node, hs_store_count_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_REMOVE_NODE, data);
@@ -439,6 +473,9 @@ static const hs_store_ops_t engine_store_ops = {
     .add_connection = e_add_connection,
     .get_connection = e_get_connection,
     .remove_connection = e_remove_connection,
+    .set_last_ack = e_set_last_ack,
+    .claim_connection = e_claim_connection,
+    .expire_connection = e_expire_connection,
     .remove_node = e_remove_node,
     .close = e_close,
 };

@@ -25,7 +25,10 @@ typedef enum hs_store_op_kind {
     HS_OP_ADD_CONNECTION,
     HS_OP_REMOVE_CONNECTION,
     HS_OP_REMOVE_NODE,
-    HS_OP_GET_CONNECTION, /* on the writer: ordered with the writes */
+    HS_OP_SET_LAST_ACK,      /* a: connection, b: message id */
+    HS_OP_CLAIM_CONNECTION,  /* a: connection, b: node; HS_ENOTFOUND without a row */
+    HS_OP_EXPIRE_CONNECTION, /* a: connection, b: node; HS_ENOTFOUND when not node's */
+    HS_OP_GET_CONNECTION,    /* on the writer: ordered with the writes */
     HS_OP_GET_MESSAGE,
     HS_OP_LIST_MESSAGES,
     HS_OP_LIST_SUBSCRIPTIONS,
@@ -64,6 +67,7 @@ typedef struct hs_store_op {
     uint64_t created_ms; /* ADD_SUBSCRIPTION; GET_CONNECTION: connected_at */
     char *out_node;      /* GET_CONNECTION */
     char *out_user;      /* GET_CONNECTION, NULL when none */
+    char *out_ack;       /* GET_CONNECTION: last_ack, NULL when none */
     bool found;          /* GET_CONNECTION: the row exists */
 } hs_store_op_t;
 

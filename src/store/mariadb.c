@@ -260,7 +260,13 @@ static const char *const migration_2[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {migration_1, migration_2};
+/* 3: the highest message id a connection acknowledged (resume) */
+static const char *const migration_3[] = {
+    "ALTER TABLE connections ADD COLUMN IF NOT EXISTS last_ack VARBINARY(26) NULL",
+    NULL,
+};
+
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3};
 
 static long query_long(conn_t *c, const char *sql, long fallback)
 {
@@ -383,7 +389,7 @@ static int md_write(void *conn, hs_store_op_t *op)
         sql_add(c, ")");
         return run(c);
     case HS_OP_GET_CONNECTION: {
-        sql_add(c, "SELECT node, connected_at, user_sub FROM connections WHERE id=");
+        sql_add(c, "SELECT node, connected_at, user_sub, last_ack FROM connections WHERE id=");
         sql_str(c, op->a);
         if (run(c) != 0)
             return statement_error(c);
@@ -396,6 +402,7 @@ static int md_write(void *conn, hs_store_op_t *op)
             op->out_node = hs_strdup(row[0] ? row[0] : "");
             op->created_ms = row[1] ? strtoull(row[1], NULL, 10) : 0;
             op->out_user = row[2] ? hs_strdup(row[2]) : NULL;
+            op->out_ack = row[3] ? hs_strdup(row[3]) : NULL;
         }
         mysql_free_result(res);
         if (!op->found)
@@ -424,6 +431,53 @@ static int md_write(void *conn, hs_store_op_t *op)
         sql_add(c, "DELETE FROM connections WHERE id=");
         sql_str(c, op->a);
         return run(c);
+    case HS_OP_SET_LAST_ACK:
+        sql_add(c, "UPDATE connections SET last_ack=");
+        sql_str(c, op->b);
+        sql_add(c, " WHERE id=");
+        sql_str(c, op->a);
+        return run(c);
+    case HS_OP_CLAIM_CONNECTION: {
+        /* Matched rows, not changed ones: a claim by the node that already
+         * owns the row is found too (CLIENT_FOUND_ROWS is not set, so the
+         * node is compared apart). */
+        sql_add(c, "UPDATE connections SET node=");
+        sql_str(c, op->b);
+        sql_add(c, " WHERE id=");
+        sql_str(c, op->a);
+        size_t changed = 0;
+        if (run(c) != 0 || affected(c, &changed) != 0)
+            return statement_error(c);
+        if (changed > 0)
+            return 0;
+        sql_start(c);
+        sql_add(c, "SELECT 1 FROM connections WHERE id=");
+        sql_str(c, op->a);
+        if (run(c) != 0)
+            return statement_error(c);
+        MYSQL_RES *res = mysql_store_result(c->db);
+        bool found = res && mysql_fetch_row(res) != NULL;
+        mysql_free_result(res);
+        return found ? 0 : HS_ENOTFOUND;
+    }
+    case HS_OP_EXPIRE_CONNECTION: {
+        sql_add(c, "DELETE s FROM subscriptions s JOIN connections c ON s.connection_id = c.id "
+                   "WHERE c.id=");
+        sql_str(c, op->a);
+        sql_add(c, " AND c.node=");
+        sql_str(c, op->b);
+        if (run(c) != 0)
+            return statement_error(c);
+        sql_start(c);
+        sql_add(c, "DELETE FROM connections WHERE id=");
+        sql_str(c, op->a);
+        sql_add(c, " AND node=");
+        sql_str(c, op->b);
+        size_t removed = 0;
+        if (run(c) != 0 || affected(c, &removed) != 0)
+            return statement_error(c);
+        return removed ? 0 : HS_ENOTFOUND;
+    }
     case HS_OP_REMOVE_NODE:
         sql_add(c, "DELETE s FROM subscriptions s JOIN connections c ON s.connection_id = c.id "
                    "WHERE c.node=");

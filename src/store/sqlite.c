@@ -47,6 +47,8 @@ static const char *const migrations[] = {
     "CREATE INDEX subscriptions_topic ON subscriptions (topic, connection_id);",
     /* 2: the user (a client token's "sub") of a connection */
     "ALTER TABLE connections ADD COLUMN user_sub TEXT;",
+    /* 3: the highest message id a connection acknowledged (resume) */
+    "ALTER TABLE connections ADD COLUMN last_ack TEXT;",
 };
 
 static int exec(sqlite3 *db, const char *sql, char *err, size_t err_len)
@@ -197,7 +199,7 @@ typedef struct stmts {
     sqlite3_stmt *put_message, *add_sub, *get_sub_created, *remove_sub, *remove_subs, *add_conn,
         *remove_conn, *remove_node_subs, *remove_node_conns, *get_message, *list_forward,
         *list_backward, *list_subs_conn, *list_subs_topic, *list_subs_both, *get_conn,
-        *get_conn_subs;
+        *get_conn_subs, *set_ack, *claim_conn, *expire_subs, *expire_conn;
 } stmts_t;
 
 static sqlite3_stmt *stmt_for(sqlite3 *db, sqlite3_stmt **slot, const char *sql)
@@ -306,8 +308,9 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
         bind_text(st, 4, op->content);
         return run_done(st);
     case HS_OP_GET_CONNECTION:
-        st = stmt_for(db, &s->get_conn,
-                      "SELECT node, connected_at, user_sub FROM connections WHERE id = ?1");
+        st = stmt_for(
+            db, &s->get_conn,
+            "SELECT node, connected_at, user_sub, last_ack FROM connections WHERE id = ?1");
         if (st == NULL)
             return HS_EIO;
         bind_text(st, 1, op->a);
@@ -318,6 +321,8 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
             op->created_ms = (uint64_t)sqlite3_column_int64(st, 1);
             if (sqlite3_column_type(st, 2) != SQLITE_NULL)
                 op->out_user = hs_strdup((const char *)sqlite3_column_text(st, 2));
+            if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+                op->out_ack = hs_strdup((const char *)sqlite3_column_text(st, 3));
         }
         sqlite3_reset(st);
         if (rc != SQLITE_ROW)
@@ -346,6 +351,38 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
             return HS_EIO;
         bind_text(st, 1, op->a);
         return run_done(st);
+    case HS_OP_SET_LAST_ACK:
+        st = stmt_for(db, &s->set_ack, "UPDATE connections SET last_ack = ?2 WHERE id = ?1");
+        if (st == NULL)
+            return HS_EIO;
+        bind_text(st, 1, op->a);
+        bind_text(st, 2, op->b);
+        return run_done(st);
+    case HS_OP_CLAIM_CONNECTION:
+        st = stmt_for(db, &s->claim_conn, "UPDATE connections SET node = ?2 WHERE id = ?1");
+        if (st == NULL)
+            return HS_EIO;
+        bind_text(st, 1, op->a);
+        bind_text(st, 2, op->b);
+        rc = run_done(st);
+        return rc == 0 && sqlite3_changes(db) == 0 ? HS_ENOTFOUND : rc;
+    case HS_OP_EXPIRE_CONNECTION:
+        st = stmt_for(db, &s->expire_subs,
+                      "DELETE FROM subscriptions WHERE connection_id = ?1 AND EXISTS "
+                      "(SELECT 1 FROM connections WHERE id = ?1 AND node = ?2)");
+        if (st == NULL)
+            return HS_EIO;
+        bind_text(st, 1, op->a);
+        bind_text(st, 2, op->b);
+        if (run_done(st) != 0)
+            return HS_EIO;
+        st = stmt_for(db, &s->expire_conn, "DELETE FROM connections WHERE id = ?1 AND node = ?2");
+        if (st == NULL)
+            return HS_EIO;
+        bind_text(st, 1, op->a);
+        bind_text(st, 2, op->b);
+        rc = run_done(st);
+        return rc == 0 && sqlite3_changes(db) == 0 ? HS_ENOTFOUND : rc;
     case HS_OP_REMOVE_NODE:
         st = stmt_for(db, &s->remove_node_subs,
                       "DELETE FROM subscriptions WHERE connection_id IN "

@@ -51,6 +51,7 @@ typedef struct hs_connection_info {
     const char *node;
     const char *user; /* the token's "sub", or NULL */
     uint64_t connected_ms;
+    const char *last_ack; /* the highest acknowledged message id, or NULL */
     const hs_subscription_t *subs;
     size_t sub_count;
 } hs_connection_info_t;
@@ -108,6 +109,19 @@ typedef struct hs_store_ops {
     /* Removes the connection row and all its subscriptions, atomically. */
     void (*remove_connection)(hs_store_t *store, const char *connection_id, hs_store_done_cb cb,
                               void *data);
+    /* Records the highest message id the connection acknowledged (a write;
+     * a missing row is not an error). */
+    void (*set_last_ack)(hs_store_t *store, const char *connection_id, const char *message_id,
+                         hs_store_done_cb cb, void *data);
+    /* Moves the connection row to node (a resume on another notifier):
+     * HS_ENOTFOUND when there is no row. */
+    void (*claim_connection)(hs_store_t *store, const char *connection_id, const char *node,
+                             hs_store_done_cb cb, void *data);
+    /* Like remove_connection, but only while the row belongs to node (the
+     * end of a resume window must not remove what another node took over);
+     * HS_ENOTFOUND when it does not. */
+    void (*expire_connection)(hs_store_t *store, const char *connection_id, const char *node,
+                              hs_store_done_cb cb, void *data);
     /* Removes every connection of node and their subscriptions (start-up of a
      * node, or a dead node); count is the connections removed. */
     void (*remove_node)(hs_store_t *store, const char *node, hs_store_count_cb cb, void *data);
@@ -180,6 +194,21 @@ static inline void hs_store_remove_connection(hs_store_t *s, const char *conn, h
                                               void *d)
 {
     s->ops->remove_connection(s, conn, cb, d);
+}
+static inline void hs_store_set_last_ack(hs_store_t *s, const char *conn, const char *message_id,
+                                         hs_store_done_cb cb, void *d)
+{
+    s->ops->set_last_ack(s, conn, message_id, cb, d);
+}
+static inline void hs_store_claim_connection(hs_store_t *s, const char *conn, const char *node,
+                                             hs_store_done_cb cb, void *d)
+{
+    s->ops->claim_connection(s, conn, node, cb, d);
+}
+static inline void hs_store_expire_connection(hs_store_t *s, const char *conn, const char *node,
+                                              hs_store_done_cb cb, void *d)
+{
+    s->ops->expire_connection(s, conn, node, cb, d);
 }
 static inline void hs_store_remove_node(hs_store_t *s, const char *node, hs_store_count_cb cb,
                                         void *d)

@@ -76,6 +76,13 @@ int hs_ws_send(hs_ws_session_t *ws, hs_buf_t *frame)
     return rc;
 }
 
+int hs_ws_send_always(hs_ws_session_t *ws, hs_buf_t *frame)
+{
+    if (ws->close_sent || hs_conn_closing(ws->conn))
+        return HS_ECLOSED;
+    return hs_conn_send_always(ws->conn, frame);
+}
+
 int hs_ws_send_text(hs_ws_session_t *ws, const char *text, size_t len)
 {
     hs_buf_t *frame = hs_ws_frame_new(HS_WS_OP_TEXT, text, len);

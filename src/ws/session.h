@@ -62,6 +62,9 @@ const char *hs_ws_peer(hs_ws_session_t *ws);
  * HS_ECLOSED if the session is closing; HS_ETOOBIG if the pending bound was
  * passed, in which case the session starts closing with 1008. */
 int hs_ws_send(hs_ws_session_t *ws, hs_buf_t *frame);
+/* Like hs_ws_send but past the pending bound (a burst the caller already
+ * bounded itself, e.g. a resume's replay); 0 or HS_ECLOSED. */
+int hs_ws_send_always(hs_ws_session_t *ws, hs_buf_t *frame);
 /* Encodes one text frame and sends it (same returns as hs_ws_send). */
 int hs_ws_send_text(hs_ws_session_t *ws, const char *text, size_t len);
 /* Starts the close handshake with code and reason (reason may be NULL);

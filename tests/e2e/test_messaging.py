@@ -200,7 +200,11 @@ def test_clean_close_removes_subscriptions(server, topic):
     run(go())
 
 
-def test_abrupt_disconnect_removes_subscriptions(server, topic):
+def test_abrupt_disconnect_removes_subscriptions_without_a_resume_window(fresh_server, topic):
+    # With --resume-window 0 (the behaviour before resumable connections); with
+    # a window the subscriptions stay for it (tests/e2e/test_recovery.py).
+    server = fresh_server("--resume-window", "0")
+
     async def go():
         ws, cid = await connect(server)
         await ahttp("POST", f"{server.api}/api/v1/subscribes", f"topic={topic}",
@@ -389,9 +393,11 @@ def test_notification_payload_may_be_empty_or_json_text(server):
     run(go())
 
 
-def test_abrupt_reset_and_plain_eof_remove_subscriptions(server, topic):
+def test_abrupt_reset_and_plain_eof_remove_subscriptions(fresh_server, topic):
     """Two raw clients go away without a close frame: one with a TCP reset,
-    one with a plain FIN."""
+    one with a plain FIN (with --resume-window 0; with a window they are
+    detached instead: test_recovery.py)."""
+    server = fresh_server("--resume-window", "0")
     import socket
     import struct
 

@@ -43,7 +43,8 @@ def test_the_issue_flow_step_by_step(fresh_server):
         # wscat -c localhost:9001/api/v1/ws --slash
         ws = await websockets.connect(f"ws://127.0.0.1:{srv.ws_port}/api/v1/ws")
         hello = await recv_json(ws)
-        assert set(hello) == {"type", "connectionID"} and hello["type"] == "connected"
+        assert set(hello) == {"type", "connectionID", "resumeToken"}
+        assert hello["type"] == "connected"
         cid = hello["connectionID"]
 
         # 1. subscribe

@@ -40,8 +40,11 @@ def cluster(tmp_path_factory):
         ws = {}
         for node in ("a", "b"):
             ws[node] = free_port()
+            # Every notifier shares the resume secret, so a connection
+            # resumes on either (docs/recovery.md).
             roles[node] = Role(tmp, f"notifier-{node}", "notifier", *common, "--node-id", node,
-                               "--ws-addr", f"127.0.0.1:{ws[node]}")
+                               "--ws-addr", f"127.0.0.1:{ws[node]}",
+                               "--resume-secret", "scaleout-test-secret")
             wait_port(ws[node], roles[node].proc, roles[node].log)
         for i in (1, 2):
             roles[f"consumer{i}"] = Role(tmp, f"consumer{i}", "consumer", "--redis", redis.url)
@@ -150,6 +153,54 @@ def test_a_closed_connection_leaves_nothing_in_mariadb_or_redis(cluster):
     assert rows.strip() == "0"
     assert http("POST", f"{api}/api/v1/subscribes", "topic=w",
                 f"connectionID={cid}").status == 404
+
+
+def test_a_connection_resumes_on_the_other_notifier(cluster):
+    """A client drops from notifier a and resumes on b within the window:
+    same connectionID, its subscription, what it missed, then live."""
+    import websockets
+    api = cluster["api"]
+
+    def publish(content):
+        r = http("POST", f"{api}/api/v1/messages", "topic=resume-x", f"content={content}")
+        assert r.status == 201
+        return r.json["id"]
+
+    async def messages(ws, count):
+        got = []
+        while len(got) < count:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            if frame["type"] == "message":
+                got.append(frame["message"]["id"])
+        return got
+
+    async def go():
+        ws = await websockets.connect(f"ws://127.0.0.1:{cluster['ws']['a']}/api/v1/ws")
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        cid, token = hello["connectionID"], hello["resumeToken"]
+        r = await asyncio.to_thread(http, "POST", f"{api}/api/v1/subscribes", "topic=resume-x",
+                                    f"connectionID={cid}")
+        assert r.status == 201
+        before = [await asyncio.to_thread(publish, f"m{i}") for i in range(2)]
+        assert await messages(ws, 2) == before
+        ws.transport.abort()
+        await asyncio.sleep(0.5)
+        missed = [await asyncio.to_thread(publish, f"n{i}") for i in range(3)]
+        ws = await websockets.connect(f"ws://127.0.0.1:{cluster['ws']['b']}/api/v1/ws"
+                                      f"?resume={token}&lastID={before[-1]}")
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert hello["resumed"] is True and hello["connectionID"] == cid, hello
+        assert hello["replayed"] == 3
+        assert await messages(ws, 3) == missed
+        live = await asyncio.to_thread(publish, "live")
+        assert await messages(ws, 1) == [live]
+        r = await asyncio.to_thread(http, "GET", f"{api}/api/v1/connections/{cid}")
+        assert r.json["node"] == "b" and r.json["topics"] == ["resume-x"]
+        await ws.close()
+
+    run(go())
+    maria = cluster["maria"]
+    assert maria.query("SELECT COUNT(*) FROM connections WHERE node='a'").strip() == "0"
 
 
 def test_a_killed_notifier_is_cleaned_up_by_the_survivors(tmp_path):

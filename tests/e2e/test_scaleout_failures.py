@@ -53,7 +53,8 @@ class Cluster:
         for node in notifiers:
             self.ws[node] = free_port()
             self.start(f"notifier-{node}", "notifier", *common, "--node-id", node,
-                       "--ws-addr", f"127.0.0.1:{self.ws[node]}")
+                       "--ws-addr", f"127.0.0.1:{self.ws[node]}",
+                       "--resume-secret", "scaleout-test-secret")
             wait_port(self.ws[node], self.roles[f"notifier-{node}"].proc,
                       self.roles[f"notifier-{node}"].log)
         for i in range(1, consumers + 1):

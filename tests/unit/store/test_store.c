@@ -430,6 +430,63 @@ static void connection_cb(int status, const hs_connection_info_t *info, void *da
     for (size_t i = 0; i < info->sub_count && i < 60; i++)
         snprintf(f->contents[2 + i], sizeof(f->contents[2 + i]), "%s", info->subs[i].topic);
     f->count = info->sub_count;
+    snprintf(f->contents[63], sizeof(f->contents[63]), "%s",
+             info->last_ack ? info->last_ack : "(null)");
+}
+
+/* Resume support: the last ack is kept on the row; a claim moves the row to
+ * another node; expiring removes it only for the node that owns it. */
+static void test_ack_claim_and_expire(void **state)
+{
+    fixture_t *f = *state;
+    char conn[HS_ULID_LEN + 1], ack[HS_ULID_LEN + 1], missing[HS_ULID_LEN + 1];
+    unique_id(conn);
+    unique_id(ack);
+    unique_id(missing);
+    hs_store_add_connection(f->store, conn, "old", NULL, 1, NULL, NULL);
+    hs_store_add_subscription(f->store, conn, "a", 2, NULL, NULL);
+    f->calls = 0;
+    hs_store_get_connection(f->store, conn, connection_cb, f);
+    wait_call(f);
+    assert_string_equal(f->contents[63], "(null)");
+    f->calls = 0;
+    hs_store_set_last_ack(f->store, conn, ack, done_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    f->calls = 0;
+    hs_store_claim_connection(f->store, conn, "new", done_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    f->calls = 0;
+    hs_store_claim_connection(f->store, missing, "new", done_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, HS_ENOTFOUND);
+    f->calls = 0;
+    hs_store_get_connection(f->store, conn, connection_cb, f);
+    wait_call(f);
+    assert_string_equal(f->contents[0], "new");
+    assert_string_equal(f->contents[63], ack);
+    assert_int_equal(f->count, 1);
+    /* The old node's window ends: the row is not its own any more. */
+    f->calls = 0;
+    hs_store_expire_connection(f->store, conn, "old", done_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, HS_ENOTFOUND);
+    f->calls = 0;
+    hs_store_get_connection(f->store, conn, connection_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    assert_int_equal(f->count, 1);
+    f->calls = 0;
+    hs_store_expire_connection(f->store, conn, "new", done_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    f->calls = 0;
+    hs_store_get_connection(f->store, conn, connection_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, HS_ENOTFOUND);
+    list_subs(f, conn, NULL);
+    assert_int_equal(f->count, 0);
 }
 
 /* The connection's row with its user and subscriptions; read in order with
@@ -839,6 +896,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_subscriptions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connections_take_their_subscriptions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ack_claim_and_expire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence_and_idempotent_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_edges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_returns_whole_messages, setup, teardown),

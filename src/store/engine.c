@@ -12,6 +12,8 @@
 
 #define READ_BATCH     16
 #define PURGE_EVERY_NS (60 * 1000000000ull)
+/* A batch the database aborted (deadlock) runs again up to this many times. */
+#define MAX_BATCH_ATTEMPTS 5
 
 typedef struct queue {
     hs_store_op_t *head, **tail;
@@ -90,7 +92,8 @@ void hs_store_op_add_subscription(hs_store_op_t *op, const char *connection_id, 
     sub->created_ms = created_ms;
 }
 
-static void op_free(hs_store_op_t *op)
+/* Forgets what a write filled in, before its batch runs again. */
+static void op_reset_outputs(hs_store_op_t *op)
 {
     if (op->msgs) {
         for (size_t i = 0; i < op->count; i++) {
@@ -99,18 +102,29 @@ static void op_free(hs_store_op_t *op)
             hs_free((char *)op->msgs[i].author);
         }
         hs_free(op->msgs);
+        op->msgs = NULL;
     }
     if (op->subs) {
         for (size_t i = 0; i < op->count; i++)
             hs_free((char *)op->subs[i].topic);
         hs_free(op->subs);
+        op->subs = NULL;
     }
+    hs_free(op->out_node);
+    hs_free(op->out_user);
+    op->out_node = op->out_user = NULL;
+    op->count = 0;
+    op->created_ms = 0;
+    op->found = false;
+}
+
+static void op_free(hs_store_op_t *op)
+{
+    op_reset_outputs(op);
     hs_free(op->a);
     hs_free(op->b);
     hs_free(op->key);
     hs_free(op->content);
-    hs_free(op->out_node);
-    hs_free(op->out_user);
     hs_free(op);
 }
 
@@ -136,31 +150,47 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
             op->status = ops->read(w->conn, op);
         return;
     }
-    int rc = ops->begin(w->conn);
-    if (rc != 0) {
-        /* An unreachable server was reported once by the back-end. */
-        if (rc != HS_EUNAVAIL)
-            hs_log_error("store: cannot begin a transaction: %s", ops->error(w->conn));
-        for (hs_store_op_t *op = batch; op; op = op->next)
-            op->status = rc;
+    for (int attempt = 1;; attempt++) {
+        int rc = ops->begin(w->conn);
+        if (rc != 0) {
+            /* An unreachable server was reported once by the back-end. */
+            if (rc != HS_EUNAVAIL)
+                hs_log_error("store: cannot begin a transaction: %s", ops->error(w->conn));
+            for (hs_store_op_t *op = batch; op; op = op->next)
+                op->status = rc == HS_EAGAIN ? HS_EIO : rc;
+            return;
+        }
+        bool again = false;
+        for (hs_store_op_t *op = batch; op && !again; op = op->next) {
+            if (attempt > 1)
+                op_reset_outputs(op);
+            ops->savepoint(w->conn);
+            op->status = ops->write(w->conn, op);
+            /* The database dropped the whole transaction: no release. */
+            again = op->status == HS_EAGAIN;
+            if (again)
+                break;
+            bool failed = op->status != 0 && op->status != HS_EEXIST;
+            /* A reused idempotency key is the caller's mistake, not a failure. */
+            bool refused = op->kind == HS_OP_PUT_MESSAGE_ONCE && op->status == HS_EINVAL;
+            if (failed && !refused)
+                hs_log_error("store: write failed: %s", ops->error(w->conn));
+            ops->release(w->conn, failed);
+        }
+        rc = again ? HS_EAGAIN : ops->commit(w->conn);
+        if (rc == HS_EAGAIN && attempt < MAX_BATCH_ATTEMPTS) {
+            hs_log_warn("store: transaction aborted (%s); running the batch again",
+                        ops->error(w->conn));
+            ops->rollback(w->conn);
+            continue;
+        }
+        if (rc != 0) {
+            hs_log_error("store: commit failed: %s", ops->error(w->conn));
+            ops->rollback(w->conn);
+            for (hs_store_op_t *op = batch; op; op = op->next)
+                op->status = rc == HS_EAGAIN ? HS_EIO : rc;
+        }
         return;
-    }
-    for (hs_store_op_t *op = batch; op; op = op->next) {
-        ops->savepoint(w->conn);
-        op->status = ops->write(w->conn, op);
-        bool failed = op->status != 0 && op->status != HS_EEXIST;
-        /* A reused idempotency key is the caller's mistake, not a failure. */
-        bool refused = op->kind == HS_OP_PUT_MESSAGE_ONCE && op->status == HS_EINVAL;
-        if (failed && !refused)
-            hs_log_error("store: write failed: %s", ops->error(w->conn));
-        ops->release(w->conn, failed);
-    }
-    rc = ops->commit(w->conn);
-    if (rc != 0) {
-        hs_log_error("store: commit failed: %s", ops->error(w->conn));
-        ops->rollback(w->conn);
-        for (hs_store_op_t *op = batch; op; op = op->next)
-            op->status = rc;
     }
 }
 

@@ -81,8 +81,10 @@ typedef struct hs_store_engine_ops {
     void (*savepoint)(void *conn);
     /* Ends the op's savepoint, undoing it first when undo is true. */
     void (*release)(void *conn, bool undo);
-    /* Returns the op's status: 0, HS_EEXIST, HS_ENOTFOUND, HS_EIO or
-     * HS_EUNAVAIL (the server cannot be reached); PUT_MESSAGE_ONCE also
+    /* Returns the op's status: 0, HS_EEXIST, HS_ENOTFOUND, HS_EIO,
+     * HS_EUNAVAIL (the server cannot be reached) or HS_EAGAIN (the database
+     * aborted the whole transaction, e.g. a deadlock: the engine rolls back
+     * and runs the batch again, a few times); PUT_MESSAGE_ONCE also
      * HS_EINVAL (key reused with another body), and fills msgs with the
      * stored or the original message. */
     int (*write)(void *conn, hs_store_op_t *op);

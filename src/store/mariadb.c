@@ -16,6 +16,7 @@
 
 #include <errmsg.h>
 #include <mysql.h>
+#include <mysqld_error.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,10 +149,16 @@ static int ensure_connected(conn_t *c)
 }
 
 /* The error of the last statement: HS_EUNAVAIL when the connection is the
- * cause (the next use reconnects), else HS_EIO. */
+ * cause (the next use reconnects), HS_EAGAIN when InnoDB gave up the
+ * transaction over a lock (a deadlock between publishers writing the same
+ * idempotency keys in other orders: the engine runs the batch again), else
+ * HS_EIO. */
 static int statement_error(conn_t *c)
 {
     switch (mysql_errno(c->db)) {
+    case ER_LOCK_DEADLOCK:
+    case ER_LOCK_WAIT_TIMEOUT:
+        return HS_EAGAIN;
     case CR_SERVER_GONE_ERROR:
     case CR_SERVER_LOST:
     case CR_CONNECTION_ERROR:
@@ -350,24 +357,26 @@ static int insert_message(conn_t *c, hs_store_op_t *op)
 
 static int fetch_messages(conn_t *c, hs_store_op_t *op, size_t cap);
 
-/* Several publishers may insert one key at once. INSERT IGNORE on the
- * primary key waits for another transaction's uncommitted row with that key
- * and, once it commits, ignores ours (0 rows): exactly one message is
- * stored. The reads after it are locking reads, which see the latest
- * committed rows rather than this transaction's snapshot (REPEATABLE READ).
- * A key that expired (not yet purged) or whose message is gone is taken
- * over by this publish. */
+/* Several publishers may insert one key at once. The insert waits for
+ * another transaction's uncommitted row with that key and, once it commits,
+ * finds the duplicate (0 rows): exactly one message is stored. ON DUPLICATE
+ * KEY UPDATE (not INSERT IGNORE) because it takes the row's exclusive lock
+ * at once: with IGNORE two transactions would both hold a shared lock and
+ * deadlock when upgrading it for the read below. The reads after it are
+ * locking reads, which see the latest committed rows rather than this
+ * transaction's snapshot (REPEATABLE READ). A key that expired (not yet
+ * purged) or whose message is gone is taken over by this publish. */
 static int put_message_once(conn_t *c, hs_store_op_t *op)
 {
     sql_start(c);
-    sql_add(c, "INSERT IGNORE INTO idempotency_keys (`key`, body_hash, message_id, created_at) "
+    sql_add(c, "INSERT INTO idempotency_keys (`key`, body_hash, message_id, created_at) "
                "VALUES (");
     sql_str(c, op->key);
     sql_add(c, ",");
     sql_str(c, op->key_hash);
     sql_add(c, ",");
     sql_str(c, op->a);
-    sql_add(c, ",%llu)", (unsigned long long)op->ms);
+    sql_add(c, ",%llu) ON DUPLICATE KEY UPDATE `key`=`key`", (unsigned long long)op->ms);
     size_t n = 0;
     if (run(c) != 0 || affected(c, &n) != 0)
         return statement_error(c);

@@ -151,3 +151,105 @@ def test_key_expires_after_the_window(fresh_server, topic):
     assert status == 201 and later["id"] != first["id"], later
     status, again = post(srv, dict(body, content="new"), key="short")
     assert status == 200 and again["id"] == later["id"]
+
+
+class _Api:
+    """What post() needs of a server: its API port."""
+
+    def __init__(self, port):
+        self.api_port = port
+
+
+def test_scaleout_two_publishers_one_key(tmp_path):
+    """Two publisher processes on one MariaDB: concurrent repeats of a key
+    through both store one message, and the subscriber gets one frame."""
+    import asyncio
+    import signal
+    import subprocess
+
+    import pytest
+    import websockets
+
+    from conftest import BIN, free_port, wait_port
+    from services import MariaDB, Redis, have
+
+    if not (have("redis-server") and have("mariadbd")):
+        pytest.skip("redis-server and mariadb-server are not installed")
+    redis, maria = Redis(tmp_path), MariaDB(tmp_path)
+    common = ["--db", maria.url, "--redis", redis.url]
+    procs = []
+
+    def role(name, *args):
+        log = tmp_path / f"{name}.log"
+        proc = subprocess.Popen([BIN, *args, *common], stdout=subprocess.DEVNULL,
+                                stderr=open(log, "w"))
+        procs.append((name, proc, log))
+        return proc, log
+
+    try:
+        apis = []
+        for name in ("pub1", "pub2"):
+            port = free_port()
+            proc, log = role(name, "publisher", "--api-addr", f"127.0.0.1:{port}")
+            wait_port(port, proc, log)
+            apis.append(_Api(port))
+        ws_port = free_port()
+        proc, log = role("notifier", "notifier", "--node-id", "a",
+                         "--ws-addr", f"127.0.0.1:{ws_port}")
+        wait_port(ws_port, proc, log)
+        role("consumer", "consumer")
+        topic = "scaleout-idem"
+
+        async def go():
+            ws = await websockets.connect(f"ws://127.0.0.1:{ws_port}/api/v1/ws")
+            cid = json.loads(await asyncio.wait_for(ws.recv(), 5))["connectionID"]
+            status, _ = await asyncio.to_thread(
+                call, apis[0], "POST", "/api/v1/subscribes", {"topic": topic, "connectionID": cid})
+            assert status == 201
+
+            async def next_round_frame(timeout):
+                while True:  # late warm-up frames are not the test's
+                    frame = await recv_json(ws, timeout)
+                    if not frame["message"]["content"].startswith("warm-up"):
+                        return frame
+
+            # The consumer may still be starting: warm the pipeline up with
+            # unkeyed messages until one is delivered.
+            for attempt in range(20):
+                await asyncio.to_thread(post, apis[0], {"topic": topic,
+                                                        "content": f"warm-up {attempt}"})
+                try:
+                    await recv_json(ws, 0.5)
+                    break
+                except asyncio.TimeoutError:
+                    continue
+            for round_ in range(5):
+                key = f"scaleout-{round_}"
+                body = {"topic": topic, "content": f"r{round_}", "author": "a"}
+                results = await asyncio.gather(*[
+                    asyncio.to_thread(post, apis[i % 2], body, key) for i in range(8)])
+                assert sorted(s for s, _ in results) == [200] * 7 + [201], [(s, m.get("id")) for s, m in results]
+                ids = {m["id"] for _, m in results}
+                assert len(ids) == 1
+                frame = await next_round_frame(10)
+                assert frame["message"]["id"] == ids.pop()
+            try:
+                extra = await next_round_frame(0.5)
+                raise AssertionError(f"unexpected frame {extra}")
+            except asyncio.TimeoutError:
+                pass
+            await ws.close()
+
+        run(go())
+        assert maria.query(f"SELECT COUNT(*) FROM messages WHERE topic='{topic}' "
+                           "AND content NOT LIKE 'warm-up%'").strip() == "5"
+        assert maria.query("SELECT COUNT(*) FROM idempotency_keys").strip() == "5"
+        for name, proc, log in procs:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0, f"{name}:\n{log.read_text()}"
+    finally:
+        for _, proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+        redis.stop()
+        maria.stop()

@@ -303,6 +303,8 @@ describe("against houston serve", () => {
         h.close();
         return;
       }
+      const errors = [];
+      h.on("error", (e) => errors.push(e));
       await h.subscribe(topic);
       const got = [];
       h.on("message", (m) => got.push(m.id));
@@ -324,6 +326,14 @@ describe("against houston serve", () => {
       await until(() => got.length === 22, 10000, "all 22 messages");
       assert.deepEqual(got, [before.json.id, ...missed, after.json.id]);
       assert.deepEqual(resets, []);
+      // The batched ack reaches the server: the connection shows it.
+      let lastAck = null;
+      for (let i = 0; i < 100 && lastAck !== after.json.id; i++) {
+        await sleep(20);
+        lastAck = (await api(srv, "GET", `/api/v1/connections/${h.connectionID}`)).json.lastAck;
+      }
+      assert.equal(lastAck, after.json.id);
+      assert.deepEqual(errors, []);
       h.close();
     } finally {
       await relay.close();

@@ -12,7 +12,7 @@ SOURCES  = $(shell find src tests/unit bench -name '*.[ch]' 2>/dev/null)
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build run test unit e2e e2e-mariadb browser deps-build deps-test format format-check clean sanitize fuzz \
+.PHONY: all build run test unit e2e e2e-mariadb browser js deps-build deps-test format format-check clean sanitize fuzz \
         install deb deps-bench bench bench-smoke
 
 all: build
@@ -44,7 +44,7 @@ deb: build
 
 test: deps-test
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory unit e2e e2e-mariadb browser
+	@$(MAKE) --no-print-directory unit e2e e2e-mariadb browser js
 
 unit:
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
@@ -67,6 +67,12 @@ browser:
 	@mkdir -p $(BUILD)/test-output
 	HOUSTON_BIN=$(CURDIR)/$(BUILD)/houston HOUSTON_TEST_OUTPUT=$(CURDIR)/$(BUILD)/test-output \
 	  node --test tests/browser/console.spec.mjs
+
+# The JavaScript client (clients/js/houston.js) under Node against the real
+# binary: Node's global WebSocket (Node 22+; Node 20 needs the flag). No npm
+# packages. About a second.
+js:
+	HOUSTON_BIN=$(CURDIR)/$(BUILD)/houston node --experimental-websocket --test tests/js/houston.test.mjs
 
 # houston, nchan and the ceiling server side by side (docs/performance.md):
 # a table on stdout and in bench/results/<date>-<host>.md, in under 10 minutes.

@@ -430,7 +430,9 @@ static int serve(app_t *app)
         return 1;
     if (app->roles & (ROLE_PUBLISHER | ROLE_NOTIFIER)) {
         hs_store_options_t store_options = {.batch_max = (unsigned)app->cfg.batch_max,
-                                            .connect_wait_ms = app->cfg.db_wait_ms};
+                                            .connect_wait_ms = app->cfg.db_wait_ms,
+                                            .idempotency_window_ms =
+                                                app->cfg.idempotency_window_ms};
         rc = hs_store_open(app->loop, app->cfg.db, &store_options, &app->store, err, sizeof(err));
         if (rc != 0) {
             hs_log_error("houston: %s", err[0] ? err : hs_strerror(rc));

@@ -127,6 +127,10 @@ static const setting_t settings[] = {
      "100000", 1, 100000000, "N",
      "scale-out: a notifier remembers this many delivered ids and drops redelivered ones",
      .url_secret = false},
+    {"idempotency-window", "HOUSTON_IDEMPOTENCY_WINDOW", T_DURATION,
+     offsetof(hs_config_t, idempotency_window_ms), "24h", SEC, 30 * 24 * 3600 * SEC, "DURATION",
+     "a publish repeated with the same Idempotency-Key within this answers the original message",
+     .url_secret = false},
     {"api-key", "HOUSTON_API_KEY", T_STRING, offsetof(hs_config_t, api_key), "", 0, 0, "KEY",
      "API key backends must send (Authorization: Bearer or X-API-Key); repeat the flag or "
      "separate keys with commas",

@@ -53,13 +53,14 @@ typedef struct hs_config {
     uint64_t keepalive_requests;    /* --keepalive-requests  HOUSTON_KEEPALIVE_REQUESTS  10000 */
     uint64_t heartbeat_interval_ms; /* --heartbeat-interval HOUSTON_HEARTBEAT_INTERVAL 5 s */
     uint64_t batch_max;
-    uint64_t claim_idle_ms; /* --claim-idle     HOUSTON_CLAIM_IDLE     30 s */
-    char *flush_threads;    /* --flush-threads  HOUSTON_FLUSH_THREADS  "auto" = cores - 1 */
-    uint64_t db_wait_ms;    /* --db-wait        HOUSTON_DB_WAIT        60 s */
-    uint64_t dedupe_window; /* --dedupe-window  HOUSTON_DEDUPE_WINDOW  100000 */
-    char *redis;            /* --redis           HOUSTON_REDIS          "" (in-process bus) */
-    char *metrics_addr;     /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */
-    char *log_format;       /* --log-format      HOUSTON_LOG_FORMAT     "text" or "json" */
+    uint64_t claim_idle_ms;         /* --claim-idle     HOUSTON_CLAIM_IDLE     30 s */
+    char *flush_threads;            /* --flush-threads  HOUSTON_FLUSH_THREADS  "auto" = cores - 1 */
+    uint64_t db_wait_ms;            /* --db-wait        HOUSTON_DB_WAIT        60 s */
+    uint64_t dedupe_window;         /* --dedupe-window  HOUSTON_DEDUPE_WINDOW  100000 */
+    uint64_t idempotency_window_ms; /* --idempotency-window HOUSTON_IDEMPOTENCY_WINDOW 24 h */
+    char *redis;        /* --redis           HOUSTON_REDIS          "" (in-process bus) */
+    char *metrics_addr; /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */
+    char *log_format;   /* --log-format      HOUSTON_LOG_FORMAT     "text" or "json" */
     /* security (docs/security.md) */
     char *api_key;             /* --api-key (repeatable, comma list) HOUSTON_API_KEY  "" (secret) */
     char *api_key_file;        /* --api-key-file    HOUSTON_API_KEY_FILE   "" */

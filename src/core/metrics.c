@@ -70,6 +70,9 @@ hs_buf_t *hs_metrics_render(const hs_metrics_t *m, const hs_metrics_gauges_t *g)
     buf = metric(buf, "houston_topics", "gauge", "Topics with at least one subscriber.", g->topics);
     buf = metric(buf, "houston_messages_published_total", "counter",
                  "Messages committed and announced.", m->messages_published);
+    buf = metric(buf, "houston_idempotent_repeats_total", "counter",
+                 "Publishes repeated with a known Idempotency-Key, answered with the original.",
+                 m->idempotent_repeats);
     buf = metric(buf, "houston_deliveries_total", "counter",
                  "Message frames queued to subscribers.", m->deliveries);
     buf = metric(buf, "houston_notifications_total", "counter",

@@ -14,6 +14,7 @@
 #include "roles/auth.h"
 #include "roles/decode.h"
 #include "roles/health.h"
+#include "roles/idempotency.h"
 #include "roles/render.h"
 
 struct hs_publisher {
@@ -125,7 +126,15 @@ typedef struct publish_call {
     json_t *body;
     uint64_t started_ns;
     hs_message_t msg;
+    char key[HS_IDEMPOTENCY_KEY_MAX + 1]; /* Idempotency-Key, "" without one */
+    char body_hash[HS_IDEMPOTENCY_HASH_LEN + 1];
 } publish_call_t;
+
+static void publish_call_free(publish_call_t *call)
+{
+    json_decref(call->body);
+    hs_free(call);
+}
 
 static void put_message_cb(int status, void *data)
 {
@@ -151,8 +160,31 @@ static void put_message_cb(int status, void *data)
         hs_http_respond(call->req, 201, "application/json", NULL, text, len);
         free(text);
     }
-    json_decref(call->body);
-    hs_free(call);
+    publish_call_free(call);
+}
+
+/* A publish with an Idempotency-Key: a new message goes on as any other; a
+ * repeat answers the original with 200 and announces nothing (its delivery
+ * happened the first time). */
+static void put_message_once_cb(int status, const hs_message_t *original, void *data)
+{
+    publish_call_t *call = data;
+    if (status == 0) {
+        put_message_cb(0, call);
+        return;
+    }
+    if (status == HS_EEXIST && original) {
+        hs_metrics_singleton.idempotent_repeats++;
+        hs_http_respond_json(call->req, 200, hs_render_message(original));
+    } else if (status == HS_EINVAL) {
+        hs_http_respond_error(call->req, 422, "idempotency_key_reused",
+                              "Idempotency-Key '%s' was used for a different message (topic, "
+                              "content or author differ) within the idempotency window",
+                              call->key);
+    } else {
+        respond_internal(call->req, "storing the message", status == HS_EEXIST ? HS_EIO : status);
+    }
+    publish_call_free(call);
 }
 
 static void publish(hs_http_request_t *req, hs_publisher_t *p, const char *author_key)
@@ -163,6 +195,13 @@ static void publish(hs_http_request_t *req, hs_publisher_t *p, const char *autho
     hs_publish_input_t in;
     hs_api_error_t err;
     if (hs_decode_publish(body, author_key, p->cfg->max_content, &in, &err) != 0) {
+        respond_api_error(req, &err);
+        json_decref(body);
+        return;
+    }
+    size_t key_len = 0;
+    const char *key = hs_http_header(req, "idempotency-key", &key_len);
+    if (key && hs_idempotency_key_check(key, key_len, &err) != 0) {
         respond_api_error(req, &err);
         json_decref(body);
         return;
@@ -184,7 +223,19 @@ static void publish(hs_http_request_t *req, hs_publisher_t *p, const char *autho
     call->msg.content_len = in.content_len;
     call->msg.author = in.author;
     call->msg.created_ms = hs_ulid_time_ms(&id);
-    hs_store_put_message(p->store, &call->msg, put_message_cb, call);
+    if (key == NULL) {
+        hs_store_put_message(p->store, &call->msg, put_message_cb, call);
+        return;
+    }
+    memcpy(call->key, key, key_len);
+    call->key[key_len] = '\0';
+    hs_idempotency_body_hash(&in, call->body_hash);
+    uint64_t window = p->cfg->idempotency_window_ms;
+    hs_idempotency_t idem = {.key = call->key,
+                             .body_hash = call->body_hash,
+                             .not_before_ms =
+                                 call->msg.created_ms > window ? call->msg.created_ms - window : 0};
+    hs_store_put_message_once(p->store, &call->msg, &idem, put_message_once_cb, call);
 }
 
 static void post_messages(hs_http_request_t *req, void *ctx)

@@ -6,10 +6,14 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
 
-#define READ_BATCH 16
+#define READ_BATCH     16
+#define PURGE_EVERY_NS (60 * 1000000000ull)
+/* A batch the database aborted (deadlock) runs again up to this many times. */
+#define MAX_BATCH_ATTEMPTS 5
 
 typedef struct queue {
     hs_store_op_t *head, **tail;
@@ -36,6 +40,8 @@ typedef struct engine {
     int workers_stopped;
     hs_store_done_cb close_cb;
     void *close_data;
+    uint64_t idempotency_window_ms; /* 0: the writer purges no keys by itself */
+    uint64_t next_purge_ns;         /* writer thread only (uv_hrtime) */
 } engine_t;
 
 static void queue_init(queue_t *q)
@@ -86,7 +92,8 @@ void hs_store_op_add_subscription(hs_store_op_t *op, const char *connection_id, 
     sub->created_ms = created_ms;
 }
 
-static void op_free(hs_store_op_t *op)
+/* Forgets what a write filled in, before its batch runs again. */
+static void op_reset_outputs(hs_store_op_t *op)
 {
     if (op->msgs) {
         for (size_t i = 0; i < op->count; i++) {
@@ -95,18 +102,31 @@ static void op_free(hs_store_op_t *op)
             hs_free((char *)op->msgs[i].author);
         }
         hs_free(op->msgs);
+        op->msgs = NULL;
     }
     if (op->subs) {
         for (size_t i = 0; i < op->count; i++)
             hs_free((char *)op->subs[i].topic);
         hs_free(op->subs);
+        op->subs = NULL;
     }
-    hs_free(op->a);
-    hs_free(op->b);
-    hs_free(op->content);
     hs_free(op->out_node);
     hs_free(op->out_user);
     hs_free(op->out_ack);
+    op->out_ack = NULL;
+    op->out_node = op->out_user = NULL;
+    op->count = 0;
+    op->created_ms = 0;
+    op->found = false;
+}
+
+static void op_free(hs_store_op_t *op)
+{
+    op_reset_outputs(op);
+    hs_free(op->a);
+    hs_free(op->b);
+    hs_free(op->key);
+    hs_free(op->content);
     hs_free(op);
 }
 
@@ -132,30 +152,85 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
             op->status = ops->read(w->conn, op);
         return;
     }
-    int rc = ops->begin(w->conn);
-    if (rc != 0) {
-        /* An unreachable server was reported once by the back-end. */
-        if (rc != HS_EUNAVAIL)
-            hs_log_error("store: cannot begin a transaction: %s", ops->error(w->conn));
-        for (hs_store_op_t *op = batch; op; op = op->next)
-            op->status = rc;
+    for (int attempt = 1;; attempt++) {
+        int rc = ops->begin(w->conn);
+        if (rc != 0) {
+            /* An unreachable server was reported once by the back-end. */
+            if (rc != HS_EUNAVAIL)
+                hs_log_error("store: cannot begin a transaction: %s", ops->error(w->conn));
+            for (hs_store_op_t *op = batch; op; op = op->next)
+                op->status = rc == HS_EAGAIN ? HS_EIO : rc;
+            return;
+        }
+        bool again = false;
+        for (hs_store_op_t *op = batch; op && !again; op = op->next) {
+            if (attempt > 1)
+                op_reset_outputs(op);
+            ops->savepoint(w->conn);
+            op->status = ops->write(w->conn, op);
+            /* The database dropped the whole transaction: no release. */
+            again = op->status == HS_EAGAIN;
+            if (again)
+                break;
+            bool failed = op->status != 0 && op->status != HS_EEXIST;
+            /* A reused idempotency key is the caller's mistake, not a failure. */
+            bool refused = op->kind == HS_OP_PUT_MESSAGE_ONCE && op->status == HS_EINVAL;
+            if (failed && !refused)
+                hs_log_error("store: write failed: %s", ops->error(w->conn));
+            ops->release(w->conn, failed);
+        }
+        rc = again ? HS_EAGAIN : ops->commit(w->conn);
+        if (rc == HS_EAGAIN && attempt < MAX_BATCH_ATTEMPTS) {
+            hs_log_warn("store: transaction aborted (%s); running the batch again",
+                        ops->error(w->conn));
+            ops->rollback(w->conn);
+            continue;
+        }
+        if (rc != 0) {
+            hs_log_error("store: commit failed: %s", ops->error(w->conn));
+            ops->rollback(w->conn);
+            for (hs_store_op_t *op = batch; op; op = op->next)
+                op->status = rc == HS_EAGAIN ? HS_EIO : rc;
+        }
         return;
     }
-    for (hs_store_op_t *op = batch; op; op = op->next) {
-        ops->savepoint(w->conn);
-        op->status = ops->write(w->conn, op);
-        bool failed = op->status != 0 && op->status != HS_EEXIST;
-        if (failed)
-            hs_log_error("store: write failed: %s", ops->error(w->conn));
-        ops->release(w->conn, failed);
+}
+
+/* Writer thread: removes the expired idempotency keys when a minute has
+ * passed since the last time, as a batch of its own. Expiry itself is exact
+ * without it (put_message_once checks the key's age); this only bounds the
+ * table. */
+static void purge_if_due(worker_t *w)
+{
+    engine_t *e = w->engine;
+    uint64_t now = uv_hrtime();
+    if (e->idempotency_window_ms == 0 || now < e->next_purge_ns)
+        return;
+    e->next_purge_ns = now + PURGE_EVERY_NS;
+    uint64_t wall = hs_now_ms();
+    hs_store_op_t op = {.kind = HS_OP_PURGE_KEYS};
+    op.ms = wall > e->idempotency_window_ms ? wall - e->idempotency_window_ms : 0;
+    run_batch(w, &op);
+    if (op.status == 0 && op.count > 0)
+        hs_log_debug("store: %zu expired idempotency keys removed", op.count);
+}
+
+/* Waits for work; the writer wakes up for a due purge as well. Called and
+ * returns with e->lock held; false when woken for a purge only. */
+static bool wait_for_work(worker_t *w)
+{
+    engine_t *e = w->engine;
+    while (w->queue.head == NULL) {
+        if (!w->is_writer || e->idempotency_window_ms == 0) {
+            uv_cond_wait(&w->cond, &e->lock);
+            continue;
+        }
+        uint64_t now = uv_hrtime();
+        if (now >= e->next_purge_ns)
+            return false;
+        uv_cond_timedwait(&w->cond, &e->lock, e->next_purge_ns - now);
     }
-    rc = ops->commit(w->conn);
-    if (rc != 0) {
-        hs_log_error("store: commit failed: %s", ops->error(w->conn));
-        ops->rollback(w->conn);
-        for (hs_store_op_t *op = batch; op; op = op->next)
-            op->status = rc;
-    }
+    return true;
 }
 
 static void worker_main(void *arg)
@@ -164,9 +239,13 @@ static void worker_main(void *arg)
     engine_t *e = w->engine;
     unsigned max = w->is_writer ? e->batch_max : READ_BATCH;
     for (;;) {
+        if (w->is_writer)
+            purge_if_due(w);
         uv_mutex_lock(&e->lock);
-        while (w->queue.head == NULL)
-            uv_cond_wait(&w->cond, &e->lock);
+        if (!wait_for_work(w)) {
+            uv_mutex_unlock(&e->lock);
+            continue;
+        }
         /* Take up to max ops; a STOP op is taken alone and ends the thread. */
         hs_store_op_t *batch = w->queue.head;
         hs_store_op_t *last = batch;
@@ -207,6 +286,13 @@ static void async_closed_cb(uv_handle_t *handle)
 static void run_callback(hs_store_op_t *op)
 {
     switch (op->kind) {
+    case HS_OP_PUT_MESSAGE_ONCE:
+        if (op->cb.message)
+            op->cb.message(op->status,
+                           (op->status == 0 || op->status == HS_EEXIST) && op->count ? &op->msgs[0]
+                                                                                     : NULL,
+                           op->data);
+        break;
     case HS_OP_PUT_MESSAGE:
     case HS_OP_ADD_CONNECTION:
     case HS_OP_REMOVE_CONNECTION:
@@ -222,6 +308,7 @@ static void run_callback(hs_store_op_t *op)
         break;
     case HS_OP_REMOVE_SUBSCRIPTION:
     case HS_OP_REMOVE_NODE:
+    case HS_OP_PURGE_KEYS:
         if (op->cb.count)
             op->cb.count(op->status, op->count, op->data);
         break;
@@ -308,10 +395,9 @@ static char *dup_or_null(const char *s)
     return s ? hs_strdup(s) : NULL;
 }
 
-static void e_put_message(hs_store_t *s, const hs_message_t *msg, hs_store_done_cb cb, void *data)
+/* Copies a message's fields into op (PUT_MESSAGE, PUT_MESSAGE_ONCE). */
+static void copy_message(hs_store_op_t *op, const hs_message_t *msg)
 {
-    hs_store_op_t *op = op_new(HS_OP_PUT_MESSAGE, data);
-    op->cb.done = cb;
     op->a = hs_strdup(msg->id);
     op->b = hs_strdup(msg->topic);
     /* content, NUL, author, NUL in one allocation */
@@ -323,6 +409,34 @@ static void e_put_message(hs_store_t *s, const hs_message_t *msg, hs_store_done_
     op->content_len = msg->content_len;
     op->author = op->content + msg->content_len + 1;
     op->ms = msg->created_ms;
+}
+
+static void e_put_message(hs_store_t *s, const hs_message_t *msg, hs_store_done_cb cb, void *data)
+{
+    hs_store_op_t *op = op_new(HS_OP_PUT_MESSAGE, data);
+    op->cb.done = cb;
+    copy_message(op, msg);
+    submit((engine_t *)s, op, true);
+}
+
+static void e_put_message_once(hs_store_t *s, const hs_message_t *msg, const hs_idempotency_t *idem,
+                               hs_store_message_cb cb, void *data)
+{
+    hs_store_op_t *op = op_new(HS_OP_PUT_MESSAGE_ONCE, data);
+    op->cb.message = cb;
+    copy_message(op, msg);
+    op->key = hs_strdup(idem->key);
+    snprintf(op->key_hash, sizeof(op->key_hash), "%s", idem->body_hash);
+    op->not_before_ms = idem->not_before_ms;
+    submit((engine_t *)s, op, true);
+}
+
+static void e_purge_idempotency_keys(hs_store_t *s, uint64_t before_ms, hs_store_count_cb cb,
+                                     void *data)
+{
+    hs_store_op_t *op = op_new(HS_OP_PURGE_KEYS, data);
+    op->cb.count = cb;
+    op->ms = before_ms;
     submit((engine_t *)s, op, true);
 }
 
@@ -465,6 +579,8 @@ static void e_close(hs_store_t *s, hs_store_done_cb cb, void *data)
 static const hs_store_ops_t engine_store_ops = {
     .name = "engine",
     .put_message = e_put_message,
+    .put_message_once = e_put_message_once,
+    .purge_idempotency_keys = e_purge_idempotency_keys,
     .get_message = e_get_message,
     .list_messages = e_list_messages,
     .add_subscription = e_add_subscription,
@@ -481,13 +597,15 @@ static const hs_store_ops_t engine_store_ops = {
 };
 
 hs_store_t *hs_store_engine_start(uv_loop_t *loop, const hs_store_engine_ops_t *ops,
-                                  void *writer_conn, void *reader_conn, unsigned batch_max)
+                                  void *writer_conn, void *reader_conn, unsigned batch_max,
+                                  uint64_t idempotency_window_ms)
 {
     engine_t *e = hs_calloc(1, sizeof(*e));
     e->base.ops = &engine_store_ops;
     e->base.loop = loop;
     e->ops = ops;
     e->batch_max = batch_max ? batch_max : 512;
+    e->idempotency_window_ms = idempotency_window_ms;
     uv_mutex_init(&e->lock);
     queue_init(&e->done);
     worker_t *workers[] = {&e->writer, &e->reader};

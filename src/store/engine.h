@@ -20,6 +20,8 @@
 
 typedef enum hs_store_op_kind {
     HS_OP_PUT_MESSAGE,
+    HS_OP_PUT_MESSAGE_ONCE, /* PUT_MESSAGE's inputs plus key, key_hash, not_before_ms */
+    HS_OP_PURGE_KEYS,       /* idempotency keys created before ms */
     HS_OP_ADD_SUBSCRIPTION,
     HS_OP_REMOVE_SUBSCRIPTION,
     HS_OP_ADD_CONNECTION,
@@ -60,6 +62,9 @@ typedef struct hs_store_op {
     uint64_t ms;
     hs_history_query_t query; /* LIST_MESSAGES; its topic is in a */
     char cursor[HS_ULID_LEN + 1];
+    char *key;              /* PUT_MESSAGE_ONCE */
+    char key_hash[64 + 1];  /* PUT_MESSAGE_ONCE */
+    uint64_t not_before_ms; /* PUT_MESSAGE_ONCE */
     /* outputs */
     hs_message_t *msgs;
     hs_subscription_t *subs;
@@ -80,8 +85,12 @@ typedef struct hs_store_engine_ops {
     void (*savepoint)(void *conn);
     /* Ends the op's savepoint, undoing it first when undo is true. */
     void (*release)(void *conn, bool undo);
-    /* Returns the op's status: 0, HS_EEXIST, HS_ENOTFOUND, HS_EIO or
-     * HS_EUNAVAIL (the server cannot be reached). */
+    /* Returns the op's status: 0, HS_EEXIST, HS_ENOTFOUND, HS_EIO,
+     * HS_EUNAVAIL (the server cannot be reached) or HS_EAGAIN (the database
+     * aborted the whole transaction, e.g. a deadlock: the engine rolls back
+     * and runs the batch again, a few times); PUT_MESSAGE_ONCE also
+     * HS_EINVAL (key reused with another body), and fills msgs with the
+     * stored or the original message. */
     int (*write)(void *conn, hs_store_op_t *op);
     /* Reader thread. */
     int (*read)(void *conn, hs_store_op_t *op);
@@ -91,9 +100,11 @@ typedef struct hs_store_engine_ops {
     void (*close)(void *conn);
 } hs_store_engine_ops_t;
 
-/* Starts the threads over the two connections. */
+/* Starts the threads over the two connections. With idempotency_window_ms
+ * the writer purges the keys older than that once a minute (first at start). */
 hs_store_t *hs_store_engine_start(uv_loop_t *loop, const hs_store_engine_ops_t *ops,
-                                  void *writer_conn, void *reader_conn, unsigned batch_max);
+                                  void *writer_conn, void *reader_conn, unsigned batch_max,
+                                  uint64_t idempotency_window_ms);
 
 /* Helpers for back-ends filling outputs. */
 void hs_store_op_add_message(hs_store_op_t *op, size_t cap, const char *id, const char *topic,

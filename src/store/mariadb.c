@@ -16,6 +16,7 @@
 
 #include <errmsg.h>
 #include <mysql.h>
+#include <mysqld_error.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,10 +149,16 @@ static int ensure_connected(conn_t *c)
 }
 
 /* The error of the last statement: HS_EUNAVAIL when the connection is the
- * cause (the next use reconnects), else HS_EIO. */
+ * cause (the next use reconnects), HS_EAGAIN when InnoDB gave up the
+ * transaction over a lock (a deadlock between publishers writing the same
+ * idempotency keys in other orders: the engine runs the batch again), else
+ * HS_EIO. */
 static int statement_error(conn_t *c)
 {
     switch (mysql_errno(c->db)) {
+    case ER_LOCK_DEADLOCK:
+    case ER_LOCK_WAIT_TIMEOUT:
+        return HS_EAGAIN;
     case CR_SERVER_GONE_ERROR:
     case CR_SERVER_LOST:
     case CR_CONNECTION_ERROR:
@@ -266,7 +273,20 @@ static const char *const migration_3[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {migration_1, migration_2, migration_3};
+/* 4: idempotency keys of publishes (IF NOT EXISTS: safe whatever its
+ * position among migrations merged from elsewhere) */
+static const char *const migration_4[] = {
+    "CREATE TABLE IF NOT EXISTS idempotency_keys ("
+    " `key` VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,"
+    " body_hash CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+    " message_id CHAR(26) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " KEY idempotency_keys_created (created_at)"
+    ") ENGINE=InnoDB",
+    NULL,
+};
+
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3, migration_4};
 
 static long query_long(conn_t *c, const char *sql, long fallback)
 {
@@ -326,22 +346,106 @@ static int affected(conn_t *c, size_t *count)
     return 0;
 }
 
+static int insert_message(conn_t *c, hs_store_op_t *op)
+{
+    sql_start(c);
+    sql_add(c, "INSERT INTO messages (id, topic, content, author, created_at) VALUES (");
+    sql_str(c, op->a);
+    sql_add(c, ",");
+    sql_str(c, op->b);
+    sql_add(c, ",");
+    sql_quote(c, op->content, op->content_len);
+    sql_add(c, ",");
+    sql_str(c, op->author);
+    sql_add(c, ",%llu)", (unsigned long long)op->ms);
+    return run(c);
+}
+
+static int fetch_messages(conn_t *c, hs_store_op_t *op, size_t cap);
+
+/* Several publishers may insert one key at once. The insert waits for
+ * another transaction's uncommitted row with that key and, once it commits,
+ * finds the duplicate (0 rows): exactly one message is stored. ON DUPLICATE
+ * KEY UPDATE (not INSERT IGNORE) because it takes the row's exclusive lock
+ * at once: with IGNORE two transactions would both hold a shared lock and
+ * deadlock when upgrading it for the read below. The reads after it are
+ * locking reads, which see the latest committed rows rather than this
+ * transaction's snapshot (REPEATABLE READ). A key that expired (not yet
+ * purged) or whose message is gone is taken over by this publish. */
+static int put_message_once(conn_t *c, hs_store_op_t *op)
+{
+    sql_start(c);
+    sql_add(c, "INSERT INTO idempotency_keys (`key`, body_hash, message_id, created_at) "
+               "VALUES (");
+    sql_str(c, op->key);
+    sql_add(c, ",");
+    sql_str(c, op->key_hash);
+    sql_add(c, ",");
+    sql_str(c, op->a);
+    sql_add(c, ",%llu) ON DUPLICATE KEY UPDATE `key`=`key`", (unsigned long long)op->ms);
+    size_t n = 0;
+    if (run(c) != 0 || affected(c, &n) != 0)
+        return statement_error(c);
+    if (n == 0) {
+        sql_start(c);
+        sql_add(c, "SELECT body_hash, message_id, created_at FROM idempotency_keys WHERE `key`=");
+        sql_str(c, op->key);
+        sql_add(c, " FOR UPDATE");
+        if (run(c) != 0)
+            return statement_error(c);
+        MYSQL_RES *res = mysql_store_result(c->db);
+        MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+        if (row == NULL || !row[0] || !row[1] || !row[2]) {
+            mysql_free_result(res);
+            return HS_EIO;
+        }
+        bool same = strcmp(row[0], op->key_hash) == 0;
+        char message_id[HS_ULID_LEN + 1];
+        snprintf(message_id, sizeof(message_id), "%s", row[1]);
+        bool take_over = strtoull(row[2], NULL, 10) < op->not_before_ms;
+        mysql_free_result(res);
+        if (!take_over && !same)
+            return HS_EINVAL;
+        if (!take_over) {
+            sql_start(c);
+            sql_add(c, "SELECT id, topic, content, author, created_at FROM messages WHERE id=");
+            sql_str(c, message_id);
+            sql_add(c, " LOCK IN SHARE MODE");
+            if (run(c) != 0 || fetch_messages(c, op, 1) != 0)
+                return statement_error(c);
+            if (op->count == 1)
+                return HS_EEXIST;
+        }
+        sql_start(c);
+        sql_add(c, "UPDATE idempotency_keys SET body_hash=");
+        sql_str(c, op->key_hash);
+        sql_add(c, ", message_id=");
+        sql_str(c, op->a);
+        sql_add(c, ", created_at=%llu WHERE `key`=", (unsigned long long)op->ms);
+        sql_str(c, op->key);
+        if (run(c) != 0)
+            return statement_error(c);
+    }
+    int rc = insert_message(c, op);
+    if (rc == 0)
+        hs_store_op_add_message(op, 1, op->a, op->b, op->content, op->content_len, op->author,
+                                op->ms);
+    return rc;
+}
+
 static int md_write(void *conn, hs_store_op_t *op)
 {
     conn_t *c = conn;
     sql_start(c);
     switch (op->kind) {
     case HS_OP_PUT_MESSAGE:
-        sql_add(c, "INSERT INTO messages (id, topic, content, author, created_at) VALUES (");
-        sql_str(c, op->a);
-        sql_add(c, ",");
-        sql_str(c, op->b);
-        sql_add(c, ",");
-        sql_quote(c, op->content, op->content_len);
-        sql_add(c, ",");
-        sql_str(c, op->author);
-        sql_add(c, ",%llu)", (unsigned long long)op->ms);
-        return run(c);
+        return insert_message(c, op);
+    case HS_OP_PUT_MESSAGE_ONCE:
+        return put_message_once(c, op);
+    case HS_OP_PURGE_KEYS:
+        sql_add(c, "DELETE FROM idempotency_keys WHERE created_at < %llu",
+                (unsigned long long)op->ms);
+        return run(c) == 0 ? affected(c, &op->count) : statement_error(c);
     case HS_OP_ADD_SUBSCRIPTION: {
         sql_add(c, "INSERT IGNORE INTO subscriptions (connection_id, topic, created_at) VALUES (");
         sql_str(c, op->a);
@@ -664,7 +768,8 @@ int hs_store_mariadb_open(uv_loop_t *loop, const char *url, const hs_store_optio
         }
         return rc;
     }
-    *out = hs_store_engine_start(loop, &mariadb_engine_ops, conns[0], conns[1], options->batch_max);
+    *out = hs_store_engine_start(loop, &mariadb_engine_ops, conns[0], conns[1], options->batch_max,
+                                 options->idempotency_window_ms);
     hs_log_info("store: MariaDB %s:%u/%s open", target.host, target.port, target.database);
     return 0;
 }

@@ -49,6 +49,15 @@ static const char *const migrations[] = {
     "ALTER TABLE connections ADD COLUMN user_sub TEXT;",
     /* 3: the highest message id a connection acknowledged (resume) */
     "ALTER TABLE connections ADD COLUMN last_ack TEXT;",
+    /* 4: idempotency keys of publishes (IF NOT EXISTS: safe whatever its
+     * position among migrations merged from elsewhere) */
+    "CREATE TABLE IF NOT EXISTS idempotency_keys ("
+    "  `key` TEXT PRIMARY KEY,"
+    "  body_hash TEXT NOT NULL,"
+    "  message_id TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);",
 };
 
 static int exec(sqlite3 *db, const char *sql, char *err, size_t err_len)
@@ -199,7 +208,8 @@ typedef struct stmts {
     sqlite3_stmt *put_message, *add_sub, *get_sub_created, *remove_sub, *remove_subs, *add_conn,
         *remove_conn, *remove_node_subs, *remove_node_conns, *get_message, *list_forward,
         *list_backward, *list_subs_conn, *list_subs_topic, *list_subs_both, *get_conn,
-        *get_conn_subs, *set_ack, *claim_conn, *expire_subs, *expire_conn;
+        *get_conn_subs, *set_ack, *claim_conn, *expire_subs, *expire_conn, *key_insert, *key_get,
+        *key_update, *key_purge, *get_message_w;
 } stmts_t;
 
 static sqlite3_stmt *stmt_for(sqlite3 *db, sqlite3_stmt **slot, const char *sql)
@@ -237,7 +247,93 @@ static void bind_text(sqlite3_stmt *stmt, int i, const char *s)
         sqlite3_bind_text(stmt, i, s, -1, SQLITE_STATIC);
 }
 
+static int collect_messages(sqlite3_stmt *st, hs_store_op_t *op, size_t limit);
+
 /* ---- writes (writer thread) --------------------------------------------- */
+
+static int insert_message(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
+{
+    sqlite3_stmt *st = stmt_for(db, &s->put_message,
+                                "INSERT INTO messages (id, topic, content, author, created_at) "
+                                "VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, op->a);
+    bind_text(st, 2, op->b);
+    sqlite3_bind_text(st, 3, op->content, (int)op->content_len, SQLITE_STATIC);
+    bind_text(st, 4, op->author);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)op->ms);
+    return run_done(st);
+}
+
+/* The key row first: the writer holds the database's write lock (BEGIN
+ * IMMEDIATE, also against other processes), so "insert or find" cannot
+ * race. A known key whose message is gone, or that expired but was not yet
+ * purged, is taken over by this publish. */
+static int put_message_once(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
+{
+    sqlite3_stmt *st = stmt_for(db, &s->key_insert,
+                                "INSERT INTO idempotency_keys (`key`, body_hash, message_id, "
+                                "created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING");
+    if (st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, op->key);
+    bind_text(st, 2, op->key_hash);
+    bind_text(st, 3, op->a);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)op->ms);
+    if (run_done(st) != 0)
+        return HS_EIO;
+    bool take_over = false;
+    if (sqlite3_changes(db) == 0) {
+        st = stmt_for(db, &s->key_get,
+                      "SELECT body_hash, message_id, created_at FROM idempotency_keys "
+                      "WHERE `key` = ?1");
+        if (st == NULL)
+            return HS_EIO;
+        bind_text(st, 1, op->key);
+        if (sqlite3_step(st) != SQLITE_ROW) {
+            sqlite3_reset(st);
+            return HS_EIO;
+        }
+        bool same = strcmp((const char *)sqlite3_column_text(st, 0), op->key_hash) == 0;
+        char message_id[HS_ULID_LEN + 1];
+        snprintf(message_id, sizeof(message_id), "%s", (const char *)sqlite3_column_text(st, 1));
+        uint64_t created = (uint64_t)sqlite3_column_int64(st, 2);
+        sqlite3_reset(st);
+        take_over = created < op->not_before_ms;
+        if (!take_over && !same)
+            return HS_EINVAL;
+        if (!take_over) {
+            st = stmt_for(db, &s->get_message_w,
+                          "SELECT id, topic, content, author, created_at FROM messages "
+                          "WHERE id = ?1");
+            if (st == NULL)
+                return HS_EIO;
+            bind_text(st, 1, message_id);
+            if (collect_messages(st, op, 1) != 0)
+                return HS_EIO;
+            if (op->count == 1)
+                return HS_EEXIST;
+            take_over = true; /* the original message is gone */
+        }
+        st = stmt_for(db, &s->key_update,
+                      "UPDATE idempotency_keys SET body_hash = ?2, message_id = ?3, "
+                      "created_at = ?4 WHERE `key` = ?1");
+        if (st == NULL)
+            return HS_EIO;
+        bind_text(st, 1, op->key);
+        bind_text(st, 2, op->key_hash);
+        bind_text(st, 3, op->a);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)op->ms);
+        if (run_done(st) != 0)
+            return HS_EIO;
+    }
+    int rc = insert_message(db, s, op);
+    if (rc == 0)
+        hs_store_op_add_message(op, 1, op->a, op->b, op->content, op->content_len, op->author,
+                                op->ms);
+    return rc;
+}
 
 static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
 {
@@ -245,17 +341,17 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
     int rc;
     switch (op->kind) {
     case HS_OP_PUT_MESSAGE:
-        st = stmt_for(db, &s->put_message,
-                      "INSERT INTO messages (id, topic, content, author, created_at) "
-                      "VALUES (?1, ?2, ?3, ?4, ?5)");
+        return insert_message(db, s, op);
+    case HS_OP_PUT_MESSAGE_ONCE:
+        return put_message_once(db, s, op);
+    case HS_OP_PURGE_KEYS:
+        st = stmt_for(db, &s->key_purge, "DELETE FROM idempotency_keys WHERE created_at < ?1");
         if (st == NULL)
             return HS_EIO;
-        bind_text(st, 1, op->a);
-        bind_text(st, 2, op->b);
-        sqlite3_bind_text(st, 3, op->content, (int)op->content_len, SQLITE_STATIC);
-        bind_text(st, 4, op->author);
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)op->ms);
-        return run_done(st);
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)op->ms);
+        rc = run_done(st);
+        op->count = rc == 0 ? (size_t)sqlite3_changes(db) : 0;
+        return rc;
     case HS_OP_ADD_SUBSCRIPTION:
         st = stmt_for(db, &s->add_sub,
                       "INSERT INTO subscriptions (connection_id, topic, created_at) "
@@ -602,7 +698,7 @@ int hs_store_sqlite_open(uv_loop_t *loop, const char *path, const hs_store_optio
         return rc;
     }
     *out = hs_store_engine_start(loop, &sqlite_engine_ops, conn_new(writer_db), conn_new(reader_db),
-                                 options->batch_max);
+                                 options->batch_max, options->idempotency_window_ms);
     hs_log_info("store: sqlite database %s open", path);
     return 0;
 }

@@ -73,6 +73,15 @@ typedef void (*hs_store_connection_cb)(int status, const hs_connection_info_t *i
 /* count of rows removed. */
 typedef void (*hs_store_count_cb)(int status, size_t count, void *data);
 
+/* An idempotency key (Idempotency-Key) stored with a message in the same
+ * transaction (put_message_once). */
+typedef struct hs_idempotency {
+    const char *key;        /* 1..128 printable ASCII characters */
+    const char *body_hash;  /* hex SHA-256 of the canonical fields, 64 chars */
+    uint64_t not_before_ms; /* a stored key created before this has expired:
+                               the publish counts as new and takes the key over */
+} hs_idempotency_t;
+
 /* A history query. */
 typedef struct hs_history_query {
     const char *topic;
@@ -88,6 +97,20 @@ typedef struct hs_store_ops {
     void (*put_message)(hs_store_t *store, const hs_message_t *msg, hs_store_done_cb cb,
                         void *data);
     void (*get_message)(hs_store_t *store, const char *id, hs_store_message_cb cb, void *data);
+    /* put_message guarded by an idempotency key, both rows in one
+     * transaction. cb gets 0 and the new message (stored); HS_EEXIST and
+     * the original message (the key is known with the same body_hash:
+     * nothing written); HS_EINVAL and NULL (the key is known with another
+     * body_hash: nothing written); or an error. Keys are unique across
+     * every process sharing the database (a unique index): of concurrent
+     * publishes with one key exactly one stores a message. */
+    void (*put_message_once)(hs_store_t *store, const hs_message_t *msg,
+                             const hs_idempotency_t *idem, hs_store_message_cb cb, void *data);
+    /* Removes the idempotency keys created before before_ms; count is the
+     * keys removed. The writer also does it by itself once a minute when
+     * the store was opened with an idempotency_window_ms. */
+    void (*purge_idempotency_keys)(hs_store_t *store, uint64_t before_ms, hs_store_count_cb cb,
+                                   void *data);
     void (*list_messages)(hs_store_t *store, const hs_history_query_t *query,
                           hs_store_messages_cb cb, void *data);
     void (*add_subscription)(hs_store_t *store, const char *connection_id, const char *topic,
@@ -137,8 +160,10 @@ struct hs_store {
 };
 
 typedef struct hs_store_options {
-    unsigned batch_max;       /* most writes in one transaction (default 512) */
-    uint64_t connect_wait_ms; /* MariaDB: wait this long at open for the server */
+    unsigned batch_max;             /* most writes in one transaction (default 512) */
+    uint64_t connect_wait_ms;       /* MariaDB: wait this long at open for the server */
+    uint64_t idempotency_window_ms; /* the writer purges older keys once a minute
+                                       (0: never by itself) */
 } hs_store_options_t;
 
 /* Opens the back-end named by url ("sqlite:PATH"; later "mysql://...").
@@ -158,6 +183,17 @@ static inline void hs_store_get_message(hs_store_t *s, const char *id, hs_store_
                                         void *d)
 {
     s->ops->get_message(s, id, cb, d);
+}
+static inline void hs_store_put_message_once(hs_store_t *s, const hs_message_t *m,
+                                             const hs_idempotency_t *idem, hs_store_message_cb cb,
+                                             void *d)
+{
+    s->ops->put_message_once(s, m, idem, cb, d);
+}
+static inline void hs_store_purge_idempotency_keys(hs_store_t *s, uint64_t before_ms,
+                                                   hs_store_count_cb cb, void *d)
+{
+    s->ops->purge_idempotency_keys(s, before_ms, cb, d);
 }
 static inline void hs_store_list_messages(hs_store_t *s, const hs_history_query_t *q,
                                           hs_store_messages_cb cb, void *d)

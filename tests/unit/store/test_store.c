@@ -886,6 +886,170 @@ static void test_open_errors(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- idempotency keys ---------------------------------------------------- */
+
+typedef struct once_result {
+    int status;
+    int calls;
+    char id[HS_ULID_LEN + 1];
+    char content[32];
+} once_result_t;
+
+static void once_cb(int status, const hs_message_t *msg, void *data)
+{
+    once_result_t *r = data;
+    r->status = status;
+    r->calls++;
+    r->id[0] = '\0';
+    if (msg) {
+        snprintf(r->id, sizeof(r->id), "%s", msg->id);
+        snprintf(r->content, sizeof(r->content), "%.*s", (int)msg->content_len, msg->content);
+    }
+}
+
+static void put_once(fixture_t *f, hs_store_t *store, const char *topic, const char *content,
+                     const char *key, const char *hash, uint64_t not_before_ms, once_result_t *r)
+{
+    hs_message_t msg = message(topic, content, NULL);
+    hs_idempotency_t idem = {.key = key, .body_hash = hash, .not_before_ms = not_before_ms};
+    memset(r, 0, sizeof(*r));
+    hs_store_put_message_once(store, &msg, &idem, once_cb, r);
+    assert_int_equal(r->calls, 0); /* never inside the call */
+    while (r->calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+#define HASH_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define HASH_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+static void test_idempotent_put(void **state)
+{
+    fixture_t *f = *state;
+    char topic[40], key[40];
+    unique(topic, "idem");
+    unique(key, "key");
+    once_result_t first, r;
+    put_once(f, f->store, topic, "one", key, HASH_A, 0, &first);
+    assert_int_equal(first.status, 0);
+    assert_string_equal(first.content, "one");
+    /* The same key and body: the original, nothing written. */
+    put_once(f, f->store, topic, "one", key, HASH_A, 0, &r);
+    assert_int_equal(r.status, HS_EEXIST);
+    assert_string_equal(r.id, first.id);
+    assert_string_equal(r.content, "one");
+    /* The same key, another body: refused, nothing written. */
+    put_once(f, f->store, topic, "two", key, HASH_B, 0, &r);
+    assert_int_equal(r.status, HS_EINVAL);
+    assert_int_equal(r.id[0], '\0');
+    list(f, topic, NULL, true, 10);
+    assert_int_equal(f->count, 1);
+    assert_string_equal(f->ids[0], first.id);
+    /* Another key: another message. */
+    char key2[40];
+    unique(key2, "key");
+    put_once(f, f->store, topic, "one", key2, HASH_A, 0, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_not_equal(r.id, first.id);
+    list(f, topic, NULL, true, 10);
+    assert_int_equal(f->count, 2);
+}
+
+static void test_idempotency_key_expires(void **state)
+{
+    fixture_t *f = *state;
+    char topic[40], key[40];
+    unique(topic, "idem");
+    unique(key, "key");
+    once_result_t first, r;
+    put_once(f, f->store, topic, "one", key, HASH_A, 0, &first);
+    assert_int_equal(first.status, 0);
+    /* Past the window (the key is older than not_before): taken over, even
+     * with another body, before any purge ran. */
+    put_once(f, f->store, topic, "two", key, HASH_B, UINT64_MAX / 2, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_not_equal(r.id, first.id);
+    char second[HS_ULID_LEN + 1];
+    memcpy(second, r.id, sizeof(second));
+    put_once(f, f->store, topic, "two", key, HASH_B, 0, &r);
+    assert_int_equal(r.status, HS_EEXIST);
+    assert_string_equal(r.id, second);
+    /* A purge removes the old keys; the messages stay. */
+    f->calls = 0;
+    hs_store_purge_idempotency_keys(f->store, UINT64_MAX / 2, count_cb, f);
+    assert_int_equal(f->calls, 0);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    assert_true(f->count >= 1);
+    put_once(f, f->store, topic, "one", key, HASH_A, 0, &r);
+    assert_int_equal(r.status, 0);
+    list(f, topic, NULL, true, 10);
+    assert_int_equal(f->count, 3);
+}
+
+/* Two stores on one database (two publishers in the scale-out mode): of
+ * publishes with one key issued at once, exactly one stores a message. */
+static void test_idempotency_across_stores(void **state)
+{
+    fixture_t *f = *state;
+    hs_store_t *other = NULL;
+    char err[256] = "";
+    assert_int_equal(hs_store_open(&f->loop, f->url, NULL, &other, err, sizeof(err)), 0);
+    char topic[40];
+    unique(topic, "idem");
+    enum { ROUNDS = 20 };
+    int created = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        char key[40];
+        unique(key, "race");
+        hs_message_t m1 = message(topic, "x", NULL), m2 = message(topic, "x", NULL);
+        hs_idempotency_t idem = {.key = key, .body_hash = HASH_A};
+        once_result_t r1 = {0}, r2 = {0};
+        hs_store_put_message_once(f->store, &m1, &idem, once_cb, &r1);
+        hs_store_put_message_once(other, &m2, &idem, once_cb, &r2);
+        while (r1.calls == 0 || r2.calls == 0)
+            uv_run(&f->loop, UV_RUN_ONCE);
+        assert_true((r1.status == 0 && r2.status == HS_EEXIST) ||
+                    (r1.status == HS_EEXIST && r2.status == 0));
+        assert_string_equal(r1.id, r2.id);
+        created++;
+    }
+    list(f, topic, NULL, true, 64);
+    assert_int_equal(f->count, created);
+    /* Many keys, queued in opposite orders on the two stores: their batches
+     * lock the keys in opposite orders (a deadlock for MariaDB, which the
+     * engine answers by running the batch again). Still one message per key. */
+    enum { KEYS = 24 };
+    char keys[KEYS][40];
+    once_result_t r1[KEYS], r2[KEYS];
+    char topic2[40];
+    unique(topic2, "idem");
+    for (int i = 0; i < KEYS; i++)
+        unique(keys[i], "cross");
+    memset(r1, 0, sizeof(r1));
+    memset(r2, 0, sizeof(r2));
+    for (int i = 0; i < KEYS; i++) {
+        hs_message_t m1 = message(topic2, "y", NULL), m2 = message(topic2, "y", NULL);
+        hs_idempotency_t i1 = {.key = keys[i], .body_hash = HASH_A};
+        hs_idempotency_t i2 = {.key = keys[KEYS - 1 - i], .body_hash = HASH_A};
+        hs_store_put_message_once(f->store, &m1, &i1, once_cb, &r1[i]);
+        hs_store_put_message_once(other, &m2, &i2, once_cb, &r2[KEYS - 1 - i]);
+    }
+    for (int i = 0; i < KEYS; i++)
+        while (r1[i].calls == 0 || r2[i].calls == 0)
+            uv_run(&f->loop, UV_RUN_ONCE);
+    for (int i = 0; i < KEYS; i++) {
+        assert_true((r1[i].status == 0 && r2[i].status == HS_EEXIST) ||
+                    (r1[i].status == HS_EEXIST && r2[i].status == 0));
+        assert_string_equal(r1[i].id, r2[i].id);
+    }
+    list(f, topic2, NULL, true, 64);
+    assert_int_equal(f->count, KEYS);
+    int closed = 0;
+    hs_store_close(other, count_closed_cb, &closed);
+    while (!closed)
+        uv_run(&f->loop, UV_RUN_ONCE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -907,6 +1071,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_small_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_finishes_queued_work, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotent_put, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_key_expires, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_across_stores, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

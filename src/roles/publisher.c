@@ -42,6 +42,10 @@ typedef struct call {
     } in;
     char topic_copy[HS_TOPIC_MAX + 1]; /* history/get: query strings die with req */
     char node[128];
+    /* send_to_connection: the command, and the answer when it is done */
+    hs_node_cmd_t cmd;
+    int ok_status;
+    const char *what;
 } call_t;
 
 static call_t *call_new(hs_publisher_t *p, hs_http_request_t *req, json_t *body)
@@ -517,39 +521,47 @@ static void get_subscribes(hs_http_request_t *req, void *ctx)
                                 topic ? call->topic_copy : NULL, list_subscriptions_cb, call);
 }
 
-/* ---- POST /api/v1/notification ----------------------------------------- */
+/* ---- a command to the node that holds a connection ------------------------ */
 
-static void notification_sent_cb(int status, void *data)
+static void command_sent_cb(int status, void *data)
 {
     call_t *call = data;
     if (status == HS_ENOTFOUND)
         hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
-                              call->in.note.connection_id);
+                              call->cmd.connection_id);
     else if (status != 0)
-        respond_internal(call->req, "sending the notification", status);
+        respond_internal(call->req, call->what, status);
     else
-        hs_http_respond_empty(call->req, 202);
+        hs_http_respond_empty(call->req, call->ok_status);
     call_free(call);
 }
 
-static void notification_located_cb(int status, const char *node, void *data)
+static void command_located_cb(int status, const char *node, void *data)
 {
     call_t *call = data;
     if (status != 0 && status != HS_ENOTFOUND) {
         respond_internal(call->req, "finding the connection", status);
         call_free(call);
-        return;
+    } else if (status != 0) {
+        command_sent_cb(HS_ENOTFOUND, call);
+    } else {
+        hs_bus_send_to_node(call->publisher->bus, node, &call->cmd, command_sent_cb, call);
     }
-    if (status != 0) {
-        notification_sent_cb(HS_ENOTFOUND, call);
-        return;
-    }
-    hs_node_cmd_t cmd = {.kind = HS_NODE_NOTIFY,
-                         .connection_id = call->in.note.connection_id,
-                         .frame_text = call->in.note.payload,
-                         .frame_text_len = call->in.note.payload_len};
-    hs_bus_send_to_node(call->publisher->bus, node, &cmd, notification_sent_cb, call);
 }
+
+/* Hands cmd to the node that holds cmd->connection_id and answers ok_status,
+ * or 404 when the connection is not connected. cmd's strings must live as
+ * long as call (they point into its decoded input). */
+static void send_to_connection(call_t *call, const hs_node_cmd_t *cmd, int ok_status,
+                               const char *what)
+{
+    call->cmd = *cmd;
+    call->ok_status = ok_status;
+    call->what = what;
+    hs_bus_locate_connection(call->publisher->bus, cmd->connection_id, command_located_cb, call);
+}
+
+/* ---- POST /api/v1/notification ----------------------------------------- */
 
 static void post_notification(hs_http_request_t *req, void *ctx)
 {
@@ -564,7 +576,11 @@ static void post_notification(hs_http_request_t *req, void *ctx)
         call_free(call);
         return;
     }
-    hs_bus_locate_connection(p->bus, call->in.note.connection_id, notification_located_cb, call);
+    hs_node_cmd_t cmd = {.kind = HS_NODE_NOTIFY,
+                         .connection_id = call->in.note.connection_id,
+                         .frame_text = call->in.note.payload,
+                         .frame_text_len = call->in.note.payload_len};
+    send_to_connection(call, &cmd, 202, "sending the notification");
 }
 
 /* ---- GET and DELETE /api/v1/connections/{id} ----------------------------- */
@@ -596,35 +612,6 @@ static void get_connection(hs_http_request_t *req, void *ctx)
     hs_store_get_connection(p->store, call->in.sub.connection_id, connection_got_cb, call);
 }
 
-static void disconnect_sent_cb(int status, void *data)
-{
-    call_t *call = data;
-    if (status == HS_ENOTFOUND)
-        hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
-                              call->in.sub.connection_id);
-    else if (status != 0)
-        respond_internal(call->req, "disconnecting", status);
-    else
-        hs_http_respond_empty(call->req, 204);
-    call_free(call);
-}
-
-static void disconnect_located_cb(int status, const char *node, void *data)
-{
-    call_t *call = data;
-    if (status != 0 && status != HS_ENOTFOUND) {
-        respond_internal(call->req, "finding the connection", status);
-        call_free(call);
-        return;
-    }
-    if (status != 0) {
-        disconnect_sent_cb(HS_ENOTFOUND, call);
-        return;
-    }
-    hs_node_cmd_t cmd = {.kind = HS_NODE_DISCONNECT, .connection_id = call->in.sub.connection_id};
-    hs_bus_send_to_node(call->publisher->bus, node, &cmd, disconnect_sent_cb, call);
-}
-
 static void delete_connection(hs_http_request_t *req, void *ctx)
 {
     hs_publisher_t *p = ctx;
@@ -635,7 +622,8 @@ static void delete_connection(hs_http_request_t *req, void *ctx)
         call_free(call);
         return;
     }
-    hs_bus_locate_connection(p->bus, call->in.sub.connection_id, disconnect_located_cb, call);
+    hs_node_cmd_t cmd = {.kind = HS_NODE_DISCONNECT, .connection_id = call->in.sub.connection_id};
+    send_to_connection(call, &cmd, 204, "disconnecting");
 }
 
 void hs_publisher_set_gauges(hs_publisher_t *p, hs_gauges_fn fn, void *ctx)

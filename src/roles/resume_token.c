@@ -1,6 +1,8 @@
 /* resume_token.c - HMAC-SHA256 resume tokens (see resume_token.h). */
 #include "roles/resume_token.h"
 
+#include "core/base64url.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -18,27 +20,6 @@ static void sign(const void *secret, size_t secret_len, const unsigned char *bod
     HMAC(EVP_sha256(), secret, (int)secret_len, body, HS_ULID_LEN + 8, mac, &mac_len);
 }
 
-static void base64url(const unsigned char *in, size_t len, char *out)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[o++] = alphabet[(v >> 18) & 63];
-        out[o++] = alphabet[(v >> 12) & 63];
-        if (i + 1 < len)
-            out[o++] = alphabet[(v >> 6) & 63];
-        if (i + 2 < len)
-            out[o++] = alphabet[v & 63];
-    }
-    out[o] = '\0';
-}
-
 void hs_resume_token_make(const void *secret, size_t secret_len, const char *connection_id,
                           uint64_t expires_ms, char out[HS_RESUME_TOKEN_LEN + 1])
 {
@@ -47,14 +28,14 @@ void hs_resume_token_make(const void *secret, size_t secret_len, const char *con
     for (int i = 0; i < 8; i++)
         raw[HS_ULID_LEN + i] = (unsigned char)(expires_ms >> (56 - 8 * i));
     sign(secret, secret_len, raw, raw + HS_ULID_LEN + 8);
-    base64url(raw, RAW_LEN, out);
+    hs_base64url_encode(raw, RAW_LEN, out);
 }
 
 int hs_resume_token_check(const void *secret, size_t secret_len, const char *token, size_t len,
                           uint64_t now_ms, char id_out[HS_ULID_LEN + 1])
 {
     unsigned char raw[RAW_LEN + 3], mac[32];
-    if (len != HS_RESUME_TOKEN_LEN || hs_token_base64url_decode(token, len, raw) != RAW_LEN)
+    if (len != HS_RESUME_TOKEN_LEN || hs_base64url_decode(token, len, raw) != RAW_LEN)
         return HS_EINVAL;
     sign(secret, secret_len, raw, mac);
     if (CRYPTO_memcmp(mac, raw + HS_ULID_LEN + 8, 32) != 0)

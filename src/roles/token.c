@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/base64url.h"
 #include "core/error.h"
 #include "roles/decode.h"
 
@@ -103,53 +104,11 @@ void hs_token_verifier_free(hs_token_verifier_t *v)
     hs_free(v);
 }
 
-/* ---- base64url ----------------------------------------------------------- */
-
-static int b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-long hs_token_base64url_decode(const char *in, size_t len, unsigned char *out)
-{
-    if (len % 4 == 1)
-        return -1;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64_value(in[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    /* The bits left over must be zero: one encoding per byte string. */
-    if (acc != 0)
-        return -1;
-    return (long)o;
-}
-
 /* Decodes one part into a new NUL-terminated buffer; NULL on error. */
 static unsigned char *decode_part(const char *in, size_t len, size_t *out_len)
 {
     unsigned char *buf = hs_malloc(len * 3 / 4 + 2);
-    long n = hs_token_base64url_decode(in, len, buf);
+    long n = hs_base64url_decode(in, len, buf);
     if (n < 0) {
         hs_free(buf);
         return NULL;

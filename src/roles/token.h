@@ -63,8 +63,4 @@ void hs_token_claims_dispose(hs_token_claims_t *claims);
  * topic starting with p ("*" alone grants every topic). */
 bool hs_token_grants(const hs_token_claims_t *claims, const char *topic);
 
-/* Strict base64url (RFC 4648 §5, no padding, unused bits zero). Returns the
- * decoded length, or -1. out must hold len * 3 / 4 + 1 bytes. */
-long hs_token_base64url_decode(const char *in, size_t len, unsigned char *out);
-
 #endif

@@ -621,11 +621,21 @@ static void client_unsubscribed_cb(int status, size_t count, void *data)
     hs_free(op);
 }
 
+static bool ip_is_loopback(const char *ip)
+{
+    return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+           strncmp(ip, "::ffff:127.", 11) == 0;
+}
+
+/* With tokens, what the token grants. Without, any topic, but only in the
+ * development default (API on loopback, no key) and only for a client on
+ * this machine: the WebSocket port listens on every interface, and a
+ * network peer must not read every topic by asking. */
 static bool may_subscribe(const hs_notifier_t *n, const client_t *client, const char *topic)
 {
     if (n->verifier)
         return hs_token_grants(&client->claims, topic);
-    return n->open_subscribe;
+    return n->open_subscribe && client->ip && ip_is_loopback(client->ip->ip);
 }
 
 static bool subscribed_to(const client_t *client, const char *topic)

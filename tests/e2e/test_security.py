@@ -69,15 +69,16 @@ def pem(public_key):
 class Houston:
     """houston serve with the given flags on free loopback ports."""
 
-    def __init__(self, tmp, *flags, api_host="127.0.0.1"):
+    def __init__(self, tmp, *flags, api_host="127.0.0.1", ws_host="127.0.0.1"):
         self.ws_port, self.api_port = free_port(), free_port()
         self.log = tmp / f"houston-{self.api_port}.log"
         self.stderr = open(self.log, "w")
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--ws-addr", f"127.0.0.1:{self.ws_port}", "--api-addr",
+            [BIN, "serve", "--ws-addr", f"{ws_host}:{self.ws_port}", "--api-addr",
              f"{api_host}:{self.api_port}", "--db", f"sqlite:{tmp}/h-{self.api_port}.db", *flags],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr)
-        wait_port(self.ws_port, self.proc, self.log)
+        if ws_host == "127.0.0.1":
+            wait_port(self.ws_port, self.proc, self.log)
         wait_port(self.api_port, self.proc, self.log)
 
     @property
@@ -434,6 +435,54 @@ def test_client_subscribe_without_tokens(start, server, topic):
         await ws.close()
 
     run(scenario())
+
+
+def non_loopback_address():
+    """An address of this machine other than loopback, or None."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # no packet is sent
+            ip = s.getsockname()[0]
+        return None if ip.startswith("127.") else ip
+    except OSError:
+        return None
+
+
+def test_open_client_subscribe_is_for_this_machine_only(start, topic):
+    """In the development default (no key, no tokens) a client may subscribe to
+    any topic by itself only from a loopback address: the WebSocket port
+    listens on every interface, and a network peer must not read every
+    topic by asking."""
+    ip = non_loopback_address()
+    if ip is None:
+        pytest.skip("this machine has no non-loopback address")
+    srv = start(ws_host="0.0.0.0")
+    wait_for_port(srv.ws_port)
+
+    async def scenario():
+        for host, answer in ((ip, "forbidden"), ("127.0.0.1", None)):
+            ws = await websockets.connect(f"ws://{host}:{srv.ws_port}/api/v1/ws")
+            assert (await recv_json(ws))["type"] == "connected"
+            await ws.send(json.dumps({"type": "subscribe", "topic": topic}))
+            reply = await recv_json(ws)
+            if answer:
+                assert reply["type"] == "error" and reply["code"] == answer, reply
+            else:
+                assert reply == {"type": "subscribed", "topic": topic}
+            await ws.close()
+
+    run(scenario())
+
+
+def wait_for_port(port, deadline=10.0):
+    end = time.time() + deadline
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"port {port} did not open")
 
 
 # ---- abuse limits ----------------------------------------------------------------

@@ -357,50 +357,6 @@ static void tls_flush_conn(hs_conn_t *conn)
         queue_drained(conn);
 }
 
-void hs_net__flush_conn(hs_conn_t *conn)
-{
-    if (conn->flags & (CONN_CLOSING | CONN_WRITING))
-        return;
-    if (conn->tls) {
-        tls_flush_conn(conn);
-        return;
-    }
-    uv_buf_t iovs[HS_NET_MAX_IOVS];
-    while (conn->out_count > 0) {
-        unsigned n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS);
-        int rc = uv_try_write((uv_stream_t *)&conn->tcp, iovs, n);
-        conn->net->write_calls++;
-        if (rc == UV_EAGAIN || rc == UV_ENOSYS)
-            rc = 0;
-        if (rc < 0) {
-            hs_log_debug("net: write to %s failed: %s", conn->peer, uv_strerror(rc));
-            hs_conn_close(conn);
-            return;
-        }
-        size_t total = 0;
-        for (unsigned i = 0; i < n; i++)
-            total += iovs[i].len;
-        hs_metrics_singleton.bytes_sent += (size_t)rc;
-        hs_conn__consume(conn, (size_t)rc);
-        if ((size_t)rc < total) {
-            /* The socket is full: hand the rest to libuv, which writes it
-             * when the socket becomes writable, and stop until it is done. */
-            n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS);
-            conn->writing_count = n;
-            conn->write_req.data = conn;
-            conn->flags |= CONN_WRITING;
-            rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, iovs, n, write_cb);
-            if (rc < 0) {
-                conn->flags &= ~(unsigned)CONN_WRITING;
-                conn->writing_count = 0;
-                hs_conn_close(conn);
-            }
-            return;
-        }
-    }
-    queue_drained(conn);
-}
-
 bool hs_net__can_flush_apart(const hs_conn_t *conn)
 {
     return conn->tls == NULL && !(conn->flags & (CONN_CLOSING | CONN_WRITING)) &&
@@ -411,6 +367,7 @@ void hs_net__flush_writes(hs_conn_t *conn)
 {
     conn->flush_error = 0;
     conn->flush_written = 0;
+    conn->flush_calls = 0;
     conn->flush_partial = false;
     uv_os_fd_t fd;
     if (uv_fileno((const uv_handle_t *)&conn->tcp, &fd) != 0) {
@@ -428,6 +385,7 @@ void hs_net__flush_writes(hs_conn_t *conn)
         do
             rc = writev(fd, (const struct iovec *)iovs, (int)n);
         while (rc < 0 && errno == EINTR);
+        conn->flush_calls++;
         if (rc < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 conn->flush_error = -errno;
@@ -446,16 +404,45 @@ void hs_net__flush_writes(hs_conn_t *conn)
 
 void hs_net__flush_finish(hs_conn_t *conn)
 {
-    conn->net->write_calls++;
+    conn->net->write_calls += conn->flush_calls;
     hs_metrics_singleton.bytes_sent += conn->flush_written;
     if (conn->flush_error) {
         hs_log_debug("net: write to %s failed: %s", conn->peer, uv_strerror(conn->flush_error));
         hs_conn_close(conn);
     } else if (conn->flush_partial && conn->out_count > 0) {
-        hs_net__flush_conn(conn); /* hands the rest to uv_write */
+        /* The socket is full: hand the rest to libuv, which writes it when
+         * the socket becomes writable, and stop until it is done. */
+        uv_buf_t iovs[HS_NET_MAX_IOVS];
+        unsigned n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS);
+        conn->writing_count = n;
+        conn->write_req.data = conn;
+        conn->flags |= CONN_WRITING;
+        if (uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, iovs, n, write_cb) < 0) {
+            conn->flags &= ~(unsigned)CONN_WRITING;
+            conn->writing_count = 0;
+            hs_conn_close(conn);
+        }
     } else if (conn->out_count == 0) {
         queue_drained(conn);
     }
+}
+
+/* A plain connection's flush is its two phases back to back, on the loop
+ * thread; a TLS one encrypts first (tls_flush_conn). */
+void hs_net__flush_conn(hs_conn_t *conn)
+{
+    if (conn->flags & (CONN_CLOSING | CONN_WRITING))
+        return;
+    if (conn->tls) {
+        tls_flush_conn(conn);
+        return;
+    }
+    if (conn->out_count == 0) {
+        queue_drained(conn);
+        return;
+    }
+    hs_net__flush_writes(conn);
+    hs_net__flush_finish(conn);
 }
 
 static int send_buf(hs_conn_t *conn, hs_buf_t *buf, int bounded)

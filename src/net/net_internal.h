@@ -54,6 +54,7 @@ struct hs_conn {
      * loop thread to act on */
     int flush_error;      /* a failed writev, as -errno */
     size_t flush_written; /* bytes written */
+    unsigned flush_calls; /* writev calls made */
     bool flush_partial;   /* the socket filled up before the queue emptied */
     char peer[64];        /* "[v6 address]:port" */
 };
@@ -70,7 +71,7 @@ struct hs_net {
     size_t pending_count;
     size_t conn_count;
     int read_buf_busy;
-    uint64_t write_calls; /* uv_try_write calls; lets tests see the batching */
+    uint64_t write_calls; /* write system calls; lets tests see the batching */
     hs_tls_t *tls;        /* borrowed; listeners started while set accept TLS */
     char *tls_plain;      /* decrypted bytes during one read callback (TLS only) */
     char read_buf[HS_NET_READ_BUF];

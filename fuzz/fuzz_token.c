@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base64url.h"
 #include "roles/token.h"
 
 #define SECRET "fuzz-secret"
@@ -17,24 +18,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Appends the base64url of in to out; returns the characters written. */
 static size_t b64url(const unsigned char *in, size_t len, char *out)
 {
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[o++] = abc[(v >> 18) & 63];
-        out[o++] = abc[(v >> 12) & 63];
-        if (i + 1 < len)
-            out[o++] = abc[(v >> 6) & 63];
-        if (i + 2 < len)
-            out[o++] = abc[v & 63];
-    }
-    return o;
+    hs_base64url_encode(in, len, out);
+    return hs_base64url_encoded_len(len);
 }
 
 static void verify(const hs_token_verifier_t *v, const char *token, size_t len, bool hs256)

@@ -1505,25 +1505,6 @@ static bool takeover(hs_notifier_t *n, hs_http_request_t *req, bool sse, const r
     return true;
 }
 
-static void ws_route(hs_http_request_t *req, void *ctx)
-{
-    hs_notifier_t *n = ctx;
-    hs_token_claims_t claims = {0};
-    ip_entry_t *ip_entry;
-    if (!admit(n, req, &claims, &ip_entry))
-        return;
-    resume_ask_t ask;
-    read_resume_ask(req, &ask);
-    if (ask.asked && takeover(n, req, false, &ask, &claims, ip_entry))
-        return;
-    hs_ws_session_t *ws = hs_ws_accept(req, &n->ws_config, &ws_callbacks, NULL);
-    if (ws == NULL) {
-        hs_token_claims_dispose(&claims);
-        return;
-    }
-    open_client(n, &ask, ws, NULL, &claims, ip_entry);
-}
-
 /* ---- Server-Sent Events --------------------------------------------------- */
 
 #define SSE_KEEPALIVE_MS 15000
@@ -1597,23 +1578,41 @@ static hs_conn_t *sse_accept(hs_notifier_t *n, hs_http_request_t *req)
     return conn;
 }
 
-static void sse_route(hs_http_request_t *req, void *ctx)
+/* ---- the two transports' routes ----------------------------------------- */
+
+/* GET /api/v1/ws and GET /api/v1/sse: admission, then a resume by token, or a
+ * new connection on the transport. */
+static void connect_route(hs_notifier_t *n, hs_http_request_t *req, bool sse)
 {
-    hs_notifier_t *n = ctx;
     hs_token_claims_t claims = {0};
     ip_entry_t *ip_entry;
     if (!admit(n, req, &claims, &ip_entry))
         return;
     resume_ask_t ask;
     read_resume_ask(req, &ask);
-    if (ask.asked && takeover(n, req, true, &ask, &claims, ip_entry))
+    if (ask.asked && takeover(n, req, sse, &ask, &claims, ip_entry))
         return;
-    hs_conn_t *conn = sse_accept(n, req);
-    if (conn == NULL) {
+    hs_ws_session_t *ws = NULL;
+    hs_conn_t *conn = NULL;
+    if (sse)
+        conn = sse_accept(n, req);
+    else
+        ws = hs_ws_accept(req, &n->ws_config, &ws_callbacks, NULL);
+    if (ws == NULL && conn == NULL) {
         hs_token_claims_dispose(&claims);
         return;
     }
-    open_client(n, &ask, NULL, conn, &claims, ip_entry);
+    open_client(n, &ask, ws, conn, &claims, ip_entry);
+}
+
+static void ws_route(hs_http_request_t *req, void *ctx)
+{
+    connect_route(ctx, req, false);
+}
+
+static void sse_route(hs_http_request_t *req, void *ctx)
+{
+    connect_route(ctx, req, true);
 }
 
 /* ---- life cycle ------------------------------------------------------ */

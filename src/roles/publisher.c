@@ -599,29 +599,33 @@ static void connection_got_cb(int status, const hs_connection_info_t *info, void
     call_free(call);
 }
 
-static void get_connection(hs_http_request_t *req, void *ctx)
+/* A call for the connection named by the path's {id}, or NULL after
+ * answering 400. */
+static call_t *connection_call(hs_publisher_t *p, hs_http_request_t *req)
 {
-    hs_publisher_t *p = ctx;
     hs_api_error_t err;
     call_t *call = call_new(p, req, NULL);
     if (hs_decode_ulid(hs_http_param(req, "id"), "id", call->in.sub.connection_id, &err) != 0) {
         respond_api_error(req, &err);
         call_free(call);
-        return;
+        return NULL;
     }
-    hs_store_get_connection(p->store, call->in.sub.connection_id, connection_got_cb, call);
+    return call;
+}
+
+static void get_connection(hs_http_request_t *req, void *ctx)
+{
+    hs_publisher_t *p = ctx;
+    call_t *call = connection_call(p, req);
+    if (call)
+        hs_store_get_connection(p->store, call->in.sub.connection_id, connection_got_cb, call);
 }
 
 static void delete_connection(hs_http_request_t *req, void *ctx)
 {
-    hs_publisher_t *p = ctx;
-    hs_api_error_t err;
-    call_t *call = call_new(p, req, NULL);
-    if (hs_decode_ulid(hs_http_param(req, "id"), "id", call->in.sub.connection_id, &err) != 0) {
-        respond_api_error(req, &err);
-        call_free(call);
+    call_t *call = connection_call(ctx, req);
+    if (call == NULL)
         return;
-    }
     hs_node_cmd_t cmd = {.kind = HS_NODE_DISCONNECT, .connection_id = call->in.sub.connection_id};
     send_to_connection(call, &cmd, 204, "disconnecting");
 }

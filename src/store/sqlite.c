@@ -247,6 +247,27 @@ static void bind_text(sqlite3_stmt *stmt, int i, const char *s)
         sqlite3_bind_text(stmt, i, s, -1, SQLITE_STATIC);
 }
 
+/* Runs the statement in slot (prepared from sql on first use) with text
+ * parameters ?1 = a and ?2 = b (either may be NULL: not bound). */
+static int run_texts(sqlite3 *db, sqlite3_stmt **slot, const char *sql, const char *a,
+                     const char *b)
+{
+    sqlite3_stmt *st = stmt_for(db, slot, sql);
+    if (st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, a);
+    bind_text(st, 2, b);
+    return run_done(st);
+}
+
+/* run_texts, then HS_ENOTFOUND when it changed no row. */
+static int run_texts_changed(sqlite3 *db, sqlite3_stmt **slot, const char *sql, const char *a,
+                             const char *b)
+{
+    int rc = run_texts(db, slot, sql, a, b);
+    return rc == 0 && sqlite3_changes(db) == 0 ? HS_ENOTFOUND : rc;
+}
+
 static int collect_messages(sqlite3_stmt *st, hs_store_op_t *op, size_t limit);
 
 /* ---- writes (writer thread) --------------------------------------------- */
@@ -380,16 +401,12 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
         return rc == SQLITE_ROW ? HS_EEXIST : HS_EIO;
     case HS_OP_REMOVE_SUBSCRIPTION:
         if (op->b)
-            st = stmt_for(db, &s->remove_sub,
-                          "DELETE FROM subscriptions WHERE connection_id = ?1 AND topic = ?2");
+            rc = run_texts(db, &s->remove_sub,
+                           "DELETE FROM subscriptions WHERE connection_id = ?1 AND topic = ?2",
+                           op->a, op->b);
         else
-            st =
-                stmt_for(db, &s->remove_subs, "DELETE FROM subscriptions WHERE connection_id = ?1");
-        if (st == NULL)
-            return HS_EIO;
-        bind_text(st, 1, op->a);
-        bind_text(st, 2, op->b);
-        rc = run_done(st);
+            rc = run_texts(db, &s->remove_subs,
+                           "DELETE FROM subscriptions WHERE connection_id = ?1", op->a, NULL);
         op->count = rc == 0 ? (size_t)sqlite3_changes(db) : 0;
         return rc;
     case HS_OP_ADD_CONNECTION:
@@ -436,63 +453,33 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
         sqlite3_reset(st);
         return rc == SQLITE_DONE ? 0 : HS_EIO;
     case HS_OP_REMOVE_CONNECTION:
-        st = stmt_for(db, &s->remove_subs, "DELETE FROM subscriptions WHERE connection_id = ?1");
-        if (st == NULL)
+        if (run_texts(db, &s->remove_subs, "DELETE FROM subscriptions WHERE connection_id = ?1",
+                      op->a, NULL) != 0)
             return HS_EIO;
-        bind_text(st, 1, op->a);
-        if (run_done(st) != 0)
-            return HS_EIO;
-        st = stmt_for(db, &s->remove_conn, "DELETE FROM connections WHERE id = ?1");
-        if (st == NULL)
-            return HS_EIO;
-        bind_text(st, 1, op->a);
-        return run_done(st);
+        return run_texts(db, &s->remove_conn, "DELETE FROM connections WHERE id = ?1", op->a, NULL);
     case HS_OP_SET_LAST_ACK:
-        st = stmt_for(db, &s->set_ack, "UPDATE connections SET last_ack = ?2 WHERE id = ?1");
-        if (st == NULL)
-            return HS_EIO;
-        bind_text(st, 1, op->a);
-        bind_text(st, 2, op->b);
-        return run_done(st);
+        return run_texts(db, &s->set_ack, "UPDATE connections SET last_ack = ?2 WHERE id = ?1",
+                         op->a, op->b);
     case HS_OP_CLAIM_CONNECTION:
-        st = stmt_for(db, &s->claim_conn, "UPDATE connections SET node = ?2 WHERE id = ?1");
-        if (st == NULL)
-            return HS_EIO;
-        bind_text(st, 1, op->a);
-        bind_text(st, 2, op->b);
-        rc = run_done(st);
-        return rc == 0 && sqlite3_changes(db) == 0 ? HS_ENOTFOUND : rc;
+        return run_texts_changed(db, &s->claim_conn,
+                                 "UPDATE connections SET node = ?2 WHERE id = ?1", op->a, op->b);
     case HS_OP_EXPIRE_CONNECTION:
-        st = stmt_for(db, &s->expire_subs,
+        if (run_texts(db, &s->expire_subs,
                       "DELETE FROM subscriptions WHERE connection_id = ?1 AND EXISTS "
-                      "(SELECT 1 FROM connections WHERE id = ?1 AND node = ?2)");
-        if (st == NULL)
+                      "(SELECT 1 FROM connections WHERE id = ?1 AND node = ?2)",
+                      op->a, op->b) != 0)
             return HS_EIO;
-        bind_text(st, 1, op->a);
-        bind_text(st, 2, op->b);
-        if (run_done(st) != 0)
-            return HS_EIO;
-        st = stmt_for(db, &s->expire_conn, "DELETE FROM connections WHERE id = ?1 AND node = ?2");
-        if (st == NULL)
-            return HS_EIO;
-        bind_text(st, 1, op->a);
-        bind_text(st, 2, op->b);
-        rc = run_done(st);
-        return rc == 0 && sqlite3_changes(db) == 0 ? HS_ENOTFOUND : rc;
+        return run_texts_changed(db, &s->expire_conn,
+                                 "DELETE FROM connections WHERE id = ?1 AND node = ?2", op->a,
+                                 op->b);
     case HS_OP_REMOVE_NODE:
-        st = stmt_for(db, &s->remove_node_subs,
+        if (run_texts(db, &s->remove_node_subs,
                       "DELETE FROM subscriptions WHERE connection_id IN "
-                      "(SELECT id FROM connections WHERE node = ?1)");
-        if (st == NULL)
+                      "(SELECT id FROM connections WHERE node = ?1)",
+                      op->a, NULL) != 0)
             return HS_EIO;
-        bind_text(st, 1, op->a);
-        if (run_done(st) != 0)
-            return HS_EIO;
-        st = stmt_for(db, &s->remove_node_conns, "DELETE FROM connections WHERE node = ?1");
-        if (st == NULL)
-            return HS_EIO;
-        bind_text(st, 1, op->a);
-        rc = run_done(st);
+        rc = run_texts(db, &s->remove_node_conns, "DELETE FROM connections WHERE node = ?1", op->a,
+                       NULL);
         op->count = rc == 0 ? (size_t)sqlite3_changes(db) : 0;
         return rc;
     default:

@@ -26,34 +26,14 @@
 static EVP_PKEY *rsa_key, *ec_key;
 static char rsa_pem[4096], ec_pem[1024];
 
-static void b64url(const unsigned char *in, size_t len, char *out)
-{
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[o++] = abc[(v >> 18) & 63];
-        out[o++] = abc[(v >> 12) & 63];
-        if (i + 1 < len)
-            out[o++] = abc[(v >> 6) & 63];
-        if (i + 2 < len)
-            out[o++] = abc[v & 63];
-    }
-    out[o] = '\0';
-}
-
 /* header.payload.signature; key NULL signs HS256 with secret (or, for
  * "none", no signature at all). */
 static char *sign(const char *header, const char *payload, EVP_PKEY *key, const char *secret)
 {
     char *token = calloc(1, 16384);
-    b64url((const unsigned char *)header, strlen(header), token);
+    hs_base64url_encode((const unsigned char *)header, strlen(header), token);
     strcat(token, ".");
-    b64url((const unsigned char *)payload, strlen(payload), token + strlen(token));
+    hs_base64url_encode((const unsigned char *)payload, strlen(payload), token + strlen(token));
     size_t input_len = strlen(token);
     unsigned char sig[512];
     size_t sig_len = 0;
@@ -86,7 +66,7 @@ static char *sign(const char *header, const char *payload, EVP_PKEY *key, const 
         }
     }
     strcat(token, ".");
-    b64url(sig, sig_len, token + strlen(token));
+    hs_base64url_encode(sig, sig_len, token + strlen(token));
     return token;
 }
 

@@ -26,6 +26,7 @@ typedef struct worker {
     queue_t queue;
     uv_cond_t cond;
     bool is_writer;
+    bool kick; /* loop thread only: ops queued since the last wake-up */
 } worker_t;
 
 typedef struct engine {
@@ -36,6 +37,9 @@ typedef struct engine {
     worker_t writer, reader;
     queue_t done;
     uv_async_t async;
+    uv_check_t kick;     /* wakes the workers once per loop iteration */
+    uv_idle_t kick_soon; /* active while a kick is due: the poll must not block */
+    int handles_open;    /* async, kick, kick_soon; the engine is freed when all closed */
     bool closing;
     int workers_stopped;
     hs_store_done_cb close_cb;
@@ -273,6 +277,8 @@ static void worker_main(void *arg)
 static void async_closed_cb(uv_handle_t *handle)
 {
     engine_t *e = handle->data;
+    if (--e->handles_open > 0)
+        return;
     hs_store_done_cb cb = e->close_cb;
     void *data = e->close_data;
     uv_mutex_destroy(&e->lock);
@@ -362,7 +368,14 @@ static void async_cb(uv_async_t *async)
         uv_thread_join(&e->writer.thread);
         uv_thread_join(&e->reader.thread);
         uv_close((uv_handle_t *)async, async_closed_cb);
+        uv_close((uv_handle_t *)&e->kick, async_closed_cb);
+        uv_close((uv_handle_t *)&e->kick_soon, async_closed_cb);
     }
+}
+
+static void kick_soon_cb(uv_idle_t *idle)
+{
+    (void)idle; /* its being active is what counts */
 }
 
 static void submit(engine_t *e, hs_store_op_t *op, bool write)
@@ -378,8 +391,32 @@ static void submit(engine_t *e, hs_store_op_t *op, bool write)
     }
     worker_t *w = write ? &e->writer : &e->reader;
     queue_push(&w->queue, op);
-    uv_cond_signal(&w->cond);
     uv_mutex_unlock(&e->lock);
+    /* Submitted from a timer or a close callback, the op would otherwise
+     * wait for the next event after a blocking poll. */
+    if (!e->writer.kick && !e->reader.kick)
+        uv_idle_start(&e->kick_soon, kick_soon_cb);
+    w->kick = true;
+}
+
+/* Runs once the loop has handled everything that was ready (uv_check): one
+ * wake-up per worker for all the ops of the iteration. Signalled on each
+ * submit instead, the writer would start a commit with the first publish
+ * of an iteration while the loop is still parsing the rest: more, smaller
+ * transactions, more fsyncs and more context switches for the same work. */
+static void kick_cb(uv_check_t *check)
+{
+    engine_t *e = check->data;
+    uv_idle_stop(&e->kick_soon);
+    worker_t *workers[] = {&e->writer, &e->reader};
+    for (int i = 0; i < 2; i++) {
+        if (!workers[i]->kick)
+            continue;
+        workers[i]->kick = false;
+        uv_mutex_lock(&e->lock);
+        uv_cond_signal(&workers[i]->cond);
+        uv_mutex_unlock(&e->lock);
+    }
 }
 
 static hs_store_op_t *op_new(hs_store_op_kind_t kind, void *data)
@@ -620,6 +657,13 @@ hs_store_t *hs_store_engine_start(uv_loop_t *loop, const hs_store_engine_ops_t *
     }
     uv_async_init(loop, &e->async, async_cb);
     e->async.data = e;
+    uv_check_init(loop, &e->kick);
+    e->kick.data = e;
+    uv_check_start(&e->kick, kick_cb);
+    uv_unref((uv_handle_t *)&e->kick); /* the async keeps the loop alive */
+    uv_idle_init(loop, &e->kick_soon);
+    e->kick_soon.data = e;
+    e->handles_open = 3;
     uv_thread_create(&e->writer.thread, worker_main, &e->writer);
     uv_thread_create(&e->reader.thread, worker_main, &e->reader);
     return &e->base;

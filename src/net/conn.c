@@ -152,6 +152,8 @@ void hs_conn_resume_read(hs_conn_t *conn)
 
 /* ---- writing ------------------------------------------------------------ */
 
+#define RING_KEEP 64
+
 static void ring_push(hs_conn_t *conn, hs_buf_t *buf)
 {
     if (conn->out_count == conn->out_cap) {
@@ -188,9 +190,11 @@ void hs_conn__consume(hs_conn_t *conn, size_t n)
     }
     if (conn->out_count == 0) {
         conn->out_head = 0;
-        /* A queue that grew for a burst shrinks back when it drains, so an
-         * idle connection does not keep a large ring. */
-        if (conn->out_cap > 16) {
+        /* A ring that grew for a large burst is given back when it drains,
+         * so an idle connection does not keep it; up to RING_KEEP slots
+         * (1 KiB) stay, so that a connection receiving a steady stream of
+         * waves does not allocate and free its ring for each of them. */
+        if (conn->out_cap > RING_KEEP) {
             hs_free(conn->out);
             conn->out = NULL;
             conn->out_cap = 0;
@@ -492,6 +496,18 @@ size_t hs_conn_pending(hs_conn_t *conn)
 void hs_conn_set_max_pending(hs_conn_t *conn, size_t bytes)
 {
     conn->max_pending = bytes;
+}
+
+void hs_conn_set_fanout(hs_conn_t *conn)
+{
+    if (conn->flags & CONN_FANOUT)
+        return;
+    /* Moves to the other flush list if it is waiting on one. */
+    bool pending = conn->flags & CONN_PENDING;
+    hs_net__unschedule_flush(conn->net, conn);
+    conn->flags |= CONN_FANOUT;
+    if (pending)
+        hs_net__schedule_flush(conn->net, conn);
 }
 
 /* ---- closing ------------------------------------------------------------ */

@@ -51,38 +51,86 @@ static void flush_parallel(hs_net_t *net, hs_conn_t *list)
         hs_net__flush_conn(net->flush_batch[i]);
 }
 
-static void prepare_cb(uv_prepare_t *prepare)
+/* Detaches conn from the list it is on (the caller knows it is on one). */
+static void unlink_pending(hs_net_t *net, hs_conn_t *conn)
 {
-    hs_net_t *net = prepare->data;
-    if (net->flush_pool && net->pending_count >= PARALLEL_FLUSH_MIN) {
-        hs_conn_t *list = net->pending_head;
-        net->pending_head = NULL;
-        net->pending_count = 0;
-        flush_parallel(net, list);
-        if (net->pending_head == NULL)
-            uv_prepare_stop(&net->prepare);
-        return;
-    }
-    /* Flush every connection that queued bytes during this iteration. A
-     * flush may queue nothing new, so one pass empties the list. */
-    hs_conn_t *conn = net->pending_head;
-    net->pending_head = NULL;
-    net->pending_count = 0;
+    bool fanout = conn->flags & CONN_FANOUT;
+    if (conn->prev_pending)
+        conn->prev_pending->next_pending = conn->next_pending;
+    else if (fanout)
+        net->fanout_head = conn->next_pending;
+    else
+        net->pending_head = conn->next_pending;
+    if (conn->next_pending)
+        conn->next_pending->prev_pending = conn->prev_pending;
+    else if (fanout)
+        net->fanout_tail = conn->prev_pending;
+    conn->next_pending = conn->prev_pending = NULL;
+    conn->flags &= ~(unsigned)CONN_PENDING;
+    if (fanout)
+        net->fanout_count--;
+    else if (net->pending_count > 0) /* a size hint: a flush in progress resets it */
+        net->pending_count--;
+}
+
+/* Flushes the whole list, which is detached from the net. A flush may start
+ * closing a connection, but nothing is freed before libuv's close callbacks,
+ * which run after this walk: the detached rest of the list stays valid. A
+ * connection that queues again is put on a new list and flushed in the next
+ * iteration. */
+static void flush_list(hs_conn_t *conn)
+{
     while (conn) {
         hs_conn_t *next = conn->next_pending;
         if (next)
             next->prev_pending = NULL;
         conn->next_pending = conn->prev_pending = NULL;
         conn->flags &= ~(unsigned)CONN_PENDING;
-        /* A flush may start closing this connection, but nothing is freed
-         * before libuv's close callbacks, which run after this walk: the
-         * detached rest of the list stays valid. A connection that queues
-         * again is put on the new list and flushed in the next iteration. */
         hs_net__flush_conn(conn);
         conn = next;
     }
-    if (net->pending_head == NULL)
+}
+
+static void idle_cb(uv_idle_t *idle)
+{
+    (void)idle; /* only there so that the poll does not block */
+}
+
+static void prepare_cb(uv_prepare_t *prepare)
+{
+    hs_net_t *net = prepare->data;
+    if (net->flush_pool && net->pending_count + net->fanout_count >= PARALLEL_FLUSH_MIN) {
+        /* A large wave: all of it at once, on every core. */
+        hs_conn_t *list = net->pending_head;
+        if (net->fanout_head) {
+            net->fanout_tail->next_pending = list;
+            if (list)
+                list->prev_pending = net->fanout_tail;
+            list = net->fanout_head;
+        }
+        net->pending_head = net->fanout_head = net->fanout_tail = NULL;
+        net->pending_count = net->fanout_count = 0;
+        flush_parallel(net, list);
+    } else {
+        /* Every other connection first (answers, handshakes), then the
+         * oldest fan-out connections up to the budget; the rest wait for the
+         * next iterations, collecting what else they are sent. */
+        hs_conn_t *list = net->pending_head;
+        net->pending_head = NULL;
+        net->pending_count = 0;
+        flush_list(list);
+        for (unsigned n = 0; n < HS_NET_FANOUT_PER_ITERATION && net->fanout_head; n++) {
+            hs_conn_t *conn = net->fanout_head;
+            unlink_pending(net, conn);
+            hs_net__flush_conn(conn);
+        }
+    }
+    if (net->pending_head == NULL && net->fanout_head == NULL)
         uv_prepare_stop(&net->prepare);
+    if (net->fanout_head)
+        uv_idle_start(&net->idle, idle_cb);
+    else
+        uv_idle_stop(&net->idle);
 }
 
 void hs_net__schedule_flush(hs_net_t *net, hs_conn_t *conn)
@@ -90,29 +138,30 @@ void hs_net__schedule_flush(hs_net_t *net, hs_conn_t *conn)
     if (conn->flags & CONN_PENDING)
         return;
     conn->flags |= CONN_PENDING;
-    conn->prev_pending = NULL;
-    conn->next_pending = net->pending_head;
-    if (net->pending_head)
-        net->pending_head->prev_pending = conn;
-    net->pending_head = conn;
-    net->pending_count++;
+    if (conn->flags & CONN_FANOUT) {
+        conn->next_pending = NULL;
+        conn->prev_pending = net->fanout_tail;
+        if (net->fanout_tail)
+            net->fanout_tail->next_pending = conn;
+        else
+            net->fanout_head = conn;
+        net->fanout_tail = conn;
+        net->fanout_count++;
+    } else {
+        conn->prev_pending = NULL;
+        conn->next_pending = net->pending_head;
+        if (net->pending_head)
+            net->pending_head->prev_pending = conn;
+        net->pending_head = conn;
+        net->pending_count++;
+    }
     uv_prepare_start(&net->prepare, prepare_cb);
 }
 
 void hs_net__unschedule_flush(hs_net_t *net, hs_conn_t *conn)
 {
-    if (!(conn->flags & CONN_PENDING))
-        return;
-    if (conn->prev_pending)
-        conn->prev_pending->next_pending = conn->next_pending;
-    else
-        net->pending_head = conn->next_pending;
-    if (conn->next_pending)
-        conn->next_pending->prev_pending = conn->prev_pending;
-    conn->next_pending = conn->prev_pending = NULL;
-    conn->flags &= ~(unsigned)CONN_PENDING;
-    if (net->pending_count > 0) /* a size hint: a flush in progress resets it */
-        net->pending_count--;
+    if (conn->flags & CONN_PENDING)
+        unlink_pending(net, conn);
 }
 
 void hs_net_set_flush_threads(hs_net_t *net, unsigned helpers)
@@ -127,6 +176,9 @@ hs_net_t *hs_net_new(uv_loop_t *loop)
     net->loop = loop;
     uv_prepare_init(loop, &net->prepare);
     net->prepare.data = net;
+    uv_idle_init(loop, &net->idle);
+    net->idle.data = net;
+    net->handles_open = 2;
     return net;
 }
 
@@ -138,6 +190,8 @@ uv_loop_t *hs_net_loop(hs_net_t *net)
 static void prepare_closed_cb(uv_handle_t *handle)
 {
     hs_net_t *net = handle->data;
+    if (--net->handles_open > 0)
+        return;
     hs_flush_pool_free(net->flush_pool);
     hs_free(net->flush_batch);
     hs_free(net->tls_plain);
@@ -147,6 +201,7 @@ static void prepare_closed_cb(uv_handle_t *handle)
 void hs_net_close(hs_net_t *net)
 {
     uv_close((uv_handle_t *)&net->prepare, prepare_closed_cb);
+    uv_close((uv_handle_t *)&net->idle, prepare_closed_cb);
 }
 
 size_t hs_net_conn_count(hs_net_t *net)

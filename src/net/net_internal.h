@@ -8,7 +8,10 @@
 #include "net/tls.h"
 
 #define HS_NET_READ_BUF (64 * 1024)
-#define HS_NET_MAX_IOVS 64
+/* Fan-out connections flushed per iteration when no helper shares the wave
+ * (hs_conn_set_fanout). */
+#define HS_NET_FANOUT_PER_ITERATION 32
+#define HS_NET_MAX_IOVS             64
 
 typedef struct out_slot {
     hs_buf_t *buf;
@@ -22,6 +25,7 @@ enum {
     CONN_PENDING = 1u << 3,     /* on the net's pending-flush list */
     CONN_PAUSED = 1u << 4,      /* reading stopped by the protocol */
     CONN_SHUTDOWN = 1u << 5,    /* uv_shutdown issued */
+    CONN_FANOUT = 1u << 6,      /* its flushes may be spread over iterations */
 };
 
 /* Ciphertext of a TLS connection, waiting to be written (tls.c). */
@@ -67,8 +71,13 @@ struct hs_net {
     hs_conn_t **flush_batch;     /* the connections of one flush */
     size_t flush_batch_cap;
     uv_prepare_t prepare;
-    hs_conn_t *pending_head; /* connections with bytes to flush */
+    uv_idle_t idle;          /* keeps the poll from blocking while fan-out waits */
+    int handles_open;        /* prepare + idle; freed when both closed */
+    hs_conn_t *pending_head; /* connections with bytes to flush, newest first */
     size_t pending_count;
+    /* fan-out connections with bytes to flush, oldest first */
+    hs_conn_t *fanout_head, *fanout_tail;
+    size_t fanout_count;
     size_t conn_count;
     int read_buf_busy;
     uint64_t write_calls; /* write system calls; lets tests see the batching */

@@ -1574,6 +1574,7 @@ static hs_conn_t *sse_accept(hs_notifier_t *n, hs_http_request_t *req)
     hs_conn_send_always(conn, buf);
     hs_buf_unref(buf);
     hs_conn_set_max_pending(conn, n->cfg->max_pending);
+    hs_conn_set_fanout(conn);
     hs_conn_timer_start(conn, SSE_KEEPALIVE_MS, sse_keepalive_cb);
     return conn;
 }

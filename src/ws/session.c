@@ -420,6 +420,7 @@ hs_ws_session_t *hs_ws_accept(hs_http_request_t *req, const hs_ws_config_t *cfg,
     ws->data = data;
     hs_conn_set_handler(conn, &ws_handler, ws);
     hs_conn_set_max_pending(conn, cfg->max_pending);
+    hs_conn_set_fanout(conn); /* a subscriber: its writes are fan-out */
     if (cfg->ping_interval_ms > 0)
         hs_conn_timer_start(conn, cfg->ping_interval_ms, ping_cb);
     return ws;

@@ -58,6 +58,9 @@ typedef enum hs_node_cmd_kind {
     HS_NODE_FORWARD,     /* frame_text is a prototype forwarder-channel message,
                             {"connectionID":…,"payload":…}, sent to every node */
     HS_NODE_DISCONNECT,  /* close connection_id (4000, "disconnected by server") */
+    HS_NODE_BATCH_END,   /* from the bus itself, never sent: the commands of this
+                            pass are all handed over (a node may hold a run of
+                            deliveries until this, or until another command) */
 } hs_node_cmd_kind_t;
 
 typedef struct hs_node_cmd {

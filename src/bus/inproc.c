@@ -291,10 +291,17 @@ static void drain_cb(uv_async_t *async)
     op_t *op = bus->head;
     bus->head = NULL;
     bus->tail = &bus->head;
+    bool commands = false;
     while (op) {
         op_t *next = op->next;
+        commands |= op->kind == OP_COMMAND;
         run_op(bus, op);
         op = next;
+    }
+    if (commands) {
+        hs_node_cmd_t end = {.kind = HS_NODE_BATCH_END};
+        for (size_t i = 0; i < bus->node_count; i++)
+            bus->nodes[i].handler(&end, bus->nodes[i].data);
     }
     if (bus->closing && bus->head == NULL && !uv_is_closing((uv_handle_t *)&bus->async))
         uv_close((uv_handle_t *)&bus->async, async_closed_cb);

@@ -881,6 +881,8 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
             }
             bus->node_handler(&cmd, bus->node_data);
         }
+        hs_node_cmd_t end = {.kind = HS_NODE_BATCH_END};
+        bus->node_handler(&end, bus->node_data);
     }
     read_node(bus);
 }

@@ -27,6 +27,19 @@ hs_buf_t *hs_buf_ref(hs_buf_t *buf)
     return buf;
 }
 
+void hs_buf_ref_n(hs_buf_t *buf, unsigned n)
+{
+    atomic_fetch_add_explicit(&buf->refs, n, memory_order_relaxed);
+}
+
+void hs_buf_unref_n(hs_buf_t *buf, unsigned n)
+{
+    if (buf == NULL || n == 0)
+        return;
+    if (atomic_fetch_sub_explicit(&buf->refs, n, memory_order_acq_rel) == n)
+        hs_free(buf);
+}
+
 void hs_buf_unref(hs_buf_t *buf)
 {
     if (buf == NULL)

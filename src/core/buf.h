@@ -27,6 +27,10 @@ hs_buf_t *hs_buf_from(const void *data, size_t len);
 hs_buf_t *hs_buf_ref(hs_buf_t *buf);
 /* Drops one reference; the last one frees the buffer. NULL is ignored. */
 void hs_buf_unref(hs_buf_t *buf);
+/* n references at once: one atomic operation for a whole fan-out instead of
+ * one per recipient (each is a full memory barrier on x86). */
+void hs_buf_ref_n(hs_buf_t *buf, unsigned n);
+void hs_buf_unref_n(hs_buf_t *buf, unsigned n);
 
 /* Appends to a buffer that has a single owner, growing it (the pointer may
  * change). For building a buffer before it is shared. */

@@ -154,7 +154,8 @@ void hs_conn_resume_read(hs_conn_t *conn)
 
 #define RING_KEEP 64
 
-static void ring_push(hs_conn_t *conn, hs_buf_t *buf)
+/* Queues buf; the slot takes a reference of its own, or the caller's (take). */
+static void ring_push(hs_conn_t *conn, hs_buf_t *buf, bool take)
 {
     if (conn->out_count == conn->out_cap) {
         unsigned cap = conn->out_cap ? conn->out_cap * 2 : 4;
@@ -167,7 +168,7 @@ static void ring_push(hs_conn_t *conn, hs_buf_t *buf)
         conn->out_cap = cap;
     }
     conn->out[(conn->out_head + conn->out_count) % conn->out_cap] =
-        (out_slot_t){.buf = hs_buf_ref(buf), .offset = 0};
+        (out_slot_t){.buf = take ? buf : hs_buf_ref(buf), .offset = 0};
     conn->out_count++;
 }
 
@@ -449,15 +450,18 @@ void hs_net__flush_conn(hs_conn_t *conn)
     hs_net__flush_finish(conn);
 }
 
-static int send_buf(hs_conn_t *conn, hs_buf_t *buf, int bounded)
+static int send_buf(hs_conn_t *conn, hs_buf_t *buf, bool bounded, bool take)
 {
     if (conn->flags & (CONN_CLOSING | CONN_SHUTDOWN))
         return HS_ECLOSED;
     if (bounded && conn->max_pending > 0 && conn->pending + buf->len > conn->max_pending)
         return HS_ETOOBIG;
-    if (buf->len == 0)
+    if (buf->len == 0) {
+        if (take)
+            hs_buf_unref(buf);
         return 0;
-    ring_push(conn, buf);
+    }
+    ring_push(conn, buf, take);
     conn->pending += buf->len;
     hs_net__schedule_flush(conn->net, conn);
     return 0;
@@ -465,12 +469,17 @@ static int send_buf(hs_conn_t *conn, hs_buf_t *buf, int bounded)
 
 int hs_conn_send(hs_conn_t *conn, hs_buf_t *buf)
 {
-    return send_buf(conn, buf, 1);
+    return send_buf(conn, buf, true, false);
 }
 
 int hs_conn_send_always(hs_conn_t *conn, hs_buf_t *buf)
 {
-    return send_buf(conn, buf, 0);
+    return send_buf(conn, buf, false, false);
+}
+
+int hs_conn_send_taking(hs_conn_t *conn, hs_buf_t *buf, bool bounded)
+{
+    return send_buf(conn, buf, bounded, true);
 }
 
 void hs_conn_discard_unsent(hs_conn_t *conn)

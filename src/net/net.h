@@ -99,6 +99,11 @@ int hs_conn_send(hs_conn_t *conn, hs_buf_t *buf);
 /* Like hs_conn_send but ignores the bound (for small control frames and
  * responses that must go out). */
 int hs_conn_send_always(hs_conn_t *conn, hs_buf_t *buf);
+/* hs_conn_send (bounded) or hs_conn_send_always, except that on success the
+ * queue takes over one of the caller's references instead of taking one of
+ * its own: a fan-out takes all its references at once (hs_buf_ref_n). On
+ * failure the caller keeps the reference. */
+int hs_conn_send_taking(hs_conn_t *conn, hs_buf_t *buf, bool bounded);
 /* Drops the queued buffers that no write has started on (a buffer partly
  * written, or handed to the kernel, stays so the stream is not cut inside
  * a frame). For a peer that does not read: what follows goes out next. */

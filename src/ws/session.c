@@ -62,9 +62,16 @@ static void fail(hs_ws_session_t *ws, uint16_t code, const char *reason)
 
 int hs_ws_send(hs_ws_session_t *ws, hs_buf_t *frame)
 {
+    return hs_ws_send_taking(ws, frame, true, false);
+}
+
+int hs_ws_send_taking(hs_ws_session_t *ws, hs_buf_t *frame, bool bounded, bool take)
+{
     if (ws->close_sent || hs_conn_closing(ws->conn))
         return HS_ECLOSED;
-    int rc = hs_conn_send(ws->conn, frame);
+    int rc = take      ? hs_conn_send_taking(ws->conn, frame, bounded)
+             : bounded ? hs_conn_send(ws->conn, frame)
+                       : hs_conn_send_always(ws->conn, frame);
     if (rc == HS_ETOOBIG) {
         /* The peer does not read. What it has not started to receive is
          * dropped so that the close frame is the next thing it reads. */
@@ -78,9 +85,7 @@ int hs_ws_send(hs_ws_session_t *ws, hs_buf_t *frame)
 
 int hs_ws_send_always(hs_ws_session_t *ws, hs_buf_t *frame)
 {
-    if (ws->close_sent || hs_conn_closing(ws->conn))
-        return HS_ECLOSED;
-    return hs_conn_send_always(ws->conn, frame);
+    return hs_ws_send_taking(ws, frame, false, false);
 }
 
 int hs_ws_send_text(hs_ws_session_t *ws, const char *text, size_t len)

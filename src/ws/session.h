@@ -65,6 +65,9 @@ int hs_ws_send(hs_ws_session_t *ws, hs_buf_t *frame);
 /* Like hs_ws_send but past the pending bound (a burst the caller already
  * bounded itself, e.g. a resume's replay); 0 or HS_ECLOSED. */
 int hs_ws_send_always(hs_ws_session_t *ws, hs_buf_t *frame);
+/* Either of the two (bounded or not); with take, on success the queue takes
+ * over one of the caller's references (hs_conn_send_taking). */
+int hs_ws_send_taking(hs_ws_session_t *ws, hs_buf_t *frame, bool bounded, bool take);
 /* Encodes one text frame and sends it (same returns as hs_ws_send). */
 int hs_ws_send_text(hs_ws_session_t *ws, const char *text, size_t len);
 /* Starts the close handshake with code and reason (reason may be NULL);

@@ -60,3 +60,52 @@ def test_every_subscriber_gets_every_message_in_order(fresh_server, threads):
         for _, w in clients:
             w.close()
     asyncio.run(go())
+
+
+def test_runs_of_one_topic_keep_the_order_across_topics(fresh_server):
+    """The notifier sends consecutive messages of one topic as a run (each
+    connection touched once per run); a connection subscribed to several
+    topics must still get them in publish order, and one subscribed to a
+    single topic only its own. The publishes are pipelined on one
+    connection, so they commit in one batch and reach the notifier together."""
+    srv = fresh_server()
+
+    async def go():
+        clients = await open_clients(srv, 2)
+        ids = []
+        for r, _ in clients:
+            op, payload = await asyncio.wait_for(read_frame(r), 10)
+            ids.append(json.loads(payload)["connectionID"])
+        for cid, topic in ((ids[0], "r1"), (ids[0], "r2"), (ids[1], "r1")):
+            status, _ = await asyncio.to_thread(call, srv, "POST", "/api/v1/subscribes",
+                                                {"topic": topic, "connectionID": cid})
+            assert status == 201
+        topics = ["r1", "r1", "r2", "r1", "r2", "r2", "r2", "r1"] * 8
+        requests = b""
+        for i, topic in enumerate(topics):
+            body = json.dumps({"topic": topic, "content": f"m{i}"}).encode()
+            requests += (f"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                         ).encode() + body
+        r, w = await asyncio.open_connection("127.0.0.1", srv.api_port)
+        w.write(requests)
+        sent = []
+        for _ in topics:
+            head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 201"), head
+            length = int([line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")][0])
+            msg = json.loads(await r.readexactly(length))
+            sent.append((msg["topic"], msg["content"]))
+        w.close()
+        assert [t for t, _ in sent] == topics
+        for (rr, _), wanted in zip(clients, (sent, [m for m in sent if m[0] == "r1"])):
+            got = []
+            while len(got) < len(wanted):
+                op, payload = await asyncio.wait_for(read_frame(rr), 10)
+                m = json.loads(payload)["message"]
+                got.append((m["topic"], m["content"]))
+            assert got == wanted
+        for _, cw in clients:
+            cw.close()
+    asyncio.run(go())

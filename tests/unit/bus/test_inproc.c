@@ -39,6 +39,9 @@ static int node_handler(const hs_node_cmd_t *cmd, void *data)
     case HS_NODE_SUBSCRIBE:
         snprintf(line, sizeof(line), "subscribe %s", cmd->topic);
         break;
+    case HS_NODE_BATCH_END:
+        snprintf(line, sizeof(line), "end of pass");
+        break;
     default:
         snprintf(line, sizeof(line), "cmd %d", cmd->kind);
         break;
@@ -125,11 +128,17 @@ static void test_fifo_and_never_inline(void **state)
     hs_bus_send_to_node(f->bus, "nobody", &del, done_cb, f);
     assert_int_equal(f->entries, 0); /* nothing ran inside the calls */
     uv_run(&f->loop, UV_RUN_NOWAIT);
+    /* After the pass, each node hears that its commands are all there. */
     const char *expected[] = {"event t m1",      "done 0", "subscribe t", "done 0",
-                              "deliver t hello", "done 0", "done 404"};
-    assert_int_equal(f->entries, 7);
-    for (int i = 0; i < 7; i++)
+                              "deliver t hello", "done 0", "done 404",    "end of pass"};
+    assert_int_equal(f->entries, 8);
+    for (int i = 0; i < 8; i++)
         assert_string_equal(f->log[i], expected[i]);
+    /* A pass without commands ends without it. */
+    hs_bus_publish_event(f->bus, &event, NULL, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->entries, 9);
+    assert_string_equal(f->log[8], "event t m1");
 }
 
 static void test_directory(void **state)
@@ -167,8 +176,9 @@ static void test_close_drains_queue(void **state)
     hs_bus_close(f->bus, closed_cb, f);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(f->closed, 1);
-    assert_int_equal(f->entries, 2);
+    assert_int_equal(f->entries, 3);
     assert_string_equal(f->log[1], "done 404");
+    assert_string_equal(f->log[2], "end of pass");
     /* Reopen for the teardown. */
     f->closed = 0;
     f->bus = hs_bus_inproc_new(&f->loop);

@@ -150,10 +150,8 @@ static void put_message_cb(int status, void *data)
         hs_metrics_t *m = &hs_metrics_singleton;
         m->messages_published++;
         hs_histogram_observe(&m->publish_commit, (uv_hrtime() - call->started_ns) / 1e9);
-        json_t *json = hs_render_message(&call->msg);
         size_t len;
-        char *text = hs_render_text(json, &len);
-        json_decref(json);
+        char *text = hs_render_message_text(&call->msg, &len);
         /* Committed: announce it, then answer. Events leave in commit order,
          * which is id order, so each topic keeps its publish order. */
         hs_event_t event = {.topic = call->msg.topic,
@@ -162,7 +160,7 @@ static void put_message_cb(int status, void *data)
                             .message_json_len = len};
         hs_bus_publish_event(p->bus, &event, NULL, NULL);
         hs_http_respond(call->req, 201, "application/json", NULL, text, len);
-        free(text);
+        hs_free(text);
     }
     publish_call_free(call);
 }

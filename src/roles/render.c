@@ -16,6 +16,83 @@ json_t *hs_render_message(const hs_message_t *msg)
                      msg->content, msg->content_len, "author", msg->author, "createdAt", created);
 }
 
+/* The bytes s[0..len) need inside a JSON string, escaped as jansson escapes
+ * them (compact, UTF-8 kept, '/' kept): \" \\ \b \f \n \r \t, other
+ * control characters \u00XX (upper-case hex). Writes them to out if not
+ * NULL; returns their count. */
+static size_t json_escape(const char *s, size_t len, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char short_form = 0;
+        switch (c) {
+        case '"':
+            short_form = '"';
+            break;
+        case '\\':
+            short_form = '\\';
+            break;
+        case '\b':
+            short_form = 'b';
+            break;
+        case '\f':
+            short_form = 'f';
+            break;
+        case '\n':
+            short_form = 'n';
+            break;
+        case '\r':
+            short_form = 'r';
+            break;
+        case '\t':
+            short_form = 't';
+            break;
+        }
+        if (short_form) {
+            if (out) {
+                out[n] = '\\';
+                out[n + 1] = short_form;
+            }
+            n += 2;
+        } else if (c < 0x20) {
+            if (out)
+                memcpy(out + n, (char[6]){'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]}, 6);
+            n += 6;
+        } else {
+            if (out)
+                out[n] = (char)c;
+            n++;
+        }
+    }
+    return n;
+}
+
+char *hs_render_message_text(const hs_message_t *msg, size_t *len)
+{
+    char created[HS_RFC3339_MS_LEN + 1];
+    hs_format_rfc3339_ms(msg->created_ms, created);
+    const char *names[] = {"{\"id\":\"", "\",\"topic\":\"", "\",\"content\":\"", "\",\"author\":\"",
+                           "\",\"createdAt\":\""};
+    const char *values[] = {msg->id, msg->topic, msg->content, msg->author, created};
+    size_t lens[] = {strlen(msg->id), strlen(msg->topic), msg->content_len, strlen(msg->author),
+                     strlen(created)};
+    size_t total = sizeof("\"}") - 1;
+    for (int i = 0; i < 5; i++)
+        total += strlen(names[i]) + json_escape(values[i], lens[i], NULL);
+    char *text = hs_malloc(total + 1), *p = text;
+    for (int i = 0; i < 5; i++) {
+        size_t name_len = strlen(names[i]);
+        memcpy(p, names[i], name_len);
+        p += name_len;
+        p += json_escape(values[i], lens[i], p);
+    }
+    memcpy(p, "\"}", 3);
+    *len = total;
+    return text;
+}
+
 json_t *hs_render_subscription(const char *topic, const char *connection_id, uint64_t created_ms)
 {
     char created[HS_RFC3339_MS_LEN + 1];

@@ -13,6 +13,11 @@
 
 /* {"id","topic","content","author","createdAt"} */
 json_t *hs_render_message(const hs_message_t *msg);
+/* The same object as compact JSON text, byte for byte what hs_render_text
+ * makes of hs_render_message, written directly (no jansson tree: this is
+ * the text of every publish's answer and event). The strings must be valid
+ * UTF-8 (decode.c checked them). Allocated with hs_malloc, NUL-terminated. */
+char *hs_render_message_text(const hs_message_t *msg, size_t *len);
 /* {"topic","connectionID","createdAt"} */
 json_t *hs_render_subscription(const char *topic, const char *connection_id, uint64_t created_ms);
 /* {"id","user","connectedAt","topics":[…],"node","lastAck"}; user is null

@@ -210,6 +210,8 @@ typedef struct stmts {
         *list_backward, *list_subs_conn, *list_subs_topic, *list_subs_both, *get_conn,
         *get_conn_subs, *set_ack, *claim_conn, *expire_subs, *expire_conn, *key_insert, *key_get,
         *key_update, *key_purge, *get_message_w;
+    /* the writer's transaction control, run for every batch and op */
+    sqlite3_stmt *tx_begin, *tx_commit, *sp_begin, *sp_undo, *sp_release;
 } stmts_t;
 
 static sqlite3_stmt *stmt_for(sqlite3 *db, sqlite3_stmt **slot, const char *sql)
@@ -580,18 +582,16 @@ typedef struct conn {
 static int sq_begin(void *c)
 {
     conn_t *conn = c;
-    char err[256];
     conn->aborted = false;
-    return exec(conn->db, "BEGIN IMMEDIATE", err, sizeof(err));
+    return run_texts(conn->db, &conn->stmts.tx_begin, "BEGIN IMMEDIATE", NULL, NULL);
 }
 
 static int sq_commit(void *c)
 {
     conn_t *conn = c;
-    char err[256];
     if (conn->aborted)
         return HS_EIO;
-    return exec(conn->db, "COMMIT", err, sizeof(err));
+    return run_texts(conn->db, &conn->stmts.tx_commit, "COMMIT", NULL, NULL);
 }
 
 static void sq_rollback(void *c)
@@ -607,7 +607,7 @@ static void sq_savepoint(void *c)
         conn->aborted = true;
         return;
     }
-    if (sqlite3_exec(conn->db, "SAVEPOINT op", NULL, NULL, NULL) != SQLITE_OK)
+    if (run_texts(conn->db, &conn->stmts.sp_begin, "SAVEPOINT op", NULL, NULL) != 0)
         conn->aborted = true; /* without it a failing op could not be undone alone */
 }
 
@@ -618,8 +618,8 @@ static void sq_release(void *c, bool undo)
     if (conn->aborted)
         return;
     if (undo)
-        sqlite3_exec(db, "ROLLBACK TO op", NULL, NULL, NULL);
-    sqlite3_exec(db, "RELEASE op", NULL, NULL, NULL);
+        run_texts(db, &conn->stmts.sp_undo, "ROLLBACK TO op", NULL, NULL);
+    run_texts(db, &conn->stmts.sp_release, "RELEASE op", NULL, NULL);
 }
 
 static int sq_write(void *c, hs_store_op_t *op)

@@ -14,6 +14,11 @@
 
 typedef struct hs_buf {
     atomic_uint refs;
+    /* 0: the bytes are data[0..len). Otherwise a vector: data holds nparts
+     * references to flat buffers whose bytes, one after the other, are this
+     * buffer's len bytes (hs_buf_vector). Only a connection's write queue
+     * reads a vector's bytes (net/conn.c). */
+    unsigned nparts;
     size_t len; /* bytes in use */
     size_t cap; /* bytes allocated in data */
     char data[];
@@ -23,6 +28,15 @@ typedef struct hs_buf {
 hs_buf_t *hs_buf_new(size_t cap);
 /* A buffer holding a copy of len bytes of data, one reference. */
 hs_buf_t *hs_buf_from(const void *data, size_t len);
+/* A vector of n flat buffers (it takes a reference on each): n frames queued
+ * on a connection as one entry, so a run of messages to many connections
+ * costs one queue entry per connection, not one per message. */
+hs_buf_t *hs_buf_vector(hs_buf_t *const *parts, unsigned n);
+/* A vector's parts. */
+static inline hs_buf_t *const *hs_buf_parts(const hs_buf_t *buf)
+{
+    return (hs_buf_t *const *)(const void *)buf->data;
+}
 /* Takes one more reference and returns buf. */
 hs_buf_t *hs_buf_ref(hs_buf_t *buf);
 /* Drops one reference; the last one frees the buffer. NULL is ignored. */

@@ -203,15 +203,70 @@ void hs_conn__consume(hs_conn_t *conn, size_t n)
     }
 }
 
-static unsigned fill_iovs(hs_conn_t *conn, uv_buf_t *iovs, unsigned max)
+/* Appends to iovs[n..max) the unwritten bytes of a queued buffer: one entry
+ * for a flat buffer, one per part left for a vector (whose offset counts
+ * bytes across its parts). Returns the new n and adds the bytes to *bytes. */
+static unsigned slot_iovs(const out_slot_t *slot, uv_buf_t *iovs, unsigned n, unsigned max,
+                          size_t *bytes)
 {
-    unsigned n = 0;
-    for (; n < conn->out_count && n < max; n++) {
-        out_slot_t *slot = &conn->out[(conn->out_head + n) % conn->out_cap];
-        iovs[n] =
-            uv_buf_init(slot->buf->data + slot->offset, (unsigned)(slot->buf->len - slot->offset));
+    const hs_buf_t *buf = slot->buf;
+    if (buf->nparts == 0) {
+        iovs[n++] =
+            uv_buf_init((char *)buf->data + slot->offset, (unsigned)(buf->len - slot->offset));
+        *bytes += buf->len - slot->offset;
+        return n;
+    }
+    size_t skip = slot->offset;
+    hs_buf_t *const *parts = hs_buf_parts(buf);
+    for (unsigned i = 0; i < buf->nparts && n < max; i++) {
+        size_t len = parts[i]->len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        iovs[n++] = uv_buf_init(parts[i]->data + skip, (unsigned)(len - skip));
+        *bytes += len - skip;
+        skip = 0;
     }
     return n;
+}
+
+/* The iovecs of the queue's first unwritten bytes, at most max; *slots: the
+ * queue entries they come from (the last one perhaps in part), *bytes:
+ * their length. */
+static unsigned fill_iovs(hs_conn_t *conn, uv_buf_t *iovs, unsigned max, unsigned *slots,
+                          size_t *bytes)
+{
+    unsigned n = 0, s = 0;
+    *bytes = 0;
+    for (; s < conn->out_count && n < max; s++)
+        n = slot_iovs(&conn->out[(conn->out_head + s) % conn->out_cap], iovs, n, max, bytes);
+    *slots = s;
+    return n;
+}
+
+/* Copies n unwritten bytes of a queued buffer, from its offset, to dst. */
+static void slot_copy(const out_slot_t *slot, char *dst, size_t n)
+{
+    const hs_buf_t *buf = slot->buf;
+    if (buf->nparts == 0) {
+        memcpy(dst, buf->data + slot->offset, n);
+        return;
+    }
+    size_t skip = slot->offset;
+    hs_buf_t *const *parts = hs_buf_parts(buf);
+    for (unsigned i = 0; i < buf->nparts && n > 0; i++) {
+        size_t len = parts[i]->len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        size_t take = len - skip < n ? len - skip : n;
+        memcpy(dst, parts[i]->data + skip, take);
+        dst += take;
+        n -= take;
+        skip = 0;
+    }
 }
 
 static void begin_shutdown(hs_conn_t *conn);
@@ -238,12 +293,9 @@ static void write_cb(uv_write_t *req, int status)
         return;
     }
     /* uv_write wrote everything it was given. */
-    size_t written = 0;
-    for (unsigned i = 0; i < conn->writing_count; i++) {
-        out_slot_t *slot = &conn->out[(conn->out_head + i) % conn->out_cap];
-        written += slot->buf->len - slot->offset;
-    }
+    size_t written = conn->writing_bytes;
     conn->writing_count = 0;
+    conn->writing_bytes = 0;
     if (conn->tls) {
         /* uv_write had the rest of the TLS output buffer. */
         hs_tls_out_t *out = hs_tls__out(conn->tls);
@@ -295,7 +347,7 @@ static bool tls_encrypt_queued(hs_conn_t *conn)
         size_t n = left < room ? left : room;
         if (n > budget)
             n = budget;
-        memcpy(stage + staged, slot->buf->data + slot->offset, n);
+        slot_copy(slot, stage + staged, n);
         staged += n;
         budget -= n;
         hs_conn__consume(conn, n);
@@ -381,10 +433,9 @@ void hs_net__flush_writes(hs_conn_t *conn)
     }
     uv_buf_t iovs[HS_NET_MAX_IOVS];
     while (conn->out_count > 0) {
-        unsigned n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS);
-        size_t total = 0;
-        for (unsigned i = 0; i < n; i++)
-            total += iovs[i].len;
+        unsigned slots;
+        size_t total;
+        unsigned n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS, &slots, &total);
         /* uv_buf_t has the layout of struct iovec on Unix. */
         ssize_t rc;
         do
@@ -418,13 +469,14 @@ void hs_net__flush_finish(hs_conn_t *conn)
         /* The socket is full: hand the rest to libuv, which writes it when
          * the socket becomes writable, and stop until it is done. */
         uv_buf_t iovs[HS_NET_MAX_IOVS];
-        unsigned n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS);
-        conn->writing_count = n;
+        unsigned n =
+            fill_iovs(conn, iovs, HS_NET_MAX_IOVS, &conn->writing_count, &conn->writing_bytes);
         conn->write_req.data = conn;
         conn->flags |= CONN_WRITING;
         if (uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, iovs, n, write_cb) < 0) {
             conn->flags &= ~(unsigned)CONN_WRITING;
             conn->writing_count = 0;
+            conn->writing_bytes = 0;
             hs_conn_close(conn);
         }
     } else if (conn->out_count == 0) {

@@ -47,7 +47,8 @@ struct hs_conn {
     hs_conn_timer_cb timer_cb;
     out_slot_t *out; /* ring of queued buffers */
     unsigned out_head, out_count, out_cap;
-    unsigned writing_count; /* slots handed to the in-flight uv_write */
+    unsigned writing_count; /* slots handed (perhaps in part) to the in-flight uv_write */
+    size_t writing_bytes;   /* bytes handed to it */
     size_t pending;         /* queued bytes not yet written */
     size_t max_pending;
     unsigned flags;

@@ -197,6 +197,57 @@ def test_a_client_that_reads_late_gets_every_byte_in_order(tls, pki):
             assert got == sent
 
 
+def test_a_run_of_messages_reaches_a_late_wss_reader_in_order(tls, pki):
+    """Publishes pipelined on one https connection commit together and reach
+    the notifier in one pass: the subscriber's queue gets them as one vector
+    of frames, which the TLS flush encrypts across the frames' boundaries
+    while the client does not read."""
+    ctx = client_context(pki)
+    with socket.socket() as raw:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        raw.settimeout(10)
+        raw.connect(("127.0.0.1", tls.ws_port))
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(upgrade_request())
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += s.recv(4096)
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            _, payload, buf = read_frame(s, buf)
+            cid = json.loads(payload)["connectionID"]
+            assert https(tls, pki, "POST", "/api/v1/subscribes",
+                         {"topic": "tls-run", "connectionID": cid})[0] == 201
+            requests = b""
+            for i in range(40):
+                body = json.dumps({"topic": "tls-run", "content": f"{i:04d}" + "r" * (i * 997)})
+                requests += (f"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
+                             f"Content-Type: application/json\r\n"
+                             f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+            sent = []
+            with socket.create_connection(("127.0.0.1", tls.api_port), timeout=10) as api_raw:
+                with ctx.wrap_socket(api_raw, server_hostname="localhost") as api:
+                    api.sendall(requests)
+                    answers = b""
+                    while len(sent) < 40:
+                        chunk = api.recv(1 << 20)
+                        assert chunk, "closed"
+                        answers += chunk
+                        while b"\r\n\r\n" in answers:
+                            head, _, rest = answers.partition(b"\r\n\r\n")
+                            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                            if len(rest) < length:
+                                break
+                            assert head.startswith(b"HTTP/1.1 201"), head
+                            sent.append(json.loads(rest[:length])["id"])
+                            answers = rest[length:]
+            got = []
+            while len(got) < len(sent):
+                opcode, payload, buf = read_frame(s, buf)
+                assert opcode == 1
+                got.append(json.loads(payload)["message"]["id"])
+            assert got == sent
+
+
 def test_request_sent_with_the_client_finished(tls, pki):
     """The client's first request travels in the same segment as its
     Finished message; the server must not lose it."""

@@ -145,7 +145,7 @@ static void accept_cb(hs_listener_t *listener, hs_conn_t *conn)
          * writev's 64 iovecs), flat blocks between them, some queued with
          * the caller's reference taken over: written in part, by writev and
          * by uv_write, the reader late. */
-        hs_buf_t *parts[100];
+        hs_buf_t *parts[110]; /* sizes 1, 8, … 106 */
         uint32_t i = 0;
         for (unsigned size = 1; i < BIG_BLOCKS; size = size % 100 + 7) {
             unsigned n = 0;

@@ -53,8 +53,10 @@ static void test_every_ascii_byte(void **state)
     for (int i = 0; i < 128; i++)
         all[i] = (char)i;
     assert_same_as_jansson("t", all, sizeof(all), "x");
-    for (int i = 0; i < 128; i++)
-        assert_same_as_jansson("t", all + i, 1, all + (i ? i : 1));
+    for (int i = 0; i < 128; i++) {
+        char author[2] = {(char)(i ? i : 1), '\0'};
+        assert_same_as_jansson("t", all + i, 1, author);
+    }
 }
 
 /* Random valid UTF-8: ASCII of every kind mixed with 2-, 3- and 4-byte

@@ -10,7 +10,8 @@
  * parent's END. Every phase has a deadline derived from --timeout.
  *
  * Payload: "wl:<seq, 16 hex>:<CLOCK_MONOTONIC ns, 16 hex>:" padded with 'x';
- * it is found in a delivered frame with memmem, not a JSON parse. Message
+ * it is found in a delivered frame where it was in the subscriber's last
+ * frame (else by scanning), not by a JSON parse. Message
  * seq goes to topic seq % T, subscriber i listens on topic i % T, so every
  * (subscriber, seq) pair has one bit in that subscriber's bitmap. */
 #include "hist.h"

@@ -83,52 +83,53 @@ void hs_ulid_new(hs_ulid_t *out)
     pthread_mutex_unlock(&ulid_singleton.lock);
 }
 
+/* 128 bits as 26 base32 digits, most significant first: two zero bits
+ * above the top byte make 130 = 26 * 5, so the first digit carries 3 bits.
+ * Bits go through an accumulator, a byte in and 5 bits out at a time (this
+ * runs for every message id, on the publish path). */
 void hs_ulid_format(const hs_ulid_t *id, char out[HS_ULID_LEN + 1])
 {
-    /* 128 bits as 26 base32 digits: the first digit carries 3 bits. */
-    const uint8_t *b = id->bytes;
-    int bit = -2; /* position of the current 5-bit group, in bits, from the top of 130 */
-    for (int i = 0; i < HS_ULID_LEN; i++, bit += 5) {
-        unsigned value = 0;
-        for (int k = 0; k < 5; k++) {
-            int pos = bit + k;
-            unsigned v = 0;
-            if (pos >= 0)
-                v = (b[pos / 8] >> (7 - pos % 8)) & 1u;
-            value = (value << 1) | v;
+    uint32_t acc = 0;
+    int bits = 2, o = 0; /* the two leading zero bits */
+    for (int i = 0; i < 16; i++) {
+        acc = acc << 8 | id->bytes[i];
+        bits += 8;
+        while (bits >= 5) {
+            bits -= 5;
+            out[o++] = alphabet[(acc >> bits) & 31];
         }
-        out[i] = alphabet[value];
     }
     out[HS_ULID_LEN] = '\0';
 }
 
-static int decode_char(char c)
-{
-    if (c >= 'a' && c <= 'z')
-        c = (char)(c - 'a' + 'A');
-    if (c == 'I' || c == 'L' || c == 'O' || c == 'U')
-        return -1;
-    const char *p = memchr(alphabet, c, 32);
-    return p ? (int)(p - alphabet) : -1;
-}
+/* A digit's value plus one, 0 for a character that is not a digit
+ * (Crockford base32: I, L, O and U are not; lower case is accepted). */
+static const uint8_t digit_plus_one[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9,  ['9'] = 10, ['A'] = 11, ['a'] = 11, ['B'] = 12, ['b'] = 12, ['C'] = 13, ['c'] = 13,
+    ['D'] = 14, ['d'] = 14, ['E'] = 15, ['e'] = 15, ['F'] = 16, ['f'] = 16, ['G'] = 17, ['g'] = 17,
+    ['H'] = 18, ['h'] = 18, ['J'] = 19, ['j'] = 19, ['K'] = 20, ['k'] = 20, ['M'] = 21, ['m'] = 21,
+    ['N'] = 22, ['n'] = 22, ['P'] = 23, ['p'] = 23, ['Q'] = 24, ['q'] = 24, ['R'] = 25, ['r'] = 25,
+    ['S'] = 26, ['s'] = 26, ['T'] = 27, ['t'] = 27, ['V'] = 28, ['v'] = 28, ['W'] = 29, ['w'] = 29,
+    ['X'] = 30, ['x'] = 30, ['Y'] = 31, ['y'] = 31, ['Z'] = 32, ['z'] = 32,
+};
 
 int hs_ulid_parse(const char *s, size_t len, hs_ulid_t *out)
 {
     if (s == NULL || len != HS_ULID_LEN)
         return HS_EINVAL;
     hs_ulid_t id;
-    memset(&id, 0, sizeof(id));
-    int bit = -2;
-    for (size_t i = 0; i < HS_ULID_LEN; i++, bit += 5) {
-        int value = decode_char(s[i]);
+    uint32_t acc = 0;
+    int bits = -2, o = 0; /* the first digit's two top bits are the padding */
+    for (size_t i = 0; i < HS_ULID_LEN; i++) {
+        int value = digit_plus_one[(unsigned char)s[i]] - 1;
         if (value < 0 || (i == 0 && value > 7))
             return HS_EINVAL;
-        for (int k = 0; k < 5; k++) {
-            int pos = bit + k;
-            if (pos < 0)
-                continue;
-            if ((value >> (4 - k)) & 1)
-                id.bytes[pos / 8] |= (uint8_t)(1u << (7 - pos % 8));
+        acc = acc << 5 | (uint32_t)value;
+        bits += 5;
+        if (bits >= 8) {
+            bits -= 8;
+            id.bytes[o++] = (uint8_t)(acc >> bits);
         }
     }
     *out = id;

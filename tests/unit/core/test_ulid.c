@@ -26,6 +26,45 @@ static void test_known_value(void **state)
         assert_int_equal(id.bytes[i], 0xff);
 }
 
+/* The plain definition, bit by bit, against which the fast one is checked:
+ * digit i is bits 5i-2 .. 5i+2 of the 128, counted from the top. */
+static void reference_format(const uint8_t b[16], char out[HS_ULID_LEN + 1])
+{
+    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    for (int i = 0; i < HS_ULID_LEN; i++) {
+        unsigned value = 0;
+        for (int k = 0; k < 5; k++) {
+            int pos = 5 * i - 2 + k;
+            value = value << 1 | (pos >= 0 ? (unsigned)(b[pos / 8] >> (7 - pos % 8)) & 1u : 0u);
+        }
+        out[i] = alphabet[value];
+    }
+    out[HS_ULID_LEN] = '\0';
+}
+
+static void test_random_round_trips(void **state)
+{
+    (void)state;
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int round = 0; round < 20000; round++) {
+        hs_ulid_t id, back;
+        for (int i = 0; i < 16; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            id.bytes[i] = (uint8_t)x;
+        }
+        if (round % 3 == 0) /* runs of zeros and ones at either end */
+            memset(id.bytes + (round % 16), round % 2 ? 0xff : 0, (size_t)(16 - round % 16));
+        char want[HS_ULID_LEN + 1], got[HS_ULID_LEN + 1];
+        reference_format(id.bytes, want);
+        hs_ulid_format(&id, got);
+        assert_string_equal(got, want);
+        assert_int_equal(hs_ulid_parse(got, HS_ULID_LEN, &back), 0);
+        assert_memory_equal(back.bytes, id.bytes, 16);
+    }
+}
+
 static void test_canonical_and_invalid(void **state)
 {
     (void)state;
@@ -88,6 +127,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_value),
         cmocka_unit_test(test_canonical_and_invalid),
+        cmocka_unit_test(test_random_round_trips),
         cmocka_unit_test(test_monotonic_same_ms_and_clock_back),
         cmocka_unit_test(test_process_generator),
     };

@@ -2,6 +2,7 @@
 TLS clients (Python ssl and http.client, HTTPie, websockets) that verify the
 server against a throwaway CA made here with the openssl command line."""
 import asyncio
+import contextlib
 import http.client as httplib
 import json
 import signal
@@ -164,9 +165,11 @@ def read_frame(sock, buf):
         buf += chunk
 
 
-def test_a_client_that_reads_late_gets_every_byte_in_order(tls, pki):
-    """4 MiB for a wss client that does not read for a while: the socket
-    fills, the rest goes through uv_write while more is encrypted behind it."""
+@contextlib.contextmanager
+def late_wss_subscriber(tls, pki, topic):
+    """A wss client with a small receive window, subscribed to topic, that
+    reads nothing until the test calls its read_ids(n): the n message ids it
+    then receives, in order."""
     ctx = client_context(pki)
     with socket.socket() as raw:
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # a small window
@@ -182,19 +185,30 @@ def test_a_client_that_reads_late_gets_every_byte_in_order(tls, pki):
             _, payload, buf = read_frame(s, buf)
             cid = json.loads(payload)["connectionID"]
             assert https(tls, pki, "POST", "/api/v1/subscribes",
-                         {"topic": "tls-late", "connectionID": cid})[0] == 201
-            sent = []
-            for i in range(70):  # not reading meanwhile
-                status, msg, _ = https(tls, pki, "POST", "/api/v1/messages",
-                                       {"topic": "tls-late", "content": f"{i:04d}" + "y" * 60000})
-                assert status == 201
-                sent.append(msg["id"])
-            got = []
-            while len(got) < len(sent):
-                opcode, payload, buf = read_frame(s, buf)
-                assert opcode == 1
-                got.append(json.loads(payload)["message"]["id"])
-            assert got == sent
+                         {"topic": topic, "connectionID": cid})[0] == 201
+
+            def read_ids(n):
+                nonlocal buf
+                got = []
+                while len(got) < n:
+                    opcode, payload, buf = read_frame(s, buf)
+                    assert opcode == 1
+                    got.append(json.loads(payload)["message"]["id"])
+                return got
+            yield read_ids
+
+
+def test_a_client_that_reads_late_gets_every_byte_in_order(tls, pki):
+    """4 MiB for a wss client that does not read for a while: the socket
+    fills, the rest goes through uv_write while more is encrypted behind it."""
+    with late_wss_subscriber(tls, pki, "tls-late") as read_ids:
+        sent = []
+        for i in range(70):  # not reading meanwhile
+            status, msg, _ = https(tls, pki, "POST", "/api/v1/messages",
+                                   {"topic": "tls-late", "content": f"{i:04d}" + "y" * 60000})
+            assert status == 201
+            sent.append(msg["id"])
+        assert read_ids(len(sent)) == sent
 
 
 def test_a_run_of_messages_reaches_a_late_wss_reader_in_order(tls, pki):
@@ -202,50 +216,31 @@ def test_a_run_of_messages_reaches_a_late_wss_reader_in_order(tls, pki):
     the notifier in one pass: the subscriber's queue gets them as one vector
     of frames, which the TLS flush encrypts across the frames' boundaries
     while the client does not read."""
-    ctx = client_context(pki)
-    with socket.socket() as raw:
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        raw.settimeout(10)
-        raw.connect(("127.0.0.1", tls.ws_port))
-        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-            s.sendall(upgrade_request())
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                buf += s.recv(4096)
-            head, _, buf = buf.partition(b"\r\n\r\n")
-            _, payload, buf = read_frame(s, buf)
-            cid = json.loads(payload)["connectionID"]
-            assert https(tls, pki, "POST", "/api/v1/subscribes",
-                         {"topic": "tls-run", "connectionID": cid})[0] == 201
-            requests = b""
-            for i in range(40):
-                body = json.dumps({"topic": "tls-run", "content": f"{i:04d}" + "r" * (i * 997)})
-                requests += (f"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
-                             f"Content-Type: application/json\r\n"
-                             f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
-            sent = []
-            with socket.create_connection(("127.0.0.1", tls.api_port), timeout=10) as api_raw:
-                with ctx.wrap_socket(api_raw, server_hostname="localhost") as api:
-                    api.sendall(requests)
-                    answers = b""
-                    while len(sent) < 40:
-                        chunk = api.recv(1 << 20)
-                        assert chunk, "closed"
-                        answers += chunk
-                        while b"\r\n\r\n" in answers:
-                            head, _, rest = answers.partition(b"\r\n\r\n")
-                            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                            if len(rest) < length:
-                                break
-                            assert head.startswith(b"HTTP/1.1 201"), head
-                            sent.append(json.loads(rest[:length])["id"])
-                            answers = rest[length:]
-            got = []
-            while len(got) < len(sent):
-                opcode, payload, buf = read_frame(s, buf)
-                assert opcode == 1
-                got.append(json.loads(payload)["message"]["id"])
-            assert got == sent
+    with late_wss_subscriber(tls, pki, "tls-run") as read_ids:
+        requests = b""
+        for i in range(40):
+            body = json.dumps({"topic": "tls-run", "content": f"{i:04d}" + "r" * (i * 997)})
+            requests += (f"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
+                         f"Content-Type: application/json\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+        sent = []
+        with socket.create_connection(("127.0.0.1", tls.api_port), timeout=10) as api_raw:
+            with client_context(pki).wrap_socket(api_raw, server_hostname="localhost") as api:
+                api.sendall(requests)
+                answers = b""
+                while len(sent) < 40:
+                    chunk = api.recv(1 << 20)
+                    assert chunk, "closed"
+                    answers += chunk
+                    while b"\r\n\r\n" in answers:
+                        head, _, rest = answers.partition(b"\r\n\r\n")
+                        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                        if len(rest) < length:
+                            break
+                        assert head.startswith(b"HTTP/1.1 201"), head
+                        sent.append(json.loads(rest[:length])["id"])
+                        answers = rest[length:]
+        assert read_ids(len(sent)) == sent
 
 
 def test_request_sent_with_the_client_finished(tls, pki):

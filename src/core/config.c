@@ -5,7 +5,6 @@
 #include <ctype.h>
 #include <stdbool.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -187,18 +186,6 @@ static const setting_t settings[] = {
 #define SETTING_COUNT (sizeof(settings) / sizeof(settings[0]))
 _Static_assert(SETTING_COUNT <= HS_CONFIG_MAX_SETTINGS, "raise HS_CONFIG_MAX_SETTINGS");
 
-static int fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-    return HS_EINVAL;
-}
-
 /* Parses digits and an optional unit; *unit_out points at the suffix. */
 static int parse_number(const char *text, uint64_t *value, const char **unit)
 {
@@ -323,13 +310,14 @@ static int apply(hs_config_t *cfg, const setting_t *s, const char *source, const
     }
     uint64_t value;
     if (parse_value(s, text, &value) != 0)
-        return fail(err, err_len, "%s: \"%s\" is not %s", source, text, type_noun(s->type));
+        return hs_fail_invalid(err, err_len, "%s: \"%s\" is not %s", source, text,
+                               type_noun(s->type));
     if (value < s->min || value > s->max)
-        return fail(err, err_len, "%s: %s is out of range (%llu to %llu%s)", source, text,
-                    (unsigned long long)s->min, (unsigned long long)s->max,
-                    s->type == T_SIZE       ? " bytes"
-                    : s->type == T_DURATION ? " ms"
-                                            : "");
+        return hs_fail_invalid(err, err_len, "%s: %s is out of range (%llu to %llu%s)", source,
+                               text, (unsigned long long)s->min, (unsigned long long)s->max,
+                               s->type == T_SIZE       ? " bytes"
+                               : s->type == T_DURATION ? " ms"
+                                                       : "");
     *(uint64_t *)field = value;
     return 0;
 }
@@ -361,7 +349,8 @@ static int load_file(hs_config_t *cfg, const char *path, char *err, size_t err_l
 {
     FILE *f = fopen(path, "r");
     if (f == NULL)
-        return fail(err, err_len, "--config: cannot read \"%s\": %s", path, strerror(errno));
+        return hs_fail_invalid(err, err_len, "--config: cannot read \"%s\": %s", path,
+                               strerror(errno));
     char line[4096];
     int number = 0, rc = 0;
     while (rc == 0 && fgets(line, sizeof(line), f)) {
@@ -373,7 +362,7 @@ static int load_file(hs_config_t *cfg, const char *path, char *err, size_t err_l
             continue;
         char *eq = strchr(p, '=');
         if (eq == NULL) {
-            rc = fail(err, err_len, "%s:%d: expected \"key = value\"", path, number);
+            rc = hs_fail_invalid(err, err_len, "%s:%d: expected \"key = value\"", path, number);
             break;
         }
         char *key_end = eq;
@@ -391,8 +380,8 @@ static int load_file(hs_config_t *cfg, const char *path, char *err, size_t err_l
         *value_end = '\0';
         const setting_t *s = find_setting(p, (size_t)(key_end - p));
         if (s == NULL || s->offset == offsetof(hs_config_t, config_file)) {
-            rc = fail(err, err_len, "%s:%d: unknown setting \"%.*s\"", path, number,
-                      (int)(key_end - p), p);
+            rc = hs_fail_invalid(err, err_len, "%s:%d: unknown setting \"%.*s\"", path, number,
+                                 (int)(key_end - p), p);
             break;
         }
         char source[300];
@@ -411,20 +400,20 @@ static int parse_flag(int argc, char **argv, int *i, const setting_t **out, cons
 {
     const char *arg = argv[*i];
     if (strncmp(arg, "--", 2) != 0)
-        return fail(err, err_len, "unexpected argument \"%s\"", arg);
+        return hs_fail_invalid(err, err_len, "unexpected argument \"%s\"", arg);
     const char *name = arg + 2;
     const char *eq = strchr(name, '=');
     size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
     const setting_t *s = find_setting(name, name_len);
     if (s == NULL)
-        return fail(err, err_len, "unknown flag --%.*s", (int)name_len, name);
+        return hs_fail_invalid(err, err_len, "unknown flag --%.*s", (int)name_len, name);
     if (eq) {
         *value = eq + 1;
     } else if (s->type == T_BOOL) {
         *value = "true";
     } else {
         if (*i + 1 >= argc)
-            return fail(err, err_len, "--%s needs a value", s->name);
+            return hs_fail_invalid(err, err_len, "--%s needs a value", s->name);
         *value = argv[++*i];
     }
     *out = s;
@@ -468,7 +457,8 @@ int hs_config_load(hs_config_t *cfg, int argc, char **argv, char *err, size_t er
         set_source(cfg, s, HS_CONFIG_FLAG);
     }
     if (strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0)
-        return fail(err, err_len, "--log-format: \"%s\" is not text or json", cfg->log_format);
+        return hs_fail_invalid(err, err_len, "--log-format: \"%s\" is not text or json",
+                               cfg->log_format);
     return 0;
 }
 

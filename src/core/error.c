@@ -1,6 +1,17 @@
 #include "core/error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <uv.h>
+
+int hs_fail_invalid(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+    return HS_EINVAL;
+}
 
 const char *hs_strerror(int err)
 {

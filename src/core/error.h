@@ -7,6 +7,8 @@
 #ifndef HS_CORE_ERROR_H
 #define HS_CORE_ERROR_H
 
+#include <stddef.h>
+
 enum {
     HS_OK = 0,
     HS_EINVAL = -10001,    /* invalid argument or input */
@@ -23,5 +25,10 @@ enum {
 };
 
 const char *hs_strerror(int err);
+
+/* Writes a printf-style reason into err (err_len bytes) and returns
+ * HS_EINVAL: the one-line way to refuse bad input with a message. */
+int hs_fail_invalid(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -11,7 +11,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,18 +30,6 @@ struct hs_token_verifier {
     char *audience;
 };
 
-static int fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-    return HS_EINVAL;
-}
-
 static char *dup_or_null(const char *s)
 {
     return s && s[0] ? hs_strdup(s) : NULL;
@@ -55,7 +42,7 @@ int hs_token_verifier_new(const hs_token_options_t *options, hs_token_verifier_t
     bool has_secret = options->secret && options->secret[0];
     bool has_key = options->public_key_pem && options->public_key_pem[0];
     if (!has_secret && !has_key)
-        return fail(err, err_len, "no token secret or public key");
+        return hs_fail_invalid(err, err_len, "no token secret or public key");
     hs_token_verifier_t *v = hs_calloc(1, sizeof(*v));
     if (has_secret) {
         v->secret_len = strlen(options->secret);
@@ -67,7 +54,7 @@ int hs_token_verifier_new(const hs_token_options_t *options, hs_token_verifier_t
         BIO_free(bio);
         if (v->key == NULL) {
             hs_token_verifier_free(v);
-            return fail(err, err_len, "--jwt-public-key: not a PEM public key");
+            return hs_fail_invalid(err, err_len, "--jwt-public-key: not a PEM public key");
         }
         int type = EVP_PKEY_get_base_id(v->key);
         char group[64] = "";
@@ -80,9 +67,10 @@ int hs_token_verifier_new(const hs_token_options_t *options, hs_token_verifier_t
             v->key_alg = ALG_ES256;
         } else {
             hs_token_verifier_free(v);
-            return fail(err, err_len,
-                        "--jwt-public-key: an RSA key of 2048 bits or more (RS256) or an EC "
-                        "P-256 key (ES256) is needed");
+            return hs_fail_invalid(
+                err, err_len,
+                "--jwt-public-key: an RSA key of 2048 bits or more (RS256) or an EC "
+                "P-256 key (ES256) is needed");
         }
     }
     v->issuer = dup_or_null(options->issuer);
@@ -198,38 +186,38 @@ static int check_claims(const hs_token_verifier_t *v, json_t *payload, int64_t n
 {
     json_t *sub = json_object_get(payload, "sub");
     if (!json_is_string(sub) || json_string_length(sub) == 0)
-        return fail(reason, reason_len, "the token has no \"sub\" (the user)");
+        return hs_fail_invalid(reason, reason_len, "the token has no \"sub\" (the user)");
     if (json_string_length(sub) > HS_TOKEN_SUB_MAX ||
         memchr(json_string_value(sub), '\0', json_string_length(sub)) != NULL)
-        return fail(reason, reason_len, "\"sub\" is too long or contains NUL");
+        return hs_fail_invalid(reason, reason_len, "\"sub\" is too long or contains NUL");
     int64_t t;
     json_t *exp = json_object_get(payload, "exp");
     if (exp) {
         if (!numeric_date(exp, &t))
-            return fail(reason, reason_len, "\"exp\" is not a number");
+            return hs_fail_invalid(reason, reason_len, "\"exp\" is not a number");
         if (now - HS_TOKEN_LEEWAY_S >= t)
-            return fail(reason, reason_len, "the token has expired");
+            return hs_fail_invalid(reason, reason_len, "the token has expired");
         c->has_exp = true;
         c->exp = t;
     }
     json_t *nbf = json_object_get(payload, "nbf");
     if (nbf) {
         if (!numeric_date(nbf, &t))
-            return fail(reason, reason_len, "\"nbf\" is not a number");
+            return hs_fail_invalid(reason, reason_len, "\"nbf\" is not a number");
         if (now + HS_TOKEN_LEEWAY_S < t)
-            return fail(reason, reason_len, "the token is not valid yet (nbf)");
+            return hs_fail_invalid(reason, reason_len, "the token is not valid yet (nbf)");
     }
     json_t *iat = json_object_get(payload, "iat");
     if (iat) {
         if (!numeric_date(iat, &t))
-            return fail(reason, reason_len, "\"iat\" is not a number");
+            return hs_fail_invalid(reason, reason_len, "\"iat\" is not a number");
         if (now + HS_TOKEN_LEEWAY_S < t)
-            return fail(reason, reason_len, "the token is issued in the future (iat)");
+            return hs_fail_invalid(reason, reason_len, "the token is issued in the future (iat)");
     }
     if (v->issuer) {
         json_t *iss = json_object_get(payload, "iss");
         if (!json_is_string(iss) || strcmp(json_string_value(iss), v->issuer) != 0)
-            return fail(reason, reason_len, "wrong issuer (iss)");
+            return hs_fail_invalid(reason, reason_len, "wrong issuer (iss)");
     }
     if (v->audience) {
         json_t *aud = json_object_get(payload, "aud");
@@ -243,20 +231,22 @@ static int check_claims(const hs_token_verifier_t *v, json_t *payload, int64_t n
                     found = true;
             }
         if (!found)
-            return fail(reason, reason_len, "wrong audience (aud)");
+            return hs_fail_invalid(reason, reason_len, "wrong audience (aud)");
     }
     json_t *topics = json_object_get(payload, "topics");
     if (topics && !json_is_null(topics)) {
         if (!json_is_array(topics) || json_array_size(topics) > HS_TOKEN_MAX_TOPICS)
-            return fail(reason, reason_len, "\"topics\" must be an array of at most %d topics",
-                        HS_TOKEN_MAX_TOPICS);
+            return hs_fail_invalid(reason, reason_len,
+                                   "\"topics\" must be an array of at most %d topics",
+                                   HS_TOKEN_MAX_TOPICS);
         size_t count = json_array_size(topics);
         c->topics = hs_calloc(count ? count : 1, sizeof(char *));
         for (size_t i = 0; i < count; i++) {
             json_t *item = json_array_get(topics, i);
             if (!json_is_string(item) || !grant_valid(json_string_value(item)))
-                return fail(reason, reason_len,
-                            "\"topics\" entries must be topics or prefixes ending in '*'");
+                return hs_fail_invalid(
+                    reason, reason_len,
+                    "\"topics\" entries must be topics or prefixes ending in '*'");
             c->topics[c->topic_count++] = hs_strdup(json_string_value(item));
         }
     }
@@ -272,13 +262,14 @@ int hs_token_verify(const hs_token_verifier_t *v, const char *token, size_t len,
     unsigned char *header_text = NULL, *payload_text = NULL, *sig = NULL;
     json_t *header = NULL, *payload = NULL;
     if (len == 0 || len > HS_TOKEN_MAX) {
-        rc = fail(reason, reason_len, len ? "the token is too large" : "the token is empty");
+        rc = hs_fail_invalid(reason, reason_len,
+                             len ? "the token is too large" : "the token is empty");
         goto out;
     }
     const char *dot1 = memchr(token, '.', len);
     const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
     if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL) {
-        rc = fail(reason, reason_len, "the token is not a compact JWS (three parts)");
+        rc = hs_fail_invalid(reason, reason_len, "the token is not a compact JWS (three parts)");
         goto out;
     }
     size_t header_len = 0, payload_len = 0, sig_len = 0;
@@ -286,22 +277,22 @@ int hs_token_verify(const hs_token_verifier_t *v, const char *token, size_t len,
     payload_text = decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1), &payload_len);
     sig = decode_part(dot2 + 1, len - (size_t)(dot2 + 1 - token), &sig_len);
     if (!header_text || !payload_text || !sig) {
-        rc = fail(reason, reason_len, "the token is not valid base64url");
+        rc = hs_fail_invalid(reason, reason_len, "the token is not valid base64url");
         goto out;
     }
     json_error_t jerr;
     header = json_loadb((const char *)header_text, header_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(header)) {
-        rc = fail(reason, reason_len, "the token header is not a JSON object");
+        rc = hs_fail_invalid(reason, reason_len, "the token header is not a JSON object");
         goto out;
     }
     const char *alg = json_string_value(json_object_get(header, "alg"));
     if (alg == NULL) {
-        rc = fail(reason, reason_len, "the token header has no \"alg\"");
+        rc = hs_fail_invalid(reason, reason_len, "the token header has no \"alg\"");
         goto out;
     }
     if (json_object_get(header, "crit")) {
-        rc = fail(reason, reason_len, "the token header has \"crit\" extensions");
+        rc = hs_fail_invalid(reason, reason_len, "the token header has \"crit\" extensions");
         goto out;
     }
     /* The key decides the algorithm; the token only says which key. */
@@ -315,16 +306,16 @@ int hs_token_verify(const hs_token_verifier_t *v, const char *token, size_t len,
     else if (strcmp(alg, "ES256") == 0 && v->key_alg == ALG_ES256)
         ok = verify_es256(v->key, input, input_len, sig, sig_len);
     else {
-        rc = fail(reason, reason_len, "algorithm \"%.16s\" is not accepted", alg);
+        rc = hs_fail_invalid(reason, reason_len, "algorithm \"%.16s\" is not accepted", alg);
         goto out;
     }
     if (!ok) {
-        rc = fail(reason, reason_len, "bad signature");
+        rc = hs_fail_invalid(reason, reason_len, "bad signature");
         goto out;
     }
     payload = json_loadb((const char *)payload_text, payload_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(payload)) {
-        rc = fail(reason, reason_len, "the token payload is not a JSON object");
+        rc = hs_fail_invalid(reason, reason_len, "the token payload is not a JSON object");
         goto out;
     }
     rc = check_claims(v, payload, now_s, claims, reason, reason_len);

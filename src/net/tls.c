@@ -150,13 +150,20 @@ static int parse_version(const char *min_version, int *version, char *err, size_
     return HS_EINVAL;
 }
 
-int hs_tls_new(const char *cert_file, const char *key_file, const char *min_version, hs_tls_t **out,
-               char *err, size_t err_len)
+/* The context for the settings: at start-up and on every reload. */
+static SSL_CTX *ctx_for(const char *cert_file, const char *key_file, const char *min_version,
+                        char *err, size_t err_len)
 {
     int version;
     if (parse_version(min_version, &version, err, err_len) != 0)
-        return HS_EINVAL;
-    SSL_CTX *ctx = make_ctx(cert_file, key_file, version, err, err_len);
+        return NULL;
+    return make_ctx(cert_file, key_file, version, err, err_len);
+}
+
+int hs_tls_new(const char *cert_file, const char *key_file, const char *min_version, hs_tls_t **out,
+               char *err, size_t err_len)
+{
+    SSL_CTX *ctx = ctx_for(cert_file, key_file, min_version, err, err_len);
     if (ctx == NULL)
         return HS_EINVAL;
     hs_tls_t *tls = hs_calloc(1, sizeof(*tls));
@@ -179,10 +186,7 @@ int hs_tls_new(const char *cert_file, const char *key_file, const char *min_vers
 int hs_tls_reload(hs_tls_t *tls, const char *cert_file, const char *key_file,
                   const char *min_version, char *err, size_t err_len)
 {
-    int version;
-    if (parse_version(min_version, &version, err, err_len) != 0)
-        return HS_EINVAL;
-    SSL_CTX *ctx = make_ctx(cert_file, key_file, version, err, err_len);
+    SSL_CTX *ctx = ctx_for(cert_file, key_file, min_version, err, err_len);
     if (ctx == NULL)
         return HS_EINVAL;
     /* Connections alive keep their reference to the old context. */

@@ -231,9 +231,9 @@ static unsigned slot_iovs(const out_slot_t *slot, uv_buf_t *iovs, unsigned n, un
     return n;
 }
 
-/* The iovecs of the queue's first unwritten bytes, at most max; *slots: the
- * queue entries they come from (the last one perhaps in part), *bytes:
- * their length. */
+/* The iovecs of the queue's first unwritten bytes, at most max; *slots (if
+ * not NULL): the queue entries they come from (the last one perhaps in
+ * part), *bytes: their length. */
 static unsigned fill_iovs(hs_conn_t *conn, uv_buf_t *iovs, unsigned max, unsigned *slots,
                           size_t *bytes)
 {
@@ -241,7 +241,8 @@ static unsigned fill_iovs(hs_conn_t *conn, uv_buf_t *iovs, unsigned max, unsigne
     *bytes = 0;
     for (; s < conn->out_count && n < max; s++)
         n = slot_iovs(&conn->out[(conn->out_head + s) % conn->out_cap], iovs, n, max, bytes);
-    *slots = s;
+    if (slots)
+        *slots = s;
     return n;
 }
 
@@ -433,9 +434,8 @@ void hs_net__flush_writes(hs_conn_t *conn)
     }
     uv_buf_t iovs[HS_NET_MAX_IOVS];
     while (conn->out_count > 0) {
-        unsigned slots;
         size_t total;
-        unsigned n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS, &slots, &total);
+        unsigned n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS, NULL, &total);
         /* uv_buf_t has the layout of struct iovec on Unix. */
         ssize_t rc;
         do

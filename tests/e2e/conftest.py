@@ -248,6 +248,18 @@ async def ahttp(*args):
 
 # ---- raw sockets --------------------------------------------------------------
 
+def publish_requests(messages):
+    """The bytes of one POST /api/v1/messages per {"topic", "content"} dict,
+    to be written at once on one connection (pipelined)."""
+    out = b""
+    for message in messages:
+        body = json.dumps(message).encode()
+        out += (f"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                ).encode() + body
+    return out
+
+
 def upgrade_request(key=None, version="13", path="/api/v1/ws", extra=""):
     """The bytes of a WebSocket opening handshake."""
     key = key or base64.b64encode(os.urandom(16)).decode()

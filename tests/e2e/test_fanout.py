@@ -5,7 +5,7 @@ import asyncio
 import json
 import pytest
 
-from conftest import call, upgrade_request
+from conftest import call, publish_requests, upgrade_request
 
 N = 400  # above the threshold (256) at which an iteration's writes are shared
 
@@ -81,12 +81,8 @@ def test_runs_of_one_topic_keep_the_order_across_topics(fresh_server):
                                                 {"topic": topic, "connectionID": cid})
             assert status == 201
         topics = ["r1", "r1", "r2", "r1", "r2", "r2", "r2", "r1"] * 8
-        requests = b""
-        for i, topic in enumerate(topics):
-            body = json.dumps({"topic": topic, "content": f"m{i}"}).encode()
-            requests += (f"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
-                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                         ).encode() + body
+        requests = publish_requests({"topic": topic, "content": f"m{i}"}
+                                    for i, topic in enumerate(topics))
         r, w = await asyncio.open_connection("127.0.0.1", srv.api_port)
         w.write(requests)
         sent = []

@@ -14,7 +14,8 @@ import time
 import pytest
 import websockets
 
-from conftest import BIN, Server, free_port, http, read_to_eof, stop_cleanly, upgrade_request
+from conftest import (BIN, Server, free_port, http, publish_requests, read_to_eof, stop_cleanly,
+                      upgrade_request)
 
 HEADER_TIMEOUT = 1.0
 
@@ -217,12 +218,8 @@ def test_a_run_of_messages_reaches_a_late_wss_reader_in_order(tls, pki):
     of frames, which the TLS flush encrypts across the frames' boundaries
     while the client does not read."""
     with late_wss_subscriber(tls, pki, "tls-run") as read_ids:
-        requests = b""
-        for i in range(40):
-            body = json.dumps({"topic": "tls-run", "content": f"{i:04d}" + "r" * (i * 997)})
-            requests += (f"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
-                         f"Content-Type: application/json\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+        requests = publish_requests({"topic": "tls-run", "content": f"{i:04d}" + "r" * (i * 997)}
+                                    for i in range(40))
         sent = []
         with socket.create_connection(("127.0.0.1", tls.api_port), timeout=10) as api_raw:
             with client_context(pki).wrap_socket(api_raw, server_hostname="localhost") as api:

@@ -73,7 +73,12 @@ struct client {
     held_t *held, **held_tail; /* in arrival order */
     size_t held_bytes;         /* bounded by --max-pending */
     bool held_overflow;        /* more than that arrived: resume again */
-    uint64_t attach_gen;       /* bumps per attach: a late replay for an older one is dropped */
+    /* ids the last replay sent that may still arrive live (sorted), and
+     * until when they may (wall clock ms): see finish_replay */
+    char (*replayed)[HS_ULID_LEN + 1];
+    size_t replayed_count;
+    uint64_t replayed_until_ms;
+    uint64_t attach_gen; /* bumps per attach: a late replay for an older one is dropped */
     char last_ack[HS_ULID_LEN + 1]; /* highest acknowledged id, "" before any */
     bool ack_dirty;                 /* last_ack not yet written to the store */
     bool evicted;                   /* the server ends it: no resume */
@@ -305,6 +310,8 @@ static int send_text(client_t *c, const char *event, const char *text, size_t le
     return HS_ECLOSED;
 }
 
+/* Drops what a resume keeps: the live messages held during its replay, and
+ * the ids its replay sent. */
 static void drop_held(client_t *c)
 {
     while (c->held) {
@@ -314,6 +321,29 @@ static void drop_held(client_t *c)
     }
     c->held_tail = &c->held;
     c->held_bytes = 0;
+    hs_free(c->replayed);
+    c->replayed = NULL;
+    c->replayed_count = 0;
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* Whether the last replay already sent this id (the set is forgotten once
+ * nothing it holds can still be on its way). */
+static bool was_replayed(client_t *c, const char *id)
+{
+    if (c->replayed_count == 0)
+        return false;
+    if (hs_now_ms() > c->replayed_until_ms) {
+        hs_free(c->replayed);
+        c->replayed = NULL;
+        c->replayed_count = 0;
+        return false;
+    }
+    return bsearch(id, c->replayed, c->replayed_count, sizeof(*c->replayed), id_cmp) != NULL;
 }
 
 /* Holds a live message during a replay. Past --max-pending of them the
@@ -380,7 +410,7 @@ static void flush_run(hs_notifier_t *n)
                 hold(c, run->msgs[i].id, run->msgs[i].text, run->msgs[i].len);
             continue;
         }
-        if (c->ws && taken < reserved) {
+        if (c->ws && taken < reserved && c->replayed_count == 0) {
             int rc = hs_ws_send_taking(c->ws, ws_buf, !c->unbounded, true);
             taken += rc == 0;
             delivered += rc == 0 ? run->count : 0;
@@ -389,6 +419,10 @@ static void flush_run(hs_notifier_t *n)
         }
         for (size_t i = 0; i < run->count; i++) {
             run_msg_t *msg = &run->msgs[i];
+            if (was_replayed(c, msg->id)) {
+                hs_metrics_singleton.duplicates_dropped++;
+                continue;
+            }
             hs_buf_t *frame = msg->frame;
             int rc = send_message(c, msg->id, msg->text, msg->len, &frame, &msg->sse_frame);
             delivered += rc == 0;
@@ -1139,6 +1173,32 @@ static int held_cmp(const void *a, const void *b)
     return strcmp((*(held_t *const *)a)->id, (*(held_t *const *)b)->id);
 }
 
+/* A message committed before the replay's history read but not yet handed
+ * to this node by the bus arrives live after the replay, which already sent
+ * it: the client keeps the ids its replay sent for as long as such a message
+ * can be on its way (twice --claim-idle, at least 10 s: a bus redelivers an
+ * unacknowledged event after --claim-idle), and only those created within
+ * that time (items is sorted by id, which is by creation time). */
+static void remember_replayed(hs_notifier_t *n, client_t *client, held_t *const *items,
+                              size_t count)
+{
+    uint64_t horizon = 2 * n->cfg->claim_idle_ms, now = hs_now_ms();
+    if (horizon < 10000)
+        horizon = 10000;
+    size_t first = 0;
+    hs_ulid_t id;
+    while (first < count && hs_ulid_parse(items[first]->id, HS_ULID_LEN, &id) == 0 &&
+           hs_ulid_time_ms(&id) + horizon < now)
+        first++;
+    if (first == count)
+        return;
+    client->replayed_count = count - first;
+    client->replayed = hs_malloc(client->replayed_count * sizeof(*client->replayed));
+    for (size_t i = first; i < count; i++)
+        memcpy(client->replayed[i - first], items[i]->id, HS_ULID_LEN + 1);
+    client->replayed_until_ms = now + horizon;
+}
+
 static void finish_replay(replay_t *r)
 {
     hs_notifier_t *n = r->notifier;
@@ -1177,6 +1237,7 @@ static void finish_replay(replay_t *r)
     }
     client->unbounded = false;
     drop_held(client);
+    remember_replayed(n, client, r->items, sent);
     if (client->held_overflow) {
         /* Live messages were dropped while the replay ran: the client comes
          * back for them (1001 and an ended stream detach it). */

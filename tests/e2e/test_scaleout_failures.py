@@ -346,3 +346,43 @@ def test_mariadb_away_gives_503_and_nothing_acknowledged_is_lost(cluster_factory
     status, page = cluster.request("GET", "/api/v1/messages?topic=db&limit=1000&forward=true")
     assert status == 200
     assert [m["id"] for m in page["messages"]] == sorted(ids)
+
+
+def test_a_message_replayed_on_resume_is_not_sent_again_when_its_event_arrives(cluster_factory):
+    """A message committed while no consumer runs is in the history but its
+    event waits in the stream. A client resuming meanwhile gets it in the
+    replay; when a consumer comes back and the event reaches the notifier,
+    the client must not get it a second time (nor miss what follows)."""
+    cluster = cluster_factory(notifiers=("a",), consumers=1)
+
+    async def go():
+        import websockets
+        ws = await websockets.connect(f"ws://127.0.0.1:{cluster.ws['a']}/api/v1/ws")
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        cid, token = hello["connectionID"], hello["resumeToken"]
+        await subscribe_all(cluster, [(ws, cid)], "late-event")
+        status, first = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
+                                                {"topic": "late-event", "content": "first"})
+        assert status == 201
+        assert await collect(ws, 1, time.monotonic() + 5) == [first["id"]]
+        assert cluster.roles["consumer1"].stop() == 0
+        status, late = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
+                                               {"topic": "late-event", "content": "late"})
+        assert status == 201
+        ws.transport.abort()
+        await asyncio.sleep(0.5)
+        ws = await websockets.connect(f"ws://127.0.0.1:{cluster.ws['a']}/api/v1/ws"
+                                      f"?resume={token}&lastID={first['id']}")
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert hello["resumed"] is True and hello["replayed"] == 1, hello
+        assert await collect(ws, 1, time.monotonic() + 5) == [late["id"]]
+        cluster.start("consumer2", "consumer", "--redis", cluster.redis.url)
+        await asyncio.sleep(1.5)  # the event of "late" reaches the notifier now
+        status, after = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
+                                                {"topic": "late-event", "content": "after"})
+        assert status == 201
+        assert await collect(ws, 1, time.monotonic() + 5) == [after["id"]]
+        await expect_no_more(ws, 0.5)
+        await ws.close()
+
+    asyncio.run(go())

@@ -176,6 +176,11 @@ static const setting_t settings[] = {
      "most messages replayed on a resume; past it the client pages the rest from the history "
      "API",
      .url_secret = false},
+    {"resume-max-bytes", "HOUSTON_RESUME_MAX_BYTES", T_SIZE,
+     offsetof(hs_config_t, resume_max_bytes), "16m", 64 * 1024, GIB, "SIZE",
+     "most bytes of messages a resume reads from the history at once; past it the client pages "
+     "the rest (truncated/next)",
+     .url_secret = false},
     {"client-message-rate", "HOUSTON_CLIENT_MESSAGE_RATE", T_UINT,
      offsetof(hs_config_t, client_message_rate), "20", 0, 1000000, "N",
      "messages per second a WebSocket client may send, bursts of twice that; beyond it an "

@@ -62,11 +62,19 @@ typedef struct held {
 
 /* A client is attached (ws or sse set), or detached: dropped without a clean
  * close, its subscriptions kept for --resume-window, delivering nothing
- * (the history holds what it misses) until a resume attaches a transport. */
+ * (the history holds what it misses) until a resume attaches a transport.
+ *
+ * Anything that completes later (a store write, a bus call, a replay, a
+ * timer) finds the client again through a client_ref_t and ref_client(),
+ * which says whether it is still the same client object and the same
+ * attach; only the client_* senders below touch a transport, and they send
+ * nothing to a detached client. */
 struct client {
     hs_notifier_t *notifier;
     hs_ws_session_t *ws; /* WebSocket transport, or NULL */
     hs_conn_t *sse;      /* SSE transport (text/event-stream), or NULL */
+    uint64_t serial;     /* unique per client object on this node */
+    uint64_t epoch;      /* the store's epoch of this attach (claim_connection) */
     expiry_t *window;    /* runs while detached: the end of the resume window */
     bool detached;
     bool replaying;            /* live messages go to held until the replay is sent */
@@ -78,12 +86,13 @@ struct client {
     char (*replayed)[HS_ULID_LEN + 1];
     size_t replayed_count;
     uint64_t replayed_until_ms;
-    uint64_t attach_gen; /* bumps per attach: a late replay for an older one is dropped */
+    uint64_t attach_gen; /* unique per attach: a late answer for an older one is dropped */
     char last_ack[HS_ULID_LEN + 1]; /* highest acknowledged id, "" before any */
     bool ack_dirty;                 /* last_ack not yet written to the store */
     bool evicted;                   /* the server ends it: no resume */
-    bool unbounded;                 /* sending a replay: past --max-pending (it is bounded by
-                                       --resume-max-replay and already in memory) */
+    bool unbounded;                 /* sending a part of a replay or the held messages: past
+                                       --max-pending (each is bounded by it already) */
+    struct replay *stream;          /* a replay being sent part by part, or NULL */
     sub_t *subs;
     unsigned sub_count;
     unsigned pending_subs; /* client-side subscribes waiting for the store */
@@ -144,7 +153,10 @@ struct hs_notifier {
     size_t resume_secret_len;
     uv_timer_t *ack_timer; /* writes changed acks once a second */
     run_t run;             /* deliveries held until the bus ends its pass */
-    size_t ips_sweep_at;   /* sweep idle entries when the map reaches this */
+    uint64_t next_serial;  /* client serials and attach generations */
+    client_t **ending;     /* clients to end after a fan-out walk (slow) */
+    size_t ending_count, ending_cap;
+    size_t ips_sweep_at; /* sweep idle entries when the map reaches this */
     /* shutdown */
     int shutting_down;
     int http_done;
@@ -372,6 +384,31 @@ static void hold(client_t *c, const char *id, const char *text, size_t len)
 
 /* ---- fan-out --------------------------------------------------------- */
 
+static void end_client(hs_notifier_t *n, client_t *client, uint16_t code, const char *reason);
+
+/* A subscriber found too slow during a fan-out walk: its session is closing
+ * already (1008); it is ended once the walk is over, which must not see
+ * its list change. */
+static void end_later(hs_notifier_t *n, client_t *c)
+{
+    if (n->ending_count == n->ending_cap) {
+        n->ending_cap = n->ending_cap ? 2 * n->ending_cap : 16;
+        n->ending = hs_realloc(n->ending, n->ending_cap * sizeof(*n->ending));
+    }
+    n->ending[n->ending_count++] = c;
+}
+
+static void end_slow_clients(hs_notifier_t *n)
+{
+    for (size_t i = 0; i < n->ending_count; i++) {
+        client_t *c = n->ending[i];
+        hs_log_info("notifier: conn %s does not read: ended", c->id);
+        hs_metrics_singleton.slow_disconnects++;
+        end_client(n, c, 1008, "slow consumer: too much data queued");
+    }
+    n->ending_count = 0;
+}
+
 /* Sends the run: each subscriber of its topic gets every message of the
  * run, in order, as ONE queue entry (a vector of the frames), so each
  * connection's state is touched once per run rather than once per message
@@ -400,7 +437,7 @@ static void flush_run(hs_notifier_t *n)
     }
     unsigned reserved = (unsigned)topic->count, taken = 0;
     hs_buf_ref_n(ws_buf, reserved);
-    uint64_t delivered = 0, slow = 0;
+    uint64_t delivered = 0;
     for (sub_t *s = topic->head; s; s = s->topic_next) {
         client_t *c = s->client;
         if (c->detached)
@@ -414,7 +451,8 @@ static void flush_run(hs_notifier_t *n)
             int rc = hs_ws_send_taking(c->ws, ws_buf, !c->unbounded, true);
             taken += rc == 0;
             delivered += rc == 0 ? run->count : 0;
-            slow += rc == HS_ETOOBIG;
+            if (rc == HS_ETOOBIG)
+                end_later(n, c);
             continue;
         }
         for (size_t i = 0; i < run->count; i++) {
@@ -426,7 +464,8 @@ static void flush_run(hs_notifier_t *n)
             hs_buf_t *frame = msg->frame;
             int rc = send_message(c, msg->id, msg->text, msg->len, &frame, &msg->sse_frame);
             delivered += rc == 0;
-            slow += rc == HS_ETOOBIG;
+            if (rc == HS_ETOOBIG)
+                end_later(n, c);
             if (rc != 0)
                 break; /* closed, or closing: the rest would fail too */
         }
@@ -434,7 +473,6 @@ static void flush_run(hs_notifier_t *n)
     hs_buf_unref_n(ws_buf, 1 + (reserved - taken));
     hs_metrics_t *m = &hs_metrics_singleton;
     m->deliveries += delivered;
-    m->slow_disconnects += slow;
     uint64_t now = hs_now_ms();
     for (size_t i = 0; i < run->count; i++) {
         run_msg_t *msg = &run->msgs[i];
@@ -449,6 +487,7 @@ static void flush_run(hs_notifier_t *n)
     }
     run->count = 0;
     run->topic = NULL;
+    end_slow_clients(n);
 }
 
 /* A message for a topic's local subscribers joins the run of consecutive
@@ -492,6 +531,7 @@ static int notify(hs_notifier_t *n, const char *connection_id, const char *text,
         break;
     case HS_ETOOBIG:
         hs_metrics_singleton.slow_disconnects++;
+        end_client(n, client, 1008, "slow consumer: too much data queued");
         break;
     }
     return 0;
@@ -517,8 +557,6 @@ static int forward(hs_notifier_t *n, const hs_node_cmd_t *cmd)
     json_decref(obj);
     return rc;
 }
-
-static void end_client(hs_notifier_t *n, client_t *client, uint16_t code, const char *reason);
 
 static int handle_command(const hs_node_cmd_t *cmd, void *data)
 {
@@ -658,69 +696,112 @@ static const char *ip_admit(hs_notifier_t *n, const char *ip, ip_entry_t **out)
 
 /* ---- client messages --------------------------------------------------- */
 
-static void send_error(hs_ws_session_t *ws, const char *code, const char *message)
+/* ---- answers to a client -------------------------------------------------- */
+
+/* The one way an answer reaches a client: nothing is sent to a detached
+ * client (its transport is gone), nor through a transport that is closing
+ * (the session refuses it). Only WebSocket clients send messages, so only
+ * they get errors. */
+static void client_error(client_t *c, const char *code, const char *message)
 {
+    if (c->ws == NULL)
+        return;
     hs_buf_t *frame = hs_render_error_frame(code, message);
-    hs_ws_send(ws, frame);
+    hs_ws_send(c->ws, frame);
     hs_buf_unref(frame);
 }
 
-static void send_json(hs_ws_session_t *ws, json_t *json)
+static void client_send_json(client_t *c, const char *event, json_t *json)
 {
     size_t len;
     char *text = hs_render_text(json, &len);
     json_decref(json);
-    hs_ws_send_text(ws, text, len);
+    send_text(c, event, text, len);
     free(text);
 }
 
-static void send_topic_reply(hs_ws_session_t *ws, const char *type, const char *topic)
+static void client_topic_reply(client_t *c, const char *type, const char *topic)
 {
-    send_json(ws, json_pack("{s:s, s:s}", "type", type, "topic", topic));
+    client_send_json(c, type, json_pack("{s:s, s:s}", "type", type, "topic", topic));
 }
 
-/* A client-side operation waiting for the store; the client may be gone
- * when it completes, so it is found again by id. */
-typedef struct client_op {
+/* A client as an asynchronous completion remembers it. */
+typedef struct client_ref {
     hs_notifier_t *notifier;
     char id[HS_ULID_LEN + 1];
+    uint64_t serial; /* the client object */
+    uint64_t gen;    /* its attach */
+} client_ref_t;
+
+static void client_ref_init(client_ref_t *ref, client_t *client)
+{
+    ref->notifier = client->notifier;
+    memcpy(ref->id, client->id, sizeof(ref->id));
+    ref->serial = client->serial;
+    ref->gen = client->attach_gen;
+}
+
+/* The client ref was taken from, if it still exists (not freed, not
+ * replaced by another copy of the same connection), else NULL. *same_attach
+ * says whether it is still on the attach ref was taken on: only then may
+ * an answer go to it. */
+static client_t *ref_client(const client_ref_t *ref, bool *same_attach)
+{
+    client_t *client = find_client(ref->notifier, ref->id);
+    if (client == NULL || client->serial != ref->serial) {
+        *same_attach = false;
+        return NULL;
+    }
+    *same_attach = !client->detached && client->attach_gen == ref->gen;
+    return client;
+}
+
+/* A client-side operation waiting for the store. */
+typedef struct client_op {
+    client_ref_t ref;
     char topic[HS_TOPIC_MAX + 1];
 } client_op_t;
 
 static client_op_t *client_op_new(client_t *client, const char *topic)
 {
     client_op_t *op = hs_calloc(1, sizeof(*op));
-    op->notifier = client->notifier;
-    memcpy(op->id, client->id, sizeof(op->id));
+    client_ref_init(&op->ref, client);
     snprintf(op->topic, sizeof(op->topic), "%s", topic);
     return op;
 }
 
+/* The subscription is stored. It joins the index whether or not the client
+ * is still on the same attach (a resume restores stored subscriptions);
+ * only the answer needs the same attach. */
 static void client_subscribed_cb(int status, uint64_t created_ms, void *data)
 {
     (void)created_ms;
     client_op_t *op = data;
-    hs_notifier_t *n = op->notifier;
-    client_t *client = find_client(n, op->id);
+    hs_notifier_t *n = op->ref.notifier;
+    bool same;
+    client_t *client = ref_client(&op->ref, &same);
     /* Gone: its remove_connection was queued after this write and removed
-     * the row. */
+     * the row; replaced: the new copy read the row from the store. */
     if (client == NULL)
         goto out;
     client->pending_subs--;
     if (status != 0 && status != HS_EEXIST) {
         hs_log_error("notifier: conn %s: storing a subscription failed: %s", client->id,
                      hs_strerror(status));
-        send_error(client->ws, "internal", "the subscription could not be stored; retry later");
+        if (same)
+            client_error(client, "internal", "the subscription could not be stored; retry later");
         goto out;
     }
     if (subscribe(n, client, op->topic) != 0) {
         if (status == 0)
             hs_store_remove_subscription(n->store, client->id, op->topic, NULL, NULL);
-        send_error(client->ws, "too_many_subscriptions",
-                   "this connection has reached its limit of subscriptions");
+        if (same)
+            client_error(client, "too_many_subscriptions",
+                         "this connection has reached its limit of subscriptions");
         goto out;
     }
-    send_topic_reply(client->ws, "subscribed", op->topic);
+    if (same)
+        client_topic_reply(client, "subscribed", op->topic);
 out:
     hs_free(op);
 }
@@ -729,11 +810,12 @@ static void client_unsubscribed_cb(int status, size_t count, void *data)
 {
     (void)count;
     client_op_t *op = data;
-    client_t *client = find_client(op->notifier, op->id);
-    if (client && status != 0)
-        send_error(client->ws, "internal", "the subscription could not be removed; retry later");
-    else if (client)
-        send_topic_reply(client->ws, "unsubscribed", op->topic);
+    bool same;
+    client_t *client = ref_client(&op->ref, &same);
+    if (client && same && status != 0)
+        client_error(client, "internal", "the subscription could not be removed; retry later");
+    else if (client && same)
+        client_topic_reply(client, "unsubscribed", op->topic);
     hs_free(op);
 }
 
@@ -768,8 +850,8 @@ static void client_topic_message(hs_notifier_t *n, client_t *client, bool on, js
 {
     const char *topic = json_string_value(topic_json);
     if (topic == NULL || !hs_topic_valid(topic, json_string_length(topic_json))) {
-        send_error(client->ws, "invalid_topic",
-                   "'topic' must be 1-128 characters of A-Z a-z 0-9 . _ : -");
+        client_error(client, "invalid_topic",
+                     "'topic' must be 1-128 characters of A-Z a-z 0-9 . _ : -");
         return;
     }
     if (!on) {
@@ -779,18 +861,18 @@ static void client_topic_message(hs_notifier_t *n, client_t *client, bool on, js
         return;
     }
     if (!may_subscribe(n, client, topic)) {
-        send_error(client->ws, "forbidden",
-                   n->verifier ? "your token does not grant this topic"
-                               : "subscribing from the client needs a token on this server");
+        client_error(client, "forbidden",
+                     n->verifier ? "your token does not grant this topic"
+                                 : "subscribing from the client needs a token on this server");
         return;
     }
     if (subscribed_to(client, topic)) {
-        send_topic_reply(client->ws, "subscribed", topic);
+        client_topic_reply(client, "subscribed", topic);
         return;
     }
     if (client->sub_count + client->pending_subs >= n->cfg->max_subscriptions) {
-        send_error(client->ws, "too_many_subscriptions",
-                   "this connection has reached its limit of subscriptions");
+        client_error(client, "too_many_subscriptions",
+                     "this connection has reached its limit of subscriptions");
         return;
     }
     client->pending_subs++;
@@ -836,36 +918,37 @@ static void arm_expiry(hs_notifier_t *n, client_t *client)
 static void client_refresh(hs_notifier_t *n, client_t *client, json_t *token_json)
 {
     if (n->verifier == NULL) {
-        send_error(client->ws, "bad_message", "this server does not use tokens");
+        client_error(client, "bad_message", "this server does not use tokens");
         return;
     }
     const char *token = json_string_value(token_json);
     if (token == NULL) {
-        send_error(client->ws, "bad_message", "'token' must be a string");
+        client_error(client, "bad_message", "'token' must be a string");
         return;
     }
     hs_token_claims_t claims;
     char reason[160];
     if (hs_token_verify(n->verifier, token, json_string_length(token_json),
                         (int64_t)(hs_now_ms() / 1000), &claims, reason, sizeof(reason)) != 0) {
-        send_error(client->ws, "invalid_token", reason);
+        client_error(client, "invalid_token", reason);
         return;
     }
     if (strcmp(claims.sub, client->claims.sub) != 0) {
         hs_token_claims_dispose(&claims);
-        send_error(client->ws, "invalid_token", "the new token is for another user (sub)");
+        client_error(client, "invalid_token", "the new token is for another user (sub)");
         return;
     }
     if (client->claims.has_exp && claims.has_exp && claims.exp < client->claims.exp) {
         hs_token_claims_dispose(&claims);
-        send_error(client->ws, "invalid_token", "the new token expires before the current one");
+        client_error(client, "invalid_token", "the new token expires before the current one");
         return;
     }
     hs_token_claims_dispose(&client->claims);
     client->claims = claims;
     arm_expiry(n, client);
-    send_json(client->ws, json_pack("{s:s, s:o}", "type", "refreshed", "exp",
-                                    claims.has_exp ? json_integer(claims.exp) : json_null()));
+    client_send_json(client, "refreshed",
+                     json_pack("{s:s, s:o}", "type", "refreshed", "exp",
+                               claims.has_exp ? json_integer(claims.exp) : json_null()));
 }
 
 /* Whether the client may send one more message now (--client-message-rate);
@@ -884,9 +967,9 @@ static bool message_admitted(hs_notifier_t *n, client_t *client)
     hs_metrics_singleton.limit_refusals++;
     if (++client->msg_strikes > burst) {
         hs_log_info("notifier: conn %s keeps sending too fast: closing with 1008", client->id);
-        hs_ws_close(client->ws, 1008, "too many messages");
+        end_client(n, client, 1008, "too many messages");
     } else {
-        send_error(client->ws, "rate_limited", "too many messages; slow down");
+        client_error(client, "rate_limited", "too many messages; slow down");
     }
     return false;
 }
@@ -898,7 +981,7 @@ static void client_ack(client_t *client, json_t *id_json)
     char id[HS_ULID_LEN + 1];
     const char *text = json_string_value(id_json);
     if (text == NULL || hs_ulid_canonical(text, json_string_length(id_json), id) != 0) {
-        send_error(client->ws, "bad_message", "'id' must be a message id");
+        client_error(client, "bad_message", "'id' must be a message id");
         return;
     }
     if (strcmp(id, client->last_ack) > 0) {
@@ -910,6 +993,8 @@ static void client_ack(client_t *client, json_t *id_json)
 static void ws_message_cb(hs_ws_session_t *ws, bool binary, const char *data, size_t len)
 {
     client_t *client = hs_ws_data(ws);
+    if (client == NULL)
+        return; /* the server ended it; the session only finishes its close */
     hs_notifier_t *n = client->notifier;
     json_t *obj = NULL;
     const char *type = NULL;
@@ -939,14 +1024,26 @@ static void ws_message_cb(hs_ws_session_t *ws, bool binary, const char *data, si
         hs_log_debug("notifier: conn %s sent a %s message of %zu bytes that is not a "
                      "subscribe, unsubscribe, refresh or ack",
                      client->id, binary ? "binary" : "text", len);
-        send_error(ws, "unsupported",
-                   "this server accepts only subscribe, unsubscribe, refresh and ack messages "
-                   "from clients");
+        client_error(client, "unsupported",
+                     "this server accepts only subscribe, unsubscribe, refresh and ack messages "
+                     "from clients");
     }
     json_decref(obj);
 }
 
 /* ---- leaving, detaching, resuming ------------------------------------ */
+
+static void replay_free(struct replay *r);
+static void client_drained(client_t *client);
+
+/* Drops the rest of a replay being streamed (the client detached or goes). */
+static void drop_stream(client_t *client)
+{
+    if (client->stream) {
+        replay_free(client->stream);
+        client->stream = NULL;
+    }
+}
 
 static void stop_client_timer(expiry_t **timer)
 {
@@ -961,6 +1058,7 @@ static void stop_client_timer(expiry_t **timer)
  * store are the caller's business. */
 static void free_client(hs_notifier_t *n, client_t *client)
 {
+    drop_stream(client);
     unsubscribe(n, client, NULL);
     hs_map_remove(&n->clients, client->id, strlen(client->id));
     stop_client_timer(&client->expiry);
@@ -987,24 +1085,32 @@ static void expired_cb(int status, void *data)
 {
     char *id = data;
     if (status == HS_ENOTFOUND)
-        hs_log_info("notifier: conn %s was resumed on another node; its rows stay", id);
+        hs_log_info("notifier: conn %s was resumed (here or on another node) or removed; "
+                    "this copy goes, the rows stay",
+                    id);
     else if (status != 0)
         hs_log_error("notifier: conn %s: removing it failed: %s", id, hs_strerror(status));
     hs_free(id);
 }
 
-/* The resume window of a detached connection ran out: it goes, rows and
- * all - unless another notifier took it over (the store checks the node). */
+/* A detached connection goes from this node: its rows too, unless a resume
+ * took it over since (the store compares the epoch). */
+static void expire_client(hs_notifier_t *n, client_t *client)
+{
+    hs_store_expire_connection(n->store, client->id, client->epoch, expired_cb,
+                               hs_strdup(client->id));
+    free_client(n, client);
+}
+
+/* The resume window of a detached connection ran out. */
 static void window_cb(uv_timer_t *timer)
 {
     expiry_t *e = timer->data;
     client_t *client = e->client;
     if (client == NULL)
         return;
-    hs_notifier_t *n = client->notifier;
     hs_log_info("notifier: conn %s: resume window over", client->id);
-    hs_store_expire_connection(n->store, client->id, n->node_id, expired_cb, hs_strdup(client->id));
-    free_client(n, client);
+    expire_client(client->notifier, client);
 }
 
 static void flush_ack(hs_notifier_t *n, client_t *client)
@@ -1015,9 +1121,20 @@ static void flush_ack(hs_notifier_t *n, client_t *client)
     }
 }
 
+static void released_cb(int status, void *data)
+{
+    char *id = data;
+    if (status == HS_ENOTFOUND)
+        hs_log_info("notifier: conn %s was removed meanwhile: not resumable", id);
+    else if (status != 0)
+        hs_log_error("notifier: conn %s: marking it detached failed: %s", id, hs_strerror(status));
+    hs_free(id);
+}
+
 /* The transport dropped without a clean close: the connection keeps its
- * subscriptions (memory and store) for --resume-window and leaves the
- * directory, so a resume anywhere knows it is not attached. */
+ * subscriptions (memory and store) for --resume-window, leaves the
+ * directory and is marked detached in the store, so a resume anywhere may
+ * claim it. */
 static void detach(hs_notifier_t *n, client_t *client)
 {
     client->ws = NULL;
@@ -1026,6 +1143,7 @@ static void detach(hs_notifier_t *n, client_t *client)
     client->replaying = false;
     client->held_overflow = false;
     drop_held(client);
+    drop_stream(client);
     if (client->ip) {
         client->ip->conns--;
         client->ip = NULL;
@@ -1033,6 +1151,8 @@ static void detach(hs_notifier_t *n, client_t *client)
     stop_client_timer(&client->expiry); /* a resume presents a token again */
     flush_ack(n, client);
     hs_bus_unregister_connection(n->bus, n->node_id, client->id);
+    hs_store_release_connection(n->store, client->id, client->epoch, released_cb,
+                                hs_strdup(client->id));
     client->window = hs_calloc(1, sizeof(*client->window));
     client->window->client = client;
     uv_timer_init(hs_net_loop(n->net), &client->window->timer);
@@ -1054,6 +1174,8 @@ static void transport_ended(hs_notifier_t *n, client_t *client, bool keep)
 static void ws_close_cb(hs_ws_session_t *ws, uint16_t code, bool clean)
 {
     client_t *client = hs_ws_data(ws);
+    if (client == NULL)
+        return; /* the server ended it already (drop_transport) */
     hs_notifier_t *n = client->notifier;
     hs_log_info("notifier: conn %s closed (code %u, %s)", client->id, code,
                 clean ? "clean" : "unclean");
@@ -1062,22 +1184,50 @@ static void ws_close_cb(hs_ws_session_t *ws, uint16_t code, bool clean)
     transport_ended(n, client, code == 1001 || code == 1006);
 }
 
-/* Closes the client's transport for a reason of the server's: the
- * connection ends for good. A detached one goes at once. */
+/* Takes the transport away from the client now: the session (or stream)
+ * finishes its close by itself, and nothing of it reaches the client any
+ * more. */
+static void drop_transport(client_t *client, uint16_t code, const char *reason)
+{
+    if (client->ws) {
+        hs_ws_set_data(client->ws, NULL);
+        hs_ws_close(client->ws, code, reason);
+    } else if (client->sse) {
+        hs_conn_set_handler(client->sse, &sse_handler, NULL);
+        hs_conn_close_after_flush(client->sse);
+    }
+    client->ws = NULL;
+    client->sse = NULL;
+}
+
+/* Ends the client for a reason of the server's (a kick, a policy, its
+ * token's expiry, a reader too slow): at once - it leaves the index, the
+ * directory and the store now, not when the peer answers the close frame -
+ * and for good. The client is freed: the caller must not use it, nor be
+ * walking a list it is on (flush_run defers to end_slow_clients). */
 static void end_client(hs_notifier_t *n, client_t *client, uint16_t code, const char *reason)
 {
-    if (client->ws)
-        hs_ws_close(client->ws, code, reason);
-    else if (client->sse) {
-        client->evicted = true; /* its close callback removes it */
-        hs_conn_close(client->sse);
-    } else
-        remove_client(n, client);
+    drop_transport(client, code, reason);
+    remove_client(n, client);
+}
+
+/* Closes the transport with 1001 so that the client resumes, and detaches
+ * it at once: a resume racing the close handshake finds it resumable. */
+static void ask_to_resume(hs_notifier_t *n, client_t *client, const char *reason)
+{
+    drop_transport(client, 1001, reason);
+    transport_ended(n, client, true);
+}
+
+static void ws_drain_cb(hs_ws_session_t *ws)
+{
+    client_drained(hs_ws_data(ws));
 }
 
 static const hs_ws_callbacks_t ws_callbacks = {
     .on_message = ws_message_cb,
     .on_close = ws_close_cb,
+    .on_drain = ws_drain_cb,
 };
 
 /* Whether the handshake's Origin is allowed: any when no list is set, and
@@ -1128,49 +1278,34 @@ static void send_connected(hs_notifier_t *n, client_t *client, bool asked, bool 
         json_object_set_new(obj, "truncated", json_true());
         json_object_set_new(obj, "next", json_string(next));
     }
-    size_t len;
-    char *text = hs_render_text(obj, &len);
-    json_decref(obj);
-    send_text(client, "connected", text, len);
-    free(text);
-}
-
-typedef struct registration {
-    hs_notifier_t *notifier;
-    char id[HS_ULID_LEN + 1];
-    bool asked; /* a resume was asked for and refused */
-} registration_t;
-
-static void registered_cb(int status, void *data)
-{
-    registration_t *reg = data;
-    client_t *client = find_client(reg->notifier, reg->id);
-    if (status != 0)
-        hs_log_warn("notifier: conn %s: the directory is unreachable (%s); it is registered "
-                    "again when the bus is back",
-                    reg->id, hs_strerror(status));
-    if (client && !client->detached) /* still connected */
-        send_connected(reg->notifier, client, reg->asked, false, 0, NULL);
-    hs_free(reg);
+    client_send_json(client, "connected", obj);
 }
 
 /* ---- replay ------------------------------------------------------------ */
 
 /* The replay of one resume: a history query per topic, merged by id. */
 typedef struct replay {
-    hs_notifier_t *notifier;
-    char id[HS_ULID_LEN + 1];
-    uint64_t gen;
+    client_ref_t ref;
     char after[HS_ULID_LEN + 1];
-    size_t pending; /* queries still running */
+    unsigned limit;   /* rows asked of each topic */
+    size_t max_bytes; /* bytes of content read of each topic at most */
+    size_t pending;   /* queries still running */
     bool failed;
-    held_t **items;
+    char bound[HS_ULID_LEN + 1]; /* "" or the lowest last id of a topic that had more */
+    held_t **items;              /* sorted by id once every query is back */
     size_t count, cap;
+    size_t sent; /* items[0, sent) are the replay */
+    size_t pos;  /* of which items[0, pos) are queued */
 } replay_t;
 
 static int held_cmp(const void *a, const void *b)
 {
     return strcmp((*(held_t *const *)a)->id, (*(held_t *const *)b)->id);
+}
+
+static int held_id_cmp(const void *key, const void *item)
+{
+    return strcmp(key, (*(held_t *const *)item)->id);
 }
 
 /* A message committed before the replay's history read but not yet handed
@@ -1199,71 +1334,130 @@ static void remember_replayed(hs_notifier_t *n, client_t *client, held_t *const 
     client->replayed_until_ms = now + horizon;
 }
 
-static void finish_replay(replay_t *r)
+static void send_held(client_t *c, const held_t *h)
 {
-    hs_notifier_t *n = r->notifier;
-    client_t *client = find_client(n, r->id);
-    if (client == NULL || client->detached || client->attach_gen != r->gen)
-        goto out; /* gone, or dropped again: a later resume replays anew */
-    qsort(r->items, r->count, sizeof(*r->items), held_cmp);
-    size_t max = (size_t)n->cfg->resume_max_replay;
-    size_t sent = r->count < max ? r->count : max;
-    const char *next = r->count > max ? r->items[max - 1]->id : NULL;
-    send_connected(n, client, true, true, sent, next);
-    client->unbounded = true;
-    if (r->failed && client->ws)
-        send_error(client->ws, "internal", "the replay failed; page the history from lastID");
-    for (size_t i = 0; i < sent; i++) {
-        hs_buf_t *frame = NULL, *sse_frame = NULL;
-        send_message(client, r->items[i]->id, r->items[i]->text, r->items[i]->len, &frame,
-                     &sse_frame);
-        if (frame)
-            hs_buf_unref(frame);
-        if (sse_frame)
-            hs_buf_unref(sse_frame);
-    }
-    /* Live messages held meanwhile: what the replay sent is not sent again. */
-    const char *last = sent ? r->items[sent - 1]->id : r->after;
-    client->replaying = false;
-    for (held_t *h = client->held; h; h = h->next) {
-        if (strcmp(h->id, last) <= 0)
-            continue;
-        hs_buf_t *frame = NULL, *sse_frame = NULL;
-        send_message(client, h->id, h->text, h->len, &frame, &sse_frame);
-        if (frame)
-            hs_buf_unref(frame);
-        if (sse_frame)
-            hs_buf_unref(sse_frame);
-    }
-    client->unbounded = false;
-    drop_held(client);
-    remember_replayed(n, client, r->items, sent);
-    if (client->held_overflow) {
-        /* Live messages were dropped while the replay ran: the client comes
-         * back for them (1001 and an ended stream detach it). */
-        client->held_overflow = false;
-        hs_log_info("notifier: conn %s: too many live messages during the replay; asking it "
-                    "to resume again",
-                    client->id);
-        if (client->ws)
-            hs_ws_close(client->ws, 1001, "resume again");
-        else if (client->sse)
-            hs_conn_close_after_flush(client->sse);
-    }
-    hs_log_info("notifier: conn %s resumed after %s: %zu replayed%s", client->id, r->after, sent,
-                next ? " (truncated)" : "");
-out:
+    hs_buf_t *frame = NULL, *sse_frame = NULL;
+    send_message(c, h->id, h->text, h->len, &frame, &sse_frame);
+    hs_buf_unref(frame);
+    hs_buf_unref(sse_frame);
+}
+
+static void replay_free(replay_t *r)
+{
     for (size_t i = 0; i < r->count; i++)
         hs_free(r->items[i]);
     hs_free(r->items);
     hs_free(r);
 }
 
+/* Whether a live message held during the resume is one the client lacks:
+ * not at or below its cursor, not sent by the replay. This is decided per
+ * message, not by comparing with the last replayed id: the topics' queries
+ * read at different moments, so a live message of one topic may have an id
+ * below the last replayed message of another and be in neither. */
+static bool held_wanted(const replay_t *r, const held_t *h)
+{
+    if (r->after[0] && strcmp(h->id, r->after) <= 0)
+        return false;
+    return r->sent == 0 ||
+           bsearch(h->id, r->items, r->sent, sizeof(*r->items), held_id_cmp) == NULL;
+}
+
+/* Sends the next part of a resume: frames of up to a quarter of
+ * --max-pending (at least one), first from the replay, then from the live
+ * messages held since the attach (which go on arriving, held, until the
+ * holding ends). The next part goes when the transport has written this one
+ * (client_drained), so a resume of any size is streamed as fast as the
+ * client reads and the queue never holds more than a part - bounded, with
+ * room for pings. When nothing is left the client is live. Live messages
+ * past --max-pending while it holds them: the client is asked to resume
+ * again from where it got. */
+static void stream_replay(hs_notifier_t *n, client_t *client)
+{
+    replay_t *r = client->stream;
+    size_t budget = (size_t)n->cfg->max_pending, part = budget ? budget / 4 : SIZE_MAX;
+    size_t bytes = 0;
+    client->unbounded = true; /* bounded here, by the part */
+    while (!client->held_overflow && r->pos < r->sent &&
+           (bytes == 0 || bytes + r->items[r->pos]->len <= part)) {
+        bytes += r->items[r->pos]->len;
+        send_held(client, r->items[r->pos++]);
+    }
+    while (!client->held_overflow && r->pos == r->sent && client->held &&
+           (bytes == 0 || bytes + client->held->len <= part)) {
+        held_t *h = client->held;
+        client->held = h->next;
+        if (client->held == NULL)
+            client->held_tail = &client->held;
+        client->held_bytes -= h->len;
+        if (held_wanted(r, h)) {
+            bytes += h->len;
+            send_held(client, h);
+        }
+        hs_free(h);
+    }
+    client->unbounded = false;
+    if (!client->held_overflow && (bytes > 0 || r->pos < r->sent || client->held))
+        return; /* the rest, or the end, once this part is written */
+    client->stream = NULL;
+    client->replaying = false;
+    drop_held(client);
+    if (client->held_overflow) {
+        client->held_overflow = false;
+        hs_log_info("notifier: conn %s: too many live messages during its resume; asking it to "
+                    "resume again",
+                    client->id);
+        replay_free(r);
+        ask_to_resume(n, client, "resume again");
+        return;
+    }
+    remember_replayed(n, client, r->items, r->sent);
+    replay_free(r);
+}
+
+/* The transport wrote everything queued: the next part of a replay. */
+static void client_drained(client_t *client)
+{
+    if (client && client->stream && !client->detached)
+        stream_replay(client->notifier, client);
+}
+
+/* Every topic's query is back: sends "connected", then the replay (part by
+ * part), then what was held. What is replayed is a prefix of the merged ids
+ * that is known complete: not past the last id read of a topic that had
+ * more rows than asked (bound), at most --resume-max-replay messages; what
+ * is cut is said with truncated/next. */
+static void finish_replay(replay_t *r)
+{
+    hs_notifier_t *n = r->ref.notifier;
+    bool same;
+    client_t *client = ref_client(&r->ref, &same);
+    if (client == NULL || !same) {
+        replay_free(r); /* gone, or dropped again: a later resume replays anew */
+        return;
+    }
+    qsort(r->items, r->count, sizeof(*r->items), held_cmp);
+    size_t max = (size_t)n->cfg->resume_max_replay;
+    while (r->sent < r->count && r->sent < max &&
+           (r->bound[0] == '\0' || strcmp(r->items[r->sent]->id, r->bound) <= 0))
+        r->sent++;
+    bool truncated = r->sent < r->count || r->bound[0] != '\0';
+    const char *next = truncated ? (r->sent ? r->items[r->sent - 1]->id : r->after) : NULL;
+    send_connected(n, client, true, true, r->sent, next);
+    if (r->failed)
+        client_error(client, "internal", "the replay failed; page the history from lastID");
+    hs_log_info("notifier: conn %s resumed after %s: %zu to replay%s", client->id, r->after,
+                r->sent, next ? " (truncated)" : "");
+    client->stream = r;
+    stream_replay(n, client);
+}
+
 static void replay_part_cb(int status, const hs_message_t *msgs, size_t count, void *data)
 {
     replay_t *r = data;
     if (status != 0) {
-        hs_log_error("notifier: conn %s: a replay query failed: %s", r->id, hs_strerror(status));
+        hs_log_error("notifier: conn %s: a replay query failed: %s", r->ref.id,
+                     hs_strerror(status));
         r->failed = true;
     }
     for (size_t i = 0; i < count; i++) {
@@ -1285,41 +1479,102 @@ static void replay_part_cb(int status, const hs_message_t *msgs, size_t count, v
         }
         r->items[r->count++] = h;
     }
+    /* A topic that may have more rows than read (the row or byte bound
+     * stopped the read): nothing past its last row read is known to be
+     * complete. */
+    size_t bytes = 0;
+    for (size_t i = 0; i < count; i++)
+        bytes += msgs[i].content_len;
+    bool more = count >= r->limit || (r->max_bytes && bytes >= r->max_bytes);
+    if (count > 0 && more && (r->bound[0] == '\0' || strcmp(msgs[count - 1].id, r->bound) < 0))
+        memcpy(r->bound, msgs[count - 1].id, sizeof(r->bound));
     if (--r->pending == 0)
         finish_replay(r);
 }
 
-/* An attached client was given back its connection: replays what it missed
- * after last_id (or its last ack), holding live messages meanwhile, then
- * says connected. */
+/* A resumed client is attached and registered: replays what it missed after
+ * last_id (or its last ack), holding live messages meanwhile, then says
+ * connected. Without a cursor nothing is replayed, but what arrived live
+ * since the attach is sent. */
 static void start_resume(hs_notifier_t *n, client_t *client, const resume_ask_t *ask)
 {
-    client->attach_gen++;
     const char *after = ask->has_last_id      ? ask->last_id
                         : client->last_ack[0] ? client->last_ack
                                               : NULL;
     hs_ulid_t cursor;
+    replay_t *r = hs_calloc(1, sizeof(*r));
+    client_ref_init(&r->ref, client);
+    client->replaying = true;
     if (after == NULL || client->sub_count == 0 ||
         hs_ulid_parse(after, strlen(after), &cursor) != 0) {
-        client->replaying = false;
+        /* Nothing to replay; what arrived since the attach is sent. */
         send_connected(n, client, true, true, 0, NULL);
+        client->stream = r;
+        stream_replay(n, client);
         return;
     }
-    client->replaying = true;
-    replay_t *r = hs_calloc(1, sizeof(*r));
-    r->notifier = n;
-    memcpy(r->id, client->id, sizeof(r->id));
-    r->gen = client->attach_gen;
     snprintf(r->after, sizeof(r->after), "%s", after);
+    r->limit = (unsigned)n->cfg->resume_max_replay + 1;
+    /* The replay's working memory: --resume-max-bytes over all its topics
+     * (each reads at least one row). */
+    r->max_bytes = (size_t)n->cfg->resume_max_bytes / client->sub_count;
+    if (r->max_bytes == 0)
+        r->max_bytes = 1;
     r->pending = client->sub_count;
     for (sub_t *s = client->subs; s; s = s->client_next) {
         hs_history_query_t q = {.topic = s->topic->name,
                                 .has_cursor = true,
                                 .cursor = cursor,
                                 .forward = true,
-                                .limit = (unsigned)n->cfg->resume_max_replay + 1};
+                                .limit = r->limit,
+                                .max_bytes = r->max_bytes};
         hs_store_list_messages(n->store, &q, replay_part_cb, r);
     }
+}
+
+/* ---- registration ------------------------------------------------------ */
+
+typedef struct registration {
+    client_ref_t ref;
+    bool asked;       /* a resume was asked for */
+    bool resume;      /* it is one: replay once registered */
+    resume_ask_t ask; /* when resume */
+} registration_t;
+
+/* The directory knows the connection (or cannot say). A new connection is
+ * told its id now, so a subscribe made as soon as it has it finds it; a
+ * resumed one starts its replay now: a message routed to this node before
+ * is in the history it reads, one routed after is held (the same ordered
+ * link ran the routing of its topics). */
+static void registered_cb(int status, void *data)
+{
+    registration_t *reg = data;
+    bool same;
+    client_t *client = ref_client(&reg->ref, &same);
+    if (status != 0)
+        hs_log_warn("notifier: conn %s: the directory is unreachable (%s); it is registered "
+                    "again when the bus is back",
+                    reg->ref.id, hs_strerror(status));
+    if (client && same) {
+        if (reg->resume)
+            start_resume(reg->ref.notifier, client, &reg->ask);
+        else
+            send_connected(reg->ref.notifier, client, reg->asked, false, 0, NULL);
+    }
+    hs_free(reg);
+}
+
+static void register_client(hs_notifier_t *n, client_t *client, bool asked,
+                            const resume_ask_t *resume)
+{
+    registration_t *reg = hs_calloc(1, sizeof(*reg));
+    client_ref_init(&reg->ref, client);
+    reg->asked = asked;
+    if (resume) {
+        reg->resume = true;
+        reg->ask = *resume;
+    }
+    hs_bus_register_connection(n->bus, n->node_id, client->id, registered_cb, reg);
 }
 
 /* The token of an upgrade: ?token=… or "Authorization: Bearer …". */
@@ -1422,12 +1677,14 @@ static bool same_user(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
 }
 
-/* Puts the transport (ws or sse) on client. */
+/* Puts the transport (ws or sse) on client: a new attach. */
 static void attach(hs_notifier_t *n, client_t *client, hs_ws_session_t *ws, hs_conn_t *sse,
                    hs_token_claims_t *claims, ip_entry_t *ip_entry)
 {
     client->ws = ws;
     client->sse = sse;
+    client->detached = false;
+    client->attach_gen = ++n->next_serial;
     if (ws)
         hs_ws_set_data(ws, client);
     else
@@ -1441,44 +1698,29 @@ static void attach(hs_notifier_t *n, client_t *client, hs_ws_session_t *ws, hs_c
     arm_expiry(n, client);
 }
 
-/* A new connection on a transport that was just accepted. */
-static void open_client(hs_notifier_t *n, const resume_ask_t *ask, hs_ws_session_t *ws,
-                        hs_conn_t *sse, hs_token_claims_t *claims, ip_entry_t *ip_entry)
+static client_t *client_new(hs_notifier_t *n, const char *id, uint64_t connected_ms)
 {
-    char id[HS_ULID_LEN + 1];
-    uint64_t now = hs_now_ms();
-    client_t *old = NULL;
-    if (ask->asked && n->cfg->resume_window_ms > 0 &&
-        hs_resume_token_check(n->resume_secret, n->resume_secret_len, ask->token,
-                              strlen(ask->token), now, id) == 0)
-        old = find_client(n, id);
-    if (old && old->detached && same_user(old->claims.sub, claims->sub)) {
-        /* Within the window, on this node: the same connection comes back. */
-        stop_client_timer(&old->window);
-        old->detached = false;
-        attach(n, old, ws, sse, claims, ip_entry);
-        hs_bus_register_connection(n->bus, n->node_id, old->id, NULL, NULL);
-        hs_log_info("notifier: conn %s resumed from %s", old->id,
-                    ws ? hs_ws_peer(ws) : hs_conn_peer(sse));
-        start_resume(n, old, ask);
-        return;
-    }
     client_t *client = hs_calloc(1, sizeof(*client));
     client->notifier = n;
     client->held_tail = &client->held;
-    client->connected_ms = now;
+    client->connected_ms = connected_ms;
+    client->serial = ++n->next_serial;
+    memcpy(client->id, id, sizeof(client->id));
+    hs_map_put(&n->clients, client->id, HS_ULID_LEN, client);
+    return client;
+}
+
+/* A new connection on a transport that was just accepted. */
+static void open_client(hs_notifier_t *n, bool asked, hs_ws_session_t *ws, hs_conn_t *sse,
+                        hs_token_claims_t *claims, ip_entry_t *ip_entry)
+{
+    char id[HS_ULID_LEN + 1];
     hs_ulid_t uid;
     hs_ulid_new(&uid);
-    hs_ulid_format(&uid, client->id);
+    hs_ulid_format(&uid, id);
+    client_t *client = client_new(n, id, hs_now_ms());
     attach(n, client, ws, sse, claims, ip_entry);
-    hs_map_put(&n->clients, client->id, HS_ULID_LEN, client);
-    /* The connected frame goes out once the directory knows the connection,
-     * so a subscribe made as soon as the client has its id finds it. */
-    registration_t *reg = hs_malloc(sizeof(*reg));
-    reg->notifier = n;
-    reg->asked = ask->asked;
-    memcpy(reg->id, client->id, sizeof(reg->id));
-    hs_bus_register_connection(n->bus, n->node_id, client->id, registered_cb, reg);
+    register_client(n, client, asked, NULL);
     hs_store_add_connection(n->store, client->id, n->node_id, client->claims.sub,
                             client->connected_ms, store_write_cb, NULL);
     hs_log_info("notifier: conn %s connected from %s%s%s%s", client->id,
@@ -1486,13 +1728,20 @@ static void open_client(hs_notifier_t *n, const resume_ask_t *ask, hs_ws_session
                 client->claims.sub ? " as " : "", client->claims.sub ? client->claims.sub : "");
 }
 
-/* ---- resume on another node ------------------------------------------- */
+/* ---- resume ------------------------------------------------------------ */
 
 static hs_conn_t *sse_accept(hs_notifier_t *n, hs_http_request_t *req);
 
-/* A resume whose connection is not in this node's memory: it may be
- * detached on another notifier (scale-out). The request waits (a late
- * upgrade) while the directory and the store are asked. */
+/* A resume (?resume=<token>) of a connection not attached on this node. The
+ * store is the one truth of who owns a connection: the request waits (a
+ * late upgrade) while the store says whether the connection is detached,
+ * whose user it is and at which epoch, and while the resume claims it at
+ * that epoch - a compare-and-set, so of two resumes at once (on this node
+ * or two) one wins and the other gets a new connection. This node's own
+ * detached copy is used only when no other attach took the connection
+ * since (same epoch): a copy left behind by a move to another notifier
+ * is stale (its subscriptions may have changed there) and is rebuilt from
+ * the rows. */
 typedef struct takeover {
     hs_notifier_t *notifier;
     hs_http_request_t *req;
@@ -1501,29 +1750,12 @@ typedef struct takeover {
     hs_token_claims_t claims;
     ip_entry_t *ip_entry;
     char id[HS_ULID_LEN + 1];
+    uint64_t epoch; /* the detached row's, claimed from */
     uint64_t connected_ms;
     char last_ack[HS_ULID_LEN + 1];
     char **topics;
     size_t topic_count;
 } takeover_t;
-
-typedef struct taken_reg {
-    hs_notifier_t *notifier;
-    char id[HS_ULID_LEN + 1];
-    resume_ask_t ask;
-} taken_reg_t;
-
-static void taken_over_cb(int status, void *data)
-{
-    taken_reg_t *reg = data;
-    client_t *client = find_client(reg->notifier, reg->id);
-    if (status != 0)
-        hs_log_warn("notifier: conn %s: the directory is unreachable (%s)", reg->id,
-                    hs_strerror(status));
-    if (client && !client->detached)
-        start_resume(reg->notifier, client, &reg->ask);
-    hs_free(reg);
-}
 
 static void takeover_free(takeover_t *t)
 {
@@ -1533,7 +1765,40 @@ static void takeover_free(takeover_t *t)
     hs_free(t);
 }
 
-/* Ends the wait: the connection taken over (taken), or a new one. */
+/* The client of a won claim: this node's copy when it is current, else one
+ * built from the rows read. Attached (no transport yet) at the new epoch,
+ * holding live messages until its replay. */
+static client_t *adopt(hs_notifier_t *n, takeover_t *t)
+{
+    client_t *client = find_client(n, t->id);
+    if (client && client->detached && client->epoch == t->epoch) {
+        stop_client_timer(&client->window);
+    } else {
+        if (client) {
+            /* Another attach (here or elsewhere) had it since this copy was
+             * made: the copy goes, the rows are the claim's now. */
+            hs_log_info("notifier: conn %s: this node's copy is stale (epoch %llu, the store "
+                        "has %llu); rebuilt from the store",
+                        client->id, (unsigned long long)client->epoch,
+                        (unsigned long long)t->epoch);
+            if (!client->detached) /* cannot be: the row was detached */
+                drop_transport(client, 1001, "resumed elsewhere");
+            free_client(n, client);
+        }
+        client = client_new(n, t->id, t->connected_ms);
+        memcpy(client->last_ack, t->last_ack, sizeof(client->last_ack));
+        for (size_t i = 0; i < t->topic_count; i++)
+            if (subscribe(n, client, t->topics[i]) != 0)
+                hs_log_warn("notifier: conn %s: subscription to %s not taken over", client->id,
+                            t->topics[i]);
+    }
+    client->epoch = t->epoch + 1;
+    client->detached = false;
+    client->replaying = true; /* hold live messages from now on */
+    return client;
+}
+
+/* Ends the wait: the connection claimed (taken), or a new one. */
 static void takeover_finish(takeover_t *t, bool taken)
 {
     hs_notifier_t *n = t->notifier;
@@ -1541,48 +1806,34 @@ static void takeover_finish(takeover_t *t, bool taken)
     hs_conn_t *conn = NULL;
     if (n->shutting_down) {
         hs_http_respond_error(t->req, 503, "unavailable", "server is shutting down");
-        goto gone;
+        if (taken) /* give the claim back: another node may resume it */
+            hs_store_release_connection(n->store, t->id, t->epoch + 1, released_cb,
+                                        hs_strdup(t->id));
+        goto out;
     }
     if (t->sse)
         conn = sse_accept(n, t->req);
     else
         ws = hs_ws_accept(t->req, &n->ws_config, &ws_callbacks, NULL);
-    if (ws == NULL && conn == NULL)
-        goto gone;
+    if (ws == NULL && conn == NULL) {
+        if (taken) /* the client went away meanwhile: it stays resumable */
+            detach(n, adopt(n, t));
+        goto out;
+    }
     if (!taken) {
-        open_client(n, &t->ask, ws, conn, &t->claims, t->ip_entry);
+        open_client(n, t->ask.asked, ws, conn, &t->claims, t->ip_entry);
         takeover_free(t);
         return;
     }
-    client_t *client = hs_calloc(1, sizeof(*client));
-    client->notifier = n;
-    client->held_tail = &client->held;
-    client->connected_ms = t->connected_ms;
-    client->replaying = true; /* hold live messages from the first route on */
-    memcpy(client->id, t->id, sizeof(client->id));
-    memcpy(client->last_ack, t->last_ack, sizeof(client->last_ack));
+    client_t *client = adopt(n, t);
     attach(n, client, ws, conn, &t->claims, t->ip_entry);
-    hs_map_put(&n->clients, client->id, HS_ULID_LEN, client);
-    for (size_t i = 0; i < t->topic_count; i++)
-        if (subscribe(n, client, t->topics[i]) != 0)
-            hs_log_warn("notifier: conn %s: subscription to %s not taken over", client->id,
-                        t->topics[i]);
-    hs_log_info("notifier: conn %s taken over from another node (%zu topics)", client->id,
-                t->topic_count);
-    /* The replay starts once the directory routes this node's topics (the
-     * same Redis link runs the commands in order), so a message routed
-     * before is in the history the replay reads, and one routed after is
-     * held. */
-    taken_reg_t *reg = hs_malloc(sizeof(*reg));
-    reg->notifier = n;
-    reg->ask = t->ask;
-    memcpy(reg->id, client->id, sizeof(reg->id));
-    hs_bus_register_connection(n->bus, n->node_id, client->id, taken_over_cb, reg);
+    hs_log_info("notifier: conn %s resumed from %s (%u topics, epoch %llu)", client->id,
+                ws ? hs_ws_peer(ws) : hs_conn_peer(conn), client->sub_count,
+                (unsigned long long)client->epoch);
+    register_client(n, client, true, &t->ask);
     takeover_free(t);
     return;
-gone:
-    if (taken) /* nobody came: the rows go, as at the end of a window */
-        hs_store_remove_connection(n->store, t->id, store_write_cb, NULL);
+out:
     hs_token_claims_dispose(&t->claims);
     takeover_free(t);
 }
@@ -1591,7 +1842,9 @@ static void claimed_cb(int status, void *data)
 {
     takeover_t *t = data;
     if (status != 0 && status != HS_ENOTFOUND)
-        hs_log_error("notifier: conn %s: taking it over failed: %s", t->id, hs_strerror(status));
+        hs_log_error("notifier: conn %s: claiming it failed: %s", t->id, hs_strerror(status));
+    else if (status == HS_ENOTFOUND)
+        hs_log_info("notifier: conn %s: another resume claimed it first", t->id);
     takeover_finish(t, status == 0);
 }
 
@@ -1599,43 +1852,36 @@ static void stored_connection_cb(int status, const hs_connection_info_t *info, v
 {
     takeover_t *t = data;
     hs_notifier_t *n = t->notifier;
-    if (status != 0 || !same_user(info->user, t->claims.sub)) {
+    if (status != 0 || info->attached || !same_user(info->user, t->claims.sub)) {
+        /* Gone, attached somewhere, another user's, or the store cannot
+         * say: a new connection. */
         takeover_finish(t, false);
         return;
     }
+    t->epoch = info->epoch;
     t->connected_ms = info->connected_ms;
     if (info->last_ack)
         snprintf(t->last_ack, sizeof(t->last_ack), "%s", info->last_ack);
     t->topics = hs_calloc(info->sub_count ? info->sub_count : 1, sizeof(*t->topics));
     for (size_t i = 0; i < info->sub_count; i++)
         t->topics[t->topic_count++] = hs_strdup(info->subs[i].topic);
-    hs_store_claim_connection(n->store, t->id, n->node_id, claimed_cb, t);
+    hs_store_claim_connection(n->store, t->id, n->node_id, t->epoch, claimed_cb, t);
 }
 
-static void located_cb(int status, const char *node, void *data)
-{
-    takeover_t *t = data;
-    (void)node;
-    if (status != HS_ENOTFOUND) {
-        /* Attached somewhere (a detached connection leaves the directory),
-         * or the directory cannot say: a new connection. */
-        takeover_finish(t, false);
-        return;
-    }
-    hs_store_get_connection(t->notifier->store, t->id, stored_connection_cb, t);
-}
-
-/* Starts a takeover when ask holds a valid token of a connection this node
- * does not hold. Returns true when it did (the request is answered later). */
-static bool takeover(hs_notifier_t *n, hs_http_request_t *req, bool sse, const resume_ask_t *ask,
-                     hs_token_claims_t *claims, ip_entry_t *ip_entry)
+/* Starts a resume when ask holds a valid token of a connection that is not
+ * attached on this node. Returns true when it did (the request is answered
+ * later). */
+static bool start_takeover(hs_notifier_t *n, hs_http_request_t *req, bool sse,
+                           const resume_ask_t *ask, hs_token_claims_t *claims, ip_entry_t *ip_entry)
 {
     char id[HS_ULID_LEN + 1];
     if (n->cfg->resume_window_ms == 0 ||
         hs_resume_token_check(n->resume_secret, n->resume_secret_len, ask->token,
-                              strlen(ask->token), hs_now_ms(), id) != 0 ||
-        find_client(n, id) != NULL)
+                              strlen(ask->token), hs_now_ms(), id) != 0)
         return false;
+    client_t *local = find_client(n, id);
+    if (local && !local->detached)
+        return false; /* attached here: a new connection */
     takeover_t *t = hs_calloc(1, sizeof(*t));
     t->notifier = n;
     t->req = req;
@@ -1644,7 +1890,7 @@ static bool takeover(hs_notifier_t *n, hs_http_request_t *req, bool sse, const r
     t->claims = *claims;
     t->ip_entry = ip_entry;
     memcpy(t->id, id, sizeof(t->id));
-    hs_bus_locate_connection(n->bus, id, located_cb, t);
+    hs_store_get_connection(n->store, id, stored_connection_cb, t);
     return true;
 }
 
@@ -1683,9 +1929,15 @@ static void sse_close(hs_conn_t *conn)
     transport_ended(client->notifier, client, !client->evicted);
 }
 
+static void sse_drain(hs_conn_t *conn)
+{
+    client_drained(hs_conn_data(conn));
+}
+
 static const hs_conn_handler_t sse_handler = {
     .on_read = sse_read,
     .on_eof = sse_eof,
+    .on_drain = sse_drain,
     .on_close = sse_close,
 };
 
@@ -1734,7 +1986,7 @@ static void connect_route(hs_notifier_t *n, hs_http_request_t *req, bool sse)
         return;
     resume_ask_t ask;
     read_resume_ask(req, &ask);
-    if (ask.asked && takeover(n, req, sse, &ask, &claims, ip_entry))
+    if (ask.asked && start_takeover(n, req, sse, &ask, &claims, ip_entry))
         return;
     hs_ws_session_t *ws = NULL;
     hs_conn_t *conn = NULL;
@@ -1746,7 +1998,7 @@ static void connect_route(hs_notifier_t *n, hs_http_request_t *req, bool sse)
         hs_token_claims_dispose(&claims);
         return;
     }
-    open_client(n, &ask, ws, conn, &claims, ip_entry);
+    open_client(n, ask.asked, ws, conn, &claims, ip_entry);
 }
 
 static void ws_route(hs_http_request_t *req, void *ctx)
@@ -1943,7 +2195,7 @@ void hs_notifier_shutdown(hs_notifier_t *n, void (*cb)(void *data), void *data)
             hs_conn_close_after_flush(client->sse);
     }
     for (size_t i = 0; i < gone; i++)
-        remove_client(n, detached[i]);
+        expire_client(n, detached[i]);
     hs_free(detached);
     hs_http_server_shutdown(n->http, http_shutdown_cb, n);
 }
@@ -1963,6 +2215,7 @@ void hs_notifier_free(hs_notifier_t *n)
         hs_free(e);
     hs_map_dispose(&n->ips);
     hs_dedupe_free(n->dedupe);
+    hs_free(n->ending);
     hs_free(n->node_id);
     hs_free(n);
 }

@@ -619,13 +619,80 @@ static void get_connection(hs_http_request_t *req, void *ctx)
         hs_store_get_connection(p->store, call->in.sub.connection_id, connection_got_cb, call);
 }
 
+/* A kick ends the connection at once and for good (docs/guarantees.md): the
+ * node that holds it attached closes it (4000) and drops it from its index;
+ * then its rows go, before the answer, so that nothing lists it after the
+ * 204 even while the node's own removal is on its way; and without rows no
+ * resume can claim it. A detached connection (listed, resumable, in no
+ * node's directory) is kicked by removing its rows. */
+static void kick_removed_cb(int status, void *data)
+{
+    call_t *call = data;
+    if (status != 0)
+        respond_internal(call->req, "removing the connection", status);
+    else
+        hs_http_respond_empty(call->req, 204);
+    call_free(call);
+}
+
+static void kick_stored_cb(int status, const hs_connection_info_t *info, void *data)
+{
+    (void)info;
+    call_t *call = data;
+    if (status == 0) {
+        hs_log_info("publisher: %s disconnects detached conn %s", hs_http_request_id(call->req),
+                    call->in.sub.connection_id);
+        hs_store_remove_connection(call->publisher->store, call->in.sub.connection_id,
+                                   kick_removed_cb, call);
+        return;
+    }
+    if (status == HS_ENOTFOUND)
+        hs_http_respond_error(call->req, 404, "not_found", "connection %s does not exist",
+                              call->in.sub.connection_id);
+    else
+        respond_internal(call->req, "finding the connection", status);
+    call_free(call);
+}
+
+static void kick_sent_cb(int status, void *data)
+{
+    call_t *call = data;
+    hs_publisher_t *p = call->publisher;
+    if (status == 0) {
+        hs_log_info("publisher: %s disconnected conn %s", hs_http_request_id(call->req),
+                    call->in.sub.connection_id);
+        hs_store_remove_connection(p->store, call->in.sub.connection_id, kick_removed_cb, call);
+    } else if (status == HS_ENOTFOUND) { /* the node let it go meanwhile */
+        hs_store_get_connection(p->store, call->in.sub.connection_id, kick_stored_cb, call);
+    } else {
+        respond_internal(call->req, "disconnecting", status);
+        call_free(call);
+    }
+}
+
+static void kick_located_cb(int status, const char *node, void *data)
+{
+    call_t *call = data;
+    hs_publisher_t *p = call->publisher;
+    if (status == 0) {
+        hs_bus_send_to_node(p->bus, node, &call->cmd, kick_sent_cb, call);
+    } else if (status == HS_ENOTFOUND) {
+        hs_store_get_connection(p->store, call->in.sub.connection_id, kick_stored_cb, call);
+    } else {
+        respond_internal(call->req, "finding the connection", status);
+        call_free(call);
+    }
+}
+
 static void delete_connection(hs_http_request_t *req, void *ctx)
 {
     call_t *call = connection_call(ctx, req);
     if (call == NULL)
         return;
-    hs_node_cmd_t cmd = {.kind = HS_NODE_DISCONNECT, .connection_id = call->in.sub.connection_id};
-    send_to_connection(call, &cmd, 204, "disconnecting");
+    call->cmd =
+        (hs_node_cmd_t){.kind = HS_NODE_DISCONNECT, .connection_id = call->in.sub.connection_id};
+    hs_bus_locate_connection(call->publisher->bus, call->in.sub.connection_id, kick_located_cb,
+                             call);
 }
 
 void hs_publisher_set_gauges(hs_publisher_t *p, hs_gauges_fn fn, void *ctx)

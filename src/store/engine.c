@@ -176,7 +176,7 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
             again = op->status == HS_EAGAIN;
             if (again)
                 break;
-            bool failed = op->status != 0 && op->status != HS_EEXIST;
+            bool failed = op->status != 0 && op->status != HS_EEXIST && op->status != HS_ENOTFOUND;
             /* A reused idempotency key is the caller's mistake, not a failure. */
             bool refused = op->kind == HS_OP_PUT_MESSAGE_ONCE && op->status == HS_EINVAL;
             if (failed && !refused)
@@ -304,6 +304,7 @@ static void run_callback(hs_store_op_t *op)
     case HS_OP_REMOVE_CONNECTION:
     case HS_OP_SET_LAST_ACK:
     case HS_OP_CLAIM_CONNECTION:
+    case HS_OP_RELEASE_CONNECTION:
     case HS_OP_EXPIRE_CONNECTION:
         if (op->cb.done)
             op->cb.done(op->status, op->data);
@@ -337,6 +338,8 @@ static void run_callback(hs_store_op_t *op)
                                      .user = op->out_user,
                                      .connected_ms = op->created_ms,
                                      .last_ack = op->out_ack,
+                                     .epoch = op->out_epoch,
+                                     .attached = op->out_attached,
                                      .subs = op->subs,
                                      .sub_count = op->subs ? op->count : 0};
         op->cb.connection(op->status, op->status == 0 ? &info : NULL, op->data);
@@ -557,7 +560,7 @@ static void e_remove_connection(hs_store_t *s, const char *conn, hs_store_done_c
     submit((engine_t *)s, op, true);
 }
 
-/* The three connection writes that take a connection and a second string. */
+/* The connection writes that take a connection and a second string. */
 static void submit_pair(hs_store_t *s, hs_store_op_kind_t kind, const char *a, const char *b,
                         hs_store_done_cb cb, void *data)
 {
@@ -574,16 +577,34 @@ static void e_set_last_ack(hs_store_t *s, const char *conn, const char *message_
     submit_pair(s, HS_OP_SET_LAST_ACK, conn, message_id, cb, data);
 }
 
-static void e_claim_connection(hs_store_t *s, const char *conn, const char *node,
-                               hs_store_done_cb cb, void *data)
+/* The connection writes guarded by an epoch (node may be NULL). */
+static void submit_epoch(hs_store_t *s, hs_store_op_kind_t kind, const char *conn, const char *node,
+                         uint64_t epoch, hs_store_done_cb cb, void *data)
 {
-    submit_pair(s, HS_OP_CLAIM_CONNECTION, conn, node, cb, data);
+    hs_store_op_t *op = op_new(kind, data);
+    op->cb.done = cb;
+    op->a = hs_strdup(conn);
+    op->b = node ? hs_strdup(node) : NULL;
+    op->ms = epoch;
+    submit((engine_t *)s, op, true);
 }
 
-static void e_expire_connection(hs_store_t *s, const char *conn, const char *node,
+static void e_claim_connection(hs_store_t *s, const char *conn, const char *node, uint64_t epoch,
+                               hs_store_done_cb cb, void *data)
+{
+    submit_epoch(s, HS_OP_CLAIM_CONNECTION, conn, node, epoch, cb, data);
+}
+
+static void e_release_connection(hs_store_t *s, const char *conn, uint64_t epoch,
+                                 hs_store_done_cb cb, void *data)
+{
+    submit_epoch(s, HS_OP_RELEASE_CONNECTION, conn, NULL, epoch, cb, data);
+}
+
+static void e_expire_connection(hs_store_t *s, const char *conn, uint64_t epoch,
                                 hs_store_done_cb cb, void *data)
 {
-    submit_pair(s, HS_OP_EXPIRE_CONNECTION, conn, node, cb, data);
+    submit_epoch(s, HS_OP_EXPIRE_CONNECTION, conn, NULL, epoch, cb, data);
 }
 
 static void e_remove_node(hs_store_t *s, const char *node, hs_store_count_cb cb, void *data)
@@ -628,6 +649,7 @@ static const hs_store_ops_t engine_store_ops = {
     .remove_connection = e_remove_connection,
     .set_last_ack = e_set_last_ack,
     .claim_connection = e_claim_connection,
+    .release_connection = e_release_connection,
     .expire_connection = e_expire_connection,
     .remove_node = e_remove_node,
     .close = e_close,

@@ -27,10 +27,12 @@ typedef enum hs_store_op_kind {
     HS_OP_ADD_CONNECTION,
     HS_OP_REMOVE_CONNECTION,
     HS_OP_REMOVE_NODE,
-    HS_OP_SET_LAST_ACK,      /* a: connection, b: message id */
-    HS_OP_CLAIM_CONNECTION,  /* a: connection, b: node; HS_ENOTFOUND without a row */
-    HS_OP_EXPIRE_CONNECTION, /* a: connection, b: node; HS_ENOTFOUND when not node's */
-    HS_OP_GET_CONNECTION,    /* on the writer: ordered with the writes */
+    HS_OP_SET_LAST_ACK,       /* a: connection, b: message id */
+    HS_OP_CLAIM_CONNECTION,   /* a: connection, b: node, ms: epoch; HS_ENOTFOUND: not detached
+                                 at that epoch */
+    HS_OP_RELEASE_CONNECTION, /* a: connection, ms: epoch; HS_ENOTFOUND: not that attach's */
+    HS_OP_EXPIRE_CONNECTION,  /* a: connection, ms: epoch; HS_ENOTFOUND: not detached at it */
+    HS_OP_GET_CONNECTION,     /* on the writer: ordered with the writes */
     HS_OP_GET_MESSAGE,
     HS_OP_LIST_MESSAGES,
     HS_OP_LIST_SUBSCRIPTIONS,
@@ -74,6 +76,8 @@ typedef struct hs_store_op {
     char *out_user;      /* GET_CONNECTION, NULL when none */
     char *out_ack;       /* GET_CONNECTION: last_ack, NULL when none */
     bool found;          /* GET_CONNECTION: the row exists */
+    uint64_t out_epoch;  /* GET_CONNECTION */
+    bool out_attached;   /* GET_CONNECTION */
 } hs_store_op_t;
 
 typedef struct hs_store_engine_ops {

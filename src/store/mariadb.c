@@ -286,7 +286,16 @@ static const char *const migration_4[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {migration_1, migration_2, migration_3, migration_4};
+/* 5: which attach owns a connection (epoch, bumped by every resume) and
+ * whether it is attached: a resume is a compare-and-set on both */
+static const char *const migration_5[] = {
+    "ALTER TABLE connections ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE connections ADD COLUMN IF NOT EXISTS attached TINYINT NOT NULL DEFAULT 1",
+    NULL,
+};
+
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
+                                                migration_5};
 
 static long query_long(conn_t *c, const char *sql, long fallback)
 {
@@ -433,6 +442,17 @@ static int put_message_once(conn_t *c, hs_store_op_t *op)
     return rc;
 }
 
+/* Runs the statement built; HS_ENOTFOUND when it changed no row (the
+ * epoch-guarded connection writes: the epoch always changes or the row
+ * goes, so "changed" is "matched"). */
+static int run_changed(conn_t *c)
+{
+    size_t changed = 0;
+    if (run(c) != 0 || affected(c, &changed) != 0)
+        return statement_error(c);
+    return changed ? 0 : HS_ENOTFOUND;
+}
+
 static int md_write(void *conn, hs_store_op_t *op)
 {
     conn_t *c = conn;
@@ -493,7 +513,8 @@ static int md_write(void *conn, hs_store_op_t *op)
         sql_add(c, ")");
         return run(c);
     case HS_OP_GET_CONNECTION: {
-        sql_add(c, "SELECT node, connected_at, user_sub, last_ack FROM connections WHERE id=");
+        sql_add(c, "SELECT node, connected_at, user_sub, last_ack, epoch, attached FROM "
+                   "connections WHERE id=");
         sql_str(c, op->a);
         if (run(c) != 0)
             return statement_error(c);
@@ -507,6 +528,8 @@ static int md_write(void *conn, hs_store_op_t *op)
             op->created_ms = row[1] ? strtoull(row[1], NULL, 10) : 0;
             op->out_user = row[2] ? hs_strdup(row[2]) : NULL;
             op->out_ack = row[3] ? hs_strdup(row[3]) : NULL;
+            op->out_epoch = row[4] ? strtoull(row[4], NULL, 10) : 0;
+            op->out_attached = row[5] && strcmp(row[5], "0") != 0;
         }
         mysql_free_result(res);
         if (!op->found)
@@ -541,46 +564,30 @@ static int md_write(void *conn, hs_store_op_t *op)
         sql_add(c, " WHERE id=");
         sql_str(c, op->a);
         return run(c);
-    case HS_OP_CLAIM_CONNECTION: {
-        /* Matched rows, not changed ones: a claim by the node that already
-         * owns the row is found too (CLIENT_FOUND_ROWS is not set, so the
-         * node is compared apart). */
+    case HS_OP_CLAIM_CONNECTION:
         sql_add(c, "UPDATE connections SET node=");
         sql_str(c, op->b);
-        sql_add(c, " WHERE id=");
+        sql_add(c, ", epoch=epoch+1, attached=1 WHERE id=");
         sql_str(c, op->a);
-        size_t changed = 0;
-        if (run(c) != 0 || affected(c, &changed) != 0)
-            return statement_error(c);
-        if (changed > 0)
-            return 0;
-        sql_start(c);
-        sql_add(c, "SELECT 1 FROM connections WHERE id=");
+        sql_add(c, " AND epoch=%llu AND attached=0", (unsigned long long)op->ms);
+        return run_changed(c);
+    case HS_OP_RELEASE_CONNECTION:
+        sql_add(c, "UPDATE connections SET attached=0 WHERE id=");
         sql_str(c, op->a);
-        if (run(c) != 0)
-            return statement_error(c);
-        MYSQL_RES *res = mysql_store_result(c->db);
-        bool found = res && mysql_fetch_row(res) != NULL;
-        mysql_free_result(res);
-        return found ? 0 : HS_ENOTFOUND;
-    }
+        sql_add(c, " AND epoch=%llu", (unsigned long long)op->ms);
+        return run_changed(c);
     case HS_OP_EXPIRE_CONNECTION: {
         sql_add(c, "DELETE s FROM subscriptions s JOIN connections c ON s.connection_id = c.id "
                    "WHERE c.id=");
         sql_str(c, op->a);
-        sql_add(c, " AND c.node=");
-        sql_str(c, op->b);
+        sql_add(c, " AND c.epoch=%llu AND c.attached=0", (unsigned long long)op->ms);
         if (run(c) != 0)
             return statement_error(c);
         sql_start(c);
         sql_add(c, "DELETE FROM connections WHERE id=");
         sql_str(c, op->a);
-        sql_add(c, " AND node=");
-        sql_str(c, op->b);
-        size_t removed = 0;
-        if (run(c) != 0 || affected(c, &removed) != 0)
-            return statement_error(c);
-        return removed ? 0 : HS_ENOTFOUND;
+        sql_add(c, " AND epoch=%llu AND attached=0", (unsigned long long)op->ms);
+        return run_changed(c);
     }
     case HS_OP_REMOVE_NODE:
         sql_add(c, "DELETE s FROM subscriptions s JOIN connections c ON s.connection_id = c.id "
@@ -599,19 +606,25 @@ static int md_write(void *conn, hs_store_op_t *op)
 
 /* ---- reads ------------------------------------------------------------------------- */
 
+/* With a byte bound (a resume's replay) the rows are streamed from the
+ * server (mysql_use_result) rather than all held at once, and no row is
+ * kept after the bound; freeing the result reads and drops the rest. */
 static int fetch_messages(conn_t *c, hs_store_op_t *op, size_t cap)
 {
-    MYSQL_RES *res = mysql_store_result(c->db);
+    size_t bytes = 0, max_bytes = op->kind == HS_OP_LIST_MESSAGES ? op->query.max_bytes : 0;
+    MYSQL_RES *res = max_bytes ? mysql_use_result(c->db) : mysql_store_result(c->db);
     if (res == NULL)
         return statement_error(c);
     MYSQL_ROW row;
-    while ((row = mysql_fetch_row(res)) != NULL) {
+    while ((max_bytes == 0 || bytes < max_bytes) && (row = mysql_fetch_row(res)) != NULL) {
         unsigned long *lens = mysql_fetch_lengths(res);
+        bytes += lens[2];
         hs_store_op_add_message(op, cap, row[0], row[1], row[2], lens[2], row[3],
                                 strtoull(row[4], NULL, 10));
     }
+    bool failed = max_bytes && mysql_errno(c->db) != 0;
     mysql_free_result(res);
-    return 0;
+    return failed ? statement_error(c) : 0;
 }
 
 static int md_read(void *conn, hs_store_op_t *op)

@@ -58,6 +58,10 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL"
     ") WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);",
+    /* 5: which attach owns a connection (epoch, bumped by every resume) and
+     * whether it is attached: a resume is a compare-and-set on both */
+    "ALTER TABLE connections ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE connections ADD COLUMN attached INTEGER NOT NULL DEFAULT 1;",
 };
 
 static int exec(sqlite3 *db, const char *sql, char *err, size_t err_len)
@@ -208,8 +212,8 @@ typedef struct stmts {
     sqlite3_stmt *put_message, *add_sub, *get_sub_created, *remove_sub, *remove_subs, *add_conn,
         *remove_conn, *remove_node_subs, *remove_node_conns, *get_message, *list_forward,
         *list_backward, *list_subs_conn, *list_subs_topic, *list_subs_both, *get_conn,
-        *get_conn_subs, *set_ack, *claim_conn, *expire_subs, *expire_conn, *key_insert, *key_get,
-        *key_update, *key_purge, *get_message_w;
+        *get_conn_subs, *set_ack, *claim_conn, *release_conn, *expire_subs, *expire_conn,
+        *key_insert, *key_get, *key_update, *key_purge, *get_message_w;
     /* the writer's transaction control, run for every batch and op */
     sqlite3_stmt *tx_begin, *tx_commit, *sp_begin, *sp_undo, *sp_release;
 } stmts_t;
@@ -262,11 +266,18 @@ static int run_texts(sqlite3 *db, sqlite3_stmt **slot, const char *sql, const ch
     return run_done(st);
 }
 
-/* run_texts, then HS_ENOTFOUND when it changed no row. */
-static int run_texts_changed(sqlite3 *db, sqlite3_stmt **slot, const char *sql, const char *a,
-                             const char *b)
+/* The epoch-guarded connection writes: ?1 the connection, ?2 the node (when
+ * given), ?3 the epoch; HS_ENOTFOUND when no row matched. */
+static int run_epoch_changed(sqlite3 *db, sqlite3_stmt **slot, const char *sql,
+                             const hs_store_op_t *op)
 {
-    int rc = run_texts(db, slot, sql, a, b);
+    sqlite3_stmt *st = stmt_for(db, slot, sql);
+    if (st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, op->a);
+    bind_text(st, 2, op->b);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)op->ms);
+    int rc = run_done(st);
     return rc == 0 && sqlite3_changes(db) == 0 ? HS_ENOTFOUND : rc;
 }
 
@@ -425,7 +436,8 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
     case HS_OP_GET_CONNECTION:
         st = stmt_for(
             db, &s->get_conn,
-            "SELECT node, connected_at, user_sub, last_ack FROM connections WHERE id = ?1");
+            "SELECT node, connected_at, user_sub, last_ack, epoch, attached FROM connections "
+            "WHERE id = ?1");
         if (st == NULL)
             return HS_EIO;
         bind_text(st, 1, op->a);
@@ -438,6 +450,8 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                 op->out_user = hs_strdup((const char *)sqlite3_column_text(st, 2));
             if (sqlite3_column_type(st, 3) != SQLITE_NULL)
                 op->out_ack = hs_strdup((const char *)sqlite3_column_text(st, 3));
+            op->out_epoch = (uint64_t)sqlite3_column_int64(st, 4);
+            op->out_attached = sqlite3_column_int64(st, 5) != 0;
         }
         sqlite3_reset(st);
         if (rc != SQLITE_ROW)
@@ -463,17 +477,26 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
         return run_texts(db, &s->set_ack, "UPDATE connections SET last_ack = ?2 WHERE id = ?1",
                          op->a, op->b);
     case HS_OP_CLAIM_CONNECTION:
-        return run_texts_changed(db, &s->claim_conn,
-                                 "UPDATE connections SET node = ?2 WHERE id = ?1", op->a, op->b);
+        return run_epoch_changed(
+            db, &s->claim_conn,
+            "UPDATE connections SET node = ?2, epoch = epoch + 1, attached = 1 "
+            "WHERE id = ?1 AND epoch = ?3 AND attached = 0",
+            op);
+    case HS_OP_RELEASE_CONNECTION:
+        return run_epoch_changed(db, &s->release_conn,
+                                 "UPDATE connections SET attached = 0 WHERE id = ?1 AND epoch = ?3",
+                                 op);
     case HS_OP_EXPIRE_CONNECTION:
-        if (run_texts(db, &s->expire_subs,
-                      "DELETE FROM subscriptions WHERE connection_id = ?1 AND EXISTS "
-                      "(SELECT 1 FROM connections WHERE id = ?1 AND node = ?2)",
-                      op->a, op->b) != 0)
+        if (run_epoch_changed(db, &s->expire_subs,
+                              "DELETE FROM subscriptions WHERE connection_id = ?1 AND EXISTS "
+                              "(SELECT 1 FROM connections WHERE id = ?1 AND epoch = ?3 AND "
+                              "attached = 0)",
+                              op) == HS_EIO)
             return HS_EIO;
-        return run_texts_changed(db, &s->expire_conn,
-                                 "DELETE FROM connections WHERE id = ?1 AND node = ?2", op->a,
-                                 op->b);
+        return run_epoch_changed(db, &s->expire_conn,
+                                 "DELETE FROM connections WHERE id = ?1 AND epoch = ?3 AND "
+                                 "attached = 0",
+                                 op);
     case HS_OP_REMOVE_NODE:
         if (run_texts(db, &s->remove_node_subs,
                       "DELETE FROM subscriptions WHERE connection_id IN "
@@ -494,12 +517,16 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
 static int collect_messages(sqlite3_stmt *st, hs_store_op_t *op, size_t limit)
 {
     int rc = SQLITE_DONE;
-    while (op->count < limit && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    size_t bytes = 0, max_bytes = op->kind == HS_OP_LIST_MESSAGES ? op->query.max_bytes : 0;
+    while (op->count < limit && (max_bytes == 0 || bytes < max_bytes) &&
+           (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        bytes += (size_t)sqlite3_column_bytes(st, 2);
         hs_store_op_add_message(
             op, limit, (const char *)sqlite3_column_text(st, 0),
             (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
             (size_t)sqlite3_column_bytes(st, 2), (const char *)sqlite3_column_text(st, 3),
             (uint64_t)sqlite3_column_int64(st, 4));
+    }
     sqlite3_reset(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : HS_EIO;
 }

@@ -1,6 +1,6 @@
 /* store.h - durable storage of messages, subscriptions and connections.
  *
- * The roles see only this interface; back-ends (sqlite.c, later mariadb.c)
+ * The roles see only this interface; back-ends (sqlite.c, mariadb.c)
  * implement hs_store_ops_t. Every operation is asynchronous: it is queued,
  * runs off the event loop (a writer thread that commits queued writes in
  * batches, one transaction per batch; reads on their own connection), and its
@@ -52,6 +52,8 @@ typedef struct hs_connection_info {
     const char *user; /* the token's "sub", or NULL */
     uint64_t connected_ms;
     const char *last_ack; /* the highest acknowledged message id, or NULL */
+    uint64_t epoch;       /* bumped by every claim (a resume): which attach owns it */
+    bool attached;        /* false while detached (resumable); see claim_connection */
     const hs_subscription_t *subs;
     size_t sub_count;
 } hs_connection_info_t;
@@ -90,6 +92,8 @@ typedef struct hs_history_query {
     bool forward;     /* true: ids > cursor ascending; false: < cursor descending */
     unsigned limit;   /* at most this many rows are returned; the result is
                          allocated for limit rows, so callers bound it */
+    size_t max_bytes; /* 0, or no row is read after the rows read hold this
+                         many bytes of content */
 } hs_history_query_t;
 
 typedef struct hs_store_ops {
@@ -136,14 +140,22 @@ typedef struct hs_store_ops {
      * a missing row is not an error). */
     void (*set_last_ack)(hs_store_t *store, const char *connection_id, const char *message_id,
                          hs_store_done_cb cb, void *data);
-    /* Moves the connection row to node (a resume on another notifier):
-     * HS_ENOTFOUND when there is no row. */
+    /* A resume: moves the detached connection row to node, marks it
+     * attached and bumps its epoch to epoch + 1 - only while it is still
+     * detached at epoch (a compare-and-set: of two resumes of one connection
+     * at once, on one node or two, exactly one wins). HS_ENOTFOUND when
+     * there is no such row (gone, attached, or taken by another resume). */
     void (*claim_connection)(hs_store_t *store, const char *connection_id, const char *node,
-                             hs_store_done_cb cb, void *data);
-    /* Like remove_connection, but only while the row belongs to node (the
-     * end of a resume window must not remove what another node took over);
-     * HS_ENOTFOUND when it does not. */
-    void (*expire_connection)(hs_store_t *store, const char *connection_id, const char *node,
+                             uint64_t epoch, hs_store_done_cb cb, void *data);
+    /* The transport of the attach at epoch dropped: the row is marked
+     * detached (resumable). HS_ENOTFOUND when the row is gone or another
+     * attach owns it (a later epoch). */
+    void (*release_connection)(hs_store_t *store, const char *connection_id, uint64_t epoch,
+                               hs_store_done_cb cb, void *data);
+    /* Like remove_connection, but only while the row is detached at epoch
+     * (the end of a resume window must not remove what a resume took over,
+     * here or on another node); HS_ENOTFOUND when it is not. */
+    void (*expire_connection)(hs_store_t *store, const char *connection_id, uint64_t epoch,
                               hs_store_done_cb cb, void *data);
     /* Removes every connection of node and their subscriptions (start-up of a
      * node, or a dead node); count is the connections removed. */
@@ -237,14 +249,19 @@ static inline void hs_store_set_last_ack(hs_store_t *s, const char *conn, const 
     s->ops->set_last_ack(s, conn, message_id, cb, d);
 }
 static inline void hs_store_claim_connection(hs_store_t *s, const char *conn, const char *node,
-                                             hs_store_done_cb cb, void *d)
+                                             uint64_t epoch, hs_store_done_cb cb, void *d)
 {
-    s->ops->claim_connection(s, conn, node, cb, d);
+    s->ops->claim_connection(s, conn, node, epoch, cb, d);
 }
-static inline void hs_store_expire_connection(hs_store_t *s, const char *conn, const char *node,
+static inline void hs_store_release_connection(hs_store_t *s, const char *conn, uint64_t epoch,
+                                               hs_store_done_cb cb, void *d)
+{
+    s->ops->release_connection(s, conn, epoch, cb, d);
+}
+static inline void hs_store_expire_connection(hs_store_t *s, const char *conn, uint64_t epoch,
                                               hs_store_done_cb cb, void *d)
 {
-    s->ops->expire_connection(s, conn, node, cb, d);
+    s->ops->expire_connection(s, conn, epoch, cb, d);
 }
 static inline void hs_store_remove_node(hs_store_t *s, const char *node, hs_store_count_cb cb,
                                         void *d)

@@ -361,9 +361,17 @@ static void ws_on_close(hs_conn_t *conn)
     hs_free(ws);
 }
 
+static void ws_on_drain(hs_conn_t *conn)
+{
+    hs_ws_session_t *ws = hs_conn_data(conn);
+    if (ws->callbacks->on_drain && !ws->close_sent)
+        ws->callbacks->on_drain(ws);
+}
+
 static const hs_conn_handler_t ws_handler = {
     .on_read = ws_on_read,
     .on_eof = ws_on_eof,
+    .on_drain = ws_on_drain,
     .on_close = ws_on_close,
 };
 

@@ -42,6 +42,8 @@ typedef struct hs_ws_callbacks {
      * true when the peer completed a close handshake. The session is freed
      * right after this returns. Called exactly once. */
     void (*on_close)(hs_ws_session_t *ws, uint16_t code, bool clean);
+    /* Everything queued was written (the peer reads). Optional. */
+    void (*on_drain)(hs_ws_session_t *ws);
 } hs_ws_callbacks_t;
 
 /* Validates the handshake (GET, HTTP/1.1, "Upgrade: websocket",

@@ -432,10 +432,27 @@ static void connection_cb(int status, const hs_connection_info_t *info, void *da
     f->count = info->sub_count;
     snprintf(f->contents[63], sizeof(f->contents[63]), "%s",
              info->last_ack ? info->last_ack : "(null)");
+    snprintf(f->contents[62], sizeof(f->contents[62]), "epoch %llu %s",
+             (unsigned long long)info->epoch, info->attached ? "attached" : "detached");
 }
 
-/* Resume support: the last ack is kept on the row; a claim moves the row to
- * another node; expiring removes it only for the node that owns it. */
+/* Resume support: the last ack is kept on the row; a connection is claimed
+ * (moved to the resuming node, its epoch bumped) only while it is detached
+ * at the epoch the claimer read - of two claims from one reading exactly one
+ * wins; a release or an expiry of an older attach changes nothing. */
+static void epoch_op(fixture_t *f, int kind, const char *conn, uint64_t epoch, int want)
+{
+    f->calls = 0;
+    if (kind == 'c')
+        hs_store_claim_connection(f->store, conn, "new", epoch, done_cb, f);
+    else if (kind == 'r')
+        hs_store_release_connection(f->store, conn, epoch, done_cb, f);
+    else
+        hs_store_expire_connection(f->store, conn, epoch, done_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, want);
+}
+
 static void test_ack_claim_and_expire(void **state)
 {
     fixture_t *f = *state;
@@ -449,38 +466,36 @@ static void test_ack_claim_and_expire(void **state)
     hs_store_get_connection(f->store, conn, connection_cb, f);
     wait_call(f);
     assert_string_equal(f->contents[63], "(null)");
+    assert_string_equal(f->contents[62], "epoch 0 attached");
     f->calls = 0;
     hs_store_set_last_ack(f->store, conn, ack, done_cb, f);
     wait_call(f);
     assert_int_equal(f->status, 0);
-    f->calls = 0;
-    hs_store_claim_connection(f->store, conn, "new", done_cb, f);
-    wait_call(f);
-    assert_int_equal(f->status, 0);
-    f->calls = 0;
-    hs_store_claim_connection(f->store, missing, "new", done_cb, f);
-    wait_call(f);
-    assert_int_equal(f->status, HS_ENOTFOUND);
+    epoch_op(f, 'c', conn, 0, HS_ENOTFOUND); /* attached: not claimable */
+    epoch_op(f, 'e', conn, 0, HS_ENOTFOUND); /* attached: not expired */
+    epoch_op(f, 'r', conn, 0, 0);            /* its transport dropped */
+    epoch_op(f, 'c', conn, 0, 0);            /* a resume wins */
+    epoch_op(f, 'c', conn, 0, HS_ENOTFOUND); /* the other, from the same reading, loses */
+    epoch_op(f, 'c', missing, 0, HS_ENOTFOUND);
     f->calls = 0;
     hs_store_get_connection(f->store, conn, connection_cb, f);
     wait_call(f);
     assert_string_equal(f->contents[0], "new");
     assert_string_equal(f->contents[63], ack);
+    assert_string_equal(f->contents[62], "epoch 1 attached");
     assert_int_equal(f->count, 1);
-    /* The old node's window ends: the row is not its own any more. */
-    f->calls = 0;
-    hs_store_expire_connection(f->store, conn, "old", done_cb, f);
-    wait_call(f);
-    assert_int_equal(f->status, HS_ENOTFOUND);
+    /* The old attach's window ends, or its late release arrives: the row is
+     * not its own any more. */
+    epoch_op(f, 'r', conn, 0, HS_ENOTFOUND);
+    epoch_op(f, 'e', conn, 0, HS_ENOTFOUND);
+    epoch_op(f, 'e', conn, 1, HS_ENOTFOUND); /* attached at 1 */
     f->calls = 0;
     hs_store_get_connection(f->store, conn, connection_cb, f);
     wait_call(f);
     assert_int_equal(f->status, 0);
     assert_int_equal(f->count, 1);
-    f->calls = 0;
-    hs_store_expire_connection(f->store, conn, "new", done_cb, f);
-    wait_call(f);
-    assert_int_equal(f->status, 0);
+    epoch_op(f, 'r', conn, 1, 0);
+    epoch_op(f, 'e', conn, 1, 0);
     f->calls = 0;
     hs_store_get_connection(f->store, conn, connection_cb, f);
     wait_call(f);

@@ -364,6 +364,29 @@ def test_expired_connection_is_closed_with_4001(start):
     run(scenario())
 
 
+def test_exp_beyond_year_9999_is_bounded_not_overflowed(start):
+    """exp = 2^63-1: the connection lives (the expiry timer's exp * 1000 used
+    to overflow: UBSan under `make sanitize`, an immediate 4001 otherwise) and
+    a refresh with it is answered with the bound, the end of year 9999."""
+    srv = start("--jwt-secret", SECRET)
+    huge = 2**63 - 1
+
+    async def scenario():
+        ws, _ = await ws_connect(srv, make_token(claims(exp=huge)))
+        await ws.send(json.dumps({"type": "subscribe", "topic": "news"}))
+        assert (await recv_json(ws))["type"] == "subscribed"
+        await ws.send(json.dumps({"type": "refresh", "token": make_token(claims(exp=huge))}))
+        assert await recv_json(ws) == {"type": "refreshed", "exp": 253402300799}
+        await asyncio.sleep(0.5)
+        await ws.send(json.dumps({"type": "unsubscribe", "topic": "news"}))
+        assert (await recv_json(ws))["type"] == "unsubscribed"
+        await ws.close()
+
+    run(scenario())
+    assert srv.proc.poll() is None
+    assert "runtime error" not in srv.log.read_text()
+
+
 # ---- client-side subscribe, connection info -----------------------------------
 
 def test_client_subscribe_within_the_grant_and_connection_info(start, topic):

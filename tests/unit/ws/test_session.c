@@ -381,7 +381,7 @@ static void test_ping_flood_keeps_one_pong_waiting(void **state)
         for (int i = sent; i < sent + 1000; i++) {
             char payload[HS_WS_MAX_CONTROL];
             memset(payload, '.', sizeof(payload));
-            char digits[8];
+            char digits[16];
             snprintf(digits, sizeof(digits), "%06d", i);
             memcpy(payload, digits, 6);
             len += client_frame(batch + len, true, HS_WS_OP_PING, payload, sizeof(payload));

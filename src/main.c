@@ -21,6 +21,7 @@
 #include "cli/cli.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/redact.h"
 #include "core/log.h"
 #include "http/server.h"
 #include "net/net.h"
@@ -510,8 +511,8 @@ static int serve(app_t *app)
     uv_signal_start(&app->sigterm, signal_cb, SIGTERM);
 
     char db_shown[512], redis_shown[512];
-    hs_config_mask_url(app->cfg.db, db_shown, sizeof(db_shown));
-    hs_config_mask_url(app->cfg.redis, redis_shown, sizeof(redis_shown));
+    hs_redact_url(app->cfg.db, db_shown, sizeof(db_shown));
+    hs_redact_url(app->cfg.redis, redis_shown, sizeof(redis_shown));
     hs_log_info("houston %s:%s%s%s%s%s, store %s, bus %s", HOUSTON_VERSION,
                 app->notifier ? " WebSocket on " : "", app->notifier ? app->cfg.ws_addr : "",
                 app->publisher ? " API on " : "", app->publisher ? app->api_addr : "",

@@ -43,6 +43,7 @@
 #include "bus/redis_uv.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/redact.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/ulid.h"
@@ -1339,8 +1340,10 @@ int hs_bus_redis_open(uv_loop_t *loop, const char *url, const hs_bus_redis_optio
     if (colon && slash && colon > slash)
         colon = NULL;
     size_t host_len = p ? (size_t)((colon ? colon : slash ? slash : p + strlen(p)) - p) : 0;
+    char shown[512]; /* the URL in an error: its password masked */
+    hs_redact_url(url, shown, sizeof(shown));
     if (p == NULL || host_len == 0 || host_len >= sizeof(bus->host)) {
-        snprintf(err, err_len, "bus URL '%s' is not redis://host[:port][/db]", url);
+        snprintf(err, err_len, "bus URL '%s' is not redis://host[:port][/db]", shown);
         hs_free(bus);
         return HS_EINVAL;
     }
@@ -1350,7 +1353,7 @@ int hs_bus_redis_open(uv_loop_t *loop, const char *url, const hs_bus_redis_optio
     if (slash)
         bus->db = atoi(slash + 1);
     if (bus->port <= 0 || bus->port > 65535 || bus->db < 0) {
-        snprintf(err, err_len, "bus URL '%s' has a bad port or database number", url);
+        snprintf(err, err_len, "bus URL '%s' has a bad port or database number", shown);
         hs_free(bus);
         return HS_EINVAL;
     }

@@ -11,6 +11,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/redact.h"
 
 typedef enum setting_type { T_STRING, T_SIZE, T_DURATION, T_UINT, T_BOOL } setting_type_t;
 
@@ -404,8 +405,11 @@ static int parse_flag(int argc, char **argv, int *i, const setting_t **out, cons
                       char *err, size_t err_len)
 {
     const char *arg = argv[*i];
-    if (strncmp(arg, "--", 2) != 0)
-        return hs_fail_invalid(err, err_len, "unexpected argument \"%s\"", arg);
+    if (strncmp(arg, "--", 2) != 0) {
+        char shown[512]; /* perhaps a URL given without its flag */
+        hs_redact_url(arg, shown, sizeof(shown));
+        return hs_fail_invalid(err, err_len, "unexpected argument \"%s\"", shown);
+    }
     const char *name = arg + 2;
     const char *eq = strchr(name, '=');
     size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
@@ -467,21 +471,10 @@ int hs_config_load(hs_config_t *cfg, int argc, char **argv, char *err, size_t er
     return 0;
 }
 
-void hs_config_mask_url(const char *value, char *out, size_t out_len)
-{
-    const char *scheme = strstr(value, "://");
-    const char *at = scheme ? strrchr(scheme, '@') : NULL;
-    const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
-    if (colon == NULL)
-        snprintf(out, out_len, "%s", value);
-    else
-        snprintf(out, out_len, "%.*s***%s", (int)(colon + 1 - value), value, at);
-}
-
 static void print_masked_url(FILE *out, const char *value)
 {
     char masked[1024];
-    hs_config_mask_url(value, masked, sizeof(masked));
+    hs_redact_url(value, masked, sizeof(masked));
     fputs(masked, out);
 }
 

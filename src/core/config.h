@@ -99,9 +99,6 @@ void hs_config_print_help(FILE *out);
 /* Prints the effective settings, one "name = value  # source" line each, with
  * secrets (passwords in URLs) masked. */
 void hs_config_print(const hs_config_t *cfg, FILE *out);
-/* value with the password of a "scheme://user:password@host" URL replaced
- * by "***", for logs. */
-void hs_config_mask_url(const char *value, char *out, size_t out_len);
 void hs_config_dispose(hs_config_t *cfg);
 /* Where the setting named name (flag name without "--") came from. */
 hs_config_source_t hs_config_source(const hs_config_t *cfg, const char *name);

@@ -155,21 +155,34 @@ static bool verify_es256(EVP_PKEY *key, const char *input, size_t input_len,
 
 /* ---- claims -------------------------------------------------------------- */
 
-/* A NumericDate: an integer or a real number of seconds. */
+/* A NumericDate: an integer or a real number of seconds, brought within
+ * +-HS_TOKEN_MAX_DATE (the end of year 9999): a date past it means "never" as
+ * well as the bound does, and no arithmetic on a date (milliseconds for a
+ * timer, the leeway) can overflow. */
 static bool numeric_date(json_t *value, int64_t *out)
 {
+    int64_t t;
     if (json_is_integer(value)) {
-        *out = (int64_t)json_integer_value(value);
-        return true;
-    }
-    if (json_is_real(value)) {
+        t = (int64_t)json_integer_value(value);
+    } else if (json_is_real(value)) {
         double d = json_real_value(value);
-        if (!isfinite(d) || d > 9e15 || d < -9e15)
+        if (!isfinite(d))
             return false;
-        *out = (int64_t)d; /* seconds; the fraction does not matter */
-        return true;
+        if (d > (double)HS_TOKEN_MAX_DATE)
+            t = HS_TOKEN_MAX_DATE;
+        else if (d < -(double)HS_TOKEN_MAX_DATE)
+            t = -HS_TOKEN_MAX_DATE;
+        else
+            t = (int64_t)d; /* seconds; the fraction does not matter */
+    } else {
+        return false;
     }
-    return false;
+    if (t > HS_TOKEN_MAX_DATE)
+        t = HS_TOKEN_MAX_DATE;
+    else if (t < -HS_TOKEN_MAX_DATE)
+        t = -HS_TOKEN_MAX_DATE;
+    *out = t;
+    return true;
 }
 
 /* A grant is a topic, or a topic prefix followed by '*', or "*". */

@@ -28,6 +28,9 @@
 #define HS_TOKEN_LEEWAY_S   30
 #define HS_TOKEN_MAX_TOPICS 256
 #define HS_TOKEN_SUB_MAX    256
+/* 9999-12-31T23:59:59Z. "exp", "nbf" and "iat" beyond it (either way) are
+ * taken as it, so that claims.exp * 1000 and the like cannot overflow. */
+#define HS_TOKEN_MAX_DATE INT64_C(253402300799)
 
 typedef struct hs_token_verifier hs_token_verifier_t;
 
@@ -47,7 +50,7 @@ void hs_token_verifier_free(hs_token_verifier_t *verifier);
 typedef struct hs_token_claims {
     char *sub;
     bool has_exp;
-    int64_t exp; /* seconds since the epoch */
+    int64_t exp; /* seconds since the epoch, within +-HS_TOKEN_MAX_DATE */
     char **topics;
     size_t topic_count;
 } hs_token_claims_t;

@@ -24,6 +24,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/redact.h"
 #include "core/log.h"
 #include "store/engine.h"
 #include <uv.h>
@@ -94,9 +95,11 @@ static int parse_url(const char *url, target_t *t, char *err, size_t err_len)
         goto bad;
     snprintf(t->database, sizeof(t->database), "%s", slash + 1);
     return 0;
-bad:
+bad:;
+    char shown[512];
+    hs_redact_url(url, shown, sizeof(shown));
     snprintf(err, err_len, "store URL '%s' is not mysql://user[:password]@host[:port]/database",
-             url);
+             shown);
     return HS_EINVAL;
 }
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/redact.h"
 #include "store/mariadb.h"
 #include "store/sqlite.h"
 #include "store/store.h"
@@ -11,6 +12,8 @@ int hs_store_open(uv_loop_t *loop, const char *url, const hs_store_options_t *op
                   hs_store_t **out, char *err, size_t err_len)
 {
     static const hs_store_options_t defaults = {.batch_max = 512};
+    char shown[512]; /* the URL in an error: its password masked */
+    hs_redact_url(url, shown, sizeof(shown));
     if (options == NULL || options->batch_max == 0)
         options = &defaults;
     if (strncmp(url, "sqlite:", 7) == 0) {
@@ -18,7 +21,7 @@ int hs_store_open(uv_loop_t *loop, const char *url, const hs_store_options_t *op
         if (strncmp(path, "//", 2) == 0)
             path += 2; /* sqlite://PATH */
         if (path[0] == '\0') {
-            snprintf(err, err_len, "store URL '%s' has no file path", url);
+            snprintf(err, err_len, "store URL '%s' has no file path", shown);
             return HS_EINVAL;
         }
         return hs_store_sqlite_open(loop, path, options, out, err, err_len);
@@ -27,6 +30,6 @@ int hs_store_open(uv_loop_t *loop, const char *url, const hs_store_options_t *op
         return hs_store_mariadb_open(loop, url, options, out, err, err_len);
     snprintf(err, err_len,
              "unsupported store URL '%s' (supported: sqlite:PATH, mysql://user:pass@host:port/db)",
-             url);
+             shown);
     return HS_EINVAL;
 }

@@ -6,6 +6,7 @@
 
 int hs_ws_parse_header(const uint8_t *data, size_t len, hs_ws_frame_header_t *out)
 {
+    out->header_len = 2;
     if (len < 2)
         return HS_EAGAIN;
     uint8_t b0 = data[0], b1 = data[1];
@@ -32,11 +33,13 @@ int hs_ws_parse_header(const uint8_t *data, size_t len, hs_ws_frame_header_t *ou
     uint64_t plen = b1 & 0x7f;
     size_t pos = 2;
     if (plen == 126) {
+        out->header_len = 4 + 4;
         if (len < 4)
             return HS_EAGAIN;
         plen = ((uint64_t)data[2] << 8) | data[3];
         pos = 4;
     } else if (plen == 127) {
+        out->header_len = 10 + 4;
         if (len < 10)
             return HS_EAGAIN;
         plen = 0;
@@ -48,11 +51,11 @@ int hs_ws_parse_header(const uint8_t *data, size_t len, hs_ws_frame_header_t *ou
     }
     if (control && (!out->fin || plen > HS_WS_MAX_CONTROL))
         return HS_EPROTO;
+    out->header_len = pos + 4;
     if (len < pos + 4)
         return HS_EAGAIN;
     memcpy(out->mask, data + pos, 4);
     out->payload_len = plen;
-    out->header_len = pos + 4;
     return 0;
 }
 

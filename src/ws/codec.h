@@ -38,7 +38,10 @@ typedef struct hs_ws_frame_header {
 } hs_ws_frame_header_t;
 
 /* Parses the header of a client frame at data[0..len). Returns 0 with *out
- * filled; HS_EAGAIN when more bytes are needed; HS_EPROTO when the frame
+ * filled; HS_EAGAIN when more bytes are needed, with out->header_len the
+ * header length known so far (2 until the length byte is in, then the whole
+ * header's: more than len, so a reader can take exactly the missing bytes and
+ * no byte of the next frame); HS_EPROTO when the frame
  * breaks the protocol: a reserved bit set (no extension is negotiated), an
  * unknown opcode, a control frame that is fragmented or longer than 125
  * bytes, an unmasked frame (clients must mask), or a 64-bit length with the

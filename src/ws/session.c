@@ -3,9 +3,13 @@
  * Memory: an idle session is this struct and nothing else. Bytes of an
  * incomplete frame and the pieces of a fragmented message are kept in
  * buffers allocated on demand and released once the frame or message is
- * complete, each bounded by max_message. */
+ * complete: the first holds one frame (a header and at most max_message of
+ * payload, however many frames a read carries), the second at most
+ * max_message. What the session queues to the peer, control frames
+ * included, counts against max_pending; a ping flood costs one pong. */
 #include "ws/session.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -30,6 +34,12 @@ struct hs_ws_session {
     size_t msg_len, msg_cap;
     hs_utf8_state_t utf8;
     uint8_t msg_opcode; /* 0: no message in progress */
+    /* At most one pong waits (answer_ping): the last one queued, while the
+     * queue holds it, and the payload of the newest ping not yet answered. */
+    hs_buf_t *pong;
+    uint8_t held_pong[HS_WS_MAX_CONTROL];
+    uint8_t held_pong_len;
+    bool pong_held;
     uint8_t missed_pongs;
     bool close_sent;
     bool close_received;
@@ -123,9 +133,56 @@ static void ping_cb(hs_conn_t *conn)
     }
     ws->missed_pongs++;
     hs_buf_t *ping = hs_ws_frame_new(HS_WS_OP_PING, NULL, 0);
-    hs_conn_send_always(conn, ping);
+    int rc = hs_ws_send(ws, ping); /* bounded: a peer that does not read gets 1008 */
     hs_buf_unref(ping);
-    hs_conn_timer_start(conn, ws->cfg->ping_interval_ms, ping_cb);
+    if (rc == 0)
+        hs_conn_timer_start(conn, ws->cfg->ping_interval_ms, ping_cb);
+}
+
+/* The pong buffer is this session's alone: besides our reference, only the
+ * connection's queue can hold one, until the pong is written. */
+static bool pong_queued(const hs_ws_session_t *ws)
+{
+    return ws->pong != NULL && atomic_load(&ws->pong->refs) > 1;
+}
+
+static void send_pong(hs_ws_session_t *ws, const uint8_t *payload, size_t len)
+{
+    ws->pong_held = false;
+    hs_buf_unref(ws->pong);
+    ws->pong = NULL;
+    hs_buf_t *pong = hs_ws_frame_new(HS_WS_OP_PONG, payload, len);
+    if (hs_ws_send(ws, pong) == 0)
+        ws->pong = pong; /* kept to see when the queue lets it go */
+    else
+        hs_buf_unref(pong); /* closing, perhaps with 1008 */
+}
+
+/* Answers a ping. RFC 6455 5.5.3 lets an endpoint answer only the most
+ * recent of several pings, so at most one pong waits: while the previous
+ * pong is still queued, the payload of this ping is held, replacing any held
+ * before, and answered when the queue drains (or the next ping finds the
+ * queue without a pong). A client that sends pings and does not read thus
+ * costs one pong, not one per ping; and the pong counts against max_pending
+ * like any frame (1008 past it). */
+static void answer_ping(hs_ws_session_t *ws, const uint8_t *payload, size_t len)
+{
+    if (ws->close_sent)
+        return;
+    if (!pong_queued(ws)) {
+        send_pong(ws, payload, len);
+        return;
+    }
+    memcpy(ws->held_pong, payload, len);
+    ws->held_pong_len = (uint8_t)len;
+    ws->pong_held = true;
+}
+
+static void ws_on_drain(hs_conn_t *conn)
+{
+    hs_ws_session_t *ws = hs_conn_data(conn);
+    if (ws->pong_held && !ws->close_sent)
+        send_pong(ws, ws->held_pong, ws->held_pong_len);
 }
 
 /* ---- receiving ------------------------------------------------------------ */
@@ -188,11 +245,8 @@ static bool handle_frame(hs_ws_session_t *ws, const hs_ws_frame_header_t *h, con
         memcpy(payload, masked, len);
         hs_ws_unmask(payload, len, h->mask, 0);
         if (h->opcode == HS_WS_OP_PING) {
-            if (!ws->close_sent) {
-                hs_buf_t *pong = hs_ws_frame_new(HS_WS_OP_PONG, payload, len);
-                hs_conn_send_always(ws->conn, pong);
-                hs_buf_unref(pong);
-            }
+            answer_ping(ws, payload, len);
+            return !hs_conn_closing(ws->conn);
         } else if (h->opcode == HS_WS_OP_PONG) {
             ws->missed_pongs = 0;
         } else {
@@ -242,8 +296,27 @@ static bool handle_frame(hs_ws_session_t *ws, const hs_ws_frame_header_t *h, con
     return !hs_conn_closing(ws->conn);
 }
 
+/* Whether a frame whose header just arrived fits the limits: its declared
+ * length, and for a continuation the message it adds to. Checked before its
+ * payload is read, so nothing is buffered for a frame that will be refused.
+ * Fails the session and returns false when it does not fit. */
+static bool frame_fits(hs_ws_session_t *ws, const hs_ws_frame_header_t *h)
+{
+    uint64_t max = ws->cfg->max_message;
+    if (h->payload_len > max) {
+        fail(ws, 1009, "frame too big");
+        return false;
+    }
+    if (h->opcode == HS_WS_OP_CONT && ws->msg_opcode != 0 && ws->msg_len + h->payload_len > max) {
+        fail(ws, 1009, "message too big");
+        return false;
+    }
+    return true;
+}
+
 /* Handles the complete frames in buf; returns how many bytes were used, or
- * SIZE_MAX when the session stopped reading. */
+ * SIZE_MAX when the session stopped reading. What is left is the start of
+ * one frame, whose header (if complete) was found to fit. */
 static size_t handle_frames(hs_ws_session_t *ws, const uint8_t *buf, size_t len)
 {
     size_t pos = 0;
@@ -256,10 +329,8 @@ static size_t handle_frames(hs_ws_session_t *ws, const uint8_t *buf, size_t len)
             fail(ws, 1002, "protocol error in frame header");
             return SIZE_MAX;
         }
-        if (h.payload_len > ws->cfg->max_message) {
-            fail(ws, 1009, "frame too big");
+        if (!frame_fits(ws, &h))
             return SIZE_MAX;
-        }
         size_t total = h.header_len + (size_t)h.payload_len;
         if (len - pos < total)
             break;
@@ -268,6 +339,67 @@ static size_t handle_frames(hs_ws_session_t *ws, const uint8_t *buf, size_t len)
         pos += total;
     }
     return pos;
+}
+
+static void release_partial(hs_ws_session_t *ws)
+{
+    hs_free(ws->partial);
+    ws->partial = NULL;
+    ws->partial_len = ws->partial_cap = 0;
+    ws->partial_checked = 0;
+}
+
+/* Appends n bytes to the incomplete frame, whose buffer is sized for exactly
+ * need bytes (its header, then its header and payload): never more than
+ * HS_WS_MAX_HEADER + max_message. */
+static void partial_append(hs_ws_session_t *ws, const uint8_t *bytes, size_t n, size_t need)
+{
+    if (ws->partial_cap < need) {
+        ws->partial = hs_realloc(ws->partial, need);
+        ws->partial_cap = need;
+    }
+    memcpy(ws->partial + ws->partial_len, bytes, n);
+    ws->partial_len += n;
+}
+
+/* Completes the incomplete frame from bytes, taking only the bytes that
+ * belong to it (its header first, then its payload), and handles it once
+ * whole. Returns how many bytes were taken, or SIZE_MAX when the session
+ * stopped reading. The frames after it are left to handle_frames, straight
+ * from the read buffer: a read is never counted against the limits as a
+ * whole, only each frame's declared length. */
+static size_t complete_partial(hs_ws_session_t *ws, const uint8_t *bytes, size_t len)
+{
+    size_t taken = 0;
+    for (;;) {
+        hs_ws_frame_header_t h;
+        int rc = hs_ws_parse_header(ws->partial, ws->partial_len, &h);
+        size_t need;
+        if (rc == HS_EAGAIN) {
+            need = h.header_len;
+        } else if (rc != 0) {
+            fail(ws, 1002, "protocol error in frame header");
+            return SIZE_MAX;
+        } else {
+            /* Checked again each time more payload arrives: cheap, and
+             * a fragmented message's length cannot have changed since. */
+            if (!frame_fits(ws, &h))
+                return SIZE_MAX;
+            need = h.header_len + (size_t)h.payload_len;
+            if (ws->partial_len == need) {
+                bool reading = handle_frame(ws, &h, ws->partial + h.header_len);
+                release_partial(ws);
+                return reading ? taken : SIZE_MAX;
+            }
+        }
+        size_t n = need - ws->partial_len;
+        if (n > len - taken)
+            n = len - taken;
+        if (n == 0)
+            return taken;
+        partial_append(ws, bytes + taken, n, need);
+        taken += n;
+    }
 }
 
 /* A text frame still arriving: check the UTF-8 of what is there, so that an
@@ -305,41 +437,36 @@ static bool check_partial_text(hs_ws_session_t *ws)
     return true;
 }
 
+/* A read: first the rest of the frame a previous read left incomplete, then
+ * the whole frames in place, then the start of the next frame is kept. The
+ * kept bytes are one frame's (a header, then at most max_message of payload),
+ * however many frames the read carried. */
 static void ws_on_read(hs_conn_t *conn, const char *data, size_t len)
 {
     hs_ws_session_t *ws = hs_conn_data(conn);
     const uint8_t *bytes = (const uint8_t *)data;
-    if (ws->partial_len == 0) {
-        size_t used = handle_frames(ws, bytes, len);
+    if (ws->partial_len > 0) {
+        size_t used = complete_partial(ws, bytes, len);
         if (used == SIZE_MAX)
             return;
         bytes += used;
         len -= used;
-        if (len == 0)
+        if (ws->partial_len > 0) { /* still incomplete: the read is used up */
+            check_partial_text(ws);
             return;
+        }
     }
-    /* Keep the incomplete frame; the bound is one maximal frame. */
-    if (ws->partial_len + len > ws->cfg->max_message + HS_WS_MAX_HEADER) {
-        fail(ws, 1009, "frame too big");
-        return;
-    }
-    ws->partial = grow(ws->partial, &ws->partial_cap, ws->partial_len + len);
-    memcpy(ws->partial + ws->partial_len, bytes, len);
-    ws->partial_len += len;
-    size_t used = handle_frames(ws, ws->partial, ws->partial_len);
+    size_t used = handle_frames(ws, bytes, len);
     if (used == SIZE_MAX)
         return;
-    if (used > 0) {
-        memmove(ws->partial, ws->partial + used, ws->partial_len - used);
-        ws->partial_len -= used;
-        ws->partial_checked = 0; /* a new frame starts the buffer */
-    }
-    if (ws->partial_len == 0) {
-        hs_free(ws->partial);
-        ws->partial = NULL;
-        ws->partial_cap = 0;
+    bytes += used;
+    len -= used;
+    if (len == 0)
         return;
-    }
+    hs_ws_frame_header_t h;
+    size_t need = hs_ws_parse_header(bytes, len, &h) == 0 ? h.header_len + (size_t)h.payload_len
+                                                          : h.header_len;
+    partial_append(ws, bytes, len, need);
     check_partial_text(ws);
 }
 
@@ -358,6 +485,7 @@ static void ws_on_close(hs_conn_t *conn)
         ws->callbacks->on_close(ws, code, clean);
     hs_free(ws->partial);
     hs_free(ws->msg);
+    hs_buf_unref(ws->pong);
     hs_free(ws);
 }
 

@@ -10,7 +10,13 @@
  * Outgoing data frames are pre-encoded hs_buf_t (see codec.h) sent by
  * reference, so one frame serves every recipient. When the peer does not
  * read and the queued bytes pass max_pending, the session is closed with
- * 1008 (policy violation) and counted.
+ * 1008 (policy violation) and counted. Pings and pongs count against that
+ * bound too (only the close frame passes it), and at most one pong waits to
+ * be sent whatever the number of pings (RFC 6455 5.5.3).
+ *
+ * Incoming: each frame's declared length, and a fragmented message's total,
+ * is checked against max_message as soon as its header is in (1009 past
+ * it); the bytes kept between reads are one incomplete frame at most.
  *
  * Thread affinity: the loop thread only.
  */

@@ -215,3 +215,105 @@ def test_running_out_of_descriptors_does_not_spin(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+# ---- incoming frames and control frames (issue 13, findings 5 and 6a) ----
+
+def ws_peer(srv):
+    from test_conformance import Peer
+    return Peer(srv.ws_port)
+
+
+def test_many_small_frames_behind_a_partial_frame_are_not_1009(fresh_server):
+    """The limit is each frame's declared length (and a fragmented message's
+    total), never the size of what one read brought: a frame left incomplete
+    by one read, then one write of many small frames ending in the first
+    bytes of another, far more bytes than --max-ws-message, is all valid."""
+    from test_conformance import frame
+    srv = fresh_server("--max-ws-message", "1k", "--client-message-rate", "0")
+    peer = ws_peer(srv)
+    count = 1000
+    frames = [frame(0x1, b"%04d" % i + b"m" * 96) for i in range(count + 1)]
+    peer.send(frames[0][:50])  # the server reads this alone: a partial frame
+    time.sleep(0.2)
+    burst = frames[0][50:] + b"".join(frames[1:count]) + frames[count][:20]
+    assert len(burst) > 100 * 1024
+    peer.send(burst)
+    for _ in range(count):
+        peer.expect_accepted()
+    peer.send(frames[count][20:])
+    peer.expect_accepted()
+    peer.alive()
+    # The same without the partial frame first: one write, ending mid-frame.
+    peer.send(b"".join(frames[1:count]) + frames[count][:7])
+    for _ in range(count - 1):
+        peer.expect_accepted()
+    peer.send(frames[count][7:])
+    peer.expect_accepted()
+    peer.alive()
+    peer.s.close()
+
+
+def test_one_frame_declaring_more_than_the_limit_is_1009(fresh_server):
+    from test_conformance import frame
+    srv = fresh_server("--max-ws-message", "1k", "--client-message-rate", "0")
+    peer = ws_peer(srv)
+    peer.send(frame(0x1, b"x" * 1024))  # at the limit
+    peer.expect_accepted()
+    big = frame(0x2, b"x" * 1025)
+    peer.send(big[:3])  # a partial header, then the rest of it: no payload yet
+    time.sleep(0.1)
+    peer.send(big[3:8])
+    peer.expect_close(1009)
+    peer.s.close()
+    # Fragments: each below the limit, together above it.
+    peer = ws_peer(srv)
+    peer.send(frame(0x1, b"x" * 600, fin=False), frame(0x0, b"y" * 600)[:10])
+    peer.expect_close(1009)
+    peer.s.close()
+
+
+@pytest.mark.skipif(os.environ.get("HOUSTON_SANITIZED") == "1",
+                    reason="AddressSanitizer keeps freed memory in quarantine; RSS says nothing")
+def test_a_ping_flood_from_a_client_that_does_not_read_costs_one_pong(fresh_server):
+    """300,000 pings of 125 bytes without reading: the server does not queue
+    300,000 pongs (it keeps at most one waiting, RFC 6455 5.5.3), its memory
+    stays flat, it still serves, and the client that reads at last gets the
+    pong of its last ping."""
+    from test_conformance import frame
+    srv = fresh_server("--client-message-rate", "0")
+    peer = ws_peer(srv)
+    peer.alive()
+    time.sleep(0.2)
+    before = rss_kib(srv.proc.pid)
+    count = 300_000
+    key = b"\0\0\0\0"  # a zero mask: the bytes are the payload
+
+    def ping(i):
+        return b"\x89\xfd" + key + (b"%06d" % i).ljust(125, b".")
+    chunk = 1000
+    for start in range(0, count, chunk):
+        peer.s.sendall(b"".join(ping(i) for i in range(start, start + chunk)))
+    peer.s.sendall(frame(0x1, b"done"))  # answered once every ping was read
+    time.sleep(0.5)
+    after = rss_kib(srv.proc.pid)
+    assert after - before < 8 * 1024, (before, after)
+    assert http("GET", f"{srv.api}/healthz").status == 200
+    other = ws_peer(srv)
+    other.alive()
+    other.s.close()
+    # Now it reads: pongs in order up to the last ping's, and the answer to
+    # "done" (before or after that last pong, which may have waited).
+    last, answered = -1, False
+    while last != count - 1 or not answered:
+        opcode, payload = peer.next_frame(timeout=10)
+        if opcode == 0x1:
+            assert b'"unsupported"' in payload and not answered
+            answered = True
+            continue
+        assert opcode == 0xA, (opcode, payload[:20])
+        i = int(payload[:6])
+        assert i > last
+        last = i
+    peer.alive()
+    peer.s.close()

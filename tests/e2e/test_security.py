@@ -228,6 +228,40 @@ def test_key_file_reloaded_on_sighup_and_config_masks_keys(start, tmp_path):
     assert KEY1 not in out and SECRET not in out and "api-key" in out
 
 
+PASSWORD = "Hunter2-s3cret"
+
+
+@pytest.mark.parametrize("flags", [
+    ["--db", f"mysql://houston:{PASSWORD}@"],                 # no host, no database
+    ["--db", f"mysql://houston:{PASSWORD}@db"],               # no database
+    ["--db", f"mariadb://houston:p@{PASSWORD}@db:99999/x"],   # '@' in it, bad port
+    ["--db", f"postgres://houston:{PASSWORD}@db/x"],          # unsupported scheme
+    ["--db", f"houston:{PASSWORD}@db/x"],                     # no scheme
+    ["--db", f"mysql:/houston:{PASSWORD}@db/x"],              # a malformed scheme
+    ["--redis", f"redis://:{PASSWORD}@cache:6379"],           # no host to redis.c
+    ["--redis", f"redis://u:{PASSWORD}@cache:6379"],          # a bad port to redis.c
+    [f"mysql://houston:{PASSWORD}@db/x"],                     # the URL without its flag
+])
+def test_a_bad_database_or_redis_url_is_shown_without_its_password(tmp_path, flags):
+    """Start-up refuses each of these with an error naming the URL, its
+    password masked; `houston config` shows it masked too."""
+    args = [BIN, "serve", "--ws-addr", f"127.0.0.1:{free_port()}", "--api-addr",
+            f"127.0.0.1:{free_port()}"]
+    if "--db" not in flags:
+        args += ["--db", f"sqlite:{tmp_path}/h.db"]
+    done = subprocess.run(args + flags, capture_output=True, text=True, timeout=20)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert "URL" in output or "unexpected argument" in output, output
+    assert "***" in output, output
+    assert PASSWORD not in output and PASSWORD[:6] not in output, output
+    if flags[0].startswith("--"):
+        shown = subprocess.run([BIN, "config", *flags], capture_output=True, text=True,
+                               timeout=10)
+        assert shown.returncode == 0 and "***" in shown.stdout, shown.stdout + shown.stderr
+        assert PASSWORD not in shown.stdout + shown.stderr
+
+
 def test_non_loopback_api_without_key_is_refused_unless_insecure(tmp_path, start):
     port, ws = free_port(), free_port()
     args = [BIN, "serve", "--api-addr", f"0.0.0.0:{port}", "--ws-addr", f"127.0.0.1:{ws}",
@@ -362,6 +396,29 @@ def test_expired_connection_is_closed_with_4001(start):
         await expect_rejected(srv, make_token(claims(ttl=-60)))
 
     run(scenario())
+
+
+def test_exp_beyond_year_9999_is_bounded_not_overflowed(start):
+    """exp = 2^63-1: the connection lives (the expiry timer's exp * 1000 used
+    to overflow: UBSan under `make sanitize`, an immediate 4001 otherwise) and
+    a refresh with it is answered with the bound, the end of year 9999."""
+    srv = start("--jwt-secret", SECRET)
+    huge = 2**63 - 1
+
+    async def scenario():
+        ws, _ = await ws_connect(srv, make_token(claims(exp=huge)))
+        await ws.send(json.dumps({"type": "subscribe", "topic": "news"}))
+        assert (await recv_json(ws))["type"] == "subscribed"
+        await ws.send(json.dumps({"type": "refresh", "token": make_token(claims(exp=huge))}))
+        assert await recv_json(ws) == {"type": "refreshed", "exp": 253402300799}
+        await asyncio.sleep(0.5)
+        await ws.send(json.dumps({"type": "unsubscribe", "topic": "news"}))
+        assert (await recv_json(ws))["type"] == "unsubscribed"
+        await ws.close()
+
+    run(scenario())
+    assert srv.proc.poll() is None
+    assert "runtime error" not in srv.log.read_text()
 
 
 # ---- client-side subscribe, connection info -----------------------------------

@@ -192,6 +192,60 @@ static void test_time_claims_with_leeway(void **state)
     hs_token_verifier_free(v);
 }
 
+/* Dates far in the future or the past, as integers or reals, are taken as
+ * the end of year 9999 (or its opposite): claims.exp * 1000 must not overflow
+ * in the caller (the notifier's expiry timer; UBSan caught 2^63-1). */
+static void test_dates_beyond_year_9999_are_bounded(void **state)
+{
+    (void)state;
+    hs_token_verifier_t *v = verifier(SECRET, NULL, NULL, NULL);
+    static const struct {
+        const char *payload;
+        int64_t exp;
+    } cases[] = {
+        {"{\"sub\":\"a\",\"exp\":9223372036854775807}", HS_TOKEN_MAX_DATE},
+        {"{\"sub\":\"a\",\"exp\":253402300800}", HS_TOKEN_MAX_DATE},
+        {"{\"sub\":\"a\",\"exp\":253402300799}", HS_TOKEN_MAX_DATE},
+        {"{\"sub\":\"a\",\"exp\":253402300798}", INT64_C(253402300798)},
+        {"{\"sub\":\"a\",\"exp\":1e300}", HS_TOKEN_MAX_DATE},
+        {"{\"sub\":\"a\",\"exp\":9.3e18}", HS_TOKEN_MAX_DATE},
+        {"{\"sub\":\"a\",\"exp\":1e300,\"nbf\":-9223372036854775807,\"iat\":-1e300}",
+         HS_TOKEN_MAX_DATE},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *t = sign(HS, cases[i].payload, NULL, SECRET);
+        hs_token_claims_t c;
+        char reason[160] = "";
+        int rc = hs_token_verify(v, t, strlen(t), NOW, &c, reason, sizeof(reason));
+        if (rc != 0)
+            fail_msg("%s: %d (%s)", cases[i].payload, rc, reason);
+        assert_true(c.has_exp);
+        assert_int_equal(c.exp, cases[i].exp);
+        assert_true(c.exp <= INT64_MAX / 1000);
+        hs_token_claims_dispose(&c);
+        free(t);
+    }
+    /* Far in the past is expired, far in the future is not valid yet. */
+    static const struct {
+        const char *payload;
+        const char *reason;
+    } refused[] = {
+        {"{\"sub\":\"a\",\"exp\":-9223372036854775807}", "expired"},
+        {"{\"sub\":\"a\",\"exp\":-1e300}", "expired"},
+        {"{\"sub\":\"a\",\"nbf\":9223372036854775807}", "not valid yet"},
+        {"{\"sub\":\"a\",\"iat\":1e300}", "future"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        char *t = sign(HS, refused[i].payload, NULL, SECRET);
+        char reason[160] = "";
+        assert_int_equal(check(v, t, reason), HS_EINVAL);
+        if (strstr(reason, refused[i].reason) == NULL)
+            fail_msg("%s: reason \"%s\"", refused[i].payload, reason);
+        free(t);
+    }
+    hs_token_verifier_free(v);
+}
+
 static void test_issuer_and_audience(void **state)
 {
     (void)state;
@@ -331,6 +385,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hs256_claims_and_grants),
         cmocka_unit_test(test_time_claims_with_leeway),
+        cmocka_unit_test(test_dates_beyond_year_9999_are_bounded),
         cmocka_unit_test(test_issuer_and_audience),
         cmocka_unit_test(test_signatures_and_algorithms),
         cmocka_unit_test(test_shape_and_base64url),

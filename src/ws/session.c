@@ -178,11 +178,17 @@ static void answer_ping(hs_ws_session_t *ws, const uint8_t *payload, size_t len)
     ws->pong_held = true;
 }
 
+/* The queue is empty: the pong held back goes now, then the application
+ * may send more (a resume streamed part by part). */
 static void ws_on_drain(hs_conn_t *conn)
 {
     hs_ws_session_t *ws = hs_conn_data(conn);
-    if (ws->pong_held && !ws->close_sent)
+    if (ws->close_sent)
+        return;
+    if (ws->pong_held)
         send_pong(ws, ws->held_pong, ws->held_pong_len);
+    if (ws->callbacks->on_drain && !ws->close_sent)
+        ws->callbacks->on_drain(ws);
 }
 
 /* ---- receiving ------------------------------------------------------------ */
@@ -487,13 +493,6 @@ static void ws_on_close(hs_conn_t *conn)
     hs_free(ws->msg);
     hs_buf_unref(ws->pong);
     hs_free(ws);
-}
-
-static void ws_on_drain(hs_conn_t *conn)
-{
-    hs_ws_session_t *ws = hs_conn_data(conn);
-    if (ws->callbacks->on_drain && !ws->close_sent)
-        ws->callbacks->on_drain(ws);
 }
 
 static const hs_conn_handler_t ws_handler = {

@@ -520,6 +520,30 @@ static int forward(hs_notifier_t *n, const hs_node_cmd_t *cmd)
 
 static void end_client(hs_notifier_t *n, client_t *client, uint16_t code, const char *reason);
 
+/* Commands or events meant for this node were lost (bus.h, HS_NODE_GAP):
+ * every attached connection may be short, so it is closed with 1001 and
+ * resumes from its last id, replayed from the history. Detached ones
+ * replay anyway when they resume. Runs before any command that followed
+ * the loss, so no connection gets a message from after it first. */
+static void stream_gap(hs_notifier_t *n, const hs_node_cmd_t *cmd)
+{
+    size_t pos = 0, closed = 0;
+    client_t *client;
+    hs_metrics_singleton.stream_gaps++;
+    while ((client = hs_map_next(&n->clients, &pos)) != NULL) {
+        if (client->detached)
+            continue;
+        if (client->ws)
+            hs_ws_close(client->ws, 1001, "resume again");
+        else if (client->sse)
+            hs_conn_close_after_flush(client->sse);
+        closed++;
+    }
+    hs_log_warn("notifier: gap in %s (%.*s); asked %zu connections to resume",
+                cmd->topic ? cmd->topic : "a stream", (int)cmd->frame_text_len,
+                cmd->frame_text ? cmd->frame_text : "", closed);
+}
+
 static int handle_command(const hs_node_cmd_t *cmd, void *data)
 {
     hs_notifier_t *n = data;
@@ -555,6 +579,9 @@ static int handle_command(const hs_node_cmd_t *cmd, void *data)
             return HS_ENOTFOUND;
         hs_log_info("notifier: conn %s disconnected by the API", client->id);
         end_client(n, client, 4000, "disconnected by server");
+        return 0;
+    case HS_NODE_GAP:
+        stream_gap(n, cmd);
         return 0;
     }
     return HS_EINVAL;

@@ -121,8 +121,8 @@ struct redis_bus {
     hs_bus_event_handler consumer;
     void *consumer_data;
     char consumer_name[64];
-    bool group_lost; /* recreate the group from the start of the stream */
-    bool group_gap;  /* the group was recreated: the next read tells the nodes */
+    bool group_lost;      /* recreate the group from the start of the stream */
+    bool group_gap;       /* the group was recreated: the next read tells the nodes */
     char events_last[64]; /* the stream's last id when the group had read all */
     /* After Redis came back, this consumer first reads its own pending
      * entries again (from pending_cursor), then new ones. */
@@ -556,12 +556,20 @@ static void read_events_cb(uv_timer_t *t)
 }
 
 /* The consumers' read of new events (docs/recovery.md, "Gaps"), in one
- * step: were entries trimmed before the group read them (the stream's
- * max-deleted-entry-id is past the group's last-delivered-id), or was the
- * group recreated (ARGV[5] = "1")? Then every node gets a "gap" command,
- * ahead of whatever this read hands on. Then the next entries for this
- * consumer. Answers {gap text or "", the stream's last id, the entries}.
- * Ids are compared as numbers: milliseconds fit a Lua double exactly. */
+ * step: were entries trimmed before the group read them, or was the group
+ * recreated (ARGV[5] = "1")? Then every node gets a "gap" command, ahead of
+ * whatever this read hands on. Then the next entries for this consumer.
+ * Answers {gap text or "", the stream's last id, the entries}.
+ *
+ * Trimming does not move max-deleted-entry-id (only XDEL does, and nothing
+ * deletes events), so the test counts: entries-added - length entries were
+ * trimmed, the group has read entries-read of them; fewer means some were
+ * trimmed unread. Redis counts a read after such a gap as one more, so the
+ * count is set right after a gap is reported. While Redis cannot tell how
+ * many the group read (entries-read nil: created at an id and not caught up
+ * since), the group's last id before the first entry left is a gap (at
+ * worst one reported when the trim ended exactly at that id). Ids are
+ * compared as numbers: milliseconds fit a Lua double exactly. */
 static const char events_read_script[] =
     "local function before(a, b) "
     "  local am, as = string.match(a, '^(%d+)-(%d+)$') "
@@ -570,25 +578,32 @@ static const char events_read_script[] =
     "  return am < bm or (am == bm and as < bs) end "
     "local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1]) "
     "if not ok then return redis.error_reply('NOGROUP the event stream is gone') end "
-    "local deleted, last = '0-0', '0-0' "
+    "local added, length, first, last = 0, 0, '0-0', '0-0' "
     "for i = 1, #info, 2 do "
-    "  if info[i] == 'max-deleted-entry-id' then deleted = info[i + 1] "
-    "  elseif info[i] == 'last-generated-id' then last = info[i + 1] end end "
-    "local delivered "
+    "  local k = info[i] "
+    "  if k == 'entries-added' then added = info[i + 1] "
+    "  elseif k == 'length' then length = info[i + 1] "
+    "  elseif k == 'recorded-first-entry-id' then first = info[i + 1] "
+    "  elseif k == 'last-generated-id' then last = info[i + 1] end end "
+    "local delivered, read "
     "for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do "
-    "  local name, id "
+    "  local name, id, count "
     "  for i = 1, #g, 2 do "
     "    if g[i] == 'name' then name = g[i + 1] "
-    "    elseif g[i] == 'last-delivered-id' then id = g[i + 1] end end "
-    "  if name == ARGV[1] then delivered = id end end "
+    "    elseif g[i] == 'last-delivered-id' then id = g[i + 1] "
+    "    elseif g[i] == 'entries-read' then count = g[i + 1] end end "
+    "  if name == ARGV[1] then delivered, read = id, count end end "
     "if delivered == nil then return redis.error_reply('NOGROUP the consumer group is gone') end "
+    "local trimmed = added - length "
     "local gap = '' "
     "if ARGV[5] == '1' then "
     "  gap = 'the consumer group was gone (did Redis lose its data?): events not read by then "
     "are lost' "
-    "elseif before(delivered, deleted) then "
-    "  gap = 'events after ' .. delivered .. ' were trimmed (up to ' .. deleted .. ') before "
-    "a consumer read them' end "
+    "elseif trimmed > 0 and ((read and read < trimmed) or (not read and before(delivered, "
+    "first))) then "
+    "  gap = 'events after ' .. delivered .. ' were trimmed (--event-stream-max) before a "
+    "consumer read them' "
+    "  redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], delivered, 'ENTRIESREAD', trimmed) end "
     "if gap ~= '' then "
     "  for _, node in ipairs(redis.call('SMEMBERS', 'houston:nodes')) do "
     "    local seq = redis.call('INCR', 'houston:nodeseq:' .. node) "
@@ -888,10 +903,10 @@ static void redis_release(hs_bus_t *b, void *token)
 /* ---- commands to nodes ------------------------------------------------------------ */
 
 static const char *const kind_names[] = {
-    [HS_NODE_DELIVER] = "deliver",         [HS_NODE_NOTIFY] = "notify",
-    [HS_NODE_SUBSCRIBE] = "subscribe",     [HS_NODE_UNSUBSCRIBE] = "unsubscribe",
-    [HS_NODE_FORWARD] = "forward",         [HS_NODE_DISCONNECT] = "disconnect",
-    [HS_NODE_BATCH_END] = "",              [HS_NODE_GAP] = "gap"};
+    [HS_NODE_DELIVER] = "deliver",     [HS_NODE_NOTIFY] = "notify",
+    [HS_NODE_SUBSCRIBE] = "subscribe", [HS_NODE_UNSUBSCRIBE] = "unsubscribe",
+    [HS_NODE_FORWARD] = "forward",     [HS_NODE_DISCONNECT] = "disconnect",
+    [HS_NODE_BATCH_END] = "",          [HS_NODE_GAP] = "gap"};
 
 /* Every command to a node is numbered in the step that appends it, so the
  * node sees when one is missing (read_node). */
@@ -1245,8 +1260,8 @@ static void link_up(link_t *l, bool again)
         }
         if (again && bus->reconnect_cb)
             bus->reconnect_cb(bus->reconnect_data);
-        if (again && bus->heartbeat_on)
-            heartbeat_cb(&bus->heartbeat); /* listed again at once: a gap reaches it */
+        if (bus->heartbeat_on) /* listed at once (again): an event gap reaches it */
+            heartbeat_cb(&bus->heartbeat);
         break;
     case LINK_EVENTS:
         /* On a reconnect a missing group means Redis lost it: create it

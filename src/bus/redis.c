@@ -1015,9 +1015,18 @@ static void node_gap(redis_bus_t *bus, const char *what)
     bus->node_handler(&cmd, bus->node_data);
 }
 
-/* houston:nodeseq:<node> after a reconnect, or after a quiet read: lower
- * than the last command read (or gone) means Redis lost this node's stream,
- * and whatever was on it unread. */
+/* After a reconnect, or a quiet read, in one step: the node's command
+ * counter, and whether any entry follows the last one read. A counter gone
+ * or lower than the last command read means Redis lost the stream; a higher
+ * one with nothing after the last entry read means commands were removed
+ * unread (a survivor took this node for dead and removed its stream: it
+ * leaves the counter to expire in a day, which this check undoes). */
+static const char node_check_script[] =
+    "local counter = redis.call('GET', KEYS[2]) "
+    "if counter then redis.call('PERSIST', KEYS[2]) end "
+    "local after = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', 1) "
+    "return {counter or '', #after}";
+
 static void node_checked_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
@@ -1030,14 +1039,26 @@ static void node_checked_cb(redisAsyncContext *ac, void *reply, void *privdata)
         link_later(&bus->links[LINK_NODE], read_node_cb, RETRY_READ_MS);
         return;
     }
-    long long counter = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
-    if (bus->node_seq >= 0 && counter < bus->node_seq) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER) {
+        hs_log_error("bus: checking node commands: unexpected answer from Redis");
+        link_later(&bus->links[LINK_NODE], read_node_cb, RETRY_READ_MS);
+        return;
+    }
+    long long counter = r->element[0]->len > 0 ? strtoll(r->element[0]->str, NULL, 10) : -1;
+    bool nothing_after = r->element[1]->integer == 0;
+    if (bus->node_seq >= 0 &&
+        (counter < bus->node_seq || (counter > bus->node_seq && nothing_after))) {
         char what[256];
-        if (counter < 0)
+        if (counter > bus->node_seq)
+            snprintf(what, sizeof(what),
+                     "commands %lld to %lld are no longer in the stream (removed: was this node "
+                     "taken for dead?)",
+                     bus->node_seq + 1, counter);
+        else if (counter < 0)
             snprintf(what, sizeof(what),
                      "its command counter is gone after command %lld: Redis lost the stream "
-                     "(restarted without persistence?) or removed it (was this node taken for "
-                     "dead?)",
+                     "(restarted without persistence?)",
                      bus->node_seq);
         else
             snprintf(what, sizeof(what),
@@ -1060,7 +1081,8 @@ static void check_node(redis_bus_t *bus)
     link_t *l = &bus->links[LINK_NODE];
     if (!l->up || bus->closing)
         return;
-    redisAsyncCommand(l->ac, node_checked_cb, bus, "GET %s", bus->node_seq_key);
+    redisAsyncCommand(l->ac, node_checked_cb, bus, "EVAL %s 2 %s %s %s", node_check_script,
+                      bus->node_key, bus->node_seq_key, bus->node_last_id);
 }
 
 static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -1147,7 +1169,7 @@ static void read_node(redis_bus_t *bus)
 /* Where a node starts: its command counter (created if missing) and the
  * newest entry, read together. */
 static const char node_start_script[] =
-    "redis.call('SET', KEYS[2], 0, 'NX') "
+    "redis.call('SET', KEYS[2], 0, 'NX') redis.call('PERSIST', KEYS[2]) "
     "return {redis.call('GET', KEYS[2]), redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)}";
 
 static void node_start_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -1398,7 +1420,9 @@ static void redis_topic_nodes(hs_bus_t *b, const char *topic, hs_bus_nodes_cb cb
 
 /* Removes a dead node's directory entries, in Redis, in one script, so the
  * connections and topic memberships go together. Returns 1 when this caller
- * did it (another survivor may have been first). */
+ * did it (another survivor may have been first). The node's command counter
+ * is left to expire in a day: a node that was only stalled numbers on, and
+ * sees that commands were removed (node_check_script). */
 static const char cleanup_script[] =
     "if redis.call('SET', KEYS[1], '1', 'NX', 'PX', 30000) == false then return 0 end "
     "for _, c in ipairs(redis.call('SMEMBERS', KEYS[2])) do "
@@ -1406,7 +1430,8 @@ static const char cleanup_script[] =
     "    redis.call('HDEL', 'houston:conns', c) end end "
     "for _, t in ipairs(redis.call('SMEMBERS', KEYS[3])) do "
     "  redis.call('SREM', 'houston:topic:' .. t, ARGV[1]) end "
-    "redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5]) "
+    "redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) "
+    "redis.call('PEXPIRE', KEYS[5], 86400000) "
     "redis.call('SREM', 'houston:nodes', ARGV[1]) "
     "return 1";
 

@@ -256,7 +256,9 @@ static int open_bus(app_t *app)
         return 0;
     }
     char err[256] = "";
-    hs_bus_redis_options_t options = {.claim_idle_ms = app->cfg.claim_idle_ms};
+    hs_bus_redis_options_t options = {.claim_idle_ms = app->cfg.claim_idle_ms,
+                                      .node_stream_max = app->cfg.node_stream_max,
+                                      .event_stream_max = app->cfg.event_stream_max};
     int rc = hs_bus_redis_open(app->loop, app->cfg.redis, &options, &app->bus, err, sizeof(err));
     if (rc != 0) {
         hs_log_error("houston: %s", err[0] ? err : hs_strerror(rc));

@@ -61,6 +61,12 @@ typedef enum hs_node_cmd_kind {
     HS_NODE_BATCH_END,   /* from the bus itself, never sent: the commands of this
                             pass are all handed over (a node may hold a run of
                             deliveries until this, or until another command) */
+    HS_NODE_GAP,         /* commands or events meant for this node were lost
+                            (a stream trimmed past its reader, Redis lost its
+                            data): topic names the stream, frame_text says what
+                            was seen. Comes before any command that followed
+                            the loss, so a connection closed now resumes from
+                            before it. Never from the in-process bus. */
 } hs_node_cmd_kind_t;
 
 typedef struct hs_node_cmd {
@@ -137,7 +143,9 @@ struct hs_bus {
 /* The in-process bus of the embedded mode (inproc.c). */
 hs_bus_t *hs_bus_inproc_new(uv_loop_t *loop);
 typedef struct hs_bus_redis_options {
-    uint64_t claim_idle_ms; /* take over events pending this long (0: 30 s) */
+    uint64_t claim_idle_ms;    /* take over events pending this long (0: 30 s) */
+    uint64_t node_stream_max;  /* MAXLEN ~ of a node's command stream (0: 10,000) */
+    uint64_t event_stream_max; /* MAXLEN ~ of the event stream (0: 100,000) */
 } hs_bus_redis_options_t;
 
 /* The Redis bus of the scale-out mode (redis.c): url is

@@ -9,6 +9,7 @@
  *                             hand-off, and take over entries left pending by
  *                             a dead consumer (XAUTOCLAIM after --claim-idle)
  *   houston:node:<node>       stream of commands for one notifier node (XREAD)
+ *   houston:nodeseq:<node>    number of the last command appended to it
  *   houston:conns             hash: connection id -> node
  *   houston:topic:<topic>     set of the nodes that hold subscribers of topic
  *   houston:pend:<node>:<t>   subscribes on their way to node for topic t: the
@@ -20,8 +21,22 @@
  *   houston:cleanup:<node>    lock: one survivor cleans up a dead node
  *   forwarder-channel         pub/sub channel of the prototype: every node
  *                             hears {"connectionID":…,"payload":…}
- * Streams are capped with MAXLEN ~ so Redis memory stays bounded.
+ * Streams are capped with MAXLEN ~ (--node-stream-max, --event-stream-max)
+ * so Redis memory stays bounded.
  *
+ * A capped stream can drop entries its reader has not read yet (a stalled
+ * notifier, consumers down), and Redis can lose them all (a restart without
+ * persistence). Neither may go unnoticed (docs/recovery.md, "Gaps"):
+ *   - every command appended to a node's stream carries a number (seq),
+ *     taken from houston:nodeseq:<node> in the same script as the XADD; the
+ *     node expects each entry's seq to follow the last one's, and compares
+ *     the counter with what it read after a reconnect and when idle;
+ *   - consumers read the event stream through a script that first compares
+ *     the stream's max-deleted-entry-id with the group's last-delivered-id
+ *     (entries trimmed before the group read them) and, on a gap, appends a
+ *     "gap" command to every node's stream in the same step, so it is ahead
+ *     of any later delivery; a consumer group Redis lost is a gap as well.
+ * A node hands a gap to its handler (HS_NODE_GAP) before the next command.  *
  * Commands to a node go through its stream, in order: a SUBSCRIBE is before
  * the DELIVERs of messages published after it was acknowledged. The
  * subscribe adds the node to the topic's set in the same script that
@@ -51,9 +66,10 @@
 #define EVENTS_KEY         "houston:events"
 #define GROUP              "houston:consumers"
 #define FORWARDER_CHANNEL  "forwarder-channel"
-#define EVENTS_MAXLEN      "100000"
-#define NODE_MAXLEN        "10000"
+#define EVENTS_MAXLEN      100000
+#define NODE_MAXLEN        10000
 #define READ_COUNT         "64"
+#define READ_COUNT_N       64
 #define BLOCK_MS           "2000"
 #define CLAIM_IDLE_MS      30000
 #define BACKOFF_MIN_MS     100
@@ -97,6 +113,8 @@ struct redis_bus {
     int port;
     int db;
     uint64_t claim_idle_ms;
+    char node_max[24];   /* MAXLEN ~ of node streams, as text */
+    char events_max[24]; /* MAXLEN ~ of the event stream, as text */
     link_t links[LINK_COUNT];
     int open_contexts;
     int open_handles; /* timers still to be closed */
@@ -104,7 +122,9 @@ struct redis_bus {
     hs_bus_event_handler consumer;
     void *consumer_data;
     char consumer_name[64];
-    bool group_lost; /* recreate the group from the start of the stream */
+    bool group_lost;      /* recreate the group from the start of the stream */
+    bool group_gap;       /* the group was recreated: the next read tells the nodes */
+    char events_last[64]; /* the stream's last id when the group had read all */
     /* After Redis came back, this consumer first reads its own pending
      * entries again (from pending_cursor), then new ones. */
     bool reading_pending;
@@ -115,7 +135,9 @@ struct redis_bus {
     /* notifier node */
     char *node_name;
     char node_key[KEY_MAX];
+    char node_seq_key[KEY_MAX];
     char node_last_id[64];
+    long long node_seq; /* seq of the last command read; -1: not known */
     bool node_started;
     hs_bus_cmd_handler node_handler;
     void *node_data;
@@ -447,10 +469,10 @@ static void event_appended_cb(redisAsyncContext *ac, void *reply, void *privdata
 static void send_event(outbox_entry_t *e)
 {
     redis_bus_t *bus = e->bus;
-    const char *argv[] = {"XADD",  EVENTS_KEY, "MAXLEN", "~",   EVENTS_MAXLEN, "*",
-                          "topic", e->topic,   "id",     e->id, "json",        e->json};
+    const char *argv[] = {"XADD",  EVENTS_KEY, "MAXLEN", "~",   bus->events_max, "*",
+                          "topic", e->topic,   "id",     e->id, "json",          e->json};
     size_t lens[] = {
-        4, strlen(EVENTS_KEY), 6, 1,          strlen(EVENTS_MAXLEN), 1, 5, strlen(e->topic),
+        4, strlen(EVENTS_KEY), 6, 1,          strlen(bus->events_max), 1, 5, strlen(e->topic),
         2, strlen(e->id),      4, e->json_len};
     redisAsyncContext *ac = cmd_ac(bus);
     if (ac == NULL || redisAsyncCommandArgv(ac, event_appended_cb, e, 12, argv, lens) != REDIS_OK)
@@ -534,6 +556,91 @@ static void read_events_cb(uv_timer_t *t)
     read_events(l->bus);
 }
 
+/* The consumers' read of new events (docs/recovery.md, "Gaps"), in one
+ * step: were entries trimmed before the group read them, or was the group
+ * recreated (ARGV[5] = "1")? Then every node gets a "gap" command, ahead of
+ * whatever this read hands on. Then the next entries for this consumer.
+ * Answers {gap text or "", the stream's last id, the entries}.
+ *
+ * Trimming does not move max-deleted-entry-id (only XDEL does, and nothing
+ * deletes events), so the test counts: entries-added - length entries were
+ * trimmed, the group has read entries-read of them; fewer means some were
+ * trimmed unread. Redis counts a read after such a gap as one more, so the
+ * count is set right after a gap is reported. While Redis cannot tell how
+ * many the group read (entries-read nil: created at an id and not caught up
+ * since), the group's last id before the first entry left is a gap (at
+ * worst one reported when the trim ended exactly at that id). Ids are
+ * compared as numbers: milliseconds fit a Lua double exactly. */
+static const char events_read_script[] =
+    "local function before(a, b) "
+    "  local am, as = string.match(a, '^(%d+)-(%d+)$') "
+    "  local bm, bs = string.match(b, '^(%d+)-(%d+)$') "
+    "  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs) "
+    "  return am < bm or (am == bm and as < bs) end "
+    "local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1]) "
+    "if not ok then return redis.error_reply('NOGROUP the event stream is gone') end "
+    "local added, length, first, last = 0, 0, '0-0', '0-0' "
+    "for i = 1, #info, 2 do "
+    "  local k = info[i] "
+    "  if k == 'entries-added' then added = info[i + 1] "
+    "  elseif k == 'length' then length = info[i + 1] "
+    "  elseif k == 'recorded-first-entry-id' then first = info[i + 1] "
+    "  elseif k == 'last-generated-id' then last = info[i + 1] end end "
+    "local delivered, read "
+    "for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do "
+    "  local name, id, count "
+    "  for i = 1, #g, 2 do "
+    "    if g[i] == 'name' then name = g[i + 1] "
+    "    elseif g[i] == 'last-delivered-id' then id = g[i + 1] "
+    "    elseif g[i] == 'entries-read' then count = g[i + 1] end end "
+    "  if name == ARGV[1] then delivered, read = id, count end end "
+    "if delivered == nil then return redis.error_reply('NOGROUP the consumer group is gone') end "
+    "local trimmed = added - length "
+    "local gap = '' "
+    "if ARGV[5] == '1' then "
+    "  gap = 'the consumer group was gone (did Redis lose its data?): events not read by then "
+    "are lost' "
+    "elseif trimmed > 0 and ((read and read < trimmed) or (not read and before(delivered, "
+    "first))) then "
+    "  gap = 'events after ' .. delivered .. ' were trimmed (--event-stream-max) before a "
+    "consumer read them' "
+    "  redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], delivered, 'ENTRIESREAD', trimmed) end "
+    "if gap ~= '' then "
+    "  for _, node in ipairs(redis.call('SMEMBERS', 'houston:nodes')) do "
+    "    local seq = redis.call('INCR', 'houston:nodeseq:' .. node) "
+    "    redis.call('XADD', 'houston:node:' .. node, 'MAXLEN', '~', ARGV[4], '*', 'seq', seq, "
+    "               'kind', 'gap', 'topic', KEYS[1], 'text', gap) end end "
+    "return {gap, last, redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], "
+    "                              'STREAMS', KEYS[1], '>')}";
+
+static void wait_events(redis_bus_t *bus);
+
+/* Hands over the entries of an XREADGROUP answer; returns how many. */
+static size_t handle_read(redis_bus_t *bus, const redisReply *r)
+{
+    size_t got = 0;
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
+        return 0;
+    /* [[stream, [entries]]] */
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *stream = r->element[i];
+        if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2 ||
+            stream->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        const redisReply *entries = stream->element[1];
+        got += entries->elements;
+        if (bus->pending_read_sent && entries->elements > 0) {
+            const redisReply *last = entries->element[entries->elements - 1];
+            if (last->type == REDIS_REPLY_ARRAY && last->elements >= 1 &&
+                last->element[0]->type == REDIS_REPLY_STRING)
+                snprintf(bus->pending_cursor, sizeof(bus->pending_cursor), "%s",
+                         last->element[0]->str);
+        }
+        handle_entries(bus, entries);
+    }
+    return got;
+}
+
 static void events_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
@@ -547,34 +654,64 @@ static void events_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
             bus->group_lost = true;
             create_group(bus);
         } else {
-            hs_log_error("bus: XREADGROUP failed: %s", r->str);
+            hs_log_error("bus: reading events failed: %s", r->str);
             link_later(l, read_events_cb, RETRY_READ_MS);
         }
         return;
     }
-    size_t got = 0;
-    if (r->type == REDIS_REPLY_ARRAY) {
-        /* [[stream, [entries]]] */
-        for (size_t i = 0; i < r->elements; i++) {
-            const redisReply *stream = r->element[i];
-            if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2 ||
-                stream->element[1]->type != REDIS_REPLY_ARRAY)
-                continue;
-            const redisReply *entries = stream->element[1];
-            got += entries->elements;
-            if (bus->pending_read_sent && entries->elements > 0) {
-                const redisReply *last = entries->element[entries->elements - 1];
-                if (last->type == REDIS_REPLY_ARRAY && last->elements >= 1 &&
-                    last->element[0]->type == REDIS_REPLY_STRING)
-                    snprintf(bus->pending_cursor, sizeof(bus->pending_cursor), "%s",
-                             last->element[0]->str);
-            }
-            handle_entries(bus, entries);
-        }
+    if (bus->pending_read_sent) {
+        if (handle_read(bus, r) == 0)
+            bus->reading_pending = false; /* the backlog is done: new entries now */
+        read_events(bus);
+        return;
     }
-    if (bus->pending_read_sent && got == 0)
-        bus->reading_pending = false; /* the backlog is done: new entries now */
-    read_events(bus);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING) {
+        hs_log_error("bus: reading events: unexpected answer from Redis");
+        link_later(l, read_events_cb, RETRY_READ_MS);
+        return;
+    }
+    if (r->element[0]->len > 0) {
+        /* The script already told every node, ahead of what follows. */
+        hs_log_warn("bus: gap in %s: %s; every notifier closes its connections so that they "
+                    "resume",
+                    EVENTS_KEY, r->element[0]->str);
+        hs_metrics_singleton.stream_gaps++;
+        bus->group_gap = false;
+    }
+    snprintf(bus->events_last, sizeof(bus->events_last), "%s", r->element[1]->str);
+    size_t got = handle_read(bus, r->elements > 2 ? r->element[2] : NULL);
+    /* Fewer than asked: the group has read up to events_last; wait for more. */
+    if (got < READ_COUNT_N)
+        wait_events(bus);
+    else
+        read_events(bus);
+}
+
+static void events_waited_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_bus_t *bus = privdata;
+    redisReply *r = reply;
+    if (r == NULL || bus->closing)
+        return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        hs_log_error("bus: waiting for events failed: %s", r->str);
+        link_later(&bus->links[LINK_EVENTS], read_events_cb, RETRY_READ_MS);
+        return;
+    }
+    read_events(bus); /* new entries (or the timeout): read them through the script */
+}
+
+/* A script cannot block: the consumer waits with a plain XREAD for an entry
+ * after the last one the group has read, and reads it through the script. */
+static void wait_events(redis_bus_t *bus)
+{
+    link_t *l = &bus->links[LINK_EVENTS];
+    if (!l->up || bus->closing)
+        return;
+    redisAsyncCommand(l->ac, events_waited_cb, bus, "XREAD COUNT 1 BLOCK %s STREAMS %s %s",
+                      BLOCK_MS, EVENTS_KEY, bus->events_last[0] ? bus->events_last : "$");
 }
 
 /* Reads this consumer's own pending entries again after Redis came back:
@@ -599,9 +736,9 @@ static void read_events(redis_bus_t *bus)
                           "XREADGROUP GROUP %s %s COUNT %s STREAMS %s %s", GROUP,
                           bus->consumer_name, READ_COUNT, EVENTS_KEY, bus->pending_cursor);
     else
-        redisAsyncCommand(l->ac, events_read_cb, bus,
-                          "XREADGROUP GROUP %s %s COUNT %s BLOCK %s STREAMS %s >", GROUP,
-                          bus->consumer_name, READ_COUNT, BLOCK_MS, EVENTS_KEY);
+        redisAsyncCommand(l->ac, events_read_cb, bus, "EVAL %s 1 %s %s %s %s %s %s",
+                          events_read_script, EVENTS_KEY, GROUP, bus->consumer_name, READ_COUNT,
+                          bus->node_max, bus->group_gap ? "1" : "0");
 }
 
 static void group_created_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -627,6 +764,7 @@ static void group_created_cb(redisAsyncContext *ac, void *reply, void *privdata)
         hs_log_warn("bus: the consumer group was gone (did Redis lose its data?); created it "
                     "again, reading in %d ms",
                     REGROUP_DELAY_MS);
+        bus->group_gap = true; /* the first read tells every node */
         link_later(l, read_events_cb, REGROUP_DELAY_MS);
         return;
     }
@@ -663,6 +801,17 @@ static void claim_cb(redisAsyncContext *ac, void *reply, void *privdata)
             hs_metrics_singleton.bus_events_claimed += n;
         }
         handle_entries(bus, r->element[1]);
+        /* Pending entries trimmed before anyone handed them over: later
+         * events went out already, so a resume from the client's last id
+         * cannot bring these back (docs/recovery.md, "Gaps"). */
+        if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY &&
+            r->element[2]->elements > 0) {
+            hs_log_error("bus: %zu events left unacknowledged by a stopped consumer were trimmed "
+                         "from %s before they were taken over; their messages are in the history "
+                         "only",
+                         r->element[2]->elements, EVENTS_KEY);
+            hs_metrics_singleton.stream_gaps++;
+        }
     }
 }
 
@@ -755,7 +904,17 @@ static void redis_release(hs_bus_t *b, void *token)
 /* ---- commands to nodes ------------------------------------------------------------ */
 
 static const char *const kind_names[] = {
-    "", "deliver", "notify", "subscribe", "unsubscribe", "forward", "disconnect"};
+    [HS_NODE_DELIVER] = "deliver",     [HS_NODE_NOTIFY] = "notify",
+    [HS_NODE_SUBSCRIBE] = "subscribe", [HS_NODE_UNSUBSCRIBE] = "unsubscribe",
+    [HS_NODE_FORWARD] = "forward",     [HS_NODE_DISCONNECT] = "disconnect",
+    [HS_NODE_BATCH_END] = "",          [HS_NODE_GAP] = "gap"};
+
+/* Every command to a node is numbered in the step that appends it, so the
+ * node sees when one is missing (read_node). */
+static const char append_script[] =
+    "local seq = redis.call('INCR', KEYS[2]) "
+    "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'seq', seq, "
+    "                  unpack(ARGV, 2))";
 
 /* A subscribe routes the topic to the node, marks it pending for that node
  * and appends the command, in one step: the node cannot take the topic out
@@ -764,14 +923,17 @@ static const char subscribe_script[] =
     "redis.call('SADD', KEYS[1], ARGV[1]) "
     "redis.call('SADD', KEYS[2], ARGV[2]) "
     "redis.call('INCR', KEYS[3]) redis.call('PEXPIRE', KEYS[3], 60000) "
-    "return redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))";
+    "local seq = redis.call('INCR', KEYS[5]) "
+    "return redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'seq', seq, "
+    "                  unpack(ARGV, 4))";
 
 static void redis_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *cmd,
                                hs_bus_done_cb cb, void *data)
 {
     redis_bus_t *bus = (redis_bus_t *)b;
-    char key[KEY_MAX], topic_key[KEY_MAX], node_topics[KEY_MAX], pend[KEY_MAX];
+    char key[KEY_MAX], seq_key[KEY_MAX], topic_key[KEY_MAX], node_topics[KEY_MAX], pend[KEY_MAX];
     snprintf(key, sizeof(key), "houston:node:%s", node);
+    snprintf(seq_key, sizeof(seq_key), "houston:nodeseq:%s", node);
     const char *argv[24];
     size_t lens[24];
     int n = 0;
@@ -784,21 +946,22 @@ static void redis_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_
         snprintf(pend, sizeof(pend), "houston:pend:%s:%s", node, cmd->topic);
         STR("EVAL");
         STR(subscribe_script);
-        STR("4");
+        STR("5");
         STR(topic_key);
         STR(node_topics);
         STR(pend);
         STR(key);
+        STR(seq_key);
         STR(node);
         STR(cmd->topic);
-        STR(NODE_MAXLEN);
+        STR(bus->node_max);
     } else {
-        STR("XADD");
+        STR("EVAL");
+        STR(append_script);
+        STR("2");
         STR(key);
-        STR("MAXLEN");
-        STR("~");
-        STR(NODE_MAXLEN);
-        STR("*");
+        STR(seq_key);
+        STR(bus->node_max);
     }
     STR("kind");
     STR(kind_names[cmd->kind]);
@@ -830,6 +993,7 @@ static void redis_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_
 /* ---- notifier: this node's command stream ----------------------------------------- */
 
 static void read_node(redis_bus_t *bus);
+static void node_restart_cb(uv_timer_t *t);
 
 static const char subscribe_done_script[] =
     "if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end";
@@ -838,6 +1002,88 @@ static void read_node_cb(uv_timer_t *t)
 {
     link_t *l = t->data;
     read_node(l->bus);
+}
+
+/* Commands meant for this node are lost: the handler hears it before the
+ * next command, so a connection it closes resumes from before the loss. */
+static void node_gap(redis_bus_t *bus, const char *what)
+{
+    hs_log_warn("bus: gap in %s after entry %s: %s", bus->node_key, bus->node_last_id, what);
+    hs_node_cmd_t cmd = {.kind = HS_NODE_GAP,
+                         .topic = bus->node_key,
+                         .frame_text = what,
+                         .frame_text_len = strlen(what)};
+    bus->node_handler(&cmd, bus->node_data);
+}
+
+/* After a reconnect, or a quiet read, in one step: the node's command
+ * counter, and whether any entry follows the last one read. A counter gone
+ * or lower than the last command read means Redis lost the stream; a higher
+ * one with nothing after the last entry read means commands were removed
+ * unread (a survivor took this node for dead and removed its stream: it
+ * leaves the counter to expire in a day, which this check undoes). */
+static const char node_check_script[] =
+    "local counter = redis.call('GET', KEYS[2]) "
+    "if counter then redis.call('PERSIST', KEYS[2]) end "
+    "local after = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', 1) "
+    "return {counter or '', #after}";
+
+static void node_checked_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_bus_t *bus = privdata;
+    redisReply *r = reply;
+    if (r == NULL || bus->closing)
+        return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        hs_log_error("bus: checking node commands failed: %s", r->str);
+        link_later(&bus->links[LINK_NODE], read_node_cb, RETRY_READ_MS);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER) {
+        hs_log_error("bus: checking node commands: unexpected answer from Redis");
+        link_later(&bus->links[LINK_NODE], read_node_cb, RETRY_READ_MS);
+        return;
+    }
+    long long counter = r->element[0]->len > 0 ? strtoll(r->element[0]->str, NULL, 10) : -1;
+    bool nothing_after = r->element[1]->integer == 0;
+    if (bus->node_seq >= 0 &&
+        (counter < bus->node_seq || (counter > bus->node_seq && nothing_after))) {
+        char what[256];
+        if (counter > bus->node_seq)
+            snprintf(what, sizeof(what),
+                     "commands %lld to %lld are no longer in the stream (removed: was this node "
+                     "taken for dead?)",
+                     bus->node_seq + 1, counter);
+        else if (counter < 0)
+            snprintf(what, sizeof(what),
+                     "its command counter is gone after command %lld: Redis lost the stream "
+                     "(restarted without persistence?)",
+                     bus->node_seq);
+        else
+            snprintf(what, sizeof(what),
+                     "its command counter went back from %lld to %lld: Redis lost the newest "
+                     "commands (restarted from an older snapshot?)",
+                     bus->node_seq, counter);
+        node_gap(bus, what);
+        hs_node_cmd_t end = {.kind = HS_NODE_BATCH_END};
+        bus->node_handler(&end, bus->node_data);
+        bus->node_seq = counter < 0 ? 0 : counter;
+        if (counter < 0) /* so that the next check does not find it gone again */
+            redisAsyncCommand(bus->links[LINK_NODE].ac, NULL, NULL, "SET %s 0 NX",
+                              bus->node_seq_key);
+    }
+    read_node(bus);
+}
+
+static void check_node(redis_bus_t *bus)
+{
+    link_t *l = &bus->links[LINK_NODE];
+    if (!l->up || bus->closing)
+        return;
+    redisAsyncCommand(l->ac, node_checked_cb, bus, "EVAL %s 2 %s %s %s", node_check_script,
+                      bus->node_key, bus->node_seq_key, bus->node_last_id);
 }
 
 static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -852,6 +1098,10 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
         link_later(&bus->links[LINK_NODE], read_node_cb, RETRY_READ_MS);
         return;
     }
+    if (r->type == REDIS_REPLY_NIL) {
+        check_node(bus); /* quiet for BLOCK_MS: is anything lost meanwhile? */
+        return;
+    }
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
         r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
         const redisReply *entries = r->element[0]->element[1];
@@ -860,12 +1110,32 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
             if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2 ||
                 entry->element[0]->type != REDIS_REPLY_STRING)
                 continue;
-            snprintf(bus->node_last_id, sizeof(bus->node_last_id), "%s", entry->element[0]->str);
             const redisReply *fields = entry->element[1];
+            /* Each command's seq follows the last one's; anything else means
+             * commands were trimmed before this node read them, or lost. */
+            const char *seq_text = field_str(fields, "seq", NULL);
+            long long seq = seq_text ? strtoll(seq_text, NULL, 10) : -1;
+            if (seq > 0 && bus->node_seq >= 0 && seq != bus->node_seq + 1) {
+                char what[256];
+                if (seq > bus->node_seq)
+                    snprintf(what, sizeof(what),
+                             "commands %lld to %lld were trimmed (--node-stream-max) before this "
+                             "node read them",
+                             bus->node_seq + 1, seq - 1);
+                else
+                    snprintf(what, sizeof(what),
+                             "command numbers started again at %lld after %lld: Redis lost the "
+                             "stream (restarted without persistence?)",
+                             seq, bus->node_seq);
+                node_gap(bus, what);
+            }
+            bus->node_seq = seq;
+            snprintf(bus->node_last_id, sizeof(bus->node_last_id), "%s", entry->element[0]->str);
             const char *kind = field_str(fields, "kind", NULL);
             hs_node_cmd_t cmd = {0};
-            for (int k = HS_NODE_DELIVER; k <= HS_NODE_DISCONNECT; k++)
-                if (kind && k != HS_NODE_FORWARD && strcmp(kind, kind_names[k]) == 0)
+            for (int k = HS_NODE_DELIVER; k <= HS_NODE_GAP; k++)
+                if (kind && k != HS_NODE_FORWARD && k != HS_NODE_BATCH_END &&
+                    strcmp(kind, kind_names[k]) == 0)
                     cmd.kind = (hs_node_cmd_kind_t)k;
             if (cmd.kind == 0)
                 continue;
@@ -897,6 +1167,12 @@ static void read_node(redis_bus_t *bus)
                       BLOCK_MS, bus->node_key, bus->node_last_id);
 }
 
+/* Where a node starts: its command counter (created if missing) and the
+ * newest entry, read together. */
+static const char node_start_script[] =
+    "redis.call('SET', KEYS[2], 0, 'NX') redis.call('PERSIST', KEYS[2]) "
+    "return {redis.call('GET', KEYS[2]), redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)}";
+
 static void node_start_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
@@ -904,16 +1180,40 @@ static void node_start_cb(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply *r = reply;
     if (r == NULL || bus->closing)
         return;
+    if (!reply_ok(r) || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING) {
+        hs_log_error("bus: finding where node commands start failed: %s",
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
+        link_later(&bus->links[LINK_NODE], node_restart_cb, RETRY_READ_MS);
+        return;
+    }
     /* Start after the newest entry: commands for an earlier life of this
      * node id are for connections that are gone. */
+    bus->node_seq = strtoll(r->element[0]->str, NULL, 10);
     snprintf(bus->node_last_id, sizeof(bus->node_last_id), "0-0");
-    if (reply_ok(r) && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 1 &&
-        r->element[0]->element[0]->type == REDIS_REPLY_STRING)
+    const redisReply *newest = r->element[1];
+    if (newest->type == REDIS_REPLY_ARRAY && newest->elements >= 1 &&
+        newest->element[0]->type == REDIS_REPLY_ARRAY && newest->element[0]->elements >= 1 &&
+        newest->element[0]->element[0]->type == REDIS_REPLY_STRING)
         snprintf(bus->node_last_id, sizeof(bus->node_last_id), "%s",
-                 r->element[0]->element[0]->str);
+                 newest->element[0]->element[0]->str);
     bus->node_started = true;
     read_node(bus);
+}
+
+static void start_node(redis_bus_t *bus)
+{
+    link_t *l = &bus->links[LINK_NODE];
+    if (!l->up || bus->closing)
+        return;
+    redisAsyncCommand(l->ac, node_start_cb, bus, "EVAL %s 2 %s %s", node_start_script,
+                      bus->node_key, bus->node_seq_key);
+}
+
+static void node_restart_cb(uv_timer_t *t)
+{
+    link_t *l = t->data;
+    start_node(l->bus);
 }
 
 /* forwarder-channel: the prototype's way to push to one connection. Every
@@ -941,6 +1241,7 @@ static int redis_serve_node(hs_bus_t *b, const char *node, hs_bus_cmd_handler ha
     if (bus->node_name == NULL)
         bus->node_name = hs_strdup(node);
     snprintf(bus->node_key, sizeof(bus->node_key), "houston:node:%s", node);
+    snprintf(bus->node_seq_key, sizeof(bus->node_seq_key), "houston:nodeseq:%s", node);
     bus->node_handler = handler;
     bus->node_data = data;
     link_open(&bus->links[LINK_NODE]);   /* starts reading once connected */
@@ -963,6 +1264,8 @@ static const char reset_script[] =
     "    redis.call('SREM', KEYS[2], t) end end "
     "return 1";
 
+static void heartbeat_cb(uv_timer_t *t);
+
 static void link_up(link_t *l, bool again)
 {
     redis_bus_t *bus = l->bus;
@@ -980,6 +1283,8 @@ static void link_up(link_t *l, bool again)
         }
         if (again && bus->reconnect_cb)
             bus->reconnect_cb(bus->reconnect_data);
+        if (bus->heartbeat_on) /* listed at once (again): an event gap reaches it */
+            heartbeat_cb(&bus->heartbeat);
         break;
     case LINK_EVENTS:
         /* On a reconnect a missing group means Redis lost it: create it
@@ -991,9 +1296,9 @@ static void link_up(link_t *l, bool again)
         break;
     case LINK_NODE:
         if (bus->node_started)
-            read_node(bus); /* on from the last command seen */
+            check_node(bus); /* then on from the last command seen */
         else
-            redisAsyncCommand(l->ac, node_start_cb, bus, "XREVRANGE %s + - COUNT 1", bus->node_key);
+            start_node(bus);
         break;
     case LINK_PUBSUB:
         redisAsyncCommand(l->ac, forwarder_cb, bus, "SUBSCRIBE %s", FORWARDER_CHANNEL);
@@ -1116,7 +1421,9 @@ static void redis_topic_nodes(hs_bus_t *b, const char *topic, hs_bus_nodes_cb cb
 
 /* Removes a dead node's directory entries, in Redis, in one script, so the
  * connections and topic memberships go together. Returns 1 when this caller
- * did it (another survivor may have been first). */
+ * did it (another survivor may have been first). The node's command counter
+ * is left to expire in a day: a node that was only stalled numbers on, and
+ * sees that commands were removed (node_check_script). */
 static const char cleanup_script[] =
     "if redis.call('SET', KEYS[1], '1', 'NX', 'PX', 30000) == false then return 0 end "
     "for _, c in ipairs(redis.call('SMEMBERS', KEYS[2])) do "
@@ -1125,6 +1432,7 @@ static const char cleanup_script[] =
     "for _, t in ipairs(redis.call('SMEMBERS', KEYS[3])) do "
     "  redis.call('SREM', 'houston:topic:' .. t, ARGV[1]) end "
     "redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) "
+    "redis.call('PEXPIRE', KEYS[5], 86400000) "
     "redis.call('SREM', 'houston:nodes', ARGV[1]) "
     "return 1";
 
@@ -1156,13 +1464,14 @@ static void alive_cb(redisAsyncContext *ac, void *reply, void *privdata)
         hs_free(d);
         return;
     }
-    char lock[KEY_MAX], conns[KEY_MAX], topics[KEY_MAX], stream[KEY_MAX];
+    char lock[KEY_MAX], conns[KEY_MAX], topics[KEY_MAX], stream[KEY_MAX], seq[KEY_MAX];
     snprintf(lock, sizeof(lock), "houston:cleanup:%s", d->node);
     snprintf(conns, sizeof(conns), "houston:nodeconns:%s", d->node);
     snprintf(topics, sizeof(topics), "houston:nodetopics:%s", d->node);
     snprintf(stream, sizeof(stream), "houston:node:%s", d->node);
-    redisAsyncCommand(cmd, cleanup_cb, d, "EVAL %s 4 %s %s %s %s %s", cleanup_script, lock, conns,
-                      topics, stream, d->node);
+    snprintf(seq, sizeof(seq), "houston:nodeseq:%s", d->node);
+    redisAsyncCommand(cmd, cleanup_cb, d, "EVAL %s 5 %s %s %s %s %s %s", cleanup_script, lock,
+                      conns, topics, stream, seq, d->node);
 }
 
 static void nodes_listed_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -1334,6 +1643,13 @@ int hs_bus_redis_open(uv_loop_t *loop, const char *url, const hs_bus_redis_optio
     bus->base.loop = loop;
     bus->port = 6379;
     bus->claim_idle_ms = options && options->claim_idle_ms ? options->claim_idle_ms : CLAIM_IDLE_MS;
+    snprintf(bus->node_max, sizeof(bus->node_max), "%llu",
+             (unsigned long long)(options && options->node_stream_max ? options->node_stream_max
+                                                                      : NODE_MAXLEN));
+    snprintf(bus->events_max, sizeof(bus->events_max), "%llu",
+             (unsigned long long)(options && options->event_stream_max ? options->event_stream_max
+                                                                       : EVENTS_MAXLEN));
+    bus->node_seq = -1;
     const char *p = strncmp(url, "redis://", 8) == 0 ? url + 8 : NULL;
     const char *colon = p ? strchr(p, ':') : NULL;
     const char *slash = p ? strchr(p, '/') : NULL;

@@ -115,6 +115,16 @@ static const setting_t settings[] = {
      100, 24 * 3600 * SEC, "DURATION",
      "scale-out: a consumer takes over events another consumer left unacknowledged this long",
      .url_secret = false},
+    {"node-stream-max", "HOUSTON_NODE_STREAM_MAX", T_UINT, offsetof(hs_config_t, node_stream_max),
+     "10000", 1000, 100000000, "N",
+     "scale-out: a notifier's command stream in Redis keeps about this many entries; a notifier "
+     "that falls further behind closes its connections with 1001 so they resume",
+     .url_secret = false},
+    {"event-stream-max", "HOUSTON_EVENT_STREAM_MAX", T_UINT,
+     offsetof(hs_config_t, event_stream_max), "100000", 1000, 100000000, "N",
+     "scale-out: the event stream in Redis keeps about this many entries; consumers that fall "
+     "further behind make every notifier close its connections with 1001",
+     .url_secret = false},
     {"flush-threads", "HOUSTON_FLUSH_THREADS", T_STRING, offsetof(hs_config_t, flush_threads),
      "auto", 0, 0, "N|auto",
      "helper threads sharing the socket writes of a large fan-out (auto: one per core beyond "

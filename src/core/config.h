@@ -28,7 +28,7 @@ typedef enum hs_config_source {
     HS_CONFIG_FLAG,
 } hs_config_source_t;
 
-#define HS_CONFIG_MAX_SETTINGS 48
+#define HS_CONFIG_MAX_SETTINGS 64
 
 typedef struct hs_config {
     char *ws_addr;             /* --ws-addr        HOUSTON_WS_ADDR        ":9001" */
@@ -54,6 +54,8 @@ typedef struct hs_config {
     uint64_t heartbeat_interval_ms; /* --heartbeat-interval HOUSTON_HEARTBEAT_INTERVAL 5 s */
     uint64_t batch_max;
     uint64_t claim_idle_ms;         /* --claim-idle     HOUSTON_CLAIM_IDLE     30 s */
+    uint64_t node_stream_max;       /* --node-stream-max  HOUSTON_NODE_STREAM_MAX  10000 */
+    uint64_t event_stream_max;      /* --event-stream-max HOUSTON_EVENT_STREAM_MAX 100000 */
     char *flush_threads;            /* --flush-threads  HOUSTON_FLUSH_THREADS  "auto" = cores - 1 */
     uint64_t db_wait_ms;            /* --db-wait        HOUSTON_DB_WAIT        60 s */
     uint64_t dedupe_window;         /* --dedupe-window  HOUSTON_DEDUPE_WINDOW  100000 */

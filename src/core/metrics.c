@@ -100,6 +100,11 @@ hs_buf_t *hs_metrics_render(const hs_metrics_t *m, const hs_metrics_gauges_t *g)
     buf = metric(buf, "houston_duplicates_dropped_total", "counter",
                  "Scale-out: redelivered messages a notifier did not deliver again.",
                  m->duplicates_dropped);
+    buf = metric(buf, "houston_stream_gaps_total", "counter",
+                 "Scale-out: entries lost in a Redis stream (trimmed before they were read, or "
+                 "Redis lost its data): found by a consumer, or acted on by a notifier, which "
+                 "closes its connections with 1001 so that they resume.",
+                 m->stream_gaps);
     buf = appendf(buf, "# HELP houston_http_responses_total HTTP responses by status.\n"
                        "# TYPE houston_http_responses_total counter\n");
     for (int status = 100; status < 600; status++)

@@ -37,6 +37,7 @@ typedef struct hs_metrics {
     uint64_t bus_heartbeats;          /* scale-out: heartbeats sent by this notifier */
     uint64_t bus_reconnects;          /* scale-out: links to Redis re-established */
     uint64_t duplicates_dropped;      /* scale-out: redelivered messages not delivered again */
+    uint64_t stream_gaps;             /* scale-out: losses in a Redis stream (recovery.md) */
     hs_histogram_t publish_commit;    /* request received -> message committed */
     hs_histogram_t publish_to_socket; /* message created -> frame queued on the sockets */
 } hs_metrics_t;

@@ -89,7 +89,7 @@ struct client {
     uint64_t attach_gen; /* unique per attach: a late answer for an older one is dropped */
     char last_ack[HS_ULID_LEN + 1]; /* highest acknowledged id, "" before any */
     bool ack_dirty;                 /* last_ack not yet written to the store */
-    bool evicted;                   /* the server ends it: no resume */
+    bool stale;                     /* commands for it may be lost: a resume rebuilds it */
     bool unbounded;                 /* sending a part of a replay or the held messages: past
                                        --max-pending (each is bounded by it already) */
     struct replay *stream;          /* a replay being sent part by part, or NULL */
@@ -558,6 +558,34 @@ static int forward(hs_notifier_t *n, const hs_node_cmd_t *cmd)
     return rc;
 }
 
+static void ask_to_resume(hs_notifier_t *n, client_t *client, const char *reason);
+
+/* Commands or events meant for this node were lost (bus.h, HS_NODE_GAP):
+ * every attached connection may be short, so it is closed with 1001 and
+ * detached at once, and resumes from its last id, replayed from the
+ * history. Lost commands may have been subscribes or unsubscribes, so no
+ * copy in memory is trusted any more: a resume rebuilds each connection
+ * from its rows (stale). Runs before any command that followed the loss,
+ * so no connection gets a message from after it first. */
+static void stream_gap(hs_notifier_t *n, const hs_node_cmd_t *cmd)
+{
+    hs_metrics_singleton.stream_gaps++;
+    size_t count = hs_map_count(&n->clients), closed = 0, pos = 0;
+    client_t **attached = hs_calloc(count ? count : 1, sizeof(*attached));
+    client_t *client;
+    while ((client = hs_map_next(&n->clients, &pos)) != NULL) {
+        client->stale = true;
+        if (!client->detached)
+            attached[closed++] = client;
+    }
+    for (size_t i = 0; i < closed; i++)
+        ask_to_resume(n, attached[i], "resume again");
+    hs_free(attached);
+    hs_log_warn("notifier: gap in %s (%.*s); asked %zu connections to resume",
+                cmd->topic ? cmd->topic : "a stream", (int)cmd->frame_text_len,
+                cmd->frame_text ? cmd->frame_text : "", closed);
+}
+
 static int handle_command(const hs_node_cmd_t *cmd, void *data)
 {
     hs_notifier_t *n = data;
@@ -593,6 +621,9 @@ static int handle_command(const hs_node_cmd_t *cmd, void *data)
             return HS_ENOTFOUND;
         hs_log_info("notifier: conn %s disconnected by the API", client->id);
         end_client(n, client, 4000, "disconnected by server");
+        return 0;
+    case HS_NODE_GAP:
+        stream_gap(n, cmd);
         return 0;
     }
     return HS_EINVAL;
@@ -1771,7 +1802,7 @@ static void takeover_free(takeover_t *t)
 static client_t *adopt(hs_notifier_t *n, takeover_t *t)
 {
     client_t *client = find_client(n, t->id);
-    if (client && client->detached && client->epoch == t->epoch) {
+    if (client && client->detached && client->epoch == t->epoch && !client->stale) {
         stop_client_timer(&client->window);
     } else {
         if (client) {
@@ -1926,7 +1957,7 @@ static void sse_close(hs_conn_t *conn)
         return;
     hs_log_info("notifier: conn %s: event stream closed", client->id);
     /* An event stream has no clean close: it may always come back. */
-    transport_ended(client->notifier, client, !client->evicted);
+    transport_ended(client->notifier, client, true);
 }
 
 static void sse_drain(hs_conn_t *conn)

@@ -53,6 +53,8 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.db, "sqlite:houston.db");
     assert_int_equal(cfg.max_content, 65536);
     assert_int_equal(cfg.ping_interval_ms, 30000);
+    assert_int_equal(cfg.node_stream_max, 10000);
+    assert_int_equal(cfg.event_stream_max, 100000);
     assert_int_equal(cfg.sources[0], HS_CONFIG_DEFAULT);
     hs_config_dispose(&cfg);
 }
@@ -115,6 +117,9 @@ static void test_errors_name_the_setting(void **state)
         {"--log-format=xml", "--log-format"},
         {"stray", "unexpected argument"},
         {"--max-body=99999999999999999999999", "--max-body"},
+        /* streams keep at least 1,000 entries */
+        {"--node-stream-max=999", "out of range"},
+        {"--event-stream-max=10", "out of range"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         hs_config_t cfg;

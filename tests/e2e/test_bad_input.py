@@ -104,8 +104,23 @@ def test_wrong_content_type_is_415(server):
     resp = post_raw(server, "/api/v1/messages", b"topic=x&content=y",
                     "application/x-www-form-urlencoded")
     assert status_of(resp) == 415 and b"unsupported_media_type" in resp
-    resp = post_raw(server, "/api/v1/messages", b'{"topic":"bad-input","content":"y"}', None)
-    assert status_of(resp) == 201  # no Content-Type: read as JSON
+    before = history_count(server)
+    body = b'{"topic":"bad-input","content":"y"}'
+    # What a page may send anywhere without a preflight: no Content-Type (a
+    # Blob), text/plain, a form; and JSON look-alikes. None is read as JSON.
+    for content_type in (None, "text/plain", "text/plain;charset=UTF-8",
+                         "multipart/form-data; boundary=x", "application/merge-patch+json",
+                         "application/jsonp", ""):
+        resp = post_raw(server, "/api/v1/messages", body, content_type)
+        assert status_of(resp) == 415, (content_type, resp)
+        assert b'"code":"unsupported_media_type"' in resp
+    for path in ("/api/v1/publish", "/api/v1/subscribes", "/api/v1/notification"):
+        resp = post_raw(server, path, body, None)
+        assert status_of(resp) == 415 and b"unsupported_media_type" in resp, (path, resp)
+    assert history_count(server) == before
+    # Parameters are fine.
+    resp = post_raw(server, "/api/v1/messages", body, "Application/JSON; charset=utf-8")
+    assert status_of(resp) == 201
 
 
 def test_unknown_path_and_method(server):

@@ -295,3 +295,15 @@ def test_no_secret_in_any_log_line(fresh_server):
     assert "token=***" in logs and "resume=***" in logs, logs[-3000:]
     for secret in (KEY, SECRET, token, token.split(".")[2], resume):
         assert secret not in logs, secret
+
+
+def test_a_bad_trusted_proxies_list_stops_the_start(tmp_path):
+    for env, flags in (({}, ["--trusted-proxies", "10.0.0.0/33"]),
+                       ({"HOUSTON_TRUSTED_PROXIES": "127.0.0.1, proxy.internal"}, [])):
+        out = subprocess.run([BIN, "serve", "--ws-addr", f"127.0.0.1:{free_port()}",
+                              "--api-addr", f"127.0.0.1:{free_port()}", "--db",
+                              f"sqlite:{tmp_path}/bad.db", *flags],
+                             env={**os.environ, **env}, capture_output=True, text=True,
+                             timeout=20)
+        assert out.returncode == 1, out.stderr
+        assert "--trusted-proxies" in out.stderr and "CIDR" in out.stderr, out.stderr

@@ -60,13 +60,14 @@ e2e-mariadb:
 # The web console in headless Debian Chromium, driven by npm playwright-core
 # (installed into tests/browser/node_modules from the committed lock when
 # that is newer than the install;
-# no browser download). Writes $(BUILD)/test-output/console.png.
+# no browser download). Writes $(BUILD)/test-output/console.png. hostile.spec.mjs:
+# a page from another origin against a keyless server (docs/security.md).
 browser:
 	@[ tests/browser/node_modules/.package-lock.json -nt tests/browser/package-lock.json ] || \
 	  (cd tests/browser && npm ci --no-audit --no-fund)
 	@mkdir -p $(BUILD)/test-output
 	HOUSTON_BIN=$(CURDIR)/$(BUILD)/houston HOUSTON_TEST_OUTPUT=$(CURDIR)/$(BUILD)/test-output \
-	  node --test tests/browser/console.spec.mjs
+	  node --test tests/browser/console.spec.mjs tests/browser/hostile.spec.mjs
 
 # The JavaScript client (clients/js/houston.js) under Node against the real
 # binary: Node's global WebSocket (Node 22+; Node 20 needs the flag). No npm

@@ -23,6 +23,9 @@
 #include "core/error.h"
 #include "core/redact.h"
 #include "core/log.h"
+#include "http/client_addr.h"
+#include "http/cors.h"
+#include "http/origin.h"
 #include "http/server.h"
 #include "net/net.h"
 #include "roles/auth.h"
@@ -53,6 +56,11 @@ typedef struct app {
     hs_auth_t *auth;               /* API keys (publisher, metrics) */
     hs_token_verifier_t *verifier; /* client tokens (notifier), NULL when off */
     char api_addr[300];            /* the API address in effect */
+    /* who may reach the two ports (docs/security.md): the servers borrow it */
+    hs_http_policy_t policy;
+    hs_host_list_t *allowed_hosts;   /* NULL: no Host check */
+    hs_addr_list_t *trusted_proxies; /* --trusted-proxies */
+    hs_cors_t *allowed_origins;      /* --allowed-origins */
     /* --metrics-addr: an extra server with the operations routes only */
     hs_router_t *metrics_router;
     hs_health_t *metrics_health;
@@ -105,6 +113,9 @@ static void bus_closed_cb(int status, void *data)
         hs_publisher_free(app->publisher);
     hs_net_close(app->net);
     hs_auth_free(app->auth);
+    hs_host_list_free(app->allowed_hosts);
+    hs_addr_list_free(app->trusted_proxies);
+    hs_cors_free(app->allowed_origins);
     hs_token_verifier_free(app->verifier);
     uv_close((uv_handle_t *)&app->sighup, handle_closed_cb);
     uv_close((uv_handle_t *)&app->sigint, handle_closed_cb);
@@ -317,6 +328,38 @@ static char *read_file(const char *path, char *err, size_t err_len)
     return text;
 }
 
+/* The Host check, the Origin list and the trusted proxies, shared by the
+ * API and WebSocket servers. The Host check is on without an API key (the
+ * keyless API trusts whoever reaches it, and a rebinding page reaches it
+ * under its own name), or whenever --allowed-hosts is set. */
+static int setup_browser_rules(app_t *app, bool keys)
+{
+    char err[256] = "";
+    hs_config_t *cfg = &app->cfg;
+    if (hs_addr_list_parse(cfg->trusted_proxies, &app->trusted_proxies, err, sizeof(err)) != 0) {
+        hs_log_error("houston: %s", err);
+        return 1;
+    }
+    app->allowed_origins = hs_cors_new(
+        cfg->allowed_origins[strspn(cfg->allowed_origins, " \t")] ? cfg->allowed_origins : "none",
+        NULL);
+    if (hs_cors_allows_any(app->allowed_origins) && app->verifier == NULL) {
+        hs_log_error("houston: --allowed-origins \"*\" lets every web page open connections; it "
+                     "is allowed only together with client tokens (--jwt-secret or "
+                     "--jwt-public-key). List the origins instead");
+        return 1;
+    }
+    if (cfg->allowed_hosts[0] || ((app->roles & ROLE_PUBLISHER) && !keys))
+        app->allowed_hosts = hs_host_list_new(cfg->allowed_hosts);
+    app->policy = (hs_http_policy_t){.allowed_hosts = app->allowed_hosts,
+                                     .trusted_proxies = app->trusted_proxies,
+                                     .allowed_origins = app->allowed_origins};
+    if (hs_addr_list_count(app->trusted_proxies) > 0 && !keys && (app->roles & ROLE_PUBLISHER))
+        hs_log_warn("houston: --trusted-proxies without an API key: requests relayed by a proxy "
+                    "are refused by the API (403); set --api-key");
+    return 0;
+}
+
 /* API keys, the secure-by-default API address, client tokens. Returns 0,
  * or 1 after logging why houston cannot start. */
 static int setup_security(app_t *app)
@@ -369,7 +412,7 @@ static int setup_security(app_t *app)
             return 1;
         }
     }
-    return 0;
+    return setup_browser_rules(app, keys);
 }
 
 /* Client-side subscribes without tokens: only in the loopback development
@@ -454,6 +497,7 @@ static int serve(app_t *app)
         hs_store_remove_node(app->store, app->node, stale_removed_cb, NULL);
         app->notifier = hs_notifier_new(app->net, app->store, app->bus, &app->cfg, app->node);
         hs_notifier_set_security(app->notifier, app->verifier, open_client_subscribe(app));
+        hs_notifier_set_http_policy(app->notifier, &app->policy);
         rc = hs_notifier_start(app->notifier, app->cfg.ws_addr);
         if (rc != 0) {
             hs_log_error("houston: cannot listen on %s (WebSocket): %s", app->cfg.ws_addr,
@@ -466,6 +510,7 @@ static int serve(app_t *app)
         if (app->notifier)
             hs_publisher_set_gauges(app->publisher, notifier_gauges, app->notifier);
         hs_publisher_set_auth(app->publisher, app->auth);
+        hs_publisher_set_http_policy(app->publisher, &app->policy);
         rc = hs_publisher_start(app->publisher, app->api_addr);
         if (rc != 0) {
             hs_log_error("houston: cannot listen on %s (API): %s", app->api_addr, hs_strerror(rc));

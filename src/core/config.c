@@ -62,7 +62,19 @@ static const setting_t settings[] = {
     {"node-id", "HOUSTON_NODE_ID", T_STRING, offsetof(hs_config_t, node_id), "", 0, 0, "ID",
      "this notifier's node id (default: local)", .url_secret = false},
     {"allowed-origins", "HOUSTON_ALLOWED_ORIGINS", T_STRING, offsetof(hs_config_t, allowed_origins),
-     "", 0, 0, "LIST", "comma-separated Origins allowed to open a WebSocket (empty: any)",
+     "", 0, 0, "LIST",
+     "browser Origins that may open a WebSocket or event stream besides the server's own "
+     "(comma list; * only with client tokens; empty: the server's own only)",
+     .url_secret = false},
+    {"allowed-hosts", "HOUSTON_ALLOWED_HOSTS", T_STRING, offsetof(hs_config_t, allowed_hosts), "",
+     0, 0, "LIST",
+     "Host names both ports answer to besides localhost and loopback addresses; others get 421 "
+     "(checked without an API key, or when set)",
+     .url_secret = false},
+    {"trusted-proxies", "HOUSTON_TRUSTED_PROXIES", T_STRING, offsetof(hs_config_t, trusted_proxies),
+     "", 0, 0, "CIDRS",
+     "reverse proxies (addresses, CIDR blocks) whose X-Forwarded-For / Forwarded give the client "
+     "address (empty: none)",
      .url_secret = false},
     {"cors-origins", "HOUSTON_CORS_ORIGINS", T_STRING, offsetof(hs_config_t, cors_origins), "", 0,
      0, "LIST",

@@ -37,7 +37,9 @@ typedef struct hs_config {
     char *config_file;         /* --config          HOUSTON_CONFIG         "" (key = value lines) */
     char *log_level;           /* --log-level      HOUSTON_LOG_LEVEL      "info" */
     char *node_id;             /* --node-id        HOUSTON_NODE_ID        "" = generated */
-    char *allowed_origins;     /* --allowed-origins HOUSTON_ALLOWED_ORIGINS "" = any */
+    char *allowed_origins;     /* --allowed-origins HOUSTON_ALLOWED_ORIGINS "" = own origin only */
+    char *allowed_hosts;       /* --allowed-hosts  HOUSTON_ALLOWED_HOSTS  "" = loopback names */
+    char *trusted_proxies;     /* --trusted-proxies HOUSTON_TRUSTED_PROXIES "" = none */
     char *cors_origins;        /* --cors-origins   HOUSTON_CORS_ORIGINS   "" = console's loopback */
     uint64_t max_content;      /* --max-content    HOUSTON_MAX_CONTENT    64 KiB */
     uint64_t max_body;         /* --max-body       HOUSTON_MAX_BODY       1 MiB */

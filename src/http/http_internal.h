@@ -3,6 +3,7 @@
 #define HS_HTTP_INTERNAL_H
 
 #include "core/buf.h"
+#include "http/client_addr.h"
 #include "http/cors.h"
 #include "http/server.h"
 
@@ -56,6 +57,8 @@ struct hs_http_request {
     unsigned query_count;
     uint64_t start_ms;
     char id[24];
+    char client_addr[HS_CLIENT_ADDR_MAX]; /* set at dispatch */
+    bool proxied;                         /* relayed by a trusted proxy */
     /* pipelining (server.c): the connection's queue of requests in flight */
     struct hs_http_request *next_in_flight;
     hs_buf_t *answer; /* encoded, waiting for the answers before it */
@@ -75,6 +78,9 @@ int hs_http__request_add_header_bytes(hs_http_request_t *req, const char *at, si
 /* Splits url into path and query and decodes the query; HS_EINVAL on a bad
  * escape or too many parameters. */
 int hs_http__request_parse_target(hs_http_request_t *req);
+/* Every value of the header name, in order, joined with ","; NULL when
+ * there is none. The caller frees it (hs_free). */
+char *hs_http__request_header_joined(const hs_http_request_t *req, const char *name);
 void hs_http__request_set_param(hs_http_request_t *req, const char *name, const char *value,
                                 size_t len);
 
@@ -91,6 +97,8 @@ void hs_http__cors_options(hs_http_request_t *req, const char *allow);
 
 /* server.c: the server's CORS policy, or NULL. */
 const hs_cors_t *hs_http__server_cors(const hs_http_server_t *server);
+/* server.c: the server's policy, or NULL. */
+const hs_http_policy_t *hs_http__server_policy(const hs_http_server_t *server);
 
 hs_http_persist_t hs_http__persistence(hs_http_request_t *req, int status);
 /* Queues the encoded response, logs it, releases req and moves the

@@ -108,6 +108,98 @@ const char *hs_http_header(const hs_http_request_t *req, const char *name, size_
     return NULL;
 }
 
+static int hex_value(char c);
+
+char *hs_http__request_header_joined(const hs_http_request_t *req, const char *name)
+{
+    size_t name_len = strlen(name), total = 0;
+    for (unsigned i = 0; i < req->header_count; i++) {
+        const header_ref_t *h = &req->headers[i];
+        if (h->name_len == name_len && strncasecmp(req->hbuf + h->name_off, name, name_len) == 0)
+            total += h->value_len + 2;
+    }
+    if (total == 0)
+        return NULL;
+    char *out = hs_malloc(total + 1);
+    size_t used = 0;
+    for (unsigned i = 0; i < req->header_count; i++) {
+        const header_ref_t *h = &req->headers[i];
+        if (h->name_len != name_len || strncasecmp(req->hbuf + h->name_off, name, name_len) != 0)
+            continue;
+        if (used > 0)
+            out[used++] = ',';
+        if (h->value_off) {
+            memcpy(out + used, req->hbuf + h->value_off, h->value_len);
+            used += h->value_len;
+        }
+    }
+    out[used] = '\0';
+    return out;
+}
+
+/* Query parameters whose values are credentials: never in a log line. */
+static bool secret_param(const char *name, size_t len)
+{
+    static const char *const names[] = {"token",  "resume", "key",      "api_key",
+                                        "apikey", "secret", "password", "access_token"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strlen(names[i]) == len && strncasecmp(names[i], name, len) == 0)
+            return true;
+    return false;
+}
+
+void hs_http_loggable_target(const hs_http_request_t *req, char *out, size_t out_len)
+{
+    if (out_len == 0)
+        return;
+    const char *url = req->url ? req->url : (req->path ? req->path : "-");
+    size_t used = 0;
+    const char *p = url;
+    bool in_query = false;
+    while (*p && used + 1 < out_len) {
+        /* A parameter starts after '?' or '&': copy its name, then its value
+         * or "***". */
+        if (!in_query && *p != '?') {
+            out[used++] = *p++;
+            continue;
+        }
+        out[used++] = *p++; /* '?' or '&' */
+        in_query = true;
+        size_t name_len = strcspn(p, "=&");
+        for (size_t i = 0; i < name_len && used + 1 < out_len; i++)
+            out[used++] = p[i];
+        /* Compared decoded, as hs_http_query finds it ("tok%65n" is token). */
+        char name[32];
+        size_t nl = 0;
+        for (size_t i = 0; i < name_len && nl < sizeof(name); i++) {
+            int hi, lo;
+            if (p[i] == '%' && i + 2 < name_len && (hi = hex_value(p[i + 1])) >= 0 &&
+                (lo = hex_value(p[i + 2])) >= 0) {
+                name[nl++] = (char)(hi * 16 + lo);
+                i += 2;
+            } else {
+                name[nl++] = p[i] == '+' ? ' ' : p[i];
+            }
+        }
+        bool secret = nl < sizeof(name) && secret_param(name, nl);
+        p += name_len;
+        if (*p != '=')
+            continue;
+        if (used + 1 < out_len)
+            out[used++] = *p++;
+        size_t value_len = strcspn(p, "&");
+        if (secret) {
+            for (const char *m = "***"; *m && used + 1 < out_len; m++)
+                out[used++] = *m;
+        } else {
+            for (size_t i = 0; i < value_len && used + 1 < out_len; i++)
+                out[used++] = p[i];
+        }
+        p += value_len;
+    }
+    out[used] = '\0';
+}
+
 static int hex_value(char c)
 {
     if (c >= '0' && c <= '9')

@@ -55,6 +55,8 @@ const char *hs_http__reason(int status)
         return "Unsupported Media Type";
     case 417:
         return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
     case 422:
         return "Unprocessable Content";
     case 426:

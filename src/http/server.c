@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "http/http_internal.h"
+#include "http/origin.h"
 
 #define HS_HTTP_PIPELINE 64 /* requests in flight per connection */
 
@@ -56,8 +57,9 @@ struct hs_http_server {
     hs_listener_t *extra_listener; /* hs_http_server_listen_also */
     bool (*guard)(hs_http_request_t *req, void *ctx);
     void *guard_ctx;
-    hs_cors_t *cors;       /* NULL: no CORS headers, OPTIONS only where routed */
-    hs_http_conn_t *conns; /* HTTP connections (upgraded ones leave) */
+    hs_cors_t *cors;                /* NULL: no CORS headers, OPTIONS only where routed */
+    const hs_http_policy_t *policy; /* borrowed; NULL: no Host check, no proxies */
+    hs_http_conn_t *conns;          /* HTTP connections (upgraded ones leave) */
     size_t conn_count;
     uint64_t request_seq;
     bool shutting_down;
@@ -280,10 +282,17 @@ static void drain_answers(hs_http_conn_t *hc)
         hs_conn_send_always(hc->conn, req->answer);
         hs_buf_unref(req->answer);
         int status = req->answer_status;
-        hs_log(status >= 500 ? HS_LOG_WARN : HS_LOG_DEBUG, "http: %s %s %s %s %s -> %d (%llu ms)",
-               hc->server->name, req->id, hs_conn_peer(hc->conn),
-               req->path ? http_method_str(req->method) : "-", req->path ? req->path : "-", status,
-               (unsigned long long)(now - req->start_ms));
+        if ((status >= 500 ? HS_LOG_WARN : HS_LOG_DEBUG) >= hs_log_singleton.threshold) {
+            /* The target's query may carry a token: logged masked. */
+            char target[512];
+            hs_http_loggable_target(req, target, sizeof(target));
+            hs_log_write(status >= 500 ? HS_LOG_WARN : HS_LOG_DEBUG,
+                         "http: %s %s %s%s%s %s %s -> %d (%llu ms)", hc->server->name, req->id,
+                         req->client_addr[0] ? req->client_addr : hs_conn_peer(hc->conn),
+                         req->proxied ? " via " : "", req->proxied ? hs_conn_peer(hc->conn) : "",
+                         req->path ? http_method_str(req->method) : "-", req->path ? target : "-",
+                         status, (unsigned long long)(now - req->start_ms));
+        }
         bool close = req->answer_persist == HS_HTTP_CLOSE;
         hs_http__request_free(req);
         if (close) {
@@ -349,6 +358,35 @@ static void fail_request(hs_http_conn_t *hc, int status, const char *code, const
 
 /* ---- the request cycle ------------------------------------------------------ */
 
+/* The client address: the peer's, or behind a trusted proxy the one it
+ * relays for. */
+static void resolve_client(hs_http_conn_t *hc, hs_http_request_t *req)
+{
+    char peer[HS_CLIENT_ADDR_MAX];
+    hs_addr_from_peer(hs_conn_peer(hc->conn), peer, sizeof(peer));
+    const hs_http_policy_t *policy = hc->server->policy;
+    if (policy == NULL || hs_addr_list_count(policy->trusted_proxies) == 0) {
+        snprintf(req->client_addr, sizeof(req->client_addr), "%s", peer);
+        return;
+    }
+    char *xff = hs_http__request_header_joined(req, "x-forwarded-for");
+    char *forwarded = hs_http__request_header_joined(req, "forwarded");
+    req->proxied = hs_client_addr_resolve(policy->trusted_proxies, peer, xff, forwarded,
+                                          req->client_addr, sizeof(req->client_addr));
+    hs_free(xff);
+    hs_free(forwarded);
+}
+
+/* The Host check (DNS rebinding): true when the request may go on. */
+static bool host_allowed(const hs_http_server_t *s, const hs_http_request_t *req)
+{
+    if (s->policy == NULL || s->policy->allowed_hosts == NULL)
+        return true;
+    size_t len;
+    const char *host = hs_http_header(req, "host", &len);
+    return host == NULL || hs_http_host_allowed(s->policy->allowed_hosts, host, len);
+}
+
 static void dispatch(hs_http_conn_t *hc)
 {
     hs_http_server_t *s = hc->server;
@@ -374,9 +412,20 @@ static void dispatch(hs_http_conn_t *hc)
     hs_http_handler_fn fn;
     void *ctx;
     char allow[128];
+    resolve_client(hc, req);
     int rc = hs_http__request_parse_target(req);
     if (rc != 0) {
         hs_http_respond_error(req, 400, "bad_request", "invalid query string");
+    } else if (!host_allowed(s, req)) {
+        /* Before the guard and CORS: a page that re-pointed its own name at
+         * this machine learns nothing, not even whether a key is needed. */
+        size_t host_len = 0;
+        const char *host = hs_http_header(req, "host", &host_len);
+        hs_log_info("http: %s %s %s: Host \"%.*s\" refused (--allowed-hosts)", s->name, req->id,
+                    req->client_addr, host_len > 100 ? 100 : (int)host_len, host ? host : "");
+        hs_http_respond_error(req, 421, "misdirected_request",
+                              "this server does not answer to that Host; use localhost or a "
+                              "loopback address, or list the name in --allowed-hosts");
     } else if (s->guard && req->method != HTTP_OPTIONS && !s->guard(req, s->guard_ctx)) {
         /* Refused (and answered) before routing: without credentials, not
          * even which paths exist is told. Preflights carry no credentials
@@ -689,6 +738,14 @@ bool hs_http_can_take_over(const hs_http_request_t *req)
 hs_conn_t *hs_http_upgrade(hs_http_request_t *req)
 {
     hs_http_conn_t *hc = req->hc;
+    if (hc && HS_LOG_DEBUG >= hs_log_singleton.threshold) {
+        char target[512];
+        hs_http_loggable_target(req, target, sizeof(target));
+        hs_log_write(HS_LOG_DEBUG, "http: %s %s %s%s%s %s %s -> taken over", hc->server->name,
+                     req->id, req->client_addr, req->proxied ? " via " : "",
+                     req->proxied ? hs_conn_peer(hc->conn) : "", http_method_str(req->method),
+                     target);
+    }
     if (hc && hc->head == req) { /* the only one in flight (process() made sure) */
         hc->head = hc->tail = NULL;
         hc->in_flight = 0;
@@ -774,6 +831,40 @@ int hs_http_server_listen_also(hs_http_server_t *s, const char *addr)
 const hs_cors_t *hs_http__server_cors(const hs_http_server_t *s)
 {
     return s->cors;
+}
+
+void hs_http_server_set_policy(hs_http_server_t *s, const hs_http_policy_t *policy)
+{
+    s->policy = policy;
+}
+
+const hs_http_policy_t *hs_http__server_policy(const hs_http_server_t *s)
+{
+    return s->policy;
+}
+
+const char *hs_http_client_addr(const hs_http_request_t *req)
+{
+    return req->client_addr;
+}
+
+bool hs_http_request_proxied(const hs_http_request_t *req)
+{
+    return req->proxied;
+}
+
+bool hs_http_origin_allowed(const hs_http_request_t *req)
+{
+    size_t origin_len, host_len = 0;
+    const char *origin = hs_http_header(req, "origin", &origin_len);
+    if (origin == NULL)
+        return true; /* not a browser: backends, the CLI */
+    const hs_http_policy_t *policy = req->server->policy;
+    if (policy && policy->allowed_origins &&
+        hs_cors_allows(policy->allowed_origins, origin, origin_len))
+        return true;
+    const char *host = hs_http_header(req, "host", &host_len);
+    return hs_http_same_origin(origin, origin_len, host, host_len);
 }
 
 int hs_http_server_listen(hs_http_server_t *s, const char *addr)

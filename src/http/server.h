@@ -35,6 +35,8 @@ typedef struct hs_http_server hs_http_server_t;
 typedef struct hs_http_request hs_http_request_t;
 typedef struct hs_router hs_router_t;
 typedef struct hs_cors hs_cors_t;
+typedef struct hs_host_list hs_host_list_t;
+typedef struct hs_addr_list hs_addr_list_t;
 
 typedef struct hs_http_limits {
     size_t max_url;                 /* request target bytes (414) */
@@ -88,6 +90,23 @@ void hs_http_server_set_cors(hs_http_server_t *server, hs_cors_t *cors);
  * returns false. Used for API keys. Call before listening. */
 void hs_http_server_set_guard(hs_http_server_t *server,
                               bool (*guard)(hs_http_request_t *req, void *ctx), void *ctx);
+/* Who may reach a server and how its clients are told apart
+ * (docs/security.md). Everything is borrowed: it must outlive the server. */
+typedef struct hs_http_policy {
+    /* Non-NULL: the Host check is on. A request whose Host names neither a
+     * loopback host nor one in this list gets 421 misdirected_request
+     * before anything else (DNS rebinding); one without Host (not a
+     * browser) passes. */
+    const hs_host_list_t *allowed_hosts;
+    /* Peers whose X-Forwarded-For / Forwarded are believed (client_addr.h). */
+    const hs_addr_list_t *trusted_proxies;
+    /* Origins besides the server's own that hs_http_origin_allowed admits. */
+    const hs_cors_t *allowed_origins;
+} hs_http_policy_t;
+
+/* Applies policy to every request from now on (NULL: none). Call before
+ * listening. */
+void hs_http_server_set_policy(hs_http_server_t *server, const hs_http_policy_t *policy);
 /* Starts listening (see hs_listener_start for addr). */
 int hs_http_server_listen(hs_http_server_t *server, const char *addr);
 /* Listens on a second address too (e.g. [::1]:P next to 127.0.0.1:P);
@@ -119,6 +138,21 @@ const char *hs_http_query(hs_http_request_t *req, const char *name);
 const char *hs_http_param(const hs_http_request_t *req, const char *name);
 /* Body bytes (may be empty, never NULL). */
 const char *hs_http_body(const hs_http_request_t *req, size_t *len);
+/* The client's address, without port: the peer's, or behind a trusted
+ * proxy the first hop it did not add (client_addr.h). "" when unknown. */
+const char *hs_http_client_addr(const hs_http_request_t *req);
+/* Whether the request came through a trusted proxy: then it is never taken
+ * as coming from this machine, whatever its client address. */
+bool hs_http_request_proxied(const hs_http_request_t *req);
+/* Whether a browser may open a WebSocket or event stream with this
+ * request: no Origin (not a browser), an Origin with the host and port of
+ * the request's Host (the page the server itself served), or one listed in
+ * the policy's allowed_origins. */
+bool hs_http_origin_allowed(const hs_http_request_t *req);
+/* The request target (path and query) for a log line, with the values of
+ * secret-bearing query parameters (token, resume, key, ...) replaced by
+ * "***", cut to out_len. */
+void hs_http_loggable_target(const hs_http_request_t *req, char *out, size_t out_len);
 /* A short id for log lines ("r12345"). */
 const char *hs_http_request_id(const hs_http_request_t *req);
 /* The connection, or NULL when the client already went away. */

@@ -193,14 +193,24 @@ const char *hs_auth_presented_key(hs_http_request_t *req, size_t *len)
 bool hs_auth_guard_cb(hs_http_request_t *req, void *ctx)
 {
     hs_auth_t *auth = ctx;
-    if (auth == NULL || auth->count == 0)
-        return true;
     size_t path_len;
     const char *path = hs_http_path(req, &path_len);
     /* Load balancers probe these without credentials. */
     if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
         strcmp(path, "/healthz/") == 0 || strcmp(path, "/readyz/") == 0)
         return true;
+    if (auth == NULL || auth->count == 0) {
+        /* Without keys the API trusts whoever reaches its (loopback)
+         * address; a reverse proxy reaches it for the whole world. */
+        if (!hs_http_request_proxied(req))
+            return true;
+        hs_log_info("auth: %s %s from %s refused: relayed by a proxy and no API key is configured",
+                    hs_http_request_id(req), path, hs_http_client_addr(req));
+        hs_http_respond_error(req, 403, "forbidden",
+                              "this API has no key configured and does not answer requests "
+                              "relayed by a proxy; configure --api-key");
+        return false;
+    }
     size_t len;
     const char *key = hs_auth_presented_key(req, &len);
     if (key && hs_auth_check(auth, key, len))

@@ -11,6 +11,8 @@
  * "X-API-Key: <key>". hs_auth_guard_cb is an HTTP guard (server.h): with
  * keys configured, every request but /healthz and /readyz needs one, else
  * 401 {"error":{"code":"unauthorized",…}} with "WWW-Authenticate: Bearer".
+ * Without keys, a request relayed by a trusted proxy (--trusted-proxies)
+ * is 403 forbidden: the keyless API is for this machine only.
  *
  * Thread affinity: the loop thread only.
  */

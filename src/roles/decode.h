@@ -34,9 +34,9 @@ bool hs_topic_valid(const char *s, size_t len);
  * reference in *out, or HS_EINVAL. */
 int hs_decode_body(const char *body, size_t len, json_t **out, hs_api_error_t *err);
 
-/* Whether a Content-Type header value is JSON ("application/json" or
- * "application/<x>+json", parameters ignored). A missing header (NULL) is
- * accepted as JSON. */
+/* Whether a Content-Type header value is "application/json" (any case,
+ * parameters such as charset ignored). A missing header (NULL) is not: see
+ * docs/security.md, a hostile page in the browser. */
 bool hs_content_type_is_json(const char *value, size_t len);
 
 /* POST /api/v1/messages {topic, content, author} and POST /api/v1/publish

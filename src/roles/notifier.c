@@ -12,6 +12,7 @@
 #include "core/map.h"
 #include "core/metrics.h"
 #include "core/ulid.h"
+#include "http/client_addr.h"
 #include "http/server.h"
 #include "roles/console.h"
 #include "roles/decode.h"
@@ -112,6 +113,8 @@ struct ip_entry {
     size_t conns;
     double tokens;
     uint64_t refill_ms;
+    bool proxied;   /* relayed by a trusted proxy: never loopback */
+    size_t key_len; /* the map key: ip, and for a proxied one "\0p" after it */
     char ip[];
 };
 
@@ -649,21 +652,6 @@ static void maybe_finish_shutdown(hs_notifier_t *n)
 
 /* ---- per-IP limits ----------------------------------------------------- */
 
-/* The address of "ip:port" or "[v6]:port", without the port. */
-static void peer_ip(const char *peer, char *out, size_t out_len)
-{
-    const char *start = peer, *end = strrchr(peer, ':');
-    if (peer[0] == '[') {
-        start = peer + 1;
-        end = strchr(peer, ']');
-    }
-    size_t len = end ? (size_t)(end - start) : strlen(start);
-    if (len >= out_len)
-        len = out_len - 1;
-    memcpy(out, start, len);
-    out[len] = '\0';
-}
-
 static void refill(double *tokens, uint64_t *last_ms, uint64_t now, double rate, double burst)
 {
     if (now > *last_ms) {
@@ -689,29 +677,42 @@ static void sweep_ips(hs_notifier_t *n, uint64_t now)
             drop[idle++] = e;
     }
     for (size_t i = 0; i < idle; i++) {
-        hs_map_remove(&n->ips, drop[i]->ip, strlen(drop[i]->ip));
+        hs_map_remove(&n->ips, drop[i]->ip, drop[i]->key_len);
         hs_free(drop[i]);
     }
     hs_free(drop);
     n->ips_sweep_at = 2 * hs_map_count(&n->ips) + 1024;
 }
 
-/* Counts an upgrade attempt from ip. Returns NULL when it may go on, else
- * the reason for a 429. */
-static const char *ip_admit(hs_notifier_t *n, const char *ip, ip_entry_t **out)
+/* Counts an upgrade attempt from ip (the client address: behind a trusted
+ * proxy, the one it relays for). A proxied address has an entry of its own,
+ * apart from the same address connecting directly, so that only a direct
+ * one can count as loopback. Returns NULL when it may go on, else the
+ * reason for a 429. */
+static const char *ip_admit(hs_notifier_t *n, const char *ip, bool proxied, ip_entry_t **out)
 {
     uint64_t now = uv_now(hs_net_loop(n->net));
     size_t len = strlen(ip);
-    ip_entry_t *e = hs_map_get(&n->ips, ip, len);
+    char key[HS_CLIENT_ADDR_MAX + 2];
+    size_t key_len = len < HS_CLIENT_ADDR_MAX ? len : HS_CLIENT_ADDR_MAX - 1;
+    memcpy(key, ip, key_len);
+    key[key_len] = '\0';
+    if (proxied) {
+        key[key_len + 1] = 'p';
+        key_len += 2;
+    }
+    ip_entry_t *e = hs_map_get(&n->ips, key, key_len);
     double rate = (double)n->cfg->connect_rate, burst = 2 * rate;
     if (e == NULL) {
         if (hs_map_count(&n->ips) >= n->ips_sweep_at)
             sweep_ips(n, now);
-        e = hs_calloc(1, sizeof(*e) + len + 1);
-        memcpy(e->ip, ip, len + 1);
+        e = hs_calloc(1, sizeof(*e) + key_len + 1);
+        memcpy(e->ip, key, key_len);
+        e->key_len = key_len;
+        e->proxied = proxied;
         e->tokens = burst;
         e->refill_ms = now;
-        hs_map_put(&n->ips, e->ip, len, e);
+        hs_map_put(&n->ips, e->ip, key_len, e);
     }
     *out = e;
     if (rate > 0) {
@@ -850,10 +851,11 @@ static void client_unsubscribed_cb(int status, size_t count, void *data)
     hs_free(op);
 }
 
-static bool ip_is_loopback(const char *ip)
+/* Whether the client connected from this machine itself: a loopback
+ * address, and not relayed by a proxy (whose own address that may be). */
+static bool ip_is_loopback(const ip_entry_t *e)
 {
-    return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
-           strncmp(ip, "::ffff:127.", 11) == 0;
+    return !e->proxied && hs_addr_is_loopback(e->ip);
 }
 
 /* With tokens, what the token grants. Without, any topic, but only in the
@@ -864,7 +866,7 @@ static bool may_subscribe(const hs_notifier_t *n, const client_t *client, const 
 {
     if (n->verifier)
         return hs_token_grants(&client->claims, topic);
-    return n->open_subscribe && client->ip && ip_is_loopback(client->ip->ip);
+    return n->open_subscribe && client->ip && ip_is_loopback(client->ip);
 }
 
 static bool subscribed_to(const client_t *client, const char *topic)
@@ -1261,17 +1263,13 @@ static const hs_ws_callbacks_t ws_callbacks = {
     .on_drain = ws_drain_cb,
 };
 
-/* Whether the handshake's Origin is allowed: any when no list is set, and
- * any request without Origin (not a browser). */
+/* Whether the handshake's Origin may connect: none (not a browser), the
+ * server's own origin (the console it serves), or one in --allowed-origins
+ * (hs_http_origin_allowed). Checked before the upgrade, SSE included. */
 static bool origin_allowed(const hs_notifier_t *n, hs_http_request_t *req)
 {
-    const char *list = n->cfg->allowed_origins;
-    size_t len;
-    const char *origin = hs_http_header(req, "origin", &len);
-    if (list == NULL || list[0] == '\0' || origin == NULL)
-        return true;
-    (void)len; /* header values are NUL-terminated */
-    return hs_ws_header_has_token(list, strlen(list), origin);
+    (void)n;
+    return hs_http_origin_allowed(req);
 }
 
 /* A resume token is accepted for this long after it was issued, and only
@@ -1636,16 +1634,21 @@ static bool admit(hs_notifier_t *n, hs_http_request_t *req, hs_token_claims_t *c
         return false;
     }
     if (!origin_allowed(n, req)) {
+        size_t origin_len = 0;
+        const char *origin = hs_http_header(req, "origin", &origin_len);
+        hs_log_info("notifier: upgrade from %s refused: Origin \"%.*s\" not allowed",
+                    hs_http_client_addr(req), origin_len > 100 ? 100 : (int)origin_len,
+                    origin ? origin : "");
         hs_http_respond_error(req, 403, "origin_not_allowed",
-                              "this Origin may not open a WebSocket here");
+                              "this Origin may not open a WebSocket or event stream here; "
+                              "list it in --allowed-origins");
         return false;
     }
-    hs_conn_t *conn = hs_http_request_conn(req);
-    char ip[64] = "";
-    if (conn)
-        peer_ip(hs_conn_peer(conn), ip, sizeof(ip));
+    /* The client address: behind a trusted proxy, the one it relays for. */
+    char ip[HS_CLIENT_ADDR_MAX];
+    snprintf(ip, sizeof(ip), "%s", hs_http_client_addr(req));
     ip_entry_t *ip_entry;
-    const char *refusal = ip_admit(n, ip, &ip_entry);
+    const char *refusal = ip_admit(n, ip, hs_http_request_proxied(req), &ip_entry);
     if (refusal) {
         hs_metrics_singleton.limit_refusals++;
         hs_log_info("notifier: upgrade from %s refused: %s", ip, refusal);
@@ -1754,8 +1757,8 @@ static void open_client(hs_notifier_t *n, bool asked, hs_ws_session_t *ws, hs_co
     register_client(n, client, asked, NULL);
     hs_store_add_connection(n->store, client->id, n->node_id, client->claims.sub,
                             client->connected_ms, store_write_cb, NULL);
-    hs_log_info("notifier: conn %s connected from %s%s%s%s", client->id,
-                ws ? hs_ws_peer(ws) : hs_conn_peer(sse), sse ? " (SSE)" : "",
+    hs_log_info("notifier: conn %s connected from %s%s%s%s%s", client->id, client->ip->ip,
+                client->ip->proxied ? " (via a proxy)" : "", sse ? " (SSE)" : "",
                 client->claims.sub ? " as " : "", client->claims.sub ? client->claims.sub : "");
 }
 
@@ -2178,6 +2181,11 @@ void hs_notifier_set_security(hs_notifier_t *n, const hs_token_verifier_t *verif
 {
     n->verifier = verifier;
     n->open_subscribe = open_subscribe;
+}
+
+void hs_notifier_set_http_policy(hs_notifier_t *n, const hs_http_policy_t *policy)
+{
+    hs_http_server_set_policy(n->http, policy);
 }
 
 hs_router_t *hs_notifier_router(hs_notifier_t *n)

@@ -34,6 +34,9 @@ hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
 void hs_notifier_set_security(hs_notifier_t *notifier, const hs_token_verifier_t *verifier,
                               bool open_subscribe);
 /* Registers the node on the bus and listens on addr. */
+/* The Host check, trusted proxies and allowed origins of the WebSocket
+ * port (server.h, docs/security.md); borrowed. Before start. */
+void hs_notifier_set_http_policy(hs_notifier_t *notifier, const hs_http_policy_t *policy);
 int hs_notifier_start(hs_notifier_t *notifier, const char *addr);
 int hs_notifier_port(hs_notifier_t *notifier);
 /* Its routes (for `houston routes`). */

@@ -740,6 +740,11 @@ void hs_publisher_set_auth(hs_publisher_t *p, hs_auth_t *auth)
     hs_http_server_set_guard(p->http, hs_auth_guard_cb, auth);
 }
 
+void hs_publisher_set_http_policy(hs_publisher_t *p, const hs_http_policy_t *policy)
+{
+    hs_http_server_set_policy(p->http, policy);
+}
+
 int hs_publisher_listen_also(hs_publisher_t *p, const char *addr)
 {
     return hs_http_server_listen_also(p->http, addr);

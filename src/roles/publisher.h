@@ -28,6 +28,8 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
  * request but /healthz and /readyz needs one (auth.h). Before start. */
 void hs_publisher_set_auth(hs_publisher_t *publisher, hs_auth_t *auth);
 int hs_publisher_start(hs_publisher_t *publisher, const char *addr);
+/* The Host check, trusted proxies and origins (server.h); borrowed. */
+void hs_publisher_set_http_policy(hs_publisher_t *publisher, const hs_http_policy_t *policy);
 /* Listens on a second address too (the IPv6 loopback next to 127.0.0.1). */
 int hs_publisher_listen_also(hs_publisher_t *publisher, const char *addr);
 int hs_publisher_port(hs_publisher_t *publisher);

@@ -254,7 +254,7 @@ def publish_requests(messages):
     out = b""
     for message in messages:
         body = json.dumps(message).encode()
-        out += (f"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
+        out += (f"POST /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
                 ).encode() + body
     return out
@@ -263,7 +263,7 @@ def publish_requests(messages):
 def upgrade_request(key=None, version="13", path="/api/v1/ws", extra=""):
     """The bytes of a WebSocket opening handshake."""
     key = key or base64.b64encode(os.urandom(16)).decode()
-    return (f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n{extra}\r\n"
             ).encode()
 

@@ -9,7 +9,7 @@ TOPIC = "bad-input"
 
 
 def post_raw(server, path, body, content_type="application/json", extra=""):
-    req = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+    req = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
            + (f"Content-Type: {content_type}\r\n" if content_type else "")
            + extra + "Connection: close\r\n\r\n").encode() + body
     return raw(server.api_port, req)
@@ -104,8 +104,23 @@ def test_wrong_content_type_is_415(server):
     resp = post_raw(server, "/api/v1/messages", b"topic=x&content=y",
                     "application/x-www-form-urlencoded")
     assert status_of(resp) == 415 and b"unsupported_media_type" in resp
-    resp = post_raw(server, "/api/v1/messages", b'{"topic":"bad-input","content":"y"}', None)
-    assert status_of(resp) == 201  # no Content-Type: read as JSON
+    before = history_count(server)
+    body = b'{"topic":"bad-input","content":"y"}'
+    # What a page may send anywhere without a preflight: no Content-Type (a
+    # Blob), text/plain, a form; and JSON look-alikes. None is read as JSON.
+    for content_type in (None, "text/plain", "text/plain;charset=UTF-8",
+                         "multipart/form-data; boundary=x", "application/merge-patch+json",
+                         "application/jsonp", ""):
+        resp = post_raw(server, "/api/v1/messages", body, content_type)
+        assert status_of(resp) == 415, (content_type, resp)
+        assert b'"code":"unsupported_media_type"' in resp
+    for path in ("/api/v1/publish", "/api/v1/subscribes", "/api/v1/notification"):
+        resp = post_raw(server, path, body, None)
+        assert status_of(resp) == 415 and b"unsupported_media_type" in resp, (path, resp)
+    assert history_count(server) == before
+    # Parameters are fine.
+    resp = post_raw(server, "/api/v1/messages", body, "Application/JSON; charset=utf-8")
+    assert status_of(resp) == 201
 
 
 def test_unknown_path_and_method(server):
@@ -119,11 +134,11 @@ def test_unknown_path_and_method(server):
 
 
 def test_huge_header_is_431(server):
-    resp = raw(server.api_port, b"GET /api/v1/messages?topic=x HTTP/1.1\r\nHost: x\r\nX-Big: "
+    resp = raw(server.api_port, b"GET /api/v1/messages?topic=x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
                + b"a" * 70000 + b"\r\n\r\n")
     assert status_of(resp) == 431 and b"header_fields_too_large" in resp
     many = b"".join(b"X-H%d: v\r\n" % i for i in range(200))
-    resp = raw(server.api_port, b"GET /api/v1/messages?topic=x HTTP/1.1\r\nHost: x\r\n" + many
+    resp = raw(server.api_port, b"GET /api/v1/messages?topic=x HTTP/1.1\r\nHost: 127.0.0.1\r\n" + many
                + b"\r\n")
     assert status_of(resp) == 431
 
@@ -134,7 +149,7 @@ def test_garbage_request_line_is_400(server):
 
 
 def test_head_has_no_body(server):
-    resp = raw(server.api_port, b"HEAD /api/v1/messages?topic=bad-input HTTP/1.1\r\nHost: x\r\n"
+    resp = raw(server.api_port, b"HEAD /api/v1/messages?topic=bad-input HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                b"Connection: close\r\n\r\n")
     head, _, body = resp.partition(b"\r\n\r\n")
     assert status_of(resp) == 200 and b"Content-Length:" in head and body == b""
@@ -142,10 +157,10 @@ def test_head_has_no_body(server):
 
 def test_pipelined_requests_are_answered_in_order(server):
     reqs = b"".join(
-        b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
         for body in [b'{"topic":"pipe","content":"%d"}' % i for i in range(5)])
-    reqs += b"GET /api/v1/messages?topic=pipe&forward=true HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    reqs += b"GET /api/v1/messages?topic=pipe&forward=true HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     resp = raw(server.api_port, reqs)
     assert resp.count(b"HTTP/1.1 201 Created") == 5
     assert resp.rfind(b"HTTP/1.1 200 OK") > resp.rfind(b"HTTP/1.1 201")
@@ -156,12 +171,12 @@ def test_pipelined_requests_are_answered_in_order(server):
 def test_chunked_body_and_expect_continue(server):
     body = b'{"topic":"bad-input","content":"chunked"}'
     chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
-    resp = raw(server.api_port, b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
+    resp = raw(server.api_port, b"POST /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
                b"Connection: close\r\n\r\n" + chunked)
     assert status_of(resp) == 201 and b'"content":"chunked"' in resp
     with socket.create_connection(("127.0.0.1", server.api_port), timeout=5) as s:
-        s.sendall(b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
                   % len(body))
         assert s.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -190,7 +205,7 @@ def test_keep_alive_goes_on_after_an_immediate_answer(server):
 
 def test_long_request_line_is_431(server):
     resp = raw(server.api_port, b"GET /api/v1/messages?topic=" + b"a" * 9000 + b" HTTP/1.1\r\n"
-               b"Host: x\r\n\r\n")
+               b"Host: 127.0.0.1\r\n\r\n")
     assert status_of(resp) == 431 and b"request_line_too_large" in resp
 
 
@@ -342,13 +357,13 @@ def test_unknown_paths_are_404_for_every_method(server):
 
 
 def test_bad_content_length_and_truncated_bodies(server):
-    resp = raw(server.api_port, b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
+    resp = raw(server.api_port, b"POST /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                b"Content-Length: abc\r\n\r\n{}")
     assert status_of(resp) == 400
     # a body cut short by the client: no answer is owed, nothing is stored
     before = history_count(server)
     with socket.create_connection(("127.0.0.1", server.api_port), timeout=5) as s:
-        s.sendall(b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+        s.sendall(b"POST /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
                   b"\r\nContent-Length: 100\r\n\r\n{\"topic\":\"bad-input\",\"content\":\"x\"}")
         s.shutdown(socket.SHUT_WR)
         read_to_eof(s)

@@ -157,7 +157,7 @@ def test_sigterm_finishes_a_request_in_flight(fresh_server, tmp_path):
     srv = fresh_server(db=db)
     body = b'{"topic":"inflight","content":"finished"}'
     with socket.create_connection(("127.0.0.1", srv.api_port), timeout=5) as s:
-        s.sendall(b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+        s.sendall(b"POST /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
                   b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10])
         time.sleep(0.2)
         srv.proc.send_signal(signal.SIGTERM)

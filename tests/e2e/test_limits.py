@@ -154,7 +154,7 @@ def test_memory_does_not_grow_with_rejected_requests_and_closed_connections(fres
     def reject(n):
         for _ in range(n):
             with socket.create_connection(("127.0.0.1", srv.api_port)) as s:
-                s.sendall(b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                s.sendall(b"POST /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
                           b"application/json\r\nContent-Length: 9\r\n\r\n{\"topic\":")
                 s.recv(4096)
 

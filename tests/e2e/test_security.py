@@ -142,7 +142,7 @@ def ws_status(srv, path):
     """The HTTP status of an upgrade attempt (raw socket: no client retries)."""
     key = base64.b64encode(b"0123456789abcdef").decode()
     with socket.create_connection(("127.0.0.1", srv.ws_port), timeout=5) as s:
-        s.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                    f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
         data = b""
@@ -517,8 +517,15 @@ def test_open_client_subscribe_is_for_this_machine_only(start, topic):
     wait_for_port(srv.ws_port)
 
     async def scenario():
+        # Under its own address the network peer does not even get an
+        # upgrade: the keyless server answers loopback names only (421).
+        with pytest.raises(websockets.exceptions.InvalidStatusCode) as refused:
+            await websockets.connect(f"ws://{ip}:{srv.ws_port}/api/v1/ws")
+        assert refused.value.status_code == 421
+        # Claiming a loopback Host, it connects, but may not subscribe.
         for host, answer in ((ip, "forbidden"), ("127.0.0.1", None)):
-            ws = await websockets.connect(f"ws://{host}:{srv.ws_port}/api/v1/ws")
+            ws = await websockets.connect(f"ws://127.0.0.1:{srv.ws_port}/api/v1/ws", host=host,
+                                          port=srv.ws_port)
             assert (await recv_json(ws))["type"] == "connected"
             await ws.send(json.dumps({"type": "subscribe", "topic": topic}))
             reply = await recv_json(ws)

@@ -101,7 +101,7 @@ def test_tls_1_2_is_accepted(tls, pki):
     with socket.create_connection(("127.0.0.1", tls.api_port), timeout=5) as raw:
         with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
             assert s.version() == "TLSv1.2"
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             assert read_to_eof(s).startswith(b"HTTP/1.1 200")
 
 
@@ -257,7 +257,7 @@ def test_request_sent_with_the_client_finished(tls, pki):
                 data = s.recv(65536)
                 assert data, "server closed during the handshake"
                 incoming.write(data)
-        obj.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        obj.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         s.sendall(outgoing.read())  # Finished + the request, one send
         reply = b""
         while b"\r\n\r\n" not in reply:
@@ -276,7 +276,7 @@ def test_server_sends_close_notify(tls, pki):
         # Without suppress_ragged_eofs a TCP close without close_notify is
         # an SSLEOFError; a clean TLS close reads as b"".
         with ctx.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False) as s:
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             data = b""
             while True:
                 chunk = s.recv(65536)
@@ -302,7 +302,7 @@ def test_tls_1_0_and_1_1_are_refused(tls, pki, version):
 def test_plain_http_on_a_tls_port_is_closed(tls, pki, port_name):
     start = time.monotonic()
     with socket.create_connection(("127.0.0.1", getattr(tls, port_name)), timeout=5) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" if port_name == "api_port"
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" if port_name == "api_port"
                   else upgrade_request())
         reply = read_to_eof(s)
     assert b"HTTP/1.1" not in reply and b"ok" not in reply

@@ -61,10 +61,14 @@ static void test_body_must_be_json_object(void **state)
 static void test_content_type(void **state)
 {
     (void)state;
-    assert_true(hs_content_type_is_json(NULL, 0));
+    assert_false(hs_content_type_is_json(NULL, 0)); /* none: what a Blob POST sends */
     assert_true(hs_content_type_is_json("application/json", 16));
     assert_true(hs_content_type_is_json("Application/JSON; charset=utf-8", 31));
-    assert_true(hs_content_type_is_json("application/merge-patch+json", 28));
+    assert_true(hs_content_type_is_json(" application/json ;charset=utf-8", 33));
+    assert_false(hs_content_type_is_json("application/merge-patch+json", 28));
+    assert_false(hs_content_type_is_json("", 0));
+    assert_false(hs_content_type_is_json("text/plain;charset=UTF-8", 24));
+    assert_false(hs_content_type_is_json("multipart/form-data; boundary=x", 31));
     assert_false(hs_content_type_is_json("text/plain", 10));
     assert_false(hs_content_type_is_json("application/x-www-form-urlencoded", 33));
     assert_false(hs_content_type_is_json("application/jsonx", 17));

@@ -1756,7 +1756,8 @@ static void open_client(hs_notifier_t *n, bool asked, hs_ws_session_t *ws, hs_co
     attach(n, client, ws, sse, claims, ip_entry);
     register_client(n, client, asked, NULL);
     hs_store_add_connection(n->store, client->id, n->node_id, client->claims.sub,
-                            client->connected_ms, store_write_cb, NULL);
+                            client->ip ? client->ip->ip : NULL, client->connected_ms,
+                            store_write_cb, NULL);
     hs_log_info("notifier: conn %s connected from %s%s%s%s%s", client->id, client->ip->ip,
                 client->ip->proxied ? " (via a proxy)" : "", sse ? " (SSE)" : "",
                 client->claims.sub ? " as " : "", client->claims.sub ? client->claims.sub : "");
@@ -1899,7 +1900,8 @@ static void stored_connection_cb(int status, const hs_connection_info_t *info, v
     t->topics = hs_calloc(info->sub_count ? info->sub_count : 1, sizeof(*t->topics));
     for (size_t i = 0; i < info->sub_count; i++)
         t->topics[t->topic_count++] = hs_strdup(info->subs[i].topic);
-    hs_store_claim_connection(n->store, t->id, n->node_id, t->epoch, claimed_cb, t);
+    hs_store_claim_connection(n->store, t->id, n->node_id, t->ip_entry ? t->ip_entry->ip : NULL,
+                              t->epoch, claimed_cb, t);
 }
 
 /* Starts a resume when ask holds a valid token of a connection that is not

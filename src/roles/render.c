@@ -108,10 +108,11 @@ json_t *hs_render_connection(const hs_connection_info_t *info)
     json_t *topics = json_array();
     for (size_t i = 0; i < info->sub_count; i++)
         json_array_append_new(topics, json_string(info->subs[i].topic));
-    return json_pack("{s:s, s:o, s:s, s:o, s:s, s:o}", "id", info->id, "user",
+    return json_pack("{s:s, s:o, s:s, s:o, s:s, s:o, s:o}", "id", info->id, "user",
                      info->user ? json_string(info->user) : json_null(), "connectedAt", connected,
                      "topics", topics, "node", info->node, "lastAck",
-                     info->last_ack ? json_string(info->last_ack) : json_null());
+                     info->last_ack ? json_string(info->last_ack) : json_null(), "address",
+                     info->address ? json_string(info->address) : json_null());
 }
 
 char *hs_render_text(const json_t *json, size_t *len)

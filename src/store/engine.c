@@ -117,7 +117,8 @@ static void op_reset_outputs(hs_store_op_t *op)
     hs_free(op->out_node);
     hs_free(op->out_user);
     hs_free(op->out_ack);
-    op->out_ack = NULL;
+    hs_free(op->out_address);
+    op->out_ack = op->out_address = NULL;
     op->out_node = op->out_user = NULL;
     op->count = 0;
     op->created_ms = 0;
@@ -130,6 +131,7 @@ static void op_free(hs_store_op_t *op)
     hs_free(op->a);
     hs_free(op->b);
     hs_free(op->key);
+    hs_free(op->address);
     hs_free(op->content);
     hs_free(op);
 }
@@ -340,6 +342,7 @@ static void run_callback(hs_store_op_t *op)
                                      .last_ack = op->out_ack,
                                      .epoch = op->out_epoch,
                                      .attached = op->out_attached,
+                                     .address = op->out_address,
                                      .subs = op->subs,
                                      .sub_count = op->subs ? op->count : 0};
         op->cb.connection(op->status, op->status == 0 ? &info : NULL, op->data);
@@ -533,13 +536,14 @@ static void e_list_subscriptions(hs_store_t *s, const char *conn, const char *to
 }
 
 static void e_add_connection(hs_store_t *s, const char *conn, const char *node, const char *user,
-                             uint64_t now_ms, hs_store_done_cb cb, void *data)
+                             const char *address, uint64_t now_ms, hs_store_done_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_ADD_CONNECTION, data);
     op->cb.done = cb;
     op->a = hs_strdup(conn);
     op->b = hs_strdup(node);
     op->content = dup_or_null(user);
+    op->address = dup_or_null(address);
     op->ms = now_ms;
     submit((engine_t *)s, op, true);
 }
@@ -577,34 +581,35 @@ static void e_set_last_ack(hs_store_t *s, const char *conn, const char *message_
     submit_pair(s, HS_OP_SET_LAST_ACK, conn, message_id, cb, data);
 }
 
-/* The connection writes guarded by an epoch (node may be NULL). */
+/* The connection writes guarded by an epoch (node and address may be NULL). */
 static void submit_epoch(hs_store_t *s, hs_store_op_kind_t kind, const char *conn, const char *node,
-                         uint64_t epoch, hs_store_done_cb cb, void *data)
+                         const char *address, uint64_t epoch, hs_store_done_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(kind, data);
     op->cb.done = cb;
     op->a = hs_strdup(conn);
-    op->b = node ? hs_strdup(node) : NULL;
+    op->b = dup_or_null(node);
+    op->address = dup_or_null(address);
     op->ms = epoch;
     submit((engine_t *)s, op, true);
 }
 
-static void e_claim_connection(hs_store_t *s, const char *conn, const char *node, uint64_t epoch,
-                               hs_store_done_cb cb, void *data)
+static void e_claim_connection(hs_store_t *s, const char *conn, const char *node,
+                               const char *address, uint64_t epoch, hs_store_done_cb cb, void *data)
 {
-    submit_epoch(s, HS_OP_CLAIM_CONNECTION, conn, node, epoch, cb, data);
+    submit_epoch(s, HS_OP_CLAIM_CONNECTION, conn, node, address, epoch, cb, data);
 }
 
 static void e_release_connection(hs_store_t *s, const char *conn, uint64_t epoch,
                                  hs_store_done_cb cb, void *data)
 {
-    submit_epoch(s, HS_OP_RELEASE_CONNECTION, conn, NULL, epoch, cb, data);
+    submit_epoch(s, HS_OP_RELEASE_CONNECTION, conn, NULL, NULL, epoch, cb, data);
 }
 
 static void e_expire_connection(hs_store_t *s, const char *conn, uint64_t epoch,
                                 hs_store_done_cb cb, void *data)
 {
-    submit_epoch(s, HS_OP_EXPIRE_CONNECTION, conn, NULL, epoch, cb, data);
+    submit_epoch(s, HS_OP_EXPIRE_CONNECTION, conn, NULL, NULL, epoch, cb, data);
 }
 
 static void e_remove_node(hs_store_t *s, const char *node, hs_store_count_cb cb, void *data)

@@ -65,6 +65,7 @@ typedef struct hs_store_op {
     hs_history_query_t query; /* LIST_MESSAGES; its topic is in a */
     char cursor[HS_ULID_LEN + 1];
     char *key;              /* PUT_MESSAGE_ONCE */
+    char *address;          /* ADD_CONNECTION, CLAIM_CONNECTION: the client's, or NULL */
     char key_hash[64 + 1];  /* PUT_MESSAGE_ONCE */
     uint64_t not_before_ms; /* PUT_MESSAGE_ONCE */
     /* outputs */
@@ -78,6 +79,7 @@ typedef struct hs_store_op {
     bool found;          /* GET_CONNECTION: the row exists */
     uint64_t out_epoch;  /* GET_CONNECTION */
     bool out_attached;   /* GET_CONNECTION */
+    char *out_address;   /* GET_CONNECTION, NULL when none */
 } hs_store_op_t;
 
 typedef struct hs_store_engine_ops {

@@ -224,6 +224,14 @@ static void sql_str(conn_t *c, const char *value)
     sql_quote(c, value, strlen(value));
 }
 
+static void sql_str_or_null(conn_t *c, const char *value)
+{
+    if (value)
+        sql_str(c, value);
+    else
+        sql_add(c, "NULL");
+}
+
 static int run(conn_t *c)
 {
     return mysql_real_query(c->db, c->sql, (unsigned long)c->len) == 0 ? 0 : statement_error(c);
@@ -297,8 +305,14 @@ static const char *const migration_5[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
-                                                migration_5};
+/* 6: the client's address (behind a trusted proxy, the one it relays for) */
+static const char *const migration_6[] = {
+    "ALTER TABLE connections ADD COLUMN IF NOT EXISTS address VARCHAR(64) NULL",
+    NULL,
+};
+
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3,
+                                                migration_4, migration_5, migration_6};
 
 static long query_long(conn_t *c, const char *sql, long fallback)
 {
@@ -504,20 +518,19 @@ static int md_write(void *conn, hs_store_op_t *op)
         }
         return run(c) == 0 ? affected(c, &op->count) : statement_error(c);
     case HS_OP_ADD_CONNECTION:
-        sql_add(c, "REPLACE INTO connections (id, node, connected_at, user_sub) VALUES (");
+        sql_add(c, "REPLACE INTO connections (id, node, connected_at, user_sub, address) VALUES (");
         sql_str(c, op->a);
         sql_add(c, ",");
         sql_str(c, op->b);
         sql_add(c, ",%llu,", (unsigned long long)op->ms);
-        if (op->content)
-            sql_str(c, op->content);
-        else
-            sql_add(c, "NULL");
+        sql_str_or_null(c, op->content);
+        sql_add(c, ",");
+        sql_str_or_null(c, op->address);
         sql_add(c, ")");
         return run(c);
     case HS_OP_GET_CONNECTION: {
-        sql_add(c, "SELECT node, connected_at, user_sub, last_ack, epoch, attached FROM "
-                   "connections WHERE id=");
+        sql_add(c, "SELECT node, connected_at, user_sub, last_ack, epoch, attached, address "
+                   "FROM connections WHERE id=");
         sql_str(c, op->a);
         if (run(c) != 0)
             return statement_error(c);
@@ -533,6 +546,7 @@ static int md_write(void *conn, hs_store_op_t *op)
             op->out_ack = row[3] ? hs_strdup(row[3]) : NULL;
             op->out_epoch = row[4] ? strtoull(row[4], NULL, 10) : 0;
             op->out_attached = row[5] && strcmp(row[5], "0") != 0;
+            op->out_address = row[6] ? hs_strdup(row[6]) : NULL;
         }
         mysql_free_result(res);
         if (!op->found)
@@ -570,7 +584,9 @@ static int md_write(void *conn, hs_store_op_t *op)
     case HS_OP_CLAIM_CONNECTION:
         sql_add(c, "UPDATE connections SET node=");
         sql_str(c, op->b);
-        sql_add(c, ", epoch=epoch+1, attached=1 WHERE id=");
+        sql_add(c, ", epoch=epoch+1, attached=1, address=");
+        sql_str_or_null(c, op->address);
+        sql_add(c, " WHERE id=");
         sql_str(c, op->a);
         sql_add(c, " AND epoch=%llu AND attached=0", (unsigned long long)op->ms);
         return run_changed(c);

@@ -62,6 +62,8 @@ static const char *const migrations[] = {
      * whether it is attached: a resume is a compare-and-set on both */
     "ALTER TABLE connections ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE connections ADD COLUMN attached INTEGER NOT NULL DEFAULT 1;",
+    /* 6: the client's address (behind a trusted proxy, the one it relays for) */
+    "ALTER TABLE connections ADD COLUMN address TEXT;",
 };
 
 static int exec(sqlite3 *db, const char *sql, char *err, size_t err_len)
@@ -277,6 +279,7 @@ static int run_epoch_changed(sqlite3 *db, sqlite3_stmt **slot, const char *sql,
     bind_text(st, 1, op->a);
     bind_text(st, 2, op->b);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)op->ms);
+    bind_text(st, 4, op->address);
     int rc = run_done(st);
     return rc == 0 && sqlite3_changes(db) == 0 ? HS_ENOTFOUND : rc;
 }
@@ -424,20 +427,21 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
         return rc;
     case HS_OP_ADD_CONNECTION:
         st = stmt_for(db, &s->add_conn,
-                      "INSERT OR REPLACE INTO connections (id, node, connected_at, user_sub) "
-                      "VALUES (?1, ?2, ?3, ?4)");
+                      "INSERT OR REPLACE INTO connections (id, node, connected_at, user_sub, "
+                      "address) VALUES (?1, ?2, ?3, ?4, ?5)");
         if (st == NULL)
             return HS_EIO;
         bind_text(st, 1, op->a);
         bind_text(st, 2, op->b);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)op->ms);
         bind_text(st, 4, op->content);
+        bind_text(st, 5, op->address);
         return run_done(st);
     case HS_OP_GET_CONNECTION:
-        st = stmt_for(
-            db, &s->get_conn,
-            "SELECT node, connected_at, user_sub, last_ack, epoch, attached FROM connections "
-            "WHERE id = ?1");
+        st =
+            stmt_for(db, &s->get_conn,
+                     "SELECT node, connected_at, user_sub, last_ack, epoch, attached, address FROM "
+                     "connections WHERE id = ?1");
         if (st == NULL)
             return HS_EIO;
         bind_text(st, 1, op->a);
@@ -452,6 +456,8 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                 op->out_ack = hs_strdup((const char *)sqlite3_column_text(st, 3));
             op->out_epoch = (uint64_t)sqlite3_column_int64(st, 4);
             op->out_attached = sqlite3_column_int64(st, 5) != 0;
+            if (sqlite3_column_type(st, 6) != SQLITE_NULL)
+                op->out_address = hs_strdup((const char *)sqlite3_column_text(st, 6));
         }
         sqlite3_reset(st);
         if (rc != SQLITE_ROW)
@@ -479,8 +485,8 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
     case HS_OP_CLAIM_CONNECTION:
         return run_epoch_changed(
             db, &s->claim_conn,
-            "UPDATE connections SET node = ?2, epoch = epoch + 1, attached = 1 "
-            "WHERE id = ?1 AND epoch = ?3 AND attached = 0",
+            "UPDATE connections SET node = ?2, epoch = epoch + 1, attached = 1, "
+            "address = ?4 WHERE id = ?1 AND epoch = ?3 AND attached = 0",
             op);
     case HS_OP_RELEASE_CONNECTION:
         return run_epoch_changed(db, &s->release_conn,

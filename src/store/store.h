@@ -54,6 +54,7 @@ typedef struct hs_connection_info {
     const char *last_ack; /* the highest acknowledged message id, or NULL */
     uint64_t epoch;       /* bumped by every claim (a resume): which attach owns it */
     bool attached;        /* false while detached (resumable); see claim_connection */
+    const char *address;  /* the client's address at its last attach, or NULL */
     const hs_subscription_t *subs;
     size_t sub_count;
 } hs_connection_info_t;
@@ -126,9 +127,10 @@ typedef struct hs_store_ops {
      * creation time. */
     void (*list_subscriptions)(hs_store_t *store, const char *connection_id, const char *topic,
                                hs_store_subscriptions_cb cb, void *data);
-    /* user (the token's "sub") may be NULL. */
+    /* user (the token's "sub") and address (the client's) may be NULL. */
     void (*add_connection)(hs_store_t *store, const char *connection_id, const char *node,
-                           const char *user, uint64_t now_ms, hs_store_done_cb cb, void *data);
+                           const char *user, const char *address, uint64_t now_ms,
+                           hs_store_done_cb cb, void *data);
     /* The connection row and its subscriptions. Runs in order with the
      * writes (on the writer), so it sees every write issued before it. */
     void (*get_connection)(hs_store_t *store, const char *connection_id, hs_store_connection_cb cb,
@@ -146,7 +148,7 @@ typedef struct hs_store_ops {
      * at once, on one node or two, exactly one wins). HS_ENOTFOUND when
      * there is no such row (gone, attached, or taken by another resume). */
     void (*claim_connection)(hs_store_t *store, const char *connection_id, const char *node,
-                             uint64_t epoch, hs_store_done_cb cb, void *data);
+                             const char *address, uint64_t epoch, hs_store_done_cb cb, void *data);
     /* The transport of the attach at epoch dropped: the row is marked
      * detached (resumable). HS_ENOTFOUND when the row is gone or another
      * attach owns it (a later epoch). */
@@ -228,10 +230,10 @@ static inline void hs_store_list_subscriptions(hs_store_t *s, const char *conn, 
     s->ops->list_subscriptions(s, conn, topic, cb, d);
 }
 static inline void hs_store_add_connection(hs_store_t *s, const char *conn, const char *node,
-                                           const char *user, uint64_t now_ms, hs_store_done_cb cb,
-                                           void *d)
+                                           const char *user, const char *address, uint64_t now_ms,
+                                           hs_store_done_cb cb, void *d)
 {
-    s->ops->add_connection(s, conn, node, user, now_ms, cb, d);
+    s->ops->add_connection(s, conn, node, user, address, now_ms, cb, d);
 }
 static inline void hs_store_get_connection(hs_store_t *s, const char *conn,
                                            hs_store_connection_cb cb, void *d)
@@ -249,9 +251,10 @@ static inline void hs_store_set_last_ack(hs_store_t *s, const char *conn, const 
     s->ops->set_last_ack(s, conn, message_id, cb, d);
 }
 static inline void hs_store_claim_connection(hs_store_t *s, const char *conn, const char *node,
-                                             uint64_t epoch, hs_store_done_cb cb, void *d)
+                                             const char *address, uint64_t epoch,
+                                             hs_store_done_cb cb, void *d)
 {
-    s->ops->claim_connection(s, conn, node, epoch, cb, d);
+    s->ops->claim_connection(s, conn, node, address, epoch, cb, d);
 }
 static inline void hs_store_release_connection(hs_store_t *s, const char *conn, uint64_t epoch,
                                                hs_store_done_cb cb, void *d)

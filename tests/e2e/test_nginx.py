@@ -195,10 +195,16 @@ def test_per_ip_limits_see_the_client_address_and_the_upgrade_passes(behind_ngin
     # A real client through nginx gets a message its backend subscribed it to.
     async def go():
         ws = await websockets.connect(f"ws://127.0.0.1:{nginx.port}/api/v1/ws",
-                                      origin=f"http://127.0.0.1:{nginx.port}")
+                                      origin=f"http://127.0.0.1:{nginx.port}",
+                                      local_addr=("127.0.0.5", 0))
         hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
         cid = hello["connectionID"]
         auth = {"Authorization": f"Bearer {KEY}"}
+        # The connections API shows the client's address, not nginx's.
+        status, body = await asyncio.to_thread(request, nginx.port, "GET",
+                                               f"/api/v1/connections/{cid}", None, auth,
+                                               "127.0.0.4")
+        assert status == 200 and body["address"] == "127.0.0.5", body
         status, _ = await asyncio.to_thread(request, nginx.port, "POST", "/api/v1/subscribes",
                                             {"topic": topic, "connectionID": cid}, auth,
                                             "127.0.0.4")

@@ -395,8 +395,8 @@ static void test_connections_take_their_subscriptions(void **state)
 {
     fixture_t *f = *state;
     f->calls = 0;
-    hs_store_add_connection(f->store, C1, "n1", NULL, 1, done_cb, f);
-    hs_store_add_connection(f->store, C2, "n2", NULL, 1, done_cb, f);
+    hs_store_add_connection(f->store, C1, "n1", NULL, NULL, 1, done_cb, f);
+    hs_store_add_connection(f->store, C2, "n2", NULL, NULL, 1, done_cb, f);
     while (f->calls < 2)
         uv_run(&f->loop, UV_RUN_ONCE);
     subscribe(f, C1, "a", 1);
@@ -432,6 +432,8 @@ static void connection_cb(int status, const hs_connection_info_t *info, void *da
     f->count = info->sub_count;
     snprintf(f->contents[63], sizeof(f->contents[63]), "%s",
              info->last_ack ? info->last_ack : "(null)");
+    snprintf(f->contents[61], sizeof(f->contents[61]), "%s",
+             info->address ? info->address : "(null)");
     snprintf(f->contents[62], sizeof(f->contents[62]), "epoch %llu %s",
              (unsigned long long)info->epoch, info->attached ? "attached" : "detached");
 }
@@ -444,7 +446,7 @@ static void epoch_op(fixture_t *f, int kind, const char *conn, uint64_t epoch, i
 {
     f->calls = 0;
     if (kind == 'c')
-        hs_store_claim_connection(f->store, conn, "new", epoch, done_cb, f);
+        hs_store_claim_connection(f->store, conn, "new", "192.0.2.7", epoch, done_cb, f);
     else if (kind == 'r')
         hs_store_release_connection(f->store, conn, epoch, done_cb, f);
     else
@@ -460,7 +462,7 @@ static void test_ack_claim_and_expire(void **state)
     unique_id(conn);
     unique_id(ack);
     unique_id(missing);
-    hs_store_add_connection(f->store, conn, "old", NULL, 1, NULL, NULL);
+    hs_store_add_connection(f->store, conn, "old", NULL, NULL, 1, NULL, NULL);
     hs_store_add_subscription(f->store, conn, "a", 2, NULL, NULL);
     f->calls = 0;
     hs_store_get_connection(f->store, conn, connection_cb, f);
@@ -483,6 +485,7 @@ static void test_ack_claim_and_expire(void **state)
     assert_string_equal(f->contents[0], "new");
     assert_string_equal(f->contents[63], ack);
     assert_string_equal(f->contents[62], "epoch 1 attached");
+    assert_string_equal(f->contents[61], "192.0.2.7"); /* where it resumed from */
     assert_int_equal(f->count, 1);
     /* The old attach's window ends, or its late release arrives: the row is
      * not its own any more. */
@@ -510,15 +513,16 @@ static void test_get_connection(void **state)
 {
     fixture_t *f = *state;
     f->calls = 0;
-    hs_store_add_connection(f->store, C1, "node-1", "alice", 42, NULL, NULL);
+    hs_store_add_connection(f->store, C1, "node-1", "alice", "203.0.113.9", 42, NULL, NULL);
     hs_store_add_subscription(f->store, C1, "b", 50, NULL, NULL);
     hs_store_add_subscription(f->store, C1, "a", 60, NULL, NULL);
-    hs_store_add_connection(f->store, C2, "node-2", NULL, 43, NULL, NULL);
+    hs_store_add_connection(f->store, C2, "node-2", NULL, NULL, 43, NULL, NULL);
     hs_store_get_connection(f->store, C1, connection_cb, f);
     wait_call(f);
     assert_int_equal(f->status, 0);
     assert_string_equal(f->contents[0], "node-1");
     assert_string_equal(f->contents[1], "alice");
+    assert_string_equal(f->contents[61], "203.0.113.9");
     assert_int_equal(f->created_ms, 42);
     assert_int_equal(f->count, 2);
     assert_string_equal(f->contents[2], "b");
@@ -716,7 +720,7 @@ static void test_write_callbacks_may_be_null(void **state)
     list_subs(f, conn, NULL);
     assert_int_equal(f->count, 1);
     hs_store_remove_subscription(f->store, conn, NULL, NULL, NULL);
-    hs_store_add_connection(f->store, conn, "n", NULL, 1, NULL, NULL);
+    hs_store_add_connection(f->store, conn, "n", NULL, NULL, 1, NULL, NULL);
     hs_store_remove_connection(f->store, conn, NULL, NULL);
     hs_store_remove_node(f->store, "n", NULL, NULL);
     /* close (in teardown) waits for them */
@@ -783,9 +787,9 @@ static void test_remove_node(void **state)
     unique(node_a, "na");
     unique(node_b, "nb");
     f->calls = 0;
-    hs_store_add_connection(f->store, a1, node_a, NULL, 1, done_cb, f);
-    hs_store_add_connection(f->store, a2, node_a, NULL, 1, done_cb, f);
-    hs_store_add_connection(f->store, b1, node_b, NULL, 1, done_cb, f);
+    hs_store_add_connection(f->store, a1, node_a, NULL, NULL, 1, done_cb, f);
+    hs_store_add_connection(f->store, a2, node_a, NULL, NULL, 1, done_cb, f);
+    hs_store_add_connection(f->store, b1, node_b, NULL, NULL, 1, done_cb, f);
     while (f->calls < 3)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_int_equal(f->status, 0);

@@ -72,11 +72,12 @@ typedef struct held {
  * nothing to a detached client. */
 struct client {
     hs_notifier_t *notifier;
-    hs_ws_session_t *ws; /* WebSocket transport, or NULL */
-    hs_conn_t *sse;      /* SSE transport (text/event-stream), or NULL */
-    uint64_t serial;     /* unique per client object on this node */
-    uint64_t epoch;      /* the store's epoch of this attach (claim_connection) */
-    expiry_t *window;    /* runs while detached: the end of the resume window */
+    hs_ws_session_t *ws;  /* WebSocket transport, or NULL */
+    hs_conn_t *sse;       /* SSE transport (text/event-stream), or NULL */
+    uint64_t serial;      /* unique per client object on this node */
+    uint64_t epoch;       /* the store's epoch of this attach (claim_connection) */
+    uint64_t detached_ms; /* when its last attach dropped (a resume without a cursor) */
+    expiry_t *window;     /* runs while detached: the end of the resume window */
     bool detached;
     bool replaying;            /* live messages go to held until the replay is sent */
     held_t *held, **held_tail; /* in arrival order */
@@ -1184,8 +1185,9 @@ static void detach(hs_notifier_t *n, client_t *client)
     stop_client_timer(&client->expiry); /* a resume presents a token again */
     flush_ack(n, client);
     hs_bus_unregister_connection(n->bus, n->node_id, client->id);
-    hs_store_release_connection(n->store, client->id, client->epoch, released_cb,
-                                hs_strdup(client->id));
+    client->detached_ms = hs_now_ms();
+    hs_store_release_connection(n->store, client->id, client->epoch, client->detached_ms,
+                                released_cb, hs_strdup(client->id));
     client->window = hs_calloc(1, sizeof(*client->window));
     client->window->client = client;
     uv_timer_init(hs_net_loop(n->net), &client->window->timer);
@@ -1521,14 +1523,30 @@ static void replay_part_cb(int status, const hs_message_t *msgs, size_t count, v
         finish_replay(r);
 }
 
+/* The lowest id of a millisecond, as text: every id created from ms on is
+ * above it but the one with all-zero randomness. */
+static const char *ulid_at(uint64_t ms, char out[HS_ULID_LEN + 1])
+{
+    hs_ulid_t id = {{0}};
+    for (int i = 5; i >= 0; i--, ms >>= 8)
+        id.bytes[i] = (uint8_t)(ms & 0xff);
+    hs_ulid_format(&id, out);
+    return out;
+}
+
 /* A resumed client is attached and registered: replays what it missed after
  * last_id (or its last ack), holding live messages meanwhile, then says
  * connected. Without a cursor nothing is replayed, but what arrived live
  * since the attach is sent. */
 static void start_resume(hs_notifier_t *n, client_t *client, const resume_ask_t *ask)
 {
+    /* The cursor: the client's lastID, else its last ack, else the moment
+     * its connection was detached - it was sent nothing since, so whatever
+     * was created from then on is what it lacks. */
+    char since[HS_ULID_LEN + 1];
     const char *after = ask->has_last_id      ? ask->last_id
                         : client->last_ack[0] ? client->last_ack
+                        : client->detached_ms ? ulid_at(client->detached_ms, since)
                                               : NULL;
     hs_ulid_t cursor;
     replay_t *r = hs_calloc(1, sizeof(*r));
@@ -1785,7 +1803,8 @@ typedef struct takeover {
     hs_token_claims_t claims;
     ip_entry_t *ip_entry;
     char id[HS_ULID_LEN + 1];
-    uint64_t epoch; /* the detached row's, claimed from */
+    uint64_t epoch;       /* the detached row's, claimed from */
+    uint64_t detached_ms; /* the row's detached_at */
     uint64_t connected_ms;
     char last_ack[HS_ULID_LEN + 1];
     char **topics;
@@ -1828,6 +1847,7 @@ static client_t *adopt(hs_notifier_t *n, takeover_t *t)
                             t->topics[i]);
     }
     client->epoch = t->epoch + 1;
+    client->detached_ms = t->detached_ms;
     client->detached = false;
     client->replaying = true; /* hold live messages from now on */
     return client;
@@ -1842,7 +1862,7 @@ static void takeover_finish(takeover_t *t, bool taken)
     if (n->shutting_down) {
         hs_http_respond_error(t->req, 503, "unavailable", "server is shutting down");
         if (taken) /* give the claim back: another node may resume it */
-            hs_store_release_connection(n->store, t->id, t->epoch + 1, released_cb,
+            hs_store_release_connection(n->store, t->id, t->epoch + 1, t->detached_ms, released_cb,
                                         hs_strdup(t->id));
         goto out;
     }
@@ -1894,6 +1914,7 @@ static void stored_connection_cb(int status, const hs_connection_info_t *info, v
         return;
     }
     t->epoch = info->epoch;
+    t->detached_ms = info->detached_ms;
     t->connected_ms = info->connected_ms;
     if (info->last_ack)
         snprintf(t->last_ack, sizeof(t->last_ack), "%s", info->last_ack);

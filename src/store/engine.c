@@ -343,6 +343,7 @@ static void run_callback(hs_store_op_t *op)
                                      .epoch = op->out_epoch,
                                      .attached = op->out_attached,
                                      .address = op->out_address,
+                                     .detached_ms = op->out_detached_ms,
                                      .subs = op->subs,
                                      .sub_count = op->subs ? op->count : 0};
         op->cb.connection(op->status, op->status == 0 ? &info : NULL, op->data);
@@ -601,9 +602,14 @@ static void e_claim_connection(hs_store_t *s, const char *conn, const char *node
 }
 
 static void e_release_connection(hs_store_t *s, const char *conn, uint64_t epoch,
-                                 hs_store_done_cb cb, void *data)
+                                 uint64_t detached_ms, hs_store_done_cb cb, void *data)
 {
-    submit_epoch(s, HS_OP_RELEASE_CONNECTION, conn, NULL, NULL, epoch, cb, data);
+    hs_store_op_t *op = op_new(HS_OP_RELEASE_CONNECTION, data);
+    op->cb.done = cb;
+    op->a = hs_strdup(conn);
+    op->ms = epoch;
+    op->at_ms = detached_ms;
+    submit((engine_t *)s, op, true);
 }
 
 static void e_expire_connection(hs_store_t *s, const char *conn, uint64_t epoch,

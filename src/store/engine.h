@@ -66,20 +66,22 @@ typedef struct hs_store_op {
     char cursor[HS_ULID_LEN + 1];
     char *key;              /* PUT_MESSAGE_ONCE */
     char *address;          /* ADD_CONNECTION, CLAIM_CONNECTION: the client's, or NULL */
+    uint64_t at_ms;         /* RELEASE_CONNECTION: when it was detached */
     char key_hash[64 + 1];  /* PUT_MESSAGE_ONCE */
     uint64_t not_before_ms; /* PUT_MESSAGE_ONCE */
     /* outputs */
     hs_message_t *msgs;
     hs_subscription_t *subs;
     size_t count;
-    uint64_t created_ms; /* ADD_SUBSCRIPTION; GET_CONNECTION: connected_at */
-    char *out_node;      /* GET_CONNECTION */
-    char *out_user;      /* GET_CONNECTION, NULL when none */
-    char *out_ack;       /* GET_CONNECTION: last_ack, NULL when none */
-    bool found;          /* GET_CONNECTION: the row exists */
-    uint64_t out_epoch;  /* GET_CONNECTION */
-    bool out_attached;   /* GET_CONNECTION */
-    char *out_address;   /* GET_CONNECTION, NULL when none */
+    uint64_t created_ms;      /* ADD_SUBSCRIPTION; GET_CONNECTION: connected_at */
+    char *out_node;           /* GET_CONNECTION */
+    char *out_user;           /* GET_CONNECTION, NULL when none */
+    char *out_ack;            /* GET_CONNECTION: last_ack, NULL when none */
+    bool found;               /* GET_CONNECTION: the row exists */
+    uint64_t out_epoch;       /* GET_CONNECTION */
+    bool out_attached;        /* GET_CONNECTION */
+    char *out_address;        /* GET_CONNECTION, NULL when none */
+    uint64_t out_detached_ms; /* GET_CONNECTION */
 } hs_store_op_t;
 
 typedef struct hs_store_engine_ops {

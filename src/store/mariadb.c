@@ -305,9 +305,12 @@ static const char *const migration_5[] = {
     NULL,
 };
 
-/* 6: the client's address (behind a trusted proxy, the one it relays for) */
+/* 6: the client's address (behind a trusted proxy, the one it relays for)
+ * and when the connection was last detached (a resume without a cursor
+ * replays from there) */
 static const char *const migration_6[] = {
     "ALTER TABLE connections ADD COLUMN IF NOT EXISTS address VARCHAR(64) NULL",
+    "ALTER TABLE connections ADD COLUMN IF NOT EXISTS detached_at BIGINT NULL",
     NULL,
 };
 
@@ -529,8 +532,10 @@ static int md_write(void *conn, hs_store_op_t *op)
         sql_add(c, ")");
         return run(c);
     case HS_OP_GET_CONNECTION: {
-        sql_add(c, "SELECT node, connected_at, user_sub, last_ack, epoch, attached, address "
-                   "FROM connections WHERE id=");
+        sql_add(
+            c,
+            "SELECT node, connected_at, user_sub, last_ack, epoch, attached, address, detached_at "
+            "FROM connections WHERE id=");
         sql_str(c, op->a);
         if (run(c) != 0)
             return statement_error(c);
@@ -547,6 +552,7 @@ static int md_write(void *conn, hs_store_op_t *op)
             op->out_epoch = row[4] ? strtoull(row[4], NULL, 10) : 0;
             op->out_attached = row[5] && strcmp(row[5], "0") != 0;
             op->out_address = row[6] ? hs_strdup(row[6]) : NULL;
+            op->out_detached_ms = row[7] ? strtoull(row[7], NULL, 10) : 0;
         }
         mysql_free_result(res);
         if (!op->found)
@@ -591,7 +597,8 @@ static int md_write(void *conn, hs_store_op_t *op)
         sql_add(c, " AND epoch=%llu AND attached=0", (unsigned long long)op->ms);
         return run_changed(c);
     case HS_OP_RELEASE_CONNECTION:
-        sql_add(c, "UPDATE connections SET attached=0 WHERE id=");
+        sql_add(c, "UPDATE connections SET attached=0, detached_at=%llu WHERE id=",
+                (unsigned long long)op->at_ms);
         sql_str(c, op->a);
         sql_add(c, " AND epoch=%llu", (unsigned long long)op->ms);
         return run_changed(c);

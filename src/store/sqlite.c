@@ -62,8 +62,11 @@ static const char *const migrations[] = {
      * whether it is attached: a resume is a compare-and-set on both */
     "ALTER TABLE connections ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE connections ADD COLUMN attached INTEGER NOT NULL DEFAULT 1;",
-    /* 6: the client's address (behind a trusted proxy, the one it relays for) */
-    "ALTER TABLE connections ADD COLUMN address TEXT;",
+    /* 6: the client's address (behind a trusted proxy, the one it relays for)
+     * and when the connection was last detached (a resume without a cursor
+     * replays from there) */
+    "ALTER TABLE connections ADD COLUMN address TEXT;"
+    "ALTER TABLE connections ADD COLUMN detached_at INTEGER;",
 };
 
 static int exec(sqlite3 *db, const char *sql, char *err, size_t err_len)
@@ -280,6 +283,8 @@ static int run_epoch_changed(sqlite3 *db, sqlite3_stmt **slot, const char *sql,
     bind_text(st, 2, op->b);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)op->ms);
     bind_text(st, 4, op->address);
+    if (op->kind == HS_OP_RELEASE_CONNECTION)
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)op->at_ms);
     int rc = run_done(st);
     return rc == 0 && sqlite3_changes(db) == 0 ? HS_ENOTFOUND : rc;
 }
@@ -438,10 +443,10 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
         bind_text(st, 5, op->address);
         return run_done(st);
     case HS_OP_GET_CONNECTION:
-        st =
-            stmt_for(db, &s->get_conn,
-                     "SELECT node, connected_at, user_sub, last_ack, epoch, attached, address FROM "
-                     "connections WHERE id = ?1");
+        st = stmt_for(db, &s->get_conn,
+                      "SELECT node, connected_at, user_sub, last_ack, epoch, attached, address, "
+                      "detached_at FROM "
+                      "connections WHERE id = ?1");
         if (st == NULL)
             return HS_EIO;
         bind_text(st, 1, op->a);
@@ -458,6 +463,7 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
             op->out_attached = sqlite3_column_int64(st, 5) != 0;
             if (sqlite3_column_type(st, 6) != SQLITE_NULL)
                 op->out_address = hs_strdup((const char *)sqlite3_column_text(st, 6));
+            op->out_detached_ms = (uint64_t)sqlite3_column_int64(st, 7);
         }
         sqlite3_reset(st);
         if (rc != SQLITE_ROW)
@@ -490,7 +496,8 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
             op);
     case HS_OP_RELEASE_CONNECTION:
         return run_epoch_changed(db, &s->release_conn,
-                                 "UPDATE connections SET attached = 0 WHERE id = ?1 AND epoch = ?3",
+                                 "UPDATE connections SET attached = 0, detached_at = ?5 "
+                                 "WHERE id = ?1 AND epoch = ?3",
                                  op);
     case HS_OP_EXPIRE_CONNECTION:
         if (run_epoch_changed(db, &s->expire_subs,

@@ -55,6 +55,7 @@ typedef struct hs_connection_info {
     uint64_t epoch;       /* bumped by every claim (a resume): which attach owns it */
     bool attached;        /* false while detached (resumable); see claim_connection */
     const char *address;  /* the client's address at its last attach, or NULL */
+    uint64_t detached_ms; /* when its last attach dropped (wall clock), 0 if never */
     const hs_subscription_t *subs;
     size_t sub_count;
 } hs_connection_info_t;
@@ -149,11 +150,12 @@ typedef struct hs_store_ops {
      * there is no such row (gone, attached, or taken by another resume). */
     void (*claim_connection)(hs_store_t *store, const char *connection_id, const char *node,
                              const char *address, uint64_t epoch, hs_store_done_cb cb, void *data);
-    /* The transport of the attach at epoch dropped: the row is marked
-     * detached (resumable). HS_ENOTFOUND when the row is gone or another
-     * attach owns it (a later epoch). */
+    /* The transport of the attach at epoch dropped at detached_ms (wall
+     * clock): the row is marked detached (resumable) since then.
+     * HS_ENOTFOUND when the row is gone or another attach owns it (a later
+     * epoch). */
     void (*release_connection)(hs_store_t *store, const char *connection_id, uint64_t epoch,
-                               hs_store_done_cb cb, void *data);
+                               uint64_t detached_ms, hs_store_done_cb cb, void *data);
     /* Like remove_connection, but only while the row is detached at epoch
      * (the end of a resume window must not remove what a resume took over,
      * here or on another node); HS_ENOTFOUND when it is not. */
@@ -257,9 +259,9 @@ static inline void hs_store_claim_connection(hs_store_t *s, const char *conn, co
     s->ops->claim_connection(s, conn, node, address, epoch, cb, d);
 }
 static inline void hs_store_release_connection(hs_store_t *s, const char *conn, uint64_t epoch,
-                                               hs_store_done_cb cb, void *d)
+                                               uint64_t detached_ms, hs_store_done_cb cb, void *d)
 {
-    s->ops->release_connection(s, conn, epoch, cb, d);
+    s->ops->release_connection(s, conn, epoch, detached_ms, cb, d);
 }
 static inline void hs_store_expire_connection(hs_store_t *s, const char *conn, uint64_t epoch,
                                               hs_store_done_cb cb, void *d)

@@ -432,6 +432,8 @@ static void connection_cb(int status, const hs_connection_info_t *info, void *da
     f->count = info->sub_count;
     snprintf(f->contents[63], sizeof(f->contents[63]), "%s",
              info->last_ack ? info->last_ack : "(null)");
+    snprintf(f->contents[60], sizeof(f->contents[60]), "%llu",
+             (unsigned long long)info->detached_ms);
     snprintf(f->contents[61], sizeof(f->contents[61]), "%s",
              info->address ? info->address : "(null)");
     snprintf(f->contents[62], sizeof(f->contents[62]), "epoch %llu %s",
@@ -448,7 +450,7 @@ static void epoch_op(fixture_t *f, int kind, const char *conn, uint64_t epoch, i
     if (kind == 'c')
         hs_store_claim_connection(f->store, conn, "new", "192.0.2.7", epoch, done_cb, f);
     else if (kind == 'r')
-        hs_store_release_connection(f->store, conn, epoch, done_cb, f);
+        hs_store_release_connection(f->store, conn, epoch, 1234, done_cb, f);
     else
         hs_store_expire_connection(f->store, conn, epoch, done_cb, f);
     wait_call(f);
@@ -476,6 +478,11 @@ static void test_ack_claim_and_expire(void **state)
     epoch_op(f, 'c', conn, 0, HS_ENOTFOUND); /* attached: not claimable */
     epoch_op(f, 'e', conn, 0, HS_ENOTFOUND); /* attached: not expired */
     epoch_op(f, 'r', conn, 0, 0);            /* its transport dropped */
+    f->calls = 0;
+    hs_store_get_connection(f->store, conn, connection_cb, f);
+    wait_call(f);
+    assert_string_equal(f->contents[62], "epoch 0 detached");
+    assert_string_equal(f->contents[60], "1234"); /* when */
     epoch_op(f, 'c', conn, 0, 0);            /* a resume wins */
     epoch_op(f, 'c', conn, 0, HS_ENOTFOUND); /* the other, from the same reading, loses */
     epoch_op(f, 'c', missing, 0, HS_ENOTFOUND);

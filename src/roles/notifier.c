@@ -155,10 +155,11 @@ struct hs_notifier {
     hs_map_t ips;                        /* peer IP -> ip_entry_t */
     unsigned char resume_secret[32];     /* HMAC key of resume tokens */
     size_t resume_secret_len;
-    uv_timer_t *ack_timer; /* writes changed acks once a second */
-    run_t run;             /* deliveries held until the bus ends its pass */
-    uint64_t next_serial;  /* client serials and attach generations */
-    client_t **ending;     /* clients to end after a fan-out walk (slow) */
+    uv_timer_t *ack_timer;      /* writes changed acks once a second */
+    run_t run;                  /* deliveries held until the bus ends its pass */
+    uint64_t next_serial;       /* client serials and attach generations */
+    struct conn_write *retries; /* connection writes to try again (conn_write) */
+    client_t **ending;          /* clients to end after a fan-out walk (slow) */
     size_t ending_count, ending_cap;
     size_t ips_sweep_at; /* sweep idle entries when the map reaches this */
     /* shutdown */
@@ -1105,34 +1106,115 @@ static void free_client(hs_notifier_t *n, client_t *client)
     maybe_finish_shutdown(n);
 }
 
+/* ---- connection rows that must change even while the store is away ----- */
+
+/* The writes that end or detach a connection row. One the store could not
+ * make (unreachable) is tried again each second (ack_timer_cb) until it is
+ * made or no longer applies (HS_ENOTFOUND: another attach owns the row, or
+ * it is gone), for at most CONN_WRITE_TRIES tries: otherwise the row of a
+ * connection that ended during an outage would stay listed for ever. Each is
+ * idempotent and the epoch-guarded ones change nothing once a later attach
+ * owns the row, so the order they are made in does not matter. */
+typedef enum conn_write_kind { CW_REMOVE, CW_RELEASE, CW_EXPIRE } conn_write_kind_t;
+
+static const char *const conn_write_names[] = {
+    [CW_REMOVE] = "removing it",
+    [CW_RELEASE] = "marking it detached",
+    [CW_EXPIRE] = "removing it at the end of its window",
+};
+
+typedef struct conn_write {
+    struct conn_write *next;
+    hs_notifier_t *notifier;
+    conn_write_kind_t kind;
+    char id[HS_ULID_LEN + 1];
+    uint64_t epoch, at_ms;
+    unsigned tries;
+} conn_write_t;
+
+#define CONN_WRITE_TRIES 600 /* ten minutes */
+
+static void conn_write_cb(int status, void *data);
+
+static void conn_write_issue(conn_write_t *w)
+{
+    hs_store_t *store = w->notifier->store;
+    w->tries++;
+    switch (w->kind) {
+    case CW_REMOVE:
+        hs_store_remove_connection(store, w->id, conn_write_cb, w);
+        break;
+    case CW_RELEASE:
+        hs_store_release_connection(store, w->id, w->epoch, w->at_ms, conn_write_cb, w);
+        break;
+    case CW_EXPIRE:
+        hs_store_expire_connection(store, w->id, w->epoch, conn_write_cb, w);
+        break;
+    }
+}
+
+static void conn_write(hs_notifier_t *n, conn_write_kind_t kind, const char *id, uint64_t epoch,
+                       uint64_t at_ms)
+{
+    conn_write_t *w = hs_calloc(1, sizeof(*w));
+    w->notifier = n;
+    w->kind = kind;
+    memcpy(w->id, id, sizeof(w->id));
+    w->epoch = epoch;
+    w->at_ms = at_ms;
+    conn_write_issue(w);
+}
+
+static void conn_write_cb(int status, void *data)
+{
+    conn_write_t *w = data;
+    hs_notifier_t *n = w->notifier;
+    if (status == HS_ENOTFOUND && w->kind != CW_REMOVE)
+        hs_log_info("notifier: conn %s: %s: another attach owns the row now, or it is gone", w->id,
+                    conn_write_names[w->kind]);
+    if (status == 0 || status == HS_ENOTFOUND) {
+        hs_free(w);
+        return;
+    }
+    if (status == HS_ECLOSED || w->tries >= CONN_WRITE_TRIES) {
+        hs_log_error("notifier: conn %s: %s failed for good: %s", w->id, conn_write_names[w->kind],
+                     hs_strerror(status));
+        hs_free(w);
+        return;
+    }
+    if (w->tries == 1)
+        hs_log_warn("notifier: conn %s: %s failed (%s); trying again each second", w->id,
+                    conn_write_names[w->kind], hs_strerror(status));
+    w->next = n->retries;
+    n->retries = w;
+}
+
+static void conn_writes_retry(hs_notifier_t *n)
+{
+    conn_write_t *w = n->retries;
+    n->retries = NULL;
+    while (w) {
+        conn_write_t *next = w->next;
+        conn_write_issue(w);
+        w = next;
+    }
+}
+
 /* Removes a connection for good: the in-memory index, the directory, the
  * store (rows and subscriptions). */
 static void remove_client(hs_notifier_t *n, client_t *client)
 {
     if (!client->detached) /* a detached one left the directory already */
         hs_bus_unregister_connection(n->bus, n->node_id, client->id);
-    hs_store_remove_connection(n->store, client->id, store_write_cb, NULL);
+    conn_write(n, CW_REMOVE, client->id, 0, 0);
     free_client(n, client);
-}
-
-static void expired_cb(int status, void *data)
-{
-    char *id = data;
-    if (status == HS_ENOTFOUND)
-        hs_log_info("notifier: conn %s was resumed (here or on another node) or removed; "
-                    "this copy goes, the rows stay",
-                    id);
-    else if (status != 0)
-        hs_log_error("notifier: conn %s: removing it failed: %s", id, hs_strerror(status));
-    hs_free(id);
 }
 
 /* A detached connection goes from this node: its rows too, unless a resume
  * took it over since (the store compares the epoch). */
 static void expire_client(hs_notifier_t *n, client_t *client)
 {
-    hs_store_expire_connection(n->store, client->id, client->epoch, expired_cb,
-                               hs_strdup(client->id));
+    conn_write(n, CW_EXPIRE, client->id, client->epoch, 0);
     free_client(n, client);
 }
 
@@ -1153,16 +1235,6 @@ static void flush_ack(hs_notifier_t *n, client_t *client)
         client->ack_dirty = false;
         hs_store_set_last_ack(n->store, client->id, client->last_ack, store_write_cb, NULL);
     }
-}
-
-static void released_cb(int status, void *data)
-{
-    char *id = data;
-    if (status == HS_ENOTFOUND)
-        hs_log_info("notifier: conn %s was removed meanwhile: not resumable", id);
-    else if (status != 0)
-        hs_log_error("notifier: conn %s: marking it detached failed: %s", id, hs_strerror(status));
-    hs_free(id);
 }
 
 /* The transport dropped without a clean close: the connection keeps its
@@ -1186,8 +1258,7 @@ static void detach(hs_notifier_t *n, client_t *client)
     flush_ack(n, client);
     hs_bus_unregister_connection(n->bus, n->node_id, client->id);
     client->detached_ms = hs_now_ms();
-    hs_store_release_connection(n->store, client->id, client->epoch, client->detached_ms,
-                                released_cb, hs_strdup(client->id));
+    conn_write(n, CW_RELEASE, client->id, client->epoch, client->detached_ms);
     client->window = hs_calloc(1, sizeof(*client->window));
     client->window->client = client;
     uv_timer_init(hs_net_loop(n->net), &client->window->timer);
@@ -1467,7 +1538,8 @@ static void finish_replay(replay_t *r)
         replay_free(r); /* gone, or dropped again: a later resume replays anew */
         return;
     }
-    qsort(r->items, r->count, sizeof(*r->items), held_cmp);
+    if (r->count > 1)
+        qsort(r->items, r->count, sizeof(*r->items), held_cmp);
     size_t max = (size_t)n->cfg->resume_max_replay;
     while (r->sent < r->count && r->sent < max &&
            (r->bound[0] == '\0' || strcmp(r->items[r->sent]->id, r->bound) <= 0))
@@ -1819,6 +1891,26 @@ static void takeover_free(takeover_t *t)
     hs_free(t);
 }
 
+/* Makes the client's subscriptions those of its rows: one removed through
+ * the API while it was detached goes, one stored meanwhile comes. */
+static void sync_subscriptions(hs_notifier_t *n, client_t *client, const takeover_t *t)
+{
+    sub_t *s = client->subs;
+    while (s) {
+        sub_t *next = s->client_next;
+        bool kept = false;
+        for (size_t i = 0; i < t->topic_count && !kept; i++)
+            kept = strcmp(s->topic->name, t->topics[i]) == 0;
+        if (!kept)
+            unsubscribe(n, client, s->topic->name);
+        s = next;
+    }
+    for (size_t i = 0; i < t->topic_count; i++)
+        if (subscribe(n, client, t->topics[i]) != 0)
+            hs_log_warn("notifier: conn %s: subscription to %s not restored", client->id,
+                        t->topics[i]);
+}
+
 /* The client of a won claim: this node's copy when it is current, else one
  * built from the rows read. Attached (no transport yet) at the new epoch,
  * holding live messages until its replay. */
@@ -1827,6 +1919,7 @@ static client_t *adopt(hs_notifier_t *n, takeover_t *t)
     client_t *client = find_client(n, t->id);
     if (client && client->detached && client->epoch == t->epoch && !client->stale) {
         stop_client_timer(&client->window);
+        sync_subscriptions(n, client, t);
     } else {
         if (client) {
             /* Another attach (here or elsewhere) had it since this copy was
@@ -1841,10 +1934,7 @@ static client_t *adopt(hs_notifier_t *n, takeover_t *t)
         }
         client = client_new(n, t->id, t->connected_ms);
         memcpy(client->last_ack, t->last_ack, sizeof(client->last_ack));
-        for (size_t i = 0; i < t->topic_count; i++)
-            if (subscribe(n, client, t->topics[i]) != 0)
-                hs_log_warn("notifier: conn %s: subscription to %s not taken over", client->id,
-                            t->topics[i]);
+        sync_subscriptions(n, client, t);
     }
     client->epoch = t->epoch + 1;
     client->detached_ms = t->detached_ms;
@@ -1862,8 +1952,7 @@ static void takeover_finish(takeover_t *t, bool taken)
     if (n->shutting_down) {
         hs_http_respond_error(t->req, 503, "unavailable", "server is shutting down");
         if (taken) /* give the claim back: another node may resume it */
-            hs_store_release_connection(n->store, t->id, t->epoch + 1, t->detached_ms, released_cb,
-                                        hs_strdup(t->id));
+            conn_write(n, CW_RELEASE, t->id, t->epoch + 1, t->detached_ms);
         goto out;
     }
     if (t->sse)
@@ -2165,6 +2254,7 @@ static void ack_timer_cb(uv_timer_t *timer)
     client_t *client;
     while ((client = hs_map_next(&n->clients, &pos)) != NULL)
         flush_ack(n, client);
+    conn_writes_retry(n);
 }
 
 static void ack_timer_closed_cb(uv_handle_t *handle)
@@ -2278,6 +2368,13 @@ void hs_notifier_free(hs_notifier_t *n)
     hs_map_dispose(&n->ips);
     hs_dedupe_free(n->dedupe);
     hs_free(n->ending);
+    while (n->retries) { /* the store is closed: nothing more can be written */
+        conn_write_t *next = n->retries->next;
+        hs_log_error("notifier: conn %s: %s never succeeded", n->retries->id,
+                     conn_write_names[n->retries->kind]);
+        hs_free(n->retries);
+        n->retries = next;
+    }
     hs_free(n->node_id);
     hs_free(n);
 }

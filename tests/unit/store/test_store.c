@@ -483,8 +483,8 @@ static void test_ack_claim_and_expire(void **state)
     wait_call(f);
     assert_string_equal(f->contents[62], "epoch 0 detached");
     assert_string_equal(f->contents[60], "1234"); /* when */
-    epoch_op(f, 'c', conn, 0, 0);            /* a resume wins */
-    epoch_op(f, 'c', conn, 0, HS_ENOTFOUND); /* the other, from the same reading, loses */
+    epoch_op(f, 'c', conn, 0, 0);                 /* a resume wins */
+    epoch_op(f, 'c', conn, 0, HS_ENOTFOUND);      /* the other, from the same reading, loses */
     epoch_op(f, 'c', missing, 0, HS_ENOTFOUND);
     f->calls = 0;
     hs_store_get_connection(f->store, conn, connection_cb, f);

@@ -398,6 +398,8 @@ class WsClient(Client):
             if not self.run.t.frame_subscribe:
                 self.run.vio("frame_subscribe", f"{self.name}: a subscribe frame was accepted "
                                                 "outside the development default")
+        elif got.get("code") == "internal":
+            pass  # the store failed: outcome unknown, the interval stays allowed
         else:
             self.conn.subs[topic].remove(iv)
             if self.run.t.frame_subscribe or got.get("code") != "forbidden":
@@ -414,7 +416,7 @@ class WsClient(Client):
             self.close_intervals([topic], u_send, now())
         else:
             self.close_intervals([topic], u_send, None)
-            if got is not None:
+            if got is not None and got.get("code") != "internal":
                 self.run.vio("frame_unsubscribe", f"{self.name}: unsubscribe {topic}: "
                                                   f"{got!r:.200}")
 

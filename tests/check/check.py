@@ -334,6 +334,10 @@ class Run:
     async def watchdog(self):
         while not self.m.settle:
             self.check_procs()
+            for p in self.t.procs.values():
+                if p.baseline is None and p.running() and not p.paused \
+                        and now() - p.started_at >= 1.0:
+                    p.baseline = (p.rss_kib(), p.fds())
             await asyncio.sleep(0.5)
 
     # -- the whole run
@@ -341,6 +345,9 @@ class Run:
         self.t0 = now()
         load_s = max(6.0, self.seconds - (30 if self.t.name == "scaleout" else 18))
         self.rep.notes.append(f"load {load_s:.0f}s of a {self.seconds:.0f}s budget")
+        # I4's baseline: each process 1 s after its start, before any client
+        # (for a process restarted during the run: 1 s after the restart).
+        await asyncio.sleep(1.0)
         for p in self.t.procs.values():
             p.baseline = (p.rss_kib(), p.fds())
         from clients import WsClient, SseClient

@@ -79,6 +79,7 @@ class Proc:
                                      stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "a"), env=env)
         self.starts += 1
+        self.started_at = time.monotonic()
         self.expected_exit = False
         self.paused = False
         self.baseline = None

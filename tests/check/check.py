@@ -471,6 +471,10 @@ class Run:
         for p in self.m.pubs:
             if p.id and p.p1 is not None:
                 pubs_by_topic[p.topic].append(p)
+        self.p0s = {}
+        for topic, pubs in pubs_by_topic.items():
+            pubs.sort(key=lambda p: p.p0)
+            self.p0s[topic] = [p.p0 for p in pubs]
         for c in self.m.conns:
             self.check_conn(c, pubs_by_topic)
 
@@ -555,7 +559,11 @@ class Run:
                 # A message still on its way when the window closed (an
                 # unsubscribe sent, a close, a kick) is not required.
                 stop = min(end, iv.u_send if iv.u_send is not None else INF) - self.flight
-                for p in pubs_by_topic.get(topic, []):
+                pubs = pubs_by_topic.get(topic, [])
+                first = bisect.bisect_right(self.p0s.get(topic, []), iv.s_ok)
+                for p in pubs[first:]:
+                    if p.p0 >= stop:
+                        break  # sorted by p0, and p1 > p0
                     if not (p.p0 > iv.s_ok and p.p1 < stop) or p.id in got:
                         continue
                     excuse = self.excused(p, c, drops)

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -648,6 +649,7 @@ async def run_topology(kind, binary, seed, seconds, tmp_root, sanitized, replay)
     rep = Report(seed, kind, replay)
     tmp = Path(tempfile.mkdtemp(prefix=f"check-{kind}-", dir=tmp_root))
     t = topo.Embedded(tmp, binary) if kind == "embedded" else topo.Scaleout(tmp, binary)
+    LIVE.append(t)
     run = None
     try:
         await asyncio.to_thread(t.start)
@@ -663,7 +665,22 @@ async def run_topology(kind, binary, seed, seconds, tmp_root, sanitized, replay)
     return rep, tmp
 
 
+LIVE = []  # topologies running, killed when the checker is interrupted
+
+
+def interrupted(signum, frame):
+    for t in LIVE:
+        try:
+            t.close()
+        except Exception:
+            pass
+    print(f"checker: interrupted by signal {signum}; servers stopped", file=sys.stderr)
+    os._exit(130)
+
+
 def main():
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--seconds", type=float, default=120.0, help="the whole run (CHECK_S)")

@@ -64,7 +64,8 @@ class Report:
 # ---- the run --------------------------------------------------------------------
 
 class Run:
-    def __init__(self, topology, seed, seconds, report, sanitized):
+    def __init__(self, topology, seed, seconds, report, sanitized, only_faults=None):
+        self.only_faults = only_faults
         self.t = topology
         self.seed = seed
         self.seconds = seconds
@@ -106,8 +107,13 @@ class Run:
             if name in self.restarting:
                 continue
             if p.exited_unexpectedly():
+                tail = p.tail(6000)
+                reports = [line for line in tail.splitlines()
+                           if topo.CRASH_PATTERNS.search(line) or " #0 " in line
+                           or " #1 " in line or " #2 " in line]
+                why = "\n".join(reports[:6]) or "\n".join(tail.splitlines()[-4:])
                 self.vio("crash", f"{name} exited with {p.proc.returncode} at "
-                                  f"{self.rel(now())}; log tail:\n{p.tail(2500)}")
+                                  f"{self.rel(now())}:\n{why}")
                 p.crashes.append(now())
                 self.m.faults.append((now() - 1.0, now() + 2.0, f"crash of {name}"))
                 try:
@@ -278,8 +284,14 @@ class Run:
     # -- faults
     async def faulter(self):
         rng = random.Random(f"{self.seed}-{self.t.name}-faults")
-        names = [n for n, _ in self.t.faults]
-        weights = [w for _, w in self.t.faults]
+        faults = [(n, w) for n, w in self.t.faults
+                  if (not self.only_faults or n in self.only_faults)
+                  # a burst under the sanitizers would not pass the cap
+                  and not (self.sanitized and n == "pause_notifier_burst")]
+        if not faults:
+            return
+        names = [n for n, _ in faults]
+        weights = [w for _, w in faults]
         await asyncio.sleep(rng.uniform(2, 4))
         while not self.m.stop:
             what = rng.choices(names, weights)[0]
@@ -307,6 +319,19 @@ class Run:
                 self.restarting.discard(name)
             return f"kill -9 {name}, restarted after {down:.1f}s"
 
+        if what == "pause_notifier_burst":
+            # A notifier stalled while more than its stream's cap (10,000
+            # entries) is routed to it (issue 13, finding 4).
+            name = rng.choice(["notifier-n1", "notifier-n2"])
+            topic = rng.choice(self.topics)
+            procs[name].pause()
+            t0 = now()
+            try:
+                sent = await self.burst(topic, 12000, t0 + 7.0, rng)
+            finally:
+                await asyncio.sleep(max(0.0, 2.0 - (now() - t0)))
+                procs[name].cont()
+            return f"SIGSTOP {name} for {now() - t0:.1f}s while {sent} went to {topic}"
         if what == "pause_serve" or what == "pause_notifier":
             name = "serve" if what == "pause_serve" else rng.choice(["notifier-n1", "notifier-n2"])
             secs = rng.uniform(0.5, 2.5) if what == "pause_serve" else rng.uniform(1, 6)
@@ -331,6 +356,47 @@ class Run:
             await asyncio.to_thread(svc.start)
             return f"kill -9 {what[5:]}, restarted after {down:.1f}s"
         raise ValueError(what)
+
+    async def burst(self, topic, n, deadline, rng):
+        """n publishes to topic, pipelined in batches of 200 over four
+        connections at once, until the deadline. Returns how many were
+        answered 201."""
+        self.bursts = getattr(self, "bursts", 0) + 1
+        counter = iter(range(n))
+        answered = 0
+
+        async def lane(k):
+            nonlocal answered
+            while now() < deadline:
+                batch = []
+                for j in counter:
+                    content = f"{self.seed}-{self.t.name}-b{self.bursts}-{j}"
+                    pub = Pub(topic, content, None, "burst")
+                    batch.append(pub)
+                    if len(batch) == 200:
+                        break
+                if not batch:
+                    return
+                reqs = []
+                for pub in batch:
+                    pub.p0 = now()
+                    self.m.pubs.append(pub)
+                    self.m.by_content[pub.content] = pub
+                    reqs.append(wire.request_bytes("POST", "/api/v1/messages",
+                                                   {"topic": topic, "content": pub.content},
+                                                   close=False))
+                i = 0
+                async for status, answer in wire.pipelined(self.t.api_port, reqs):
+                    pub = batch[i]
+                    i += 1
+                    pub.status = status
+                    if status == 201 and isinstance(answer, dict) and "id" in answer:
+                        pub.p1, pub.id = now(), answer["id"]
+                        self.m.by_id[pub.id] = pub
+                        answered += 1
+
+        await asyncio.gather(*(lane(k) for k in range(4)))
+        return answered
 
     async def watchdog(self):
         while not self.m.settle:
@@ -426,8 +492,10 @@ class Run:
             for _ in range(4):
                 forward = rng.random() < 0.5
                 cursor = rng.choice(ids) if ids and rng.random() < 0.8 else None
-                limit = rng.randint(1, 200)
-                got = await self.walk(topic, cursor, forward, limit, live=False, max_pages=400)
+                # At most ~500 pages per walk, and enough pages for all of it.
+                limit = max(rng.randint(1, 200), len(ids) // 500 + 1)
+                got = await self.walk(topic, cursor, forward, limit, live=False,
+                                      max_pages=len(ids) // limit + 3)
                 if got is None:
                     continue
                 if cursor is None:
@@ -645,7 +713,7 @@ class Run:
                 self.vio("sanitizer", f"{name}:\n{text[:2500]}")
 
 
-async def run_topology(kind, binary, seed, seconds, tmp_root, sanitized, replay):
+async def run_topology(kind, binary, seed, seconds, tmp_root, sanitized, replay, faults):
     rep = Report(seed, kind, replay)
     tmp = Path(tempfile.mkdtemp(prefix=f"check-{kind}-", dir=tmp_root))
     t = topo.Embedded(tmp, binary) if kind == "embedded" else topo.Scaleout(tmp, binary)
@@ -653,7 +721,7 @@ async def run_topology(kind, binary, seed, seconds, tmp_root, sanitized, replay)
     run = None
     try:
         await asyncio.to_thread(t.start)
-        run = Run(t, seed, seconds, rep, sanitized)
+        run = Run(t, seed, seconds, rep, sanitized, faults)
         deadline = seconds + 240
         await asyncio.wait_for(run.main(), deadline)
         run.finish_processes()
@@ -687,6 +755,8 @@ def main():
     ap.add_argument("--topology", choices=["embedded", "scaleout", "both"], default="both")
     ap.add_argument("--bin", default=os.environ.get("HOUSTON_BIN", str(topo.ROOT / "build" / "houston")))
     ap.add_argument("--keep", action="store_true", help="keep the logs of a clean run")
+    ap.add_argument("--faults", default=os.environ.get("CHECK_FAULTS", ""),
+                    help="only these faults (comma list; 'none' for none), e.g. kill_redis")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     kinds = ["embedded", "scaleout"] if args.topology == "both" else [args.topology]
@@ -702,7 +772,11 @@ def main():
     for kind in kinds:
         replay = (f"make check SEED={seed} TOPOLOGY={kind} CHECK_S={per:.0f}"
                   f" HOUSTON_BIN={args.bin}")
-        rep, tmp = asyncio.run(run_topology(kind, args.bin, seed, per, None, sanitized, replay))
+        faults = set(filter(None, args.faults.split(","))) or None
+        if faults:
+            replay += f" CHECK_FAULTS={args.faults}"
+        rep, tmp = asyncio.run(run_topology(kind, args.bin, seed, per, None, sanitized, replay,
+                                            faults))
         rep.print()
         if rep.kinds:
             failed = True

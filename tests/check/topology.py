@@ -228,7 +228,8 @@ class Scaleout:
             self.procs[f"consumer{i}"].start()
 
     faults = [("kill_consumer", 2), ("kill_notifier", 2), ("kill_publisher", 1),
-              ("kill_redis", 1), ("kill_mariadb", 1), ("pause_notifier", 2)]
+              ("kill_redis", 1), ("kill_mariadb", 1), ("pause_notifier", 2),
+              ("pause_notifier_burst", 1)]
 
     def close(self):
         for p in self.procs.values():

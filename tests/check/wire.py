@@ -25,9 +25,11 @@ def reset(writer):
     writer.transport.abort()
 
 
-def request_bytes(method, path, body=None, headers=None):
+def request_bytes(method, path, body=None, headers=None, close=True):
     data = b"" if body is None else json.dumps(body).encode()
-    head = f"{method} {path} HTTP/1.1\r\nHost: checker\r\nConnection: close\r\n"
+    head = f"{method} {path} HTTP/1.1\r\nHost: checker\r\n"
+    if close:
+        head += "Connection: close\r\n"
     for name, value in (headers or {}).items():
         head += f"{name}: {value}\r\n"
     if body is not None:
@@ -85,6 +87,27 @@ async def http(port, method, path, body=None, headers=None, timeout=10.0):
     finally:
         if writer is not None:
             writer.transport.abort()
+
+
+async def pipelined(port, requests, timeout=20.0):
+    """Writes the requests (bytes) at once on one keep-alive connection and
+    yields (status, JSON) per answer as it is read; stops at the first
+    failure (the rest may or may not have been processed)."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(HOST, port, limit=1 << 22), CONNECT_TIMEOUT)
+    except (OSError, asyncio.TimeoutError):
+        return
+    try:
+        writer.write(b"".join(requests))
+        for _ in requests:
+            status, _, data = await asyncio.wait_for(read_response(reader), timeout)
+            yield status, (json.loads(data) if data.strip() else None)
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError,
+            asyncio.LimitOverrunError):
+        return
+    finally:
+        writer.transport.abort()
 
 
 async def http_lost_answer(port, method, path, body, headers, delay):

@@ -115,7 +115,7 @@ class Run:
                 self.vio("crash", f"{name} exited with {p.proc.returncode} at "
                                   f"{self.rel(now())}:\n{why}")
                 p.crashes.append(now())
-                self.m.faults.append((now() - 1.0, now() + 2.0, f"crash of {name}"))
+                self.m.faults.append([now() - 1.0, now() + 2.0, f"crash of {name}"])
                 try:
                     p.start()
                 except Exception as e:
@@ -296,12 +296,14 @@ class Run:
         while not self.m.stop:
             what = rng.choices(names, weights)[0]
             start = now()
+            entry = [start, INF, what]  # open while it lasts
+            self.m.faults.append(entry)
             try:
                 detail = await self.fault(what, rng)
             except Exception as e:
                 self.rep.notes.append(f"fault {what} failed: {e}")
                 detail = what
-            self.m.faults.append((start, now(), detail))
+            entry[1:] = [now(), detail]
             self.rep.stats[f"fault {what}"] += 1
             await asyncio.sleep(rng.uniform(3, 7))
 
@@ -450,6 +452,8 @@ class Run:
         for c in clients:
             await c.leave()
         await self.after_leave()
+        for start, end, what in self.m.faults[:40]:
+            self.rep.notes.append(f"fault {self.rel(start)}..{self.rel(end)}: {what}")
         self.rep.stats["connections"] = len(self.m.conns)
         self.rep.stats["deliveries"] = sum(len(c.received) for c in self.m.conns)
         self.rep.stats["2xx publishes"] = sum(1 for p in self.m.pubs if p.id)
@@ -644,7 +648,7 @@ class Run:
                                    f"{self.rel(p.p0)}..{self.rel(p.p1)} never received; subscribed "
                                    f"{iv.how} answered {self.rel(iv.s_ok)} until "
                                    f"{self.rel(iv.u_send)}; transports "
-                                   + self.describe(c))
+                                   + self.describe(c) + self.faults_near(p.p0, p.p1))
 
     def excused(self, p, c, drops):
         for drop_t, nxt in drops:
@@ -659,6 +663,11 @@ class Run:
             if cur is not None and p.id <= cur:
                 return f"in flight at a drop, below the resume's {kind} cursor"
         return None
+
+    def faults_near(self, t0, t1):
+        near = [f"{what} at {self.rel(start)}" for start, end, what in self.m.faults
+                if end >= t0 - 2 and start <= t1 + 2]
+        return f"; faults around it: {', '.join(near)}" if near else ""
 
     def describe(self, c):
         parts = []

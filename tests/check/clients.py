@@ -235,7 +235,12 @@ class Client:
                 await asyncio.sleep(min(1.5, 0.25 * attempt))
             node = same if self.rng.random() < 0.5 else self.rng.choice(self.nodes)
             cursor = self.cursor_for(conn)
-            got = await self.connect(node, f"?resume={conn.token}", self.cursor_args(cursor))
+            # Now and then an older token of the same connection: every
+            # token of it is valid for 24 h while it is detached.
+            token = conn.token
+            if len(conn.tokens) > 1 and self.rng.random() < 0.2:
+                token = self.rng.choice(conn.tokens[:-1])
+            got = await self.connect(node, f"?resume={token}", self.cursor_args(cursor))
             if got is None:
                 continue
             stream, hello = got
@@ -243,7 +248,9 @@ class Client:
             if hello.get("resumed") is True and hello.get("connectionID") == conn.cid:
                 tr = Transport(len(conn.transports), node, t, cursor, drop_t)
                 conn.transports.append(tr)
-                conn.token = hello.get("resumeToken") or conn.token
+                if hello.get("resumeToken"):
+                    conn.token = hello["resumeToken"]
+                    conn.tokens.append(conn.token)
                 self.run.rep.stats[f"resumes {self.kind} ({cursor[0]})"] += 1
                 if node != same:
                     self.run.rep.stats[f"resumes {self.kind} on the other node"] += 1
@@ -280,8 +287,6 @@ class Client:
         for start, end, _ in self.m.faults:
             if end >= drop_t - 10 and start <= t:
                 return
-        if any(start <= t for start, end, _ in self.m.faults if end is None):
-            return
         self.run.vio("resume_refused",
                      f"{self.name}: {conn.cid} dropped at {self.run.rel(drop_t)}, resumed "
                      f"{t - drop_t:.1f}s later and was refused: {hello!r:.200}; transports "

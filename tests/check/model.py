@@ -70,6 +70,7 @@ class Conn:
 
     def __init__(self, model, cid, token, node, start, kind="ws"):
         self.cid, self.token, self.kind = cid, token, kind
+        self.tokens = [token] if token else []
         self.transports = [Transport(0, node, start)]
         self.subs = defaultdict(list)  # topic -> [Interval]
         self.received = []  # (id, topic, transport index, time)

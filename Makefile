@@ -128,4 +128,5 @@ TOPOLOGY ?= both
 HOUSTON_BIN ?= $(CURDIR)/$(BUILD)/houston
 check:
 	$(PYTHON) tests/check/check.py $(if $(SEED),--seed $(SEED)) --seconds $(CHECK_S) \
-	  --topology $(TOPOLOGY) --bin $(HOUSTON_BIN) $(if $(CHECK_FAULTS),--faults $(CHECK_FAULTS))
+	  --topology $(TOPOLOGY) --bin $(HOUSTON_BIN) \
+	  $(if $(CHECK_FAULTS),--faults $(CHECK_FAULTS)) $(if $(CHECK_SKIP),--skip-actions $(CHECK_SKIP))

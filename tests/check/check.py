@@ -64,8 +64,10 @@ class Report:
 # ---- the run --------------------------------------------------------------------
 
 class Run:
-    def __init__(self, topology, seed, seconds, report, sanitized, only_faults=None):
+    def __init__(self, topology, seed, seconds, report, sanitized, only_faults=None,
+                 skip_actions=()):
         self.only_faults = only_faults
+        self.skip_actions = set(skip_actions)
         self.t = topology
         self.seed = seed
         self.seconds = seconds
@@ -722,7 +724,8 @@ class Run:
                 self.vio("sanitizer", f"{name}:\n{text[:2500]}")
 
 
-async def run_topology(kind, binary, seed, seconds, tmp_root, sanitized, replay, faults):
+async def run_topology(kind, binary, seed, seconds, tmp_root, sanitized, replay, faults,
+                       skip_actions):
     rep = Report(seed, kind, replay)
     tmp = Path(tempfile.mkdtemp(prefix=f"check-{kind}-", dir=tmp_root))
     t = topo.Embedded(tmp, binary) if kind == "embedded" else topo.Scaleout(tmp, binary)
@@ -730,7 +733,7 @@ async def run_topology(kind, binary, seed, seconds, tmp_root, sanitized, replay,
     run = None
     try:
         await asyncio.to_thread(t.start)
-        run = Run(t, seed, seconds, rep, sanitized, faults)
+        run = Run(t, seed, seconds, rep, sanitized, faults, skip_actions)
         deadline = seconds + 240
         await asyncio.wait_for(run.main(), deadline)
         run.finish_processes()
@@ -766,6 +769,9 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the logs of a clean run")
     ap.add_argument("--faults", default=os.environ.get("CHECK_FAULTS", ""),
                     help="only these faults (comma list; 'none' for none), e.g. kill_redis")
+    ap.add_argument("--skip-actions", default=os.environ.get("CHECK_SKIP", ""),
+                    help="client actions not to take (comma list), e.g. frame_then_rst to look "
+                         "past a known crash")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     kinds = ["embedded", "scaleout"] if args.topology == "both" else [args.topology]
@@ -784,8 +790,11 @@ def main():
         faults = set(filter(None, args.faults.split(","))) or None
         if faults:
             replay += f" CHECK_FAULTS={args.faults}"
+        skip = [a for a in args.skip_actions.split(",") if a]
+        if skip:
+            replay += f" CHECK_SKIP={args.skip_actions}"
         rep, tmp = asyncio.run(run_topology(kind, args.bin, seed, per, None, sanitized, replay,
-                                            faults))
+                                            faults, skip))
         rep.print()
         if rep.kinds:
             failed = True

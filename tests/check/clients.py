@@ -96,7 +96,8 @@ class Client:
                     if self.conn is None:
                         return
                     continue
-                names, weights = zip(*self.actions())
+                names, weights = zip(*[(n, w) for n, w in self.actions()
+                                       if n not in self.run.skip_actions])
                 action = self.rng.choices(names, weights)[0]
                 self.run.rep.stats[f"action {self.kind} {action}"] += 1
                 await getattr(self, "do_" + action)()

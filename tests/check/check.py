@@ -336,6 +336,12 @@ class Run:
                 await asyncio.sleep(max(0.0, 2.0 - (now() - t0)))
                 procs[name].cont()
             return f"SIGSTOP {name} for {now() - t0:.1f}s while {sent} went to {topic}"
+        if what == "burst":
+            # A backlog on one topic while clients drop and resume: a resume
+            # across several topics during a burst (issue 13, finding 2).
+            topic = rng.choice(self.topics)
+            sent = await self.burst(topic, 3000, now() + 5.0, rng)
+            return f"burst of {sent} to {topic}"
         if what == "pause_serve" or what == "pause_notifier":
             name = "serve" if what == "pause_serve" else rng.choice(["notifier-n1", "notifier-n2"])
             secs = rng.uniform(0.5, 2.5) if what == "pause_serve" else rng.uniform(1, 6)

@@ -180,7 +180,7 @@ class Embedded:
         self.procs["serve"].start()
 
     # (name, weight): the faults that apply to one process with everything in it.
-    faults = [("pause_serve", 3), ("kill_serve", 1)]
+    faults = [("pause_serve", 3), ("kill_serve", 1), ("burst", 1)]
 
     def close(self):
         for p in self.procs.values():
@@ -229,7 +229,7 @@ class Scaleout:
 
     faults = [("kill_consumer", 2), ("kill_notifier", 2), ("kill_publisher", 1),
               ("kill_redis", 1), ("kill_mariadb", 1), ("pause_notifier", 2),
-              ("pause_notifier_burst", 1)]
+              ("pause_notifier_burst", 1), ("burst", 1)]
 
     def close(self):
         for p in self.procs.values():

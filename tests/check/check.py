@@ -484,6 +484,8 @@ class Run:
         sample = [p for p in self.m.pubs if p.id]
         by_id_checks = rng.sample(sample, min(len(sample), 300))
         for p in sample:
+            if p.topic not in self.history:
+                continue  # its final walk failed (reported as history_unavailable)
             if p.id not in stored:
                 self.vio("lost_publish", f"{p.id} ({p.topic}, {p.mode}, answered {p.status} at "
                                          f"{self.rel(p.p1)}) not in the history")
@@ -565,6 +567,8 @@ class Run:
         got = {}
         per_transport_topic_last = {}
         for mid, topic, ti, t in c.received:
+            if topic not in self.history:
+                continue  # no final walk of it to compare with
             msg = self.stored_msg.get(mid)
             pub = self.m.by_id.get(mid)
             # Real: stored, of that topic.
@@ -745,6 +749,7 @@ async def run_topology(kind, binary, seed, seconds, tmp_root, sanitized, replay,
         run.finish_processes()
     except Exception:
         rep.add("checker_error", traceback.format_exc())
+        rep.broken = True
     finally:
         t.close()
     rep.notes.append(f"logs in {tmp}")
@@ -789,7 +794,7 @@ def main():
     per = args.seconds / len(kinds)
     print(f"checker: seed {seed}, {args.seconds:.0f}s over {', '.join(kinds)}, {args.bin}"
           f"{' (sanitized)' if sanitized else ''}", flush=True)
-    failed = False
+    failed = broken = False
     for kind in kinds:
         replay = (f"make check SEED={seed} TOPOLOGY={kind} CHECK_S={per:.0f}"
                   f" HOUSTON_BIN={args.bin}")
@@ -802,6 +807,7 @@ def main():
         rep, tmp = asyncio.run(run_topology(kind, args.bin, seed, per, None, sanitized, replay,
                                             faults, skip))
         rep.print()
+        broken = broken or getattr(rep, "broken", False)
         if rep.kinds:
             failed = True
             print(f"   logs kept in {tmp}")
@@ -809,7 +815,7 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
         sys.stdout.flush()
     print(f"checker: seed {seed}: {'VIOLATIONS FOUND' if failed else 'no violation'}")
-    return 1 if failed else 0
+    return 2 if broken else 1 if failed else 0
 
 
 if __name__ == "__main__":

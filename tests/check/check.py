@@ -340,7 +340,16 @@ class Run:
             # A backlog on one topic while clients drop and resume: a resume
             # across several topics during a burst (issue 13, finding 2).
             topic = rng.choice(self.topics)
-            sent = await self.burst(topic, 3000, now() + 5.0, rng)
+            # Two clients on that topic and another one drop as it begins
+            # and resume while it runs.
+            victims = [c for c in self.clients
+                       if c.kind == "ws" and c.conn is not None and c.reader is not None
+                       and not c.reader.done() and topic in c.conn.subscribed_topics()
+                       and len(c.conn.subscribed_topics()) > 1]
+            for c in rng.sample(victims, min(2, len(victims))):
+                c.stream.reset()
+                self.rep.stats["dropped at a burst"] += 1
+            sent = await self.burst(topic, 3000, now() + 5.0, rng, pace=0.1)
             return f"burst of {sent} to {topic}"
         if what == "pause_serve" or what == "pause_notifier":
             name = "serve" if what == "pause_serve" else rng.choice(["notifier-n1", "notifier-n2"])
@@ -367,7 +376,7 @@ class Run:
             return f"kill -9 {what[5:]}, restarted after {down:.1f}s"
         raise ValueError(what)
 
-    async def burst(self, topic, n, deadline, rng):
+    async def burst(self, topic, n, deadline, rng, pace=0.0):
         """n publishes to topic, pipelined in batches of 200 over four
         connections at once, until the deadline. Returns how many were
         answered 201."""
@@ -383,7 +392,7 @@ class Run:
                     content = f"{self.seed}-{self.t.name}-b{self.bursts}-{j}"
                     pub = Pub(topic, content, None, "burst")
                     batch.append(pub)
-                    if len(batch) == 200:
+                    if len(batch) == (100 if pace else 200):
                         break
                 if not batch:
                     return
@@ -395,6 +404,8 @@ class Run:
                     reqs.append(wire.request_bytes("POST", "/api/v1/messages",
                                                    {"topic": topic, "content": pub.content},
                                                    close=False))
+                if pace:
+                    await asyncio.sleep(pace)
                 i = 0
                 async for status, answer in wire.pipelined(self.t.api_port, reqs):
                     pub = batch[i]
@@ -430,6 +441,7 @@ class Run:
         from clients import WsClient, SseClient
         n_ws = 10
         clients = [WsClient(self, i) for i in range(n_ws)] + [SseClient(self, i) for i in range(2)]
+        self.clients = clients
         tasks = [asyncio.ensure_future(c.life()) for c in clients]
         pubs = [asyncio.ensure_future(self.publisher(i)) for i in range(3)]
         side = [asyncio.ensure_future(x) for x in

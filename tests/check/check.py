@@ -10,14 +10,12 @@ there is any, 2 when the checker itself could not run.
 import argparse
 import asyncio
 import bisect
-import json
 import os
 import random
 import shutil
 import signal
 import sys
 import tempfile
-import time
 import traceback
 from collections import defaultdict
 from pathlib import Path
@@ -26,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import topology as topo  # noqa: E402
 import wire  # noqa: E402
 
-from model import INF, Conn, Interval, Model, Pub, Transport, now, ulid_floor  # noqa: E402,F401
+from model import INF, Model, Pub, now  # noqa: E402
 
 
 # ---- the record of what happened ----------------------------------------------

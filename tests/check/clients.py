@@ -281,6 +281,7 @@ class Client:
         resumed well within the window, was not kicked or closed, and no
         fault touched the topology from 10 s before the drop until now."""
         from topology import RESUME_WINDOW_S
+        self.run.check_procs()  # a crash not yet noticed counts as a fault
         if wait < 1.0 or t - drop_t > RESUME_WINDOW_S - 3 or conn.kick_send is not None:
             return
         if conn.transport.end_kind not in ("drop",):

@@ -472,8 +472,45 @@ class WsClient(Client):
         await asyncio.sleep(self.rng.uniform(1, 5))
         self.gate.set()
 
+    async def roundtrip(self):
+        """True when the server answers a frame on this transport now (an
+        unknown type: the answer is an error frame): it is attached."""
+        if not self.frames_ok or self.reader.done():
+            return False
+        loop = asyncio.get_running_loop()
+        self.pending = loop.create_future()
+        self.stream.send_json({"type": "checker-roundtrip"})
+        done, _ = await asyncio.wait([self.pending, self.reader], timeout=FRAME_TIMEOUT,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if self.pending in done and self.pending.result().get("code") == "unsupported":
+            return True
+        self.frames_ok = False
+        return False
+
     async def do_probe_attached(self):
-        await self.probe_token(self.conn.token, self.conn.cid, "attached")
+        """A resume with the token of this connection while it is attached
+        must be refused. Judged only when a round trip on this transport
+        answers before and after the probe (the server had it attached)."""
+        if self.conn.impaired_since is not None or not self.stream.answer_pings:
+            return
+        if not await self.roundtrip():
+            return
+        node = self.rng.choice(self.nodes)
+        got = await self.connect(node, f"?resume={self.conn.token}")
+        if got is None:
+            return
+        stream, hello = got
+        self.run.rep.stats["probes attached"] += 1
+        if hello.get("resumed") is not False or hello.get("connectionID") == self.conn.cid:
+            if await self.roundtrip():
+                self.run.vio("attached_token_resumed",
+                             f"{self.name}: a resume with the token of attached {self.conn.cid} "
+                             f"on {node} answered {hello!r:.300}, and the connection still "
+                             "answers on its first transport")
+            else:
+                self.run.rep.stats["probes attached: taken over (not judged)"] += 1
+                self.conn.finish(now() - self.run.grace, "taken over by a probe")
+        await self.dispose(stream)
 
     async def do_probe_closed(self):
         old = [(t, tok, cid) for t, tok, cid in self.m.closed_tokens if now() - t > 1.0]

@@ -264,7 +264,8 @@ class Client:
                 self.run.vio("resume_wrong_connection",
                              f"{self.name}: resume of {conn.cid} answered {hello!r:.300}")
             self.run.rep.stats["resumes refused"] += 1
-            self.judge_refusal(conn, drop_t, wait, t, hello)
+            if attempt == 0:  # an abandoned attempt may have been served late
+                self.judge_refusal(conn, drop_t, wait, t, hello)
             conn.finish(drop_t - self.run.grace, "resume refused")
             new = Conn(self.m, hello["connectionID"], hello.get("resumeToken"), node, t, self.kind)
             new.wall_start = time.time()
@@ -525,7 +526,9 @@ class WsClient(Client):
         await self.wait_end(3)
         self.conn.transport.end, self.conn.transport.end_kind = t, "closed 1000"
         self.conn.finish(t, "closed 1000 by the client")
-        self.m.closed_tokens.append((now(), self.conn.token, self.conn.cid))
+        if self.reader.done() and self.end_code() == 1000:
+            # Only a close the server answered is surely not resumable.
+            self.m.closed_tokens.append((now(), self.conn.token, self.conn.cid))
         self.reader.cancel()
         self.stream.abort()
         await self.open_new()

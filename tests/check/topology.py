@@ -153,10 +153,15 @@ class Proc:
             text = Path(self.log).read_text(errors="replace")
         except OSError:
             return []
-        found = []
+        found, covered = [], -1
         for m in CRASH_PATTERNS.finditer(text):
-            start = text.rfind("\n", 0, max(0, m.start() - 200)) + 1
-            found.append(text[start:m.start() + 1500])
+            if m.start() < covered:
+                continue  # the same report
+            start = text.rfind("\n", 0, m.start()) + 1
+            end = text.find("\n=== checker:", m.start())
+            end = min(m.start() + 1500, end if end >= 0 else len(text))
+            found.append(text[start:end])
+            covered = end
         return found
 
 

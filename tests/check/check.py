@@ -825,6 +825,9 @@ def main():
         broken = broken or getattr(rep, "broken", False)
         if rep.kinds:
             failed = True
+            # The logs stay; the databases go (MariaDB's alone is ~100 MB).
+            shutil.rmtree(tmp / "mariadb" / "data", ignore_errors=True)
+            shutil.rmtree(tmp / "appendonlydir", ignore_errors=True)
             print(f"   logs kept in {tmp}")
         elif not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -809,6 +809,7 @@ def main():
     print(f"checker: seed {seed}, {args.seconds:.0f}s over {', '.join(kinds)}, {args.bin}"
           f"{' (sanitized)' if sanitized else ''}", flush=True)
     failed = broken = False
+    reports = []
     for kind in kinds:
         per = shares[kind]
         replay = (f"make check SEED={seed} TOPOLOGY={kind} CHECK_S={per:.0f}"
@@ -822,6 +823,7 @@ def main():
         rep, tmp = asyncio.run(run_topology(kind, args.bin, seed, per, None, sanitized, replay,
                                             faults, skip))
         rep.print()
+        reports.append((kind, rep))
         broken = broken or getattr(rep, "broken", False)
         if rep.kinds:
             failed = True
@@ -832,6 +834,9 @@ def main():
         elif not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         sys.stdout.flush()
+    for kind, rep in reports:
+        counts = ", ".join(f"{k} {len(v)}" for k, v in sorted(rep.kinds.items()))
+        print(f"checker: {kind}: {counts or 'no violation'}")
     print(f"checker: seed {seed}: {'VIOLATIONS FOUND' if failed else 'no violation'}")
     return 2 if broken else 1 if failed else 0
 

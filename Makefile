@@ -13,7 +13,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 
 .PHONY: all build run test unit e2e e2e-mariadb browser js deps-build deps-test format format-check clean sanitize fuzz \
-        install deb deps-bench bench bench-smoke
+        install deb deps-bench bench bench-smoke check
 
 all: build
 
@@ -119,3 +119,15 @@ fuzz:
 	  status=$${PIPESTATUS[0]}; rm -rf $$work; \
 	  [ $$status -eq 0 ] || { echo "fuzz_$$t FAILED (artifacts in $(BUILD)-fuzz/)"; exit 1; }; \
 	done
+
+# The delivery checker (tests/check/README.md): randomised load and faults
+# from SEED against the embedded and/or scale-out topology for CHECK_S
+# seconds in all, then the invariants; exit status 1 on any violation.
+SEED     ?=
+CHECK_S  ?= 120
+TOPOLOGY ?= both
+HOUSTON_BIN ?= $(CURDIR)/$(BUILD)/houston
+check:
+	$(PYTHON) tests/check/check.py $(if $(SEED),--seed $(SEED)) --seconds $(CHECK_S) \
+	  --topology $(TOPOLOGY) --bin $(HOUSTON_BIN) \
+	  $(if $(CHECK_FAULTS),--faults $(CHECK_FAULTS)) $(if $(CHECK_SKIP),--skip-actions $(CHECK_SKIP))

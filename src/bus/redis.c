@@ -66,6 +66,7 @@
 #define EVENTS_KEY         "houston:events"
 #define GROUP              "houston:consumers"
 #define FORWARDER_CHANNEL  "forwarder-channel"
+#define LEASE_KEY          "houston:events:lease"
 #define EVENTS_MAXLEN      100000
 #define NODE_MAXLEN        10000
 #define READ_COUNT         "64"
@@ -123,6 +124,8 @@ struct redis_bus {
     void *consumer_data;
     char consumer_name[64];
     bool group_lost;      /* recreate the group from the start of the stream */
+    bool leader;          /* holds the event lease: the one consumer reading */
+    bool taking_over;     /* leader: handing on every pending entry before new ones */
     bool group_gap;       /* the group was recreated: the next read tells the nodes */
     char events_last[64]; /* the stream's last id when the group had read all */
     /* After Redis came back, this consumer first reads its own pending
@@ -728,8 +731,8 @@ static void reread_pending(redis_bus_t *bus)
 static void read_events(redis_bus_t *bus)
 {
     link_t *l = &bus->links[LINK_EVENTS];
-    if (!l->up || bus->closing)
-        return;
+    if (!l->up || bus->closing || !bus->leader || bus->taking_over)
+        return; /* a standby reads nothing; a new leader takes the pending first */
     bus->pending_read_sent = bus->reading_pending;
     if (bus->reading_pending)
         redisAsyncCommand(l->ac, events_read_cb, bus,
@@ -845,13 +848,105 @@ static void backlog_cb(redisAsyncContext *ac, void *reply, void *privdata)
     }
 }
 
+/* ---- the event lease ---------------------------------------------------------------- */
+
+/* One consumer at a time reads the event stream: the holder of the lease
+ * houston:events:lease (its name, expiring after --claim-idle, renewed every
+ * third of it). The others stand by and take the lease over when it expires
+ * - a consumer that died or stalled. One reader keeps the order of one
+ * topic's events all the way to the notifiers (the command link is one
+ * FIFO), which two consumers reading at once did not (docs/scaling.md);
+ * issue 16 partitions the stream so that several leases share the work.
+ * Answers 2 when it was just taken, 1 when renewed, 0 when another holds it. */
+static const char lease_script[] =
+    "local holder = redis.call('GET', KEYS[1]) "
+    "if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
+    "if holder then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "return 2";
+
+static const char lease_release_script[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+    "return 0";
+
+static void take_over(redis_bus_t *bus);
+
+/* A new leader's take-over: every entry pending in the group (read by a
+ * consumer that stopped, never acknowledged) is handed on, oldest first,
+ * before any new one; the notifiers drop those they had already. */
+static void took_over_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redis_bus_t *bus = privdata;
+    claim_cb(ac, reply, privdata);
+    if (bus->closing)
+        return;
+    if (!reply_ok(reply)) {
+        link_later(&bus->links[LINK_EVENTS], read_events_cb, RETRY_READ_MS);
+        bus->taking_over = false; /* its own pending are claimed again later */
+        return;
+    }
+    if (strcmp(bus->claim_cursor, "0-0") != 0) {
+        take_over(bus);
+        return;
+    }
+    bus->taking_over = false;
+    read_events(bus);
+}
+
+static void take_over(redis_bus_t *bus)
+{
+    redisAsyncContext *ac = cmd_ac(bus);
+    if (ac == NULL) {
+        bus->taking_over = false; /* tried again when the lease is renewed */
+        bus->leader = false;
+        return;
+    }
+    redisAsyncCommand(ac, took_over_cb, bus, "XAUTOCLAIM %s %s %s 0 %s COUNT %s", EVENTS_KEY, GROUP,
+                      bus->consumer_name, bus->claim_cursor, READ_COUNT);
+}
+
+static void lease_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_bus_t *bus = privdata;
+    redisReply *r = reply;
+    if (bus->closing || !reply_ok(r) || r->type != REDIS_REPLY_INTEGER)
+        return;
+    if (r->integer == 0) {
+        if (bus->leader)
+            hs_log_warn("bus: this consumer lost the event lease (it did not renew it in "
+                        "time); standing by");
+        bus->leader = false;
+        return;
+    }
+    if (r->integer == 2 || !bus->leader) {
+        hs_log_info("bus: this consumer holds the event lease: it reads the events, after "
+                    "the pending ones");
+        bus->leader = true;
+        bus->taking_over = true;
+        snprintf(bus->claim_cursor, sizeof(bus->claim_cursor), "0-0");
+        take_over(bus);
+    }
+}
+
+static void renew_lease(redis_bus_t *bus)
+{
+    redisAsyncContext *ac = cmd_ac(bus);
+    if (ac == NULL || bus->consumer == NULL)
+        return;
+    redisAsyncCommand(ac, lease_cb, bus, "EVAL %s 1 %s %s %llu", lease_script, LEASE_KEY,
+                      bus->consumer_name, (unsigned long long)bus->claim_idle_ms);
+}
+
 static void claim_timer_cb(uv_timer_t *t)
 {
     redis_bus_t *bus = t->data;
+    renew_lease(bus);
     redisAsyncContext *ac = cmd_ac(bus);
     if (ac)
         redisAsyncCommand(ac, backlog_cb, NULL, "XINFO GROUPS %s", EVENTS_KEY);
-    if (ac)
+    /* The leader's own entries whose hand-off failed (released) come back. */
+    if (ac && bus->leader && !bus->taking_over)
         redisAsyncCommand(ac, claim_cb, bus, "XAUTOCLAIM %s %s %s %llu %s COUNT %s", EVENTS_KEY,
                           GROUP, bus->consumer_name, (unsigned long long)bus->claim_idle_ms,
                           bus->claim_cursor, READ_COUNT);
@@ -1285,6 +1380,7 @@ static void link_up(link_t *l, bool again)
             bus->reconnect_cb(bus->reconnect_data);
         if (bus->heartbeat_on) /* listed at once (again): an event gap reaches it */
             heartbeat_cb(&bus->heartbeat);
+        renew_lease(bus); /* a consumer starts (or goes on) reading at once */
         break;
     case LINK_EVENTS:
         /* On a reconnect a missing group means Redis lost it: create it
@@ -1569,6 +1665,11 @@ static void redis_close(hs_bus_t *b, hs_bus_done_cb cb, void *data)
         redisAsyncCommand(ac, NULL, NULL, "DEL houston:alive:%s", bus->node_name);
         redisAsyncCommand(ac, NULL, NULL, "SREM houston:nodes %s", bus->node_name);
     }
+    if (bus->leader && cmd_up(bus))
+        /* A clean stop gives the event lease back: a standby takes it at
+         * its next try instead of after --claim-idle. */
+        redisAsyncCommand(bus->links[LINK_CMD].ac, NULL, NULL, "EVAL %s 1 %s %s",
+                          lease_release_script, LEASE_KEY, bus->consumer_name);
     bus->close_cb = cb;
     bus->close_data = data;
     bus->closing = true;

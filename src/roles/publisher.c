@@ -661,6 +661,9 @@ static void kick_sent_cb(int status, void *data)
     if (status == 0) {
         hs_log_info("publisher: %s disconnected conn %s", hs_http_request_id(call->req),
                     call->in.sub.connection_id);
+        /* Not routed from now on: an API call for it is 404 even before the
+         * node has ended it (the node's own unregister follows). */
+        hs_bus_unregister_connection(p->bus, call->node, call->in.sub.connection_id);
         hs_store_remove_connection(p->store, call->in.sub.connection_id, kick_removed_cb, call);
     } else if (status == HS_ENOTFOUND) { /* the node let it go meanwhile */
         hs_store_get_connection(p->store, call->in.sub.connection_id, kick_stored_cb, call);
@@ -675,6 +678,7 @@ static void kick_located_cb(int status, const char *node, void *data)
     call_t *call = data;
     hs_publisher_t *p = call->publisher;
     if (status == 0) {
+        snprintf(call->node, sizeof(call->node), "%s", node);
         hs_bus_send_to_node(p->bus, node, &call->cmd, kick_sent_cb, call);
     } else if (status == HS_ENOTFOUND) {
         hs_store_get_connection(p->store, call->in.sub.connection_id, kick_stored_cb, call);

@@ -609,6 +609,17 @@ static int md_write(void *conn, hs_store_op_t *op)
         sql_add(c, " AND c.epoch=%llu AND c.attached=0", (unsigned long long)op->ms);
         if (run(c) != 0)
             return statement_error(c);
+        /* Subscriptions left without a connection (stored by an API
+         * subscribe racing the kick that removed it, its command to the node
+         * lost) go too. */
+        sql_start(c);
+        sql_add(c, "DELETE FROM subscriptions WHERE connection_id=");
+        sql_str(c, op->a);
+        sql_add(c, " AND NOT EXISTS (SELECT 1 FROM connections WHERE id=");
+        sql_str(c, op->a);
+        sql_add(c, ")");
+        if (run(c) != 0)
+            return statement_error(c);
         sql_start(c);
         sql_add(c, "DELETE FROM connections WHERE id=");
         sql_str(c, op->a);

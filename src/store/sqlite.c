@@ -501,9 +501,10 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                                  op);
     case HS_OP_EXPIRE_CONNECTION:
         if (run_epoch_changed(db, &s->expire_subs,
-                              "DELETE FROM subscriptions WHERE connection_id = ?1 AND EXISTS "
+                              "DELETE FROM subscriptions WHERE connection_id = ?1 AND (EXISTS "
                               "(SELECT 1 FROM connections WHERE id = ?1 AND epoch = ?3 AND "
-                              "attached = 0)",
+                              "attached = 0) OR NOT EXISTS (SELECT 1 FROM connections WHERE "
+                              "id = ?1))",
                               op) == HS_EIO)
             return HS_EIO;
         return run_epoch_changed(db, &s->expire_conn,

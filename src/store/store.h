@@ -158,7 +158,9 @@ typedef struct hs_store_ops {
                                uint64_t detached_ms, hs_store_done_cb cb, void *data);
     /* Like remove_connection, but only while the row is detached at epoch
      * (the end of a resume window must not remove what a resume took over,
-     * here or on another node); HS_ENOTFOUND when it is not. */
+     * here or on another node); HS_ENOTFOUND when it is not. Subscriptions
+     * of the connection without any connection row (an API subscribe that
+     * raced its removal) are removed either way. */
     void (*expire_connection)(hs_store_t *store, const char *connection_id, uint64_t epoch,
                               hs_store_done_cb cb, void *data);
     /* Removes every connection of node and their subscriptions (start-up of a

@@ -267,7 +267,11 @@ class Run:
             status, body = await self.api("DELETE", f"/api/v1/connections/{c.cid}")
             if status == 204:
                 self.rep.stats["kicks"] += 1
-                c.finish(c.kick_send, "kicked")
+                # Required until the kick - or, when the client had let its
+                # transport go quiet (half-open, not reading), until then:
+                # the server may have detached it before the kick, and a
+                # kicked connection is not replayed what it missed.
+                c.finish(min(c.kick_send, c.impaired_since or c.kick_send), "kicked")
                 asyncio.ensure_future(self.after_kick(c))
             elif status not in (404, 503, None):
                 self.vio("kick_status", f"DELETE connection {c.cid}: {status} {body!r:.200}")
@@ -346,6 +350,9 @@ class Run:
                        and len(c.conn.subscribed_topics()) > 1]
             for c in rng.sample(victims, min(2, len(victims))):
                 c.stream.reset()
+                # Dropped now, whenever its own loop notices: a kick from
+                # now on finds it detached.
+                c.conn.transport.end = c.conn.transport.end or now()
                 self.rep.stats["dropped at a burst"] += 1
             sent = await self.burst(topic, 3000, now() + 5.0, rng, pace=0.1)
             return f"burst of {sent} to {topic}"

@@ -457,6 +457,7 @@ class WsClient(Client):
 
     async def do_half_open(self):
         """Stops answering pings: the server drops it after two (no close)."""
+        self.conn.impaired_since = self.conn.impaired_since or now()
         self.stream.answer_pings = False
         await self.wait_end(self.rng.uniform(2, 8))
         self.stream.answer_pings = True

@@ -27,7 +27,7 @@ def reset(writer):
 
 def request_bytes(method, path, body=None, headers=None, close=True):
     data = b"" if body is None else json.dumps(body).encode()
-    head = f"{method} {path} HTTP/1.1\r\nHost: checker\r\n"
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
     if close:
         head += "Connection: close\r\n"
     for name, value in (headers or {}).items():
@@ -157,7 +157,7 @@ class WebSocket:
             asyncio.open_connection(HOST, port, limit=1 << 16), CONNECT_TIMEOUT)
         try:
             key = base64.b64encode(os.urandom(16)).decode()
-            writer.write((f"GET {path} HTTP/1.1\r\nHost: checker\r\nUpgrade: websocket\r\n"
+            writer.write((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                           f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), CONNECT_TIMEOUT)
@@ -261,7 +261,7 @@ class EventStream:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(HOST, port, limit=1 << 20), CONNECT_TIMEOUT)
         try:
-            head = f"GET {path} HTTP/1.1\r\nHost: checker\r\nAccept: text/event-stream\r\n"
+            head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
             for name, value in (headers or {}).items():
                 head += f"{name}: {value}\r\n"
             writer.write((head + "\r\n").encode())

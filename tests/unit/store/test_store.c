@@ -512,6 +512,12 @@ static void test_ack_claim_and_expire(void **state)
     assert_int_equal(f->status, HS_ENOTFOUND);
     list_subs(f, conn, NULL);
     assert_int_equal(f->count, 0);
+    /* A subscription stored for a connection whose row is gone (it raced
+     * the removal) goes with the expiry too. */
+    hs_store_add_subscription(f->store, missing, "orphan", 3, NULL, NULL);
+    epoch_op(f, 'e', missing, 0, HS_ENOTFOUND);
+    list_subs(f, missing, NULL);
+    assert_int_equal(f->count, 0);
 }
 
 /* The connection's row with its user and subscriptions; read in order with

@@ -223,6 +223,12 @@ static void link_lost(link_t *l)
 {
     redis_bus_t *bus = l->bus;
     l->up = false;
+    if (l->role == LINK_CMD)
+        /* The lease is renewed over this link: while it is away the lease
+         * may expire and another consumer take over, so nothing is read
+         * until it is known to be ours again (then every pending entry
+         * first, in order). */
+        bus->leader = false;
     if (bus->closing || !l->wanted) {
         maybe_closed(bus);
         return;

@@ -271,10 +271,23 @@ class Run:
                 # transport go quiet (half-open, not reading), until then:
                 # the server may have detached it before the kick, and a
                 # kicked connection is not replayed what it missed.
-                c.finish(min(c.kick_send, c.impaired_since or c.kick_send), "kicked")
+                c.finish(min(c.kick_send, c.impaired_since or c.kick_send,
+                             self.stalled_since(c.transport.node, c.kick_send)), "kicked")
                 asyncio.ensure_future(self.after_kick(c))
             elif status not in (404, 503, None):
                 self.vio("kick_status", f"DELETE connection {c.cid}: {status} {body!r:.200}")
+
+    def stalled_since(self, node, at):
+        """When the process serving node was last stopped (SIGSTOP), if it
+        still was, or went on less than 5 s, before at: what was on its way
+        to its connections then was still in flight at a kick, however long
+        it waited (a kick ends a connection with what it had)."""
+        p = self.t.procs.get(f"notifier-{node}") or self.t.procs.get("serve")
+        if p is None or p.paused_from is None or p.paused_from > at:
+            return INF
+        if p.paused_until is not None and p.paused_until < at - 5.0:
+            return INF
+        return p.paused_from
 
     async def after_kick(self, c):
         """A kicked connection ends at once: not listed, not resumable."""

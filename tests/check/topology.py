@@ -67,6 +67,7 @@ class Proc:
         self.proc = None
         self.expected_exit = False
         self.paused = False
+        self.paused_from = self.paused_until = None  # the last SIGSTOP .. SIGCONT
         self.baseline = None
         self.starts = 0
         self.crashes = []
@@ -107,10 +108,12 @@ class Proc:
         if self.running():
             self.proc.send_signal(signal.SIGSTOP)
             self.paused = True
+            self.paused_from, self.paused_until = time.monotonic(), None
 
     def cont(self):
         if self.running() and self.paused:
             self.proc.send_signal(signal.SIGCONT)
+            self.paused_until = time.monotonic()
         self.paused = False
 
     def stop(self, timeout=30):

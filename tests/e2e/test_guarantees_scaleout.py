@@ -12,11 +12,11 @@ import time
 import pytest
 import websockets
 
-from conftest import free_port, recv_json, wait_port
-from services import MariaDB, Redis, have
+from conftest import recv_json
+from services import have
 from test_guarantees import raw_client, reset
 from test_conformance import frame
-from test_scaleout import Role
+from test_scaleout import running_cluster
 
 pytestmark = pytest.mark.skipif(not (have("redis-server") and have("mariadbd")),
                                 reason="redis-server and mariadb-server are not installed")
@@ -26,41 +26,17 @@ WINDOW_S = 4
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("guarantees")
-    redis, maria = Redis(tmp), MariaDB(tmp)
-    common = ["--db", maria.url, "--redis", redis.url]
-    roles = {}
-    try:
-        api = free_port()
-        roles["publisher"] = Role(tmp, "publisher", "publisher", *common,
-                                  "--api-addr", f"127.0.0.1:{api}")
-        wait_port(api, roles["publisher"].proc, roles["publisher"].log)
-        ws = {}
-        for node in ("a", "b"):
-            ws[node] = free_port()
-            roles[node] = Role(tmp, f"notifier-{node}", "notifier", *common, "--node-id", node,
-                               "--ws-addr", f"127.0.0.1:{ws[node]}",
-                               "--resume-secret", "guarantees-secret",
-                               "--resume-window", f"{WINDOW_S}s",
-                               "--connect-rate", "0", "--max-connections-per-ip", "0")
-            wait_port(ws[node], roles[node].proc, roles[node].log)
-        for i in (1, 2):
-            roles[f"consumer{i}"] = Role(tmp, f"consumer{i}", "consumer", "--redis", redis.url)
-        yield {"api": api, "ws": ws, "maria": maria, "redis": redis, "roles": roles}
-        for name, role in roles.items():
+    with running_cluster(tmp_path_factory.mktemp("guarantees"),
+                         ("--resume-window", f"{WINDOW_S}s", "--connect-rate", "0",
+                          "--max-connections-per-ip", "0")) as c:
+        yield c
+        for name, role in c["roles"].items():
             assert role.proc.poll() is None, f"{name} died:\n{role.log.read_text()[-4000:]}"
-            assert role.stop() == 0, f"{name} exited badly:\n{role.log.read_text()[-4000:]}"
-    finally:
-        for role in roles.values():
-            if role.proc.poll() is None:
-                role.proc.kill()
-        redis.stop()
-        maria.stop()
 
 
 def api(cluster, method, path, body=None):
     import http.client
-    conn = http.client.HTTPConnection("127.0.0.1", cluster["api"], timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", cluster["api_port"], timeout=10)
     try:
         conn.request(method, path, None if body is None else json.dumps(body),
                      {"Content-Type": "application/json"} if body is not None else {})
@@ -171,7 +147,7 @@ def test_resume_without_a_cursor_on_another_notifier_loses_nothing(cluster):
 
     def publisher():
         import http.client
-        conn = http.client.HTTPConnection("127.0.0.1", cluster["api"], timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", cluster["api_port"], timeout=10)
         i = 0
         while not stop.is_set():
             at = time.monotonic()

@@ -1,6 +1,7 @@
 """The scale-out mode: one publisher, two notifiers and two consumers as
 separate processes on a throwaway MariaDB and Redis."""
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -26,9 +27,10 @@ class Role:
         return self.proc.wait(15)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("scaleout")
+@contextlib.contextmanager
+def running_cluster(tmp, notifier_extra=()):
+    """One publisher, notifiers a and b, two consumers on a throwaway Redis
+    and MariaDB; every role must exit 0 on SIGTERM at the end."""
     redis, maria = Redis(tmp), MariaDB(tmp)
     common = ["--db", maria.url, "--redis", redis.url]
     roles = {}
@@ -44,20 +46,26 @@ def cluster(tmp_path_factory):
             # resumes on either (docs/recovery.md).
             roles[node] = Role(tmp, f"notifier-{node}", "notifier", *common, "--node-id", node,
                                "--ws-addr", f"127.0.0.1:{ws[node]}",
-                               "--resume-secret", "scaleout-test-secret")
+                               "--resume-secret", "scaleout-test-secret", *notifier_extra)
             wait_port(ws[node], roles[node].proc, roles[node].log)
         for i in (1, 2):
             roles[f"consumer{i}"] = Role(tmp, f"consumer{i}", "consumer", "--redis", redis.url)
-        yield {"api": f"http://127.0.0.1:{api}", "ws": ws, "maria": maria, "redis": redis,
-               "roles": roles}
+        yield {"api": f"http://127.0.0.1:{api}", "api_port": api, "ws": ws, "maria": maria,
+               "redis": redis, "roles": roles}
         for name, role in roles.items():
-            assert role.stop() == 0, f"{name} exited badly:\n{role.log.read_text()}"
+            assert role.stop() == 0, f"{name} exited badly:\n{role.log.read_text()[-4000:]}"
     finally:
         for role in roles.values():
             if role.proc.poll() is None:
                 role.proc.kill()
         redis.stop()
         maria.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with running_cluster(tmp_path_factory.mktemp("scaleout")) as c:
+        yield c
 
 
 async def connect_to(port):

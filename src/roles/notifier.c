@@ -83,10 +83,14 @@ struct client {
     held_t *held, **held_tail; /* in arrival order */
     size_t held_bytes;         /* bounded by --max-pending */
     bool held_overflow;        /* more than that arrived: resume again */
-    /* ids the last replay sent that may still arrive live (sorted), and
-     * until when they may (wall clock ms): see finish_replay */
+    /* What the client has since its last resume and may still arrive live
+     * (a bus that hands an event over again, maybe to another node): the
+     * ids its replay sent (sorted) and every id at or below the cursor it
+     * gave (floor, "" when none), until replayed_until_ms (wall clock ms):
+     * see remember_replayed */
     char (*replayed)[HS_ULID_LEN + 1];
     size_t replayed_count;
+    char floor[HS_ULID_LEN + 1];
     uint64_t replayed_until_ms;
     uint64_t attach_gen; /* unique per attach: a late answer for an older one is dropped */
     char last_ack[HS_ULID_LEN + 1]; /* highest acknowledged id, "" before any */
@@ -341,6 +345,7 @@ static void drop_held(client_t *c)
     hs_free(c->replayed);
     c->replayed = NULL;
     c->replayed_count = 0;
+    c->floor[0] = '\0';
 }
 
 static int id_cmp(const void *a, const void *b)
@@ -348,19 +353,24 @@ static int id_cmp(const void *a, const void *b)
     return strcmp(a, b);
 }
 
-/* Whether the last replay already sent this id (the set is forgotten once
- * nothing it holds can still be on its way). */
-static bool was_replayed(client_t *c, const char *id)
+/* Whether the client has a message arriving live since its last resume: at
+ * or below the cursor it gave, or sent by the replay (forgotten once
+ * nothing of it can still be on its way). */
+static bool has_already(client_t *c, const char *id)
 {
-    if (c->replayed_count == 0)
+    if (c->replayed_count == 0 && c->floor[0] == '\0')
         return false;
     if (hs_now_ms() > c->replayed_until_ms) {
         hs_free(c->replayed);
         c->replayed = NULL;
         c->replayed_count = 0;
+        c->floor[0] = '\0';
         return false;
     }
-    return bsearch(id, c->replayed, c->replayed_count, sizeof(*c->replayed), id_cmp) != NULL;
+    if (c->floor[0] && strcmp(id, c->floor) <= 0)
+        return true;
+    return c->replayed_count &&
+           bsearch(id, c->replayed, c->replayed_count, sizeof(*c->replayed), id_cmp) != NULL;
 }
 
 /* Holds a live message during a replay. Past --max-pending of them the
@@ -452,7 +462,7 @@ static void flush_run(hs_notifier_t *n)
                 hold(c, run->msgs[i].id, run->msgs[i].text, run->msgs[i].len);
             continue;
         }
-        if (c->ws && taken < reserved && c->replayed_count == 0) {
+        if (c->ws && taken < reserved && c->replayed_count == 0 && c->floor[0] == '\0') {
             int rc = hs_ws_send_taking(c->ws, ws_buf, !c->unbounded, true);
             taken += rc == 0;
             delivered += rc == 0 ? run->count : 0;
@@ -462,7 +472,7 @@ static void flush_run(hs_notifier_t *n)
         }
         for (size_t i = 0; i < run->count; i++) {
             run_msg_t *msg = &run->msgs[i];
-            if (was_replayed(c, msg->id)) {
+            if (has_already(c, msg->id)) {
                 hs_metrics_singleton.duplicates_dropped++;
                 continue;
             }
@@ -1396,8 +1406,9 @@ typedef struct replay {
     char bound[HS_ULID_LEN + 1]; /* "" or the lowest last id of a topic that had more */
     held_t **items;              /* sorted by id once every query is back */
     size_t count, cap;
-    size_t sent; /* items[0, sent) are the replay */
-    size_t pos;  /* of which items[0, pos) are queued */
+    size_t sent;        /* items[0, sent) are the replay */
+    bool client_cursor; /* after is the client's (lastID or its ack), not the detach */
+    size_t pos;         /* of which items[0, pos) are queued */
 } replay_t;
 
 static int held_cmp(const void *a, const void *b)
@@ -1412,16 +1423,21 @@ static int held_id_cmp(const void *key, const void *item)
 
 /* A message committed before the replay's history read but not yet handed
  * to this node by the bus arrives live after the replay, which already sent
- * it: the client keeps the ids its replay sent for as long as such a message
- * can be on its way (twice --claim-idle, at least 10 s: a bus redelivers an
- * unacknowledged event after --claim-idle), and only those created within
- * that time (items is sorted by id, which is by creation time). */
-static void remember_replayed(hs_notifier_t *n, client_t *client, held_t *const *items,
-                              size_t count)
+ * it; and a message the client had before it dropped (at or below the
+ * cursor it gave) can be handed over again, to this node, by a bus that
+ * took over a stopped consumer's events. The client keeps the ids its replay
+ * sent and its cursor for as long as such a message can be on its way
+ * (twice --claim-idle, at least 10 s: a bus redelivers an unacknowledged
+ * event after --claim-idle), and only the ids created within that time
+ * (items is sorted by id, which is by creation time). */
+static void remember_replayed(hs_notifier_t *n, client_t *client, const char *cursor,
+                              held_t *const *items, size_t count)
 {
     uint64_t horizon = 2 * n->cfg->claim_idle_ms, now = hs_now_ms();
     if (horizon < 10000)
         horizon = 10000;
+    client->replayed_until_ms = now + horizon;
+    snprintf(client->floor, sizeof(client->floor), "%s", cursor ? cursor : "");
     size_t first = 0;
     hs_ulid_t id;
     while (first < count && hs_ulid_parse(items[first]->id, HS_ULID_LEN, &id) == 0 &&
@@ -1513,7 +1529,7 @@ static void stream_replay(hs_notifier_t *n, client_t *client)
         ask_to_resume(n, client, "resume again");
         return;
     }
-    remember_replayed(n, client, r->items, r->sent);
+    remember_replayed(n, client, r->client_cursor ? r->after : NULL, r->items, r->sent);
     replay_free(r);
 }
 
@@ -1633,6 +1649,7 @@ static void start_resume(hs_notifier_t *n, client_t *client, const resume_ask_t 
         return;
     }
     snprintf(r->after, sizeof(r->after), "%s", after);
+    r->client_cursor = after != since;
     r->limit = (unsigned)n->cfg->resume_max_replay + 1;
     /* The replay's working memory: --resume-max-bytes over all its topics
      * (each reads at least one row). */

@@ -180,9 +180,20 @@ static bool reply_ok(const redisReply *r)
 }
 
 /* NULL reply: the link went away before the answer. */
+/* An error reply of a Redis that cannot answer yet (loading its data after
+ * a restart, a replica without its master, a busy script) is
+ * unavailability - 503, retry - not a failure of the request. */
 static int reply_status(const redisReply *r)
 {
-    return r == NULL ? HS_EUNAVAIL : r->type == REDIS_REPLY_ERROR ? HS_EIO : 0;
+    static const char *const not_yet[] = {"LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN"};
+    if (r == NULL)
+        return HS_EUNAVAIL;
+    if (r->type != REDIS_REPLY_ERROR)
+        return 0;
+    for (size_t i = 0; i < sizeof(not_yet) / sizeof(not_yet[0]); i++)
+        if (strncmp(r->str, not_yet[i], strlen(not_yet[i])) == 0)
+            return HS_EUNAVAIL;
+    return HS_EIO;
 }
 
 /* Field value of a stream entry's [f, v, f, v...] array, or NULL. */

@@ -1670,12 +1670,63 @@ static void start_resume(hs_notifier_t *n, client_t *client, const resume_ask_t 
 
 /* ---- registration ------------------------------------------------------ */
 
+/* Makes the client's subscriptions those of its rows: one removed through
+ * the API while it was detached goes, one stored meanwhile comes. */
+static void sync_topics(hs_notifier_t *n, client_t *client, const char *const *topics, size_t count)
+{
+    sub_t *s = client->subs;
+    while (s) {
+        sub_t *next = s->client_next;
+        bool kept = false;
+        for (size_t i = 0; i < count && !kept; i++)
+            kept = strcmp(s->topic->name, topics[i]) == 0;
+        if (!kept)
+            unsubscribe(n, client, s->topic->name);
+        s = next;
+    }
+    for (size_t i = 0; i < count; i++)
+        if (subscribe(n, client, topics[i]) != 0)
+            hs_log_warn("notifier: conn %s: subscription to %s not restored", client->id,
+                        topics[i]);
+}
+
 typedef struct registration {
     client_ref_t ref;
     bool asked;       /* a resume was asked for */
     bool resume;      /* it is one: replay once registered */
     resume_ask_t ask; /* when resume */
 } registration_t;
+
+/* A resumed connection is in the directory, so every API call for it comes
+ * here from now on: its rows are read once more, and what changed since the
+ * resume read them (an API unsubscribe that found it in no node's
+ * directory, a kick) is applied before the replay starts. */
+static void reread_cb(int status, const hs_connection_info_t *info, void *data)
+{
+    registration_t *reg = data;
+    hs_notifier_t *n = reg->ref.notifier;
+    bool same;
+    client_t *client = ref_client(&reg->ref, &same);
+    if (client == NULL || !same) {
+        hs_free(reg);
+        return;
+    }
+    if (status == HS_ENOTFOUND) {
+        hs_log_info("notifier: conn %s was removed while it resumed (a kick)", client->id);
+        end_client(n, client, 4000, "disconnected by server");
+        hs_free(reg);
+        return;
+    }
+    if (status == 0) {
+        const char **topics = hs_calloc(info->sub_count ? info->sub_count : 1, sizeof(*topics));
+        for (size_t i = 0; i < info->sub_count; i++)
+            topics[i] = info->subs[i].topic;
+        sync_topics(n, client, topics, info->sub_count);
+        hs_free(topics);
+    }
+    start_resume(n, client, &reg->ask);
+    hs_free(reg);
+}
 
 /* The directory knows the connection (or cannot say). A new connection is
  * told its id now, so a subscribe made as soon as it has it finds it; a
@@ -1691,12 +1742,12 @@ static void registered_cb(int status, void *data)
         hs_log_warn("notifier: conn %s: the directory is unreachable (%s); it is registered "
                     "again when the bus is back",
                     reg->ref.id, hs_strerror(status));
-    if (client && same) {
-        if (reg->resume)
-            start_resume(reg->ref.notifier, client, &reg->ask);
-        else
-            send_connected(reg->ref.notifier, client, reg->asked, false, 0, NULL);
+    if (client && same && reg->resume) {
+        hs_store_get_connection(reg->ref.notifier->store, client->id, reread_cb, reg);
+        return;
     }
+    if (client && same)
+        send_connected(reg->ref.notifier, client, reg->asked, false, 0, NULL);
     hs_free(reg);
 }
 
@@ -1908,24 +1959,9 @@ static void takeover_free(takeover_t *t)
     hs_free(t);
 }
 
-/* Makes the client's subscriptions those of its rows: one removed through
- * the API while it was detached goes, one stored meanwhile comes. */
 static void sync_subscriptions(hs_notifier_t *n, client_t *client, const takeover_t *t)
 {
-    sub_t *s = client->subs;
-    while (s) {
-        sub_t *next = s->client_next;
-        bool kept = false;
-        for (size_t i = 0; i < t->topic_count && !kept; i++)
-            kept = strcmp(s->topic->name, t->topics[i]) == 0;
-        if (!kept)
-            unsubscribe(n, client, s->topic->name);
-        s = next;
-    }
-    for (size_t i = 0; i < t->topic_count; i++)
-        if (subscribe(n, client, t->topics[i]) != 0)
-            hs_log_warn("notifier: conn %s: subscription to %s not restored", client->id,
-                        t->topics[i]);
+    sync_topics(n, client, (const char *const *)t->topics, t->topic_count);
 }
 
 /* The client of a won claim: this node's copy when it is current, else one

@@ -277,6 +277,24 @@ class Run:
             elif status not in (404, 503, None):
                 self.vio("kick_status", f"DELETE connection {c.cid}: {status} {body!r:.200}")
 
+    def interrupted(self, tr, end):
+        """A connection that ended (kicked, refused, closed) while the
+        process serving its last transport was killed or stopped: what was on
+        its way then was in flight when it ended, however long it waited, and
+        a connection whose notifier was killed is not resumed (its rows stay
+        attached until the node is cleaned up): it is owed what was sent
+        before the interruption."""
+        p = self.t.procs.get(f"notifier-{tr.node}") or self.t.procs.get("serve")
+        if p is None:
+            return INF
+        # A kill ends the transport; a stop only what it held up until the
+        # end came, during it or within 5 s after it.
+        starts = [a for a, b, kind in p.interruptions
+                  if tr.start <= a <= end and (kind == "kill" or b >= end - 5.0)]
+        if p.paused and p.paused_from is not None and tr.start <= p.paused_from <= end:
+            starts.append(p.paused_from)
+        return min(starts, default=INF)
+
     def stalled_since(self, node, at):
         """When the process serving node was last stopped (SIGSTOP), if it
         still was, or went on less than 5 s, before at: what was on its way
@@ -663,6 +681,8 @@ class Run:
         # Required: every message whose commit certainly fell in a subscribed
         # window, minus those in flight at a drop the client's cursor skipped.
         end = c.end if c.end is not None else INF
+        if end < INF:
+            end = min(end, self.interrupted(c.transport, end))
         drops = [(c.transports[i].end, c.transports[i + 1]) for i in range(len(c.transports) - 1)]
         last_tr = c.transport
         if c.end is not None and last_tr.end is not None and last_tr.end_kind == "drop":

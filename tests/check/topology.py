@@ -68,6 +68,7 @@ class Proc:
         self.expected_exit = False
         self.paused = False
         self.paused_from = self.paused_until = None  # the last SIGSTOP .. SIGCONT
+        self.interruptions = []  # (from, until, kind) of every kill -9 and SIGSTOP
         self.baseline = None
         self.starts = 0
         self.crashes = []
@@ -97,6 +98,7 @@ class Proc:
 
     def kill9(self):
         self.expected_exit = True
+        self.interruptions.append((time.monotonic(), time.monotonic(), "kill"))
         if self.running():
             if self.paused:
                 self.proc.send_signal(signal.SIGCONT)
@@ -114,6 +116,7 @@ class Proc:
         if self.running() and self.paused:
             self.proc.send_signal(signal.SIGCONT)
             self.paused_until = time.monotonic()
+            self.interruptions.append((self.paused_from, self.paused_until, "stop"))
         self.paused = False
 
     def stop(self, timeout=30):

@@ -18,8 +18,11 @@ from test_guarantees import raw_client, reset
 from test_conformance import frame
 from test_scaleout import running_cluster
 
-pytestmark = pytest.mark.skipif(not (have("redis-server") and have("mariadbd")),
-                                reason="redis-server and mariadb-server are not installed")
+# The module's cluster (MariaDB, Redis, five roles) starts within its first
+# test; under the sanitizers on a busy machine that alone can take 20 s.
+pytestmark = [pytest.mark.skipif(not (have("redis-server") and have("mariadbd")),
+                                 reason="redis-server and mariadb-server are not installed"),
+              pytest.mark.timeout(120)]
 
 WINDOW_S = 4
 

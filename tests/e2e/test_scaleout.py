@@ -11,8 +11,11 @@ import pytest
 from conftest import BIN, free_port, http, recv_json, run, wait_port
 from services import MariaDB, Redis, have
 
-pytestmark = pytest.mark.skipif(not (have("redis-server") and have("mariadbd")),
-                                reason="redis-server and mariadb-server are not installed")
+# The module's cluster (MariaDB, Redis, five roles) starts within its first
+# test; under the sanitizers on a busy machine that alone can take 20 s.
+pytestmark = [pytest.mark.skipif(not (have("redis-server") and have("mariadbd")),
+                                 reason="redis-server and mariadb-server are not installed"),
+              pytest.mark.timeout(120)]
 
 
 class Role:

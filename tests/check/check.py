@@ -693,7 +693,15 @@ class Run:
                     continue
                 # A message still on its way when the window closed (an
                 # unsubscribe sent, a close, a kick) is not required.
-                stop = min(end, iv.u_send if iv.u_send is not None else INF) - self.flight
+                stop = min(end, iv.u_send if iv.u_send is not None else INF)
+                if iv.u_send is not None and iv.u_send < end:
+                    # An unsubscribe while the notifier was stopped: what it
+                    # held up was in flight when the window closed.
+                    tr = next((t for t in c.transports if t.start <= iv.u_send
+                               and (t.end is None or iv.u_send <= t.end)), None)
+                    if tr is not None:
+                        stop = min(stop, self.interrupted(tr, stop))
+                stop -= self.flight
                 pubs = pubs_by_topic.get(topic, [])
                 first = bisect.bisect_right(self.p0s.get(topic, []), iv.s_ok)
                 for p in pubs[first:]:

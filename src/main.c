@@ -1,12 +1,16 @@
 /* main.c - the houston command line.
  *
  *   houston [serve] [flags]   all roles in one process (embedded mode)
+ *   houston publisher|notifier|consumer [flags]   one role (scale-out)
+ *   houston config|routes [flags]   the effective settings, the routes
  *   houston pub|sub|history|status ...   the client (src/cli/)
  *   houston --help | --version
  *
  * serve wires the roles to one loop: the notifier (WebSocket port), the
  * publisher (API port) and the consumer, over the SQLite store and the
- * in-process bus. Shutdown on SIGINT/SIGTERM runs in dependency order:
+ * in-process bus by default; --db mysql://… and --redis redis://… put it on
+ * MariaDB and Redis like the scale-out roles, which need both (open_store,
+ * open_bus). Shutdown on SIGINT/SIGTERM runs in dependency order:
  * stop accepting and answer in-flight requests, close WebSockets with 1001,
  * flush and close the store, drain and close the bus, then the loop ends.
  */

@@ -12,7 +12,7 @@
 
 #include "roles/notifier_internal.h"
 
-static int handle_command(const hs_node_cmd_t *cmd, void *data)
+int hs_notifier__handle_command(const hs_node_cmd_t *cmd, void *data)
 {
     hs_notifier_t *n = data;
     client_t *client;
@@ -83,7 +83,7 @@ client_t *hs_notifier__ref_client(const client_ref_t *ref, bool *same_attach)
         *same_attach = false;
         return NULL;
     }
-    *same_attach = !client->detached && client->attach_gen == ref->gen;
+    *same_attach = hs_notifier__client_attached(client) && client->attach_gen == ref->gen;
     return client;
 }
 
@@ -114,11 +114,14 @@ void hs_notifier__free_client(hs_notifier_t *n, client_t *client)
 }
 
 /* Removes a connection for good: the in-memory index, the directory, the
- * store (rows and subscriptions). */
-static void remove_client(hs_notifier_t *n, client_t *client)
+ * store (rows and subscriptions); its transport, when it has one, closes
+ * with code and reason (unless it ended by itself). */
+static void remove_client(hs_notifier_t *n, client_t *client, uint16_t code, const char *reason)
 {
-    if (!client->detached) /* a detached one left the directory already */
+    if (hs_notifier__client_attached(client)) { /* a detached one left the directory already */
         hs_bus_unregister_connection(n->bus, n->node_id, client->id);
+        hs_notifier__client_drop_transport(client, code, reason);
+    }
     hs_notifier__conn_write(n, CW_REMOVE, client->id, 0, 0);
     hs_notifier__free_client(n, client);
 }
@@ -142,15 +145,14 @@ static void window_cb(uv_timer_t *timer)
     expire_client(client->notifier, client);
 }
 
-/* The transport dropped without a clean close: the connection keeps its
- * subscriptions (memory and store) for --resume-window, leaves the
- * directory and is marked detached in the store, so a resume anywhere may
- * claim it. */
-void hs_notifier__detach(hs_notifier_t *n, client_t *client)
+/* The transport dropped without a clean close (or is closed now with code
+ * and reason): the connection keeps its subscriptions (memory and store)
+ * for --resume-window, leaves the directory and is marked detached in the
+ * store, so a resume anywhere may claim it. Detached is having no
+ * transport. */
+void hs_notifier__detach(hs_notifier_t *n, client_t *client, uint16_t code, const char *reason)
 {
-    client->ws = NULL;
-    client->sse = NULL;
-    client->detached = true;
+    hs_notifier__client_drop_transport(client, code, reason);
     client->replaying = false;
     client->held_overflow = false;
     hs_notifier__drop_held(client);
@@ -173,29 +175,17 @@ void hs_notifier__detach(hs_notifier_t *n, client_t *client)
                 (unsigned long long)n->cfg->resume_window_ms);
 }
 
-/* A transport ended; keep says whether it ended without a clean close. */
-void hs_notifier__transport_ended(hs_notifier_t *n, client_t *client, bool keep)
+/* The client's transport ends: by itself (the transport reports it, with
+ * ended set), or because the server closes it now with code and reason.
+ * keep says whether the client may come back (no clean close): it is then
+ * detached, else removed. */
+void hs_notifier__transport_ended(hs_notifier_t *n, client_t *client, bool keep, uint16_t code,
+                                  const char *reason)
 {
     if (keep && n->cfg->resume_window_ms > 0 && !n->shutting_down)
-        hs_notifier__detach(n, client);
+        hs_notifier__detach(n, client, code, reason);
     else
-        remove_client(n, client);
-}
-
-/* Takes the transport away from the client now: the session (or stream)
- * finishes its close by itself, and nothing of it reaches the client any
- * more. */
-void hs_notifier__drop_transport(client_t *client, uint16_t code, const char *reason)
-{
-    if (client->ws) {
-        hs_ws_set_data(client->ws, NULL);
-        hs_ws_close(client->ws, code, reason);
-    } else if (client->sse) {
-        hs_conn_set_handler(client->sse, &hs_notifier__sse_handler, NULL);
-        hs_conn_close_after_flush(client->sse);
-    }
-    client->ws = NULL;
-    client->sse = NULL;
+        remove_client(n, client, code, reason);
 }
 
 /* Ends the client for a reason of the server's (a kick, a policy, its
@@ -205,16 +195,14 @@ void hs_notifier__drop_transport(client_t *client, uint16_t code, const char *re
  * walking a list it is on (flush_run defers to end_slow_clients). */
 void hs_notifier__end_client(hs_notifier_t *n, client_t *client, uint16_t code, const char *reason)
 {
-    hs_notifier__drop_transport(client, code, reason);
-    remove_client(n, client);
+    remove_client(n, client, code, reason);
 }
 
 /* Closes the transport with 1001 so that the client resumes, and detaches
  * it at once: a resume racing the close handshake finds it resumable. */
 void hs_notifier__ask_to_resume(hs_notifier_t *n, client_t *client, const char *reason)
 {
-    hs_notifier__drop_transport(client, 1001, reason);
-    hs_notifier__transport_ended(n, client, true);
+    hs_notifier__transport_ended(n, client, true, 1001, reason);
 }
 
 /* The directory knows the connection (or cannot say). A new connection is
@@ -253,18 +241,13 @@ void hs_notifier__register_client(hs_notifier_t *n, client_t *client, bool asked
     hs_bus_register_connection(n->bus, n->node_id, client->id, registered_cb, reg);
 }
 
-/* Puts the transport (ws or sse) on client: a new attach. */
-void hs_notifier__attach(hs_notifier_t *n, client_t *client, hs_ws_session_t *ws, hs_conn_t *sse,
+/* Puts a transport just accepted on client: a new attach. */
+void hs_notifier__attach(hs_notifier_t *n, client_t *client, transport_t *transport,
                          hs_token_claims_t *claims, ip_entry_t *ip_entry)
 {
-    client->ws = ws;
-    client->sse = sse;
-    client->detached = false;
+    client->transport = transport;
+    transport->client = client;
     client->attach_gen = ++n->next_serial;
-    if (ws)
-        hs_ws_set_data(ws, client);
-    else
-        hs_conn_set_handler(sse, &hs_notifier__sse_handler, client);
     hs_token_claims_dispose(&client->claims);
     client->claims = *claims;
     client->ip = ip_entry;
@@ -287,7 +270,7 @@ client_t *hs_notifier__client_new(hs_notifier_t *n, const char *id, uint64_t con
 }
 
 /* A new connection on a transport that was just accepted. */
-void hs_notifier__open_client(hs_notifier_t *n, bool asked, hs_ws_session_t *ws, hs_conn_t *sse,
+void hs_notifier__open_client(hs_notifier_t *n, bool asked, transport_t *transport,
                               hs_token_claims_t *claims, ip_entry_t *ip_entry)
 {
     char id[HS_ULID_LEN + 1];
@@ -295,13 +278,13 @@ void hs_notifier__open_client(hs_notifier_t *n, bool asked, hs_ws_session_t *ws,
     hs_ulid_new(&uid);
     hs_ulid_format(&uid, id);
     client_t *client = hs_notifier__client_new(n, id, hs_now_ms());
-    hs_notifier__attach(n, client, ws, sse, claims, ip_entry);
+    hs_notifier__attach(n, client, transport, claims, ip_entry);
     hs_notifier__register_client(n, client, asked, NULL);
     hs_store_add_connection(n->store, client->id, n->node_id, client->claims.sub,
                             client->ip ? client->ip->ip : NULL, client->connected_ms,
                             hs_notifier__store_write_cb, NULL);
     hs_log_info("notifier: conn %s connected from %s%s%s%s%s", client->id, client->ip->ip,
-                client->ip->proxied ? " (via a proxy)" : "", sse ? " (SSE)" : "",
+                client->ip->proxied ? " (via a proxy)" : "", transport->ops->log_note,
                 client->claims.sub ? " as " : "", client->claims.sub ? client->claims.sub : "");
 }
 
@@ -319,17 +302,12 @@ static void connect_route(hs_notifier_t *n, hs_http_request_t *req, bool sse)
     hs_notifier__read_resume_ask(req, &ask);
     if (ask.asked && hs_notifier__start_takeover(n, req, sse, &ask, &claims, ip_entry))
         return;
-    hs_ws_session_t *ws = NULL;
-    hs_conn_t *conn = NULL;
-    if (sse)
-        conn = hs_notifier__sse_accept(n, req);
-    else
-        ws = hs_ws_accept(req, &n->ws_config, &hs_notifier__ws_callbacks, NULL);
-    if (ws == NULL && conn == NULL) {
+    transport_t *transport = sse ? hs_notifier__sse_accept(n, req) : hs_notifier__ws_accept(n, req);
+    if (transport == NULL) {
         hs_token_claims_dispose(&claims);
         return;
     }
-    hs_notifier__open_client(n, ask.asked, ws, conn, &claims, ip_entry);
+    hs_notifier__open_client(n, ask.asked, transport, &claims, ip_entry);
 }
 
 static void ws_route(hs_http_request_t *req, void *ctx)
@@ -420,7 +398,7 @@ static void bus_reconnected_cb(void *data)
     size_t pos = 0;
     client_t *client;
     while ((client = hs_map_next(&n->clients, &pos)) != NULL)
-        if (!client->detached)
+        if (hs_notifier__client_attached(client))
             hs_bus_register_connection(n->bus, n->node_id, client->id, NULL, NULL);
     pos = 0;
     topic_t *topic;
@@ -458,7 +436,7 @@ int hs_notifier_start(hs_notifier_t *n, const char *addr)
     uv_timer_start(n->ack_timer, ack_timer_cb, 1000, 1000);
     uv_unref((uv_handle_t *)n->ack_timer);
     hs_bus_on_reconnect(n->bus, bus_reconnected_cb, n);
-    int rc = hs_bus_serve_node(n->bus, n->node_id, handle_command, n);
+    int rc = hs_bus_serve_node(n->bus, n->node_id, hs_notifier__handle_command, n);
     if (rc != 0)
         return rc;
     rc = hs_http_server_listen(n->http, addr);
@@ -524,12 +502,10 @@ void hs_notifier_shutdown(hs_notifier_t *n, void (*cb)(void *data), void *data)
     client_t **detached = hs_calloc(count ? count : 1, sizeof(*detached));
     client_t *client;
     while ((client = hs_map_next(&n->clients, &pos)) != NULL) {
-        if (client->detached)
+        if (!hs_notifier__client_attached(client))
             detached[gone++] = client;
-        else if (client->ws)
-            hs_ws_close(client->ws, 1001, "server shutting down");
-        else if (client->sse)
-            hs_conn_close_after_flush(client->sse);
+        else /* its end is reported as usual, and removes it */
+            client->transport->ops->close(client->transport, 1001, "server shutting down");
     }
     for (size_t i = 0; i < gone; i++)
         expire_client(n, detached[i]);
@@ -540,7 +516,7 @@ void hs_notifier_shutdown(hs_notifier_t *n, void (*cb)(void *data), void *data)
 void hs_notifier_free(hs_notifier_t *n)
 {
     for (size_t i = 0; i < n->run.count; i++)
-        hs_buf_unref(n->run.msgs[i].frame);
+        hs_notifier__transport_msg_dispose(&n->run.msgs[i].msg);
     hs_http_server_free(n->http);
     hs_router_free(n->router);
     hs_health_free(n->health);

@@ -49,11 +49,11 @@ void hs_notifier__flush_run(hs_notifier_t *n)
      * frame, or a vector of its frames (written with one writev). */
     hs_buf_t *ws_buf;
     if (run->count == 1) {
-        ws_buf = hs_buf_ref(run->msgs[0].frame);
+        ws_buf = hs_buf_ref(run->msgs[0].msg.ws_frame);
     } else {
         hs_buf_t *parts[RUN_MAX];
         for (size_t i = 0; i < run->count; i++)
-            parts[i] = run->msgs[i].frame;
+            parts[i] = run->msgs[i].msg.ws_frame;
         ws_buf = hs_buf_vector(parts, (unsigned)run->count);
     }
     unsigned reserved = (unsigned)topic->count, taken = 0;
@@ -61,15 +61,16 @@ void hs_notifier__flush_run(hs_notifier_t *n)
     uint64_t delivered = 0;
     for (sub_t *s = topic->head; s; s = s->topic_next) {
         client_t *c = s->client;
-        if (c->detached)
+        if (!hs_notifier__client_attached(c))
             continue; /* in the history: a resume replays it */
         if (c->replaying) {
             for (size_t i = 0; i < run->count; i++)
-                hs_notifier__hold(c, run->msgs[i].id, run->msgs[i].text, run->msgs[i].len);
+                hs_notifier__hold(c, run->msgs[i].id, run->msgs[i].msg.text, run->msgs[i].msg.len);
             continue;
         }
-        if (c->ws && taken < reserved && c->replayed_count == 0 && c->floor[0] == '\0') {
-            int rc = hs_ws_send_taking(c->ws, ws_buf, !c->unbounded, true);
+        transport_t *t = c->transport;
+        if (t->ops->send_run && taken < reserved && c->replayed_count == 0 && c->floor[0] == '\0') {
+            int rc = t->ops->send_run(t, ws_buf, !c->unbounded);
             taken += rc == 0;
             delivered += rc == 0 ? run->count : 0;
             if (rc == HS_ETOOBIG)
@@ -82,9 +83,7 @@ void hs_notifier__flush_run(hs_notifier_t *n)
                 hs_metrics_singleton.duplicates_dropped++;
                 continue;
             }
-            hs_buf_t *frame = msg->frame;
-            int rc =
-                hs_notifier__send_message(c, msg->id, msg->text, msg->len, &frame, &msg->sse_frame);
+            int rc = hs_notifier__client_send_message(c, &msg->msg);
             delivered += rc == 0;
             if (rc == HS_ETOOBIG)
                 end_later(n, c);
@@ -98,8 +97,7 @@ void hs_notifier__flush_run(hs_notifier_t *n)
     uint64_t now = hs_now_ms();
     for (size_t i = 0; i < run->count; i++) {
         run_msg_t *msg = &run->msgs[i];
-        hs_buf_unref(msg->frame);
-        hs_buf_unref(msg->sse_frame);
+        hs_notifier__transport_msg_dispose(&msg->msg);
         /* The id's time is the message's creation (wall clock, milliseconds). */
         hs_ulid_t id;
         if (msg->id[0] && hs_ulid_parse(msg->id, strlen(msg->id), &id) == 0) {
@@ -132,12 +130,13 @@ void hs_notifier__deliver(hs_notifier_t *n, const hs_node_cmd_t *cmd)
         hs_notifier__flush_run(n);
     run->topic = topic;
     run_msg_t *msg = &run->msgs[run->count++];
-    msg->frame = hs_ws_frame_new(HS_WS_OP_TEXT, cmd->frame_text, cmd->frame_text_len);
-    /* The text is the frame's payload: the frame's last len bytes. */
-    msg->len = cmd->frame_text_len;
-    msg->text = msg->frame->data + (msg->frame->len - msg->len);
-    msg->sse_frame = NULL;
+    hs_buf_t *frame = hs_ws_frame_new(HS_WS_OP_TEXT, cmd->frame_text, cmd->frame_text_len);
     snprintf(msg->id, sizeof(msg->id), "%s", cmd->message_id ? cmd->message_id : "");
+    /* The text is the frame's payload: the frame's last len bytes. */
+    msg->msg = (transport_msg_t){.id = msg->id,
+                                 .text = frame->data + (frame->len - cmd->frame_text_len),
+                                 .len = cmd->frame_text_len,
+                                 .ws_frame = frame};
 }
 
 int hs_notifier__notify(hs_notifier_t *n, const char *connection_id, const char *text, size_t len)
@@ -145,9 +144,9 @@ int hs_notifier__notify(hs_notifier_t *n, const char *connection_id, const char 
     client_t *client = hs_notifier__find_client(n, connection_id);
     if (client == NULL)
         return HS_ENOTFOUND;
-    if (client->detached)
+    if (!hs_notifier__client_attached(client))
         return 0; /* notifications are not kept: it misses this one */
-    switch (hs_notifier__send_text(client, "notification", text, len)) {
+    switch (hs_notifier__client_send_text(client, "notification", text, len)) {
     case 0:
         hs_metrics_singleton.notifications++;
         break;
@@ -184,20 +183,18 @@ int hs_notifier__forward(hs_notifier_t *n, const hs_node_cmd_t *cmd)
  * every attached connection may be short, so it is closed with 1001 and
  * detached at once, and resumes from its last id, replayed from the
  * history. Lost commands may have been subscribes or unsubscribes, so no
- * copy in memory is trusted any more: a resume rebuilds each connection
- * from its rows (stale). Runs before any command that followed the loss,
- * so no connection gets a message from after it first. */
+ * copy in memory is trusted any more: a resume makes each connection's
+ * subscriptions those of its rows (adopt, then reread_cb). Runs before any command that followed
+ * the loss, so no connection gets a message from after it first. */
 void hs_notifier__stream_gap(hs_notifier_t *n, const hs_node_cmd_t *cmd)
 {
     hs_metrics_singleton.stream_gaps++;
     size_t count = hs_map_count(&n->clients), closed = 0, pos = 0;
     client_t **attached = hs_calloc(count ? count : 1, sizeof(*attached));
     client_t *client;
-    while ((client = hs_map_next(&n->clients, &pos)) != NULL) {
-        client->stale = true;
-        if (!client->detached)
+    while ((client = hs_map_next(&n->clients, &pos)) != NULL)
+        if (hs_notifier__client_attached(client))
             attached[closed++] = client;
-    }
     for (size_t i = 0; i < closed; i++)
         hs_notifier__ask_to_resume(n, attached[i], "resume again");
     hs_free(attached);

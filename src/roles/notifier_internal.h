@@ -23,6 +23,7 @@
 #include "roles/render.h"
 #include "roles/resume_token.h"
 #include "roles/token.h"
+#include "roles/transport.h"
 #include "ws/codec.h"
 #include "ws/handshake.h"
 #include "ws/session.h"
@@ -64,24 +65,24 @@ typedef struct held {
     char text[]; /* the message frame's text */
 } held_t;
 
-/* A client is attached (ws or sse set), or detached: dropped without a clean
- * close, its subscriptions kept for --resume-window, delivering nothing
- * (the history holds what it misses) until a resume attaches a transport.
+/* A client is attached (it has a transport), or detached (transport NULL):
+ * dropped without a clean close, its subscriptions kept for
+ * --resume-window, delivering nothing (the history holds what it misses)
+ * until a resume attaches a transport. hs_notifier__client_attached() is
+ * the test.
  *
  * Anything that completes later (a store write, a bus call, a replay, a
- * timer) finds the client again through a client_ref_t and ref_client(),
- * which says whether it is still the same client object and the same
- * attach; only the client_* senders below touch a transport, and they send
- * nothing to a detached client. */
+ * timer) finds the client again through a client_ref_t and
+ * hs_notifier__ref_client(), which says whether it is still the same client
+ * object and the same attach; only the client senders (notifier_send.c)
+ * touch a transport, and they send nothing to a detached client. */
 struct client {
     hs_notifier_t *notifier;
-    hs_ws_session_t *ws;  /* WebSocket transport, or NULL */
-    hs_conn_t *sse;       /* SSE transport (text/event-stream), or NULL */
-    uint64_t serial;      /* unique per client object on this node */
-    uint64_t epoch;       /* the store's epoch of this attach (claim_connection) */
-    uint64_t detached_ms; /* when its last attach dropped (a resume without a cursor) */
-    expiry_t *window;     /* runs while detached: the end of the resume window */
-    bool detached;
+    transport_t *transport;    /* WebSocket or SSE (transport.h); NULL: detached */
+    uint64_t serial;           /* unique per client object on this node */
+    uint64_t epoch;            /* the store's epoch of this attach (claim_connection) */
+    uint64_t detached_ms;      /* when its last attach dropped (a resume without a cursor) */
+    expiry_t *window;          /* runs while detached: the end of the resume window */
     bool replaying;            /* live messages go to held until the replay is sent */
     held_t *held, **held_tail; /* in arrival order */
     size_t held_bytes;         /* bounded by --max-pending */
@@ -98,7 +99,6 @@ struct client {
     uint64_t attach_gen; /* unique per attach: a late answer for an older one is dropped */
     char last_ack[HS_ULID_LEN + 1]; /* highest acknowledged id, "" before any */
     bool ack_dirty;                 /* last_ack not yet written to the store */
-    bool stale;                     /* commands for it may be lost: a resume rebuilds it */
     bool unbounded;                 /* sending a part of a replay or the held messages: past
                                        --max-pending (each is bounded by it already) */
     struct replay *stream;          /* a replay being sent part by part, or NULL */
@@ -126,12 +126,11 @@ struct ip_entry {
     char ip[];
 };
 
-/* A message of the current run of deliveries (flush_run). */
+/* A message of the current run of deliveries (flush_run). Its WebSocket
+ * frame is built at once (a run is sent to WebSocket clients as a vector of
+ * them); its text is the frame's payload. */
 typedef struct run_msg {
-    hs_buf_t *frame;     /* the WebSocket frame */
-    hs_buf_t *sse_frame; /* the SSE event, built on first use */
-    const char *text;    /* the frame's payload, inside frame */
-    size_t len;
+    transport_msg_t msg;
     char id[HS_ULID_LEN + 1];
 } run_msg_t;
 
@@ -201,21 +200,23 @@ typedef struct registration {
 
 /* ---- notifier.c: life cycle, routes, commands, a client's life ------------- */
 
+/* The bus's commands to this node (hs_bus_serve_node); synchronous. */
+int hs_notifier__handle_command(const hs_node_cmd_t *cmd, void *data);
 void hs_notifier__client_ref_init(client_ref_t *ref, client_t *client);
 client_t *hs_notifier__ref_client(const client_ref_t *ref, bool *same_attach);
 void hs_notifier__stop_client_timer(expiry_t **timer);
 void hs_notifier__free_client(hs_notifier_t *n, client_t *client);
-void hs_notifier__detach(hs_notifier_t *n, client_t *client);
-void hs_notifier__transport_ended(hs_notifier_t *n, client_t *client, bool keep);
-void hs_notifier__drop_transport(client_t *client, uint16_t code, const char *reason);
+void hs_notifier__detach(hs_notifier_t *n, client_t *client, uint16_t code, const char *reason);
+void hs_notifier__transport_ended(hs_notifier_t *n, client_t *client, bool keep, uint16_t code,
+                                  const char *reason);
 void hs_notifier__end_client(hs_notifier_t *n, client_t *client, uint16_t code, const char *reason);
 void hs_notifier__ask_to_resume(hs_notifier_t *n, client_t *client, const char *reason);
 void hs_notifier__register_client(hs_notifier_t *n, client_t *client, bool asked,
                                   const resume_ask_t *resume);
-void hs_notifier__attach(hs_notifier_t *n, client_t *client, hs_ws_session_t *ws, hs_conn_t *sse,
+void hs_notifier__attach(hs_notifier_t *n, client_t *client, transport_t *transport,
                          hs_token_claims_t *claims, ip_entry_t *ip_entry);
 client_t *hs_notifier__client_new(hs_notifier_t *n, const char *id, uint64_t connected_ms);
-void hs_notifier__open_client(hs_notifier_t *n, bool asked, hs_ws_session_t *ws, hs_conn_t *sse,
+void hs_notifier__open_client(hs_notifier_t *n, bool asked, transport_t *transport,
                               hs_token_claims_t *claims, ip_entry_t *ip_entry);
 
 /* ---- notifier_topics.c: the topic index ------------------------------------ */
@@ -229,10 +230,9 @@ void hs_notifier__sync_topics(hs_notifier_t *n, client_t *client, const char *co
 
 /* ---- notifier_send.c: the client senders ----------------------------------- */
 
-int hs_notifier__sse_send(hs_conn_t *conn, hs_buf_t *buf);
-int hs_notifier__send_message(client_t *c, const char *id, const char *text, size_t len,
-                              hs_buf_t **ws_frame, hs_buf_t **sse_frame);
-int hs_notifier__send_text(client_t *c, const char *event, const char *text, size_t len);
+int hs_notifier__client_send_message(client_t *c, transport_msg_t *msg);
+int hs_notifier__client_send_text(client_t *c, const char *event, const char *text, size_t len);
+void hs_notifier__client_drop_transport(client_t *c, uint16_t code, const char *reason);
 void hs_notifier__client_error(client_t *c, const char *code, const char *message);
 void hs_notifier__client_send_json(client_t *c, const char *event, json_t *json);
 void hs_notifier__client_topic_reply(client_t *c, const char *type, const char *topic);
@@ -279,7 +279,7 @@ bool hs_notifier__admit(hs_notifier_t *n, hs_http_request_t *req, hs_token_claim
 
 /* ---- notifier_messages.c: client messages ---------------------------------- */
 
-void hs_notifier__ws_message_cb(hs_ws_session_t *ws, bool binary, const char *data, size_t len);
+void hs_notifier__client_message(client_t *client, bool binary, const char *data, size_t len);
 
 /* ---- notifier_resume.c: resume by token, takeover -------------------------- */
 
@@ -289,13 +289,12 @@ bool hs_notifier__start_takeover(hs_notifier_t *n, hs_http_request_t *req, bool 
                                  const resume_ask_t *ask, hs_token_claims_t *claims,
                                  ip_entry_t *ip_entry);
 
-/* ---- transport_ws.c: WebSocket --------------------------------------------- */
+/* transport_ws.c and transport_sse.c: see transport.h. */
 
-extern const hs_ws_callbacks_t hs_notifier__ws_callbacks;
-
-/* ---- transport_sse.c: Server-Sent Events ----------------------------------- */
-
-extern const hs_conn_handler_t hs_notifier__sse_handler;
-hs_conn_t *hs_notifier__sse_accept(hs_notifier_t *n, hs_http_request_t *req);
+/* Whether the client has a transport now (else it is detached). */
+static inline bool hs_notifier__client_attached(const client_t *client)
+{
+    return client->transport != NULL;
+}
 
 #endif

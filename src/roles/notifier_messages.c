@@ -165,11 +165,10 @@ static void client_ack(client_t *client, json_t *id_json)
     }
 }
 
-void hs_notifier__ws_message_cb(hs_ws_session_t *ws, bool binary, const char *data, size_t len)
+/* A message from an attached client (a transport the client can send on
+ * reports it). */
+void hs_notifier__client_message(client_t *client, bool binary, const char *data, size_t len)
 {
-    client_t *client = hs_ws_data(ws);
-    if (client == NULL)
-        return; /* the server ended it; the session only finishes its close */
     hs_notifier_t *n = client->notifier;
     json_t *obj = NULL;
     const char *type = NULL;

@@ -145,10 +145,9 @@ static void remember_replayed(hs_notifier_t *n, client_t *client, const char *cu
 
 static void send_held(client_t *c, const held_t *h)
 {
-    hs_buf_t *frame = NULL, *sse_frame = NULL;
-    hs_notifier__send_message(c, h->id, h->text, h->len, &frame, &sse_frame);
-    hs_buf_unref(frame);
-    hs_buf_unref(sse_frame);
+    transport_msg_t msg = {.id = h->id, .text = h->text, .len = h->len};
+    hs_notifier__client_send_message(c, &msg);
+    hs_notifier__transport_msg_dispose(&msg);
 }
 
 static void replay_free(replay_t *r)
@@ -227,7 +226,7 @@ static void stream_replay(hs_notifier_t *n, client_t *client)
 /* The transport wrote everything queued: the next part of a replay. */
 void hs_notifier__client_drained(client_t *client)
 {
-    if (client && client->stream && !client->detached)
+    if (client && client->stream && hs_notifier__client_attached(client))
         stream_replay(client->notifier, client);
 }
 

@@ -96,20 +96,17 @@ static void takeover_free(takeover_t *t)
     hs_free(t);
 }
 
-static void sync_subscriptions(hs_notifier_t *n, client_t *client, const takeover_t *t)
-{
-    hs_notifier__sync_topics(n, client, (const char *const *)t->topics, t->topic_count);
-}
-
 /* The client of a won claim: this node's copy when it is current, else one
- * built from the rows read. Attached (no transport yet) at the new epoch,
- * holding live messages until its replay. */
+ * built from the rows read; either way its subscriptions are those of the
+ * rows (a copy detached by a stream gap may have missed commands). At the
+ * new epoch, holding live messages until its replay; the caller attaches
+ * the transport (or detaches it again) at once. */
 static client_t *adopt(hs_notifier_t *n, takeover_t *t)
 {
     client_t *client = hs_notifier__find_client(n, t->id);
-    if (client && client->detached && client->epoch == t->epoch && !client->stale) {
+    if (client && !hs_notifier__client_attached(client) && client->epoch == t->epoch) {
         hs_notifier__stop_client_timer(&client->window);
-        sync_subscriptions(n, client, t);
+        hs_notifier__sync_topics(n, client, (const char *const *)t->topics, t->topic_count);
     } else {
         if (client) {
             /* Another attach (here or elsewhere) had it since this copy was
@@ -118,17 +115,16 @@ static client_t *adopt(hs_notifier_t *n, takeover_t *t)
                         "has %llu); rebuilt from the store",
                         client->id, (unsigned long long)client->epoch,
                         (unsigned long long)t->epoch);
-            if (!client->detached) /* cannot be: the row was detached */
-                hs_notifier__drop_transport(client, 1001, "resumed elsewhere");
+            /* attached: cannot be, the row was detached */
+            hs_notifier__client_drop_transport(client, 1001, "resumed elsewhere");
             hs_notifier__free_client(n, client);
         }
         client = hs_notifier__client_new(n, t->id, t->connected_ms);
         memcpy(client->last_ack, t->last_ack, sizeof(client->last_ack));
-        sync_subscriptions(n, client, t);
+        hs_notifier__sync_topics(n, client, (const char *const *)t->topics, t->topic_count);
     }
     client->epoch = t->epoch + 1;
     client->detached_ms = t->detached_ms;
-    client->detached = false;
     client->replaying = true; /* hold live messages from now on */
     return client;
 }
@@ -137,32 +133,28 @@ static client_t *adopt(hs_notifier_t *n, takeover_t *t)
 static void takeover_finish(takeover_t *t, bool taken)
 {
     hs_notifier_t *n = t->notifier;
-    hs_ws_session_t *ws = NULL;
-    hs_conn_t *conn = NULL;
     if (n->shutting_down) {
         hs_http_respond_error(t->req, 503, "unavailable", "server is shutting down");
         if (taken) /* give the claim back: another node may resume it */
             hs_notifier__conn_write(n, CW_RELEASE, t->id, t->epoch + 1, t->detached_ms);
         goto out;
     }
-    if (t->sse)
-        conn = hs_notifier__sse_accept(n, t->req);
-    else
-        ws = hs_ws_accept(t->req, &n->ws_config, &hs_notifier__ws_callbacks, NULL);
-    if (ws == NULL && conn == NULL) {
+    transport_t *transport =
+        t->sse ? hs_notifier__sse_accept(n, t->req) : hs_notifier__ws_accept(n, t->req);
+    if (transport == NULL) {
         if (taken) /* the client went away meanwhile: it stays resumable */
-            hs_notifier__detach(n, adopt(n, t));
+            hs_notifier__detach(n, adopt(n, t), 0, NULL);
         goto out;
     }
     if (!taken) {
-        hs_notifier__open_client(n, t->ask.asked, ws, conn, &t->claims, t->ip_entry);
+        hs_notifier__open_client(n, t->ask.asked, transport, &t->claims, t->ip_entry);
         takeover_free(t);
         return;
     }
     client_t *client = adopt(n, t);
-    hs_notifier__attach(n, client, ws, conn, &t->claims, t->ip_entry);
+    hs_notifier__attach(n, client, transport, &t->claims, t->ip_entry);
     hs_log_info("notifier: conn %s resumed from %s (%u topics, epoch %llu)", client->id,
-                ws ? hs_ws_peer(ws) : hs_conn_peer(conn), client->sub_count,
+                transport->ops->peer(transport), client->sub_count,
                 (unsigned long long)client->epoch);
     hs_notifier__register_client(n, client, true, &t->ask);
     takeover_free(t);
@@ -217,7 +209,7 @@ bool hs_notifier__start_takeover(hs_notifier_t *n, hs_http_request_t *req, bool 
                               strlen(ask->token), hs_now_ms(), id) != 0)
         return false;
     client_t *local = hs_notifier__find_client(n, id);
-    if (local && !local->detached)
+    if (local && hs_notifier__client_attached(local))
         return false; /* attached here: a new connection */
     takeover_t *t = hs_calloc(1, sizeof(*t));
     t->notifier = n;

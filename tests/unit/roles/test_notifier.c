@@ -453,6 +453,14 @@ static void test_detach_during_pending_store_write(void **state)
     assert_int_equal(c->pending_subs, 0);
     assert_true(hs_notifier__subscribed_to(c, "t1"));
     assert_int_equal(f->fakes[0].count, 0); /* no "subscribed" to anyone */
+    /* The senders are the one place that knows: nothing reaches a detached
+     * client, whatever sends. */
+    assert_int_equal(hs_notifier__client_send_text(c, "notification", "{}", 2), HS_ECLOSED);
+    hs_notifier__client_error(c, "internal", "late");
+    hs_notifier__client_topic_reply(c, "subscribed", "t1");
+    hs_notifier__send_connected(f->n, c, true, true, 0, NULL);
+    assert_int_equal(command(f, HS_NODE_NOTIFY, id, "{}"), 0);
+    assert_int_equal(f->fakes[0].count, 0);
 
     /* The same, but the client ends for good before the write completes:
      * the answer finds no client, nothing is touched. */

@@ -288,11 +288,11 @@ void hs_notifier__open_client(hs_notifier_t *n, bool asked, transport_t *transpo
                 client->claims.sub ? " as " : "", client->claims.sub ? client->claims.sub : "");
 }
 
-/* ---- the two transports' routes ----------------------------------------- */
+/* ---- the transports' routes --------------------------------------------- */
 
 /* GET /api/v1/ws and GET /api/v1/sse: admission, then a resume by token, or a
- * new connection on the transport. */
-static void connect_route(hs_notifier_t *n, hs_http_request_t *req, bool sse)
+ * new connection on the transport accept makes. */
+static void connect_route(hs_notifier_t *n, hs_http_request_t *req, transport_accept_fn accept)
 {
     hs_token_claims_t claims = {0};
     ip_entry_t *ip_entry;
@@ -300,9 +300,9 @@ static void connect_route(hs_notifier_t *n, hs_http_request_t *req, bool sse)
         return;
     resume_ask_t ask;
     hs_notifier__read_resume_ask(req, &ask);
-    if (ask.asked && hs_notifier__start_takeover(n, req, sse, &ask, &claims, ip_entry))
+    if (ask.asked && hs_notifier__start_takeover(n, req, accept, &ask, &claims, ip_entry))
         return;
-    transport_t *transport = sse ? hs_notifier__sse_accept(n, req) : hs_notifier__ws_accept(n, req);
+    transport_t *transport = accept(n, req);
     if (transport == NULL) {
         hs_token_claims_dispose(&claims);
         return;
@@ -312,12 +312,12 @@ static void connect_route(hs_notifier_t *n, hs_http_request_t *req, bool sse)
 
 static void ws_route(hs_http_request_t *req, void *ctx)
 {
-    connect_route(ctx, req, false);
+    connect_route(ctx, req, hs_notifier__ws_accept);
 }
 
 static void sse_route(hs_http_request_t *req, void *ctx)
 {
-    connect_route(ctx, req, true);
+    connect_route(ctx, req, hs_notifier__sse_accept);
 }
 
 /* ---- life cycle ------------------------------------------------------ */

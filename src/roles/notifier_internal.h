@@ -285,9 +285,9 @@ void hs_notifier__client_message(client_t *client, bool binary, const char *data
 
 void hs_notifier__reread_cb(int status, const hs_connection_info_t *info, void *data);
 void hs_notifier__read_resume_ask(hs_http_request_t *req, resume_ask_t *ask);
-bool hs_notifier__start_takeover(hs_notifier_t *n, hs_http_request_t *req, bool sse,
-                                 const resume_ask_t *ask, hs_token_claims_t *claims,
-                                 ip_entry_t *ip_entry);
+bool hs_notifier__start_takeover(hs_notifier_t *n, hs_http_request_t *req,
+                                 transport_accept_fn accept, const resume_ask_t *ask,
+                                 hs_token_claims_t *claims, ip_entry_t *ip_entry);
 
 /* transport_ws.c and transport_sse.c: see transport.h. */
 

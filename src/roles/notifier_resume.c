@@ -75,7 +75,7 @@ static bool same_user(const char *a, const char *b)
 typedef struct takeover {
     hs_notifier_t *notifier;
     hs_http_request_t *req;
-    bool sse;
+    transport_accept_fn accept; /* the transport asked for */
     resume_ask_t ask;
     hs_token_claims_t claims;
     ip_entry_t *ip_entry;
@@ -139,8 +139,7 @@ static void takeover_finish(takeover_t *t, bool taken)
             hs_notifier__conn_write(n, CW_RELEASE, t->id, t->epoch + 1, t->detached_ms);
         goto out;
     }
-    transport_t *transport =
-        t->sse ? hs_notifier__sse_accept(n, t->req) : hs_notifier__ws_accept(n, t->req);
+    transport_t *transport = t->accept(n, t->req);
     if (transport == NULL) {
         if (taken) /* the client went away meanwhile: it stays resumable */
             hs_notifier__detach(n, adopt(n, t), 0, NULL);
@@ -199,9 +198,9 @@ static void stored_connection_cb(int status, const hs_connection_info_t *info, v
 /* Starts a resume when ask holds a valid token of a connection that is not
  * attached on this node. Returns true when it did (the request is answered
  * later). */
-bool hs_notifier__start_takeover(hs_notifier_t *n, hs_http_request_t *req, bool sse,
-                                 const resume_ask_t *ask, hs_token_claims_t *claims,
-                                 ip_entry_t *ip_entry)
+bool hs_notifier__start_takeover(hs_notifier_t *n, hs_http_request_t *req,
+                                 transport_accept_fn accept, const resume_ask_t *ask,
+                                 hs_token_claims_t *claims, ip_entry_t *ip_entry)
 {
     char id[HS_ULID_LEN + 1];
     if (n->cfg->resume_window_ms == 0 ||
@@ -214,7 +213,7 @@ bool hs_notifier__start_takeover(hs_notifier_t *n, hs_http_request_t *req, bool 
     takeover_t *t = hs_calloc(1, sizeof(*t));
     t->notifier = n;
     t->req = req;
-    t->sse = sse;
+    t->accept = accept;
     t->ask = *ask;
     t->claims = *claims;
     t->ip_entry = ip_entry;

@@ -72,8 +72,9 @@ struct transport {
     bool ended;       /* the peer's end was reported: release closes nothing */
 };
 
-/* Accepts req as a WebSocket (answers the handshake) or as an event stream
- * (answers the SSE head): NULL when it could not (answered, or gone). */
+/* Accepts req on a transport (answers the WebSocket handshake, or the SSE
+ * head): NULL when it could not (answered, or gone). A route names one. */
+typedef transport_t *(*transport_accept_fn)(hs_notifier_t *n, hs_http_request_t *req);
 transport_t *hs_notifier__ws_accept(hs_notifier_t *n, hs_http_request_t *req);
 transport_t *hs_notifier__sse_accept(hs_notifier_t *n, hs_http_request_t *req);
 

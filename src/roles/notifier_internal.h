@@ -77,30 +77,32 @@ typedef struct held {
  * object and the same attach; only the client senders (notifier_send.c)
  * touch a transport, and they send nothing to a detached client. */
 struct client {
-    hs_notifier_t *notifier;
-    transport_t *transport;    /* WebSocket or SSE (transport.h); NULL: detached */
-    uint64_t serial;           /* unique per client object on this node */
-    uint64_t epoch;            /* the store's epoch of this attach (claim_connection) */
-    uint64_t detached_ms;      /* when its last attach dropped (a resume without a cursor) */
-    expiry_t *window;          /* runs while detached: the end of the resume window */
-    bool replaying;            /* live messages go to held until the replay is sent */
-    held_t *held, **held_tail; /* in arrival order */
-    size_t held_bytes;         /* bounded by --max-pending */
-    bool held_overflow;        /* more than that arrived: resume again */
+    /* What a fan-out walk reads of every subscriber comes first, in one
+     * cache line (flush_run: the walk is bound by cache misses). */
+    transport_t *transport; /* WebSocket or SSE (transport.h); NULL: detached */
+    bool replaying;         /* live messages go to held until the replay is sent */
+    bool unbounded;         /* sending a part of a replay or the held messages: past
+                               --max-pending (each is bounded by it already) */
     /* What the client has since its last resume and may still arrive live
      * (a bus that hands an event over again, maybe to another node): the
      * ids its replay sent (sorted) and every id at or below the cursor it
      * gave (floor, "" when none), until replayed_until_ms (wall clock ms):
      * see remember_replayed */
-    char (*replayed)[HS_ULID_LEN + 1];
     size_t replayed_count;
     char floor[HS_ULID_LEN + 1];
+    char (*replayed)[HS_ULID_LEN + 1];
     uint64_t replayed_until_ms;
-    uint64_t attach_gen; /* unique per attach: a late answer for an older one is dropped */
+    hs_notifier_t *notifier;
+    uint64_t serial;           /* unique per client object on this node */
+    uint64_t epoch;            /* the store's epoch of this attach (claim_connection) */
+    uint64_t detached_ms;      /* when its last attach dropped (a resume without a cursor) */
+    expiry_t *window;          /* runs while detached: the end of the resume window */
+    held_t *held, **held_tail; /* in arrival order */
+    size_t held_bytes;         /* bounded by --max-pending */
+    bool held_overflow;        /* more than that arrived: resume again */
+    uint64_t attach_gen;       /* unique per attach: a late answer for an older one is dropped */
     char last_ack[HS_ULID_LEN + 1]; /* highest acknowledged id, "" before any */
     bool ack_dirty;                 /* last_ack not yet written to the store */
-    bool unbounded;                 /* sending a part of a replay or the held messages: past
-                                       --max-pending (each is bounded by it already) */
     struct replay *stream;          /* a replay being sent part by part, or NULL */
     sub_t *subs;
     unsigned sub_count;

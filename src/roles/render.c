@@ -124,7 +124,7 @@ char *hs_render_text(const json_t *json, size_t *len)
 
 char *hs_render_message_frame_text(const char *message_json, size_t len, size_t *out_len)
 {
-    static const char prefix[] = "{\"type\":\"message\",\"message\":";
+    static const char prefix[] = HS_RENDER_MESSAGE_FRAME_PREFIX;
     size_t total = sizeof(prefix) - 1 + len + 1;
     char *text = hs_malloc(total + 1);
     memcpy(text, prefix, sizeof(prefix) - 1);

@@ -27,6 +27,10 @@ json_t *hs_render_connection(const hs_connection_info_t *info);
  * it with free(). Returns the length in *len. */
 char *hs_render_text(const json_t *json, size_t *len);
 
+/* What every message frame's text starts with: the one copy (the SSE
+ * transport strips it to send the message object alone). */
+#define HS_RENDER_MESSAGE_FRAME_PREFIX "{\"type\":\"message\",\"message\":"
+
 /* {"type":"message","message":<message_json>}: the text of the frame every
  * subscriber receives, built around the stored message's JSON without
  * re-parsing it. Allocated with hs_malloc, NUL-terminated; *out_len set. */

@@ -719,7 +719,7 @@ static void sq_close(void *c)
     hs_free(conn);
 }
 
-static const hs_store_backend_t sqlite_engine_ops = {
+static const hs_store_backend_t sqlite_backend = {
     .name = "sqlite",
     .begin = sq_begin,
     .commit = sq_commit,
@@ -753,7 +753,7 @@ int hs_store_sqlite_open(uv_loop_t *loop, const char *path, const hs_store_optio
         sqlite3_close(reader_db);
         return rc;
     }
-    *out = hs_store_engine_start(loop, &sqlite_engine_ops, conn_new(writer_db), conn_new(reader_db),
+    *out = hs_store_engine_start(loop, &sqlite_backend, conn_new(writer_db), conn_new(reader_db),
                                  options->batch_max, options->idempotency_window_ms);
     hs_log_info("store: sqlite database %s open", path);
     return 0;

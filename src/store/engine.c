@@ -20,7 +20,7 @@ typedef struct queue {
 } queue_t;
 
 typedef struct worker {
-    struct engine *engine;
+    struct hs_store *engine;
     uv_thread_t thread;
     void *conn;
     queue_t queue;
@@ -29,9 +29,9 @@ typedef struct worker {
     bool kick; /* loop thread only: ops queued since the last wake-up */
 } worker_t;
 
-typedef struct engine {
-    hs_store_t base;
-    const hs_store_engine_ops_t *ops;
+/* The store (hs_store_t is opaque outside this file). */
+struct hs_store {
+    const hs_store_backend_t *backend;
     unsigned batch_max;
     uv_mutex_t lock; /* guards both queues, the completion queue and closing */
     worker_t writer, reader;
@@ -46,7 +46,8 @@ typedef struct engine {
     void *close_data;
     uint64_t idempotency_window_ms; /* 0: the writer purges no keys by itself */
     uint64_t next_purge_ns;         /* writer thread only (uv_hrtime) */
-} engine_t;
+};
+typedef struct hs_store engine_t;
 
 static void queue_init(queue_t *q)
 {
@@ -67,9 +68,9 @@ void hs_store_op_add_message(hs_store_op_t *op, size_t cap, const char *id, cons
                              const char *content, size_t content_len, const char *author,
                              uint64_t created_ms)
 {
-    if (op->msgs == NULL)
-        op->msgs = hs_calloc(cap ? cap : 1, sizeof(hs_message_t));
-    hs_message_t *m = &op->msgs[op->count++];
+    if (op->out.msgs == NULL)
+        op->out.msgs = hs_calloc(cap ? cap : 1, sizeof(hs_message_t));
+    hs_message_t *m = &op->out.msgs[op->out.count++];
     snprintf(m->id, sizeof(m->id), "%s", id ? id : "");
     m->topic = hs_strdup(topic ? topic : "");
     m->content = hs_strndup(content ? content : "", content_len);
@@ -83,13 +84,13 @@ void hs_store_op_add_subscription(hs_store_op_t *op, const char *connection_id, 
 {
     /* Grows by doubling: the capacity is the next power of two >= count. */
     size_t cap = 16;
-    while (cap < op->count)
+    while (cap < op->out.count)
         cap *= 2;
-    if (op->subs == NULL)
-        op->subs = hs_malloc(cap * sizeof(hs_subscription_t));
-    else if (op->count == cap)
-        op->subs = hs_realloc(op->subs, cap * 2 * sizeof(hs_subscription_t));
-    hs_subscription_t *sub = &op->subs[op->count++];
+    if (op->out.subs == NULL)
+        op->out.subs = hs_malloc(cap * sizeof(hs_subscription_t));
+    else if (op->out.count == cap)
+        op->out.subs = hs_realloc(op->out.subs, cap * 2 * sizeof(hs_subscription_t));
+    hs_subscription_t *sub = &op->out.subs[op->out.count++];
     snprintf(sub->connection_id, sizeof(sub->connection_id), "%s",
              connection_id ? connection_id : "");
     sub->topic = hs_strdup(topic ? topic : "");
@@ -99,40 +100,86 @@ void hs_store_op_add_subscription(hs_store_op_t *op, const char *connection_id, 
 /* Forgets what a write filled in, before its batch runs again. */
 static void op_reset_outputs(hs_store_op_t *op)
 {
-    if (op->msgs) {
-        for (size_t i = 0; i < op->count; i++) {
-            hs_free((char *)op->msgs[i].topic);
-            hs_free((char *)op->msgs[i].content);
-            hs_free((char *)op->msgs[i].author);
+    if (op->out.msgs) {
+        for (size_t i = 0; i < op->out.count; i++) {
+            hs_free((char *)op->out.msgs[i].topic);
+            hs_free((char *)op->out.msgs[i].content);
+            hs_free((char *)op->out.msgs[i].author);
         }
-        hs_free(op->msgs);
-        op->msgs = NULL;
+        hs_free(op->out.msgs);
+        op->out.msgs = NULL;
     }
-    if (op->subs) {
-        for (size_t i = 0; i < op->count; i++)
-            hs_free((char *)op->subs[i].topic);
-        hs_free(op->subs);
-        op->subs = NULL;
+    if (op->out.subs) {
+        for (size_t i = 0; i < op->out.count; i++)
+            hs_free((char *)op->out.subs[i].topic);
+        hs_free(op->out.subs);
+        op->out.subs = NULL;
     }
-    hs_free(op->out_node);
-    hs_free(op->out_user);
-    hs_free(op->out_ack);
-    hs_free(op->out_address);
-    op->out_ack = op->out_address = NULL;
-    op->out_node = op->out_user = NULL;
-    op->count = 0;
-    op->created_ms = 0;
-    op->found = false;
+    hs_store_connection_row_t *row = &op->out.connection;
+    hs_free(row->node);
+    hs_free(row->user);
+    hs_free(row->last_ack);
+    hs_free(row->address);
+    memset(&op->out, 0, sizeof(op->out));
 }
 
+/* Frees the inputs of op's kind (the union's member that is live). */
 static void op_free(hs_store_op_t *op)
 {
     op_reset_outputs(op);
-    hs_free(op->a);
-    hs_free(op->b);
-    hs_free(op->key);
-    hs_free(op->address);
-    hs_free(op->content);
+    hs_store_op_input_t *in = &op->in;
+    switch (op->kind) {
+    case HS_OP_PUT_MESSAGE:
+    case HS_OP_PUT_MESSAGE_ONCE:
+        hs_free(in->put.id);
+        hs_free(in->put.topic);
+        hs_free(in->put.content); /* the author too */
+        hs_free(in->put.key);
+        break;
+    case HS_OP_GET_MESSAGE:
+        hs_free(in->message.id);
+        break;
+    case HS_OP_LIST_MESSAGES:
+        hs_free(in->list.topic);
+        break;
+    case HS_OP_ADD_SUBSCRIPTION:
+    case HS_OP_REMOVE_SUBSCRIPTION:
+    case HS_OP_LIST_SUBSCRIPTIONS:
+        hs_free(in->subscription.connection_id);
+        hs_free(in->subscription.topic);
+        break;
+    case HS_OP_ADD_CONNECTION:
+        hs_free(in->add_connection.connection_id);
+        hs_free(in->add_connection.node);
+        hs_free(in->add_connection.user);
+        hs_free(in->add_connection.address);
+        break;
+    case HS_OP_GET_CONNECTION:
+    case HS_OP_REMOVE_CONNECTION:
+        hs_free(in->connection.connection_id);
+        break;
+    case HS_OP_SET_LAST_ACK:
+        hs_free(in->last_ack.connection_id);
+        hs_free(in->last_ack.message_id);
+        break;
+    case HS_OP_CLAIM_CONNECTION:
+        hs_free(in->claim.connection_id);
+        hs_free(in->claim.node);
+        hs_free(in->claim.address);
+        break;
+    case HS_OP_RELEASE_CONNECTION:
+        hs_free(in->release.connection_id);
+        break;
+    case HS_OP_EXPIRE_CONNECTION:
+        hs_free(in->expire.connection_id);
+        break;
+    case HS_OP_REMOVE_NODE:
+        hs_free(in->node.node);
+        break;
+    case HS_OP_PURGE_KEYS:
+    case HS_OP_STOP:
+        break;
+    }
     hs_free(op);
 }
 
@@ -152,7 +199,7 @@ static void complete(engine_t *e, hs_store_op_t *ops)
 
 static void run_batch(worker_t *w, hs_store_op_t *batch)
 {
-    const hs_store_engine_ops_t *ops = w->engine->ops;
+    const hs_store_backend_t *ops = w->engine->backend;
     if (!w->is_writer) {
         for (hs_store_op_t *op = batch; op; op = op->next)
             op->status = ops->read(w->conn, op);
@@ -215,10 +262,10 @@ static void purge_if_due(worker_t *w)
     e->next_purge_ns = now + PURGE_EVERY_NS;
     uint64_t wall = hs_now_ms();
     hs_store_op_t op = {.kind = HS_OP_PURGE_KEYS};
-    op.ms = wall > e->idempotency_window_ms ? wall - e->idempotency_window_ms : 0;
+    op.in.purge.before_ms = wall > e->idempotency_window_ms ? wall - e->idempotency_window_ms : 0;
     run_batch(w, &op);
-    if (op.status == 0 && op.count > 0)
-        hs_log_debug("store: %zu expired idempotency keys removed", op.count);
+    if (op.status == 0 && op.out.count > 0)
+        hs_log_debug("store: %zu expired idempotency keys removed", op.out.count);
 }
 
 /* Waits for work; the writer wakes up for a due purge as well. Called and
@@ -264,7 +311,7 @@ static void worker_main(void *arg)
             w->queue.tail = &w->queue.head;
         uv_mutex_unlock(&e->lock);
         if (stop) {
-            e->ops->close(w->conn);
+            e->backend->close(w->conn);
             w->conn = NULL;
             complete(e, batch);
             return;
@@ -297,8 +344,9 @@ static void run_callback(hs_store_op_t *op)
     case HS_OP_PUT_MESSAGE_ONCE:
         if (op->cb.message)
             op->cb.message(op->status,
-                           (op->status == 0 || op->status == HS_EEXIST) && op->count ? &op->msgs[0]
-                                                                                     : NULL,
+                           (op->status == 0 || op->status == HS_EEXIST) && op->out.count
+                               ? &op->out.msgs[0]
+                               : NULL,
                            op->data);
         break;
     case HS_OP_PUT_MESSAGE:
@@ -313,39 +361,41 @@ static void run_callback(hs_store_op_t *op)
         break;
     case HS_OP_ADD_SUBSCRIPTION:
         if (op->cb.subscribe)
-            op->cb.subscribe(op->status, op->created_ms, op->data);
+            op->cb.subscribe(op->status, op->out.created_ms, op->data);
         break;
     case HS_OP_REMOVE_SUBSCRIPTION:
     case HS_OP_REMOVE_NODE:
     case HS_OP_PURGE_KEYS:
         if (op->cb.count)
-            op->cb.count(op->status, op->count, op->data);
+            op->cb.count(op->status, op->out.count, op->data);
         break;
     case HS_OP_GET_MESSAGE:
-        if (op->status == 0 && op->count == 0)
+        if (op->status == 0 && op->out.count == 0)
             op->status = HS_ENOTFOUND;
-        op->cb.message(op->status, op->status == 0 ? &op->msgs[0] : NULL, op->data);
+        op->cb.message(op->status, op->status == 0 ? &op->out.msgs[0] : NULL, op->data);
         break;
     case HS_OP_LIST_MESSAGES:
-        op->cb.messages(op->status, op->msgs, op->status == 0 ? op->count : 0, op->data);
+        op->cb.messages(op->status, op->out.msgs, op->status == 0 ? op->out.count : 0, op->data);
         break;
     case HS_OP_LIST_SUBSCRIPTIONS:
-        op->cb.subscriptions(op->status, op->subs, op->status == 0 ? op->count : 0, op->data);
+        op->cb.subscriptions(op->status, op->out.subs, op->status == 0 ? op->out.count : 0,
+                             op->data);
         break;
     case HS_OP_GET_CONNECTION: {
-        if (op->status == 0 && !op->found)
+        const hs_store_connection_row_t *row = &op->out.connection;
+        if (op->status == 0 && !row->found)
             op->status = HS_ENOTFOUND;
-        hs_connection_info_t info = {.id = op->a,
-                                     .node = op->out_node ? op->out_node : "",
-                                     .user = op->out_user,
-                                     .connected_ms = op->created_ms,
-                                     .last_ack = op->out_ack,
-                                     .epoch = op->out_epoch,
-                                     .attached = op->out_attached,
-                                     .address = op->out_address,
-                                     .detached_ms = op->out_detached_ms,
-                                     .subs = op->subs,
-                                     .sub_count = op->subs ? op->count : 0};
+        hs_connection_info_t info = {.id = op->in.connection.connection_id,
+                                     .node = row->node ? row->node : "",
+                                     .user = row->user,
+                                     .connected_ms = row->connected_ms,
+                                     .last_ack = row->last_ack,
+                                     .epoch = row->epoch,
+                                     .attached = row->attached,
+                                     .address = row->address,
+                                     .detached_ms = row->detached_ms,
+                                     .subs = op->out.subs,
+                                     .sub_count = op->out.subs ? op->out.count : 0};
         op->cb.connection(op->status, op->status == 0 ? &info : NULL, op->data);
         break;
     }
@@ -442,193 +492,187 @@ static char *dup_or_null(const char *s)
 /* Copies a message's fields into op (PUT_MESSAGE, PUT_MESSAGE_ONCE). */
 static void copy_message(hs_store_op_t *op, const hs_message_t *msg)
 {
-    op->a = hs_strdup(msg->id);
-    op->b = hs_strdup(msg->topic);
+    op->in.put.id = hs_strdup(msg->id);
+    op->in.put.topic = hs_strdup(msg->topic);
     /* content, NUL, author, NUL in one allocation */
     size_t author_len = strlen(msg->author);
-    op->content = hs_malloc(msg->content_len + 1 + author_len + 1);
-    memcpy(op->content, msg->content, msg->content_len);
-    op->content[msg->content_len] = '\0';
-    memcpy(op->content + msg->content_len + 1, msg->author, author_len + 1);
-    op->content_len = msg->content_len;
-    op->author = op->content + msg->content_len + 1;
-    op->ms = msg->created_ms;
+    char *content = hs_malloc(msg->content_len + 1 + author_len + 1);
+    memcpy(content, msg->content, msg->content_len);
+    content[msg->content_len] = '\0';
+    memcpy(content + msg->content_len + 1, msg->author, author_len + 1);
+    op->in.put.content = content;
+    op->in.put.content_len = msg->content_len;
+    op->in.put.author = content + msg->content_len + 1;
+    op->in.put.created_ms = msg->created_ms;
 }
 
-static void e_put_message(hs_store_t *s, const hs_message_t *msg, hs_store_done_cb cb, void *data)
+void hs_store_put_message(hs_store_t *s, const hs_message_t *msg, hs_store_done_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_PUT_MESSAGE, data);
     op->cb.done = cb;
     copy_message(op, msg);
-    submit((engine_t *)s, op, true);
+    submit(s, op, true);
 }
 
-static void e_put_message_once(hs_store_t *s, const hs_message_t *msg, const hs_idempotency_t *idem,
+void hs_store_put_message_once(hs_store_t *s, const hs_message_t *msg, const hs_idempotency_t *idem,
                                hs_store_message_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_PUT_MESSAGE_ONCE, data);
     op->cb.message = cb;
     copy_message(op, msg);
-    op->key = hs_strdup(idem->key);
-    snprintf(op->key_hash, sizeof(op->key_hash), "%s", idem->body_hash);
-    op->not_before_ms = idem->not_before_ms;
-    submit((engine_t *)s, op, true);
+    op->in.put.key = hs_strdup(idem->key);
+    snprintf(op->in.put.key_hash, sizeof(op->in.put.key_hash), "%s", idem->body_hash);
+    op->in.put.not_before_ms = idem->not_before_ms;
+    submit(s, op, true);
 }
 
-static void e_purge_idempotency_keys(hs_store_t *s, uint64_t before_ms, hs_store_count_cb cb,
+void hs_store_purge_idempotency_keys(hs_store_t *s, uint64_t before_ms, hs_store_count_cb cb,
                                      void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_PURGE_KEYS, data);
     op->cb.count = cb;
-    op->ms = before_ms;
-    submit((engine_t *)s, op, true);
+    op->in.purge.before_ms = before_ms;
+    submit(s, op, true);
 }
 
-static void e_get_message(hs_store_t *s, const char *id, hs_store_message_cb cb, void *data)
+void hs_store_get_message(hs_store_t *s, const char *id, hs_store_message_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_GET_MESSAGE, data);
     op->cb.message = cb;
-    op->a = hs_strdup(id);
-    submit((engine_t *)s, op, false);
+    op->in.message.id = hs_strdup(id);
+    submit(s, op, false);
 }
 
-static void e_list_messages(hs_store_t *s, const hs_history_query_t *query, hs_store_messages_cb cb,
+void hs_store_list_messages(hs_store_t *s, const hs_history_query_t *query, hs_store_messages_cb cb,
                             void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_LIST_MESSAGES, data);
     op->cb.messages = cb;
-    op->query = *query;
-    op->a = hs_strdup(query->topic);
-    op->query.topic = NULL;
+    op->in.list.query = *query;
+    op->in.list.topic = hs_strdup(query->topic);
+    op->in.list.query.topic = NULL;
     if (query->has_cursor)
-        hs_ulid_format(&query->cursor, op->cursor);
-    submit((engine_t *)s, op, false);
+        hs_ulid_format(&query->cursor, op->in.list.cursor);
+    submit(s, op, false);
 }
 
-static void e_add_subscription(hs_store_t *s, const char *conn, const char *topic, uint64_t now_ms,
+/* ADD_, REMOVE_ and LIST_SUBSCRIPTIONS (REMOVE and LIST take NULLs). */
+static void submit_subscription(hs_store_t *s, hs_store_op_t *op, const char *conn,
+                                const char *topic, uint64_t now_ms, bool write)
+{
+    op->in.subscription.connection_id = dup_or_null(conn);
+    op->in.subscription.topic = dup_or_null(topic);
+    op->in.subscription.now_ms = now_ms;
+    submit(s, op, write);
+}
+
+void hs_store_add_subscription(hs_store_t *s, const char *conn, const char *topic, uint64_t now_ms,
                                hs_store_subscribe_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_ADD_SUBSCRIPTION, data);
     op->cb.subscribe = cb;
-    op->a = hs_strdup(conn);
-    op->b = hs_strdup(topic);
-    op->ms = now_ms;
-    submit((engine_t *)s, op, true);
+    submit_subscription(s, op, conn, topic, now_ms, true);
 }
 
-static void e_remove_subscription(hs_store_t *s, const char *conn, const char *topic,
+void hs_store_remove_subscription(hs_store_t *s, const char *conn, const char *topic,
                                   hs_store_count_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_REMOVE_SUBSCRIPTION, data);
     op->cb.count = cb;
-    op->a = hs_strdup(conn);
-    op->b = dup_or_null(topic);
-    submit((engine_t *)s, op, true);
+    submit_subscription(s, op, conn, topic, 0, true);
 }
 
-static void e_list_subscriptions(hs_store_t *s, const char *conn, const char *topic,
+void hs_store_list_subscriptions(hs_store_t *s, const char *conn, const char *topic,
                                  hs_store_subscriptions_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_LIST_SUBSCRIPTIONS, data);
     op->cb.subscriptions = cb;
-    op->a = dup_or_null(conn);
-    op->b = dup_or_null(topic);
-    submit((engine_t *)s, op, false);
+    submit_subscription(s, op, conn, topic, 0, false);
 }
 
-static void e_add_connection(hs_store_t *s, const char *conn, const char *node, const char *user,
+void hs_store_add_connection(hs_store_t *s, const char *conn, const char *node, const char *user,
                              const char *address, uint64_t now_ms, hs_store_done_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_ADD_CONNECTION, data);
     op->cb.done = cb;
-    op->a = hs_strdup(conn);
-    op->b = hs_strdup(node);
-    op->content = dup_or_null(user);
-    op->address = dup_or_null(address);
-    op->ms = now_ms;
-    submit((engine_t *)s, op, true);
+    op->in.add_connection.connection_id = hs_strdup(conn);
+    op->in.add_connection.node = hs_strdup(node);
+    op->in.add_connection.user = dup_or_null(user);
+    op->in.add_connection.address = dup_or_null(address);
+    op->in.add_connection.now_ms = now_ms;
+    submit(s, op, true);
 }
 
-static void e_get_connection(hs_store_t *s, const char *conn, hs_store_connection_cb cb, void *data)
+void hs_store_get_connection(hs_store_t *s, const char *conn, hs_store_connection_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_GET_CONNECTION, data);
     op->cb.connection = cb;
-    op->a = hs_strdup(conn);
-    submit((engine_t *)s, op, true);
+    op->in.connection.connection_id = hs_strdup(conn);
+    submit(s, op, true);
 }
 
-static void e_remove_connection(hs_store_t *s, const char *conn, hs_store_done_cb cb, void *data)
+void hs_store_remove_connection(hs_store_t *s, const char *conn, hs_store_done_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_REMOVE_CONNECTION, data);
     op->cb.done = cb;
-    op->a = hs_strdup(conn);
-    submit((engine_t *)s, op, true);
+    op->in.connection.connection_id = hs_strdup(conn);
+    submit(s, op, true);
 }
 
-/* The connection writes that take a connection and a second string. */
-static void submit_pair(hs_store_t *s, hs_store_op_kind_t kind, const char *a, const char *b,
-                        hs_store_done_cb cb, void *data)
-{
-    hs_store_op_t *op = op_new(kind, data);
-    op->cb.done = cb;
-    op->a = hs_strdup(a);
-    op->b = hs_strdup(b);
-    submit((engine_t *)s, op, true);
-}
-
-static void e_set_last_ack(hs_store_t *s, const char *conn, const char *message_id,
+void hs_store_set_last_ack(hs_store_t *s, const char *conn, const char *message_id,
                            hs_store_done_cb cb, void *data)
 {
-    submit_pair(s, HS_OP_SET_LAST_ACK, conn, message_id, cb, data);
-}
-
-/* The connection writes guarded by an epoch (node and address may be NULL). */
-static void submit_epoch(hs_store_t *s, hs_store_op_kind_t kind, const char *conn, const char *node,
-                         const char *address, uint64_t epoch, hs_store_done_cb cb, void *data)
-{
-    hs_store_op_t *op = op_new(kind, data);
+    hs_store_op_t *op = op_new(HS_OP_SET_LAST_ACK, data);
     op->cb.done = cb;
-    op->a = hs_strdup(conn);
-    op->b = dup_or_null(node);
-    op->address = dup_or_null(address);
-    op->ms = epoch;
-    submit((engine_t *)s, op, true);
+    op->in.last_ack.connection_id = hs_strdup(conn);
+    op->in.last_ack.message_id = hs_strdup(message_id);
+    submit(s, op, true);
 }
 
-static void e_claim_connection(hs_store_t *s, const char *conn, const char *node,
+void hs_store_claim_connection(hs_store_t *s, const char *conn, const char *node,
                                const char *address, uint64_t epoch, hs_store_done_cb cb, void *data)
 {
-    submit_epoch(s, HS_OP_CLAIM_CONNECTION, conn, node, address, epoch, cb, data);
+    hs_store_op_t *op = op_new(HS_OP_CLAIM_CONNECTION, data);
+    op->cb.done = cb;
+    op->in.claim.connection_id = hs_strdup(conn);
+    op->in.claim.node = hs_strdup(node);
+    op->in.claim.address = dup_or_null(address);
+    op->in.claim.epoch = epoch;
+    submit(s, op, true);
 }
 
-static void e_release_connection(hs_store_t *s, const char *conn, uint64_t epoch,
+void hs_store_release_connection(hs_store_t *s, const char *conn, uint64_t epoch,
                                  uint64_t detached_ms, hs_store_done_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_RELEASE_CONNECTION, data);
     op->cb.done = cb;
-    op->a = hs_strdup(conn);
-    op->ms = epoch;
-    op->at_ms = detached_ms;
-    submit((engine_t *)s, op, true);
+    op->in.release.connection_id = hs_strdup(conn);
+    op->in.release.epoch = epoch;
+    op->in.release.detached_ms = detached_ms;
+    submit(s, op, true);
 }
 
-static void e_expire_connection(hs_store_t *s, const char *conn, uint64_t epoch,
+void hs_store_expire_connection(hs_store_t *s, const char *conn, uint64_t epoch,
                                 hs_store_done_cb cb, void *data)
 {
-    submit_epoch(s, HS_OP_EXPIRE_CONNECTION, conn, NULL, NULL, epoch, cb, data);
+    hs_store_op_t *op = op_new(HS_OP_EXPIRE_CONNECTION, data);
+    op->cb.done = cb;
+    op->in.expire.connection_id = hs_strdup(conn);
+    op->in.expire.epoch = epoch;
+    submit(s, op, true);
 }
 
-static void e_remove_node(hs_store_t *s, const char *node, hs_store_count_cb cb, void *data)
+void hs_store_remove_node(hs_store_t *s, const char *node, hs_store_count_cb cb, void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_REMOVE_NODE, data);
     op->cb.count = cb;
-    op->a = hs_strdup(node);
-    submit((engine_t *)s, op, true);
+    op->in.node.node = hs_strdup(node);
+    submit(s, op, true);
 }
 
-static void e_close(hs_store_t *s, hs_store_done_cb cb, void *data)
+void hs_store_close(hs_store_t *s, hs_store_done_cb cb, void *data)
 {
-    engine_t *e = (engine_t *)s;
+    engine_t *e = s;
     uv_mutex_lock(&e->lock);
     if (e->closing) {
         uv_mutex_unlock(&e->lock);
@@ -645,35 +689,12 @@ static void e_close(hs_store_t *s, hs_store_done_cb cb, void *data)
     uv_mutex_unlock(&e->lock);
 }
 
-static const hs_store_ops_t engine_store_ops = {
-    .name = "engine",
-    .put_message = e_put_message,
-    .put_message_once = e_put_message_once,
-    .purge_idempotency_keys = e_purge_idempotency_keys,
-    .get_message = e_get_message,
-    .list_messages = e_list_messages,
-    .add_subscription = e_add_subscription,
-    .remove_subscription = e_remove_subscription,
-    .list_subscriptions = e_list_subscriptions,
-    .add_connection = e_add_connection,
-    .get_connection = e_get_connection,
-    .remove_connection = e_remove_connection,
-    .set_last_ack = e_set_last_ack,
-    .claim_connection = e_claim_connection,
-    .release_connection = e_release_connection,
-    .expire_connection = e_expire_connection,
-    .remove_node = e_remove_node,
-    .close = e_close,
-};
-
-hs_store_t *hs_store_engine_start(uv_loop_t *loop, const hs_store_engine_ops_t *ops,
+hs_store_t *hs_store_engine_start(uv_loop_t *loop, const hs_store_backend_t *backend,
                                   void *writer_conn, void *reader_conn, unsigned batch_max,
                                   uint64_t idempotency_window_ms)
 {
     engine_t *e = hs_calloc(1, sizeof(*e));
-    e->base.ops = &engine_store_ops;
-    e->base.loop = loop;
-    e->ops = ops;
+    e->backend = backend;
     e->batch_max = batch_max ? batch_max : 512;
     e->idempotency_window_ms = idempotency_window_ms;
     uv_mutex_init(&e->lock);
@@ -699,5 +720,5 @@ hs_store_t *hs_store_engine_start(uv_loop_t *loop, const hs_store_engine_ops_t *
     e->handles_open = 3;
     uv_thread_create(&e->writer.thread, worker_main, &e->writer);
     uv_thread_create(&e->reader.thread, worker_main, &e->reader);
-    return &e->base;
+    return e;
 }

@@ -19,28 +19,118 @@
 #include "store/store.h"
 
 typedef enum hs_store_op_kind {
-    HS_OP_PUT_MESSAGE,
-    HS_OP_PUT_MESSAGE_ONCE, /* PUT_MESSAGE's inputs plus key, key_hash, not_before_ms */
-    HS_OP_PURGE_KEYS,       /* idempotency keys created before ms */
-    HS_OP_ADD_SUBSCRIPTION,
-    HS_OP_REMOVE_SUBSCRIPTION,
-    HS_OP_ADD_CONNECTION,
-    HS_OP_REMOVE_CONNECTION,
-    HS_OP_REMOVE_NODE,
-    HS_OP_SET_LAST_ACK,       /* a: connection, b: message id */
-    HS_OP_CLAIM_CONNECTION,   /* a: connection, b: node, ms: epoch; HS_ENOTFOUND: not detached
-                                 at that epoch */
-    HS_OP_RELEASE_CONNECTION, /* a: connection, ms: epoch; HS_ENOTFOUND: not that attach's */
-    HS_OP_EXPIRE_CONNECTION,  /* a: connection, ms: epoch; HS_ENOTFOUND: not detached at it */
-    HS_OP_GET_CONNECTION,     /* on the writer: ordered with the writes */
-    HS_OP_GET_MESSAGE,
-    HS_OP_LIST_MESSAGES,
-    HS_OP_LIST_SUBSCRIPTIONS,
-    HS_OP_STOP, /* ends a worker thread */
+    HS_OP_PUT_MESSAGE,         /* in.put */
+    HS_OP_PUT_MESSAGE_ONCE,    /* in.put, with its key fields */
+    HS_OP_PURGE_KEYS,          /* in.purge */
+    HS_OP_ADD_SUBSCRIPTION,    /* in.subscription */
+    HS_OP_REMOVE_SUBSCRIPTION, /* in.subscription (topic NULL: all of the connection) */
+    HS_OP_ADD_CONNECTION,      /* in.add_connection */
+    HS_OP_REMOVE_CONNECTION,   /* in.connection */
+    HS_OP_REMOVE_NODE,         /* in.node */
+    HS_OP_SET_LAST_ACK,        /* in.last_ack */
+    HS_OP_CLAIM_CONNECTION,    /* in.claim; HS_ENOTFOUND: not detached at that epoch */
+    HS_OP_RELEASE_CONNECTION,  /* in.release; HS_ENOTFOUND: not that attach's */
+    HS_OP_EXPIRE_CONNECTION,   /* in.expire; HS_ENOTFOUND: not detached at that epoch */
+    HS_OP_GET_CONNECTION,      /* in.connection; on the writer: ordered with the writes */
+    HS_OP_GET_MESSAGE,         /* in.message */
+    HS_OP_LIST_MESSAGES,       /* in.list */
+    HS_OP_LIST_SUBSCRIPTIONS,  /* in.subscription (connection_id and/or topic NULL) */
+    HS_OP_STOP,                /* ends a worker thread; no inputs */
 } hs_store_op_kind_t;
 
-/* One operation: inputs copied at submission, outputs filled by the
- * back-end (allocated with hs_malloc/hs_strdup; the engine frees them). */
+/* The inputs of each kind of operation: a tagged union (the tag is
+ * hs_store_op_t.kind). Every string is the op's own copy (engine.c makes it at
+ * submission and frees it with the op), so back-ends bind them without
+ * copying. A member is named for what it holds in that operation: no field
+ * means one thing in one op and another in the next. */
+typedef union hs_store_op_input {
+    struct hs_store_put_input {
+        char *id;
+        char *topic;
+        char *content; /* content_len bytes, NUL, author, NUL: one allocation */
+        size_t content_len;
+        const char *author;  /* points into content */
+        uint64_t created_ms; /* the id's timestamp */
+        /* PUT_MESSAGE_ONCE only */
+        char *key;
+        char key_hash[64 + 1];
+        uint64_t not_before_ms; /* a key created before this has expired */
+    } put;
+    struct {
+        uint64_t before_ms; /* keys created before this go */
+    } purge;
+    struct {
+        char *id;
+    } message;
+    struct {
+        char *topic;
+        hs_history_query_t query;     /* its topic is NULL: see topic */
+        char cursor[HS_ULID_LEN + 1]; /* query.cursor formatted, when query.has_cursor */
+    } list;
+    struct {
+        char *connection_id; /* LIST_SUBSCRIPTIONS: may be NULL */
+        char *topic;         /* REMOVE, LIST: may be NULL */
+        uint64_t now_ms;     /* ADD: the creation time of a new row */
+    } subscription;
+    struct {
+        char *connection_id;
+        char *node;
+        char *user;    /* or NULL */
+        char *address; /* or NULL */
+        uint64_t now_ms;
+    } add_connection;
+    struct {
+        char *connection_id;
+    } connection;
+    struct {
+        char *connection_id;
+        char *message_id;
+    } last_ack;
+    struct {
+        char *connection_id;
+        char *node;
+        char *address;  /* or NULL */
+        uint64_t epoch; /* the row must be detached at this epoch */
+    } claim;
+    struct {
+        char *connection_id;
+        uint64_t epoch;
+        uint64_t detached_ms;
+    } release;
+    struct {
+        char *connection_id;
+        uint64_t epoch;
+    } expire;
+    struct {
+        char *node;
+    } node;
+} hs_store_op_input_t;
+
+/* GET_CONNECTION's row (its subscriptions are in out.subs). */
+typedef struct hs_store_connection_row {
+    bool found;
+    char *node;
+    char *user;     /* NULL when none */
+    char *last_ack; /* NULL when none */
+    char *address;  /* NULL when none */
+    uint64_t connected_ms;
+    uint64_t epoch;
+    bool attached;
+    uint64_t detached_ms;
+} hs_store_connection_row_t;
+
+/* What a back-end fills in (allocated with hs_malloc/hs_strdup; the engine
+ * frees it, and forgets it before a batch runs again). */
+typedef struct hs_store_op_output {
+    hs_message_t *msgs;      /* GET_MESSAGE, LIST_MESSAGES, PUT_MESSAGE_ONCE */
+    hs_subscription_t *subs; /* LIST_SUBSCRIPTIONS, GET_CONNECTION */
+    size_t count;            /* rows in msgs or subs; rows removed (REMOVE_SUBSCRIPTION,
+                                REMOVE_NODE, PURGE_KEYS) */
+    uint64_t created_ms;     /* ADD_SUBSCRIPTION: the stored creation time */
+    hs_store_connection_row_t connection; /* GET_CONNECTION */
+} hs_store_op_output_t;
+
+/* One operation. */
 typedef struct hs_store_op {
     struct hs_store_op *next;
     hs_store_op_kind_t kind;
@@ -55,36 +145,14 @@ typedef struct hs_store_op {
         hs_store_connection_cb connection;
     } cb;
     void *data;
-    /* inputs */
-    char *a;       /* message id / connection id / node (see the op) */
-    char *b;       /* topic / node */
-    char *content; /* PUT_MESSAGE: content, NUL, author, NUL; ADD_CONNECTION: user or NULL */
-    size_t content_len;
-    const char *author; /* points into content */
-    uint64_t ms;
-    hs_history_query_t query; /* LIST_MESSAGES; its topic is in a */
-    char cursor[HS_ULID_LEN + 1];
-    char *key;              /* PUT_MESSAGE_ONCE */
-    char *address;          /* ADD_CONNECTION, CLAIM_CONNECTION: the client's, or NULL */
-    uint64_t at_ms;         /* RELEASE_CONNECTION: when it was detached */
-    char key_hash[64 + 1];  /* PUT_MESSAGE_ONCE */
-    uint64_t not_before_ms; /* PUT_MESSAGE_ONCE */
-    /* outputs */
-    hs_message_t *msgs;
-    hs_subscription_t *subs;
-    size_t count;
-    uint64_t created_ms;      /* ADD_SUBSCRIPTION; GET_CONNECTION: connected_at */
-    char *out_node;           /* GET_CONNECTION */
-    char *out_user;           /* GET_CONNECTION, NULL when none */
-    char *out_ack;            /* GET_CONNECTION: last_ack, NULL when none */
-    bool found;               /* GET_CONNECTION: the row exists */
-    uint64_t out_epoch;       /* GET_CONNECTION */
-    bool out_attached;        /* GET_CONNECTION */
-    char *out_address;        /* GET_CONNECTION, NULL when none */
-    uint64_t out_detached_ms; /* GET_CONNECTION */
+    hs_store_op_input_t in;
+    hs_store_op_output_t out;
 } hs_store_op_t;
 
-typedef struct hs_store_engine_ops {
+/* The one table of the store: what a back-end (sqlite.c, mariadb.c)
+ * supplies. The public operations (store.h) are plain functions of the
+ * engine, which is the only implementation of them. */
+typedef struct hs_store_backend {
     const char *name;
     /* Writer thread: a batch is begin, (savepoint, write, release)*, commit. */
     int (*begin)(void *conn);
@@ -97,7 +165,7 @@ typedef struct hs_store_engine_ops {
      * HS_EUNAVAIL (the server cannot be reached) or HS_EAGAIN (the database
      * aborted the whole transaction, e.g. a deadlock: the engine rolls back
      * and runs the batch again, a few times); PUT_MESSAGE_ONCE also
-     * HS_EINVAL (key reused with another body), and fills msgs with the
+     * HS_EINVAL (key reused with another body), and fills out.msgs with the
      * stored or the original message. */
     int (*write)(void *conn, hs_store_op_t *op);
     /* Reader thread. */
@@ -106,11 +174,11 @@ typedef struct hs_store_engine_ops {
     const char *(*error)(void *conn);
     /* Closes conn, on its thread, when the store closes. */
     void (*close)(void *conn);
-} hs_store_engine_ops_t;
+} hs_store_backend_t;
 
 /* Starts the threads over the two connections. With idempotency_window_ms
  * the writer purges the keys older than that once a minute (first at start). */
-hs_store_t *hs_store_engine_start(uv_loop_t *loop, const hs_store_engine_ops_t *ops,
+hs_store_t *hs_store_engine_start(uv_loop_t *loop, const hs_store_backend_t *backend,
                                   void *writer_conn, void *reader_conn, unsigned batch_max,
                                   uint64_t idempotency_window_ms);
 

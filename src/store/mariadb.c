@@ -1,10 +1,14 @@
 /* mariadb.c - the store on MariaDB/MySQL (MariaDB Connector/C).
  *
  * Like the SQLite back-end it runs on the engine's two threads, each with
- * its own connection, so the loop never waits on the database. Statements
- * are built with mysql_real_escape_string (binary-safe: content may hold any
- * byte) into one growing buffer per connection. Ids and topics are ASCII
- * with binary collation, so ORDER BY id is ULID (= time) order.
+ * its own connection, so the loop never waits on the database. Every
+ * operation's statement is prepared once per connection and then only bound
+ * and executed (mariadb_stmt.c): parameters travel apart from the SQL, so
+ * nothing is escaped and content may hold any byte; after a reconnect the
+ * statements are prepared again on the new connection. Transaction control
+ * (START TRANSACTION, SAVEPOINT, ...) and migrations are plain text
+ * statements: they take no parameters. Ids and topics are ASCII with binary
+ * collation, so ORDER BY id is ULID (= time) order.
  *
  * A connection lost between batches is re-established before the next one
  * (mysql_ping first), at most once per backoff step (100 ms doubling to
@@ -17,7 +21,6 @@
 #include <errmsg.h>
 #include <mysql.h>
 #include <mysqld_error.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,8 @@
 #include "core/redact.h"
 #include "core/log.h"
 #include "store/engine.h"
+#include "store/mariadb_schema.h"
+#include "store/mariadb_stmt.h"
 #include <uv.h>
 
 #define BACKOFF_MIN_MS 100
@@ -40,15 +45,96 @@ typedef struct target {
     char database[128];
 } target_t;
 
-/* One thread's connection and its statement buffer. */
+/* The statements, one slot each in a connection. */
+typedef enum stmt_id {
+    INSERT_MESSAGE,
+    GET_MESSAGE,
+    GET_MESSAGE_SHARED,
+    LIST_FORWARD,
+    LIST_BACKWARD,
+    KEY_INSERT,
+    KEY_GET,
+    KEY_UPDATE,
+    KEY_PURGE,
+    SUB_ADD,
+    SUB_CREATED,
+    SUB_REMOVE,
+    SUBS_REMOVE,
+    SUBS_OF_CONN,
+    SUBS_OF_TOPIC,
+    SUB_OF_BOTH,
+    CONN_ADD,
+    CONN_GET,
+    CONN_REMOVE,
+    SET_ACK,
+    CLAIM,
+    RELEASE,
+    EXPIRE_SUBS,
+    ORPHAN_SUBS,
+    EXPIRE_CONN,
+    NODE_SUBS,
+    NODE_CONNS,
+    STMT_COUNT,
+} stmt_id_t;
+
+#define MESSAGE_COLUMNS "SELECT id, topic, content, author, created_at FROM messages "
+#define SUB_COLUMNS     "SELECT connection_id, topic, created_at FROM subscriptions "
+
+static const char *const statement_sql[STMT_COUNT] = {
+    [INSERT_MESSAGE] = "INSERT INTO messages (id, topic, content, author, created_at) "
+                       "VALUES (?, ?, ?, ?, ?)",
+    [GET_MESSAGE] = MESSAGE_COLUMNS "WHERE id = ?",
+    [GET_MESSAGE_SHARED] = MESSAGE_COLUMNS "WHERE id = ? LOCK IN SHARE MODE",
+    /* Without a cursor the bound is "" (forward) or "Z" (backward: ids
+     * start with 0-7), as in sqlite.c: one statement per direction. */
+    [LIST_FORWARD] = MESSAGE_COLUMNS "WHERE topic = ? AND id > ? ORDER BY id ASC LIMIT ?",
+    [LIST_BACKWARD] = MESSAGE_COLUMNS "WHERE topic = ? AND id < ? ORDER BY id DESC LIMIT ?",
+    [KEY_INSERT] = "INSERT INTO idempotency_keys (`key`, body_hash, message_id, created_at) "
+                   "VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE `key` = `key`",
+    [KEY_GET] = "SELECT body_hash, message_id, created_at FROM idempotency_keys "
+                "WHERE `key` = ? FOR UPDATE",
+    [KEY_UPDATE] = "UPDATE idempotency_keys SET body_hash = ?, message_id = ?, created_at = ? "
+                   "WHERE `key` = ?",
+    [KEY_PURGE] = "DELETE FROM idempotency_keys WHERE created_at < ?",
+    [SUB_ADD] = "INSERT IGNORE INTO subscriptions (connection_id, topic, created_at) "
+                "VALUES (?, ?, ?)",
+    [SUB_CREATED] = "SELECT created_at FROM subscriptions WHERE connection_id = ? AND topic = ?",
+    [SUB_REMOVE] = "DELETE FROM subscriptions WHERE connection_id = ? AND topic = ?",
+    [SUBS_REMOVE] = "DELETE FROM subscriptions WHERE connection_id = ?",
+    [SUBS_OF_CONN] = SUB_COLUMNS "WHERE connection_id = ? ORDER BY created_at, topic",
+    [SUBS_OF_TOPIC] = SUB_COLUMNS "WHERE topic = ? ORDER BY created_at, connection_id",
+    [SUB_OF_BOTH] = SUB_COLUMNS "WHERE connection_id = ? AND topic = ?",
+    [CONN_ADD] = "REPLACE INTO connections (id, node, connected_at, user_sub, address) "
+                 "VALUES (?, ?, ?, ?, ?)",
+    [CONN_GET] = "SELECT node, connected_at, user_sub, last_ack, epoch, attached, address, "
+                 "detached_at FROM connections WHERE id = ?",
+    [CONN_REMOVE] = "DELETE FROM connections WHERE id = ?",
+    [SET_ACK] = "UPDATE connections SET last_ack = ? WHERE id = ?",
+    [CLAIM] = "UPDATE connections SET node = ?, epoch = epoch + 1, attached = 1, address = ? "
+              "WHERE id = ? AND epoch = ? AND attached = 0",
+    [RELEASE] = "UPDATE connections SET attached = 0, detached_at = ? WHERE id = ? AND epoch = ?",
+    [EXPIRE_SUBS] = "DELETE s FROM subscriptions s JOIN connections c ON s.connection_id = c.id "
+                    "WHERE c.id = ? AND c.epoch = ? AND c.attached = 0",
+    /* Subscriptions left without a connection (stored by an API subscribe
+     * racing the kick that removed it, its command to the node lost) go
+     * too. */
+    [ORPHAN_SUBS] = "DELETE FROM subscriptions WHERE connection_id = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM connections WHERE id = ?)",
+    [EXPIRE_CONN] = "DELETE FROM connections WHERE id = ? AND epoch = ? AND attached = 0",
+    [NODE_SUBS] = "DELETE s FROM subscriptions s JOIN connections c ON s.connection_id = c.id "
+                  "WHERE c.node = ?",
+    [NODE_CONNS] = "DELETE FROM connections WHERE node = ?",
+};
+
+/* One thread's connection and its prepared statements. */
 typedef struct conn {
     MYSQL *db;
     bool down;            /* the last attempt to reach the server failed */
     uint64_t retry_at_ns; /* no new attempt before this (uv_hrtime) */
     uint64_t backoff_ms;
     target_t target;
-    char *sql;
-    size_t len, cap;
+    md_stmt_t stmts[STMT_COUNT]; /* prepared on first use on db */
+    md_error_t err;              /* the last failure: statement_error and logs */
 } conn_t;
 
 /* ---- the URL ------------------------------------------------------------ */
@@ -105,8 +191,23 @@ bad:;
 
 /* ---- connections ----------------------------------------------------------- */
 
+/* Statements belong to the connection that prepared them. */
+static void close_statements(conn_t *c)
+{
+    for (int i = 0; i < STMT_COUNT; i++)
+        md_stmt_close(&c->stmts[i]);
+}
+
+/* Remembers the connection's last error (statements keep their own). */
+static void record_error(conn_t *c)
+{
+    c->err.number = mysql_errno(c->db);
+    snprintf(c->err.message, sizeof(c->err.message), "%s", mysql_error(c->db));
+}
+
 static int connect_db(conn_t *c, char *err, size_t err_len)
 {
+    close_statements(c);
     if (c->db)
         mysql_close(c->db);
     c->db = mysql_init(NULL);
@@ -120,6 +221,7 @@ static int connect_db(conn_t *c, char *err, size_t err_len)
                            t->database, t->port, NULL, 0) == NULL) {
         snprintf(err, err_len, "cannot connect to MariaDB at %s:%u/%s: %s", t->host, t->port,
                  t->database, mysql_error(c->db));
+        record_error(c);
         return HS_EIO;
     }
     return 0;
@@ -151,14 +253,14 @@ static int ensure_connected(conn_t *c)
     return 0;
 }
 
-/* The error of the last statement: HS_EUNAVAIL when the connection is the
- * cause (the next use reconnects), HS_EAGAIN when InnoDB gave up the
+/* The status of the last failure (c->err): HS_EUNAVAIL when the connection
+ * is the cause (the next use reconnects), HS_EAGAIN when InnoDB gave up the
  * transaction over a lock (a deadlock between publishers writing the same
  * idempotency keys in other orders: the engine runs the batch again), else
  * HS_EIO. */
 static int statement_error(conn_t *c)
 {
-    switch (mysql_errno(c->db)) {
+    switch (c->err.number) {
     case ER_LOCK_DEADLOCK:
     case ER_LOCK_WAIT_TIMEOUT:
         return HS_EAGAIN;
@@ -174,223 +276,84 @@ static int statement_error(conn_t *c)
     }
 }
 
-/* ---- building statements ----------------------------------------------------- */
+/* ---- running statements ------------------------------------------------------ */
 
-static void sql_reserve(conn_t *c, size_t more)
+/* Runs the prepared statement id with params; 0 or the status of its error. */
+static int run_stmt(conn_t *c, stmt_id_t id, const md_param_t *params, unsigned count,
+                    bool streamed)
 {
-    if (c->len + more + 1 <= c->cap)
-        return;
-    size_t cap = c->cap ? c->cap : 1024;
-    while (cap < c->len + more + 1)
-        cap *= 2;
-    c->sql = hs_realloc(c->sql, cap);
-    c->cap = cap;
+    if (md_stmt_run(c->db, &c->stmts[id], statement_sql[id], params, count, streamed, &c->err))
+        return statement_error(c);
+    return 0;
 }
 
-static void sql_start(conn_t *c)
-{
-    c->len = 0;
-    sql_reserve(c, 0);
-    c->sql[0] = '\0';
-}
+/* RUN(c, id, md_text(a), md_u64(b), ...): the parameters as a literal array
+ * (sizeof does not evaluate them a second time). */
+#define PARAMS(...)                                                                                \
+    (const md_param_t[])                                                                           \
+    {                                                                                              \
+        __VA_ARGS__                                                                                \
+    }
+#define RUN(c, id, ...)                                                                            \
+    run_stmt((c), (id), PARAMS(__VA_ARGS__),                                                       \
+             (unsigned)(sizeof(PARAMS(__VA_ARGS__)) / sizeof(md_param_t)), false)
 
-static void sql_add(conn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void sql_add(conn_t *c, const char *fmt, ...)
+/* Rows the last run of id changed, into *count (may be NULL). */
+static int changed(conn_t *c, stmt_id_t id, size_t *count)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    sql_reserve(c, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(c->sql + c->len, c->cap - c->len, fmt, ap);
-    va_end(ap);
-    c->len += (size_t)n;
-}
-
-/* Appends 'value' quoted and escaped; binary-safe. */
-static void sql_quote(conn_t *c, const char *value, size_t len)
-{
-    sql_reserve(c, 2 * len + 3);
-    c->sql[c->len++] = '\'';
-    c->len += mysql_real_escape_string(c->db, c->sql + c->len, value, (unsigned long)len);
-    c->sql[c->len++] = '\'';
-    c->sql[c->len] = '\0';
-}
-
-static void sql_str(conn_t *c, const char *value)
-{
-    sql_quote(c, value, strlen(value));
-}
-
-static void sql_str_or_null(conn_t *c, const char *value)
-{
-    if (value)
-        sql_str(c, value);
-    else
-        sql_add(c, "NULL");
-}
-
-static int run(conn_t *c)
-{
-    return mysql_real_query(c->db, c->sql, (unsigned long)c->len) == 0 ? 0 : statement_error(c);
+    if (count)
+        *count = (size_t)md_stmt_affected(&c->stmts[id]);
+    return 0;
 }
 
 static int run_text(conn_t *c, const char *sql)
 {
-    return mysql_query(c->db, sql) == 0 ? 0 : statement_error(c);
-}
-
-/* ---- schema ------------------------------------------------------------------- */
-
-/* Applied in order, each once; schema_version counts them. DDL commits on
- * its own in MySQL, so every statement is idempotent (IF NOT EXISTS) and a
- * named lock keeps concurrent start-ups from interleaving. */
-static const char *const migration_1[] = {
-    "CREATE TABLE IF NOT EXISTS messages ("
-    " id CHAR(26) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,"
-    " topic VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
-    " content MEDIUMBLOB NOT NULL,"
-    " author VARBINARY(1024) NOT NULL,"
-    " created_at BIGINT NOT NULL,"
-    " KEY messages_topic_id (topic, id)"
-    ") ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS connections ("
-    " id CHAR(26) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,"
-    " node VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
-    " connected_at BIGINT NOT NULL,"
-    " KEY connections_node (node)"
-    ") ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS subscriptions ("
-    " connection_id CHAR(26) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
-    " topic VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
-    " created_at BIGINT NOT NULL,"
-    " PRIMARY KEY (connection_id, topic),"
-    " KEY subscriptions_topic (topic, connection_id)"
-    ") ENGINE=InnoDB",
-    NULL,
-};
-
-/* 2: the user (a client token's "sub") of a connection */
-static const char *const migration_2[] = {
-    "ALTER TABLE connections ADD COLUMN IF NOT EXISTS user_sub VARBINARY(1024) NULL",
-    NULL,
-};
-
-/* 3: the highest message id a connection acknowledged (resume) */
-static const char *const migration_3[] = {
-    "ALTER TABLE connections ADD COLUMN IF NOT EXISTS last_ack VARBINARY(26) NULL",
-    NULL,
-};
-
-/* 4: idempotency keys of publishes (IF NOT EXISTS: safe whatever its
- * position among migrations merged from elsewhere) */
-static const char *const migration_4[] = {
-    "CREATE TABLE IF NOT EXISTS idempotency_keys ("
-    " `key` VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,"
-    " body_hash CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
-    " message_id CHAR(26) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
-    " created_at BIGINT NOT NULL,"
-    " KEY idempotency_keys_created (created_at)"
-    ") ENGINE=InnoDB",
-    NULL,
-};
-
-/* 5: which attach owns a connection (epoch, bumped by every resume) and
- * whether it is attached: a resume is a compare-and-set on both */
-static const char *const migration_5[] = {
-    "ALTER TABLE connections ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0",
-    "ALTER TABLE connections ADD COLUMN IF NOT EXISTS attached TINYINT NOT NULL DEFAULT 1",
-    NULL,
-};
-
-/* 6: the client's address (behind a trusted proxy, the one it relays for)
- * and when the connection was last detached (a resume without a cursor
- * replays from there) */
-static const char *const migration_6[] = {
-    "ALTER TABLE connections ADD COLUMN IF NOT EXISTS address VARCHAR(64) NULL",
-    "ALTER TABLE connections ADD COLUMN IF NOT EXISTS detached_at BIGINT NULL",
-    NULL,
-};
-
-static const char *const *const migrations[] = {migration_1, migration_2, migration_3,
-                                                migration_4, migration_5, migration_6};
-
-static long query_long(conn_t *c, const char *sql, long fallback)
-{
-    long value = fallback;
-    if (run_text(c, sql) != 0)
-        return fallback;
-    MYSQL_RES *res = mysql_store_result(c->db);
-    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
-    if (row && row[0])
-        value = strtol(row[0], NULL, 10);
-    mysql_free_result(res);
-    return value;
-}
-
-static int migrate(conn_t *c, char *err, size_t err_len)
-{
-    int latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
-    if (query_long(c, "SELECT GET_LOCK('houston_migrate', 30)", 0) != 1) {
-        snprintf(err, err_len, "could not take the migration lock: %s", mysql_error(c->db));
-        return HS_EIO;
-    }
-    int rc = run_text(c, "CREATE TABLE IF NOT EXISTS schema_version (version INT NOT NULL) "
-                         "ENGINE=InnoDB");
-    long version = query_long(c, "SELECT MAX(version) FROM schema_version", 0);
-    if (rc == 0 && version > latest) {
-        snprintf(err, err_len, "database has schema version %ld, newer than this houston (%d)",
-                 version, latest);
-        rc = HS_EINVAL;
-    }
-    for (int v = (int)version; rc == 0 && v < latest; v++) {
-        for (const char *const *stmt = migrations[v]; *stmt && rc == 0; stmt++)
-            rc = run_text(c, *stmt);
-        char sql[96];
-        snprintf(sql, sizeof(sql), "INSERT INTO schema_version (version) VALUES (%d)", v + 1);
-        if (rc == 0)
-            rc = run_text(c, sql);
-        if (rc != 0)
-            snprintf(err, err_len, "migrating to schema version %d failed: %s", v + 1,
-                     mysql_error(c->db));
-        else
-            hs_log_info("store: MariaDB %s migrated to schema version %d", c->target.database,
-                        v + 1);
-    }
-    query_long(c, "SELECT RELEASE_LOCK('houston_migrate')", 0);
-    return rc;
+    if (mysql_query(c->db, sql) == 0)
+        return 0;
+    record_error(c);
+    return statement_error(c);
 }
 
 /* ---- writes ---------------------------------------------------------------------- */
 
-static int affected(conn_t *c, size_t *count)
+static int insert_message(conn_t *c, const struct hs_store_put_input *put)
 {
-    my_ulonglong n = mysql_affected_rows(c->db);
-    if (n == (my_ulonglong)-1)
-        return HS_EIO;
-    if (count)
-        *count = (size_t)n;
-    return 0;
+    return RUN(c, INSERT_MESSAGE, md_text(put->id), md_text(put->topic),
+               md_blob(put->content, put->content_len), md_text(put->author),
+               md_u64(put->created_ms));
 }
 
-static int insert_message(conn_t *c, hs_store_op_t *op)
+/* Reads the rows of the last run of id (a message query) into op, at most
+ * cap of them and, with max_bytes, none after the rows read hold that many
+ * bytes of content; then ends the result (dropping unread streamed rows). */
+static int fetch_messages(conn_t *c, stmt_id_t id, hs_store_op_t *op, size_t cap, size_t max_bytes)
 {
-    sql_start(c);
-    sql_add(c, "INSERT INTO messages (id, topic, content, author, created_at) VALUES (");
-    sql_str(c, op->a);
-    sql_add(c, ",");
-    sql_str(c, op->b);
-    sql_add(c, ",");
-    sql_quote(c, op->content, op->content_len);
-    sql_add(c, ",");
-    sql_str(c, op->author);
-    sql_add(c, ",%llu)", (unsigned long long)op->ms);
-    return run(c);
+    md_stmt_t *st = &c->stmts[id];
+    md_row_t row;
+    size_t bytes = 0;
+    int rc = 0;
+    while (op->out.count < cap && (max_bytes == 0 || bytes < max_bytes) &&
+           (rc = md_stmt_fetch(st, &row, &c->err)) == 1) {
+        bytes += row.len[2];
+        hs_store_op_add_message(op, cap, row.col[0], row.col[1], row.col[2], row.len[2], row.col[3],
+                                row.col[4] ? strtoull(row.col[4], NULL, 10) : 0);
+    }
+    md_stmt_end(st);
+    return rc < 0 ? statement_error(c) : 0;
 }
 
-static int fetch_messages(conn_t *c, hs_store_op_t *op, size_t cap);
+/* Reads subscription rows (connection_id, topic, created_at) into op. */
+static int fetch_subscriptions(conn_t *c, stmt_id_t id, hs_store_op_t *op)
+{
+    md_stmt_t *st = &c->stmts[id];
+    md_row_t row;
+    int rc;
+    while ((rc = md_stmt_fetch(st, &row, &c->err)) == 1)
+        hs_store_op_add_subscription(op, row.col[0], row.col[1],
+                                     row.col[2] ? strtoull(row.col[2], NULL, 10) : 0);
+    md_stmt_end(st);
+    return rc < 0 ? statement_error(c) : 0;
+}
 
 /* Several publishers may insert one key at once. The insert waits for
  * another transaction's uncommitted row with that key and, once it commits,
@@ -403,239 +366,175 @@ static int fetch_messages(conn_t *c, hs_store_op_t *op, size_t cap);
  * purged) or whose message is gone is taken over by this publish. */
 static int put_message_once(conn_t *c, hs_store_op_t *op)
 {
-    sql_start(c);
-    sql_add(c, "INSERT INTO idempotency_keys (`key`, body_hash, message_id, created_at) "
-               "VALUES (");
-    sql_str(c, op->key);
-    sql_add(c, ",");
-    sql_str(c, op->key_hash);
-    sql_add(c, ",");
-    sql_str(c, op->a);
-    sql_add(c, ",%llu) ON DUPLICATE KEY UPDATE `key`=`key`", (unsigned long long)op->ms);
+    const struct hs_store_put_input *put = &op->in.put;
     size_t n = 0;
-    if (run(c) != 0 || affected(c, &n) != 0)
-        return statement_error(c);
+    int rc = RUN(c, KEY_INSERT, md_text(put->key), md_text(put->key_hash), md_text(put->id),
+                 md_u64(put->created_ms));
+    if (rc != 0 || changed(c, KEY_INSERT, &n) != 0)
+        return rc;
     if (n == 0) {
-        sql_start(c);
-        sql_add(c, "SELECT body_hash, message_id, created_at FROM idempotency_keys WHERE `key`=");
-        sql_str(c, op->key);
-        sql_add(c, " FOR UPDATE");
-        if (run(c) != 0)
-            return statement_error(c);
-        MYSQL_RES *res = mysql_store_result(c->db);
-        MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
-        if (row == NULL || !row[0] || !row[1] || !row[2]) {
-            mysql_free_result(res);
-            return HS_EIO;
+        if ((rc = RUN(c, KEY_GET, md_text(put->key))) != 0)
+            return rc;
+        md_row_t row;
+        int got = md_stmt_fetch(&c->stmts[KEY_GET], &row, &c->err);
+        if (got != 1 || !row.col[0] || !row.col[1] || !row.col[2]) {
+            md_stmt_end(&c->stmts[KEY_GET]);
+            return got < 0 ? statement_error(c) : HS_EIO;
         }
-        bool same = strcmp(row[0], op->key_hash) == 0;
+        bool same = strcmp(row.col[0], put->key_hash) == 0;
         char message_id[HS_ULID_LEN + 1];
-        snprintf(message_id, sizeof(message_id), "%s", row[1]);
-        bool take_over = strtoull(row[2], NULL, 10) < op->not_before_ms;
-        mysql_free_result(res);
+        snprintf(message_id, sizeof(message_id), "%s", row.col[1]);
+        bool take_over = strtoull(row.col[2], NULL, 10) < put->not_before_ms;
+        md_stmt_end(&c->stmts[KEY_GET]);
         if (!take_over && !same)
             return HS_EINVAL;
         if (!take_over) {
-            sql_start(c);
-            sql_add(c, "SELECT id, topic, content, author, created_at FROM messages WHERE id=");
-            sql_str(c, message_id);
-            sql_add(c, " LOCK IN SHARE MODE");
-            if (run(c) != 0 || fetch_messages(c, op, 1) != 0)
-                return statement_error(c);
-            if (op->count == 1)
+            if ((rc = RUN(c, GET_MESSAGE_SHARED, md_text(message_id))) != 0 ||
+                (rc = fetch_messages(c, GET_MESSAGE_SHARED, op, 1, 0)) != 0)
+                return rc;
+            if (op->out.count == 1)
                 return HS_EEXIST;
         }
-        sql_start(c);
-        sql_add(c, "UPDATE idempotency_keys SET body_hash=");
-        sql_str(c, op->key_hash);
-        sql_add(c, ", message_id=");
-        sql_str(c, op->a);
-        sql_add(c, ", created_at=%llu WHERE `key`=", (unsigned long long)op->ms);
-        sql_str(c, op->key);
-        if (run(c) != 0)
-            return statement_error(c);
+        rc = RUN(c, KEY_UPDATE, md_text(put->key_hash), md_text(put->id), md_u64(put->created_ms),
+                 md_text(put->key));
+        if (rc != 0)
+            return rc;
     }
-    int rc = insert_message(c, op);
+    rc = insert_message(c, put);
     if (rc == 0)
-        hs_store_op_add_message(op, 1, op->a, op->b, op->content, op->content_len, op->author,
-                                op->ms);
+        hs_store_op_add_message(op, 1, put->id, put->topic, put->content, put->content_len,
+                                put->author, put->created_ms);
     return rc;
 }
 
-/* Runs the statement built; HS_ENOTFOUND when it changed no row (the
- * epoch-guarded connection writes: the epoch always changes or the row
- * goes, so "changed" is "matched"). */
-static int run_changed(conn_t *c)
+/* Runs an epoch-guarded connection write; HS_ENOTFOUND when it changed no
+ * row (the epoch always changes or the row goes, so "changed" is
+ * "matched"). */
+static int changed_or_not_found(conn_t *c, stmt_id_t id, int rc)
 {
-    size_t changed = 0;
-    if (run(c) != 0 || affected(c, &changed) != 0)
-        return statement_error(c);
-    return changed ? 0 : HS_ENOTFOUND;
+    size_t n = 0;
+    if (rc != 0)
+        return rc;
+    changed(c, id, &n);
+    return n ? 0 : HS_ENOTFOUND;
+}
+
+static int add_subscription(conn_t *c, hs_store_op_t *op)
+{
+    const char *conn = op->in.subscription.connection_id, *topic = op->in.subscription.topic;
+    uint64_t now_ms = op->in.subscription.now_ms;
+    size_t n = 0;
+    int rc = RUN(c, SUB_ADD, md_text(conn), md_text(topic), md_u64(now_ms));
+    if (rc != 0)
+        return rc;
+    changed(c, SUB_ADD, &n);
+    op->out.created_ms = now_ms;
+    if (n == 1)
+        return 0;
+    if ((rc = RUN(c, SUB_CREATED, md_text(conn), md_text(topic))) != 0)
+        return rc;
+    md_row_t row;
+    if (md_stmt_fetch(&c->stmts[SUB_CREATED], &row, &c->err) == 1 && row.col[0])
+        op->out.created_ms = strtoull(row.col[0], NULL, 10);
+    md_stmt_end(&c->stmts[SUB_CREATED]);
+    return HS_EEXIST;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? hs_strdup(s) : NULL;
+}
+
+static int get_connection(conn_t *c, hs_store_op_t *op)
+{
+    const char *id = op->in.connection.connection_id;
+    int rc = RUN(c, CONN_GET, md_text(id));
+    if (rc != 0)
+        return rc;
+    md_row_t row;
+    int got = md_stmt_fetch(&c->stmts[CONN_GET], &row, &c->err);
+    if (got == 1) {
+        hs_store_connection_row_t *out = &op->out.connection;
+        out->found = true;
+        out->node = hs_strdup(row.col[0] ? row.col[0] : "");
+        out->connected_ms = row.col[1] ? strtoull(row.col[1], NULL, 10) : 0;
+        out->user = dup_or_null(row.col[2]);
+        out->last_ack = dup_or_null(row.col[3]);
+        out->epoch = row.col[4] ? strtoull(row.col[4], NULL, 10) : 0;
+        out->attached = row.col[5] && strcmp(row.col[5], "0") != 0;
+        out->address = dup_or_null(row.col[6]);
+        out->detached_ms = row.col[7] ? strtoull(row.col[7], NULL, 10) : 0;
+    }
+    md_stmt_end(&c->stmts[CONN_GET]);
+    if (got != 1)
+        return got < 0 ? statement_error(c) : 0;
+    if ((rc = RUN(c, SUBS_OF_CONN, md_text(id))) != 0)
+        return rc;
+    return fetch_subscriptions(c, SUBS_OF_CONN, op);
+}
+
+static int expire_connection(conn_t *c, const char *id, uint64_t epoch)
+{
+    int rc = RUN(c, EXPIRE_SUBS, md_text(id), md_u64(epoch));
+    if (rc == 0)
+        rc = RUN(c, ORPHAN_SUBS, md_text(id), md_text(id));
+    if (rc != 0)
+        return rc;
+    return changed_or_not_found(c, EXPIRE_CONN, RUN(c, EXPIRE_CONN, md_text(id), md_u64(epoch)));
 }
 
 static int md_write(void *conn, hs_store_op_t *op)
 {
     conn_t *c = conn;
-    sql_start(c);
+    const hs_store_op_input_t *in = &op->in;
+    int rc;
     switch (op->kind) {
     case HS_OP_PUT_MESSAGE:
-        return insert_message(c, op);
+        return insert_message(c, &in->put);
     case HS_OP_PUT_MESSAGE_ONCE:
         return put_message_once(c, op);
     case HS_OP_PURGE_KEYS:
-        sql_add(c, "DELETE FROM idempotency_keys WHERE created_at < %llu",
-                (unsigned long long)op->ms);
-        return run(c) == 0 ? affected(c, &op->count) : statement_error(c);
-    case HS_OP_ADD_SUBSCRIPTION: {
-        sql_add(c, "INSERT IGNORE INTO subscriptions (connection_id, topic, created_at) VALUES (");
-        sql_str(c, op->a);
-        sql_add(c, ",");
-        sql_str(c, op->b);
-        sql_add(c, ",%llu)", (unsigned long long)op->ms);
-        size_t n = 0;
-        if (run(c) != 0 || affected(c, &n) != 0)
-            return statement_error(c);
-        if (n == 1) {
-            op->created_ms = op->ms;
-            return 0;
-        }
-        sql_start(c);
-        sql_add(c, "SELECT created_at FROM subscriptions WHERE connection_id=");
-        sql_str(c, op->a);
-        sql_add(c, " AND topic=");
-        sql_str(c, op->b);
-        if (run(c) != 0)
-            return statement_error(c);
-        MYSQL_RES *res = mysql_store_result(c->db);
-        MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
-        op->created_ms = row && row[0] ? strtoull(row[0], NULL, 10) : op->ms;
-        mysql_free_result(res);
-        return HS_EEXIST;
-    }
+        rc = RUN(c, KEY_PURGE, md_u64(in->purge.before_ms));
+        return rc != 0 ? rc : changed(c, KEY_PURGE, &op->out.count);
+    case HS_OP_ADD_SUBSCRIPTION:
+        return add_subscription(c, op);
     case HS_OP_REMOVE_SUBSCRIPTION:
-        sql_add(c, "DELETE FROM subscriptions WHERE connection_id=");
-        sql_str(c, op->a);
-        if (op->b) {
-            sql_add(c, " AND topic=");
-            sql_str(c, op->b);
+        if (in->subscription.topic == NULL) {
+            rc = RUN(c, SUBS_REMOVE, md_text(in->subscription.connection_id));
+            return rc != 0 ? rc : changed(c, SUBS_REMOVE, &op->out.count);
         }
-        return run(c) == 0 ? affected(c, &op->count) : statement_error(c);
+        rc = RUN(c, SUB_REMOVE, md_text(in->subscription.connection_id),
+                 md_text(in->subscription.topic));
+        return rc != 0 ? rc : changed(c, SUB_REMOVE, &op->out.count);
     case HS_OP_ADD_CONNECTION:
-        sql_add(c, "REPLACE INTO connections (id, node, connected_at, user_sub, address) VALUES (");
-        sql_str(c, op->a);
-        sql_add(c, ",");
-        sql_str(c, op->b);
-        sql_add(c, ",%llu,", (unsigned long long)op->ms);
-        sql_str_or_null(c, op->content);
-        sql_add(c, ",");
-        sql_str_or_null(c, op->address);
-        sql_add(c, ")");
-        return run(c);
-    case HS_OP_GET_CONNECTION: {
-        sql_add(
-            c,
-            "SELECT node, connected_at, user_sub, last_ack, epoch, attached, address, detached_at "
-            "FROM connections WHERE id=");
-        sql_str(c, op->a);
-        if (run(c) != 0)
-            return statement_error(c);
-        MYSQL_RES *res = mysql_store_result(c->db);
-        if (res == NULL)
-            return statement_error(c);
-        MYSQL_ROW row = mysql_fetch_row(res);
-        if (row) {
-            op->found = true;
-            op->out_node = hs_strdup(row[0] ? row[0] : "");
-            op->created_ms = row[1] ? strtoull(row[1], NULL, 10) : 0;
-            op->out_user = row[2] ? hs_strdup(row[2]) : NULL;
-            op->out_ack = row[3] ? hs_strdup(row[3]) : NULL;
-            op->out_epoch = row[4] ? strtoull(row[4], NULL, 10) : 0;
-            op->out_attached = row[5] && strcmp(row[5], "0") != 0;
-            op->out_address = row[6] ? hs_strdup(row[6]) : NULL;
-            op->out_detached_ms = row[7] ? strtoull(row[7], NULL, 10) : 0;
-        }
-        mysql_free_result(res);
-        if (!op->found)
-            return 0;
-        sql_start(c);
-        sql_add(c, "SELECT connection_id, topic, created_at FROM subscriptions WHERE "
-                   "connection_id=");
-        sql_str(c, op->a);
-        sql_add(c, " ORDER BY created_at, topic");
-        if (run(c) != 0)
-            return statement_error(c);
-        res = mysql_store_result(c->db);
-        if (res == NULL)
-            return statement_error(c);
-        while ((row = mysql_fetch_row(res)) != NULL)
-            hs_store_op_add_subscription(op, row[0], row[1], strtoull(row[2], NULL, 10));
-        mysql_free_result(res);
-        return 0;
-    }
+        return RUN(c, CONN_ADD, md_text(in->add_connection.connection_id),
+                   md_text(in->add_connection.node), md_u64(in->add_connection.now_ms),
+                   md_text(in->add_connection.user), md_text(in->add_connection.address));
+    case HS_OP_GET_CONNECTION:
+        return get_connection(c, op);
     case HS_OP_REMOVE_CONNECTION:
-        sql_add(c, "DELETE FROM subscriptions WHERE connection_id=");
-        sql_str(c, op->a);
-        if (run(c) != 0)
-            return statement_error(c);
-        sql_start(c);
-        sql_add(c, "DELETE FROM connections WHERE id=");
-        sql_str(c, op->a);
-        return run(c);
+        rc = RUN(c, SUBS_REMOVE, md_text(in->connection.connection_id));
+        return rc != 0 ? rc : RUN(c, CONN_REMOVE, md_text(in->connection.connection_id));
     case HS_OP_SET_LAST_ACK:
-        sql_add(c, "UPDATE connections SET last_ack=");
-        sql_str(c, op->b);
-        sql_add(c, " WHERE id=");
-        sql_str(c, op->a);
-        return run(c);
+        return RUN(c, SET_ACK, md_text(in->last_ack.message_id),
+                   md_text(in->last_ack.connection_id));
     case HS_OP_CLAIM_CONNECTION:
-        sql_add(c, "UPDATE connections SET node=");
-        sql_str(c, op->b);
-        sql_add(c, ", epoch=epoch+1, attached=1, address=");
-        sql_str_or_null(c, op->address);
-        sql_add(c, " WHERE id=");
-        sql_str(c, op->a);
-        sql_add(c, " AND epoch=%llu AND attached=0", (unsigned long long)op->ms);
-        return run_changed(c);
+        return changed_or_not_found(c, CLAIM,
+                                    RUN(c, CLAIM, md_text(in->claim.node),
+                                        md_text(in->claim.address),
+                                        md_text(in->claim.connection_id), md_u64(in->claim.epoch)));
     case HS_OP_RELEASE_CONNECTION:
-        sql_add(c, "UPDATE connections SET attached=0, detached_at=%llu WHERE id=",
-                (unsigned long long)op->at_ms);
-        sql_str(c, op->a);
-        sql_add(c, " AND epoch=%llu", (unsigned long long)op->ms);
-        return run_changed(c);
-    case HS_OP_EXPIRE_CONNECTION: {
-        sql_add(c, "DELETE s FROM subscriptions s JOIN connections c ON s.connection_id = c.id "
-                   "WHERE c.id=");
-        sql_str(c, op->a);
-        sql_add(c, " AND c.epoch=%llu AND c.attached=0", (unsigned long long)op->ms);
-        if (run(c) != 0)
-            return statement_error(c);
-        /* Subscriptions left without a connection (stored by an API
-         * subscribe racing the kick that removed it, its command to the node
-         * lost) go too. */
-        sql_start(c);
-        sql_add(c, "DELETE FROM subscriptions WHERE connection_id=");
-        sql_str(c, op->a);
-        sql_add(c, " AND NOT EXISTS (SELECT 1 FROM connections WHERE id=");
-        sql_str(c, op->a);
-        sql_add(c, ")");
-        if (run(c) != 0)
-            return statement_error(c);
-        sql_start(c);
-        sql_add(c, "DELETE FROM connections WHERE id=");
-        sql_str(c, op->a);
-        sql_add(c, " AND epoch=%llu AND attached=0", (unsigned long long)op->ms);
-        return run_changed(c);
-    }
+        return changed_or_not_found(c, RELEASE,
+                                    RUN(c, RELEASE, md_u64(in->release.detached_ms),
+                                        md_text(in->release.connection_id),
+                                        md_u64(in->release.epoch)));
+    case HS_OP_EXPIRE_CONNECTION:
+        return expire_connection(c, in->expire.connection_id, in->expire.epoch);
     case HS_OP_REMOVE_NODE:
-        sql_add(c, "DELETE s FROM subscriptions s JOIN connections c ON s.connection_id = c.id "
-                   "WHERE c.node=");
-        sql_str(c, op->a);
-        if (run(c) != 0)
-            return statement_error(c);
-        sql_start(c);
-        sql_add(c, "DELETE FROM connections WHERE node=");
-        sql_str(c, op->a);
-        return run(c) == 0 ? affected(c, &op->count) : statement_error(c);
+        rc = RUN(c, NODE_SUBS, md_text(in->node.node));
+        if (rc == 0)
+            rc = RUN(c, NODE_CONNS, md_text(in->node.node));
+        return rc != 0 ? rc : changed(c, NODE_CONNS, &op->out.count);
     default:
         return HS_EINVAL;
     }
@@ -643,77 +542,44 @@ static int md_write(void *conn, hs_store_op_t *op)
 
 /* ---- reads ------------------------------------------------------------------------- */
 
-/* With a byte bound (a resume's replay) the rows are streamed from the
- * server (mysql_use_result) rather than all held at once, and no row is
- * kept after the bound; freeing the result reads and drops the rest. */
-static int fetch_messages(conn_t *c, hs_store_op_t *op, size_t cap)
-{
-    size_t bytes = 0, max_bytes = op->kind == HS_OP_LIST_MESSAGES ? op->query.max_bytes : 0;
-    MYSQL_RES *res = max_bytes ? mysql_use_result(c->db) : mysql_store_result(c->db);
-    if (res == NULL)
-        return statement_error(c);
-    MYSQL_ROW row;
-    while ((max_bytes == 0 || bytes < max_bytes) && (row = mysql_fetch_row(res)) != NULL) {
-        unsigned long *lens = mysql_fetch_lengths(res);
-        bytes += lens[2];
-        hs_store_op_add_message(op, cap, row[0], row[1], row[2], lens[2], row[3],
-                                strtoull(row[4], NULL, 10));
-    }
-    bool failed = max_bytes && mysql_errno(c->db) != 0;
-    mysql_free_result(res);
-    return failed ? statement_error(c) : 0;
-}
-
 static int md_read(void *conn, hs_store_op_t *op)
 {
     conn_t *c = conn;
     int rc = ensure_connected(c);
     if (rc != 0)
         return rc;
-    sql_start(c);
+    const hs_store_op_input_t *in = &op->in;
     switch (op->kind) {
     case HS_OP_GET_MESSAGE:
-        sql_add(c, "SELECT id, topic, content, author, created_at FROM messages WHERE id=");
-        sql_str(c, op->a);
-        if (run(c) != 0 || fetch_messages(c, op, 1) != 0)
-            return statement_error(c);
-        return op->count == 1 ? 0 : HS_ENOTFOUND;
+        if ((rc = RUN(c, GET_MESSAGE, md_text(in->message.id))) != 0 ||
+            (rc = fetch_messages(c, GET_MESSAGE, op, 1, 0)) != 0)
+            return rc;
+        return op->out.count == 1 ? 0 : HS_ENOTFOUND;
     case HS_OP_LIST_MESSAGES: {
-        bool forward = op->query.forward;
-        sql_add(c, "SELECT id, topic, content, author, created_at FROM messages WHERE topic=");
-        sql_str(c, op->a);
-        if (op->query.has_cursor) {
-            sql_add(c, forward ? " AND id > " : " AND id < ");
-            sql_str(c, op->cursor);
-        }
-        sql_add(c, " ORDER BY id %s LIMIT %u", forward ? "ASC" : "DESC", op->query.limit);
-        if (run(c) != 0)
-            return statement_error(c);
-        return fetch_messages(c, op, op->query.limit);
+        const hs_history_query_t *q = &in->list.query;
+        stmt_id_t id = q->forward ? LIST_FORWARD : LIST_BACKWARD;
+        const char *bound = q->has_cursor ? in->list.cursor : q->forward ? "" : "Z";
+        /* With a byte bound (a resume's replay) the rows are streamed from
+         * the server rather than all held at once, and no row is kept after
+         * the bound. */
+        rc = run_stmt(c, id, PARAMS(md_text(in->list.topic), md_text(bound), md_u64(q->limit)), 3,
+                      q->max_bytes != 0);
+        return rc != 0 ? rc : fetch_messages(c, id, op, q->limit, q->max_bytes);
     }
     case HS_OP_LIST_SUBSCRIPTIONS: {
-        sql_add(c, "SELECT connection_id, topic, created_at FROM subscriptions WHERE ");
-        if (op->a) {
-            sql_add(c, "connection_id=");
-            sql_str(c, op->a);
+        const char *conn_id = in->subscription.connection_id, *topic = in->subscription.topic;
+        stmt_id_t id;
+        if (conn_id && topic) {
+            id = SUB_OF_BOTH;
+            rc = RUN(c, id, md_text(conn_id), md_text(topic));
+        } else if (conn_id) {
+            id = SUBS_OF_CONN;
+            rc = RUN(c, id, md_text(conn_id));
+        } else {
+            id = SUBS_OF_TOPIC;
+            rc = RUN(c, id, md_text(topic));
         }
-        if (op->a && op->b)
-            sql_add(c, " AND ");
-        if (op->b) {
-            sql_add(c, "topic=");
-            sql_str(c, op->b);
-        }
-        sql_add(c, op->a ? " ORDER BY created_at, topic" : " ORDER BY created_at, connection_id");
-        if (run(c) != 0)
-            return statement_error(c);
-        MYSQL_RES *res = mysql_store_result(c->db);
-        if (res == NULL)
-            return statement_error(c);
-        MYSQL_ROW row;
-        while ((row = mysql_fetch_row(res)) != NULL)
-            hs_store_op_add_subscription(op, row[0], row[1], strtoull(row[2], NULL, 10));
-        mysql_free_result(res);
-        return 0;
+        return rc != 0 ? rc : fetch_subscriptions(c, id, op);
     }
     default:
         return HS_EINVAL;
@@ -754,20 +620,22 @@ static void md_release(void *conn, bool undo)
 static const char *md_error(void *conn)
 {
     conn_t *c = conn;
+    if (c->err.number)
+        return c->err.message;
     return c->db ? mysql_error(c->db) : "not connected";
 }
 
 static void md_close(void *conn)
 {
     conn_t *c = conn;
+    close_statements(c);
     if (c->db)
         mysql_close(c->db);
     mysql_thread_end();
-    hs_free(c->sql);
     hs_free(c);
 }
 
-static const hs_store_engine_ops_t mariadb_engine_ops = {
+static const hs_store_backend_t mariadb_backend = {
     .name = "mariadb",
     .begin = md_begin,
     .commit = md_commit,
@@ -806,19 +674,19 @@ int hs_store_mariadb_open(uv_loop_t *loop, const char *url, const hs_store_optio
         pause_ms = pause_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pause_ms * 2;
     }
     if (rc == 0)
-        rc = migrate(conns[0], err, err_len);
+        rc = hs_mariadb_migrate(conns[0]->db, conns[0]->target.database, err, err_len);
     if (rc == 0)
         rc = connect_db(conns[1], err, err_len);
     if (rc != 0) {
         for (int i = 0; i < 2; i++) {
+            close_statements(conns[i]);
             if (conns[i]->db)
                 mysql_close(conns[i]->db);
-            hs_free(conns[i]->sql);
             hs_free(conns[i]);
         }
         return rc;
     }
-    *out = hs_store_engine_start(loop, &mariadb_engine_ops, conns[0], conns[1], options->batch_max,
+    *out = hs_store_engine_start(loop, &mariadb_backend, conns[0], conns[1], options->batch_max,
                                  options->idempotency_window_ms);
     hs_log_info("store: MariaDB %s:%u/%s open", target.host, target.port, target.database);
     return 0;

@@ -271,20 +271,27 @@ static int run_texts(sqlite3 *db, sqlite3_stmt **slot, const char *sql, const ch
     return run_done(st);
 }
 
-/* The epoch-guarded connection writes: ?1 the connection, ?2 the node (when
- * given), ?3 the epoch; HS_ENOTFOUND when no row matched. */
+/* The epoch-guarded connection writes' parameters: ?1 the connection, ?2 the
+ * node, ?3 the epoch, ?4 the address, ?5 detached_at (NULLs: not bound). */
+typedef struct epoch_args {
+    const char *connection_id, *node;
+    uint64_t epoch;
+    const char *address;
+    uint64_t detached_ms;
+} epoch_args_t;
+
+/* Runs an epoch-guarded write; HS_ENOTFOUND when no row matched. */
 static int run_epoch_changed(sqlite3 *db, sqlite3_stmt **slot, const char *sql,
-                             const hs_store_op_t *op)
+                             const epoch_args_t *args)
 {
     sqlite3_stmt *st = stmt_for(db, slot, sql);
     if (st == NULL)
         return HS_EIO;
-    bind_text(st, 1, op->a);
-    bind_text(st, 2, op->b);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)op->ms);
-    bind_text(st, 4, op->address);
-    if (op->kind == HS_OP_RELEASE_CONNECTION)
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)op->at_ms);
+    bind_text(st, 1, args->connection_id);
+    bind_text(st, 2, args->node);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)args->epoch);
+    bind_text(st, 4, args->address);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)args->detached_ms);
     int rc = run_done(st);
     return rc == 0 && sqlite3_changes(db) == 0 ? HS_ENOTFOUND : rc;
 }
@@ -300,11 +307,12 @@ static int insert_message(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                                 "VALUES (?1, ?2, ?3, ?4, ?5)");
     if (st == NULL)
         return HS_EIO;
-    bind_text(st, 1, op->a);
-    bind_text(st, 2, op->b);
-    sqlite3_bind_text(st, 3, op->content, (int)op->content_len, SQLITE_STATIC);
-    bind_text(st, 4, op->author);
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)op->ms);
+    const struct hs_store_put_input *put = &op->in.put;
+    bind_text(st, 1, put->id);
+    bind_text(st, 2, put->topic);
+    sqlite3_bind_text(st, 3, put->content, (int)put->content_len, SQLITE_STATIC);
+    bind_text(st, 4, put->author);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)put->created_ms);
     return run_done(st);
 }
 
@@ -314,15 +322,16 @@ static int insert_message(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
  * purged, is taken over by this publish. */
 static int put_message_once(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
 {
+    const struct hs_store_put_input *put = &op->in.put;
     sqlite3_stmt *st = stmt_for(db, &s->key_insert,
                                 "INSERT INTO idempotency_keys (`key`, body_hash, message_id, "
                                 "created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING");
     if (st == NULL)
         return HS_EIO;
-    bind_text(st, 1, op->key);
-    bind_text(st, 2, op->key_hash);
-    bind_text(st, 3, op->a);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)op->ms);
+    bind_text(st, 1, put->key);
+    bind_text(st, 2, put->key_hash);
+    bind_text(st, 3, put->id);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)put->created_ms);
     if (run_done(st) != 0)
         return HS_EIO;
     bool take_over = false;
@@ -332,17 +341,17 @@ static int put_message_once(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                       "WHERE `key` = ?1");
         if (st == NULL)
             return HS_EIO;
-        bind_text(st, 1, op->key);
+        bind_text(st, 1, put->key);
         if (sqlite3_step(st) != SQLITE_ROW) {
             sqlite3_reset(st);
             return HS_EIO;
         }
-        bool same = strcmp((const char *)sqlite3_column_text(st, 0), op->key_hash) == 0;
+        bool same = strcmp((const char *)sqlite3_column_text(st, 0), put->key_hash) == 0;
         char message_id[HS_ULID_LEN + 1];
         snprintf(message_id, sizeof(message_id), "%s", (const char *)sqlite3_column_text(st, 1));
         uint64_t created = (uint64_t)sqlite3_column_int64(st, 2);
         sqlite3_reset(st);
-        take_over = created < op->not_before_ms;
+        take_over = created < put->not_before_ms;
         if (!take_over && !same)
             return HS_EINVAL;
         if (!take_over) {
@@ -354,7 +363,7 @@ static int put_message_once(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
             bind_text(st, 1, message_id);
             if (collect_messages(st, op, 1) != 0)
                 return HS_EIO;
-            if (op->count == 1)
+            if (op->out.count == 1)
                 return HS_EEXIST;
             take_over = true; /* the original message is gone */
         }
@@ -363,17 +372,17 @@ static int put_message_once(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                       "created_at = ?4 WHERE `key` = ?1");
         if (st == NULL)
             return HS_EIO;
-        bind_text(st, 1, op->key);
-        bind_text(st, 2, op->key_hash);
-        bind_text(st, 3, op->a);
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)op->ms);
+        bind_text(st, 1, put->key);
+        bind_text(st, 2, put->key_hash);
+        bind_text(st, 3, put->id);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)put->created_ms);
         if (run_done(st) != 0)
             return HS_EIO;
     }
     int rc = insert_message(db, s, op);
     if (rc == 0)
-        hs_store_op_add_message(op, 1, op->a, op->b, op->content, op->content_len, op->author,
-                                op->ms);
+        hs_store_op_add_message(op, 1, put->id, put->topic, put->content, put->content_len,
+                                put->author, put->created_ms);
     return rc;
 }
 
@@ -390,9 +399,9 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
         st = stmt_for(db, &s->key_purge, "DELETE FROM idempotency_keys WHERE created_at < ?1");
         if (st == NULL)
             return HS_EIO;
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)op->ms);
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)op->in.purge.before_ms);
         rc = run_done(st);
-        op->count = rc == 0 ? (size_t)sqlite3_changes(db) : 0;
+        op->out.count = rc == 0 ? (size_t)sqlite3_changes(db) : 0;
         return rc;
     case HS_OP_ADD_SUBSCRIPTION:
         st = stmt_for(db, &s->add_sub,
@@ -400,13 +409,13 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                       "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
         if (st == NULL)
             return HS_EIO;
-        bind_text(st, 1, op->a);
-        bind_text(st, 2, op->b);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)op->ms);
+        bind_text(st, 1, op->in.subscription.connection_id);
+        bind_text(st, 2, op->in.subscription.topic);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)op->in.subscription.now_ms);
         if (run_done(st) != 0)
             return HS_EIO;
         if (sqlite3_changes(db) == 1) {
-            op->created_ms = op->ms;
+            op->out.created_ms = op->in.subscription.now_ms;
             return 0;
         }
         st = stmt_for(db, &s->get_sub_created,
@@ -414,21 +423,23 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                       "topic = ?2");
         if (st == NULL)
             return HS_EIO;
-        bind_text(st, 1, op->a);
-        bind_text(st, 2, op->b);
+        bind_text(st, 1, op->in.subscription.connection_id);
+        bind_text(st, 2, op->in.subscription.topic);
         rc = sqlite3_step(st);
-        op->created_ms = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : op->ms;
+        op->out.created_ms =
+            rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : op->in.subscription.now_ms;
         sqlite3_reset(st);
         return rc == SQLITE_ROW ? HS_EEXIST : HS_EIO;
     case HS_OP_REMOVE_SUBSCRIPTION:
-        if (op->b)
+        if (op->in.subscription.topic)
             rc = run_texts(db, &s->remove_sub,
                            "DELETE FROM subscriptions WHERE connection_id = ?1 AND topic = ?2",
-                           op->a, op->b);
+                           op->in.subscription.connection_id, op->in.subscription.topic);
         else
-            rc = run_texts(db, &s->remove_subs,
-                           "DELETE FROM subscriptions WHERE connection_id = ?1", op->a, NULL);
-        op->count = rc == 0 ? (size_t)sqlite3_changes(db) : 0;
+            rc =
+                run_texts(db, &s->remove_subs, "DELETE FROM subscriptions WHERE connection_id = ?1",
+                          op->in.subscription.connection_id, NULL);
+        op->out.count = rc == 0 ? (size_t)sqlite3_changes(db) : 0;
         return rc;
     case HS_OP_ADD_CONNECTION:
         st = stmt_for(db, &s->add_conn,
@@ -436,11 +447,11 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                       "address) VALUES (?1, ?2, ?3, ?4, ?5)");
         if (st == NULL)
             return HS_EIO;
-        bind_text(st, 1, op->a);
-        bind_text(st, 2, op->b);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)op->ms);
-        bind_text(st, 4, op->content);
-        bind_text(st, 5, op->address);
+        bind_text(st, 1, op->in.add_connection.connection_id);
+        bind_text(st, 2, op->in.add_connection.node);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)op->in.add_connection.now_ms);
+        bind_text(st, 4, op->in.add_connection.user);
+        bind_text(st, 5, op->in.add_connection.address);
         return run_done(st);
     case HS_OP_GET_CONNECTION:
         st = stmt_for(db, &s->get_conn,
@@ -449,21 +460,22 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                       "connections WHERE id = ?1");
         if (st == NULL)
             return HS_EIO;
-        bind_text(st, 1, op->a);
+        bind_text(st, 1, op->in.connection.connection_id);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
-            op->found = true;
-            op->out_node = hs_strdup((const char *)sqlite3_column_text(st, 0));
-            op->created_ms = (uint64_t)sqlite3_column_int64(st, 1);
+            hs_store_connection_row_t *row = &op->out.connection;
+            row->found = true;
+            row->node = hs_strdup((const char *)sqlite3_column_text(st, 0));
+            row->connected_ms = (uint64_t)sqlite3_column_int64(st, 1);
             if (sqlite3_column_type(st, 2) != SQLITE_NULL)
-                op->out_user = hs_strdup((const char *)sqlite3_column_text(st, 2));
+                row->user = hs_strdup((const char *)sqlite3_column_text(st, 2));
             if (sqlite3_column_type(st, 3) != SQLITE_NULL)
-                op->out_ack = hs_strdup((const char *)sqlite3_column_text(st, 3));
-            op->out_epoch = (uint64_t)sqlite3_column_int64(st, 4);
-            op->out_attached = sqlite3_column_int64(st, 5) != 0;
+                row->last_ack = hs_strdup((const char *)sqlite3_column_text(st, 3));
+            row->epoch = (uint64_t)sqlite3_column_int64(st, 4);
+            row->attached = sqlite3_column_int64(st, 5) != 0;
             if (sqlite3_column_type(st, 6) != SQLITE_NULL)
-                op->out_address = hs_strdup((const char *)sqlite3_column_text(st, 6));
-            op->out_detached_ms = (uint64_t)sqlite3_column_int64(st, 7);
+                row->address = hs_strdup((const char *)sqlite3_column_text(st, 6));
+            row->detached_ms = (uint64_t)sqlite3_column_int64(st, 7);
         }
         sqlite3_reset(st);
         if (rc != SQLITE_ROW)
@@ -473,7 +485,7 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                       "WHERE connection_id = ?1 ORDER BY created_at, topic");
         if (st == NULL)
             return HS_EIO;
-        bind_text(st, 1, op->a);
+        bind_text(st, 1, op->in.connection.connection_id);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW)
             hs_store_op_add_subscription(op, (const char *)sqlite3_column_text(st, 0),
                                          (const char *)sqlite3_column_text(st, 1),
@@ -482,44 +494,57 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
         return rc == SQLITE_DONE ? 0 : HS_EIO;
     case HS_OP_REMOVE_CONNECTION:
         if (run_texts(db, &s->remove_subs, "DELETE FROM subscriptions WHERE connection_id = ?1",
-                      op->a, NULL) != 0)
+                      op->in.connection.connection_id, NULL) != 0)
             return HS_EIO;
-        return run_texts(db, &s->remove_conn, "DELETE FROM connections WHERE id = ?1", op->a, NULL);
+        return run_texts(db, &s->remove_conn, "DELETE FROM connections WHERE id = ?1",
+                         op->in.connection.connection_id, NULL);
     case HS_OP_SET_LAST_ACK:
         return run_texts(db, &s->set_ack, "UPDATE connections SET last_ack = ?2 WHERE id = ?1",
-                         op->a, op->b);
-    case HS_OP_CLAIM_CONNECTION:
+                         op->in.last_ack.connection_id, op->in.last_ack.message_id);
+    case HS_OP_CLAIM_CONNECTION: {
+        epoch_args_t args = {.connection_id = op->in.claim.connection_id,
+                             .node = op->in.claim.node,
+                             .epoch = op->in.claim.epoch,
+                             .address = op->in.claim.address};
         return run_epoch_changed(
             db, &s->claim_conn,
             "UPDATE connections SET node = ?2, epoch = epoch + 1, attached = 1, "
             "address = ?4 WHERE id = ?1 AND epoch = ?3 AND attached = 0",
-            op);
-    case HS_OP_RELEASE_CONNECTION:
+            &args);
+    }
+    case HS_OP_RELEASE_CONNECTION: {
+        epoch_args_t args = {.connection_id = op->in.release.connection_id,
+                             .epoch = op->in.release.epoch,
+                             .detached_ms = op->in.release.detached_ms};
         return run_epoch_changed(db, &s->release_conn,
                                  "UPDATE connections SET attached = 0, detached_at = ?5 "
                                  "WHERE id = ?1 AND epoch = ?3",
-                                 op);
-    case HS_OP_EXPIRE_CONNECTION:
+                                 &args);
+    }
+    case HS_OP_EXPIRE_CONNECTION: {
+        epoch_args_t args = {.connection_id = op->in.expire.connection_id,
+                             .epoch = op->in.expire.epoch};
         if (run_epoch_changed(db, &s->expire_subs,
                               "DELETE FROM subscriptions WHERE connection_id = ?1 AND (EXISTS "
                               "(SELECT 1 FROM connections WHERE id = ?1 AND epoch = ?3 AND "
                               "attached = 0) OR NOT EXISTS (SELECT 1 FROM connections WHERE "
                               "id = ?1))",
-                              op) == HS_EIO)
+                              &args) == HS_EIO)
             return HS_EIO;
         return run_epoch_changed(db, &s->expire_conn,
                                  "DELETE FROM connections WHERE id = ?1 AND epoch = ?3 AND "
                                  "attached = 0",
-                                 op);
+                                 &args);
+    }
     case HS_OP_REMOVE_NODE:
         if (run_texts(db, &s->remove_node_subs,
                       "DELETE FROM subscriptions WHERE connection_id IN "
                       "(SELECT id FROM connections WHERE node = ?1)",
-                      op->a, NULL) != 0)
+                      op->in.node.node, NULL) != 0)
             return HS_EIO;
-        rc = run_texts(db, &s->remove_node_conns, "DELETE FROM connections WHERE node = ?1", op->a,
-                       NULL);
-        op->count = rc == 0 ? (size_t)sqlite3_changes(db) : 0;
+        rc = run_texts(db, &s->remove_node_conns, "DELETE FROM connections WHERE node = ?1",
+                       op->in.node.node, NULL);
+        op->out.count = rc == 0 ? (size_t)sqlite3_changes(db) : 0;
         return rc;
     default:
         return HS_EINVAL;
@@ -531,8 +556,8 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
 static int collect_messages(sqlite3_stmt *st, hs_store_op_t *op, size_t limit)
 {
     int rc = SQLITE_DONE;
-    size_t bytes = 0, max_bytes = op->kind == HS_OP_LIST_MESSAGES ? op->query.max_bytes : 0;
-    while (op->count < limit && (max_bytes == 0 || bytes < max_bytes) &&
+    size_t bytes = 0, max_bytes = op->kind == HS_OP_LIST_MESSAGES ? op->in.list.query.max_bytes : 0;
+    while (op->out.count < limit && (max_bytes == 0 || bytes < max_bytes) &&
            (rc = sqlite3_step(st)) == SQLITE_ROW) {
         bytes += (size_t)sqlite3_column_bytes(st, 2);
         hs_store_op_add_message(
@@ -554,12 +579,13 @@ static int do_read(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                       "SELECT id, topic, content, author, created_at FROM messages WHERE id = ?1");
         if (st == NULL)
             return HS_EIO;
-        bind_text(st, 1, op->a);
+        bind_text(st, 1, op->in.message.id);
         if (collect_messages(st, op, 1) != 0)
             return HS_EIO;
-        return op->count == 1 ? 0 : HS_ENOTFOUND;
+        return op->out.count == 1 ? 0 : HS_ENOTFOUND;
     case HS_OP_LIST_MESSAGES: {
-        bool forward = op->query.forward;
+        const hs_history_query_t *query = &op->in.list.query;
+        bool forward = query->forward;
         if (forward)
             st = stmt_for(db, &s->list_forward,
                           "SELECT id, topic, content, author, created_at FROM messages "
@@ -570,19 +596,21 @@ static int do_read(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                           "WHERE topic = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3");
         if (st == NULL)
             return HS_EIO;
-        bind_text(st, 1, op->a);
+        bind_text(st, 1, op->in.list.topic);
         /* Without a cursor, start below every id ("") or above ("Z"; ids
          * start with 0-7). */
-        bind_text(st, 2, op->query.has_cursor ? op->cursor : forward ? "" : "Z");
-        sqlite3_bind_int64(st, 3, op->query.limit);
-        return collect_messages(st, op, op->query.limit);
+        bind_text(st, 2, query->has_cursor ? op->in.list.cursor : forward ? "" : "Z");
+        sqlite3_bind_int64(st, 3, query->limit);
+        return collect_messages(st, op, query->limit);
     }
     case HS_OP_LIST_SUBSCRIPTIONS: {
-        if (op->a && op->b)
+        const char *conn = op->in.subscription.connection_id;
+        const char *topic = op->in.subscription.topic;
+        if (conn && topic)
             st = stmt_for(db, &s->list_subs_both,
                           "SELECT connection_id, topic, created_at FROM subscriptions "
                           "WHERE connection_id = ?1 AND topic = ?2");
-        else if (op->a)
+        else if (conn)
             st = stmt_for(db, &s->list_subs_conn,
                           "SELECT connection_id, topic, created_at FROM subscriptions "
                           "WHERE connection_id = ?1 ORDER BY created_at, topic");
@@ -592,8 +620,8 @@ static int do_read(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
                           "WHERE topic = ?2 ORDER BY created_at, connection_id");
         if (st == NULL)
             return HS_EIO;
-        bind_text(st, 1, op->a);
-        bind_text(st, 2, op->b);
+        bind_text(st, 1, conn);
+        bind_text(st, 2, topic);
         int rc;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW)
             hs_store_op_add_subscription(op, (const char *)sqlite3_column_text(st, 0),
@@ -691,7 +719,7 @@ static void sq_close(void *c)
     hs_free(conn);
 }
 
-static const hs_store_engine_ops_t sqlite_engine_ops = {
+static const hs_store_backend_t sqlite_backend = {
     .name = "sqlite",
     .begin = sq_begin,
     .commit = sq_commit,
@@ -725,7 +753,7 @@ int hs_store_sqlite_open(uv_loop_t *loop, const char *path, const hs_store_optio
         sqlite3_close(reader_db);
         return rc;
     }
-    *out = hs_store_engine_start(loop, &sqlite_engine_ops, conn_new(writer_db), conn_new(reader_db),
+    *out = hs_store_engine_start(loop, &sqlite_backend, conn_new(writer_db), conn_new(reader_db),
                                  options->batch_max, options->idempotency_window_ms);
     hs_log_info("store: sqlite database %s open", path);
     return 0;

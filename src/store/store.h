@@ -1,7 +1,7 @@
 /* store.h - durable storage of messages, subscriptions and connections.
  *
  * The roles see only this interface; back-ends (sqlite.c, mariadb.c)
- * implement hs_store_ops_t. Every operation is asynchronous: it is queued,
+ * supply the SQL (engine.h). Every operation is asynchronous: it is queued,
  * runs off the event loop (a writer thread that commits queued writes in
  * batches, one transaction per batch; reads on their own connection), and its
  * callback runs later on the loop thread that issued it - never inside the
@@ -60,6 +60,7 @@ typedef struct hs_connection_info {
     size_t sub_count;
 } hs_connection_info_t;
 
+/* Opaque: engine.c holds its threads, queues and back-end. */
 typedef struct hs_store hs_store_t;
 
 typedef void (*hs_store_done_cb)(int status, void *data);
@@ -98,84 +99,82 @@ typedef struct hs_history_query {
                          many bytes of content */
 } hs_history_query_t;
 
-typedef struct hs_store_ops {
-    const char *name;
-    void (*put_message)(hs_store_t *store, const hs_message_t *msg, hs_store_done_cb cb,
-                        void *data);
-    void (*get_message)(hs_store_t *store, const char *id, hs_store_message_cb cb, void *data);
-    /* put_message guarded by an idempotency key, both rows in one
-     * transaction. cb gets 0 and the new message (stored); HS_EEXIST and
-     * the original message (the key is known with the same body_hash:
-     * nothing written); HS_EINVAL and NULL (the key is known with another
-     * body_hash: nothing written); or an error. Keys are unique across
-     * every process sharing the database (a unique index): of concurrent
-     * publishes with one key exactly one stores a message. */
-    void (*put_message_once)(hs_store_t *store, const hs_message_t *msg,
-                             const hs_idempotency_t *idem, hs_store_message_cb cb, void *data);
-    /* Removes the idempotency keys created before before_ms; count is the
-     * keys removed. The writer also does it by itself once a minute when
-     * the store was opened with an idempotency_window_ms. */
-    void (*purge_idempotency_keys)(hs_store_t *store, uint64_t before_ms, hs_store_count_cb cb,
-                                   void *data);
-    void (*list_messages)(hs_store_t *store, const hs_history_query_t *query,
-                          hs_store_messages_cb cb, void *data);
-    void (*add_subscription)(hs_store_t *store, const char *connection_id, const char *topic,
-                             uint64_t now_ms, hs_store_subscribe_cb cb, void *data);
-    /* topic NULL removes every subscription of the connection. */
-    void (*remove_subscription)(hs_store_t *store, const char *connection_id, const char *topic,
-                                hs_store_count_cb cb, void *data);
-    /* connection_id and/or topic (at least one) filter the list; ordered by
-     * creation time. */
-    void (*list_subscriptions)(hs_store_t *store, const char *connection_id, const char *topic,
-                               hs_store_subscriptions_cb cb, void *data);
-    /* user (the token's "sub") and address (the client's) may be NULL. */
-    void (*add_connection)(hs_store_t *store, const char *connection_id, const char *node,
-                           const char *user, const char *address, uint64_t now_ms,
+/* The operations. One implementation (engine.c) runs them all; the
+ * back-ends differ only in SQL, behind engine.h's hs_store_backend_t, the
+ * store's one table of function pointers. There is no second table here
+ * because nothing implements the store another way (the tests of the roles
+ * use a real SQLite file, which costs milliseconds): a test double would
+ * bring it back. */
+void hs_store_put_message(hs_store_t *store, const hs_message_t *msg, hs_store_done_cb cb,
+                          void *data);
+void hs_store_get_message(hs_store_t *store, const char *id, hs_store_message_cb cb, void *data);
+/* put_message guarded by an idempotency key, both rows in one
+ * transaction. cb gets 0 and the new message (stored); HS_EEXIST and
+ * the original message (the key is known with the same body_hash:
+ * nothing written); HS_EINVAL and NULL (the key is known with another
+ * body_hash: nothing written); or an error. Keys are unique across
+ * every process sharing the database (a unique index): of concurrent
+ * publishes with one key exactly one stores a message. */
+void hs_store_put_message_once(hs_store_t *store, const hs_message_t *msg,
+                               const hs_idempotency_t *idem, hs_store_message_cb cb, void *data);
+/* Removes the idempotency keys created before before_ms; count is the
+ * keys removed. The writer also does it by itself once a minute when
+ * the store was opened with an idempotency_window_ms. */
+void hs_store_purge_idempotency_keys(hs_store_t *store, uint64_t before_ms, hs_store_count_cb cb,
+                                     void *data);
+void hs_store_list_messages(hs_store_t *store, const hs_history_query_t *query,
+                            hs_store_messages_cb cb, void *data);
+void hs_store_add_subscription(hs_store_t *store, const char *connection_id, const char *topic,
+                               uint64_t now_ms, hs_store_subscribe_cb cb, void *data);
+/* topic NULL removes every subscription of the connection. */
+void hs_store_remove_subscription(hs_store_t *store, const char *connection_id, const char *topic,
+                                  hs_store_count_cb cb, void *data);
+/* connection_id and/or topic (at least one) filter the list; ordered by
+ * creation time. */
+void hs_store_list_subscriptions(hs_store_t *store, const char *connection_id, const char *topic,
+                                 hs_store_subscriptions_cb cb, void *data);
+/* user (the token's "sub") and address (the client's) may be NULL. */
+void hs_store_add_connection(hs_store_t *store, const char *connection_id, const char *node,
+                             const char *user, const char *address, uint64_t now_ms,
+                             hs_store_done_cb cb, void *data);
+/* The connection row and its subscriptions. Runs in order with the
+ * writes (on the writer), so it sees every write issued before it. */
+void hs_store_get_connection(hs_store_t *store, const char *connection_id,
+                             hs_store_connection_cb cb, void *data);
+/* Removes the connection row and all its subscriptions, atomically. */
+void hs_store_remove_connection(hs_store_t *store, const char *connection_id, hs_store_done_cb cb,
+                                void *data);
+/* Records the highest message id the connection acknowledged (a write;
+ * a missing row is not an error). */
+void hs_store_set_last_ack(hs_store_t *store, const char *connection_id, const char *message_id,
                            hs_store_done_cb cb, void *data);
-    /* The connection row and its subscriptions. Runs in order with the
-     * writes (on the writer), so it sees every write issued before it. */
-    void (*get_connection)(hs_store_t *store, const char *connection_id, hs_store_connection_cb cb,
-                           void *data);
-    /* Removes the connection row and all its subscriptions, atomically. */
-    void (*remove_connection)(hs_store_t *store, const char *connection_id, hs_store_done_cb cb,
-                              void *data);
-    /* Records the highest message id the connection acknowledged (a write;
-     * a missing row is not an error). */
-    void (*set_last_ack)(hs_store_t *store, const char *connection_id, const char *message_id,
-                         hs_store_done_cb cb, void *data);
-    /* A resume: moves the detached connection row to node, marks it
-     * attached and bumps its epoch to epoch + 1 - only while it is still
-     * detached at epoch (a compare-and-set: of two resumes of one connection
-     * at once, on one node or two, exactly one wins). HS_ENOTFOUND when
-     * there is no such row (gone, attached, or taken by another resume). */
-    void (*claim_connection)(hs_store_t *store, const char *connection_id, const char *node,
-                             const char *address, uint64_t epoch, hs_store_done_cb cb, void *data);
-    /* The transport of the attach at epoch dropped at detached_ms (wall
-     * clock): the row is marked detached (resumable) since then.
-     * HS_ENOTFOUND when the row is gone or another attach owns it (a later
-     * epoch). */
-    void (*release_connection)(hs_store_t *store, const char *connection_id, uint64_t epoch,
-                               uint64_t detached_ms, hs_store_done_cb cb, void *data);
-    /* Like remove_connection, but only while the row is detached at epoch
-     * (the end of a resume window must not remove what a resume took over,
-     * here or on another node); HS_ENOTFOUND when it is not. Subscriptions
-     * of the connection without any connection row (an API subscribe that
-     * raced its removal) are removed either way. */
-    void (*expire_connection)(hs_store_t *store, const char *connection_id, uint64_t epoch,
-                              hs_store_done_cb cb, void *data);
-    /* Removes every connection of node and their subscriptions (start-up of a
-     * node, or a dead node); count is the connections removed. */
-    void (*remove_node)(hs_store_t *store, const char *node, hs_store_count_cb cb, void *data);
-    /* Finishes queued work (callbacks still run), then closes; cb runs last.
-     * The store is freed after cb returns. */
-    void (*close)(hs_store_t *store, hs_store_done_cb cb, void *data);
-} hs_store_ops_t;
-
-/* Back-ends embed this as their first member. */
-struct hs_store {
-    const hs_store_ops_t *ops;
-    uv_loop_t *loop;
-};
+/* A resume: moves the detached connection row to node, marks it
+ * attached and bumps its epoch to epoch + 1 - only while it is still
+ * detached at epoch (a compare-and-set: of two resumes of one connection
+ * at once, on one node or two, exactly one wins). HS_ENOTFOUND when
+ * there is no such row (gone, attached, or taken by another resume). */
+void hs_store_claim_connection(hs_store_t *store, const char *connection_id, const char *node,
+                               const char *address, uint64_t epoch, hs_store_done_cb cb,
+                               void *data);
+/* The transport of the attach at epoch dropped at detached_ms (wall
+ * clock): the row is marked detached (resumable) since then.
+ * HS_ENOTFOUND when the row is gone or another attach owns it (a later
+ * epoch). */
+void hs_store_release_connection(hs_store_t *store, const char *connection_id, uint64_t epoch,
+                                 uint64_t detached_ms, hs_store_done_cb cb, void *data);
+/* Like remove_connection, but only while the row is detached at epoch
+ * (the end of a resume window must not remove what a resume took over,
+ * here or on another node); HS_ENOTFOUND when it is not. Subscriptions
+ * of the connection without any connection row (an API subscribe that
+ * raced its removal) are removed either way. */
+void hs_store_expire_connection(hs_store_t *store, const char *connection_id, uint64_t epoch,
+                                hs_store_done_cb cb, void *data);
+/* Removes every connection of node and their subscriptions (start-up of a
+ * node, or a dead node); count is the connections removed. */
+void hs_store_remove_node(hs_store_t *store, const char *node, hs_store_count_cb cb, void *data);
+/* Finishes queued work (callbacks still run), then closes; cb runs last.
+ * The store is freed after cb returns. */
+void hs_store_close(hs_store_t *store, hs_store_done_cb cb, void *data);
 
 typedef struct hs_store_options {
     unsigned batch_max;             /* most writes in one transaction (default 512) */
@@ -184,100 +183,12 @@ typedef struct hs_store_options {
                                        (0: never by itself) */
 } hs_store_options_t;
 
-/* Opens the back-end named by url ("sqlite:PATH"; later "mysql://...").
+/* Opens the back-end named by url ("sqlite:PATH" or "mysql://user:pass@host:port/db";
+ * "mariadb://" is the same).
  * Creates or migrates the schema (versioned, idempotent) before returning.
  * Blocking: call at start-up, before the loop runs. Returns 0 or an error
  * and writes a reason into err. */
 int hs_store_open(uv_loop_t *loop, const char *url, const hs_store_options_t *options,
                   hs_store_t **out, char *err, size_t err_len);
-
-/* Thin dispatchers to store->ops, for readability at call sites. */
-static inline void hs_store_put_message(hs_store_t *s, const hs_message_t *m, hs_store_done_cb cb,
-                                        void *d)
-{
-    s->ops->put_message(s, m, cb, d);
-}
-static inline void hs_store_get_message(hs_store_t *s, const char *id, hs_store_message_cb cb,
-                                        void *d)
-{
-    s->ops->get_message(s, id, cb, d);
-}
-static inline void hs_store_put_message_once(hs_store_t *s, const hs_message_t *m,
-                                             const hs_idempotency_t *idem, hs_store_message_cb cb,
-                                             void *d)
-{
-    s->ops->put_message_once(s, m, idem, cb, d);
-}
-static inline void hs_store_purge_idempotency_keys(hs_store_t *s, uint64_t before_ms,
-                                                   hs_store_count_cb cb, void *d)
-{
-    s->ops->purge_idempotency_keys(s, before_ms, cb, d);
-}
-static inline void hs_store_list_messages(hs_store_t *s, const hs_history_query_t *q,
-                                          hs_store_messages_cb cb, void *d)
-{
-    s->ops->list_messages(s, q, cb, d);
-}
-static inline void hs_store_add_subscription(hs_store_t *s, const char *conn, const char *topic,
-                                             uint64_t now_ms, hs_store_subscribe_cb cb, void *d)
-{
-    s->ops->add_subscription(s, conn, topic, now_ms, cb, d);
-}
-static inline void hs_store_remove_subscription(hs_store_t *s, const char *conn, const char *topic,
-                                                hs_store_count_cb cb, void *d)
-{
-    s->ops->remove_subscription(s, conn, topic, cb, d);
-}
-static inline void hs_store_list_subscriptions(hs_store_t *s, const char *conn, const char *topic,
-                                               hs_store_subscriptions_cb cb, void *d)
-{
-    s->ops->list_subscriptions(s, conn, topic, cb, d);
-}
-static inline void hs_store_add_connection(hs_store_t *s, const char *conn, const char *node,
-                                           const char *user, const char *address, uint64_t now_ms,
-                                           hs_store_done_cb cb, void *d)
-{
-    s->ops->add_connection(s, conn, node, user, address, now_ms, cb, d);
-}
-static inline void hs_store_get_connection(hs_store_t *s, const char *conn,
-                                           hs_store_connection_cb cb, void *d)
-{
-    s->ops->get_connection(s, conn, cb, d);
-}
-static inline void hs_store_remove_connection(hs_store_t *s, const char *conn, hs_store_done_cb cb,
-                                              void *d)
-{
-    s->ops->remove_connection(s, conn, cb, d);
-}
-static inline void hs_store_set_last_ack(hs_store_t *s, const char *conn, const char *message_id,
-                                         hs_store_done_cb cb, void *d)
-{
-    s->ops->set_last_ack(s, conn, message_id, cb, d);
-}
-static inline void hs_store_claim_connection(hs_store_t *s, const char *conn, const char *node,
-                                             const char *address, uint64_t epoch,
-                                             hs_store_done_cb cb, void *d)
-{
-    s->ops->claim_connection(s, conn, node, address, epoch, cb, d);
-}
-static inline void hs_store_release_connection(hs_store_t *s, const char *conn, uint64_t epoch,
-                                               uint64_t detached_ms, hs_store_done_cb cb, void *d)
-{
-    s->ops->release_connection(s, conn, epoch, detached_ms, cb, d);
-}
-static inline void hs_store_expire_connection(hs_store_t *s, const char *conn, uint64_t epoch,
-                                              hs_store_done_cb cb, void *d)
-{
-    s->ops->expire_connection(s, conn, epoch, cb, d);
-}
-static inline void hs_store_remove_node(hs_store_t *s, const char *node, hs_store_count_cb cb,
-                                        void *d)
-{
-    s->ops->remove_node(s, node, cb, d);
-}
-static inline void hs_store_close(hs_store_t *s, hs_store_done_cb cb, void *d)
-{
-    s->ops->close(s, cb, d);
-}
 
 #endif

@@ -3,10 +3,16 @@
 # a temporary folder, a free loopback port, started as this script's child and
 # stopped (and deleted) when the command ends. The command gets
 # HOUSTON_TEST_STORE_URL=mysql://root@127.0.0.1:PORT/houston.
-# Exits 77 (CTest's "skipped") when mariadbd is not installed.
+# Exits 77 (CTest's "skipped") when mariadbd is not installed - except in CI
+# (CI=true, .ci/run), where the MariaDB runs must not be skipped silently:
+# there it fails.
 set -euo pipefail
 
 if ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; then
+    if [ "${CI:-}" = true ]; then
+        echo "mariadbd is not installed (Debian package mariadb-server): CI needs it" >&2
+        exit 1
+    fi
     echo "mariadbd is not installed (Debian package mariadb-server): skipped"
     exit 77
 fi

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <mysql.h>
+
 #include "core/error.h"
 #include "core/ulid.h"
 #include "store/store.h"
@@ -1082,6 +1084,189 @@ static void test_idempotency_across_stores(void **state)
         uv_run(&f->loop, UV_RUN_ONCE);
 }
 
+/* ---- rows longer than a read buffer ------------------------------------- */
+
+/* Checks every message a read returns against the expected bytes, whole. */
+typedef struct whole_check {
+    int status, calls;
+    size_t count;
+    const char *const *contents; /* expected, in order */
+    const size_t *lens;
+    const char *author;
+    int mismatches;
+} whole_check_t;
+
+/* Counts the rows that differ (asserted after the loop returns: a failed
+ * assertion inside a store callback would leave the loop mid-iteration). */
+static void check_whole(whole_check_t *w, const hs_message_t *msgs, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (msgs[i].content_len != w->lens[i] ||
+            memcmp(msgs[i].content, w->contents[i], w->lens[i]) != 0 ||
+            strcmp(msgs[i].author, w->author) != 0)
+            w->mismatches++;
+    }
+}
+
+static void whole_messages_cb(int status, const hs_message_t *msgs, size_t count, void *data)
+{
+    whole_check_t *w = data;
+    w->status = status;
+    w->calls++;
+    w->count = count;
+    check_whole(w, msgs, count);
+}
+
+static void whole_message_cb(int status, const hs_message_t *msg, void *data)
+{
+    whole_check_t *w = data;
+    w->status = status;
+    w->calls++;
+    w->count = msg ? 1 : 0;
+    if (msg)
+        check_whole(w, msg, 1);
+}
+
+static void run_until(fixture_t *f, const int *calls)
+{
+    while (*calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+/* Contents and authors of every size come back whole, whichever read
+ * returns them: MariaDB reads rows into buffers that grow (a column longer
+ * than its buffer is fetched again), SQLite copies from its own; short and
+ * long rows alternate so that a grown buffer is used for the next row. */
+static void test_long_rows_read_whole(void **state)
+{
+    fixture_t *f = *state;
+    char topic[40];
+    unique(topic, "long");
+    enum { N = 4 };
+    static const size_t sizes[N] = {10, 70000, 100, 200000};
+    char *contents[N];
+    char author[600];
+    memset(author, 'w', sizeof(author) - 1);
+    author[sizeof(author) - 1] = '\0';
+    char ids[N][HS_ULID_LEN + 1];
+    for (int i = 0; i < N; i++) {
+        contents[i] = malloc(sizes[i]);
+        for (size_t j = 0; j < sizes[i]; j++)
+            contents[i][j] = (char)(j % 7 == 3 ? '\0' : 'a' + (j + (size_t)i) % 26);
+        hs_message_t msg = message(topic, "", ids[i]);
+        msg.content = contents[i];
+        msg.content_len = sizes[i];
+        msg.author = author;
+        f->calls = 0;
+        hs_store_put_message(f->store, &msg, done_cb, f);
+        wait_call(f);
+        assert_int_equal(f->status, 0);
+    }
+    whole_check_t w = {.contents = (const char *const *)contents, .lens = sizes, .author = author};
+    hs_history_query_t q = {.topic = topic, .forward = true, .limit = 10};
+    hs_store_list_messages(f->store, &q, whole_messages_cb, &w);
+    run_until(f, &w.calls);
+    assert_int_equal(w.mismatches, 0);
+    assert_int_equal(w.status, 0);
+    assert_int_equal(w.count, N);
+    /* The byte bound (a replay): rows are read until they hold max_bytes. */
+    w.calls = 0;
+    q.max_bytes = sizes[0] + 1;
+    hs_store_list_messages(f->store, &q, whole_messages_cb, &w);
+    run_until(f, &w.calls);
+    assert_int_equal(w.mismatches, 0);
+    assert_int_equal(w.status, 0);
+    assert_int_equal(w.count, 2);
+    /* The connection is still usable after a bounded read left rows. */
+    w.calls = 0;
+    w.contents = (const char *const *)&contents[3];
+    w.lens = &sizes[3];
+    hs_store_get_message(f->store, ids[3], whole_message_cb, &w);
+    run_until(f, &w.calls);
+    assert_int_equal(w.mismatches, 0);
+    assert_int_equal(w.status, 0);
+    assert_int_equal(w.count, 1);
+    /* An idempotent publish answered with the original reads it on the
+     * writer. */
+    char key[40];
+    unique(key, "long-key");
+    hs_idempotency_t idem = {.key = key, .body_hash = HASH_A};
+    for (int attempt = 0; attempt < 2; attempt++) {
+        hs_message_t msg = message(topic, "", NULL);
+        msg.content = contents[3];
+        msg.content_len = sizes[3];
+        msg.author = author;
+        w.calls = 0;
+        hs_store_put_message_once(f->store, &msg, &idem, whole_message_cb, &w);
+        run_until(f, &w.calls);
+        assert_int_equal(w.mismatches, 0);
+        assert_int_equal(w.status, attempt == 0 ? 0 : HS_EEXIST);
+        assert_int_equal(w.count, 1);
+    }
+    /* A connection row with a long user. */
+    char conn[HS_ULID_LEN + 1];
+    unique_id(conn);
+    hs_store_add_connection(f->store, conn, "node-long", author, "2001:db8::1", 7, NULL, NULL);
+    f->calls = 0;
+    hs_store_get_connection(f->store, conn, connection_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    assert_string_equal(f->contents[0], "node-long");
+    assert_memory_equal(f->contents[1], author, sizeof(f->contents[1]) - 1);
+    assert_string_equal(f->contents[61], "2001:db8::1");
+    for (int i = 0; i < N; i++)
+        free(contents[i]);
+}
+
+/* MariaDB only: the store's connections are killed from another one (a
+ * server restart, a proxy dropping them); the next operations reconnect and
+ * prepare their statements again on the new connections. A statement
+ * prepared on the old connection would fail every later run. */
+static void test_mariadb_reconnect_prepares_again(void **state)
+{
+    fixture_t *f = *state;
+    if (strncmp(f->url, "mysql://", 8) != 0) {
+        skip();
+        return;
+    }
+    char topic[40], id[HS_ULID_LEN + 1];
+    unique(topic, "reconnect");
+    put(f, topic, "before", NULL);
+    list(f, topic, NULL, true, 10); /* the reader prepares too */
+    assert_int_equal(f->count, 1);
+    /* mysql://root@127.0.0.1:PORT/DB (tests/support/with-mariadb.sh) */
+    char host[64] = "127.0.0.1", db[64] = "houston";
+    unsigned port = 3306;
+    const char *at = strrchr(f->url, '@');
+    assert_non_null(at);
+    assert_true(sscanf(at + 1, "%63[^:]:%u/%63s", host, &port, db) >= 2);
+    MYSQL *side = mysql_init(NULL);
+    assert_non_null(mysql_real_connect(side, host, "root", NULL, db, port, NULL, 0));
+    assert_int_equal(mysql_query(side, "SELECT id FROM information_schema.processlist "
+                                       "WHERE id <> CONNECTION_ID() AND db = DATABASE()"),
+                     0);
+    MYSQL_RES *res = mysql_store_result(side);
+    MYSQL_ROW row;
+    int killed = 0;
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "KILL CONNECTION %s", row[0]);
+        if (mysql_query(side, sql) == 0)
+            killed++;
+    }
+    mysql_free_result(res);
+    mysql_close(side);
+    assert_true(killed >= 2); /* the writer's and the reader's */
+    put(f, topic, "after", id);
+    list(f, topic, NULL, true, 10);
+    assert_int_equal(f->count, 2);
+    assert_string_equal(f->contents[1], "after");
+    f->calls = 0;
+    hs_store_get_message(f->store, id, message_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1106,6 +1291,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idempotent_put, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_key_expires, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_across_stores, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_rows_read_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mariadb_reconnect_prepares_again, setup, teardown),
     };
+    /* HOUSTON_TEST_FILTER=test_name runs one test (e.g. to watch it fail). */
+    if (getenv("HOUSTON_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("HOUSTON_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t pos = 0;
     while (pos < size) {
         hs_ws_frame_header_t h;
-        int rc = hs_ws_parse_header(data + pos, size - pos, &h);
+        int rc = hs_ws_parse_header(data + pos, size - pos, HS_WS_MASKED, &h);
         if (rc != 0)
             break;
         if (h.header_len > HS_WS_MAX_HEADER || h.header_len < 6)

@@ -1,11 +1,16 @@
+/* codec.c - RFC 6455 frame headers: the one parser (masked client frames
+ * for the server, unmasked server frames for the CLI and the bench), the
+ * unmasking and the encoding of server frames. See docs/internals/ws.md. */
 #include "ws/codec.h"
 
 #include <string.h>
 
 #include "core/error.h"
 
-int hs_ws_parse_header(const uint8_t *data, size_t len, hs_ws_frame_header_t *out)
+int hs_ws_parse_header(const uint8_t *data, size_t len, hs_ws_masking_t masking,
+                       hs_ws_frame_header_t *out)
 {
+    size_t mask_len = masking == HS_WS_MASKED ? 4 : 0;
     out->header_len = 2;
     if (len < 2)
         return HS_EAGAIN;
@@ -28,18 +33,18 @@ int hs_ws_parse_header(const uint8_t *data, size_t len, hs_ws_frame_header_t *ou
     out->fin = (b0 & 0x80) != 0;
     out->opcode = opcode;
     out->masked = (b1 & 0x80) != 0;
-    if (!out->masked)
+    if (out->masked != (masking == HS_WS_MASKED))
         return HS_EPROTO;
     uint64_t plen = b1 & 0x7f;
     size_t pos = 2;
     if (plen == 126) {
-        out->header_len = 4 + 4;
+        out->header_len = 4 + mask_len;
         if (len < 4)
             return HS_EAGAIN;
         plen = ((uint64_t)data[2] << 8) | data[3];
         pos = 4;
     } else if (plen == 127) {
-        out->header_len = 10 + 4;
+        out->header_len = 10 + mask_len;
         if (len < 10)
             return HS_EAGAIN;
         plen = 0;
@@ -51,10 +56,13 @@ int hs_ws_parse_header(const uint8_t *data, size_t len, hs_ws_frame_header_t *ou
     }
     if (control && (!out->fin || plen > HS_WS_MAX_CONTROL))
         return HS_EPROTO;
-    out->header_len = pos + 4;
-    if (len < pos + 4)
+    out->header_len = pos + mask_len;
+    if (len < pos + mask_len)
         return HS_EAGAIN;
-    memcpy(out->mask, data + pos, 4);
+    if (mask_len)
+        memcpy(out->mask, data + pos, 4);
+    else
+        memset(out->mask, 0, 4);
     out->payload_len = plen;
     return 0;
 }

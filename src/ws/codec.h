@@ -1,4 +1,5 @@
-/* codec.h - RFC 6455 frames: parsing client frames, encoding server frames.
+/* codec.h - RFC 6455 frames: parsing frame headers (either side's),
+ * encoding server frames.
  *
  * Written here rather than taken from libwslay: the broadcast path encodes
  * one frame into one reference-counted buffer and queues that same buffer on
@@ -37,16 +38,27 @@ typedef struct hs_ws_frame_header {
     size_t header_len;
 } hs_ws_frame_header_t;
 
-/* Parses the header of a client frame at data[0..len). Returns 0 with *out
- * filled; HS_EAGAIN when more bytes are needed, with out->header_len the
- * header length known so far (2 until the length byte is in, then the whole
- * header's: more than len, so a reader can take exactly the missing bytes and
- * no byte of the next frame); HS_EPROTO when the frame
- * breaks the protocol: a reserved bit set (no extension is negotiated), an
- * unknown opcode, a control frame that is fragmented or longer than 125
- * bytes, an unmasked frame (clients must mask), or a 64-bit length with the
- * top bit set. */
-int hs_ws_parse_header(const uint8_t *data, size_t len, hs_ws_frame_header_t *out);
+/* Whether the frames parsed must carry a mask (RFC 6455 5.1): a server reads
+ * client frames, which must be masked; a client reads server frames, which
+ * must not be. The same parser serves the server (ws/session.c), the CLI
+ * (cli/ws_client.c) and the bench tools (bench/wsload.c, bench/ceiling.c). */
+typedef enum hs_ws_masking {
+    HS_WS_UNMASKED = 0, /* frames from a server */
+    HS_WS_MASKED = 1,   /* frames from a client */
+} hs_ws_masking_t;
+
+/* Parses the header of a frame at data[0..len). Returns 0 with *out filled
+ * (out->mask is all zero for an unmasked frame); HS_EAGAIN when more bytes
+ * are needed, with out->header_len the header length known so far (2 until
+ * the length byte is in, then the whole header's: more than len, so a
+ * reader can take exactly the missing bytes and no byte of the next frame);
+ * HS_EPROTO when the frame breaks the protocol: a reserved bit set (no
+ * extension is negotiated), an unknown opcode, a control frame that is
+ * fragmented or longer than 125 bytes, a mask that is missing (masking ==
+ * HS_WS_MASKED) or present (HS_WS_UNMASKED), or a 64-bit length with the top
+ * bit set. No allocation: the bench's hot path calls it per frame. */
+int hs_ws_parse_header(const uint8_t *data, size_t len, hs_ws_masking_t masking,
+                       hs_ws_frame_header_t *out);
 
 /* Unmasks len bytes in place; offset is the position of data[0] within the
  * payload, so a payload can be unmasked in pieces. */

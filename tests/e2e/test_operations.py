@@ -87,3 +87,27 @@ def test_metrics_addr_serves_metrics_and_health(fresh_server):
     assert http("GET", f"http://127.0.0.1:{port}/readyz").json == {"status": "ready"}
     assert http("GET", f"http://127.0.0.1:{port}/api/v1/messages", "topic==x").status == 404
     assert srv.stop() == 0
+
+
+def test_metrics_listener_takes_the_http_limits_from_the_settings(fresh_server):
+    """--metrics-addr gets the limits of the other listeners (one function
+    fills them all); it had the built-in defaults (a 10 s head deadline,
+    unlimited keep-alive) whatever the settings said."""
+    import socket
+    import time
+    from conftest import free_port, read_to_eof
+    port = free_port()
+    fresh_server("--metrics-addr", f"127.0.0.1:{port}", "--header-timeout", "300ms",
+                 "--keepalive-requests", "2")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        start = time.monotonic()
+        data = read_to_eof(s)
+        assert time.monotonic() - start < 2
+        assert data.startswith(b"HTTP/1.1 408"), data[:100]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 2)
+        data = read_to_eof(s)
+        heads = [h.lower() for h in data.split(b"HTTP/1.1 ")[1:]]
+        assert len(heads) == 2, data
+        assert b"connection: close" not in heads[0] and b"connection: close" in heads[1]

@@ -51,6 +51,19 @@ def test_metrics_count_what_happened_and_pass_promtool(fresh_server):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_docs_list_exactly_the_metrics_exposed(server):
+    """docs/api.md's table of metrics is the exposition's # TYPE lines (which
+    come from the one table in core/metrics.c): same names, same types."""
+    import pathlib
+    text = http("GET", f"{server.api}/metrics").text
+    exposed = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    api_md = pathlib.Path(__file__).resolve().parents[2] / "docs" / "api.md"
+    section = api_md.read_text().split("### `GET /metrics`", 1)[1].split("\n### ", 1)[0]
+    documented = {name: kind for name, kind in
+                  re.findall(r"^\| `(houston_[a-z_]+)(?:\{[a-z]+\})?` \| (\w+) \|", section, re.M)}
+    assert documented == exposed
+
+
 def test_json_logs_are_one_object_per_line(fresh_server):
     import json
     srv = fresh_server("--log-format", "json")

@@ -1417,6 +1417,7 @@ int main(int argc, char **argv)
         hist_merge(&total.latency, &r->latency);
         loadgen_cpu_ns += r->cpu_ns;
     }
+    free(r);
     long server_cpu_after = server_cpu_ms(opt.server_pid);
     long server_cpu =
         server_cpu_before >= 0 && server_cpu_after >= 0 ? server_cpu_after - server_cpu_before : -1;

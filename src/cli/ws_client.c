@@ -1,4 +1,6 @@
-/* ws_client.c - handshake, frame reader and masked frame writer. */
+/* ws_client.c - the client side of RFC 6455 for `houston sub`: the
+ * handshake, the frame reader (on ws/codec's header parser) and the masked
+ * frame writer. */
 #include "cli/ws_client.h"
 
 #include <http_parser.h>
@@ -219,16 +221,6 @@ out:
 
 /* ---- reading --------------------------------------------------------------- */
 
-/* The header of a server frame (never masked: ws/codec's one parser, told
- * so), refused past the message bound before any payload is buffered. */
-static int parse_server_header(const uint8_t *p, size_t len, hs_ws_frame_header_t *h)
-{
-    int rc = hs_ws_parse_header(p, len, HS_WS_UNMASKED, h);
-    if (rc == 0 && h->payload_len > HS_CLI_WS_MAX_MESSAGE)
-        return HS_ETOOBIG;
-    return rc;
-}
-
 static void consume(hs_cli_ws_t *ws, size_t len)
 {
     memmove(ws->in, ws->in + len, ws->in_len - len);
@@ -322,8 +314,12 @@ int hs_cli_ws_read(hs_cli_ws_t *ws, int timeout_ms, char **msg, size_t *len)
         return HS_ECLOSED;
     bool waited = false;
     for (;;) {
+        /* Server frames are never masked: ws/codec's one parser, told so. A
+         * frame over the message bound is refused on its header alone. */
         hs_ws_frame_header_t h;
-        int rc = parse_server_header(ws->in, ws->in_len, &h);
+        int rc = hs_ws_parse_header(ws->in, ws->in_len, HS_WS_UNMASKED, &h);
+        if (rc == 0 && h.payload_len > HS_CLI_WS_MAX_MESSAGE)
+            return HS_ETOOBIG;
         if (rc == 0 && ws->in_len >= h.header_len + h.payload_len) {
             rc = handle_frame(ws, &h, msg, len);
             consume(ws, h.header_len + (size_t)h.payload_len);

@@ -240,7 +240,8 @@ static size_t client_frame(uint8_t *out, bool fin, uint8_t opcode, const void *p
     out[1] |= 0x80;
     memcpy(out + pos, mask, 4);
     pos += 4;
-    memcpy(out + pos, payload, len);
+    if (len > 0)
+        memcpy(out + pos, payload, len);
     hs_ws_unmask(out + pos, len, mask, 0); /* masking is the same XOR */
     return pos + len;
 }

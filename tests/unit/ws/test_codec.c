@@ -41,7 +41,7 @@ static void test_header_cases(void **state)
         {"\x00\x80\x00\x00\x00\x00", 6, 0, 0x0, 0, 6},               /* continuation */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        hs_ws_frame_header_t h;
+        hs_ws_frame_header_t h = {0};
         int rc =
             hs_ws_parse_header((const uint8_t *)cases[i].bytes, cases[i].len, HS_WS_MASKED, &h);
         assert_int_equal(rc, cases[i].rc);
@@ -82,7 +82,7 @@ static void test_server_header_cases(void **state)
         {"\x00\x00", 2, 0, 0x0, 0, 2},               /* continuation */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        hs_ws_frame_header_t h;
+        hs_ws_frame_header_t h = {0};
         int rc =
             hs_ws_parse_header((const uint8_t *)cases[i].bytes, cases[i].len, HS_WS_UNMASKED, &h);
         assert_int_equal(rc, cases[i].rc);
@@ -97,7 +97,7 @@ static void test_server_header_cases(void **state)
     }
     /* A frame the server encodes is one the client side parses back. */
     hs_buf_t *frame = hs_ws_frame_new(HS_WS_OP_TEXT, "hello", 5);
-    hs_ws_frame_header_t h;
+    hs_ws_frame_header_t h = {0};
     assert_int_equal(
         hs_ws_parse_header((const uint8_t *)frame->data, frame->len, HS_WS_UNMASKED, &h), 0);
     assert_int_equal(h.header_len, 2);

@@ -17,6 +17,9 @@
  * Both ports (--ws-port, --api-port) serve all of it. */
 #include "wsproto.h"
 
+#include "core/error.h"
+#include "ws/codec.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -538,20 +541,21 @@ static size_t ws_parse(conn_t *c)
 {
     size_t pos = 0;
     while (!c->closing) {
-        wsp_frame_t f;
+        hs_ws_frame_header_t f;
         uint8_t *buf = (uint8_t *)c->in + pos;
         size_t len = c->in_len - pos;
-        int r = wsp_frame_parse(buf, len, &f);
-        if (r < 0 || f.payload_len > 65536) {
+        int r = hs_ws_parse_header(buf, len, HS_WS_MASKED, &f);
+        if (r == HS_EAGAIN)
+            break;
+        if (r != 0 || f.payload_len > 65536) {
             conn_close_later(c);
             break;
         }
-        if (r == 0 || len - f.header_len < f.payload_len)
+        if (len - f.header_len < f.payload_len)
             break;
         uint8_t *payload = buf + f.header_len;
         size_t plen = (size_t)f.payload_len;
-        if (f.masked)
-            wsp_mask(payload, plen, f.mask);
+        hs_ws_unmask(payload, plen, f.mask, 0);
         if (f.opcode == 0x8 || f.opcode == 0x9) {
             uint8_t out[14 + 125];
             size_t n = plen > 125 ? 125 : plen;

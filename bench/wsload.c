@@ -17,6 +17,9 @@
 #include "hist.h"
 #include "wsproto.h"
 
+#include "core/error.h"
+#include "ws/codec.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -673,19 +676,19 @@ static long parse_frames(sub_t *s, uint8_t *buf, size_t len, uint64_t now)
 {
     size_t pos = 0;
     while (pos < len) {
-        wsp_frame_t f;
-        int r = wsp_frame_parse(buf + pos, len - pos, &f);
-        if (r < 0)
-            return -1;
-        if (r == 0 || f.payload_len > len - pos - f.header_len) {
+        hs_ws_frame_header_t f;
+        int r = hs_ws_parse_header(buf + pos, len - pos, HS_WS_UNMASKED, &f);
+        if (r == HS_EAGAIN)
+            break;
+        if (r != 0)
+            return -1; /* not a server frame: masked, reserved bits, bad length */
+        if (f.payload_len > len - pos - f.header_len) {
             if (f.payload_len > RBUF_SIZE / 2)
                 return -1; /* larger than any frame this bench sends */
             break;
         }
         uint8_t *payload = buf + pos + f.header_len;
         size_t plen = (size_t)f.payload_len;
-        if (f.masked)
-            wsp_mask(payload, plen, f.mask);
         switch (f.opcode) {
         case 0x0:
         case 0x1:
@@ -1414,6 +1417,7 @@ int main(int argc, char **argv)
         hist_merge(&total.latency, &r->latency);
         loadgen_cpu_ns += r->cpu_ns;
     }
+    free(r);
     long server_cpu_after = server_cpu_ms(opt.server_pid);
     long server_cpu =
         server_cpu_before >= 0 && server_cpu_after >= 0 ? server_cpu_after - server_cpu_before : -1;

@@ -13,41 +13,6 @@ uint64_t wsp_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int wsp_frame_parse(const uint8_t *buf, size_t len, wsp_frame_t *frame)
-{
-    if (len < 2)
-        return 0;
-    frame->fin = (buf[0] & 0x80) != 0;
-    frame->opcode = buf[0] & 0x0f;
-    frame->masked = (buf[1] & 0x80) != 0;
-    uint64_t plen = buf[1] & 0x7f;
-    size_t pos = 2;
-    if (plen == 126) {
-        if (len < 4)
-            return 0;
-        plen = ((uint64_t)buf[2] << 8) | buf[3];
-        pos = 4;
-    } else if (plen == 127) {
-        if (len < 10)
-            return 0;
-        plen = 0;
-        for (int i = 0; i < 8; i++)
-            plen = (plen << 8) | buf[2 + i];
-        if (plen >> 63)
-            return -1;
-        pos = 10;
-    }
-    if (frame->masked) {
-        if (len < pos + 4)
-            return 0;
-        memcpy(frame->mask, buf + pos, 4);
-        pos += 4;
-    }
-    frame->header_len = pos;
-    frame->payload_len = plen;
-    return 1;
-}
-
 size_t wsp_frame_header(uint8_t *out, int opcode, uint64_t len, const uint8_t *mask)
 {
     size_t pos = 2;

@@ -1,6 +1,8 @@
 /* wsproto: the few pieces of HTTP/1.1 and RFC 6455 that the bench tools
  * (wsload, ceiling) share. Pure functions on byte buffers; no I/O, no state.
- * Not used by houston itself: the server has its own codec in src/ws/. */
+ * Frame headers are parsed by houston's own parser, hs_ws_parse_header in
+ * src/ws/codec.c (the bench links hs_ws for it): one parser for the server,
+ * the CLI and the bench. What is here writes the client's frames. */
 #ifndef BENCH_WSPROTO_H
 #define BENCH_WSPROTO_H
 
@@ -9,21 +11,6 @@
 
 /* CLOCK_MONOTONIC in nanoseconds; comparable across processes of one host. */
 uint64_t wsp_now_ns(void);
-
-/* One parsed WebSocket frame header. */
-typedef struct {
-    int fin;
-    int opcode;
-    int masked;
-    uint8_t mask[4];
-    size_t header_len; /* bytes before the payload */
-    uint64_t payload_len;
-} wsp_frame_t;
-
-/* Parses a frame header at buf[0..len). Returns 1 when the header is
- * complete (the payload may still be incomplete), 0 when more bytes are
- * needed, -1 on a malformed header (64-bit length with the top bit set). */
-int wsp_frame_parse(const uint8_t *buf, size_t len, wsp_frame_t *frame);
 
 /* Writes a frame header for a payload of len bytes into out (at least 14
  * bytes). mask != NULL makes a masked (client) frame; the caller masks the

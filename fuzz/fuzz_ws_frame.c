@@ -2,7 +2,9 @@
  * is read as a stream of client frames, as the session reads it; each
  * payload is unmasked in two pieces and compared with a one-piece unmask,
  * and text is validated both whole and byte by byte (the results must
- * agree). */
+ * agree). The same input is then read as server frames (unmasked, as the CLI
+ * and the bench read them): a header is 2 to 10 bytes, and HS_EAGAIN asks
+ * for more bytes than there are. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,13 +31,32 @@ static void check_utf8(const uint8_t *p, size_t len)
         abort();
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void check_server_frames(const uint8_t *data, size_t size)
 {
-    check_utf8(data, size);
     size_t pos = 0;
     while (pos < size) {
         hs_ws_frame_header_t h;
-        int rc = hs_ws_parse_header(data + pos, size - pos, &h);
+        int rc = hs_ws_parse_header(data + pos, size - pos, HS_WS_UNMASKED, &h);
+        if (rc == HS_EAGAIN && h.header_len <= size - pos)
+            abort();
+        if (rc != 0)
+            break;
+        if (h.header_len < 2 || h.header_len > 10 || h.masked)
+            abort();
+        if (h.payload_len > size - pos - h.header_len)
+            break;
+        pos += h.header_len + (size_t)h.payload_len;
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    check_utf8(data, size);
+    check_server_frames(data, size);
+    size_t pos = 0;
+    while (pos < size) {
+        hs_ws_frame_header_t h;
+        int rc = hs_ws_parse_header(data + pos, size - pos, HS_WS_MASKED, &h);
         if (rc != 0)
             break;
         if (h.header_len > HS_WS_MAX_HEADER || h.header_len < 6)

@@ -536,8 +536,10 @@ static int serve(app_t *app)
         }
     }
     if (app->cfg.metrics_addr[0]) {
+        /* The same settings as the API and WebSocket listeners (one function
+         * fills every listener's limits). */
         hs_http_limits_t limits;
-        hs_http_limits_default(&limits);
+        hs_http_limits_from_config(&limits, &app->cfg);
         app->metrics_router = hs_router_new();
         app->metrics_health = hs_health_add_routes(app->metrics_router, app->store, app->bus);
         if (app->notifier)

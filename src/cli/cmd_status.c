@@ -8,20 +8,7 @@
 #include "cli/http_client.h"
 #include "cli/output.h"
 #include "core/error.h"
-
-typedef struct metric {
-    const char *name;
-    const char *label;
-} metric_t;
-
-static const metric_t shown[] = {
-    {"houston_connections", "WebSocket connections"},
-    {"houston_subscriptions", "subscriptions"},
-    {"houston_topics", "topics with subscribers"},
-    {"houston_messages_published_total", "messages published"},
-    {"houston_deliveries_total", "deliveries"},
-    {"houston_bytes_sent_total", "bytes sent"},
-};
+#include "core/metrics.h"
 
 /* The value of an unlabelled sample "name value" in a Prometheus text
  * page; returns 0 when found. */
@@ -71,10 +58,12 @@ int hs_cli_cmd_status(const hs_cli_options_t *opt)
         fflush(stdout);
         return is_ready ? HS_CLI_EXIT_OK : HS_CLI_EXIT_FAIL;
     }
-    for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++) {
+    /* The lines shown are the metrics the table gives a label. */
+    for (size_t i = 0; i < hs_metric_def_count; i++) {
+        const hs_metric_def_t *def = &hs_metric_defs[i];
         double value;
-        if (find_sample(metrics.body, shown[i].name, &value) == 0)
-            printf("  %-24s %.0f\n", shown[i].label, value);
+        if (def->status_label && find_sample(metrics.body, def->name, &value) == 0)
+            printf("  %-24s %.0f\n", def->status_label, value);
     }
     hs_cli_response_dispose(&metrics);
     fflush(stdout);

@@ -1,6 +1,9 @@
+/* metrics.c - the process's counters and histograms, the table of every
+ * metric's name, and their Prometheus text exposition. */
 #include "core/metrics.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 
 hs_metrics_t hs_metrics_singleton;
@@ -60,61 +63,98 @@ static hs_buf_t *histogram(hs_buf_t *buf, const char *name, const char *help,
     return appendf(buf, "%s_count %llu\n", name, (unsigned long long)h->count);
 }
 
+#define COUNTER(field) HS_METRIC_COUNTERS, offsetof(hs_metrics_t, field)
+#define GAUGE(field)   HS_METRIC_GAUGES, offsetof(hs_metrics_gauges_t, field)
+#define HIST(field)    HS_METRIC_HISTOGRAM, offsetof(hs_metrics_t, field)
+
+const hs_metric_def_t hs_metric_defs[] = {
+    {"houston_connections", "gauge", "WebSocket connections open.", GAUGE(connections),
+     "WebSocket connections"},
+    {"houston_subscriptions", "gauge", "Subscriptions of open connections.", GAUGE(subscriptions),
+     "subscriptions"},
+    {"houston_topics", "gauge", "Topics with at least one subscriber.", GAUGE(topics),
+     "topics with subscribers"},
+    {"houston_messages_published_total", "counter", "Messages committed and announced.",
+     COUNTER(messages_published), "messages published"},
+    {"houston_idempotent_repeats_total", "counter",
+     "Publishes repeated with a known Idempotency-Key, answered with the original.",
+     COUNTER(idempotent_repeats), NULL},
+    {"houston_deliveries_total", "counter", "Message frames queued to subscribers.",
+     COUNTER(deliveries), "deliveries"},
+    {"houston_notifications_total", "counter", "Notification frames queued to connections.",
+     COUNTER(notifications), NULL},
+    {"houston_bytes_sent_total", "counter", "Bytes written to sockets.", COUNTER(bytes_sent),
+     "bytes sent"},
+    {"houston_slow_client_disconnects_total", "counter",
+     "Connections closed with 1008 for not reading.", COUNTER(slow_disconnects), NULL},
+    {"houston_limit_refusals_total", "counter",
+     "WebSocket upgrades refused by the connection limit.", COUNTER(limit_refusals), NULL},
+    {"houston_bus_events_acked_total", "counter",
+     "Scale-out: events acknowledged by this consumer after the hand-off.",
+     COUNTER(bus_events_acked), NULL},
+    {"houston_bus_events_claimed_total", "counter",
+     "Scale-out: events taken over from a consumer that stopped.", COUNTER(bus_events_claimed),
+     NULL},
+    /* A gauge kept by the consumer, not read from an owner. */
+    {"houston_bus_stream_backlog", "gauge",
+     "Scale-out: events not yet acknowledged by the consumer group (pending + lag), "
+     "as a consumer last read it.",
+     COUNTER(bus_backlog), NULL},
+    {"houston_bus_heartbeats_total", "counter", "Scale-out: heartbeats sent by this notifier.",
+     COUNTER(bus_heartbeats), NULL},
+    {"houston_bus_reconnects_total", "counter",
+     "Scale-out: connections to Redis re-established after a loss.", COUNTER(bus_reconnects), NULL},
+    {"houston_duplicates_dropped_total", "counter",
+     "Scale-out: redelivered messages a notifier did not deliver again.",
+     COUNTER(duplicates_dropped), NULL},
+    {"houston_stream_gaps_total", "counter",
+     "Scale-out: entries lost in a Redis stream (trimmed before they were read, or "
+     "Redis lost its data): found by a consumer, or acted on by a notifier, which "
+     "closes its connections with 1001 so that they resume.",
+     COUNTER(stream_gaps), NULL},
+    {"houston_http_responses_total", "counter", "HTTP responses by status.", HS_METRIC_BY_STATUS,
+     offsetof(hs_metrics_t, http_responses), NULL},
+    {"houston_publish_commit_seconds", "histogram",
+     "From a publish request to its message being committed.", HIST(publish_commit), NULL},
+    {"houston_publish_to_socket_seconds", "histogram",
+     "From a message's creation to its frame being queued on the sockets.", HIST(publish_to_socket),
+     NULL},
+};
+
+const size_t hs_metric_def_count = sizeof(hs_metric_defs) / sizeof(hs_metric_defs[0]);
+
+static hs_buf_t *by_status(hs_buf_t *buf, const hs_metric_def_t *def, const hs_metrics_t *m)
+{
+    buf = appendf(buf, "# HELP %s %s\n# TYPE %s %s\n", def->name, def->help, def->name, def->type);
+    for (int status = 100; status < 600; status++)
+        if (m->http_responses[status])
+            buf = appendf(buf, "%s{status=\"%d\"} %llu\n", def->name, status,
+                          (unsigned long long)m->http_responses[status]);
+    return buf;
+}
+
 hs_buf_t *hs_metrics_render(const hs_metrics_t *m, const hs_metrics_gauges_t *g)
 {
     hs_buf_t *buf = hs_buf_new(4096);
-    buf =
-        metric(buf, "houston_connections", "gauge", "WebSocket connections open.", g->connections);
-    buf = metric(buf, "houston_subscriptions", "gauge", "Subscriptions of open connections.",
-                 g->subscriptions);
-    buf = metric(buf, "houston_topics", "gauge", "Topics with at least one subscriber.", g->topics);
-    buf = metric(buf, "houston_messages_published_total", "counter",
-                 "Messages committed and announced.", m->messages_published);
-    buf = metric(buf, "houston_idempotent_repeats_total", "counter",
-                 "Publishes repeated with a known Idempotency-Key, answered with the original.",
-                 m->idempotent_repeats);
-    buf = metric(buf, "houston_deliveries_total", "counter",
-                 "Message frames queued to subscribers.", m->deliveries);
-    buf = metric(buf, "houston_notifications_total", "counter",
-                 "Notification frames queued to connections.", m->notifications);
-    buf = metric(buf, "houston_bytes_sent_total", "counter", "Bytes written to sockets.",
-                 m->bytes_sent);
-    buf = metric(buf, "houston_slow_client_disconnects_total", "counter",
-                 "Connections closed with 1008 for not reading.", m->slow_disconnects);
-    buf = metric(buf, "houston_limit_refusals_total", "counter",
-                 "WebSocket upgrades refused by the connection limit.", m->limit_refusals);
-    buf = metric(buf, "houston_bus_events_acked_total", "counter",
-                 "Scale-out: events acknowledged by this consumer after the hand-off.",
-                 m->bus_events_acked);
-    buf =
-        metric(buf, "houston_bus_events_claimed_total", "counter",
-               "Scale-out: events taken over from a consumer that stopped.", m->bus_events_claimed);
-    buf = metric(buf, "houston_bus_stream_backlog", "gauge",
-                 "Scale-out: events not yet acknowledged by the consumer group (pending + lag), "
-                 "as a consumer last read it.",
-                 m->bus_backlog);
-    buf = metric(buf, "houston_bus_heartbeats_total", "counter",
-                 "Scale-out: heartbeats sent by this notifier.", m->bus_heartbeats);
-    buf = metric(buf, "houston_bus_reconnects_total", "counter",
-                 "Scale-out: connections to Redis re-established after a loss.", m->bus_reconnects);
-    buf = metric(buf, "houston_duplicates_dropped_total", "counter",
-                 "Scale-out: redelivered messages a notifier did not deliver again.",
-                 m->duplicates_dropped);
-    buf = metric(buf, "houston_stream_gaps_total", "counter",
-                 "Scale-out: entries lost in a Redis stream (trimmed before they were read, or "
-                 "Redis lost its data): found by a consumer, or acted on by a notifier, which "
-                 "closes its connections with 1001 so that they resume.",
-                 m->stream_gaps);
-    buf = appendf(buf, "# HELP houston_http_responses_total HTTP responses by status.\n"
-                       "# TYPE houston_http_responses_total counter\n");
-    for (int status = 100; status < 600; status++)
-        if (m->http_responses[status])
-            buf = appendf(buf, "houston_http_responses_total{status=\"%d\"} %llu\n", status,
-                          (unsigned long long)m->http_responses[status]);
-    buf = histogram(buf, "houston_publish_commit_seconds",
-                    "From a publish request to its message being committed.", &m->publish_commit);
-    buf = histogram(buf, "houston_publish_to_socket_seconds",
-                    "From a message's creation to its frame being queued on the sockets.",
-                    &m->publish_to_socket);
+    for (size_t i = 0; i < hs_metric_def_count; i++) {
+        const hs_metric_def_t *def = &hs_metric_defs[i];
+        switch (def->source) {
+        case HS_METRIC_COUNTERS:
+            buf = metric(buf, def->name, def->type, def->help,
+                         *(const uint64_t *)((const char *)m + def->offset));
+            break;
+        case HS_METRIC_GAUGES:
+            buf = metric(buf, def->name, def->type, def->help,
+                         *(const uint64_t *)((const char *)g + def->offset));
+            break;
+        case HS_METRIC_HISTOGRAM:
+            buf = histogram(buf, def->name, def->help,
+                            (const hs_histogram_t *)((const char *)m + def->offset));
+            break;
+        case HS_METRIC_BY_STATUS:
+            buf = by_status(buf, def, m);
+            break;
+        }
+    }
     return buf;
 }

@@ -5,6 +5,11 @@
  * only (plain integers, no atomics on the hot path). Gauges that are a count
  * of live things (connections, subscriptions) are read from their owners
  * when rendering, through a callback, rather than kept twice.
+ *
+ * Every metric's name, type and help text is in one table, hs_metric_defs:
+ * the exposition is rendered from it, `houston status` picks its lines from
+ * it, and the docs test compares the exposition (hence the table) with
+ * docs/api.md. A new metric is a field here and a row there.
  */
 #ifndef HS_CORE_METRICS_H
 #define HS_CORE_METRICS_H
@@ -53,6 +58,28 @@ typedef struct hs_metrics_gauges {
     uint64_t subscriptions;
     uint64_t topics;
 } hs_metrics_gauges_t;
+
+/* Where a metric's value is read from. */
+typedef enum hs_metric_source {
+    HS_METRIC_COUNTERS,  /* a uint64_t of hs_metrics_t, at offset */
+    HS_METRIC_GAUGES,    /* a uint64_t of hs_metrics_gauges_t, at offset */
+    HS_METRIC_HISTOGRAM, /* an hs_histogram_t of hs_metrics_t, at offset */
+    HS_METRIC_BY_STATUS, /* hs_metrics_t.http_responses, one sample per status seen */
+} hs_metric_source_t;
+
+/* One metric: the one place its name is written. */
+typedef struct hs_metric_def {
+    const char *name; /* Prometheus name, without the _bucket/_sum/_count of a histogram */
+    const char *type; /* "gauge", "counter" or "histogram" */
+    const char *help; /* the # HELP text */
+    hs_metric_source_t source;
+    size_t offset;
+    const char *status_label; /* `houston status` shows it under this label; NULL: not shown */
+} hs_metric_def_t;
+
+/* Every metric, in the order of the exposition. */
+extern const hs_metric_def_t hs_metric_defs[];
+extern const size_t hs_metric_def_count;
 
 /* The whole exposition text. */
 hs_buf_t *hs_metrics_render(const hs_metrics_t *m, const hs_metrics_gauges_t *gauges);

@@ -84,6 +84,16 @@ void hs_http_limits_default(hs_http_limits_t *limits)
     };
 }
 
+void hs_http_limits_from_config(hs_http_limits_t *limits, const hs_config_t *cfg)
+{
+    hs_http_limits_default(limits);
+    limits->max_body = cfg->max_body;
+    limits->header_timeout_ms = cfg->header_timeout_ms;
+    limits->body_timeout_ms = cfg->body_timeout_ms;
+    limits->idle_timeout_ms = cfg->idle_timeout_ms;
+    limits->max_requests_per_conn = (unsigned)cfg->keepalive_requests;
+}
+
 /* ---- connection list and shutdown ----------------------------------------- */
 
 static void maybe_shutdown_done(hs_http_server_t *s)

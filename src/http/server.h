@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/config.h"
 #include "net/net.h"
 
 typedef struct hs_http_server hs_http_server_t;
@@ -49,8 +50,15 @@ typedef struct hs_http_limits {
     unsigned max_requests_per_conn; /* 0 = unlimited; then Connection: close */
 } hs_http_limits_t;
 
-/* Reasonable production defaults. */
+/* Reasonable production defaults (tests, tools). */
 void hs_http_limits_default(hs_http_limits_t *limits);
+
+/* The limits of a houston listener, filled from the settings: --max-body,
+ * --header-timeout, --body-timeout, --idle-timeout and --keepalive-requests
+ * over the defaults. The one place every listener's limits come from (API,
+ * WebSocket and --metrics-addr); a listener that needs less (the WebSocket
+ * port takes no bodies) lowers a field afterwards, never raises one. */
+void hs_http_limits_from_config(hs_http_limits_t *limits, const hs_config_t *cfg);
 
 /* A request handler. ctx is the pointer given to hs_router_add. */
 typedef void (*hs_http_handler_fn)(hs_http_request_t *req, void *ctx);

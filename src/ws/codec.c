@@ -1,63 +1,11 @@
+/* codec.c - RFC 6455 frames: unmasking, encoding server frames, close
+ * codes. The one frame-header parser, hs_ws_parse_header, is inline in
+ * codec.h (it runs per frame). See docs/internals/ws.md. */
 #include "ws/codec.h"
 
 #include <string.h>
 
 #include "core/error.h"
-
-int hs_ws_parse_header(const uint8_t *data, size_t len, hs_ws_frame_header_t *out)
-{
-    out->header_len = 2;
-    if (len < 2)
-        return HS_EAGAIN;
-    uint8_t b0 = data[0], b1 = data[1];
-    if (b0 & 0x70)
-        return HS_EPROTO; /* RSV1-3 */
-    uint8_t opcode = b0 & 0x0f;
-    bool control = (opcode & 0x08) != 0;
-    switch (opcode) {
-    case HS_WS_OP_CONT:
-    case HS_WS_OP_TEXT:
-    case HS_WS_OP_BINARY:
-    case HS_WS_OP_CLOSE:
-    case HS_WS_OP_PING:
-    case HS_WS_OP_PONG:
-        break;
-    default:
-        return HS_EPROTO;
-    }
-    out->fin = (b0 & 0x80) != 0;
-    out->opcode = opcode;
-    out->masked = (b1 & 0x80) != 0;
-    if (!out->masked)
-        return HS_EPROTO;
-    uint64_t plen = b1 & 0x7f;
-    size_t pos = 2;
-    if (plen == 126) {
-        out->header_len = 4 + 4;
-        if (len < 4)
-            return HS_EAGAIN;
-        plen = ((uint64_t)data[2] << 8) | data[3];
-        pos = 4;
-    } else if (plen == 127) {
-        out->header_len = 10 + 4;
-        if (len < 10)
-            return HS_EAGAIN;
-        plen = 0;
-        for (int i = 0; i < 8; i++)
-            plen = (plen << 8) | data[2 + i];
-        if (plen >> 63)
-            return HS_EPROTO;
-        pos = 10;
-    }
-    if (control && (!out->fin || plen > HS_WS_MAX_CONTROL))
-        return HS_EPROTO;
-    out->header_len = pos + 4;
-    if (len < pos + 4)
-        return HS_EAGAIN;
-    memcpy(out->mask, data + pos, 4);
-    out->payload_len = plen;
-    return 0;
-}
 
 void hs_ws_unmask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset)
 {

@@ -328,7 +328,7 @@ static size_t handle_frames(hs_ws_session_t *ws, const uint8_t *buf, size_t len)
     size_t pos = 0;
     while (pos < len) {
         hs_ws_frame_header_t h;
-        int rc = hs_ws_parse_header(buf + pos, len - pos, &h);
+        int rc = hs_ws_parse_header(buf + pos, len - pos, HS_WS_MASKED, &h);
         if (rc == HS_EAGAIN)
             break;
         if (rc != 0) {
@@ -379,7 +379,7 @@ static size_t complete_partial(hs_ws_session_t *ws, const uint8_t *bytes, size_t
     size_t taken = 0;
     for (;;) {
         hs_ws_frame_header_t h;
-        int rc = hs_ws_parse_header(ws->partial, ws->partial_len, &h);
+        int rc = hs_ws_parse_header(ws->partial, ws->partial_len, HS_WS_MASKED, &h);
         size_t need;
         if (rc == HS_EAGAIN) {
             need = h.header_len;
@@ -414,7 +414,7 @@ static size_t complete_partial(hs_ws_session_t *ws, const uint8_t *bytes, size_t
 static bool check_partial_text(hs_ws_session_t *ws)
 {
     hs_ws_frame_header_t h;
-    if (hs_ws_parse_header(ws->partial, ws->partial_len, &h) != 0)
+    if (hs_ws_parse_header(ws->partial, ws->partial_len, HS_WS_MASKED, &h) != 0)
         return true;
     bool text =
         h.opcode == HS_WS_OP_TEXT || (h.opcode == HS_WS_OP_CONT && ws->msg_opcode == HS_WS_OP_TEXT);
@@ -470,8 +470,9 @@ static void ws_on_read(hs_conn_t *conn, const char *data, size_t len)
     if (len == 0)
         return;
     hs_ws_frame_header_t h;
-    size_t need = hs_ws_parse_header(bytes, len, &h) == 0 ? h.header_len + (size_t)h.payload_len
-                                                          : h.header_len;
+    size_t need = hs_ws_parse_header(bytes, len, HS_WS_MASKED, &h) == 0
+                      ? h.header_len + (size_t)h.payload_len
+                      : h.header_len;
     partial_append(ws, bytes, len, need);
     check_partial_text(ws);
 }

@@ -51,6 +51,19 @@ def test_metrics_count_what_happened_and_pass_promtool(fresh_server):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_docs_list_exactly_the_metrics_exposed(server):
+    """docs/api.md's table of metrics is the exposition's # TYPE lines (which
+    come from the one table in core/metrics.c): same names, same types."""
+    import pathlib
+    text = http("GET", f"{server.api}/metrics").text
+    exposed = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    api_md = pathlib.Path(__file__).resolve().parents[2] / "docs" / "api.md"
+    section = api_md.read_text().split("### `GET /metrics`", 1)[1].split("\n### ", 1)[0]
+    documented = {name: kind for name, kind in
+                  re.findall(r"^\| `(houston_[a-z_]+)(?:\{[a-z]+\})?` \| (\w+) \|", section, re.M)}
+    assert documented == exposed
+
+
 def test_json_logs_are_one_object_per_line(fresh_server):
     import json
     srv = fresh_server("--log-format", "json")
@@ -87,3 +100,27 @@ def test_metrics_addr_serves_metrics_and_health(fresh_server):
     assert http("GET", f"http://127.0.0.1:{port}/readyz").json == {"status": "ready"}
     assert http("GET", f"http://127.0.0.1:{port}/api/v1/messages", "topic==x").status == 404
     assert srv.stop() == 0
+
+
+def test_metrics_listener_takes_the_http_limits_from_the_settings(fresh_server):
+    """--metrics-addr gets the limits of the other listeners (one function
+    fills them all); it had the built-in defaults (a 10 s head deadline,
+    unlimited keep-alive) whatever the settings said."""
+    import socket
+    import time
+    from conftest import free_port, read_to_eof
+    port = free_port()
+    fresh_server("--metrics-addr", f"127.0.0.1:{port}", "--header-timeout", "300ms",
+                 "--keepalive-requests", "2")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        start = time.monotonic()
+        data = read_to_eof(s)
+        assert time.monotonic() - start < 2
+        assert data.startswith(b"HTTP/1.1 408"), data[:100]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 2)
+        data = read_to_eof(s)
+        heads = [h.lower() for h in data.split(b"HTTP/1.1 ")[1:]]
+        assert len(heads) == 2, data
+        assert b"connection: close" not in heads[0] and b"connection: close" in heads[1]

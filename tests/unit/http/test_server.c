@@ -786,6 +786,38 @@ static void test_shutdown_answers_in_flight(void **state)
     stop();
 }
 
+/* Every listener's limits come from the settings: the defaults of the
+ * settings table (not hs_http_limits_default's), and what flags say. */
+static void test_limits_from_config(void **state)
+{
+    (void)state;
+    hs_config_t cfg;
+    hs_config_defaults(&cfg);
+    hs_http_limits_t limits, builtin;
+    hs_http_limits_from_config(&limits, &cfg);
+    hs_http_limits_default(&builtin);
+    assert_int_equal(limits.max_body, cfg.max_body);
+    assert_int_equal(limits.body_timeout_ms, 10000); /* --body-timeout's default */
+    assert_int_equal(limits.max_requests_per_conn, 10000);
+    assert_int_equal(limits.max_url, builtin.max_url); /* no setting: the built-in bound */
+    assert_int_equal(limits.max_headers, builtin.max_headers);
+    assert_int_equal(limits.max_header_bytes, builtin.max_header_bytes);
+    hs_config_dispose(&cfg);
+
+    char *argv[] = {"--max-body",     "2k", "--header-timeout",     "300ms", "--body-timeout", "2s",
+                    "--idle-timeout", "5s", "--keepalive-requests", "7"};
+    char err[256];
+    hs_config_defaults(&cfg);
+    assert_int_equal(hs_config_load(&cfg, 10, argv, err, sizeof(err)), 0);
+    hs_http_limits_from_config(&limits, &cfg);
+    assert_int_equal(limits.max_body, 2048);
+    assert_int_equal(limits.header_timeout_ms, 300);
+    assert_int_equal(limits.body_timeout_ms, 2000);
+    assert_int_equal(limits.idle_timeout_ms, 5000);
+    assert_int_equal(limits.max_requests_per_conn, 7);
+    hs_config_dispose(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -807,6 +839,7 @@ int main(void)
         cmocka_unit_test(test_query_decoding),
         cmocka_unit_test(test_upgrade_passes_leftover_bytes),
         cmocka_unit_test(test_shutdown_answers_in_flight),
+        cmocka_unit_test(test_limits_from_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

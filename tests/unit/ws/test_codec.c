@@ -41,8 +41,9 @@ static void test_header_cases(void **state)
         {"\x00\x80\x00\x00\x00\x00", 6, 0, 0x0, 0, 6},               /* continuation */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        hs_ws_frame_header_t h;
-        int rc = hs_ws_parse_header((const uint8_t *)cases[i].bytes, cases[i].len, &h);
+        hs_ws_frame_header_t h = {0};
+        int rc =
+            hs_ws_parse_header((const uint8_t *)cases[i].bytes, cases[i].len, HS_WS_MASKED, &h);
         assert_int_equal(rc, cases[i].rc);
         if (rc == 0) {
             assert_int_equal(h.opcode, cases[i].opcode);
@@ -50,6 +51,59 @@ static void test_header_cases(void **state)
             assert_int_equal(h.header_len, cases[i].header);
         }
     }
+}
+
+/* The same parser told that frames come from a server (the CLI, the bench):
+ * a mask is now the protocol error, and the header has no mask bytes. */
+static void test_server_header_cases(void **state)
+{
+    (void)state;
+    struct {
+        const char *bytes;
+        size_t len;
+        int rc;
+        uint8_t opcode;
+        uint64_t payload;
+        size_t header;
+    } cases[] = {
+        {"\x81\x05hello", 7, 0, 0x1, 5, 2},                  /* unmasked text */
+        {"\x81\x85\x01\x02\x03\x04", 6, HS_EPROTO, 0, 0, 0}, /* masked */
+        {"\x81", 1, HS_EAGAIN, 0, 0, 2},                     /* short */
+        {"\x82\x7e\x01\x00", 4, 0, 0x2, 256, 4},             /* 16-bit length */
+        {"\x82\x7e\x01", 3, HS_EAGAIN, 0, 0, 4},             /* needs exactly 4 */
+        {"\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00", 10, 0, 0x2, 65536, 10},
+        {"\x82\x7f\x00\x00\x00", 5, HS_EAGAIN, 0, 0, 10}, /* needs exactly 10 */
+        {"\x82\x7f\x80\x00\x00\x00\x00\x00\x00\x00", 10, HS_EPROTO, 0, 0, 0},
+        {"\xc1\x00", 2, HS_EPROTO, 0, 0, 0},         /* RSV1 */
+        {"\x83\x00", 2, HS_EPROTO, 0, 0, 0},         /* opcode 3 */
+        {"\x09\x00", 2, HS_EPROTO, 0, 0, 0},         /* fragmented ping */
+        {"\x89\x7e\x00\x7e", 4, HS_EPROTO, 0, 0, 0}, /* ping > 125 */
+        {"\x88\x02\x03\xe8", 4, 0, 0x8, 2, 2},       /* close 1000 */
+        {"\x00\x00", 2, 0, 0x0, 0, 2},               /* continuation */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        hs_ws_frame_header_t h = {0};
+        int rc =
+            hs_ws_parse_header((const uint8_t *)cases[i].bytes, cases[i].len, HS_WS_UNMASKED, &h);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc == 0) {
+            assert_int_equal(h.opcode, cases[i].opcode);
+            assert_int_equal(h.payload_len, cases[i].payload);
+            assert_false(h.masked);
+            assert_memory_equal(h.mask, "\0\0\0\0", 4);
+        }
+        if (rc == 0 || rc == HS_EAGAIN)
+            assert_int_equal(h.header_len, cases[i].header);
+    }
+    /* A frame the server encodes is one the client side parses back. */
+    hs_buf_t *frame = hs_ws_frame_new(HS_WS_OP_TEXT, "hello", 5);
+    hs_ws_frame_header_t h = {0};
+    assert_int_equal(
+        hs_ws_parse_header((const uint8_t *)frame->data, frame->len, HS_WS_UNMASKED, &h), 0);
+    assert_int_equal(h.header_len, 2);
+    assert_int_equal(h.payload_len, 5);
+    assert_true(h.fin);
+    hs_buf_unref(frame);
 }
 
 static void test_encode_lengths(void **state)
@@ -186,11 +240,9 @@ static void test_handshake(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_header_cases),
-        cmocka_unit_test(test_encode_lengths),
-        cmocka_unit_test(test_unmask_in_pieces),
-        cmocka_unit_test(test_close_codes),
-        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_header_cases),   cmocka_unit_test(test_server_header_cases),
+        cmocka_unit_test(test_encode_lengths), cmocka_unit_test(test_unmask_in_pieces),
+        cmocka_unit_test(test_close_codes),    cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_handshake),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

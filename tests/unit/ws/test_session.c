@@ -1,9 +1,14 @@
 /* The WebSocket session on a real loop (in a thread) and real loopback
  * sockets, driven by a blocking client in the test thread: what a read
  * carries is never counted against the message limit as a whole, only each
- * frame's declared length and a fragmented message's total; and a client that
- * floods pings without reading costs one waiting pong, not one per ping. The
- * loop must close with no handle left. */
+ * frame's declared length and a fragmented message's total; a client that
+ * floods pings without reading costs one waiting pong, not one per ping;
+ * fragmentation with control frames in between; control frames (pong, and
+ * 1002 for a long or fragmented one); the close handshake (the code echoed,
+ * 1002 for an invalid code, 1007 for a reason that is not UTF-8, nothing
+ * read after a close); and the limits (1009 per frame and per message, 1002
+ * for an unmasked frame, 1007 for text that is not UTF-8). The loop must
+ * close with no handle left. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -44,17 +49,28 @@ typedef struct server {
     uv_sem_t ready;
     atomic_int messages;
     atomic_int last_close_code;
+    atomic_int last_close_clean;
     int loop_close_rc;
 } server_t;
 
 static server_t *srv;
-static int closed_with; /* the close code of the last session of a stopped server */
+static int closed_with;   /* the close code of the last session of a stopped server */
+static bool closed_clean; /* and whether the peer completed the close handshake */
 
-/* Each message is answered with "ok <its length>". */
+/* Each message is answered with "ok <its length>"; a text "echo <text>" with
+ * <text>, and "close-me" by a close from the server (4000, "bye"). */
 static void message_cb(hs_ws_session_t *ws, bool binary, const char *data, size_t len)
 {
     server_t *s = hs_ws_data(ws);
     atomic_fetch_add(&s->messages, 1);
+    if (!binary && len == 8 && memcmp(data, "close-me", 8) == 0) {
+        hs_ws_close(ws, 4000, "bye");
+        return;
+    }
+    if (!binary && len >= 5 && memcmp(data, "echo ", 5) == 0) {
+        hs_ws_send_text(ws, data + 5, len - 5);
+        return;
+    }
     char answer[32];
     int n = snprintf(answer, sizeof(answer), "ok %zu", len);
     hs_ws_send_text(ws, answer, (size_t)n);
@@ -64,6 +80,7 @@ static void close_cb(hs_ws_session_t *ws, uint16_t code, bool clean)
 {
     server_t *s = hs_ws_data(ws);
     atomic_store(&s->last_close_code, code);
+    atomic_store(&s->last_close_clean, clean);
 }
 
 static const hs_ws_callbacks_t callbacks = {.on_message = message_cb, .on_close = close_cb};
@@ -146,6 +163,7 @@ static void stop(void)
     pthread_join(srv->thread, NULL);
     assert_int_equal(srv->loop_close_rc, 0);
     closed_with = atomic_load(&srv->last_close_code);
+    closed_clean = atomic_load(&srv->last_close_clean);
     uv_sem_destroy(&srv->ready);
     free(srv);
     srv = NULL;
@@ -222,7 +240,8 @@ static size_t client_frame(uint8_t *out, bool fin, uint8_t opcode, const void *p
     out[1] |= 0x80;
     memcpy(out + pos, mask, 4);
     pos += 4;
-    memcpy(out + pos, payload, len);
+    if (len > 0)
+        memcpy(out + pos, payload, len);
     hs_ws_unmask(out + pos, len, mask, 0); /* masking is the same XOR */
     return pos + len;
 }
@@ -415,6 +434,265 @@ static void test_ping_flood_keeps_one_pong_waiting(void **state)
     stop();
 }
 
+/* ---- fragmentation and control frames ------------------------------------- */
+
+/* A text message in three fragments, a ping and an unsolicited pong between
+ * them, a two-byte character cut across two fragments: the pong for the ping
+ * comes first, then the message, whole. */
+static void test_fragments_with_control_frames_between(void **state)
+{
+    (void)state;
+    start(0);
+    client_t *c = client_open(0);
+    uint8_t f[512];
+    size_t n = client_frame(f, false, HS_WS_OP_TEXT, "echo He", 7);
+    n += client_frame(f + n, true, HS_WS_OP_PING, "between", 7);
+    n += client_frame(f + n, false, HS_WS_OP_CONT, "llo w\xc3", 6);
+    n += client_frame(f + n, true, HS_WS_OP_PONG, "unasked", 7);
+    n += client_frame(f + n, true, HS_WS_OP_CONT, "\xb6rld", 4);
+    client_send(c, f, n);
+    char payload[256];
+    size_t len;
+    assert_int_equal(next_frame(c, payload, sizeof(payload), &len), HS_WS_OP_PONG);
+    assert_string_equal(payload, "between");
+    expect_text(c, "Hello w\xc3\xb6rld");
+    /* The next message starts afresh: a single frame. */
+    client_send(c, f, client_frame(f, true, HS_WS_OP_TEXT, "echo again", 10));
+    expect_text(c, "again");
+    expect_alive(c);
+    assert_int_equal(atomic_load(&srv->messages), 2);
+    client_close(c);
+    stop();
+}
+
+/* Sends bytes on a fresh connection and expects the server to close it with
+ * code, and to have delivered no message. */
+static void expect_refused(const uint8_t *bytes, size_t len, uint16_t code)
+{
+    client_t *c = client_open(0);
+    client_send(c, bytes, len);
+    expect_close(c, code);
+    client_close(c);
+}
+
+static void test_continuation_without_a_message_is_1002(void **state)
+{
+    (void)state;
+    start(0);
+    uint8_t f[64];
+    expect_refused(f, client_frame(f, true, HS_WS_OP_CONT, "orphan", 6), 1002);
+    stop();
+    assert_int_equal(closed_with, 1002);
+    assert_false(closed_clean);
+}
+
+static void test_new_message_inside_a_fragmented_one_is_1002(void **state)
+{
+    (void)state;
+    start(0);
+    uint8_t f[64];
+    size_t n = client_frame(f, false, HS_WS_OP_TEXT, "first", 5);
+    n += client_frame(f + n, true, HS_WS_OP_TEXT, "second", 6);
+    expect_refused(f, n, 1002);
+    stop();
+    assert_int_equal(closed_with, 1002);
+}
+
+/* A control frame longer than 125 bytes, or with FIN clear, is a protocol
+ * error (RFC 6455 5.5), whatever its opcode. */
+static void test_long_or_fragmented_control_frame_is_1002(void **state)
+{
+    (void)state;
+    start(0);
+    uint8_t f[256];
+    char payload[HS_WS_MAX_CONTROL + 1];
+    memset(payload, 'p', sizeof(payload));
+    expect_refused(f, client_frame(f, true, HS_WS_OP_PING, payload, sizeof(payload)), 1002);
+    expect_refused(f, client_frame(f, true, HS_WS_OP_PONG, payload, sizeof(payload)), 1002);
+    expect_refused(f, client_frame(f, false, HS_WS_OP_PING, "frag", 4), 1002);
+    expect_refused(f, client_frame(f, false, HS_WS_OP_CLOSE, "\x03\xe8", 2), 1002);
+    /* At 125 bytes a ping is answered. */
+    client_t *c = client_open(0);
+    client_send(c, f, client_frame(f, true, HS_WS_OP_PING, payload, HS_WS_MAX_CONTROL));
+    char answer[256];
+    size_t len;
+    assert_int_equal(next_frame(c, answer, sizeof(answer), &len), HS_WS_OP_PONG);
+    assert_int_equal(len, HS_WS_MAX_CONTROL);
+    assert_memory_equal(answer, payload, HS_WS_MAX_CONTROL);
+    client_close(c);
+    assert_int_equal(atomic_load(&srv->messages), 0);
+    stop();
+}
+
+/* ---- the close handshake ------------------------------------------------------ */
+
+/* The peer's close code is echoed and the session ends clean with it; an
+ * empty close is answered with an empty close (1005 to the application). */
+static void test_close_code_is_echoed(void **state)
+{
+    (void)state;
+    start(0);
+    client_t *c = client_open(0);
+    uint8_t f[64];
+    client_send(c, f, client_frame(f, true, HS_WS_OP_CLOSE, "\x0f\xa1going", 7)); /* 4001 */
+    expect_close(c, 4001);
+    client_close(c);
+    stop();
+    assert_int_equal(closed_with, 4001);
+    assert_true(closed_clean);
+
+    start(0);
+    c = client_open(0);
+    client_send(c, f, client_frame(f, true, HS_WS_OP_CLOSE, NULL, 0));
+    char payload[256];
+    size_t len;
+    assert_int_equal(next_frame(c, payload, sizeof(payload), &len), HS_WS_OP_CLOSE);
+    assert_int_equal(len, 0);
+    assert_int_equal(next_frame(c, payload, sizeof(payload), &len), -1);
+    client_close(c);
+    stop();
+    assert_int_equal(closed_with, 1005);
+    assert_true(closed_clean);
+}
+
+/* Codes that must not be sent (RFC 6455 7.4: 1004-1006, 1015, below 1000,
+ * 1016-2999, 5000 and up) and a 1-byte payload are 1002. */
+static void test_invalid_close_codes_are_1002(void **state)
+{
+    (void)state;
+    static const uint16_t invalid[] = {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535};
+    start(0);
+    uint8_t f[64];
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+        uint8_t code[2] = {(uint8_t)(invalid[i] >> 8), (uint8_t)invalid[i]};
+        expect_refused(f, client_frame(f, true, HS_WS_OP_CLOSE, code, 2), 1002);
+    }
+    expect_refused(f, client_frame(f, true, HS_WS_OP_CLOSE, "\x03", 1), 1002);
+    stop();
+    assert_int_equal(closed_with, 1002);
+    assert_false(closed_clean);
+}
+
+static void test_close_reason_not_utf8_is_1007(void **state)
+{
+    (void)state;
+    start(0);
+    uint8_t f[64];
+    expect_refused(f,
+                   client_frame(f, true, HS_WS_OP_CLOSE,
+                                "\x03\xe8"
+                                "bad \xc3\x28",
+                                8),
+                   1007);
+    /* The same code with a valid reason is echoed. */
+    client_t *c = client_open(0);
+    client_send(c, f,
+                client_frame(f, true, HS_WS_OP_CLOSE,
+                             "\x03\xe8"
+                             "ok \xc3\xb6",
+                             7));
+    expect_close(c, 1000);
+    client_close(c);
+    stop();
+    assert_int_equal(closed_with, 1000);
+}
+
+/* Nothing is read after the peer's close frame, even in the same write; and
+ * after the server's own close, data frames are ignored until the peer's
+ * close completes the handshake. */
+static void test_nothing_is_read_after_a_close(void **state)
+{
+    (void)state;
+    start(0);
+    client_t *c = client_open(0);
+    uint8_t f[128];
+    size_t n = client_frame(f, true, HS_WS_OP_CLOSE, "\x03\xe8", 2);
+    n += client_frame(f + n, true, HS_WS_OP_TEXT, "late", 4);
+    n += client_frame(f + n, true, HS_WS_OP_PING, "late", 4);
+    client_send(c, f, n);
+    expect_close(c, 1000); /* and no pong, no answer: the end of the stream */
+    client_close(c);
+    assert_int_equal(atomic_load(&srv->messages), 0);
+    stop();
+    assert_true(closed_clean);
+
+    start(0);
+    c = client_open(0);
+    client_send(c, f, client_frame(f, true, HS_WS_OP_TEXT, "close-me", 8));
+    char payload[256];
+    size_t len;
+    assert_int_equal(next_frame(c, payload, sizeof(payload), &len), HS_WS_OP_CLOSE);
+    assert_int_equal(len, 5);
+    assert_memory_equal(payload,
+                        "\x0f\xa0"
+                        "bye",
+                        5); /* 4000 */
+    client_send(c, f, client_frame(f, true, HS_WS_OP_TEXT, "ignored", 7));
+    client_send(c, f, client_frame(f, true, HS_WS_OP_CLOSE, "\x0f\xa0", 2));
+    assert_int_equal(next_frame(c, payload, sizeof(payload), &len), -1); /* no second close */
+    client_close(c);
+    assert_int_equal(atomic_load(&srv->messages), 1);
+    stop();
+    assert_int_equal(closed_with, 4000);
+    assert_true(closed_clean);
+}
+
+/* ---- limits -------------------------------------------------------------------- */
+
+/* A client frame without a mask is a protocol error (RFC 6455 5.1). */
+static void test_unmasked_frame_is_1002(void **state)
+{
+    (void)state;
+    start(0);
+    uint8_t f[16];
+    size_t n = hs_ws_write_header(f, true, HS_WS_OP_TEXT, 2);
+    memcpy(f + n, "hi", 2);
+    expect_refused(f, n + 2, 1002);
+    stop();
+    assert_int_equal(closed_with, 1002);
+}
+
+/* A message whose fragments end before its limit, then one more fragment
+ * that passes it, whole: 1009; a single frame's declared length past the
+ * limit with its payload sent too: 1009 without a message. */
+static void test_message_and_frame_limits_are_1009(void **state)
+{
+    (void)state;
+    start(0);
+    static uint8_t f[4 * MAX_MESSAGE];
+    char payload[MAX_MESSAGE + 1];
+    memset(payload, 'x', sizeof(payload));
+    size_t n = client_frame(f, false, HS_WS_OP_BINARY, payload, MAX_MESSAGE / 2);
+    n += client_frame(f + n, false, HS_WS_OP_CONT, payload, MAX_MESSAGE / 2);
+    n += client_frame(f + n, true, HS_WS_OP_CONT, payload, 1);
+    expect_refused(f, n, 1009);
+    expect_refused(f, client_frame(f, true, HS_WS_OP_TEXT, payload, MAX_MESSAGE + 1), 1009);
+    /* Exactly the limit in fragments is a message. */
+    client_t *c = client_open(0);
+    n = client_frame(f, false, HS_WS_OP_BINARY, payload, MAX_MESSAGE / 2);
+    n += client_frame(f + n, true, HS_WS_OP_CONT, payload, MAX_MESSAGE / 2);
+    client_send(c, f, n);
+    expect_text(c, "ok 256");
+    client_close(c);
+    assert_int_equal(atomic_load(&srv->messages), 1);
+    stop();
+}
+
+/* Text that is not UTF-8 is 1007, in one frame or across fragments. */
+static void test_text_not_utf8_is_1007(void **state)
+{
+    (void)state;
+    start(0);
+    uint8_t f[64];
+    expect_refused(f, client_frame(f, true, HS_WS_OP_TEXT, "a\xff", 2), 1007);
+    size_t n = client_frame(f, false, HS_WS_OP_TEXT, "a\xc3", 2);
+    n += client_frame(f + n, true, HS_WS_OP_CONT, "", 0); /* ends inside a character */
+    expect_refused(f, n, 1007);
+    assert_int_equal(atomic_load(&srv->messages), 0);
+    stop();
+    assert_int_equal(closed_with, 1007);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +700,17 @@ int main(void)
         cmocka_unit_test(test_frame_over_the_limit_is_1009),
         cmocka_unit_test(test_fragments_over_the_limit_are_1009),
         cmocka_unit_test(test_ping_flood_keeps_one_pong_waiting),
+        cmocka_unit_test(test_fragments_with_control_frames_between),
+        cmocka_unit_test(test_continuation_without_a_message_is_1002),
+        cmocka_unit_test(test_new_message_inside_a_fragmented_one_is_1002),
+        cmocka_unit_test(test_long_or_fragmented_control_frame_is_1002),
+        cmocka_unit_test(test_close_code_is_echoed),
+        cmocka_unit_test(test_invalid_close_codes_are_1002),
+        cmocka_unit_test(test_close_reason_not_utf8_is_1007),
+        cmocka_unit_test(test_nothing_is_read_after_a_close),
+        cmocka_unit_test(test_unmasked_frame_is_1002),
+        cmocka_unit_test(test_message_and_frame_limits_are_1009),
+        cmocka_unit_test(test_text_not_utf8_is_1007),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -360,12 +360,8 @@ hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
     n->health = hs_health_add_routes(n->router, store, bus);
     hs_console_add_routes(n->router);
     hs_http_limits_t limits;
-    hs_http_limits_default(&limits);
-    limits.header_timeout_ms = cfg->header_timeout_ms;
-    limits.idle_timeout_ms = cfg->idle_timeout_ms;
-    limits.body_timeout_ms = cfg->body_timeout_ms;
+    hs_http_limits_from_config(&limits, cfg);
     limits.max_body = 4096; /* nothing is posted to the WebSocket port */
-    limits.max_requests_per_conn = (unsigned)cfg->keepalive_requests;
     n->http = hs_http_server_new(net, n->router, &limits, "notifier");
     return n;
 }

@@ -727,12 +727,7 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     p->health = hs_health_add_routes(p->router, store, bus);
     hs_health_add_metrics_route(p->health, p->router);
     hs_http_limits_t limits;
-    hs_http_limits_default(&limits);
-    limits.max_body = cfg->max_body;
-    limits.max_requests_per_conn = (unsigned)cfg->keepalive_requests;
-    limits.header_timeout_ms = cfg->header_timeout_ms;
-    limits.idle_timeout_ms = cfg->idle_timeout_ms;
-    limits.body_timeout_ms = cfg->body_timeout_ms;
+    hs_http_limits_from_config(&limits, cfg);
     p->http = hs_http_server_new(net, p->router, &limits, "publisher");
     /* Browsers (the console on the WebSocket port first) may call the API. */
     hs_http_server_set_cors(p->http, hs_cors_new(cfg->cors_origins, cfg->ws_addr));

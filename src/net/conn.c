@@ -107,16 +107,15 @@ int hs_conn__start(hs_conn_t *conn)
     conn->peer[0] = '\0';
     if (uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&addr, &len) == 0) {
         char ip[INET6_ADDRSTRLEN] = "";
-        int port = 0;
         if (addr.ss_family == AF_INET) {
             struct sockaddr_in *in = (struct sockaddr_in *)&addr;
             uv_ip4_name(in, ip, sizeof(ip));
-            port = ntohs(in->sin_port);
+            int port = ntohs(in->sin_port);
             snprintf(conn->peer, sizeof(conn->peer), "%s:%d", ip, port);
         } else if (addr.ss_family == AF_INET6) {
             struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&addr;
             uv_ip6_name(in6, ip, sizeof(ip));
-            port = ntohs(in6->sin6_port);
+            int port = ntohs(in6->sin6_port);
             const char *shown = strncmp(ip, "::ffff:", 7) == 0 ? ip + 7 : ip;
             snprintf(conn->peer, sizeof(conn->peer), shown == ip ? "[%s]:%d" : "%s:%d", shown,
                      port);

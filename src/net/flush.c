@@ -8,11 +8,13 @@
  * at once, while the loop thread waits in hs_flush_pool_run:
  *   - the write phase (hs_net__flush_writes, any thread) touches its own
  *     connection and nothing else: the queue ring (out, out_head,
- *     out_count, out_cap, pending), the buffers' data (read only) and
- *     references (hs_buf_unref is atomic: a buffer is shared by every
- *     connection of a fan-out), the socket's descriptor, and the flush_*
- *     outcome fields. It never calls libuv (but uv_fileno, which reads the
- *     handle), the handler, the logger, the metrics or the net.
+ *     out_count, out_cap, pending; hs_conn__consume may give the ring
+ *     back), the buffers' data (read only) and references (hs_buf_unref is
+ *     atomic: a buffer is shared by every connection of a fan-out, and the
+ *     helper that drops the last reference frees it), the socket's
+ *     descriptor, and the flush_* outcome fields. It never calls libuv (but
+ *     uv_fileno, which reads the handle), the handler, the logger, the
+ *     metrics or the net.
  *   - the finish phase (hs_net__flush_finish, loop thread, after the pool
  *     returned) acts on the outcome: counters, metrics, the log line, a
  *     uv_write for the rest, a close, the handler's on_drain.

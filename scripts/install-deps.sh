@@ -11,7 +11,7 @@ mode=${1:-build}
 build_pkgs=(gcc make cmake pkg-config libuv1-dev libhttp-parser-dev libjansson-dev
             libsqlite3-dev libssl-dev libmariadb-dev libhiredis-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-pytest-timeout python3-websockets
-           python3-yaml python3-cryptography httpie clang-format prometheus mariadb-server redis-server nginx-light
+           python3-yaml python3-cryptography httpie clang-format cppcheck prometheus mariadb-server redis-server nginx-light
            chromium fonts-liberation
            dpkg-dev binutils lintian systemd man-db groff-base)
 

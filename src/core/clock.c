@@ -17,8 +17,8 @@ size_t hs_format_rfc3339_ms(uint64_t ms, char out[HS_RFC3339_MS_LEN + 1])
     /* Written by hand: the fields are bounded, so no truncation is possible
      * and no format-truncation warning needs silencing. */
     unsigned year = (unsigned)(tm.tm_year + 1900) % 10000u;
-    unsigned fields[] = {(unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday, (unsigned)tm.tm_hour,
-                         (unsigned)tm.tm_min, (unsigned)tm.tm_sec};
+    const unsigned fields[] = {(unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday, (unsigned)tm.tm_hour,
+                               (unsigned)tm.tm_min, (unsigned)tm.tm_sec};
     static const char seps[] = "--T::";
     char *p = out;
     *p++ = (char)('0' + year / 1000u);

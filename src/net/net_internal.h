@@ -88,13 +88,6 @@ struct hs_net {
 };
 
 void hs_net__schedule_flush(hs_net_t *net, hs_conn_t *conn);
-void hs_net__flush_conn(hs_conn_t *conn);
-/* A flush in two phases, for the pool: the writes alone (any thread; touches
- * conn and nothing else), then what the outcome asks for (loop thread). Only
- * for plain connections that are not closing or writing. */
-bool hs_net__can_flush_apart(const hs_conn_t *conn);
-void hs_net__flush_writes(hs_conn_t *conn);
-void hs_net__flush_finish(hs_conn_t *conn);
 /* Takes conn off the flush list (before it is freed). */
 void hs_net__unschedule_flush(hs_net_t *net, hs_conn_t *conn);
 hs_conn_t *hs_conn__new(hs_net_t *net);
@@ -104,9 +97,22 @@ int hs_conn__start(hs_conn_t *conn);
 void hs_conn__read_ended(hs_conn_t *conn, int status);
 /* Drops n plaintext bytes from the front of the queue (written or encrypted). */
 void hs_conn__consume(hs_conn_t *conn, size_t n);
+/* The queue is empty and nothing is in flight (flush.c): the close that
+ * waited for it goes on, or the handler's on_drain runs. */
+void hs_conn__queue_drained(hs_conn_t *conn);
+
+/* ---- flushing one connection (flush.c) ---- */
+/* Writes what conn has queued (loop thread): plain or TLS. */
+void hs_net__flush_conn(hs_conn_t *conn);
+/* A flush in two phases, for the pool: the writes alone (any thread; touches
+ * conn and nothing else), then what the outcome asks for (loop thread). Only
+ * for plain connections that are not closing or writing. */
+bool hs_net__can_flush_apart(const hs_conn_t *conn);
+void hs_net__flush_writes(hs_conn_t *conn);
+void hs_net__flush_finish(hs_conn_t *conn);
 
 /* ---- TLS on one connection (tls.c) ----
- * conn.c calls these; they never write to the socket themselves. */
+ * conn.c and flush.c call these; they never write to the socket themselves. */
 hs_tls_conn_t *hs_tls__conn_new(hs_tls_t *tls, hs_conn_t *conn);
 void hs_tls__conn_free(hs_tls_conn_t *tc);
 /* Decrypts ciphertext just read and passes the plaintext to the handler's

@@ -18,6 +18,23 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("HOUSTON_BIN", str(ROOT / "build" / "houston"))
 
 
+# `make tsan` (HOUSTON_TSAN=1) runs houston under ThreadSanitizer, 5-15x
+# slower. A test whose outcome depends on how fast the server is - a
+# deadline in the server racing the test's own pace - is marked
+# @pytest.mark.timing_bound("why") and skipped there, and only there.
+def pytest_configure(config):
+    config.addinivalue_line("markers", "timing_bound(reason): skipped under make tsan (HOUSTON_TSAN=1)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("HOUSTON_TSAN") != "1":
+        return
+    for item in items:
+        marker = item.get_closest_marker("timing_bound")
+        if marker:
+            item.add_marker(pytest.mark.skip(reason=f"timing-bound under ThreadSanitizer: {marker.args[0]}"))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

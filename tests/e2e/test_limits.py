@@ -85,6 +85,8 @@ def server_frames(data):
     return frames, data
 
 
+@pytest.mark.timing_bound("the slow reader reads only after 300 publishes; a closing connection "
+                          "has 5 s to flush its close frame, which the publishes outlast under TSan")
 def test_a_subscriber_that_stops_reading_is_closed_with_1008(fresh_server):
     srv = fresh_server("--max-pending", "64k")
     slow = socket.socket()

@@ -4,6 +4,8 @@ import re
 import time
 from datetime import datetime, timezone
 
+import pytest
+
 from conftest import ahttp, connect, expect_silence, http, recv_json, run
 
 ULID = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
@@ -71,6 +73,8 @@ def test_subscribe_publish_receive(server, topic):
     run(go())
 
 
+@pytest.mark.timing_bound("23 HTTPie runs inside run()'s 25 s; test_fanout.py covers the fan-out "
+                          "under TSan")
 def test_fan_out_two_topics_exactly_once_in_order(server, topic):
     other = topic + "-b"
 

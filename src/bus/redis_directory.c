@@ -1,0 +1,272 @@
+/* redis_directory.c - the directory on Redis: which node holds a
+ * connection (houston:conns) and which nodes hold subscribers of a topic
+ * (houston:topic:<topic>, kept while a subscribe is pending); a node's
+ * entries put back after a reconnect; heartbeats, and the cleanup of a
+ * dead node's entries by one survivor. */
+#include <stdio.h>
+#include <string.h>
+
+#include "bus/redis_internal.h"
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/metrics.h"
+
+/* ---- what a link does when it is (back) up -------------------------------------------- */
+
+/* A node's directory entries, cleared before it registers again; topics with
+ * a subscribe on its way stay routed. */
+static const char reset_script[] =
+    "for _, c in ipairs(redis.call('SMEMBERS', KEYS[1])) do "
+    "  if redis.call('HGET', 'houston:conns', c) == ARGV[1] then "
+    "    redis.call('HDEL', 'houston:conns', c) end end "
+    "redis.call('DEL', KEYS[1]) "
+    "for _, t in ipairs(redis.call('SMEMBERS', KEYS[2])) do "
+    "  if (tonumber(redis.call('GET', 'houston:pend:' .. ARGV[1] .. ':' .. t)) or 0) <= 0 then "
+    "    redis.call('SREM', 'houston:topic:' .. t, ARGV[1]) "
+    "    redis.call('SREM', KEYS[2], t) end end "
+    "return 1";
+
+/* ---- directory ----------------------------------------------------------------------- */
+
+void hs_redis__register_connection(hs_bus_t *b, const char *node, const char *conn,
+                                   hs_bus_done_cb cb, void *data)
+{
+    redis_bus_t *bus = (redis_bus_t *)b;
+    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
+    pending_t *p = cb ? hs_redis__pending_new(data) : NULL;
+    if (p)
+        p->done = cb;
+    if (ac == NULL) {
+        if (p)
+            hs_redis__fail_later(bus, p);
+        return;
+    }
+    redisAsyncCommand(ac, NULL, NULL, "SADD houston:nodeconns:%s %s", node, conn);
+    if (redisAsyncCommand(ac, p ? hs_redis__done_reply_cb : NULL, p, "HSET houston:conns %s %s",
+                          conn, node) != REDIS_OK &&
+        p)
+        hs_redis__fail_later(bus, p);
+}
+
+void hs_redis__unregister_connection(hs_bus_t *b, const char *node, const char *conn)
+{
+    redisAsyncContext *ac = hs_redis__cmd_ac((redis_bus_t *)b);
+    if (ac) {
+        redisAsyncCommand(ac, NULL, NULL, "HDEL houston:conns %s", conn);
+        redisAsyncCommand(ac, NULL, NULL, "SREM houston:nodeconns:%s %s", node, conn);
+    }
+}
+
+void hs_redis__add_topic_node(hs_bus_t *b, const char *topic, const char *node)
+{
+    redisAsyncContext *ac = hs_redis__cmd_ac((redis_bus_t *)b);
+    if (ac) {
+        redisAsyncCommand(ac, NULL, NULL, "SADD houston:topic:%s %s", topic, node);
+        redisAsyncCommand(ac, NULL, NULL, "SADD houston:nodetopics:%s %s", node, topic);
+    }
+}
+
+/* The node's last local subscriber of a topic left; a subscribe still on its
+ * way to the node keeps the topic routed there. */
+static const char remove_topic_script[] =
+    "if (tonumber(redis.call('GET', KEYS[3])) or 0) > 0 then return 0 end "
+    "redis.call('SREM', KEYS[1], ARGV[1]) redis.call('SREM', KEYS[2], ARGV[2]) return 1";
+
+void hs_redis__remove_topic_node(hs_bus_t *b, const char *topic, const char *node)
+{
+    redisAsyncContext *ac = hs_redis__cmd_ac((redis_bus_t *)b);
+    if (ac)
+        redisAsyncCommand(ac, NULL, NULL,
+                          "EVAL %s 3 houston:topic:%s houston:nodetopics:%s houston:pend:%s:%s %s "
+                          "%s",
+                          remove_topic_script, topic, node, node, topic, node, topic);
+}
+
+static void locate_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    pending_t *p = privdata;
+    redisReply *r = reply;
+    if (!hs_redis__reply_ok(r))
+        p->node(hs_redis__reply_status(r), NULL, p->data);
+    else if (r->type == REDIS_REPLY_STRING)
+        p->node(0, r->str, p->data);
+    else
+        p->node(HS_ENOTFOUND, NULL, p->data);
+    hs_free(p);
+}
+
+void hs_redis__locate_connection(hs_bus_t *b, const char *conn, hs_bus_node_cb cb, void *data)
+{
+    redis_bus_t *bus = (redis_bus_t *)b;
+    pending_t *p = hs_redis__pending_new(data);
+    p->node = cb;
+    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
+    if (ac == NULL ||
+        redisAsyncCommand(ac, locate_cb, p, "HGET houston:conns %s", conn) != REDIS_OK)
+        hs_redis__fail_later(bus, p);
+}
+
+static void nodes_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    pending_t *p = privdata;
+    redisReply *r = reply;
+    if (!hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY) {
+        p->nodes(r ? HS_EIO : HS_EUNAVAIL, NULL, 0, p->data);
+    } else {
+        const char *stack[32] = {0};
+        const char **nodes = r->elements <= 32 ? stack : hs_malloc(r->elements * sizeof(char *));
+        for (size_t i = 0; i < r->elements; i++)
+            nodes[i] = r->element[i]->str;
+        p->nodes(0, nodes, r->elements, p->data);
+        if (nodes != stack)
+            hs_free(nodes);
+    }
+    hs_free(p);
+}
+
+void hs_redis__topic_nodes(hs_bus_t *b, const char *topic, hs_bus_nodes_cb cb, void *data)
+{
+    redis_bus_t *bus = (redis_bus_t *)b;
+    pending_t *p = hs_redis__pending_new(data);
+    p->nodes = cb;
+    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
+    if (ac == NULL ||
+        redisAsyncCommand(ac, nodes_cb, p, "SMEMBERS houston:topic:%s", topic) != REDIS_OK)
+        hs_redis__fail_later(bus, p);
+}
+
+/* ---- heartbeats and dead nodes ---------------------------------------------------- */
+
+/* Removes a dead node's directory entries, in Redis, in one script, so the
+ * connections and topic memberships go together. Returns 1 when this caller
+ * did it (another survivor may have been first). The node's command counter
+ * is left to expire in a day: a node that was only stalled numbers on, and
+ * sees that commands were removed (node_check_script). */
+static const char cleanup_script[] =
+    "if redis.call('SET', KEYS[1], '1', 'NX', 'PX', 30000) == false then return 0 end "
+    "for _, c in ipairs(redis.call('SMEMBERS', KEYS[2])) do "
+    "  if redis.call('HGET', 'houston:conns', c) == ARGV[1] then "
+    "    redis.call('HDEL', 'houston:conns', c) end end "
+    "for _, t in ipairs(redis.call('SMEMBERS', KEYS[3])) do "
+    "  redis.call('SREM', 'houston:topic:' .. t, ARGV[1]) end "
+    "redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) "
+    "redis.call('PEXPIRE', KEYS[5], 86400000) "
+    "redis.call('SREM', 'houston:nodes', ARGV[1]) "
+    "return 1";
+
+typedef struct dead_check {
+    redis_bus_t *bus;
+    char node[256];
+} dead_check_t;
+
+static void cleanup_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    dead_check_t *d = privdata;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1 && !d->bus->closing) {
+        hs_log_warn("bus: notifier node %s stopped beating; its connections were removed", d->node);
+        d->bus->dead_cb(d->node, d->bus->dead_data);
+    }
+    hs_free(d);
+}
+
+static void alive_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    dead_check_t *d = privdata;
+    redisReply *r = reply;
+    redis_bus_t *bus = d->bus;
+    redisAsyncContext *cmd = hs_redis__cmd_ac(bus);
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer != 0 || cmd == NULL) {
+        hs_free(d);
+        return;
+    }
+    char lock[KEY_MAX], conns[KEY_MAX], topics[KEY_MAX], stream[KEY_MAX], seq[KEY_MAX];
+    snprintf(lock, sizeof(lock), "houston:cleanup:%s", d->node);
+    snprintf(conns, sizeof(conns), "houston:nodeconns:%s", d->node);
+    snprintf(topics, sizeof(topics), "houston:nodetopics:%s", d->node);
+    snprintf(stream, sizeof(stream), "houston:node:%s", d->node);
+    snprintf(seq, sizeof(seq), "houston:nodeseq:%s", d->node);
+    redisAsyncCommand(cmd, cleanup_cb, d, "EVAL %s 5 %s %s %s %s %s %s", cleanup_script, lock,
+                      conns, topics, stream, seq, d->node);
+}
+
+static void nodes_listed_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_bus_t *bus = privdata;
+    redisReply *r = reply;
+    redisAsyncContext *cmd = hs_redis__cmd_ac(bus);
+    if (!hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY || cmd == NULL)
+        return;
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *node = r->element[i]->str;
+        if (node == NULL || strcmp(node, bus->node_name) == 0)
+            continue;
+        dead_check_t *d = hs_calloc(1, sizeof(*d));
+        d->bus = bus;
+        snprintf(d->node, sizeof(d->node), "%s", node);
+        redisAsyncCommand(cmd, alive_cb, d, "EXISTS houston:alive:%s", node);
+    }
+}
+
+static void heartbeat_cb(uv_timer_t *t)
+{
+    redis_bus_t *bus = t->data;
+    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
+    if (ac == NULL)
+        return;
+    hs_metrics_singleton.bus_heartbeats++;
+    redisAsyncCommand(ac, NULL, NULL, "SET houston:alive:%s 1 PX %llu", bus->node_name,
+                      (unsigned long long)(3 * bus->heartbeat_ms));
+    redisAsyncCommand(ac, NULL, NULL, "SADD houston:nodes %s", bus->node_name);
+    redisAsyncCommand(ac, nodes_listed_cb, bus, "SMEMBERS houston:nodes");
+}
+
+void hs_redis__watch_nodes(hs_bus_t *b, const char *node, uint64_t interval_ms,
+                           void (*dead_cb)(const char *node, void *data), void *data)
+{
+    redis_bus_t *bus = (redis_bus_t *)b;
+    if (bus->heartbeat_on || interval_ms == 0)
+        return;
+    if (bus->node_name == NULL)
+        bus->node_name = hs_strdup(node);
+    bus->heartbeat_ms = interval_ms;
+    bus->dead_cb = dead_cb;
+    bus->dead_data = data;
+    uv_timer_start(&bus->heartbeat, heartbeat_cb, 0, interval_ms);
+    bus->heartbeat_on = true;
+}
+
+/* ---- the command link (back) up, and a clean stop ----------------------------------- */
+
+void hs_redis__directory_cmd_up(redis_bus_t *bus, bool again)
+{
+    link_t *l = &bus->links[LINK_CMD];
+    if (again && bus->node_name && bus->node_handler) {
+        /* Entries of connections that left while Redis was away are
+         * stale: clear this node's, the notifier puts back the live. */
+        redisAsyncCommand(l->ac, NULL, NULL,
+                          "EVAL %s 2 houston:nodeconns:%s houston:nodetopics:%s %s", reset_script,
+                          bus->node_name, bus->node_name, bus->node_name);
+    }
+    if (again && bus->reconnect_cb)
+        bus->reconnect_cb(bus->reconnect_data);
+    if (bus->heartbeat_on) /* listed at once (again): an event gap reaches it */
+        heartbeat_cb(&bus->heartbeat);
+}
+
+void hs_redis__directory_close(redis_bus_t *bus)
+{
+    if (bus->heartbeat_on && bus->links[LINK_CMD].up) {
+        /* A clean stop: leave the directory now rather than after the
+         * timeout (the notifier already removed its connections). */
+        redisAsyncContext *ac = bus->links[LINK_CMD].ac;
+        redisAsyncCommand(ac, NULL, NULL, "DEL houston:alive:%s", bus->node_name);
+        redisAsyncCommand(ac, NULL, NULL, "SREM houston:nodes %s", bus->node_name);
+    }
+}

@@ -217,6 +217,7 @@ int hs_bus_redis_open(uv_loop_t *loop, const char *url, const hs_bus_redis_optio
              (unsigned long long)(options && options->event_stream_max ? options->event_stream_max
                                                                        : EVENTS_MAXLEN));
     bus->node_seq = -1;
+    hs_redis__scripts_init(bus);
     const char *p = strncmp(url, "redis://", 8) == 0 ? url + 8 : NULL;
     const char *colon = p ? strchr(p, ':') : NULL;
     const char *slash = p ? strchr(p, '/') : NULL;

@@ -15,11 +15,14 @@
 /* ---- what a link does when it is (back) up -------------------------------------------- */
 
 /* A node's directory entries, cleared before it registers again; topics with
- * a subscribe on its way stay routed. */
-static const char reset_script[] =
+ * a subscribe on its way stay routed. KEYS: the node's connections, its
+ * topics, houston:conns. The per-topic keys (houston:topic:<t>,
+ * houston:pend:<node>:<t>) are derived inside from the members of the
+ * node's topic set: which topics those are is only known inside the step. */
+const char hs_redis__reset_script[] =
     "for _, c in ipairs(redis.call('SMEMBERS', KEYS[1])) do "
-    "  if redis.call('HGET', 'houston:conns', c) == ARGV[1] then "
-    "    redis.call('HDEL', 'houston:conns', c) end end "
+    "  if redis.call('HGET', KEYS[3], c) == ARGV[1] then "
+    "    redis.call('HDEL', KEYS[3], c) end end "
     "redis.call('DEL', KEYS[1]) "
     "for _, t in ipairs(redis.call('SMEMBERS', KEYS[2])) do "
     "  if (tonumber(redis.call('GET', 'houston:pend:' .. ARGV[1] .. ':' .. t)) or 0) <= 0 then "
@@ -69,18 +72,19 @@ void hs_redis__add_topic_node(hs_bus_t *b, const char *topic, const char *node)
 
 /* The node's last local subscriber of a topic left; a subscribe still on its
  * way to the node keeps the topic routed there. */
-static const char remove_topic_script[] =
+const char hs_redis__remove_topic_script[] =
     "if (tonumber(redis.call('GET', KEYS[3])) or 0) > 0 then return 0 end "
     "redis.call('SREM', KEYS[1], ARGV[1]) redis.call('SREM', KEYS[2], ARGV[2]) return 1";
 
 void hs_redis__remove_topic_node(hs_bus_t *b, const char *topic, const char *node)
 {
-    redisAsyncContext *ac = hs_redis__cmd_ac((redis_bus_t *)b);
-    if (ac)
-        redisAsyncCommand(ac, NULL, NULL,
-                          "EVAL %s 3 houston:topic:%s houston:nodetopics:%s houston:pend:%s:%s %s "
-                          "%s",
-                          remove_topic_script, topic, node, node, topic, node, topic);
+    redis_bus_t *bus = (redis_bus_t *)b;
+    char topic_key[KEY_MAX], node_topics[KEY_MAX], pend[KEY_MAX];
+    snprintf(topic_key, sizeof(topic_key), "houston:topic:%s", topic);
+    snprintf(node_topics, sizeof(node_topics), "houston:nodetopics:%s", node);
+    snprintf(pend, sizeof(pend), "houston:pend:%s:%s", node, topic);
+    hs_redis__script(hs_redis__cmd_ac(bus), bus, SCRIPT_REMOVE_TOPIC, NULL, NULL, 3, 5,
+                     (const char *[]){topic_key, node_topics, pend, node, topic}, NULL);
 }
 
 static void locate_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -144,17 +148,20 @@ void hs_redis__topic_nodes(hs_bus_t *b, const char *topic, hs_bus_nodes_cb cb, v
  * connections and topic memberships go together. Returns 1 when this caller
  * did it (another survivor may have been first). The node's command counter
  * is left to expire in a day: a node that was only stalled numbers on, and
- * sees that commands were removed (node_check_script). */
-static const char cleanup_script[] =
+ * sees that commands were removed (node_check_script). KEYS: the lock, the
+ * node's connections, its topics, its stream, its counter, houston:conns,
+ * houston:nodes. The topics' node sets (houston:topic:<t>) are derived
+ * inside from the members of the node's topic set, known only there. */
+const char hs_redis__cleanup_script[] =
     "if redis.call('SET', KEYS[1], '1', 'NX', 'PX', 30000) == false then return 0 end "
     "for _, c in ipairs(redis.call('SMEMBERS', KEYS[2])) do "
-    "  if redis.call('HGET', 'houston:conns', c) == ARGV[1] then "
-    "    redis.call('HDEL', 'houston:conns', c) end end "
+    "  if redis.call('HGET', KEYS[6], c) == ARGV[1] then "
+    "    redis.call('HDEL', KEYS[6], c) end end "
     "for _, t in ipairs(redis.call('SMEMBERS', KEYS[3])) do "
     "  redis.call('SREM', 'houston:topic:' .. t, ARGV[1]) end "
     "redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) "
     "redis.call('PEXPIRE', KEYS[5], 86400000) "
-    "redis.call('SREM', 'houston:nodes', ARGV[1]) "
+    "redis.call('SREM', KEYS[7], ARGV[1]) "
     "return 1";
 
 typedef struct dead_check {
@@ -191,8 +198,11 @@ static void alive_cb(redisAsyncContext *ac, void *reply, void *privdata)
     snprintf(topics, sizeof(topics), "houston:nodetopics:%s", d->node);
     snprintf(stream, sizeof(stream), "houston:node:%s", d->node);
     snprintf(seq, sizeof(seq), "houston:nodeseq:%s", d->node);
-    redisAsyncCommand(cmd, cleanup_cb, d, "EVAL %s 5 %s %s %s %s %s %s", cleanup_script, lock,
-                      conns, topics, stream, seq, d->node);
+    if (hs_redis__script(
+            cmd, bus, SCRIPT_CLEANUP, cleanup_cb, d, 7, 8,
+            (const char *[]){lock, conns, topics, stream, seq, CONNS_KEY, NODES_KEY, d->node},
+            NULL) != REDIS_OK)
+        hs_free(d);
 }
 
 static void nodes_listed_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -250,9 +260,11 @@ void hs_redis__directory_cmd_up(redis_bus_t *bus, bool again)
     if (again && bus->node_name && bus->node_handler) {
         /* Entries of connections that left while Redis was away are
          * stale: clear this node's, the notifier puts back the live. */
-        redisAsyncCommand(l->ac, NULL, NULL,
-                          "EVAL %s 2 houston:nodeconns:%s houston:nodetopics:%s %s", reset_script,
-                          bus->node_name, bus->node_name, bus->node_name);
+        char conns[KEY_MAX], topics[KEY_MAX];
+        snprintf(conns, sizeof(conns), "houston:nodeconns:%s", bus->node_name);
+        snprintf(topics, sizeof(topics), "houston:nodetopics:%s", bus->node_name);
+        hs_redis__script(l->ac, bus, SCRIPT_RESET, NULL, NULL, 3, 4,
+                         (const char *[]){conns, topics, CONNS_KEY, bus->node_name}, NULL);
     }
     if (again && bus->reconnect_cb)
         bus->reconnect_cb(bus->reconnect_data);

@@ -175,8 +175,15 @@ static void read_events_cb(uv_timer_t *t)
  * many the group read (entries-read nil: created at an id and not caught up
  * since), the group's last id before the first entry left is a gap (at
  * worst one reported when the trim ended exactly at that id). Ids are
- * compared as numbers: milliseconds fit a Lua double exactly. */
-static const char events_read_script[] =
+ * compared as numbers: milliseconds fit a Lua double exactly.
+ *
+ * KEYS: the event stream, the set of nodes. The gap command goes to every
+ * node's stream and counter (houston:node:<node>, houston:nodeseq:<node>):
+ * those keys are derived inside the script from the members of the set,
+ * because which nodes there are is only known in the same atomic step that
+ * appends to them (a node that joins in between must get it too). Fine on a
+ * single Redis; a Redis Cluster would need every key in one slot. */
+const char hs_redis__events_read_script[] =
     "local function before(a, b) "
     "  local am, as = string.match(a, '^(%d+)-(%d+)$') "
     "  local bm, bs = string.match(b, '^(%d+)-(%d+)$') "
@@ -211,7 +218,7 @@ static const char events_read_script[] =
     "consumer read them' "
     "  redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], delivered, 'ENTRIESREAD', trimmed) end "
     "if gap ~= '' then "
-    "  for _, node in ipairs(redis.call('SMEMBERS', 'houston:nodes')) do "
+    "  for _, node in ipairs(redis.call('SMEMBERS', KEYS[2])) do "
     "    local seq = redis.call('INCR', 'houston:nodeseq:' .. node) "
     "    redis.call('XADD', 'houston:node:' .. node, 'MAXLEN', '~', ARGV[4], '*', 'seq', seq, "
     "               'kind', 'gap', 'topic', KEYS[1], 'text', gap) end end "
@@ -341,9 +348,10 @@ static void read_events(redis_bus_t *bus)
                           "XREADGROUP GROUP %s %s COUNT %s STREAMS %s %s", GROUP,
                           bus->consumer_name, READ_COUNT, EVENTS_KEY, bus->pending_cursor);
     else
-        redisAsyncCommand(l->ac, events_read_cb, bus, "EVAL %s 1 %s %s %s %s %s %s",
-                          events_read_script, EVENTS_KEY, GROUP, bus->consumer_name, READ_COUNT,
-                          bus->node_max, bus->group_gap ? "1" : "0");
+        hs_redis__script(l->ac, bus, SCRIPT_EVENTS_READ, events_read_cb, bus, 2, 7,
+                         (const char *[]){EVENTS_KEY, NODES_KEY, GROUP, bus->consumer_name,
+                                          READ_COUNT, bus->node_max, bus->group_gap ? "1" : "0"},
+                         NULL);
 }
 
 static void group_created_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -460,14 +468,14 @@ static void backlog_cb(redisAsyncContext *ac, void *reply, void *privdata)
  * FIFO), which two consumers reading at once did not (docs/scaling.md);
  * issue 16 partitions the stream so that several leases share the work.
  * Answers 2 when it was just taken, 1 when renewed, 0 when another holds it. */
-static const char lease_script[] =
+const char hs_redis__lease_script[] =
     "local holder = redis.call('GET', KEYS[1]) "
     "if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
     "if holder then return 0 end "
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
     "return 2";
 
-static const char lease_release_script[] =
+const char hs_redis__lease_release_script[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
     "return 0";
 
@@ -536,8 +544,10 @@ void hs_redis__renew_lease(redis_bus_t *bus)
     redisAsyncContext *ac = hs_redis__cmd_ac(bus);
     if (ac == NULL || bus->consumer == NULL)
         return;
-    redisAsyncCommand(ac, lease_cb, bus, "EVAL %s 1 %s %s %llu", lease_script, LEASE_KEY,
-                      bus->consumer_name, (unsigned long long)bus->claim_idle_ms);
+    char ms[24];
+    snprintf(ms, sizeof(ms), "%llu", (unsigned long long)bus->claim_idle_ms);
+    hs_redis__script(ac, bus, SCRIPT_LEASE, lease_cb, bus, 1, 3,
+                     (const char *[]){LEASE_KEY, bus->consumer_name, ms}, NULL);
 }
 
 static void claim_timer_cb(uv_timer_t *t)
@@ -622,8 +632,8 @@ void hs_redis__events_close(redis_bus_t *bus)
     if (bus->leader && bus->links[LINK_CMD].up)
         /* A clean stop gives the event lease back: a standby takes it at
          * its next try instead of after --claim-idle. */
-        redisAsyncCommand(bus->links[LINK_CMD].ac, NULL, NULL, "EVAL %s 1 %s %s",
-                          lease_release_script, LEASE_KEY, bus->consumer_name);
+        hs_redis__script(bus->links[LINK_CMD].ac, bus, SCRIPT_LEASE_RELEASE, NULL, NULL, 1, 2,
+                         (const char *[]){LEASE_KEY, bus->consumer_name}, NULL);
     if (bus->outbox_len > 0)
         hs_log_warn("bus: %zu events could not be appended before the stop (their messages are "
                     "in the history)",

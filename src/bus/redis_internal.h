@@ -103,6 +103,23 @@
 #define KEY_MAX            512
 
 enum { LINK_CMD, LINK_EVENTS, LINK_NODE, LINK_PUBSUB, LINK_COUNT };
+
+/* The Lua scripts (redis_scripts.c has the table; each source is in the
+ * file of its mechanism). */
+typedef enum hs_redis_script {
+    SCRIPT_EVENTS_READ,
+    SCRIPT_LEASE,
+    SCRIPT_LEASE_RELEASE,
+    SCRIPT_APPEND,
+    SCRIPT_SUBSCRIBE,
+    SCRIPT_SUBSCRIBE_DONE,
+    SCRIPT_NODE_START,
+    SCRIPT_NODE_CHECK,
+    SCRIPT_RESET,
+    SCRIPT_REMOVE_TOPIC,
+    SCRIPT_CLEANUP,
+    SCRIPT_COUNT
+} hs_redis_script_t;
 extern const char *const hs_redis__link_names[LINK_COUNT];
 
 typedef struct redis_bus redis_bus_t;
@@ -138,6 +155,7 @@ struct redis_bus {
     char node_max[24];   /* MAXLEN ~ of node streams, as text */
     char events_max[24]; /* MAXLEN ~ of the event stream, as text */
     link_t links[LINK_COUNT];
+    char script_sha[SCRIPT_COUNT][41]; /* SHA1 of each script, hex */
     int open_contexts;
     int open_handles; /* timers still to be closed */
     /* consumer (redis_events.c) */
@@ -232,6 +250,28 @@ int hs_redis__link_open(link_t *l);
 void hs_redis__link_later(link_t *l, uv_timer_cb cb, uint64_t ms);
 bool hs_redis__ready(hs_bus_t *b);
 void hs_redis__on_reconnect(hs_bus_t *b, void (*cb)(void *data), void *data);
+
+/* ---- redis_scripts.c ----------------------------------------------------- */
+
+extern const char hs_redis__events_read_script[], hs_redis__lease_script[],
+    hs_redis__lease_release_script[], hs_redis__append_script[], hs_redis__subscribe_script[],
+    hs_redis__subscribe_done_script[], hs_redis__node_start_script[], hs_redis__node_check_script[],
+    hs_redis__reset_script[], hs_redis__remove_topic_script[], hs_redis__cleanup_script[];
+
+/* Computes each script's SHA (at open). */
+void hs_redis__scripts_init(redis_bus_t *bus);
+/* Sends SCRIPT LOAD for the scripts the link calls (on each (re)connect,
+ * ahead of anything else on it). */
+void hs_redis__scripts_load(link_t *l);
+/* EVALSHA of script with nkeys keys, then argc arguments (KEYS first, then
+ * ARGV; lens NULL: C strings). The arguments are copied. On NOSCRIPT the
+ * script is loaded again and the call sent again on the same link; cb (may
+ * be NULL) hears the final reply, NULL if the link went away. Returns
+ * REDIS_ERR when it could not be sent (ac NULL or going away): cb never
+ * runs then. */
+int hs_redis__script(redisAsyncContext *ac, redis_bus_t *bus, hs_redis_script_t script,
+                     redisCallbackFn *cb, void *privdata, int nkeys, int argc,
+                     const char *const *argv, const size_t *lens);
 
 /* ---- redis_events.c ------------------------------------------------------ */
 

@@ -95,6 +95,10 @@ static void link_connected_cb(const redisAsyncContext *ac, int status)
     l->backoff_ms = 0;
     if (again)
         hs_metrics_singleton.bus_reconnects++;
+    /* Redis may have restarted (or flushed its scripts) while the link was
+     * away: the scripts this link calls are loaded before anything else
+     * goes out on it (a NOSCRIPT is still handled, redis_scripts.c). */
+    hs_redis__scripts_load(l);
     link_up(l, again);
 }
 

@@ -21,15 +21,17 @@ static const char *const kind_names[] = {
 
 /* Every command to a node is numbered in the step that appends it, so the
  * node sees when one is missing (read_node). */
-static const char append_script[] =
+const char hs_redis__append_script[] =
     "local seq = redis.call('INCR', KEYS[2]) "
     "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'seq', seq, "
     "                  unpack(ARGV, 2))";
 
 /* A subscribe routes the topic to the node, marks it pending for that node
  * and appends the command, in one step: the node cannot take the topic out
- * of the routing between the two (see remove_topic_script). */
-static const char subscribe_script[] =
+ * of the routing between the two (see remove_topic_script). KEYS: the
+ * topic's node set, the node's topic set, the pending count, the node's
+ * stream, its counter. */
+const char hs_redis__subscribe_script[] =
     "redis.call('SADD', KEYS[1], ARGV[1]) "
     "redis.call('SADD', KEYS[2], ARGV[2]) "
     "redis.call('INCR', KEYS[3]) redis.call('PEXPIRE', KEYS[3], 60000) "
@@ -54,9 +56,6 @@ void hs_redis__send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *
         snprintf(topic_key, sizeof(topic_key), "houston:topic:%s", cmd->topic);
         snprintf(node_topics, sizeof(node_topics), "houston:nodetopics:%s", node);
         snprintf(pend, sizeof(pend), "houston:pend:%s:%s", node, cmd->topic);
-        STR("EVAL");
-        STR(subscribe_script);
-        STR("5");
         STR(topic_key);
         STR(node_topics);
         STR(pend);
@@ -66,9 +65,6 @@ void hs_redis__send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *
         STR(cmd->topic);
         STR(bus->node_max);
     } else {
-        STR("EVAL");
-        STR(append_script);
-        STR("2");
         STR(key);
         STR(seq_key);
         STR(bus->node_max);
@@ -96,8 +92,8 @@ void hs_redis__send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *
     pending_t *p = hs_redis__pending_new(data);
     p->done = cb;
     redisAsyncContext *ac = hs_redis__cmd_ac(bus);
-    if (ac == NULL ||
-        redisAsyncCommandArgv(ac, hs_redis__done_reply_cb, p, n, argv, lens) != REDIS_OK)
+    if (hs_redis__script(ac, bus, subscribe ? SCRIPT_SUBSCRIBE : SCRIPT_APPEND,
+                         hs_redis__done_reply_cb, p, subscribe ? 5 : 2, n, argv, lens) != REDIS_OK)
         hs_redis__fail_later(bus, p);
 }
 
@@ -106,7 +102,7 @@ void hs_redis__send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *
 static void read_node(redis_bus_t *bus);
 static void node_restart_cb(uv_timer_t *t);
 
-static const char subscribe_done_script[] =
+const char hs_redis__subscribe_done_script[] =
     "if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end";
 
 static void read_node_cb(uv_timer_t *t)
@@ -133,7 +129,7 @@ static void node_gap(redis_bus_t *bus, const char *what)
  * one with nothing after the last entry read means commands were removed
  * unread (a survivor took this node for dead and removed its stream: it
  * leaves the counter to expire in a day, which this check undoes). */
-static const char node_check_script[] =
+const char hs_redis__node_check_script[] =
     "local counter = redis.call('GET', KEYS[2]) "
     "if counter then redis.call('PERSIST', KEYS[2]) end "
     "local after = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', 1) "
@@ -193,8 +189,8 @@ static void check_node(redis_bus_t *bus)
     link_t *l = &bus->links[LINK_NODE];
     if (!l->up || bus->closing)
         return;
-    redisAsyncCommand(l->ac, node_checked_cb, bus, "EVAL %s 2 %s %s %s", node_check_script,
-                      bus->node_key, bus->node_seq_key, bus->node_last_id);
+    hs_redis__script(l->ac, bus, SCRIPT_NODE_CHECK, node_checked_cb, bus, 2, 3,
+                     (const char *[]){bus->node_key, bus->node_seq_key, bus->node_last_id}, NULL);
 }
 
 static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -258,8 +254,8 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
             if (cmd.kind == HS_NODE_SUBSCRIBE && cmd.topic && cmd_link) {
                 char pend[KEY_MAX];
                 snprintf(pend, sizeof(pend), "houston:pend:%s:%s", bus->node_name, cmd.topic);
-                redisAsyncCommand(cmd_link, NULL, NULL, "EVAL %s 1 %s", subscribe_done_script,
-                                  pend);
+                hs_redis__script(cmd_link, bus, SCRIPT_SUBSCRIBE_DONE, NULL, NULL, 1, 1,
+                                 (const char *[]){pend}, NULL);
             }
             bus->node_handler(&cmd, bus->node_data);
         }
@@ -280,7 +276,7 @@ static void read_node(redis_bus_t *bus)
 
 /* Where a node starts: its command counter (created if missing) and the
  * newest entry, read together. */
-static const char node_start_script[] =
+const char hs_redis__node_start_script[] =
     "redis.call('SET', KEYS[2], 0, 'NX') redis.call('PERSIST', KEYS[2]) "
     "return {redis.call('GET', KEYS[2]), redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)}";
 
@@ -317,8 +313,8 @@ static void start_node(redis_bus_t *bus)
     link_t *l = &bus->links[LINK_NODE];
     if (!l->up || bus->closing)
         return;
-    redisAsyncCommand(l->ac, node_start_cb, bus, "EVAL %s 2 %s %s", node_start_script,
-                      bus->node_key, bus->node_seq_key);
+    hs_redis__script(l->ac, bus, SCRIPT_NODE_START, node_start_cb, bus, 2, 2,
+                     (const char *[]){bus->node_key, bus->node_seq_key}, NULL);
 }
 
 static void node_restart_cb(uv_timer_t *t)

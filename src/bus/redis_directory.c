@@ -14,21 +14,91 @@
 
 /* ---- what a link does when it is (back) up -------------------------------------------- */
 
-/* A node's directory entries, cleared before it registers again; topics with
- * a subscribe on its way stay routed. KEYS: the node's connections, its
- * topics, houston:conns. The per-topic keys (houston:topic:<t>,
- * houston:pend:<node>:<t>) are derived inside from the members of the
- * node's topic set: which topics those are is only known inside the step. */
-const char hs_redis__reset_script[] =
+/* After a reconnect, a node's directory entries are brought in line with
+ * what it holds, without ever taking a live one out: the notifier's
+ * on_reconnect callback adds its live connections and topics again first
+ * (the sets may have been lost), and this script, sent after them on the
+ * same link, removes only the stale ones - connections that left and
+ * topics whose last subscriber left while Redis was away. Clearing first
+ * and adding back after (as it was done) left an instant in which a
+ * consumer routing an event found no node for a live topic and acknowledged
+ * the event: one message lost at a kill -9 of Redis. A topic with a
+ * subscribe on its way to the node stays routed (houston:pend).
+ *
+ * KEYS: the node's connections, its topics, houston:conns. ARGV: the node,
+ * the number of live connections, the live connections, the live topics.
+ * The per-topic keys (houston:topic:<t>, houston:pend:<node>:<t>) are
+ * derived inside from the members of the node's topic set, which are only
+ * known inside the step. One argument per live connection and topic: a
+ * node's whole directory in one command (Redis takes millions). */
+const char hs_redis__resync_script[] =
+    "local node, n = ARGV[1], tonumber(ARGV[2]) "
+    "local live = {} "
+    "for i = 3, 2 + n do live[ARGV[i]] = true end "
     "for _, c in ipairs(redis.call('SMEMBERS', KEYS[1])) do "
-    "  if redis.call('HGET', KEYS[3], c) == ARGV[1] then "
-    "    redis.call('HDEL', KEYS[3], c) end end "
-    "redis.call('DEL', KEYS[1]) "
+    "  if not live[c] then "
+    "    if redis.call('HGET', KEYS[3], c) == node then redis.call('HDEL', KEYS[3], c) end "
+    "    redis.call('SREM', KEYS[1], c) end end "
+    "local topics = {} "
+    "for i = 3 + n, #ARGV do topics[ARGV[i]] = true end "
     "for _, t in ipairs(redis.call('SMEMBERS', KEYS[2])) do "
-    "  if (tonumber(redis.call('GET', 'houston:pend:' .. ARGV[1] .. ':' .. t)) or 0) <= 0 then "
-    "    redis.call('SREM', 'houston:topic:' .. t, ARGV[1]) "
+    "  if not topics[t] and "
+    "     (tonumber(redis.call('GET', 'houston:pend:' .. node .. ':' .. t)) or 0) <= 0 then "
+    "    redis.call('SREM', 'houston:topic:' .. t, node) "
     "    redis.call('SREM', KEYS[2], t) end end "
     "return 1";
+
+/* What the node re-registers inside its on_reconnect callback: its live
+ * connections and topics. */
+typedef struct name_list {
+    char **names;
+    size_t count, cap;
+} name_list_t;
+
+struct resync {
+    name_list_t conns, topics;
+};
+
+static void list_add(name_list_t *l, const char *name)
+{
+    if (l->count == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->names = hs_realloc(l->names, l->cap * sizeof(char *));
+    }
+    l->names[l->count++] = hs_strdup(name);
+}
+
+static void list_free(name_list_t *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        hs_free(l->names[i]);
+    hs_free(l->names);
+}
+
+/* The stale entries go, after the live ones went back (same link, so in
+ * that order). */
+static void resync_send(redis_bus_t *bus, struct resync *r)
+{
+    char conns[KEY_MAX], topics[KEY_MAX], count[24];
+    snprintf(conns, sizeof(conns), "houston:nodeconns:%s", bus->node_name);
+    snprintf(topics, sizeof(topics), "houston:nodetopics:%s", bus->node_name);
+    snprintf(count, sizeof(count), "%zu", r->conns.count);
+    size_t argc = 5 + r->conns.count + r->topics.count;
+    const char **argv = hs_malloc(argc * sizeof(char *));
+    size_t n = 0;
+    argv[n++] = conns;
+    argv[n++] = topics;
+    argv[n++] = CONNS_KEY;
+    argv[n++] = bus->node_name;
+    argv[n++] = count;
+    for (size_t i = 0; i < r->conns.count; i++)
+        argv[n++] = r->conns.names[i];
+    for (size_t i = 0; i < r->topics.count; i++)
+        argv[n++] = r->topics.names[i];
+    hs_redis__script(hs_redis__cmd_ac(bus), bus, SCRIPT_RESYNC, NULL, NULL, 3, (int)argc, argv,
+                     NULL);
+    hs_free(argv);
+}
 
 /* ---- directory ----------------------------------------------------------------------- */
 
@@ -45,6 +115,8 @@ void hs_redis__register_connection(hs_bus_t *b, const char *node, const char *co
             hs_redis__fail_later(bus, p);
         return;
     }
+    if (bus->resync && strcmp(node, bus->node_name) == 0)
+        list_add(&bus->resync->conns, conn);
     redisAsyncCommand(ac, NULL, NULL, "SADD houston:nodeconns:%s %s", node, conn);
     if (redisAsyncCommand(ac, p ? hs_redis__done_reply_cb : NULL, p, "HSET houston:conns %s %s",
                           conn, node) != REDIS_OK &&
@@ -63,7 +135,10 @@ void hs_redis__unregister_connection(hs_bus_t *b, const char *node, const char *
 
 void hs_redis__add_topic_node(hs_bus_t *b, const char *topic, const char *node)
 {
-    redisAsyncContext *ac = hs_redis__cmd_ac((redis_bus_t *)b);
+    redis_bus_t *bus = (redis_bus_t *)b;
+    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
+    if (ac && bus->resync && strcmp(node, bus->node_name) == 0)
+        list_add(&bus->resync->topics, topic);
     if (ac) {
         redisAsyncCommand(ac, NULL, NULL, "SADD houston:topic:%s %s", topic, node);
         redisAsyncCommand(ac, NULL, NULL, "SADD houston:nodetopics:%s %s", node, topic);
@@ -256,18 +331,21 @@ void hs_redis__watch_nodes(hs_bus_t *b, const char *node, uint64_t interval_ms,
 
 void hs_redis__directory_cmd_up(redis_bus_t *bus, bool again)
 {
-    link_t *l = &bus->links[LINK_CMD];
     if (again && bus->node_name && bus->node_handler) {
-        /* Entries of connections that left while Redis was away are
-         * stale: clear this node's, the notifier puts back the live. */
-        char conns[KEY_MAX], topics[KEY_MAX];
-        snprintf(conns, sizeof(conns), "houston:nodeconns:%s", bus->node_name);
-        snprintf(topics, sizeof(topics), "houston:nodetopics:%s", bus->node_name);
-        hs_redis__script(l->ac, bus, SCRIPT_RESET, NULL, NULL, 3, 4,
-                         (const char *[]){conns, topics, CONNS_KEY, bus->node_name}, NULL);
-    }
-    if (again && bus->reconnect_cb)
+        /* Entries of connections that left while Redis was away are stale:
+         * the notifier puts back the live ones (noted on their way), then
+         * the rest of this node's go (resync_script). */
+        struct resync r = {0};
+        bus->resync = &r;
+        if (bus->reconnect_cb)
+            bus->reconnect_cb(bus->reconnect_data);
+        bus->resync = NULL;
+        resync_send(bus, &r);
+        list_free(&r.conns);
+        list_free(&r.topics);
+    } else if (again && bus->reconnect_cb) {
         bus->reconnect_cb(bus->reconnect_data);
+    }
     if (bus->heartbeat_on) /* listed at once (again): an event gap reaches it */
         heartbeat_cb(&bus->heartbeat);
 }

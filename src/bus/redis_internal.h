@@ -115,7 +115,7 @@ typedef enum hs_redis_script {
     SCRIPT_SUBSCRIBE_DONE,
     SCRIPT_NODE_START,
     SCRIPT_NODE_CHECK,
-    SCRIPT_RESET,
+    SCRIPT_RESYNC,
     SCRIPT_REMOVE_TOPIC,
     SCRIPT_CLEANUP,
     SCRIPT_COUNT
@@ -185,6 +185,8 @@ struct redis_bus {
     void *node_data;
     void (*reconnect_cb)(void *data);
     void *reconnect_data;
+    /* set while reconnect_cb runs: what it re-registers (redis_directory.c) */
+    struct resync *resync;
     /* directory and heartbeats (redis_directory.c) */
     uv_timer_t heartbeat;
     uint64_t heartbeat_ms;
@@ -256,7 +258,7 @@ void hs_redis__on_reconnect(hs_bus_t *b, void (*cb)(void *data), void *data);
 extern const char hs_redis__events_read_script[], hs_redis__lease_script[],
     hs_redis__lease_release_script[], hs_redis__append_script[], hs_redis__subscribe_script[],
     hs_redis__subscribe_done_script[], hs_redis__node_start_script[], hs_redis__node_check_script[],
-    hs_redis__reset_script[], hs_redis__remove_topic_script[], hs_redis__cleanup_script[];
+    hs_redis__resync_script[], hs_redis__remove_topic_script[], hs_redis__cleanup_script[];
 
 /* Computes each script's SHA (at open). */
 void hs_redis__scripts_init(redis_bus_t *bus);
@@ -311,8 +313,9 @@ void hs_redis__locate_connection(hs_bus_t *b, const char *conn, hs_bus_node_cb c
 void hs_redis__topic_nodes(hs_bus_t *b, const char *topic, hs_bus_nodes_cb cb, void *data);
 void hs_redis__watch_nodes(hs_bus_t *b, const char *node, uint64_t interval_ms,
                            void (*dead_cb)(const char *node, void *data), void *data);
-/* The command link is (back) up: the node's directory entries again (the
- * notifier's on_reconnect callback), then a heartbeat at once. */
+/* The command link is (back) up: the node's live directory entries again
+ * (the notifier's on_reconnect callback), then its stale ones removed, then
+ * a heartbeat at once. */
 void hs_redis__directory_cmd_up(redis_bus_t *bus, bool again);
 /* A clean stop (bus->closing already set): the node leaves the directory
  * now. */

@@ -34,7 +34,7 @@ static const struct {
     [SCRIPT_SUBSCRIBE_DONE] = {"subscribe_done", hs_redis__subscribe_done_script, LINK_CMD},
     [SCRIPT_NODE_START] = {"node_start", hs_redis__node_start_script, LINK_NODE},
     [SCRIPT_NODE_CHECK] = {"node_check", hs_redis__node_check_script, LINK_NODE},
-    [SCRIPT_RESET] = {"reset", hs_redis__reset_script, LINK_CMD},
+    [SCRIPT_RESYNC] = {"resync", hs_redis__resync_script, LINK_CMD},
     [SCRIPT_REMOVE_TOPIC] = {"remove_topic", hs_redis__remove_topic_script, LINK_CMD},
     [SCRIPT_CLEANUP] = {"cleanup", hs_redis__cleanup_script, LINK_CMD},
 };

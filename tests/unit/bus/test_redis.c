@@ -646,7 +646,7 @@ static int topic_removals(redisContext *sub)
  * in that instant finds no node and acknowledges the event (one message
  * lost, seen by the checker at kill -9 of Redis). Stale entries (a
  * connection or topic that left while Redis was away) go. */
-__attribute__((unused)) static void test_reconnect_keeps_live_entries(void **state)
+static void test_reconnect_keeps_live_entries(void **state)
 {
     fixture_t *f = *state;
     open_bus(f, 0, 0);
@@ -798,6 +798,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_noscript_recovered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unavailable_fails_later, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_keeps_live_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_after_redis_restart, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -259,18 +259,13 @@ static void events_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
     redis_bus_t *bus = privdata;
     redisReply *r = reply;
     link_t *l = &bus->links[LINK_EVENTS];
-    if (r == NULL || bus->closing)
-        return; /* the link is down; it reads again when it is back */
-    if (r->type == REDIS_REPLY_ERROR) {
-        if (strncmp(r->str, "NOGROUP", 7) == 0) {
-            bus->group_lost = true;
-            create_group(bus);
-        } else {
-            hs_log_error("bus: reading events failed: %s", r->str);
-            hs_redis__link_later(l, read_events_cb, RETRY_READ_MS);
-        }
+    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0 && !bus->closing) {
+        bus->group_lost = true;
+        create_group(bus);
         return;
     }
+    if (hs_redis__link_reply(bus, LINK_EVENTS, reply, "reading events", read_events_cb) == NULL)
+        return;
     if (bus->pending_read_sent) {
         if (handle_read(bus, r) == 0)
             bus->reading_pending = false; /* the backlog is done: new entries now */
@@ -304,14 +299,8 @@ static void events_waited_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
     redis_bus_t *bus = privdata;
-    redisReply *r = reply;
-    if (r == NULL || bus->closing)
+    if (hs_redis__link_reply(bus, LINK_EVENTS, reply, "waiting for events", read_events_cb) == NULL)
         return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        hs_log_error("bus: waiting for events failed: %s", r->str);
-        hs_redis__link_later(&bus->links[LINK_EVENTS], read_events_cb, RETRY_READ_MS);
-        return;
-    }
     read_events(bus); /* new entries (or the timeout): read them through the script */
 }
 

@@ -250,6 +250,13 @@ void hs_redis__maybe_closed(redis_bus_t *bus);
 int hs_redis__link_open(link_t *l);
 /* Runs cb on the link's timer after ms (a read again after an error). */
 void hs_redis__link_later(link_t *l, uv_timer_cb cb, uint64_t ms);
+/* The preamble of a reply on a link's read (the one helper for it): NULL
+ * when there is nothing to do - the link went away (it reads again when it
+ * is back) or the bus closes - or when it was an error reply, which is
+ * logged as "bus: <what> failed" and retried with retry_cb on the link's
+ * timer after RETRY_READ_MS. Otherwise the reply. */
+const redisReply *hs_redis__link_reply(redis_bus_t *bus, int link, void *reply, const char *what,
+                                       uv_timer_cb retry_cb);
 bool hs_redis__ready(hs_bus_t *b);
 void hs_redis__on_reconnect(hs_bus_t *b, void (*cb)(void *data), void *data);
 

@@ -155,6 +155,20 @@ void hs_redis__link_later(link_t *l, uv_timer_cb cb, uint64_t ms)
         uv_timer_start(&l->timer, cb, ms, 0);
 }
 
+const redisReply *hs_redis__link_reply(redis_bus_t *bus, int link, void *reply, const char *what,
+                                       uv_timer_cb retry_cb)
+{
+    const redisReply *r = reply;
+    if (r == NULL || bus->closing)
+        return NULL;
+    if (r->type == REDIS_REPLY_ERROR) {
+        hs_log_error("bus: %s failed: %s", what, r->str);
+        hs_redis__link_later(&bus->links[link], retry_cb, RETRY_READ_MS);
+        return NULL;
+    }
+    return r;
+}
+
 bool hs_redis__ready(hs_bus_t *b)
 {
     return hs_redis__cmd_up((redis_bus_t *)b);

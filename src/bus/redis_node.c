@@ -140,13 +140,8 @@ static void node_checked_cb(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     redis_bus_t *bus = privdata;
     redisReply *r = reply;
-    if (r == NULL || bus->closing)
+    if (hs_redis__link_reply(bus, LINK_NODE, reply, "checking node commands", read_node_cb) == NULL)
         return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        hs_log_error("bus: checking node commands failed: %s", r->str);
-        hs_redis__link_later(&bus->links[LINK_NODE], read_node_cb, RETRY_READ_MS);
-        return;
-    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER) {
         hs_log_error("bus: checking node commands: unexpected answer from Redis");
@@ -198,13 +193,8 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     redis_bus_t *bus = privdata;
     redisReply *r = reply;
-    if (r == NULL || bus->closing)
+    if (hs_redis__link_reply(bus, LINK_NODE, reply, "reading node commands", read_node_cb) == NULL)
         return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        hs_log_error("bus: reading node commands failed: %s", r->str);
-        hs_redis__link_later(&bus->links[LINK_NODE], read_node_cb, RETRY_READ_MS);
-        return;
-    }
     if (r->type == REDIS_REPLY_NIL) {
         check_node(bus); /* quiet for BLOCK_MS: is anything lost meanwhile? */
         return;
@@ -285,12 +275,12 @@ static void node_start_cb(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     redis_bus_t *bus = privdata;
     redisReply *r = reply;
-    if (r == NULL || bus->closing)
+    if (hs_redis__link_reply(bus, LINK_NODE, reply, "finding where node commands start",
+                             node_restart_cb) == NULL)
         return;
-    if (!hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_STRING) {
-        hs_log_error("bus: finding where node commands start failed: %s",
-                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
+        hs_log_error("bus: finding where node commands start: unexpected answer from Redis");
         hs_redis__link_later(&bus->links[LINK_NODE], node_restart_cb, RETRY_READ_MS);
         return;
     }

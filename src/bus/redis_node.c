@@ -1,0 +1,363 @@
+/* redis_node.c - commands to notifier nodes on Redis: each node's stream
+ * (houston:node:<node>), every command numbered (seq) in the script that
+ * appends it; a node's start, read and check of its stream, with gap
+ * detection (HS_NODE_GAP); and the prototype's forwarder channel. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/redis_internal.h"
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/log.h"
+
+/* ---- commands to nodes ------------------------------------------------------------ */
+
+static const char *const kind_names[] = {
+    [HS_NODE_DELIVER] = "deliver",     [HS_NODE_NOTIFY] = "notify",
+    [HS_NODE_SUBSCRIBE] = "subscribe", [HS_NODE_UNSUBSCRIBE] = "unsubscribe",
+    [HS_NODE_FORWARD] = "forward",     [HS_NODE_DISCONNECT] = "disconnect",
+    [HS_NODE_BATCH_END] = "",          [HS_NODE_GAP] = "gap"};
+
+/* Every command to a node is numbered in the step that appends it, so the
+ * node sees when one is missing (read_node). */
+const char hs_redis__append_script[] =
+    "local seq = redis.call('INCR', KEYS[2]) "
+    "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'seq', seq, "
+    "                  unpack(ARGV, 2))";
+
+/* A subscribe routes the topic to the node, marks it pending for that node
+ * and appends the command, in one step: the node cannot take the topic out
+ * of the routing between the two (see remove_topic_script). KEYS: the
+ * topic's node set, the node's topic set, the pending count, the node's
+ * stream, its counter. */
+const char hs_redis__subscribe_script[] =
+    "redis.call('SADD', KEYS[1], ARGV[1]) "
+    "redis.call('SADD', KEYS[2], ARGV[2]) "
+    "redis.call('INCR', KEYS[3]) redis.call('PEXPIRE', KEYS[3], 60000) "
+    "local seq = redis.call('INCR', KEYS[5]) "
+    "return redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'seq', seq, "
+    "                  unpack(ARGV, 4))";
+
+void hs_redis__send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *cmd,
+                            hs_bus_done_cb cb, void *data)
+{
+    redis_bus_t *bus = (redis_bus_t *)b;
+    char key[KEY_MAX], seq_key[KEY_MAX], topic_key[KEY_MAX], node_topics[KEY_MAX], pend[KEY_MAX];
+    snprintf(key, sizeof(key), "houston:node:%s", node);
+    snprintf(seq_key, sizeof(seq_key), "houston:nodeseq:%s", node);
+    const char *argv[24];
+    size_t lens[24];
+    int n = 0;
+#define ARG(s, l) (argv[n] = (s), lens[n] = (l), n++)
+#define STR(s)    ARG((s), strlen(s))
+    bool subscribe = cmd->kind == HS_NODE_SUBSCRIBE && cmd->topic;
+    if (subscribe) {
+        snprintf(topic_key, sizeof(topic_key), "houston:topic:%s", cmd->topic);
+        snprintf(node_topics, sizeof(node_topics), "houston:nodetopics:%s", node);
+        snprintf(pend, sizeof(pend), "houston:pend:%s:%s", node, cmd->topic);
+        STR(topic_key);
+        STR(node_topics);
+        STR(pend);
+        STR(key);
+        STR(seq_key);
+        STR(node);
+        STR(cmd->topic);
+        STR(bus->node_max);
+    } else {
+        STR(key);
+        STR(seq_key);
+        STR(bus->node_max);
+    }
+    STR("kind");
+    STR(kind_names[cmd->kind]);
+    if (cmd->topic) {
+        STR("topic");
+        STR(cmd->topic);
+    }
+    if (cmd->connection_id) {
+        STR("conn");
+        STR(cmd->connection_id);
+    }
+    if (cmd->message_id) {
+        STR("mid");
+        STR(cmd->message_id);
+    }
+    if (cmd->frame_text) {
+        STR("text");
+        ARG(cmd->frame_text, cmd->frame_text_len);
+    }
+#undef STR
+#undef ARG
+    pending_t *p = hs_redis__pending_new(data);
+    p->done = cb;
+    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
+    if (hs_redis__script(ac, bus, subscribe ? SCRIPT_SUBSCRIBE : SCRIPT_APPEND,
+                         hs_redis__done_reply_cb, p, subscribe ? 5 : 2, n, argv, lens) != REDIS_OK)
+        hs_redis__fail_later(bus, p);
+}
+
+/* ---- notifier: this node's command stream ----------------------------------------- */
+
+static void read_node(redis_bus_t *bus);
+static void node_restart_cb(uv_timer_t *t);
+
+const char hs_redis__subscribe_done_script[] =
+    "if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end";
+
+static void read_node_cb(uv_timer_t *t)
+{
+    link_t *l = t->data;
+    read_node(l->bus);
+}
+
+/* Commands meant for this node are lost: the handler hears it before the
+ * next command, so a connection it closes resumes from before the loss. */
+static void node_gap(redis_bus_t *bus, const char *what)
+{
+    hs_log_warn("bus: gap in %s after entry %s: %s", bus->node_key, bus->node_last_id, what);
+    hs_node_cmd_t cmd = {.kind = HS_NODE_GAP,
+                         .topic = bus->node_key,
+                         .frame_text = what,
+                         .frame_text_len = strlen(what)};
+    bus->node_handler(&cmd, bus->node_data);
+}
+
+/* After a reconnect, or a quiet read, in one step: the node's command
+ * counter, and whether any entry follows the last one read. A counter gone
+ * or lower than the last command read means Redis lost the stream; a higher
+ * one with nothing after the last entry read means commands were removed
+ * unread (a survivor took this node for dead and removed its stream: it
+ * leaves the counter to expire in a day, which this check undoes). */
+const char hs_redis__node_check_script[] =
+    "local counter = redis.call('GET', KEYS[2]) "
+    "if counter then redis.call('PERSIST', KEYS[2]) end "
+    "local after = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', 1) "
+    "return {counter or '', #after}";
+
+static void node_checked_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_bus_t *bus = privdata;
+    redisReply *r = reply;
+    if (hs_redis__link_reply(bus, LINK_NODE, reply, "checking node commands", read_node_cb) == NULL)
+        return;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER) {
+        hs_log_error("bus: checking node commands: unexpected answer from Redis");
+        hs_redis__link_later(&bus->links[LINK_NODE], read_node_cb, RETRY_READ_MS);
+        return;
+    }
+    long long counter = r->element[0]->len > 0 ? strtoll(r->element[0]->str, NULL, 10) : -1;
+    bool nothing_after = r->element[1]->integer == 0;
+    if (bus->node_seq >= 0 &&
+        (counter < bus->node_seq || (counter > bus->node_seq && nothing_after))) {
+        char what[256];
+        if (counter > bus->node_seq)
+            snprintf(what, sizeof(what),
+                     "commands %lld to %lld are no longer in the stream (removed: was this node "
+                     "taken for dead?)",
+                     bus->node_seq + 1, counter);
+        else if (counter < 0)
+            snprintf(what, sizeof(what),
+                     "its command counter is gone after command %lld: Redis lost the stream "
+                     "(restarted without persistence?)",
+                     bus->node_seq);
+        else
+            snprintf(what, sizeof(what),
+                     "its command counter went back from %lld to %lld: Redis lost the newest "
+                     "commands (restarted from an older snapshot?)",
+                     bus->node_seq, counter);
+        node_gap(bus, what);
+        hs_node_cmd_t end = {.kind = HS_NODE_BATCH_END};
+        bus->node_handler(&end, bus->node_data);
+        bus->node_seq = counter < 0 ? 0 : counter;
+        if (counter < 0) /* so that the next check does not find it gone again */
+            redisAsyncCommand(bus->links[LINK_NODE].ac, NULL, NULL, "SET %s 0 NX",
+                              bus->node_seq_key);
+    }
+    read_node(bus);
+}
+
+static void check_node(redis_bus_t *bus)
+{
+    link_t *l = &bus->links[LINK_NODE];
+    if (!l->up || bus->closing)
+        return;
+    hs_redis__script(l->ac, bus, SCRIPT_NODE_CHECK, node_checked_cb, bus, 2, 3,
+                     (const char *[]){bus->node_key, bus->node_seq_key, bus->node_last_id}, NULL);
+}
+
+static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_bus_t *bus = privdata;
+    redisReply *r = reply;
+    if (hs_redis__link_reply(bus, LINK_NODE, reply, "reading node commands", read_node_cb) == NULL)
+        return;
+    if (r->type == REDIS_REPLY_NIL) {
+        check_node(bus); /* quiet for BLOCK_MS: is anything lost meanwhile? */
+        return;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
+        const redisReply *entries = r->element[0]->element[1];
+        for (size_t i = 0; entries && i < entries->elements; i++) {
+            const redisReply *entry = entries->element[i];
+            if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2 ||
+                entry->element[0]->type != REDIS_REPLY_STRING)
+                continue;
+            const redisReply *fields = entry->element[1];
+            /* Each command's seq follows the last one's; anything else means
+             * commands were trimmed before this node read them, or lost. */
+            const char *seq_text = hs_redis__field_str(fields, "seq", NULL);
+            long long seq = seq_text ? strtoll(seq_text, NULL, 10) : -1;
+            if (seq > 0 && bus->node_seq >= 0 && seq != bus->node_seq + 1) {
+                char what[256];
+                if (seq > bus->node_seq)
+                    snprintf(what, sizeof(what),
+                             "commands %lld to %lld were trimmed (--node-stream-max) before this "
+                             "node read them",
+                             bus->node_seq + 1, seq - 1);
+                else
+                    snprintf(what, sizeof(what),
+                             "command numbers started again at %lld after %lld: Redis lost the "
+                             "stream (restarted without persistence?)",
+                             seq, bus->node_seq);
+                node_gap(bus, what);
+            }
+            bus->node_seq = seq;
+            snprintf(bus->node_last_id, sizeof(bus->node_last_id), "%s", entry->element[0]->str);
+            const char *kind = hs_redis__field_str(fields, "kind", NULL);
+            hs_node_cmd_t cmd = {0};
+            for (int k = HS_NODE_DELIVER; k <= HS_NODE_GAP; k++)
+                if (kind && k != HS_NODE_FORWARD && k != HS_NODE_BATCH_END &&
+                    strcmp(kind, kind_names[k]) == 0)
+                    cmd.kind = (hs_node_cmd_kind_t)k;
+            if (cmd.kind == 0)
+                continue;
+            cmd.topic = hs_redis__field_str(fields, "topic", NULL);
+            cmd.connection_id = hs_redis__field_str(fields, "conn", NULL);
+            cmd.message_id = hs_redis__field_str(fields, "mid", NULL);
+            cmd.frame_text = hs_redis__field_str(fields, "text", &cmd.frame_text_len);
+            redisAsyncContext *cmd_link = hs_redis__cmd_ac(bus);
+            if (cmd.kind == HS_NODE_SUBSCRIBE && cmd.topic && cmd_link) {
+                char pend[KEY_MAX];
+                snprintf(pend, sizeof(pend), "houston:pend:%s:%s", bus->node_name, cmd.topic);
+                hs_redis__script(cmd_link, bus, SCRIPT_SUBSCRIBE_DONE, NULL, NULL, 1, 1,
+                                 (const char *[]){pend}, NULL);
+            }
+            bus->node_handler(&cmd, bus->node_data);
+        }
+        hs_node_cmd_t end = {.kind = HS_NODE_BATCH_END};
+        bus->node_handler(&end, bus->node_data);
+    }
+    read_node(bus);
+}
+
+static void read_node(redis_bus_t *bus)
+{
+    link_t *l = &bus->links[LINK_NODE];
+    if (!l->up || bus->closing)
+        return;
+    redisAsyncCommand(l->ac, node_read_cb, bus, "XREAD COUNT %s BLOCK %s STREAMS %s %s", READ_COUNT,
+                      BLOCK_MS, bus->node_key, bus->node_last_id);
+}
+
+/* Where a node starts: its command counter (created if missing) and the
+ * newest entry, read together. */
+const char hs_redis__node_start_script[] =
+    "redis.call('SET', KEYS[2], 0, 'NX') redis.call('PERSIST', KEYS[2]) "
+    "return {redis.call('GET', KEYS[2]), redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)}";
+
+static void node_start_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_bus_t *bus = privdata;
+    redisReply *r = reply;
+    if (hs_redis__link_reply(bus, LINK_NODE, reply, "finding where node commands start",
+                             node_restart_cb) == NULL)
+        return;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING) {
+        hs_log_error("bus: finding where node commands start: unexpected answer from Redis");
+        hs_redis__link_later(&bus->links[LINK_NODE], node_restart_cb, RETRY_READ_MS);
+        return;
+    }
+    /* Start after the newest entry: commands for an earlier life of this
+     * node id are for connections that are gone. */
+    bus->node_seq = strtoll(r->element[0]->str, NULL, 10);
+    snprintf(bus->node_last_id, sizeof(bus->node_last_id), "0-0");
+    const redisReply *newest = r->element[1];
+    if (newest->type == REDIS_REPLY_ARRAY && newest->elements >= 1 &&
+        newest->element[0]->type == REDIS_REPLY_ARRAY && newest->element[0]->elements >= 1 &&
+        newest->element[0]->element[0]->type == REDIS_REPLY_STRING)
+        snprintf(bus->node_last_id, sizeof(bus->node_last_id), "%s",
+                 newest->element[0]->element[0]->str);
+    bus->node_started = true;
+    read_node(bus);
+}
+
+static void start_node(redis_bus_t *bus)
+{
+    link_t *l = &bus->links[LINK_NODE];
+    if (!l->up || bus->closing)
+        return;
+    hs_redis__script(l->ac, bus, SCRIPT_NODE_START, node_start_cb, bus, 2, 2,
+                     (const char *[]){bus->node_key, bus->node_seq_key}, NULL);
+}
+
+static void node_restart_cb(uv_timer_t *t)
+{
+    link_t *l = t->data;
+    start_node(l->bus);
+}
+
+/* forwarder-channel: the prototype's way to push to one connection. Every
+ * node hears it; the one that holds the connection delivers. */
+static void forwarder_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_bus_t *bus = privdata;
+    redisReply *r = reply;
+    if (r == NULL || bus->closing || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") != 0 ||
+        r->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    hs_node_cmd_t cmd = {.kind = HS_NODE_FORWARD,
+                         .frame_text = r->element[2]->str,
+                         .frame_text_len = r->element[2]->len};
+    bus->node_handler(&cmd, bus->node_data);
+}
+
+int hs_redis__serve_node(hs_bus_t *b, const char *node, hs_bus_cmd_handler handler, void *data)
+{
+    redis_bus_t *bus = (redis_bus_t *)b;
+    if (bus->node_handler)
+        return HS_EEXIST;
+    if (bus->node_name == NULL)
+        bus->node_name = hs_strdup(node);
+    snprintf(bus->node_key, sizeof(bus->node_key), "houston:node:%s", node);
+    snprintf(bus->node_seq_key, sizeof(bus->node_seq_key), "houston:nodeseq:%s", node);
+    bus->node_handler = handler;
+    bus->node_data = data;
+    hs_redis__link_open(&bus->links[LINK_NODE]);   /* starts reading once connected */
+    hs_redis__link_open(&bus->links[LINK_PUBSUB]); /* subscribes once connected */
+    return 0;
+}
+
+/* ---- the node and pub/sub links (back) up ------------------------------------------- */
+
+void hs_redis__node_link_up(redis_bus_t *bus)
+{
+    if (bus->node_started)
+        check_node(bus); /* then on from the last command seen */
+    else
+        start_node(bus);
+}
+
+void hs_redis__pubsub_link_up(redis_bus_t *bus)
+{
+    link_t *l = &bus->links[LINK_PUBSUB];
+    redisAsyncCommand(l->ac, forwarder_cb, bus, "SUBSCRIBE %s", FORWARDER_CHANNEL);
+}

@@ -51,7 +51,7 @@ typedef struct hs_event {
 } hs_event_t;
 
 typedef enum hs_node_cmd_kind {
-    HS_NODE_DELIVER = 1, /* frame_text to every local subscriber of topic */
+    HS_NODE_DELIVER = 1, /* message_json to every local subscriber of topic */
     HS_NODE_NOTIFY,      /* frame_text as is, to connection_id */
     HS_NODE_SUBSCRIBE,   /* add connection_id to topic's local subscribers */
     HS_NODE_UNSUBSCRIBE, /* remove connection_id from topic (NULL: from all) */
@@ -73,8 +73,11 @@ typedef struct hs_node_cmd {
     hs_node_cmd_kind_t kind;
     const char *topic;
     const char *connection_id;
-    const char *message_id; /* DELIVER: lets a node drop a redelivered event */
-    const char *frame_text; /* DELIVER, NOTIFY: the text frame's payload */
+    const char *message_id;   /* DELIVER: lets a node drop a redelivered event */
+    const char *message_json; /* DELIVER: the message object, as in the event; the
+                                 node builds each transport's frame around it */
+    size_t message_json_len;
+    const char *frame_text; /* NOTIFY: the text frame's payload; FORWARD, GAP: above */
     size_t frame_text_len;
 } hs_node_cmd_t;
 

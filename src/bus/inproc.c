@@ -342,18 +342,25 @@ static void inproc_ack(hs_bus_t *b, void *token)
 static void inproc_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *cmd,
                                 hs_bus_done_cb cb, void *data)
 {
-    const char *in[] = {node, cmd->topic, cmd->connection_id, cmd->message_id, cmd->frame_text};
-    size_t lens[] = {strlen(node), len_or_zero(cmd->topic), len_or_zero(cmd->connection_id),
-                     len_or_zero(cmd->message_id), cmd->frame_text ? cmd->frame_text_len : 0};
-    const char *out[5];
-    op_t *op = op_new(OP_COMMAND, in, lens, out, 5);
+    const char *in[] = {
+        node, cmd->topic, cmd->connection_id, cmd->message_id, cmd->message_json, cmd->frame_text};
+    size_t lens[] = {strlen(node),
+                     len_or_zero(cmd->topic),
+                     len_or_zero(cmd->connection_id),
+                     len_or_zero(cmd->message_id),
+                     cmd->message_json ? cmd->message_json_len : 0,
+                     cmd->frame_text ? cmd->frame_text_len : 0};
+    const char *out[6];
+    op_t *op = op_new(OP_COMMAND, in, lens, out, 6);
     op->target = out[0];
     op->u.cmd = (hs_node_cmd_t){.kind = cmd->kind,
                                 .topic = out[1],
                                 .connection_id = out[2],
                                 .message_id = out[3],
-                                .frame_text = out[4],
-                                .frame_text_len = cmd->frame_text ? cmd->frame_text_len : 0};
+                                .message_json = out[4],
+                                .message_json_len = lens[4],
+                                .frame_text = out[5],
+                                .frame_text_len = lens[5]};
     op->cb.done = cb;
     op->data = data;
     enqueue((inproc_bus_t *)b, op);

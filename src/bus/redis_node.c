@@ -83,6 +83,10 @@ void hs_redis__send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *
         STR("mid");
         STR(cmd->message_id);
     }
+    if (cmd->message_json) {
+        STR("json");
+        ARG(cmd->message_json, cmd->message_json_len);
+    }
     if (cmd->frame_text) {
         STR("text");
         ARG(cmd->frame_text, cmd->frame_text_len);
@@ -239,6 +243,7 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
             cmd.topic = hs_redis__field_str(fields, "topic", NULL);
             cmd.connection_id = hs_redis__field_str(fields, "conn", NULL);
             cmd.message_id = hs_redis__field_str(fields, "mid", NULL);
+            cmd.message_json = hs_redis__field_str(fields, "json", &cmd.message_json_len);
             cmd.frame_text = hs_redis__field_str(fields, "text", &cmd.frame_text_len);
             redisAsyncContext *cmd_link = hs_redis__cmd_ac(bus);
             if (cmd.kind == HS_NODE_SUBSCRIBE && cmd.topic && cmd_link) {

@@ -5,15 +5,14 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "roles/render.h"
 
 struct hs_consumer {
     hs_bus_t *bus;
     size_t in_flight;
 };
 
-/* One event on its way: the frame text is built once and shared by the
- * commands to every node. */
+/* One event on its way: its message object, copied once and shared by the
+ * commands to every node (each node builds its transports' frames). */
 typedef struct handoff {
     hs_consumer_t *consumer;
     void *token;
@@ -21,8 +20,8 @@ typedef struct handoff {
     bool failed;    /* a node command failed: redeliver rather than ack */
     char *topic;
     char *message_id;
-    char *frame_text;
-    size_t frame_text_len;
+    char *message_json;
+    size_t message_json_len;
 } handoff_t;
 
 static void handoff_free(handoff_t *h)
@@ -30,7 +29,7 @@ static void handoff_free(handoff_t *h)
     h->consumer->in_flight--;
     hs_free(h->topic);
     hs_free(h->message_id);
-    hs_free(h->frame_text);
+    hs_free(h->message_json);
     hs_free(h);
 }
 
@@ -70,8 +69,8 @@ static void nodes_cb(int status, const char *const *nodes, size_t count, void *d
     hs_node_cmd_t cmd = {.kind = HS_NODE_DELIVER,
                          .topic = h->topic,
                          .message_id = h->message_id,
-                         .frame_text = h->frame_text,
-                         .frame_text_len = h->frame_text_len};
+                         .message_json = h->message_json,
+                         .message_json_len = h->message_json_len};
     for (size_t i = 0; i < count; i++)
         hs_bus_send_to_node(h->consumer->bus, nodes[i], &cmd, node_done_cb, h);
 }
@@ -84,8 +83,8 @@ static void event_cb(const hs_event_t *event, void *token, void *data)
     h->token = token;
     h->topic = hs_strdup(event->topic);
     h->message_id = hs_strdup(event->message_id);
-    h->frame_text = hs_render_message_frame_text(event->message_json, event->message_json_len,
-                                                 &h->frame_text_len);
+    h->message_json = hs_strndup(event->message_json, event->message_json_len);
+    h->message_json_len = event->message_json_len;
     consumer->in_flight++;
     hs_bus_topic_nodes(consumer->bus, event->topic, nodes_cb, h);
 }

@@ -65,7 +65,8 @@ void hs_notifier__flush_run(hs_notifier_t *n)
             continue; /* in the history: a resume replays it */
         if (c->replaying) {
             for (size_t i = 0; i < run->count; i++)
-                hs_notifier__hold(c, run->msgs[i].id, run->msgs[i].msg.text, run->msgs[i].msg.len);
+                hs_notifier__hold(c, run->msgs[i].id, run->msgs[i].msg.json,
+                                  run->msgs[i].msg.json_len);
             continue;
         }
         transport_t *t = c->transport;
@@ -119,6 +120,11 @@ void hs_notifier__deliver(hs_notifier_t *n, const hs_node_cmd_t *cmd)
     topic_t *topic = cmd->topic ? hs_map_get(&n->topics, cmd->topic, strlen(cmd->topic)) : NULL;
     if (topic == NULL)
         return;
+    if (cmd->message_json == NULL) { /* not from this version's consumer */
+        hs_log_warn("notifier: a delivery of %s to %s carries no message; dropped",
+                    cmd->message_id ? cmd->message_id : "?", cmd->topic);
+        return;
+    }
     /* At-least-once below, at-most-once per connection here: a message
      * handed over again is not delivered again. */
     if (n->dedupe && cmd->message_id && hs_dedupe_seen(n->dedupe, cmd->message_id)) {
@@ -130,12 +136,12 @@ void hs_notifier__deliver(hs_notifier_t *n, const hs_node_cmd_t *cmd)
         hs_notifier__flush_run(n);
     run->topic = topic;
     run_msg_t *msg = &run->msgs[run->count++];
-    hs_buf_t *frame = hs_ws_frame_new(HS_WS_OP_TEXT, cmd->frame_text, cmd->frame_text_len);
+    hs_buf_t *frame = hs_notifier__ws_message_frame(cmd->message_json, cmd->message_json_len);
     snprintf(msg->id, sizeof(msg->id), "%s", cmd->message_id ? cmd->message_id : "");
-    /* The text is the frame's payload: the frame's last len bytes. */
+    /* The message object is in the frame, before its closing brace. */
     msg->msg = (transport_msg_t){.id = msg->id,
-                                 .text = frame->data + (frame->len - cmd->frame_text_len),
-                                 .len = cmd->frame_text_len,
+                                 .json = frame->data + (frame->len - 1 - cmd->message_json_len),
+                                 .json_len = cmd->message_json_len,
                                  .ws_frame = frame};
 }
 

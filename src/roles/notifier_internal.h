@@ -62,7 +62,7 @@ typedef struct held {
     struct held *next;
     char id[HS_ULID_LEN + 1];
     size_t len;
-    char text[]; /* the message frame's text */
+    char json[]; /* the message object */
 } held_t;
 
 /* A client is attached (it has a transport), or detached (transport NULL):

@@ -52,7 +52,7 @@ bool hs_notifier__has_already(client_t *c, const char *id)
 /* Holds a live message during a replay. Past --max-pending of them the
  * held ones are dropped: the replay then ends by closing the transport so
  * that the client resumes again (the history has them). */
-void hs_notifier__hold(client_t *c, const char *id, const char *text, size_t len)
+void hs_notifier__hold(client_t *c, const char *id, const char *json, size_t len)
 {
     size_t max = (size_t)c->notifier->cfg->max_pending;
     if (c->held_overflow)
@@ -67,8 +67,8 @@ void hs_notifier__hold(client_t *c, const char *id, const char *text, size_t len
     h->next = NULL;
     snprintf(h->id, sizeof(h->id), "%s", id ? id : "");
     h->len = len;
-    memcpy(h->text, text, len);
-    h->text[len] = '\0';
+    memcpy(h->json, json, len);
+    h->json[len] = '\0';
     *c->held_tail = h;
     c->held_tail = &h->next;
 }
@@ -145,7 +145,7 @@ static void remember_replayed(hs_notifier_t *n, client_t *client, const char *cu
 
 static void send_held(client_t *c, const held_t *h)
 {
-    transport_msg_t msg = {.id = h->id, .text = h->text, .len = h->len};
+    transport_msg_t msg = {.id = h->id, .json = h->json, .json_len = h->len};
     hs_notifier__client_send_message(c, &msg);
     hs_notifier__transport_msg_dispose(&msg);
 }
@@ -271,17 +271,13 @@ static void replay_part_cb(int status, const hs_message_t *msgs, size_t count, v
         r->failed = true;
     }
     for (size_t i = 0; i < count; i++) {
-        json_t *json = hs_render_message(&msgs[i]);
-        size_t json_len, len;
-        char *json_text = hs_render_text(json, &json_len);
-        json_decref(json);
-        char *text = hs_render_message_frame_text(json_text, json_len, &len);
-        free(json_text);
+        size_t len;
+        char *text = hs_render_message_text(&msgs[i], &len);
         held_t *h = hs_malloc(sizeof(*h) + len + 1);
         h->next = NULL;
         memcpy(h->id, msgs[i].id, sizeof(h->id));
         h->len = len;
-        memcpy(h->text, text, len + 1);
+        memcpy(h->json, text, len + 1);
         hs_free(text);
         if (r->count == r->cap) {
             r->cap = r->cap ? 2 * r->cap : 64;

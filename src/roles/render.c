@@ -122,18 +122,6 @@ char *hs_render_text(const json_t *json, size_t *len)
     return text;
 }
 
-char *hs_render_message_frame_text(const char *message_json, size_t len, size_t *out_len)
-{
-    static const char prefix[] = HS_RENDER_MESSAGE_FRAME_PREFIX;
-    size_t total = sizeof(prefix) - 1 + len + 1;
-    char *text = hs_malloc(total + 1);
-    memcpy(text, prefix, sizeof(prefix) - 1);
-    memcpy(text + sizeof(prefix) - 1, message_json, len);
-    memcpy(text + total - 1, "}", 2);
-    *out_len = total;
-    return text;
-}
-
 hs_buf_t *hs_render_connected_frame(const char *connection_id)
 {
     char text[96];

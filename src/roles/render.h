@@ -27,14 +27,11 @@ json_t *hs_render_connection(const hs_connection_info_t *info);
  * it with free(). Returns the length in *len. */
 char *hs_render_text(const json_t *json, size_t *len);
 
-/* What every message frame's text starts with: the one copy (the SSE
- * transport strips it to send the message object alone). */
+/* What every message frame's text starts with, the message object and "}"
+ * following: the one copy (the WebSocket transport builds each message
+ * frame around the message's JSON with it, transport_ws.c; SSE sends the
+ * message object alone). */
 #define HS_RENDER_MESSAGE_FRAME_PREFIX "{\"type\":\"message\",\"message\":"
-
-/* {"type":"message","message":<message_json>}: the text of the frame every
- * subscriber receives, built around the stored message's JSON without
- * re-parsing it. Allocated with hs_malloc, NUL-terminated; *out_len set. */
-char *hs_render_message_frame_text(const char *message_json, size_t len, size_t *out_len);
 /* {"type":"connected","connectionID":"<id>"} as a text frame. */
 hs_buf_t *hs_render_connected_frame(const char *connection_id);
 /* {"type":"error","code":…,"message":…} as a text frame. */

@@ -27,14 +27,16 @@ typedef struct client client_t;
 typedef struct hs_notifier hs_notifier_t;
 typedef struct transport transport_t;
 
-/* One message frame as a fan-out sends it to many clients: its text
- * ({"type":"message","message":{…}}) and each transport's encoding of it,
- * built on first use and shared by every client of the fan-out. The
- * encodings belong to the message (hs_notifier__transport_msg_dispose). */
+/* One message as a fan-out sends it to many clients: the message object
+ * (its JSON text, as the bus and the store carry it) and each transport's
+ * encoding of it, built on first use and shared by every client of the
+ * fan-out: the WebSocket frame {"type":"message","message":<json>}, the SSE
+ * event whose data is <json>. The encodings belong to the message
+ * (hs_notifier__transport_msg_dispose). */
 typedef struct transport_msg {
-    const char *id; /* the message id, "" when unknown */
-    const char *text;
-    size_t len;
+    const char *id;   /* the message id, "" when unknown */
+    const char *json; /* {"id":…,"topic":…,…} */
+    size_t json_len;
     hs_buf_t *ws_frame;  /* the WebSocket text frame, or NULL */
     hs_buf_t *sse_event; /* the SSE "message" event, or NULL */
 } transport_msg_t;
@@ -77,6 +79,10 @@ struct transport {
 typedef transport_t *(*transport_accept_fn)(hs_notifier_t *n, hs_http_request_t *req);
 transport_t *hs_notifier__ws_accept(hs_notifier_t *n, hs_http_request_t *req);
 transport_t *hs_notifier__sse_accept(hs_notifier_t *n, hs_http_request_t *req);
+
+/* The WebSocket frame of a message: {"type":"message","message":<json>},
+ * one copy of json. */
+hs_buf_t *hs_notifier__ws_message_frame(const char *json, size_t len);
 
 /* Gives back the encodings a fan-out built. */
 void hs_notifier__transport_msg_dispose(transport_msg_t *msg);

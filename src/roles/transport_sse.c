@@ -39,16 +39,8 @@ static int sse_send(hs_conn_t *conn, hs_buf_t *buf)
 
 static int sse_send_message(transport_t *t, transport_msg_t *msg, bool bounded)
 {
-    if (msg->sse_event == NULL) {
-        /* The event's data is the message object: the frame's text without
-         * its prefix and closing brace. */
-        size_t skip = sizeof(HS_RENDER_MESSAGE_FRAME_PREFIX) - 1;
-        bool framed =
-            msg->len > skip && memcmp(msg->text, HS_RENDER_MESSAGE_FRAME_PREFIX, skip) == 0;
-        msg->sse_event =
-            framed ? hs_http_sse_event("message", msg->id, msg->text + skip, msg->len - skip - 1)
-                   : hs_http_sse_event("message", msg->id, msg->text, msg->len);
-    }
+    if (msg->sse_event == NULL) /* the event's data is the message object */
+        msg->sse_event = hs_http_sse_event("message", msg->id, msg->json, msg->json_len);
     return bounded ? sse_send(stream(t), msg->sse_event)
                    : hs_conn_send_always(stream(t), msg->sse_event);
 }

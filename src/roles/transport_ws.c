@@ -17,10 +17,18 @@ static hs_ws_session_t *session(transport_t *t)
     return ((ws_transport_t *)t)->ws;
 }
 
+hs_buf_t *hs_notifier__ws_message_frame(const char *json, size_t len)
+{
+    static const char prefix[] = HS_RENDER_MESSAGE_FRAME_PREFIX;
+    const struct iovec parts[] = {
+        {(void *)prefix, sizeof(prefix) - 1}, {(void *)json, len}, {(void *)"}", 1}};
+    return hs_ws_frame_new_parts(HS_WS_OP_TEXT, parts, 3);
+}
+
 static int ws_send_message(transport_t *t, transport_msg_t *msg, bool bounded)
 {
     if (msg->ws_frame == NULL)
-        msg->ws_frame = hs_ws_frame_new(HS_WS_OP_TEXT, msg->text, msg->len);
+        msg->ws_frame = hs_notifier__ws_message_frame(msg->json, msg->json_len);
     return bounded ? hs_ws_send(session(t), msg->ws_frame)
                    : hs_ws_send_always(session(t), msg->ws_frame);
 }

@@ -60,6 +60,24 @@ hs_buf_t *hs_ws_frame_new(uint8_t opcode, const void *payload, size_t len)
     return buf;
 }
 
+hs_buf_t *hs_ws_frame_new_parts(uint8_t opcode, const struct iovec *parts, size_t count)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < count; i++)
+        len += parts[i].iov_len;
+    uint8_t header[HS_WS_MAX_HEADER];
+    size_t header_len = hs_ws_write_header(header, true, opcode, len);
+    hs_buf_t *buf = hs_buf_new(header_len + len);
+    memcpy(buf->data, header, header_len);
+    buf->len = header_len;
+    for (size_t i = 0; i < count; i++) {
+        if (parts[i].iov_len)
+            memcpy(buf->data + buf->len, parts[i].iov_base, parts[i].iov_len);
+        buf->len += parts[i].iov_len;
+    }
+    return buf;
+}
+
 hs_buf_t *hs_ws_close_frame_new(uint16_t code, const char *reason)
 {
     uint8_t payload[HS_WS_MAX_CONTROL];

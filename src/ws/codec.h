@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <string.h>
 
@@ -133,6 +134,11 @@ size_t hs_ws_write_header(uint8_t out[HS_WS_MAX_HEADER], bool fin, uint8_t opcod
 /* One complete server frame (header + payload) in one buffer, one reference:
  * the frame that is shared by every recipient. */
 hs_buf_t *hs_ws_frame_new(uint8_t opcode, const void *payload, size_t len);
+
+/* The same, its payload the count parts one after the other (a message
+ * frame: the frame's prefix, the message object, the closing brace),
+ * copied once into the frame's buffer. */
+hs_buf_t *hs_ws_frame_new_parts(uint8_t opcode, const struct iovec *parts, size_t count);
 
 /* A close frame with code and reason (reason may be NULL; it is cut at a
  * UTF-8 boundary to fit the 125-byte control payload). code 0 gives an

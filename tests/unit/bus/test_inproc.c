@@ -33,8 +33,8 @@ static int node_handler(const hs_node_cmd_t *cmd, void *data)
     char line[32];
     switch (cmd->kind) {
     case HS_NODE_DELIVER:
-        snprintf(line, sizeof(line), "deliver %s %.*s", cmd->topic, (int)cmd->frame_text_len,
-                 cmd->frame_text);
+        snprintf(line, sizeof(line), "deliver %s %.*s", cmd->topic, (int)cmd->message_json_len,
+                 cmd->message_json);
         break;
     case HS_NODE_SUBSCRIBE:
         snprintf(line, sizeof(line), "subscribe %s", cmd->topic);
@@ -123,7 +123,7 @@ static void test_fifo_and_never_inline(void **state)
     hs_node_cmd_t sub = {.kind = HS_NODE_SUBSCRIBE, .topic = "t", .connection_id = "c1"};
     hs_bus_send_to_node(f->bus, "n1", &sub, done_cb, f);
     hs_node_cmd_t del = {
-        .kind = HS_NODE_DELIVER, .topic = "t", .frame_text = "hello", .frame_text_len = 5};
+        .kind = HS_NODE_DELIVER, .topic = "t", .message_json = "hello", .message_json_len = 5};
     hs_bus_send_to_node(f->bus, "n1", &del, done_cb, f);
     hs_bus_send_to_node(f->bus, "nobody", &del, done_cb, f);
     assert_int_equal(f->entries, 0); /* nothing ran inside the calls */

@@ -340,7 +340,7 @@ static int node_cb(const hs_node_cmd_t *cmd, void *data)
     fixture_t *f = data;
     switch (cmd->kind) {
     case HS_NODE_DELIVER:
-        record(f, "deliver %s %.*s", cmd->topic, (int)cmd->frame_text_len, cmd->frame_text);
+        record(f, "deliver %s %.*s", cmd->topic, (int)cmd->message_json_len, cmd->message_json);
         break;
     case HS_NODE_SUBSCRIBE:
         record(f, "subscribe %s %s", cmd->topic, cmd->connection_id);
@@ -371,8 +371,8 @@ static void deliver(fixture_t *f, hs_bus_t *bus, const char *node, const char *t
 {
     hs_node_cmd_t cmd = {.kind = HS_NODE_DELIVER,
                          .topic = topic,
-                         .frame_text = text,
-                         .frame_text_len = strlen(text)};
+                         .message_json = text,
+                         .message_json_len = strlen(text)};
     hs_bus_send_to_node(bus, node, &cmd, done_cb, f);
 }
 

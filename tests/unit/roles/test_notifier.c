@@ -286,22 +286,21 @@ static client_t *open_fake(fixture_t *f, int i, const transport_ops_t *ops)
     return fake->base.client;
 }
 
-static char *frame_text(const char *id, const char *topic)
+static char *message_json(const char *id, const char *topic)
 {
     static char text[256];
-    snprintf(text, sizeof(text), HS_RENDER_MESSAGE_FRAME_PREFIX "{\"id\":\"%s\",\"topic\":\"%s\"}}",
-             id, topic);
+    snprintf(text, sizeof(text), "{\"id\":\"%s\",\"topic\":\"%s\"}", id, topic);
     return text;
 }
 
 static int deliver(fixture_t *f, const char *topic, const char *id)
 {
-    const char *text = frame_text(id, topic);
+    const char *json = message_json(id, topic);
     hs_node_cmd_t cmd = {.kind = HS_NODE_DELIVER,
                          .topic = topic,
                          .message_id = id,
-                         .frame_text = text,
-                         .frame_text_len = strlen(text)};
+                         .message_json = json,
+                         .message_json_len = strlen(json)};
     return hs_notifier__handle_command(&cmd, f->n);
 }
 

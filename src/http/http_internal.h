@@ -106,4 +106,57 @@ hs_http_persist_t hs_http__persistence(hs_http_request_t *req, int status);
 void hs_http__send_response(hs_http_request_t *req, int status, hs_buf_t *response,
                             hs_http_persist_t persist);
 
+/* ---- server.c and parse.c: one HTTP connection and its server ------------- */
+
+struct hs_http_conn {
+    hs_conn_t *conn;
+    hs_http_server_t *server;
+    http_parser parser;
+    hs_http_request_t *req;         /* being parsed */
+    bool message_done;              /* req is complete (an upgrade held back) */
+    hs_http_request_t *head, *tail; /* dispatched, answered in this order */
+    unsigned in_flight;             /* requests in that queue */
+    bool in_dispatch;               /* inside dispatch(), route handler included */
+    bool stop;                      /* parse no further request: a close is coming */
+    bool close_after;               /* an answer said close: close once it is out */
+    bool continue_owed;             /* req wants "100 Continue" once the queue is empty */
+    bool upgraded;                  /* a route took the connection away */
+    bool peer_eof;                  /* the client closed its side */
+    int error_status;               /* set by a parser callback that aborts */
+    const char *error_code;
+    const char *error_message;
+    char *saved; /* bytes received after the request in flight */
+    size_t saved_len;
+    unsigned requests;
+    struct hs_http_conn *prev, *next;
+};
+
+struct hs_http_server {
+    hs_net_t *net;
+    hs_router_t *router;
+    hs_http_limits_t limits;
+    char *name;
+    hs_listener_t *listener;
+    hs_listener_t *extra_listener; /* hs_http_server_listen_also */
+    bool (*guard)(hs_http_request_t *req, void *ctx);
+    void *guard_ctx;
+    hs_cors_t *cors;                /* NULL: no CORS headers, OPTIONS only where routed */
+    const hs_http_policy_t *policy; /* borrowed; NULL: no Host check, no proxies */
+    hs_http_conn_t *conns;          /* HTTP connections (upgraded ones leave) */
+    size_t conn_count;
+    uint64_t request_seq;
+    bool shutting_down;
+    void (*shutdown_cb)(hs_http_server_t *, void *);
+    void *shutdown_data;
+};
+
+/* parse.c: the callbacks that read one request into hc->req. */
+extern const http_parser_settings hs_http__parser_settings;
+/* server.c: the request being read must be complete within ms (0: no
+ * deadline), else it is answered 408. */
+void hs_http__request_deadline(hs_http_conn_t *hc, uint64_t ms);
+/* server.c: "100 Continue", now (nothing is in flight) or once the answers
+ * before it went out. */
+void hs_http__send_continue(hs_http_conn_t *hc);
+
 #endif

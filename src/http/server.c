@@ -1,5 +1,7 @@
-/* server.c - HTTP/1.1 connections on hs_net: http-parser callbacks, limits,
- * deadlines, pipelining, the upgrade hand-off and shutdown.
+/* server.c - HTTP/1.1 connections on hs_net: the request cycle (deadlines,
+ * pipelining, dispatch through the Host check, guard and router, answers in
+ * order), the upgrade hand-off and shutdown. Reading one request (the
+ * http-parser callbacks and their limits) is parse.c.
  *
  * Pipelined requests are handled concurrently and answered in order: each
  * complete request goes to its route at once and joins the connection's
@@ -24,48 +26,6 @@
 #include "http/origin.h"
 
 #define HS_HTTP_PIPELINE 64 /* requests in flight per connection */
-
-struct hs_http_conn {
-    hs_conn_t *conn;
-    hs_http_server_t *server;
-    http_parser parser;
-    hs_http_request_t *req;         /* being parsed */
-    bool message_done;              /* req is complete (an upgrade held back) */
-    hs_http_request_t *head, *tail; /* dispatched, answered in this order */
-    unsigned in_flight;             /* requests in that queue */
-    bool in_dispatch;               /* inside dispatch(), route handler included */
-    bool stop;                      /* parse no further request: a close is coming */
-    bool close_after;               /* an answer said close: close once it is out */
-    bool continue_owed;             /* req wants "100 Continue" once the queue is empty */
-    bool upgraded;                  /* a route took the connection away */
-    bool peer_eof;                  /* the client closed its side */
-    int error_status;               /* set by a parser callback that aborts */
-    const char *error_code;
-    const char *error_message;
-    char *saved; /* bytes received after the request in flight */
-    size_t saved_len;
-    unsigned requests;
-    struct hs_http_conn *prev, *next;
-};
-
-struct hs_http_server {
-    hs_net_t *net;
-    hs_router_t *router;
-    hs_http_limits_t limits;
-    char *name;
-    hs_listener_t *listener;
-    hs_listener_t *extra_listener; /* hs_http_server_listen_also */
-    bool (*guard)(hs_http_request_t *req, void *ctx);
-    void *guard_ctx;
-    hs_cors_t *cors;                /* NULL: no CORS headers, OPTIONS only where routed */
-    const hs_http_policy_t *policy; /* borrowed; NULL: no Host check, no proxies */
-    hs_http_conn_t *conns;          /* HTTP connections (upgraded ones leave) */
-    size_t conn_count;
-    uint64_t request_seq;
-    bool shutting_down;
-    void (*shutdown_cb)(hs_http_server_t *, void *);
-    void *shutdown_data;
-};
 
 static bool process(hs_http_conn_t *hc, const char *data, size_t len);
 static void after_progress(hs_http_conn_t *hc);
@@ -175,6 +135,11 @@ static void request_timeout_cb(hs_conn_t *conn)
     fail_request(hc, 408, "request_timeout", "the request did not arrive in time");
 }
 
+void hs_http__request_deadline(hs_http_conn_t *hc, uint64_t ms)
+{
+    start_timer(hc, ms, request_timeout_cb);
+}
+
 static void idle_timeout_cb(hs_conn_t *conn)
 {
     hs_http_conn_t *hc = hs_conn_data(conn);
@@ -240,7 +205,7 @@ static void continue_cb(hs_conn_t *conn)
         after_progress(hc);
 }
 
-static void send_continue(hs_http_conn_t *hc)
+void hs_http__send_continue(hs_http_conn_t *hc)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     hc->continue_owed = false;
@@ -260,7 +225,7 @@ static void after_progress(hs_http_conn_t *hc)
         return;
     }
     if (hc->continue_owed && hc->in_flight == 0 && hc->req && !hc->stop)
-        send_continue(hc);
+        hs_http__send_continue(hc);
     if (hc->saved_len > 0 && (can_parse(hc) || (hc->message_done && hc->in_flight == 0))) {
         hs_conn_timer_start(hc->conn, 0, continue_cb);
         return;
@@ -457,133 +422,6 @@ static void dispatch(hs_http_conn_t *hc)
     hc->in_dispatch = false;
 }
 
-/* ---- http-parser callbacks ------------------------------------------------ */
-
-static int abort_with(hs_http_conn_t *hc, int status, const char *code, const char *message)
-{
-    hc->error_status = status;
-    hc->error_code = code;
-    hc->error_message = message;
-    return -1;
-}
-
-static int on_message_begin(http_parser *p)
-{
-    hs_http_conn_t *hc = p->data;
-    hc->req = hs_http__request_new(hc->server, hc);
-    hc->req->start_ms = uv_now(hs_net_loop(hs_conn_net(hc->conn)));
-    hc->message_done = false;
-    /* From the first byte, the whole head has header_timeout_ms: a client
-     * trickling bytes (slowloris) cannot hold the connection longer. */
-    start_timer(hc, hc->server->limits.header_timeout_ms, request_timeout_cb);
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    hs_http_conn_t *hc = p->data;
-    hs_http_request_t *req = hc->req;
-    if (req->url_len + len > hc->server->limits.max_url)
-        return abort_with(hc, 431, "request_line_too_large", "the request line is too long");
-    req->url = hs_realloc(req->url, req->url_len + len + 1);
-    memcpy(req->url + req->url_len, at, len);
-    req->url_len += len;
-    req->url[req->url_len] = '\0';
-    return 0;
-}
-
-static int add_header_bytes(http_parser *p, const char *at, size_t len, bool is_value)
-{
-    hs_http_conn_t *hc = p->data;
-    const hs_http_limits_t *l = &hc->server->limits;
-    if (hs_http__request_add_header_bytes(hc->req, at, len, is_value, l->max_header_bytes,
-                                          l->max_headers) != 0)
-        return abort_with(hc, 431, "header_fields_too_large",
-                          "too many request headers or headers too large");
-    return 0;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-    return add_header_bytes(p, at, len, false);
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len)
-{
-    return add_header_bytes(p, at, len, true);
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    hs_http_conn_t *hc = p->data;
-    hs_http_request_t *req = hc->req;
-    const hs_http_limits_t *l = &hc->server->limits;
-    bool has_length = (p->flags & F_CONTENTLENGTH) != 0;
-    /* Refuse a body announced too large before it is sent. */
-    if (has_length && p->content_length > l->max_body)
-        return abort_with(hc, 413, "payload_too_large", "the request body is too large");
-    bool body_expected = (has_length && p->content_length > 0) || (p->flags & F_CHUNKED);
-    size_t expect_len;
-    const char *expect = hs_http_header(req, "expect", &expect_len);
-    if (expect && body_expected) {
-        if (expect_len != 12 || strncasecmp(expect, "100-continue", 12) != 0)
-            return abort_with(hc, 417, "expectation_failed", "unsupported Expect header");
-        /* The client waits for this before sending the body; it goes out
-         * after the answers to the requests before this one. */
-        if (hc->in_flight == 0)
-            send_continue(hc);
-        else
-            hc->continue_owed = true;
-    }
-    if (body_expected)
-        start_timer(hc, l->body_timeout_ms, request_timeout_cb);
-    else
-        hs_conn_timer_stop(hc->conn);
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len)
-{
-    hs_http_conn_t *hc = p->data;
-    hs_http_request_t *req = hc->req;
-    /* Also bounds chunked bodies, whose size is not known up front. */
-    if (req->body_len + len > hc->server->limits.max_body)
-        return abort_with(hc, 413, "payload_too_large", "the request body is too large");
-    if (req->body_len + len + 1 > req->body_cap) {
-        size_t cap = req->body_cap ? req->body_cap * 2 : 1024;
-        /* With a Content-Length, allocate the whole body at once. */
-        if (p->flags & F_CONTENTLENGTH)
-            cap = req->body_len + len + (size_t)p->content_length + 1;
-        while (cap < req->body_len + len + 1)
-            cap *= 2;
-        req->body = hs_realloc(req->body, cap);
-        req->body_cap = cap;
-    }
-    memcpy(req->body + req->body_len, at, len);
-    req->body_len += len;
-    req->body[req->body_len] = '\0';
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    hs_http_conn_t *hc = p->data;
-    hc->message_done = true;
-    /* Stop here: process() dispatches it, then parses on. */
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static const http_parser_settings parser_settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
 /* Keeps bytes that cannot be parsed yet (the queue is full, or an upgrade
  * waits). Reading is paused meanwhile, so this holds at most one read's worth
  * plus the unparsed rest of earlier ones; the bound is a safety net. */
@@ -666,7 +504,7 @@ static bool process(hs_http_conn_t *hc, const char *data, size_t len)
         }
         if (HTTP_PARSER_ERRNO(&hc->parser) == HPE_PAUSED)
             http_parser_pause(&hc->parser, 0);
-        size_t n = http_parser_execute(&hc->parser, &parser_settings, data, len);
+        size_t n = http_parser_execute(&hc->parser, &hs_http__parser_settings, data, len);
         enum http_errno err = HTTP_PARSER_ERRNO(&hc->parser);
         if (err != HPE_OK && err != HPE_PAUSED) {
             parse_error(hc);

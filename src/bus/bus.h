@@ -14,8 +14,9 @@
  *                            per subscriber.
  *
  * Back-ends implement hs_bus_ops_t: inproc.c (embedded mode, one process)
- * and redis.c (Streams with consumer groups). The roles see only this
- * header.
+ * and the Redis back-end (Streams with consumer groups), a file per
+ * mechanism behind redis_internal.h, which maps its keys
+ * (docs/internals/bus.md). The roles see only this header.
  *
  * A back-end whose dependency can go away (Redis) reconnects by itself with
  * backoff; while it is away ready() is false and operations fail with

@@ -1,9 +1,14 @@
 /* redis_scripts.c - the Redis bus's Lua scripts: one table (names, sources,
  * the link that calls each), loaded with SCRIPT LOAD on every (re)connect of
  * that link, called by SHA (EVALSHA). A Redis that forgot its scripts
- * (restarted, SCRIPT FLUSH) answers NOSCRIPT: the call loads the script
- * again and sends the same EVALSHA once more, on the same link, so the
- * operation is not lost and keeps its place in the link's order.
+ * (SCRIPT FLUSH, a failover to a replica that never loaded them) answers
+ * NOSCRIPT: the call loads the script again and sends the same EVALSHA once
+ * more, on the same link, so the operation is not lost. Retried calls go
+ * out in the order their NOSCRIPT replies came, which is the order they
+ * were sent; but a call issued after the first NOSCRIPT reply and before
+ * the last can run ahead of a retried one. A restarted Redis does not do
+ * this (the link reconnects, and loads every script before any call); an
+ * operator flushing scripts under a live bus can (docs/internals/bus.md).
  *
  * The sources stay beside the mechanism that uses them (each with its
  * comment, and the reason when a key is derived inside the script rather

@@ -80,9 +80,20 @@ class MariaDB:
         self.sock = self.dir / "sock"
         self.env = dict(os.environ, PATH=os.environ.get("PATH", "") + ":" + SBIN)
         self.user = os.environ.get("USER") or "root"
-        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.dir}/data",
-                        f"--user={self.user}", "--auth-root-authentication-method=normal",
-                        "--skip-test-db"], check=True, capture_output=True, env=self.env)
+        # The bootstrap server of mariadb-install-db can fail on a machine
+        # under heavy load (seen once in CI, its output unseen): one more try
+        # in a clean directory, and its output in the error if that fails too.
+        for attempt in (1, 2):
+            shutil.rmtree(self.dir / "data", ignore_errors=True)
+            done = subprocess.run(
+                ["mariadb-install-db", "--no-defaults", f"--datadir={self.dir}/data",
+                 f"--user={self.user}", "--auth-root-authentication-method=normal",
+                 "--skip-test-db"], capture_output=True, text=True, env=self.env)
+            if done.returncode == 0:
+                break
+            if attempt == 2:
+                raise RuntimeError(f"mariadb-install-db failed ({done.returncode}):\n"
+                                   f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
         self.start()
         subprocess.run(["mariadb", "--no-defaults", f"--socket={self.sock}", "-e",
                         "CREATE DATABASE houston"], check=True, env=self.env)

@@ -6,15 +6,17 @@
  * a blocking socket and two memory BIOs, so the test decides what goes on
  * the wire and when: its Finished and its first data in one segment, half a
  * ClientHello, a reset at a chosen point, a KeyUpdate in the middle of a
- * transfer, a small receive buffer that keeps the server's socket full. It
+ * transfer, a record that does not decrypt while the server writes. It
  * never asserts (cmocka's asserts belong to the main thread): it writes what
  * it saw into the fixture, which the main thread checks after joining it.
  * The loop thread checks what the server saw.
  *
  * Covered: handshake and echo both ways (TLS 1.3 and 1.2, data sent with the
  * client's Finished, ALPN); 8 MiB of flat buffers and vectors of odd sizes
- * to a client that reads slowly and asks for a key update half way (whole,
- * in order, the queue empty at on_drain); thousands of small sends of one
+ * through a small server send buffer to a client that starts reading late
+ * and asks for a key update on the way (whole, in order, the queue empty at
+ * on_drain); a bad record while ciphertext is in flight (that ciphertext,
+ * then the alert, in order); thousands of small sends of one
  * iteration encrypted into a few records; plaintext queued before the
  * handshake; close after flush (all the data, then close_notify) and before
  * the handshake; a plain HTTP client and a TLS 1.2 client on a 1.3-only
@@ -47,19 +49,19 @@
 #include "core/error.h"
 #include "net/net_internal.h"
 
-#define DEADLINE_MS    10000
+#define DEADLINE_MS    20000
 #define BIG_BYTES      (8u * 1024 * 1024)
-#define FLUSH_BYTES    (6u * 1024 * 1024) /* more than a loopback send buffer */
+#define FLUSH_BYTES    (2u * 1024 * 1024)
 #define SMALL_SENDS    3000
 #define POOL_TLS       160
 #define POOL_PLAIN     160
 #define POOL_CONNS     (POOL_TLS + POOL_PLAIN)
 #define POOL_BYTES     (20u * 1024)
 #define ECHO_BYTES     (200u * 1024)
-#define SLOW_RCVBUF    (16 * 1024) /* the kernel doubles it */
+#define SERVER_SNDBUF  (64 * 1024) /* the kernel doubles it */
 #define RESET_AFTER    (256u * 1024)
 #define KEY_UPDATE_AT  (1024u * 1024)
-#define CLIENT_TIMEOUT 10 /* s: a blocking socket call gives up after this */
+#define CLIENT_TIMEOUT 20 /* s: a blocking socket call gives up after this */
 
 enum {
     S_ECHO,
@@ -72,6 +74,7 @@ enum {
     S_OLD_VERSION,
     S_RESET_HANDSHAKE,
     S_RESET_TRANSFER,
+    S_BAD_RECORD,
     S_POOL,
     S_RELOAD,
 };
@@ -106,6 +109,7 @@ typedef struct fixture {
     size_t pool_batch_cap;
     /* shared with the client thread */
     atomic_bool server_writing; /* connection 0 had a uv_write in flight */
+    atomic_bool server_failed;  /* connection 0's TLS session failed */
     atomic_bool accepted;
     int port, plain_port; /* set before the thread starts */
     pthread_t thread;
@@ -117,6 +121,7 @@ typedef struct fixture {
     size_t records_before, records_after; /* TLS records received */
     char version[16], alpn[16], peer_cn[2][64];
     char handshake_error[256];
+    char read_error[256]; /* OpenSSL's reason when reading failed */
     int pool_ok;
 } fixture_t;
 
@@ -247,13 +252,11 @@ static SSL_CTX *client_ctx(int max_version)
     return ctx;
 }
 
-static int tcp_connect(int port, int rcvbuf)
+static int tcp_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
-    if (rcvbuf > 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     struct timeval tv = {.tv_sec = CLIENT_TIMEOUT};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -267,10 +270,10 @@ static int tcp_connect(int port, int rcvbuf)
 }
 
 /* ctx NULL: a plain TCP client. */
-static bool tc_open(tclient_t *c, SSL_CTX *ctx, int port, int rcvbuf)
+static bool tc_open(tclient_t *c, SSL_CTX *ctx, int port)
 {
     memset(c, 0, sizeof(*c));
-    c->fd = tcp_connect(port, rcvbuf);
+    c->fd = tcp_connect(port);
     if (c->fd < 0) {
         client_fail("connect");
         return false;
@@ -403,8 +406,12 @@ static int tc_read(tclient_t *c, void *buf, size_t len, size_t chunk)
         int e = SSL_get_error(c->ssl, n);
         if (e == SSL_ERROR_ZERO_RETURN)
             return END_CLOSE_NOTIFY;
-        if (e != SSL_ERROR_WANT_READ)
+        if (e != SSL_ERROR_WANT_READ) {
+            unsigned long code = ERR_peek_last_error();
+            if (code)
+                ERR_error_string_n(code, fx->read_error, sizeof(fx->read_error));
             return END_ERROR;
+        }
         /* an answer to a key update, for one */
         if (!tc_flush(c))
             return END_ERROR;
@@ -458,7 +465,7 @@ static void note_session(tclient_t *c, int slot)
 static void client_echo(SSL_CTX *ctx)
 {
     tclient_t c;
-    if (!tc_open(&c, ctx, fx->port, 0))
+    if (!tc_open(&c, ctx, fx->port))
         return;
     char buf[16 * 1024];
     char *big = malloc(ECHO_BYTES);
@@ -500,11 +507,12 @@ out:
     tc_close(&c);
 }
 
-/* "go", then everything the server sends. */
-static void client_go_and_read(SSL_CTX *ctx, int rcvbuf, size_t chunk, size_t key_update_at)
+/* "go", then everything the server sends; with slow, only once the
+ * server's socket is full (its send buffer is small, see burst()). */
+static void client_go_and_read(SSL_CTX *ctx, bool slow, size_t key_update_at)
 {
     tclient_t c;
-    if (!tc_open(&c, ctx, fx->port, rcvbuf))
+    if (!tc_open(&c, ctx, fx->port))
         return;
     if (!tc_handshake(&c, true)) {
         client_fail("handshake");
@@ -516,11 +524,11 @@ static void client_go_and_read(SSL_CTX *ctx, int rcvbuf, size_t chunk, size_t ke
         client_fail("writing go");
         goto out;
     }
-    if (rcvbuf > 0 && !wait_flag(&fx->server_writing)) {
+    if (slow && !wait_flag(&fx->server_writing)) {
         client_fail("the server's socket never filled up");
         goto out;
     }
-    fx->end = tc_read_all(&c, chunk, key_update_at);
+    fx->end = tc_read_all(&c, SIZE_MAX, key_update_at);
     fx->records_after = c.records;
 out:
     tc_close(&c);
@@ -529,7 +537,7 @@ out:
 static void client_reset_transfer(SSL_CTX *ctx)
 {
     tclient_t c;
-    if (!tc_open(&c, ctx, fx->port, SLOW_RCVBUF))
+    if (!tc_open(&c, ctx, fx->port))
         return;
     char buf[16 * 1024];
     if (!tc_handshake(&c, true) || !tc_write(&c, "go", 2) || !wait_flag(&fx->server_writing)) {
@@ -537,7 +545,7 @@ static void client_reset_transfer(SSL_CTX *ctx)
         goto out;
     }
     while (fx->got_len < RESET_AFTER) {
-        int n = tc_read(&c, buf, sizeof(buf), 4096);
+        int n = tc_read(&c, buf, sizeof(buf), SIZE_MAX);
         if (n <= 0) {
             client_fail("reading before the reset");
             goto out;
@@ -549,10 +557,30 @@ out:
     tc_close(&c);
 }
 
+/* A record that does not decrypt, sent while the server's ciphertext is
+ * in flight: the server's alert must come after that ciphertext, whole. */
+static void client_bad_record(SSL_CTX *ctx)
+{
+    tclient_t c;
+    if (!tc_open(&c, ctx, fx->port))
+        return;
+    unsigned char bad[5 + 32] = {0x17, 0x03, 0x03, 0x00, 0x20};
+    for (size_t i = 5; i < sizeof(bad); i++)
+        bad[i] = (unsigned char)(i * 37);
+    if (!tc_handshake(&c, true) || !tc_write(&c, "go", 2) || !wait_flag(&fx->server_writing) ||
+        !send_all(c.fd, bad, sizeof(bad)) || !wait_flag(&fx->server_failed)) {
+        client_fail("handshake, go, a full socket, the bad record");
+        goto out;
+    }
+    fx->end = tc_read_all(&c, SIZE_MAX, 0);
+out:
+    tc_close(&c);
+}
+
 static void client_reset_handshake(SSL_CTX *ctx)
 {
     tclient_t c;
-    if (!tc_open(&c, ctx, fx->port, 0))
+    if (!tc_open(&c, ctx, fx->port))
         return;
     SSL_do_handshake(c.ssl); /* the ClientHello, into the BIO */
     char hello[4096];
@@ -578,7 +606,7 @@ out:
 static void client_plain_http(void)
 {
     tclient_t c;
-    if (!tc_open(&c, NULL, fx->port, 0))
+    if (!tc_open(&c, NULL, fx->port))
         return;
     static const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
     if (!send_all(c.fd, req, sizeof(req) - 1)) {
@@ -597,7 +625,7 @@ out:
 static void client_old_version(SSL_CTX *ctx)
 {
     tclient_t c;
-    if (!tc_open(&c, ctx, fx->port, 0))
+    if (!tc_open(&c, ctx, fx->port))
         return;
     if (tc_handshake(&c, true))
         client_fail("a TLS 1.2 handshake passed a 1.3-only server");
@@ -618,7 +646,7 @@ static void client_pool(SSL_CTX *ctx)
     for (; opened < POOL_CONNS; opened++) {
         tclient_t *c = &cs[opened];
         bool tls = opened < POOL_TLS;
-        if (!tc_open(c, tls ? ctx : NULL, tls ? fx->port : fx->plain_port, 0))
+        if (!tc_open(c, tls ? ctx : NULL, tls ? fx->port : fx->plain_port))
             goto out;
         if (tls ? !tc_handshake(c, true) || !tc_write(c, "r", 1) : !send_all(c->fd, "r", 1)) {
             client_fail("a pool connection");
@@ -660,7 +688,7 @@ static void client_reload(SSL_CTX *ctx)
 {
     tclient_t a, b;
     char buf[64];
-    if (!tc_open(&a, ctx, fx->port, 0))
+    if (!tc_open(&a, ctx, fx->port))
         return;
     if (!tc_handshake(&a, true) || !tc_write(&a, "reload", 6) ||
         tc_read(&a, buf, sizeof(buf), SIZE_MAX) != 2) {
@@ -669,7 +697,7 @@ static void client_reload(SSL_CTX *ctx)
         return;
     }
     note_session(&a, 0);
-    if (!tc_open(&b, ctx, fx->port, 0)) {
+    if (!tc_open(&b, ctx, fx->port)) {
         tc_close(&a);
         return;
     }
@@ -686,7 +714,7 @@ static void client_reload(SSL_CTX *ctx)
 static void client_early(SSL_CTX *ctx, bool expect_data)
 {
     tclient_t c;
-    if (!tc_open(&c, ctx, fx->port, 0))
+    if (!tc_open(&c, ctx, fx->port))
         return;
     if (!tc_handshake(&c, true)) {
         if (expect_data)
@@ -723,13 +751,16 @@ static void *client_main(void *arg)
         client_echo(ctx);
         break;
     case S_BIG:
-        client_go_and_read(ctx, SLOW_RCVBUF, 4096, KEY_UPDATE_AT);
+        client_go_and_read(ctx, true, KEY_UPDATE_AT);
         break;
     case S_SMALL:
-        client_go_and_read(ctx, 0, SIZE_MAX, 0);
+        client_go_and_read(ctx, false, 0);
         break;
     case S_CLOSE_AFTER_FLUSH:
-        client_go_and_read(ctx, SLOW_RCVBUF, SIZE_MAX, 0);
+        client_go_and_read(ctx, true, 0);
+        break;
+    case S_BAD_RECORD:
+        client_bad_record(ctx);
         break;
     case S_EARLY:
         client_early(ctx, true);
@@ -813,6 +844,8 @@ static void check_cb(uv_timer_t *timer)
         fx->max_pending_seen = conn->pending;
     if (conn->flags & CONN_WRITING)
         atomic_store(&fx->server_writing, true);
+    if (hs_tls__failed(conn->tls))
+        atomic_store(&fx->server_failed, true);
 }
 
 static void send_taking(hs_conn_t *conn, hs_buf_t *buf)
@@ -849,9 +882,17 @@ static void send_pattern(hs_conn_t *conn, size_t total)
 static void burst(hs_conn_t *conn)
 {
     fx->burst_sent = true;
+    if (fx->scenario != S_SMALL) {
+        /* A small send buffer (no autotuning): the socket fills at once and
+         * stays full until the client reads, whatever the machine's TCP
+         * settings, and the flush goes through many uv_write rounds. */
+        int size = SERVER_SNDBUF;
+        assert_int_equal(uv_send_buffer_size((uv_handle_t *)&conn->tcp, &size), 0);
+    }
     switch (fx->scenario) {
     case S_BIG:
     case S_RESET_TRANSFER:
+    case S_BAD_RECORD:
         send_pattern(conn, BIG_BYTES);
         assert_int_equal(hs_conn_pending(conn), BIG_BYTES);
         break;
@@ -1180,6 +1221,20 @@ static void test_reset_in_transfer(void **state)
     finish();
 }
 
+static void test_bad_record_during_write(void **state)
+{
+    (void)state;
+    run_scenario(S_BAD_RECORD, 0);
+    /* what was in flight, whole and in order, then the server's alert */
+    assert_true(fx->got_len > 0 && fx->got_len < BIG_BYTES);
+    assert_true(is_pattern(fx->got, 0, fx->got_len));
+    assert_int_equal(fx->end, END_ERROR);
+    assert_non_null(strstr(fx->read_error, "alert bad record mac"));
+    assert_int_equal(fx->reads, 1); /* "go" */
+    assert_int_equal(fx->eofs, 0);
+    finish();
+}
+
 static void test_flush_helpers(void **state)
 {
     (void)state;
@@ -1252,6 +1307,7 @@ int main(void)
         cmocka_unit_test(test_old_version_refused),
         cmocka_unit_test(test_reset_in_handshake),
         cmocka_unit_test(test_reset_in_transfer),
+        cmocka_unit_test(test_bad_record_during_write),
         cmocka_unit_test(test_flush_helpers),
         cmocka_unit_test(test_reload),
     };

@@ -734,8 +734,10 @@ static void client_early(SSL_CTX *ctx, bool expect_data)
         }
         got_append(buf, (size_t)n);
     }
-    SSL_shutdown(c.ssl);
-    tc_flush(&c);
+    /* "bye" and our close_notify in one segment: the server reads "bye",
+     * then EOF, and answers "bye" and its close_notify. */
+    if (SSL_write(c.ssl, "bye", 3) != 3 || SSL_shutdown(c.ssl) < 0 || !tc_flush(&c))
+        client_fail("bye and close_notify");
     fx->end = tc_read_all(&c, SIZE_MAX, 0);
 out:
     tc_close(&c);
@@ -964,7 +966,7 @@ static void server_read(hs_conn_t *conn, const char *data, size_t len)
         memcpy(fx->received + fx->received_len, data, len);
         fx->received_len += len;
     }
-    if (fx->scenario == S_ECHO) {
+    if (fx->scenario == S_ECHO || fx->scenario == S_EARLY) {
         send_taking(conn, hs_buf_from(data, len));
     } else if (!fx->burst_sent && fx->received_len == 2 && memcmp(fx->received, "go", 2) == 0) {
         burst(conn);
@@ -1154,8 +1156,12 @@ static void test_queued_before_handshake(void **state)
 {
     (void)state;
     run_scenario(S_EARLY, 0);
-    assert_int_equal(fx->got_len, 8);
-    assert_memory_equal(fx->got, "welcome\n", 8);
+    assert_int_equal(fx->got_len, 11);
+    assert_memory_equal(fx->got, "welcome\nbye", 11);
+    /* the data read with the close_notify came first, then EOF */
+    assert_int_equal(fx->received_len, 3);
+    assert_memory_equal(fx->received, "bye", 3);
+    assert_int_equal(fx->eofs, 1);
     assert_int_equal(fx->end, END_CLOSE_NOTIFY);
     finish();
 }
@@ -1189,6 +1195,7 @@ static void test_plain_http_client(void **state)
     (void)state;
     run_scenario(S_PLAIN_HTTP, 0);
     assert_int_equal(fx->reads, 0); /* nothing reached the protocol */
+    assert_int_equal(fx->eofs, 0);  /* closed after the alert, not an EOF */
     /* no HTTP answer: at most a TLS alert record, then the end */
     assert_true(fx->got_len == 0 || (unsigned char)fx->got[0] == 0x15);
     assert_true(fx->end == END_EOF || fx->end == END_ERROR);

@@ -18,7 +18,8 @@
  * on_drain); a bad record while ciphertext is in flight (that ciphertext,
  * then the alert, in order); thousands of small sends of one
  * iteration encrypted into a few records; plaintext queued before the
- * handshake; close after flush (all the data, then close_notify) and before
+ * handshake, and data that comes with the peer's close_notify (delivered,
+ * then EOF); close after flush (all the data, then close_notify) and before
  * the handshake; a plain HTTP client and a TLS 1.2 client on a 1.3-only
  * context (closed, nothing delivered); resets in the handshake and in a
  * transfer (closed once); a wave of TLS and plain connections with flush
@@ -558,7 +559,10 @@ out:
 }
 
 /* A record that does not decrypt, sent while the server's ciphertext is
- * in flight: the server's alert must come after that ciphertext, whole. */
+ * in flight: the server's alert must come after that ciphertext, whole.
+ * This is how the test reaches tls.c's second output buffer ("next"): with
+ * OpenSSL 3.0 an alert is the one thing a read writes while a uv_write is in
+ * flight (the answer to a KeyUpdate waits for the next SSL_write). */
 static void client_bad_record(SSL_CTX *ctx)
 {
     tclient_t c;

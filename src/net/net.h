@@ -123,7 +123,11 @@ void hs_conn_set_fanout(hs_conn_t *conn);
  * a protocol switch, where bytes read by the old protocol belong to the new. */
 void hs_conn_inject(hs_conn_t *conn, const char *data, size_t len);
 
-/* Stops/resumes reading from the socket (back-pressure, pipelining). */
+/* Stops/resumes reading from the socket (back-pressure, pipelining). A
+ * pause stops the next socket read, not the bytes already read: on a TLS
+ * connection one socket read can carry several records, and the plaintext
+ * of the rest may still arrive in a further on_read after the pause, so a
+ * protocol that pauses keeps what it is handed (as http/server.c does). */
 void hs_conn_pause_read(hs_conn_t *conn);
 void hs_conn_resume_read(hs_conn_t *conn);
 

@@ -13,7 +13,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 
 .PHONY: all build run test unit e2e e2e-mariadb browser js deps-build deps-test format format-check clean sanitize fuzz \
-        install deb deps-bench bench bench-smoke check tsan cppcheck
+        install deb deps-bench bench bench-smoke check tsan cppcheck build-types
 
 all: build
 
@@ -95,6 +95,37 @@ format-check:
 
 clean:
 	rm -rf $(BUILD)
+
+# Every build type compiles without a warning under -Werror, each in its own
+# directory $(BUILD)-<type>; compiles only (every target: houston, the unit
+# tests, bench/; no test runs). A warning one optimisation level shows and
+# another does not (gcc -O3 inlines more and warns about what it then sees)
+# otherwise breaks the build of whoever uses that type first (the image is
+# Release). asan, tsan and fuzz are configured exactly as `make sanitize`,
+# `make tsan` and `make fuzz` configure $(BUILD)-asan, -tsan and -fuzz, so
+# those reuse the objects. fuzz is clang-14 (the whole tree, not only the
+# fuzz targets: clang's warnings too). BUILD_TYPES picks some (CI skips
+# relwithdebinfo: `make test` builds $(BUILD) with that type and -Werror).
+BUILD_TYPES ?= debug release relwithdebinfo minsizerel asan tsan fuzz
+BUILD_TYPE_debug          = -DCMAKE_BUILD_TYPE=Debug
+BUILD_TYPE_release        = -DCMAKE_BUILD_TYPE=Release
+BUILD_TYPE_relwithdebinfo = -DCMAKE_BUILD_TYPE=RelWithDebInfo
+BUILD_TYPE_minsizerel     = -DCMAKE_BUILD_TYPE=MinSizeRel
+BUILD_TYPE_asan           = -DHOUSTON_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+BUILD_TYPE_tsan           = -DHOUSTON_TSAN=ON -DCMAKE_BUILD_TYPE=Debug
+BUILD_TYPE_fuzz           = -DHOUSTON_FUZZ=ON -DCMAKE_C_COMPILER=clang-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo
+build-types:
+	@scripts/install-deps.sh $(if $(filter fuzz,$(BUILD_TYPES)),fuzz,test)
+	@all=$$SECONDS; for t in $(BUILD_TYPES); do \
+	  start=$$SECONDS; \
+	  $(MAKE) --no-print-directory build-type-$$t || { echo "build-types: $$t FAILED"; exit 1; }; \
+	  echo "build-types: $$t warning-free in $$((SECONDS - start)) s"; \
+	done; echo "build-types: $(BUILD_TYPES): $$((SECONDS - all)) s"
+
+build-type-%:
+	@[ -n "$(BUILD_TYPE_$*)" ] || { echo "build-types: unknown type '$*' (one of: debug release relwithdebinfo minsizerel asan tsan fuzz)"; exit 2; }
+	@cmake -S . -B $(BUILD)-$* $(BUILD_TYPE_$*) -DHOUSTON_WERROR=ON > /dev/null
+	cmake --build $(BUILD)-$* -j$(JOBS)
 
 # The same tests against an AddressSanitizer + UBSan build (CI runs it).
 sanitize: deps-test

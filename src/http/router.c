@@ -19,6 +19,7 @@ typedef struct route {
     unsigned segment_count;
     hs_http_handler_fn fn;
     void *ctx;
+    bool takes_over; /* hs_router_add_takeover: the server holds its requests */
 } route_t;
 
 struct hs_router {
@@ -67,6 +68,13 @@ void hs_router_add(hs_router_t *router, enum http_method method, const char *pat
         while (*p == '/')
             p++;
     }
+}
+
+void hs_router_add_takeover(hs_router_t *router, enum http_method method, const char *pattern,
+                            hs_http_handler_fn fn, void *ctx)
+{
+    hs_router_add(router, method, pattern, fn, ctx);
+    router->routes[router->count - 1].takes_over = true;
 }
 
 /* Whether path matches r; captures parameters into req when given. */
@@ -143,6 +151,18 @@ int hs_router_match(hs_router_t *router, enum http_method method, const char *pa
         }
     }
     return HS_EMETHOD;
+}
+
+bool hs_router_takes_over(const hs_router_t *router, enum http_method method, const char *path,
+                          size_t len)
+{
+    enum http_method wanted = method == HTTP_HEAD ? HTTP_GET : method;
+    for (size_t i = 0; i < router->count; i++) {
+        const route_t *r = &router->routes[i];
+        if (r->method == wanted && path_matches(r, path, len, NULL))
+            return r->takes_over;
+    }
+    return false;
 }
 
 void hs_router_each(const hs_router_t *router,

@@ -11,9 +11,11 @@
  * requests are in flight per connection; past that, reading stops and the
  * bytes received are kept (bounded) until answers go out.
  *
- * A request that takes over the connection (an upgrade) is dispatched only
- * when nothing is in flight before it; an error found while reading closes
- * the connection after the answers before it and its own. */
+ * A request that takes over the connection (an upgrade, or a request to a
+ * route added with hs_router_add_takeover: an event stream) is dispatched
+ * only when nothing is in flight before it; until then it is held parsed
+ * (message_done) and the bytes behind it are kept. An error found while
+ * reading closes the connection after the answers before it and its own. */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -226,7 +228,9 @@ static void after_progress(hs_http_conn_t *hc)
     }
     if (hc->continue_owed && hc->in_flight == 0 && hc->req && !hc->stop)
         hs_http__send_continue(hc);
-    if (hc->saved_len > 0 && (can_parse(hc) || (hc->message_done && hc->in_flight == 0))) {
+    /* A held request goes once nothing is in flight, whether or not bytes
+     * were kept behind it (an upgrade is often the last thing written). */
+    if ((hc->saved_len > 0 && can_parse(hc)) || (hc->message_done && hc->in_flight == 0)) {
         hs_conn_timer_start(hc->conn, 0, continue_cb);
         return;
     }
@@ -472,6 +476,20 @@ static void finish_upgrade(hs_http_conn_t *hc, const char *rest, size_t rest_len
         hs_conn_inject(conn, rest, rest_len);
 }
 
+/* Whether the request just parsed (hc->req) takes the connection over, and
+ * so must wait until nothing is in flight before it. */
+static bool takes_over(const hs_http_conn_t *hc)
+{
+    if (hc->parser.upgrade)
+        return true;
+    const hs_http_request_t *req = hc->req;
+    const char *url = req->url ? req->url : "";
+    const char *mark = memchr(url, '?', req->url_len);
+    size_t path_len = mark ? (size_t)(mark - url) : req->url_len;
+    return hs_router_takes_over(hc->server->router, (enum http_method)hc->parser.method, url,
+                                path_len);
+}
+
 /* Parses data and dispatches each complete request at once. Bytes that
  * cannot be parsed yet are kept for later. Returns false when hc no longer
  * exists (the connection was upgraded to another protocol). */
@@ -518,8 +536,9 @@ static bool process(hs_http_conn_t *hc, const char *data, size_t len)
             return true; /* everything was consumed; the request goes on */
         /* After a request with "Upgrade", the parser stops; the bytes behind
          * it belong to the new protocol if the route switches, else they
-         * are parsed as HTTP like any pipelined request. */
-        if (hc->parser.upgrade && hc->in_flight > 0)
+         * are parsed as HTTP like any pipelined request. An event stream
+         * is held the same way; the bytes behind it go to its handler. */
+        if (hc->in_flight > 0 && takes_over(hc))
             continue; /* held until the queue is empty */
         dispatch(hc);
         if (hc->upgraded) {

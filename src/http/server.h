@@ -73,6 +73,17 @@ hs_router_t *hs_router_new(void);
 void hs_router_free(hs_router_t *router);
 void hs_router_add(hs_router_t *router, enum http_method method, const char *pattern,
                    hs_http_handler_fn fn, void *ctx);
+/* hs_router_add for a route that takes the connection over from a plain
+ * request, without an Upgrade header (an event stream, http/sse.h): the
+ * server dispatches a request to it only once every request before it on
+ * its connection is answered, as it holds an upgrade, so that its handler
+ * can always take the connection (hs_http_can_take_over). */
+void hs_router_add_takeover(hs_router_t *router, enum http_method method, const char *pattern,
+                            hs_http_handler_fn fn, void *ctx);
+/* Whether method and path (without the query) name a route added with
+ * hs_router_add_takeover (HEAD as GET). */
+bool hs_router_takes_over(const hs_router_t *router, enum http_method method, const char *path,
+                          size_t len);
 /* Calls cb for every route, in registration order (for `houston routes`). */
 void hs_router_each(const hs_router_t *router,
                     void (*cb)(enum http_method method, const char *pattern, void *data),
@@ -192,9 +203,10 @@ void hs_http_respond_empty(hs_http_request_t *req, int status);
  * already went away. */
 hs_conn_t *hs_http_upgrade(hs_http_request_t *req);
 /* Whether req may take the connection over now: no pipelined request before
- * it still waits for its answer. A request with an Upgrade header always may
- * (the server holds it until then); a route that takes over a plain request
- * (an event stream) must check, and answer normally when it may not. */
+ * it still waits for its answer. A request with an Upgrade header, or to a
+ * route added with hs_router_add_takeover, always may (the server holds it
+ * until then); any other route that takes over a plain request must check,
+ * and answer normally when it may not. */
 bool hs_http_can_take_over(const hs_http_request_t *req);
 
 #endif

@@ -10,7 +10,9 @@ hs_conn_t *hs_http_sse_accept(hs_http_request_t *req)
 {
     if (!hs_http_can_take_over(req)) {
         /* Pipelined requests before it still wait for their answers: the
-         * stream cannot have the connection yet. */
+         * stream cannot have the connection yet. Not on a route added with
+         * hs_router_add_takeover (the server holds the request until they
+         * are answered); only a route that forgot to be is answered this. */
         hs_http_respond_error(req, 400, "bad_request",
                               "an event stream must not follow unanswered pipelined requests");
         return NULL;

@@ -74,16 +74,21 @@ bool hs_content_type_is_json(const char *value, size_t len)
            strncasecmp(value + start, json, sizeof(json) - 1) == 0;
 }
 
-/* A string member: 0 and *value, 1 when absent and optional, or an error. */
+/* A string member: 0 and *value, 1 when absent and optional, or an error.
+ * *value and *len are set on every path (NULL and 0 unless 0 is returned):
+ * callers test only the return code, and whether fail() returns non-zero is
+ * not visible to the compiler (a variadic call it does not inline), so with
+ * the outputs unset on the error paths gcc -O3 sees a read of them that may
+ * be uninitialized (-Wmaybe-uninitialized, the Release build). */
 static int get_string(json_t *obj, const char *name, bool required, const char **value, size_t *len,
                       hs_api_error_t *err)
 {
+    *value = NULL;
+    *len = 0;
     json_t *member = json_object_get(obj, name);
     if (member == NULL || json_is_null(member)) {
         if (required)
             return fail(err, 400, "missing_field", "field '%s' is required", name);
-        *value = NULL;
-        *len = 0;
         return 1;
     }
     if (!json_is_string(member))

@@ -345,7 +345,9 @@ hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
         n->dedupe = hs_dedupe_new(cfg->dedupe_window);
     n->router = hs_router_new();
     hs_router_add(n->router, HTTP_GET, "/api/v1/ws", ws_route, n);
-    hs_router_add(n->router, HTTP_GET, "/api/v1/sse", sse_route, n);
+    /* Held behind pipelined requests until they are answered, as the
+     * WebSocket upgrade is: the stream takes the connection. */
+    hs_router_add_takeover(n->router, HTTP_GET, "/api/v1/sse", sse_route, n);
     if (cfg->resume_secret && cfg->resume_secret[0]) {
         /* HMAC takes a key of any length; a longer one is hashed first. */
         size_t len = strlen(cfg->resume_secret);

@@ -1,5 +1,5 @@
 /* Routing: literal and parameter segments, trailing slash, 404 versus 405
- * with the Allow list, HEAD answered by GET routes. */
+ * with the Allow list, HEAD answered by GET routes, takeover routes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -57,6 +57,28 @@ static void test_routes(void **state)
     assert_string_equal(allow, "POST, GET, HEAD");
     assert_int_equal(match(r, HTTP_DELETE, "/api/v1/messages/abc", &fn, allow), HS_EMETHOD);
     assert_string_equal(allow, "GET, HEAD");
+    hs_router_free(r);
+}
+
+static void test_takeover_routes(void **state)
+{
+    (void)state;
+    hs_router_t *r = hs_router_new();
+    hs_router_add(r, HTTP_GET, "/api/v1/ws", handler_a, NULL);
+    hs_router_add_takeover(r, HTTP_GET, "/api/v1/sse", handler_b, NULL);
+    hs_router_add(r, HTTP_POST, "/api/v1/sse", handler_a, NULL);
+    assert_true(hs_router_takes_over(r, HTTP_GET, "/api/v1/sse", 11));
+    assert_true(hs_router_takes_over(r, HTTP_GET, "/api/v1/sse/", 12));
+    assert_true(hs_router_takes_over(r, HTTP_HEAD, "/api/v1/sse", 11));
+    assert_false(hs_router_takes_over(r, HTTP_POST, "/api/v1/sse", 11));
+    assert_false(hs_router_takes_over(r, HTTP_GET, "/api/v1/ws", 10));
+    assert_false(hs_router_takes_over(r, HTTP_GET, "/api/v1/sse2", 12));
+    assert_false(hs_router_takes_over(r, HTTP_GET, "/nope", 5));
+    /* Still an ordinary route for matching. */
+    hs_http_handler_fn fn;
+    char allow[128];
+    assert_int_equal(match(r, HTTP_GET, "/api/v1/sse", &fn, allow), 0);
+    assert_ptr_equal(fn, handler_b);
     hs_router_free(r);
 }
 
@@ -140,6 +162,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_takeover_routes),
         cmocka_unit_test(test_params_are_captured),
         cmocka_unit_test(test_query_decoding),
         cmocka_unit_test(test_headers),

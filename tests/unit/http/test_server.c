@@ -2,8 +2,9 @@
  * driven by a blocking client in the test thread: exact answers, keep-alive,
  * pipelining in order with a late first answer, chunked bodies,
  * 100-continue, every limit and the status it produces, HEAD, deadlines,
- * query decoding, the upgrade hand-off and a graceful shutdown. The loop
- * must close with no handle left. */
+ * query decoding, the upgrade hand-off (held behind pipelined requests, as
+ * a takeover route's request is) and a graceful shutdown. The loop must
+ * close with no handle left. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -127,6 +128,23 @@ static void upgrade_route(hs_http_request_t *req, void *ctx)
     hs_conn_set_handler(conn, &echo_handler, ctx);
 }
 
+/* Takes over a plain request's connection, as an event stream does (a 200
+ * head, then the echo protocol); registered with hs_router_add_takeover, so
+ * the server holds the request until it may. */
+static void stream_route(hs_http_request_t *req, void *ctx)
+{
+    if (!hs_http_can_take_over(req)) {
+        hs_http_respond(req, 400, "text/plain", NULL, "too early", 9);
+        return;
+    }
+    static const char ok[] = "HTTP/1.1 200 OK\r\n\r\n";
+    hs_buf_t *buf = hs_buf_from(ok, sizeof(ok) - 1);
+    hs_conn_send_always(hs_http_request_conn(req), buf);
+    hs_buf_unref(buf);
+    hs_conn_t *conn = hs_http_upgrade(req);
+    hs_conn_set_handler(conn, &echo_handler, ctx);
+}
+
 static void drain_timer_closed(uv_handle_t *handle)
 {
     server_t *s = handle->data;
@@ -168,6 +186,7 @@ static void *server_main(void *arg)
     hs_router_add(s->router, HTTP_GET, "/items/{id}", item_route, s);
     hs_router_add(s->router, HTTP_GET, "/query", query_route, s);
     hs_router_add(s->router, HTTP_GET, "/up", upgrade_route, s);
+    hs_router_add_takeover(s->router, HTTP_GET, "/stream", stream_route, s);
     s->http = hs_http_server_new(s->net, s->router, &s->limits, "test");
     if (hs_http_server_listen(s->http, "127.0.0.1:0") == 0)
         s->port = hs_http_server_port(s->http);
@@ -764,6 +783,52 @@ static void test_upgrade_passes_leftover_bytes(void **state)
     /* stop() waited for every connection, the upgraded one included */
 }
 
+/* Echoed bytes: the connection belongs to the echo protocol. */
+static void expect_echo(client_t *c, const char *text)
+{
+    size_t len = strlen(text);
+    client_send_str(c, text);
+    while (c->len < len)
+        assert_true(client_fill(c) > 0);
+    assert_memory_equal(c->buf, text, len);
+    client_consume(c, len);
+}
+
+static void test_takeover_waits_for_pipelined_answers(void **state)
+{
+    start();
+    response_t *r = resp();
+    /* A takeover route behind a late answer (and bytes behind it): held
+     * until /slow is answered, then it has the connection and the bytes. */
+    client_t *c = client_open();
+    client_send_str(c, "GET /slow HTTP/1.1\r\n\r\nGET /stream?x=1 HTTP/1.1\r\n\r\nping");
+    read_response(c, r, false);
+    assert_int_equal(r->status, 200);
+    assert_string_equal(r->body, "slow");
+    read_response(c, r, false);
+    assert_int_equal(r->status, 200);
+    assert_int_equal(r->body_len, 0);
+    while (c->len < 4)
+        assert_true(client_fill(c) > 0);
+    assert_memory_equal(c->buf, "ping", 4);
+    client_consume(c, 4);
+    expect_echo(c, "pong");
+    client_close(c);
+
+    /* An upgrade written last behind a late answer, nothing after it: it
+     * goes once /slow is answered, not when more bytes come. */
+    c = client_open();
+    client_send_str(c, "GET /slow HTTP/1.1\r\n\r\n"
+                       "GET /up HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n");
+    read_response(c, r, false);
+    assert_string_equal(r->body, "slow");
+    read_response(c, r, false);
+    assert_int_equal(r->status, 101);
+    expect_echo(c, "ping");
+    client_close(c);
+    stop();
+}
+
 static void test_shutdown_answers_in_flight(void **state)
 {
     start();
@@ -838,6 +903,7 @@ int main(void)
         cmocka_unit_test(test_max_requests_per_conn),
         cmocka_unit_test(test_query_decoding),
         cmocka_unit_test(test_upgrade_passes_leftover_bytes),
+        cmocka_unit_test(test_takeover_waits_for_pipelined_answers),
         cmocka_unit_test(test_shutdown_answers_in_flight),
         cmocka_unit_test(test_limits_from_config),
     };

@@ -221,9 +221,11 @@ def http(*args):
 
 def call(srv, method, path, body=None):
     """One request with http.client, for set-up and checks in bulk (HTTPie
-    costs a process each). Returns (status, decoded JSON or None)."""
+    costs a process each). srv is a Server or an API port. Returns (status,
+    decoded JSON or None)."""
     import http.client as httplib
-    conn = httplib.HTTPConnection("127.0.0.1", srv.api_port, timeout=10)
+    port = srv if isinstance(srv, int) else srv.api_port
+    conn = httplib.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request(method, path, body=None if body is None else json.dumps(body),
                      headers={"Content-Type": "application/json"} if body is not None else {})
@@ -236,8 +238,10 @@ def call(srv, method, path, body=None):
 
 # ---- WebSocket helpers ------------------------------------------------------
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 25))
+def run(coro, timeout=25):
+    """Runs a test's coroutine; timeout is its budget, counted from the work
+    it does (an HTTPie call takes ~1 s on a busy machine)."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 async def connect(srv, path="/api/v1/ws"):

@@ -99,11 +99,15 @@ class MariaDB:
                         "CREATE DATABASE houston"], check=True, env=self.env)
 
     def start(self):
+        # Its own temporary directory: servers of tests running side by side
+        # (or other engineers' on one machine) do not share /tmp's #sql files.
+        (self.dir / "tmp").mkdir(exist_ok=True)
         self.proc = subprocess.Popen(
             ["mariadbd", "--no-defaults", f"--datadir={self.dir}/data", f"--socket={self.sock}",
              f"--port={self.port}", "--bind-address=127.0.0.1", f"--user={self.user}",
              "--skip-grant-tables", "--skip-log-bin", "--innodb-buffer-pool-size=32M",
-             "--innodb-log-file-size=16M", f"--pid-file={self.dir}/pid"],
+             "--innodb-log-file-size=16M", f"--pid-file={self.dir}/pid",
+             f"--tmpdir={self.dir}/tmp"],
             stdout=open(self.log, "a"), stderr=subprocess.STDOUT, env=self.env)
         wait_for(self.ping, "mariadbd", self.proc, self.log)
 

@@ -231,7 +231,9 @@ def test_a_connection_resumes_on_the_other_notifier(cluster):
         assert r.json["node"] == "b" and r.json["topics"] == ["resume-x"]
         await ws.close()
 
-    run(go())
+    # 8 HTTPie calls (the API as a backend calls it), ~1-2 s each on a busy
+    # machine, and a resume: 50 s is the budget of that work, not a guess.
+    run(go(), timeout=50)
     maria = cluster["maria"]
     assert maria.query("SELECT COUNT(*) FROM connections WHERE node='a'").strip() == "0"
 

@@ -31,9 +31,11 @@ trap cleanup EXIT
 mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
     --auth-root-authentication-method=normal --skip-test-db > "$dir/install.log" 2>&1 ||
     { cat "$dir/install.log"; exit 1; }
+mkdir -p "$dir/tmp" # its own temporary files, not /tmp's shared #sql names
 mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/sock" --port="$port" \
     --bind-address=127.0.0.1 --user="$(id -un)" --skip-grant-tables --skip-log-bin \
     --innodb-buffer-pool-size=32M --innodb-log-file-size=16M --pid-file="$dir/pid" \
+    --tmpdir="$dir/tmp" \
     > "$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 300); do

@@ -193,7 +193,8 @@ static void nodes_cb(redisAsyncContext *ac, void *reply, void *privdata)
     pending_t *p = privdata;
     redisReply *r = reply;
     if (!hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY) {
-        p->nodes(r ? HS_EIO : HS_EUNAVAIL, NULL, 0, p->data);
+        int status = hs_redis__reply_status(r); /* LOADING and the like: 503 */
+        p->nodes(status ? status : HS_EIO, NULL, 0, p->data);
     } else {
         const char *stack[32] = {0};
         const char **nodes = r->elements <= 32 ? stack : hs_malloc(r->elements * sizeof(char *));

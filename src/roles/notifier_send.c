@@ -8,6 +8,18 @@
 
 #include "roles/notifier_internal.h"
 
+client_t *hs_notifier__transport_peer_ended(transport_t *t)
+{
+    if (t == NULL)
+        return NULL; /* released already */
+    t->ended = true;
+    if (t->client == NULL) { /* never attached */
+        hs_free(t);
+        return NULL;
+    }
+    return t->client;
+}
+
 void hs_notifier__transport_msg_dispose(transport_msg_t *msg)
 {
     hs_buf_unref(msg->ws_frame);

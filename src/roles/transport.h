@@ -84,6 +84,12 @@ transport_t *hs_notifier__sse_accept(hs_notifier_t *n, hs_http_request_t *req);
  * one copy of json. */
 hs_buf_t *hs_notifier__ws_message_frame(const char *json, size_t len);
 
+/* A transport's connection ended (its close callback; t is NULL once the
+ * client released it): marks it ended and returns its client, which must
+ * then report the end (hs_notifier__transport_ended); or NULL when no client
+ * holds it any more (freed here, or released already): nothing to report. */
+client_t *hs_notifier__transport_peer_ended(transport_t *t);
+
 /* Gives back the encodings a fan-out built. */
 void hs_notifier__transport_msg_dispose(transport_msg_t *msg);
 

@@ -82,15 +82,9 @@ static void sse_handle_eof(hs_conn_t *conn, int status)
 
 static void sse_handle_close(hs_conn_t *conn)
 {
-    transport_t *t = hs_conn_data(conn);
-    if (t == NULL)
-        return; /* released already */
-    client_t *client = t->client;
-    t->ended = true;
-    if (client == NULL) {
-        hs_free(t);
+    client_t *client = hs_notifier__transport_peer_ended(hs_conn_data(conn));
+    if (client == NULL)
         return;
-    }
     hs_log_info("notifier: conn %s: event stream closed", client->id);
     /* An event stream has no clean close: it may always come back. */
     hs_notifier__transport_ended(client->notifier, client, true, 0, NULL);

@@ -99,15 +99,9 @@ static void ws_message_cb(hs_ws_session_t *ws, bool binary, const char *data, si
 
 static void ws_close_cb(hs_ws_session_t *ws, uint16_t code, bool clean)
 {
-    transport_t *t = hs_ws_data(ws);
-    if (t == NULL)
-        return; /* released already */
-    client_t *client = t->client;
-    t->ended = true;
-    if (client == NULL) {
-        hs_free(t);
+    client_t *client = hs_notifier__transport_peer_ended(hs_ws_data(ws));
+    if (client == NULL)
         return;
-    }
     hs_log_info("notifier: conn %s closed (code %u, %s)", client->id, code,
                 clean ? "clean" : "unclean");
     /* 1001 (going away) and 1006 (no close frame: a reset, missed pongs)

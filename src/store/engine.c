@@ -9,6 +9,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "store/sequence.h"
 
 #define READ_BATCH     16
 #define PURGE_EVERY_NS (60 * 1000000000ull)
@@ -197,51 +198,6 @@ static void complete(engine_t *e, hs_store_op_t *ops)
     uv_async_send(&e->async);
 }
 
-/* Mints the id of a message of put->topic under the topic's sequence row:
- * max(candidate, last + 1), where the candidate is the caller's id (a ULID
- * of its clock) and last the topic's last id. The row stays locked until
- * the batch commits, so the publishes of one topic mint and commit one at a
- * time, across every process sharing the database: ids of a topic increase
- * in commit order whatever the publishers' clocks say, and once a reader
- * sees id X of a topic no lower id of it can appear later (the transaction
- * that would write it waits for the row, then mints above X). A batch run
- * again (HS_EAGAIN) mints again from the id minted the first time, which is
- * still a fine candidate. */
-static int mint_id(worker_t *w, struct hs_store_put_input *put)
-{
-    const hs_store_backend_t *ops = w->engine->backend;
-    char last[HS_ULID_LEN + 1] = "";
-    int rc = ops->sequence_get(w->conn, put->topic, last);
-    if (rc == HS_ENOTFOUND) {
-        rc = ops->sequence_create(w->conn, put->topic);
-        if (rc == 0)
-            rc = ops->sequence_get(w->conn, put->topic, last);
-        if (rc == HS_ENOTFOUND)
-            rc = HS_EIO;
-    }
-    if (rc != 0)
-        return rc;
-    hs_ulid_t id, prev;
-    if (hs_ulid_parse(put->id, strlen(put->id), &id) != 0)
-        hs_ulid_new(&id); /* no usable candidate: the writer's clock */
-    if (last[0] && hs_ulid_parse(last, strlen(last), &prev) == 0 && hs_ulid_cmp(&id, &prev) <= 0) {
-        id = prev;
-        if (!hs_ulid_increment(&id))
-            return HS_EIO; /* the topic reached the largest id: nothing above it */
-    }
-    char minted[HS_ULID_LEN + 1];
-    hs_ulid_format(&id, minted);
-    hs_free(put->id);
-    put->id = hs_strdup(minted);
-    put->created_ms = hs_ulid_time_ms(&id);
-    return ops->sequence_set(w->conn, put->topic, put->id);
-}
-
-static bool is_put(const hs_store_op_t *op)
-{
-    return op->kind == HS_OP_PUT_MESSAGE || op->kind == HS_OP_PUT_MESSAGE_ONCE;
-}
-
 static void run_batch(worker_t *w, hs_store_op_t *batch)
 {
     const hs_store_backend_t *ops = w->engine->backend;
@@ -260,12 +216,20 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
                 op->status = rc == HS_EAGAIN ? HS_EIO : rc;
             return;
         }
-        bool again = false;
+        rc = hs_store_lock_sequences(ops, w->conn, batch);
+        if (rc != 0 && rc != HS_EAGAIN) {
+            hs_log_error("store: cannot lock the topic sequences: %s", ops->error(w->conn));
+            ops->rollback(w->conn);
+            for (hs_store_op_t *op = batch; op; op = op->next)
+                op->status = rc;
+            return;
+        }
+        bool again = rc == HS_EAGAIN;
         for (hs_store_op_t *op = batch; op && !again; op = op->next) {
             if (attempt > 1)
                 op_reset_outputs(op);
             ops->savepoint(w->conn);
-            op->status = is_put(op) ? mint_id(w, &op->in.put) : 0;
+            op->status = hs_store_is_put(op) ? hs_store_mint_id(ops, w->conn, &op->in.put) : 0;
             if (op->status == 0)
                 op->status = ops->write(w->conn, op);
             /* The database dropped the whole transaction: no release. */

@@ -216,10 +216,13 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
                 op->status = rc == HS_EAGAIN ? HS_EIO : rc;
             return;
         }
-        rc = hs_store_lock_sequences(ops, w->conn, batch);
+        hs_store_sequences_t seqs;
+        hs_store_sequences_init(&seqs);
+        rc = hs_store_lock_sequences(ops, w->conn, batch, &seqs);
         if (rc != 0 && rc != HS_EAGAIN) {
             hs_log_error("store: cannot lock the topic sequences: %s", ops->error(w->conn));
             ops->rollback(w->conn);
+            hs_store_sequences_dispose(&seqs);
             for (hs_store_op_t *op = batch; op; op = op->next)
                 op->status = rc;
             return;
@@ -229,7 +232,8 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
             if (attempt > 1)
                 op_reset_outputs(op);
             ops->savepoint(w->conn);
-            op->status = hs_store_is_put(op) ? hs_store_mint_id(ops, w->conn, &op->in.put) : 0;
+            op->status =
+                hs_store_is_put(op) ? hs_store_mint_id(ops, w->conn, &seqs, &op->in.put) : 0;
             if (op->status == 0)
                 op->status = ops->write(w->conn, op);
             /* The database dropped the whole transaction: no release. */
@@ -243,7 +247,10 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
                 hs_log_error("store: write failed: %s", ops->error(w->conn));
             ops->release(w->conn, failed);
         }
-        rc = again ? HS_EAGAIN : ops->commit(w->conn);
+        rc = again ? HS_EAGAIN : hs_store_sequences_flush(ops, w->conn, &seqs);
+        hs_store_sequences_dispose(&seqs);
+        if (rc == 0)
+            rc = ops->commit(w->conn);
         if (rc == HS_EAGAIN && attempt < MAX_BATCH_ATTEMPTS) {
             hs_log_warn("store: transaction aborted (%s); running the batch again",
                         ops->error(w->conn));

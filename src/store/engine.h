@@ -163,7 +163,7 @@ typedef struct hs_store_backend {
     /* Ends the op's savepoint, undoing it first when undo is true. */
     void (*release)(void *conn, bool undo);
     /* The topic sequences (PUT_MESSAGE, PUT_MESSAGE_ONCE; writer thread,
-     * inside the op's savepoint). sequence_get reads the topic's last id
+     * inside the batch's transaction). sequence_get reads the topic's last id
      * ("" when it has no message) and locks its row until the transaction
      * ends (SELECT ... FOR UPDATE: a publish of the topic in another
      * transaction, here or in another process, waits for this one to
@@ -171,7 +171,8 @@ typedef struct hs_store_backend {
      * adds the row, initialised from MAX(id) of the topic's messages (rows
      * written before the sequences existed); a row created meanwhile by
      * another transaction is kept. sequence_set stores id as the last id.
-     * The engine mints the id between get and set (engine.c, mint_id). */
+     * sequence.c takes the rows at the start of a batch, mints ids from its
+     * copy and stores them before COMMIT. */
     int (*sequence_get)(void *conn, const char *topic, char last[HS_ULID_LEN + 1]);
     int (*sequence_create)(void *conn, const char *topic);
     int (*sequence_set)(void *conn, const char *topic, const char *id);

@@ -721,16 +721,18 @@ static int sq_sequence_get(void *c, const char *topic, char last[HS_ULID_LEN + 1
 
 static int sq_sequence_create(void *c, const char *topic)
 {
-    conn_t *conn = c;
+    conn_t *conn = c; /* only after sq_sequence_get found no row: not aborted */
     return run_texts(conn->db, &conn->stmts.seq_create,
-                     "INSERT INTO topic_sequences (topic, last_id) SELECT ?1, "
-                     "COALESCE(MAX(id), '') FROM messages WHERE topic = ?1 ON CONFLICT DO NOTHING",
+                     "INSERT INTO topic_sequences (topic, last_id) SELECT ?1, COALESCE(MAX(id), "
+                     "'') FROM messages WHERE topic = ?1 ON CONFLICT DO NOTHING",
                      topic, NULL);
 }
 
 static int sq_sequence_set(void *c, const char *topic, const char *id)
 {
     conn_t *conn = c;
+    if (conn->aborted) /* the batch's transaction is gone: this would commit alone */
+        return HS_EIO;
     return run_texts(conn->db, &conn->stmts.seq_set,
                      "UPDATE topic_sequences SET last_id = ?2 WHERE topic = ?1", topic, id);
 }

@@ -153,6 +153,18 @@ uint64_t hs_ulid_time_ms(const hs_ulid_t *id)
     return ms;
 }
 
+bool hs_ulid_increment(hs_ulid_t *id)
+{
+    hs_ulid_t next = *id;
+    for (int i = 15; i >= 0; i--) {
+        if (++next.bytes[i] != 0) {
+            *id = next;
+            return true;
+        }
+    }
+    return false;
+}
+
 int hs_ulid_cmp(const hs_ulid_t *a, const hs_ulid_t *b)
 {
     return memcmp(a->bytes, b->bytes, sizeof(a->bytes));

@@ -44,6 +44,10 @@ int hs_ulid_parse(const char *s, size_t len, hs_ulid_t *out);
 /* Parses and re-formats in canonical upper case; returns 0 or HS_EINVAL. */
 int hs_ulid_canonical(const char *s, size_t len, char out[HS_ULID_LEN + 1]);
 uint64_t hs_ulid_time_ms(const hs_ulid_t *id);
+/* Adds one to the whole 128-bit value (a carry out of the random part moves
+ * the time on by a millisecond). Returns false, id unchanged, when it was
+ * the largest ULID. */
+bool hs_ulid_increment(hs_ulid_t *id);
 int hs_ulid_cmp(const hs_ulid_t *a, const hs_ulid_t *b);
 
 #endif

@@ -140,7 +140,9 @@ static void publish_call_free(publish_call_t *call)
     hs_free(call);
 }
 
-static void put_message_cb(int status, void *data)
+/* stored is the message as committed: its id was minted by the store under
+ * the topic's sequence (call->msg.id was only the candidate). */
+static void put_message_cb(int status, const hs_message_t *stored, void *data)
 {
     publish_call_t *call = data;
     hs_publisher_t *p = call->publisher;
@@ -151,11 +153,12 @@ static void put_message_cb(int status, void *data)
         m->messages_published++;
         hs_histogram_observe(&m->publish_commit, (uv_hrtime() - call->started_ns) / 1e9);
         size_t len;
-        char *text = hs_render_message_text(&call->msg, &len);
-        /* Committed: announce it, then answer. Events leave in commit order,
-         * which is id order, so each topic keeps its publish order. */
-        hs_event_t event = {.topic = call->msg.topic,
-                            .message_id = call->msg.id,
+        char *text = hs_render_message_text(stored, &len);
+        /* Committed: announce it, then answer. This process's events leave
+         * in its commit order, which is id order per topic; across
+         * publishers the store's sequence orders the ids, not the events. */
+        hs_event_t event = {.topic = stored->topic,
+                            .message_id = stored->id,
                             .message_json = text,
                             .message_json_len = len};
         hs_bus_publish_event(p->bus, &event, NULL, NULL);
@@ -172,7 +175,7 @@ static void put_message_once_cb(int status, const hs_message_t *original, void *
 {
     publish_call_t *call = data;
     if (status == 0) {
-        put_message_cb(0, call);
+        put_message_cb(0, original, call);
         return;
     }
     if (status == HS_EEXIST && original) {
@@ -217,6 +220,8 @@ static void publish(hs_http_request_t *req, hs_publisher_t *p, const char *autho
     call->req = req;
     call->body = body;
     call->started_ns = uv_hrtime();
+    /* A candidate only: the store mints the id inside the transaction as
+     * max(candidate, the topic's last id + 1) (store.h). */
     hs_ulid_t id;
     hs_ulid_new(&id);
     hs_ulid_format(&id, call->msg.id);

@@ -9,6 +9,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "store/sequence.h"
 
 #define READ_BATCH     16
 #define PURGE_EVERY_NS (60 * 1000000000ull)
@@ -215,12 +216,26 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
                 op->status = rc == HS_EAGAIN ? HS_EIO : rc;
             return;
         }
-        bool again = false;
+        hs_store_sequences_t seqs;
+        hs_store_sequences_init(&seqs);
+        rc = hs_store_lock_sequences(ops, w->conn, batch, &seqs);
+        if (rc != 0 && rc != HS_EAGAIN) {
+            hs_log_error("store: cannot lock the topic sequences: %s", ops->error(w->conn));
+            ops->rollback(w->conn);
+            hs_store_sequences_dispose(&seqs);
+            for (hs_store_op_t *op = batch; op; op = op->next)
+                op->status = rc;
+            return;
+        }
+        bool again = rc == HS_EAGAIN;
         for (hs_store_op_t *op = batch; op && !again; op = op->next) {
             if (attempt > 1)
                 op_reset_outputs(op);
             ops->savepoint(w->conn);
-            op->status = ops->write(w->conn, op);
+            op->status =
+                hs_store_is_put(op) ? hs_store_mint_id(ops, w->conn, &seqs, &op->in.put) : 0;
+            if (op->status == 0)
+                op->status = ops->write(w->conn, op);
             /* The database dropped the whole transaction: no release. */
             again = op->status == HS_EAGAIN;
             if (again)
@@ -232,7 +247,10 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
                 hs_log_error("store: write failed: %s", ops->error(w->conn));
             ops->release(w->conn, failed);
         }
-        rc = again ? HS_EAGAIN : ops->commit(w->conn);
+        rc = again ? HS_EAGAIN : hs_store_sequences_flush(ops, w->conn, &seqs);
+        hs_store_sequences_dispose(&seqs);
+        if (rc == 0)
+            rc = ops->commit(w->conn);
         if (rc == HS_EAGAIN && attempt < MAX_BATCH_ATTEMPTS) {
             hs_log_warn("store: transaction aborted (%s); running the batch again",
                         ops->error(w->conn));
@@ -350,6 +368,17 @@ static void run_callback(hs_store_op_t *op)
                            op->data);
         break;
     case HS_OP_PUT_MESSAGE:
+        if (op->cb.message) {
+            const struct hs_store_put_input *put = &op->in.put;
+            hs_message_t msg = {.topic = put->topic,
+                                .content = put->content,
+                                .content_len = put->content_len,
+                                .author = put->author,
+                                .created_ms = put->created_ms};
+            snprintf(msg.id, sizeof(msg.id), "%s", put->id);
+            op->cb.message(op->status, op->status == 0 ? &msg : NULL, op->data);
+        }
+        break;
     case HS_OP_ADD_CONNECTION:
     case HS_OP_REMOVE_CONNECTION:
     case HS_OP_SET_LAST_ACK:
@@ -506,10 +535,11 @@ static void copy_message(hs_store_op_t *op, const hs_message_t *msg)
     op->in.put.created_ms = msg->created_ms;
 }
 
-void hs_store_put_message(hs_store_t *s, const hs_message_t *msg, hs_store_done_cb cb, void *data)
+void hs_store_put_message(hs_store_t *s, const hs_message_t *msg, hs_store_message_cb cb,
+                          void *data)
 {
     hs_store_op_t *op = op_new(HS_OP_PUT_MESSAGE, data);
-    op->cb.done = cb;
+    op->cb.message = cb;
     copy_message(op, msg);
     submit(s, op, true);
 }

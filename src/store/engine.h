@@ -45,12 +45,13 @@ typedef enum hs_store_op_kind {
  * means one thing in one op and another in the next. */
 typedef union hs_store_op_input {
     struct hs_store_put_input {
-        char *id;
+        char *id; /* the caller's candidate; the writer replaces it with the
+                     id it mints (same length) before the write */
         char *topic;
         char *content; /* content_len bytes, NUL, author, NUL: one allocation */
         size_t content_len;
         const char *author;  /* points into content */
-        uint64_t created_ms; /* the id's timestamp */
+        uint64_t created_ms; /* the id's timestamp (of the minted id, after it) */
         /* PUT_MESSAGE_ONCE only */
         char *key;
         char key_hash[64 + 1];
@@ -161,6 +162,20 @@ typedef struct hs_store_backend {
     void (*savepoint)(void *conn);
     /* Ends the op's savepoint, undoing it first when undo is true. */
     void (*release)(void *conn, bool undo);
+    /* The topic sequences (PUT_MESSAGE, PUT_MESSAGE_ONCE; writer thread,
+     * inside the batch's transaction). sequence_get reads the topic's last id
+     * ("" when it has no message) and locks its row until the transaction
+     * ends (SELECT ... FOR UPDATE: a publish of the topic in another
+     * transaction, here or in another process, waits for this one to
+     * commit); HS_ENOTFOUND when the topic has no row yet. sequence_create
+     * adds the row, initialised from MAX(id) of the topic's messages (rows
+     * written before the sequences existed); a row created meanwhile by
+     * another transaction is kept. sequence_set stores id as the last id.
+     * sequence.c takes the rows at the start of a batch, mints ids from its
+     * copy and stores them before COMMIT. */
+    int (*sequence_get)(void *conn, const char *topic, char last[HS_ULID_LEN + 1]);
+    int (*sequence_create)(void *conn, const char *topic);
+    int (*sequence_set)(void *conn, const char *topic, const char *id);
     /* Returns the op's status: 0, HS_EEXIST, HS_ENOTFOUND, HS_EIO,
      * HS_EUNAVAIL (the server cannot be reached) or HS_EAGAIN (the database
      * aborted the whole transaction, e.g. a deadlock: the engine rolls back

@@ -74,6 +74,9 @@ typedef enum stmt_id {
     EXPIRE_CONN,
     NODE_SUBS,
     NODE_CONNS,
+    SEQ_GET,
+    SEQ_CREATE,
+    SEQ_SET,
     STMT_COUNT,
 } stmt_id_t;
 
@@ -124,6 +127,17 @@ static const char *const statement_sql[STMT_COUNT] = {
     [NODE_SUBS] = "DELETE s FROM subscriptions s JOIN connections c ON s.connection_id = c.id "
                   "WHERE c.node = ?",
     [NODE_CONNS] = "DELETE FROM connections WHERE node = ?",
+    /* The topic sequences (engine.h, docs/scaling.md "Message ids"). A
+     * locking read: it waits for another transaction holding the row and
+     * then reads the latest committed last_id, not this transaction's
+     * snapshot. CREATE's INSERT ... SELECT reads messages with shared locks
+     * (a locking read too, under REPEATABLE READ), so MAX(id) counts rows
+     * committed after the snapshot; ON DUPLICATE KEY keeps a row another
+     * transaction created first. */
+    [SEQ_GET] = "SELECT last_id FROM topic_sequences WHERE topic = ? FOR UPDATE",
+    [SEQ_CREATE] = "INSERT INTO topic_sequences (topic, last_id) SELECT ?, COALESCE(MAX(id), '') "
+                   "FROM messages WHERE topic = ? ON DUPLICATE KEY UPDATE topic = topic",
+    [SEQ_SET] = "UPDATE topic_sequences SET last_id = ? WHERE topic = ?",
 };
 
 /* One thread's connection and its prepared statements. */
@@ -617,6 +631,30 @@ static void md_release(void *conn, bool undo)
     run_text(conn, "RELEASE SAVEPOINT op");
 }
 
+static int md_sequence_get(void *conn, const char *topic, char last[HS_ULID_LEN + 1])
+{
+    conn_t *c = conn;
+    int rc = RUN(c, SEQ_GET, md_text(topic));
+    if (rc != 0)
+        return rc;
+    md_row_t row;
+    int fetched = md_stmt_fetch(&c->stmts[SEQ_GET], &row, &c->err);
+    if (fetched == 1)
+        snprintf(last, HS_ULID_LEN + 1, "%s", row.col[0] ? row.col[0] : "");
+    md_stmt_end(&c->stmts[SEQ_GET]);
+    return fetched < 0 ? statement_error(c) : fetched == 1 ? 0 : HS_ENOTFOUND;
+}
+
+static int md_sequence_create(void *conn, const char *topic)
+{
+    return RUN((conn_t *)conn, SEQ_CREATE, md_text(topic), md_text(topic));
+}
+
+static int md_sequence_set(void *conn, const char *topic, const char *id)
+{
+    return RUN((conn_t *)conn, SEQ_SET, md_text(id), md_text(topic));
+}
+
 static const char *md_error(void *conn)
 {
     conn_t *c = conn;
@@ -642,6 +680,9 @@ static const hs_store_backend_t mariadb_backend = {
     .rollback = md_rollback,
     .savepoint = md_savepoint,
     .release = md_release,
+    .sequence_get = md_sequence_get,
+    .sequence_create = md_sequence_create,
+    .sequence_set = md_sequence_set,
     .write = md_write,
     .read = md_read,
     .error = md_error,

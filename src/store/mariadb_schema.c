@@ -85,8 +85,19 @@ static const char *const migration_6[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {migration_1, migration_2, migration_3,
-                                                migration_4, migration_5, migration_6};
+/* 7: each topic's last message id: the store mints ids under its row
+ * (locked in the publish transaction; created on a topic's first publish
+ * from MAX(id) of its messages, so existing databases need no backfill) */
+static const char *const migration_7[] = {
+    "CREATE TABLE IF NOT EXISTS topic_sequences ("
+    " topic VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,"
+    " last_id CHAR(26) CHARACTER SET ascii COLLATE ascii_bin NOT NULL"
+    ") ENGINE=InnoDB",
+    NULL,
+};
+
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
+                                                migration_5, migration_6, migration_7};
 
 static long query_long(MYSQL *db, const char *sql, long fallback)
 {

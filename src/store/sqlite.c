@@ -67,6 +67,9 @@ static const char *const migrations[] = {
      * replays from there) */
     "ALTER TABLE connections ADD COLUMN address TEXT;"
     "ALTER TABLE connections ADD COLUMN detached_at INTEGER;",
+    /* 7: each topic's last message id, the store mints ids under it */
+    "CREATE TABLE IF NOT EXISTS topic_sequences (topic TEXT PRIMARY KEY, last_id TEXT NOT NULL) "
+    "WITHOUT ROWID;",
 };
 
 static int exec(sqlite3 *db, const char *sql, char *err, size_t err_len)
@@ -218,7 +221,8 @@ typedef struct stmts {
         *remove_conn, *remove_node_subs, *remove_node_conns, *get_message, *list_forward,
         *list_backward, *list_subs_conn, *list_subs_topic, *list_subs_both, *get_conn,
         *get_conn_subs, *set_ack, *claim_conn, *release_conn, *expire_subs, *expire_conn,
-        *key_insert, *key_get, *key_update, *key_purge, *get_message_w;
+        *key_insert, *key_get, *key_update, *key_purge, *get_message_w, *seq_get, *seq_create,
+        *seq_set;
     /* the writer's transaction control, run for every batch and op */
     sqlite3_stmt *tx_begin, *tx_commit, *sp_begin, *sp_undo, *sp_release;
 } stmts_t;
@@ -699,6 +703,40 @@ static int sq_write(void *c, hs_store_op_t *op)
     return do_write(conn->db, &conn->stmts, op);
 }
 
+/* The topic sequences (engine.h): BEGIN IMMEDIATE holds the one write lock. */
+static int sq_sequence_get(void *c, const char *topic, char last[HS_ULID_LEN + 1])
+{
+    conn_t *conn = c;
+    sqlite3_stmt *st = stmt_for(conn->db, &conn->stmts.seq_get,
+                                "SELECT last_id FROM topic_sequences WHERE topic = ?1");
+    if (conn->aborted || st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, topic);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        snprintf(last, HS_ULID_LEN + 1, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? HS_ENOTFOUND : HS_EIO;
+}
+
+static int sq_sequence_create(void *c, const char *topic)
+{
+    conn_t *conn = c; /* only after sq_sequence_get found no row: not aborted */
+    return run_texts(conn->db, &conn->stmts.seq_create,
+                     "INSERT INTO topic_sequences (topic, last_id) SELECT ?1, COALESCE(MAX(id), "
+                     "'') FROM messages WHERE topic = ?1 ON CONFLICT DO NOTHING",
+                     topic, NULL);
+}
+
+static int sq_sequence_set(void *c, const char *topic, const char *id)
+{
+    conn_t *conn = c;
+    if (conn->aborted) /* the batch's transaction is gone: this would commit alone */
+        return HS_EIO;
+    return run_texts(conn->db, &conn->stmts.seq_set,
+                     "UPDATE topic_sequences SET last_id = ?2 WHERE topic = ?1", topic, id);
+}
+
 static int sq_read(void *c, hs_store_op_t *op)
 {
     conn_t *conn = c;
@@ -726,6 +764,9 @@ static const hs_store_backend_t sqlite_backend = {
     .rollback = sq_rollback,
     .savepoint = sq_savepoint,
     .release = sq_release,
+    .sequence_get = sq_sequence_get,
+    .sequence_create = sq_sequence_create,
+    .sequence_set = sq_sequence_set,
     .write = sq_write,
     .read = sq_read,
     .error = sq_error,

@@ -105,11 +105,19 @@ typedef struct hs_history_query {
  * because nothing implements the store another way (the tests of the roles
  * use a real SQLite file, which costs milliseconds): a test double would
  * bring it back. */
-void hs_store_put_message(hs_store_t *store, const hs_message_t *msg, hs_store_done_cb cb,
+/* Stores a message. Its id is minted by the store inside the transaction,
+ * under the topic's sequence (docs/scaling.md, "Message ids"): msg->id is
+ * only a candidate (the caller's clock), and the stored id is
+ * max(candidate, the topic's last id + 1), so the ids of a topic increase in
+ * commit order across every process and clock. cb gets 0 and the message
+ * as stored (its id and created_ms are the minted ones), or an error and
+ * NULL. */
+void hs_store_put_message(hs_store_t *store, const hs_message_t *msg, hs_store_message_cb cb,
                           void *data);
 void hs_store_get_message(hs_store_t *store, const char *id, hs_store_message_cb cb, void *data);
 /* put_message guarded by an idempotency key, both rows in one
- * transaction. cb gets 0 and the new message (stored); HS_EEXIST and
+ * transaction (the id is minted as in put_message). cb gets 0 and the new
+ * message (stored, with its minted id); HS_EEXIST and
  * the original message (the key is known with the same body_hash:
  * nothing written); HS_EINVAL and NULL (the key is known with another
  * body_hash: nothing written); or an error. Keys are unique across

@@ -122,9 +122,33 @@ static void test_process_generator(void **state)
     }
 }
 
+/* The store mints "last id + 1" (issue 16): the carry runs through the
+ * random part into the time, and the largest id has no successor. */
+static void test_increment(void **state)
+{
+    (void)state;
+    hs_ulid_t id;
+    char out[HS_ULID_LEN + 1];
+    assert_int_equal(hs_ulid_parse("01ARZ3NDEKTSV4RRFFQ69G5FAV", 26, &id), 0);
+    assert_true(hs_ulid_increment(&id));
+    hs_ulid_format(&id, out);
+    assert_string_equal(out, "01ARZ3NDEKTSV4RRFFQ69G5FAW");
+    assert_int_equal(hs_ulid_parse("01ARZ3NDEKZZZZZZZZZZZZZZZZ", 26, &id), 0);
+    uint64_t ms = hs_ulid_time_ms(&id);
+    assert_true(hs_ulid_increment(&id));
+    hs_ulid_format(&id, out);
+    assert_string_equal(out, "01ARZ3NDEM0000000000000000");
+    assert_int_equal(hs_ulid_time_ms(&id), ms + 1);
+    assert_int_equal(hs_ulid_parse("7ZZZZZZZZZZZZZZZZZZZZZZZZZ", 26, &id), 0);
+    assert_false(hs_ulid_increment(&id));
+    hs_ulid_format(&id, out);
+    assert_string_equal(out, "7ZZZZZZZZZZZZZZZZZZZZZZZZZ");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_increment),
         cmocka_unit_test(test_known_value),
         cmocka_unit_test(test_canonical_and_invalid),
         cmocka_unit_test(test_random_round_trips),

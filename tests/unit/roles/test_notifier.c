@@ -171,6 +171,12 @@ static void done_cb(int status, void *data)
     ((fixture_t *)data)->pending--;
 }
 
+static void put_done_cb(int status, const hs_message_t *msg, void *data)
+{
+    (void)msg;
+    done_cb(status, data);
+}
+
 static void any_cb(int status, void *data)
 {
     (void)status;
@@ -370,7 +376,7 @@ static void put_message(fixture_t *f, const char *topic, char id_out[HS_ULID_LEN
     msg.created_ms = hs_ulid_time_ms(&id);
     memcpy(id_out, msg.id, HS_ULID_LEN + 1);
     f->pending++;
-    hs_store_put_message(f->store, &msg, done_cb, f);
+    hs_store_put_message(f->store, &msg, put_done_cb, f);
     run_until_zero(f);
     usleep(2000); /* the next id is of a later millisecond */
 }

@@ -97,6 +97,16 @@ static void done_cb(int status, void *data)
     f->calls++;
 }
 
+/* A put's callback: the stored message's id into f->ids[63] (the store
+ * mints it; the caller's id is a candidate). */
+static void put_cb(int status, const hs_message_t *msg, void *data)
+{
+    fixture_t *f = data;
+    if (msg)
+        memcpy(f->ids[63], msg->id, sizeof(f->ids[63]));
+    done_cb(status, data);
+}
+
 static void message_cb(int status, const hs_message_t *msg, void *data)
 {
     fixture_t *f = data;
@@ -169,7 +179,7 @@ static void put(fixture_t *f, const char *topic, const char *content, char id_ou
     if (id_out)
         memcpy(id_out, msg.id, sizeof(msg.id));
     f->calls = 0;
-    hs_store_put_message(f->store, &msg, done_cb, f);
+    hs_store_put_message(f->store, &msg, put_cb, f);
     assert_int_equal(f->calls, 0); /* never inside the call */
     while (f->calls == 0)
         uv_run(&f->loop, UV_RUN_ONCE);
@@ -258,7 +268,7 @@ static void test_content_bytes_survive(void **state)
                         .created_ms = hs_ulid_time_ms(&uid)};
     hs_ulid_format(&uid, msg.id);
     f->calls = 0;
-    hs_store_put_message(f->store, &msg, done_cb, f);
+    hs_store_put_message(f->store, &msg, put_cb, f);
     wait_call(f);
     f->calls = 0;
     hs_store_get_message(f->store, msg.id, message_cb, f);
@@ -303,8 +313,9 @@ static void test_history_walks(void **state)
 static int order_pos;
 static fixture_t *order_fixture;
 /* data is the issue index: callbacks must come back in issue order. */
-static void ordered_cb(int status, void *data)
+static void ordered_cb(int status, const hs_message_t *msg, void *data)
 {
+    (void)msg;
     assert_int_equal(status, 0);
     assert_int_equal((int)(intptr_t)data, order_pos);
     order_fixture->order[order_pos++] = (int)(intptr_t)data;
@@ -570,8 +581,9 @@ static void test_persistence_and_idempotent_migration(void **state)
 }
 
 static int closed_calls;
-static void closed_write_cb(int status, void *data)
+static void closed_write_cb(int status, const hs_message_t *msg, void *data)
 {
+    (void)msg;
     (void)data;
     assert_int_equal(status, HS_ECLOSED);
     closed_calls++;
@@ -594,7 +606,7 @@ static void test_close_finishes_queued_work(void **state)
     f->calls = 0;
     closed_calls = 0;
     /* Queued before close: runs and is committed, its callback still runs. */
-    hs_store_put_message(f->store, &msg, done_cb, f);
+    hs_store_put_message(f->store, &msg, put_cb, f);
     hs_store_close(f->store, closed_cb, f);
     /* Issued after close: HS_ECLOSED, through the queue, never inside the call. */
     hs_message_t late = message(topic, "late", NULL);
@@ -671,7 +683,7 @@ static void test_list_returns_whole_messages(void **state)
                         .created_ms = hs_ulid_time_ms(&uid)};
     hs_ulid_format(&uid, msg.id);
     f->calls = 0;
-    hs_store_put_message(f->store, &msg, done_cb, f);
+    hs_store_put_message(f->store, &msg, put_cb, f);
     wait_call(f);
     assert_int_equal(f->status, 0);
     list(f, topic, NULL, false, 10);
@@ -684,8 +696,9 @@ static void test_list_returns_whole_messages(void **state)
 
 static int dup_status[3];
 static int dup_calls;
-static void dup_cb(int status, void *data)
+static void dup_cb(int status, const hs_message_t *msg, void *data)
 {
+    (void)msg;
     dup_status[(intptr_t)data] = status;
     dup_calls++;
 }
@@ -695,8 +708,14 @@ static void test_failed_write_fails_alone(void **state)
     fixture_t *f = *state;
     char topic[40], first[27], third[27];
     unique(topic, "dup");
+    char other[40];
+    unique(other, "dup2");
     hs_message_t a = message(topic, "first", first);
-    hs_message_t again = a; /* same id: the primary key refuses it */
+    /* Same id in another topic: that topic's sequence keeps the candidate
+     * (it is above the topic's last id), and the primary key refuses it. In
+     * the same topic the store would mint a higher id instead. */
+    hs_message_t again = a;
+    again.topic = other;
     again.content = "second";
     again.content_len = 6;
     hs_message_t c = message(topic, "third", third);
@@ -715,6 +734,92 @@ static void test_failed_write_fails_alone(void **state)
     assert_string_equal(f->ids[0], first);
     assert_string_equal(f->contents[0], "first");
     assert_string_equal(f->ids[1], third);
+}
+
+/* A message of topic whose candidate id is of time ms (a publisher whose
+ * clock says ms). */
+static hs_message_t message_at(const char *topic, const char *content, uint64_t ms)
+{
+    hs_ulid_gen_t gen;
+    hs_ulid_gen_init(&gen);
+    hs_ulid_t id;
+    assert_int_equal(hs_ulid_gen_next(&gen, ms, &id), 0);
+    hs_message_t msg = {.topic = topic,
+                        .content = content,
+                        .content_len = strlen(content),
+                        .author = "a",
+                        .created_ms = ms};
+    hs_ulid_format(&id, msg.id);
+    return msg;
+}
+
+static char minted[8][HS_ULID_LEN + 1];
+static uint64_t minted_ms[8];
+static int minted_calls;
+static void minted_cb(int status, const hs_message_t *msg, void *data)
+{
+    assert_int_equal(status, 0);
+    assert_non_null(msg);
+    int i = (int)(intptr_t)data;
+    memcpy(minted[i], msg->id, sizeof(minted[i]));
+    minted_ms[i] = msg->created_ms;
+    minted_calls++;
+}
+
+/* Issue 16: the store mints ids, so the ids of one topic increase in commit
+ * order whatever the callers' clocks say: a candidate older than the
+ * topic's last id (a publisher whose clock is behind, or stepped back)
+ * gets the last id + 1, one ahead keeps its own. The stored message, the
+ * callback's and the history agree. */
+static void test_ids_increase_in_commit_order_whatever_the_clock(void **state)
+{
+    fixture_t *f = *state;
+    char topic[40];
+    unique(topic, "order");
+    uint64_t now = 1800000000000ull; /* a fixed "now": the store reads no clock of its own */
+    /* one after another: now, 10 s behind, now again (same candidate time),
+     * 5 s ahead, 1 s behind that */
+    const int64_t skew[] = {0, -10000, 0, 5000, 4000};
+    minted_calls = 0;
+    for (int i = 0; i < 5; i++) {
+        hs_message_t msg = message_at(topic, "m", now + (uint64_t)skew[i]);
+        hs_store_put_message(f->store, &msg, minted_cb, (void *)(intptr_t)i);
+        while (minted_calls == i)
+            uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    /* issued together, so (almost surely) one batch: each gets its own id */
+    for (int i = 5; i < 8; i++) {
+        hs_message_t msg = message_at(topic, "b", now - (uint64_t)(i * 1000));
+        hs_store_put_message(f->store, &msg, minted_cb, (void *)(intptr_t)i);
+    }
+    while (minted_calls < 8)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    for (int i = 1; i < 8; i++) {
+        if (strcmp(minted[i - 1], minted[i]) >= 0)
+            fail_msg("id %d (%s) is not above id %d (%s)", i, minted[i], i - 1, minted[i - 1]);
+        hs_ulid_t id;
+        assert_int_equal(hs_ulid_parse(minted[i], HS_ULID_LEN, &id), 0);
+        assert_int_equal(minted_ms[i], hs_ulid_time_ms(&id));
+    }
+    assert_int_equal(minted_ms[0], now);
+    assert_int_equal(minted_ms[1], now);        /* behind: last + 1, same millisecond */
+    assert_int_equal(minted_ms[3], now + 5000); /* ahead: its own */
+    assert_int_equal(minted_ms[4], now + 5000);
+    list(f, topic, NULL, true, 10);
+    assert_int_equal(f->count, 8);
+    for (int i = 0; i < 8; i++) {
+        assert_string_equal(f->ids[i], minted[i]);
+        assert_int_equal(f->times[i], minted_ms[i]);
+    }
+    /* another topic has its own sequence: a candidate behind this topic's
+     * last id is kept there */
+    char other[40];
+    unique(other, "order2");
+    hs_message_t msg = message_at(other, "o", now - 60000);
+    hs_store_put_message(f->store, &msg, minted_cb, (void *)(intptr_t)0);
+    while (minted_calls < 9)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_string_equal(minted[0], msg.id);
 }
 
 static void test_write_callbacks_may_be_null(void **state)
@@ -1158,7 +1263,7 @@ static void test_long_rows_read_whole(void **state)
         msg.content_len = sizes[i];
         msg.author = author;
         f->calls = 0;
-        hs_store_put_message(f->store, &msg, done_cb, f);
+        hs_store_put_message(f->store, &msg, put_cb, f);
         wait_call(f);
         assert_int_equal(f->status, 0);
     }
@@ -1282,6 +1387,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_history_edges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_returns_whole_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_fails_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ids_increase_in_commit_order_whatever_the_clock, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_write_callbacks_may_be_null, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscription_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_node, setup, teardown),

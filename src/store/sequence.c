@@ -1,0 +1,170 @@
+/* sequence.c - the topic sequences: message ids minted by the store, in
+ * commit order per topic (issue 16; docs/scaling.md, "Message ids").
+ *
+ * Each topic has a row with its last id (engine.h: sequence_get/create/set,
+ * supplied by the back-ends). The writer takes the row inside the publish
+ * transaction and mints the id under it, so that publishes of one topic -
+ * from any number of processes, with any clocks - mint and commit one at a
+ * time. Apart from engine.c because it is one rule (how an id is chosen),
+ * while engine.c is threads and queues. */
+#include "store/sequence.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+
+bool hs_store_is_put(const hs_store_op_t *op)
+{
+    return op->kind == HS_OP_PUT_MESSAGE || op->kind == HS_OP_PUT_MESSAGE_ONCE;
+}
+
+/* Reads and locks topic's sequence row, creating it on the topic's first
+ * publish. */
+static int take_sequence(const hs_store_backend_t *ops, void *conn, const char *topic,
+                         char last[HS_ULID_LEN + 1])
+{
+    int rc = ops->sequence_get(conn, topic, last);
+    if (rc == HS_ENOTFOUND) {
+        rc = ops->sequence_create(conn, topic);
+        if (rc == 0)
+            rc = ops->sequence_get(conn, topic, last);
+        if (rc == HS_ENOTFOUND)
+            rc = HS_EIO;
+    }
+    return rc;
+}
+
+static int compare_topics(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int compare_entries(const void *a, const void *b)
+{
+    return strcmp(((const hs_store_sequence_t *)a)->topic, ((const hs_store_sequence_t *)b)->topic);
+}
+
+void hs_store_sequences_init(hs_store_sequences_t *seqs)
+{
+    memset(seqs, 0, sizeof(*seqs));
+}
+
+void hs_store_sequences_dispose(hs_store_sequences_t *seqs)
+{
+    hs_free(seqs->entries);
+    memset(seqs, 0, sizeof(*seqs));
+}
+
+/* The entry of topic (entries are kept sorted by topic), or NULL. */
+static hs_store_sequence_t *find(hs_store_sequences_t *seqs, const char *topic)
+{
+    hs_store_sequence_t key = {.topic = topic};
+    return seqs->count ? bsearch(&key, seqs->entries, seqs->count, sizeof(key), compare_entries)
+                       : NULL;
+}
+
+/* Takes topic's row into seqs (sorted insert). */
+static int take(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs,
+                const char *topic, hs_store_sequence_t **out)
+{
+    char last[HS_ULID_LEN + 1] = "";
+    int rc = take_sequence(ops, conn, topic, last);
+    if (rc != 0)
+        return rc;
+    if (seqs->count == seqs->cap) {
+        seqs->cap = seqs->cap ? seqs->cap * 2 : 4;
+        seqs->entries = hs_realloc(seqs->entries, seqs->cap * sizeof(*seqs->entries));
+    }
+    size_t at = seqs->count;
+    while (at > 0 && strcmp(seqs->entries[at - 1].topic, topic) > 0)
+        at--;
+    memmove(seqs->entries + at + 1, seqs->entries + at,
+            (seqs->count - at) * sizeof(*seqs->entries));
+    hs_store_sequence_t *e = &seqs->entries[at];
+    *e = (hs_store_sequence_t){.topic = topic};
+    memcpy(e->last, last, sizeof(e->last));
+    seqs->count++;
+    *out = e;
+    return 0;
+}
+
+/* A batch takes the sequence rows of its topics first, before any op's
+ * savepoint, and in topic order: two processes' batches over the same
+ * topics then wait for each other instead of locking them in opposite
+ * orders and deadlocking (InnoDB would abort one, and the batch would run
+ * again); and a row created here is never undone with one op's savepoint
+ * (which would leave the batch minting from a row no one holds). */
+int hs_store_lock_sequences(const hs_store_backend_t *ops, void *conn, hs_store_op_t *batch,
+                            hs_store_sequences_t *seqs)
+{
+    size_t n = 0;
+    for (hs_store_op_t *op = batch; op; op = op->next)
+        n += hs_store_is_put(op);
+    if (n == 0)
+        return 0;
+    const char **topics = hs_malloc(n * sizeof(*topics));
+    n = 0;
+    for (hs_store_op_t *op = batch; op; op = op->next)
+        if (hs_store_is_put(op))
+            topics[n++] = op->in.put.topic;
+    qsort(topics, n, sizeof(*topics), compare_topics);
+    int rc = 0;
+    hs_store_sequence_t *e;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (i == 0 || strcmp(topics[i - 1], topics[i]) != 0)
+            rc = take(ops, conn, seqs, topics[i], &e);
+    hs_free(topics);
+    return rc;
+}
+
+/* Mints the id of a message of put->topic under the topic's sequence row:
+ * max(candidate, last + 1), where the candidate is the caller's id (a ULID
+ * of its clock) and last the topic's last id. The row stays locked until
+ * the batch commits, so the publishes of one topic mint and commit one at a
+ * time, across every process sharing the database: ids of a topic increase
+ * in commit order whatever the publishers' clocks say, and once a reader
+ * sees id X of a topic no lower id of it can appear later (the transaction
+ * that would write it waits for the row, then mints above X).
+ *
+ * The row is read once per batch and written once, before the commit
+ * (hs_store_sequences_flush): in between the lock is held, so the copy in
+ * seqs is the truth. An op undone after minting (a failed write, an
+ * idempotent repeat) leaves its id unused - a gap, never a repeat. A batch
+ * run again (HS_EAGAIN) starts from fresh seqs and mints again from the id
+ * minted the first time, which is still a fine candidate. */
+int hs_store_mint_id(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs,
+                     struct hs_store_put_input *put)
+{
+    hs_store_sequence_t *e = find(seqs, put->topic);
+    if (e == NULL) {
+        int rc = take(ops, conn, seqs, put->topic, &e);
+        if (rc != 0)
+            return rc;
+    }
+    hs_ulid_t id, prev;
+    if (hs_ulid_parse(put->id, strlen(put->id), &id) != 0)
+        hs_ulid_new(&id); /* no usable candidate: the writer's clock */
+    if (e->last[0] && hs_ulid_parse(e->last, strlen(e->last), &prev) == 0 &&
+        hs_ulid_cmp(&id, &prev) <= 0) {
+        id = prev;
+        if (!hs_ulid_increment(&id))
+            return HS_EIO; /* the topic reached the largest id: nothing above it */
+    }
+    hs_ulid_format(&id, e->last);
+    e->dirty = true;
+    hs_free(put->id);
+    put->id = hs_strdup(e->last);
+    put->created_ms = hs_ulid_time_ms(&id);
+    return 0;
+}
+
+int hs_store_sequences_flush(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs)
+{
+    int rc = 0;
+    for (size_t i = 0; i < seqs->count && rc == 0; i++)
+        if (seqs->entries[i].dirty)
+            rc = ops->sequence_set(conn, seqs->entries[i].topic, seqs->entries[i].last);
+    return rc;
+}

@@ -1,0 +1,48 @@
+/* sequence.h - minting message ids under the topic sequences (private to
+ * src/store; called by engine.c on the writer thread, inside the batch's
+ * transaction). */
+#ifndef HS_STORE_SEQUENCE_H
+#define HS_STORE_SEQUENCE_H
+
+#include <stdbool.h>
+
+#include "store/engine.h"
+
+/* PUT_MESSAGE or PUT_MESSAGE_ONCE: an op whose id the store mints. */
+bool hs_store_is_put(const hs_store_op_t *op);
+
+/* A batch's copy of the sequence rows it holds locked (sorted by topic;
+ * topic points at an op's own copy). */
+typedef struct hs_store_sequence {
+    const char *topic;
+    char last[HS_ULID_LEN + 1]; /* the last id minted or read, "" for none */
+    bool dirty;                 /* minted from: to be stored before the commit */
+} hs_store_sequence_t;
+
+typedef struct hs_store_sequences {
+    hs_store_sequence_t *entries;
+    size_t count, cap;
+} hs_store_sequences_t;
+
+/* One per attempt of a batch: init after BEGIN, dispose after COMMIT or
+ * ROLLBACK. */
+void hs_store_sequences_init(hs_store_sequences_t *seqs);
+void hs_store_sequences_dispose(hs_store_sequences_t *seqs);
+
+/* Takes the sequence rows of every topic of batch's puts into seqs, in
+ * topic order, before any op runs. Returns 0 or the back-end's status
+ * (HS_EAGAIN: run the batch again). */
+int hs_store_lock_sequences(const hs_store_backend_t *ops, void *conn, hs_store_op_t *batch,
+                            hs_store_sequences_t *seqs);
+
+/* Replaces put->id (the caller's candidate) with the minted id,
+ * max(candidate, the topic's last id + 1), and sets put->created_ms to its
+ * time (seqs holds the topic's row: hs_store_lock_sequences). */
+int hs_store_mint_id(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs,
+                     struct hs_store_put_input *put);
+
+/* Stores the last id of every topic the batch minted from; runs last,
+ * before COMMIT. Returns 0 or the back-end's status. */
+int hs_store_sequences_flush(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs);
+
+#endif

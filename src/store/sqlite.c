@@ -7,7 +7,8 @@
  * Durability: journal_mode=WAL with synchronous=FULL: a write whose callback
  * reported success survives a process crash and a power loss. The schema is
  * a list of migrations applied in order under PRAGMA user_version (the same
- * idea as mariadb.c's schema_version table). Design: docs/internals/store.md. */
+ * idea as mariadb.c's schema_version table), in sqlite_schema.c. Design:
+ * docs/internals/store.md. */
 #include "store/sqlite.h"
 
 #include <sqlite3.h>
@@ -18,126 +19,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "store/engine.h"
-
-/* The schema, one migration per version (PRAGMA user_version counts those
- * applied). Append only: a shipped migration is never edited, since files
- * already at its version would not see the change. */
-static const char *const migrations[] = {
-    /* 1: messages, connections, subscriptions */
-    "CREATE TABLE messages ("
-    "  id TEXT PRIMARY KEY,"
-    "  topic TEXT NOT NULL,"
-    "  content TEXT NOT NULL,"
-    "  author TEXT NOT NULL,"
-    "  created_at INTEGER NOT NULL"
-    ") WITHOUT ROWID;"
-    "CREATE INDEX messages_topic_id ON messages (topic, id);"
-    "CREATE TABLE connections ("
-    "  id TEXT PRIMARY KEY,"
-    "  node TEXT NOT NULL,"
-    "  connected_at INTEGER NOT NULL"
-    ") WITHOUT ROWID;"
-    "CREATE INDEX connections_node ON connections (node);"
-    "CREATE TABLE subscriptions ("
-    "  connection_id TEXT NOT NULL,"
-    "  topic TEXT NOT NULL,"
-    "  created_at INTEGER NOT NULL,"
-    "  PRIMARY KEY (connection_id, topic)"
-    ") WITHOUT ROWID;"
-    "CREATE INDEX subscriptions_topic ON subscriptions (topic, connection_id);",
-    /* 2: the user (a client token's "sub") of a connection */
-    "ALTER TABLE connections ADD COLUMN user_sub TEXT;",
-    /* 3: the highest message id a connection acknowledged (resume) */
-    "ALTER TABLE connections ADD COLUMN last_ack TEXT;",
-    /* 4: idempotency keys of publishes (IF NOT EXISTS: safe whatever its
-     * position among migrations merged from elsewhere) */
-    "CREATE TABLE IF NOT EXISTS idempotency_keys ("
-    "  `key` TEXT PRIMARY KEY,"
-    "  body_hash TEXT NOT NULL,"
-    "  message_id TEXT NOT NULL,"
-    "  created_at INTEGER NOT NULL"
-    ") WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);",
-    /* 5: which attach owns a connection (epoch, bumped by every resume) and
-     * whether it is attached: a resume is a compare-and-set on both */
-    "ALTER TABLE connections ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE connections ADD COLUMN attached INTEGER NOT NULL DEFAULT 1;",
-    /* 6: the client's address (behind a trusted proxy, the one it relays for)
-     * and when the connection was last detached (a resume without a cursor
-     * replays from there) */
-    "ALTER TABLE connections ADD COLUMN address TEXT;"
-    "ALTER TABLE connections ADD COLUMN detached_at INTEGER;",
-    /* 7: each topic's last message id, the store mints ids under it */
-    "CREATE TABLE IF NOT EXISTS topic_sequences (topic TEXT PRIMARY KEY, last_id TEXT NOT NULL) "
-    "WITHOUT ROWID;",
-};
-
-static int exec(sqlite3 *db, const char *sql, char *err, size_t err_len)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, err_len, "%s", msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return HS_EIO;
-    }
-    return 0;
-}
-
-/* Reads PRAGMA user_version; -1 when it cannot be read. */
-static int schema_version(sqlite3 *db)
-{
-    sqlite3_stmt *stmt;
-    int version = -1;
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL) == SQLITE_OK) {
-        if (sqlite3_step(stmt) == SQLITE_ROW)
-            version = sqlite3_column_int(stmt, 0);
-        sqlite3_finalize(stmt);
-    }
-    return version;
-}
-
-/* Applies the migrations the file lacks, each once, in order, each in its own
- * transaction with the version bump, so a crash leaves the file at a whole
- * version. The version is read again under BEGIN IMMEDIATE (the write lock):
- * two processes starting on one file cannot both apply the same step. */
-static int migrate(sqlite3 *db, const char *path, char *err, size_t err_len)
-{
-    int latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
-    for (;;) {
-        char reason[256] = "";
-        if (exec(db, "BEGIN IMMEDIATE", reason, sizeof(reason)) != 0) {
-            snprintf(err, err_len, "cannot open sqlite database '%s': %s", path, reason);
-            return HS_EIO;
-        }
-        int version = schema_version(db);
-        if (version < 0)
-            snprintf(err, err_len, "cannot open sqlite database '%s': %s", path,
-                     sqlite3_errmsg(db));
-        if (version < 0 || version >= latest) {
-            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            if (version < 0)
-                return HS_EIO;
-            if (version > latest) {
-                snprintf(err, err_len,
-                         "database '%s' has schema version %d, newer than this houston (%d)", path,
-                         version, latest);
-                return HS_EINVAL;
-            }
-            return 0;
-        }
-        char sql[64];
-        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);
-        if (exec(db, migrations[version], reason, sizeof(reason)) != 0 ||
-            exec(db, sql, reason, sizeof(reason)) != 0 ||
-            exec(db, "COMMIT", reason, sizeof(reason)) != 0) {
-            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            snprintf(err, err_len, "migrating '%s' to schema version %d failed: %s", path,
-                     version + 1, reason);
-            return HS_EIO;
-        }
-        hs_log_info("store: %s migrated to schema version %d", path, version + 1);
-    }
-}
+#include "store/sqlite_schema.h"
 
 /* Sets the journal mode and checks it took: SQLite silently keeps the old
  * mode where WAL is impossible (e.g. no shared memory), and the reader's
@@ -184,16 +66,16 @@ static int open_db(const char *path, bool read_only, sqlite3 **out, char *err, s
     /* The first statements read the header: a file that is not a database
      * fails here. foreign_keys: the v1 schema has none (subscriptions may
      * exist without a connection row) but later migrations may. */
-    if (exec(db, "PRAGMA foreign_keys = ON", reason, sizeof(reason)) != 0)
+    if (hs_sqlite_exec(db, "PRAGMA foreign_keys = ON", reason, sizeof(reason)) != 0)
         goto fail;
     if (read_only) {
-        if (exec(db, "PRAGMA query_only = ON", reason, sizeof(reason)) != 0)
+        if (hs_sqlite_exec(db, "PRAGMA query_only = ON", reason, sizeof(reason)) != 0)
             goto fail;
     } else {
         /* FULL: each commit (one per batch) syncs the WAL, so an acknowledged
          * write survives a power loss, not only a crash (docs/internals/store.md). */
         if (use_wal(db, reason, sizeof(reason)) != 0 ||
-            exec(db, "PRAGMA synchronous = FULL", reason, sizeof(reason)) != 0)
+            hs_sqlite_exec(db, "PRAGMA synchronous = FULL", reason, sizeof(reason)) != 0)
             goto fail;
     }
     *out = db;
@@ -786,7 +668,7 @@ int hs_store_sqlite_open(uv_loop_t *loop, const char *path, const hs_store_optio
     sqlite3 *writer_db = NULL, *reader_db = NULL;
     int rc = open_db(path, false, &writer_db, err, err_len);
     if (rc == 0)
-        rc = migrate(writer_db, path, err, err_len);
+        rc = hs_sqlite_migrate(writer_db, path, err, err_len);
     if (rc == 0)
         rc = open_db(path, true, &reader_db, err, err_len);
     if (rc != 0) {

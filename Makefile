@@ -93,8 +93,10 @@ format:
 format-check:
 	clang-format --dry-run --Werror $(SOURCES)
 
+# Every build directory: $(BUILD) and the $(BUILD)-<type> ones (build-types,
+# sanitize, tsan, fuzz).
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BUILD)-*
 
 # Every build type compiles without a warning under -Werror, each in its own
 # directory $(BUILD)-<type>; compiles only (every target: houston, the unit

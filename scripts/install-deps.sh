@@ -12,7 +12,7 @@ build_pkgs=(gcc make cmake pkg-config libuv1-dev libhttp-parser-dev libjansson-d
             libsqlite3-dev libssl-dev libmariadb-dev libhiredis-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-pytest-timeout python3-websockets
            python3-yaml python3-cryptography httpie clang-format cppcheck prometheus mariadb-server redis-server nginx-light
-           faketime
+           faketime sqlite3
            chromium fonts-liberation
            dpkg-dev binutils lintian systemd man-db groff-base)
 

@@ -39,6 +39,10 @@ static const hs_cli_command_t commands[] = {
     {"config", "[FLAGS]", "print the effective settings and where each came from, secrets masked",
      0, 0, 0, NULL},
     {"routes", "", "list the HTTP routes of both ports", 0, 0, 0, NULL},
+    {"migrate", "[--db URL]",
+     "bring the database's schema up to this version and exit (what every server does at "
+     "start-up; refuses a database of a newer houston)",
+     0, 0, 0, NULL},
     {"pub", "TOPIC TEXT [--author A]",
      "publish TEXT to TOPIC (POST /api/v1/messages); prints the stored message as one JSON line",
      HS_CLI_OPT_AUTHOR, 2, 2, run_pub},

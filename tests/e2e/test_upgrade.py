@@ -34,6 +34,8 @@ from services import MariaDB, have
 FIXTURES = sorted(Path(p) for p in glob.glob(str(ROOT / "tests/fixtures/upgrade/*/manifest.json")))
 FAKETIME_LIB = next(iter(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1")), None)
 need_mariadb = pytest.mark.skipif(not have("mariadbd"), reason="needs mariadb-server")
+# A MariaDB server each, and houston started two or three times.
+pytestmark = pytest.mark.timeout(120)
 
 
 def manifest_of(path):

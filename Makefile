@@ -13,7 +13,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 
 .PHONY: all build run test unit e2e e2e-mariadb browser js deps-build deps-test format format-check clean sanitize fuzz \
-        install deb deps-bench bench bench-smoke check tsan cppcheck build-types
+        install deb deps-bench deploy-test bench bench-smoke check tsan cppcheck build-types
 
 all: build
 
@@ -25,6 +25,14 @@ deps-test:
 
 deps-bench:
 	@scripts/install-deps.sh bench
+
+# The container image and the compose stack, built from Debian packages only
+# (a base image by mmdebstrap, stand-ins for the MariaDB and Redis images) and
+# run with podman-compose; the prototype's commands against it; everything it
+# made removed. About 5 minutes, most of it apt inside the builds.
+deploy-test:
+	@scripts/install-deps.sh deploy
+	$(PYTHON) tests/deploy/deploy_test.py
 
 build: deps-build
 	@cmake -S . -B $(BUILD) -DHOUSTON_WERROR=$(WERROR) > /dev/null

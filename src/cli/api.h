@@ -28,6 +28,10 @@ int hs_cli_api_call(const hs_cli_options_t *opt, const char *method, const char 
 int hs_cli_api_history_page(const hs_cli_options_t *opt, const char *topic, const char *cursor,
                             unsigned limit, bool forward, json_t **page);
 
+/* Prints an HTTP error answer: the server's {"error":{"code","message"}},
+ * or the start of whatever else came. */
+void hs_cli_api_print_error(int status, const char *body);
+
 /* Percent-encodes text for a query string into out (cap bytes). */
 void hs_cli_url_encode(const char *text, char *out, size_t cap);
 

@@ -10,6 +10,7 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -24,8 +25,7 @@
 
 struct hs_cli_stream {
     int fd;
-    SSL_CTX *ctx; /* NULL on a plain connection */
-    SSL *ssl;
+    SSL *ssl; /* NULL on a plain connection */
 };
 
 /* Waits for events on fd. 1 ready, 0 timeout or signal, HS_EIO. */
@@ -66,38 +66,61 @@ static void openssl_reason(char *out, size_t cap)
     ERR_clear_error();
 }
 
-static int tls_setup(hs_cli_stream_t *s, const hs_cli_url_t *url, const hs_cli_tls_options_t *tls,
-                     char *err, size_t err_len)
+/* One context per process: loading the system's trust store costs about
+ * 35 ms of CPU, and `sub` opens three connections or more. The options are
+ * the command line's, the same for every connection of the process. */
+static SSL_CTX *shared_ctx;
+
+static void free_shared_ctx(void)
 {
-    s->ctx = SSL_CTX_new(TLS_client_method());
-    SSL_CTX_set_min_proto_version(s->ctx, TLS1_2_VERSION);
+    SSL_CTX_free(shared_ctx);
+    shared_ctx = NULL;
+}
+
+static int shared_context(const hs_cli_url_t *url, const hs_cli_tls_options_t *tls, char *err,
+                          size_t err_len)
+{
+    if (shared_ctx)
+        return 0;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     /* A server that closes without close_notify still ended the stream. */
-    SSL_CTX_set_options(s->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     if (tls->insecure) {
-        static bool warned;
-        if (!warned)
-            hs_cli_error("warning: --insecure: the server's certificate is not verified; anyone "
-                         "on the way to %s can read and change this connection",
-                         url->authority);
-        warned = true;
-        SSL_CTX_set_verify(s->ctx, SSL_VERIFY_NONE, NULL);
+        hs_cli_error("warning: --insecure: the server's certificate is not verified; anyone "
+                     "on the way to %s can read and change this connection",
+                     url->authority);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     } else {
-        SSL_CTX_set_verify(s->ctx, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
         if (tls->ca_file) {
-            if (SSL_CTX_load_verify_locations(s->ctx, tls->ca_file, NULL) != 1) {
+            if (SSL_CTX_load_verify_locations(ctx, tls->ca_file, NULL) != 1) {
                 char reason[200];
                 openssl_reason(reason, sizeof(reason));
                 snprintf(err, err_len, "--ca-file: cannot use \"%s\": %s", tls->ca_file, reason);
+                SSL_CTX_free(ctx);
                 return HS_EINVAL;
             }
-        } else if (SSL_CTX_set_default_verify_paths(s->ctx) != 1) {
+        } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
             snprintf(err, err_len, "cannot load the system's trusted certificates");
+            SSL_CTX_free(ctx);
             return HS_EIO;
         }
     }
     const unsigned char alpn[] = "\x08http/1.1";
-    SSL_CTX_set_alpn_protos(s->ctx, alpn, sizeof(alpn) - 1);
-    s->ssl = SSL_new(s->ctx);
+    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
+    shared_ctx = ctx;
+    atexit(free_shared_ctx);
+    return 0;
+}
+
+static int tls_setup(hs_cli_stream_t *s, const hs_cli_url_t *url, const hs_cli_tls_options_t *tls,
+                     char *err, size_t err_len)
+{
+    int rc = shared_context(url, tls, err, err_len);
+    if (rc != 0)
+        return rc;
+    s->ssl = SSL_new(shared_ctx);
     SSL_set_fd(s->ssl, s->fd);
     unsigned char ip[16];
     bool is_ip = inet_pton(AF_INET, url->host, ip) == 1 || inet_pton(AF_INET6, url->host, ip) == 1;
@@ -216,7 +239,6 @@ void hs_cli_stream_free(hs_cli_stream_t *s)
     if (s == NULL)
         return;
     SSL_free(s->ssl);
-    SSL_CTX_free(s->ctx);
     close(s->fd);
     hs_free(s);
 }

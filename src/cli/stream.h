@@ -7,6 +7,11 @@
  * address in its subjectAltName). --insecure skips both checks, and says so
  * on stderr once per process. A failed verification is an error naming the
  * reason and the two flags.
+ *
+ * The TLS context (trust store loaded, verification mode) is built at the
+ * first TLS connection and shared by the later ones of the process: the
+ * tls options must be the same for every call (they are the command
+ * line's). Not thread-safe; the CLI has one thread.
  */
 #ifndef HS_CLI_STREAM_H
 #define HS_CLI_STREAM_H

@@ -62,10 +62,12 @@ typedef struct hs_config {
     uint64_t db_wait_ms;            /* --db-wait        HOUSTON_DB_WAIT        60 s */
     uint64_t dedupe_window;         /* --dedupe-window  HOUSTON_DEDUPE_WINDOW  100000 */
     uint64_t idempotency_window_ms; /* --idempotency-window HOUSTON_IDEMPOTENCY_WINDOW 24 h */
-    char *redis;         /* --redis           HOUSTON_REDIS          "" (in-process bus) */
-    char *metrics_addr;  /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */
-    char *public_ws_url; /* --public-ws-url HOUSTON_PUBLIC_WS_URL "" (derived, api/v1/info) */
-    char *log_format;    /* --log-format      HOUSTON_LOG_FORMAT     "text" or "json" */
+    char *redis;        /* --redis           HOUSTON_REDIS          "" (in-process bus) */
+    char *metrics_addr; /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */
+    char *log_format;   /* --log-format      HOUSTON_LOG_FORMAT     "text" or "json" */
+
+    /* --public-ws-url HOUSTON_PUBLIC_WS_URL "": the WebSocket URL GET /api/v1/info names */
+    char *public_ws_url;
     /* security (docs/security.md) */
     char *api_key;             /* --api-key (repeatable, comma list) HOUSTON_API_KEY  "" (secret) */
     char *api_key_file;        /* --api-key-file    HOUSTON_API_KEY_FILE   "" */

@@ -24,6 +24,19 @@ void hs_cli_api_print_error(int status, const char *body)
     json_decref(root);
 }
 
+void hs_cli_api_print_failure(const hs_cli_options_t *opt, int rc, const char *err)
+{
+    /* The hint fits a server that could not be reached, not a certificate
+     * that was refused or a --ca-file that cannot be read. */
+    if (rc != HS_EIO) {
+        hs_cli_error("%s", err);
+        return;
+    }
+    char shown[1400];
+    hs_cli_url_show(&opt->api, shown, sizeof(shown));
+    hs_cli_error("%s (is houston running at %s ?)", err, shown);
+}
+
 int hs_cli_api_call(const hs_cli_options_t *opt, const char *method, const char *target,
                     json_t *body, int *status, json_t **answer)
 {
@@ -36,9 +49,7 @@ int hs_cli_api_call(const hs_cli_options_t *opt, const char *method, const char 
                                  &response, err, sizeof(err));
     free(text);
     if (rc != 0) {
-        char shown[1400];
-        hs_cli_url_show(&opt->api, shown, sizeof(shown));
-        hs_cli_error("%s (is houston running at %s ?)", err, shown);
+        hs_cli_api_print_failure(opt, rc, err);
         return rc;
     }
     *status = response.status;

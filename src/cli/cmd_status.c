@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/api.h"
 #include "cli/commands.h"
 #include "cli/http_client.h"
 #include "cli/output.h"
@@ -39,9 +40,10 @@ int hs_cli_cmd_status(const hs_cli_options_t *opt)
     hs_cli_response_t ready, metrics;
     char err[512], shown[1400];
     hs_cli_url_show(&opt->api, shown, sizeof(shown));
-    if (hs_cli_http_request(&opt->api, &opt->tls, "GET", "/readyz", opt->api_key, NULL, &ready, err,
-                            sizeof(err)) != 0) {
-        hs_cli_error("%s (is houston running at %s ?)", err, shown);
+    int rc = hs_cli_http_request(&opt->api, &opt->tls, "GET", "/readyz", opt->api_key, NULL, &ready,
+                                 err, sizeof(err));
+    if (rc != 0) {
+        hs_cli_api_print_failure(opt, rc, err);
         return HS_CLI_EXIT_FAIL;
     }
     int is_ready = ready.status == 200;

@@ -56,12 +56,11 @@ int hs_cli_discover_ws(const hs_cli_options_t *opt, hs_cli_url_t *out)
         return 0;
     }
     hs_cli_response_t response;
-    char err[512], note[1800], api[1400];
-    hs_cli_url_show(&opt->api, api, sizeof(api));
+    char err[512], note[1800];
     int rc = hs_cli_http_request(&opt->api, &opt->tls, "GET", "/api/v1/info", opt->api_key, NULL,
                                  &response, err, sizeof(err));
     if (rc != 0) {
-        hs_cli_error("%s (is houston running at %s ?)", err, api);
+        hs_cli_api_print_failure(opt, rc, err);
         return rc;
     }
     if (response.status != 200 && response.status != 404) {

@@ -94,9 +94,13 @@ static int shared_context(const hs_cli_url_t *url, const hs_cli_tls_options_t *t
     } else {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
         if (tls->ca_file) {
-            if (SSL_CTX_load_verify_locations(ctx, tls->ca_file, NULL) != 1) {
+            if (access(tls->ca_file, R_OK) != 0 ||
+                SSL_CTX_load_verify_locations(ctx, tls->ca_file, NULL) != 1) {
                 char reason[200];
-                openssl_reason(reason, sizeof(reason));
+                if (access(tls->ca_file, R_OK) != 0)
+                    snprintf(reason, sizeof(reason), "%s", strerror(errno));
+                else
+                    openssl_reason(reason, sizeof(reason));
                 snprintf(err, err_len, "--ca-file: cannot use \"%s\": %s", tls->ca_file, reason);
                 SSL_CTX_free(ctx);
                 return HS_EINVAL;

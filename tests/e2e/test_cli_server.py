@@ -278,6 +278,10 @@ def test_tls_without_ca_file_is_a_clear_verification_error(fresh_server, pki, to
         assert r.returncode == 1, (args, r.stderr)
         assert "certificate" in r.stderr and "not accepted" in r.stderr, r.stderr
         assert "--ca-file" in r.stderr and "--insecure" in r.stderr, r.stderr
+        assert "is houston running" not in r.stderr, r.stderr
+    r = cli("status", "--server", api, "--ca-file", str(pki / "missing.pem"))
+    assert r.returncode == 1 and "missing.pem" in r.stderr, r.stderr
+    assert "No such file or directory" in r.stderr, r.stderr
     # A TLS client at a plain port says so.
     r = cli("pub", "--server", f"https://127.0.0.1:{plain.api_port}", topic, "x")
     assert r.returncode == 1 and "TLS handshake" in r.stderr, r.stderr

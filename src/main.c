@@ -528,7 +528,8 @@ static int serve(app_t *app)
                                .tls = app->tls != NULL,
                                .api_keys = hs_auth_key_count(app->auth) > 0,
                                .client_tokens = app->verifier != NULL,
-                               .scale_out = app->cfg.redis[0] != '\0'};
+                               .scale_out = app->cfg.redis[0] != '\0',
+                               .consumer = (app->roles & ROLE_CONSUMER) != 0};
         hs_publisher_set_site(app->publisher, &site);
         if (strcmp(app->api_addr, app->cfg.api_addr) != 0) {
             /* The loopback default: IPv6 too, where the host has it. */

@@ -174,10 +174,15 @@ static void get_info(hs_http_request_t *req, void *ctx)
     json_t *tokens = site && (site->ws_port != 0 || site->client_tokens)
                          ? json_boolean(site->client_tokens)
                          : json_null();
+    json_t *roles = json_pack("[s]", "publisher");
+    if (site && site->ws_port != 0)
+        json_array_append_new(roles, json_string("notifier"));
+    if (site && site->consumer)
+        json_array_append_new(roles, json_string("consumer"));
     json_t *body = json_pack(
-        "{s:s, s:s, s:o, s:o, s:b, s:{s:b, s:o}, s:{s:I, s:I, s:I, s:I, s:i, s:i}}", "version",
-        HOUSTON_VERSION, "mode", scale_out ? "scale-out" : "embedded", "wsURL", ws, "sseURL", sse,
-        "tls", site ? site->tls : cfg->tls_cert[0] != '\0', "auth", "apiKey",
+        "{s:s, s:s, s:o, s:o, s:o, s:b, s:{s:b, s:o}, s:{s:I, s:I, s:I, s:I, s:i, s:i}}", "version",
+        HOUSTON_VERSION, "mode", scale_out ? "scale-out" : "embedded", "roles", roles, "wsURL", ws,
+        "sseURL", sse, "tls", site ? site->tls : cfg->tls_cert[0] != '\0', "auth", "apiKey",
         site ? site->api_keys : false, "clientToken", tokens, "limits", "maxBody",
         (json_int_t)cfg->max_body, "maxContent", (json_int_t)cfg->max_content, "maxSubscriptions",
         (json_int_t)cfg->max_subscriptions, "maxWsMessage", (json_int_t)cfg->max_ws_message,

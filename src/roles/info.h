@@ -32,6 +32,7 @@ typedef struct hs_info_site {
     bool api_keys;      /* the API port wants a key */
     bool client_tokens; /* this process's notifier wants a client token */
     bool scale_out;     /* the bus is Redis (other processes serve clients) */
+    bool consumer;      /* the consumer role runs in this process too */
 } hs_info_site_t;
 
 typedef struct hs_info hs_info_t;

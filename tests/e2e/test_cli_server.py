@@ -126,6 +126,7 @@ def test_info_says_where_the_websocket_is(fresh_server):
     assert info["wsURL"] == f"ws://127.0.0.1:{srv.ws_port}/api/v1/ws"
     assert info["sseURL"] == f"http://127.0.0.1:{srv.ws_port}/api/v1/sse"
     assert info["mode"] == "embedded" and info["tls"] is False
+    assert info["roles"] == ["publisher", "notifier", "consumer"]
     assert isinstance(info["version"], str) and info["version"]
     assert info["auth"] == {"apiKey": False, "clientToken": False}
     assert info["limits"] == {"maxBody": 1048576, "maxContent": 65536, "maxSubscriptions": 1000,

@@ -373,6 +373,7 @@ def test_a_publisher_says_where_its_notifiers_are_only_when_told(cluster, tmp_pa
     status, info = call(cluster["api_port"], "GET", "/api/v1/info")
     assert status == 200, info
     assert info["mode"] == "scale-out" and info["wsURL"] is None and info["sseURL"] is None
+    assert info["roles"] == ["publisher"]
     assert info["auth"]["clientToken"] is None
     api2 = free_port()
     public = f"ws://127.0.0.1:{cluster['ws']['a']}"

@@ -263,7 +263,11 @@ int hs_cli_cmd_sub(const hs_cli_options_t *opt)
                                sizeof(err));
     if (rc != 0) {
         hs_cli_url_show(&ws_url, shown, sizeof(shown));
-        hs_cli_error("%s (is the notifier at %s ? see --ws-server)", err, shown);
+        /* "Is it there?" only when nothing answered; a refusal says why. */
+        if (rc == HS_EIO)
+            hs_cli_error("%s (is the notifier at %s ? see --ws-server)", err, shown);
+        else
+            hs_cli_error("%s (WebSocket %s)", err, shown);
         return stop_requested ? HS_CLI_EXIT_OK : HS_CLI_EXIT_FAIL;
     }
     char connection_id[64];

@@ -200,8 +200,11 @@ int hs_cli_ws_connect(const hs_cli_url_t *url, const hs_cli_tls_options_t *tls, 
         if (!failed)
             continue;
         if (h.headers_done && parser.status_code != 101)
-            snprintf(err, err_len, "the WebSocket upgrade was refused: HTTP %u %s",
-                     parser.status_code, h.body);
+            snprintf(err, err_len, "the WebSocket upgrade was refused: HTTP %u %s%s",
+                     parser.status_code, h.body,
+                     parser.status_code == 401 ? " (--token or HOUSTON_TOKEN gives the client "
+                                                 "token)"
+                                               : "");
         else
             snprintf(err, err_len, "%s:%s did not upgrade to a WebSocket", url->host, url->port);
         rc = HS_EPROTO;

@@ -311,6 +311,7 @@ def test_token_is_sent_where_the_server_wants_one(fresh_server, topic):
     # Without one: the server's reason, exit 1.
     r = cli("sub", "--server", srv.api, topic)
     assert r.returncode == 1 and "401" in r.stderr and "token is required" in r.stderr, r.stderr
+    assert "--token or HOUSTON_TOKEN" in r.stderr and "is the notifier" not in r.stderr
     # A bad one is refused, and never shown.
     expired = make_token(exp_in=-600)
     r = cli("sub", "--server", srv.api, "--token", expired, topic)

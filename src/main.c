@@ -417,6 +417,10 @@ static int setup_security(app_t *app)
             return 1;
         }
     }
+    if (hs_info_check_public_url(cfg->public_ws_url, err, sizeof(err)) != 0) {
+        hs_log_error("houston: %s", err);
+        return 1;
+    }
     return setup_browser_rules(app, keys);
 }
 
@@ -521,6 +525,13 @@ static int serve(app_t *app)
             hs_log_error("houston: cannot listen on %s (API): %s", app->api_addr, hs_strerror(rc));
             return 1;
         }
+        hs_info_site_t site = {.ws_port = app->notifier ? hs_notifier_port(app->notifier) : 0,
+                               .tls = app->tls != NULL,
+                               .api_keys = hs_auth_key_count(app->auth) > 0,
+                               .client_tokens = app->verifier != NULL,
+                               .scale_out = app->cfg.redis[0] != '\0',
+                               .consumer = (app->roles & ROLE_CONSUMER) != 0};
+        hs_publisher_set_site(app->publisher, &site);
         if (strcmp(app->api_addr, app->cfg.api_addr) != 0) {
             /* The loopback default: IPv6 too, where the host has it. */
             char v6[64];

@@ -44,6 +44,11 @@ static const setting_t settings[] = {
     {"metrics-addr", "HOUSTON_METRICS_ADDR", T_STRING, offsetof(hs_config_t, metrics_addr), "", 0,
      0, "ADDR", "also serve /metrics, /healthz and /readyz on this address (empty: off)",
      .url_secret = false},
+    {"public-ws-url", "HOUSTON_PUBLIC_WS_URL", T_STRING, offsetof(hs_config_t, public_ws_url), "",
+     0, 0, "URL",
+     "where clients reach the WebSocket port (ws[s]://host[:port][/prefix]), as GET /api/v1/info "
+     "tells them; set it behind a proxy or for scale-out notifiers (empty: derived)",
+     .url_secret = false},
     {"tls-cert", "HOUSTON_TLS_CERT", T_STRING, offsetof(hs_config_t, tls_cert), "", 0, 0, "FILE",
      "PEM certificate chain; with --tls-key every listener speaks TLS only (wss://, https://)",
      .url_secret = false},

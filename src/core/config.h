@@ -65,6 +65,9 @@ typedef struct hs_config {
     char *redis;        /* --redis           HOUSTON_REDIS          "" (in-process bus) */
     char *metrics_addr; /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */
     char *log_format;   /* --log-format      HOUSTON_LOG_FORMAT     "text" or "json" */
+
+    /* --public-ws-url HOUSTON_PUBLIC_WS_URL "": the WebSocket URL GET /api/v1/info names */
+    char *public_ws_url;
     /* security (docs/security.md) */
     char *api_key;             /* --api-key (repeatable, comma list) HOUSTON_API_KEY  "" (secret) */
     char *api_key_file;        /* --api-key-file    HOUSTON_API_KEY_FILE   "" */

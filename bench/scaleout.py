@@ -49,8 +49,8 @@ WSLOAD = Path(os.environ.get("WSLOAD_BIN", BUILD / "wsload"))
 SAT_S = 4
 
 
-def sat(publishers):
-    return ["--messages", "10000000", "--duration", str(SAT_S), "--publishers", str(8 * publishers),
+def sat(publishers, messages=1000000):
+    return ["--messages", str(messages), "--duration", str(SAT_S), "--publishers", str(8 * publishers),
             "--window", "8"]
 
 
@@ -69,7 +69,7 @@ ROWS = {
     "cons4": ("2 publishers, 4 consumers, 2 notifiers; 2,000 subs on 100 topics; saturating",
               (2, 4, 2), ["--subs", "2000", "--topics", "100", *sat(2)]),
     "fanout-10k": ("2 notifiers x 5,000 subs on 10 topics; 1 publisher, 1 consumer; saturating",
-                   (1, 1, 2), ["--subs", "10000", "--topics", "10", *sat(1)]),
+                   (1, 1, 2), ["--subs", "10000", "--topics", "10", *sat(1, 20000)]),
     "steady-100": ("2 notifiers x 5,000 subs on 1,000 topics; 100 msg/s for 4 s",
                    (1, 1, 2), ["--subs", "10000", "--topics", "1000", "--messages", "400", "--rate",
                                "100", "--publishers", "8", "--window", "8"]),
@@ -334,13 +334,13 @@ def render(rows, results, elapsed, a, redis_kind):
             "client. CPU: % of one core while busy (publishing and delivering); busiest: the process "
             "with the most CPU in the median run.",
             ""]
-    cols = ["row", "runs", "publishes/s", "deliveries/s", "p50 ms", "p99 ms", "lost+dup", "busiest",
+    cols = ["row", "runs", "publishes/s", "deliveries/s", "p50 ms", "p99 ms", "lost+dup", "5xx", "busiest",
             "CPU % per process"]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for name, (title, _, _) in rows.items():
         rs = results.get(name, [])
         if not rs:
-            out.append(f"| **{name}** {title} | 0 | skipped | | | | | | |")
+            out.append(f"| **{name}** {title} | 0 | skipped | | | | | | | |")
             continue
         bad = sum(r["lost"] + r["duplicated"] + r["misrouted"] for r in rs)
         mid = sorted(rs, key=lambda r: r["publishes_per_s"])[len(rs) // 2]
@@ -352,7 +352,7 @@ def render(rows, results, elapsed, a, redis_kind):
             fmt([r["deliveries_per_s"] for r in rs], "{:,.0f}"),
             fmt([r["lat_p50_ms"] for r in rs], "{:,.1f}"),
             fmt([r["lat_p99_ms"] for r in rs], "{:,.1f}"),
-            str(bad), busiest(mid["cpu"]), cpu]) + " |")
+            str(bad), str(sum(r["publish_errors"] for r in rs)), busiest(mid["cpu"]), cpu]) + " |")
     return "\n".join(head + out)
 
 

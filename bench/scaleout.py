@@ -164,11 +164,24 @@ class Backends:
         self.maria = services.MariaDB(tmp)
         self.redis = services.RedisCluster(tmp) if kind == "cluster" else services.Redis(tmp)
 
+    def cluster_masters(self):
+        """Ports of the cluster's masters, asked of its first seed."""
+        seed = self.redis.url.split("://", 1)[-1].split(",")[0]
+        host, port = seed.rsplit(":", 1)
+        nodes = subprocess.run(["redis-cli", "-h", host, "-p", port, "CLUSTER", "NODES"],
+                               capture_output=True, text=True).stdout
+        return [line.split()[1].split("@")[0] for line in nodes.splitlines()
+                if "master" in line.split()[2] and "fail" not in line.split()[2]]
+
     def pids(self):
         out = {"mariadbd": self.maria.proc.pid}
         if self.kind == "cluster":
-            for i, proc in enumerate(getattr(self.redis, "procs", [])):
-                out[f"redis{i + 1}"] = proc.pid
+            # the harness's processes, under whatever name it keeps them
+            procs = getattr(self.redis, "procs", None) or getattr(self.redis, "servers", None) or []
+            for i, proc in enumerate(procs):
+                proc = getattr(proc, "proc", proc)
+                if hasattr(proc, "pid"):
+                    out[f"redis{i + 1}"] = proc.pid
         else:
             out["redis"] = self.redis.proc.pid
         return out
@@ -176,8 +189,9 @@ class Backends:
     def reset(self):
         """Empty Redis and the tables between runs (no role is running)."""
         if self.kind == "cluster":
-            for port in getattr(self.redis, "ports", []):
-                subprocess.run(["redis-cli", "-p", str(port), "FLUSHALL"], capture_output=True)
+            for addr in self.cluster_masters():
+                host, port = addr.rsplit(":", 1)
+                subprocess.run(["redis-cli", "-h", host, "-p", port, "FLUSHALL"], capture_output=True)
         else:
             self.redis.cli("FLUSHALL")
         tables = self.maria.query("SHOW TABLES").split()

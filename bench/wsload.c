@@ -498,6 +498,15 @@ typedef struct {
 /* The worker singleton: set once in a forked worker, unused in the parent. */
 static worker_t *W;
 
+/* The notifier of subscriber s: topic t's subscribers are t, t+T, t+2T...,
+ * so (i / T) % n spreads every topic over the ports, as clients of one
+ * topic spread over the notifiers of a deployment (i % n would put all of a
+ * topic's subscribers on one notifier whenever n divides T). */
+static int ws_port_index(const sub_t *s)
+{
+    return (int)((s->global_index / opt.topics) % opt.n_ws_ports);
+}
+
 /* The upgrade request of subscriber s: houston's fixed path, or the topic in
  * the URL for nchan and the ceiling. The key is constant: no server here
  * needs it to vary, and wsload does not check the accept value. */
@@ -512,7 +521,7 @@ static size_t build_handshake(const sub_t *s, char *buf, size_t cap)
         snprintf(buf, cap,
                  "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                 path, opt.host, opt.ws_ports[s->global_index % opt.n_ws_ports]);
+                 path, opt.host, opt.ws_ports[ws_port_index(s)]);
     return (size_t)n;
 }
 
@@ -548,8 +557,7 @@ static void subscribe_answered(httpc_t *c, int status, long id, uint64_t sent_ns
 static void sub_start(long local)
 {
     sub_t *s = &W->subs[local];
-    s->fd =
-        tcp_connect(opt.host, opt.ws_ports[s->global_index % opt.n_ws_ports], s->global_index, 1);
+    s->fd = tcp_connect(opt.host, opt.ws_ports[ws_port_index(s)], s->global_index, 1);
     W->in_flight++;
     if (s->fd < 0) {
         if (W->failed < 3)
@@ -1154,7 +1162,8 @@ static void usage(void)
             "usage: wsload [options]\n"
             "  --target houston|nchan|ceiling   server kind (default houston)\n"
             "  --host ADDR          server address (127.0.0.1)\n"
-            "  --ws-port N[,N...]   WebSocket port(s) (9001); subscriber i on the (i %% n)th\n"
+            "  --ws-port N[,N...]   WebSocket port(s) (9001); subscriber i on the\n"
+            "                       ((i / topics) %% n)th: each topic on every port\n"
             "  --api-port N[,N...]  publish/subscribe API port(s) (default: the ws port);\n"
             "                       publisher connection j on the (j %% n)th\n"
             "  --subs N             subscribers (100)\n"

@@ -31,12 +31,36 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, log, deadline=10.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"houston exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"houston did not listen on {port}:\n{log.read_text()}")
+
+
+# services.py takes free_port from the tests' conftest, which needs pytest;
+# the bench (make bench-smoke in CI) must not, so it gets these two instead.
+sys.modules.setdefault("conftest", types.SimpleNamespace(free_port=free_port, wait_port=wait_port))
 import services  # noqa: E402
-from conftest import free_port, wait_port  # noqa: E402
 
 BUILD = Path(os.environ.get("BUILD", ROOT / "build"))
 if not BUILD.is_absolute():

@@ -185,6 +185,7 @@ typedef struct fixture {
     uv_loop_t loop;
     uv_timer_t tick; /* so that a run of the loop returns often */
     hs_bus_t *bus[3];
+    unsigned partitions; /* of the buses opened (setup: 1, the tests before partitions) */
     int closed;
     char log[LOG_MAX][96];
     int entries;
@@ -237,7 +238,8 @@ static void run_for(fixture_t *f, uint64_t ms)
 
 static hs_bus_t *open_bus(fixture_t *f, int i, uint64_t claim_idle_ms)
 {
-    hs_bus_redis_options_t options = {.claim_idle_ms = claim_idle_ms};
+    hs_bus_redis_options_t options = {
+        .claim_idle_ms = claim_idle_ms, .partitions = f->partitions, .heartbeat_ms = 200};
     char err[256];
     assert_int_equal(hs_bus_redis_open(&f->loop, srv.url, &options, &f->bus[i], err, sizeof(err)),
                      0);
@@ -261,6 +263,7 @@ static int setup(void **state)
     uv_timer_init(&f->loop, &f->tick);
     uv_timer_start(&f->tick, tick_cb, 5, 5);
     f->ack_events = true;
+    f->partitions = 1;
     *state = f;
     return 0;
 }
@@ -390,7 +393,7 @@ static long long pending_after_acks(fixture_t *f)
     long long pending = -1;
     for (int i = 0; i < 150 && pending != 0; i++) {
         run_for(f, 20);
-        redisReply *r = sync_cmd("XPENDING houston:events houston:consumers");
+        redisReply *r = sync_cmd("XPENDING houston:{p0}:events houston:consumers");
         assert_int_equal(r->type, REDIS_REPLY_ARRAY);
         pending = r->element[0]->integer;
         freeReplyObject(r);
@@ -403,7 +406,12 @@ static long long pending_after_acks(fixture_t *f)
 static bool consumer_reading(fixture_t *f)
 {
     redis_bus_t *bus = (redis_bus_t *)f->bus[0];
-    return bus->leader && !bus->taking_over && bus->events_last[0] != '\0';
+    if (!bus->groups_ready)
+        return false;
+    for (unsigned i = 0; i < bus->partitions; i++)
+        if (!bus->parts[i].held || bus->parts[i].taking_over || bus->parts[i].last[0] == '\0')
+            return false;
+    return true;
 }
 
 /* ---- events ------------------------------------------------------------------------ */
@@ -432,7 +440,7 @@ static void test_events_publish_consume_ack(void **state)
     assert_string_equal(f->log[1], "event t m2 {\"id\":\"m2\"}");
     assert_string_equal(f->log[2], "event u m3 {\"id\":\"m3\"}");
     assert_int_equal(pending_after_acks(f), 0); /* all acknowledged */
-    assert_int_equal(sync_int("XLEN houston:events"), 3);
+    assert_int_equal(sync_int("XLEN houston:{p0}:events"), 3);
 }
 
 static bool two_kept(fixture_t *f)
@@ -462,7 +470,7 @@ static void test_stopped_consumer_events_claimed(void **state)
     for (int i = 0; i < f->token_count; i++)
         hs_bus_release(f->bus[0], f->tokens[i]); /* never acknowledged */
     close_bus(f, 0);
-    redisReply *r = sync_cmd("XPENDING houston:events houston:consumers");
+    redisReply *r = sync_cmd("XPENDING houston:{p0}:events houston:consumers");
     assert_int_equal(r->element[0]->integer, 2);
     freeReplyObject(r);
 

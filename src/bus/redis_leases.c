@@ -81,14 +81,16 @@ void hs_redis__partitions_check(redis_bus_t *bus)
  * a take draws the token from the partition's fence counter, so tokens only
  * grow (a counter Redis lost starts again above the time in ms, above any
  * token handed out before). KEYS: lease, fence. ARGV: consumer, lifetime
- * ms. Answers {1, token} when renewed, {2, token} when just taken, {0,
- * holder} when another holds it. */
+ * ms, "1" to renew only (a lease that expired is not taken again here: the
+ * balance decides). Answers {1, token} when renewed, {2, token} when just
+ * taken, {0, holder} when another holds it (or, renewing, nobody). */
 const char hs_redis__lease_script[] =
     "local v = redis.call('GET', KEYS[1]) "
     "if v then "
     "  local holder, token = string.match(v, '^(.*):(%d+)$') "
     "  if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return {1, token} end "
     "  return {0, holder or v} end "
+    "if ARGV[3] == '1' then return {0, ''} end "
     "if redis.call('EXISTS', KEYS[2]) == 0 then "
     "  local t = redis.call('TIME') "
     "  redis.call('SET', KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000)) end "
@@ -171,12 +173,14 @@ static void lease_cb(redisAsyncContext *ac, void *reply, void *privdata)
     hs_redis__take_over(bus, p);
 }
 
-static void send_lease(redis_bus_t *bus, partition_t *p)
+static void send_lease(redis_bus_t *bus, partition_t *p, bool renew_only)
 {
     char ms[24];
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(3 * bus->consumer_beat_ms));
-    hs_redis__script(hs_redis__cmd_ac(bus), bus, SCRIPT_LEASE, lease_cb, p, 2, 4,
-                     (const char *[]){p->lease, p->fence_key, bus->consumer_name, ms}, NULL);
+    hs_redis__script(
+        hs_redis__cmd_ac(bus), bus, SCRIPT_LEASE, lease_cb, p, 2, 5,
+        (const char *[]){p->lease, p->fence_key, bus->consumer_name, ms, renew_only ? "1" : "0"},
+        NULL);
 }
 
 static void released_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -253,7 +257,7 @@ static void free_checked_cb(redisAsyncContext *ac, void *reply, void *privdata)
     for (unsigned k = 0; k < bus->partitions && f->want > 0 && !bus->closing; k++) {
         partition_t *q = &bus->parts[(start + k) % bus->partitions];
         if (f->free[q->index] && !q->held) {
-            send_lease(bus, q);
+            send_lease(bus, q, false);
             f->want--;
         }
     }
@@ -276,7 +280,7 @@ static void balance(redis_bus_t *bus, unsigned live)
         if (!p->held)
             continue;
         if (!p->release_sent)
-            send_lease(bus, p); /* renewed (a hand-back too, until it is released) */
+            send_lease(bus, p, true); /* renewed (a hand-back too, until it is released) */
         if (!p->releasing)
             held++;
     }

@@ -125,7 +125,8 @@ static const setting_t settings[] = {
      "N", "most store writes committed in one transaction", .url_secret = false},
     {"claim-idle", "HOUSTON_CLAIM_IDLE", T_DURATION, offsetof(hs_config_t, claim_idle_ms), "30s",
      100, 24 * 3600 * SEC, "DURATION",
-     "scale-out: a consumer takes over events another consumer left unacknowledged this long",
+     "scale-out: a consumer hands on again its own events whose hand-off failed this long ago "
+     "(a dead consumer's are taken over with its partitions)",
      .url_secret = false},
     {"node-stream-max", "HOUSTON_NODE_STREAM_MAX", T_UINT, offsetof(hs_config_t, node_stream_max),
      "10000", 1000, 100000000, "N",

@@ -86,6 +86,7 @@ class Run:
             self.grace *= 2
             self.flight *= 2
         self.restarting = set()
+        self.gone = {}  # processes killed for good (kill_consumer_for_good)
 
     # -- helpers
     def node_port(self, node):
@@ -328,8 +329,17 @@ class Run:
         names = [n for n, _ in faults]
         weights = [w for _, w in faults]
         await asyncio.sleep(rng.uniform(2, 4))
+        # Scale-out: once, mid-load, a consumer is killed and not restarted
+        # (its partitions must be taken over by the others).
+        kill_for_good_at = (self.t0 + self.load_s / 2
+                            if self.t.name == "scaleout" and (not self.only_faults or
+                                                              "kill_consumer_for_good"
+                                                              in self.only_faults)
+                            else INF)
         while not self.m.stop:
             what = rng.choices(names, weights)[0]
+            if now() >= kill_for_good_at:
+                what, kill_for_good_at = "kill_consumer_for_good", INF
             start = now()
             entry = [start, INF, what]  # open while it lasts
             self.m.faults.append(entry)
@@ -396,8 +406,18 @@ class Run:
             return f"SIGSTOP {name} for {secs:.1f}s"
         if what == "kill_serve":
             return await kill_restart("serve", rng.uniform(0.2, 1.0))
+        consumers = sorted(n for n in procs if n.startswith("consumer"))
         if what == "kill_consumer":
-            return await kill_restart(rng.choice(["consumer1", "consumer2"]), rng.uniform(0.3, 2))
+            return await kill_restart(rng.choice(consumers), rng.uniform(0.3, 2))
+        if what == "kill_consumer_for_good":
+            # Gone for the rest of the run: it leaves the topology (no exit
+            # status to judge), its partitions go to the others.
+            name = rng.choice(consumers)
+            self.restarting.add(name)
+            procs[name].kill9()
+            self.gone[name] = procs.pop(name)
+            self.restarting.discard(name)
+            return f"kill -9 {name}, not restarted"
         if what == "kill_notifier":
             return await kill_restart(rng.choice(["notifier-n1", "notifier-n2"]),
                                       rng.uniform(0.5, 2))
@@ -468,6 +488,7 @@ class Run:
     async def main(self):
         self.t0 = now()
         load_s = max(6.0, self.seconds - (30 if self.t.name == "scaleout" else 18))
+        self.load_s = load_s
         self.rep.notes.append(f"load {load_s:.0f}s of a {self.seconds:.0f}s budget")
         # I4's baseline: each process 1 s after its start, before any client
         # (for a process restarted during the run: 1 s after the restart).

@@ -535,6 +535,8 @@ static bool claimed(redis_bus_t *bus, partition_t *p, const redisReply *r)
         return false;
     }
     snprintf(p->claim_cursor, sizeof(p->claim_cursor), "%s", r->element[0]->str);
+    if (strcmp(p->claim_cursor, "0-0") == 0 && p->last_release_ms <= p->claim_pass_ms)
+        p->last_release_ms = 0; /* a whole pass after the last release: all back */
     size_t n = r->element[1]->elements;
     if (n > 0) {
         hs_log_info("bus: took over %zu events of %s left pending", n, p->stream);
@@ -596,6 +598,7 @@ static void took_over_cb(redisAsyncContext *ac, void *reply, void *privdata)
 void hs_redis__take_over(redis_bus_t *bus, partition_t *p)
 {
     p->taking_over = true;
+    p->claim_pass_ms = uv_now(bus->base.loop); /* it claims every pending entry */
     snprintf(p->claim_cursor, sizeof(p->claim_cursor), "0-0");
     if (!p->claiming)
         claim(bus, p, 0, took_over_cb);
@@ -652,9 +655,16 @@ void hs_redis__partition_beat(redis_bus_t *bus, partition_t *p)
         return;
     }
     /* This consumer's own entries whose hand-off failed (released) come
-     * back after --claim-idle. */
-    if (!p->taking_over && !p->claiming && !p->releasing)
+     * back after --claim-idle: a pass of claims once the last release is
+     * that old (entries still on their way are not claimed for nothing,
+     * which under a burst doubled the work). */
+    uint64_t now = uv_now(bus->base.loop);
+    if (!p->taking_over && !p->claiming && !p->releasing && p->last_release_ms != 0 &&
+        now >= p->last_release_ms + bus->claim_idle_ms) {
+        if (strcmp(p->claim_cursor, "0-0") == 0)
+            p->claim_pass_ms = now;
         claim(bus, p, bus->claim_idle_ms, claim_cb);
+    }
 }
 
 int hs_redis__consume_events(hs_bus_t *b, hs_bus_event_handler handler, void *data)
@@ -710,6 +720,7 @@ void hs_redis__release(hs_bus_t *b, void *token)
     event_token_t *t = token;
     partition_t *p = &bus->parts[t->partition];
     hs_free(t); /* left pending: claimed again after --claim-idle, or by the next holder */
+    p->last_release_ms = uv_now(bus->base.loop);
     p->in_flight--;
     hs_redis__partition_settled(bus, p);
 }

@@ -176,7 +176,10 @@ typedef struct partition {
     bool claiming;     /* a claim script is on its way */
     bool group_gap;    /* the group was recreated: the next read tells the nodes */
     size_t in_flight;  /* events handed to the consumer, not yet acked or released */
-    char last[64];     /* the stream's last id when the group had read all */
+    /* The last release (a hand-off that failed), in loop ms, 0: none left to
+     * claim back; and when the claim pass that takes them back began. */
+    uint64_t last_release_ms, claim_pass_ms;
+    char last[64]; /* the stream's last id when the group had read all */
     char claim_cursor[64];
 } partition_t;
 

@@ -273,6 +273,11 @@ static bool readable(const partition_t *p)
     return p->held && !p->taking_over && !p->releasing;
 }
 
+static bool full(const partition_t *p)
+{
+    return p->in_flight >= PARTITION_IN_FLIGHT_MAX;
+}
+
 static void read_done(redis_bus_t *bus)
 {
     partition_t *p = bus->reading;
@@ -402,13 +407,18 @@ static void wait_events(redis_bus_t *bus)
 {
     link_t *l = &bus->links[LINK_EVENTS];
     unsigned n = 0;
-    for (unsigned i = 0; i < bus->partitions; i++)
-        n += readable(&bus->parts[i]);
+    bool any_full = false;
+    for (unsigned i = 0; i < bus->partitions; i++) {
+        n += readable(&bus->parts[i]) && bus->parts[i].idle;
+        any_full = any_full || (readable(&bus->parts[i]) && full(&bus->parts[i]));
+    }
     if (n == 0)
-        return; /* nothing held: a take-over starts the reads */
+        return; /* nothing to wait for: a take-over or an ack starts the reads */
     char block[24];
     uint64_t ms = bus->consumer_beat_ms / 4;
     ms = ms < 100 ? 100 : ms > 2000 ? 2000 : ms;
+    if (any_full)
+        ms = 10; /* a full partition reads on as soon as its acks come */
     snprintf(block, sizeof(block), "%llu", (unsigned long long)ms);
     size_t argc = 6 + 2 * (size_t)n;
     const char **argv = hs_malloc(argc * sizeof(char *));
@@ -420,10 +430,10 @@ static void wait_events(redis_bus_t *bus)
     argv[k++] = block;
     argv[k++] = "STREAMS";
     for (unsigned i = 0; i < bus->partitions; i++)
-        if (readable(&bus->parts[i]))
+        if (readable(&bus->parts[i]) && bus->parts[i].idle)
             argv[k++] = bus->parts[i].stream;
     for (unsigned i = 0; i < bus->partitions; i++)
-        if (readable(&bus->parts[i]))
+        if (readable(&bus->parts[i]) && bus->parts[i].idle)
             argv[k++] = bus->parts[i].last[0] ? bus->parts[i].last : "$";
     if (redisAsyncCommandArgv(l->ac, events_waited_cb, bus, (int)argc, argv, NULL) == REDIS_OK)
         bus->read_busy = true;
@@ -437,7 +447,7 @@ void hs_redis__read_events(redis_bus_t *bus)
         return;
     for (unsigned k = 0; k < bus->partitions; k++) {
         partition_t *p = &bus->parts[(bus->read_next + k) % bus->partitions];
-        if (!readable(p) || p->idle)
+        if (!readable(p) || p->idle || full(p))
             continue;
         bus->read_next = (p->index + 1) % bus->partitions;
         if (hs_redis__script(l->ac, bus, SCRIPT_EVENTS_READ, events_read_cb, p, 3, 9,
@@ -450,7 +460,7 @@ void hs_redis__read_events(redis_bus_t *bus)
         }
         return;
     }
-    wait_events(bus); /* every held partition is read up to its end */
+    wait_events(bus); /* every held partition is read up to its end (or full) */
 }
 
 /* Every partition's group exists before the first read. The first consumer

@@ -113,21 +113,26 @@
 #define CONSUMER_ALIVE       "houston:{consumers}:alive:" /* + the consumer's name */
 #define PARTITION_MAXLEN_MIN 100 /* MAXLEN ~ of one partition's stream, at least */
 #define HEARTBEAT_MS         5000
-#define CONNS_KEY            "houston:conns"
-#define NODES_KEY            "houston:nodes"
-#define EVENTS_MAXLEN        100000
-#define NODE_MAXLEN          10000
-#define READ_COUNT           "64"
-#define READ_COUNT_N         64
-#define BLOCK_MS             "2000"
-#define CLAIM_IDLE_MS        30000
-#define BACKOFF_MIN_MS       100
-#define BACKOFF_MAX_MS       2000
-#define REGROUP_DELAY_MS     3000 /* after Redis lost the group: let nodes re-register */
-#define RETRY_READ_MS        1000 /* after an error reply to a blocking read */
-#define CONNECT_TIMEOUT_MS   1000
-#define OUTBOX_MAX           100000
-#define KEY_MAX              512
+/* Events of one partition handed to the consumer and not yet acknowledged:
+ * past this the partition is not read until some are, so a burst on one
+ * topic does not queue thousands of hand-offs on the command link ahead of
+ * the other partitions' events. */
+#define PARTITION_IN_FLIGHT_MAX 256
+#define CONNS_KEY               "houston:conns"
+#define NODES_KEY               "houston:nodes"
+#define EVENTS_MAXLEN           100000
+#define NODE_MAXLEN             10000
+#define READ_COUNT              "64"
+#define READ_COUNT_N            64
+#define BLOCK_MS                "2000"
+#define CLAIM_IDLE_MS           30000
+#define BACKOFF_MIN_MS          100
+#define BACKOFF_MAX_MS          2000
+#define REGROUP_DELAY_MS        3000 /* after Redis lost the group: let nodes re-register */
+#define RETRY_READ_MS           1000 /* after an error reply to a blocking read */
+#define CONNECT_TIMEOUT_MS      1000
+#define OUTBOX_MAX              100000
+#define KEY_MAX                 512
 
 enum { LINK_CMD, LINK_EVENTS, LINK_NODE, LINK_PUBSUB, LINK_COUNT };
 

@@ -205,6 +205,8 @@ static void release(redis_bus_t *bus, partition_t *p, redisCallbackFn *cb)
  * read on its way, every event handed on acknowledged or released. */
 void hs_redis__partition_settled(redis_bus_t *bus, partition_t *p)
 {
+    if (!p->releasing && p->in_flight + 1 == PARTITION_IN_FLIGHT_MAX)
+        hs_redis__read_events(bus); /* it was full: read on */
     if (!p->releasing || !p->held || p->in_flight > 0 || p->claiming || bus->reading == p ||
         bus->closing || p->release_sent)
         return;

@@ -49,11 +49,9 @@ def consumer(tmp, name, redis, *extra):
 
 def holders(redis):
     """Partition -> the consumer holding its lease (None: free)."""
-    out = {}
-    for p in range(PARTITIONS):
-        v = redis.cli("GET", f"houston:{{p{p}}}:lease").strip()
-        out[p] = v.rsplit(":", 1)[0] if v else None
-    return out
+    values = redis.cli("MGET", *(f"houston:{{p{p}}}:lease" for p in range(PARTITIONS)))
+    values = values.split("\n")[:PARTITIONS]
+    return {p: (v.rsplit(":", 1)[0] if v.strip() else None) for p, v in enumerate(values)}
 
 
 def wait_until(check, what, deadline):
@@ -135,7 +133,8 @@ def test_killed_consumer_partitions_taken_over(tmp_path):
     subscribed to 12 topics; a consumer is killed (-9) mid-publish. Every
     published message arrives once, in id order per topic; the dead
     consumer's partitions are held again within 3 heartbeats (+ slack) of
-    the kill; it is gone from every partition's group."""
+    the kill (+ the beat it takes to notice); it is gone from every
+    partition's group."""
     redis, maria = Redis(tmp_path), MariaDB(tmp_path)
     common = ["--db", maria.url, "--redis", redis.url]
     roles = {}
@@ -220,7 +219,9 @@ def test_killed_consumer_partitions_taken_over(tmp_path):
             assert result["got"][t] == sent[t], t  # once each, in id (publish) order
             assert sent[t] == sorted(sent[t])
         delay = taken["at"] - result["killed"]
-        assert delay <= 3 * BEAT_S + 1.5, f"take-over after {delay:.1f} s"
+        # Leases live 3 beats after the last renewal (up to a beat before
+        # the kill); a survivor sees them free at its next beat.
+        assert delay <= 4 * BEAT_S + 1.0, f"take-over after {delay:.1f} s"
         for p in range(PARTITIONS):
             assert names[0] not in group_consumers(redis, p), p
         survivors = cons[1].log.read_text() + cons[2].log.read_text()

@@ -194,9 +194,10 @@ static void released_cb(redisAsyncContext *ac, void *reply, void *privdata)
     hs_log_info("bus: gave partition %u back", p->index);
 }
 
-static void release(redis_bus_t *bus, partition_t *p, redisCallbackFn *cb)
+/* ac: the command link's (while the bus closes too, for its last words). */
+static void release(redisAsyncContext *ac, redis_bus_t *bus, partition_t *p, redisCallbackFn *cb)
 {
-    hs_redis__script(hs_redis__cmd_ac(bus), bus, SCRIPT_LEASE_RELEASE, cb, p, 2, 5,
+    hs_redis__script(ac, bus, SCRIPT_LEASE_RELEASE, cb, p, 2, 5,
                      (const char *[]){p->lease, p->stream, p->holder, GROUP, bus->consumer_name},
                      NULL);
 }
@@ -211,7 +212,7 @@ void hs_redis__partition_settled(redis_bus_t *bus, partition_t *p)
         bus->closing || p->release_sent)
         return;
     p->release_sent = true;
-    release(bus, p, released_cb);
+    release(hs_redis__cmd_ac(bus), bus, p, released_cb);
 }
 
 /* ---- the registry and the balance ---------------------------------------------------- */
@@ -407,7 +408,7 @@ void hs_redis__leases_close(redis_bus_t *bus)
      * and the nodes drop what they had. */
     for (unsigned i = 0; i < bus->partitions; i++)
         if (bus->parts[i].held)
-            release(bus, &bus->parts[i], NULL);
+            release(ac, bus, &bus->parts[i], NULL);
     redisAsyncCommand(ac, NULL, NULL, "DEL " CONSUMER_ALIVE "%s", bus->consumer_name);
     redisAsyncCommand(ac, NULL, NULL, "SREM %s %s", CONSUMERS_KEY, bus->consumer_name);
 }

@@ -168,6 +168,8 @@ static void shutdown_timeout_cb(uv_timer_t *timer)
     exit(1);
 }
 
+static void shut_down(app_t *app);
+
 static void signal_cb(uv_signal_t *handle, int signum)
 {
     app_t *app = handle->data;
@@ -175,8 +177,24 @@ static void signal_cb(uv_signal_t *handle, int signum)
         hs_log_warn("houston: second signal; exiting now");
         exit(1);
     }
-    app->stopping = 1;
     hs_log_info("houston: %s received; shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    shut_down(app);
+}
+
+/* Redis says the deployment uses another --partitions (the bus logged
+ * both numbers): this process stops, with a non-zero status. */
+static void partitions_mismatch_cb(const char *why, void *data)
+{
+    app_t *app = data;
+    (void)why;
+    app->exit_code = 2;
+    if (!app->stopping)
+        shut_down(app);
+}
+
+static void shut_down(app_t *app)
+{
+    app->stopping = 1;
     uv_signal_stop(&app->sigint);
     uv_signal_stop(&app->sigterm);
     uv_signal_stop(&app->sighup);
@@ -274,7 +292,11 @@ static int open_bus(app_t *app)
     char err[256] = "";
     hs_bus_redis_options_t options = {.claim_idle_ms = app->cfg.claim_idle_ms,
                                       .node_stream_max = app->cfg.node_stream_max,
-                                      .event_stream_max = app->cfg.event_stream_max};
+                                      .event_stream_max = app->cfg.event_stream_max,
+                                      .partitions = (unsigned)app->cfg.partitions,
+                                      .heartbeat_ms = app->cfg.heartbeat_interval_ms,
+                                      .mismatch_cb = partitions_mismatch_cb,
+                                      .mismatch_data = app};
     int rc = hs_bus_redis_open(app->loop, app->cfg.redis, &options, &app->bus, err, sizeof(err));
     if (rc != 0) {
         hs_log_error("houston: %s", err[0] ? err : hs_strerror(rc));

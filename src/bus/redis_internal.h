@@ -11,8 +11,12 @@
  *                      each link does when it is (back) up
  *   redis_scripts.c    the Lua scripts: loaded once per (re)connect, called
  *                      by SHA (EVALSHA), loaded again on NOSCRIPT
- *   redis_events.c     events: the publisher's outbox, the consumer group,
- *                      the event read script, the lease, XAUTOCLAIM, acks
+ *   redis_events.c     events: the publisher's outbox (to the topic's
+ *                      partition), the consumer groups, the event read
+ *                      script, XAUTOCLAIM, fenced acks
+ *   redis_leases.c     partitions: the agreed count, consumers' registry and
+ *                      heartbeat, leases with fencing tokens, balance,
+ *                      take-over and clean hand-over
  *   redis_node.c       node streams: commands appended with seq, a node's
  *                      read/check/start, gap detection, forwarder channel
  *   redis_directory.c  directory (conns, topic sets, pend), its resync after
@@ -20,12 +24,32 @@
  * docs/internals/bus.md is the design note.
  *
  * Keys, streams and channels (docs/scaling.md):
- *   houston:events            stream of "message created" events; consumers
- *                             read it in the consumer group houston:consumers
- *                             (XREADGROUP), acknowledge with XACK after the
- *                             hand-off, and take over entries left pending by
- *                             a dead consumer (XAUTOCLAIM after --claim-idle)
- *   houston:events:lease      the one consumer that reads the events
+ *   houston:partitions        the partition count N of the deployment, set
+ *                             (SET NX) by the first process; one that
+ *                             disagrees stops (hs_bus_redis_options_t)
+ *   houston:{p<p>}:events     partition p's stream of "message created"
+ *                             events (p = FNV-1a(topic) mod N, partition.h);
+ *                             read by the holder of its lease in the consumer
+ *                             group houston:consumers (XREADGROUP through the
+ *                             event read script), acknowledged (fenced) after
+ *                             the hand-off; entries left pending by a holder
+ *                             that stopped are claimed (XAUTOCLAIM) by the
+ *                             next holder before anything new
+ *   houston:{p<p>}:lease      "<consumer>:<token>": the one consumer that
+ *                             processes partition p; expires after 3
+ *                             heartbeats unless renewed
+ *   houston:{p<p>}:fence      INCR counter: the fencing token of each take
+ *                             of the lease (only grows)
+ *     The hash tag {p<p>} puts a partition's keys in one Redis Cluster slot;
+ *     every partition script touches only its KEYS, all of that slot.
+ *   houston:{consumers}:set   set of the consumers that registered
+ *   houston:{consumers}:alive:<name>  a consumer's heartbeat (expires
+ *                             after 3 intervals): the live ones share the
+ *                             partitions (one slot, for the one script that
+ *                             removes a dead one from the set)
+ *   houston:events            the stream of versions before partitions: no
+ *                             longer written nor read (docs/scaling.md,
+ *                             "Upgrading")
  *   houston:node:<node>       stream of commands for one notifier node (XREAD)
  *   houston:nodeseq:<node>    number of the last command appended to it
  *   houston:conns             hash: connection id -> node
@@ -82,25 +106,33 @@
 
 #include "bus/bus.h"
 
-#define EVENTS_KEY         "houston:events"
-#define GROUP              "houston:consumers"
-#define FORWARDER_CHANNEL  "forwarder-channel"
-#define LEASE_KEY          "houston:events:lease"
-#define CONNS_KEY          "houston:conns"
-#define NODES_KEY          "houston:nodes"
-#define EVENTS_MAXLEN      100000
-#define NODE_MAXLEN        10000
-#define READ_COUNT         "64"
-#define READ_COUNT_N       64
-#define BLOCK_MS           "2000"
-#define CLAIM_IDLE_MS      30000
-#define BACKOFF_MIN_MS     100
-#define BACKOFF_MAX_MS     2000
-#define REGROUP_DELAY_MS   3000 /* after Redis lost the group: let nodes re-register */
-#define RETRY_READ_MS      1000 /* after an error reply to a blocking read */
-#define CONNECT_TIMEOUT_MS 1000
-#define OUTBOX_MAX         100000
-#define KEY_MAX            512
+#define GROUP                "houston:consumers"
+#define FORWARDER_CHANNEL    "forwarder-channel"
+#define PARTITIONS_KEY       "houston:partitions"
+#define CONSUMERS_KEY        "houston:{consumers}:set"
+#define CONSUMER_ALIVE       "houston:{consumers}:alive:" /* + the consumer's name */
+#define PARTITION_MAXLEN_MIN 100 /* MAXLEN ~ of one partition's stream, at least */
+#define HEARTBEAT_MS         5000
+/* Events of one partition handed to the consumer and not yet acknowledged:
+ * past this the partition is not read until some are, so a burst on one
+ * topic does not queue thousands of hand-offs on the command link ahead of
+ * the other partitions' events. */
+#define PARTITION_IN_FLIGHT_MAX 256
+#define CONNS_KEY               "houston:conns"
+#define NODES_KEY               "houston:nodes"
+#define EVENTS_MAXLEN           100000
+#define NODE_MAXLEN             10000
+#define READ_COUNT              "64"
+#define READ_COUNT_N            64
+#define BLOCK_MS                "2000"
+#define CLAIM_IDLE_MS           30000
+#define BACKOFF_MIN_MS          100
+#define BACKOFF_MAX_MS          2000
+#define REGROUP_DELAY_MS        3000 /* after Redis lost the group: let nodes re-register */
+#define RETRY_READ_MS           1000 /* after an error reply to a blocking read */
+#define CONNECT_TIMEOUT_MS      1000
+#define OUTBOX_MAX              100000
+#define KEY_MAX                 512
 
 enum { LINK_CMD, LINK_EVENTS, LINK_NODE, LINK_PUBSUB, LINK_COUNT };
 
@@ -110,6 +142,11 @@ typedef enum hs_redis_script {
     SCRIPT_EVENTS_READ,
     SCRIPT_LEASE,
     SCRIPT_LEASE_RELEASE,
+    SCRIPT_ACK,
+    SCRIPT_CLAIM,
+    SCRIPT_TIDY,
+    SCRIPT_PARTITIONS,
+    SCRIPT_FORGET,
     SCRIPT_APPEND,
     SCRIPT_SUBSCRIBE,
     SCRIPT_SUBSCRIBE_DONE,
@@ -123,6 +160,40 @@ typedef enum hs_redis_script {
 extern const char *const hs_redis__link_names[LINK_COUNT];
 
 typedef struct redis_bus redis_bus_t;
+
+/* One partition of the event log, as this process sees it (a consumer; a
+ * publisher only uses the keys). */
+typedef struct partition {
+    redis_bus_t *bus;
+    unsigned index;
+    char stream[32]; /* houston:{p<p>}:events */
+    char lease[32];  /* houston:{p<p>}:lease */
+    char fence_key[32];
+    /* While held: "<consumer>:<token>", what the fenced scripts compare
+     * with the lease, and the token. */
+    char holder[96];
+    uint64_t fence;
+    bool held;
+    bool taking_over;  /* handing on every pending entry before new ones */
+    bool releasing;    /* handing back: no reads; released once in_flight is 0 */
+    bool release_sent; /* the release script is on its way: not renewed any more */
+    bool idle;         /* read up to last: wait for more before reading again */
+    bool claiming;     /* a claim script is on its way */
+    bool group_gap;    /* the group was recreated: the next read tells the nodes */
+    size_t in_flight;  /* events handed to the consumer, not yet acked or released */
+    /* The last release (a hand-off that failed), in loop ms, 0: none left to
+     * claim back; and when the claim pass that takes them back began. */
+    uint64_t last_release_ms, claim_pass_ms;
+    char last[64]; /* the stream's last id when the group had read all */
+    char claim_cursor[64];
+} partition_t;
+
+/* An event handed to the consumer: what its ack or release needs. */
+typedef struct event_token {
+    unsigned partition;
+    uint64_t fence;
+    char id[64];
+} event_token_t;
 
 typedef struct link {
     redis_bus_t *bus;
@@ -144,6 +215,7 @@ typedef struct outbox_entry {
     void *data;
     char *topic, *id, *json;
     size_t json_len;
+    unsigned partition;
 } outbox_entry_t;
 
 struct redis_bus {
@@ -153,7 +225,12 @@ struct redis_bus {
     int db;
     uint64_t claim_idle_ms;
     char node_max[24];   /* MAXLEN ~ of node streams, as text */
-    char events_max[24]; /* MAXLEN ~ of the event stream, as text */
+    char events_max[24]; /* MAXLEN ~ of one partition's stream, as text */
+    unsigned partitions; /* N */
+    partition_t *parts;  /* N of them */
+    bool partitions_checked;
+    void (*mismatch_cb)(const char *why, void *data);
+    void *mismatch_data;
     link_t links[LINK_COUNT];
     char script_sha[SCRIPT_COUNT][41]; /* SHA1 of each script, hex */
     int open_contexts;
@@ -162,18 +239,18 @@ struct redis_bus {
     hs_bus_event_handler consumer;
     void *consumer_data;
     char consumer_name[64];
-    bool group_lost;      /* recreate the group from the start of the stream */
-    bool leader;          /* holds the event lease: the one consumer reading */
-    bool taking_over;     /* leader: handing on every pending entry before new ones */
-    bool group_gap;       /* the group was recreated: the next read tells the nodes */
-    char events_last[64]; /* the stream's last id when the group had read all */
-    /* After Redis came back, this consumer first reads its own pending
-     * entries again (from pending_cursor), then new ones. */
-    bool reading_pending;
-    bool pending_read_sent; /* the read in flight is one of pending entries */
-    char pending_cursor[64];
-    uv_timer_t claim_timer;
-    char claim_cursor[64];
+    bool group_lost;      /* on (re)connect: a missing group means Redis lost it */
+    bool groups_ready;    /* every partition's group exists: reads may start */
+    bool read_busy;       /* a read (or wait) is on the event link */
+    partition_t *reading; /* the partition that read is of (NULL: a wait) */
+    unsigned groups_pending, groups_recreated; /* group creation at link up */
+    unsigned read_next;                        /* round robin over the held partitions */
+    unsigned held; /* partitions held (not counting ones being released) */
+    uint64_t consumer_beat_ms;
+    uv_timer_t claim_timer; /* the consumer's heartbeat: registry, leases, claims */
+    uint64_t backlog_sum;   /* summed over the held partitions during one beat */
+    unsigned live_consumers;
+    struct free_check *free_check; /* a beat's look for free partitions (redis_leases.c) */
     /* notifier node (redis_node.c) */
     char *node_name;
     char node_key[KEY_MAX];
@@ -284,6 +361,9 @@ int hs_redis__script(redisAsyncContext *ac, redis_bus_t *bus, hs_redis_script_t 
 
 /* ---- redis_events.c ------------------------------------------------------ */
 
+extern const char hs_redis__ack_script[], hs_redis__claim_script[], hs_redis__tidy_script[],
+    hs_redis__partitions_script[], hs_redis__forget_script[];
+
 void hs_redis__publish_event(hs_bus_t *b, const hs_event_t *ev, hs_bus_done_cb cb, void *data);
 int hs_redis__consume_events(hs_bus_t *b, hs_bus_event_handler handler, void *data);
 void hs_redis__ack(hs_bus_t *b, void *token);
@@ -291,13 +371,44 @@ void hs_redis__release(hs_bus_t *b, void *token);
 /* The command link is (back) up: appends the outbox; after a reconnect
  * the consumer reads its own pending entries again first. */
 void hs_redis__events_cmd_up(redis_bus_t *bus, bool again);
-/* Takes or renews the event lease (a consumer only). */
-void hs_redis__renew_lease(redis_bus_t *bus);
-/* The event link is (back) up: (re)creates the group, then reads. */
+/* The command link is down: the held partitions are not read until they
+ * are taken over again (events_cmd_up). */
+void hs_redis__events_cmd_lost(redis_bus_t *bus);
+/* The event link is (back) up: (re)creates the groups, then reads. */
 void hs_redis__events_link_up(redis_bus_t *bus, bool again);
-/* A clean stop (bus->closing already set): gives the lease back, fails
- * what is left in the outbox. */
+/* A clean stop (bus->closing already set): fails what is left in the
+ * outbox. */
 void hs_redis__events_close(redis_bus_t *bus);
+/* Reads the next held partition, or waits for entries on them (the one
+ * read loop on the event link). */
+void hs_redis__read_events(redis_bus_t *bus);
+/* A partition was just taken (or taken again after a reconnect): its
+ * pending entries are claimed and handed on, dead consumers leave its
+ * group, then it is read. */
+void hs_redis__take_over(redis_bus_t *bus, partition_t *p);
+/* The periodic part of a beat for a held partition: entries of this
+ * consumer released --claim-idle ago come back; the backlog gauge. */
+void hs_redis__partition_beat(redis_bus_t *bus, partition_t *p);
+
+/* ---- redis_leases.c ------------------------------------------------------ */
+
+/* Fills bus->parts (keys, state) for N partitions. */
+void hs_redis__partitions_init(redis_bus_t *bus, unsigned count);
+/* The command link is up: checks houston:partitions against N. */
+void hs_redis__partitions_check(redis_bus_t *bus);
+/* Starts the consumer's heartbeat (registry, leases, balance). */
+void hs_redis__leases_start(redis_bus_t *bus);
+/* One beat now (the command link is back). */
+void hs_redis__leases_beat(redis_bus_t *bus);
+/* The partition lost its lease (another holds it, or a fenced script said
+ * so): reading stops, in-flight acks will be refused. */
+void hs_redis__partition_lost(redis_bus_t *bus, partition_t *p, const char *why);
+/* An ack or release of one of p's events went out: a partition being
+ * handed back is released once none is left. */
+void hs_redis__partition_settled(redis_bus_t *bus, partition_t *p);
+/* A clean stop: leases given back, this consumer leaves each group where
+ * it has nothing pending, and the registry. */
+void hs_redis__leases_close(redis_bus_t *bus);
 
 /* ---- redis_node.c -------------------------------------------------------- */
 

@@ -32,11 +32,11 @@ static void link_lost(link_t *l)
     redis_bus_t *bus = l->bus;
     l->up = false;
     if (l->role == LINK_CMD)
-        /* The lease is renewed over this link: while it is away the lease
+        /* The leases are renewed over this link: while it is away one
          * may expire and another consumer take over, so nothing is read
-         * until it is known to be ours again (then every pending entry
+         * until each is known to be ours again (then every pending entry
          * first, in order). */
-        bus->leader = false;
+        hs_redis__events_cmd_lost(bus);
     if (bus->closing || !l->wanted) {
         hs_redis__maybe_closed(bus);
         return;
@@ -190,7 +190,6 @@ static void link_up(link_t *l, bool again)
     case LINK_CMD:
         hs_redis__events_cmd_up(bus, again);
         hs_redis__directory_cmd_up(bus, again);
-        hs_redis__renew_lease(bus); /* a consumer starts (or goes on) reading at once */
         break;
     case LINK_EVENTS:
         hs_redis__events_link_up(bus, again);

@@ -49,6 +49,8 @@ typedef struct hs_event {
     const char *message_id;
     const char *message_json; /* {"id":…,"topic":…,…} */
     size_t message_json_len;
+    const char *prev; /* the topic's id before this one ("" for its first; NULL:
+                         unknown), from the store (hs_message_t.prev) */
 } hs_event_t;
 
 typedef enum hs_node_cmd_kind {
@@ -78,6 +80,9 @@ typedef struct hs_node_cmd {
     const char *message_json; /* DELIVER: the message object, as in the event; the
                                  node builds each transport's frame around it */
     size_t message_json_len;
+    const char *prev;       /* DELIVER: the topic's id before message_id ("" for its
+                               first; NULL: unknown): a node sees a gap in a topic's
+                               sequence by it (docs/scaling.md, "Live order") */
     const char *frame_text; /* NOTIFY: the text frame's payload; FORWARD, GAP: above */
     size_t frame_text_len;
 } hs_node_cmd_t;

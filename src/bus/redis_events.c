@@ -46,6 +46,7 @@ static void outbox_entry_free(outbox_entry_t *e)
     hs_free(e->topic);
     hs_free(e->id);
     hs_free(e->json);
+    hs_free(e->prev);
     hs_free(e);
 }
 
@@ -74,13 +75,25 @@ static void event_appended_cb(redisAsyncContext *ac, void *reply, void *privdata
 static void send_event(outbox_entry_t *e)
 {
     redis_bus_t *bus = e->bus;
-    const char *argv[] = {"XADD",  EVENTS_KEY, "MAXLEN", "~",   bus->events_max, "*",
-                          "topic", e->topic,   "id",     e->id, "json",          e->json};
-    size_t lens[] = {
-        4, strlen(EVENTS_KEY), 6, 1,          strlen(bus->events_max), 1, 5, strlen(e->topic),
-        2, strlen(e->id),      4, e->json_len};
+    const char *argv[] = {"XADD",   EVENTS_KEY, "MAXLEN", "~",    bus->events_max, "*",    "topic",
+                          e->topic, "id",       e->id,    "json", e->json,         "prev", e->prev};
+    size_t lens[] = {4,
+                     strlen(EVENTS_KEY),
+                     6,
+                     1,
+                     strlen(bus->events_max),
+                     1,
+                     5,
+                     strlen(e->topic),
+                     2,
+                     strlen(e->id),
+                     4,
+                     e->json_len,
+                     4,
+                     e->prev ? strlen(e->prev) : 0};
+    int argc = e->prev ? 14 : 12;
     redisAsyncContext *ac = hs_redis__cmd_ac(bus);
-    if (ac == NULL || redisAsyncCommandArgv(ac, event_appended_cb, e, 12, argv, lens) != REDIS_OK)
+    if (ac == NULL || redisAsyncCommandArgv(ac, event_appended_cb, e, argc, argv, lens) != REDIS_OK)
         outbox_push(bus, e);
 }
 
@@ -112,6 +125,7 @@ void hs_redis__publish_event(hs_bus_t *b, const hs_event_t *ev, hs_bus_done_cb c
     memcpy(e->json, ev->message_json, ev->message_json_len);
     e->json[ev->message_json_len] = '\0';
     e->json_len = ev->message_json_len;
+    e->prev = ev->prev ? hs_strdup(ev->prev) : NULL;
     send_event(e);
 }
 
@@ -138,7 +152,8 @@ static void handle_entries(redis_bus_t *bus, const redisReply *entries)
         hs_event_t event = {.topic = hs_redis__field_str(fields, "topic", NULL),
                             .message_id = hs_redis__field_str(fields, "id", NULL),
                             .message_json = hs_redis__field_str(fields, "json", &json_len),
-                            .message_json_len = json_len};
+                            .message_json_len = json_len,
+                            .prev = hs_redis__field_str(fields, "prev", NULL)};
         char *token = hs_strdup(entry->element[0]->str);
         if (event.topic && event.message_id && event.message_json)
             bus->consumer(&event, token, bus->consumer_data);

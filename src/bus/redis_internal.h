@@ -144,6 +144,7 @@ typedef struct outbox_entry {
     void *data;
     char *topic, *id, *json;
     size_t json_len;
+    char *prev; /* NULL: unknown (the field is left out) */
 } outbox_entry_t;
 
 struct redis_bus {

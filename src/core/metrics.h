@@ -43,6 +43,9 @@ typedef struct hs_metrics {
     uint64_t bus_reconnects;          /* scale-out: links to Redis re-established */
     uint64_t duplicates_dropped;      /* scale-out: redelivered messages not delivered again */
     uint64_t stream_gaps;             /* scale-out: losses in a Redis stream (recovery.md) */
+    uint64_t live_gaps;               /* a topic's message came before its predecessor: held */
+    uint64_t live_gap_fills;          /* gaps filled from the store */
+    uint64_t live_gap_closes;         /* gaps not filled: subscribers closed with 1001 */
     hs_histogram_t publish_commit;    /* request received -> message committed */
     hs_histogram_t publish_to_socket; /* message created -> frame queued on the sockets */
 } hs_metrics_t;

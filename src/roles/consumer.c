@@ -22,6 +22,7 @@ typedef struct handoff {
     char *message_id;
     char *message_json;
     size_t message_json_len;
+    char *prev; /* NULL: the event carried none */
 } handoff_t;
 
 static void handoff_free(handoff_t *h)
@@ -30,6 +31,7 @@ static void handoff_free(handoff_t *h)
     hs_free(h->topic);
     hs_free(h->message_id);
     hs_free(h->message_json);
+    hs_free(h->prev);
     hs_free(h);
 }
 
@@ -70,7 +72,8 @@ static void nodes_cb(int status, const char *const *nodes, size_t count, void *d
                          .topic = h->topic,
                          .message_id = h->message_id,
                          .message_json = h->message_json,
-                         .message_json_len = h->message_json_len};
+                         .message_json_len = h->message_json_len,
+                         .prev = h->prev};
     for (size_t i = 0; i < count; i++)
         hs_bus_send_to_node(h->consumer->bus, nodes[i], &cmd, node_done_cb, h);
 }
@@ -85,6 +88,7 @@ static void event_cb(const hs_event_t *event, void *token, void *data)
     h->message_id = hs_strdup(event->message_id);
     h->message_json = hs_strndup(event->message_json, event->message_json_len);
     h->message_json_len = event->message_json_len;
+    h->prev = event->prev ? hs_strdup(event->prev) : NULL;
     consumer->in_flight++;
     hs_bus_topic_nodes(consumer->bus, event->topic, nodes_cb, h);
 }

@@ -30,7 +30,13 @@ int hs_notifier__handle_command(const hs_node_cmd_t *cmd, void *data)
         return hs_notifier__forward(n, cmd);
     case HS_NODE_SUBSCRIBE: {
         client = hs_notifier__find_client(n, cmd->connection_id);
+        bool served = cmd->topic && hs_map_get(&n->topics, cmd->topic, strlen(cmd->topic));
         int rc = client ? hs_notifier__subscribe(n, client, cmd->topic) : HS_ENOTFOUND;
+        topic_t *topic = rc == 0 && !served && cmd->prev
+                             ? hs_map_get(&n->topics, cmd->topic, strlen(cmd->topic))
+                             : NULL;
+        if (topic) /* served from now on, from the publisher's read */
+            hs_notifier__topic_baseline(n, topic, cmd->prev);
         if (rc != 0) /* refused, or the connection is gone: the stored row goes too */
             hs_store_remove_subscription(n->store, cmd->connection_id, cmd->topic, NULL, NULL);
         return rc;
@@ -433,6 +439,7 @@ int hs_notifier_start(hs_notifier_t *n, const char *addr)
     n->ack_timer->data = n;
     uv_timer_start(n->ack_timer, ack_timer_cb, 1000, 1000);
     uv_unref((uv_handle_t *)n->ack_timer);
+    hs_notifier__order_init(n);
     hs_bus_on_reconnect(n->bus, bus_reconnected_cb, n);
     int rc = hs_bus_serve_node(n->bus, n->node_id, hs_notifier__handle_command, n);
     if (rc != 0)
@@ -494,6 +501,7 @@ void hs_notifier_shutdown(hs_notifier_t *n, void (*cb)(void *data), void *data)
         uv_close((uv_handle_t *)n->ack_timer, ack_timer_closed_cb);
         n->ack_timer = NULL;
     }
+    hs_notifier__order_stop(n);
     /* Detached connections go at once (nothing will resume them here);
      * collected first, since removing changes the map. */
     size_t count = hs_map_count(&n->clients), gone = 0, pos = 0;

@@ -137,6 +137,8 @@ bool hs_live_order_fill_done(hs_live_order_t *o, uint64_t now_ms, hs_live_delive
                              void *data)
 {
     drain(o, now_ms, deliver, data);
+    if (o->held)
+        o->gap_since_ms = now_ms ? now_ms : 1; /* what is left waits anew */
     return o->held == NULL;
 }
 

@@ -347,6 +347,7 @@ hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
         .max_missed_pongs = 2,
         .max_pending = cfg->max_pending,
     };
+    hs_notifier__order_init(n);
     if (bus && hs_bus_redelivers(bus)) /* no bus: only listing the routes */
         n->dedupe = hs_dedupe_new(cfg->dedupe_window);
     n->router = hs_router_new();
@@ -439,7 +440,6 @@ int hs_notifier_start(hs_notifier_t *n, const char *addr)
     n->ack_timer->data = n;
     uv_timer_start(n->ack_timer, ack_timer_cb, 1000, 1000);
     uv_unref((uv_handle_t *)n->ack_timer);
-    hs_notifier__order_init(n);
     hs_bus_on_reconnect(n->bus, bus_reconnected_cb, n);
     int rc = hs_bus_serve_node(n->bus, n->node_id, hs_notifier__handle_command, n);
     if (rc != 0)

@@ -34,9 +34,6 @@ void hs_notifier__order_init(hs_notifier_t *n)
 {
     n->live_budget = (hs_live_budget_t){.max_held = n->cfg->live_hold_max,
                                         .max_held_bytes = n->cfg->live_hold_bytes};
-    n->live_timer = hs_calloc(1, sizeof(*n->live_timer));
-    uv_timer_init(hs_net_loop(n->net), n->live_timer);
-    n->live_timer->data = n;
 }
 
 static void timer_closed_cb(uv_handle_t *handle)
@@ -52,6 +49,24 @@ void hs_notifier__order_stop(hs_notifier_t *n)
     }
 }
 
+/* Ticks while topics hold messages; made on the first hold, never once the
+ * notifier shuts down (what is held then goes with the topics). */
+static void arm_timer(hs_notifier_t *n)
+{
+    if (n->shutting_down)
+        return;
+    if (n->live_timer == NULL) {
+        n->live_timer = hs_calloc(1, sizeof(*n->live_timer));
+        uv_timer_init(hs_net_loop(n->net), n->live_timer);
+        n->live_timer->data = n;
+    }
+    if (!uv_is_active((uv_handle_t *)n->live_timer)) {
+        uint64_t tick = n->cfg->live_hold_ms / 4;
+        tick = tick < 5 ? 5 : tick;
+        uv_timer_start(n->live_timer, timer_cb, tick, tick);
+    }
+}
+
 /* ---- the list of topics that hold messages ------------------------------ */
 
 static void gap_list_add(hs_notifier_t *n, topic_t *topic)
@@ -64,11 +79,7 @@ static void gap_list_add(hs_notifier_t *n, topic_t *topic)
     if (n->gapped)
         n->gapped->gap_prev = topic;
     n->gapped = topic;
-    if (n->live_timer && !uv_is_active((uv_handle_t *)n->live_timer)) {
-        uint64_t tick = n->cfg->live_hold_ms / 4;
-        tick = tick < 10 ? 10 : tick;
-        uv_timer_start(n->live_timer, timer_cb, tick, tick);
-    }
+    arm_timer(n);
 }
 
 static void gap_list_remove(hs_notifier_t *n, topic_t *topic)
@@ -270,16 +281,19 @@ static void fill_cb(int status, const hs_message_t *msgs, size_t count, void *da
         hs_live_order_fill(&topic->order, msgs[i].id, text, len, deliver_cb, &ctx);
         hs_free(text);
     }
-    if (hs_live_order_fill_done(&topic->order, hs_now_ms(), deliver_cb, &ctx)) {
-        hs_metrics_singleton.live_gap_fills++;
-        gap_list_remove(n, topic);
-        hs_notifier__flush_run(n);
+    bool done = hs_live_order_fill_done(&topic->order, hs_now_ms(), deliver_cb, &ctx);
+    if (!done && count >= n->cfg->live_hold_max) {
+        /* More messages are missing than one read may carry. */
+        close_topic(n, topic, NULL, "gap too long");
         return;
     }
-    /* Every held message was committed before the read, so the read had
-     * them all unless it stopped at its limit: the gap is too long. */
-    close_topic(n, topic, NULL,
-                count >= n->cfg->live_hold_max ? "gap too long" : "not in the store");
+    hs_metrics_singleton.live_gap_fills++;
+    /* Every message held when the read began was committed before it, so
+     * the read had them all: what is still held came during the read and
+     * waits for a hold of its own. */
+    if (done)
+        gap_list_remove(n, topic);
+    hs_notifier__flush_run(n);
 }
 
 static void start_fill(hs_notifier_t *n, topic_t *topic)

@@ -129,14 +129,10 @@ static void run_waiters(hs_notifier_t *n, topic_t *topic, bool served)
 }
 
 /* Every attached subscriber of the topic is closed with 1001 and resumes
- * from its last id (the replay reads the history, where the gap is not);
- * the held messages go. The topic may be gone on return. */
-static void close_topic(hs_notifier_t *n, topic_t *topic, const char *seen, const char *why)
+ * from its last id (the replay reads the history, where the gap is not).
+ * The topic may be gone on return. */
+static void ask_subscribers_to_resume(hs_notifier_t *n, topic_t *topic, const char *why)
 {
-    hs_metrics_singleton.live_gap_closes++;
-    hs_notifier__flush_run(n);
-    hs_live_order_reset(&topic->order, seen);
-    gap_list_remove(n, topic);
     size_t count = 0;
     client_t **attached = hs_calloc(topic->count ? topic->count : 1, sizeof(*attached));
     for (sub_t *s = topic->head; s; s = s->topic_next)
@@ -144,10 +140,21 @@ static void close_topic(hs_notifier_t *n, topic_t *topic, const char *seen, cons
             attached[count++] = s->client;
     hs_log_warn("notifier: live gap in %s not filled (%s); asked %zu connections to resume",
                 topic->name, why, count);
-    run_waiters(n, topic, true); /* known now (the reset): their answers go out */
     for (size_t i = 0; i < count; i++)
         hs_notifier__ask_to_resume(n, attached[i], "resume again");
     hs_free(attached);
+}
+
+/* A gap that cannot be filled: what was delivered goes out, the held
+ * messages go, the subscribers resume. The topic may be gone on return. */
+static void close_topic(hs_notifier_t *n, topic_t *topic, const char *seen, const char *why)
+{
+    hs_metrics_singleton.live_gap_closes++;
+    hs_notifier__flush_run(n);
+    hs_live_order_reset(&topic->order, seen);
+    gap_list_remove(n, topic);
+    run_waiters(n, topic, true); /* known now (the reset): their answers go out */
+    ask_subscribers_to_resume(n, topic, why);
 }
 
 static void baseline_cb(int status, const hs_message_t *msgs, size_t count, void *data)
@@ -167,16 +174,8 @@ static void baseline_cb(int status, const hs_message_t *msgs, size_t count, void
         hs_metrics_singleton.live_gap_closes++;
         hs_notifier__flush_run(n);
         hs_live_order_dispose(&topic->order);
-        size_t closed = 0;
-        client_t **attached = hs_calloc(topic->count ? topic->count : 1, sizeof(*attached));
-        for (sub_t *s = topic->head; s; s = s->topic_next)
-            if (hs_notifier__client_attached(s->client))
-                attached[closed++] = s->client;
         gap_list_add(n, topic);
-        topic->order.gap_since_ms = hs_now_ms();
-        for (size_t i = 0; i < closed; i++)
-            hs_notifier__ask_to_resume(n, attached[i], "resume again");
-        hs_free(attached);
+        ask_subscribers_to_resume(n, topic, "no baseline");
         return;
     }
     hs_notifier__topic_baseline(n, topic, count ? msgs[0].id : "");

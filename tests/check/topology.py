@@ -174,16 +174,20 @@ class Proc:
 
 
 # faketime's multi-threaded library (Debian package faketime): the scale-out
-# publishers run with their wall clocks 2 s behind and 2 s ahead (issue 16).
+# publishers run with their wall clocks CHECK_SKEW seconds (default 2)
+# behind and ahead (issue 16); CHECK_SKEW=0 runs them on the true clock.
 FAKETIME_LIB = next(iter(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1")), None)
+SKEW_S = float(os.environ.get("CHECK_SKEW", "2"))
 
 
-def skewed(offset):
-    """The environment of a process whose wall clock is offset ("-2s"):
-    faketime preloaded into houston itself (libuv's timers use the monotonic
-    clock, which stays true). None without faketime."""
-    if FAKETIME_LIB is None:
+def skewed(sign):
+    """The environment of a process whose wall clock is SKEW_S seconds off
+    (sign "-" behind, "+" ahead): faketime preloaded into houston itself
+    (libuv's timers use the monotonic clock, which stays true). None without
+    faketime or skew."""
+    if FAKETIME_LIB is None or SKEW_S == 0:
         return None
+    offset = f"{sign}{SKEW_S:g}s"
     env = {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
     if os.environ.get("HOUSTON_SANITIZED"):
         # A sanitized houston refuses a library preloaded ahead of its
@@ -247,10 +251,10 @@ class Scaleout:
         self.services = {"redis": self.redis, "mariadb": self.maria}
         common = ["--db", self.maria.url, "--redis", self.redis.url, *COMMON]
         b = self.binary
-        for name, port, offset in zip(self.publishers, self.api_ports, ("-2s", "+2s")):
+        for name, port, sign in zip(self.publishers, self.api_ports, ("-", "+")):
             self.procs[name] = Proc(
                 name, [b, "publisher", *common, "--api-addr", f"127.0.0.1:{port}"],
-                self.tmp / f"{name}.log", [port], env=skewed(offset))
+                self.tmp / f"{name}.log", [port], env=skewed(sign))
             self.procs[name].start()
         for node in ("n1", "n2"):
             port = free_port()

@@ -202,6 +202,7 @@ int hs_notifier__forward(hs_notifier_t *n, const hs_node_cmd_t *cmd)
 void hs_notifier__stream_gap(hs_notifier_t *n, const hs_node_cmd_t *cmd)
 {
     hs_metrics_singleton.stream_gaps++;
+    hs_notifier__order_rebase_all(n);
     size_t count = hs_map_count(&n->clients), closed = 0, pos = 0;
     client_t **attached = hs_calloc(count ? count : 1, sizeof(*attached));
     client_t *client;

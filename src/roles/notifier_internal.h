@@ -263,6 +263,8 @@ void hs_notifier__topic_served(hs_notifier_t *n, topic_t *topic);
  * made it served was acknowledged (an API subscribe: the publisher's read);
  * ignored when known. */
 void hs_notifier__topic_baseline(hs_notifier_t *n, topic_t *topic, const char *last);
+/* After a stream gap: every topic reads its baseline again. */
+void hs_notifier__order_rebase_all(hs_notifier_t *n);
 /* The topic goes (its last subscriber left): waiters run with false. */
 void hs_notifier__topic_unserved(hs_notifier_t *n, topic_t *topic);
 /* A DELIVER for a served topic: delivered in order, held or dropped. */

@@ -208,6 +208,28 @@ void hs_notifier__topic_served(hs_notifier_t *n, topic_t *topic)
     read_baseline(n, topic);
 }
 
+/* Commands for this node were lost (a stream gap): every connection was
+ * asked to resume, and no topic's chain can be trusted - what it waits for
+ * may be gone with the stream. Each topic starts again as if newly served:
+ * what it held goes, reads in flight are dropped (a new gen), and its
+ * baseline is read again, before any replay of the resumes that follow (the
+ * store runs reads in order): below the baseline the replays have it, above
+ * it the chain. */
+void hs_notifier__order_rebase_all(hs_notifier_t *n)
+{
+    hs_notifier__flush_run(n);
+    size_t pos = 0;
+    topic_t *topic;
+    while ((topic = hs_map_next(&n->topics, &pos)) != NULL) {
+        gap_list_remove(n, topic);
+        hs_live_order_dispose(&topic->order);
+        topic->order.known = false;
+        topic->gen = ++n->next_topic_gen;
+        topic->reading = false;
+        read_baseline(n, topic);
+    }
+}
+
 void hs_notifier__topic_unserved(hs_notifier_t *n, topic_t *topic)
 {
     if (n->run.topic == topic)

@@ -54,6 +54,8 @@ typedef struct hs_event {
      * the consumer puts on the DELIVER commands it sends (hs_node_cmd_t). */
     int partition;
     uint64_t fence;
+    const char *prev; /* the topic's id before this one ("" for its first; NULL:
+                         unknown), from the store (hs_message_t.prev) */
 } hs_event_t;
 
 typedef enum hs_node_cmd_kind {
@@ -83,6 +85,9 @@ typedef struct hs_node_cmd {
     const char *message_json; /* DELIVER: the message object, as in the event; the
                                  node builds each transport's frame around it */
     size_t message_json_len;
+    const char *prev;       /* DELIVER: the topic's id before message_id ("" for its
+                               first; NULL: unknown): a node sees a gap in a topic's
+                               sequence by it (docs/scaling.md, "Live order") */
     const char *frame_text; /* NOTIFY: the text frame's payload; FORWARD, GAP: above */
     size_t frame_text_len;
     /* DELIVER from a partitioned bus: the event's partition and the sending

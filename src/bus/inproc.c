@@ -310,14 +310,16 @@ static void drain_cb(uv_async_t *async)
 static void inproc_publish_event(hs_bus_t *b, const hs_event_t *event, hs_bus_done_cb cb,
                                  void *data)
 {
-    const char *in[] = {event->topic, event->message_id, event->message_json};
-    size_t lens[] = {strlen(event->topic), strlen(event->message_id), event->message_json_len};
-    const char *out[3];
-    op_t *op = op_new(OP_EVENT, in, lens, out, 3);
+    const char *in[] = {event->topic, event->message_id, event->message_json, event->prev};
+    size_t lens[] = {strlen(event->topic), strlen(event->message_id), event->message_json_len,
+                     len_or_zero(event->prev)};
+    const char *out[4];
+    op_t *op = op_new(OP_EVENT, in, lens, out, 4);
     op->u.event = (hs_event_t){.topic = out[0],
                                .message_id = out[1],
                                .message_json = out[2],
-                               .message_json_len = event->message_json_len};
+                               .message_json_len = event->message_json_len,
+                               .prev = out[3]};
     op->cb.done = cb;
     op->data = data;
     enqueue((inproc_bus_t *)b, op);
@@ -342,16 +344,22 @@ static void inproc_ack(hs_bus_t *b, void *token)
 static void inproc_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *cmd,
                                 hs_bus_done_cb cb, void *data)
 {
-    const char *in[] = {
-        node, cmd->topic, cmd->connection_id, cmd->message_id, cmd->message_json, cmd->frame_text};
+    const char *in[] = {node,
+                        cmd->topic,
+                        cmd->connection_id,
+                        cmd->message_id,
+                        cmd->message_json,
+                        cmd->frame_text,
+                        cmd->prev};
     size_t lens[] = {strlen(node),
                      len_or_zero(cmd->topic),
                      len_or_zero(cmd->connection_id),
                      len_or_zero(cmd->message_id),
                      cmd->message_json ? cmd->message_json_len : 0,
-                     cmd->frame_text ? cmd->frame_text_len : 0};
-    const char *out[6];
-    op_t *op = op_new(OP_COMMAND, in, lens, out, 6);
+                     cmd->frame_text ? cmd->frame_text_len : 0,
+                     len_or_zero(cmd->prev)};
+    const char *out[7];
+    op_t *op = op_new(OP_COMMAND, in, lens, out, 7);
     op->target = out[0];
     op->u.cmd = (hs_node_cmd_t){.kind = cmd->kind,
                                 .topic = out[1],
@@ -360,7 +368,8 @@ static void inproc_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd
                                 .message_json = out[4],
                                 .message_json_len = lens[4],
                                 .frame_text = out[5],
-                                .frame_text_len = lens[5]};
+                                .frame_text_len = lens[5],
+                                .prev = out[6]};
     op->cb.done = cb;
     op->data = data;
     enqueue((inproc_bus_t *)b, op);

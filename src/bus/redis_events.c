@@ -33,6 +33,7 @@ static void outbox_push(redis_bus_t *bus, outbox_entry_t *e)
         hs_free(old->topic);
         hs_free(old->id);
         hs_free(old->json);
+        hs_free(old->prev);
         hs_free(old);
     }
     e->next = NULL;
@@ -49,6 +50,7 @@ static void outbox_entry_free(outbox_entry_t *e)
     hs_free(e->topic);
     hs_free(e->id);
     hs_free(e->json);
+    hs_free(e->prev);
     hs_free(e);
 }
 
@@ -81,13 +83,25 @@ static void send_event(outbox_entry_t *e)
 {
     redis_bus_t *bus = e->bus;
     const char *stream = bus->parts[e->partition].stream;
-    const char *argv[] = {"XADD",  stream,   "MAXLEN", "~",   bus->events_max, "*",
-                          "topic", e->topic, "id",     e->id, "json",          e->json};
-    size_t lens[] = {
-        4, strlen(stream), 6, 1,          strlen(bus->events_max), 1, 5, strlen(e->topic),
-        2, strlen(e->id),  4, e->json_len};
+    const char *argv[] = {"XADD",   stream, "MAXLEN", "~",    bus->events_max, "*",    "topic",
+                          e->topic, "id",   e->id,    "json", e->json,         "prev", e->prev};
+    size_t lens[] = {4,
+                     strlen(stream),
+                     6,
+                     1,
+                     strlen(bus->events_max),
+                     1,
+                     5,
+                     strlen(e->topic),
+                     2,
+                     strlen(e->id),
+                     4,
+                     e->json_len,
+                     4,
+                     e->prev ? strlen(e->prev) : 0};
+    int argc = e->prev ? 14 : 12;
     redisAsyncContext *ac = hs_redis__cmd_ac(bus);
-    if (ac == NULL || redisAsyncCommandArgv(ac, event_appended_cb, e, 12, argv, lens) != REDIS_OK)
+    if (ac == NULL || redisAsyncCommandArgv(ac, event_appended_cb, e, argc, argv, lens) != REDIS_OK)
         outbox_push(bus, e);
 }
 
@@ -120,6 +134,7 @@ void hs_redis__publish_event(hs_bus_t *b, const hs_event_t *ev, hs_bus_done_cb c
     memcpy(e->json, ev->message_json, ev->message_json_len);
     e->json[ev->message_json_len] = '\0';
     e->json_len = ev->message_json_len;
+    e->prev = ev->prev ? hs_strdup(ev->prev) : NULL;
     send_event(e);
 }
 
@@ -153,7 +168,8 @@ static void hand_on(redis_bus_t *bus, partition_t *p, const redisReply *entries)
                             .message_json = hs_redis__field_str(fields, "json", &json_len),
                             .message_json_len = json_len,
                             .partition = (int)p->index,
-                            .fence = p->fence};
+                            .fence = p->fence,
+                            .prev = hs_redis__field_str(fields, "prev", NULL)};
         if (event.topic && event.message_id && event.message_json)
             bus->consumer(&event, token, bus->consumer_data);
         else

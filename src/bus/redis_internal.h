@@ -216,6 +216,7 @@ typedef struct outbox_entry {
     char *topic, *id, *json;
     size_t json_len;
     unsigned partition;
+    char *prev; /* NULL: unknown (the field is left out) */
 } outbox_entry_t;
 
 struct redis_bus {

@@ -46,8 +46,8 @@ void hs_redis__send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *
     char key[KEY_MAX], seq_key[KEY_MAX], topic_key[KEY_MAX], node_topics[KEY_MAX], pend[KEY_MAX];
     snprintf(key, sizeof(key), "houston:node:%s", node);
     snprintf(seq_key, sizeof(seq_key), "houston:nodeseq:%s", node);
-    const char *argv[24];
-    size_t lens[24];
+    const char *argv[32];
+    size_t lens[32];
     int n = 0;
 #define ARG(s, l) (argv[n] = (s), lens[n] = (l), n++)
 #define STR(s)    ARG((s), strlen(s))
@@ -82,6 +82,10 @@ void hs_redis__send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *
     if (cmd->message_id) {
         STR("mid");
         STR(cmd->message_id);
+    }
+    if (cmd->prev) {
+        STR("prev");
+        STR(cmd->prev);
     }
     if (cmd->message_json) {
         STR("json");
@@ -253,6 +257,7 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
             cmd.connection_id = hs_redis__field_str(fields, "conn", NULL);
             cmd.message_id = hs_redis__field_str(fields, "mid", NULL);
             cmd.message_json = hs_redis__field_str(fields, "json", &cmd.message_json_len);
+            cmd.prev = hs_redis__field_str(fields, "prev", NULL);
             cmd.frame_text = hs_redis__field_str(fields, "text", &cmd.frame_text_len);
             const char *part = hs_redis__field_str(fields, "part", NULL);
             const char *fence = hs_redis__field_str(fields, "fence", NULL);

@@ -62,6 +62,9 @@ typedef struct hs_config {
     char *flush_threads;            /* --flush-threads  HOUSTON_FLUSH_THREADS  "auto" = cores - 1 */
     uint64_t db_wait_ms;            /* --db-wait        HOUSTON_DB_WAIT        60 s */
     uint64_t dedupe_window;         /* --dedupe-window  HOUSTON_DEDUPE_WINDOW  100000 */
+    uint64_t live_hold_ms;          /* --live-hold      HOUSTON_LIVE_HOLD      200 ms */
+    uint64_t live_hold_max;         /* --live-hold-max  HOUSTON_LIVE_HOLD_MAX  1000 per topic */
+    uint64_t live_hold_bytes;       /* --live-hold-bytes HOUSTON_LIVE_HOLD_BYTES 16 MiB */
     uint64_t idempotency_window_ms; /* --idempotency-window HOUSTON_IDEMPOTENCY_WINDOW 24 h */
     char *redis;        /* --redis           HOUSTON_REDIS          "" (in-process bus) */
     char *metrics_addr; /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */

@@ -123,6 +123,17 @@ const hs_metric_def_t hs_metric_defs[] = {
      "Scale-out: deliveries a notifier dropped because they came from a consumer whose "
      "partition lease had passed to another (lower fencing token).",
      COUNTER(stale_deliveries), NULL},
+    {"houston_live_gaps_total", "counter",
+     "Live messages of a topic that reached a notifier before their predecessor and were held "
+     "(docs/scaling.md, \"Live order\"); 0 in the embedded mode.",
+     COUNTER(live_gaps), NULL},
+    {"houston_live_gap_fills_total", "counter",
+     "Gaps in a topic's live messages filled from the store after the hold.",
+     COUNTER(live_gap_fills), NULL},
+    {"houston_live_gap_closes_total", "counter",
+     "Gaps in a topic's live messages not filled (store unavailable, gap or hold too long): "
+     "the topic's subscribers on that notifier were closed with 1001 and resume.",
+     COUNTER(live_gap_closes), NULL},
     {"houston_http_responses_total", "counter", "HTTP responses by status.", HS_METRIC_BY_STATUS,
      offsetof(hs_metrics_t, http_responses), NULL},
     {"houston_publish_commit_seconds", "histogram",

@@ -46,6 +46,9 @@ typedef struct hs_metrics {
     uint64_t partitions_held;      /* scale-out: gauge, event log partitions this consumer holds */
     uint64_t partition_takeovers;  /* scale-out: partition leases this consumer took */
     uint64_t stale_deliveries;     /* scale-out: deliveries of a stale partition holder dropped */
+    uint64_t live_gaps;            /* a topic's message came before its predecessor: held */
+    uint64_t live_gap_fills;       /* gaps filled from the store */
+    uint64_t live_gap_closes;      /* gaps not filled: subscribers closed with 1001 */
     hs_histogram_t publish_commit; /* request received -> message committed */
     hs_histogram_t publish_to_socket; /* message created -> frame queued on the sockets */
 } hs_metrics_t;

@@ -24,6 +24,7 @@ typedef struct handoff {
     size_t message_json_len;
     int partition;  /* the event's partition, and this consumer's fencing */
     uint64_t fence; /* token for it: carried on each DELIVER (bus.h) */
+    char *prev;     /* NULL: the event carried none */
 } handoff_t;
 
 static void handoff_free(handoff_t *h)
@@ -32,6 +33,7 @@ static void handoff_free(handoff_t *h)
     hs_free(h->topic);
     hs_free(h->message_id);
     hs_free(h->message_json);
+    hs_free(h->prev);
     hs_free(h);
 }
 
@@ -74,7 +76,8 @@ static void nodes_cb(int status, const char *const *nodes, size_t count, void *d
                          .message_json = h->message_json,
                          .message_json_len = h->message_json_len,
                          .partition = h->partition,
-                         .fence = h->fence};
+                         .fence = h->fence,
+                         .prev = h->prev};
     for (size_t i = 0; i < count; i++)
         hs_bus_send_to_node(h->consumer->bus, nodes[i], &cmd, node_done_cb, h);
 }
@@ -91,6 +94,7 @@ static void event_cb(const hs_event_t *event, void *token, void *data)
     h->message_json_len = event->message_json_len;
     h->partition = event->partition;
     h->fence = event->fence;
+    h->prev = event->prev ? hs_strdup(event->prev) : NULL;
     consumer->in_flight++;
     hs_bus_topic_nodes(consumer->bus, event->topic, nodes_cb, h);
 }

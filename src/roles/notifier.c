@@ -39,7 +39,13 @@ int hs_notifier__handle_command(const hs_node_cmd_t *cmd, void *data)
         return hs_notifier__forward(n, cmd);
     case HS_NODE_SUBSCRIBE: {
         client = hs_notifier__find_client(n, cmd->connection_id);
+        bool served = cmd->topic && hs_map_get(&n->topics, cmd->topic, strlen(cmd->topic));
         int rc = client ? hs_notifier__subscribe(n, client, cmd->topic) : HS_ENOTFOUND;
+        topic_t *topic = rc == 0 && !served && cmd->prev
+                             ? hs_map_get(&n->topics, cmd->topic, strlen(cmd->topic))
+                             : NULL;
+        if (topic) /* served from now on, from the publisher's read */
+            hs_notifier__topic_baseline(n, topic, cmd->prev);
         if (rc != 0) /* refused, or the connection is gone: the stored row goes too */
             hs_store_remove_subscription(n->store, cmd->connection_id, cmd->topic, NULL, NULL);
         return rc;
@@ -351,6 +357,7 @@ hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
         .max_missed_pongs = 2,
         .max_pending = cfg->max_pending,
     };
+    hs_notifier__order_init(n);
     if (bus && hs_bus_redelivers(bus)) /* no bus: only listing the routes */
         n->dedupe = hs_dedupe_new(cfg->dedupe_window);
     n->fences = hs_fences_new();
@@ -505,6 +512,7 @@ void hs_notifier_shutdown(hs_notifier_t *n, void (*cb)(void *data), void *data)
         uv_close((uv_handle_t *)n->ack_timer, ack_timer_closed_cb);
         n->ack_timer = NULL;
     }
+    hs_notifier__order_stop(n);
     /* Detached connections go at once (nothing will resume them here);
      * collected first, since removing changes the map. */
     size_t count = hs_map_count(&n->clients), gone = 0, pos = 0;

@@ -114,35 +114,42 @@ void hs_notifier__flush_run(hs_notifier_t *n)
 /* A message for a topic's local subscribers joins the run of consecutive
  * messages to one topic; the run goes out when the bus ends its pass
  * (HS_NODE_BATCH_END), when another command or topic comes, or when full.
- * Every connection therefore sees exactly the order of the commands. */
+ * Every connection therefore sees exactly the order of the runs, which is
+ * the topic's id order (notifier_order.c puts them in it). */
+void hs_notifier__run_append(hs_notifier_t *n, topic_t *topic, const char *id, const char *json,
+                             size_t len)
+{
+    run_t *run = &n->run;
+    if (run->topic != topic || run->count == RUN_MAX)
+        hs_notifier__flush_run(n);
+    run->topic = topic;
+    run_msg_t *msg = &run->msgs[run->count++];
+    hs_buf_t *frame = hs_notifier__ws_message_frame(json, len);
+    snprintf(msg->id, sizeof(msg->id), "%s", id ? id : "");
+    /* The message object is in the frame, before its closing brace. */
+    msg->msg = (transport_msg_t){.id = msg->id,
+                                 .json = frame->data + (frame->len - 1 - len),
+                                 .json_len = len,
+                                 .ws_frame = frame};
+}
+
 void hs_notifier__deliver(hs_notifier_t *n, const hs_node_cmd_t *cmd)
 {
     topic_t *topic = cmd->topic ? hs_map_get(&n->topics, cmd->topic, strlen(cmd->topic)) : NULL;
     if (topic == NULL)
         return;
-    if (cmd->message_json == NULL) { /* not from this version's consumer */
+    if (cmd->message_json == NULL || cmd->message_id == NULL) { /* not from this version */
         hs_log_warn("notifier: a delivery of %s to %s carries no message; dropped",
                     cmd->message_id ? cmd->message_id : "?", cmd->topic);
         return;
     }
     /* At-least-once below, at-most-once per connection here: a message
      * handed over again is not delivered again. */
-    if (n->dedupe && cmd->message_id && hs_dedupe_seen(n->dedupe, cmd->message_id)) {
+    if (n->dedupe && hs_dedupe_seen(n->dedupe, cmd->message_id)) {
         hs_metrics_singleton.duplicates_dropped++;
         return;
     }
-    run_t *run = &n->run;
-    if (run->topic != topic || run->count == RUN_MAX)
-        hs_notifier__flush_run(n);
-    run->topic = topic;
-    run_msg_t *msg = &run->msgs[run->count++];
-    hs_buf_t *frame = hs_notifier__ws_message_frame(cmd->message_json, cmd->message_json_len);
-    snprintf(msg->id, sizeof(msg->id), "%s", cmd->message_id ? cmd->message_id : "");
-    /* The message object is in the frame, before its closing brace. */
-    msg->msg = (transport_msg_t){.id = msg->id,
-                                 .json = frame->data + (frame->len - 1 - cmd->message_json_len),
-                                 .json_len = cmd->message_json_len,
-                                 .ws_frame = frame};
+    hs_notifier__live_deliver(n, topic, cmd);
 }
 
 int hs_notifier__notify(hs_notifier_t *n, const char *connection_id, const char *text, size_t len)
@@ -195,6 +202,7 @@ int hs_notifier__forward(hs_notifier_t *n, const hs_node_cmd_t *cmd)
 void hs_notifier__stream_gap(hs_notifier_t *n, const hs_node_cmd_t *cmd)
 {
     hs_metrics_singleton.stream_gaps++;
+    hs_notifier__order_rebase_all(n);
     size_t count = hs_map_count(&n->clients), closed = 0, pos = 0;
     client_t **attached = hs_calloc(count ? count : 1, sizeof(*attached));
     client_t *client;

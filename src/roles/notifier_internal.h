@@ -20,6 +20,7 @@
 #include "roles/dedupe.h"
 #include "roles/fences.h"
 #include "roles/health.h"
+#include "roles/live_order.h"
 #include "roles/notifier.h"
 #include "roles/render.h"
 #include "roles/resume_token.h"
@@ -43,9 +44,24 @@ typedef struct sub {
     topic_t *topic;
 } sub_t;
 
+/* Something to do once a topic's baseline is known (notifier_order.c):
+ * cb(served true), or cb(served false) when the topic went first. */
+typedef struct baseline_waiter {
+    struct baseline_waiter *next;
+    void (*cb)(hs_notifier_t *n, bool served, void *data);
+    void *data;
+} baseline_waiter_t;
+
 struct topic {
     sub_t *head;
     size_t count;
+    /* Live order (notifier_order.c, docs/scaling.md "Live order"). */
+    hs_live_order_t order;
+    uint64_t gen;    /* unique per topic object on this node */
+    bool reading;    /* a baseline or fill read is in flight */
+    bool gap_listed; /* on the notifier's list of held topics */
+    struct topic *gap_prev, *gap_next;
+    baseline_waiter_t *waiters; /* until the baseline is known */
     char name[];
 };
 
@@ -172,6 +188,11 @@ struct hs_notifier {
     client_t **ending;          /* clients to end after a fan-out walk (slow) */
     size_t ending_count, ending_cap;
     size_t ips_sweep_at; /* sweep idle entries when the map reaches this */
+    /* live order (notifier_order.c) */
+    hs_live_budget_t live_budget;
+    uv_timer_t *live_timer; /* runs while a topic holds messages */
+    topic_t *gapped;        /* topics holding messages (a gap, or no baseline) */
+    uint64_t next_topic_gen;
     /* shutdown */
     int shutting_down;
     int http_done;
@@ -232,6 +253,29 @@ bool hs_notifier__subscribed_to(const client_t *client, const char *topic);
 void hs_notifier__sync_topics(hs_notifier_t *n, client_t *client, const char *const *topics,
                               size_t count);
 
+/* ---- notifier_order.c: live order per topic -------------------------------- */
+
+void hs_notifier__order_init(hs_notifier_t *n);
+void hs_notifier__order_stop(hs_notifier_t *n);
+/* A topic became served here: its order starts unknown, and its baseline
+ * (the store's last id of it) is read at once, before any read issued
+ * after this call (the store's reads run in order). */
+void hs_notifier__topic_served(hs_notifier_t *n, topic_t *topic);
+/* The topic's baseline, read by someone else before the subscription that
+ * made it served was acknowledged (an API subscribe: the publisher's read);
+ * ignored when known. */
+void hs_notifier__topic_baseline(hs_notifier_t *n, topic_t *topic, const char *last);
+/* After a stream gap: every topic reads its baseline again. */
+void hs_notifier__order_rebase_all(hs_notifier_t *n);
+/* The topic goes (its last subscriber left): waiters run with false. */
+void hs_notifier__topic_unserved(hs_notifier_t *n, topic_t *topic);
+/* A DELIVER for a served topic: delivered in order, held or dropped. */
+void hs_notifier__live_deliver(hs_notifier_t *n, topic_t *topic, const hs_node_cmd_t *cmd);
+/* Runs cb once topic's baseline is known. Returns true, without calling
+ * cb, when it is known already. */
+bool hs_notifier__when_known(hs_notifier_t *n, topic_t *topic,
+                             void (*cb)(hs_notifier_t *n, bool served, void *data), void *data);
+
 /* ---- notifier_send.c: the client senders ----------------------------------- */
 
 int hs_notifier__client_send_message(client_t *c, transport_msg_t *msg);
@@ -255,6 +299,10 @@ void hs_notifier__start_resume(hs_notifier_t *n, client_t *client, const resume_
 /* ---- notifier_fanout.c: runs, notifications, slow clients ------------------ */
 
 void hs_notifier__flush_run(hs_notifier_t *n);
+/* Adds a message to the run of topic's deliveries (in order: the caller
+ * ordered it). */
+void hs_notifier__run_append(hs_notifier_t *n, topic_t *topic, const char *id, const char *json,
+                             size_t len);
 void hs_notifier__deliver(hs_notifier_t *n, const hs_node_cmd_t *cmd);
 int hs_notifier__notify(hs_notifier_t *n, const char *connection_id, const char *text, size_t len);
 int hs_notifier__forward(hs_notifier_t *n, const hs_node_cmd_t *cmd);

@@ -20,6 +20,17 @@ static client_op_t *client_op_new(client_t *client, const char *topic)
     return op;
 }
 
+static void baseline_known_cb(hs_notifier_t *n, bool served, void *data)
+{
+    (void)n;
+    client_op_t *op = data;
+    bool same;
+    client_t *client = hs_notifier__ref_client(&op->ref, &same);
+    if (served && client && same)
+        hs_notifier__client_topic_reply(client, "subscribed", op->topic);
+    hs_free(op);
+}
+
 /* The subscription is stored. It joins the index whether or not the client
  * is still on the same attach (a resume restores stored subscriptions);
  * only the answer needs the same attach. */
@@ -51,6 +62,12 @@ static void client_subscribed_cb(int status, uint64_t created_ms, void *data)
                                       "this connection has reached its limit of subscriptions");
         goto out;
     }
+    /* Answered once the topic's baseline is known here: every message
+     * committed after the answer is above it (docs/scaling.md, "Live
+     * order"). */
+    topic_t *topic = hs_map_get(&n->topics, op->topic, strlen(op->topic));
+    if (topic && !hs_notifier__when_known(n, topic, baseline_known_cb, op))
+        return;
     if (same)
         hs_notifier__client_topic_reply(client, "subscribed", op->topic);
 out:

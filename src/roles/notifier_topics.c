@@ -19,6 +19,7 @@ int hs_notifier__subscribe(hs_notifier_t *n, client_t *client, const char *name)
         topic = hs_calloc(1, sizeof(*topic) + len + 1);
         memcpy(topic->name, name, len + 1);
         hs_map_put(&n->topics, topic->name, len, topic);
+        hs_notifier__topic_served(n, topic);
         hs_bus_add_topic_node(n->bus, topic->name, n->node_id);
     }
     sub_t *s = hs_calloc(1, sizeof(*s));
@@ -50,6 +51,7 @@ static void drop_sub(hs_notifier_t *n, sub_t *s)
     if (--topic->count == 0) {
         hs_map_remove(&n->topics, topic->name, strlen(topic->name));
         hs_bus_remove_topic_node(n->bus, topic->name, n->node_id);
+        hs_notifier__topic_unserved(n, topic);
         hs_free(topic);
     }
     hs_free(s);

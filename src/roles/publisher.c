@@ -162,7 +162,8 @@ static void put_message_cb(int status, const hs_message_t *stored, void *data)
         hs_event_t event = {.topic = stored->topic,
                             .message_id = stored->id,
                             .message_json = text,
-                            .message_json_len = len};
+                            .message_json_len = len,
+                            .prev = stored->prev};
         hs_bus_publish_event(p->bus, &event, NULL, NULL);
         hs_http_respond(call->req, 201, "application/json", NULL, text, len);
         hs_free(text);
@@ -366,6 +367,20 @@ static void subscribe_applied_cb(int status, void *data)
     call_free(call);
 }
 
+/* prev of the command: the topic's last id, or NULL when it could not be
+ * read (the node reads it then). */
+static void subscribe_baseline_cb(int status, const hs_message_t *msgs, size_t count, void *data)
+{
+    call_t *call = data;
+    hs_node_cmd_t cmd = {.kind = HS_NODE_SUBSCRIBE,
+                         .topic = call->in.sub.topic,
+                         .connection_id = call->in.sub.connection_id,
+                         .prev = status != 0 ? NULL
+                                 : count     ? msgs[0].id
+                                             : ""};
+    hs_bus_send_to_node(call->publisher->bus, call->node, &cmd, subscribe_applied_cb, call);
+}
+
 static void subscription_stored_cb(int status, uint64_t created_ms, void *data)
 {
     call_t *call = data;
@@ -376,10 +391,11 @@ static void subscription_stored_cb(int status, uint64_t created_ms, void *data)
     }
     call->created = status == 0;
     call->created_ms = created_ms;
-    hs_node_cmd_t cmd = {.kind = HS_NODE_SUBSCRIBE,
-                         .topic = call->in.sub.topic,
-                         .connection_id = call->in.sub.connection_id};
-    hs_bus_send_to_node(call->publisher->bus, call->node, &cmd, subscribe_applied_cb, call);
+    /* The topic's last id now, before the answer: the node starts the
+     * topic's live order from it when this subscription makes the topic
+     * served there (docs/scaling.md, "Live order"). */
+    hs_history_query_t q = {.topic = call->in.sub.topic, .forward = false, .limit = 1};
+    hs_store_list_messages(call->publisher->store, &q, subscribe_baseline_cb, call);
 }
 
 static void subscribe_located_cb(int status, const char *node, void *data)

@@ -234,10 +234,14 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
             bool guarded = !(ops->write_is_atomic && ops->write_is_atomic(op));
             if (guarded)
                 ops->savepoint(w->conn);
+            bool minted = false;
             op->status =
                 hs_store_is_put(op) ? hs_store_mint_id(ops, w->conn, &seqs, &op->in.put) : 0;
+            minted = hs_store_is_put(op) && op->status == 0;
             if (op->status == 0)
                 op->status = ops->write(w->conn, op);
+            if (minted && op->status != 0) /* nothing stored under the id */
+                hs_store_unmint_id(&seqs, &op->in.put);
             /* The database dropped the whole transaction: no release. */
             again = op->status == HS_EAGAIN;
             if (again)
@@ -363,6 +367,8 @@ static void run_callback(hs_store_op_t *op)
 {
     switch (op->kind) {
     case HS_OP_PUT_MESSAGE_ONCE:
+        if (op->status == 0 && op->out.count) /* a new message: its link */
+            memcpy(op->out.msgs[0].prev, op->in.put.prev, sizeof(op->in.put.prev));
         if (op->cb.message)
             op->cb.message(op->status,
                            (op->status == 0 || op->status == HS_EEXIST) && op->out.count
@@ -379,6 +385,7 @@ static void run_callback(hs_store_op_t *op)
                                 .author = put->author,
                                 .created_ms = put->created_ms};
             snprintf(msg.id, sizeof(msg.id), "%s", put->id);
+            memcpy(msg.prev, put->prev, sizeof(msg.prev));
             op->cb.message(op->status, op->status == 0 ? &msg : NULL, op->data);
         }
         break;

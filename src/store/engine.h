@@ -51,8 +51,9 @@ typedef union hs_store_op_input {
         char *topic;
         char *content; /* content_len bytes, NUL, author, NUL: one allocation */
         size_t content_len;
-        const char *author;  /* points into content */
-        uint64_t created_ms; /* the id's timestamp (of the minted id, after it) */
+        const char *author;         /* points into content */
+        uint64_t created_ms;        /* the id's timestamp (of the minted id, after it) */
+        char prev[HS_ULID_LEN + 1]; /* the topic's last id before the minted one */
         /* PUT_MESSAGE_ONCE only */
         char *key;
         char key_hash[64 + 1];

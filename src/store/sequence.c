@@ -131,7 +131,8 @@ int hs_store_lock_sequences(const hs_store_backend_t *ops, void *conn, hs_store_
  * The row is read once per batch and written once, before the commit
  * (hs_store_sequences_flush): in between the lock is held, so the copy in
  * seqs is the truth. An op undone after minting (a failed write, an
- * idempotent repeat) leaves its id unused - a gap, never a repeat. A batch
+ * idempotent repeat) gives its id back (hs_store_unmint_id): the next
+ * message is minted from the last one stored, and its prev names it. A batch
  * run again (HS_EAGAIN) starts from fresh seqs and mints again from the id
  * minted the first time, which is still a fine candidate. */
 int hs_store_mint_id(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs,
@@ -152,12 +153,20 @@ int hs_store_mint_id(const hs_store_backend_t *ops, void *conn, hs_store_sequenc
         if (!hs_ulid_increment(&id))
             return HS_EIO; /* the topic reached the largest id: nothing above it */
     }
+    memcpy(put->prev, e->last, sizeof(put->prev));
     hs_ulid_format(&id, e->last);
     e->dirty = true;
     hs_free(put->id);
     put->id = hs_strdup(e->last);
     put->created_ms = hs_ulid_time_ms(&id);
     return 0;
+}
+
+void hs_store_unmint_id(hs_store_sequences_t *seqs, struct hs_store_put_input *put)
+{
+    hs_store_sequence_t *e = find(seqs, put->topic);
+    if (e && strcmp(e->last, put->id) == 0)
+        memcpy(e->last, put->prev, sizeof(e->last));
 }
 
 int hs_store_sequences_flush(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs)

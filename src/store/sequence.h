@@ -41,6 +41,11 @@ int hs_store_lock_sequences(const hs_store_backend_t *ops, void *conn, hs_store_
 int hs_store_mint_id(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs,
                      struct hs_store_put_input *put);
 
+/* An op that minted but stored nothing (a failed write, an idempotent
+ * repeat): the topic's last id goes back to put->prev, so the next message's
+ * prev is the last one stored and live delivery sees no gap. */
+void hs_store_unmint_id(hs_store_sequences_t *seqs, struct hs_store_put_input *put);
+
 /* Stores the last id of every topic the batch minted from; runs last,
  * before COMMIT. Returns 0 or the back-end's status. */
 int hs_store_sequences_flush(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs);

@@ -37,6 +37,11 @@ typedef struct hs_message {
     size_t content_len;
     const char *author;
     uint64_t created_ms; /* the id's timestamp */
+    /* put_message(_once) of a new message only: the topic's id before this
+     * one ("" for its first), read under the topic's sequence in the same
+     * transaction - the link live delivery checks its order by
+     * (docs/scaling.md, "Live order"). "" in every other result. */
+    char prev[HS_ULID_LEN + 1];
 } hs_message_t;
 
 typedef struct hs_subscription {

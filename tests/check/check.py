@@ -145,13 +145,16 @@ class Run:
             self.m.by_content[content] = pub
             body = {"topic": topic, "content": content, "author": f"pub{i}"}
             headers = {"Idempotency-Key": key} if key else None
+            # Through any publisher (scale-out: two, with skewed clocks).
+            port = rng.choice(self.t.api_ports)
             pub.p0 = now()
             if mode == "lost":
-                await wire.http_lost_answer(self.t.api_port, "POST", "/api/v1/messages", body,
+                await wire.http_lost_answer(port, "POST", "/api/v1/messages", body,
                                             headers, rng.choice([0, 0.001, 0.005, 0.02]))
             attempts = 1 if mode == "plain" else 8
             for attempt in range(attempts):
-                status, answer = await self.api("POST", "/api/v1/messages", body, headers)
+                status, answer = await wire.http(port, "POST", "/api/v1/messages", body,
+                                                 headers, 10.0)
                 if status in (200, 201):
                     pub.p1, pub.status = now(), status
                     if not isinstance(answer, dict) or answer.get("content") != content \
@@ -176,8 +179,10 @@ class Run:
                 await asyncio.sleep(0.2 + 0.2 * attempt)
             if mode == "repeat" and pub.id:
                 await asyncio.sleep(rng.uniform(0, 0.3))
+                port = rng.choice(self.t.api_ports)  # the key is known to every publisher
                 for attempt in range(5):
-                    status, answer = await self.api("POST", "/api/v1/messages", body, headers)
+                    status, answer = await wire.http(port, "POST", "/api/v1/messages", body,
+                                                     headers, 10.0)
                     if status in (None, 503, 500):
                         await asyncio.sleep(0.3)
                         continue
@@ -435,7 +440,7 @@ class Run:
             return await kill_restart(rng.choice(["notifier-n1", "notifier-n2"]),
                                       rng.uniform(0.5, 2))
         if what == "kill_publisher":
-            return await kill_restart("publisher", rng.uniform(0.3, 1.5))
+            return await kill_restart(rng.choice(self.t.publishers), rng.uniform(0.3, 1.5))
         if what in ("kill_redis", "kill_mariadb"):
             svc = self.t.services["redis" if what == "kill_redis" else "mariadb"]
             down = rng.uniform(0.5, 2.5)
@@ -476,7 +481,8 @@ class Run:
                 if pace:
                     await asyncio.sleep(pace)
                 i = 0
-                async for status, answer in wire.pipelined(self.t.api_port, reqs):
+                lane_port = self.t.api_ports[k % len(self.t.api_ports)]  # lanes share publishers
+                async for status, answer in wire.pipelined(lane_port, reqs):
                     pub = batch[i]
                     i += 1
                     pub.status = status

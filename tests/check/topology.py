@@ -1,8 +1,9 @@
 """The topologies the checker attacks: `houston serve` on SQLite (embedded),
-and one publisher, two consumers and two notifiers on a throwaway MariaDB and
-(persistent) Redis (scale-out). Every process is a child of the checker, on
+and two publishers (clocks 2 s behind and 2 s ahead), two consumers and two
+notifiers on a throwaway MariaDB and (persistent) Redis (scale-out). Every process is a child of the checker, on
 free loopback ports, its stderr in a log file that the checker scans for
 sanitizer reports at the end."""
+import glob
 import os
 import re
 import signal
@@ -62,8 +63,9 @@ class Proc:
     """One houston process: started, killed (kill -9, an expected exit),
     stopped, paused; its RSS and descriptors read from /proc."""
 
-    def __init__(self, name, args, log, ports=()):
+    def __init__(self, name, args, log, ports=(), env=None):
         self.name, self.args, self.log, self.ports = name, args, log, list(ports)
+        self.env = env or {}
         self.proc = None
         self.expected_exit = False
         self.paused = False
@@ -74,7 +76,7 @@ class Proc:
         self.crashes = []
 
     def start(self):
-        env = dict(os.environ)
+        env = dict(os.environ, **self.env)
         with open(self.log, "a") as log:
             log.write(f"\n=== checker: start #{self.starts + 1} of {self.name}\n")
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
@@ -171,6 +173,30 @@ class Proc:
         return found
 
 
+# faketime's multi-threaded library (Debian package faketime): the scale-out
+# publishers run with their wall clocks CHECK_SKEW seconds (default 2)
+# behind and ahead (issue 16); CHECK_SKEW=0 runs them on the true clock.
+FAKETIME_LIB = next(iter(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1")), None)
+SKEW_S = float(os.environ.get("CHECK_SKEW", "2"))
+
+
+def skewed(sign):
+    """The environment of a process whose wall clock is SKEW_S seconds off
+    (sign "-" behind, "+" ahead): faketime preloaded into houston itself
+    (libuv's timers use the monotonic clock, which stays true). None without
+    faketime or skew."""
+    if FAKETIME_LIB is None or SKEW_S == 0:
+        return None
+    offset = f"{sign}{SKEW_S:g}s"
+    env = {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    if os.environ.get("HOUSTON_SANITIZED"):
+        # A sanitized houston refuses a library preloaded ahead of its
+        # runtime; faketime only wraps clock calls.
+        asan = os.environ.get("ASAN_OPTIONS", "")
+        env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "verify_asan_link_order=0"
+    return env
+
+
 class Embedded:
     name = "embedded"
     frame_subscribe = True  # the loopback development default
@@ -183,6 +209,8 @@ class Embedded:
                 *COMMON]
         self.procs = {"serve": Proc("serve", args, tmp / "serve.log",
                                     [self.ws_port, self.api_port])}
+        self.api_ports = [self.api_port]  # where publishes go
+        self.publishers = []  # the processes kill_publisher picks from
         self.nodes = {"local": self.ws_port}
         self.notifier_proc = {"local": "serve"}
         self.services = {}
@@ -211,7 +239,11 @@ class Scaleout:
         self.procs = {}
         self.nodes = {}
         self.notifier_proc = {}
-        self.api_port = free_port()
+        # Two publishers, clocks 2 s behind and 2 s ahead; publishes go
+        # through both, every other call through the first.
+        self.api_ports = [free_port(), free_port()]
+        self.api_port = self.api_ports[0]
+        self.publishers = ["publisher", "publisher2"]
 
     def start(self):
         self.redis = Redis(self.tmp, persistent=True)
@@ -219,10 +251,11 @@ class Scaleout:
         self.services = {"redis": self.redis, "mariadb": self.maria}
         common = ["--db", self.maria.url, "--redis", self.redis.url, *COMMON]
         b = self.binary
-        self.procs["publisher"] = Proc(
-            "publisher", [b, "publisher", *common, "--api-addr", f"127.0.0.1:{self.api_port}"],
-            self.tmp / "publisher.log", [self.api_port])
-        self.procs["publisher"].start()
+        for name, port, sign in zip(self.publishers, self.api_ports, ("-", "+")):
+            self.procs[name] = Proc(
+                name, [b, "publisher", *common, "--api-addr", f"127.0.0.1:{port}"],
+                self.tmp / f"{name}.log", [port], env=skewed(sign))
+            self.procs[name].start()
         for node in ("n1", "n2"):
             port = free_port()
             self.nodes[node] = port

@@ -292,6 +292,21 @@ static client_t *open_fake(fixture_t *f, int i, const transport_ops_t *ops)
     return fake->base.client;
 }
 
+/* Runs the loop until the topic's live order has its baseline (read from
+ * the store when the topic became served). */
+static void wait_known(fixture_t *f, const char *name)
+{
+    for (int i = 0; i < 5000; i++) {
+        topic_t *topic = hs_map_get(&f->n->topics, name, strlen(name));
+        assert_non_null(topic);
+        if (topic->order.known)
+            return;
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    fail_msg("the baseline of %s was not read", name);
+}
+
 static char *message_json(const char *id, const char *topic)
 {
     static char text[256];
@@ -339,6 +354,8 @@ static void test_run_order_across_topics(void **state)
     assert_int_equal(hs_notifier__subscribe(f->n, both, "a"), 0);
     assert_int_equal(hs_notifier__subscribe(f->n, both, "b"), 0);
     assert_int_equal(hs_notifier__subscribe(f->n, only_a, "a"), 0);
+    wait_known(f, "a"); /* the topics' baselines (live order) are read */
+    wait_known(f, "b");
     char m[6][HS_ULID_LEN + 1];
     for (int i = 0; i < 6; i++)
         new_id(m[i]);
@@ -431,6 +448,175 @@ static void test_replay_and_hold_merge(void **state)
     assert_int_equal(fk->count, 6);
 }
 
+/* ---- live order ----------------------------------------------------------------------- */
+
+static void client_says(client_t *c, const char *text);
+
+typedef struct stored {
+    fixture_t *f;
+    char id[HS_ULID_LEN + 1];
+    char prev[HS_ULID_LEN + 1];
+} stored_t;
+
+static void stored_cb(int status, const hs_message_t *msg, void *data)
+{
+    stored_t *s = data;
+    assert_int_equal(status, 0);
+    memcpy(s->id, msg->id, sizeof(s->id));
+    memcpy(s->prev, msg->prev, sizeof(s->prev));
+    s->f->pending--;
+}
+
+/* Publishes to topic through the store: the id it minted and its prev. */
+static void publish(fixture_t *f, const char *topic, stored_t *out)
+{
+    hs_ulid_t id;
+    hs_ulid_new(&id);
+    hs_message_t msg = {.topic = topic, .content = "\"x\"", .content_len = 3, .author = "t"};
+    hs_ulid_format(&id, msg.id);
+    out->f = f;
+    f->pending++;
+    hs_store_put_message(f->store, &msg, stored_cb, out);
+    run_until_zero(f);
+}
+
+static int deliver_stored(fixture_t *f, const char *topic, const stored_t *m)
+{
+    const char *json = message_json(m->id, topic);
+    hs_node_cmd_t cmd = {.kind = HS_NODE_DELIVER,
+                         .topic = topic,
+                         .message_id = m->id,
+                         .prev = m->prev,
+                         .message_json = json,
+                         .message_json_len = strlen(json)};
+    return hs_notifier__handle_command(&cmd, f->n);
+}
+
+/* Runs the loop until fake k has count entries or is closing (2 s at most). */
+static void wait_for(fixture_t *f, int k, size_t count)
+{
+    for (int i = 0;
+         i < 2000 && f->fakes[k].count < count && !f->fakes[k].closing && !f->fakes[k].released;
+         i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+}
+
+/* The store links each message to the topic's one before it. */
+static void test_store_links_prev(void **state)
+{
+    fixture_t *f = *state;
+    stored_t m[3];
+    for (int i = 0; i < 3; i++)
+        publish(f, "chain", &m[i]);
+    assert_string_equal(m[0].prev, "");
+    assert_string_equal(m[1].prev, m[0].id);
+    assert_string_equal(m[2].prev, m[1].id);
+}
+
+/* In the chain: delivered at the end of the pass, nothing held. */
+static void test_live_in_order(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t gaps = hs_metrics_singleton.live_gaps;
+    client_t *c = open_fake(f, 0, &fake_ops);
+    assert_int_equal(hs_notifier__subscribe(f->n, c, "g"), 0);
+    wait_known(f, "g");
+    stored_t m[2];
+    publish(f, "g", &m[0]);
+    publish(f, "g", &m[1]);
+    assert_int_equal(deliver_stored(f, "g", &m[0]), 0);
+    assert_int_equal(deliver_stored(f, "g", &m[1]), 0);
+    assert_int_equal(deliver_stored(f, "g", &m[0]), 0); /* a repeat */
+    assert_int_equal(command(f, HS_NODE_BATCH_END, NULL, NULL), 0);
+    assert_int_equal(f->fakes[0].count, 2);
+    assert_string_equal(f->fakes[0].log[0], m[0].id);
+    assert_string_equal(f->fakes[0].log[1], m[1].id);
+    assert_int_equal(hs_metrics_singleton.live_gaps, gaps);
+}
+
+/* The last of four comes first: held (nothing sent), and after --live-hold
+ * the three before it are read from the store and sent, then it; their
+ * events, when they come, are repeats. */
+static void test_live_gap_filled_from_the_store(void **state)
+{
+    fixture_t *f = *state;
+    f->cfg.live_hold_ms = 20;
+    uint64_t gaps = hs_metrics_singleton.live_gaps, fills = hs_metrics_singleton.live_gap_fills;
+    client_t *c = open_fake(f, 0, &fake_ops);
+    assert_int_equal(hs_notifier__subscribe(f->n, c, "g"), 0);
+    wait_known(f, "g");
+    stored_t m[4];
+    for (int i = 0; i < 4; i++)
+        publish(f, "g", &m[i]);
+    assert_int_equal(deliver_stored(f, "g", &m[3]), 0);
+    assert_int_equal(command(f, HS_NODE_BATCH_END, NULL, NULL), 0);
+    assert_int_equal(f->fakes[0].count, 0);
+    assert_int_equal(hs_metrics_singleton.live_gaps, gaps + 1);
+    wait_for(f, 0, 4);
+    assert_int_equal(f->fakes[0].count, 4);
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(f->fakes[0].log[i], m[i].id);
+    assert_int_equal(hs_metrics_singleton.live_gap_fills, fills + 1);
+    assert_int_equal(deliver_stored(f, "g", &m[1]), 0);
+    assert_int_equal(command(f, HS_NODE_BATCH_END, NULL, NULL), 0);
+    assert_int_equal(f->fakes[0].count, 4);
+    assert_false(f->fakes[0].closing);
+}
+
+/* A gap longer than --live-hold-max cannot be filled: what one read
+ * brought is sent, then the subscriber is closed with 1001 (it resumes
+ * from its last id; the replay has the rest). */
+static void test_live_gap_too_long_closes(void **state)
+{
+    fixture_t *f = *state;
+    f->cfg.live_hold_ms = 20;
+    f->cfg.live_hold_max = 2;
+    uint64_t closes = hs_metrics_singleton.live_gap_closes;
+    client_t *c = open_fake(f, 0, &fake_ops);
+    assert_int_equal(hs_notifier__subscribe(f->n, c, "g"), 0);
+    wait_known(f, "g");
+    stored_t m[4];
+    for (int i = 0; i < 4; i++)
+        publish(f, "g", &m[i]);
+    assert_int_equal(deliver_stored(f, "g", &m[3]), 0);
+    assert_int_equal(command(f, HS_NODE_BATCH_END, NULL, NULL), 0);
+    wait_for(f, 0, 99);
+    assert_true(f->fakes[0].released); /* detached: resumable */
+    assert_int_equal(f->fakes[0].close_code, 1001);
+    assert_int_equal(f->fakes[0].count, 2);
+    assert_string_equal(f->fakes[0].log[0], m[0].id);
+    assert_string_equal(f->fakes[0].log[1], m[1].id);
+    assert_int_equal(hs_metrics_singleton.live_gap_closes, closes + 1);
+}
+
+/* A client-side subscribe is answered once the topic's baseline is read: a
+ * message committed before the answer is not expected live, one after is
+ * above the baseline. */
+static void test_live_subscribe_waits_for_the_baseline(void **state)
+{
+    fixture_t *f = *state;
+    stored_t before;
+    publish(f, "late", &before);
+    client_t *c = open_fake(f, 0, &fake_ops);
+    client_says(c, "{\"type\":\"subscribe\",\"topic\":\"late\"}");
+    wait_for(f, 0, 1);
+    assert_int_equal(f->fakes[0].count, 1);
+    assert_non_null(strstr(f->fakes[0].log[0], "subscribed"));
+    topic_t *topic = hs_map_get(&f->n->topics, "late", 4);
+    assert_non_null(topic);
+    assert_true(topic->order.known);
+    assert_string_equal(topic->order.last, before.id);
+    stored_t after;
+    publish(f, "late", &after);
+    assert_int_equal(deliver_stored(f, "late", &before), 0); /* before the answer: not sent */
+    assert_int_equal(deliver_stored(f, "late", &after), 0);
+    assert_int_equal(command(f, HS_NODE_BATCH_END, NULL, NULL), 0);
+    assert_int_equal(f->fakes[0].count, 2);
+    assert_string_equal(f->fakes[0].log[1], after.id);
+}
+
 /* ---- detach during a pending store write ------------------------------------------------ */
 
 static void client_says(client_t *c, const char *text)
@@ -509,6 +695,7 @@ static void test_kick(void **state)
     client_t *other = open_fake(f, 1, &fake_ops);
     assert_int_equal(hs_notifier__subscribe(f->n, c, "k"), 0);
     assert_int_equal(hs_notifier__subscribe(f->n, other, "k"), 0);
+    wait_known(f, "k");
     char id[HS_ULID_LEN + 1];
     memcpy(id, c->id, sizeof(id));
     int status = 1;
@@ -545,6 +732,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_run_order_across_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_and_hold_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_links_prev, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live_gap_filled_from_the_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live_gap_too_long_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live_subscribe_waits_for_the_baseline, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_detach_during_pending_store_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kick, setup, teardown),
     };

@@ -17,6 +17,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/log.h"
 
 typedef enum topic_stmt {
     T_COUNT,
@@ -70,8 +71,10 @@ static const char *const sql[TOPIC_STMT_COUNT] = {
 
 static int run(hs_md_topic_conn_t *c, topic_stmt_t id, const md_param_t *params, unsigned count)
 {
-    if (md_stmt_run(c->db, &c->stmts[id], sql[id], params, count, false, c->err))
+    if (md_stmt_run(c->db, &c->stmts[id], sql[id], params, count, false, c->err)) {
+        hs_log_error("store: a topic query failed: %s", c->err->message);
         return hs_mariadb_status(c->err);
+    }
     return 0;
 }
 

@@ -328,12 +328,21 @@ static void purge_if_due(worker_t *w)
 static void prune_if_due(worker_t *w)
 {
     engine_t *e = w->engine;
+    if (e->pruner == NULL)
+        return;
+    uv_mutex_lock(&e->lock);
+    bool busy = w->queue.head != NULL; /* writes first, for a while */
+    uv_mutex_unlock(&e->lock);
     hs_store_op_t *op = hs_store_op_new(HS_OP_PRUNE, NULL);
-    if (e->pruner == NULL || !hs_store_pruner_next(e->pruner, uv_hrtime(), op)) {
+    if (!hs_store_pruner_next(e->pruner, uv_hrtime(), busy, op)) {
         op_free(op);
         return;
     }
+    if (e->backend->set_durable)
+        e->backend->set_durable(w->conn, false);
     run_batch(w, op);
+    if (e->backend->set_durable)
+        e->backend->set_durable(w->conn, true);
     hs_store_pruner_done(e->pruner, op, uv_hrtime());
     if (op->status == 0 && op->out.count > 0)
         complete(e, op);

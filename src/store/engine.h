@@ -207,6 +207,12 @@ typedef struct hs_store_backend {
     int (*sequence_get)(void *conn, const char *topic, char last[HS_ULID_LEN + 1]);
     int (*sequence_create)(void *conn, const char *topic);
     int (*sequence_set)(void *conn, const char *topic, const char *id);
+    /* Optional (NULL: every commit is durable): durable false makes the
+     * next transactions' commits skip their sync until it is true again -
+     * used for the pruner's steps, whose loss in a crash is harmless (the
+     * rows are pruned again) and whose WAL frames the next durable commit
+     * syncs anyway. Between transactions only. */
+    void (*set_durable)(void *conn, bool durable);
     /* Returns the op's status: 0, HS_EEXIST, HS_ENOTFOUND, HS_EIO,
      * HS_EUNAVAIL (the server cannot be reached) or HS_EAGAIN (the database
      * aborted the whole transaction, e.g. a deadlock: the engine rolls back

@@ -42,9 +42,9 @@ uint64_t hs_store_pruner_due_ns(const hs_store_pruner_t *p)
     return p->due_ns;
 }
 
-bool hs_store_pruner_next(hs_store_pruner_t *p, uint64_t now_ns, hs_store_op_t *op)
+bool hs_store_pruner_next(hs_store_pruner_t *p, uint64_t now_ns, bool busy, hs_store_op_t *op)
 {
-    if (now_ns < p->due_ns)
+    if (now_ns < p->due_ns || (busy && now_ns < p->due_ns + HS_PRUNE_MAX_DEFER_MS * MS_NS))
         return false;
     op->in.prune.cursor = hs_strdup(p->cursor);
     op->in.prune.now_ms = hs_now_ms();

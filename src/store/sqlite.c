@@ -623,6 +623,15 @@ static int sq_sequence_set(void *c, const char *topic, const char *id)
                      "UPDATE topic_sequences SET last_id = ?2 WHERE topic = ?1", topic, id);
 }
 
+/* synchronous NORMAL in WAL mode: the commit appends to the WAL without
+ * a sync; the next FULL commit's sync covers those frames too. */
+static void sq_set_durable(void *c, bool durable)
+{
+    conn_t *conn = c;
+    sqlite3_exec(conn->db, durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                 NULL, NULL, NULL);
+}
+
 static int sq_read(void *c, hs_store_op_t *op)
 {
     conn_t *conn = c;
@@ -660,6 +669,7 @@ static const hs_store_backend_t sqlite_backend = {
     .sequence_get = sq_sequence_get,
     .sequence_create = sq_sequence_create,
     .sequence_set = sq_sequence_set,
+    .set_durable = sq_set_durable,
     .write = sq_write,
     .read = sq_read,
     .error = sq_error,

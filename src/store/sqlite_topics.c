@@ -298,8 +298,9 @@ static int prune_topic(sqlite3 *db, hs_sqlite_topic_stmts_t *s, const walked_t *
     return step_done(st);
 }
 
-/* Gives free pages back once there are many (after a large prune); a few
- * are kept for the next inserts to reuse. */
+/* Gives free pages back once there are many (after a large prune), 1024 a
+ * step (4 MiB: the file shrinks by about that much per second once the
+ * backlog is gone); a few are kept for the next inserts to reuse. */
 static int give_back_pages(sqlite3 *db, hs_sqlite_topic_stmts_t *s)
 {
     sqlite3_stmt *st = stmt(db, &s->freelist, "PRAGMA freelist_count");
@@ -361,7 +362,9 @@ static int prune(sqlite3 *db, hs_sqlite_topic_stmts_t *s, hs_store_op_t *op)
             break; /* this topic may have more: the next step starts at it */
         resume_after = topics[i].topic;
     }
-    if (status == 0 && op->out.count > 0)
+    /* Not while a backlog is pruned (full steps): moving pages costs more
+     * than deleting rows, and the freed pages are reused meanwhile. */
+    if (status == 0 && budget > 0)
         status = give_back_pages(db, s);
     if (budget > 0 && n < max_topics)
         op->out.cursor = NULL; /* every topic was looked at: the sweep is over */

@@ -20,7 +20,7 @@
 
 #include "store/engine.h"
 
-#define HS_PRUNE_BATCH       1000
+#define HS_PRUNE_BATCH       300
 #define HS_PRUNE_TOPICS      500
 #define HS_PRUNE_PAUSE_MS    10
 #define HS_PRUNE_INTERVAL_MS 1000

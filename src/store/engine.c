@@ -101,23 +101,6 @@ void hs_store_op_add_subscription(hs_store_op_t *op, const char *connection_id, 
     sub->created_ms = created_ms;
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s ? hs_strdup(s) : NULL;
-}
-
-void hs_store_op_add_topic(hs_store_op_t *op, size_t cap, const hs_topic_info_t *info)
-{
-    if (op->out.topics == NULL)
-        op->out.topics = hs_calloc(cap ? cap : 1, sizeof(hs_topic_info_t));
-    hs_topic_info_t *t = &op->out.topics[op->out.count++];
-    *t = *info;
-    t->topic = hs_strdup(info->topic);
-    t->first_id = dup_or_null(info->first_id);
-    t->last_id = dup_or_null(info->last_id);
-    t->pruned_id = dup_or_null(info->pruned_id);
-}
-
 /* Forgets what a write filled in, before its batch runs again. */
 static void op_reset_outputs(hs_store_op_t *op)
 {
@@ -141,16 +124,7 @@ static void op_reset_outputs(hs_store_op_t *op)
     hs_free(row->user);
     hs_free(row->last_ack);
     hs_free(row->address);
-    for (size_t i = 0; op->out.topics && i < op->out.count; i++) {
-        hs_topic_info_t *t = &op->out.topics[i];
-        hs_free((char *)t->topic);
-        hs_free((char *)t->first_id);
-        hs_free((char *)t->last_id);
-        hs_free((char *)t->pruned_id);
-    }
-    hs_free(op->out.topics);
-    hs_free(op->out.pruned_id);
-    hs_free(op->out.cursor);
+    hs_store_topics_reset_outputs(op);
     memset(&op->out, 0, sizeof(op->out));
 }
 
@@ -481,24 +455,13 @@ static void run_callback(hs_store_op_t *op)
             op->status = HS_ENOTFOUND;
         op->cb.message(op->status, op->status == 0 ? &op->out.msgs[0] : NULL, op->data);
         break;
-    case HS_OP_LIST_MESSAGES: {
-        size_t count = op->status == 0 ? op->out.count : 0;
-        if (!op->in.list.want_pruned) {
-            op->cb.messages(op->status, op->out.msgs, count, op->data);
-            break;
-        }
-        /* Pruned: the walk passed the horizon (see hs_store_history_cb). */
-        const hs_history_query_t *q = &op->in.list.query;
-        const char *horizon = op->out.pruned_id;
-        bool pruned = false;
-        if (op->status == 0 && horizon && q->forward)
-            pruned = !q->has_cursor || strcmp(op->in.list.cursor, horizon) < 0;
-        else if (op->status == 0 && horizon)
-            pruned =
-                count < q->limit && (!q->has_cursor || strcmp(horizon, op->in.list.cursor) < 0);
-        op->cb.history(op->status, op->out.msgs, count, pruned, op->data);
+    case HS_OP_LIST_MESSAGES:
+        if (op->in.list.want_pruned)
+            hs_store_topics_callback(op); /* read_history */
+        else
+            op->cb.messages(op->status, op->out.msgs, op->status == 0 ? op->out.count : 0,
+                            op->data);
         break;
-    }
     case HS_OP_PRUNE:
         hs_metrics_singleton.messages_pruned += op->out.count;
         break;
@@ -614,6 +577,11 @@ hs_store_op_t *hs_store_op_new(hs_store_op_kind_t kind, void *data)
     return op;
 }
 
+static char *dup_or_null(const char *s)
+{
+    return s ? hs_strdup(s) : NULL;
+}
+
 /* Copies a message's fields into op (PUT_MESSAGE, PUT_MESSAGE_ONCE). */
 static void copy_message(hs_store_op_t *op, const hs_message_t *msg)
 {
@@ -677,20 +645,6 @@ void hs_store_list_messages(hs_store_t *s, const hs_history_query_t *query, hs_s
     op->in.list.query = *query;
     op->in.list.topic = hs_strdup(query->topic);
     op->in.list.query.topic = NULL;
-    if (query->has_cursor)
-        hs_ulid_format(&query->cursor, op->in.list.cursor);
-    hs_store_submit(s, op, false);
-}
-
-void hs_store_read_history(hs_store_t *s, const hs_history_query_t *query, hs_store_history_cb cb,
-                           void *data)
-{
-    hs_store_op_t *op = hs_store_op_new(HS_OP_LIST_MESSAGES, data);
-    op->cb.history = cb;
-    op->in.list.query = *query;
-    op->in.list.topic = hs_strdup(query->topic);
-    op->in.list.query.topic = NULL;
-    op->in.list.want_pruned = true;
     if (query->has_cursor)
         hs_ulid_format(&query->cursor, op->in.list.cursor);
     hs_store_submit(s, op, false);

@@ -249,8 +249,11 @@ void hs_store_op_add_topic(hs_store_op_t *op, size_t cap, const hs_topic_info_t 
  * operation does. */
 hs_store_op_t *hs_store_op_new(hs_store_op_kind_t kind, void *data);
 void hs_store_submit(hs_store_t *store, hs_store_op_t *op, bool write);
-/* topics.c: frees the inputs of the topic kinds; runs their callbacks. */
+/* topics.c: frees the inputs of the topic kinds and the outputs only they
+ * fill; runs their callbacks (and read_history's: LIST_MESSAGES with
+ * want_pruned). */
 void hs_store_topics_op_free(hs_store_op_t *op);
+void hs_store_topics_reset_outputs(hs_store_op_t *op);
 void hs_store_topics_callback(hs_store_op_t *op);
 /* The inclusive id bounds of retention (retention.c): the highest id a
  * message older than cutoff_ms can have. */

@@ -506,10 +506,15 @@ static int serve(app_t *app)
     if (setup_security(app) != 0 || load_tls(app) != 0 || parse_flush_threads(app) != 0)
         return 1;
     if (app->roles & (ROLE_PUBLISHER | ROLE_NOTIFIER)) {
+        /* Every process with the publisher role prunes (docs/scaling.md,
+         * "Retention"): in the scale-out mode several, with harmless
+         * overlap. */
         hs_store_options_t store_options = {.batch_max = (unsigned)app->cfg.batch_max,
                                             .connect_wait_ms = app->cfg.db_wait_ms,
-                                            .idempotency_window_ms =
-                                                app->cfg.idempotency_window_ms};
+                                            .idempotency_window_ms = app->cfg.idempotency_window_ms,
+                                            .prune = (app->roles & ROLE_PUBLISHER) != 0,
+                                            .retention_age_ms = app->cfg.retention_age_ms,
+                                            .retention_count = app->cfg.retention_count};
         rc = hs_store_open(app->loop, app->cfg.db, &store_options, &app->store, err, sizeof(err));
         if (rc != 0) {
             hs_log_error("houston: %s", err[0] ? err : hs_strerror(rc));

@@ -20,6 +20,10 @@
 //   500 ms) when the server supports resume;
 // - delivers each message at most once: ids are ULIDs, ordered as strings,
 //   and a message whose id is <= the last delivered of its topic is dropped.
+//
+// The topic calls of the HTTP API (topic, topics, setTopic) go to
+// options.apiUrl (the API port) with options.apiKey: for backends and
+// operators' tools, since the API key must not reach a browser.
 
 export const BACKOFF_BASE_MS = 250;
 export const BACKOFF_CAP_MS = 30000;
@@ -80,12 +84,20 @@ export class Houston {
    * @param {number} [options.backoffBase=250] @param {number} [options.backoffCap=30000]
    * @param {number} [options.ackInterval=500]
    * @param {"auto"|boolean} [options.acks="auto"]  auto: when the server resumes
+   * @param {string} [options.apiUrl]  http(s):// base of the HTTP API (topic calls)
+   * @param {string} [options.apiKey]  sent as Authorization: Bearer to the API
    * Test seams: options.WebSocket, options.random, options.setTimeout,
-   * options.clearTimeout.
+   * options.clearTimeout, options.fetch.
+   * url is required unless apiUrl is given and autoConnect is false (an
+   * API-only client).
    */
   constructor(options = {}) {
-    if (!options.url) throw new TypeError("Houston: options.url is required");
-    this.url = options.url;
+    if (!options.url && !(options.apiUrl && options.autoConnect === false))
+      throw new TypeError("Houston: options.url is required");
+    this.url = options.url ?? null;
+    this.apiUrl = options.apiUrl ? options.apiUrl.replace(/\/+$/, "") : null;
+    this.apiKey = options.apiKey ?? null;
+    this._fetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
     this.token = options.token ?? null;
     this.lastIdStore = options.lastIdStore ?? memoryLastIdStore();
     this.backoffBase = options.backoffBase ?? BACKOFF_BASE_MS;
@@ -153,6 +165,7 @@ export class Houston {
 
   /** Opens the connection (done by the constructor unless autoConnect is false). */
   connect() {
+    if (!this.url) throw new TypeError("Houston: options.url is required to connect");
     if (this._ws || this.state === "connecting") return;
     this._closedByUser = false;
     this._open();
@@ -365,6 +378,63 @@ export class Houston {
   _finish() {
     this._cancelRetry();
     this._setState("closed");
+  }
+
+  // ---- the topic calls of the HTTP API (docs/api.md, "Topics") ----------------
+
+  /** GET /api/v1/topics/{name}: {topic, messages, firstID, lastID,
+   *  subscribers, retentionAge, retentionCount, overrides, prunedID}.
+   *  Rejects with an Error carrying status and code (404 not_found when the
+   *  topic has no messages, subscribers or settings). */
+  topic(name) {
+    return this._api("GET", `/api/v1/topics/${encodeURIComponent(name)}`);
+  }
+
+  /** GET /api/v1/topics: one page, {topics: [...], next}; pass next as
+   *  after for the following page (null at the end). */
+  topics({ prefix, after, limit } = {}) {
+    const q = new URLSearchParams();
+    if (prefix) q.set("prefix", prefix);
+    if (after) q.set("after", after);
+    if (limit !== undefined) q.set("limit", String(limit));
+    const query = q.toString();
+    return this._api("GET", `/api/v1/topics${query ? `?${query}` : ""}`);
+  }
+
+  /** PUT /api/v1/topics/{name} with {retentionAge, retentionCount} (either;
+   *  null: back to the server's default); resolves with the topic. */
+  setTopic(name, settings) {
+    return this._api("PUT", `/api/v1/topics/${encodeURIComponent(name)}`, settings);
+  }
+
+  async _api(method, urlPath, body) {
+    if (!this.apiUrl) throw new TypeError("Houston: options.apiUrl is required for API calls");
+    if (typeof this._fetch !== "function") throw new Error("Houston: no fetch (pass options.fetch)");
+    const headers = {};
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (this.apiKey) headers.Authorization = `Bearer ${this.apiKey}`;
+    const res = await this._fetch(this.apiUrl + urlPath, {
+      method,
+      headers,
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
+    const text = await res.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    if (!res.ok) {
+      const err = new Error(
+        `houston: ${method} ${urlPath}: ${res.status} ${data?.error?.message ?? text.slice(0, 200)}`,
+      );
+      err.status = res.status;
+      err.code = data?.error?.code ?? null;
+      err.body = data;
+      throw err;
+    }
+    return data;
   }
 
   _scheduleReconnect() {

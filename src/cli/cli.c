@@ -20,6 +20,10 @@ static int run_history(const void *opt)
 {
     return hs_cli_cmd_history(opt);
 }
+static int run_topics(const void *opt)
+{
+    return hs_cli_cmd_topics(opt);
+}
 static int run_status(const void *opt)
 {
     return hs_cli_cmd_status(opt);
@@ -54,6 +58,10 @@ static const hs_cli_command_t commands[] = {
      "print a topic's stored messages, oldest first, one JSON line each: all of them, those "
      "after or before ID, or (--limit N) the first N after ID or the last N before ID or the end",
      HS_CLI_OPT_LIMIT | HS_CLI_OPT_BEFORE | HS_CLI_OPT_AFTER, 1, 1, run_history},
+    {"topics", "[PREFIX]",
+     "print every topic (named PREFIX*, when given) in name order, one JSON line each: its "
+     "message count, first and last id, subscribers and retention (GET /api/v1/topics)",
+     0, 0, 1, run_topics},
     {"status", "", "readiness and key metrics of a running server; exit status 1 when not ready", 0,
      0, 0, run_status},
     {"help", "", "this text", 0, 0, 0, NULL},

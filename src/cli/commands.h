@@ -14,6 +14,8 @@ int hs_cli_cmd_pub(const hs_cli_options_t *opt);
 int hs_cli_cmd_sub(const hs_cli_options_t *opt);
 /* houston history TOPIC [--limit N] [--before ID | --after ID] */
 int hs_cli_cmd_history(const hs_cli_options_t *opt);
+/* houston topics [PREFIX] */
+int hs_cli_cmd_topics(const hs_cli_options_t *opt);
 /* houston status */
 int hs_cli_cmd_status(const hs_cli_options_t *opt);
 

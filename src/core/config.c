@@ -177,6 +177,15 @@ static const setting_t settings[] = {
      offsetof(hs_config_t, idempotency_window_ms), "24h", SEC, 30 * 24 * 3600 * SEC, "DURATION",
      "a publish repeated with the same Idempotency-Key within this answers the original message",
      .url_secret = false},
+    {"retention-age", "HOUSTON_RETENTION_AGE", T_DURATION, offsetof(hs_config_t, retention_age_ms),
+     "0", 0, HS_RETENTION_AGE_MAX_MS, "DURATION",
+     "messages older than this are pruned from the history, per topic unless the topic sets its "
+     "own (0: kept forever)",
+     .url_secret = false},
+    {"retention-count", "HOUSTON_RETENTION_COUNT", T_UINT, offsetof(hs_config_t, retention_count),
+     "0", 0, HS_RETENTION_COUNT_MAX, "N",
+     "each topic keeps its newest N messages, unless the topic sets its own (0: no limit)",
+     .url_secret = false},
     {"api-key", "HOUSTON_API_KEY", T_STRING, offsetof(hs_config_t, api_key), "", 0, 0, "KEY",
      "API key backends must send (Authorization: Bearer or X-API-Key); repeat the flag or "
      "separate keys with commas",
@@ -309,6 +318,8 @@ static int parse_value(const setting_t *s, const char *text, uint64_t *out)
             scale = 60 * SEC;
         else if (strcmp(unit, "h") == 0)
             scale = 3600 * SEC;
+        else if (strcmp(unit, "d") == 0)
+            scale = 24 * 3600 * SEC;
         else
             return HS_EINVAL;
         break;
@@ -323,13 +334,33 @@ static int parse_value(const setting_t *s, const char *text, uint64_t *out)
     return mul_checked(v, scale, out);
 }
 
+int hs_config_parse_duration(const char *text, uint64_t *ms)
+{
+    static const setting_t duration = {.type = T_DURATION};
+    return parse_value(&duration, text, ms);
+}
+
+void hs_config_format_duration(uint64_t ms, char *out, size_t len)
+{
+    static const struct {
+        uint64_t ms;
+        const char *unit;
+    } units[] = {{24 * 3600 * SEC, "d"}, {3600 * SEC, "h"}, {60 * SEC, "m"}, {SEC, "s"}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (ms != 0 && ms % units[i].ms == 0) {
+            snprintf(out, len, "%llu%s", (unsigned long long)(ms / units[i].ms), units[i].unit);
+            return;
+        }
+    snprintf(out, len, ms ? "%llums" : "0", (unsigned long long)ms);
+}
+
 static const char *type_noun(setting_type_t type)
 {
     switch (type) {
     case T_SIZE:
         return "a size (e.g. 64k, 1m)";
     case T_DURATION:
-        return "a duration (e.g. 500ms, 30s, 5m)";
+        return "a duration (e.g. 500ms, 30s, 5m, 7d)";
     case T_UINT:
         return "a whole number";
     case T_BOOL:

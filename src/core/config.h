@@ -10,7 +10,7 @@
  * setting (--api-key) given several times on the command line keeps every
  * value, joined with commas.
  * Sizes accept a suffix k/K, m/M, g/G (KiB, MiB, GiB); durations accept
- * ms, s, m, h (a bare number is seconds).
+ * ms, s, m, h, d (a bare number is seconds).
  */
 #ifndef HS_CORE_CONFIG_H
 #define HS_CORE_CONFIG_H
@@ -66,6 +66,8 @@ typedef struct hs_config {
     uint64_t live_hold_max;         /* --live-hold-max  HOUSTON_LIVE_HOLD_MAX  1000 per topic */
     uint64_t live_hold_bytes;       /* --live-hold-bytes HOUSTON_LIVE_HOLD_BYTES 16 MiB */
     uint64_t idempotency_window_ms; /* --idempotency-window HOUSTON_IDEMPOTENCY_WINDOW 24 h */
+    uint64_t retention_age_ms;      /* --retention-age   HOUSTON_RETENTION_AGE   0 = forever */
+    uint64_t retention_count;       /* --retention-count HOUSTON_RETENTION_COUNT 0 = unlimited */
     char *redis;        /* --redis           HOUSTON_REDIS          "" (in-process bus) */
     char *metrics_addr; /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */
     char *log_format;   /* --log-format      HOUSTON_LOG_FORMAT     "text" or "json" */
@@ -94,6 +96,16 @@ typedef struct hs_config {
     unsigned char sources[HS_CONFIG_MAX_SETTINGS];
     /* hs_config_source_t per setting */ /* --batch-max      HOUSTON_BATCH_MAX      512 */
 } hs_config_t;
+
+/* The bounds of a retention setting, the flags' and a topic's own (API). */
+#define HS_RETENTION_AGE_MAX_MS (100ull * 365 * 24 * 3600 * 1000)
+#define HS_RETENTION_COUNT_MAX  1000000000ull
+
+/* Parses a duration as the settings do ("500ms", "30s", "5m", "12h", "7d";
+ * a bare number is seconds) into milliseconds. 0 or HS_EINVAL. */
+int hs_config_parse_duration(const char *text, uint64_t *ms);
+/* Formats ms in the largest unit that divides it ("7d", "90m", "1500ms", "0"). */
+void hs_config_format_duration(uint64_t ms, char *out, size_t len);
 
 /* Fills every field with its default. */
 void hs_config_defaults(hs_config_t *cfg);

@@ -79,6 +79,10 @@ const hs_metric_def_t hs_metric_defs[] = {
     {"houston_idempotent_repeats_total", "counter",
      "Publishes repeated with a known Idempotency-Key, answered with the original.",
      COUNTER(idempotent_repeats), NULL},
+    {"houston_messages_pruned_total", "counter",
+     "Messages removed from the history by retention (--retention-age, --retention-count, a "
+     "topic's own).",
+     COUNTER(messages_pruned), NULL},
     {"houston_deliveries_total", "counter", "Message frames queued to subscribers.",
      COUNTER(deliveries), "deliveries"},
     {"houston_notifications_total", "counter", "Notification frames queued to connections.",

@@ -30,6 +30,7 @@ typedef struct hs_histogram {
 typedef struct hs_metrics {
     uint64_t messages_published;
     uint64_t idempotent_repeats;   /* publishes answered with an earlier message (200) */
+    uint64_t messages_pruned;      /* removed from the history by retention */
     uint64_t deliveries;           /* message frames queued to subscribers */
     uint64_t notifications;        /* notification frames queued */
     uint64_t bytes_sent;           /* bytes written to sockets, both ports */

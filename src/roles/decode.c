@@ -1,5 +1,7 @@
 #include "roles/decode.h"
 
+#include "core/config.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -216,6 +218,77 @@ int hs_decode_history(const char *topic, const char *last_id, const char *limit,
         else
             return fail(err, 400, "invalid_field",
                         "query parameter 'forward' must be true or false");
+    }
+    return 0;
+}
+
+int hs_decode_topic_settings(json_t *obj, hs_topic_settings_t *out, hs_api_error_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value)
+    {
+        if (strcmp(key, "retentionAge") != 0 && strcmp(key, "retentionCount") != 0)
+            return fail(err, 400, "invalid_field",
+                        "field '%.64s' is not a topic setting (retentionAge, retentionCount)", key);
+    }
+    json_t *age = json_object_get(obj, "retentionAge");
+    json_t *count = json_object_get(obj, "retentionCount");
+    if (age == NULL && count == NULL)
+        return fail(err, 400, "missing_field",
+                    "field 'retentionAge' or 'retentionCount' is required");
+    if (age && json_is_null(age)) {
+        out->age = HS_TOPIC_DEFAULT;
+    } else if (age) {
+        if (!json_is_string(age) ||
+            hs_config_parse_duration(json_string_value(age), &out->age_ms) != 0 ||
+            out->age_ms > HS_RETENTION_AGE_MAX_MS)
+            return fail(err, 400, "invalid_field",
+                        "field 'retentionAge' must be a duration such as \"90s\", \"12h\" or "
+                        "\"7d\" (\"0\": kept forever; at most 36500d), or null (the default)");
+        out->age = HS_TOPIC_SET;
+    }
+    if (count && json_is_null(count)) {
+        out->count = HS_TOPIC_DEFAULT;
+    } else if (count) {
+        if (!json_is_integer(count) || json_integer_value(count) < 0 ||
+            (uint64_t)json_integer_value(count) > HS_RETENTION_COUNT_MAX)
+            return fail(err, 400, "invalid_field",
+                        "field 'retentionCount' must be an integer from 0 (unlimited) to %llu, "
+                        "or null (the default)",
+                        (unsigned long long)HS_RETENTION_COUNT_MAX);
+        out->count = HS_TOPIC_SET;
+        out->count_value = (uint64_t)json_integer_value(count);
+    }
+    return 0;
+}
+
+int hs_decode_topics_query(const char *prefix, const char *after, const char *limit,
+                           hs_topics_query_t *out, hs_api_error_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (prefix && prefix[0] != '\0' && !hs_topic_valid(prefix, strlen(prefix)))
+        return fail(err, 400, "invalid_field",
+                    "query parameter 'prefix' must be up to 128 characters of A-Z a-z 0-9 . _ : "
+                    "-");
+    if (after && after[0] != '\0' && !hs_topic_valid(after, strlen(after)))
+        return fail(err, 400, "invalid_field",
+                    "query parameter 'after' must be a topic (1-128 characters of A-Z a-z 0-9 . "
+                    "_ : -)");
+    out->prefix = prefix && prefix[0] ? prefix : NULL;
+    out->after = after && after[0] ? after : NULL;
+    out->limit = HS_HISTORY_LIMIT_DEFAULT;
+    if (limit != NULL) {
+        char *end;
+        errno = 0;
+        long value = strtol(limit, &end, 10);
+        if (limit[0] == '\0' || *end != '\0' || errno != 0 || value < 1 ||
+            value > HS_HISTORY_LIMIT_MAX)
+            return fail(err, 400, "invalid_field",
+                        "query parameter 'limit' must be an integer from 1 to %d",
+                        HS_HISTORY_LIMIT_MAX);
+        out->limit = (unsigned)value;
     }
     return 0;
 }

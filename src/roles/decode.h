@@ -73,6 +73,21 @@ int hs_decode_notification(json_t *obj, size_t max_payload, hs_notification_inpu
 int hs_decode_history(const char *topic, const char *last_id, const char *limit,
                       const char *forward, hs_history_query_t *out, hs_api_error_t *err);
 
+/* PUT /api/v1/topics/{topic}: {"retentionAge": "24h" | null,
+ * "retentionCount": 1000 | null}, either or both (null: back to the
+ * default); any other field is refused. */
+int hs_decode_topic_settings(json_t *obj, hs_topic_settings_t *out, hs_api_error_t *err);
+
+/* GET /api/v1/topics query values (each NULL when absent; prefix and after
+ * point into them). */
+typedef struct hs_topics_query {
+    const char *prefix; /* NULL: every topic */
+    const char *after;  /* NULL: from the first */
+    unsigned limit;
+} hs_topics_query_t;
+int hs_decode_topics_query(const char *prefix, const char *after, const char *limit,
+                           hs_topics_query_t *out, hs_api_error_t *err);
+
 /* A ULID from a field named name (for error messages); canonical into out. */
 int hs_decode_ulid(const char *value, const char *name, char out[HS_ULID_LEN + 1],
                    hs_api_error_t *err);

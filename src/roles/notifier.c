@@ -240,7 +240,7 @@ static void registered_cb(int status, void *data)
         return;
     }
     if (client && same)
-        hs_notifier__send_connected(reg->ref.notifier, client, reg->asked, false, 0, NULL);
+        hs_notifier__send_connected(reg->ref.notifier, client, reg->asked, false, 0, NULL, false);
     hs_free(reg);
 }
 

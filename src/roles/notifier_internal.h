@@ -284,8 +284,9 @@ void hs_notifier__client_drop_transport(client_t *c, uint16_t code, const char *
 void hs_notifier__client_error(client_t *c, const char *code, const char *message);
 void hs_notifier__client_send_json(client_t *c, const char *event, json_t *json);
 void hs_notifier__client_topic_reply(client_t *c, const char *type, const char *topic);
+/* pruned: the replay reached into history retention removed ("pruned":true). */
 void hs_notifier__send_connected(hs_notifier_t *n, client_t *client, bool asked, bool resumed,
-                                 size_t replayed, const char *next);
+                                 size_t replayed, const char *next, bool pruned);
 
 /* ---- notifier_replay.c: replay and held messages --------------------------- */
 

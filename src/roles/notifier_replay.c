@@ -94,6 +94,7 @@ typedef struct replay {
     size_t max_bytes; /* bytes of content read of each topic at most */
     size_t pending;   /* queries still running */
     bool failed;
+    bool pruned;                 /* a topic's replay reached into history retention removed */
     char bound[HS_ULID_LEN + 1]; /* "" or the lowest last id of a topic that had more */
     held_t **items;              /* sorted by id once every query is back */
     size_t count, cap;
@@ -255,7 +256,7 @@ static void finish_replay(replay_t *r)
         r->sent++;
     bool truncated = r->sent < r->count || r->bound[0] != '\0';
     const char *next = truncated ? (r->sent ? r->items[r->sent - 1]->id : r->after) : NULL;
-    hs_notifier__send_connected(n, client, true, true, r->sent, next);
+    hs_notifier__send_connected(n, client, true, true, r->sent, next, r->pruned);
     if (r->failed)
         hs_notifier__client_error(client, "internal",
                                   "the replay failed; page the history from lastID");
@@ -265,9 +266,11 @@ static void finish_replay(replay_t *r)
     stream_replay(n, client);
 }
 
-static void replay_part_cb(int status, const hs_message_t *msgs, size_t count, void *data)
+static void replay_part_cb(int status, const hs_message_t *msgs, size_t count, bool pruned,
+                           void *data)
 {
     replay_t *r = data;
+    r->pruned |= pruned;
     if (status != 0) {
         hs_log_error("notifier: conn %s: a replay query failed: %s", r->ref.id,
                      hs_strerror(status));
@@ -333,7 +336,7 @@ void hs_notifier__start_resume(hs_notifier_t *n, client_t *client, const resume_
     if (after == NULL || client->sub_count == 0 ||
         hs_ulid_parse(after, strlen(after), &cursor) != 0) {
         /* Nothing to replay; what arrived since the attach is sent. */
-        hs_notifier__send_connected(n, client, true, true, 0, NULL);
+        hs_notifier__send_connected(n, client, true, true, 0, NULL, false);
         client->stream = r;
         stream_replay(n, client);
         return;
@@ -354,6 +357,6 @@ void hs_notifier__start_resume(hs_notifier_t *n, client_t *client, const resume_
                                 .forward = true,
                                 .limit = r->limit,
                                 .max_bytes = r->max_bytes};
-        hs_store_list_messages(n->store, &q, replay_part_cb, r);
+        hs_store_read_history(n->store, &q, replay_part_cb, r);
     }
 }

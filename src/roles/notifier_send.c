@@ -86,7 +86,7 @@ void hs_notifier__client_drop_transport(client_t *c, uint16_t code, const char *
 /* {"type":"connected",…} for a WebSocket, the data of "event: connected"
  * for SSE. resumed is sent when asked (always on SSE). */
 void hs_notifier__send_connected(hs_notifier_t *n, client_t *client, bool asked, bool resumed,
-                                 size_t replayed, const char *next)
+                                 size_t replayed, const char *next, bool pruned)
 {
     if (!hs_notifier__client_attached(client))
         return;
@@ -105,6 +105,8 @@ void hs_notifier__send_connected(hs_notifier_t *n, client_t *client, bool asked,
         json_object_set_new(obj, "resumed", json_boolean(resumed));
     if (resumed)
         json_object_set_new(obj, "replayed", json_integer((json_int_t)replayed));
+    if (pruned)
+        json_object_set_new(obj, "pruned", json_true());
     if (next) {
         json_object_set_new(obj, "truncated", json_true());
         json_object_set_new(obj, "next", json_string(next));

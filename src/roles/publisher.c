@@ -17,6 +17,7 @@
 #include "roles/idempotency.h"
 #include "roles/info.h"
 #include "roles/render.h"
+#include "roles/topics_api.h"
 
 struct hs_publisher {
     hs_store_t *store;
@@ -26,6 +27,7 @@ struct hs_publisher {
     hs_http_server_t *http;
     hs_health_t *health;
     hs_info_t *info;
+    hs_topics_api_t *topics;
     void (*shutdown_cb)(void *data);
     void *shutdown_data;
 };
@@ -298,7 +300,9 @@ static void get_message(hs_http_request_t *req, void *ctx)
 
 /* ---- GET /api/v1/messages ---------------------------------------------- */
 
-static void list_messages_cb(int status, const hs_message_t *msgs, size_t count, void *data)
+/* pruned: the page reached into history retention removed (store.h). */
+static void list_messages_cb(int status, const hs_message_t *msgs, size_t count, bool pruned,
+                             void *data)
 {
     call_t *call = data;
     if (status != 0) {
@@ -314,7 +318,10 @@ static void list_messages_cb(int status, const hs_message_t *msgs, size_t count,
     for (size_t i = 0; i < shown; i++)
         json_array_append_new(list, hs_render_message(&msgs[i]));
     json_t *next = count > limit ? json_string(msgs[shown - 1].id) : json_null();
-    hs_http_respond_json(call->req, 200, json_pack("{s:o, s:o}", "messages", list, "next", next));
+    json_t *page = json_pack("{s:o, s:o}", "messages", list, "next", next);
+    if (pruned)
+        json_object_set_new(page, "pruned", json_true());
+    hs_http_respond_json(call->req, 200, page);
     call_free(call);
 }
 
@@ -334,7 +341,7 @@ static void list_messages(hs_http_request_t *req, void *ctx)
     hs_history_query_t query = call->in.history;
     query.topic = call->topic_copy;
     query.limit = call->in.history.limit + 1;
-    hs_store_list_messages(p->store, &query, list_messages_cb, call);
+    hs_store_read_history(p->store, &query, list_messages_cb, call);
 }
 
 /* ---- POST /api/v1/subscribes ------------------------------------------- */
@@ -748,6 +755,7 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     hs_router_add(p->router, HTTP_GET, "/api/v1/connections/{id}", get_connection, p);
     hs_router_add(p->router, HTTP_DELETE, "/api/v1/connections/{id}", delete_connection, p);
     p->info = hs_info_add_route(p->router, cfg);
+    p->topics = hs_topics_api_new(p->router, store, cfg);
     p->health = hs_health_add_routes(p->router, store, bus);
     hs_health_add_metrics_route(p->health, p->router);
     hs_http_limits_t limits;
@@ -814,5 +822,6 @@ void hs_publisher_free(hs_publisher_t *p)
     hs_router_free(p->router);
     hs_health_free(p->health);
     hs_info_free(p->info);
+    hs_topics_api_free(p->topics);
     hs_free(p);
 }

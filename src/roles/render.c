@@ -1,5 +1,7 @@
 #include "roles/render.h"
 
+#include "core/config.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +101,24 @@ json_t *hs_render_subscription(const char *topic, const char *connection_id, uin
     hs_format_rfc3339_ms(created_ms, created);
     return json_pack("{s:s, s:s, s:s}", "topic", topic, "connectionID", connection_id, "createdAt",
                      created);
+}
+
+json_t *hs_render_topic(const hs_topic_info_t *t, uint64_t default_age_ms, uint64_t default_count)
+{
+    char age[32];
+    hs_config_format_duration(t->has_age ? t->age_ms : default_age_ms, age, sizeof(age));
+    json_t *overrides = json_array();
+    if (t->has_age)
+        json_array_append_new(overrides, json_string("retentionAge"));
+    if (t->has_count)
+        json_array_append_new(overrides, json_string("retentionCount"));
+    return json_pack("{s:s, s:I, s:o, s:o, s:I, s:s, s:I, s:o, s:o}", "topic", t->topic, "messages",
+                     (json_int_t)t->messages, "firstID",
+                     t->first_id ? json_string(t->first_id) : json_null(), "lastID",
+                     t->last_id ? json_string(t->last_id) : json_null(), "subscribers",
+                     (json_int_t)t->subscribers, "retentionAge", age, "retentionCount",
+                     (json_int_t)(t->has_count ? t->count : default_count), "overrides", overrides,
+                     "prunedID", t->pruned_id ? json_string(t->pruned_id) : json_null());
 }
 
 json_t *hs_render_connection(const hs_connection_info_t *info)

@@ -20,6 +20,12 @@ json_t *hs_render_message(const hs_message_t *msg);
 char *hs_render_message_text(const hs_message_t *msg, size_t *len);
 /* {"topic","connectionID","createdAt"} */
 json_t *hs_render_subscription(const char *topic, const char *connection_id, uint64_t created_ms);
+/* {"topic","messages","firstID","lastID","subscribers","retentionAge",
+ * "retentionCount","overrides","prunedID"}: retentionAge/Count are the
+ * topic's own where it has them (named in overrides), else the defaults
+ * given; "0" and 0 mean forever and unlimited. */
+json_t *hs_render_topic(const hs_topic_info_t *topic, uint64_t default_age_ms,
+                        uint64_t default_count);
 /* {"id","user","connectedAt","topics":[…],"node","lastAck"}; user is null
  * without a token, lastAck null before the first acknowledgement. */
 json_t *hs_render_connection(const hs_connection_info_t *info);

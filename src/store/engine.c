@@ -9,6 +9,8 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "store/retention.h"
 #include "store/sequence.h"
 
 #define READ_BATCH     16
@@ -47,6 +49,7 @@ struct hs_store {
     void *close_data;
     uint64_t idempotency_window_ms; /* 0: the writer purges no keys by itself */
     uint64_t next_purge_ns;         /* writer thread only (uv_hrtime) */
+    hs_store_pruner_t *pruner;      /* writer thread only; NULL: no retention here */
 };
 typedef struct hs_store engine_t;
 
@@ -121,6 +124,7 @@ static void op_reset_outputs(hs_store_op_t *op)
     hs_free(row->user);
     hs_free(row->last_ack);
     hs_free(row->address);
+    hs_store_topics_reset_outputs(op);
     memset(&op->out, 0, sizeof(op->out));
 }
 
@@ -176,6 +180,12 @@ static void op_free(hs_store_op_t *op)
         break;
     case HS_OP_REMOVE_NODE:
         hs_free(in->node.node);
+        break;
+    case HS_OP_GET_TOPIC:
+    case HS_OP_LIST_TOPICS:
+    case HS_OP_SET_TOPIC:
+    case HS_OP_PRUNE:
+        hs_store_topics_op_free(op);
         break;
     case HS_OP_PURGE_KEYS:
     case HS_OP_STOP:
@@ -293,20 +303,58 @@ static void purge_if_due(worker_t *w)
         hs_log_debug("store: %zu expired idempotency keys removed", op.out.count);
 }
 
-/* Waits for work; the writer wakes up for a due purge as well. Called and
- * returns with e->lock held; false when woken for a purge only. */
+/* Writer thread: one step of the pruner when one is due (retention.c: a
+ * small transaction of its own, between the batches of writes). The rows it
+ * removed are counted on the loop (houston_messages_pruned_total). */
+static void prune_if_due(worker_t *w)
+{
+    engine_t *e = w->engine;
+    if (e->pruner == NULL)
+        return;
+    uv_mutex_lock(&e->lock);
+    bool busy = w->queue.head != NULL; /* writes first, for a while */
+    uv_mutex_unlock(&e->lock);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_PRUNE, NULL);
+    if (!hs_store_pruner_next(e->pruner, uv_hrtime(), busy, op)) {
+        op_free(op);
+        return;
+    }
+    if (e->backend->set_durable)
+        e->backend->set_durable(w->conn, false);
+    run_batch(w, op);
+    if (e->backend->set_durable)
+        e->backend->set_durable(w->conn, true);
+    hs_store_pruner_done(e->pruner, op, uv_hrtime());
+    if (op->status == 0 && op->out.count > 0)
+        complete(e, op);
+    else
+        op_free(op);
+}
+
+/* When the writer has work of its own (a purge, a prune step), UINT64_MAX:
+ * none. */
+static uint64_t own_work_due_ns(engine_t *e)
+{
+    uint64_t due = e->idempotency_window_ms ? e->next_purge_ns : UINT64_MAX;
+    uint64_t prune = e->pruner ? hs_store_pruner_due_ns(e->pruner) : UINT64_MAX;
+    return prune < due ? prune : due;
+}
+
+/* Waits for work; the writer wakes up for its own due work as well. Called
+ * and returns with e->lock held; false when woken for that only. */
 static bool wait_for_work(worker_t *w)
 {
     engine_t *e = w->engine;
     while (w->queue.head == NULL) {
-        if (!w->is_writer || e->idempotency_window_ms == 0) {
+        uint64_t due = w->is_writer ? own_work_due_ns(e) : UINT64_MAX;
+        if (due == UINT64_MAX) {
             uv_cond_wait(&w->cond, &e->lock);
             continue;
         }
         uint64_t now = uv_hrtime();
-        if (now >= e->next_purge_ns)
+        if (now >= due)
             return false;
-        uv_cond_timedwait(&w->cond, &e->lock, e->next_purge_ns - now);
+        uv_cond_timedwait(&w->cond, &e->lock, due - now);
     }
     return true;
 }
@@ -317,8 +365,10 @@ static void worker_main(void *arg)
     engine_t *e = w->engine;
     unsigned max = w->is_writer ? e->batch_max : READ_BATCH;
     for (;;) {
-        if (w->is_writer)
+        if (w->is_writer) {
             purge_if_due(w);
+            prune_if_due(w);
+        }
         uv_mutex_lock(&e->lock);
         if (!wait_for_work(w)) {
             uv_mutex_unlock(&e->lock);
@@ -336,6 +386,8 @@ static void worker_main(void *arg)
             w->queue.tail = &w->queue.head;
         uv_mutex_unlock(&e->lock);
         if (stop) {
+            if (w->is_writer)
+                hs_store_pruner_free(e->pruner);
             e->backend->close(w->conn);
             w->conn = NULL;
             complete(e, batch);
@@ -414,7 +466,19 @@ static void run_callback(hs_store_op_t *op)
         op->cb.message(op->status, op->status == 0 ? &op->out.msgs[0] : NULL, op->data);
         break;
     case HS_OP_LIST_MESSAGES:
-        op->cb.messages(op->status, op->out.msgs, op->status == 0 ? op->out.count : 0, op->data);
+        if (op->in.list.want_pruned)
+            hs_store_topics_callback(op); /* read_history */
+        else
+            op->cb.messages(op->status, op->out.msgs, op->status == 0 ? op->out.count : 0,
+                            op->data);
+        break;
+    case HS_OP_PRUNE:
+        hs_metrics_singleton.messages_pruned += op->out.count;
+        break;
+    case HS_OP_GET_TOPIC:
+    case HS_OP_LIST_TOPICS:
+    case HS_OP_SET_TOPIC:
+        hs_store_topics_callback(op);
         break;
     case HS_OP_LIST_SUBSCRIPTIONS:
         op->cb.subscriptions(op->status, op->out.subs, op->status == 0 ? op->out.count : 0,
@@ -474,7 +538,7 @@ static void kick_soon_cb(uv_idle_t *idle)
     (void)idle; /* its being active is what counts */
 }
 
-static void submit(engine_t *e, hs_store_op_t *op, bool write)
+void hs_store_submit(engine_t *e, hs_store_op_t *op, bool write)
 {
     uv_mutex_lock(&e->lock);
     if (e->closing) {
@@ -515,7 +579,7 @@ static void kick_cb(uv_check_t *check)
     }
 }
 
-static hs_store_op_t *op_new(hs_store_op_kind_t kind, void *data)
+hs_store_op_t *hs_store_op_new(hs_store_op_kind_t kind, void *data)
 {
     hs_store_op_t *op = hs_calloc(1, sizeof(*op));
     op->kind = kind;
@@ -548,52 +612,52 @@ static void copy_message(hs_store_op_t *op, const hs_message_t *msg)
 void hs_store_put_message(hs_store_t *s, const hs_message_t *msg, hs_store_message_cb cb,
                           void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_PUT_MESSAGE, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_PUT_MESSAGE, data);
     op->cb.message = cb;
     copy_message(op, msg);
-    submit(s, op, true);
+    hs_store_submit(s, op, true);
 }
 
 void hs_store_put_message_once(hs_store_t *s, const hs_message_t *msg, const hs_idempotency_t *idem,
                                hs_store_message_cb cb, void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_PUT_MESSAGE_ONCE, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_PUT_MESSAGE_ONCE, data);
     op->cb.message = cb;
     copy_message(op, msg);
     op->in.put.key = hs_strdup(idem->key);
     snprintf(op->in.put.key_hash, sizeof(op->in.put.key_hash), "%s", idem->body_hash);
     op->in.put.not_before_ms = idem->not_before_ms;
-    submit(s, op, true);
+    hs_store_submit(s, op, true);
 }
 
 void hs_store_purge_idempotency_keys(hs_store_t *s, uint64_t before_ms, hs_store_count_cb cb,
                                      void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_PURGE_KEYS, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_PURGE_KEYS, data);
     op->cb.count = cb;
     op->in.purge.before_ms = before_ms;
-    submit(s, op, true);
+    hs_store_submit(s, op, true);
 }
 
 void hs_store_get_message(hs_store_t *s, const char *id, hs_store_message_cb cb, void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_GET_MESSAGE, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_GET_MESSAGE, data);
     op->cb.message = cb;
     op->in.message.id = hs_strdup(id);
-    submit(s, op, false);
+    hs_store_submit(s, op, false);
 }
 
 void hs_store_list_messages(hs_store_t *s, const hs_history_query_t *query, hs_store_messages_cb cb,
                             void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_LIST_MESSAGES, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_LIST_MESSAGES, data);
     op->cb.messages = cb;
     op->in.list.query = *query;
     op->in.list.topic = hs_strdup(query->topic);
     op->in.list.query.topic = NULL;
     if (query->has_cursor)
         hs_ulid_format(&query->cursor, op->in.list.cursor);
-    submit(s, op, false);
+    hs_store_submit(s, op, false);
 }
 
 /* ADD_, REMOVE_ and LIST_SUBSCRIPTIONS (REMOVE and LIST take NULLs). */
@@ -603,13 +667,13 @@ static void submit_subscription(hs_store_t *s, hs_store_op_t *op, const char *co
     op->in.subscription.connection_id = dup_or_null(conn);
     op->in.subscription.topic = dup_or_null(topic);
     op->in.subscription.now_ms = now_ms;
-    submit(s, op, write);
+    hs_store_submit(s, op, write);
 }
 
 void hs_store_add_subscription(hs_store_t *s, const char *conn, const char *topic, uint64_t now_ms,
                                hs_store_subscribe_cb cb, void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_ADD_SUBSCRIPTION, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_ADD_SUBSCRIPTION, data);
     op->cb.subscribe = cb;
     submit_subscription(s, op, conn, topic, now_ms, true);
 }
@@ -617,7 +681,7 @@ void hs_store_add_subscription(hs_store_t *s, const char *conn, const char *topi
 void hs_store_remove_subscription(hs_store_t *s, const char *conn, const char *topic,
                                   hs_store_count_cb cb, void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_REMOVE_SUBSCRIPTION, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_REMOVE_SUBSCRIPTION, data);
     op->cb.count = cb;
     submit_subscription(s, op, conn, topic, 0, true);
 }
@@ -625,7 +689,7 @@ void hs_store_remove_subscription(hs_store_t *s, const char *conn, const char *t
 void hs_store_list_subscriptions(hs_store_t *s, const char *conn, const char *topic,
                                  hs_store_subscriptions_cb cb, void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_LIST_SUBSCRIPTIONS, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_LIST_SUBSCRIPTIONS, data);
     op->cb.subscriptions = cb;
     submit_subscription(s, op, conn, topic, 0, false);
 }
@@ -633,81 +697,81 @@ void hs_store_list_subscriptions(hs_store_t *s, const char *conn, const char *to
 void hs_store_add_connection(hs_store_t *s, const char *conn, const char *node, const char *user,
                              const char *address, uint64_t now_ms, hs_store_done_cb cb, void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_ADD_CONNECTION, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_ADD_CONNECTION, data);
     op->cb.done = cb;
     op->in.add_connection.connection_id = hs_strdup(conn);
     op->in.add_connection.node = hs_strdup(node);
     op->in.add_connection.user = dup_or_null(user);
     op->in.add_connection.address = dup_or_null(address);
     op->in.add_connection.now_ms = now_ms;
-    submit(s, op, true);
+    hs_store_submit(s, op, true);
 }
 
 void hs_store_get_connection(hs_store_t *s, const char *conn, hs_store_connection_cb cb, void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_GET_CONNECTION, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_GET_CONNECTION, data);
     op->cb.connection = cb;
     op->in.connection.connection_id = hs_strdup(conn);
-    submit(s, op, true);
+    hs_store_submit(s, op, true);
 }
 
 void hs_store_remove_connection(hs_store_t *s, const char *conn, hs_store_done_cb cb, void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_REMOVE_CONNECTION, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_REMOVE_CONNECTION, data);
     op->cb.done = cb;
     op->in.connection.connection_id = hs_strdup(conn);
-    submit(s, op, true);
+    hs_store_submit(s, op, true);
 }
 
 void hs_store_set_last_ack(hs_store_t *s, const char *conn, const char *message_id,
                            hs_store_done_cb cb, void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_SET_LAST_ACK, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_SET_LAST_ACK, data);
     op->cb.done = cb;
     op->in.last_ack.connection_id = hs_strdup(conn);
     op->in.last_ack.message_id = hs_strdup(message_id);
-    submit(s, op, true);
+    hs_store_submit(s, op, true);
 }
 
 void hs_store_claim_connection(hs_store_t *s, const char *conn, const char *node,
                                const char *address, uint64_t epoch, hs_store_done_cb cb, void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_CLAIM_CONNECTION, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_CLAIM_CONNECTION, data);
     op->cb.done = cb;
     op->in.claim.connection_id = hs_strdup(conn);
     op->in.claim.node = hs_strdup(node);
     op->in.claim.address = dup_or_null(address);
     op->in.claim.epoch = epoch;
-    submit(s, op, true);
+    hs_store_submit(s, op, true);
 }
 
 void hs_store_release_connection(hs_store_t *s, const char *conn, uint64_t epoch,
                                  uint64_t detached_ms, hs_store_done_cb cb, void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_RELEASE_CONNECTION, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_RELEASE_CONNECTION, data);
     op->cb.done = cb;
     op->in.release.connection_id = hs_strdup(conn);
     op->in.release.epoch = epoch;
     op->in.release.detached_ms = detached_ms;
-    submit(s, op, true);
+    hs_store_submit(s, op, true);
 }
 
 void hs_store_expire_connection(hs_store_t *s, const char *conn, uint64_t epoch,
                                 hs_store_done_cb cb, void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_EXPIRE_CONNECTION, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_EXPIRE_CONNECTION, data);
     op->cb.done = cb;
     op->in.expire.connection_id = hs_strdup(conn);
     op->in.expire.epoch = epoch;
-    submit(s, op, true);
+    hs_store_submit(s, op, true);
 }
 
 void hs_store_remove_node(hs_store_t *s, const char *node, hs_store_count_cb cb, void *data)
 {
-    hs_store_op_t *op = op_new(HS_OP_REMOVE_NODE, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_REMOVE_NODE, data);
     op->cb.count = cb;
     op->in.node.node = hs_strdup(node);
-    submit(s, op, true);
+    hs_store_submit(s, op, true);
 }
 
 void hs_store_close(hs_store_t *s, hs_store_done_cb cb, void *data)
@@ -719,8 +783,8 @@ void hs_store_close(hs_store_t *s, hs_store_done_cb cb, void *data)
         return;
     }
     /* Each worker finishes what is queued before its STOP. */
-    queue_push(&e->writer.queue, op_new(HS_OP_STOP, NULL));
-    queue_push(&e->reader.queue, op_new(HS_OP_STOP, NULL));
+    queue_push(&e->writer.queue, hs_store_op_new(HS_OP_STOP, NULL));
+    queue_push(&e->reader.queue, hs_store_op_new(HS_OP_STOP, NULL));
     uv_cond_signal(&e->writer.cond);
     uv_cond_signal(&e->reader.cond);
     e->closing = true;
@@ -730,13 +794,14 @@ void hs_store_close(hs_store_t *s, hs_store_done_cb cb, void *data)
 }
 
 hs_store_t *hs_store_engine_start(uv_loop_t *loop, const hs_store_backend_t *backend,
-                                  void *writer_conn, void *reader_conn, unsigned batch_max,
-                                  uint64_t idempotency_window_ms)
+                                  void *writer_conn, void *reader_conn,
+                                  const hs_store_options_t *options)
 {
     engine_t *e = hs_calloc(1, sizeof(*e));
     e->backend = backend;
-    e->batch_max = batch_max ? batch_max : 512;
-    e->idempotency_window_ms = idempotency_window_ms;
+    e->batch_max = options->batch_max ? options->batch_max : 512;
+    e->idempotency_window_ms = options->idempotency_window_ms;
+    e->pruner = options->prune ? hs_store_pruner_new(options, uv_hrtime()) : NULL;
     uv_mutex_init(&e->lock);
     queue_init(&e->done);
     worker_t *workers[] = {&e->writer, &e->reader};

@@ -36,6 +36,10 @@ typedef enum hs_store_op_kind {
     HS_OP_GET_MESSAGE,         /* in.message */
     HS_OP_LIST_MESSAGES,       /* in.list */
     HS_OP_LIST_SUBSCRIPTIONS,  /* in.subscription (connection_id and/or topic NULL) */
+    HS_OP_GET_TOPIC,           /* in.topic */
+    HS_OP_LIST_TOPICS,         /* in.topics */
+    HS_OP_SET_TOPIC,           /* in.topic with its settings */
+    HS_OP_PRUNE,               /* in.prune; the writer's own (retention.c) */
     HS_OP_STOP,                /* ends a worker thread; no inputs */
 } hs_store_op_kind_t;
 
@@ -69,7 +73,28 @@ typedef union hs_store_op_input {
         char *topic;
         hs_history_query_t query;     /* its topic is NULL: see topic */
         char cursor[HS_ULID_LEN + 1]; /* query.cursor formatted, when query.has_cursor */
+        bool want_pruned;             /* read_history: read the prune horizon too */
     } list;
+    struct {
+        char *topic;
+        hs_topic_settings_t settings; /* SET_TOPIC */
+    } topic;
+    struct {
+        char *prefix; /* or NULL */
+        char *after;  /* or NULL */
+        unsigned limit;
+    } topics;
+    /* One step of the pruner (retention.c): walks topics after cursor in
+     * name order and removes what their retention no longer keeps, at most
+     * max_rows rows and max_topics topics looked at. */
+    struct {
+        char *cursor; /* the last topic of the previous step, "" at a sweep's start */
+        uint64_t now_ms;
+        uint64_t default_age_ms;
+        uint64_t default_count;
+        unsigned max_rows;
+        unsigned max_topics;
+    } prune;
     struct {
         char *connection_id; /* LIST_SUBSCRIPTIONS: may be NULL */
         char *topic;         /* REMOVE, LIST: may be NULL */
@@ -131,6 +156,9 @@ typedef struct hs_store_op_output {
                                 REMOVE_NODE, PURGE_KEYS) */
     uint64_t created_ms;     /* ADD_SUBSCRIPTION: the stored creation time */
     hs_store_connection_row_t connection; /* GET_CONNECTION */
+    hs_topic_info_t *topics;              /* GET_TOPIC, LIST_TOPICS (count rows) */
+    char *pruned_id; /* LIST_MESSAGES with want_pruned: the topic's horizon, or NULL */
+    char *cursor;    /* PRUNE: where the next step starts; NULL: the sweep is over */
 } hs_store_op_output_t;
 
 /* One operation. */
@@ -146,6 +174,9 @@ typedef struct hs_store_op {
         hs_store_subscribe_cb subscribe;
         hs_store_count_cb count;
         hs_store_connection_cb connection;
+        hs_store_history_cb history;
+        hs_store_topic_cb topic;
+        hs_store_topics_cb topics;
     } cb;
     void *data;
     hs_store_op_input_t in;
@@ -186,6 +217,12 @@ typedef struct hs_store_backend {
     int (*sequence_get)(void *conn, const char *topic, char last[HS_ULID_LEN + 1]);
     int (*sequence_create)(void *conn, const char *topic);
     int (*sequence_set)(void *conn, const char *topic, const char *id);
+    /* Optional (NULL: every commit is durable): durable false makes the
+     * next transactions' commits skip their sync until it is true again -
+     * used for the pruner's steps, whose loss in a crash is harmless (the
+     * rows are pruned again) and whose WAL frames the next durable commit
+     * syncs anyway. Between transactions only. */
+    void (*set_durable)(void *conn, bool durable);
     /* Returns the op's status: 0, HS_EEXIST, HS_ENOTFOUND, HS_EIO,
      * HS_EUNAVAIL (the server cannot be reached) or HS_EAGAIN (the database
      * aborted the whole transaction, e.g. a deadlock: the engine rolls back
@@ -201,11 +238,12 @@ typedef struct hs_store_backend {
     void (*close)(void *conn);
 } hs_store_backend_t;
 
-/* Starts the threads over the two connections. With idempotency_window_ms
- * the writer purges the keys older than that once a minute (first at start). */
+/* Starts the threads over the two connections (options: batch_max; with
+ * idempotency_window_ms the writer purges the keys older than that once a
+ * minute, first at start; with prune it runs the pruner, retention.h). */
 hs_store_t *hs_store_engine_start(uv_loop_t *loop, const hs_store_backend_t *backend,
-                                  void *writer_conn, void *reader_conn, unsigned batch_max,
-                                  uint64_t idempotency_window_ms);
+                                  void *writer_conn, void *reader_conn,
+                                  const hs_store_options_t *options);
 
 /* Helpers for back-ends filling outputs. */
 void hs_store_op_add_message(hs_store_op_t *op, size_t cap, const char *id, const char *topic,
@@ -213,5 +251,22 @@ void hs_store_op_add_message(hs_store_op_t *op, size_t cap, const char *id, cons
                              uint64_t created_ms);
 void hs_store_op_add_subscription(hs_store_op_t *op, const char *connection_id, const char *topic,
                                   uint64_t created_ms);
+/* Copies info (its strings too) into op->out.topics, allocated for cap rows. */
+void hs_store_op_add_topic(hs_store_op_t *op, size_t cap, const hs_topic_info_t *info);
+
+/* For the other files of the engine (topics.c, retention.c): a new op, and
+ * its submission to the writer (write) or the reader, as every public
+ * operation does. */
+hs_store_op_t *hs_store_op_new(hs_store_op_kind_t kind, void *data);
+void hs_store_submit(hs_store_t *store, hs_store_op_t *op, bool write);
+/* topics.c: frees the inputs of the topic kinds and the outputs only they
+ * fill; runs their callbacks (and read_history's: LIST_MESSAGES with
+ * want_pruned). */
+void hs_store_topics_op_free(hs_store_op_t *op);
+void hs_store_topics_reset_outputs(hs_store_op_t *op);
+void hs_store_topics_callback(hs_store_op_t *op);
+/* The inclusive id bounds of retention (retention.c): the highest id a
+ * message older than cutoff_ms can have. */
+void hs_store_id_before(uint64_t cutoff_ms, char out[HS_ULID_LEN + 1]);
 
 #endif

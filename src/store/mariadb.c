@@ -32,6 +32,7 @@
 #include "store/engine.h"
 #include "store/mariadb_schema.h"
 #include "store/mariadb_stmt.h"
+#include "store/mariadb_topics.h"
 #include <uv.h>
 
 #define BACKOFF_MIN_MS 100
@@ -147,8 +148,9 @@ typedef struct conn {
     uint64_t retry_at_ns; /* no new attempt before this (uv_hrtime) */
     uint64_t backoff_ms;
     target_t target;
-    md_stmt_t stmts[STMT_COUNT]; /* prepared on first use on db */
-    md_error_t err;              /* the last failure: statement_error and logs */
+    md_stmt_t stmts[STMT_COUNT];              /* prepared on first use on db */
+    md_stmt_t topic_stmts[HS_MD_TOPIC_STMTS]; /* mariadb_topics.c's */
+    md_error_t err;                           /* the last failure: statement_error and logs */
 } conn_t;
 
 /* ---- the URL ------------------------------------------------------------ */
@@ -210,6 +212,8 @@ static void close_statements(conn_t *c)
 {
     for (int i = 0; i < STMT_COUNT; i++)
         md_stmt_close(&c->stmts[i]);
+    for (int i = 0; i < HS_MD_TOPIC_STMTS; i++)
+        md_stmt_close(&c->topic_stmts[i]);
 }
 
 /* Remembers the connection's last error (statements keep their own). */
@@ -274,7 +278,12 @@ static int ensure_connected(conn_t *c)
  * HS_EIO. */
 static int statement_error(conn_t *c)
 {
-    switch (c->err.number) {
+    return hs_mariadb_status(&c->err);
+}
+
+int hs_mariadb_status(const md_error_t *err)
+{
+    switch (err->number) {
     case ER_LOCK_DEADLOCK:
     case ER_LOCK_WAIT_TIMEOUT:
         return HS_EAGAIN;
@@ -497,12 +506,22 @@ static int expire_connection(conn_t *c, const char *id, uint64_t epoch)
     return changed_or_not_found(c, EXPIRE_CONN, RUN(c, EXPIRE_CONN, md_text(id), md_u64(epoch)));
 }
 
+/* The connection lent to mariadb_topics.c. */
+static hs_md_topic_conn_t topic_conn(conn_t *c)
+{
+    return (hs_md_topic_conn_t){.db = c->db, .stmts = c->topic_stmts, .err = &c->err};
+}
+
 static int md_write(void *conn, hs_store_op_t *op)
 {
     conn_t *c = conn;
     const hs_store_op_input_t *in = &op->in;
+    hs_md_topic_conn_t tc = topic_conn(c);
     int rc;
     switch (op->kind) {
+    case HS_OP_SET_TOPIC:
+    case HS_OP_PRUNE:
+        return hs_mariadb_topics_write(&tc, op);
     case HS_OP_PUT_MESSAGE:
         return insert_message(c, &in->put);
     case HS_OP_PUT_MESSAGE_ONCE:
@@ -563,7 +582,11 @@ static int md_read(void *conn, hs_store_op_t *op)
     if (rc != 0)
         return rc;
     const hs_store_op_input_t *in = &op->in;
+    hs_md_topic_conn_t tc = topic_conn(c);
     switch (op->kind) {
+    case HS_OP_GET_TOPIC:
+    case HS_OP_LIST_TOPICS:
+        return hs_mariadb_topics_read(&tc, op);
     case HS_OP_GET_MESSAGE:
         if ((rc = RUN(c, GET_MESSAGE, md_text(in->message.id))) != 0 ||
             (rc = fetch_messages(c, GET_MESSAGE, op, 1, 0)) != 0)
@@ -578,7 +601,12 @@ static int md_read(void *conn, hs_store_op_t *op)
          * the bound. */
         rc = run_stmt(c, id, PARAMS(md_text(in->list.topic), md_text(bound), md_u64(q->limit)), 3,
                       q->max_bytes != 0);
-        return rc != 0 ? rc : fetch_messages(c, id, op, q->limit, q->max_bytes);
+        if (rc == 0)
+            rc = fetch_messages(c, id, op, q->limit, q->max_bytes);
+        /* After the page: a prune in between makes it say pruned, never hide it. */
+        if (rc == 0 && in->list.want_pruned)
+            rc = hs_mariadb_topics_horizon(&tc, op);
+        return rc;
     }
     case HS_OP_LIST_SUBSCRIPTIONS: {
         const char *conn_id = in->subscription.connection_id, *topic = in->subscription.topic;
@@ -736,8 +764,7 @@ int hs_store_mariadb_open(uv_loop_t *loop, const char *url, const hs_store_optio
         }
         return rc;
     }
-    *out = hs_store_engine_start(loop, &mariadb_backend, conns[0], conns[1], options->batch_max,
-                                 options->idempotency_window_ms);
+    *out = hs_store_engine_start(loop, &mariadb_backend, conns[0], conns[1], options);
     hs_log_info("store: MariaDB %s:%u/%s open", target.host, target.port, target.database);
     return 0;
 }

@@ -96,8 +96,21 @@ static const char *const migration_7[] = {
     NULL,
 };
 
+/* 8: a topic's own retention (NULL: the default) and its prune horizon,
+ * the highest id retention removed (a cursor below it reached into pruned
+ * history) */
+static const char *const migration_8[] = {
+    "CREATE TABLE IF NOT EXISTS topic_settings ("
+    " topic VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,"
+    " retention_age_ms BIGINT NULL,"
+    " retention_count BIGINT NULL,"
+    " pruned_id CHAR(26) CHARACTER SET ascii COLLATE ascii_bin NULL"
+    ") ENGINE=InnoDB",
+    NULL,
+};
+
 static const char *const *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
-                                                migration_5, migration_6, migration_7};
+                                                migration_5, migration_6, migration_7, migration_8};
 
 static long query_long(MYSQL *db, const char *sql, long fallback)
 {

@@ -89,10 +89,10 @@ unsigned md_stmt_run(MYSQL *db, md_stmt_t *s, const char *sql, const md_param_t 
         if (rc != 0)
             return rc;
     }
-    MYSQL_BIND binds[8];
-    unsigned long lens[8];
-    if (count > 8)
-        count = 8;
+    MYSQL_BIND binds[MD_MAX_PARAMS];
+    unsigned long lens[MD_MAX_PARAMS];
+    if (count > MD_MAX_PARAMS)
+        count = MD_MAX_PARAMS;
     memset(binds, 0, sizeof(binds));
     for (unsigned i = 0; i < count; i++) {
         const md_param_t *p = &params[i];

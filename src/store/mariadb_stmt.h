@@ -22,6 +22,8 @@
 #include <stdint.h>
 
 #define MD_MAX_COLUMNS 8
+/* The most parameters a statement takes (the topic listing's 13). */
+#define MD_MAX_PARAMS 16
 
 /* The last error of a connection (a statement's or the connection's). */
 typedef struct md_error {

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "store/engine.h"
 #include "store/sqlite_schema.h"
+#include "store/sqlite_topics.h"
 
 /* Sets the journal mode and checks it took: SQLite silently keeps the old
  * mode where WAL is impossible (e.g. no shared memory), and the reader's
@@ -527,6 +528,7 @@ static int do_read(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
 typedef struct conn {
     sqlite3 *db;
     stmts_t stmts;
+    hs_sqlite_topic_stmts_t topic_stmts; /* sqlite_topics.c's */
     /* Some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM) make SQLite roll
      * the whole transaction back by itself. The rest of the batch must then
      * not run: each op's SAVEPOINT would open a transaction of its own and
@@ -582,6 +584,8 @@ static int sq_write(void *c, hs_store_op_t *op)
     conn_t *conn = c;
     if (conn->aborted)
         return HS_EIO;
+    if (op->kind == HS_OP_SET_TOPIC || op->kind == HS_OP_PRUNE)
+        return hs_sqlite_topics_write(conn->db, &conn->topic_stmts, op);
     return do_write(conn->db, &conn->stmts, op);
 }
 
@@ -619,10 +623,25 @@ static int sq_sequence_set(void *c, const char *topic, const char *id)
                      "UPDATE topic_sequences SET last_id = ?2 WHERE topic = ?1", topic, id);
 }
 
+/* synchronous NORMAL in WAL mode: the commit appends to the WAL without
+ * a sync; the next FULL commit's sync covers those frames too. */
+static void sq_set_durable(void *c, bool durable)
+{
+    conn_t *conn = c;
+    sqlite3_exec(conn->db, durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                 NULL, NULL, NULL);
+}
+
 static int sq_read(void *c, hs_store_op_t *op)
 {
     conn_t *conn = c;
-    return do_read(conn->db, &conn->stmts, op);
+    if (op->kind == HS_OP_GET_TOPIC || op->kind == HS_OP_LIST_TOPICS)
+        return hs_sqlite_topics_read(conn->db, &conn->topic_stmts, op);
+    int rc = do_read(conn->db, &conn->stmts, op);
+    /* After the page: a prune in between makes it say pruned, never hide it. */
+    if (rc == 0 && op->kind == HS_OP_LIST_MESSAGES && op->in.list.want_pruned)
+        rc = hs_sqlite_topics_horizon(conn->db, &conn->topic_stmts, op);
+    return rc;
 }
 
 static const char *sq_error(void *c)
@@ -634,6 +653,7 @@ static void sq_close(void *c)
 {
     conn_t *conn = c;
     finalize_all(&conn->stmts);
+    hs_sqlite_topics_finalize(&conn->topic_stmts);
     if (sqlite3_close(conn->db) != SQLITE_OK)
         hs_log_error("store: closing the database left statements open");
     hs_free(conn);
@@ -649,6 +669,7 @@ static const hs_store_backend_t sqlite_backend = {
     .sequence_get = sq_sequence_get,
     .sequence_create = sq_sequence_create,
     .sequence_set = sq_sequence_set,
+    .set_durable = sq_set_durable,
     .write = sq_write,
     .read = sq_read,
     .error = sq_error,
@@ -677,7 +698,7 @@ int hs_store_sqlite_open(uv_loop_t *loop, const char *path, const hs_store_optio
         return rc;
     }
     *out = hs_store_engine_start(loop, &sqlite_backend, conn_new(writer_db), conn_new(reader_db),
-                                 options->batch_max, options->idempotency_window_ms);
+                                 options);
     hs_log_info("store: sqlite database %s open", path);
     return 0;
 }

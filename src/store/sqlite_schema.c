@@ -60,6 +60,16 @@ static const char *const migrations[] = {
     /* 7: each topic's last message id, the store mints ids under it */
     "CREATE TABLE IF NOT EXISTS topic_sequences (topic TEXT PRIMARY KEY, last_id TEXT NOT NULL) "
     "WITHOUT ROWID;",
+    /* 8: a topic's own retention (NULL: the default) and its prune horizon,
+     * the highest id retention removed (a cursor below it reached into
+     * pruned history). The file also turns to auto_vacuum=INCREMENTAL, once,
+     * after the migrations (hs_sqlite_migrate). */
+    "CREATE TABLE IF NOT EXISTS topic_settings ("
+    "  topic TEXT PRIMARY KEY,"
+    "  retention_age_ms INTEGER,"
+    "  retention_count INTEGER,"
+    "  pruned_id TEXT"
+    ") WITHOUT ROWID;",
 };
 
 int hs_sqlite_exec(sqlite3 *db, const char *sql, char *err, size_t err_len)
@@ -86,11 +96,59 @@ static int schema_version(sqlite3 *db)
     return version;
 }
 
+/* Reads PRAGMA auto_vacuum (0 none, 1 full, 2 incremental); -1 on error. */
+static int auto_vacuum_mode(sqlite3 *db)
+{
+    sqlite3_stmt *stmt;
+    int mode = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA auto_vacuum", -1, &stmt, NULL) == SQLITE_OK) {
+        if (sqlite3_step(stmt) == SQLITE_ROW)
+            mode = sqlite3_column_int(stmt, 0);
+        sqlite3_finalize(stmt);
+    }
+    return mode;
+}
+
+/* Retention frees pages; with auto_vacuum=INCREMENTAL the pruner can give
+ * free pages back (PRAGMA incremental_vacuum), so the file stops growing
+ * under a steady publish. A new file takes the mode before its first table;
+ * an existing one needs a VACUUM, once (it rewrites the file: as long as
+ * copying it takes, at start-up, logged). */
+static int use_incremental_vacuum(sqlite3 *db, const char *path, char *err, size_t err_len)
+{
+    char reason[256] = "";
+    if (auto_vacuum_mode(db) == 2)
+        return 0;
+    if (hs_sqlite_exec(db, "PRAGMA auto_vacuum = INCREMENTAL", reason, sizeof(reason)) != 0)
+        goto fail;
+    if (auto_vacuum_mode(db) == 2)
+        return 0; /* an empty file: taken at once */
+    hs_log_info("store: %s: turning on incremental auto-vacuum (VACUUM, once)", path);
+    if (hs_sqlite_exec(db, "VACUUM", reason, sizeof(reason)) != 0)
+        goto fail;
+    return 0;
+fail:
+    snprintf(err, err_len, "cannot set incremental auto-vacuum on '%s': %s", path, reason);
+    return HS_EIO;
+}
+
+static int migrate_steps(sqlite3 *db, const char *path, char *err, size_t err_len);
+
+/* The migrations, then incremental auto-vacuum (a new file takes it before
+ * its first table). */
+int hs_sqlite_migrate(sqlite3 *db, const char *path, char *err, size_t err_len)
+{
+    if (schema_version(db) == 0 && use_incremental_vacuum(db, path, err, err_len) != 0)
+        return HS_EIO;
+    int rc = migrate_steps(db, path, err, err_len);
+    return rc != 0 ? rc : use_incremental_vacuum(db, path, err, err_len);
+}
+
 /* Applies the migrations the file lacks, each once, in order, each in its own
  * transaction with the version bump, so a crash leaves the file at a whole
  * version. The version is read again under BEGIN IMMEDIATE (the write lock):
  * two processes starting on one file cannot both apply the same step. */
-int hs_sqlite_migrate(sqlite3 *db, const char *path, char *err, size_t err_len)
+static int migrate_steps(sqlite3 *db, const char *path, char *err, size_t err_len)
 {
     int latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
     for (;;) {

@@ -104,6 +104,46 @@ typedef struct hs_history_query {
                          many bytes of content */
 } hs_history_query_t;
 
+/* A topic as GET /api/v1/topics/{topic} shows it (get_topic, list_topics).
+ * Strings live during the callback only. */
+typedef struct hs_topic_info {
+    const char *topic;
+    uint64_t messages;    /* in its history now (exact: counted in the read) */
+    const char *first_id; /* its oldest and newest message, NULL without any */
+    const char *last_id;
+    uint64_t subscribers;  /* subscription rows of the topic (connections) */
+    bool has_age;          /* the topic sets its own retention age (else the default) */
+    uint64_t age_ms;       /* its own, when has_age; 0: kept forever */
+    bool has_count;        /* the topic sets its own retention count */
+    uint64_t count;        /* its own, when has_count; 0: unlimited */
+    const char *pruned_id; /* the highest id pruned from it (the horizon), or NULL */
+} hs_topic_info_t;
+
+/* status 0 and the topic, or HS_ENOTFOUND and NULL (no messages, no
+ * subscribers and no settings of its own), or an error. */
+typedef void (*hs_store_topic_cb)(int status, const hs_topic_info_t *topic, void *data);
+typedef void (*hs_store_topics_cb)(int status, const hs_topic_info_t *topics, size_t count,
+                                   void *data);
+/* A history page and whether the walk reached into pruned history: true
+ * when a message the page would hold, or that lies between the cursor and
+ * the page, was pruned (a forward walk whose cursor is below the topic's
+ * prune horizon; a backward walk that ran out of rows above it). */
+typedef void (*hs_store_history_cb)(int status, const hs_message_t *msgs, size_t count, bool pruned,
+                                    void *data);
+
+/* One retention field of a PUT /api/v1/topics/{topic}. */
+typedef enum hs_topic_change {
+    HS_TOPIC_KEEP = 0, /* not given: unchanged */
+    HS_TOPIC_SET,      /* the topic's own value */
+    HS_TOPIC_DEFAULT,  /* null: back to the process's default */
+} hs_topic_change_t;
+
+typedef struct hs_topic_settings {
+    hs_topic_change_t age, count;
+    uint64_t age_ms; /* with HS_TOPIC_SET */
+    uint64_t count_value;
+} hs_topic_settings_t;
+
 /* The operations. One implementation (engine.c) runs them all; the
  * back-ends differ only in SQL, behind engine.h's hs_store_backend_t, the
  * store's one table of function pointers. There is no second table here
@@ -137,6 +177,22 @@ void hs_store_purge_idempotency_keys(hs_store_t *store, uint64_t before_ms, hs_s
                                      void *data);
 void hs_store_list_messages(hs_store_t *store, const hs_history_query_t *query,
                             hs_store_messages_cb cb, void *data);
+/* list_messages that also says whether the page reached into pruned
+ * history (hs_store_history_cb); one more primary-key read. */
+void hs_store_read_history(hs_store_t *store, const hs_history_query_t *query,
+                           hs_store_history_cb cb, void *data);
+/* The topic's counts and settings (reader; the counts are exact as of the
+ * read: one index range count over the topic's messages). */
+void hs_store_get_topic(hs_store_t *store, const char *topic, hs_store_topic_cb cb, void *data);
+/* Topics in name order: those with messages, subscribers or settings of
+ * their own, named prefix* (prefix may be NULL) and after after (exclusive;
+ * may be NULL), at most limit of them. */
+void hs_store_list_topics(hs_store_t *store, const char *prefix, const char *after, unsigned limit,
+                          hs_store_topics_cb cb, void *data);
+/* Stores the topic's own retention settings (a write; a topic whose own
+ * settings all go back to the default keeps its row for its prune horizon). */
+void hs_store_set_topic(hs_store_t *store, const char *topic, const hs_topic_settings_t *settings,
+                        hs_store_done_cb cb, void *data);
 void hs_store_add_subscription(hs_store_t *store, const char *connection_id, const char *topic,
                                uint64_t now_ms, hs_store_subscribe_cb cb, void *data);
 /* topic NULL removes every subscription of the connection. */
@@ -194,6 +250,12 @@ typedef struct hs_store_options {
     uint64_t connect_wait_ms;       /* MariaDB: wait this long at open for the server */
     uint64_t idempotency_window_ms; /* the writer purges older keys once a minute
                                        (0: never by itself) */
+    /* Retention (docs/limits.md, "Retention"): with prune set, the writer
+     * prunes in the background what the defaults below or a topic's own
+     * settings no longer keep. */
+    bool prune;
+    uint64_t retention_age_ms; /* 0: forever */
+    uint64_t retention_count;  /* newest N per topic; 0: unlimited */
 } hs_store_options_t;
 
 /* Opens the back-end named by url ("sqlite:PATH" or "mysql://user:pass@host:port/db";

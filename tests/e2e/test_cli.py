@@ -155,6 +155,22 @@ def test_history_limit_before_after(server, topic):
     assert hist("--after", ids[-1]) == []
 
 
+def test_topics_prints_each_topic_of_the_prefix_in_name_order(server, topic):
+    p = Publisher(server)
+    names = [f"{topic}.{suffix}" for suffix in ("b", "a", "c")]
+    for name in names:
+        p.pub(name, "x")
+    p.pub(name, "y")  # the last one has two
+    p.pub(topic + "x", "not under the prefix")
+    r = cli(server, "topics", topic + ".")
+    assert r.returncode == 0, r.stderr
+    got = lines(r.stdout)
+    assert [t["topic"] for t in got] == sorted(names)
+    assert [t["messages"] for t in got] == [1, 1, 2]
+    assert cli(server, "topics", "bad topic!").returncode == 1
+    assert cli(server, "topics", "a", "b").returncode == 2
+
+
 # ---- sub --------------------------------------------------------------------------
 
 def test_sub_prints_live_messages_as_json_lines(server, topic):
@@ -248,7 +264,8 @@ def test_server_down_is_an_error_for_every_command(topic):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOUSTON_")}
     env.update(HOUSTON_URL=f"http://127.0.0.1:{port}", HOUSTON_WS_URL=f"ws://127.0.0.1:{port}")
-    for args in (["pub", topic, "x"], ["history", topic], ["status"], ["sub", topic]):
+    for args in (["pub", topic, "x"], ["history", topic], ["status"], ["sub", topic],
+                 ["topics"]):
         r = subprocess.run([BIN, *args], env=env, capture_output=True, text=True, timeout=20)
         assert r.returncode == 1, args
         assert "cannot connect" in r.stderr and "refused" in r.stderr, r.stderr

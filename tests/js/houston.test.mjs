@@ -31,14 +31,14 @@ function freePort() {
   });
 }
 
-async function startHouston() {
+async function startHouston(extra = []) {
   const dir = mkdtempSync(path.join(tmpdir(), "houston-js-"));
   const [ws, api] = [await freePort(), await freePort()];
   const log = path.join(dir, "houston.log");
   const proc = spawn(
     BIN,
     ["serve", "--ws-addr", `127.0.0.1:${ws}`, "--api-addr", `127.0.0.1:${api}`,
-      "--db", `sqlite:${path.join(dir, "houston.db")}`],
+      "--db", `sqlite:${path.join(dir, "houston.db")}`, ...extra],
     { stdio: ["ignore", "ignore", openSync(log, "w")] },
   );
   let exited = null;
@@ -413,6 +413,55 @@ const flush = () => new Promise((r) => setImmediate(r));
 
 const ulid = (n) => `01M8KZ${String(n).padStart(20, "0")}`;
 const msgFrame = (topic, n) => ({ type: "message", message: { id: ulid(n), topic, content: `c${n}`, author: "", createdAt: "" } });
+
+describe("topic calls of the HTTP API", () => {
+  let srv;
+  before(async () => {
+    srv = await startHouston(["--retention-count", "3", "--api-key", "js-key"]);
+  });
+  after(async () => {
+    await stopHouston(srv);
+  });
+
+  test("topic, topics and setTopic against the server, with the API key", async () => {
+    const h = new Houston({ apiUrl: `http://127.0.0.1:${srv.api}/`, apiKey: "js-key", autoConnect: false });
+    const prefix = newTopic();
+    const headers = { "Content-Type": "application/json", Authorization: "Bearer js-key" };
+    for (const [t, n] of [[`${prefix}.a`, 2], [`${prefix}.b`, 5]])
+      for (let i = 0; i < n; i++) {
+        const r = await fetch(`http://127.0.0.1:${srv.api}/api/v1/messages`, {
+          method: "POST", headers, body: JSON.stringify({ topic: t, content: `m${i}` }),
+        });
+        assert.equal(r.status, 201);
+      }
+    const set = await h.setTopic(`${prefix}.a`, { retentionAge: "7d", retentionCount: null });
+    assert.equal(set.retentionAge, "7d");
+    assert.deepEqual(set.overrides, ["retentionAge"]);
+    assert.equal(set.retentionCount, 3);
+    const deadline = Date.now() + 8000;
+    let b;
+    do {
+      b = await h.topic(`${prefix}.b`);
+      if (b.messages === 3) break;
+      await sleep(100);
+    } while (Date.now() < deadline);
+    assert.equal(b.messages, 3);
+    assert.ok(b.prunedID);
+    const page1 = await h.topics({ prefix: `${prefix}.`, limit: 1 });
+    assert.deepEqual(page1.topics.map((t) => t.topic), [`${prefix}.a`]);
+    assert.equal(page1.next, `${prefix}.a`);
+    const page2 = await h.topics({ prefix: `${prefix}.`, after: page1.next });
+    assert.deepEqual(page2.topics.map((t) => t.topic), [`${prefix}.b`]);
+    assert.equal(page2.next, null);
+    await assert.rejects(h.topic(`${prefix}.none`), (e) => e.status === 404 && e.code === "not_found");
+    await assert.rejects(h.setTopic(`${prefix}.a`, { retentionAge: "soon" }),
+      (e) => e.status === 400 && /retentionAge/.test(e.message));
+    const keyless = new Houston({ apiUrl: `http://127.0.0.1:${srv.api}`, autoConnect: false });
+    await assert.rejects(keyless.topics(), (e) => e.status === 401);
+    assert.throws(() => new Houston({ autoConnect: false }), TypeError);
+    assert.throws(() => keyless.connect(), TypeError);
+  });
+});
 
 describe("timing rules", () => {
   test("backoff: full jitter under min(30 s, 250 ms * 2^n)", () => {

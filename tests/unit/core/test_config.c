@@ -187,12 +187,45 @@ static void test_security_settings(void **state)
     hs_config_dispose(&cfg);
 }
 
+static void test_durations_and_retention(void **state)
+{
+    (void)state;
+    uint64_t ms = 0;
+    assert_int_equal(hs_config_parse_duration("7d", &ms), 0);
+    assert_true(ms == 7ull * 24 * 3600 * 1000);
+    assert_int_equal(hs_config_parse_duration("12h", &ms), 0);
+    assert_true(ms == 12ull * 3600 * 1000);
+    assert_int_equal(hs_config_parse_duration("1500ms", &ms), 0);
+    assert_true(ms == 1500);
+    assert_int_equal(hs_config_parse_duration("1w", &ms), HS_EINVAL);
+    assert_int_equal(hs_config_parse_duration("", &ms), HS_EINVAL);
+    char text[32];
+    const struct {
+        uint64_t ms;
+        const char *text;
+    } shown[] = {{0, "0"},         {1500, "1500ms"}, {90000, "90s"},
+                 {5400000, "90m"}, {86400000, "1d"}, {7200000, "2h"}};
+    for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++) {
+        hs_config_format_duration(shown[i].ms, text, sizeof(text));
+        assert_string_equal(text, shown[i].text);
+    }
+    hs_config_t cfg;
+    hs_config_defaults(&cfg);
+    assert_true(cfg.retention_age_ms == 0 && cfg.retention_count == 0);
+    char err[256];
+    char *argv[] = {"--retention-age", "7d", "--retention-count=1000"};
+    assert_int_equal(hs_config_load(&cfg, 3, argv, err, sizeof(err)), 0);
+    assert_true(cfg.retention_age_ms == 7ull * 24 * 3600 * 1000);
+    assert_true(cfg.retention_count == 1000);
+    hs_config_dispose(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),           cmocka_unit_test(test_precedence_file_env_flag),
         cmocka_unit_test(test_secrets_are_masked), cmocka_unit_test(test_errors_name_the_setting),
-        cmocka_unit_test(test_security_settings),
+        cmocka_unit_test(test_security_settings),  cmocka_unit_test(test_durations_and_retention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -196,6 +196,61 @@ static void test_history(void **state)
                  "forward");
 }
 
+static void test_topic_settings(void **state)
+{
+    (void)state;
+    hs_topic_settings_t set;
+    hs_api_error_t err;
+    json_t *obj = parse("{\"retentionAge\":\"7d\",\"retentionCount\":1000}");
+    assert_int_equal(hs_decode_topic_settings(obj, &set, &err), 0);
+    assert_int_equal(set.age, HS_TOPIC_SET);
+    assert_true(set.age_ms == 7ull * 24 * 3600 * 1000);
+    assert_int_equal(set.count, HS_TOPIC_SET);
+    assert_int_equal(set.count_value, 1000);
+    json_decref(obj);
+    obj = parse("{\"retentionCount\":null}");
+    assert_int_equal(hs_decode_topic_settings(obj, &set, &err), 0);
+    assert_int_equal(set.age, HS_TOPIC_KEEP);
+    assert_int_equal(set.count, HS_TOPIC_DEFAULT);
+    json_decref(obj);
+    const char *bad[][2] = {
+        {"{}", "retentionAge"},
+        {"{\"retentionAge\":\"1y\"}", "retentionAge"},
+        {"{\"retentionAge\":3600}", "retentionAge"},
+        {"{\"retentionAge\":\"36501d\"}", "retentionAge"},
+        {"{\"retentionCount\":-1}", "retentionCount"},
+        {"{\"retentionCount\":\"5\"}", "retentionCount"},
+        {"{\"retentionCount\":1000000001}", "retentionCount"},
+        {"{\"retentionCount\":1,\"ttl\":1}", "ttl"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        obj = parse(bad[i][0]);
+        assert_int_equal(hs_decode_topic_settings(obj, &set, &err), HS_EINVAL);
+        assert_int_equal(err.status, 400);
+        assert_non_null(strstr(err.message, bad[i][1]));
+        json_decref(obj);
+    }
+}
+
+static void test_topics_query(void **state)
+{
+    (void)state;
+    hs_topics_query_t q;
+    hs_api_error_t err;
+    assert_int_equal(hs_decode_topics_query(NULL, NULL, NULL, &q, &err), 0);
+    assert_null(q.prefix);
+    assert_int_equal(q.limit, 10);
+    assert_int_equal(hs_decode_topics_query("chat.", "chat.a", "1000", &q, &err), 0);
+    assert_string_equal(q.prefix, "chat.");
+    assert_string_equal(q.after, "chat.a");
+    expect_error(hs_decode_topics_query("a b", NULL, NULL, &q, &err), &err, 400, "invalid_field",
+                 "prefix");
+    expect_error(hs_decode_topics_query(NULL, "a/b", NULL, &q, &err), &err, 400, "invalid_field",
+                 "after");
+    expect_error(hs_decode_topics_query(NULL, NULL, "0", &q, &err), &err, 400, "invalid_field",
+                 "limit");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -203,6 +258,7 @@ int main(void)
         cmocka_unit_test(test_content_type),   cmocka_unit_test(test_publish_ok),
         cmocka_unit_test(test_publish_errors), cmocka_unit_test(test_subscription),
         cmocka_unit_test(test_notification),   cmocka_unit_test(test_history),
+        cmocka_unit_test(test_topic_settings), cmocka_unit_test(test_topics_query),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -661,7 +661,7 @@ static void test_detach_during_pending_store_write(void **state)
     assert_int_equal(hs_notifier__client_send_text(c, "notification", "{}", 2), HS_ECLOSED);
     hs_notifier__client_error(c, "internal", "late");
     hs_notifier__client_topic_reply(c, "subscribed", "t1");
-    hs_notifier__send_connected(f->n, c, true, true, 0, NULL);
+    hs_notifier__send_connected(f->n, c, true, true, 0, NULL, false);
     assert_int_equal(command(f, HS_NODE_NOTIFY, id, "{}"), 0);
     assert_int_equal(f->fakes[0].count, 0);
 

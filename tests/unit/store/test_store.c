@@ -1372,10 +1372,122 @@ static void test_mariadb_reconnect_prepares_again(void **state)
     assert_int_equal(f->status, 0);
 }
 
+/* ---- topics and retention ------------------------------------------------ */
+
+typedef struct topic_result {
+    int status, calls;
+    hs_topic_info_t info; /* strings not kept */
+    char names[4][64];
+    size_t count;
+    bool pruned;
+} topic_result_t;
+
+static void topic_cb(int status, const hs_topic_info_t *t, void *data)
+{
+    topic_result_t *r = data;
+    r->status = status;
+    r->calls++;
+    if (t)
+        r->info = *t;
+}
+
+static void topics_cb(int status, const hs_topic_info_t *topics, size_t count, void *data)
+{
+    topic_result_t *r = data;
+    r->status = status;
+    r->calls++;
+    r->count = count;
+    for (size_t i = 0; i < count && i < 4; i++)
+        snprintf(r->names[i], sizeof(r->names[i]), "%s", topics[i].topic);
+}
+
+static void history_cb(int status, const hs_message_t *msgs, size_t count, bool pruned, void *data)
+{
+    (void)msgs;
+    topic_result_t *r = data;
+    r->status = status;
+    r->calls++;
+    r->count = count;
+    r->pruned = pruned;
+}
+
+static void get_topic(fixture_t *f, const char *topic, topic_result_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    hs_store_get_topic(f->store, topic, topic_cb, r);
+    while (r->calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+static void test_topics_and_retention(void **state)
+{
+    fixture_t *f = *state;
+    close_store(f);
+    hs_store_options_t options = {.batch_max = 64, .prune = true, .retention_count = 2};
+    char err[256] = "";
+    assert_int_equal(hs_store_open(&f->loop, f->url, &options, &f->store, err, sizeof(err)), 0);
+    char pruned[40], kept[40], prefix[32];
+    hs_ulid_t u;
+    hs_ulid_new(&u);
+    char uid[HS_ULID_LEN + 1];
+    hs_ulid_format(&u, uid);
+    snprintf(prefix, sizeof(prefix), "ret%s.", uid + 16);
+    snprintf(pruned, sizeof(pruned), "%sa", prefix);
+    snprintf(kept, sizeof(kept), "%sb", prefix);
+    /* kept keeps everything: its own count 0 overrides the default 2. */
+    hs_topic_settings_t own = {.count = HS_TOPIC_SET, .count_value = 0};
+    f->calls = 0;
+    hs_store_set_topic(f->store, kept, &own, done_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    for (int i = 0; i < 4; i++) {
+        put(f, pruned, "x", NULL);
+        put(f, kept, "y", NULL);
+    }
+    topic_result_t r;
+    for (int tries = 0;; tries++) {
+        get_topic(f, pruned, &r);
+        assert_int_equal(r.status, 0);
+        if (r.info.messages == 2)
+            break;
+        assert_true(tries < 100); /* 5 s */
+        uv_sleep(50);
+    }
+    assert_false(r.info.has_count);
+    get_topic(f, kept, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.info.messages == 4 && r.info.has_count && r.info.count == 0);
+    /* From the start: the start was pruned. */
+    memset(&r, 0, sizeof(r));
+    hs_history_query_t q = {.topic = pruned, .forward = true, .limit = 10};
+    hs_store_read_history(f->store, &q, history_cb, &r);
+    while (r.calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(r.status == 0 && r.count == 2 && r.pruned);
+    memset(&r, 0, sizeof(r));
+    q.topic = kept;
+    hs_store_read_history(f->store, &q, history_cb, &r);
+    while (r.calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(r.status == 0 && r.count == 4 && !r.pruned);
+    memset(&r, 0, sizeof(r));
+    hs_store_list_topics(f->store, prefix, NULL, 3, topics_cb, &r);
+    while (r.calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(r.count, 2);
+    assert_string_equal(r.names[0], pruned);
+    assert_string_equal(r.names[1], kept);
+    char none[48];
+    snprintf(none, sizeof(none), "%snone", prefix);
+    get_topic(f, none, &r);
+    assert_int_equal(r.status, HS_ENOTFOUND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_put_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topics_and_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_bytes_survive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_walks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_writes_commit_in_order, setup, teardown),

@@ -1,4 +1,5 @@
 #include "roles/publisher.h"
+#include "roles/publisher_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,40 +20,7 @@
 #include "roles/render.h"
 #include "roles/topics_api.h"
 
-struct hs_publisher {
-    hs_store_t *store;
-    hs_bus_t *bus;
-    const hs_config_t *cfg;
-    hs_router_t *router;
-    hs_http_server_t *http;
-    hs_health_t *health;
-    hs_info_t *info;
-    hs_topics_api_t *topics;
-    void (*shutdown_cb)(void *data);
-    void *shutdown_data;
-};
-
-/* The state of one request across its asynchronous steps. */
-typedef struct call {
-    hs_publisher_t *publisher;
-    hs_http_request_t *req;
-    json_t *body; /* keeps the decoded strings alive */
-    int created;  /* subscribe: the row was new */
-    uint64_t created_ms;
-    union {
-        hs_subscription_input_t sub;
-        hs_notification_input_t note;
-        hs_history_query_t history;
-    } in;
-    char topic_copy[HS_TOPIC_MAX + 1]; /* history/get: query strings die with req */
-    char node[128];
-    /* send_to_connection: the command, and the answer when it is done */
-    hs_node_cmd_t cmd;
-    int ok_status;
-    const char *what;
-} call_t;
-
-static call_t *call_new(hs_publisher_t *p, hs_http_request_t *req, json_t *body)
+call_t *hs_publisher__call_new(hs_publisher_t *p, hs_http_request_t *req, json_t *body)
 {
     call_t *call = hs_calloc(1, sizeof(*call));
     call->publisher = p;
@@ -61,20 +29,20 @@ static call_t *call_new(hs_publisher_t *p, hs_http_request_t *req, json_t *body)
     return call;
 }
 
-static void call_free(call_t *call)
+void hs_publisher__call_free(call_t *call)
 {
     json_decref(call->body);
     hs_free(call);
 }
 
-static void respond_api_error(hs_http_request_t *req, const hs_api_error_t *err)
+void hs_publisher__respond_api_error(hs_http_request_t *req, const hs_api_error_t *err)
 {
     hs_http_respond_error(req, err->status, err->code, "%s", err->message);
 }
 
 /* A failed store or bus operation: 503 when the database or Redis cannot be
  * reached (retry later), 500 otherwise. */
-static void respond_internal(hs_http_request_t *req, const char *what, int status)
+void hs_publisher__respond_internal(hs_http_request_t *req, const char *what, int status)
 {
     hs_log_error("publisher: %s %s failed: %s", hs_http_request_id(req), what, hs_strerror(status));
     if (status == HS_EUNAVAIL)
@@ -88,7 +56,7 @@ static void respond_internal(hs_http_request_t *req, const char *what, int statu
 
 /* In the scale-out mode a message is only accepted while it can also be
  * announced: with Redis away it would be stored but reach nobody live. */
-static bool bus_ready_or_503(hs_publisher_t *p, hs_http_request_t *req)
+bool hs_publisher__bus_ready_or_503(hs_publisher_t *p, hs_http_request_t *req)
 {
     if (hs_bus_ready(p->bus))
         return true;
@@ -99,8 +67,8 @@ static bool bus_ready_or_503(hs_publisher_t *p, hs_http_request_t *req)
 
 /* Decodes the JSON object body; with allow_query and no body, builds the
  * object from the query parameters names[]. Answers the request on error. */
-static json_t *request_fields(hs_http_request_t *req, bool allow_query, const char *const *names,
-                              size_t count)
+json_t *hs_publisher__request_fields(hs_http_request_t *req, bool allow_query,
+                                     const char *const *names, size_t count)
 {
     size_t body_len;
     const char *body = hs_http_body(req, &body_len);
@@ -120,7 +88,7 @@ static json_t *request_fields(hs_http_request_t *req, bool allow_query, const ch
     }
     json_t *obj;
     if (hs_decode_body(body, body_len, &obj, &err) != 0) {
-        respond_api_error(req, &err);
+        hs_publisher__respond_api_error(req, &err);
         return NULL;
     }
     return obj;
@@ -151,7 +119,7 @@ static void put_message_cb(int status, const hs_message_t *stored, void *data)
     publish_call_t *call = data;
     hs_publisher_t *p = call->publisher;
     if (status != 0) {
-        respond_internal(call->req, "storing the message", status);
+        hs_publisher__respond_internal(call->req, "storing the message", status);
     } else {
         hs_metrics_t *m = &hs_metrics_singleton;
         m->messages_published++;
@@ -192,31 +160,32 @@ static void put_message_once_cb(int status, const hs_message_t *original, void *
                               "content or author differ) within the idempotency window",
                               call->key);
     } else {
-        respond_internal(call->req, "storing the message", status == HS_EEXIST ? HS_EIO : status);
+        hs_publisher__respond_internal(call->req, "storing the message",
+                                       status == HS_EEXIST ? HS_EIO : status);
     }
     publish_call_free(call);
 }
 
 static void publish(hs_http_request_t *req, hs_publisher_t *p, const char *author_key)
 {
-    json_t *body = request_fields(req, false, NULL, 0);
+    json_t *body = hs_publisher__request_fields(req, false, NULL, 0);
     if (body == NULL)
         return;
     hs_publish_input_t in;
     hs_api_error_t err;
     if (hs_decode_publish(body, author_key, p->cfg->max_content, &in, &err) != 0) {
-        respond_api_error(req, &err);
+        hs_publisher__respond_api_error(req, &err);
         json_decref(body);
         return;
     }
     size_t key_len = 0;
     const char *key = hs_http_header(req, "idempotency-key", &key_len);
     if (key && hs_idempotency_key_check(key, key_len, &err) != 0) {
-        respond_api_error(req, &err);
+        hs_publisher__respond_api_error(req, &err);
         json_decref(body);
         return;
     }
-    if (!bus_ready_or_503(p, req)) {
+    if (!hs_publisher__bus_ready_or_503(p, req)) {
         json_decref(body);
         return;
     }
@@ -270,10 +239,10 @@ static void get_message_cb(int status, const hs_message_t *msg, void *data)
         hs_http_respond_error(call->req, 404, "not_found", "no message with that id%s",
                               topic ? " in that topic" : "");
     else if (status != 0)
-        respond_internal(call->req, "reading the message", status);
+        hs_publisher__respond_internal(call->req, "reading the message", status);
     else
         hs_http_respond_json(call->req, 200, hs_render_message(msg));
-    call_free(call);
+    hs_publisher__call_free(call);
 }
 
 static void get_message(hs_http_request_t *req, void *ctx)
@@ -282,7 +251,7 @@ static void get_message(hs_http_request_t *req, void *ctx)
     hs_api_error_t err;
     char id[HS_ULID_LEN + 1];
     if (hs_decode_ulid(hs_http_param(req, "id"), "id", id, &err) != 0) {
-        respond_api_error(req, &err);
+        hs_publisher__respond_api_error(req, &err);
         return;
     }
     const char *topic = hs_http_query(req, "topic");
@@ -292,7 +261,7 @@ static void get_message(hs_http_request_t *req, void *ctx)
                               ". _ : -");
         return;
     }
-    call_t *call = call_new(p, req, NULL);
+    call_t *call = hs_publisher__call_new(p, req, NULL);
     if (topic)
         memcpy(call->topic_copy, topic, strlen(topic) + 1);
     hs_store_get_message(p->store, id, get_message_cb, call);
@@ -306,8 +275,8 @@ static void list_messages_cb(int status, const hs_message_t *msgs, size_t count,
 {
     call_t *call = data;
     if (status != 0) {
-        respond_internal(call->req, "reading the history", status);
-        call_free(call);
+        hs_publisher__respond_internal(call->req, "reading the history", status);
+        hs_publisher__call_free(call);
         return;
     }
     /* One row more than asked was fetched: its presence means the walk goes
@@ -322,19 +291,19 @@ static void list_messages_cb(int status, const hs_message_t *msgs, size_t count,
     if (pruned)
         json_object_set_new(page, "pruned", json_true());
     hs_http_respond_json(call->req, 200, page);
-    call_free(call);
+    hs_publisher__call_free(call);
 }
 
 static void list_messages(hs_http_request_t *req, void *ctx)
 {
     hs_publisher_t *p = ctx;
     hs_api_error_t err;
-    call_t *call = call_new(p, req, NULL);
+    call_t *call = hs_publisher__call_new(p, req, NULL);
     if (hs_decode_history(hs_http_query(req, "topic"), hs_http_query(req, "lastID"),
                           hs_http_query(req, "limit"), hs_http_query(req, "forward"),
                           &call->in.history, &err) != 0) {
-        respond_api_error(req, &err);
-        call_free(call);
+        hs_publisher__respond_api_error(req, &err);
+        hs_publisher__call_free(call);
         return;
     }
     memcpy(call->topic_copy, call->in.history.topic, strlen(call->in.history.topic) + 1);
@@ -342,391 +311,6 @@ static void list_messages(hs_http_request_t *req, void *ctx)
     query.topic = call->topic_copy;
     query.limit = call->in.history.limit + 1;
     hs_store_read_history(p->store, &query, list_messages_cb, call);
-}
-
-/* ---- POST /api/v1/subscribes ------------------------------------------- */
-
-static void subscribe_applied_cb(int status, void *data)
-{
-    call_t *call = data;
-    hs_publisher_t *p = call->publisher;
-    /* Refused by the node, or the connection left between the check and
-     * now: the node removed the stored row (notifier.c). */
-    if (status == HS_ENOTFOUND) {
-        hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
-                              call->in.sub.connection_id);
-    } else if (status == HS_EBUSY) {
-        hs_http_respond_error(call->req, 429, "too_many_subscriptions",
-                              "connection %s has reached its limit of %llu subscriptions",
-                              call->in.sub.connection_id,
-                              (unsigned long long)p->cfg->max_subscriptions);
-    } else if (status != 0) {
-        /* Not handed to the node: a new row would be a ghost. */
-        if (call->created)
-            hs_store_remove_subscription(p->store, call->in.sub.connection_id, call->in.sub.topic,
-                                         NULL, NULL);
-        respond_internal(call->req, "subscribing", status);
-    } else {
-        hs_http_respond_json(call->req, call->created ? 201 : 200,
-                             hs_render_subscription(call->in.sub.topic, call->in.sub.connection_id,
-                                                    call->created_ms));
-    }
-    call_free(call);
-}
-
-/* prev of the command: the topic's last id, or NULL when it could not be
- * read (the node reads it then). */
-static void subscribe_baseline_cb(int status, const hs_message_t *msgs, size_t count, void *data)
-{
-    call_t *call = data;
-    hs_node_cmd_t cmd = {.kind = HS_NODE_SUBSCRIBE,
-                         .topic = call->in.sub.topic,
-                         .connection_id = call->in.sub.connection_id,
-                         .prev = status != 0 ? NULL
-                                 : count     ? msgs[0].id
-                                             : ""};
-    hs_bus_send_to_node(call->publisher->bus, call->node, &cmd, subscribe_applied_cb, call);
-}
-
-static void subscription_stored_cb(int status, uint64_t created_ms, void *data)
-{
-    call_t *call = data;
-    if (status != 0 && status != HS_EEXIST) {
-        respond_internal(call->req, "storing the subscription", status);
-        call_free(call);
-        return;
-    }
-    call->created = status == 0;
-    call->created_ms = created_ms;
-    /* The topic's last id now, before the answer: the node starts the
-     * topic's live order from it when this subscription makes the topic
-     * served there (docs/scaling.md, "Live order"). */
-    hs_history_query_t q = {.topic = call->in.sub.topic, .forward = false, .limit = 1};
-    hs_store_list_messages(call->publisher->store, &q, subscribe_baseline_cb, call);
-}
-
-static void subscribe_located_cb(int status, const char *node, void *data)
-{
-    call_t *call = data;
-    if (status != 0 && status != HS_ENOTFOUND) {
-        respond_internal(call->req, "finding the connection", status);
-        call_free(call);
-        return;
-    }
-    if (status != 0) {
-        hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
-                              call->in.sub.connection_id);
-        call_free(call);
-        return;
-    }
-    snprintf(call->node, sizeof(call->node), "%s", node);
-    hs_store_add_subscription(call->publisher->store, call->in.sub.connection_id,
-                              call->in.sub.topic, hs_now_ms(), subscription_stored_cb, call);
-}
-
-static void post_subscribes(hs_http_request_t *req, void *ctx)
-{
-    hs_publisher_t *p = ctx;
-    json_t *body = request_fields(req, false, NULL, 0);
-    if (body == NULL)
-        return;
-    call_t *call = call_new(p, req, body);
-    hs_api_error_t err;
-    if (hs_decode_subscription(body, true, &call->in.sub, &err) != 0) {
-        respond_api_error(req, &err);
-        call_free(call);
-        return;
-    }
-    hs_bus_locate_connection(p->bus, call->in.sub.connection_id, subscribe_located_cb, call);
-}
-
-/* ---- DELETE /api/v1/subscribes ----------------------------------------- */
-
-static void unsubscribe_stored_cb(int status, size_t count, void *data)
-{
-    call_t *call = data;
-    (void)count;
-    if (status != 0)
-        respond_internal(call->req, "removing the subscription", status);
-    else
-        hs_http_respond_empty(call->req, 204);
-    call_free(call);
-}
-
-static void unsubscribe_applied_cb(int status, void *data)
-{
-    call_t *call = data;
-    if (status == HS_EUNAVAIL) { /* the node may still push: say so */
-        respond_internal(call->req, "unsubscribing", status);
-        call_free(call);
-        return;
-    }
-    /* Otherwise done, or the connection left: it has nothing in memory. */
-    hs_store_remove_subscription(call->publisher->store, call->in.sub.connection_id,
-                                 call->in.sub.topic, unsubscribe_stored_cb, call);
-}
-
-static void unsubscribe_located_cb(int status, const char *node, void *data)
-{
-    call_t *call = data;
-    if (status != 0 && status != HS_ENOTFOUND) {
-        respond_internal(call->req, "finding the connection", status);
-        call_free(call);
-        return;
-    }
-    if (status != 0) {
-        unsubscribe_applied_cb(0, call);
-        return;
-    }
-    /* The node stops pushing first, so nothing arrives after the 204. */
-    hs_node_cmd_t cmd = {.kind = HS_NODE_UNSUBSCRIBE,
-                         .topic = call->in.sub.topic,
-                         .connection_id = call->in.sub.connection_id};
-    hs_bus_send_to_node(call->publisher->bus, node, &cmd, unsubscribe_applied_cb, call);
-}
-
-static void delete_subscribes(hs_http_request_t *req, void *ctx)
-{
-    hs_publisher_t *p = ctx;
-    static const char *const names[] = {"topic", "connectionID"};
-    json_t *body = request_fields(req, true, names, 2);
-    if (body == NULL)
-        return;
-    call_t *call = call_new(p, req, body);
-    hs_api_error_t err;
-    if (hs_decode_subscription(body, false, &call->in.sub, &err) != 0) {
-        respond_api_error(req, &err);
-        call_free(call);
-        return;
-    }
-    hs_bus_locate_connection(p->bus, call->in.sub.connection_id, unsubscribe_located_cb, call);
-}
-
-/* ---- GET /api/v1/subscribes -------------------------------------------- */
-
-static void list_subscriptions_cb(int status, const hs_subscription_t *subs, size_t count,
-                                  void *data)
-{
-    call_t *call = data;
-    if (status != 0) {
-        respond_internal(call->req, "listing subscriptions", status);
-    } else {
-        json_t *list = json_array();
-        for (size_t i = 0; i < count; i++)
-            json_array_append_new(list, hs_render_subscription(subs[i].topic, subs[i].connection_id,
-                                                               subs[i].created_ms));
-        hs_http_respond_json(call->req, 200, list);
-    }
-    call_free(call);
-}
-
-static void get_subscribes(hs_http_request_t *req, void *ctx)
-{
-    hs_publisher_t *p = ctx;
-    const char *topic = hs_http_query(req, "topic");
-    const char *conn = hs_http_query(req, "connectionID");
-    if (topic == NULL && conn == NULL) {
-        hs_http_respond_error(req, 400, "missing_field",
-                              "query parameter 'connectionID' or 'topic' is required");
-        return;
-    }
-    if (topic && !hs_topic_valid(topic, strlen(topic))) {
-        hs_http_respond_error(req, 400, "invalid_field",
-                              "query parameter 'topic' must be 1-128 characters of A-Z a-z 0-9 "
-                              ". _ : -");
-        return;
-    }
-    call_t *call = call_new(p, req, NULL);
-    hs_api_error_t err;
-    if (conn && hs_decode_ulid(conn, "connectionID", call->in.sub.connection_id, &err) != 0) {
-        respond_api_error(req, &err);
-        call_free(call);
-        return;
-    }
-    if (topic)
-        memcpy(call->topic_copy, topic, strlen(topic) + 1);
-    hs_store_list_subscriptions(p->store, conn ? call->in.sub.connection_id : NULL,
-                                topic ? call->topic_copy : NULL, list_subscriptions_cb, call);
-}
-
-/* ---- a command to the node that holds a connection ------------------------ */
-
-static void command_sent_cb(int status, void *data)
-{
-    call_t *call = data;
-    if (status == HS_ENOTFOUND)
-        hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
-                              call->cmd.connection_id);
-    else if (status != 0)
-        respond_internal(call->req, call->what, status);
-    else
-        hs_http_respond_empty(call->req, call->ok_status);
-    call_free(call);
-}
-
-static void command_located_cb(int status, const char *node, void *data)
-{
-    call_t *call = data;
-    if (status != 0 && status != HS_ENOTFOUND) {
-        respond_internal(call->req, "finding the connection", status);
-        call_free(call);
-    } else if (status != 0) {
-        command_sent_cb(HS_ENOTFOUND, call);
-    } else {
-        hs_bus_send_to_node(call->publisher->bus, node, &call->cmd, command_sent_cb, call);
-    }
-}
-
-/* Hands cmd to the node that holds cmd->connection_id and answers ok_status,
- * or 404 when the connection is not connected. cmd's strings must live as
- * long as call (they point into its decoded input). */
-static void send_to_connection(call_t *call, const hs_node_cmd_t *cmd, int ok_status,
-                               const char *what)
-{
-    call->cmd = *cmd;
-    call->ok_status = ok_status;
-    call->what = what;
-    hs_bus_locate_connection(call->publisher->bus, cmd->connection_id, command_located_cb, call);
-}
-
-/* ---- POST /api/v1/notification ----------------------------------------- */
-
-static void post_notification(hs_http_request_t *req, void *ctx)
-{
-    hs_publisher_t *p = ctx;
-    json_t *body = request_fields(req, false, NULL, 0);
-    if (body == NULL)
-        return;
-    call_t *call = call_new(p, req, body);
-    hs_api_error_t err;
-    if (hs_decode_notification(body, p->cfg->max_content, &call->in.note, &err) != 0) {
-        respond_api_error(req, &err);
-        call_free(call);
-        return;
-    }
-    hs_node_cmd_t cmd = {.kind = HS_NODE_NOTIFY,
-                         .connection_id = call->in.note.connection_id,
-                         .frame_text = call->in.note.payload,
-                         .frame_text_len = call->in.note.payload_len};
-    send_to_connection(call, &cmd, 202, "sending the notification");
-}
-
-/* ---- GET and DELETE /api/v1/connections/{id} ----------------------------- */
-
-static void connection_got_cb(int status, const hs_connection_info_t *info, void *data)
-{
-    call_t *call = data;
-    if (status == HS_ENOTFOUND) {
-        hs_http_respond_error(call->req, 404, "not_found", "connection %s is not connected",
-                              call->in.sub.connection_id);
-    } else if (status != 0) {
-        respond_internal(call->req, "reading the connection", status);
-    } else {
-        hs_http_respond_json(call->req, 200, hs_render_connection(info));
-    }
-    call_free(call);
-}
-
-/* A call for the connection named by the path's {id}, or NULL after
- * answering 400. */
-static call_t *connection_call(hs_publisher_t *p, hs_http_request_t *req)
-{
-    hs_api_error_t err;
-    call_t *call = call_new(p, req, NULL);
-    if (hs_decode_ulid(hs_http_param(req, "id"), "id", call->in.sub.connection_id, &err) != 0) {
-        respond_api_error(req, &err);
-        call_free(call);
-        return NULL;
-    }
-    return call;
-}
-
-static void get_connection(hs_http_request_t *req, void *ctx)
-{
-    hs_publisher_t *p = ctx;
-    call_t *call = connection_call(p, req);
-    if (call)
-        hs_store_get_connection(p->store, call->in.sub.connection_id, connection_got_cb, call);
-}
-
-/* A kick ends the connection at once and for good (docs/guarantees.md): the
- * node that holds it attached closes it (4000) and drops it from its index;
- * then its rows go, before the answer, so that nothing lists it after the
- * 204 even while the node's own removal is on its way; and without rows no
- * resume can claim it. A detached connection (listed, resumable, in no
- * node's directory) is kicked by removing its rows. */
-static void kick_removed_cb(int status, void *data)
-{
-    call_t *call = data;
-    if (status != 0)
-        respond_internal(call->req, "removing the connection", status);
-    else
-        hs_http_respond_empty(call->req, 204);
-    call_free(call);
-}
-
-static void kick_stored_cb(int status, const hs_connection_info_t *info, void *data)
-{
-    (void)info;
-    call_t *call = data;
-    if (status == 0) {
-        hs_log_info("publisher: %s disconnects detached conn %s", hs_http_request_id(call->req),
-                    call->in.sub.connection_id);
-        hs_store_remove_connection(call->publisher->store, call->in.sub.connection_id,
-                                   kick_removed_cb, call);
-        return;
-    }
-    if (status == HS_ENOTFOUND)
-        hs_http_respond_error(call->req, 404, "not_found", "connection %s does not exist",
-                              call->in.sub.connection_id);
-    else
-        respond_internal(call->req, "finding the connection", status);
-    call_free(call);
-}
-
-static void kick_sent_cb(int status, void *data)
-{
-    call_t *call = data;
-    hs_publisher_t *p = call->publisher;
-    if (status == 0) {
-        hs_log_info("publisher: %s disconnected conn %s", hs_http_request_id(call->req),
-                    call->in.sub.connection_id);
-        /* Not routed from now on: an API call for it is 404 even before the
-         * node has ended it (the node's own unregister follows). */
-        hs_bus_unregister_connection(p->bus, call->node, call->in.sub.connection_id);
-        hs_store_remove_connection(p->store, call->in.sub.connection_id, kick_removed_cb, call);
-    } else if (status == HS_ENOTFOUND) { /* the node let it go meanwhile */
-        hs_store_get_connection(p->store, call->in.sub.connection_id, kick_stored_cb, call);
-    } else {
-        respond_internal(call->req, "disconnecting", status);
-        call_free(call);
-    }
-}
-
-static void kick_located_cb(int status, const char *node, void *data)
-{
-    call_t *call = data;
-    hs_publisher_t *p = call->publisher;
-    if (status == 0) {
-        snprintf(call->node, sizeof(call->node), "%s", node);
-        hs_bus_send_to_node(p->bus, node, &call->cmd, kick_sent_cb, call);
-    } else if (status == HS_ENOTFOUND) {
-        hs_store_get_connection(p->store, call->in.sub.connection_id, kick_stored_cb, call);
-    } else {
-        respond_internal(call->req, "finding the connection", status);
-        call_free(call);
-    }
-}
-
-static void delete_connection(hs_http_request_t *req, void *ctx)
-{
-    call_t *call = connection_call(ctx, req);
-    if (call == NULL)
-        return;
-    call->cmd =
-        (hs_node_cmd_t){.kind = HS_NODE_DISCONNECT, .connection_id = call->in.sub.connection_id};
-    hs_bus_locate_connection(call->publisher->bus, call->in.sub.connection_id, kick_located_cb,
-                             call);
 }
 
 void hs_publisher_set_gauges(hs_publisher_t *p, hs_gauges_fn fn, void *ctx)
@@ -748,12 +332,8 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     hs_router_add(p->router, HTTP_GET, "/api/v1/messages", list_messages, p);
     hs_router_add(p->router, HTTP_GET, "/api/v1/messages/{id}", get_message, p);
     hs_router_add(p->router, HTTP_POST, "/api/v1/publish", post_publish, p);
-    hs_router_add(p->router, HTTP_POST, "/api/v1/subscribes", post_subscribes, p);
-    hs_router_add(p->router, HTTP_DELETE, "/api/v1/subscribes", delete_subscribes, p);
-    hs_router_add(p->router, HTTP_GET, "/api/v1/subscribes", get_subscribes, p);
-    hs_router_add(p->router, HTTP_POST, "/api/v1/notification", post_notification, p);
-    hs_router_add(p->router, HTTP_GET, "/api/v1/connections/{id}", get_connection, p);
-    hs_router_add(p->router, HTTP_DELETE, "/api/v1/connections/{id}", delete_connection, p);
+    hs_publisher__add_subscription_routes(p);
+    hs_publisher__add_connection_routes(p);
     p->info = hs_info_add_route(p->router, cfg);
     p->topics = hs_topics_api_new(p->router, store, cfg);
     p->health = hs_health_add_routes(p->router, store, bus);

@@ -79,8 +79,7 @@ static void send_event(outbox_entry_t *e)
     size_t lens[] = {
         4, strlen(EVENTS_KEY), 6, 1,          strlen(bus->events_max), 1, 5, strlen(e->topic),
         2, strlen(e->id),      4, e->json_len};
-    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
-    if (ac == NULL || redisAsyncCommandArgv(ac, event_appended_cb, e, 12, argv, lens) != REDIS_OK)
+    if (hs_redis__cmd(bus, event_appended_cb, e, 12, argv, lens) != REDIS_OK)
         outbox_push(bus, e);
 }
 
@@ -177,12 +176,9 @@ static void read_events_cb(uv_timer_t *t)
  * worst one reported when the trim ended exactly at that id). Ids are
  * compared as numbers: milliseconds fit a Lua double exactly.
  *
- * KEYS: the event stream, the set of nodes. The gap command goes to every
- * node's stream and counter (houston:node:<node>, houston:nodeseq:<node>):
- * those keys are derived inside the script from the members of the set,
- * because which nodes there are is only known in the same atomic step that
- * appends to them (a node that joins in between must get it too). Fine on a
- * single Redis; a Redis Cluster would need every key in one slot. */
+ * KEYS: the event stream. The gap command goes to every node's stream, but
+ * those keys are in other slots (a Redis Cluster): the consumer does it
+ * (gap_to_nodes), before it hands on anything read after the gap. */
 const char hs_redis__events_read_script[] =
     "local function before(a, b) "
     "  local am, as = string.match(a, '^(%d+)-(%d+)$') "
@@ -217,15 +213,57 @@ const char hs_redis__events_read_script[] =
     "  gap = 'events after ' .. delivered .. ' were trimmed (--event-stream-max) before a "
     "consumer read them' "
     "  redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], delivered, 'ENTRIESREAD', trimmed) end "
-    "if gap ~= '' then "
-    "  for _, node in ipairs(redis.call('SMEMBERS', KEYS[2])) do "
-    "    local seq = redis.call('INCR', 'houston:nodeseq:' .. node) "
-    "    redis.call('XADD', 'houston:node:' .. node, 'MAXLEN', '~', ARGV[4], '*', 'seq', seq, "
-    "               'kind', 'gap', 'topic', KEYS[1], 'text', gap) end end "
     "return {gap, last, redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], "
     "                              'STREAMS', KEYS[1], '>')}";
 
 static void wait_events(redis_bus_t *bus);
+static void reread_pending(redis_bus_t *bus);
+
+/* A gap the read script found: every node hears it - its "gap" command
+ * appended to its stream - before any entry read after the gap is handed
+ * on. The entries of that read stay pending in the group; once the gap
+ * commands are on their way (on the command link of each node's slot,
+ * ahead of any delivery sent to that node after them), this consumer reads
+ * its pending entries again and hands them on. */
+typedef struct gap_note {
+    redis_bus_t *bus;
+    char text[256];
+} gap_note_t;
+
+static void gap_nodes_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    gap_note_t *g = privdata;
+    redis_bus_t *bus = g->bus;
+    redisReply *r = reply;
+    if (bus->closing || !hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY) {
+        /* Told no node yet: the gap is told again at the next read. */
+        bus->gap_unsent = true;
+        snprintf(bus->gap_text, sizeof(bus->gap_text), "%s", g->text);
+        hs_free(g);
+        hs_redis__link_later(&bus->links[LINK_EVENTS], read_events_cb, RETRY_READ_MS);
+        return;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        if (r->element[i]->type != REDIS_REPLY_STRING)
+            continue;
+        hs_node_cmd_t cmd = {.kind = HS_NODE_GAP,
+                             .topic = EVENTS_KEY,
+                             .frame_text = g->text,
+                             .frame_text_len = strlen(g->text)};
+        hs_redis__send_to_node(&bus->base, r->element[i]->str, &cmd, NULL, NULL);
+    }
+    bus->gap_unsent = false;
+    hs_free(g);
+    reread_pending(bus);
+    read_events(bus);
+}
+
+static void gap_to_nodes(gap_note_t *g)
+{
+    if (hs_redis__cmdl(g->bus, gap_nodes_cb, g, "SMEMBERS", NODES_KEY, NULL) != REDIS_OK)
+        gap_nodes_cb(NULL, NULL, g);
+}
 
 /* Hands over the entries of an XREADGROUP answer; returns how many. */
 static size_t handle_read(redis_bus_t *bus, const redisReply *r)
@@ -278,15 +316,19 @@ static void events_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
         hs_redis__link_later(l, read_events_cb, RETRY_READ_MS);
         return;
     }
+    snprintf(bus->events_last, sizeof(bus->events_last), "%s", r->element[1]->str);
     if (r->element[0]->len > 0) {
-        /* The script already told every node, ahead of what follows. */
         hs_log_warn("bus: gap in %s: %s; every notifier closes its connections so that they "
                     "resume",
                     EVENTS_KEY, r->element[0]->str);
         hs_metrics_singleton.stream_gaps++;
         bus->group_gap = false;
+        gap_note_t *g = hs_calloc(1, sizeof(*g));
+        g->bus = bus;
+        snprintf(g->text, sizeof(g->text), "%s", r->element[0]->str);
+        gap_to_nodes(g); /* then the entries of this read, again */
+        return;
     }
-    snprintf(bus->events_last, sizeof(bus->events_last), "%s", r->element[1]->str);
     size_t got = handle_read(bus, r->elements > 2 ? r->element[2] : NULL);
     /* Fewer than asked: the group has read up to events_last; wait for more. */
     if (got < READ_COUNT_N)
@@ -330,16 +372,24 @@ static void read_events(redis_bus_t *bus)
 {
     link_t *l = &bus->links[LINK_EVENTS];
     if (!l->up || bus->closing || !bus->leader || bus->taking_over)
-        return; /* a standby reads nothing; a new leader takes the pending first */
+        return;            /* a standby reads nothing; a new leader takes the pending first */
+    if (bus->gap_unsent) { /* a gap no node heard yet: first that */
+        gap_note_t *g = hs_calloc(1, sizeof(*g));
+        g->bus = bus;
+        snprintf(g->text, sizeof(g->text), "%s", bus->gap_text);
+        bus->gap_unsent = false;
+        gap_to_nodes(g);
+        return;
+    }
     bus->pending_read_sent = bus->reading_pending;
     if (bus->reading_pending)
         redisAsyncCommand(l->ac, events_read_cb, bus,
                           "XREADGROUP GROUP %s %s COUNT %s STREAMS %s %s", GROUP,
                           bus->consumer_name, READ_COUNT, EVENTS_KEY, bus->pending_cursor);
     else
-        hs_redis__script(l->ac, bus, SCRIPT_EVENTS_READ, events_read_cb, bus, 2, 7,
-                         (const char *[]){EVENTS_KEY, NODES_KEY, GROUP, bus->consumer_name,
-                                          READ_COUNT, bus->node_max, bus->group_gap ? "1" : "0"},
+        hs_redis__script(l->ac, bus, SCRIPT_EVENTS_READ, events_read_cb, bus, 1, 6,
+                         (const char *[]){EVENTS_KEY, GROUP, bus->consumer_name, READ_COUNT,
+                                          bus->node_max, bus->group_gap ? "1" : "0"},
                          NULL);
 }
 
@@ -494,14 +544,11 @@ static void took_over_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
 static void take_over(redis_bus_t *bus)
 {
-    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
-    if (ac == NULL) {
+    if (hs_redis__cmdl(bus, took_over_cb, bus, "XAUTOCLAIM", EVENTS_KEY, GROUP, bus->consumer_name,
+                       "0", bus->claim_cursor, "COUNT", READ_COUNT, NULL) != REDIS_OK) {
         bus->taking_over = false; /* tried again when the lease is renewed */
         bus->leader = false;
-        return;
     }
-    redisAsyncCommand(ac, took_over_cb, bus, "XAUTOCLAIM %s %s %s 0 %s COUNT %s", EVENTS_KEY, GROUP,
-                      bus->consumer_name, bus->claim_cursor, READ_COUNT);
 }
 
 static void lease_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -530,27 +577,27 @@ static void lease_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
 void hs_redis__renew_lease(redis_bus_t *bus)
 {
-    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
-    if (ac == NULL || bus->consumer == NULL)
+    if (!hs_redis__cmd_up(bus) || bus->consumer == NULL)
         return;
     char ms[24];
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)bus->claim_idle_ms);
-    hs_redis__script(ac, bus, SCRIPT_LEASE, lease_cb, bus, 1, 3,
-                     (const char *[]){LEASE_KEY, bus->consumer_name, ms}, NULL);
+    hs_redis__cmd_script(bus, SCRIPT_LEASE, lease_cb, bus, 1, 3,
+                         (const char *[]){LEASE_KEY, bus->consumer_name, ms}, NULL);
 }
 
 static void claim_timer_cb(uv_timer_t *t)
 {
     redis_bus_t *bus = t->data;
     hs_redis__renew_lease(bus);
-    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
-    if (ac)
-        redisAsyncCommand(ac, backlog_cb, NULL, "XINFO GROUPS %s", EVENTS_KEY);
+    if (!hs_redis__cmd_up(bus))
+        return;
+    hs_redis__cmdl(bus, backlog_cb, NULL, "XINFO", "GROUPS", EVENTS_KEY, NULL);
     /* The leader's own entries whose hand-off failed (released) come back. */
-    if (ac && bus->leader && !bus->taking_over)
-        redisAsyncCommand(ac, claim_cb, bus, "XAUTOCLAIM %s %s %s %llu %s COUNT %s", EVENTS_KEY,
-                          GROUP, bus->consumer_name, (unsigned long long)bus->claim_idle_ms,
-                          bus->claim_cursor, READ_COUNT);
+    char idle[24];
+    snprintf(idle, sizeof(idle), "%llu", (unsigned long long)bus->claim_idle_ms);
+    if (bus->leader && !bus->taking_over)
+        hs_redis__cmdl(bus, claim_cb, bus, "XAUTOCLAIM", EVENTS_KEY, GROUP, bus->consumer_name,
+                       idle, bus->claim_cursor, "COUNT", READ_COUNT, NULL);
 }
 
 int hs_redis__consume_events(hs_bus_t *b, hs_bus_event_handler handler, void *data)
@@ -583,11 +630,9 @@ static void ack_cb(redisAsyncContext *ac, void *reply, void *privdata)
 void hs_redis__ack(hs_bus_t *b, void *token)
 {
     redis_bus_t *bus = (redis_bus_t *)b;
-    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
     /* Not acknowledged while Redis is away: the event stays pending and is
      * taken over after --claim-idle; the nodes drop the second copy. */
-    if (ac)
-        redisAsyncCommand(ac, ack_cb, NULL, "XACK %s %s %s", EVENTS_KEY, GROUP, (char *)token);
+    hs_redis__cmdl(bus, ack_cb, NULL, "XACK", EVENTS_KEY, GROUP, (char *)token, NULL);
     hs_free(token);
 }
 
@@ -618,11 +663,11 @@ void hs_redis__events_link_up(redis_bus_t *bus, bool again)
 
 void hs_redis__events_close(redis_bus_t *bus)
 {
-    if (bus->leader && bus->links[LINK_CMD].up)
+    if (bus->leader)
         /* A clean stop gives the event lease back: a standby takes it at
          * its next try instead of after --claim-idle. */
-        hs_redis__script(bus->links[LINK_CMD].ac, bus, SCRIPT_LEASE_RELEASE, NULL, NULL, 1, 2,
-                         (const char *[]){LEASE_KEY, bus->consumer_name}, NULL);
+        hs_redis__cmd_script(bus, SCRIPT_LEASE_RELEASE, NULL, NULL, 1, 2,
+                             (const char *[]){LEASE_KEY, bus->consumer_name}, NULL);
     if (bus->outbox_len > 0)
         hs_log_warn("bus: %zu events could not be appended before the stop (their messages are "
                     "in the history)",

@@ -507,7 +507,7 @@ static void test_node_commands_in_order_with_seq(void **state)
     for (int i = 0; i < 5; i++)
         assert_string_equal(f->log[i], want[i]);
     /* Numbered 1..5 in the stream, the counter at 5. */
-    redisReply *r = sync_cmd("XRANGE houston:node:n1 - +");
+    redisReply *r = sync_cmd("XRANGE houston:{n:n1}:stream - +");
     assert_int_equal(r->elements, 5);
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *fields = r->element[i]->element[1];
@@ -515,7 +515,7 @@ static void test_node_commands_in_order_with_seq(void **state)
         assert_int_equal(atoi(fields->element[1]->str), (int)i + 1);
     }
     freeReplyObject(r);
-    r = sync_cmd("GET houston:nodeseq:n1");
+    r = sync_cmd("GET houston:{n:n1}:seq");
     assert_string_equal(r->str, "5");
     freeReplyObject(r);
 }
@@ -544,7 +544,7 @@ static void test_node_gap_reported(void **state)
     assert_true(run_until(f, 3000, one_delivered));
     /* Three commands appended and trimmed unread (as MAXLEN ~ does to a
      * stalled node): the counter moved on, the entries are gone. */
-    sync_do("INCRBY houston:nodeseq:n1 3");
+    sync_do("INCRBY houston:{n:n1}:seq 3");
     deliver(f, f->bus[1], "n1", "a", "m5");
     assert_true(run_until(f, 3000, gap_then_deliver));
     assert_string_equal(f->log[0], "deliver a m1");
@@ -628,7 +628,7 @@ static void test_reconnect_after_redis_restart(void **state)
     assert_int_equal(server_start(), 0);
     assert_true(run_until(f, 5000, reconnected));
     run_for(f, 300);
-    assert_int_equal(sync_int("SISMEMBER houston:topic:live n1"), 1);
+    assert_int_equal(sync_int("SISMEMBER houston:{t:live}:nodes n1"), 1);
     redisReply *r = sync_cmd("HGET houston:conns c1");
     assert_string_equal(r->str, "n1");
     freeReplyObject(r);
@@ -639,7 +639,7 @@ static void test_reconnect_after_redis_restart(void **state)
     assert_string_equal(f->log[1], "deliver live again");
 }
 
-/* What the keyspace notifications of houston:topic:live said, on a
+/* What the keyspace notifications of houston:{t:live}:nodes said, on a
  * subscribed plain connection. */
 static int topic_removals(redisContext *sub)
 {
@@ -675,13 +675,13 @@ static void test_reconnect_keeps_live_entries(void **state)
     hs_bus_add_topic_node(f->bus[0], "live", "n1");
     hs_bus_add_topic_node(f->bus[0], "stale", "n1");
     run_for(f, 200);
-    assert_int_equal(sync_int("SISMEMBER houston:topic:stale n1"), 1);
+    assert_int_equal(sync_int("SISMEMBER houston:{t:stale}:nodes n1"), 1);
 
     sync_do("CONFIG SET notify-keyspace-events Kgs");
     struct timeval tv = {.tv_sec = 2};
     redisContext *sub = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
     assert_true(sub && !sub->err);
-    redisReply *r = redisCommand(sub, "SUBSCRIBE __keyspace@0__:houston:topic:live");
+    redisReply *r = redisCommand(sub, "SUBSCRIBE __keyspace@0__:houston:{t:live}:nodes");
     assert_non_null(r);
     freeReplyObject(r);
 
@@ -693,11 +693,11 @@ static void test_reconnect_keeps_live_entries(void **state)
     assert_int_equal(topic_removals(sub), 0);
     redisFree(sub);
     sync_do("CONFIG SET notify-keyspace-events %s", "");
-    assert_int_equal(sync_int("SISMEMBER houston:topic:live n1"), 1);
-    assert_int_equal(sync_int("SISMEMBER houston:topic:stale n1"), 0);
-    assert_int_equal(sync_int("SISMEMBER houston:nodetopics:n1 stale"), 0);
+    assert_int_equal(sync_int("SISMEMBER houston:{t:live}:nodes n1"), 1);
+    assert_int_equal(sync_int("SISMEMBER houston:{t:stale}:nodes n1"), 0);
+    assert_int_equal(sync_int("SISMEMBER houston:{n:n1}:topics stale"), 0);
     assert_int_equal(sync_int("HEXISTS houston:conns c2"), 0);
-    assert_int_equal(sync_int("SISMEMBER houston:nodeconns:n1 c2"), 0);
+    assert_int_equal(sync_int("SISMEMBER houston:{n:n1}:conns c2"), 0);
     r = sync_cmd("HGET houston:conns c1");
     assert_string_equal(r->str, "n1");
     freeReplyObject(r);

@@ -56,9 +56,13 @@ unsigned hs_redis_key_slot(const char *key, size_t len)
     return crc16(key, len) & (CLUSTER_SLOTS - 1);
 }
 
+/* host[:port]; the port is after the last ':' (an IPv6 host has several). */
 static int parse_addr(const char *s, size_t len, hs_redis_addr_t *a)
 {
-    const char *colon = memchr(s, ':', len);
+    const char *colon = NULL;
+    for (size_t i = len; i > 0 && colon == NULL; i--)
+        if (s[i - 1] == ':')
+            colon = s + i - 1;
     size_t host_len = colon ? (size_t)(colon - s) : len;
     if (host_len == 0 || host_len >= sizeof(a->host))
         return -1;
@@ -175,7 +179,7 @@ static void known_add(hs_redis_addr_t *known, int *count, int max, const hs_redi
 }
 
 int hs_redis_parse_slots(const redisReply *r, const char *asked_host, uint16_t *slot_shard,
-                         hs_redis_addr_t *masters, int max, hs_redis_addr_t *known,
+                         hs_redis_addr_t *masters, int *replicas, int max, hs_redis_addr_t *known,
                          int *known_count, int known_max)
 {
     if (r == NULL || r->type != REDIS_REPLY_ARRAY)
@@ -200,6 +204,7 @@ int hs_redis_parse_slots(const redisReply *r, const char *asked_host, uint16_t *
         if (m == count) {
             if (count == max)
                 return -1;
+            replicas[count] = (int)range->elements - 3;
             masters[count++] = master;
         }
         for (long long s = from; s <= to; s++)
@@ -299,7 +304,7 @@ static void shard_retire(link_t *l)
 }
 
 static void apply_map(redis_bus_t *bus, const uint16_t *map, const hs_redis_addr_t *masters,
-                      int count)
+                      const int *replicas, int count)
 {
     int index[SHARDS_MAX];
     bool keep[SHARDS_MAX] = {false};
@@ -339,6 +344,8 @@ static void apply_map(redis_bus_t *bus, const uint16_t *map, const hs_redis_addr
         keep[j] = true;
         index[m] = j;
     }
+    for (int m = 0; m < count; m++)
+        bus->shards[index[m]].replicas = replicas[m];
     for (int j = 0; j < bus->shard_count; j++)
         if (!keep[j] && bus->shards[j].wanted) {
             hs_log_info("bus: Redis at %s:%d is no longer a master of the cluster",
@@ -374,10 +381,11 @@ static void slots_cb(redisAsyncContext *ac, void *reply, void *privdata)
     }
     static uint16_t map[CLUSTER_SLOTS]; /* the loop's thread only */
     hs_redis_addr_t masters[SHARDS_MAX];
+    int replicas[SHARDS_MAX];
     int count = r->type == REDIS_REPLY_ERROR
                     ? -1
-                    : hs_redis_parse_slots(r, l->addr.host, map, masters, SHARDS_MAX, bus->known,
-                                           &bus->known_count, KNOWN_MAX);
+                    : hs_redis_parse_slots(r, l->addr.host, map, masters, replicas, SHARDS_MAX,
+                                           bus->known, &bus->known_count, KNOWN_MAX);
     if (count <= 0) {
         if (!bus->refresh_wanted)
             hs_log_warn("bus: the Redis Cluster at %s:%d does not serve every slot yet (%s); "
@@ -396,7 +404,7 @@ static void slots_cb(redisAsyncContext *ac, void *reply, void *privdata)
     if (first)
         hs_log_info("bus: Redis at %s:%d is a cluster of %d masters", l->addr.host, l->addr.port,
                     count);
-    apply_map(bus, map, masters, count);
+    apply_map(bus, map, masters, replicas, count);
     if (first)
         for (int i = 0; i < LINK_COUNT; i++)
             if (i != LINK_CMD && bus->links[i].wanted && bus->links[i].ac == NULL)

@@ -79,7 +79,7 @@ static void send_event(outbox_entry_t *e)
     size_t lens[] = {
         4, strlen(EVENTS_KEY), 6, 1,          strlen(bus->events_max), 1, 5, strlen(e->topic),
         2, strlen(e->id),      4, e->json_len};
-    if (hs_redis__cmd(bus, event_appended_cb, e, 12, argv, lens) != REDIS_OK)
+    if (hs_redis__cmd_durable(bus, event_appended_cb, e, 12, argv, lens) != REDIS_OK)
         outbox_push(bus, e);
 }
 

@@ -119,6 +119,7 @@
 #define SHARDS_MAX         32 /* masters of a cluster */
 #define KNOWN_MAX          64 /* addresses tried for the slot map: seeds, then nodes */
 #define NO_SHARD           0xFFFF
+#define WAIT_MS            "1000" /* a durable write waits this long for a replica */
 
 /* The keys (redis_internal.h's map above); snprintf into a KEY_MAX buffer. */
 #define NODE_KEY(buf, node, what)   snprintf((buf), sizeof(buf), "houston:{n:%s}:" what, (node))
@@ -157,6 +158,7 @@ typedef struct link {
     redis_bus_t *bus;
     int role;
     bool shard;            /* a cluster's command link to one master */
+    int replicas;          /* shard: replicas of its master (durable writes WAIT) */
     bool timer_on;         /* timer initialised (shards: when first used) */
     hs_redis_addr_t addr;  /* where it connects (or last connected) */
     redisAsyncContext *ac; /* NULL while down */
@@ -316,12 +318,13 @@ int hs_redis_parse_seeds(const char *url, hs_redis_addr_t *addrs, int max, int *
  * redirect, -1 for anything else. */
 int hs_redis_parse_redirect(const char *err, const char *asked_host, bool *ask, int *slot,
                             hs_redis_addr_t *to);
-/* Builds slot -> master index and the masters' addresses from a CLUSTER
- * SLOTS reply (at most max masters; replicas go to known, at most
+/* Builds slot -> master index, the masters' addresses and how many replicas
+ * each has from a CLUSTER SLOTS reply (at most max masters; every node,
+ * replicas too, goes to known, at most
  * known_max). Returns the number of masters, or -1 if the reply is not a
  * slot map or does not cover every slot. */
 int hs_redis_parse_slots(const redisReply *r, const char *asked_host, uint16_t *slot_shard,
-                         hs_redis_addr_t *masters, int max, hs_redis_addr_t *known,
+                         hs_redis_addr_t *masters, int *replicas, int max, hs_redis_addr_t *known,
                          int *known_count, int known_max);
 
 /* Where a link connects: the seed/known address for the command link, the
@@ -375,6 +378,15 @@ int hs_redis__script(redisAsyncContext *ac, redis_bus_t *bus, hs_redis_script_t 
 int hs_redis__cmd_script(redis_bus_t *bus, hs_redis_script_t script, redisCallbackFn *cb,
                          void *privdata, int nkeys, int argc, const char *const *argv,
                          const size_t *lens);
+/* A write that must survive a failover (an event appended, a command to a
+ * node): on a cluster master with replicas, cb hears the reply only after
+ * WAIT 1 (a replica has it, or WAIT_MS passed: a replica that is down
+ * cannot be waited for). cb must only look at a plain (non-array) reply. */
+int hs_redis__cmd_script_durable(redis_bus_t *bus, hs_redis_script_t script, redisCallbackFn *cb,
+                                 void *privdata, int nkeys, int argc, const char *const *argv,
+                                 const size_t *lens);
+int hs_redis__cmd_durable(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, int argc,
+                          const char *const *argv, const size_t *lens);
 /* A plain command (argv[0] the command, argv[1] its key) on the command
  * link of the key's slot, following MOVED/ASK like the above. REDIS_ERR
  * when it could not be sent (not ready): cb never runs then. */

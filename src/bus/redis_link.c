@@ -128,8 +128,8 @@ static void link_disconnected_cb(const redisAsyncContext *ac, int status)
     link_t *l = ac->data;
     redis_bus_t *bus = l->bus;
     if (status != REDIS_OK && !bus->closing) {
-        hs_log_error("bus: %s link to Redis lost: %s; reconnecting", hs_redis__link_names[l->role],
-                     ac->errstr);
+        hs_log_error("bus: %s link to Redis at %s:%d lost: %s; reconnecting",
+                     hs_redis__link_names[l->role], l->addr.host, l->addr.port, ac->errstr);
         l->reported = true;
     }
     l->ac = NULL;

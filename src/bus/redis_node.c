@@ -98,8 +98,8 @@ static void subscribe_pending_cb(redisAsyncContext *ac, void *reply, void *privd
         subscribe_op_end(op, status);
         return;
     }
-    if (hs_redis__cmd_script(op->bus, SCRIPT_SUBSCRIBE, subscribe_appended_cb, op, 3, op->argc,
-                             op->argv, op->lens) != REDIS_OK)
+    if (hs_redis__cmd_script_durable(op->bus, SCRIPT_SUBSCRIBE, subscribe_appended_cb, op, 3,
+                                     op->argc, op->argv, op->lens) != REDIS_OK)
         subscribe_op_end(op, op->bus->closing ? HS_ECLOSED : HS_EUNAVAIL);
 }
 
@@ -151,8 +151,8 @@ void hs_redis__send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *
     pending_t *p = hs_redis__pending_new(data);
     p->done = cb;
     if (!subscribe) {
-        if (hs_redis__cmd_script(bus, SCRIPT_APPEND, hs_redis__done_reply_cb, p, 2, n, argv,
-                                 lens) != REDIS_OK)
+        if (hs_redis__cmd_script_durable(bus, SCRIPT_APPEND, hs_redis__done_reply_cb, p, 2, n, argv,
+                                         lens) != REDIS_OK)
             hs_redis__fail_later(bus, p);
         return;
     }

@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bus/redis_internal.h"
@@ -80,6 +81,8 @@ typedef struct script_call {
     int script;
     int tries;
     int redirects;
+    bool durable;
+    redisReply *held; /* durable: the reply, kept until WAIT answered */
     redisCallbackFn *cb;
     void *privdata;
     int argc;
@@ -88,6 +91,37 @@ typedef struct script_call {
 } script_call_t;
 
 #define REDIRECTS_MAX 5
+
+/* A copy of a plain reply (status, string, integer, error, nil), so that it
+ * outlives its callback; freed with freeReplyObject. */
+static redisReply *reply_copy(const redisReply *r)
+{
+    redisReply *c = hs_calloc(1, sizeof(*c));
+    c->type = r->type;
+    c->integer = r->integer;
+    if (r->str) {
+        c->str = malloc(r->len + 1); /* hiredis 0.14 frees it with free() */
+        if (c->str == NULL)
+            abort();
+        memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+        c->len = r->len;
+    }
+    return c;
+}
+
+/* WAIT's answer (how many replicas have it) does not matter - a replica
+ * that is down cannot be waited for - but no answer does: the master went
+ * away, maybe before its replica had the write, so it is unconfirmed
+ * (appended again, or left pending, as when the link is lost). */
+static void waited_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    script_call_t *call = privdata;
+    if (call->cb)
+        call->cb(ac, reply ? call->held : NULL, call->privdata);
+    freeReplyObject(call->held);
+    hs_free(call);
+}
 
 static void script_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
@@ -127,14 +161,25 @@ static void script_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
         bool asking;
         hs_redis__cluster_redirect(call->bus, ac, r, &asking); /* CLUSTERDOWN: the map again */
     }
+    r = reply;
+    if (call->durable && r && r->type != REDIS_REPLY_ERROR && r->type != REDIS_REPLY_ARRAY && l &&
+        l->shard && l->replicas > 0 && !call->bus->closing) {
+        /* Acknowledged by a master, but a failover to a replica that has not
+         * got it yet would lose it: the caller hears it once a replica has
+         * it (or WAIT_MS passed). */
+        call->held = reply_copy(r);
+        if (redisAsyncCommand(ac, waited_cb, call, "WAIT 1 %s", WAIT_MS) == REDIS_OK)
+            return;
+        freeReplyObject(call->held);
+    }
     if (call->cb)
         call->cb(ac, reply, call->privdata);
     hs_free(call);
 }
 
-static int send_call(redisAsyncContext *ac, redis_bus_t *bus, int script, redisCallbackFn *cb,
-                     void *privdata, int nhead, const char *const *head, int argc,
-                     const char *const *argv, const size_t *lens)
+static int send_call(redisAsyncContext *ac, redis_bus_t *bus, int script, bool durable,
+                     redisCallbackFn *cb, void *privdata, int nhead, const char *const *head,
+                     int argc, const char *const *argv, const size_t *lens)
 {
     if (ac == NULL)
         return REDIS_ERR;
@@ -147,8 +192,12 @@ static int send_call(redisAsyncContext *ac, redis_bus_t *bus, int script, redisC
                  1;
     script_call_t *call =
         hs_malloc(sizeof(*call) + (size_t)total * (sizeof(char *) + sizeof(size_t)) + bytes);
-    *call = (script_call_t){
-        .bus = bus, .script = script, .cb = cb, .privdata = privdata, .argc = total};
+    *call = (script_call_t){.bus = bus,
+                            .script = script,
+                            .durable = durable,
+                            .cb = cb,
+                            .privdata = privdata,
+                            .argc = total};
     call->argv = (const char **)(call + 1);
     call->lens = (size_t *)(call->argv + total);
     char *text = (char *)(call->lens + total);
@@ -169,14 +218,21 @@ static int send_call(redisAsyncContext *ac, redis_bus_t *bus, int script, redisC
     return REDIS_OK;
 }
 
-int hs_redis__script(redisAsyncContext *ac, redis_bus_t *bus, hs_redis_script_t script,
-                     redisCallbackFn *cb, void *privdata, int nkeys, int argc,
-                     const char *const *argv, const size_t *lens)
+static int script_call(redisAsyncContext *ac, redis_bus_t *bus, hs_redis_script_t script,
+                       bool durable, redisCallbackFn *cb, void *privdata, int nkeys, int argc,
+                       const char *const *argv, const size_t *lens)
 {
     char numkeys[16];
     snprintf(numkeys, sizeof(numkeys), "%d", nkeys);
     const char *head[3] = {"EVALSHA", bus->script_sha[script], numkeys};
-    return send_call(ac, bus, (int)script, cb, privdata, 3, head, argc, argv, lens);
+    return send_call(ac, bus, (int)script, durable, cb, privdata, 3, head, argc, argv, lens);
+}
+
+int hs_redis__script(redisAsyncContext *ac, redis_bus_t *bus, hs_redis_script_t script,
+                     redisCallbackFn *cb, void *privdata, int nkeys, int argc,
+                     const char *const *argv, const size_t *lens)
+{
+    return script_call(ac, bus, script, false, cb, privdata, nkeys, argc, argv, lens);
 }
 
 int hs_redis__cmd_script(redis_bus_t *bus, hs_redis_script_t script, redisCallbackFn *cb,
@@ -184,14 +240,29 @@ int hs_redis__cmd_script(redis_bus_t *bus, hs_redis_script_t script, redisCallba
                          const size_t *lens)
 {
     redisAsyncContext *ac = hs_redis__cmd_ac_key(bus, nkeys > 0 ? argv[0] : "");
-    return hs_redis__script(ac, bus, script, cb, privdata, nkeys, argc, argv, lens);
+    return script_call(ac, bus, script, false, cb, privdata, nkeys, argc, argv, lens);
+}
+
+int hs_redis__cmd_script_durable(redis_bus_t *bus, hs_redis_script_t script, redisCallbackFn *cb,
+                                 void *privdata, int nkeys, int argc, const char *const *argv,
+                                 const size_t *lens)
+{
+    redisAsyncContext *ac = hs_redis__cmd_ac_key(bus, nkeys > 0 ? argv[0] : "");
+    return script_call(ac, bus, script, true, cb, privdata, nkeys, argc, argv, lens);
 }
 
 int hs_redis__cmd(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, int argc,
                   const char *const *argv, const size_t *lens)
 {
     redisAsyncContext *ac = hs_redis__cmd_ac_key(bus, argc > 1 ? argv[1] : "");
-    return send_call(ac, bus, -1, cb, privdata, 0, NULL, argc, argv, lens);
+    return send_call(ac, bus, -1, false, cb, privdata, 0, NULL, argc, argv, lens);
+}
+
+int hs_redis__cmd_durable(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, int argc,
+                          const char *const *argv, const size_t *lens)
+{
+    redisAsyncContext *ac = hs_redis__cmd_ac_key(bus, argc > 1 ? argv[1] : "");
+    return send_call(ac, bus, -1, true, cb, privdata, 0, NULL, argc, argv, lens);
 }
 
 int hs_redis__cmdl(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, ...)

@@ -147,6 +147,8 @@ class RedisCluster:
         self.dir.mkdir()
         self.procs = {}
         self.ports = []
+        self.bus_ports = {}
+        self.kills = []  # ports killed by kill() and not started again yet
         try:
             for _ in range(masters * (1 + replicas)):
                 port = free_port()
@@ -170,10 +172,13 @@ class RedisCluster:
         d = self.dir / str(port)
         d.mkdir(exist_ok=True)
         log = d / "redis.log"
+        # The cluster bus on a port of its own (not port + 10000, which may
+        # be taken), the same one again on a restart.
+        self.bus_ports.setdefault(port, free_port())
         self.procs[port] = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d),
              "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-             "--cluster-port", str(free_port()),
+             "--cluster-port", str(self.bus_ports[port]),
              "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0",
              "--appendonly", "yes", "--appendfsync", "always", "--save", "",
              "--maxmemory", "256mb", "--maxclients", "1000"],
@@ -277,6 +282,18 @@ class RedisCluster:
             raise RuntimeError(f"no replica of {port} took over")
         self.wait_ok(f"the cluster after killing {port}")
         return port, promoted
+
+    def kill(self):
+        """The fault of the delivery checker: kill -9 a master (each in
+        turn) and wait for its replica to take over."""
+        port, _ = self.kill_master(which=len(self.kills) % 3)
+        self.kills.append(port)
+
+    def start(self):
+        """The killed nodes again: each rejoins as a replica."""
+        while self.kills:
+            self._start(self.kills.pop())
+        self.wait_ok("the cluster with the killed nodes back")
 
     @property
     def url(self):

@@ -31,7 +31,9 @@ static void link_lost(link_t *l)
 {
     redis_bus_t *bus = l->bus;
     l->up = false;
-    if (l->role == LINK_CMD && (l->shard || !bus->cluster)) {
+    /* (A shard retired from the map is not wanted: its going changes
+     * nothing.) */
+    if (l->role == LINK_CMD && (l->shard ? l->wanted : !bus->cluster)) {
         /* The lease is renewed over this link: while it is away the lease
          * may expire and another consumer take over, so nothing is read
          * until it is known to be ours again (then every pending entry

@@ -82,6 +82,14 @@ static void list_free(name_list_t *l)
     hs_free(l->names);
 }
 
+static bool list_has(const name_list_t *l, const char *name)
+{
+    for (size_t i = 0; l && i < l->count; i++)
+        if (strcmp(l->names[i], name) == 0)
+            return true;
+    return false;
+}
+
 static void remove_topic(redis_bus_t *bus, const char *topic, const char *node);
 
 /* Connections that point to node, gone from houston:conns (in batches, so
@@ -102,18 +110,41 @@ static void conns_drop(redis_bus_t *bus, const char *node, const redisReply *con
     }
 }
 
+/* The answer of resync_script. Its stale topics were stale when the node
+ * listed its live ones; a topic the node took up since (a subscribe applied,
+ * a client's own) is live: removing it now would take the node out of the
+ * topic's set after it was put back (the pending count is down once the
+ * node applied the subscribe) - a live subscriber no longer routed. Those
+ * are noted meanwhile (hs_redis__resync_note_topic) and kept. A topic taken
+ * up after this answer is safe: its add goes out after the removal, on the
+ * same link (the topic's slot). */
 static void resynced_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
     redis_bus_t *bus = privdata;
     redisReply *r = reply;
-    if (!hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || bus->closing)
-        return;
-    conns_drop(bus, bus->node_name, r->element[0]);
-    const redisReply *topics = r->element[1];
-    for (size_t i = 0; topics->type == REDIS_REPLY_ARRAY && i < topics->elements; i++)
-        if (topics->element[i]->type == REDIS_REPLY_STRING)
-            remove_topic(bus, topics->element[i]->str, bus->node_name);
+    name_list_t *recent = bus->resync_recent;
+    if (--bus->resyncs_in_flight == 0)
+        bus->resync_recent = NULL;
+    if (hs_redis__reply_ok(r) && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        !bus->closing) {
+        conns_drop(bus, bus->node_name, r->element[0]);
+        const redisReply *topics = r->element[1];
+        for (size_t i = 0; topics->type == REDIS_REPLY_ARRAY && i < topics->elements; i++)
+            if (topics->element[i]->type == REDIS_REPLY_STRING &&
+                !list_has(recent, topics->element[i]->str))
+                remove_topic(bus, topics->element[i]->str, bus->node_name);
+    }
+    if (bus->resync_recent == NULL && recent) {
+        list_free(recent);
+        hs_free(recent);
+    }
+}
+
+void hs_redis__resync_note_topic(redis_bus_t *bus, const char *topic)
+{
+    if (bus->resyncs_in_flight > 0)
+        list_add(bus->resync_recent, topic);
 }
 
 /* The stale entries go, after the live ones went back (the node's keys on
@@ -134,7 +165,10 @@ static void resync_send(redis_bus_t *bus, struct resync *r)
         argv[n++] = r->conns.names[i];
     for (size_t i = 0; i < r->topics.count; i++)
         argv[n++] = r->topics.names[i];
-    hs_redis__cmd_script(bus, SCRIPT_RESYNC, resynced_cb, bus, 2, (int)argc, argv, NULL);
+    if (hs_redis__cmd_script(bus, SCRIPT_RESYNC, resynced_cb, bus, 2, (int)argc, argv, NULL) ==
+            REDIS_OK &&
+        bus->resyncs_in_flight++ == 0)
+        bus->resync_recent = hs_calloc(1, sizeof(name_list_t));
     hs_free(argv);
 }
 
@@ -179,6 +213,8 @@ void hs_redis__add_topic_node(hs_bus_t *b, const char *topic, const char *node)
         return;
     if (bus->resync && strcmp(node, bus->node_name) == 0)
         list_add(&bus->resync->topics, topic);
+    if (bus->node_name && strcmp(node, bus->node_name) == 0)
+        hs_redis__resync_note_topic(bus, topic);
     char topic_nodes[KEY_MAX], node_topics[KEY_MAX];
     TOPIC_KEY(topic_nodes, topic, "nodes");
     NODE_KEY(node_topics, node, "topics");

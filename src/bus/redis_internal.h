@@ -236,6 +236,10 @@ struct redis_bus {
     void *reconnect_data;
     /* set while reconnect_cb runs: what it re-registers (redis_directory.c) */
     struct resync *resync;
+    /* Resyncs whose answer (the stale topics) is still to come, and the
+     * topics this node took up meanwhile: those are not stale. */
+    int resyncs_in_flight;
+    struct name_list *resync_recent;
     /* directory and heartbeats (redis_directory.c) */
     uv_timer_t heartbeat;
     uint64_t heartbeat_ms;
@@ -437,6 +441,9 @@ void hs_redis__watch_nodes(hs_bus_t *b, const char *node, uint64_t interval_ms,
  * (the notifier's on_reconnect callback), then its stale ones removed, then
  * a heartbeat at once. */
 void hs_redis__directory_cmd_up(redis_bus_t *bus, bool again);
+/* A topic this node took up while a resync's answer is on its way: not
+ * stale, whatever the answer says. */
+void hs_redis__resync_note_topic(redis_bus_t *bus, const char *topic);
 /* A clean stop (just before bus->closing is set): the node leaves the
  * directory now. */
 void hs_redis__directory_close(redis_bus_t *bus);

@@ -329,6 +329,7 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
             cmd.message_json = hs_redis__field_str(fields, "json", &cmd.message_json_len);
             cmd.frame_text = hs_redis__field_str(fields, "text", &cmd.frame_text_len);
             if (cmd.kind == HS_NODE_SUBSCRIBE && cmd.topic) {
+                hs_redis__resync_note_topic(bus, cmd.topic);
                 char pend[KEY_MAX];
                 snprintf(pend, sizeof(pend), "houston:{t:%s}:pend:%s", cmd.topic, bus->node_name);
                 hs_redis__cmd_script(bus, SCRIPT_SUBSCRIBE_DONE, NULL, NULL, 1, 1,

@@ -703,6 +703,47 @@ static void test_reconnect_keeps_live_entries(void **state)
     freeReplyObject(r);
 }
 
+/* A topic whose last subscriber left while Redis was away is stale at the
+ * reconnect; a subscriber that takes it up again just after the node
+ * listed its live topics (a subscribe applied, in the next loop turn) must
+ * keep the node in the topic's set. The resync answers "stale" for it: the
+ * removal that follows must not undo the later add (seen by the checker at
+ * kill -9 of Redis once the resync was split in steps: a live subscriber
+ * no longer routed, its messages missing). */
+static uv_timer_t late_timer;
+
+static void late_subscriber_cb(uv_timer_t *t)
+{
+    fixture_t *f = t->data;
+    hs_bus_add_topic_node(f->bus[0], "late", "n1");
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void reconnected_late_cb(void *data)
+{
+    fixture_t *f = data;
+    f->reconnects++; /* nothing live: "late" left while Redis was away */
+    uv_timer_init(&f->loop, &late_timer);
+    late_timer.data = f;
+    uv_timer_start(&late_timer, late_subscriber_cb, 0, 0);
+}
+
+static void test_reconnect_keeps_a_topic_taken_up_meanwhile(void **state)
+{
+    fixture_t *f = *state;
+    open_bus(f, 0, 0);
+    hs_bus_on_reconnect(f->bus[0], reconnected_late_cb, f);
+    assert_int_equal(hs_bus_serve_node(f->bus[0], "n1", node_cb, f), 0);
+    assert_true(run_until(f, 3000, node_started));
+    assert_true(run_until(f, 3000, bus0_ready));
+    hs_bus_add_topic_node(f->bus[0], "late", "n1");
+    run_for(f, 200);
+    sync_do("CLIENT KILL TYPE normal SKIPME yes");
+    assert_true(run_until(f, 5000, reconnected));
+    run_for(f, 300);
+    assert_int_equal(sync_int("SISMEMBER houston:{t:late}:nodes n1"), 1);
+}
+
 /* ---- directory --------------------------------------------------------------------- */
 
 static void locate_cb(int status, const char *node, void *data)
@@ -815,6 +856,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unavailable_fails_later, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_keeps_live_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_keeps_a_topic_taken_up_meanwhile, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_after_redis_restart, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -215,9 +215,34 @@ def test_the_keys_of_a_node_and_a_topic_share_a_slot(topo):
         pytest.skip("cluster only")
     cluster = topo["redis"]
     port = cluster.master_of("houston:{n:a}:stream")
-    assert port == cluster.master_of("houston:{n:a}:seq")
-    assert cluster.cli(port, "EXISTS", "houston:{n:a}:stream").strip() == "1"
+    for what in ("seq", "alive", "topics", "conns"):
+        assert cluster.master_of(f"houston:{{n:a}}:{what}") == port
+    # Written by the node's start script and its heartbeat, on that master.
     assert cluster.cli(port, "EXISTS", "houston:{n:a}:seq").strip() == "1"
+    assert cluster.cli(port, "EXISTS", "houston:{n:a}:alive").strip() == "1"
+    assert cluster.master_of("houston:{t:x}:nodes") == cluster.master_of("houston:{t:x}:pend:a")
+
+
+def test_the_forwarder_channel_from_any_node(topo):
+    """The prototype's `redis-cli publish forwarder-channel …` reaches the
+    connection on whichever notifier holds it - published on any node of a
+    cluster (a cluster's PUBLISH reaches every node's subscribers)."""
+    redis = topo["redis"]
+    ports = redis.ports if topo["kind"] == "cluster" else [redis.port]
+
+    async def go():
+        ws, hello = await connect_to(topo["ws"]["b"])
+        await asyncio.sleep(0.3)  # the node subscribed long ago; the connection registers
+        for port in ports:
+            payload = json.dumps({"connectionID": hello["connectionID"],
+                                  "payload": f"via {port}"})
+            await asyncio.to_thread(subprocess.run,
+                                    ["redis-cli", "-h", "127.0.0.1", "-p", str(port), "publish",
+                                     "forwarder-channel", payload],
+                                    capture_output=True, check=True, timeout=10)
+            assert await asyncio.wait_for(ws.recv(), 10) == f"via {port}"
+        await ws.close()
+    run(go(), timeout=60)
 
 
 # ---- a master killed while publishing -----------------------------------------------

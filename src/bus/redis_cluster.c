@@ -306,7 +306,7 @@ static void shard_retire(link_t *l)
 static void apply_map(redis_bus_t *bus, const uint16_t *map, const hs_redis_addr_t *masters,
                       const int *replicas, int count)
 {
-    int index[SHARDS_MAX];
+    int index[SHARDS_MAX] = {0};
     bool keep[SHARDS_MAX] = {false};
     for (int m = 0; m < count; m++) {
         int j = 0;

@@ -190,9 +190,9 @@ void hs_redis__register_connection(hs_bus_t *b, const char *node, const char *co
         list_add(&bus->resync->conns, conn);
     char node_conns[KEY_MAX];
     NODE_KEY(node_conns, node, "conns");
-    hs_redis__cmdl(bus, NULL, NULL, "SADD", node_conns, conn, NULL);
-    if (hs_redis__cmdl(bus, p ? hs_redis__done_reply_cb : NULL, p, "HSET", CONNS_KEY, conn, node,
-                       NULL) != REDIS_OK &&
+    hs_redis__cmdl(bus, NULL, NULL, "SADD", node_conns, conn);
+    if (hs_redis__cmdl(bus, p ? hs_redis__done_reply_cb : NULL, p, "HSET", CONNS_KEY, conn, node) !=
+            REDIS_OK &&
         p)
         hs_redis__fail_later(bus, p);
 }
@@ -202,8 +202,8 @@ void hs_redis__unregister_connection(hs_bus_t *b, const char *node, const char *
     redis_bus_t *bus = (redis_bus_t *)b;
     char node_conns[KEY_MAX];
     NODE_KEY(node_conns, node, "conns");
-    hs_redis__cmdl(bus, NULL, NULL, "HDEL", CONNS_KEY, conn, NULL);
-    hs_redis__cmdl(bus, NULL, NULL, "SREM", node_conns, conn, NULL);
+    hs_redis__cmdl(bus, NULL, NULL, "HDEL", CONNS_KEY, conn);
+    hs_redis__cmdl(bus, NULL, NULL, "SREM", node_conns, conn);
 }
 
 void hs_redis__add_topic_node(hs_bus_t *b, const char *topic, const char *node)
@@ -218,8 +218,8 @@ void hs_redis__add_topic_node(hs_bus_t *b, const char *topic, const char *node)
     char topic_nodes[KEY_MAX], node_topics[KEY_MAX];
     TOPIC_KEY(topic_nodes, topic, "nodes");
     NODE_KEY(node_topics, node, "topics");
-    hs_redis__cmdl(bus, NULL, NULL, "SADD", topic_nodes, node, NULL);
-    hs_redis__cmdl(bus, NULL, NULL, "SADD", node_topics, topic, NULL);
+    hs_redis__cmdl(bus, NULL, NULL, "SADD", topic_nodes, node);
+    hs_redis__cmdl(bus, NULL, NULL, "SADD", node_topics, topic);
 }
 
 /* The node's last local subscriber of a topic left; a subscribe still on its
@@ -243,7 +243,7 @@ static void topic_removed_cb(redisAsyncContext *ac, void *reply, void *privdata)
     topic_op_t *op = privdata;
     redisReply *r = reply;
     if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1 && !op->bus->closing)
-        hs_redis__cmdl(op->bus, NULL, NULL, "SREM", op->node_topics, op->topic, NULL);
+        hs_redis__cmdl(op->bus, NULL, NULL, "SREM", op->node_topics, op->topic);
     hs_free(op);
 }
 
@@ -285,7 +285,7 @@ void hs_redis__locate_connection(hs_bus_t *b, const char *conn, hs_bus_node_cb c
     redis_bus_t *bus = (redis_bus_t *)b;
     pending_t *p = hs_redis__pending_new(data);
     p->node = cb;
-    if (hs_redis__cmdl(bus, locate_cb, p, "HGET", CONNS_KEY, conn, NULL) != REDIS_OK)
+    if (hs_redis__cmdl(bus, locate_cb, p, "HGET", CONNS_KEY, conn) != REDIS_OK)
         hs_redis__fail_later(bus, p);
 }
 
@@ -316,7 +316,7 @@ void hs_redis__topic_nodes(hs_bus_t *b, const char *topic, hs_bus_nodes_cb cb, v
     p->nodes = cb;
     char topic_nodes[KEY_MAX];
     TOPIC_KEY(topic_nodes, topic, "nodes");
-    if (hs_redis__cmdl(bus, nodes_cb, p, "SMEMBERS", topic_nodes, NULL) != REDIS_OK)
+    if (hs_redis__cmdl(bus, nodes_cb, p, "SMEMBERS", topic_nodes) != REDIS_OK)
         hs_redis__fail_later(bus, p);
 }
 
@@ -359,9 +359,9 @@ static void cleanup_cb(redisAsyncContext *ac, void *reply, void *privdata)
             if (topics->element[i]->type != REDIS_REPLY_STRING)
                 continue;
             TOPIC_KEY(topic_nodes, topics->element[i]->str, "nodes");
-            hs_redis__cmdl(bus, NULL, NULL, "SREM", topic_nodes, d->node, NULL);
+            hs_redis__cmdl(bus, NULL, NULL, "SREM", topic_nodes, d->node);
         }
-        hs_redis__cmdl(bus, NULL, NULL, "SREM", NODES_KEY, d->node, NULL);
+        hs_redis__cmdl(bus, NULL, NULL, "SREM", NODES_KEY, d->node);
         hs_log_warn("bus: notifier node %s stopped beating; its connections were removed", d->node);
         bus->dead_cb(d->node, bus->dead_data);
     }
@@ -405,7 +405,7 @@ static void nodes_listed_cb(redisAsyncContext *ac, void *reply, void *privdata)
         snprintf(d->node, sizeof(d->node), "%s", node);
         char alive[KEY_MAX];
         NODE_KEY(alive, node, "alive");
-        if (hs_redis__cmdl(bus, alive_cb, d, "EXISTS", alive, NULL) != REDIS_OK)
+        if (hs_redis__cmdl(bus, alive_cb, d, "EXISTS", alive) != REDIS_OK)
             hs_free(d);
     }
 }
@@ -419,9 +419,9 @@ static void heartbeat_cb(uv_timer_t *t)
     char alive[KEY_MAX], ms[24];
     NODE_KEY(alive, bus->node_name, "alive");
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(3 * bus->heartbeat_ms));
-    hs_redis__cmdl(bus, NULL, NULL, "SET", alive, "1", "PX", ms, NULL);
-    hs_redis__cmdl(bus, NULL, NULL, "SADD", NODES_KEY, bus->node_name, NULL);
-    hs_redis__cmdl(bus, nodes_listed_cb, bus, "SMEMBERS", NODES_KEY, NULL);
+    hs_redis__cmdl(bus, NULL, NULL, "SET", alive, "1", "PX", ms);
+    hs_redis__cmdl(bus, NULL, NULL, "SADD", NODES_KEY, bus->node_name);
+    hs_redis__cmdl(bus, nodes_listed_cb, bus, "SMEMBERS", NODES_KEY);
 }
 
 void hs_redis__watch_nodes(hs_bus_t *b, const char *node, uint64_t interval_ms,
@@ -469,7 +469,7 @@ void hs_redis__directory_close(redis_bus_t *bus)
          * timeout (the notifier already removed its connections). */
         char alive[KEY_MAX];
         NODE_KEY(alive, bus->node_name, "alive");
-        hs_redis__cmdl(bus, NULL, NULL, "DEL", alive, NULL);
-        hs_redis__cmdl(bus, NULL, NULL, "SREM", NODES_KEY, bus->node_name, NULL);
+        hs_redis__cmdl(bus, NULL, NULL, "DEL", alive);
+        hs_redis__cmdl(bus, NULL, NULL, "SREM", NODES_KEY, bus->node_name);
     }
 }

@@ -261,7 +261,7 @@ static void gap_nodes_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
 static void gap_to_nodes(gap_note_t *g)
 {
-    if (hs_redis__cmdl(g->bus, gap_nodes_cb, g, "SMEMBERS", NODES_KEY, NULL) != REDIS_OK)
+    if (hs_redis__cmdl(g->bus, gap_nodes_cb, g, "SMEMBERS", NODES_KEY) != REDIS_OK)
         gap_nodes_cb(NULL, NULL, g);
 }
 
@@ -545,7 +545,7 @@ static void took_over_cb(redisAsyncContext *ac, void *reply, void *privdata)
 static void take_over(redis_bus_t *bus)
 {
     if (hs_redis__cmdl(bus, took_over_cb, bus, "XAUTOCLAIM", EVENTS_KEY, GROUP, bus->consumer_name,
-                       "0", bus->claim_cursor, "COUNT", READ_COUNT, NULL) != REDIS_OK) {
+                       "0", bus->claim_cursor, "COUNT", READ_COUNT) != REDIS_OK) {
         bus->taking_over = false; /* tried again when the lease is renewed */
         bus->leader = false;
     }
@@ -591,13 +591,13 @@ static void claim_timer_cb(uv_timer_t *t)
     hs_redis__renew_lease(bus);
     if (!hs_redis__cmd_up(bus))
         return;
-    hs_redis__cmdl(bus, backlog_cb, NULL, "XINFO", "GROUPS", EVENTS_KEY, NULL);
+    hs_redis__cmdl(bus, backlog_cb, NULL, "XINFO", "GROUPS", EVENTS_KEY);
     /* The leader's own entries whose hand-off failed (released) come back. */
     char idle[24];
     snprintf(idle, sizeof(idle), "%llu", (unsigned long long)bus->claim_idle_ms);
     if (bus->leader && !bus->taking_over)
         hs_redis__cmdl(bus, claim_cb, bus, "XAUTOCLAIM", EVENTS_KEY, GROUP, bus->consumer_name,
-                       idle, bus->claim_cursor, "COUNT", READ_COUNT, NULL);
+                       idle, bus->claim_cursor, "COUNT", READ_COUNT);
 }
 
 int hs_redis__consume_events(hs_bus_t *b, hs_bus_event_handler handler, void *data)
@@ -632,7 +632,7 @@ void hs_redis__ack(hs_bus_t *b, void *token)
     redis_bus_t *bus = (redis_bus_t *)b;
     /* Not acknowledged while Redis is away: the event stays pending and is
      * taken over after --claim-idle; the nodes drop the second copy. */
-    hs_redis__cmdl(bus, ack_cb, NULL, "XACK", EVENTS_KEY, GROUP, (char *)token, NULL);
+    hs_redis__cmdl(bus, ack_cb, NULL, "XACK", EVENTS_KEY, GROUP, (char *)token);
     hs_free(token);
 }
 

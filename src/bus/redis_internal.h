@@ -391,13 +391,17 @@ int hs_redis__cmd_script_durable(redis_bus_t *bus, hs_redis_script_t script, red
                                  const size_t *lens);
 int hs_redis__cmd_durable(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, int argc,
                           const char *const *argv, const size_t *lens);
-/* A plain command (argv[0] the command, argv[1] its key) on the command
+/* A plain command (argv[0] the command, argv[1] its key; XINFO's is
+ * argv[2]) on the command
  * link of the key's slot, following MOVED/ASK like the above. REDIS_ERR
  * when it could not be sent (not ready): cb never runs then. */
 int hs_redis__cmd(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, int argc,
                   const char *const *argv, const size_t *lens);
-/* The same with C strings, the list ending with NULL. */
-int hs_redis__cmdl(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, ...);
+/* The same with C strings, args ending with NULL; hs_redis__cmdl lists
+ * them in the call: hs_redis__cmdl(bus, cb, data, "SADD", key, member). */
+int hs_redis__cmda(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, const char *const *args);
+#define hs_redis__cmdl(bus, cb, privdata, ...)                                                     \
+    hs_redis__cmda((bus), (cb), (privdata), (const char *const[]){__VA_ARGS__, NULL})
 
 /* ---- redis_events.c ------------------------------------------------------ */
 

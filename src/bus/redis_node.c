@@ -84,7 +84,7 @@ static void subscribe_appended_cb(redisAsyncContext *ac, void *reply, void *priv
         subscribe_op_end(op, status);
         return;
     }
-    if (hs_redis__cmdl(op->bus, subscribe_routed_cb, op, "SADD", op->topic_nodes, op->node, NULL) !=
+    if (hs_redis__cmdl(op->bus, subscribe_routed_cb, op, "SADD", op->topic_nodes, op->node) !=
         REDIS_OK)
         subscribe_op_end(op, op->bus->closing ? HS_ECLOSED : HS_EUNAVAIL);
 }

@@ -14,7 +14,6 @@
  * comment, and the reason when a key is derived inside the script rather
  * than named in KEYS); this file only knows them by name. */
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,28 +250,33 @@ int hs_redis__cmd_script_durable(redis_bus_t *bus, hs_redis_script_t script, red
     return script_call(ac, bus, script, true, cb, privdata, nkeys, argc, argv, lens);
 }
 
+/* The key a plain command is about: its first argument, but the third of a
+ * container command (XINFO GROUPS <key>). */
+static const char *command_key(int argc, const char *const *argv)
+{
+    if (argc > 2 && strcmp(argv[0], "XINFO") == 0)
+        return argv[2];
+    return argc > 1 ? argv[1] : "";
+}
+
 int hs_redis__cmd(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, int argc,
                   const char *const *argv, const size_t *lens)
 {
-    redisAsyncContext *ac = hs_redis__cmd_ac_key(bus, argc > 1 ? argv[1] : "");
+    redisAsyncContext *ac = hs_redis__cmd_ac_key(bus, command_key(argc, argv));
     return send_call(ac, bus, -1, false, cb, privdata, 0, NULL, argc, argv, lens);
 }
 
 int hs_redis__cmd_durable(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, int argc,
                           const char *const *argv, const size_t *lens)
 {
-    redisAsyncContext *ac = hs_redis__cmd_ac_key(bus, argc > 1 ? argv[1] : "");
+    redisAsyncContext *ac = hs_redis__cmd_ac_key(bus, command_key(argc, argv));
     return send_call(ac, bus, -1, true, cb, privdata, 0, NULL, argc, argv, lens);
 }
 
-int hs_redis__cmdl(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, ...)
+int hs_redis__cmda(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, const char *const *args)
 {
-    const char *argv[16];
     int argc = 0;
-    va_list ap;
-    va_start(ap, privdata);
-    for (const char *a = va_arg(ap, const char *); a && argc < 16; a = va_arg(ap, const char *))
-        argv[argc++] = a;
-    va_end(ap);
-    return hs_redis__cmd(bus, cb, privdata, argc, argv, NULL);
+    while (args[argc])
+        argc++;
+    return hs_redis__cmd(bus, cb, privdata, argc, args, NULL);
 }

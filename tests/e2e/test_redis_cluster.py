@@ -221,6 +221,10 @@ def test_the_keys_of_a_node_and_a_topic_share_a_slot(topo):
     assert cluster.cli(port, "EXISTS", "houston:{n:a}:seq").strip() == "1"
     assert cluster.cli(port, "EXISTS", "houston:{n:a}:alive").strip() == "1"
     assert cluster.master_of("houston:{t:x}:nodes") == cluster.master_of("houston:{t:x}:pend:a")
+    # Every command went to its key's master: no node answered MOVED (a
+    # command routed by the wrong argument is redirected, every time).
+    for node in cluster.alive():
+        assert "errorstat_MOVED" not in cluster.cli(node, "INFO", "errorstats"), node
 
 
 def test_the_forwarder_channel_from_any_node(topo):

@@ -50,6 +50,7 @@
 #define RBUF_SIZE   (1u << 20)
 #define FD_SLACK    128
 #define MAX_WORKERS 64
+#define MAX_PORTS   16
 
 enum target { TARGET_HOUSTON, TARGET_NCHAN, TARGET_CEILING };
 
@@ -59,6 +60,13 @@ typedef struct {
     const char *host;
     int ws_port;
     int api_port;
+    /* --ws-port/--api-port take a comma list (scale-out: several notifiers
+     * and publishers); subscriber i uses ws_ports[i % n], publisher and
+     * subscribe connection j uses api_ports[j % n]. */
+    int ws_ports[MAX_PORTS];
+    int api_ports[MAX_PORTS];
+    int n_ws_ports;
+    int n_api_ports;
     long subs;
     long topics;
     long messages;
@@ -312,13 +320,13 @@ static int tcp_connect(const char *host, int port, long source_index, int nonblo
 
 /* ---- HTTP client --------------------------------------------------------- */
 
-static httpc_t *httpc_open(int epfd, size_t window, response_cb cb)
+static httpc_t *httpc_open(int epfd, int port, size_t window, response_cb cb)
 {
     httpc_t *c = xmalloc(sizeof *c);
     c->kind = KIND_HTTP;
-    c->fd = tcp_connect(opt.host, opt.api_port, -1, 0);
+    c->fd = tcp_connect(opt.host, port, -1, 0);
     if (c->fd < 0)
-        die("cannot connect to the API port %s:%d: %s", opt.host, opt.api_port, strerror(errno));
+        die("cannot connect to the API port %s:%d: %s", opt.host, port, strerror(errno));
     set_nonblock(c->fd);
     c->fifo_cap = window;
     c->fifo_id = xmalloc(window * sizeof *c->fifo_id);
@@ -490,6 +498,15 @@ typedef struct {
 /* The worker singleton: set once in a forked worker, unused in the parent. */
 static worker_t *W;
 
+/* The notifier of subscriber s: topic t's subscribers are t, t+T, t+2T...,
+ * so (i / T) % n spreads every topic over the ports, as clients of one
+ * topic spread over the notifiers of a deployment (i % n would put all of a
+ * topic's subscribers on one notifier whenever n divides T). */
+static int ws_port_index(const sub_t *s)
+{
+    return (int)((s->global_index / opt.topics) % opt.n_ws_ports);
+}
+
 /* The upgrade request of subscriber s: houston's fixed path, or the topic in
  * the URL for nchan and the ceiling. The key is constant: no server here
  * needs it to vary, and wsload does not check the accept value. */
@@ -504,7 +521,7 @@ static size_t build_handshake(const sub_t *s, char *buf, size_t cap)
         snprintf(buf, cap,
                  "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                 path, opt.host, opt.ws_port);
+                 path, opt.host, opt.ws_ports[ws_port_index(s)]);
     return (size_t)n;
 }
 
@@ -540,7 +557,7 @@ static void subscribe_answered(httpc_t *c, int status, long id, uint64_t sent_ns
 static void sub_start(long local)
 {
     sub_t *s = &W->subs[local];
-    s->fd = tcp_connect(opt.host, opt.ws_port, s->global_index, 1);
+    s->fd = tcp_connect(opt.host, opt.ws_ports[ws_port_index(s)], s->global_index, 1);
     W->in_flight++;
     if (s->fd < 0) {
         if (W->failed < 3)
@@ -868,7 +885,8 @@ static int run_worker(long first, long count, int cmd_fd, int res_fd, uint64_t c
     if (opt.target == TARGET_HOUSTON) {
         W->api = xmalloc((size_t)opt.sub_conns * sizeof *W->api);
         for (long i = 0; i < opt.sub_conns; i++)
-            W->api[i] = httpc_open(W->epfd, (size_t)count + 1, subscribe_answered);
+            W->api[i] = httpc_open(W->epfd, opt.api_ports[i % opt.n_api_ports], (size_t)count + 1,
+                                   subscribe_answered);
     }
     pipe_ref_t cmd = {.kind = KIND_PIPE, .fd = cmd_fd};
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &cmd};
@@ -972,7 +990,8 @@ static void run_publishers(uint64_t deadline)
     int epfd = epoll_create1(0);
     P.conns = xmalloc((size_t)opt.publishers * sizeof *P.conns);
     for (long i = 0; i < opt.publishers; i++)
-        P.conns[i] = httpc_open(epfd, (size_t)opt.window, publish_answered);
+        P.conns[i] = httpc_open(epfd, opt.api_ports[i % opt.n_api_ports], (size_t)opt.window,
+                                publish_answered);
     P.body = xmalloc((size_t)opt.payload + 256);
     P.limit = opt.messages;
     P.first_ns = wsp_now_ns();
@@ -1120,33 +1139,51 @@ static double ms(uint64_t ns)
     return (double)ns / 1e6;
 }
 
+/* A comma list of ports ("9001,9011"); at most MAX_PORTS. */
+static int parse_ports(const char *arg, int *ports)
+{
+    int n = 0;
+    for (const char *p = arg; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v <= 0 || v > 65535 || n == MAX_PORTS || (*end && *end != ','))
+            die("bad port list '%s' (at most %d ports, comma separated)", arg, MAX_PORTS);
+        ports[n++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (!n)
+        die("empty port list");
+    return n;
+}
+
 static void usage(void)
 {
-    fprintf(
-        stderr,
-        "usage: wsload [options]\n"
-        "  --target houston|nchan|ceiling   server kind (default houston)\n"
-        "  --host ADDR          server address (127.0.0.1)\n"
-        "  --ws-port N          WebSocket port (9001)\n"
-        "  --api-port N         publish/subscribe API port (default: the ws port, houston 9002)\n"
-        "  --subs N             subscribers (100)\n"
-        "  --topics N           topics; subscriber i on topic i%%N, message j on j%%N (1)\n"
-        "  --messages N         messages to publish (100)\n"
-        "  --publishers N       publisher keep-alive connections (4)\n"
-        "  --window N           requests in flight per publisher connection (64)\n"
-        "  --rate R             publish R messages/s instead of as fast as possible\n"
-        "  --duration S         stop publishing after S seconds\n"
-        "  --payload N          payload bytes (64, at least %d, at most 200000)\n"
-        "  --timeout S          bound of the whole run (60)\n"
-        "  --grace S            wait for stragglers after the last publish (3)\n"
-        "  --settle S           pause before reading the server's memory (0.3)\n"
-        "  --server-pid PID     read the server's memory before and after connecting\n"
-        "  --workers N          at least N subscriber processes (auto from RLIMIT_NOFILE)\n"
-        "  --batch N            connections in flight while connecting (500)\n"
-        "  --label TEXT         a name for the run, echoed in the report\n"
-        "  --json               one JSON line on stdout (the table goes to stderr)\n"
-        "  --strict             exit 3 when anything was lost, duplicated or refused\n",
-        PAYLOAD_MIN);
+    fprintf(stderr,
+            "usage: wsload [options]\n"
+            "  --target houston|nchan|ceiling   server kind (default houston)\n"
+            "  --host ADDR          server address (127.0.0.1)\n"
+            "  --ws-port N[,N...]   WebSocket port(s) (9001); subscriber i on the\n"
+            "                       ((i / topics) %% n)th: each topic on every port\n"
+            "  --api-port N[,N...]  publish/subscribe API port(s) (default: the ws port);\n"
+            "                       publisher connection j on the (j %% n)th\n"
+            "  --subs N             subscribers (100)\n"
+            "  --topics N           topics; subscriber i on topic i%%N, message j on j%%N (1)\n"
+            "  --messages N         messages to publish (100)\n"
+            "  --publishers N       publisher keep-alive connections (4)\n"
+            "  --window N           requests in flight per publisher connection (64)\n"
+            "  --rate R             publish R messages/s instead of as fast as possible\n"
+            "  --duration S         stop publishing after S seconds\n"
+            "  --payload N          payload bytes (64, at least %d, at most 200000)\n"
+            "  --timeout S          bound of the whole run (60)\n"
+            "  --grace S            wait for stragglers after the last publish (3)\n"
+            "  --settle S           pause before reading the server's memory (0.3)\n"
+            "  --server-pid PID     read the server's memory before and after connecting\n"
+            "  --workers N          at least N subscriber processes (auto from RLIMIT_NOFILE)\n"
+            "  --batch N            connections in flight while connecting (500)\n"
+            "  --label TEXT         a name for the run, echoed in the report\n"
+            "  --json               one JSON line on stdout (the table goes to stderr)\n"
+            "  --strict             exit 3 when anything was lost, duplicated or refused\n",
+            PAYLOAD_MIN);
     exit(2);
 }
 
@@ -1219,10 +1256,12 @@ static void parse_args(int argc, char **argv)
             opt.host = optarg;
             break;
         case O_WS:
-            opt.ws_port = atoi(optarg);
+            opt.n_ws_ports = parse_ports(optarg, opt.ws_ports);
+            opt.ws_port = opt.ws_ports[0];
             break;
         case O_API:
-            opt.api_port = atoi(optarg);
+            opt.n_api_ports = parse_ports(optarg, opt.api_ports);
+            opt.api_port = opt.api_ports[0];
             break;
         case O_SUBS:
             opt.subs = atol(optarg);
@@ -1284,8 +1323,15 @@ static void parse_args(int argc, char **argv)
         usage();
     if (opt.payload < PAYLOAD_MIN)
         opt.payload = PAYLOAD_MIN;
-    if (!opt.api_port)
-        opt.api_port = opt.ws_port;
+    if (!opt.n_ws_ports) {
+        opt.ws_ports[0] = opt.ws_port;
+        opt.n_ws_ports = 1;
+    }
+    if (!opt.n_api_ports) {
+        opt.api_ports[0] = opt.ws_ports[0];
+        opt.n_api_ports = 1;
+        opt.api_port = opt.api_ports[0];
+    }
     if ((double)opt.subs * (double)opt.messages / (double)opt.topics > 8e9)
         die("subs x messages / topics is too large for the delivery bitmaps");
 }
@@ -1496,7 +1542,7 @@ int main(int argc, char **argv)
             "%ld,"
             "\"server_cpu_ms\":%ld,\"server_cpu_pct\":%.1f,\"wsload_cpu_ms\":%.1f,\"wsload_cpu_"
             "pct\":%.1f,"
-            "\"timed_out\":%s}\n",
+            "\"publish_start_ns\":%lu,\"timed_out\":%s}\n",
             opt.target_name, opt.label, opt.subs, opt.topics, opt.messages, opt.publishers,
             opt.window, opt.rate, nworkers, (unsigned long)ready, (unsigned long)failed,
             (unsigned long)total.dropped, (unsigned long)total.server_closes,
@@ -1507,7 +1553,8 @@ int main(int argc, char **argv)
             deliver_s, deliveries_per_s, ms(hist_quantile(lat, 0.5)), ms(hist_quantile(lat, 0.9)),
             ms(hist_quantile(lat, 0.99)), ms(hist_quantile(lat, 0.999)), ms(lat->max), kib_before,
             kib_after, rss_per_conn, vmrss_before, vmrss_after, vmrss_per_conn, server_cpu,
-            server_cpu_pct, ms(loadgen_cpu_ns), loadgen_cpu_pct, timed_out ? "true" : "false");
+            server_cpu_pct, ms(loadgen_cpu_ns), loadgen_cpu_pct, (unsigned long)P.first_ns,
+            timed_out ? "true" : "false");
     }
     fflush(NULL);
     if (opt.strict && (lost || total.duplicated || total.misrouted || failed || total.dropped ||

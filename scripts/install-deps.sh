@@ -4,6 +4,7 @@
 #   scripts/install-deps.sh test    that, plus what `make test` needs
 #   scripts/install-deps.sh fuzz    that, plus clang for `make fuzz`
 #   scripts/install-deps.sh bench   build, plus nginx + nchan and wrk for `make bench`
+#   scripts/install-deps.sh deploy  podman, podman-compose, runc, mmdebstrap (make deploy-test)
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 
@@ -12,20 +13,24 @@ build_pkgs=(gcc make cmake pkg-config libuv1-dev libhttp-parser-dev libjansson-d
             libsqlite3-dev libssl-dev libmariadb-dev libhiredis-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-pytest-timeout python3-websockets
            python3-yaml python3-cryptography httpie clang-format cppcheck prometheus mariadb-server redis-server nginx-light
-           faketime
+           faketime sqlite3
            chromium fonts-liberation
            dpkg-dev binutils lintian systemd man-db groff-base)
 
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 # nchan is the reference of `make bench`; the bench starts nginx itself
 bench_pkgs=(nginx-light libnginx-mod-nchan wrk)
+# make deploy-test: the image and the compose stack, built and run without a
+# registry (tests/deploy/deploy_test.py)
+deploy_pkgs=(podman podman-compose runc mmdebstrap python3-websockets)
 
 case "$mode" in
 build) wanted=("${build_pkgs[@]}") ;;
 test) wanted=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
 fuzz) wanted=("${build_pkgs[@]}" "${test_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
 bench) wanted=("${build_pkgs[@]}" "${bench_pkgs[@]}") ;;
-*) echo "usage: $0 build|test|fuzz|bench" >&2; exit 2 ;;
+deploy) wanted=("${deploy_pkgs[@]}") ;;
+*) echo "usage: $0 build|test|fuzz|bench|deploy" >&2; exit 2 ;;
 esac
 
 missing=()

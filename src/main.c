@@ -3,6 +3,7 @@
  *   houston [serve] [flags]   all roles in one process (embedded mode)
  *   houston publisher|notifier|consumer [flags]   one role (scale-out)
  *   houston config|routes [flags]   the effective settings, the routes
+ *   houston migrate [--db URL]   the schema brought up to date, then exit
  *   houston pub|sub|history|status ...   the client (src/cli/)
  *   houston --help | --version
  *
@@ -167,6 +168,8 @@ static void shutdown_timeout_cb(uv_timer_t *timer)
     exit(1);
 }
 
+static void shut_down(app_t *app);
+
 static void signal_cb(uv_signal_t *handle, int signum)
 {
     app_t *app = handle->data;
@@ -174,8 +177,24 @@ static void signal_cb(uv_signal_t *handle, int signum)
         hs_log_warn("houston: second signal; exiting now");
         exit(1);
     }
-    app->stopping = 1;
     hs_log_info("houston: %s received; shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    shut_down(app);
+}
+
+/* Redis says the deployment uses another --partitions (the bus logged
+ * both numbers): this process stops, with a non-zero status. */
+static void partitions_mismatch_cb(const char *why, void *data)
+{
+    app_t *app = data;
+    (void)why;
+    app->exit_code = 2;
+    if (!app->stopping)
+        shut_down(app);
+}
+
+static void shut_down(app_t *app)
+{
+    app->stopping = 1;
     uv_signal_stop(&app->sigint);
     uv_signal_stop(&app->sigterm);
     uv_signal_stop(&app->sighup);
@@ -273,7 +292,11 @@ static int open_bus(app_t *app)
     char err[256] = "";
     hs_bus_redis_options_t options = {.claim_idle_ms = app->cfg.claim_idle_ms,
                                       .node_stream_max = app->cfg.node_stream_max,
-                                      .event_stream_max = app->cfg.event_stream_max};
+                                      .event_stream_max = app->cfg.event_stream_max,
+                                      .partitions = (unsigned)app->cfg.partitions,
+                                      .heartbeat_ms = app->cfg.heartbeat_interval_ms,
+                                      .mismatch_cb = partitions_mismatch_cb,
+                                      .mismatch_data = app};
     int rc = hs_bus_redis_open(app->loop, app->cfg.redis, &options, &app->bus, err, sizeof(err));
     if (rc != 0) {
         hs_log_error("houston: %s", err[0] ? err : hs_strerror(rc));
@@ -416,6 +439,10 @@ static int setup_security(app_t *app)
             return 1;
         }
     }
+    if (hs_info_check_public_url(cfg->public_ws_url, err, sizeof(err)) != 0) {
+        hs_log_error("houston: %s", err);
+        return 1;
+    }
     return setup_browser_rules(app, keys);
 }
 
@@ -520,6 +547,13 @@ static int serve(app_t *app)
             hs_log_error("houston: cannot listen on %s (API): %s", app->api_addr, hs_strerror(rc));
             return 1;
         }
+        hs_info_site_t site = {.ws_port = app->notifier ? hs_notifier_port(app->notifier) : 0,
+                               .tls = app->tls != NULL,
+                               .api_keys = hs_auth_key_count(app->auth) > 0,
+                               .client_tokens = app->verifier != NULL,
+                               .scale_out = app->cfg.redis[0] != '\0',
+                               .consumer = (app->roles & ROLE_CONSUMER) != 0};
+        hs_publisher_set_site(app->publisher, &site);
         if (strcmp(app->api_addr, app->cfg.api_addr) != 0) {
             /* The loopback default: IPv6 too, where the host has it. */
             char v6[64];
@@ -599,6 +633,46 @@ static int print_routes(hs_config_t *cfg)
     return 0;
 }
 
+static void migrate_closed_cb(int status, void *data)
+{
+    *(int *)data = status;
+}
+
+/* houston migrate: opens the store - which creates or migrates the schema,
+ * or refuses a database of a newer houston - and closes it (docs/operations.md,
+ * "Upgrading"). The servers do the same at start-up; this lets an operator
+ * migrate ahead of a rollout and see the outcome. */
+static int migrate(const hs_config_t *cfg)
+{
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0)
+        return 1;
+    hs_store_options_t options = {.batch_max = (unsigned)cfg->batch_max,
+                                  .connect_wait_ms = cfg->db_wait_ms,
+                                  .idempotency_window_ms = cfg->idempotency_window_ms};
+    hs_store_t *store = NULL;
+    char err[256] = "";
+    char db[512];
+    hs_redact_url(cfg->db, db, sizeof(db));
+    int rc = hs_store_open(&loop, cfg->db, &options, &store, err, sizeof(err));
+    if (rc != 0) {
+        hs_log_error("houston: %s", err[0] ? err : hs_strerror(rc));
+        uv_loop_close(&loop);
+        return 1;
+    }
+    int closed = -1;
+    hs_store_close(store, migrate_closed_cb, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0)
+        hs_log_warn("houston: some handles were still open at exit");
+    if (closed != 0) {
+        hs_log_error("houston: closing %s failed: %s", db, hs_strerror(closed));
+        return 1;
+    }
+    hs_log_info("houston: %s: the schema is up to date", db);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -637,7 +711,8 @@ int main(int argc, char **argv)
                     {"notifier", ROLE_NOTIFIER},
                     {"consumer", ROLE_CONSUMER},
                     {"config", 0},
-                    {"routes", 0}};
+                    {"routes", 0},
+                    {"migrate", 0}};
     int roles = -1;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(command, commands[i].name) == 0)
@@ -673,6 +748,11 @@ int main(int argc, char **argv)
         hs_config_print(&app.cfg, stdout);
         hs_config_dispose(&app.cfg);
         return 0;
+    }
+    if (strcmp(command, "migrate") == 0) {
+        int code = migrate(&app.cfg);
+        hs_config_dispose(&app.cfg);
+        return code;
     }
 
     app.roles = roles;

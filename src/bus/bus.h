@@ -49,6 +49,11 @@ typedef struct hs_event {
     const char *message_id;
     const char *message_json; /* {"id":…,"topic":…,…} */
     size_t message_json_len;
+    /* Set by a partitioned bus on the consumer side (ignored on publish):
+     * the event's partition and the consumer's fencing token for it, which
+     * the consumer puts on the DELIVER commands it sends (hs_node_cmd_t). */
+    int partition;
+    uint64_t fence;
 } hs_event_t;
 
 typedef enum hs_node_cmd_kind {
@@ -80,6 +85,12 @@ typedef struct hs_node_cmd {
     size_t message_json_len;
     const char *frame_text; /* NOTIFY: the text frame's payload; FORWARD, GAP: above */
     size_t frame_text_len;
+    /* DELIVER from a partitioned bus: the event's partition and the sending
+     * consumer's fencing token for it (0: none). A node drops a DELIVER
+     * whose token is below the highest it saw for the partition - a stale
+     * holder's, sent after another consumer took the partition over. */
+    int partition;
+    uint64_t fence;
 } hs_node_cmd_t;
 
 /* A node's answer to a command: 0, HS_ENOTFOUND (no such connection on that
@@ -149,7 +160,14 @@ hs_bus_t *hs_bus_inproc_new(uv_loop_t *loop);
 typedef struct hs_bus_redis_options {
     uint64_t claim_idle_ms;    /* take over events pending this long (0: 30 s) */
     uint64_t node_stream_max;  /* MAXLEN ~ of a node's command stream (0: 10,000) */
-    uint64_t event_stream_max; /* MAXLEN ~ of the event stream (0: 100,000) */
+    uint64_t event_stream_max; /* MAXLEN ~ of the event log, over all partitions (0: 100,000) */
+    unsigned partitions;       /* partitions of the event log (0: 16; at most 1024) */
+    uint64_t heartbeat_ms;     /* a consumer's heartbeat; its leases live 3 of them (0: 5 s) */
+    /* Called (later, once) when the deployment in Redis uses another
+     * partition count than this process (houston:partitions): the process
+     * must not go on. why says both numbers. NULL: only logged. */
+    void (*mismatch_cb)(const char *why, void *data);
+    void *mismatch_data;
 } hs_bus_redis_options_t;
 
 /* The Redis bus of the scale-out mode (redis.c): url is

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus/partition.h"
 #include "bus/redis_internal.h"
 #include "core/alloc.h"
 #include "core/error.h"
@@ -113,6 +114,7 @@ static void finish_closed_cb(uv_handle_t *h)
     hs_bus_done_cb cb = bus->close_cb;
     void *data = bus->close_data;
     hs_free(bus->node_name);
+    hs_free(bus->parts);
     hs_free(bus);
     if (cb)
         cb(0, data);
@@ -215,9 +217,25 @@ int hs_bus_redis_open(uv_loop_t *loop, const char *url, const hs_bus_redis_optio
     snprintf(bus->node_max, sizeof(bus->node_max), "%llu",
              (unsigned long long)(options && options->node_stream_max ? options->node_stream_max
                                                                       : NODE_MAXLEN));
-    snprintf(bus->events_max, sizeof(bus->events_max), "%llu",
-             (unsigned long long)(options && options->event_stream_max ? options->event_stream_max
-                                                                       : EVENTS_MAXLEN));
+    unsigned partitions =
+        options && options->partitions ? options->partitions : HS_PARTITIONS_DEFAULT;
+    if (partitions > HS_PARTITIONS_MAX) {
+        snprintf(err, err_len, "%u partitions: at most %d", partitions, HS_PARTITIONS_MAX);
+        hs_free(bus);
+        return HS_EINVAL;
+    }
+    /* --event-stream-max bounds the whole log: each partition keeps its
+     * share (at least PARTITION_MAXLEN_MIN; MAXLEN ~ trims whole nodes of
+     * 100 entries anyway). */
+    uint64_t events_max =
+        options && options->event_stream_max ? options->event_stream_max : EVENTS_MAXLEN;
+    events_max = (events_max + partitions - 1) / partitions;
+    if (events_max < PARTITION_MAXLEN_MIN)
+        events_max = PARTITION_MAXLEN_MIN;
+    snprintf(bus->events_max, sizeof(bus->events_max), "%llu", (unsigned long long)events_max);
+    bus->consumer_beat_ms = options && options->heartbeat_ms ? options->heartbeat_ms : HEARTBEAT_MS;
+    bus->mismatch_cb = options ? options->mismatch_cb : NULL;
+    bus->mismatch_data = options ? options->mismatch_data : NULL;
     bus->node_seq = -1;
     hs_redis__scripts_init(bus);
     char shown[512]; /* the URL in an error: its password masked */
@@ -232,6 +250,7 @@ int hs_bus_redis_open(uv_loop_t *loop, const char *url, const hs_bus_redis_optio
         return HS_EINVAL;
     }
     bus->known_count = bus->seed_count;
+    hs_redis__partitions_init(bus, partitions);
     uv_timer_init(loop, &bus->finish);
     bus->finish.data = bus;
     init_timer(bus, &bus->claim_timer, bus);

@@ -230,7 +230,7 @@ static const char *link_key(link_t *l)
     case LINK_NODE:
         return bus->node_key;
     case LINK_EVENTS:
-        return EVENTS_KEY;
+        return PARTITIONS_KEY; /* any master: each partition's read goes to its own */
     default:
         return FORWARDER_CHANNEL; /* pub/sub: any node hears every PUBLISH */
     }
@@ -464,7 +464,7 @@ void hs_redis__cluster_shard_changed(redis_bus_t *bus)
         hs_redis__cmd_link_up(bus, again);
     } else if (!ready && bus->cmd_ready) {
         bus->cmd_ready = false;
-        bus->leader = false; /* as when the command link of one Redis is lost */
+        hs_redis__events_cmd_lost(bus); /* as when the command link of one Redis is lost */
         hs_redis__cluster_refresh(bus);
     }
 }

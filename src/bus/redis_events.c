@@ -1,10 +1,13 @@
 /* redis_events.c - "message created" events on Redis: the publisher's
- * outbox (appended again when the command link is back), the consumer group
- * and the event read script (gaps), the event lease (one reader at a time)
- * with the take-over of pending entries (XAUTOCLAIM), acks and releases. */
+ * outbox (appended to the topic's partition, again when the command link
+ * is back); the consumer side of the partitions it holds - their groups,
+ * the event read script (gaps), one read loop over them, the take-over of
+ * pending entries (XAUTOCLAIM) - and fenced acks and releases. Which
+ * partitions a consumer holds is redis_leases.c's. */
 #include <stdio.h>
 #include <string.h>
 
+#include "bus/partition.h"
 #include "bus/redis_internal.h"
 #include "core/alloc.h"
 #include "core/error.h"
@@ -71,14 +74,18 @@ static void event_appended_cb(redisAsyncContext *ac, void *reply, void *privdata
     outbox_entry_free(e);
 }
 
+/* The event goes to its topic's partition. Its fields: topic, id, json
+ * (handle_entries reads them back; a field added to hs_event_t is one
+ * more pair here and one more hs_redis__field_str there). */
 static void send_event(outbox_entry_t *e)
 {
     redis_bus_t *bus = e->bus;
-    const char *argv[] = {"XADD",  EVENTS_KEY, "MAXLEN", "~",   bus->events_max, "*",
-                          "topic", e->topic,   "id",     e->id, "json",          e->json};
+    const char *stream = bus->parts[e->partition].stream;
+    const char *argv[] = {"XADD",  stream,   "MAXLEN", "~",   bus->events_max, "*",
+                          "topic", e->topic, "id",     e->id, "json",          e->json};
     size_t lens[] = {
-        4, strlen(EVENTS_KEY), 6, 1,          strlen(bus->events_max), 1, 5, strlen(e->topic),
-        2, strlen(e->id),      4, e->json_len};
+        4, strlen(stream), 6, 1,          strlen(bus->events_max), 1, 5, strlen(e->topic),
+        2, strlen(e->id),  4, e->json_len};
     if (hs_redis__cmd_durable(bus, event_appended_cb, e, 12, argv, lens) != REDIS_OK)
         outbox_push(bus, e);
 }
@@ -106,6 +113,7 @@ void hs_redis__publish_event(hs_bus_t *b, const hs_event_t *ev, hs_bus_done_cb c
     e->cb = cb;
     e->data = data;
     e->topic = hs_strdup(ev->topic);
+    e->partition = hs_partition_of(ev->topic, strlen(ev->topic), bus->partitions);
     e->id = hs_strdup(ev->message_id);
     e->json = hs_malloc(ev->message_json_len + 1);
     memcpy(e->json, ev->message_json, ev->message_json_len);
@@ -114,11 +122,11 @@ void hs_redis__publish_event(hs_bus_t *b, const hs_event_t *ev, hs_bus_done_cb c
     send_event(e);
 }
 
-/* ---- consumer: the event stream in a consumer group --------------------------- */
+/* ---- consumer: the held partitions' streams ----------------------------------- */
 
-static void read_events(redis_bus_t *bus);
-
-static void handle_entries(redis_bus_t *bus, const redisReply *entries)
+/* Hands the entries of a read or claim of partition p to the consumer,
+ * each with a token for its ack (the partition and this take's fence). */
+static void hand_on(redis_bus_t *bus, partition_t *p, const redisReply *entries)
 {
     if (entries == NULL || entries->type != REDIS_REPLY_ARRAY)
         return;
@@ -127,9 +135,14 @@ static void handle_entries(redis_bus_t *bus, const redisReply *entries)
         if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2 ||
             entry->element[0]->type != REDIS_REPLY_STRING)
             continue;
+        event_token_t *token = hs_calloc(1, sizeof(*token));
+        token->partition = p->index;
+        token->fence = p->fence;
+        snprintf(token->id, sizeof(token->id), "%s", entry->element[0]->str);
+        p->in_flight++;
         if (entry->element[1]->type != REDIS_REPLY_ARRAY) {
             /* Pending, but trimmed from the stream: nothing left to deliver. */
-            hs_bus_ack(&bus->base, hs_strdup(entry->element[0]->str));
+            hs_bus_ack(&bus->base, token);
             continue;
         }
         const redisReply *fields = entry->element[1];
@@ -137,8 +150,9 @@ static void handle_entries(redis_bus_t *bus, const redisReply *entries)
         hs_event_t event = {.topic = hs_redis__field_str(fields, "topic", NULL),
                             .message_id = hs_redis__field_str(fields, "id", NULL),
                             .message_json = hs_redis__field_str(fields, "json", &json_len),
-                            .message_json_len = json_len};
-        char *token = hs_strdup(entry->element[0]->str);
+                            .message_json_len = json_len,
+                            .partition = (int)p->index,
+                            .fence = p->fence};
         if (event.topic && event.message_id && event.message_json)
             bus->consumer(&event, token, bus->consumer_data);
         else
@@ -146,25 +160,13 @@ static void handle_entries(redis_bus_t *bus, const redisReply *entries)
     }
 }
 
-static void create_group(redis_bus_t *bus);
-
-static void regroup_cb(uv_timer_t *t)
-{
-    link_t *l = t->data;
-    create_group(l->bus);
-}
-
-static void read_events_cb(uv_timer_t *t)
-{
-    link_t *l = t->data;
-    read_events(l->bus);
-}
-
-/* The consumers' read of new events (docs/recovery.md, "Gaps"), in one
- * step: were entries trimmed before the group read them, or was the group
- * recreated (ARGV[5] = "1")? Then every node gets a "gap" command, ahead of
- * whatever this read hands on. Then the next entries for this consumer.
- * Answers {gap text or "", the stream's last id, the entries}.
+/* The consumers' read of new events of one partition (docs/recovery.md,
+ * "Gaps"), in one step: is the caller still the partition's holder (the
+ * lease holds its fencing token)? Were entries trimmed before the group
+ * read them, or was the group recreated (ARGV[5] = "1")? Then every node
+ * gets a "gap" command, ahead of whatever this read hands on. Then the next
+ * entries for this consumer. Answers {gap text or "", the stream's last id,
+ * the entries}.
  *
  * Trimming does not move max-deleted-entry-id (only XDEL does, and nothing
  * deletes events), so the test counts: entries-added - length entries were
@@ -176,10 +178,18 @@ static void read_events_cb(uv_timer_t *t)
  * worst one reported when the trim ended exactly at that id). Ids are
  * compared as numbers: milliseconds fit a Lua double exactly.
  *
- * KEYS: the event stream. The gap command goes to every node's stream, but
- * those keys are in other slots (a Redis Cluster): the consumer does it
- * (gap_to_nodes), before it hands on anything read after the gap. */
+ * KEYS: the partition's stream, the set of nodes, the partition's lease.
+ * ARGV: group, consumer, count, node stream MAXLEN, recreated flag, the
+ * caller's "<consumer>:<token>". The gap command goes to every node's
+ * stream and counter (houston:node:<node>, houston:nodeseq:<node>): those
+ * keys are derived inside the script from the members of the set, because
+ * which nodes there are is only known in the same atomic step that appends
+ * to them (a node that joins in between must get it too). Fine on a single
+ * Redis; on a Redis Cluster the node keys are in other slots (the cluster
+ * link's concern: docs/scaling.md). */
 const char hs_redis__events_read_script[] =
+    "if redis.call('GET', KEYS[2]) ~= ARGV[6] then "
+    "  return redis.error_reply('FENCED this consumer no longer holds the partition') end "
     "local function before(a, b) "
     "  local am, as = string.match(a, '^(%d+)-(%d+)$') "
     "  local bm, bs = string.match(b, '^(%d+)-(%d+)$') "
@@ -213,60 +223,109 @@ const char hs_redis__events_read_script[] =
     "  gap = 'events after ' .. delivered .. ' were trimmed (--event-stream-max) before a "
     "consumer read them' "
     "  redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], delivered, 'ENTRIESREAD', trimmed) end "
+    "if gap ~= '' then "
+    "  for _, node in ipairs(ARGV[7] ~= '' and redis.call('SMEMBERS', ARGV[7]) or {}) do "
+    "    local seq = redis.call('INCR', 'houston:{n:' .. node .. '}:seq') "
+    "    redis.call('XADD', 'houston:{n:' .. node .. '}:stream', 'MAXLEN', '~', ARGV[4], '*', "
+    "               'seq', seq, "
+    "               'kind', 'gap', 'topic', KEYS[1], 'text', gap) end end "
     "return {gap, last, redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], "
     "                              'STREAMS', KEYS[1], '>')}";
 
-static void wait_events(redis_bus_t *bus);
-static void reread_pending(redis_bus_t *bus);
+/* Claims (XAUTOCLAIM) entries of the partition's group pending at least
+ * ARGV[4] ms, for the caller - only while it holds the lease with that
+ * token. KEYS: lease, stream. ARGV: "<consumer>:<token>", group, consumer,
+ * min idle, cursor, count. */
+const char hs_redis__claim_script[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then "
+    "  return redis.error_reply('FENCED this consumer no longer holds the partition') end "
+    "return redis.call('XAUTOCLAIM', KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5], 'COUNT', "
+    "                  ARGV[6])";
 
-/* A gap the read script found: every node hears it - its "gap" command
- * appended to its stream - before any entry read after the gap is handed
- * on. The entries of that read stay pending in the group; once the gap
- * commands are on their way (on the command link of each node's slot,
- * ahead of any delivery sent to that node after them), this consumer reads
- * its pending entries again and hands them on. */
-typedef struct gap_note {
-    redis_bus_t *bus;
-    char text[256];
-} gap_note_t;
+/* Acknowledges one entry, only while the caller's token is the partition's
+ * current one: a stale holder's ack is refused (-1) and the entry stays
+ * pending for the holder, who claimed it or will. KEYS: lease, stream.
+ * ARGV: "<consumer>:<token>", group, entry id. */
+const char hs_redis__ack_script[] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end "
+                                    "return redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])";
 
-static void gap_nodes_cb(redisAsyncContext *ac, void *reply, void *privdata)
+/* After a take-over claimed every pending entry: the other consumers of the
+ * partition's group have none left, and go (XGROUP DELCONSUMER drops a
+ * consumer's pending entries, so only consumers without any). A dead
+ * consumer is removed so; a live one that reads this partition again later
+ * is added back by Redis. KEYS: lease, stream. ARGV: "<consumer>:<token>",
+ * group, consumer. Answers how many went. */
+const char hs_redis__tidy_script[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "local n = 0 "
+    "for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[2], ARGV[2])) do "
+    "  local name, pending "
+    "  for i = 1, #c, 2 do "
+    "    if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1] "
+    "end "
+    "  end "
+    "  if name ~= ARGV[3] and pending == 0 then "
+    "    redis.call('XGROUP', 'DELCONSUMER', KEYS[2], ARGV[2], name) n = n + 1 end end "
+    "return n";
+
+static bool readable(const partition_t *p)
 {
-    (void)ac;
-    gap_note_t *g = privdata;
-    redis_bus_t *bus = g->bus;
-    redisReply *r = reply;
-    if (bus->closing || !hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY) {
-        /* Told no node yet: the gap is told again at the next read. */
-        bus->gap_unsent = true;
-        snprintf(bus->gap_text, sizeof(bus->gap_text), "%s", g->text);
-        hs_free(g);
-        hs_redis__link_later(&bus->links[LINK_EVENTS], read_events_cb, RETRY_READ_MS);
-        return;
-    }
-    for (size_t i = 0; i < r->elements; i++) {
-        if (r->element[i]->type != REDIS_REPLY_STRING)
-            continue;
-        hs_node_cmd_t cmd = {.kind = HS_NODE_GAP,
-                             .topic = EVENTS_KEY,
-                             .frame_text = g->text,
-                             .frame_text_len = strlen(g->text)};
-        hs_redis__send_to_node(&bus->base, r->element[i]->str, &cmd, NULL, NULL);
-    }
-    bus->gap_unsent = false;
-    hs_free(g);
-    reread_pending(bus);
-    read_events(bus);
+    return p->held && !p->taking_over && !p->releasing;
 }
 
-static void gap_to_nodes(gap_note_t *g)
+static bool full(const partition_t *p)
 {
-    if (hs_redis__cmdl(g->bus, gap_nodes_cb, g, "SMEMBERS", NODES_KEY) != REDIS_OK)
-        gap_nodes_cb(NULL, NULL, g);
+    return p->in_flight >= PARTITION_IN_FLIGHT_MAX;
+}
+
+static void read_done(redis_bus_t *bus)
+{
+    partition_t *p = bus->reading;
+    bus->read_busy = false;
+    bus->reading = NULL;
+    if (p)
+        hs_redis__partition_settled(bus, p); /* a hand-back waited for this read */
+    hs_redis__read_events(bus);
+}
+
+/* After an error reply, or a recreated group's delay. */
+static void read_again_cb(uv_timer_t *t)
+{
+    link_t *l = t->data;
+    read_done(l->bus);
+}
+
+static void regroup_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    partition_t *p = privdata;
+    redis_bus_t *bus = p->bus;
+    redisReply *r = reply;
+    if (r == NULL || bus->closing)
+        return; /* the link is down: it reads again once it is back */
+    link_t *l = &bus->links[LINK_EVENTS];
+    bool existed = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) == 0;
+    if (r->type == REDIS_REPLY_ERROR && !existed) {
+        hs_log_error("bus: creating the consumer group of %s failed: %s", p->stream, r->str);
+        hs_redis__link_later(l, read_again_cb, RETRY_READ_MS);
+        return;
+    }
+    if (!existed) {
+        /* Redis lost its data (restarted without persistence): the
+         * notifiers put their directory entries back as they reconnect;
+         * give them a moment before routing again. */
+        hs_log_warn("bus: the consumer group of %s was gone (did Redis lose its data?); created "
+                    "it again, reading in %d ms",
+                    p->stream, REGROUP_DELAY_MS);
+        p->group_gap = true; /* the first read tells every node */
+        hs_redis__link_later(l, read_again_cb, REGROUP_DELAY_MS);
+        return;
+    }
+    read_done(bus);
 }
 
 /* Hands over the entries of an XREADGROUP answer; returns how many. */
-static size_t handle_read(redis_bus_t *bus, const redisReply *r)
+static size_t handle_read(redis_bus_t *bus, partition_t *p, const redisReply *r)
 {
     size_t got = 0;
     if (r == NULL || r->type != REDIS_REPLY_ARRAY)
@@ -277,203 +336,354 @@ static size_t handle_read(redis_bus_t *bus, const redisReply *r)
         if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2 ||
             stream->element[1]->type != REDIS_REPLY_ARRAY)
             continue;
-        const redisReply *entries = stream->element[1];
-        got += entries->elements;
-        if (bus->pending_read_sent && entries->elements > 0) {
-            const redisReply *last = entries->element[entries->elements - 1];
-            if (last->type == REDIS_REPLY_ARRAY && last->elements >= 1 &&
-                last->element[0]->type == REDIS_REPLY_STRING)
-                snprintf(bus->pending_cursor, sizeof(bus->pending_cursor), "%s",
-                         last->element[0]->str);
-        }
-        handle_entries(bus, entries);
+        got += stream->element[1]->elements;
+        hand_on(bus, p, stream->element[1]);
     }
     return got;
+}
+
+/* A gap on a Redis Cluster: every node of houston:nodes gets a "gap"
+ * command (the read script cannot append to streams in other slots). */
+static void gap_nodes_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    char *text = privdata;
+    redisReply *r = reply;
+    hs_bus_t *b = ac && ac->data ? &((link_t *)ac->data)->bus->base : NULL;
+    for (size_t i = 0; b && r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        hs_node_cmd_t cmd = {.kind = HS_NODE_GAP,
+                             .topic = "events",
+                             .frame_text = text,
+                             .frame_text_len = strlen(text)};
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            hs_redis__send_to_node(b, r->element[i]->str, &cmd, NULL, NULL);
+    }
+    hs_free(text);
+}
+
+static void gap_to_nodes(redis_bus_t *bus, const char *text)
+{
+    char *copy = hs_strdup(text);
+    if (hs_redis__cmdl(bus, gap_nodes_cb, copy, "SMEMBERS", NODES_KEY) != REDIS_OK)
+        hs_free(copy);
 }
 
 static void events_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
-    redis_bus_t *bus = privdata;
+    partition_t *p = privdata;
+    redis_bus_t *bus = p->bus;
     redisReply *r = reply;
     link_t *l = &bus->links[LINK_EVENTS];
-    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0 && !bus->closing) {
-        bus->group_lost = true;
-        create_group(bus);
-        return;
+    if (r && r->type == REDIS_REPLY_ERROR && !bus->closing) {
+        if (strncmp(r->str, "NOGROUP", 7) == 0) {
+            hs_redis__cmdl(bus, regroup_cb, p, "XGROUP", "CREATE", p->stream, GROUP, "0",
+                           "MKSTREAM");
+            return;
+        }
+        if (strncmp(r->str, "FENCED", 6) == 0) {
+            hs_redis__partition_lost(bus, p, "its lease is another consumer's now");
+            read_done(bus);
+            return;
+        }
     }
-    if (hs_redis__link_reply(bus, LINK_EVENTS, reply, "reading events", read_events_cb) == NULL)
+    if (hs_redis__link_reply(bus, LINK_EVENTS, reply, "reading events", read_again_cb) == NULL)
         return;
-    if (bus->pending_read_sent) {
-        if (handle_read(bus, r) == 0)
-            bus->reading_pending = false; /* the backlog is done: new entries now */
-        read_events(bus);
-        return;
-    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING) {
         hs_log_error("bus: reading events: unexpected answer from Redis");
-        hs_redis__link_later(l, read_events_cb, RETRY_READ_MS);
+        hs_redis__link_later(l, read_again_cb, RETRY_READ_MS);
         return;
     }
-    snprintf(bus->events_last, sizeof(bus->events_last), "%s", r->element[1]->str);
     if (r->element[0]->len > 0) {
+        /* The script already told every node, ahead of what follows (on a
+         * cluster the nodes hear it now, after: docs/internals/bus.md). */
+        if (bus->cluster)
+            gap_to_nodes(bus, r->element[0]->str);
         hs_log_warn("bus: gap in %s: %s; every notifier closes its connections so that they "
                     "resume",
-                    EVENTS_KEY, r->element[0]->str);
+                    p->stream, r->element[0]->str);
         hs_metrics_singleton.stream_gaps++;
-        bus->group_gap = false;
-        gap_note_t *g = hs_calloc(1, sizeof(*g));
-        g->bus = bus;
-        snprintf(g->text, sizeof(g->text), "%s", r->element[0]->str);
-        gap_to_nodes(g); /* then the entries of this read, again */
-        return;
+        p->group_gap = false;
     }
-    size_t got = handle_read(bus, r->elements > 2 ? r->element[2] : NULL);
-    /* Fewer than asked: the group has read up to events_last; wait for more. */
-    if (got < READ_COUNT_N)
-        wait_events(bus);
-    else
-        read_events(bus);
+    snprintf(p->last, sizeof(p->last), "%s", r->element[1]->str);
+    size_t got = handle_read(bus, p, r->elements > 2 ? r->element[2] : NULL);
+    /* Fewer than asked: the group has read up to last; wait for more. */
+    p->idle = got < READ_COUNT_N;
+    read_done(bus);
 }
 
 static void events_waited_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
     redis_bus_t *bus = privdata;
-    if (hs_redis__link_reply(bus, LINK_EVENTS, reply, "waiting for events", read_events_cb) == NULL)
+    redisReply *r = reply;
+    if (hs_redis__link_reply(bus, LINK_EVENTS, reply, "waiting for events", read_again_cb) == NULL)
         return;
-    read_events(bus); /* new entries (or the timeout): read them through the script */
+    if (r->type != REDIS_REPLY_NIL) /* new entries: read them through the script */
+        for (unsigned i = 0; i < bus->partitions; i++)
+            bus->parts[i].idle = false;
+    read_done(bus);
 }
 
 /* A script cannot block: the consumer waits with a plain XREAD for an entry
- * after the last one the group has read, and reads it through the script. */
+ * after the last one each held partition's group has read, and reads it
+ * through the script. The wait is short (a quarter of a heartbeat, at most
+ * BLOCK_MS) so that a partition taken meanwhile is read soon. One XREAD
+ * names every held partition's stream: on a Redis Cluster that is one wait
+ * per shard (the cluster link's concern: docs/scaling.md). */
 static void wait_events(redis_bus_t *bus)
 {
     link_t *l = &bus->links[LINK_EVENTS];
-    if (!l->up || bus->closing)
-        return;
-    redisAsyncCommand(l->ac, events_waited_cb, bus, "XREAD COUNT 1 BLOCK %s STREAMS %s %s",
-                      BLOCK_MS, EVENTS_KEY, bus->events_last[0] ? bus->events_last : "$");
-}
-
-/* Reads this consumer's own pending entries again after Redis came back:
- * events it could not hand over while Redis was away are retried at once
- * rather than after --claim-idle. */
-static void reread_pending(redis_bus_t *bus)
-{
-    if (bus->consumer == NULL)
-        return;
-    bus->reading_pending = true;
-    snprintf(bus->pending_cursor, sizeof(bus->pending_cursor), "0");
-}
-
-static void read_events(redis_bus_t *bus)
-{
-    link_t *l = &bus->links[LINK_EVENTS];
-    if (!l->up || bus->closing || !bus->leader || bus->taking_over)
-        return;            /* a standby reads nothing; a new leader takes the pending first */
-    if (bus->gap_unsent) { /* a gap no node heard yet: first that */
-        gap_note_t *g = hs_calloc(1, sizeof(*g));
-        g->bus = bus;
-        snprintf(g->text, sizeof(g->text), "%s", bus->gap_text);
-        bus->gap_unsent = false;
-        gap_to_nodes(g);
+    unsigned n = 0;
+    bool any_full = false;
+    for (unsigned i = 0; i < bus->partitions; i++) {
+        n += readable(&bus->parts[i]) && bus->parts[i].idle;
+        any_full = any_full || (readable(&bus->parts[i]) && full(&bus->parts[i]));
+    }
+    if (n == 0)
+        return; /* nothing to wait for: a take-over or an ack starts the reads */
+    if (bus->cluster) {
+        /* One XREAD cannot name streams of several slots: on a cluster the
+         * idle partitions are read again after CLUSTER_POLL_MS. */
+        for (unsigned i = 0; i < bus->partitions; i++)
+            bus->parts[i].idle = false;
+        bus->read_busy = true;
+        hs_redis__link_later(l, read_again_cb, any_full ? 10 : CLUSTER_POLL_MS);
         return;
     }
-    bus->pending_read_sent = bus->reading_pending;
-    if (bus->reading_pending)
-        redisAsyncCommand(l->ac, events_read_cb, bus,
-                          "XREADGROUP GROUP %s %s COUNT %s STREAMS %s %s", GROUP,
-                          bus->consumer_name, READ_COUNT, EVENTS_KEY, bus->pending_cursor);
-    else
-        hs_redis__script(l->ac, bus, SCRIPT_EVENTS_READ, events_read_cb, bus, 1, 6,
-                         (const char *[]){EVENTS_KEY, GROUP, bus->consumer_name, READ_COUNT,
-                                          bus->node_max, bus->group_gap ? "1" : "0"},
-                         NULL);
+    char block[24];
+    uint64_t ms = bus->consumer_beat_ms / 4;
+    ms = ms < 100 ? 100 : ms > 2000 ? 2000 : ms;
+    if (any_full)
+        ms = 10; /* a full partition reads on as soon as its acks come */
+    snprintf(block, sizeof(block), "%llu", (unsigned long long)ms);
+    size_t argc = 6 + 2 * (size_t)n;
+    const char **argv = hs_malloc(argc * sizeof(char *));
+    size_t k = 0;
+    argv[k++] = "XREAD";
+    argv[k++] = "COUNT";
+    argv[k++] = "1";
+    argv[k++] = "BLOCK";
+    argv[k++] = block;
+    argv[k++] = "STREAMS";
+    for (unsigned i = 0; i < bus->partitions; i++)
+        if (readable(&bus->parts[i]) && bus->parts[i].idle)
+            argv[k++] = bus->parts[i].stream;
+    for (unsigned i = 0; i < bus->partitions; i++)
+        if (readable(&bus->parts[i]) && bus->parts[i].idle)
+            argv[k++] = bus->parts[i].last[0] ? bus->parts[i].last : "$";
+    if (redisAsyncCommandArgv(l->ac, events_waited_cb, bus, (int)argc, argv, NULL) == REDIS_OK)
+        bus->read_busy = true;
+    hs_free(argv);
 }
 
+void hs_redis__read_events(redis_bus_t *bus)
+{
+    link_t *l = &bus->links[LINK_EVENTS];
+    if (!l->up || bus->closing || bus->read_busy || !bus->groups_ready || bus->consumer == NULL)
+        return;
+    for (unsigned k = 0; k < bus->partitions; k++) {
+        partition_t *p = &bus->parts[(bus->read_next + k) % bus->partitions];
+        if (!readable(p) || p->idle || full(p))
+            continue;
+        bus->read_next = (p->index + 1) % bus->partitions;
+        /* On a Redis Cluster the read goes to the partition's master
+         * (its shard), and the nodes hear of a gap from here, after
+         * (gap_to_nodes): their streams are in other slots. */
+        redisAsyncContext *ac = bus->cluster ? hs_redis__cmd_ac_key(bus, p->stream) : l->ac;
+        if (ac == NULL) {
+            bus->read_busy = true;
+            hs_redis__link_later(l, read_again_cb, RETRY_READ_MS);
+            return;
+        }
+        if (hs_redis__script(ac, bus, SCRIPT_EVENTS_READ, events_read_cb, p, 2, 9,
+                             (const char *[]){p->stream, p->lease, GROUP, bus->consumer_name,
+                                              READ_COUNT, bus->node_max, p->group_gap ? "1" : "0",
+                                              p->holder, bus->cluster ? "" : NODES_KEY},
+                             NULL) == REDIS_OK) {
+            bus->read_busy = true;
+            bus->reading = p;
+        }
+        return;
+    }
+    wait_events(bus); /* every held partition is read up to its end (or full) */
+}
+
+/* Every partition's group exists before the first read. The first consumer
+ * creates them at the end of the streams (older events were for an earlier
+ * deployment); a group Redis lost is created again at the start of the
+ * (new) stream, so nothing appended since is skipped, and the nodes hear
+ * of the gap. */
 static void group_created_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
-    redis_bus_t *bus = privdata;
+    partition_t *p = privdata;
+    redis_bus_t *bus = p->bus;
     redisReply *r = reply;
     if (r == NULL || bus->closing)
-        return;
-    link_t *l = &bus->links[LINK_EVENTS];
+        return; /* the link went away: done again when it is back */
     bool existed = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) == 0;
-    if (r->type == REDIS_REPLY_ERROR && !existed) {
-        hs_log_error("bus: creating the consumer group failed: %s", r->str);
-        hs_redis__link_later(l, regroup_cb, RETRY_READ_MS);
-        return;
+    if (r->type == REDIS_REPLY_ERROR && !existed)
+        hs_log_error("bus: creating the consumer group of %s failed: %s (tried again at its "
+                     "first read)",
+                     p->stream, r->str);
+    else if (bus->group_lost && !existed) {
+        p->group_gap = true; /* the first read tells every node */
+        bus->groups_recreated++;
     }
-    bool recreated = bus->group_lost && !existed;
+    if (--bus->groups_pending > 0)
+        return;
     bus->group_lost = false;
-    if (recreated) {
-        /* Redis lost its data (restarted without persistence): the notifiers
-         * put their directory entries back as they reconnect; give them a
-         * moment before routing again. */
-        hs_log_warn("bus: the consumer group was gone (did Redis lose its data?); created it "
+    bus->groups_ready = true;
+    if (bus->groups_recreated > 0) {
+        hs_log_warn("bus: %u consumer groups were gone (did Redis lose its data?); created them "
                     "again, reading in %d ms",
-                    REGROUP_DELAY_MS);
-        bus->group_gap = true; /* the first read tells every node */
-        hs_redis__link_later(l, read_events_cb, REGROUP_DELAY_MS);
+                    bus->groups_recreated, REGROUP_DELAY_MS);
+        bus->read_busy = true;
+        hs_redis__link_later(&bus->links[LINK_EVENTS], read_again_cb, REGROUP_DELAY_MS);
         return;
     }
-    read_events(bus);
+    hs_redis__read_events(bus);
 }
 
-/* The first consumer creates the group at the end of the stream (older
- * events were for an earlier deployment); a group Redis lost is created
- * again at the start of the (new) stream, so nothing appended since is
- * skipped. */
-static void create_group(redis_bus_t *bus)
+static void create_groups(redis_bus_t *bus)
 {
     link_t *l = &bus->links[LINK_EVENTS];
     if (!l->up || bus->closing)
         return;
-    redisAsyncCommand(l->ac, group_created_cb, bus, "XGROUP CREATE %s %s %s MKSTREAM", EVENTS_KEY,
-                      GROUP, bus->group_lost ? "0" : "$");
+    bus->groups_ready = false;
+    bus->groups_pending = bus->partitions;
+    bus->groups_recreated = 0;
+    for (unsigned i = 0; i < bus->partitions; i++) {
+        partition_t *p = &bus->parts[i];
+        const char *from = bus->group_lost ? "0" : "$";
+        if (!bus->cluster)
+            redisAsyncCommand(l->ac, group_created_cb, p, "XGROUP CREATE %s %s %s MKSTREAM",
+                              p->stream, GROUP, from);
+        else if (hs_redis__cmdl(bus, group_created_cb, p, "XGROUP", "CREATE", p->stream, GROUP,
+                                from, "MKSTREAM") != REDIS_OK)
+            bus->groups_pending--; /* the commands are not up: again when they are */
+    }
+}
+
+/* ---- take-over and claims ---------------------------------------------------------- */
+
+static int claim(redis_bus_t *bus, partition_t *p, uint64_t min_idle_ms, redisCallbackFn *cb)
+{
+    char idle[24];
+    snprintf(idle, sizeof(idle), "%llu", (unsigned long long)min_idle_ms);
+    int rc = hs_redis__cmd_script(bus, SCRIPT_CLAIM, cb, p, 2, 8,
+                                  (const char *[]){p->lease, p->stream, p->holder, GROUP,
+                                                   bus->consumer_name, idle, p->claim_cursor,
+                                                   READ_COUNT},
+                                  NULL);
+    p->claiming = rc == REDIS_OK;
+    return rc;
+}
+
+/* A claim's answer: [next-cursor, [entries], (deleted ids)]. Returns
+ * whether it was one (the entries are handed on). */
+static bool claimed(redis_bus_t *bus, partition_t *p, const redisReply *r)
+{
+    p->claiming = false;
+    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "FENCED", 6) == 0) {
+        hs_redis__partition_lost(bus, p, "its lease is another consumer's now");
+        return false;
+    }
+    if (!hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING) {
+        if (r && r->type == REDIS_REPLY_ERROR)
+            hs_log_warn("bus: claiming the pending events of %s failed: %s", p->stream, r->str);
+        return false;
+    }
+    snprintf(p->claim_cursor, sizeof(p->claim_cursor), "%s", r->element[0]->str);
+    if (strcmp(p->claim_cursor, "0-0") == 0 && p->last_release_ms <= p->claim_pass_ms)
+        p->last_release_ms = 0; /* a whole pass after the last release: all back */
+    size_t n = r->element[1]->elements;
+    if (n > 0) {
+        hs_log_info("bus: took over %zu events of %s left pending", n, p->stream);
+        hs_metrics_singleton.bus_events_claimed += n;
+    }
+    hand_on(bus, p, r->element[1]);
+    /* Pending entries trimmed before anyone handed them over: later events
+     * went out already, so a resume from the client's last id cannot bring
+     * these back (docs/recovery.md, "Gaps"). */
+    if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY &&
+        r->element[2]->elements > 0) {
+        hs_log_error("bus: %zu events left unacknowledged by a stopped consumer were trimmed "
+                     "from %s before they were taken over; their messages are in the history "
+                     "only",
+                     r->element[2]->elements, p->stream);
+        hs_metrics_singleton.stream_gaps++;
+    }
+    return true;
+}
+
+static void tidied_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    partition_t *p = privdata;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+        hs_log_info("bus: %lld consumers without pending events left the group of %s", r->integer,
+                    p->stream);
+}
+
+/* The take-over: every entry pending in the partition's group (read by a
+ * holder that stopped, never acknowledged - the lease proves it gone, so
+ * at once rather than after --claim-idle) is handed on, oldest first,
+ * before any new one; the notifiers drop those they had already. Then the
+ * other consumers leave the group, and reading starts. */
+static void took_over_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    partition_t *p = privdata;
+    redis_bus_t *bus = p->bus;
+    if (bus->closing || reply == NULL) {
+        p->claiming = false; /* the link went away: taken over again when it is back */
+        return;
+    }
+    if (!claimed(bus, p, reply))
+        return; /* tried again at the next beat (or lost) */
+    if (strcmp(p->claim_cursor, "0-0") != 0) {
+        claim(bus, p, 0, took_over_cb);
+        return;
+    }
+    hs_redis__cmd_script(
+        bus, SCRIPT_TIDY, tidied_cb, p, 2, 5,
+        (const char *[]){p->lease, p->stream, p->holder, GROUP, bus->consumer_name}, NULL);
+    p->taking_over = false;
+    p->idle = false;
+    hs_redis__read_events(bus);
+}
+
+void hs_redis__take_over(redis_bus_t *bus, partition_t *p)
+{
+    p->taking_over = true;
+    p->claim_pass_ms = uv_now(bus->base.loop); /* it claims every pending entry */
+    snprintf(p->claim_cursor, sizeof(p->claim_cursor), "0-0");
+    if (!p->claiming)
+        claim(bus, p, 0, took_over_cb);
 }
 
 static void claim_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
-    redis_bus_t *bus = privdata;
-    redisReply *r = reply;
-    if (bus->closing || !hs_redis__reply_ok(r))
-        return;
-    /* [next-cursor, [entries], (deleted ids)] */
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
-        r->element[0]->type == REDIS_REPLY_STRING) {
-        snprintf(bus->claim_cursor, sizeof(bus->claim_cursor), "%s", r->element[0]->str);
-        size_t n = r->element[1]->elements;
-        if (n > 0) {
-            hs_log_info("bus: took over %zu events left by a consumer that stopped", n);
-            hs_metrics_singleton.bus_events_claimed += n;
-        }
-        handle_entries(bus, r->element[1]);
-        /* Pending entries trimmed before anyone handed them over: later
-         * events went out already, so a resume from the client's last id
-         * cannot bring these back (docs/recovery.md, "Gaps"). */
-        if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY &&
-            r->element[2]->elements > 0) {
-            hs_log_error("bus: %zu events left unacknowledged by a stopped consumer were trimmed "
-                         "from %s before they were taken over; their messages are in the history "
-                         "only",
-                         r->element[2]->elements, EVENTS_KEY);
-            hs_metrics_singleton.stream_gaps++;
-        }
-    }
+    partition_t *p = privdata;
+    if (!p->bus->closing)
+        claimed(p->bus, p, reply);
+    else
+        p->claiming = false;
 }
 
 /* XINFO GROUPS: [[name, houston:consumers, ..., pending, N, ..., lag, M], ...] */
 static void backlog_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
-    (void)privdata;
+    redis_bus_t *bus = privdata;
     redisReply *r = reply;
-    if (!hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY)
+    if (!hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY || bus->closing)
         return;
     for (size_t g = 0; g < r->elements; g++) {
         const redisReply *info = r->element[g];
@@ -493,111 +703,30 @@ static void backlog_cb(redisAsyncContext *ac, void *reply, void *privdata)
                 lag = v->integer;
         }
         if (ours)
-            hs_metrics_singleton.bus_backlog = (uint64_t)(pending + (lag > 0 ? lag : 0));
+            bus->backlog_sum += (uint64_t)(pending + (lag > 0 ? lag : 0));
     }
 }
 
-/* ---- the event lease ---------------------------------------------------------------- */
-
-/* One consumer at a time reads the event stream: the holder of the lease
- * houston:events:lease (its name, expiring after --claim-idle, renewed every
- * third of it). The others stand by and take the lease over when it expires
- * - a consumer that died or stalled. One reader keeps the order of one
- * topic's events all the way to the notifiers (the command link is one
- * FIFO), which two consumers reading at once did not (docs/scaling.md);
- * issue 16 partitions the stream so that several leases share the work.
- * Answers 2 when it was just taken, 1 when renewed, 0 when another holds it. */
-const char hs_redis__lease_script[] =
-    "local holder = redis.call('GET', KEYS[1]) "
-    "if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
-    "if holder then return 0 end "
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
-    "return 2";
-
-const char hs_redis__lease_release_script[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
-    "return 0";
-
-static void take_over(redis_bus_t *bus);
-
-/* A new leader's take-over: every entry pending in the group (read by a
- * consumer that stopped, never acknowledged) is handed on, oldest first,
- * before any new one; the notifiers drop those they had already. */
-static void took_over_cb(redisAsyncContext *ac, void *reply, void *privdata)
+void hs_redis__partition_beat(redis_bus_t *bus, partition_t *p)
 {
-    redis_bus_t *bus = privdata;
-    claim_cb(ac, reply, privdata);
-    if (bus->closing)
-        return;
-    if (!hs_redis__reply_ok(reply)) {
-        hs_redis__link_later(&bus->links[LINK_EVENTS], read_events_cb, RETRY_READ_MS);
-        bus->taking_over = false; /* its own pending are claimed again later */
-        return;
-    }
-    if (strcmp(bus->claim_cursor, "0-0") != 0) {
-        take_over(bus);
-        return;
-    }
-    bus->taking_over = false;
-    read_events(bus);
-}
-
-static void take_over(redis_bus_t *bus)
-{
-    if (hs_redis__cmdl(bus, took_over_cb, bus, "XAUTOCLAIM", EVENTS_KEY, GROUP, bus->consumer_name,
-                       "0", bus->claim_cursor, "COUNT", READ_COUNT) != REDIS_OK) {
-        bus->taking_over = false; /* tried again when the lease is renewed */
-        bus->leader = false;
-    }
-}
-
-static void lease_cb(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    (void)ac;
-    redis_bus_t *bus = privdata;
-    redisReply *r = reply;
-    if (bus->closing || !hs_redis__reply_ok(r) || r->type != REDIS_REPLY_INTEGER)
-        return;
-    if (r->integer == 0) {
-        if (bus->leader)
-            hs_log_warn("bus: this consumer lost the event lease (it did not renew it in "
-                        "time); standing by");
-        bus->leader = false;
-        return;
-    }
-    if (r->integer == 2 || !bus->leader) {
-        hs_log_info("bus: this consumer holds the event lease: it reads the events, after "
-                    "the pending ones");
-        bus->leader = true;
-        bus->taking_over = true;
-        snprintf(bus->claim_cursor, sizeof(bus->claim_cursor), "0-0");
-        take_over(bus);
-    }
-}
-
-void hs_redis__renew_lease(redis_bus_t *bus)
-{
-    if (!hs_redis__cmd_up(bus) || bus->consumer == NULL)
-        return;
-    char ms[24];
-    snprintf(ms, sizeof(ms), "%llu", (unsigned long long)bus->claim_idle_ms);
-    hs_redis__cmd_script(bus, SCRIPT_LEASE, lease_cb, bus, 1, 3,
-                         (const char *[]){LEASE_KEY, bus->consumer_name, ms}, NULL);
-}
-
-static void claim_timer_cb(uv_timer_t *t)
-{
-    redis_bus_t *bus = t->data;
-    hs_redis__renew_lease(bus);
     if (!hs_redis__cmd_up(bus))
         return;
-    hs_redis__cmdl(bus, backlog_cb, NULL, "XINFO", "GROUPS", EVENTS_KEY);
-    /* The leader's own entries whose hand-off failed (released) come back. */
-    char idle[24];
-    snprintf(idle, sizeof(idle), "%llu", (unsigned long long)bus->claim_idle_ms);
-    if (bus->leader && !bus->taking_over)
-        hs_redis__cmdl(bus, claim_cb, bus, "XAUTOCLAIM", EVENTS_KEY, GROUP, bus->consumer_name,
-                       idle, bus->claim_cursor, "COUNT", READ_COUNT);
+    hs_redis__cmdl(bus, backlog_cb, bus, "XINFO", "GROUPS", p->stream);
+    if (p->taking_over && !p->claiming) {
+        hs_redis__take_over(bus, p); /* an earlier try failed */
+        return;
+    }
+    /* This consumer's own entries whose hand-off failed (released) come
+     * back after --claim-idle: a pass of claims once the last release is
+     * that old (entries still on their way are not claimed for nothing,
+     * which under a burst doubled the work). */
+    uint64_t now = uv_now(bus->base.loop);
+    if (!p->taking_over && !p->claiming && !p->releasing && p->last_release_ms != 0 &&
+        now >= p->last_release_ms + bus->claim_idle_ms) {
+        if (strcmp(p->claim_cursor, "0-0") == 0)
+            p->claim_pass_ms = now;
+        claim(bus, p, bus->claim_idle_ms, claim_cb);
+    }
 }
 
 int hs_redis__consume_events(hs_bus_t *b, hs_bus_event_handler handler, void *data)
@@ -612,43 +741,77 @@ int hs_redis__consume_events(hs_bus_t *b, hs_bus_event_handler handler, void *da
     char text[HS_ULID_LEN + 1];
     hs_ulid_format(&id, text);
     snprintf(bus->consumer_name, sizeof(bus->consumer_name), "consumer-%s", text);
-    snprintf(bus->claim_cursor, sizeof(bus->claim_cursor), "0-0");
-    hs_redis__link_open(&bus->links[LINK_EVENTS]); /* reads once connected (link_up) */
-    uint64_t every = bus->claim_idle_ms / 3 ? bus->claim_idle_ms / 3 : 1;
-    uv_timer_start(&bus->claim_timer, claim_timer_cb, every, every);
+    hs_redis__link_open(&bus->links[LINK_EVENTS]); /* groups, then reads (link_up) */
+    hs_redis__leases_start(bus);
     return 0;
 }
+
+/* ---- acks -------------------------------------------------------------------------- */
 
 static void ack_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
     (void)privdata;
-    if (hs_redis__reply_ok(reply))
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
         hs_metrics_singleton.bus_events_acked++;
+    else if (r && r->type == REDIS_REPLY_INTEGER)
+        hs_log_debug("bus: an ack was refused: the partition has another holder now, which "
+                     "hands the event on again");
 }
 
 void hs_redis__ack(hs_bus_t *b, void *token)
 {
     redis_bus_t *bus = (redis_bus_t *)b;
+    event_token_t *t = token;
+    partition_t *p = &bus->parts[t->partition];
+    char holder[96];
+    snprintf(holder, sizeof(holder), "%s:%llu", bus->consumer_name, (unsigned long long)t->fence);
     /* Not acknowledged while Redis is away: the event stays pending and is
-     * taken over after --claim-idle; the nodes drop the second copy. */
-    hs_redis__cmdl(bus, ack_cb, NULL, "XACK", EVENTS_KEY, GROUP, (char *)token);
-    hs_free(token);
+     * taken over again; the nodes drop the second copy. */
+    hs_redis__cmd_script(bus, SCRIPT_ACK, ack_cb, NULL, 2, 5,
+                         (const char *[]){p->lease, p->stream, holder, GROUP, t->id}, NULL);
+    hs_free(t);
+    p->in_flight--;
+    hs_redis__partition_settled(bus, p);
 }
 
 void hs_redis__release(hs_bus_t *b, void *token)
 {
-    (void)b; /* left pending: XAUTOCLAIM hands it out again */
-    hs_free(token);
+    redis_bus_t *bus = (redis_bus_t *)b;
+    event_token_t *t = token;
+    partition_t *p = &bus->parts[t->partition];
+    hs_free(t); /* left pending: claimed again after --claim-idle, or by the next holder */
+    p->last_release_ms = uv_now(bus->base.loop);
+    p->in_flight--;
+    hs_redis__partition_settled(bus, p);
 }
 
 /* ---- the command and event links (back) up, and a clean stop ---------------------- */
 
 void hs_redis__events_cmd_up(redis_bus_t *bus, bool again)
 {
+    hs_redis__partitions_check(bus);
     outbox_flush(bus);
-    if (again)
-        reread_pending(bus); /* hand-offs failed while it was away */
+    if (bus->consumer == NULL)
+        return;
+    /* After a reconnect the held partitions' pending entries (hand-offs
+     * that failed while Redis was away) are handed on again at once; a
+     * partition whose lease went meanwhile is found lost (FENCED). */
+    for (unsigned i = 0; again && i < bus->partitions; i++) {
+        partition_t *p = &bus->parts[i];
+        p->claiming = false;
+        if (p->held && !p->releasing)
+            hs_redis__take_over(bus, p);
+    }
+    hs_redis__leases_beat(bus);
+}
+
+void hs_redis__events_cmd_lost(redis_bus_t *bus)
+{
+    for (unsigned i = 0; bus->parts && i < bus->partitions; i++)
+        if (bus->parts[i].held)
+            bus->parts[i].taking_over = true;
 }
 
 void hs_redis__events_link_up(redis_bus_t *bus, bool again)
@@ -656,18 +819,15 @@ void hs_redis__events_link_up(redis_bus_t *bus, bool again)
     /* On a reconnect a missing group means Redis lost it: create it from
      * the start of the stream. */
     bus->group_lost = bus->group_lost || again;
-    if (again)
-        reread_pending(bus);
-    create_group(bus); /* then reads */
+    bus->read_busy = false;
+    bus->reading = NULL;
+    create_groups(bus); /* then reads */
 }
 
 void hs_redis__events_close(redis_bus_t *bus)
 {
-    if (bus->leader)
-        /* A clean stop gives the event lease back: a standby takes it at
-         * its next try instead of after --claim-idle. */
-        hs_redis__cmd_script(bus, SCRIPT_LEASE_RELEASE, NULL, NULL, 1, 2,
-                             (const char *[]){LEASE_KEY, bus->consumer_name}, NULL);
+    if (bus->consumer)
+        hs_redis__leases_close(bus);
     if (bus->outbox_len > 0)
         hs_log_warn("bus: %zu events could not be appended before the stop (their messages are "
                     "in the history)",

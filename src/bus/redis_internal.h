@@ -11,8 +11,12 @@
  *                      each link does when it is (back) up
  *   redis_scripts.c    the Lua scripts: loaded once per (re)connect, called
  *                      by SHA (EVALSHA), loaded again on NOSCRIPT
- *   redis_events.c     events: the publisher's outbox, the consumer group,
- *                      the event read script, the lease, XAUTOCLAIM, acks
+ *   redis_events.c     events: the publisher's outbox (to the topic's
+ *                      partition), the consumer groups, the event read
+ *                      script, XAUTOCLAIM, fenced acks
+ *   redis_leases.c     partitions: the agreed count, consumers' registry and
+ *                      heartbeat, leases with fencing tokens, balance,
+ *                      take-over and clean hand-over
  *   redis_node.c       node streams: commands appended with seq, a node's
  *                      read/check/start, gap detection, forwarder channel
  *   redis_directory.c  directory (conns, topic sets, pend), its resync after
@@ -24,14 +28,32 @@
  * Keys, streams and channels (docs/scaling.md). Every script touches only
  * the keys it is given in KEYS, all in one hash slot, so the same keys work
  * on one Redis and on a Redis Cluster (redis_cluster.c): the keys of a
- * node share the hash tag {n:<node>}, the keys of a topic {t:<topic>}.
- *   houston:events            stream of "message created" events; consumers
- *                             read it in the consumer group houston:consumers
- *                             (XREADGROUP), acknowledge with XACK after the
- *                             hand-off, and take over entries left pending by
- *                             a dead consumer (XAUTOCLAIM after --claim-idle)
- *   houston:events:lease      the one consumer that reads the events (its own
- *                             slot: no script touches it with the stream)
+ * partition share the hash tag {p<p>}, those of a node {n:<node>}, those of
+ * a topic {t:<topic>}.
+ *   houston:partitions        the partition count N of the deployment, set
+ *                             (SET NX) by the first process; one that
+ *                             disagrees stops (hs_bus_redis_options_t)
+ *   houston:{p<p>}:events     partition p's stream of "message created"
+ *                             events (p = FNV-1a(topic) mod N, partition.h);
+ *                             read by the holder of its lease in the consumer
+ *                             group houston:consumers (XREADGROUP through the
+ *                             event read script), acknowledged (fenced) after
+ *                             the hand-off; entries left pending by a holder
+ *                             that stopped are claimed (XAUTOCLAIM) by the
+ *                             next holder before anything new
+ *   houston:{p<p>}:lease      "<consumer>:<token>": the one consumer that
+ *                             processes partition p; expires after 3
+ *                             heartbeats unless renewed
+ *   houston:{p<p>}:fence      INCR counter: the fencing token of each take
+ *                             of the lease (only grows)
+ *   houston:{consumers}:set   set of the consumers that registered
+ *   houston:{consumers}:alive:<name>  a consumer's heartbeat (expires
+ *                             after 3 intervals): the live ones share the
+ *                             partitions (one slot, for the one script that
+ *                             removes a dead one from the set)
+ *   houston:events            the stream of versions before partitions: no
+ *                             longer written nor read (docs/scaling.md,
+ *                             "Upgrading")
  *   houston:{n:<node>}:stream stream of commands for one notifier node (XREAD)
  *   houston:{n:<node>}:seq    number of the last command appended to it
  *   houston:{n:<node>}:conns  connections of a node   } so a dead node's
@@ -96,30 +118,39 @@
 
 #include "bus/bus.h"
 
-#define EVENTS_KEY         "houston:events"
-#define GROUP              "houston:consumers"
-#define FORWARDER_CHANNEL  "forwarder-channel"
-#define LEASE_KEY          "houston:events:lease"
-#define CONNS_KEY          "houston:conns"
-#define NODES_KEY          "houston:nodes"
-#define EVENTS_MAXLEN      100000
-#define NODE_MAXLEN        10000
-#define READ_COUNT         "64"
-#define READ_COUNT_N       64
-#define BLOCK_MS           "2000"
-#define CLAIM_IDLE_MS      30000
-#define BACKOFF_MIN_MS     100
-#define BACKOFF_MAX_MS     2000
-#define REGROUP_DELAY_MS   3000 /* after Redis lost the group: let nodes re-register */
-#define RETRY_READ_MS      1000 /* after an error reply to a blocking read */
-#define CONNECT_TIMEOUT_MS 1000
-#define OUTBOX_MAX         100000
-#define KEY_MAX            512
-#define CLUSTER_SLOTS      16384
-#define SHARDS_MAX         32 /* masters of a cluster */
-#define KNOWN_MAX          64 /* addresses tried for the slot map: seeds, then nodes */
-#define NO_SHARD           0xFFFF
-#define WAIT_MS            "1000" /* a durable write waits this long for a replica */
+#define GROUP                "houston:consumers"
+#define FORWARDER_CHANNEL    "forwarder-channel"
+#define PARTITIONS_KEY       "houston:partitions"
+#define CONSUMERS_KEY        "houston:{consumers}:set"
+#define CONSUMER_ALIVE       "houston:{consumers}:alive:" /* + the consumer's name */
+#define PARTITION_MAXLEN_MIN 100 /* MAXLEN ~ of one partition's stream, at least */
+#define HEARTBEAT_MS         5000
+/* Events of one partition handed to the consumer and not yet acknowledged:
+ * past this the partition is not read until some are, so a burst on one
+ * topic does not queue thousands of hand-offs on the command link ahead of
+ * the other partitions' events. */
+#define PARTITION_IN_FLIGHT_MAX 256
+#define CONNS_KEY               "houston:conns"
+#define NODES_KEY               "houston:nodes"
+#define EVENTS_MAXLEN           100000
+#define NODE_MAXLEN             10000
+#define READ_COUNT              "64"
+#define READ_COUNT_N            64
+#define BLOCK_MS                "2000"
+#define CLAIM_IDLE_MS           30000
+#define BACKOFF_MIN_MS          100
+#define BACKOFF_MAX_MS          2000
+#define REGROUP_DELAY_MS        3000 /* after Redis lost the group: let nodes re-register */
+#define RETRY_READ_MS           1000 /* after an error reply to a blocking read */
+#define CONNECT_TIMEOUT_MS      1000
+#define OUTBOX_MAX              100000
+#define KEY_MAX                 512
+#define CLUSTER_SLOTS           16384
+#define SHARDS_MAX              32 /* masters of a cluster */
+#define KNOWN_MAX               64 /* addresses tried for the slot map: seeds, then nodes */
+#define NO_SHARD                0xFFFF
+#define WAIT_MS                 "1000" /* a durable write waits this long for a replica */
+#define CLUSTER_POLL_MS         50 /* idle partitions read again, on a cluster (no XREAD BLOCK) */
 
 /* The keys (redis_internal.h's map above); snprintf into a KEY_MAX buffer. */
 #define NODE_KEY(buf, node, what)   snprintf((buf), sizeof(buf), "houston:{n:%s}:" what, (node))
@@ -133,6 +164,11 @@ typedef enum hs_redis_script {
     SCRIPT_EVENTS_READ,
     SCRIPT_LEASE,
     SCRIPT_LEASE_RELEASE,
+    SCRIPT_ACK,
+    SCRIPT_CLAIM,
+    SCRIPT_TIDY,
+    SCRIPT_PARTITIONS,
+    SCRIPT_FORGET,
     SCRIPT_APPEND,
     SCRIPT_SUBSCRIBE,
     SCRIPT_SUBSCRIBE_DONE,
@@ -153,6 +189,40 @@ typedef struct hs_redis_addr {
     char host[256];
     int port;
 } hs_redis_addr_t;
+
+/* One partition of the event log, as this process sees it (a consumer; a
+ * publisher only uses the keys). */
+typedef struct partition {
+    redis_bus_t *bus;
+    unsigned index;
+    char stream[32]; /* houston:{p<p>}:events */
+    char lease[32];  /* houston:{p<p>}:lease */
+    char fence_key[32];
+    /* While held: "<consumer>:<token>", what the fenced scripts compare
+     * with the lease, and the token. */
+    char holder[96];
+    uint64_t fence;
+    bool held;
+    bool taking_over;  /* handing on every pending entry before new ones */
+    bool releasing;    /* handing back: no reads; released once in_flight is 0 */
+    bool release_sent; /* the release script is on its way: not renewed any more */
+    bool idle;         /* read up to last: wait for more before reading again */
+    bool claiming;     /* a claim script is on its way */
+    bool group_gap;    /* the group was recreated: the next read tells the nodes */
+    size_t in_flight;  /* events handed to the consumer, not yet acked or released */
+    /* The last release (a hand-off that failed), in loop ms, 0: none left to
+     * claim back; and when the claim pass that takes them back began. */
+    uint64_t last_release_ms, claim_pass_ms;
+    char last[64]; /* the stream's last id when the group had read all */
+    char claim_cursor[64];
+} partition_t;
+
+/* An event handed to the consumer: what its ack or release needs. */
+typedef struct event_token {
+    unsigned partition;
+    uint64_t fence;
+    char id[64];
+} event_token_t;
 
 typedef struct link {
     redis_bus_t *bus;
@@ -178,6 +248,7 @@ typedef struct outbox_entry {
     void *data;
     char *topic, *id, *json;
     size_t json_len;
+    unsigned partition;
 } outbox_entry_t;
 
 struct redis_bus {
@@ -200,7 +271,12 @@ struct redis_bus {
     uint64_t refresh_backoff_ms;
     uint64_t claim_idle_ms;
     char node_max[24];   /* MAXLEN ~ of node streams, as text */
-    char events_max[24]; /* MAXLEN ~ of the event stream, as text */
+    char events_max[24]; /* MAXLEN ~ of one partition's stream, as text */
+    unsigned partitions; /* N */
+    partition_t *parts;  /* N of them */
+    bool partitions_checked;
+    void (*mismatch_cb)(const char *why, void *data);
+    void *mismatch_data;
     link_t links[LINK_COUNT];
     char script_sha[SCRIPT_COUNT][41]; /* SHA1 of each script, hex */
     int open_contexts;
@@ -209,20 +285,18 @@ struct redis_bus {
     hs_bus_event_handler consumer;
     void *consumer_data;
     char consumer_name[64];
-    bool group_lost;      /* recreate the group from the start of the stream */
-    bool leader;          /* holds the event lease: the one consumer reading */
-    bool taking_over;     /* leader: handing on every pending entry before new ones */
-    bool group_gap;       /* the group was recreated: the next read tells the nodes */
-    char events_last[64]; /* the stream's last id when the group had read all */
-    bool gap_unsent;      /* a gap found, not yet told to every node */
-    char gap_text[256];
-    /* After Redis came back, this consumer first reads its own pending
-     * entries again (from pending_cursor), then new ones. */
-    bool reading_pending;
-    bool pending_read_sent; /* the read in flight is one of pending entries */
-    char pending_cursor[64];
-    uv_timer_t claim_timer;
-    char claim_cursor[64];
+    bool group_lost;      /* on (re)connect: a missing group means Redis lost it */
+    bool groups_ready;    /* every partition's group exists: reads may start */
+    bool read_busy;       /* a read (or wait) is on the event link */
+    partition_t *reading; /* the partition that read is of (NULL: a wait) */
+    unsigned groups_pending, groups_recreated; /* group creation at link up */
+    unsigned read_next;                        /* round robin over the held partitions */
+    unsigned held; /* partitions held (not counting ones being released) */
+    uint64_t consumer_beat_ms;
+    uv_timer_t claim_timer; /* the consumer's heartbeat: registry, leases, claims */
+    uint64_t backlog_sum;   /* summed over the held partitions during one beat */
+    unsigned live_consumers;
+    struct free_check *free_check; /* a beat's look for free partitions (redis_leases.c) */
     /* notifier node (redis_node.c) */
     char *node_name;
     char node_key[KEY_MAX];
@@ -392,7 +466,7 @@ int hs_redis__cmd_script_durable(redis_bus_t *bus, hs_redis_script_t script, red
 int hs_redis__cmd_durable(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, int argc,
                           const char *const *argv, const size_t *lens);
 /* A plain command (argv[0] the command, argv[1] its key; XINFO's is
- * argv[2]) on the command
+ * argv[2], XGROUP's too) on the command
  * link of the key's slot, following MOVED/ASK like the above. REDIS_ERR
  * when it could not be sent (not ready): cb never runs then. */
 int hs_redis__cmd(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, int argc,
@@ -405,6 +479,9 @@ int hs_redis__cmda(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, const 
 
 /* ---- redis_events.c ------------------------------------------------------ */
 
+extern const char hs_redis__ack_script[], hs_redis__claim_script[], hs_redis__tidy_script[],
+    hs_redis__partitions_script[], hs_redis__forget_script[];
+
 void hs_redis__publish_event(hs_bus_t *b, const hs_event_t *ev, hs_bus_done_cb cb, void *data);
 int hs_redis__consume_events(hs_bus_t *b, hs_bus_event_handler handler, void *data);
 void hs_redis__ack(hs_bus_t *b, void *token);
@@ -412,13 +489,44 @@ void hs_redis__release(hs_bus_t *b, void *token);
 /* The command link is (back) up: appends the outbox; after a reconnect
  * the consumer reads its own pending entries again first. */
 void hs_redis__events_cmd_up(redis_bus_t *bus, bool again);
-/* Takes or renews the event lease (a consumer only). */
-void hs_redis__renew_lease(redis_bus_t *bus);
-/* The event link is (back) up: (re)creates the group, then reads. */
+/* The command link is down: the held partitions are not read until they
+ * are taken over again (events_cmd_up). */
+void hs_redis__events_cmd_lost(redis_bus_t *bus);
+/* The event link is (back) up: (re)creates the groups, then reads. */
 void hs_redis__events_link_up(redis_bus_t *bus, bool again);
-/* A clean stop (just before bus->closing is set): gives the lease back,
- * fails what is left in the outbox. */
+/* A clean stop (just before bus->closing is set): fails what is left in
+ * the outbox. */
 void hs_redis__events_close(redis_bus_t *bus);
+/* Reads the next held partition, or waits for entries on them (the one
+ * read loop on the event link). */
+void hs_redis__read_events(redis_bus_t *bus);
+/* A partition was just taken (or taken again after a reconnect): its
+ * pending entries are claimed and handed on, dead consumers leave its
+ * group, then it is read. */
+void hs_redis__take_over(redis_bus_t *bus, partition_t *p);
+/* The periodic part of a beat for a held partition: entries of this
+ * consumer released --claim-idle ago come back; the backlog gauge. */
+void hs_redis__partition_beat(redis_bus_t *bus, partition_t *p);
+
+/* ---- redis_leases.c ------------------------------------------------------ */
+
+/* Fills bus->parts (keys, state) for N partitions. */
+void hs_redis__partitions_init(redis_bus_t *bus, unsigned count);
+/* The command link is up: checks houston:partitions against N. */
+void hs_redis__partitions_check(redis_bus_t *bus);
+/* Starts the consumer's heartbeat (registry, leases, balance). */
+void hs_redis__leases_start(redis_bus_t *bus);
+/* One beat now (the command link is back). */
+void hs_redis__leases_beat(redis_bus_t *bus);
+/* The partition lost its lease (another holds it, or a fenced script said
+ * so): reading stops, in-flight acks will be refused. */
+void hs_redis__partition_lost(redis_bus_t *bus, partition_t *p, const char *why);
+/* An ack or release of one of p's events went out: a partition being
+ * handed back is released once none is left. */
+void hs_redis__partition_settled(redis_bus_t *bus, partition_t *p);
+/* A clean stop: leases given back, this consumer leaves each group where
+ * it has nothing pending, and the registry. */
+void hs_redis__leases_close(redis_bus_t *bus);
 
 /* ---- redis_node.c -------------------------------------------------------- */
 

@@ -34,11 +34,11 @@ static void link_lost(link_t *l)
     /* (A shard retired from the map is not wanted: its going changes
      * nothing.) */
     if (l->role == LINK_CMD && (l->shard ? l->wanted : !bus->cluster)) {
-        /* The lease is renewed over this link: while it is away the lease
+        /* The leases are renewed over this link: while it is away one
          * may expire and another consumer take over, so nothing is read
-         * until it is known to be ours again (then every pending entry
+         * until each is known to be ours again (then every pending entry
          * first, in order). */
-        bus->leader = false;
+        hs_redis__events_cmd_lost(bus);
         bus->cmd_ready = false;
     }
     if (bus->closing || !l->wanted) {
@@ -233,7 +233,6 @@ void hs_redis__cmd_link_up(redis_bus_t *bus, bool again)
 {
     hs_redis__events_cmd_up(bus, again);
     hs_redis__directory_cmd_up(bus, again);
-    hs_redis__renew_lease(bus); /* a consumer starts (or goes on) reading at once */
 }
 
 static void link_up(link_t *l, bool again)

@@ -146,6 +146,15 @@ void hs_redis__send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *
         STR("text");
         ARG(cmd->frame_text, cmd->frame_text_len);
     }
+    char part[16], fence[24];
+    if (cmd->fence > 0) { /* which partition's holder sent it, with which token */
+        snprintf(part, sizeof(part), "%d", cmd->partition);
+        snprintf(fence, sizeof(fence), "%llu", (unsigned long long)cmd->fence);
+        STR("part");
+        STR(part);
+        STR("fence");
+        STR(fence);
+    }
 #undef STR
 #undef ARG
     pending_t *p = hs_redis__pending_new(data);
@@ -328,6 +337,12 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
             cmd.message_id = hs_redis__field_str(fields, "mid", NULL);
             cmd.message_json = hs_redis__field_str(fields, "json", &cmd.message_json_len);
             cmd.frame_text = hs_redis__field_str(fields, "text", &cmd.frame_text_len);
+            const char *part = hs_redis__field_str(fields, "part", NULL);
+            const char *fence = hs_redis__field_str(fields, "fence", NULL);
+            if (part && fence) {
+                cmd.partition = atoi(part);
+                cmd.fence = strtoull(fence, NULL, 10);
+            }
             if (cmd.kind == HS_NODE_SUBSCRIBE && cmd.topic) {
                 hs_redis__resync_note_topic(bus, cmd.topic);
                 char pend[KEY_MAX];

@@ -35,6 +35,11 @@ static const struct {
     [SCRIPT_EVENTS_READ] = {"events_read", hs_redis__events_read_script, LINK_EVENTS},
     [SCRIPT_LEASE] = {"lease", hs_redis__lease_script, LINK_CMD},
     [SCRIPT_LEASE_RELEASE] = {"lease_release", hs_redis__lease_release_script, LINK_CMD},
+    [SCRIPT_ACK] = {"ack", hs_redis__ack_script, LINK_CMD},
+    [SCRIPT_CLAIM] = {"claim", hs_redis__claim_script, LINK_CMD},
+    [SCRIPT_TIDY] = {"tidy", hs_redis__tidy_script, LINK_CMD},
+    [SCRIPT_PARTITIONS] = {"partitions", hs_redis__partitions_script, LINK_CMD},
+    [SCRIPT_FORGET] = {"forget", hs_redis__forget_script, LINK_CMD},
     [SCRIPT_APPEND] = {"append", hs_redis__append_script, LINK_CMD},
     [SCRIPT_SUBSCRIBE] = {"subscribe", hs_redis__subscribe_script, LINK_CMD},
     [SCRIPT_SUBSCRIBE_DONE] = {"subscribe_done", hs_redis__subscribe_done_script, LINK_CMD},
@@ -251,10 +256,10 @@ int hs_redis__cmd_script_durable(redis_bus_t *bus, hs_redis_script_t script, red
 }
 
 /* The key a plain command is about: its first argument, but the third of a
- * container command (XINFO GROUPS <key>). */
+ * container command (XINFO GROUPS <key>, XGROUP CREATE <key> ...). */
 static const char *command_key(int argc, const char *const *argv)
 {
-    if (argc > 2 && strcmp(argv[0], "XINFO") == 0)
+    if (argc > 2 && (strcmp(argv[0], "XINFO") == 0 || strcmp(argv[0], "XGROUP") == 0))
         return argv[2];
     return argc > 1 ? argv[1] : "";
 }

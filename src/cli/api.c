@@ -11,7 +11,7 @@
 
 /* The server's error body is {"error":{"code","message"}}; anything else is
  * shown as it came, cut short. */
-static void print_http_error(int status, const char *body)
+void hs_cli_api_print_error(int status, const char *body)
 {
     json_t *root = json_loads(body, 0, NULL);
     json_t *error = json_object_get(root, "error");
@@ -24,6 +24,19 @@ static void print_http_error(int status, const char *body)
     json_decref(root);
 }
 
+void hs_cli_api_print_failure(const hs_cli_options_t *opt, int rc, const char *err)
+{
+    /* The hint fits a server that could not be reached, not a certificate
+     * that was refused or a --ca-file that cannot be read. */
+    if (rc != HS_EIO) {
+        hs_cli_error("%s", err);
+        return;
+    }
+    char shown[1400];
+    hs_cli_url_show(&opt->api, shown, sizeof(shown));
+    hs_cli_error("%s (is houston running at %s ?)", err, shown);
+}
+
 int hs_cli_api_call(const hs_cli_options_t *opt, const char *method, const char *target,
                     json_t *body, int *status, json_t **answer)
 {
@@ -32,17 +45,16 @@ int hs_cli_api_call(const hs_cli_options_t *opt, const char *method, const char 
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     hs_cli_response_t response;
     char err[512];
-    int rc = hs_cli_http_request(&opt->api, method, target, opt->api_key, text, &response, err,
-                                 sizeof(err));
+    int rc = hs_cli_http_request(&opt->api, &opt->tls, method, target, opt->api_key, text,
+                                 &response, err, sizeof(err));
     free(text);
     if (rc != 0) {
-        hs_cli_error("%s (is houston running at http://%s%s ?)", err, opt->api.authority,
-                     opt->api.path);
+        hs_cli_api_print_failure(opt, rc, err);
         return rc;
     }
     *status = response.status;
     if (response.status < 200 || response.status > 299) {
-        print_http_error(response.status, response.body);
+        hs_cli_api_print_error(response.status, response.body);
         hs_cli_response_dispose(&response);
         return HS_EIO;
     }

@@ -28,6 +28,13 @@ int hs_cli_api_call(const hs_cli_options_t *opt, const char *method, const char 
 int hs_cli_api_history_page(const hs_cli_options_t *opt, const char *topic, const char *cursor,
                             unsigned limit, bool forward, json_t **page);
 
+/* Prints why a request got no answer (err, from hs_cli_http_request's rc),
+ * with a hint at the address when the server could not be reached. */
+void hs_cli_api_print_failure(const hs_cli_options_t *opt, int rc, const char *err);
+/* Prints an HTTP error answer: the server's {"error":{"code","message"}},
+ * or the start of whatever else came. */
+void hs_cli_api_print_error(int status, const char *body);
+
 /* Percent-encodes text for a query string into out (cap bytes). */
 void hs_cli_url_encode(const char *text, char *out, size_t cap);
 

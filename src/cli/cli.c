@@ -39,6 +39,10 @@ static const hs_cli_command_t commands[] = {
     {"config", "[FLAGS]", "print the effective settings and where each came from, secrets masked",
      0, 0, 0, NULL},
     {"routes", "", "list the HTTP routes of both ports", 0, 0, 0, NULL},
+    {"migrate", "[--db URL]",
+     "bring the database's schema up to this version and exit (what every server does at "
+     "start-up; refuses a database of a newer houston)",
+     0, 0, 0, NULL},
     {"pub", "TOPIC TEXT [--author A]",
      "publish TEXT to TOPIC (POST /api/v1/messages); prints the stored message as one JSON line",
      HS_CLI_OPT_AUTHOR, 2, 2, run_pub},
@@ -111,11 +115,21 @@ void hs_cli_print_commands(FILE *out)
 void hs_cli_print_client_flags(FILE *out)
 {
     fprintf(out,
-            "  --server URL                 the API (env HOUSTON_URL, default %s)\n"
-            "  --ws-server URL              the WebSocket endpoint (env HOUSTON_WS_URL, default\n"
+            "  --server URL                 the API, http:// or https:// (env HOUSTON_URL,\n"
+            "                               default %s)\n"
+            "  --ws-server URL              the WebSocket endpoint, ws:// or wss:// (env\n"
+            "                               HOUSTON_WS_URL; default: what the API's\n"
+            "                               GET /api/v1/info says, else\n"
             "                               ws://<--server host>:%s%s)\n"
-            "  --api-key KEY                sent as \"Authorization: Bearer KEY\" (env\n"
-            "                               HOUSTON_API_KEY)\n",
+            "  --api-key KEY                sent to the API as \"Authorization: Bearer KEY\"\n"
+            "                               (env HOUSTON_API_KEY)\n"
+            "  --token JWT                  client token sent with the WebSocket handshake\n"
+            "                               (env HOUSTON_TOKEN)\n"
+            "  --ca-file FILE               PEM CA certificates to verify https:// and wss://\n"
+            "                               servers with, instead of the system's (env\n"
+            "                               HOUSTON_CA_FILE)\n"
+            "  --insecure                   do not verify the server's certificate (a\n"
+            "                               warning says so)\n",
             HS_CLI_DEFAULT_SERVER, HS_CLI_DEFAULT_WS_PORT, HS_CLI_WS_PATH);
 }
 

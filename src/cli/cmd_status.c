@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/api.h"
 #include "cli/commands.h"
 #include "cli/http_client.h"
 #include "cli/output.h"
@@ -37,21 +38,21 @@ static void print_reason(const char *body)
 int hs_cli_cmd_status(const hs_cli_options_t *opt)
 {
     hs_cli_response_t ready, metrics;
-    char err[512];
-    if (hs_cli_http_request(&opt->api, "GET", "/readyz", opt->api_key, NULL, &ready, err,
-                            sizeof(err)) != 0) {
-        hs_cli_error("%s (is houston running at http://%s%s ?)", err, opt->api.authority,
-                     opt->api.path);
+    char err[512], shown[1400];
+    hs_cli_url_show(&opt->api, shown, sizeof(shown));
+    int rc = hs_cli_http_request(&opt->api, &opt->tls, "GET", "/readyz", opt->api_key, NULL, &ready,
+                                 err, sizeof(err));
+    if (rc != 0) {
+        hs_cli_api_print_failure(opt, rc, err);
         return HS_CLI_EXIT_FAIL;
     }
     int is_ready = ready.status == 200;
-    printf("houston at http://%s%s: %s\n", opt->api.authority, opt->api.path,
-           is_ready ? "ready" : "NOT READY");
+    printf("houston at %s: %s\n", shown, is_ready ? "ready" : "NOT READY");
     if (!is_ready)
         print_reason(ready.body);
     hs_cli_response_dispose(&ready);
-    if (hs_cli_http_request(&opt->api, "GET", "/metrics", opt->api_key, NULL, &metrics, err,
-                            sizeof(err)) != 0 ||
+    if (hs_cli_http_request(&opt->api, &opt->tls, "GET", "/metrics", opt->api_key, NULL, &metrics,
+                            err, sizeof(err)) != 0 ||
         metrics.status != 200) {
         printf("  %-24s unavailable (%s)\n", "metrics", metrics.body ? "HTTP error" : err);
         hs_cli_response_dispose(&metrics);

@@ -1,6 +1,7 @@
 /* cmd_sub.c - houston sub TOPIC... [--since ID]
  *
- * Opens the WebSocket, reads the connected frame, subscribes each topic
+ * Finds the WebSocket (discover.h: --ws-server, else GET /api/v1/info),
+ * opens it (with --token as its client token), reads the connected frame, subscribes each topic
  * through POST /api/v1/subscribes, then prints every message as one JSON
  * line (the message object). With --since ID it first prints each topic's
  * history after ID, then goes on live without a gap or a duplicate:
@@ -25,6 +26,7 @@
 
 #include "cli/api.h"
 #include "cli/commands.h"
+#include "cli/discover.h"
 #include "cli/output.h"
 #include "cli/ws_client.h"
 #include "core/alloc.h"
@@ -253,11 +255,19 @@ int hs_cli_cmd_sub(const hs_cli_options_t *opt)
     hs_cli_progress_init(&s.progress);
     stop_requested = 0;
     install_signals();
-    char err[512];
-    int rc = hs_cli_ws_connect(&opt->ws, opt->api_key, CONNECT_TIMEOUT_MS, &s.ws, err, sizeof(err));
+    char err[512], shown[1400];
+    hs_cli_url_t ws_url;
+    if (hs_cli_discover_ws(opt, &ws_url) != 0)
+        return stop_requested ? HS_CLI_EXIT_OK : HS_CLI_EXIT_FAIL;
+    int rc = hs_cli_ws_connect(&ws_url, &opt->tls, opt->token, CONNECT_TIMEOUT_MS, &s.ws, err,
+                               sizeof(err));
     if (rc != 0) {
-        hs_cli_error("%s (is the notifier at ws://%s%s ? see --ws-server)", err, opt->ws.authority,
-                     opt->ws.path);
+        hs_cli_url_show(&ws_url, shown, sizeof(shown));
+        /* "Is it there?" only when nothing answered; a refusal says why. */
+        if (rc == HS_EIO)
+            hs_cli_error("%s (is the notifier at %s ? see --ws-server)", err, shown);
+        else
+            hs_cli_error("%s (WebSocket %s)", err, shown);
         return stop_requested ? HS_CLI_EXIT_OK : HS_CLI_EXIT_FAIL;
     }
     char connection_id[64];

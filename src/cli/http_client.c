@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/socket.h"
+#include "cli/stream.h"
 #include "core/alloc.h"
 #include "core/error.h"
 
@@ -70,20 +70,20 @@ static char *build_request(const hs_cli_url_t *server, const char *method, const
     return req;
 }
 
-int hs_cli_http_request(const hs_cli_url_t *server, const char *method, const char *target,
-                        const char *api_key, const char *json_body, hs_cli_response_t *out,
-                        char *err, size_t err_len)
+int hs_cli_http_request(const hs_cli_url_t *server, const hs_cli_tls_options_t *tls,
+                        const char *method, const char *target, const char *api_key,
+                        const char *json_body, hs_cli_response_t *out, char *err, size_t err_len)
 {
     memset(out, 0, sizeof(*out));
     int rc = 0;
     char *req = NULL;
-    int fd =
-        hs_cli_socket_connect(server->host, server->port, HS_CLI_HTTP_TIMEOUT_MS, err, err_len);
-    if (fd < 0)
-        return fd;
+    hs_cli_stream_t *stream;
+    rc = hs_cli_stream_open(server, tls, HS_CLI_HTTP_TIMEOUT_MS, &stream, err, err_len);
+    if (rc != 0)
+        return rc;
     size_t req_len;
     req = build_request(server, method, target, api_key, json_body, &req_len);
-    if (hs_cli_socket_send_all(fd, req, req_len) != 0) {
+    if (hs_cli_stream_send_all(stream, req, req_len) != 0) {
         snprintf(err, err_len, "%s:%s closed the connection while the request was sent",
                  server->host, server->port);
         rc = HS_EIO;
@@ -97,7 +97,7 @@ int hs_cli_http_request(const hs_cli_url_t *server, const char *method, const ch
     parser.data = &reader;
     char chunk[65536];
     while (!reader.complete) {
-        ssize_t n = hs_cli_socket_recv(fd, chunk, sizeof(chunk), HS_CLI_HTTP_TIMEOUT_MS);
+        ssize_t n = hs_cli_stream_recv(stream, chunk, sizeof(chunk), HS_CLI_HTTP_TIMEOUT_MS);
         if (n == HS_EAGAIN) {
             snprintf(err, err_len, "no answer from %s:%s within %d s", server->host, server->port,
                      HS_CLI_HTTP_TIMEOUT_MS / 1000);
@@ -130,7 +130,7 @@ out:
     if (rc != 0)
         hs_cli_response_dispose(out);
     hs_free(req);
-    close(fd);
+    hs_cli_stream_free(stream);
     return rc;
 }
 

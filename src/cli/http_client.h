@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 
+#include "cli/stream.h"
 #include "cli/url.h"
 
 /* A history page of 1000 messages of 64 KiB each, with room to spare. */
@@ -24,12 +25,12 @@ typedef struct hs_cli_response {
 } hs_cli_response_t;
 
 /* Sends METHOD server->path + target with an optional JSON body and, when
- * api_key is not NULL, "Authorization: Bearer api_key". On 0, out holds the
- * answer (any status); otherwise a negative HS_E* code and a one-line reason
- * in err. */
-int hs_cli_http_request(const hs_cli_url_t *server, const char *method, const char *target,
-                        const char *api_key, const char *json_body, hs_cli_response_t *out,
-                        char *err, size_t err_len);
+ * api_key is not NULL, "Authorization: Bearer api_key"; over TLS (tls, NULL
+ * for the defaults) when server is https://. On 0, out holds the answer (any
+ * status); otherwise a negative HS_E* code and a one-line reason in err. */
+int hs_cli_http_request(const hs_cli_url_t *server, const hs_cli_tls_options_t *tls,
+                        const char *method, const char *target, const char *api_key,
+                        const char *json_body, hs_cli_response_t *out, char *err, size_t err_len);
 void hs_cli_response_dispose(hs_cli_response_t *response);
 
 #endif

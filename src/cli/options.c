@@ -1,7 +1,9 @@
 /* options.c - common and per-command flags of the client commands. */
 #include "cli/options.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,23 +13,35 @@
 typedef struct flag {
     const char *name;
     unsigned bit; /* 0: common to every command */
+    bool boolean; /* takes no value ("--flag", or "--flag=true|false") */
 } flag_t;
 
 static const flag_t flags[] = {
-    {"server", 0},
-    {"ws-server", 0},
-    {"api-key", 0},
-    {"author", HS_CLI_OPT_AUTHOR},
-    {"since", HS_CLI_OPT_SINCE},
-    {"limit", HS_CLI_OPT_LIMIT},
-    {"before", HS_CLI_OPT_BEFORE},
-    {"after", HS_CLI_OPT_AFTER},
+    {"server", 0, false},
+    {"ws-server", 0, false},
+    {"api-key", 0, false},
+    {"token", 0, false},
+    {"ca-file", 0, false},
+    {"insecure", 0, true},
+    {"author", HS_CLI_OPT_AUTHOR, false},
+    {"since", HS_CLI_OPT_SINCE, false},
+    {"limit", HS_CLI_OPT_LIMIT, false},
+    {"before", HS_CLI_OPT_BEFORE, false},
+    {"after", HS_CLI_OPT_AFTER, false},
 };
 
 static const char *env_or_null(const char *name)
 {
     const char *value = getenv(name);
     return value && value[0] ? value : NULL;
+}
+
+static bool credential_ok(const char *value)
+{
+    for (const char *p = value; p && *p; p++)
+        if (!isgraph((unsigned char)*p))
+            return false;
+    return true;
 }
 
 static int set_limit(hs_cli_options_t *out, const char *value, char *err, size_t err_len)
@@ -44,21 +58,23 @@ static int set_limit(hs_cli_options_t *out, const char *value, char *err, size_t
     return 0;
 }
 
-/* The WebSocket URL defaults to the API host on port 9001: both ports
- * normally sit on one host (houston serve), and 9001 is --ws-addr's
- * default. */
+/* Without --ws-server the WebSocket URL is, until GET /api/v1/info says
+ * otherwise (discover.h), the API host on port 9001: both ports normally sit
+ * on one host (houston serve), and 9001 is --ws-addr's default. */
 static int resolve_urls(hs_cli_options_t *out, const char *server, const char *ws_server, char *err,
                         size_t err_len)
 {
     if (hs_cli_url_parse(server, "http", "80", &out->api, err, err_len) != 0)
         return HS_EINVAL;
+    out->ws_given = ws_server != NULL;
     if (ws_server) {
         if (hs_cli_url_parse(ws_server, "ws", "80", &out->ws, err, err_len) != 0)
             return HS_EINVAL;
     } else {
         char text[400];
-        snprintf(text, sizeof(text), "ws://%s%s%s:%s", strchr(out->api.host, ':') ? "[" : "",
-                 out->api.host, strchr(out->api.host, ':') ? "]" : "", HS_CLI_DEFAULT_WS_PORT);
+        snprintf(text, sizeof(text), "%s://%s%s%s:%s", out->api.tls ? "wss" : "ws",
+                 strchr(out->api.host, ':') ? "[" : "", out->api.host,
+                 strchr(out->api.host, ':') ? "]" : "", HS_CLI_DEFAULT_WS_PORT);
         if (hs_cli_url_parse(text, "ws", HS_CLI_DEFAULT_WS_PORT, &out->ws, err, err_len) != 0)
             return HS_EINVAL;
     }
@@ -74,6 +90,8 @@ int hs_cli_options_parse(int argc, char **argv, unsigned allowed, hs_cli_options
     const char *server = env_or_null("HOUSTON_URL");
     const char *ws_server = env_or_null("HOUSTON_WS_URL");
     out->api_key = env_or_null("HOUSTON_API_KEY");
+    out->token = env_or_null("HOUSTON_TOKEN");
+    out->tls.ca_file = env_or_null("HOUSTON_CA_FILE");
     bool flags_done = false;
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
@@ -106,6 +124,14 @@ int hs_cli_options_parse(int argc, char **argv, unsigned allowed, hs_cli_options
             return HS_EINVAL;
         }
         const char *value;
+        if (flag->boolean) {
+            if (eq && strcmp(eq + 1, "true") != 0 && strcmp(eq + 1, "false") != 0) {
+                snprintf(err, err_len, "--%s takes no value (or =true, =false)", flag->name);
+                return HS_EINVAL;
+            }
+            out->tls.insecure = !eq || strcmp(eq + 1, "true") == 0;
+            continue;
+        }
         if (eq) {
             value = eq + 1;
         } else if (i + 1 < argc) {
@@ -120,6 +146,10 @@ int hs_cli_options_parse(int argc, char **argv, unsigned allowed, hs_cli_options
             ws_server = value;
         else if (strcmp(flag->name, "api-key") == 0)
             out->api_key = value[0] ? value : NULL;
+        else if (strcmp(flag->name, "token") == 0)
+            out->token = value[0] ? value : NULL;
+        else if (strcmp(flag->name, "ca-file") == 0)
+            out->tls.ca_file = value[0] ? value : NULL;
         else if (flag->bit == HS_CLI_OPT_AUTHOR)
             out->author = value;
         else if (flag->bit == HS_CLI_OPT_SINCE)
@@ -130,6 +160,14 @@ int hs_cli_options_parse(int argc, char **argv, unsigned allowed, hs_cli_options
             out->after = value;
         else if (set_limit(out, value, err, err_len) != 0)
             return HS_EINVAL;
+    }
+    /* Sent in a header line: a CR or LF would start another one. Not shown
+     * in the message, which may end up in a log. */
+    if (!credential_ok(out->api_key) || !credential_ok(out->token)) {
+        snprintf(err, err_len, "%s must be printable characters without spaces",
+                 credential_ok(out->token) ? "--api-key (HOUSTON_API_KEY)"
+                                           : "--token (HOUSTON_TOKEN)");
+        return HS_EINVAL;
     }
     if (out->before && out->after) {
         snprintf(err, err_len, "--before and --after cannot be used together");

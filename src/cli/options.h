@@ -1,8 +1,10 @@
 /* options.h - the client commands' command line.
  *
  * Common flags: --server URL (HOUSTON_URL, default http://localhost:9002),
- * --ws-server URL (HOUSTON_WS_URL, default: the --server host on port 9001,
- * path /api/v1/ws), --api-key KEY (HOUSTON_API_KEY). Flags beat the
+ * --ws-server URL (HOUSTON_WS_URL; without it `sub` asks GET /api/v1/info,
+ * and falls back to the --server host on port 9001, path /api/v1/ws),
+ * --api-key KEY (HOUSTON_API_KEY), --token JWT (HOUSTON_TOKEN), --ca-file
+ * FILE (HOUSTON_CA_FILE) and --insecure (no value). Flags beat the
  * environment. "--flag VALUE" and "--flag=VALUE" both work; "--" ends the
  * flags, so a TEXT may start with a dash.
  */
@@ -12,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cli/stream.h"
 #include "cli/url.h"
 
 #define HS_CLI_DEFAULT_SERVER  "http://localhost:9002"
@@ -29,9 +32,13 @@ enum {
 };
 
 typedef struct hs_cli_options {
-    hs_cli_url_t api;    /* --server */
-    hs_cli_url_t ws;     /* --ws-server, path defaulted to /api/v1/ws */
-    const char *api_key; /* NULL when none was given */
+    hs_cli_url_t api;         /* --server */
+    hs_cli_url_t ws;          /* --ws-server, path defaulted to /api/v1/ws; without
+                                 it the fallback (the API host, port 9001) */
+    bool ws_given;            /* --ws-server or HOUSTON_WS_URL was given */
+    const char *api_key;      /* NULL when none was given */
+    const char *token;        /* client token for the WebSocket; NULL: none */
+    hs_cli_tls_options_t tls; /* --ca-file, --insecure */
     const char *author;
     const char *since;
     const char *before;

@@ -2,8 +2,10 @@
 #include "cli/url.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/error.h"
 
@@ -22,16 +24,23 @@ int hs_cli_url_parse(const char *text, const char *want_scheme, const char *defa
     memset(out, 0, sizeof(*out));
     const char *p = text;
     const char *sep = strstr(text, "://");
+    size_t want = strlen(want_scheme);
     if (sep) {
         size_t len = (size_t)(sep - text);
-        if (len != strlen(want_scheme) || strncasecmp(text, want_scheme, len) != 0) {
-            snprintf(err, err_len, "\"%s\": only %s:// URLs are supported here (no TLS yet)", text,
-                     want_scheme);
+        bool plain = len == want && strncasecmp(text, want_scheme, len) == 0;
+        bool secure = len == want + 1 && strncasecmp(text, want_scheme, want) == 0 &&
+                      (text[want] == 's' || text[want] == 'S');
+        if (!plain && !secure) {
+            snprintf(err, err_len, "\"%s\": only %s:// and %ss:// URLs are supported here", text,
+                     want_scheme, want_scheme);
             return HS_EINVAL;
         }
+        out->tls = secure;
         p = sep + 3;
     }
-    snprintf(out->scheme, sizeof(out->scheme), "%s", want_scheme);
+    snprintf(out->scheme, sizeof(out->scheme), "%s%s", want_scheme, out->tls ? "s" : "");
+    if (out->tls)
+        default_port = "443";
     const char *slash = strchr(p, '/');
     const char *end = slash ? slash : p + strlen(p);
     const char *host = p, *host_end, *port = NULL;
@@ -81,4 +90,14 @@ int hs_cli_url_parse(const char *text, const char *want_scheme, const char *defa
 bad:
     snprintf(err, err_len, "\"%s\" is not a %s://host:port URL", text, want_scheme);
     return HS_EINVAL;
+}
+
+void hs_cli_url_show(const hs_cli_url_t *url, char *out, size_t cap)
+{
+    /* The query may carry a token (?token=...): its values are not shown. */
+    const char *query = strchr(url->path, '?');
+    int n = snprintf(out, cap, "%s://%s%.*s", url->scheme, url->authority,
+                     (int)(query ? (size_t)(query - url->path) : strlen(url->path)), url->path);
+    if (query && n > 0 && (size_t)n + 5 < cap)
+        snprintf(out + n, cap - (size_t)n, "?***");
 }

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cli/socket.h"
+#include "cli/stream.h"
 #include "core/alloc.h"
 #include "core/error.h"
 #include "ws/codec.h"
@@ -22,7 +22,7 @@
 #define HANDSHAKE_MAX 16384
 
 struct hs_cli_ws {
-    int fd;
+    hs_cli_stream_t *stream;
     /* Bytes received and not yet consumed: at most one frame's header and
      * payload, so bounded by HS_CLI_WS_MAX_MESSAGE plus a header. */
     uint8_t *in;
@@ -57,7 +57,7 @@ static int send_frame(hs_cli_ws_t *ws, uint8_t opcode, const void *payload, size
     memcpy(frame, header, header_len);
     memcpy(frame + header_len, payload, len);
     hs_ws_unmask(frame + header_len, len, mask, 0); /* masking is the same XOR */
-    int rc = hs_cli_socket_send_all(ws->fd, frame, header_len + len);
+    int rc = hs_cli_stream_send_all(ws->stream, frame, header_len + len);
     hs_free(frame);
     return rc;
 }
@@ -126,16 +126,16 @@ static int on_body_cb(http_parser *parser, const char *at, size_t len)
     return 0;
 }
 
-int hs_cli_ws_connect(const hs_cli_url_t *url, const char *api_key, int timeout_ms,
-                      hs_cli_ws_t **out, char *err, size_t err_len)
+int hs_cli_ws_connect(const hs_cli_url_t *url, const hs_cli_tls_options_t *tls, const char *token,
+                      int timeout_ms, hs_cli_ws_t **out, char *err, size_t err_len)
 {
     *out = NULL;
-    int fd = hs_cli_socket_connect(url->host, url->port, timeout_ms, err, err_len);
-    if (fd < 0)
-        return fd;
+    hs_cli_stream_t *stream;
+    int rc = hs_cli_stream_open(url, tls, timeout_ms, &stream, err, err_len);
+    if (rc != 0)
+        return rc;
     hs_cli_ws_t *ws = hs_calloc(1, sizeof(*ws));
-    ws->fd = fd;
-    int rc = 0;
+    ws->stream = stream;
 
     uint8_t nonce[16];
     random_bytes(nonce, sizeof(nonce));
@@ -145,19 +145,19 @@ int hs_cli_ws_connect(const hs_cli_url_t *url, const char *api_key, int timeout_
     hs_ws_accept_key(key, strlen(key), expected);
 
     char req[2048];
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: houston-cli/%s\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
-                     url->path, url->authority, HOUSTON_VERSION, key,
-                     api_key ? "Authorization: Bearer " : "", api_key ? api_key : "",
-                     api_key ? "\r\n" : "");
+    int n =
+        snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: houston-cli/%s\r\n"
+                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                 url->path, url->authority, HOUSTON_VERSION, key,
+                 token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof(req)) {
         snprintf(err, err_len, "the WebSocket request is too long");
         rc = HS_ETOOBIG;
         goto out;
     }
-    if (hs_cli_socket_send_all(fd, req, (size_t)n) != 0) {
+    if (hs_cli_stream_send_all(stream, req, (size_t)n) != 0) {
         snprintf(err, err_len, "%s:%s closed the connection during the handshake", url->host,
                  url->port);
         rc = HS_EIO;
@@ -176,7 +176,7 @@ int hs_cli_ws_connect(const hs_cli_url_t *url, const char *api_key, int timeout_
     char buf[HANDSHAKE_MAX];
     size_t total = 0;
     for (;;) {
-        ssize_t got = hs_cli_socket_recv(fd, buf, sizeof(buf), timeout_ms);
+        ssize_t got = hs_cli_stream_recv(stream, buf, sizeof(buf), timeout_ms);
         if (got < 0) {
             snprintf(err, err_len, "no WebSocket handshake answer from %s:%s", url->host,
                      url->port);
@@ -200,8 +200,11 @@ int hs_cli_ws_connect(const hs_cli_url_t *url, const char *api_key, int timeout_
         if (!failed)
             continue;
         if (h.headers_done && parser.status_code != 101)
-            snprintf(err, err_len, "the WebSocket upgrade was refused: HTTP %u %s",
-                     parser.status_code, h.body);
+            snprintf(err, err_len, "the WebSocket upgrade was refused: HTTP %u %s%s",
+                     parser.status_code, h.body,
+                     parser.status_code == 401 ? " (--token or HOUSTON_TOKEN gives the client "
+                                                 "token)"
+                                               : "");
         else
             snprintf(err, err_len, "%s:%s did not upgrade to a WebSocket", url->host, url->port);
         rc = HS_EPROTO;
@@ -234,7 +237,7 @@ static int fill(hs_cli_ws_t *ws, int timeout_ms)
         ws->in = hs_realloc(ws->in, ws->in_cap);
     }
     ssize_t n =
-        hs_cli_socket_recv(ws->fd, ws->in + ws->in_len, ws->in_cap - ws->in_len, timeout_ms);
+        hs_cli_stream_recv(ws->stream, ws->in + ws->in_len, ws->in_cap - ws->in_len, timeout_ms);
     if (n == HS_EAGAIN)
         return 0;
     if (n <= 0) {
@@ -357,7 +360,7 @@ int hs_cli_ws_close(hs_cli_ws_t *ws, uint16_t code, int timeout_ms)
                 break;
         }
     }
-    shutdown(ws->fd, SHUT_RDWR);
+    hs_cli_stream_shutdown(ws->stream);
     return ws->close_code != 0 && ws->close_code != 1006 ? 0 : HS_EIO;
 }
 
@@ -370,7 +373,7 @@ void hs_cli_ws_free(hs_cli_ws_t *ws)
 {
     if (ws == NULL)
         return;
-    close(ws->fd);
+    hs_cli_stream_free(ws->stream);
     hs_free(ws->in);
     hs_free(ws->msg);
     hs_free(ws);

@@ -13,18 +13,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli/stream.h"
 #include "cli/url.h"
 
 #define HS_CLI_WS_MAX_MESSAGE (32u * 1024u * 1024u)
 
 typedef struct hs_cli_ws hs_cli_ws_t;
 
-/* Connects to url (ws://host:port/path) and completes the opening handshake
- * within timeout_ms. api_key, when not NULL, is sent as a Bearer token. On 0
- * *out is an open connection owned by the caller (hs_cli_ws_free); otherwise
- * a negative HS_E* code and a one-line reason in err. */
-int hs_cli_ws_connect(const hs_cli_url_t *url, const char *api_key, int timeout_ms,
-                      hs_cli_ws_t **out, char *err, size_t err_len);
+/* Connects to url (ws:// or wss://host:port/path; tls as stream.h, NULL
+ * for the defaults) and completes the opening handshake within timeout_ms.
+ * token, when not NULL, is the client token (JWT), sent as
+ * "Authorization: Bearer" (never in the URL, so no log line of a proxy
+ * holds it). On 0 *out is an open connection owned by the caller
+ * (hs_cli_ws_free); otherwise a negative HS_E* code and a one-line reason in
+ * err, which never contains the token. */
+int hs_cli_ws_connect(const hs_cli_url_t *url, const hs_cli_tls_options_t *tls, const char *token,
+                      int timeout_ms, hs_cli_ws_t **out, char *err, size_t err_len);
 
 /* Waits up to timeout_ms (0: only what is already there; -1: forever) for
  * the next text or binary message, answering pings meanwhile. Returns 1 with

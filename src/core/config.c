@@ -44,6 +44,11 @@ static const setting_t settings[] = {
     {"metrics-addr", "HOUSTON_METRICS_ADDR", T_STRING, offsetof(hs_config_t, metrics_addr), "", 0,
      0, "ADDR", "also serve /metrics, /healthz and /readyz on this address (empty: off)",
      .url_secret = false},
+    {"public-ws-url", "HOUSTON_PUBLIC_WS_URL", T_STRING, offsetof(hs_config_t, public_ws_url), "",
+     0, 0, "URL",
+     "where clients reach the WebSocket port (ws[s]://host[:port][/prefix]), as GET /api/v1/info "
+     "tells them; set it behind a proxy or for scale-out notifiers (empty: derived)",
+     .url_secret = false},
     {"tls-cert", "HOUSTON_TLS_CERT", T_STRING, offsetof(hs_config_t, tls_cert), "", 0, 0, "FILE",
      "PEM certificate chain; with --tls-key every listener speaks TLS only (wss://, https://)",
      .url_secret = false},
@@ -118,14 +123,15 @@ static const setting_t settings[] = {
      .url_secret = false},
     {"heartbeat-interval", "HOUSTON_HEARTBEAT_INTERVAL", T_DURATION,
      offsetof(hs_config_t, heartbeat_interval_ms), "5s", 100, 3600 * SEC, "DURATION",
-     "scale-out: a notifier beats this often; 3 missed beats and the others remove its "
-     "connections",
+     "scale-out: a notifier or consumer beats this often; 3 missed beats and the others remove "
+     "its connections or take its partitions",
      .url_secret = false},
     {"batch-max", "HOUSTON_BATCH_MAX", T_UINT, offsetof(hs_config_t, batch_max), "512", 1, 100000,
      "N", "most store writes committed in one transaction", .url_secret = false},
     {"claim-idle", "HOUSTON_CLAIM_IDLE", T_DURATION, offsetof(hs_config_t, claim_idle_ms), "30s",
      100, 24 * 3600 * SEC, "DURATION",
-     "scale-out: a consumer takes over events another consumer left unacknowledged this long",
+     "scale-out: a consumer hands on again its own events whose hand-off failed this long ago "
+     "(a dead consumer's are taken over with its partitions)",
      .url_secret = false},
     {"node-stream-max", "HOUSTON_NODE_STREAM_MAX", T_UINT, offsetof(hs_config_t, node_stream_max),
      "10000", 1000, 100000000, "N",
@@ -136,6 +142,11 @@ static const setting_t settings[] = {
      offsetof(hs_config_t, event_stream_max), "100000", 1000, 100000000, "N",
      "scale-out: the event stream in Redis keeps about this many entries; consumers that fall "
      "further behind make every notifier close its connections with 1001",
+     .url_secret = false},
+    {"partitions", "HOUSTON_PARTITIONS", T_UINT, offsetof(hs_config_t, partitions), "16", 1, 1024,
+     "N",
+     "scale-out: the event log's partitions (streams, each read by one consumer at a time); "
+     "every process of a deployment must use the same number",
      .url_secret = false},
     {"flush-threads", "HOUSTON_FLUSH_THREADS", T_STRING, offsetof(hs_config_t, flush_threads),
      "auto", 0, 0, "N|auto",

@@ -58,6 +58,7 @@ typedef struct hs_config {
     uint64_t claim_idle_ms;         /* --claim-idle     HOUSTON_CLAIM_IDLE     30 s */
     uint64_t node_stream_max;       /* --node-stream-max  HOUSTON_NODE_STREAM_MAX  10000 */
     uint64_t event_stream_max;      /* --event-stream-max HOUSTON_EVENT_STREAM_MAX 100000 */
+    uint64_t partitions;            /* --partitions     HOUSTON_PARTITIONS     16 */
     char *flush_threads;            /* --flush-threads  HOUSTON_FLUSH_THREADS  "auto" = cores - 1 */
     uint64_t db_wait_ms;            /* --db-wait        HOUSTON_DB_WAIT        60 s */
     uint64_t dedupe_window;         /* --dedupe-window  HOUSTON_DEDUPE_WINDOW  100000 */
@@ -65,6 +66,9 @@ typedef struct hs_config {
     char *redis;        /* --redis           HOUSTON_REDIS          "" (in-process bus) */
     char *metrics_addr; /* --metrics-addr    HOUSTON_METRICS_ADDR   "" (off) */
     char *log_format;   /* --log-format      HOUSTON_LOG_FORMAT     "text" or "json" */
+
+    /* --public-ws-url HOUSTON_PUBLIC_WS_URL "": the WebSocket URL GET /api/v1/info names */
+    char *public_ws_url;
     /* security (docs/security.md) */
     char *api_key;             /* --api-key (repeatable, comma list) HOUSTON_API_KEY  "" (secret) */
     char *api_key_file;        /* --api-key-file    HOUSTON_API_KEY_FILE   "" */

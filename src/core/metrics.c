@@ -112,6 +112,17 @@ const hs_metric_def_t hs_metric_defs[] = {
      "Redis lost its data): found by a consumer, or acted on by a notifier, which "
      "closes its connections with 1001 so that they resume.",
      COUNTER(stream_gaps), NULL},
+    {"houston_partitions_held", "gauge",
+     "Scale-out: partitions of the event log this consumer holds (reads and hands on).",
+     COUNTER(partitions_held), NULL},
+    {"houston_partition_takeovers_total", "counter",
+     "Scale-out: partition leases this consumer took (free, given back, or expired: a "
+     "consumer that stopped).",
+     COUNTER(partition_takeovers), NULL},
+    {"houston_stale_deliveries_total", "counter",
+     "Scale-out: deliveries a notifier dropped because they came from a consumer whose "
+     "partition lease had passed to another (lower fencing token).",
+     COUNTER(stale_deliveries), NULL},
     {"houston_http_responses_total", "counter", "HTTP responses by status.", HS_METRIC_BY_STATUS,
      offsetof(hs_metrics_t, http_responses), NULL},
     {"houston_publish_commit_seconds", "histogram",

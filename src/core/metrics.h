@@ -29,21 +29,24 @@ typedef struct hs_histogram {
 
 typedef struct hs_metrics {
     uint64_t messages_published;
-    uint64_t idempotent_repeats;      /* publishes answered with an earlier message (200) */
-    uint64_t deliveries;              /* message frames queued to subscribers */
-    uint64_t notifications;           /* notification frames queued */
-    uint64_t bytes_sent;              /* bytes written to sockets, both ports */
-    uint64_t slow_disconnects;        /* closed with 1008 for not reading */
-    uint64_t limit_refusals;          /* upgrades refused by --max-connections */
-    uint64_t http_responses[600];     /* by status */
-    uint64_t bus_events_acked;        /* scale-out: events acknowledged (XACK) */
-    uint64_t bus_events_claimed;      /* scale-out: events taken over from a stopped consumer */
-    uint64_t bus_backlog;             /* scale-out: gauge, group pending + lag */
-    uint64_t bus_heartbeats;          /* scale-out: heartbeats sent by this notifier */
-    uint64_t bus_reconnects;          /* scale-out: links to Redis re-established */
-    uint64_t duplicates_dropped;      /* scale-out: redelivered messages not delivered again */
-    uint64_t stream_gaps;             /* scale-out: losses in a Redis stream (recovery.md) */
-    hs_histogram_t publish_commit;    /* request received -> message committed */
+    uint64_t idempotent_repeats;   /* publishes answered with an earlier message (200) */
+    uint64_t deliveries;           /* message frames queued to subscribers */
+    uint64_t notifications;        /* notification frames queued */
+    uint64_t bytes_sent;           /* bytes written to sockets, both ports */
+    uint64_t slow_disconnects;     /* closed with 1008 for not reading */
+    uint64_t limit_refusals;       /* upgrades refused by --max-connections */
+    uint64_t http_responses[600];  /* by status */
+    uint64_t bus_events_acked;     /* scale-out: events acknowledged (XACK) */
+    uint64_t bus_events_claimed;   /* scale-out: events taken over from a stopped consumer */
+    uint64_t bus_backlog;          /* scale-out: gauge, group pending + lag */
+    uint64_t bus_heartbeats;       /* scale-out: heartbeats sent by this notifier */
+    uint64_t bus_reconnects;       /* scale-out: links to Redis re-established */
+    uint64_t duplicates_dropped;   /* scale-out: redelivered messages not delivered again */
+    uint64_t stream_gaps;          /* scale-out: losses in a Redis stream (recovery.md) */
+    uint64_t partitions_held;      /* scale-out: gauge, event log partitions this consumer holds */
+    uint64_t partition_takeovers;  /* scale-out: partition leases this consumer took */
+    uint64_t stale_deliveries;     /* scale-out: deliveries of a stale partition holder dropped */
+    hs_histogram_t publish_commit; /* request received -> message committed */
     hs_histogram_t publish_to_socket; /* message created -> frame queued on the sockets */
 } hs_metrics_t;
 

@@ -32,6 +32,8 @@
 static bool process(hs_http_conn_t *hc, const char *data, size_t len);
 static void after_progress(hs_http_conn_t *hc);
 
+/* The flags' defaults (core/config.c): a listener that is not given a
+ * configuration (the unit tests) runs with the limits a user gets. */
 void hs_http_limits_default(hs_http_limits_t *limits)
 {
     *limits = (hs_http_limits_t){
@@ -40,9 +42,9 @@ void hs_http_limits_default(hs_http_limits_t *limits)
         .max_headers = 64,
         .max_body = 1024 * 1024,
         .header_timeout_ms = 10000,
-        .body_timeout_ms = 30000,
+        .body_timeout_ms = 10000,
         .idle_timeout_ms = 60000,
-        .max_requests_per_conn = 0,
+        .max_requests_per_conn = 10000,
     };
 }
 

@@ -22,6 +22,8 @@ typedef struct handoff {
     char *message_id;
     char *message_json;
     size_t message_json_len;
+    int partition;  /* the event's partition, and this consumer's fencing */
+    uint64_t fence; /* token for it: carried on each DELIVER (bus.h) */
 } handoff_t;
 
 static void handoff_free(handoff_t *h)
@@ -70,7 +72,9 @@ static void nodes_cb(int status, const char *const *nodes, size_t count, void *d
                          .topic = h->topic,
                          .message_id = h->message_id,
                          .message_json = h->message_json,
-                         .message_json_len = h->message_json_len};
+                         .message_json_len = h->message_json_len,
+                         .partition = h->partition,
+                         .fence = h->fence};
     for (size_t i = 0; i < count; i++)
         hs_bus_send_to_node(h->consumer->bus, nodes[i], &cmd, node_done_cb, h);
 }
@@ -85,6 +89,8 @@ static void event_cb(const hs_event_t *event, void *token, void *data)
     h->message_id = hs_strdup(event->message_id);
     h->message_json = hs_strndup(event->message_json, event->message_json_len);
     h->message_json_len = event->message_json_len;
+    h->partition = event->partition;
+    h->fence = event->fence;
     consumer->in_flight++;
     hs_bus_topic_nodes(consumer->bus, event->topic, nodes_cb, h);
 }

@@ -20,6 +20,15 @@ int hs_notifier__handle_command(const hs_node_cmd_t *cmd, void *data)
         hs_notifier__flush_run(n); /* what came before goes out before this */
     switch (cmd->kind) {
     case HS_NODE_DELIVER:
+        if (!hs_fences_admit(n->fences, cmd->partition, cmd->fence)) {
+            /* From a consumer whose lease on the partition passed to
+             * another, which hands this event on itself. */
+            hs_metrics_singleton.stale_deliveries++;
+            hs_log_debug("notifier: dropped %s of partition %d from a stale holder (token %llu)",
+                         cmd->message_id ? cmd->message_id : "a message", cmd->partition,
+                         (unsigned long long)cmd->fence);
+            return 0;
+        }
         hs_notifier__deliver(n, cmd);
         return 0;
     case HS_NODE_BATCH_END:
@@ -49,6 +58,7 @@ int hs_notifier__handle_command(const hs_node_cmd_t *cmd, void *data)
         hs_notifier__end_client(n, client, 4000, "disconnected by server");
         return 0;
     case HS_NODE_GAP:
+        hs_fences_reset(n->fences); /* Redis may have lost the fence counters */
         hs_notifier__stream_gap(n, cmd);
         return 0;
     }
@@ -343,6 +353,7 @@ hs_notifier_t *hs_notifier_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus,
     };
     if (bus && hs_bus_redelivers(bus)) /* no bus: only listing the routes */
         n->dedupe = hs_dedupe_new(cfg->dedupe_window);
+    n->fences = hs_fences_new();
     n->router = hs_router_new();
     hs_router_add(n->router, HTTP_GET, "/api/v1/ws", ws_route, n);
     /* Held behind pipelined requests until they are answered, as the
@@ -526,6 +537,7 @@ void hs_notifier_free(hs_notifier_t *n)
         hs_free(e);
     hs_map_dispose(&n->ips);
     hs_dedupe_free(n->dedupe);
+    hs_fences_free(n->fences);
     hs_free(n->ending);
     hs_notifier__conn_writes_dispose(n);
     hs_free(n->node_id);

@@ -18,6 +18,7 @@
 #include "roles/console.h"
 #include "roles/decode.h"
 #include "roles/dedupe.h"
+#include "roles/fences.h"
 #include "roles/health.h"
 #include "roles/notifier.h"
 #include "roles/render.h"
@@ -158,6 +159,7 @@ struct hs_notifier {
     hs_health_t *health;
     hs_map_t topics;                     /* topic -> topic_t */
     hs_dedupe_t *dedupe;                 /* ids delivered lately, where the bus redelivers */
+    hs_fences_t *fences;                 /* highest fencing token per partition (fences.h) */
     const hs_token_verifier_t *verifier; /* client tokens; NULL: none needed */
     bool open_subscribe;                 /* client-side subscribes to any topic without tokens */
     hs_map_t ips;                        /* peer IP -> ip_entry_t */

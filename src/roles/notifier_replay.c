@@ -119,12 +119,15 @@ static int held_id_cmp(const void *key, const void *item)
  * took over a stopped consumer's events. The client keeps the ids its replay
  * sent and its cursor for as long as such a message can be on its way
  * (twice --claim-idle, at least 10 s: a bus redelivers an unacknowledged
- * event after --claim-idle), and only the ids created within that time
+ * event after --claim-idle; or twice the take-over of a dead consumer's
+ * partitions, 4 heartbeats), and only the ids created within that time
  * (items is sorted by id, which is by creation time). */
 static void remember_replayed(hs_notifier_t *n, client_t *client, const char *cursor,
                               held_t *const *items, size_t count)
 {
     uint64_t horizon = 2 * n->cfg->claim_idle_ms, now = hs_now_ms();
+    if (horizon < 8 * n->cfg->heartbeat_interval_ms)
+        horizon = 8 * n->cfg->heartbeat_interval_ms;
     if (horizon < 10000)
         horizon = 10000;
     client->replayed_until_ms = now + horizon;

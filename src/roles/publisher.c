@@ -15,6 +15,7 @@
 #include "roles/decode.h"
 #include "roles/health.h"
 #include "roles/idempotency.h"
+#include "roles/info.h"
 #include "roles/render.h"
 
 struct hs_publisher {
@@ -24,6 +25,7 @@ struct hs_publisher {
     hs_router_t *router;
     hs_http_server_t *http;
     hs_health_t *health;
+    hs_info_t *info;
     void (*shutdown_cb)(void *data);
     void *shutdown_data;
 };
@@ -729,6 +731,7 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     hs_router_add(p->router, HTTP_POST, "/api/v1/notification", post_notification, p);
     hs_router_add(p->router, HTTP_GET, "/api/v1/connections/{id}", get_connection, p);
     hs_router_add(p->router, HTTP_DELETE, "/api/v1/connections/{id}", delete_connection, p);
+    p->info = hs_info_add_route(p->router, cfg);
     p->health = hs_health_add_routes(p->router, store, bus);
     hs_health_add_metrics_route(p->health, p->router);
     hs_http_limits_t limits;
@@ -742,6 +745,11 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
 void hs_publisher_set_auth(hs_publisher_t *p, hs_auth_t *auth)
 {
     hs_http_server_set_guard(p->http, hs_auth_guard_cb, auth);
+}
+
+void hs_publisher_set_site(hs_publisher_t *p, const hs_info_site_t *site)
+{
+    hs_info_set_site(p->info, site);
 }
 
 void hs_publisher_set_http_policy(hs_publisher_t *p, const hs_http_policy_t *policy)
@@ -789,5 +797,6 @@ void hs_publisher_free(hs_publisher_t *p)
     hs_http_server_free(p->http);
     hs_router_free(p->router);
     hs_health_free(p->health);
+    hs_info_free(p->info);
     hs_free(p);
 }

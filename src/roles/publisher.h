@@ -16,6 +16,7 @@
 #include "core/metrics.h"
 #include "roles/auth.h"
 #include "roles/health.h"
+#include "roles/info.h"
 #include "http/server.h"
 #include "net/net.h"
 #include "store/store.h"
@@ -28,6 +29,9 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
  * request but /healthz and /readyz needs one (auth.h). Before start. */
 void hs_publisher_set_auth(hs_publisher_t *publisher, hs_auth_t *auth);
 int hs_publisher_start(hs_publisher_t *publisher, const char *addr);
+/* What GET /api/v1/info tells about this process (info.h); copied. After
+ * the listeners are bound (it names the WebSocket port). */
+void hs_publisher_set_site(hs_publisher_t *publisher, const hs_info_site_t *site);
 /* The Host check, trusted proxies and origins (server.h); borrowed. */
 void hs_publisher_set_http_policy(hs_publisher_t *publisher, const hs_http_policy_t *policy);
 /* Listens on a second address too (the IPv6 loopback next to 127.0.0.1). */

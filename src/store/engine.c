@@ -231,7 +231,9 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
         for (hs_store_op_t *op = batch; op && !again; op = op->next) {
             if (attempt > 1)
                 op_reset_outputs(op);
-            ops->savepoint(w->conn);
+            bool guarded = !(ops->write_is_atomic && ops->write_is_atomic(op));
+            if (guarded)
+                ops->savepoint(w->conn);
             op->status =
                 hs_store_is_put(op) ? hs_store_mint_id(ops, w->conn, &seqs, &op->in.put) : 0;
             if (op->status == 0)
@@ -245,7 +247,8 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
             bool refused = op->kind == HS_OP_PUT_MESSAGE_ONCE && op->status == HS_EINVAL;
             if (failed && !refused)
                 hs_log_error("store: write failed: %s", ops->error(w->conn));
-            ops->release(w->conn, failed);
+            if (guarded)
+                ops->release(w->conn, failed);
         }
         rc = again ? HS_EAGAIN : hs_store_sequences_flush(ops, w->conn, &seqs);
         hs_store_sequences_dispose(&seqs);

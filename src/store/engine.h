@@ -3,9 +3,10 @@
  * The engine owns the threads and the queues: a writer thread that takes
  * every queued write (up to batch_max) and runs them in one transaction, each
  * inside a savepoint so a failing write leaves nothing while the others
- * commit; a reader thread for queries; a completion queue drained on the
- * loop through a uv_async, so callbacks run on the loop, never inside the
- * call that issued them, and writes complete in issue order.
+ * commit (unless the back-end says the write is one statement, which the
+ * database undoes by itself: write_is_atomic); a reader thread for queries; a completion queue
+ * drained on the loop through a uv_async, so callbacks run on the loop, never inside the call that
+ * issued them, and writes complete in issue order.
  *
  * A back-end supplies one connection per thread (opened before the engine
  * starts, so open errors are reported synchronously) and the functions
@@ -162,6 +163,14 @@ typedef struct hs_store_backend {
     void (*savepoint)(void *conn);
     /* Ends the op's savepoint, undoing it first when undo is true. */
     void (*release)(void *conn, bool undo);
+    /* Optional. True when write(op) is one statement that, when it fails,
+     * the database undoes by itself while the transaction goes on (InnoDB's
+     * statement rollback); the engine then takes no savepoint around it. On
+     * MariaDB a savepoint and its release are two round trips each, which
+     * made a plain publish three statements instead of one (issue 16 item
+     * 4, docs/performance.md). Errors that end the whole transaction
+     * (deadlock: HS_EAGAIN) run the batch again either way. */
+    bool (*write_is_atomic)(const struct hs_store_op *op);
     /* The topic sequences (PUT_MESSAGE, PUT_MESSAGE_ONCE; writer thread,
      * inside the batch's transaction). sequence_get reads the topic's last id
      * ("" when it has no message) and locks its row until the transaction

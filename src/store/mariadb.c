@@ -631,6 +631,14 @@ static void md_release(void *conn, bool undo)
     run_text(conn, "RELEASE SAVEPOINT op");
 }
 
+/* A plain publish is one INSERT: when it fails (a duplicate id), InnoDB
+ * undoes that statement alone and the transaction goes on, so it needs no
+ * savepoint. Every other write is several statements, or may be. */
+static bool md_write_is_atomic(const hs_store_op_t *op)
+{
+    return op->kind == HS_OP_PUT_MESSAGE;
+}
+
 static int md_sequence_get(void *conn, const char *topic, char last[HS_ULID_LEN + 1])
 {
     conn_t *c = conn;
@@ -680,6 +688,7 @@ static const hs_store_backend_t mariadb_backend = {
     .rollback = md_rollback,
     .savepoint = md_savepoint,
     .release = md_release,
+    .write_is_atomic = md_write_is_atomic,
     .sequence_get = md_sequence_get,
     .sequence_create = md_sequence_create,
     .sequence_set = md_sequence_set,

@@ -26,6 +26,11 @@ import wire  # noqa: E402
 
 from model import INF, Model, Pub, now  # noqa: E402
 
+# A killed consumer's partitions are held again within 3 heartbeats of its
+# last renewal plus the beat a survivor takes to notice (4 x 1 s in the
+# scale-out topology), and a second for the hand-on.
+CONSUMER_TAKEOVER_S = 5.0
+
 
 # ---- the record of what happened ----------------------------------------------
 
@@ -86,6 +91,7 @@ class Run:
             self.grace *= 2
             self.flight *= 2
         self.restarting = set()
+        self.gone = {}  # processes killed for good (kill_consumer_for_good)
 
     # -- helpers
     def node_port(self, node):
@@ -284,13 +290,21 @@ class Run:
         a connection whose notifier was killed is not resumed (its rows stay
         attached until the node is cleaned up): it is owed what was sent
         before the interruption."""
+        # A consumer killed shortly before the end: the events of its
+        # partitions wait until the others take them over (within 4
+        # heartbeats of 1 s, docs/scaling.md), so what was on its way then
+        # was in flight when the connection ended.
+        consumers = [q for n, q in list(self.t.procs.items()) + list(self.gone.items())
+                     if n.startswith("consumer")]
+        starts = [a for q in consumers for a, _, kind in q.interruptions
+                  if kind == "kill" and tr.start <= a <= end <= a + CONSUMER_TAKEOVER_S]
         p = self.t.procs.get(f"notifier-{tr.node}") or self.t.procs.get("serve")
         if p is None:
-            return INF
+            return min(starts, default=INF)
         # A kill ends the transport; a stop only what it held up until the
         # end came, during it or within 5 s after it.
-        starts = [a for a, b, kind in p.interruptions
-                  if tr.start <= a <= end and (kind == "kill" or b >= end - 5.0)]
+        starts += [a for a, b, kind in p.interruptions
+                   if tr.start <= a <= end and (kind == "kill" or b >= end - 5.0)]
         if p.paused and p.paused_from is not None and tr.start <= p.paused_from <= end:
             starts.append(p.paused_from)
         return min(starts, default=INF)
@@ -328,8 +342,17 @@ class Run:
         names = [n for n, _ in faults]
         weights = [w for _, w in faults]
         await asyncio.sleep(rng.uniform(2, 4))
+        # Scale-out: once, mid-load, a consumer is killed and not restarted
+        # (its partitions must be taken over by the others).
+        kill_for_good_at = (self.t0 + self.load_s / 2
+                            if self.t.name == "scaleout" and (not self.only_faults or
+                                                              "kill_consumer_for_good"
+                                                              in self.only_faults)
+                            else INF)
         while not self.m.stop:
             what = rng.choices(names, weights)[0]
+            if now() >= kill_for_good_at:
+                what, kill_for_good_at = "kill_consumer_for_good", INF
             start = now()
             entry = [start, INF, what]  # open while it lasts
             self.m.faults.append(entry)
@@ -396,8 +419,18 @@ class Run:
             return f"SIGSTOP {name} for {secs:.1f}s"
         if what == "kill_serve":
             return await kill_restart("serve", rng.uniform(0.2, 1.0))
+        consumers = sorted(n for n in procs if n.startswith("consumer"))
         if what == "kill_consumer":
-            return await kill_restart(rng.choice(["consumer1", "consumer2"]), rng.uniform(0.3, 2))
+            return await kill_restart(rng.choice(consumers), rng.uniform(0.3, 2))
+        if what == "kill_consumer_for_good":
+            # Gone for the rest of the run: it leaves the topology (no exit
+            # status to judge), its partitions go to the others.
+            name = rng.choice(consumers)
+            self.restarting.add(name)
+            procs[name].kill9()
+            self.gone[name] = procs.pop(name)
+            self.restarting.discard(name)
+            return f"kill -9 {name}, not restarted"
         if what == "kill_notifier":
             return await kill_restart(rng.choice(["notifier-n1", "notifier-n2"]),
                                       rng.uniform(0.5, 2))
@@ -468,6 +501,7 @@ class Run:
     async def main(self):
         self.t0 = now()
         load_s = max(6.0, self.seconds - (30 if self.t.name == "scaleout" else 18))
+        self.load_s = load_s
         self.rep.notes.append(f"load {load_s:.0f}s of a {self.seconds:.0f}s budget")
         # I4's baseline: each process 1 s after its start, before any client
         # (for a process restarted during the run: 1 s after the restart).

@@ -237,9 +237,13 @@ class Scaleout:
                                      "--ws-addr", f"127.0.0.1:{port}"],
                 self.tmp / f"notifier-{node}.log", [port])
             self.procs[f"notifier-{node}"].start()
-        for i in (1, 2):
+        # Three consumers share the partitions of the event log; one is
+        # killed for good mid-run (check.py, kill_consumer_for_good): its
+        # partitions are taken over within 3 heartbeats.
+        for i in (1, 2, 3):
             self.procs[f"consumer{i}"] = Proc(
-                f"consumer{i}", [b, "consumer", *common, "--claim-idle", "2s"],
+                f"consumer{i}", [b, "consumer", *common, "--claim-idle", "2s",
+                                 "--heartbeat-interval", "1s"],
                 self.tmp / f"consumer{i}.log")
             self.procs[f"consumer{i}"].start()
 

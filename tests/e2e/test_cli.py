@@ -313,16 +313,20 @@ def test_api_key_is_sent_as_a_bearer_token(topic):
 
 def test_help_lists_the_client_commands():
     out = subprocess.run([BIN, "--help"], capture_output=True, text=True).stdout
-    for command in ("pub", "sub", "history", "status", "--server", "--ws-server", "--api-key"):
+    for command in ("pub", "sub", "history", "status", "--server", "--ws-server", "--api-key",
+                    "--token", "--ca-file", "--insecure", "HOUSTON_TOKEN"):
         assert command in out
     r = subprocess.run([BIN, "sub", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "houston sub TOPIC... [--since ID]" in r.stdout
 
 
-def test_only_plain_http_and_ws_urls(topic):
-    r = subprocess.run([BIN, "pub", "--server", "https://example.org", topic, "x"],
+def test_only_http_and_ws_urls(topic):
+    r = subprocess.run([BIN, "pub", "--server", "ftp://127.0.0.1", topic, "x"],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "only http://" in r.stderr
+    assert r.returncode == 2 and "only http:// and https://" in r.stderr
+    r = subprocess.run([BIN, "sub", "--ws-server", "http://127.0.0.1", topic],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "only ws:// and wss://" in r.stderr
 
 
 def test_sub_answers_pings(fresh_server, topic):

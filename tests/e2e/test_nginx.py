@@ -8,7 +8,9 @@ that houston, behind nginx on 127.0.0.1, has real client addresses to tell
 apart: per-IP limits must count those, not nginx."""
 import asyncio
 import json
+import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 import websockets
 
-from conftest import ROOT, free_port, read_until, run, upgrade_request, wait_port
+from conftest import BIN, ROOT, free_port, read_until, run, upgrade_request, wait_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 KEY = "k-nginx-" + "d" * 40
@@ -228,3 +230,38 @@ def test_per_ip_limits_see_the_client_address_and_the_upgrade_passes(behind_ngin
     with pytest.raises(websockets.exceptions.InvalidStatusCode) as refused:
         run(foreign())
     assert refused.value.status_code == 403
+
+
+def test_the_cli_finds_the_websocket_through_the_proxy(behind_nginx, topic):
+    """GET /api/v1/info relayed by nginx names the proxy's origin (its Host
+    and X-Forwarded-Proto), so `houston sub --server <nginx>` subscribes
+    through nginx with nothing else said."""
+    srv, nginx = behind_nginx()
+    status, info = request(nginx.port, "GET", "/api/v1/info", None,
+                           {"Authorization": f"Bearer {KEY}"})
+    assert status == 200, info
+    assert info["wsURL"] == f"ws://127.0.0.1:{nginx.port}/api/v1/ws"
+    assert info["sseURL"] == f"http://127.0.0.1:{nginx.port}/api/v1/sse"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOUSTON_")}
+    env.update(HOUSTON_URL=f"http://127.0.0.1:{nginx.port}", HOUSTON_API_KEY=KEY)
+    sub = subprocess.Popen([BIN, "sub", topic], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sub.poll() is None:
+            status, subs = request(nginx.port, "GET", f"/api/v1/subscribes?topic={topic}", None,
+                                   {"Authorization": f"Bearer {KEY}"})
+            if status == 200 and subs:
+                break
+            time.sleep(0.05)
+        status, sent = request(nginx.port, "POST", "/api/v1/publish",
+                               {"topic": topic, "content": "through nginx"},
+                               {"Authorization": f"Bearer {KEY}"})
+        assert status == 201, sent
+        ready, _, _ = select.select([sub.stdout], [], [], 10)
+        line = sub.stdout.readline() if ready else ""
+    finally:
+        sub.send_signal(signal.SIGINT)
+        _, err = sub.communicate(timeout=10)
+    assert line and json.loads(line) == sent, err
+    assert "via a proxy" in srv.logs()

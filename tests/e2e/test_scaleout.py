@@ -3,8 +3,10 @@ separate processes on a throwaway MariaDB and Redis."""
 import asyncio
 import contextlib
 import json
+import select
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -361,3 +363,46 @@ def test_client_side_subscribe_and_disconnect_across_processes(cluster, tmp_path
         run(go())
     finally:
         assert node.stop() == 0, node.log.read_text()
+
+
+def test_a_publisher_says_where_its_notifiers_are_only_when_told(cluster, tmp_path):
+    """A scale-out publisher has no WebSocket port: GET /api/v1/info says
+    wsURL null (the CLI then falls back to port 9001 with a note), and with
+    --public-ws-url it names the notifiers, so `houston sub --server` finds
+    them with nothing else said (issue 19 item 4)."""
+    status, info = call(cluster["api_port"], "GET", "/api/v1/info")
+    assert status == 200, info
+    assert info["mode"] == "scale-out" and info["wsURL"] is None and info["sseURL"] is None
+    assert info["roles"] == ["publisher"]
+    assert info["auth"]["clientToken"] is None
+    api2 = free_port()
+    public = f"ws://127.0.0.1:{cluster['ws']['a']}"
+    told = Role(tmp_path, "publisher-told", "publisher", "--db", cluster["maria"].url,
+                "--redis", cluster["redis"].url, "--api-addr", f"127.0.0.1:{api2}",
+                "--public-ws-url", public)
+    sub = None
+    try:
+        wait_port(api2, told.proc, told.log)
+        status, info = call(api2, "GET", "/api/v1/info")
+        assert info["wsURL"] == public + "/api/v1/ws", info
+        assert info["sseURL"] == f"http://127.0.0.1:{cluster['ws']['a']}/api/v1/sse"
+        env = {"PATH": "/usr/bin:/bin"}
+        sub = subprocess.Popen([BIN, "sub", "--server", f"http://127.0.0.1:{api2}", "so.found"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(200):
+            status, subs = call(api2, "GET", "/api/v1/subscribes?topic=so.found")
+            if status == 200 and subs:
+                break
+            assert sub.poll() is None, sub.stderr.read()
+            time.sleep(0.05)
+        status, sent = call(api2, "POST", "/api/v1/publish",
+                            {"topic": "so.found", "content": "via the public URL"})
+        assert status == 201, sent
+        ready, _, _ = select.select([sub.stdout], [], [], 15)
+        line = sub.stdout.readline() if ready else ""
+        assert line and json.loads(line) == sent, sub.stderr.read() if sub.poll() else line
+    finally:
+        if sub:
+            sub.send_signal(signal.SIGINT)
+            sub.communicate(timeout=10)
+        assert told.stop() == 0, told.log.read_text()

@@ -193,9 +193,10 @@ def publish_many(cluster, topic, count, threads=4, on_progress=None, retry_503=F
 
 def test_a_consumer_killed_in_the_middle_of_2000_publishes_loses_nothing(cluster_factory):
     """kill -9 one of two consumers after 500 of 2,000 publishes: the other
-    takes over its pending events (XAUTOCLAIM after --claim-idle), every
-    subscriber on both notifiers gets every message, none twice."""
-    cluster = cluster_factory(extra=("--claim-idle", "1s"))
+    takes over its partitions (their leases expire after 3 heartbeats) and
+    their pending events (XAUTOCLAIM at once), every subscriber on both
+    notifiers gets every message, none twice."""
+    cluster = cluster_factory(extra=("--claim-idle", "1s", "--heartbeat-interval", "1s"))
     victim = cluster.roles["consumer1"]
 
     def progress(done):

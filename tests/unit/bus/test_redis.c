@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "bus/bus.h"
+#include "bus/partition.h"
 #include "bus/redis_internal.h"
 #include "core/error.h"
 
@@ -185,6 +186,7 @@ typedef struct fixture {
     uv_loop_t loop;
     uv_timer_t tick; /* so that a run of the loop returns often */
     hs_bus_t *bus[3];
+    unsigned partitions; /* of the buses opened (setup: 1, the tests before partitions) */
     int closed;
     char log[LOG_MAX][96];
     int entries;
@@ -193,6 +195,9 @@ typedef struct fixture {
     void *tokens[16];
     int token_count;
     bool ack_events; /* the event handler acknowledges (or keeps the token) */
+    bool b_keeps;    /* consumer B keeps its tokens (b_tokens) rather than acknowledging */
+    void *b_tokens[16];
+    int b_token_count;
 } fixture_t;
 
 static void record(fixture_t *f, const char *fmt, ...)
@@ -237,7 +242,8 @@ static void run_for(fixture_t *f, uint64_t ms)
 
 static hs_bus_t *open_bus(fixture_t *f, int i, uint64_t claim_idle_ms)
 {
-    hs_bus_redis_options_t options = {.claim_idle_ms = claim_idle_ms};
+    hs_bus_redis_options_t options = {
+        .claim_idle_ms = claim_idle_ms, .partitions = f->partitions, .heartbeat_ms = 200};
     char err[256];
     assert_int_equal(hs_bus_redis_open(&f->loop, srv.url, &options, &f->bus[i], err, sizeof(err)),
                      0);
@@ -261,6 +267,7 @@ static int setup(void **state)
     uv_timer_init(&f->loop, &f->tick);
     uv_timer_start(&f->tick, tick_cb, 5, 5);
     f->ack_events = true;
+    f->partitions = 1;
     *state = f;
     return 0;
 }
@@ -324,7 +331,10 @@ static void event_b_cb(const hs_event_t *event, void *token, void *data)
 {
     fixture_t *f = data;
     record(f, "B event %s", event->message_id);
-    hs_bus_ack(f->bus[1], token);
+    if (f->b_keeps && f->b_token_count < 16)
+        f->b_tokens[f->b_token_count++] = token;
+    else
+        hs_bus_ack(f->bus[1], token);
 }
 
 static void done_cb(int status, void *data)
@@ -390,7 +400,7 @@ static long long pending_after_acks(fixture_t *f)
     long long pending = -1;
     for (int i = 0; i < 150 && pending != 0; i++) {
         run_for(f, 20);
-        redisReply *r = sync_cmd("XPENDING houston:events houston:consumers");
+        redisReply *r = sync_cmd("XPENDING houston:{p0}:events houston:consumers");
         assert_int_equal(r->type, REDIS_REPLY_ARRAY);
         pending = r->element[0]->integer;
         freeReplyObject(r);
@@ -403,7 +413,12 @@ static long long pending_after_acks(fixture_t *f)
 static bool consumer_reading(fixture_t *f)
 {
     redis_bus_t *bus = (redis_bus_t *)f->bus[0];
-    return bus->leader && !bus->taking_over && bus->events_last[0] != '\0';
+    if (!bus->groups_ready)
+        return false;
+    for (unsigned i = 0; i < bus->partitions; i++)
+        if (!bus->parts[i].held || bus->parts[i].taking_over || bus->parts[i].last[0] == '\0')
+            return false;
+    return true;
 }
 
 /* ---- events ------------------------------------------------------------------------ */
@@ -432,7 +447,7 @@ static void test_events_publish_consume_ack(void **state)
     assert_string_equal(f->log[1], "event t m2 {\"id\":\"m2\"}");
     assert_string_equal(f->log[2], "event u m3 {\"id\":\"m3\"}");
     assert_int_equal(pending_after_acks(f), 0); /* all acknowledged */
-    assert_int_equal(sync_int("XLEN houston:events"), 3);
+    assert_int_equal(sync_int("XLEN houston:{p0}:events"), 3);
 }
 
 static bool two_kept(fixture_t *f)
@@ -462,7 +477,7 @@ static void test_stopped_consumer_events_claimed(void **state)
     for (int i = 0; i < f->token_count; i++)
         hs_bus_release(f->bus[0], f->tokens[i]); /* never acknowledged */
     close_bus(f, 0);
-    redisReply *r = sync_cmd("XPENDING houston:events houston:consumers");
+    redisReply *r = sync_cmd("XPENDING houston:{p0}:events houston:consumers");
     assert_int_equal(r->element[0]->integer, 2);
     freeReplyObject(r);
 
@@ -472,6 +487,146 @@ static void test_stopped_consumer_events_claimed(void **state)
     assert_string_equal(f->log[2], "B event m1");
     assert_string_equal(f->log[3], "B event m2");
     assert_int_equal(pending_after_acks(f), 0);
+}
+
+/* ---- partitions: leases and fencing ------------------------------------------------ */
+
+static const char *lease_of(int p, char *out, size_t len)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "GET houston:{p%d}:lease", p);
+    redisReply *r = sync_cmd(cmd);
+    snprintf(out, len, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+    return out;
+}
+
+static bool holds(hs_bus_t *b, unsigned p)
+{
+    redis_bus_t *bus = (redis_bus_t *)b;
+    return bus->parts[p].held && !bus->parts[p].taking_over && !bus->parts[p].releasing;
+}
+
+static bool one_token(fixture_t *f)
+{
+    return f->token_count == 1;
+}
+
+static bool b_holds_2_only(fixture_t *f)
+{
+    return holds(f->bus[1], 2) && !holds(f->bus[1], 3) && !holds(f->bus[0], 2);
+}
+
+/* The first finds its lease gone at its next renewal (until then both
+ * think they hold it: the lease in Redis is the second's, which is what
+ * the fenced scripts go by). */
+static bool b_holds_3_and_got_it(fixture_t *f)
+{
+    return holds(f->bus[1], 3) && f->b_token_count == 1 &&
+           !((redis_bus_t *)f->bus[0])->parts[3].held;
+}
+
+static long long pending_of(int p)
+{
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "XPENDING houston:{p%d}:events houston:consumers", p);
+    redisReply *r = sync_cmd(cmd);
+    long long n = r->element[0]->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+/* Two consumers, 4 partitions. The first holds all; the second arrives and
+ * gets the 2 the first hands back - but not partition 3 while the first
+ * still has an event of it in flight (a clean hand-over finishes first).
+ * Then partition 3's lease goes (as when the first stalled past it): the
+ * second takes it with a higher fencing token, claims the pending event at
+ * once, the first's (stale) ack is refused, and the first leaves the group
+ * of partition 3. */
+static void test_partition_leases_and_fences(void **state)
+{
+    fixture_t *f = *state;
+    f->partitions = 4;
+    f->ack_events = false;
+    f->b_keeps = true;
+    const char *topic = NULL;
+    static const char *const topics[] = {"t", "u", "v", "w", "x", "y", "z"};
+    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]) && topic == NULL; i++)
+        if (hs_partition_of(topics[i], 1, 4) == 3)
+            topic = topics[i];
+    assert_non_null(topic);
+    open_bus(f, 0, 60000); /* no claims of its own for the test's length */
+    assert_true(run_until(f, 3000, bus0_ready));
+    assert_int_equal(hs_bus_consume_events(f->bus[0], event_cb, f), 0);
+    assert_true(run_until(f, 5000, consumer_reading)); /* alone: all 4 */
+    redis_bus_t *a = (redis_bus_t *)f->bus[0];
+    uint64_t first_fence = a->parts[3].fence;
+    assert_true(first_fence > 0);
+    publish(f, f->bus[0], topic, "m1");
+    assert_true(run_until(f, 5000, one_token)); /* in flight on partition 3 */
+
+    open_bus(f, 1, 60000);
+    assert_int_equal(hs_bus_consume_events(f->bus[1], event_b_cb, f), 0);
+    assert_true(run_until(f, 5000, b_holds_2_only));
+    run_for(f, 1000); /* 5 beats: partition 3 stays the first's */
+    char lease[128];
+    assert_false(holds(f->bus[1], 3));
+    assert_string_equal(lease_of(3, lease, sizeof(lease)),
+                        (snprintf(lease, sizeof(lease), "%s", a->parts[3].holder), lease));
+    assert_int_equal(pending_of(3), 1);
+
+    sync_do("DEL houston:{p3}:lease"); /* the first's lease is gone */
+    assert_true(run_until(f, 5000, b_holds_3_and_got_it));
+    redis_bus_t *b = (redis_bus_t *)f->bus[1];
+    assert_true(b->parts[3].fence > first_fence); /* tokens only grow */
+    assert_false(a->parts[3].held);
+    assert_string_equal(f->log[f->entries - 1], "B event m1"); /* claimed at once */
+    /* The stale holder's ack is refused: the event stays pending, the new
+     * holder's. */
+    hs_bus_ack(f->bus[0], f->tokens[0]);
+    f->token_count = 0;
+    run_for(f, 300);
+    assert_int_equal(pending_of(3), 1);
+    redisReply *r = sync_cmd("XINFO CONSUMERS houston:{p3}:events houston:consumers");
+    assert_int_equal(r->elements, 1); /* the first left the group after the claim */
+    freeReplyObject(r);
+    hs_bus_ack(f->bus[1], f->b_tokens[0]);
+    f->b_token_count = 0;
+    run_for(f, 300);
+    assert_int_equal(pending_of(3), 0);
+}
+
+static bool mismatch_seen(fixture_t *f)
+{
+    return f->done > 0;
+}
+
+static void mismatch_cb(const char *why, void *data)
+{
+    fixture_t *f = data;
+    record(f, "mismatch %s", why);
+    f->done++;
+}
+
+/* The first process sets houston:partitions; one with another count hears
+ * of it (and must stop: main.c exits non-zero). */
+static void test_partition_count_mismatch(void **state)
+{
+    fixture_t *f = *state;
+    sync_do("SET houston:partitions 8");
+    hs_bus_redis_options_t options = {
+        .partitions = 16, .mismatch_cb = mismatch_cb, .mismatch_data = f};
+    char err[256];
+    assert_int_equal(hs_bus_redis_open(&f->loop, srv.url, &options, &f->bus[0], err, sizeof(err)),
+                     0);
+    assert_true(run_until(f, 3000, mismatch_seen));
+    assert_non_null(strstr(f->log[0], "uses --partitions 8, this process 16"));
+    options.partitions = 8;
+    f->done = 0;
+    assert_int_equal(hs_bus_redis_open(&f->loop, srv.url, &options, &f->bus[1], err, sizeof(err)),
+                     0);
+    run_for(f, 500);
+    assert_int_equal(f->done, 0); /* agrees: not a word */
 }
 
 /* ---- node commands ---------------------------------------------------------------- */
@@ -850,6 +1005,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_events_publish_consume_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopped_consumer_events_claimed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partition_leases_and_fences, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partition_count_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_commands_in_order_with_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_gap_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_noscript_recovered, setup, teardown),

@@ -34,8 +34,25 @@ static void test_urls(void **state)
     assert_string_equal(u.port, "80");
     assert_int_equal(hs_cli_url_parse(":9002", "http", "80", &u, err, sizeof(err)), 0);
     assert_string_equal(u.host, "localhost");
-    assert_int_equal(hs_cli_url_parse("https://x", "http", "80", &u, err, sizeof(err)), HS_EINVAL);
-    assert_non_null(strstr(err, "only http://"));
+    /* The secure forms, 443 without a port. */
+    assert_int_equal(hs_cli_url_parse("https://x", "http", "80", &u, err, sizeof(err)), 0);
+    assert_true(u.tls);
+    assert_string_equal(u.scheme, "https");
+    assert_string_equal(u.port, "443");
+    assert_int_equal(hs_cli_url_parse("WSS://x:8443/p", "ws", "80", &u, err, sizeof(err)), 0);
+    assert_true(u.tls);
+    assert_string_equal(u.authority, "x:8443");
+    assert_int_equal(hs_cli_url_parse("http://x", "http", "80", &u, err, sizeof(err)), 0);
+    assert_false(u.tls);
+    assert_int_equal(hs_cli_url_parse("wss://x", "http", "80", &u, err, sizeof(err)), HS_EINVAL);
+    assert_non_null(strstr(err, "only http:// and https://"));
+    assert_int_equal(hs_cli_url_parse("httpss://x", "http", "80", &u, err, sizeof(err)), HS_EINVAL);
+    /* A query (a token, perhaps) is never shown. */
+    assert_int_equal(
+        hs_cli_url_parse("ws://h:1/api/v1/ws?token=SECRET", "ws", "80", &u, err, sizeof(err)), 0);
+    char shown[256];
+    hs_cli_url_show(&u, shown, sizeof(shown));
+    assert_string_equal(shown, "ws://h:1/api/v1/ws?***");
     assert_int_equal(hs_cli_url_parse("http://x:abc", "http", "80", &u, err, sizeof(err)),
                      HS_EINVAL);
     assert_int_equal(hs_cli_url_parse("http://[::1", "http", "80", &u, err, sizeof(err)),
@@ -66,8 +83,45 @@ static void test_defaults_and_derived_ws_url(void **state)
     assert_string_equal(opt.ws.path, "/api/v1/ws");
     assert_null(opt.api_key);
     assert_int_equal(opt.arg_count, 1);
+    assert_false(opt.ws_given);
+    assert_null(opt.token);
+    assert_false(opt.tls.insecure);
     assert_int_equal(parse(0, &opt, err, 2, "--server", "http://[::1]:8000"), 0);
     assert_string_equal(opt.ws.authority, "[::1]:9001");
+    /* An https API's fallback WebSocket is wss. */
+    assert_int_equal(parse(0, &opt, err, 2, "--server", "https://h:8000"), 0);
+    assert_string_equal(opt.ws.scheme, "wss");
+    assert_string_equal(opt.ws.authority, "h:9001");
+}
+
+static void test_tls_and_token_flags(void **state)
+{
+    unsetenv("HOUSTON_URL");
+    unsetenv("HOUSTON_WS_URL");
+    setenv("HOUSTON_TOKEN", "env.jwt.x", 1);
+    setenv("HOUSTON_CA_FILE", "/env/ca.pem", 1);
+    hs_cli_options_t opt;
+    char err[256];
+    assert_int_equal(parse(0, &opt, err, 0), 0);
+    assert_string_equal(opt.token, "env.jwt.x");
+    assert_string_equal(opt.tls.ca_file, "/env/ca.pem");
+    assert_int_equal(
+        parse(0, &opt, err, 5, "--token", "a.b.c", "--ca-file=/x.pem", "--insecure", "topic"), 0);
+    assert_string_equal(opt.token, "a.b.c");
+    assert_string_equal(opt.tls.ca_file, "/x.pem");
+    assert_true(opt.tls.insecure);
+    assert_int_equal(opt.arg_count, 1);
+    assert_int_equal(parse(0, &opt, err, 1, "--insecure=false"), 0);
+    assert_false(opt.tls.insecure);
+    assert_int_equal(parse(0, &opt, err, 1, "--insecure=maybe"), HS_EINVAL);
+    /* A header injection is refused, and the value is not repeated. */
+    assert_int_equal(parse(0, &opt, err, 2, "--token", "x\r\nX-Evil: 1"), HS_EINVAL);
+    assert_non_null(strstr(err, "--token"));
+    assert_null(strstr(err, "Evil"));
+    assert_int_equal(parse(0, &opt, err, 2, "--api-key", "a b"), HS_EINVAL);
+    assert_non_null(strstr(err, "--api-key"));
+    unsetenv("HOUSTON_TOKEN");
+    unsetenv("HOUSTON_CA_FILE");
 }
 
 static void test_environment_and_flags(void **state)
@@ -143,6 +197,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_defaults_and_derived_ws_url),
+        cmocka_unit_test(test_tls_and_token_flags),
         cmocka_unit_test(test_environment_and_flags),
         cmocka_unit_test(test_command_flags),
         cmocka_unit_test(test_manpage_names_every_setting),

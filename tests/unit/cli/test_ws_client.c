@@ -110,7 +110,7 @@ static hs_cli_ws_t *open_with(script_t *s, const void *frames, size_t len)
     hs_cli_url_t url;
     assert_int_equal(hs_cli_url_parse(text, "ws", "8080", &url, err, sizeof(err)), 0);
     hs_cli_ws_t *ws = NULL;
-    int rc = hs_cli_ws_connect(&url, NULL, 5000, &ws, err, sizeof(err));
+    int rc = hs_cli_ws_connect(&url, NULL, NULL, 5000, &ws, err, sizeof(err));
     if (rc != 0)
         fail_msg("connect: %s", err);
     return ws;

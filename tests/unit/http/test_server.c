@@ -867,6 +867,12 @@ static void test_limits_from_config(void **state)
     assert_int_equal(limits.max_url, builtin.max_url); /* no setting: the built-in bound */
     assert_int_equal(limits.max_headers, builtin.max_headers);
     assert_int_equal(limits.max_header_bytes, builtin.max_header_bytes);
+    /* A listener given no configuration runs with the flags' defaults. */
+    assert_int_equal(builtin.max_body, limits.max_body);
+    assert_int_equal(builtin.header_timeout_ms, limits.header_timeout_ms);
+    assert_int_equal(builtin.body_timeout_ms, limits.body_timeout_ms);
+    assert_int_equal(builtin.idle_timeout_ms, limits.idle_timeout_ms);
+    assert_int_equal(builtin.max_requests_per_conn, limits.max_requests_per_conn);
     hs_config_dispose(&cfg);
 
     char *argv[] = {"--max-body",     "2k", "--header-timeout",     "300ms", "--body-timeout", "2s",

@@ -12,17 +12,40 @@
 #include "ws/handshake.h"
 #include "ws/utf8.h"
 
+/* One header case: the bytes, and what the parser says of them. header is
+ * also checked on HS_EAGAIN when it is not 0 (how many bytes it waits for). */
+typedef struct header_case {
+    const char *bytes;
+    size_t len;
+    int rc;
+    uint8_t opcode;
+    uint64_t payload;
+    size_t header;
+} header_case_t;
+
+static void check_header_cases(const header_case_t *cases, size_t count, int mode)
+{
+    for (size_t i = 0; i < count; i++) {
+        hs_ws_frame_header_t h = {0};
+        int rc = hs_ws_parse_header((const uint8_t *)cases[i].bytes, cases[i].len, mode, &h);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc == 0) {
+            assert_int_equal(h.opcode, cases[i].opcode);
+            assert_int_equal(h.payload_len, cases[i].payload);
+            assert_int_equal(h.masked, mode == HS_WS_MASKED);
+            if (mode == HS_WS_UNMASKED)
+                assert_memory_equal(h.mask, "\0\0\0\0", 4);
+        }
+        if (rc == 0 || (rc == HS_EAGAIN && cases[i].header != 0))
+            assert_int_equal(h.header_len, cases[i].header);
+    }
+}
+
+/* Frames from a client (the server's side): masked, or a protocol error. */
 static void test_header_cases(void **state)
 {
     (void)state;
-    struct {
-        const char *bytes;
-        size_t len;
-        int rc;
-        uint8_t opcode;
-        uint64_t payload;
-        size_t header;
-    } cases[] = {
+    static const header_case_t cases[] = {
         {"\x81\x85\x01\x02\x03\x04", 6, 0, 0x1, 5, 6},           /* masked text */
         {"\x81\x05", 2, HS_EPROTO, 0, 0, 0},                     /* unmasked */
         {"\x81", 1, HS_EAGAIN, 0, 0, 0},                         /* short */
@@ -40,17 +63,7 @@ static void test_header_cases(void **state)
         {"\x89\xfd\x00\x00\x00\x00", 6, 0, 0x9, 125, 6},             /* ping = 125 */
         {"\x00\x80\x00\x00\x00\x00", 6, 0, 0x0, 0, 6},               /* continuation */
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        hs_ws_frame_header_t h = {0};
-        int rc =
-            hs_ws_parse_header((const uint8_t *)cases[i].bytes, cases[i].len, HS_WS_MASKED, &h);
-        assert_int_equal(rc, cases[i].rc);
-        if (rc == 0) {
-            assert_int_equal(h.opcode, cases[i].opcode);
-            assert_int_equal(h.payload_len, cases[i].payload);
-            assert_int_equal(h.header_len, cases[i].header);
-        }
-    }
+    check_header_cases(cases, sizeof(cases) / sizeof(cases[0]), HS_WS_MASKED);
 }
 
 /* The same parser told that frames come from a server (the CLI, the bench):
@@ -58,14 +71,7 @@ static void test_header_cases(void **state)
 static void test_server_header_cases(void **state)
 {
     (void)state;
-    struct {
-        const char *bytes;
-        size_t len;
-        int rc;
-        uint8_t opcode;
-        uint64_t payload;
-        size_t header;
-    } cases[] = {
+    static const header_case_t cases[] = {
         {"\x81\x05hello", 7, 0, 0x1, 5, 2},                  /* unmasked text */
         {"\x81\x85\x01\x02\x03\x04", 6, HS_EPROTO, 0, 0, 0}, /* masked */
         {"\x81", 1, HS_EAGAIN, 0, 0, 2},                     /* short */
@@ -81,20 +87,7 @@ static void test_server_header_cases(void **state)
         {"\x88\x02\x03\xe8", 4, 0, 0x8, 2, 2},       /* close 1000 */
         {"\x00\x00", 2, 0, 0x0, 0, 2},               /* continuation */
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        hs_ws_frame_header_t h = {0};
-        int rc =
-            hs_ws_parse_header((const uint8_t *)cases[i].bytes, cases[i].len, HS_WS_UNMASKED, &h);
-        assert_int_equal(rc, cases[i].rc);
-        if (rc == 0) {
-            assert_int_equal(h.opcode, cases[i].opcode);
-            assert_int_equal(h.payload_len, cases[i].payload);
-            assert_false(h.masked);
-            assert_memory_equal(h.mask, "\0\0\0\0", 4);
-        }
-        if (rc == 0 || rc == HS_EAGAIN)
-            assert_int_equal(h.header_len, cases[i].header);
-    }
+    check_header_cases(cases, sizeof(cases) / sizeof(cases[0]), HS_WS_UNMASKED);
     /* A frame the server encodes is one the client side parses back. */
     hs_buf_t *frame = hs_ws_frame_new(HS_WS_OP_TEXT, "hello", 5);
     hs_ws_frame_header_t h = {0};

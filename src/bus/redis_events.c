@@ -301,9 +301,15 @@ static void regroup_cb(redisAsyncContext *ac, void *reply, void *privdata)
     partition_t *p = privdata;
     redis_bus_t *bus = p->bus;
     redisReply *r = reply;
+    link_t *l = &bus->links[LINK_EVENTS];
+    if (r == NULL && bus->cluster && !bus->closing) {
+        /* On a cluster it went over the partition's master, which went
+         * away - not the event link, whose coming back would read again. */
+        hs_redis__link_later(l, read_again_cb, RETRY_READ_MS);
+        return;
+    }
     if (r == NULL || bus->closing)
         return; /* the link is down: it reads again once it is back */
-    link_t *l = &bus->links[LINK_EVENTS];
     bool existed = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) == 0;
     if (r->type == REDIS_REPLY_ERROR && !existed) {
         hs_log_error("bus: creating the consumer group of %s failed: %s", p->stream, r->str);
@@ -375,6 +381,10 @@ static void events_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
     redis_bus_t *bus = p->bus;
     redisReply *r = reply;
     link_t *l = &bus->links[LINK_EVENTS];
+    if (r == NULL && bus->cluster && !bus->closing) {
+        hs_redis__link_later(l, read_again_cb, RETRY_READ_MS); /* as regroup_cb */
+        return;
+    }
     if (r && r->type == REDIS_REPLY_ERROR && !bus->closing) {
         if (strncmp(r->str, "NOGROUP", 7) == 0) {
             hs_redis__cmdl(bus, regroup_cb, p, "XGROUP", "CREATE", p->stream, GROUP, "0",
@@ -521,14 +531,16 @@ static void group_created_cb(redisAsyncContext *ac, void *reply, void *privdata)
     partition_t *p = privdata;
     redis_bus_t *bus = p->bus;
     redisReply *r = reply;
-    if (r == NULL || bus->closing)
+    if (bus->closing || (r == NULL && !bus->cluster))
         return; /* the link went away: done again when it is back */
-    bool existed = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) == 0;
-    if (r->type == REDIS_REPLY_ERROR && !existed)
+    /* (On a cluster no answer is a master that went away: the group is
+     * created at its first read, NOGROUP.) */
+    bool existed = r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) == 0;
+    if (r && r->type == REDIS_REPLY_ERROR && !existed)
         hs_log_error("bus: creating the consumer group of %s failed: %s (tried again at its "
                      "first read)",
                      p->stream, r->str);
-    else if (bus->group_lost && !existed) {
+    else if (r && bus->group_lost && !existed) {
         p->group_gap = true; /* the first read tells every node */
         bus->groups_recreated++;
     }
@@ -552,6 +564,12 @@ static void create_groups(redis_bus_t *bus)
     link_t *l = &bus->links[LINK_EVENTS];
     if (!l->up || bus->closing)
         return;
+    if (bus->cluster && !hs_redis__cmd_up(bus)) {
+        bus->groups_ready = false;
+        bus->groups_deferred = true; /* when the masters are reachable (events_cmd_up) */
+        return;
+    }
+    bus->groups_deferred = false;
     bus->groups_ready = false;
     bus->groups_pending = bus->partitions;
     bus->groups_recreated = 0;
@@ -563,7 +581,7 @@ static void create_groups(redis_bus_t *bus)
                               p->stream, GROUP, from);
         else if (hs_redis__cmdl(bus, group_created_cb, p, "XGROUP", "CREATE", p->stream, GROUP,
                                 from, "MKSTREAM") != REDIS_OK)
-            bus->groups_pending--; /* the commands are not up: again when they are */
+            group_created_cb(NULL, NULL, p); /* not sent: created at its first read */
     }
 }
 
@@ -589,6 +607,19 @@ static bool claimed(redis_bus_t *bus, partition_t *p, const redisReply *r)
     p->claiming = false;
     if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "FENCED", 6) == 0) {
         hs_redis__partition_lost(bus, p, "its lease is another consumer's now");
+        return false;
+    }
+    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0 && !bus->closing) {
+        /* The group is gone where the partition lives now: a Redis Cluster
+         * master failed over to a replica that never had it (or Redis lost
+         * its data without the event link noticing). Created again from the
+         * start of what is left, and the next read tells the nodes of the
+         * gap; the claim is tried again at the next beat. */
+        hs_log_warn("bus: the consumer group of %s is gone (a failover to a replica without "
+                    "it?); creating it again",
+                    p->stream);
+        p->group_gap = true;
+        hs_redis__cmdl(bus, NULL, NULL, "XGROUP", "CREATE", p->stream, GROUP, "0", "MKSTREAM");
         return false;
     }
     if (!hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
@@ -793,6 +824,8 @@ void hs_redis__events_cmd_up(redis_bus_t *bus, bool again)
 {
     hs_redis__partitions_check(bus);
     outbox_flush(bus);
+    if (bus->groups_deferred)
+        create_groups(bus); /* the event link came up before the masters (a cluster) */
     if (bus->consumer == NULL)
         return;
     /* After a reconnect the held partitions' pending entries (hand-offs

@@ -287,6 +287,7 @@ struct redis_bus {
     char consumer_name[64];
     bool group_lost;      /* on (re)connect: a missing group means Redis lost it */
     bool groups_ready;    /* every partition's group exists: reads may start */
+    bool groups_deferred; /* a cluster: created once every master is reachable */
     bool read_busy;       /* a read (or wait) is on the event link */
     partition_t *reading; /* the partition that read is of (NULL: a wait) */
     unsigned groups_pending, groups_recreated; /* group creation at link up */

@@ -73,8 +73,8 @@ static int load(redisAsyncContext *ac, int script)
 void hs_redis__scripts_load(link_t *l)
 {
     for (int i = 0; i < SCRIPT_COUNT; i++)
-        if (scripts[i].link == l->role)
-            load(l->ac, i);
+        if (scripts[i].link == l->role || (l->shard && scripts[i].link == LINK_EVENTS))
+            load(l->ac, i); /* a cluster's partition reads go over the shards */
 }
 
 /* One call on its way - an EVALSHA, or a plain command (script -1) - its

@@ -237,11 +237,17 @@ class RedisCluster:
 
     def ok(self):
         """Every live node says the cluster is ok, every slot is served by a
-        live master, and no live node sees a dead master as its master."""
+        live master, and every live replica has finished its sync with its
+        master (a replica promoted before that would come up without the
+        master's data)."""
         alive = self.alive()
         for port in alive:
             info = self.cli(port, "CLUSTER", "INFO")
             if "cluster_state:ok" not in info or "cluster_slots_ok:16384" not in info:
+                return False
+            repl = self.cli(port, "INFO", "replication")
+            if "role:slave" in repl and ("master_link_status:up" not in repl
+                                         or "master_sync_in_progress:0" not in repl):
                 return False
         served = 0
         for n in self.nodes():

@@ -47,7 +47,10 @@ def topology(tmp, kind):
     roles = {}
     try:
         maria = MariaDB(tmp)
-        common = ["--db", maria.url, "--redis", redis.url, "--heartbeat-interval", "500ms"]
+        # Three heartbeats (the life of a node's alive key) outlast a
+        # failover (about 3 s here): a notifier is not taken for dead by
+        # the others while its master is being replaced (docs/scaling.md).
+        common = ["--db", maria.url, "--redis", redis.url, "--heartbeat-interval", "2s"]
         api = free_port()
         roles["publisher"] = Role(tmp, "publisher", "publisher", *common,
                                   "--api-addr", f"127.0.0.1:{api}")

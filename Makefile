@@ -216,11 +216,12 @@ fuzz:
 # The delivery checker (tests/check/README.md): randomised load and faults
 # from SEED against the embedded and/or scale-out topology for CHECK_S
 # seconds in all, then the invariants; exit status 1 on any violation.
+# CHECK_REDIS=cluster runs the scale-out topology on a Redis Cluster.
 SEED     ?=
 CHECK_S  ?= 120
 TOPOLOGY ?= both
 HOUSTON_BIN ?= $(CURDIR)/$(BUILD)/houston
 check:
-	$(PYTHON) tests/check/check.py $(if $(SEED),--seed $(SEED)) --seconds $(CHECK_S) \
+	$(if $(CHECK_REDIS),CHECK_REDIS=$(CHECK_REDIS)) $(PYTHON) tests/check/check.py $(if $(SEED),--seed $(SEED)) --seconds $(CHECK_S) \
 	  --topology $(TOPOLOGY) --bin $(HOUSTON_BIN) \
 	  $(if $(CHECK_FAULTS),--faults $(CHECK_FAULTS)) $(if $(CHECK_SKIP),--skip-actions $(CHECK_SKIP))

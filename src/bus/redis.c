@@ -22,7 +22,8 @@
  * unavailability - 503, retry - not a failure of the request. */
 int hs_redis__reply_status(const redisReply *r)
 {
-    static const char *const not_yet[] = {"LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN"};
+    static const char *const not_yet[] = {"LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN",
+                                          "CLUSTERDOWN"};
     if (r == NULL)
         return HS_EUNAVAIL;
     if (r->type != REDIS_REPLY_ERROR)
@@ -149,13 +150,15 @@ static void redis_close(hs_bus_t *b, hs_bus_done_cb cb, void *data)
     redis_bus_t *bus = (redis_bus_t *)b;
     bus->close_cb = cb;
     bus->close_data = data;
-    bus->closing = true;
-    /* Last words on the command link, still open (its queue is sent
-     * before the disconnect below). */
+    /* Last words on the command links, still open (their queues are sent
+     * before the disconnect below), before closing stops any command. */
     hs_redis__directory_close(bus);
     hs_redis__events_close(bus);
+    bus->closing = true;
     uv_close((uv_handle_t *)&bus->claim_timer, handle_closed_cb);
     uv_close((uv_handle_t *)&bus->heartbeat, handle_closed_cb);
+    uv_close((uv_handle_t *)&bus->refresh_timer, handle_closed_cb);
+    hs_redis__cluster_close(bus);
     for (int i = 0; i < LINK_COUNT; i++) {
         link_t *l = &bus->links[i];
         uv_close((uv_handle_t *)&l->timer, link_timer_closed_cb);
@@ -210,7 +213,6 @@ int hs_bus_redis_open(uv_loop_t *loop, const char *url, const hs_bus_redis_optio
     redis_bus_t *bus = hs_calloc(1, sizeof(*bus));
     bus->base.ops = &redis_ops;
     bus->base.loop = loop;
-    bus->port = 6379;
     bus->claim_idle_ms = options && options->claim_idle_ms ? options->claim_idle_ms : CLAIM_IDLE_MS;
     snprintf(bus->node_max, sizeof(bus->node_max), "%llu",
              (unsigned long long)(options && options->node_stream_max ? options->node_stream_max
@@ -236,34 +238,24 @@ int hs_bus_redis_open(uv_loop_t *loop, const char *url, const hs_bus_redis_optio
     bus->mismatch_data = options ? options->mismatch_data : NULL;
     bus->node_seq = -1;
     hs_redis__scripts_init(bus);
-    const char *p = strncmp(url, "redis://", 8) == 0 ? url + 8 : NULL;
-    const char *colon = p ? strchr(p, ':') : NULL;
-    const char *slash = p ? strchr(p, '/') : NULL;
-    if (colon && slash && colon > slash)
-        colon = NULL;
-    size_t host_len = p ? (size_t)((colon ? colon : slash ? slash : p + strlen(p)) - p) : 0;
     char shown[512]; /* the URL in an error: its password masked */
     hs_redact_url(url, shown, sizeof(shown));
-    if (p == NULL || host_len == 0 || host_len >= sizeof(bus->host)) {
-        snprintf(err, err_len, "bus URL '%s' is not redis://host[:port][/db]", shown);
+    bus->seed_count = hs_redis_parse_seeds(url, bus->known, KNOWN_MAX / 2, &bus->db);
+    if (bus->seed_count <= 0) {
+        snprintf(err, err_len,
+                 "bus URL '%s' is not redis://host[:port][,host[:port]...][/db] (a bad host, "
+                 "port or database number, or more than %d seeds)",
+                 shown, KNOWN_MAX / 2);
         hs_free(bus);
         return HS_EINVAL;
     }
-    memcpy(bus->host, p, host_len);
-    if (colon)
-        bus->port = atoi(colon + 1);
-    if (slash)
-        bus->db = atoi(slash + 1);
-    if (bus->port <= 0 || bus->port > 65535 || bus->db < 0) {
-        snprintf(err, err_len, "bus URL '%s' has a bad port or database number", shown);
-        hs_free(bus);
-        return HS_EINVAL;
-    }
+    bus->known_count = bus->seed_count;
     hs_redis__partitions_init(bus, partitions);
     uv_timer_init(loop, &bus->finish);
     bus->finish.data = bus;
     init_timer(bus, &bus->claim_timer, bus);
     init_timer(bus, &bus->heartbeat, bus);
+    init_timer(bus, &bus->refresh_timer, bus);
     for (int i = 0; i < LINK_COUNT; i++) {
         bus->links[i].bus = bus;
         bus->links[i].role = i;

@@ -100,8 +100,7 @@ static void send_event(outbox_entry_t *e)
                      4,
                      e->prev ? strlen(e->prev) : 0};
     int argc = e->prev ? 14 : 12;
-    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
-    if (ac == NULL || redisAsyncCommandArgv(ac, event_appended_cb, e, argc, argv, lens) != REDIS_OK)
+    if (hs_redis__cmd_durable(bus, event_appended_cb, e, argc, argv, lens) != REDIS_OK)
         outbox_push(bus, e);
 }
 
@@ -205,7 +204,7 @@ static void hand_on(redis_bus_t *bus, partition_t *p, const redisReply *entries)
  * Redis; on a Redis Cluster the node keys are in other slots (the cluster
  * link's concern: docs/scaling.md). */
 const char hs_redis__events_read_script[] =
-    "if redis.call('GET', KEYS[3]) ~= ARGV[6] then "
+    "if redis.call('GET', KEYS[2]) ~= ARGV[6] then "
     "  return redis.error_reply('FENCED this consumer no longer holds the partition') end "
     "local function before(a, b) "
     "  local am, as = string.match(a, '^(%d+)-(%d+)$') "
@@ -241,9 +240,10 @@ const char hs_redis__events_read_script[] =
     "consumer read them' "
     "  redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], delivered, 'ENTRIESREAD', trimmed) end "
     "if gap ~= '' then "
-    "  for _, node in ipairs(redis.call('SMEMBERS', KEYS[2])) do "
-    "    local seq = redis.call('INCR', 'houston:nodeseq:' .. node) "
-    "    redis.call('XADD', 'houston:node:' .. node, 'MAXLEN', '~', ARGV[4], '*', 'seq', seq, "
+    "  for _, node in ipairs(ARGV[7] ~= '' and redis.call('SMEMBERS', ARGV[7]) or {}) do "
+    "    local seq = redis.call('INCR', 'houston:{n:' .. node .. '}:seq') "
+    "    redis.call('XADD', 'houston:{n:' .. node .. '}:stream', 'MAXLEN', '~', ARGV[4], '*', "
+    "               'seq', seq, "
     "               'kind', 'gap', 'topic', KEYS[1], 'text', gap) end end "
     "return {gap, last, redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], "
     "                              'STREAMS', KEYS[1], '>')}";
@@ -317,9 +317,15 @@ static void regroup_cb(redisAsyncContext *ac, void *reply, void *privdata)
     partition_t *p = privdata;
     redis_bus_t *bus = p->bus;
     redisReply *r = reply;
+    link_t *l = &bus->links[LINK_EVENTS];
+    if (r == NULL && bus->cluster && !bus->closing) {
+        /* On a cluster it went over the partition's master, which went
+         * away - not the event link, whose coming back would read again. */
+        hs_redis__link_later(l, read_again_cb, RETRY_READ_MS);
+        return;
+    }
     if (r == NULL || bus->closing)
         return; /* the link is down: it reads again once it is back */
-    link_t *l = &bus->links[LINK_EVENTS];
     bool existed = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) == 0;
     if (r->type == REDIS_REPLY_ERROR && !existed) {
         hs_log_error("bus: creating the consumer group of %s failed: %s", p->stream, r->str);
@@ -358,6 +364,32 @@ static size_t handle_read(redis_bus_t *bus, partition_t *p, const redisReply *r)
     return got;
 }
 
+/* A gap on a Redis Cluster: every node of houston:nodes gets a "gap"
+ * command (the read script cannot append to streams in other slots). */
+static void gap_nodes_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    char *text = privdata;
+    redisReply *r = reply;
+    hs_bus_t *b = ac && ac->data ? &((link_t *)ac->data)->bus->base : NULL;
+    for (size_t i = 0; b && r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        hs_node_cmd_t cmd = {.kind = HS_NODE_GAP,
+                             .topic = "events",
+                             .frame_text = text,
+                             .frame_text_len = strlen(text)};
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            hs_redis__send_to_node(b, r->element[i]->str, &cmd, NULL, NULL);
+    }
+    hs_free(text);
+}
+
+static void gap_to_nodes(redis_bus_t *bus, const char *text)
+{
+    char *copy = hs_strdup(text);
+    if (hs_redis__cmdl(bus, gap_nodes_cb, copy, "SMEMBERS", NODES_KEY) != REDIS_OK)
+        hs_free(copy);
+}
+
 static void events_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
@@ -365,10 +397,14 @@ static void events_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
     redis_bus_t *bus = p->bus;
     redisReply *r = reply;
     link_t *l = &bus->links[LINK_EVENTS];
+    if (r == NULL && bus->cluster && !bus->closing) {
+        hs_redis__link_later(l, read_again_cb, RETRY_READ_MS); /* as regroup_cb */
+        return;
+    }
     if (r && r->type == REDIS_REPLY_ERROR && !bus->closing) {
         if (strncmp(r->str, "NOGROUP", 7) == 0) {
-            redisAsyncCommand(l->ac, regroup_cb, p, "XGROUP CREATE %s %s 0 MKSTREAM", p->stream,
-                              GROUP);
+            hs_redis__cmdl(bus, regroup_cb, p, "XGROUP", "CREATE", p->stream, GROUP, "0",
+                           "MKSTREAM");
             return;
         }
         if (strncmp(r->str, "FENCED", 6) == 0) {
@@ -386,7 +422,10 @@ static void events_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
     if (r->element[0]->len > 0) {
-        /* The script already told every node, ahead of what follows. */
+        /* The script already told every node, ahead of what follows (on a
+         * cluster the nodes hear it now, after: docs/internals/bus.md). */
+        if (bus->cluster)
+            gap_to_nodes(bus, r->element[0]->str);
         hs_log_warn("bus: gap in %s: %s; every notifier closes its connections so that they "
                     "resume",
                     p->stream, r->element[0]->str);
@@ -430,6 +469,15 @@ static void wait_events(redis_bus_t *bus)
     }
     if (n == 0)
         return; /* nothing to wait for: a take-over or an ack starts the reads */
+    if (bus->cluster) {
+        /* One XREAD cannot name streams of several slots: on a cluster the
+         * idle partitions are read again after CLUSTER_POLL_MS. */
+        for (unsigned i = 0; i < bus->partitions; i++)
+            bus->parts[i].idle = false;
+        bus->read_busy = true;
+        hs_redis__link_later(l, read_again_cb, any_full ? 10 : CLUSTER_POLL_MS);
+        return;
+    }
     char block[24];
     uint64_t ms = bus->consumer_beat_ms / 4;
     ms = ms < 100 ? 100 : ms > 2000 ? 2000 : ms;
@@ -466,10 +514,19 @@ void hs_redis__read_events(redis_bus_t *bus)
         if (!readable(p) || p->idle || full(p))
             continue;
         bus->read_next = (p->index + 1) % bus->partitions;
-        if (hs_redis__script(l->ac, bus, SCRIPT_EVENTS_READ, events_read_cb, p, 3, 9,
-                             (const char *[]){p->stream, NODES_KEY, p->lease, GROUP,
-                                              bus->consumer_name, READ_COUNT, bus->node_max,
-                                              p->group_gap ? "1" : "0", p->holder},
+        /* On a Redis Cluster the read goes to the partition's master
+         * (its shard), and the nodes hear of a gap from here, after
+         * (gap_to_nodes): their streams are in other slots. */
+        redisAsyncContext *ac = bus->cluster ? hs_redis__cmd_ac_key(bus, p->stream) : l->ac;
+        if (ac == NULL) {
+            bus->read_busy = true;
+            hs_redis__link_later(l, read_again_cb, RETRY_READ_MS);
+            return;
+        }
+        if (hs_redis__script(ac, bus, SCRIPT_EVENTS_READ, events_read_cb, p, 2, 9,
+                             (const char *[]){p->stream, p->lease, GROUP, bus->consumer_name,
+                                              READ_COUNT, bus->node_max, p->group_gap ? "1" : "0",
+                                              p->holder, bus->cluster ? "" : NODES_KEY},
                              NULL) == REDIS_OK) {
             bus->read_busy = true;
             bus->reading = p;
@@ -490,14 +547,16 @@ static void group_created_cb(redisAsyncContext *ac, void *reply, void *privdata)
     partition_t *p = privdata;
     redis_bus_t *bus = p->bus;
     redisReply *r = reply;
-    if (r == NULL || bus->closing)
+    if (bus->closing || (r == NULL && !bus->cluster))
         return; /* the link went away: done again when it is back */
-    bool existed = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) == 0;
-    if (r->type == REDIS_REPLY_ERROR && !existed)
+    /* (On a cluster no answer is a master that went away: the group is
+     * created at its first read, NOGROUP.) */
+    bool existed = r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) == 0;
+    if (r && r->type == REDIS_REPLY_ERROR && !existed)
         hs_log_error("bus: creating the consumer group of %s failed: %s (tried again at its "
                      "first read)",
                      p->stream, r->str);
-    else if (bus->group_lost && !existed) {
+    else if (r && bus->group_lost && !existed) {
         p->group_gap = true; /* the first read tells every node */
         bus->groups_recreated++;
     }
@@ -521,13 +580,25 @@ static void create_groups(redis_bus_t *bus)
     link_t *l = &bus->links[LINK_EVENTS];
     if (!l->up || bus->closing)
         return;
+    if (bus->cluster && !hs_redis__cmd_up(bus)) {
+        bus->groups_ready = false;
+        bus->groups_deferred = true; /* when the masters are reachable (events_cmd_up) */
+        return;
+    }
+    bus->groups_deferred = false;
     bus->groups_ready = false;
     bus->groups_pending = bus->partitions;
     bus->groups_recreated = 0;
-    for (unsigned i = 0; i < bus->partitions; i++)
-        redisAsyncCommand(l->ac, group_created_cb, &bus->parts[i],
-                          "XGROUP CREATE %s %s %s MKSTREAM", bus->parts[i].stream, GROUP,
-                          bus->group_lost ? "0" : "$");
+    for (unsigned i = 0; i < bus->partitions; i++) {
+        partition_t *p = &bus->parts[i];
+        const char *from = bus->group_lost ? "0" : "$";
+        if (!bus->cluster)
+            redisAsyncCommand(l->ac, group_created_cb, p, "XGROUP CREATE %s %s %s MKSTREAM",
+                              p->stream, GROUP, from);
+        else if (hs_redis__cmdl(bus, group_created_cb, p, "XGROUP", "CREATE", p->stream, GROUP,
+                                from, "MKSTREAM") != REDIS_OK)
+            group_created_cb(NULL, NULL, p); /* not sent: created at its first read */
+    }
 }
 
 /* ---- take-over and claims ---------------------------------------------------------- */
@@ -536,11 +607,11 @@ static int claim(redis_bus_t *bus, partition_t *p, uint64_t min_idle_ms, redisCa
 {
     char idle[24];
     snprintf(idle, sizeof(idle), "%llu", (unsigned long long)min_idle_ms);
-    int rc =
-        hs_redis__script(hs_redis__cmd_ac(bus), bus, SCRIPT_CLAIM, cb, p, 2, 8,
-                         (const char *[]){p->lease, p->stream, p->holder, GROUP, bus->consumer_name,
-                                          idle, p->claim_cursor, READ_COUNT},
-                         NULL);
+    int rc = hs_redis__cmd_script(bus, SCRIPT_CLAIM, cb, p, 2, 8,
+                                  (const char *[]){p->lease, p->stream, p->holder, GROUP,
+                                                   bus->consumer_name, idle, p->claim_cursor,
+                                                   READ_COUNT},
+                                  NULL);
     p->claiming = rc == REDIS_OK;
     return rc;
 }
@@ -552,6 +623,19 @@ static bool claimed(redis_bus_t *bus, partition_t *p, const redisReply *r)
     p->claiming = false;
     if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "FENCED", 6) == 0) {
         hs_redis__partition_lost(bus, p, "its lease is another consumer's now");
+        return false;
+    }
+    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0 && !bus->closing) {
+        /* The group is gone where the partition lives now: a Redis Cluster
+         * master failed over to a replica that never had it (or Redis lost
+         * its data without the event link noticing). Created again from the
+         * start of what is left, and the next read tells the nodes of the
+         * gap; the claim is tried again at the next beat. */
+        hs_log_warn("bus: the consumer group of %s is gone (a failover to a replica without "
+                    "it?); creating it again",
+                    p->stream);
+        p->group_gap = true;
+        hs_redis__cmdl(bus, NULL, NULL, "XGROUP", "CREATE", p->stream, GROUP, "0", "MKSTREAM");
         return false;
     }
     if (!hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
@@ -613,9 +697,9 @@ static void took_over_cb(redisAsyncContext *ac, void *reply, void *privdata)
         claim(bus, p, 0, took_over_cb);
         return;
     }
-    hs_redis__script(hs_redis__cmd_ac(bus), bus, SCRIPT_TIDY, tidied_cb, p, 2, 5,
-                     (const char *[]){p->lease, p->stream, p->holder, GROUP, bus->consumer_name},
-                     NULL);
+    hs_redis__cmd_script(
+        bus, SCRIPT_TIDY, tidied_cb, p, 2, 5,
+        (const char *[]){p->lease, p->stream, p->holder, GROUP, bus->consumer_name}, NULL);
     p->taking_over = false;
     p->idle = false;
     hs_redis__read_events(bus);
@@ -672,10 +756,9 @@ static void backlog_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
 void hs_redis__partition_beat(redis_bus_t *bus, partition_t *p)
 {
-    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
-    if (ac == NULL)
+    if (!hs_redis__cmd_up(bus))
         return;
-    redisAsyncCommand(ac, backlog_cb, bus, "XINFO GROUPS %s", p->stream);
+    hs_redis__cmdl(bus, backlog_cb, bus, "XINFO", "GROUPS", p->stream);
     if (p->taking_over && !p->claiming) {
         hs_redis__take_over(bus, p); /* an earlier try failed */
         return;
@@ -733,8 +816,8 @@ void hs_redis__ack(hs_bus_t *b, void *token)
     snprintf(holder, sizeof(holder), "%s:%llu", bus->consumer_name, (unsigned long long)t->fence);
     /* Not acknowledged while Redis is away: the event stays pending and is
      * taken over again; the nodes drop the second copy. */
-    hs_redis__script(hs_redis__cmd_ac(bus), bus, SCRIPT_ACK, ack_cb, NULL, 2, 5,
-                     (const char *[]){p->lease, p->stream, holder, GROUP, t->id}, NULL);
+    hs_redis__cmd_script(bus, SCRIPT_ACK, ack_cb, NULL, 2, 5,
+                         (const char *[]){p->lease, p->stream, holder, GROUP, t->id}, NULL);
     hs_free(t);
     p->in_flight--;
     hs_redis__partition_settled(bus, p);
@@ -757,6 +840,8 @@ void hs_redis__events_cmd_up(redis_bus_t *bus, bool again)
 {
     hs_redis__partitions_check(bus);
     outbox_flush(bus);
+    if (bus->groups_deferred)
+        create_groups(bus); /* the event link came up before the masters (a cluster) */
     if (bus->consumer == NULL)
         return;
     /* After a reconnect the held partitions' pending entries (hand-offs

@@ -21,9 +21,15 @@
  *                      read/check/start, gap detection, forwarder channel
  *   redis_directory.c  directory (conns, topic sets, pend), its resync after
  *                      a reconnect, heartbeats and cleanup of dead nodes
+ *   redis_cluster.c    Redis Cluster: seeds, the slot map (CLUSTER SLOTS),
+ *                      a key's slot, one command link per master, MOVED/ASK
  * docs/internals/bus.md is the design note.
  *
- * Keys, streams and channels (docs/scaling.md):
+ * Keys, streams and channels (docs/scaling.md). Every script touches only
+ * the keys it is given in KEYS, all in one hash slot, so the same keys work
+ * on one Redis and on a Redis Cluster (redis_cluster.c): the keys of a
+ * partition share the hash tag {p<p>}, those of a node {n:<node>}, those of
+ * a topic {t:<topic>}.
  *   houston:partitions        the partition count N of the deployment, set
  *                             (SET NX) by the first process; one that
  *                             disagrees stops (hs_bus_redis_options_t)
@@ -40,8 +46,6 @@
  *                             heartbeats unless renewed
  *   houston:{p<p>}:fence      INCR counter: the fencing token of each take
  *                             of the lease (only grows)
- *     The hash tag {p<p>} puts a partition's keys in one Redis Cluster slot;
- *     every partition script touches only its KEYS, all of that slot.
  *   houston:{consumers}:set   set of the consumers that registered
  *   houston:{consumers}:alive:<name>  a consumer's heartbeat (expires
  *                             after 3 intervals): the live ones share the
@@ -50,19 +54,22 @@
  *   houston:events            the stream of versions before partitions: no
  *                             longer written nor read (docs/scaling.md,
  *                             "Upgrading")
- *   houston:node:<node>       stream of commands for one notifier node (XREAD)
- *   houston:nodeseq:<node>    number of the last command appended to it
+ *   houston:{n:<node>}:stream stream of commands for one notifier node (XREAD)
+ *   houston:{n:<node>}:seq    number of the last command appended to it
+ *   houston:{n:<node>}:conns  connections of a node   } so a dead node's
+ *   houston:{n:<node>}:topics topics of a node        } entries can be found
+ *   houston:{n:<node>}:alive  a node's heartbeat (expires after 3 intervals)
+ *   houston:{n:<node>}:cleanup lock: one survivor cleans up a dead node
+ *   houston:{t:<topic>}:nodes set of the nodes that hold subscribers of topic
+ *   houston:{t:<topic>}:pend:<node>  subscribes on their way to node for the
+ *                             topic: the node keeps the topic routed while one
+ *                             is pending (in the topic's slot, so that "is one
+ *                             pending? then leave the set alone" is one step)
  *   houston:conns             hash: connection id -> node
- *   houston:topic:<topic>     set of the nodes that hold subscribers of topic
- *   houston:pend:<node>:<t>   subscribes on their way to node for topic t: the
- *                             node keeps topic t routed while one is pending
  *   houston:nodes             set of the notifier nodes
- *   houston:alive:<node>      a node's heartbeat (expires after 3 intervals)
- *   houston:nodeconns:<node>  connections of a node   } so a dead node's
- *   houston:nodetopics:<node> topics of a node        } entries can be found
- *   houston:cleanup:<node>    lock: one survivor cleans up a dead node
  *   forwarder-channel         pub/sub channel of the prototype: every node
- *                             hears {"connectionID":…,"payload":…}
+ *                             hears {"connectionID":…,"payload":…} (PUBLISH
+ *                             reaches every node of a cluster: any one will do)
  * Streams are capped with MAXLEN ~ (--node-stream-max, --event-stream-max)
  * so Redis memory stays bounded.
  *
@@ -70,23 +77,28 @@
  * notifier, consumers down), and Redis can lose them all (a restart without
  * persistence). Neither may go unnoticed (docs/recovery.md, "Gaps"):
  *   - every command appended to a node's stream carries a number (seq),
- *     taken from houston:nodeseq:<node> in the same script as the XADD; the
+ *     taken from houston:{n:<node>}:seq in the same script as the XADD; the
  *     node expects each entry's seq to follow the last one's, and compares
  *     the counter with what it read after a reconnect and when idle;
  *   - consumers read the event stream through a script that first compares
  *     the stream's max-deleted-entry-id with the group's last-delivered-id
- *     (entries trimmed before the group read them) and, on a gap, appends a
- *     "gap" command to every node's stream in the same step, so it is ahead
- *     of any later delivery; a consumer group Redis lost is a gap as well.
+ *     (entries trimmed before the group read them) and, on a gap, the
+ *     consumer appends a "gap" command to every node's stream before it
+ *     hands on anything read after the gap (redis_events.c), so the gap is
+ *     ahead of any later delivery; a consumer group Redis lost is a gap too.
  * A node hands a gap to its handler (HS_NODE_GAP) before the next command.
  *
  * Commands to a node go through its stream, in order: a SUBSCRIBE is before
- * the DELIVERs of messages published after it was acknowledged. The
- * subscribe adds the node to the topic's set in the same script that
- * appends it, so the consumer routes the next message there.
+ * the DELIVERs of messages published after it was acknowledged. A subscribe
+ * appends the command first, then adds the node to the topic's set, then
+ * acknowledges (redis_node.c; the argument is in docs/internals/bus.md).
  *
  * Each use has its own connection (a "link"): commands, the blocking event
- * read, the blocking node read, the pub/sub subscription. A link that drops
+ * read, the blocking node read, the pub/sub subscription. On a Redis Cluster
+ * commands go over one link per master ("shards"), each to the master of
+ * its key's slot, and each blocking link to the master of its key's slot
+ * (redis_cluster.c); the command link then only asks for the slot map. A
+ * link that drops
  * is reopened after a backoff (100 ms doubling to 2 s, with jitter); while
  * the command link is down the bus is not ready and operations fail with
  * HS_EUNAVAIL. Events whose append was not confirmed stay in an outbox and
@@ -133,6 +145,16 @@
 #define CONNECT_TIMEOUT_MS      1000
 #define OUTBOX_MAX              100000
 #define KEY_MAX                 512
+#define CLUSTER_SLOTS           16384
+#define SHARDS_MAX              32 /* masters of a cluster */
+#define KNOWN_MAX               64 /* addresses tried for the slot map: seeds, then nodes */
+#define NO_SHARD                0xFFFF
+#define WAIT_MS                 "1000" /* a durable write waits this long for a replica */
+#define CLUSTER_POLL_MS         50 /* idle partitions read again, on a cluster (no XREAD BLOCK) */
+
+/* The keys (redis_internal.h's map above); snprintf into a KEY_MAX buffer. */
+#define NODE_KEY(buf, node, what)   snprintf((buf), sizeof(buf), "houston:{n:%s}:" what, (node))
+#define TOPIC_KEY(buf, topic, what) snprintf((buf), sizeof(buf), "houston:{t:%s}:" what, (topic))
 
 enum { LINK_CMD, LINK_EVENTS, LINK_NODE, LINK_PUBSUB, LINK_COUNT };
 
@@ -150,6 +172,8 @@ typedef enum hs_redis_script {
     SCRIPT_APPEND,
     SCRIPT_SUBSCRIBE,
     SCRIPT_SUBSCRIBE_DONE,
+    SCRIPT_PEND,
+    SCRIPT_CONNS_DROP,
     SCRIPT_NODE_START,
     SCRIPT_NODE_CHECK,
     SCRIPT_RESYNC,
@@ -160,6 +184,11 @@ typedef enum hs_redis_script {
 extern const char *const hs_redis__link_names[LINK_COUNT];
 
 typedef struct redis_bus redis_bus_t;
+
+typedef struct hs_redis_addr {
+    char host[256];
+    int port;
+} hs_redis_addr_t;
 
 /* One partition of the event log, as this process sees it (a consumer; a
  * publisher only uses the keys). */
@@ -198,6 +227,10 @@ typedef struct event_token {
 typedef struct link {
     redis_bus_t *bus;
     int role;
+    bool shard;            /* a cluster's command link to one master */
+    int replicas;          /* shard: replicas of its master (durable writes WAIT) */
+    bool timer_on;         /* timer initialised (shards: when first used) */
+    hs_redis_addr_t addr;  /* where it connects (or last connected) */
     redisAsyncContext *ac; /* NULL while down */
     bool wanted;           /* in use: reopened when lost */
     bool up;               /* connected */
@@ -221,9 +254,22 @@ typedef struct outbox_entry {
 
 struct redis_bus {
     hs_bus_t base;
-    char host[256];
-    int port;
     int db;
+    /* Where Redis is (redis_cluster.c): the seeds of the URL, then the
+     * nodes the slot map named; the command link tries them in turn. */
+    hs_redis_addr_t known[KNOWN_MAX];
+    int known_count, seed_count, known_next;
+    bool mode_known; /* the first answer told one Redis from a cluster */
+    bool cluster;
+    bool cmd_ready;     /* commands can go out (one Redis: the command link) */
+    bool cmd_was_ready; /* the next ready is a reconnect */
+    /* cluster: the master of each slot (an index into shards) */
+    uint16_t slot_shard[CLUSTER_SLOTS];
+    link_t shards[SHARDS_MAX];
+    int shard_count;
+    uv_timer_t refresh_timer; /* asks the slot map again, after a backoff */
+    bool refresh_wanted, refresh_sent;
+    uint64_t refresh_backoff_ms;
     uint64_t claim_idle_ms;
     char node_max[24];   /* MAXLEN ~ of node streams, as text */
     char events_max[24]; /* MAXLEN ~ of one partition's stream, as text */
@@ -242,6 +288,7 @@ struct redis_bus {
     char consumer_name[64];
     bool group_lost;      /* on (re)connect: a missing group means Redis lost it */
     bool groups_ready;    /* every partition's group exists: reads may start */
+    bool groups_deferred; /* a cluster: created once every master is reachable */
     bool read_busy;       /* a read (or wait) is on the event link */
     partition_t *reading; /* the partition that read is of (NULL: a wait) */
     unsigned groups_pending, groups_recreated; /* group creation at link up */
@@ -265,6 +312,10 @@ struct redis_bus {
     void *reconnect_data;
     /* set while reconnect_cb runs: what it re-registers (redis_directory.c) */
     struct resync *resync;
+    /* Resyncs whose answer (the stale topics) is still to come, and the
+     * topics this node took up meanwhile: those are not stale. */
+    int resyncs_in_flight;
+    struct name_list *resync_recent;
     /* directory and heartbeats (redis_directory.c) */
     uv_timer_t heartbeat;
     uint64_t heartbeat_ms;
@@ -284,13 +335,7 @@ struct redis_bus {
 
 static inline bool hs_redis__cmd_up(const redis_bus_t *bus)
 {
-    return !bus->closing && bus->links[LINK_CMD].up;
-}
-
-/* The command link's context, or NULL while it is down or the bus closes. */
-static inline redisAsyncContext *hs_redis__cmd_ac(redis_bus_t *bus)
-{
-    return hs_redis__cmd_up(bus) ? bus->links[LINK_CMD].ac : NULL;
+    return !bus->closing && bus->cmd_ready;
 }
 
 static inline bool hs_redis__reply_ok(const redisReply *r)
@@ -336,14 +381,63 @@ void hs_redis__link_later(link_t *l, uv_timer_cb cb, uint64_t ms);
 const redisReply *hs_redis__link_reply(redis_bus_t *bus, int link, void *reply, const char *what,
                                        uv_timer_cb retry_cb);
 bool hs_redis__ready(hs_bus_t *b);
+/* The commands can go out (again): the outbox, the directory, the lease. */
+void hs_redis__cmd_link_up(redis_bus_t *bus, bool again);
 void hs_redis__on_reconnect(hs_bus_t *b, void (*cb)(void *data), void *data);
+
+/* ---- redis_cluster.c ----------------------------------------------------- */
+
+/* The hash slot of a key (CRC16 of the key, or of its hash tag: the text
+ * between the first '{' and the next '}' when not empty), 0..16383. */
+unsigned hs_redis_key_slot(const char *key, size_t len);
+/* redis://host[:port][,host[:port]...][/db] into addrs (at most max);
+ * returns how many, or -1 (a bad URL). */
+int hs_redis_parse_seeds(const char *url, hs_redis_addr_t *addrs, int max, int *db);
+/* "MOVED <slot> <host>:<port>" or "ASK <slot> <host>:<port>"; an empty host
+ * is the one asked (Redis 7 without a known endpoint). Returns 0 for a
+ * redirect, -1 for anything else. */
+int hs_redis_parse_redirect(const char *err, const char *asked_host, bool *ask, int *slot,
+                            hs_redis_addr_t *to);
+/* Builds slot -> master index, the masters' addresses and how many replicas
+ * each has from a CLUSTER SLOTS reply (at most max masters; every node,
+ * replicas too, goes to known, at most
+ * known_max). Returns the number of masters, or -1 if the reply is not a
+ * slot map or does not cover every slot. */
+int hs_redis_parse_slots(const redisReply *r, const char *asked_host, uint16_t *slot_shard,
+                         hs_redis_addr_t *masters, int *replicas, int max, hs_redis_addr_t *known,
+                         int *known_count, int known_max);
+
+/* Where a link connects: the seed/known address for the command link, the
+ * master of its key's slot for the others; false while the map has no owner
+ * for that slot. */
+bool hs_redis__link_addr(link_t *l, hs_redis_addr_t *out);
+/* The command link (back) up, before anything else: asks the slot map. One
+ * Redis answers with an error: then it is the command link as before. */
+void hs_redis__cluster_probe(link_t *l, bool again);
+/* A link was lost or answered MOVED: ask the slot map again (soon, once). */
+void hs_redis__cluster_refresh(redis_bus_t *bus);
+/* A shard connected or was lost: ready is when every master's link is up. */
+void hs_redis__cluster_shard_changed(redis_bus_t *bus);
+/* The context for a command on key: the command link (one Redis) or the
+ * link to the master of key's slot; NULL while not ready. */
+redisAsyncContext *hs_redis__cmd_ac_key(redis_bus_t *bus, const char *key);
+/* Handles a MOVED/ASK/CLUSTERDOWN reply to a call on a shard: returns the
+ * context to send the call to again (after ASKING when *asking), or NULL
+ * when the reply is the answer (or there is nowhere to send it). */
+redisAsyncContext *hs_redis__cluster_redirect(redis_bus_t *bus, redisAsyncContext *ac,
+                                              const redisReply *r, bool *asking);
+
+/* A clean stop: the shards' links (what is queued is sent first) and
+ * timers, and the refresh timer. */
+void hs_redis__cluster_close(redis_bus_t *bus);
 
 /* ---- redis_scripts.c ----------------------------------------------------- */
 
 extern const char hs_redis__events_read_script[], hs_redis__lease_script[],
     hs_redis__lease_release_script[], hs_redis__append_script[], hs_redis__subscribe_script[],
     hs_redis__subscribe_done_script[], hs_redis__node_start_script[], hs_redis__node_check_script[],
-    hs_redis__resync_script[], hs_redis__remove_topic_script[], hs_redis__cleanup_script[];
+    hs_redis__resync_script[], hs_redis__remove_topic_script[], hs_redis__cleanup_script[],
+    hs_redis__pend_script[], hs_redis__conns_drop_script[];
 
 /* Computes each script's SHA (at open). */
 void hs_redis__scripts_init(redis_bus_t *bus);
@@ -359,6 +453,31 @@ void hs_redis__scripts_load(link_t *l);
 int hs_redis__script(redisAsyncContext *ac, redis_bus_t *bus, hs_redis_script_t script,
                      redisCallbackFn *cb, void *privdata, int nkeys, int argc,
                      const char *const *argv, const size_t *lens);
+/* The same on the command link of KEYS[1]'s slot (argv[0]); a MOVED or ASK
+ * answer sends it again to the owner (a few times at most). */
+int hs_redis__cmd_script(redis_bus_t *bus, hs_redis_script_t script, redisCallbackFn *cb,
+                         void *privdata, int nkeys, int argc, const char *const *argv,
+                         const size_t *lens);
+/* A write that must survive a failover (an event appended, a command to a
+ * node): on a cluster master with replicas, cb hears the reply only after
+ * WAIT 1 (a replica has it, or WAIT_MS passed: a replica that is down
+ * cannot be waited for). cb must only look at a plain (non-array) reply. */
+int hs_redis__cmd_script_durable(redis_bus_t *bus, hs_redis_script_t script, redisCallbackFn *cb,
+                                 void *privdata, int nkeys, int argc, const char *const *argv,
+                                 const size_t *lens);
+int hs_redis__cmd_durable(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, int argc,
+                          const char *const *argv, const size_t *lens);
+/* A plain command (argv[0] the command, argv[1] its key; XINFO's is
+ * argv[2], XGROUP's too) on the command
+ * link of the key's slot, following MOVED/ASK like the above. REDIS_ERR
+ * when it could not be sent (not ready): cb never runs then. */
+int hs_redis__cmd(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, int argc,
+                  const char *const *argv, const size_t *lens);
+/* The same with C strings, args ending with NULL; hs_redis__cmdl lists
+ * them in the call: hs_redis__cmdl(bus, cb, data, "SADD", key, member). */
+int hs_redis__cmda(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, const char *const *args);
+#define hs_redis__cmdl(bus, cb, privdata, ...)                                                     \
+    hs_redis__cmda((bus), (cb), (privdata), (const char *const[]){__VA_ARGS__, NULL})
 
 /* ---- redis_events.c ------------------------------------------------------ */
 
@@ -377,8 +496,8 @@ void hs_redis__events_cmd_up(redis_bus_t *bus, bool again);
 void hs_redis__events_cmd_lost(redis_bus_t *bus);
 /* The event link is (back) up: (re)creates the groups, then reads. */
 void hs_redis__events_link_up(redis_bus_t *bus, bool again);
-/* A clean stop (bus->closing already set): fails what is left in the
- * outbox. */
+/* A clean stop (just before bus->closing is set): fails what is left in
+ * the outbox. */
 void hs_redis__events_close(redis_bus_t *bus);
 /* Reads the next held partition, or waits for entries on them (the one
  * read loop on the event link). */
@@ -436,8 +555,11 @@ void hs_redis__watch_nodes(hs_bus_t *b, const char *node, uint64_t interval_ms,
  * (the notifier's on_reconnect callback), then its stale ones removed, then
  * a heartbeat at once. */
 void hs_redis__directory_cmd_up(redis_bus_t *bus, bool again);
-/* A clean stop (bus->closing already set): the node leaves the directory
- * now. */
+/* A topic this node took up while a resync's answer is on its way: not
+ * stale, whatever the answer says. */
+void hs_redis__resync_note_topic(redis_bus_t *bus, const char *topic);
+/* A clean stop (just before bus->closing is set): the node leaves the
+ * directory now. */
 void hs_redis__directory_close(redis_bus_t *bus);
 
 #endif

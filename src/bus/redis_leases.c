@@ -71,8 +71,8 @@ void hs_redis__partitions_check(redis_bus_t *bus)
         return;
     char n[16];
     snprintf(n, sizeof(n), "%u", bus->partitions);
-    hs_redis__script(hs_redis__cmd_ac(bus), bus, SCRIPT_PARTITIONS, partitions_checked_cb, bus, 1,
-                     2, (const char *[]){PARTITIONS_KEY, n}, NULL);
+    hs_redis__cmd_script(bus, SCRIPT_PARTITIONS, partitions_checked_cb, bus, 1, 2,
+                         (const char *[]){PARTITIONS_KEY, n}, NULL);
 }
 
 /* ---- leases ------------------------------------------------------------------------ */
@@ -177,8 +177,8 @@ static void send_lease(redis_bus_t *bus, partition_t *p, bool renew_only)
 {
     char ms[24];
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(3 * bus->consumer_beat_ms));
-    hs_redis__script(
-        hs_redis__cmd_ac(bus), bus, SCRIPT_LEASE, lease_cb, p, 2, 5,
+    hs_redis__cmd_script(
+        bus, SCRIPT_LEASE, lease_cb, p, 2, 5,
         (const char *[]){p->lease, p->fence_key, bus->consumer_name, ms, renew_only ? "1" : "0"},
         NULL);
 }
@@ -194,12 +194,13 @@ static void released_cb(redisAsyncContext *ac, void *reply, void *privdata)
     hs_log_info("bus: gave partition %u back", p->index);
 }
 
-/* ac: the command link's (while the bus closes too, for its last words). */
-static void release(redisAsyncContext *ac, redis_bus_t *bus, partition_t *p, redisCallbackFn *cb)
+/* On the command link of the lease's slot (while the bus closes too, for
+ * its last words: sent before closing is set). */
+static void release(redis_bus_t *bus, partition_t *p, redisCallbackFn *cb)
 {
-    hs_redis__script(ac, bus, SCRIPT_LEASE_RELEASE, cb, p, 2, 5,
-                     (const char *[]){p->lease, p->stream, p->holder, GROUP, bus->consumer_name},
-                     NULL);
+    hs_redis__cmd_script(
+        bus, SCRIPT_LEASE_RELEASE, cb, p, 2, 5,
+        (const char *[]){p->lease, p->stream, p->holder, GROUP, bus->consumer_name}, NULL);
 }
 
 /* A partition handed back is released once nothing of it is in flight: no
@@ -212,7 +213,7 @@ void hs_redis__partition_settled(redis_bus_t *bus, partition_t *p)
         bus->closing || p->release_sent)
         return;
     p->release_sent = true;
-    release(hs_redis__cmd_ac(bus), bus, p, released_cb);
+    release(bus, p, released_cb);
 }
 
 /* ---- the registry and the balance ---------------------------------------------------- */
@@ -313,10 +314,9 @@ static void balance(redis_bus_t *bus, unsigned live)
     f->bus = bus;
     f->want = target - held;
     f->free = hs_calloc(bus->partitions, sizeof(bool));
-    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
     for (unsigned i = 0; i < bus->partitions; i++)
-        if (!bus->parts[i].held && redisAsyncCommand(ac, free_checked_cb, &bus->parts[i], "GET %s",
-                                                     bus->parts[i].lease) == REDIS_OK)
+        if (!bus->parts[i].held && hs_redis__cmdl(bus, free_checked_cb, &bus->parts[i], "GET",
+                                                  bus->parts[i].lease) == REDIS_OK)
             f->waiting++;
     if (f->waiting == 0) {
         hs_free(f->free);
@@ -344,6 +344,7 @@ static void alive_checked_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
 static void members_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
+    (void)ac;
     redis_bus_t *bus = privdata;
     redisReply *r = reply;
     if (bus->closing || !hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY)
@@ -354,15 +355,14 @@ static void members_cb(redisAsyncContext *ac, void *reply, void *privdata)
         if (r->element[i]->type != REDIS_REPLY_STRING)
             continue;
         const char *name = r->element[i]->str;
-        if (redisAsyncCommand(ac, alive_checked_cb, c, "EXISTS " CONSUMER_ALIVE "%s", name) ==
-            REDIS_OK)
+        char alive[KEY_MAX];
+        snprintf(alive, sizeof(alive), CONSUMER_ALIVE "%s", name);
+        if (hs_redis__cmdl(bus, alive_checked_cb, c, "EXISTS", alive) == REDIS_OK)
             c->waiting++;
         /* A consumer that stopped beating leaves the registry; its
          * partitions' groups lose it at their take-over. */
-        char alive[KEY_MAX];
-        snprintf(alive, sizeof(alive), CONSUMER_ALIVE "%s", name);
-        hs_redis__script(ac, bus, SCRIPT_FORGET, NULL, NULL, 2, 3,
-                         (const char *[]){alive, CONSUMERS_KEY, name}, NULL);
+        hs_redis__cmd_script(bus, SCRIPT_FORGET, NULL, NULL, 2, 3,
+                             (const char *[]){alive, CONSUMERS_KEY, name}, NULL);
     }
     if (c->waiting == 0)
         hs_free(c);
@@ -370,16 +370,17 @@ static void members_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
 void hs_redis__leases_beat(redis_bus_t *bus)
 {
-    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
-    if (ac == NULL || bus->consumer == NULL)
+    if (!hs_redis__cmd_up(bus) || bus->consumer == NULL)
         return;
     if (bus->held > 0)
         hs_metrics_singleton.bus_backlog = bus->backlog_sum;
     bus->backlog_sum = 0;
-    redisAsyncCommand(ac, NULL, NULL, "SET " CONSUMER_ALIVE "%s 1 PX %llu", bus->consumer_name,
-                      (unsigned long long)(3 * bus->consumer_beat_ms));
-    redisAsyncCommand(ac, NULL, NULL, "SADD %s %s", CONSUMERS_KEY, bus->consumer_name);
-    redisAsyncCommand(ac, members_cb, bus, "SMEMBERS %s", CONSUMERS_KEY);
+    char alive[KEY_MAX], ms[24];
+    snprintf(alive, sizeof(alive), CONSUMER_ALIVE "%s", bus->consumer_name);
+    snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(3 * bus->consumer_beat_ms));
+    hs_redis__cmdl(bus, NULL, NULL, "SET", alive, "1", "PX", ms);
+    hs_redis__cmdl(bus, NULL, NULL, "SADD", CONSUMERS_KEY, bus->consumer_name);
+    hs_redis__cmdl(bus, members_cb, bus, "SMEMBERS", CONSUMERS_KEY);
 }
 
 static void beat_cb(uv_timer_t *t)
@@ -394,13 +395,12 @@ void hs_redis__leases_start(redis_bus_t *bus)
 
 void hs_redis__leases_close(redis_bus_t *bus)
 {
-    redisAsyncContext *ac = bus->links[LINK_CMD].up ? bus->links[LINK_CMD].ac : NULL;
     if (bus->free_check) { /* its replies find it gone */
         hs_free(bus->free_check->free);
         hs_free(bus->free_check);
         bus->free_check = NULL;
     }
-    if (ac == NULL)
+    if (!hs_redis__cmd_up(bus))
         return; /* the leases expire after 3 beats; the next holders clean up */
     /* A clean stop gives every lease back: the others take the partitions
      * at their next beat instead of after 3. What is in flight is not
@@ -408,7 +408,9 @@ void hs_redis__leases_close(redis_bus_t *bus)
      * and the nodes drop what they had. */
     for (unsigned i = 0; i < bus->partitions; i++)
         if (bus->parts[i].held)
-            release(ac, bus, &bus->parts[i], NULL);
-    redisAsyncCommand(ac, NULL, NULL, "DEL " CONSUMER_ALIVE "%s", bus->consumer_name);
-    redisAsyncCommand(ac, NULL, NULL, "SREM %s %s", CONSUMERS_KEY, bus->consumer_name);
+            release(bus, &bus->parts[i], NULL);
+    char alive[KEY_MAX];
+    snprintf(alive, sizeof(alive), CONSUMER_ALIVE "%s", bus->consumer_name);
+    hs_redis__cmdl(bus, NULL, NULL, "DEL", alive);
+    hs_redis__cmdl(bus, NULL, NULL, "SREM", CONSUMERS_KEY, bus->consumer_name);
 }

@@ -31,16 +31,26 @@ static void link_lost(link_t *l)
 {
     redis_bus_t *bus = l->bus;
     l->up = false;
-    if (l->role == LINK_CMD)
+    /* (A shard retired from the map is not wanted: its going changes
+     * nothing.) */
+    if (l->role == LINK_CMD && (l->shard ? l->wanted : !bus->cluster)) {
         /* The leases are renewed over this link: while it is away one
          * may expire and another consumer take over, so nothing is read
          * until each is known to be ours again (then every pending entry
          * first, in order). */
         hs_redis__events_cmd_lost(bus);
+        bus->cmd_ready = false;
+    }
     if (bus->closing || !l->wanted) {
         hs_redis__maybe_closed(bus);
         return;
     }
+    if (l->role == LINK_CMD && !l->shard && bus->known_count > 0)
+        bus->known_next = (bus->known_next + 1) % bus->known_count; /* the next seed or node */
+    /* On a cluster, a lost master may have failed over: the map again. */
+    hs_redis__cluster_refresh(bus);
+    if (l->shard)
+        hs_redis__cluster_shard_changed(bus);
     uint64_t delay = l->backoff_ms == 0 ? BACKOFF_MIN_MS : l->backoff_ms * 2;
     if (delay > BACKOFF_MAX_MS)
         delay = BACKOFF_MAX_MS;
@@ -60,8 +70,8 @@ static void link_connect_timeout_cb(uv_timer_t *t)
     if (ac == NULL || l->up || bus->closing)
         return;
     if (!l->reported)
-        hs_log_error("bus: cannot reach Redis at %s:%d (%s link); retrying", bus->host, bus->port,
-                     hs_redis__link_names[l->role]);
+        hs_log_error("bus: cannot reach Redis at %s:%d (%s link); retrying", l->addr.host,
+                     l->addr.port, hs_redis__link_names[l->role]);
     l->reported = true;
     l->ac = NULL;
     bus->open_contexts--;
@@ -77,8 +87,8 @@ static void link_connected_cb(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         /* hiredis frees the context after this; no disconnect callback. */
         if (!l->reported)
-            hs_log_error("bus: cannot reach Redis at %s:%d (%s link): %s; retrying", bus->host,
-                         bus->port, hs_redis__link_names[l->role], ac->errstr);
+            hs_log_error("bus: cannot reach Redis at %s:%d (%s link): %s; retrying", l->addr.host,
+                         l->addr.port, hs_redis__link_names[l->role], ac->errstr);
         l->reported = true;
         l->ac = NULL;
         bus->open_contexts--;
@@ -88,7 +98,7 @@ static void link_connected_cb(const redisAsyncContext *ac, int status)
     bool again = l->was_up;
     if (l->reported)
         hs_log_info("bus: %s link to Redis at %s:%d is back", hs_redis__link_names[l->role],
-                    bus->host, bus->port);
+                    l->addr.host, l->addr.port);
     l->up = true;
     l->was_up = true;
     l->reported = false;
@@ -99,6 +109,19 @@ static void link_connected_cb(const redisAsyncContext *ac, int status)
      * away: the scripts this link calls are loaded before anything else
      * goes out on it (a NOSCRIPT is still handled, redis_scripts.c). */
     hs_redis__scripts_load(l);
+    if (l->shard) {
+        hs_redis__cluster_shard_changed(bus); /* ready when every master is */
+        return;
+    }
+    if (l->role == LINK_CMD && (!bus->mode_known || bus->cluster)) {
+        /* One Redis or a cluster? Then commands, or the slot map. */
+        hs_redis__cluster_probe(l, again);
+        return;
+    }
+    if (l->role == LINK_CMD) {
+        bus->cmd_ready = true;
+        bus->cmd_was_ready = true;
+    }
     link_up(l, again);
 }
 
@@ -107,8 +130,8 @@ static void link_disconnected_cb(const redisAsyncContext *ac, int status)
     link_t *l = ac->data;
     redis_bus_t *bus = l->bus;
     if (status != REDIS_OK && !bus->closing) {
-        hs_log_error("bus: %s link to Redis lost: %s; reconnecting", hs_redis__link_names[l->role],
-                     ac->errstr);
+        hs_log_error("bus: %s link to Redis at %s:%d lost: %s; reconnecting",
+                     hs_redis__link_names[l->role], l->addr.host, l->addr.port, ac->errstr);
         l->reported = true;
     }
     l->ac = NULL;
@@ -120,11 +143,19 @@ int hs_redis__link_open(link_t *l)
 {
     redis_bus_t *bus = l->bus;
     l->wanted = true;
-    redisAsyncContext *ac = redisAsyncConnect(bus->host, bus->port);
+    if (!hs_redis__link_addr(l, &l->addr)) {
+        /* Not known yet where: once the command link has told one Redis
+         * from a cluster (opened then), or the map has a master for the
+         * link's key (tried again after a backoff). */
+        if (bus->mode_known)
+            link_lost(l);
+        return 0;
+    }
+    redisAsyncContext *ac = redisAsyncConnect(l->addr.host, l->addr.port);
     if (ac == NULL || ac->err) {
         if (!l->reported)
-            hs_log_error("bus: cannot connect to Redis at %s:%d: %s; retrying", bus->host,
-                         bus->port, ac ? ac->errstr : "out of memory");
+            hs_log_error("bus: cannot connect to Redis at %s:%d: %s; retrying", l->addr.host,
+                         l->addr.port, ac ? ac->errstr : "out of memory");
         l->reported = true;
         if (ac)
             redisAsyncFree(ac);
@@ -162,8 +193,23 @@ const redisReply *hs_redis__link_reply(redis_bus_t *bus, int link, void *reply, 
     if (r == NULL || bus->closing)
         return NULL;
     if (r->type == REDIS_REPLY_ERROR) {
+        bool ask;
+        int slot;
+        hs_redis_addr_t to;
+        link_t *l = &bus->links[link];
+        if (bus->cluster && l->ac &&
+            hs_redis_parse_redirect(r->str, l->addr.host, &ask, &slot, &to) == 0) {
+            /* Its key's slot moved (resharding, a failover): the link goes
+             * to the new master - reconnected, then (back) up as usual. */
+            hs_log_info("bus: %s: %s; following it", what, r->str);
+            hs_redis__cluster_refresh(bus);
+            redisAsyncDisconnect(l->ac);
+            return NULL;
+        }
         hs_log_error("bus: %s failed: %s", what, r->str);
-        hs_redis__link_later(&bus->links[link], retry_cb, RETRY_READ_MS);
+        if (bus->cluster && strncmp(r->str, "CLUSTERDOWN", 11) == 0)
+            hs_redis__cluster_refresh(bus);
+        hs_redis__link_later(l, retry_cb, RETRY_READ_MS);
         return NULL;
     }
     return r;
@@ -183,13 +229,18 @@ void hs_redis__on_reconnect(hs_bus_t *b, void (*cb)(void *data), void *data)
 
 /* ---- what a link does when it is (back) up -------------------------------------------- */
 
+void hs_redis__cmd_link_up(redis_bus_t *bus, bool again)
+{
+    hs_redis__events_cmd_up(bus, again);
+    hs_redis__directory_cmd_up(bus, again);
+}
+
 static void link_up(link_t *l, bool again)
 {
     redis_bus_t *bus = l->bus;
     switch (l->role) {
     case LINK_CMD:
-        hs_redis__events_cmd_up(bus, again);
-        hs_redis__directory_cmd_up(bus, again);
+        hs_redis__cmd_link_up(bus, again);
         break;
     case LINK_EVENTS:
         hs_redis__events_link_up(bus, again);

@@ -1,5 +1,5 @@
 /* redis_node.c - commands to notifier nodes on Redis: each node's stream
- * (houston:node:<node>), every command numbered (seq) in the script that
+ * (houston:{n:<node>}:stream), every command numbered (seq) in the script that
  * appends it; a node's start, read and check of its stream, with gap
  * detection (HS_NODE_GAP); and the prototype's forwarder channel. */
 #include <stdio.h>
@@ -20,55 +20,110 @@ static const char *const kind_names[] = {
     [HS_NODE_BATCH_END] = "",          [HS_NODE_GAP] = "gap"};
 
 /* Every command to a node is numbered in the step that appends it, so the
- * node sees when one is missing (read_node). */
+ * node sees when one is missing (read_node). KEYS: the node's stream, its
+ * counter (one slot: {n:<node>}). */
 const char hs_redis__append_script[] =
     "local seq = redis.call('INCR', KEYS[2]) "
     "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'seq', seq, "
     "                  unpack(ARGV, 2))";
 
-/* A subscribe routes the topic to the node, marks it pending for that node
- * and appends the command, in one step: the node cannot take the topic out
- * of the routing between the two (see remove_topic_script). KEYS: the
- * topic's node set, the node's topic set, the pending count, the node's
- * stream, its counter. */
+/* A subscribe is three steps, each in one slot, in this order (the
+ * argument is in docs/internals/bus.md):
+ *   1. the topic's pending count for the node goes up (the topic's slot):
+ *      from now on "the last subscriber left" leaves the topic routed;
+ *   2. the command is appended to the node's stream and the topic noted in
+ *      the node's topic set (the node's slot; subscribe_script);
+ *   3. the node joins the topic's set (the topic's slot): the consumer
+ *      routes the next message there - after the SUBSCRIBE in the stream;
+ * then the caller hears it. The node takes the count down when it reads
+ * the command, which is after step 1. */
 const char hs_redis__subscribe_script[] =
-    "redis.call('SADD', KEYS[1], ARGV[1]) "
-    "redis.call('SADD', KEYS[2], ARGV[2]) "
-    "redis.call('INCR', KEYS[3]) redis.call('PEXPIRE', KEYS[3], 60000) "
-    "local seq = redis.call('INCR', KEYS[5]) "
-    "return redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'seq', seq, "
-    "                  unpack(ARGV, 4))";
+    "redis.call('SADD', KEYS[3], ARGV[1]) "
+    "local seq = redis.call('INCR', KEYS[2]) "
+    "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'seq', seq, "
+    "                  unpack(ARGV, 3))";
+
+/* KEYS: the topic's pending count for a node. */
+const char hs_redis__pend_script[] =
+    "redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], 60000) return 1";
+
+/* A subscribe on its way: the command's arguments, kept between the steps. */
+typedef struct subscribe_op {
+    redis_bus_t *bus;
+    pending_t *p;
+    char topic_nodes[KEY_MAX], pend[KEY_MAX], node[256];
+    int argc;
+    const char **argv;
+    size_t *lens;
+} subscribe_op_t;
+
+static void subscribe_op_end(subscribe_op_t *op, int status)
+{
+    if (op->p->done)
+        op->p->done(status, op->p->data);
+    hs_free(op->p);
+    for (int i = 0; i < op->argc; i++)
+        hs_free((void *)op->argv[i]);
+    hs_free(op->argv);
+    hs_free(op->lens);
+    hs_free(op);
+}
+
+static void subscribe_routed_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    subscribe_op_end(privdata, hs_redis__reply_status(reply));
+}
+
+static void subscribe_appended_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    subscribe_op_t *op = privdata;
+    int status = hs_redis__reply_status(reply);
+    if (status != 0) {
+        subscribe_op_end(op, status);
+        return;
+    }
+    if (hs_redis__cmdl(op->bus, subscribe_routed_cb, op, "SADD", op->topic_nodes, op->node) !=
+        REDIS_OK)
+        subscribe_op_end(op, op->bus->closing ? HS_ECLOSED : HS_EUNAVAIL);
+}
+
+static void subscribe_pending_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    subscribe_op_t *op = privdata;
+    int status = hs_redis__reply_status(reply);
+    if (status != 0) {
+        subscribe_op_end(op, status);
+        return;
+    }
+    if (hs_redis__cmd_script_durable(op->bus, SCRIPT_SUBSCRIBE, subscribe_appended_cb, op, 3,
+                                     op->argc, op->argv, op->lens) != REDIS_OK)
+        subscribe_op_end(op, op->bus->closing ? HS_ECLOSED : HS_EUNAVAIL);
+}
 
 void hs_redis__send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *cmd,
                             hs_bus_done_cb cb, void *data)
 {
     redis_bus_t *bus = (redis_bus_t *)b;
-    char key[KEY_MAX], seq_key[KEY_MAX], topic_key[KEY_MAX], node_topics[KEY_MAX], pend[KEY_MAX];
-    snprintf(key, sizeof(key), "houston:node:%s", node);
-    snprintf(seq_key, sizeof(seq_key), "houston:nodeseq:%s", node);
+    char key[KEY_MAX], seq_key[KEY_MAX], node_topics[KEY_MAX];
+    NODE_KEY(key, node, "stream");
+    NODE_KEY(seq_key, node, "seq");
     const char *argv[32];
     size_t lens[32];
     int n = 0;
 #define ARG(s, l) (argv[n] = (s), lens[n] = (l), n++)
 #define STR(s)    ARG((s), strlen(s))
     bool subscribe = cmd->kind == HS_NODE_SUBSCRIBE && cmd->topic;
+    STR(key);
+    STR(seq_key);
     if (subscribe) {
-        snprintf(topic_key, sizeof(topic_key), "houston:topic:%s", cmd->topic);
-        snprintf(node_topics, sizeof(node_topics), "houston:nodetopics:%s", node);
-        snprintf(pend, sizeof(pend), "houston:pend:%s:%s", node, cmd->topic);
-        STR(topic_key);
+        NODE_KEY(node_topics, node, "topics");
         STR(node_topics);
-        STR(pend);
-        STR(key);
-        STR(seq_key);
-        STR(node);
         STR(cmd->topic);
-        STR(bus->node_max);
-    } else {
-        STR(key);
-        STR(seq_key);
-        STR(bus->node_max);
     }
+    STR(bus->node_max);
     STR("kind");
     STR(kind_names[cmd->kind]);
     if (cmd->topic) {
@@ -108,10 +163,38 @@ void hs_redis__send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *
 #undef ARG
     pending_t *p = hs_redis__pending_new(data);
     p->done = cb;
-    redisAsyncContext *ac = hs_redis__cmd_ac(bus);
-    if (hs_redis__script(ac, bus, subscribe ? SCRIPT_SUBSCRIBE : SCRIPT_APPEND,
-                         hs_redis__done_reply_cb, p, subscribe ? 5 : 2, n, argv, lens) != REDIS_OK)
+    if (!subscribe) {
+        if (hs_redis__cmd_script_durable(bus, SCRIPT_APPEND, hs_redis__done_reply_cb, p, 2, n, argv,
+                                         lens) != REDIS_OK)
+            hs_redis__fail_later(bus, p);
+        return;
+    }
+    subscribe_op_t *op = hs_calloc(1, sizeof(*op));
+    op->bus = bus;
+    op->p = p;
+    TOPIC_KEY(op->topic_nodes, cmd->topic, "nodes");
+    snprintf(op->pend, sizeof(op->pend), "houston:{t:%s}:pend:%s", cmd->topic, node);
+    snprintf(op->node, sizeof(op->node), "%s", node);
+    op->argc = n;
+    op->argv = hs_malloc((size_t)n * sizeof(char *));
+    op->lens = hs_malloc((size_t)n * sizeof(size_t));
+    for (int i = 0; i < n; i++) {
+        char *copy = hs_malloc(lens[i] + 1);
+        memcpy(copy, argv[i], lens[i]);
+        copy[lens[i]] = '\0';
+        op->argv[i] = copy;
+        op->lens[i] = lens[i];
+    }
+    if (hs_redis__cmd_script(bus, SCRIPT_PEND, subscribe_pending_cb, op, 1, 1,
+                             (const char *[]){op->pend}, NULL) != REDIS_OK) {
+        op->p = NULL;
+        for (int i = 0; i < op->argc; i++)
+            hs_free((void *)op->argv[i]);
+        hs_free(op->argv);
+        hs_free(op->lens);
+        hs_free(op);
         hs_redis__fail_later(bus, p);
+    }
 }
 
 /* ---- notifier: this node's command stream ----------------------------------------- */
@@ -265,12 +348,12 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
                 cmd.partition = atoi(part);
                 cmd.fence = strtoull(fence, NULL, 10);
             }
-            redisAsyncContext *cmd_link = hs_redis__cmd_ac(bus);
-            if (cmd.kind == HS_NODE_SUBSCRIBE && cmd.topic && cmd_link) {
+            if (cmd.kind == HS_NODE_SUBSCRIBE && cmd.topic) {
+                hs_redis__resync_note_topic(bus, cmd.topic);
                 char pend[KEY_MAX];
-                snprintf(pend, sizeof(pend), "houston:pend:%s:%s", bus->node_name, cmd.topic);
-                hs_redis__script(cmd_link, bus, SCRIPT_SUBSCRIBE_DONE, NULL, NULL, 1, 1,
-                                 (const char *[]){pend}, NULL);
+                snprintf(pend, sizeof(pend), "houston:{t:%s}:pend:%s", cmd.topic, bus->node_name);
+                hs_redis__cmd_script(bus, SCRIPT_SUBSCRIBE_DONE, NULL, NULL, 1, 1,
+                                     (const char *[]){pend}, NULL);
             }
             bus->node_handler(&cmd, bus->node_data);
         }
@@ -362,8 +445,8 @@ int hs_redis__serve_node(hs_bus_t *b, const char *node, hs_bus_cmd_handler handl
         return HS_EEXIST;
     if (bus->node_name == NULL)
         bus->node_name = hs_strdup(node);
-    snprintf(bus->node_key, sizeof(bus->node_key), "houston:node:%s", node);
-    snprintf(bus->node_seq_key, sizeof(bus->node_seq_key), "houston:nodeseq:%s", node);
+    NODE_KEY(bus->node_key, node, "stream");
+    NODE_KEY(bus->node_seq_key, node, "seq");
     bus->node_handler = handler;
     bus->node_data = data;
     hs_redis__link_open(&bus->links[LINK_NODE]);   /* starts reading once connected */

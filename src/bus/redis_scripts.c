@@ -15,6 +15,7 @@
  * than named in KEYS); this file only knows them by name. */
 #include <openssl/evp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bus/redis_internal.h"
@@ -42,6 +43,8 @@ static const struct {
     [SCRIPT_APPEND] = {"append", hs_redis__append_script, LINK_CMD},
     [SCRIPT_SUBSCRIBE] = {"subscribe", hs_redis__subscribe_script, LINK_CMD},
     [SCRIPT_SUBSCRIBE_DONE] = {"subscribe_done", hs_redis__subscribe_done_script, LINK_CMD},
+    [SCRIPT_PEND] = {"pend", hs_redis__pend_script, LINK_CMD},
+    [SCRIPT_CONNS_DROP] = {"conns_drop", hs_redis__conns_drop_script, LINK_CMD},
     [SCRIPT_NODE_START] = {"node_start", hs_redis__node_start_script, LINK_NODE},
     [SCRIPT_NODE_CHECK] = {"node_check", hs_redis__node_check_script, LINK_NODE},
     [SCRIPT_RESYNC] = {"resync", hs_redis__resync_script, LINK_CMD},
@@ -70,16 +73,20 @@ static int load(redisAsyncContext *ac, int script)
 void hs_redis__scripts_load(link_t *l)
 {
     for (int i = 0; i < SCRIPT_COUNT; i++)
-        if (scripts[i].link == l->role)
-            load(l->ac, i);
+        if (scripts[i].link == l->role || (l->shard && scripts[i].link == LINK_EVENTS))
+            load(l->ac, i); /* a cluster's partition reads go over the shards */
 }
 
-/* One EVALSHA on its way: its arguments are kept (in one allocation) so
- * that it can be sent again after NOSCRIPT. */
+/* One call on its way - an EVALSHA, or a plain command (script -1) - its
+ * arguments kept (in one allocation) so that it can be sent again after
+ * NOSCRIPT, or to another master after MOVED / ASK (a cluster). */
 typedef struct script_call {
     redis_bus_t *bus;
     int script;
     int tries;
+    int redirects;
+    bool durable;
+    redisReply *held; /* durable: the reply, kept until WAIT answered */
     redisCallbackFn *cb;
     void *privdata;
     int argc;
@@ -87,12 +94,46 @@ typedef struct script_call {
     size_t *lens;
 } script_call_t;
 
+#define REDIRECTS_MAX 5
+
+/* A copy of a plain reply (status, string, integer, error, nil), so that it
+ * outlives its callback; freed with freeReplyObject. */
+static redisReply *reply_copy(const redisReply *r)
+{
+    redisReply *c = hs_calloc(1, sizeof(*c));
+    c->type = r->type;
+    c->integer = r->integer;
+    if (r->str) {
+        c->str = malloc(r->len + 1); /* hiredis 0.14 frees it with free() */
+        if (c->str == NULL)
+            abort();
+        memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+        c->len = r->len;
+    }
+    return c;
+}
+
+/* WAIT's answer (how many replicas have it) does not matter - a replica
+ * that is down cannot be waited for - but no answer does: the master went
+ * away, maybe before its replica had the write, so it is unconfirmed
+ * (appended again, or left pending, as when the link is lost). */
+static void waited_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    script_call_t *call = privdata;
+    if (call->cb)
+        call->cb(ac, reply ? call->held : NULL, call->privdata);
+    freeReplyObject(call->held);
+    hs_free(call);
+}
+
 static void script_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     script_call_t *call = privdata;
     redisReply *r = reply;
-    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0 &&
-        call->tries < NOSCRIPT_RETRIES && !call->bus->closing) {
+    if (r && r->type == REDIS_REPLY_ERROR && call->script >= 0 &&
+        strncmp(r->str, "NOSCRIPT", 8) == 0 && call->tries < NOSCRIPT_RETRIES &&
+        !call->bus->closing) {
         call->tries++;
         hs_log_info("bus: Redis does not know the %s script (restarted or flushed?); loading "
                     "it again",
@@ -103,34 +144,70 @@ static void script_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
             return;
         reply = NULL; /* could not send it again: as if the link went away */
     }
+    link_t *l = ac->data;
+    if (r && r->type == REDIS_REPLY_ERROR && l && l->shard &&
+        (strncmp(r->str, "MOVED ", 6) == 0 || strncmp(r->str, "ASK ", 4) == 0)) {
+        /* The key's slot is served elsewhere (resharding; a map not yet
+         * asked again after a failover): the same call, to the owner. */
+        bool asking;
+        redisAsyncContext *to = hs_redis__cluster_redirect(call->bus, ac, r, &asking);
+        if (to && call->redirects < REDIRECTS_MAX) {
+            call->redirects++;
+            if (call->script >= 0 && to != ac)
+                load(to, call->script); /* a master that may not know it */
+            if ((!asking || redisAsyncCommand(to, NULL, NULL, "ASKING") == REDIS_OK) &&
+                redisAsyncCommandArgv(to, script_reply_cb, call, call->argc, call->argv,
+                                      call->lens) == REDIS_OK)
+                return;
+        }
+        reply = NULL; /* nowhere to send it yet: unavailable, as a lost link */
+    } else if (r && r->type == REDIS_REPLY_ERROR && l && l->shard) {
+        bool asking;
+        hs_redis__cluster_redirect(call->bus, ac, r, &asking); /* CLUSTERDOWN: the map again */
+    }
+    r = reply;
+    if (call->durable && r && r->type != REDIS_REPLY_ERROR && r->type != REDIS_REPLY_ARRAY && l &&
+        l->shard && l->replicas > 0 && !call->bus->closing) {
+        /* Acknowledged by a master, but a failover to a replica that has not
+         * got it yet would lose it: the caller hears it once a replica has
+         * it (or WAIT_MS passed). */
+        call->held = reply_copy(r);
+        if (redisAsyncCommand(ac, waited_cb, call, "WAIT 1 %s", WAIT_MS) == REDIS_OK)
+            return;
+        freeReplyObject(call->held);
+    }
     if (call->cb)
         call->cb(ac, reply, call->privdata);
     hs_free(call);
 }
 
-int hs_redis__script(redisAsyncContext *ac, redis_bus_t *bus, hs_redis_script_t script,
-                     redisCallbackFn *cb, void *privdata, int nkeys, int argc,
-                     const char *const *argv, const size_t *lens)
+static int send_call(redisAsyncContext *ac, redis_bus_t *bus, int script, bool durable,
+                     redisCallbackFn *cb, void *privdata, int nhead, const char *const *head,
+                     int argc, const char *const *argv, const size_t *lens)
 {
     if (ac == NULL)
         return REDIS_ERR;
-    char numkeys[16];
-    snprintf(numkeys, sizeof(numkeys), "%d", nkeys);
-    const char *head[3] = {"EVALSHA", bus->script_sha[script], numkeys};
-    int total = argc + 3;
+    int total = argc + nhead;
     size_t bytes = 0;
     for (int i = 0; i < total; i++)
-        bytes += (i < 3 ? strlen(head[i]) : lens ? lens[i - 3] : strlen(argv[i - 3])) + 1;
+        bytes += (i < nhead ? strlen(head[i])
+                  : lens    ? lens[i - nhead]
+                            : strlen(argv[i - nhead])) +
+                 1;
     script_call_t *call =
         hs_malloc(sizeof(*call) + (size_t)total * (sizeof(char *) + sizeof(size_t)) + bytes);
-    *call = (script_call_t){
-        .bus = bus, .script = script, .cb = cb, .privdata = privdata, .argc = total};
+    *call = (script_call_t){.bus = bus,
+                            .script = script,
+                            .durable = durable,
+                            .cb = cb,
+                            .privdata = privdata,
+                            .argc = total};
     call->argv = (const char **)(call + 1);
     call->lens = (size_t *)(call->argv + total);
     char *text = (char *)(call->lens + total);
     for (int i = 0; i < total; i++) {
-        const char *s = i < 3 ? head[i] : argv[i - 3];
-        size_t len = i < 3 ? strlen(s) : lens ? lens[i - 3] : strlen(s);
+        const char *s = i < nhead ? head[i] : argv[i - nhead];
+        size_t len = i < nhead ? strlen(s) : lens ? lens[i - nhead] : strlen(s);
         memcpy(text, s, len);
         text[len] = '\0';
         call->argv[i] = text;
@@ -143,4 +220,68 @@ int hs_redis__script(redisAsyncContext *ac, redis_bus_t *bus, hs_redis_script_t 
         return REDIS_ERR;
     }
     return REDIS_OK;
+}
+
+static int script_call(redisAsyncContext *ac, redis_bus_t *bus, hs_redis_script_t script,
+                       bool durable, redisCallbackFn *cb, void *privdata, int nkeys, int argc,
+                       const char *const *argv, const size_t *lens)
+{
+    char numkeys[16];
+    snprintf(numkeys, sizeof(numkeys), "%d", nkeys);
+    const char *head[3] = {"EVALSHA", bus->script_sha[script], numkeys};
+    return send_call(ac, bus, (int)script, durable, cb, privdata, 3, head, argc, argv, lens);
+}
+
+int hs_redis__script(redisAsyncContext *ac, redis_bus_t *bus, hs_redis_script_t script,
+                     redisCallbackFn *cb, void *privdata, int nkeys, int argc,
+                     const char *const *argv, const size_t *lens)
+{
+    return script_call(ac, bus, script, false, cb, privdata, nkeys, argc, argv, lens);
+}
+
+int hs_redis__cmd_script(redis_bus_t *bus, hs_redis_script_t script, redisCallbackFn *cb,
+                         void *privdata, int nkeys, int argc, const char *const *argv,
+                         const size_t *lens)
+{
+    redisAsyncContext *ac = hs_redis__cmd_ac_key(bus, nkeys > 0 ? argv[0] : "");
+    return script_call(ac, bus, script, false, cb, privdata, nkeys, argc, argv, lens);
+}
+
+int hs_redis__cmd_script_durable(redis_bus_t *bus, hs_redis_script_t script, redisCallbackFn *cb,
+                                 void *privdata, int nkeys, int argc, const char *const *argv,
+                                 const size_t *lens)
+{
+    redisAsyncContext *ac = hs_redis__cmd_ac_key(bus, nkeys > 0 ? argv[0] : "");
+    return script_call(ac, bus, script, true, cb, privdata, nkeys, argc, argv, lens);
+}
+
+/* The key a plain command is about: its first argument, but the third of a
+ * container command (XINFO GROUPS <key>, XGROUP CREATE <key> ...). */
+static const char *command_key(int argc, const char *const *argv)
+{
+    if (argc > 2 && (strcmp(argv[0], "XINFO") == 0 || strcmp(argv[0], "XGROUP") == 0))
+        return argv[2];
+    return argc > 1 ? argv[1] : "";
+}
+
+int hs_redis__cmd(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, int argc,
+                  const char *const *argv, const size_t *lens)
+{
+    redisAsyncContext *ac = hs_redis__cmd_ac_key(bus, command_key(argc, argv));
+    return send_call(ac, bus, -1, false, cb, privdata, 0, NULL, argc, argv, lens);
+}
+
+int hs_redis__cmd_durable(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, int argc,
+                          const char *const *argv, const size_t *lens)
+{
+    redisAsyncContext *ac = hs_redis__cmd_ac_key(bus, command_key(argc, argv));
+    return send_call(ac, bus, -1, true, cb, privdata, 0, NULL, argc, argv, lens);
+}
+
+int hs_redis__cmda(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, const char *const *args)
+{
+    int argc = 0;
+    while (args[argc])
+        argc++;
+    return hs_redis__cmd(bus, cb, privdata, argc, args, NULL);
 }

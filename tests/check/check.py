@@ -902,6 +902,8 @@ def main():
         per = shares[kind]
         replay = (f"make check SEED={seed} TOPOLOGY={kind} CHECK_S={per:.0f}"
                   f" HOUSTON_BIN={args.bin}")
+        if kind == "scaleout" and os.environ.get("CHECK_REDIS"):
+            replay += f" CHECK_REDIS={os.environ['CHECK_REDIS']}"
         faults = set(filter(None, args.faults.split(","))) or None
         if faults:
             replay += f" CHECK_FAULTS={args.faults}"

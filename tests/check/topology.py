@@ -29,7 +29,7 @@ def free_port():
 # this module's free_port under that name.
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 sys.modules.setdefault("conftest", types.SimpleNamespace(free_port=free_port))
-from services import MariaDB, Redis, have  # noqa: E402
+from services import MariaDB, Redis, RedisCluster, have  # noqa: E402
 
 # What a crash or sanitizer report looks like in a houston log.
 CRASH_PATTERNS = re.compile(
@@ -246,7 +246,12 @@ class Scaleout:
         self.publishers = ["publisher", "publisher2"]
 
     def start(self):
-        self.redis = Redis(self.tmp, persistent=True)
+        # CHECK_REDIS=cluster: a Redis Cluster of three masters and three
+        # replicas (kill_redis kills a master; its replica takes over).
+        if os.environ.get("CHECK_REDIS", "single") == "cluster":
+            self.redis = RedisCluster(self.tmp)
+        else:
+            self.redis = Redis(self.tmp, persistent=True)
         self.maria = MariaDB(self.tmp)
         self.services = {"redis": self.redis, "mariadb": self.maria}
         common = ["--db", self.maria.url, "--redis", self.redis.url, *COMMON]
@@ -283,7 +288,11 @@ class Scaleout:
         for p in self.procs.values():
             if p.running():
                 p.kill9()
+        if isinstance(self.redis, RedisCluster):
+            self.redis.stop()
         for svc in (self.redis, self.maria):
+            if isinstance(svc, RedisCluster):
+                continue
             if svc is not None and svc.proc.poll() is None:
                 try:
                     svc.kill()

@@ -142,13 +142,13 @@ def test_a_notifier_stalled_past_its_stream_cap_is_not_silently_short(cluster_fa
         try:
             ids = await asyncio.to_thread(publish_pipelined, cluster, "stalled", count)
             # subscribe, first, then one command per message
-            await asyncio.to_thread(wait_entries, cluster, "houston:node:a", count + 2)
+            await asyncio.to_thread(wait_entries, cluster, "houston:{n:a}:stream", count + 2)
         finally:
             notifier.send_signal(signal.SIGCONT)
         return await made_whole(cluster, ws, hello, first["id"], ids)
     code = asyncio.run(go())
     assert code == 1001  # more than the cap: it cannot have had them all live
-    assert "gap in houston:node:a" in cluster.roles["notifier-a"].log.read_text()
+    assert "gap in houston:{n:a}:stream" in cluster.roles["notifier-a"].log.read_text()
 
 
 def test_consumers_down_past_the_event_stream_cap_do_not_leave_subscribers_short(

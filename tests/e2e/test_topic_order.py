@@ -374,7 +374,7 @@ def append_deliver(redis, topic, message, prev):
     append script: the command numbered in the node's counter)."""
     script = ("local seq = redis.call('INCR', KEYS[2]) "
               "return redis.call('XADD', KEYS[1], '*', 'seq', seq, unpack(ARGV))")
-    redis.cli("EVAL", script, "2", "houston:node:n1", "houston:nodeseq:n1", "kind", "deliver",
+    redis.cli("EVAL", script, "2", "houston:{n:n1}:stream", "houston:{n:n1}:seq", "kind", "deliver",
               "topic", topic, "mid", message["id"], "prev", prev, "json",
               json.dumps(message, separators=(",", ":")))
 

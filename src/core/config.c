@@ -40,7 +40,9 @@ static const setting_t settings[] = {
     {"api-addr", "HOUSTON_API_ADDR", T_STRING, offsetof(hs_config_t, api_addr), ":9002", 0, 0,
      "ADDR", "HTTP API (publisher) listen address", .url_secret = false},
     {"redis", "HOUSTON_REDIS", T_STRING, offsetof(hs_config_t, redis), "", 0, 0, "URL",
-     "bus: redis://host:port[/db] (empty: in-process, serve only)", .url_secret = true},
+     "bus: redis://host:port[/db], or a Redis Cluster's seeds redis://h1:p1,h2:p2[/db] "
+     "(empty: in-process, serve only)",
+     .url_secret = true},
     {"metrics-addr", "HOUSTON_METRICS_ADDR", T_STRING, offsetof(hs_config_t, metrics_addr), "", 0,
      0, "ADDR", "also serve /metrics, /healthz and /readyz on this address (empty: off)",
      .url_secret = false},

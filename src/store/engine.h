@@ -186,6 +186,11 @@ typedef struct hs_store_backend {
     int (*sequence_get)(void *conn, const char *topic, char last[HS_ULID_LEN + 1]);
     int (*sequence_create)(void *conn, const char *topic);
     int (*sequence_set)(void *conn, const char *topic, const char *id);
+    /* The clock ids are minted from (wall clock, ms; writer thread, in the
+     * batch's transaction): MariaDB's, one clock for every publisher
+     * sharing the database, whatever their own clocks say. NULL (SQLite:
+     * one process) mints from the caller's candidate, its own clock. */
+    int (*clock_ms)(void *conn, uint64_t *now_ms);
     /* Returns the op's status: 0, HS_EEXIST, HS_ENOTFOUND, HS_EIO,
      * HS_EUNAVAIL (the server cannot be reached) or HS_EAGAIN (the database
      * aborted the whole transaction, e.g. a deadlock: the engine rolls back

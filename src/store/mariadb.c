@@ -663,6 +663,24 @@ static int md_sequence_set(void *conn, const char *topic, const char *id)
     return RUN((conn_t *)conn, SEQ_SET, md_text(id), md_text(topic));
 }
 
+static int md_clock_ms(void *conn, uint64_t *now_ms)
+{
+    conn_t *c = conn;
+    int rc = run_text(c, "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS UNSIGNED)");
+    if (rc != 0)
+        return rc;
+    MYSQL_RES *res = mysql_store_result(c->db);
+    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+    rc = row && row[0] ? 0 : HS_EIO;
+    if (rc == 0)
+        *now_ms = strtoull(row[0], NULL, 10);
+    if (res)
+        mysql_free_result(res);
+    else
+        record_error(c);
+    return rc;
+}
+
 static const char *md_error(void *conn)
 {
     conn_t *c = conn;
@@ -692,6 +710,7 @@ static const hs_store_backend_t mariadb_backend = {
     .sequence_get = md_sequence_get,
     .sequence_create = md_sequence_create,
     .sequence_set = md_sequence_set,
+    .clock_ms = md_clock_ms,
     .write = md_write,
     .read = md_read,
     .error = md_error,

@@ -116,12 +116,23 @@ int hs_store_lock_sequences(const hs_store_backend_t *ops, void *conn, hs_store_
         if (i == 0 || strcmp(topics[i - 1], topics[i]) != 0)
             rc = take(ops, conn, seqs, topics[i], &e);
     hs_free(topics);
+    /* The candidates' clock, read once the rows are held: every publisher
+     * mints from the database's clock, so the ids of all topics follow one
+     * clock, not each publisher's (see hs_store_mint_id). */
+    if (rc == 0 && ops->clock_ms) {
+        rc = ops->clock_ms(conn, &seqs->now_ms);
+        hs_ulid_gen_init(&seqs->gen);
+    }
     return rc;
 }
 
 /* Mints the id of a message of put->topic under the topic's sequence row:
- * max(candidate, last + 1), where the candidate is the caller's id (a ULID
- * of its clock) and last the topic's last id. The row stays locked until
+ * max(candidate, last + 1), where the candidate is a ULID of the store's
+ * clock (MariaDB's NOW(3), read once per batch: one clock for every
+ * publisher, so that ids of different topics are as ordered as that clock,
+ * and a resume's lastID - one id across topics - does not pass over a
+ * message of another topic published later by a publisher whose clock is
+ * behind) and last the topic's last id. The row stays locked until
  * the batch commits, so the publishes of one topic mint and commit one at a
  * time, across every process sharing the database: ids of a topic increase
  * in commit order whatever the publishers' clocks say, and once a reader
@@ -145,8 +156,12 @@ int hs_store_mint_id(const hs_store_backend_t *ops, void *conn, hs_store_sequenc
             return rc;
     }
     hs_ulid_t id, prev;
-    if (hs_ulid_parse(put->id, strlen(put->id), &id) != 0)
+    if (seqs->now_ms) {
+        if (hs_ulid_gen_next(&seqs->gen, seqs->now_ms, &id) != 0)
+            return HS_EIO; /* 2^80 ids in one millisecond */
+    } else if (hs_ulid_parse(put->id, strlen(put->id), &id) != 0) {
         hs_ulid_new(&id); /* no usable candidate: the writer's clock */
+    }
     if (e->last[0] && hs_ulid_parse(e->last, strlen(e->last), &prev) == 0 &&
         hs_ulid_cmp(&id, &prev) <= 0) {
         id = prev;

@@ -22,6 +22,8 @@ typedef struct hs_store_sequence {
 typedef struct hs_store_sequences {
     hs_store_sequence_t *entries;
     size_t count, cap;
+    uint64_t now_ms;   /* the store's clock when the batch took its rows (0: none) */
+    hs_ulid_gen_t gen; /* the batch's candidates, from now_ms */
 } hs_store_sequences_t;
 
 /* One per attempt of a batch: init after BEGIN, dispose after COMMIT or
@@ -35,9 +37,11 @@ void hs_store_sequences_dispose(hs_store_sequences_t *seqs);
 int hs_store_lock_sequences(const hs_store_backend_t *ops, void *conn, hs_store_op_t *batch,
                             hs_store_sequences_t *seqs);
 
-/* Replaces put->id (the caller's candidate) with the minted id,
- * max(candidate, the topic's last id + 1), and sets put->created_ms to its
- * time (seqs holds the topic's row: hs_store_lock_sequences). */
+/* Replaces put->id with the minted id, max(candidate, the topic's last id
+ * + 1), where the candidate is a ULID of the store's clock read with the
+ * rows (the caller's id only when the back-end has no clock), and sets
+ * put->created_ms to its time (seqs holds the topic's row:
+ * hs_store_lock_sequences). */
 int hs_store_mint_id(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs,
                      struct hs_store_put_input *put);
 

@@ -649,6 +649,7 @@ static const hs_store_backend_t sqlite_backend = {
     .sequence_get = sq_sequence_get,
     .sequence_create = sq_sequence_create,
     .sequence_set = sq_sequence_set,
+    .clock_ms = NULL, /* one process: the caller's clock is the only one */
     .write = sq_write,
     .read = sq_read,
     .error = sq_error,

@@ -603,7 +603,7 @@ static int sq_sequence_get(void *c, const char *topic, char last[HS_ULID_LEN + 1
 
 static int sq_sequence_create(void *c, const char *topic)
 {
-    conn_t *conn = c; /* only after sq_sequence_get found no row: not aborted */
+    conn_t *conn = c; /* outside a transaction (autocommit): engine.h */
     return run_texts(conn->db, &conn->stmts.seq_create,
                      "INSERT INTO topic_sequences (topic, last_id) SELECT ?1, COALESCE(MAX(id), "
                      "'') FROM messages WHERE topic = ?1 ON CONFLICT DO NOTHING",

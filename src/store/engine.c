@@ -216,6 +216,7 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
             op->status = ops->read(w->conn, op);
         return;
     }
+    int creates = 0;
     for (int attempt = 1;; attempt++) {
         int rc = ops->begin(w->conn);
         if (rc != 0) {
@@ -229,6 +230,26 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
         hs_store_sequences_t seqs;
         hs_store_sequences_init(&seqs);
         rc = hs_store_lock_sequences(ops, w->conn, batch, &seqs);
+        if (rc == HS_ENOTFOUND && creates < MAX_BATCH_ATTEMPTS) {
+            /* A topic's first publish: its row is created outside the
+             * transaction (sequence.c says why), then the batch runs again
+             * (not counted as an attempt: rows are never removed, so this
+             * happens once unless a create itself was aborted). */
+            ops->rollback(w->conn);
+            rc = hs_store_create_sequences(ops, w->conn, &seqs);
+            hs_store_sequences_dispose(&seqs);
+            creates++;
+            if (rc == 0 || rc == HS_EAGAIN) {
+                attempt--;
+                continue;
+            }
+            hs_log_error("store: cannot create the topic sequences: %s", ops->error(w->conn));
+            for (hs_store_op_t *op = batch; op; op = op->next)
+                op->status = rc;
+            return;
+        }
+        if (rc == HS_ENOTFOUND)
+            rc = HS_EIO; /* created, and missing again and again */
         if (rc != 0 && rc != HS_EAGAIN) {
             hs_log_error("store: cannot lock the topic sequences: %s", ops->error(w->conn));
             ops->rollback(w->conn);

@@ -203,15 +203,17 @@ typedef struct hs_store_backend {
      * 4, docs/performance.md). Errors that end the whole transaction
      * (deadlock: HS_EAGAIN) run the batch again either way. */
     bool (*write_is_atomic)(const struct hs_store_op *op);
-    /* The topic sequences (PUT_MESSAGE, PUT_MESSAGE_ONCE; writer thread,
-     * inside the batch's transaction). sequence_get reads the topic's last id
-     * ("" when it has no message) and locks its row until the transaction
-     * ends (SELECT ... FOR UPDATE: a publish of the topic in another
-     * transaction, here or in another process, waits for this one to
-     * commit); HS_ENOTFOUND when the topic has no row yet. sequence_create
-     * adds the row, initialised from MAX(id) of the topic's messages (rows
-     * written before the sequences existed); a row created meanwhile by
-     * another transaction is kept. sequence_set stores id as the last id.
+    /* The topic sequences (PUT_MESSAGE, PUT_MESSAGE_ONCE; writer thread).
+     * sequence_get (inside the batch's transaction) reads the topic's last
+     * id ("" when it has no message) and locks its row until the
+     * transaction ends (SELECT ... FOR UPDATE: a publish of the topic in
+     * another transaction, here or in another process, waits for this one
+     * to commit); HS_ENOTFOUND when the topic has no row yet.
+     * sequence_create runs OUTSIDE any transaction (autocommit, after the
+     * batch's attempt was rolled back): adds the row, initialised from
+     * MAX(id) of the topic's messages (rows written before the sequences
+     * existed); a row created meanwhile by another process is kept.
+     * sequence_set (inside) stores id as the last id.
      * sequence.c takes the rows at the start of a batch, mints ids from its
      * copy and stores them before COMMIT. */
     int (*sequence_get)(void *conn, const char *topic, char last[HS_ULID_LEN + 1]);
@@ -223,6 +225,11 @@ typedef struct hs_store_backend {
      * rows are pruned again) and whose WAL frames the next durable commit
      * syncs anyway. Between transactions only. */
     void (*set_durable)(void *conn, bool durable);
+    /* The clock ids are minted from (wall clock, ms; writer thread, in the
+     * batch's transaction): MariaDB's, one clock for every publisher
+     * sharing the database, whatever their own clocks say. NULL (SQLite:
+     * one process) mints from the caller's candidate, its own clock. */
+    int (*clock_ms)(void *conn, uint64_t *now_ms);
     /* Returns the op's status: 0, HS_EEXIST, HS_ENOTFOUND, HS_EIO,
      * HS_EUNAVAIL (the server cannot be reached) or HS_EAGAIN (the database
      * aborted the whole transaction, e.g. a deadlock: the engine rolls back

@@ -76,6 +76,7 @@ typedef enum stmt_id {
     NODE_SUBS,
     NODE_CONNS,
     SEQ_GET,
+    SEQ_LAST,
     SEQ_CREATE,
     SEQ_SET,
     STMT_COUNT,
@@ -131,13 +132,18 @@ static const char *const statement_sql[STMT_COUNT] = {
     /* The topic sequences (engine.h, docs/scaling.md "Message ids"). A
      * locking read: it waits for another transaction holding the row and
      * then reads the latest committed last_id, not this transaction's
-     * snapshot. CREATE's INSERT ... SELECT reads messages with shared locks
-     * (a locking read too, under REPEATABLE READ), so MAX(id) counts rows
-     * committed after the snapshot; ON DUPLICATE KEY keeps a row another
-     * transaction created first. */
+     * snapshot. A row is created outside any transaction (sequence.c says
+     * why), in two autocommit statements: LAST, a plain read that takes no
+     * locks (INSERT ... SELECT would take shared next-key locks on the
+     * messages index, which other publishers' message INSERTs wait for),
+     * then CREATE. No message of a topic without a row can be in flight -
+     * a publish inserts only under the topic's locked row - so the read
+     * sees every message the row must count; and if another process
+     * created the row in between, ON DUPLICATE KEY keeps its row. */
     [SEQ_GET] = "SELECT last_id FROM topic_sequences WHERE topic = ? FOR UPDATE",
-    [SEQ_CREATE] = "INSERT INTO topic_sequences (topic, last_id) SELECT ?, COALESCE(MAX(id), '') "
-                   "FROM messages WHERE topic = ? ON DUPLICATE KEY UPDATE topic = topic",
+    [SEQ_LAST] = "SELECT COALESCE(MAX(id), '') FROM messages WHERE topic = ?",
+    [SEQ_CREATE] = "INSERT INTO topic_sequences (topic, last_id) VALUES (?, ?) "
+                   "ON DUPLICATE KEY UPDATE topic = topic",
     [SEQ_SET] = "UPDATE topic_sequences SET last_id = ? WHERE topic = ?",
 };
 
@@ -683,12 +689,42 @@ static int md_sequence_get(void *conn, const char *topic, char last[HS_ULID_LEN 
 
 static int md_sequence_create(void *conn, const char *topic)
 {
-    return RUN((conn_t *)conn, SEQ_CREATE, md_text(topic), md_text(topic));
+    conn_t *c = conn;
+    int rc = RUN(c, SEQ_LAST, md_text(topic));
+    if (rc != 0)
+        return rc;
+    char last[HS_ULID_LEN + 1] = "";
+    md_row_t row;
+    int fetched = md_stmt_fetch(&c->stmts[SEQ_LAST], &row, &c->err);
+    if (fetched == 1 && row.col[0])
+        snprintf(last, sizeof(last), "%s", row.col[0]);
+    md_stmt_end(&c->stmts[SEQ_LAST]);
+    if (fetched < 0)
+        return statement_error(c);
+    return RUN(c, SEQ_CREATE, md_text(topic), md_text(last));
 }
 
 static int md_sequence_set(void *conn, const char *topic, const char *id)
 {
     return RUN((conn_t *)conn, SEQ_SET, md_text(id), md_text(topic));
+}
+
+static int md_clock_ms(void *conn, uint64_t *now_ms)
+{
+    conn_t *c = conn;
+    int rc = run_text(c, "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS UNSIGNED)");
+    if (rc != 0)
+        return rc;
+    MYSQL_RES *res = mysql_store_result(c->db);
+    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+    rc = row && row[0] ? 0 : HS_EIO;
+    if (rc == 0)
+        *now_ms = strtoull(row[0], NULL, 10);
+    if (res)
+        mysql_free_result(res);
+    else
+        record_error(c);
+    return rc;
 }
 
 static const char *md_error(void *conn)
@@ -720,6 +756,7 @@ static const hs_store_backend_t mariadb_backend = {
     .sequence_get = md_sequence_get,
     .sequence_create = md_sequence_create,
     .sequence_set = md_sequence_set,
+    .clock_ms = md_clock_ms,
     .write = md_write,
     .read = md_read,
     .error = md_error,

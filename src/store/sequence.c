@@ -20,22 +20,6 @@ bool hs_store_is_put(const hs_store_op_t *op)
     return op->kind == HS_OP_PUT_MESSAGE || op->kind == HS_OP_PUT_MESSAGE_ONCE;
 }
 
-/* Reads and locks topic's sequence row, creating it on the topic's first
- * publish. */
-static int take_sequence(const hs_store_backend_t *ops, void *conn, const char *topic,
-                         char last[HS_ULID_LEN + 1])
-{
-    int rc = ops->sequence_get(conn, topic, last);
-    if (rc == HS_ENOTFOUND) {
-        rc = ops->sequence_create(conn, topic);
-        if (rc == 0)
-            rc = ops->sequence_get(conn, topic, last);
-        if (rc == HS_ENOTFOUND)
-            rc = HS_EIO;
-    }
-    return rc;
-}
-
 static int compare_topics(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -54,6 +38,7 @@ void hs_store_sequences_init(hs_store_sequences_t *seqs)
 void hs_store_sequences_dispose(hs_store_sequences_t *seqs)
 {
     hs_free(seqs->entries);
+    hs_free(seqs->missing);
     memset(seqs, 0, sizeof(*seqs));
 }
 
@@ -70,7 +55,7 @@ static int take(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t 
                 const char *topic, hs_store_sequence_t **out)
 {
     char last[HS_ULID_LEN + 1] = "";
-    int rc = take_sequence(ops, conn, topic, last);
+    int rc = ops->sequence_get(conn, topic, last);
     if (rc != 0)
         return rc;
     if (seqs->count == seqs->cap) {
@@ -94,8 +79,19 @@ static int take(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t 
  * savepoint, and in topic order: two processes' batches over the same
  * topics then wait for each other instead of locking them in opposite
  * orders and deadlocking (InnoDB would abort one, and the batch would run
- * again); and a row created here is never undone with one op's savepoint
- * (which would leave the batch minting from a row no one holds). */
+ * again).
+ *
+ * A missing row (a topic's first publish) is not created here, inside the
+ * transaction: HS_ENOTFOUND tells the engine to roll back, create the
+ * batch's missing rows outside any transaction (hs_store_create_sequences)
+ * and run the batch again. Created inside, the rows deadlocked two
+ * publishers creating topics at once, again on every retry: the locking
+ * read of a missing row takes a gap lock (REPEATABLE READ), both
+ * transactions hold the gap, and each one's INSERT of its row waits for
+ * the other's gap lock; and the row's INSERT ... SELECT MAX(id) FROM
+ * messages took shared next-key locks on the messages index that the other
+ * transaction's message INSERTs waited for. An autocommit statement that
+ * holds nothing else waits but closes no cycle. */
 int hs_store_lock_sequences(const hs_store_backend_t *ops, void *conn, hs_store_op_t *batch,
                             hs_store_sequences_t *seqs)
 {
@@ -112,16 +108,40 @@ int hs_store_lock_sequences(const hs_store_backend_t *ops, void *conn, hs_store_
     qsort(topics, n, sizeof(*topics), compare_topics);
     int rc = 0;
     hs_store_sequence_t *e;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        if (i == 0 || strcmp(topics[i - 1], topics[i]) != 0)
-            rc = take(ops, conn, seqs, topics[i], &e);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (i > 0 && strcmp(topics[i - 1], topics[i]) == 0)
+            continue;
+        rc = take(ops, conn, seqs, topics[i], &e);
+        if (rc == HS_ENOTFOUND) { /* note it, find the others */
+            if (seqs->missing_count == seqs->missing_cap) {
+                seqs->missing_cap = seqs->missing_cap ? seqs->missing_cap * 2 : 4;
+                seqs->missing =
+                    hs_realloc(seqs->missing, seqs->missing_cap * sizeof(*seqs->missing));
+            }
+            seqs->missing[seqs->missing_count++] = topics[i];
+            rc = 0;
+        }
+    }
     hs_free(topics);
+    if (rc == 0 && seqs->missing_count)
+        return HS_ENOTFOUND;
+    /* The candidates' clock, read once the rows are held: every publisher
+     * mints from the database's clock, so the ids of all topics follow one
+     * clock, not each publisher's (see hs_store_mint_id). */
+    if (rc == 0 && ops->clock_ms) {
+        rc = ops->clock_ms(conn, &seqs->now_ms);
+        hs_ulid_gen_init(&seqs->gen);
+    }
     return rc;
 }
 
 /* Mints the id of a message of put->topic under the topic's sequence row:
- * max(candidate, last + 1), where the candidate is the caller's id (a ULID
- * of its clock) and last the topic's last id. The row stays locked until
+ * max(candidate, last + 1), where the candidate is a ULID of the store's
+ * clock (MariaDB's NOW(3), read once per batch: one clock for every
+ * publisher, so that ids of different topics are as ordered as that clock,
+ * and a resume's lastID - one id across topics - does not pass over a
+ * message of another topic published later by a publisher whose clock is
+ * behind) and last the topic's last id. The row stays locked until
  * the batch commits, so the publishes of one topic mint and commit one at a
  * time, across every process sharing the database: ids of a topic increase
  * in commit order whatever the publishers' clocks say, and once a reader
@@ -145,8 +165,12 @@ int hs_store_mint_id(const hs_store_backend_t *ops, void *conn, hs_store_sequenc
             return rc;
     }
     hs_ulid_t id, prev;
-    if (hs_ulid_parse(put->id, strlen(put->id), &id) != 0)
+    if (seqs->now_ms) {
+        if (hs_ulid_gen_next(&seqs->gen, seqs->now_ms, &id) != 0)
+            return HS_EIO; /* 2^80 ids in one millisecond */
+    } else if (hs_ulid_parse(put->id, strlen(put->id), &id) != 0) {
         hs_ulid_new(&id); /* no usable candidate: the writer's clock */
+    }
     if (e->last[0] && hs_ulid_parse(e->last, strlen(e->last), &prev) == 0 &&
         hs_ulid_cmp(&id, &prev) <= 0) {
         id = prev;
@@ -167,6 +191,15 @@ void hs_store_unmint_id(hs_store_sequences_t *seqs, struct hs_store_put_input *p
     hs_store_sequence_t *e = find(seqs, put->topic);
     if (e && strcmp(e->last, put->id) == 0)
         memcpy(e->last, put->prev, sizeof(e->last));
+}
+
+int hs_store_create_sequences(const hs_store_backend_t *ops, void *conn,
+                              const hs_store_sequences_t *seqs)
+{
+    int rc = 0;
+    for (size_t i = 0; i < seqs->missing_count && rc == 0; i++)
+        rc = ops->sequence_create(conn, seqs->missing[i]);
+    return rc;
 }
 
 int hs_store_sequences_flush(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs)

@@ -22,6 +22,10 @@ typedef struct hs_store_sequence {
 typedef struct hs_store_sequences {
     hs_store_sequence_t *entries;
     size_t count, cap;
+    const char **missing; /* topics without a row (an op's own copy) */
+    size_t missing_count, missing_cap;
+    uint64_t now_ms;   /* the store's clock when the batch took its rows (0: none) */
+    hs_ulid_gen_t gen; /* the batch's candidates, from now_ms */
 } hs_store_sequences_t;
 
 /* One per attempt of a batch: init after BEGIN, dispose after COMMIT or
@@ -31,13 +35,23 @@ void hs_store_sequences_dispose(hs_store_sequences_t *seqs);
 
 /* Takes the sequence rows of every topic of batch's puts into seqs, in
  * topic order, before any op runs. Returns 0 or the back-end's status
- * (HS_EAGAIN: run the batch again). */
+ * (HS_EAGAIN: run the batch again; HS_ENOTFOUND: some topics have no row
+ * yet, listed in seqs->missing - roll back, hs_store_create_sequences, run
+ * the batch again). */
 int hs_store_lock_sequences(const hs_store_backend_t *ops, void *conn, hs_store_op_t *batch,
                             hs_store_sequences_t *seqs);
 
-/* Replaces put->id (the caller's candidate) with the minted id,
- * max(candidate, the topic's last id + 1), and sets put->created_ms to its
- * time (seqs holds the topic's row: hs_store_lock_sequences). */
+/* Creates the rows of seqs->missing, each in a statement of its own
+ * outside any transaction (after the attempt's ROLLBACK, before the next
+ * one's BEGIN). Returns 0 or the back-end's status. */
+int hs_store_create_sequences(const hs_store_backend_t *ops, void *conn,
+                              const hs_store_sequences_t *seqs);
+
+/* Replaces put->id with the minted id, max(candidate, the topic's last id
+ * + 1), where the candidate is a ULID of the store's clock read with the
+ * rows (the caller's id only when the back-end has no clock), and sets
+ * put->created_ms to its time (seqs holds the topic's row:
+ * hs_store_lock_sequences). */
 int hs_store_mint_id(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs,
                      struct hs_store_put_input *put);
 

@@ -607,7 +607,7 @@ static int sq_sequence_get(void *c, const char *topic, char last[HS_ULID_LEN + 1
 
 static int sq_sequence_create(void *c, const char *topic)
 {
-    conn_t *conn = c; /* only after sq_sequence_get found no row: not aborted */
+    conn_t *conn = c; /* outside a transaction (autocommit): engine.h */
     return run_texts(conn->db, &conn->stmts.seq_create,
                      "INSERT INTO topic_sequences (topic, last_id) SELECT ?1, COALESCE(MAX(id), "
                      "'') FROM messages WHERE topic = ?1 ON CONFLICT DO NOTHING",
@@ -670,6 +670,7 @@ static const hs_store_backend_t sqlite_backend = {
     .sequence_create = sq_sequence_create,
     .sequence_set = sq_sequence_set,
     .set_durable = sq_set_durable,
+    .clock_ms = NULL, /* one process: the caller's clock is the only one */
     .write = sq_write,
     .read = sq_read,
     .error = sq_error,

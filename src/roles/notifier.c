@@ -296,9 +296,9 @@ void hs_notifier__open_client(hs_notifier_t *n, bool asked, transport_t *transpo
     client_t *client = hs_notifier__client_new(n, id, hs_now_ms());
     hs_notifier__attach(n, client, transport, claims, ip_entry);
     hs_notifier__register_client(n, client, asked, NULL);
-    hs_store_add_connection(n->store, client->id, n->node_id, client->claims.sub,
-                            client->ip ? client->ip->ip : NULL, client->connected_ms,
-                            hs_notifier__store_write_cb, NULL);
+    /* Its row, tried again while the store is away (notifier_rows.c); the
+     * serial tells a retry it is still this client. */
+    hs_notifier__conn_write(n, CW_ADD, client->id, client->serial, 0);
     hs_log_info("notifier: conn %s connected from %s%s%s%s%s", client->id, client->ip->ip,
                 client->ip->proxied ? " (via a proxy)" : "", transport->ops->log_note,
                 client->claims.sub ? " as " : "", client->claims.sub ? client->claims.sub : "");

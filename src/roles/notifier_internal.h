@@ -309,8 +309,10 @@ int hs_notifier__notify(hs_notifier_t *n, const char *connection_id, const char 
 int hs_notifier__forward(hs_notifier_t *n, const hs_node_cmd_t *cmd);
 void hs_notifier__stream_gap(hs_notifier_t *n, const hs_node_cmd_t *cmd);
 
-/* The writes that end or detach a connection row (notifier_rows.c). */
-typedef enum conn_write_kind { CW_REMOVE, CW_RELEASE, CW_EXPIRE } conn_write_kind_t;
+/* The writes of a connection row that must be made even when the store is
+ * away at first (notifier_rows.c): the row of a new connection, and the
+ * writes that end or detach it. */
+typedef enum conn_write_kind { CW_ADD, CW_REMOVE, CW_RELEASE, CW_EXPIRE } conn_write_kind_t;
 
 /* ---- notifier_rows.c: connection rows and acks ----------------------------- */
 

@@ -16,15 +16,22 @@ void hs_notifier__store_write_cb(int status, void *data)
 
 /* ---- connection rows that must change even while the store is away ----- */
 
-/* The writes that end or detach a connection row. One the store could not
- * make (unreachable) is tried again each second (ack_timer_cb) until it is
- * made or no longer applies (HS_ENOTFOUND: another attach owns the row, or
- * it is gone), for at most CONN_WRITE_TRIES tries: otherwise the row of a
- * connection that ended during an outage would stay listed for ever. Each is
- * idempotent and the epoch-guarded ones change nothing once a later attach
- * owns the row, so the order they are made in does not matter. */
+/* The row of a new connection, and the writes that end or detach one. One
+ * the store could not make (unreachable) is tried again each second
+ * (ack_timer_cb) until it is made or no longer applies (HS_ENOTFOUND:
+ * another attach owns the row, or it is gone; HS_EEXIST: the row is there),
+ * for at most CONN_WRITE_TRIES tries: otherwise the row of a connection that
+ * ended during an outage would stay listed for ever, and one that began
+ * during it would have none - no resume could claim it, and subscriptions
+ * an API subscribe stored for it would outlive it wherever the cleanup goes
+ * by the connection's row (a dead node's). The row of a new connection is
+ * written only while the connection is still attached here (a detached or
+ * ended one has its own writes, which remove what an API subscribe left).
+ * Each is idempotent and the epoch-guarded ones change nothing once a later
+ * attach owns the row, so the order they are made in does not matter. */
 
 static const char *const conn_write_names[] = {
+    [CW_ADD] = "storing it",
     [CW_REMOVE] = "removing it",
     [CW_RELEASE] = "marking it detached",
     [CW_EXPIRE] = "removing it at the end of its window",
@@ -45,9 +52,21 @@ static void conn_write_cb(int status, void *data);
 
 static void conn_write_issue(conn_write_t *w)
 {
-    hs_store_t *store = w->notifier->store;
+    hs_notifier_t *n = w->notifier;
+    hs_store_t *store = n->store;
     w->tries++;
     switch (w->kind) {
+    case CW_ADD: {
+        client_t *client = hs_notifier__find_client(n, w->id);
+        if (client == NULL || client->serial != w->epoch || !hs_notifier__client_attached(client)) {
+            hs_free(w); /* ended or detached meanwhile: its own writes follow */
+            return;
+        }
+        hs_store_add_connection(store, client->id, n->node_id, client->claims.sub,
+                                client->ip ? client->ip->ip : NULL, client->connected_ms,
+                                conn_write_cb, w);
+        break;
+    }
     case CW_REMOVE:
         hs_store_remove_connection(store, w->id, conn_write_cb, w);
         break;
@@ -79,7 +98,9 @@ static void conn_write_cb(int status, void *data)
     if (status == HS_ENOTFOUND && w->kind != CW_REMOVE)
         hs_log_info("notifier: conn %s: %s: another attach owns the row now, or it is gone", w->id,
                     conn_write_names[w->kind]);
-    if (status == 0 || status == HS_ENOTFOUND) {
+    if (w->kind == CW_ADD && status == 0 && w->tries > 1)
+        hs_log_info("notifier: conn %s: its row is stored now (try %u)", w->id, w->tries);
+    if (status == 0 || status == HS_ENOTFOUND || (w->kind == CW_ADD && status == HS_EEXIST)) {
         hs_free(w);
         return;
     }

@@ -387,3 +387,30 @@ def test_a_message_replayed_on_resume_is_not_sent_again_when_its_event_arrives(c
         await ws.close()
 
     asyncio.run(go())
+
+
+def test_a_connection_opened_while_mariadb_is_away_gets_its_row_when_it_is_back(cluster_factory):
+    """A notifier keeps accepting WebSockets while MariaDB is away; the
+    connection's row is written once MariaDB is back (tried again each
+    second), so the connection is listed, resumable, and its subscriptions
+    have a row to go with. Before, the failed write was only logged: the
+    connection stayed unlisted for good, and subscriptions an API subscribe
+    stored for it outlived it (the delivery checker's subscription_lingers)."""
+    cluster = cluster_factory(notifiers=("a",), consumers=1)
+
+    async def go():
+        cluster.maria.kill()
+        ws, cid = await connect_to(cluster.ws["a"])
+        await asyncio.to_thread(cluster.maria.start)
+        deadline = time.monotonic() + 20
+        status = None
+        while time.monotonic() < deadline:
+            status, body = await asyncio.to_thread(cluster.request, "GET",
+                                                   f"/api/v1/connections/{cid}")
+            if status == 200:
+                break
+            await asyncio.sleep(0.3)
+        await ws.close()
+        return cid, status
+    cid, status = asyncio.run(go())
+    assert status == 200, f"{cid} never got its row\n{cluster.logs()}"

@@ -66,6 +66,15 @@ static int parse_addr(const char *s, size_t len, hs_redis_addr_t *a)
     size_t host_len = colon ? (size_t)(colon - s) : len;
     if (host_len == 0 || host_len >= sizeof(a->host))
         return -1;
+    /* A name or an address, nothing else: user info ("user:password@",
+     * which houston does not send) is refused here rather than taken for a
+     * host name - and then logged with its password in every connect error. */
+    for (size_t i = 0; i < host_len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_' || c == ':' || c == '[' || c == ']'))
+            return -1;
+    }
     memcpy(a->host, s, host_len);
     a->host[host_len] = '\0';
     a->port = 6379;

@@ -59,9 +59,11 @@ static void test_seeds(void **state)
     assert_string_equal(a[2].host, "h3");
     assert_int_equal(a[2].port, 6379);
     assert_int_equal(db, 2);
-    const char *bad[] = {"redis://",     "http://h:1",      "redis://h:1,",     "redis://,h:1",
-                         "redis://h:0",  "redis://h:70000", "redis://h:x",      "redis://h:1/x",
-                         "redis://h:1/", "redis://:1",      "redis://a,b,c,d,e"};
+    const char *bad[] = {"redis://", "http://h:1", "redis://h:1,", "redis://,h:1", "redis://h:0",
+                         "redis://h:70000", "redis://h:x", "redis://h:1/x", "redis://h:1/",
+                         "redis://:1", "redis://a,b,c,d,e",
+                         /* user info is refused, not taken for a host (and logged) */
+                         "redis://:pw@cache:6379", "redis://u:pw@cache:6379", "redis://h?x=1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(hs_redis_parse_seeds(bad[i], a, 4, &db), -1);
 }

@@ -242,16 +242,16 @@ def test_killed_consumer_partitions_taken_over(tmp_path):
 
 
 def test_consumers_joining_one_by_one_hand_partitions_over_at_once(tmp_path):
-    """4 consumers join one by one (heartbeat 3 s, 1.5 s apart: each joins
+    """4 consumers join one by one (heartbeat 4 s, 2 s apart: each joins
     in the middle of the others' beats) while a publisher publishes on 32
-    topics. Every message arrives once, in id order per topic, within a
-    second; no partition's lease stays free for more than a second. The old
-    code left a handed-back partition free until a consumer short of its
-    share looked again at its next beat (or the one after, when it lost the
-    take to another): its events waited 1.5-6 s here, 5-10 s with the
-    default beat (bench/scaleout.py cons4 on a Redis Cluster counted them
-    lost)."""
-    beat = 3.0
+    topics. Every message arrives once, in id order per topic, within 1.2 s;
+    no partition's lease stays free for more than 1.2 s. The old code left a
+    handed-back partition free until a consumer short of its share looked
+    again at its next beat (or the one after, when it lost the take to
+    another): with a 3 s beat a lease stayed free 1.56 s and a message came
+    1.8 s late, with the default beat 5-10 s (bench/scaleout.py cons4 on a
+    Redis Cluster counted them lost)."""
+    beat = 4.0
     redis, maria = Redis(tmp_path), MariaDB(tmp_path)
     common = ["--db", maria.url, "--redis", redis.url]
     roles = {}
@@ -361,8 +361,8 @@ def test_consumers_joining_one_by_one_hand_partitions_over_at_once(tmp_path):
         worst = max(result["late"])
         print(f"{len(published)} messages, the latest {worst:.2f} s after its publish; "
               f"a lease free for {free['longest']:.2f} s at most")
-        assert free["longest"] <= 1.0, f"a partition unheld for {free['longest']:.1f} s"
-        assert worst <= 1.0, f"a message delivered {worst:.1f} s after its publish"
+        assert free["longest"] <= 1.2, f"a partition unheld for {free['longest']:.1f} s"
+        assert worst <= 1.2, f"a message delivered {worst:.1f} s after its publish"
         for name, role in roles.items():
             assert role.stop() == 0, f"{name} exited badly:\n{role.log.read_text()[-4000:]}"
         roles.clear()

@@ -156,6 +156,7 @@ static void redis_close(hs_bus_t *b, hs_bus_done_cb cb, void *data)
     hs_redis__events_close(bus);
     bus->closing = true;
     uv_close((uv_handle_t *)&bus->claim_timer, handle_closed_cb);
+    uv_close((uv_handle_t *)&bus->hunt_timer, handle_closed_cb);
     uv_close((uv_handle_t *)&bus->heartbeat, handle_closed_cb);
     uv_close((uv_handle_t *)&bus->refresh_timer, handle_closed_cb);
     hs_redis__cluster_close(bus);
@@ -254,6 +255,7 @@ int hs_bus_redis_open(uv_loop_t *loop, const char *url, const hs_bus_redis_optio
     uv_timer_init(loop, &bus->finish);
     bus->finish.data = bus;
     init_timer(bus, &bus->claim_timer, bus);
+    init_timer(bus, &bus->hunt_timer, bus);
     init_timer(bus, &bus->heartbeat, bus);
     init_timer(bus, &bus->refresh_timer, bus);
     for (int i = 0; i < LINK_COUNT; i++) {

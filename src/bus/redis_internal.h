@@ -150,7 +150,8 @@
 #define KNOWN_MAX               64 /* addresses tried for the slot map: seeds, then nodes */
 #define NO_SHARD                0xFFFF
 #define WAIT_MS                 "1000" /* a durable write waits this long for a replica */
-#define CLUSTER_POLL_MS         50 /* idle partitions read again, on a cluster (no XREAD BLOCK) */
+#define CLUSTER_POLL_MS         50  /* idle partitions read again, on a cluster (no XREAD BLOCK) */
+#define HUNT_MS                 100 /* free partitions looked for again while short of a share */
 
 /* The keys (redis_internal.h's map above); snprintf into a KEY_MAX buffer. */
 #define NODE_KEY(buf, node, what)   snprintf((buf), sizeof(buf), "houston:{n:%s}:" what, (node))
@@ -206,6 +207,7 @@ typedef struct partition {
     bool taking_over;  /* handing on every pending entry before new ones */
     bool releasing;    /* handing back: no reads; released once in_flight is 0 */
     bool release_sent; /* the release script is on its way: not renewed any more */
+    bool take_sent;    /* a take of its lease is on its way (counts towards the share) */
     bool idle;         /* read up to last: wait for more before reading again */
     bool claiming;     /* a claim script is on its way */
     bool group_gap;    /* the group was recreated: the next read tells the nodes */
@@ -298,7 +300,12 @@ struct redis_bus {
     uv_timer_t claim_timer; /* the consumer's heartbeat: registry, leases, claims */
     uint64_t backlog_sum;   /* summed over the held partitions during one beat */
     unsigned live_consumers;
+    unsigned share;                /* partitions this consumer aims at: ceil(N / live) */
     struct free_check *free_check; /* a beat's look for free partitions (redis_leases.c) */
+    /* Short of its share after the live count changed, a consumer looks for
+     * free partitions every HUNT_MS until hunt_until_ms (redis_leases.c). */
+    uv_timer_t hunt_timer;
+    uint64_t hunt_until_ms;
     /* notifier node (redis_node.c) */
     char *node_name;
     char node_key[KEY_MAX];

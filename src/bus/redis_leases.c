@@ -145,6 +145,7 @@ static void lease_cb(redisAsyncContext *ac, void *reply, void *privdata)
     partition_t *p = privdata;
     redis_bus_t *bus = p->bus;
     redisReply *r = reply;
+    p->take_sent = false;
     if (bus->closing || !hs_redis__reply_ok(r) || r->type != REDIS_REPLY_ARRAY ||
         r->elements != 2 || r->element[0]->type != REDIS_REPLY_INTEGER ||
         r->element[1]->type != REDIS_REPLY_STRING)
@@ -177,10 +178,12 @@ static void send_lease(redis_bus_t *bus, partition_t *p, bool renew_only)
 {
     char ms[24];
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(3 * bus->consumer_beat_ms));
-    hs_redis__cmd_script(
-        bus, SCRIPT_LEASE, lease_cb, p, 2, 5,
-        (const char *[]){p->lease, p->fence_key, bus->consumer_name, ms, renew_only ? "1" : "0"},
-        NULL);
+    if (hs_redis__cmd_script(bus, SCRIPT_LEASE, lease_cb, p, 2, 5,
+                             (const char *[]){p->lease, p->fence_key, bus->consumer_name, ms,
+                                              renew_only ? "1" : "0"},
+                             NULL) == REDIS_OK &&
+        !renew_only)
+        p->take_sent = true;
 }
 
 static void released_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -260,7 +263,7 @@ static void free_checked_cb(redisAsyncContext *ac, void *reply, void *privdata)
         hs_partition_of(bus->consumer_name, strlen(bus->consumer_name), bus->partitions);
     for (unsigned k = 0; k < bus->partitions && f->want > 0 && !bus->closing; k++) {
         partition_t *q = &bus->parts[(start + k) % bus->partitions];
-        if (f->free[q->index] && !q->held) {
+        if (f->free[q->index] && !q->held && !q->take_sent) {
             send_lease(bus, q, false);
             f->want--;
         }
@@ -269,15 +272,75 @@ static void free_checked_cb(redisAsyncContext *ac, void *reply, void *privdata)
     hs_free(f);
 }
 
+/* Looks at the leases this consumer does not hold (GET) and takes up to
+ * want of the free ones (free_checked_cb: the lease script, which another
+ * consumer may win). One look at a time. */
+static void look_for_free(redis_bus_t *bus, unsigned want)
+{
+    if (want == 0 || bus->free_check || bus->closing)
+        return;
+    free_check_t *f = hs_calloc(1, sizeof(*f));
+    f->bus = bus;
+    f->want = want;
+    f->free = hs_calloc(bus->partitions, sizeof(bool));
+    for (unsigned i = 0; i < bus->partitions; i++)
+        if (!bus->parts[i].held && !bus->parts[i].take_sent &&
+            hs_redis__cmdl(bus, free_checked_cb, &bus->parts[i], "GET", bus->parts[i].lease) ==
+                REDIS_OK)
+            f->waiting++;
+    if (f->waiting == 0) {
+        hs_free(f->free);
+        hs_free(f);
+        return;
+    }
+    bus->free_check = f;
+}
+
+/* Held and not being handed back, or being taken. */
+static unsigned count_held(const redis_bus_t *bus)
+{
+    unsigned held = 0;
+    for (unsigned i = 0; i < bus->partitions; i++)
+        held += (bus->parts[i].held && !bus->parts[i].releasing) || bus->parts[i].take_sent;
+    return held;
+}
+
+/* The hunt: when the live count changes, the partitions move at each
+ * holder's own beat - one handing its extras back does so up to a beat
+ * after a consumer joined, and a consumer short of its share would only see
+ * them free at its next beat (or the one after, when another consumer won
+ * the take it tried): those partitions went unread for one or two
+ * heartbeats, their events late by as much (5-10 s with the default beat;
+ * bench/scaleout.py's cons4 on a cluster counted them lost). So for two
+ * beats after it saw the count change, a consumer short of its share looks
+ * again every HUNT_MS (GETs of the leases it does not hold) and takes what
+ * it finds free: a hand-back is taken over within about HUNT_MS. */
+static void hunt_cb(uv_timer_t *t)
+{
+    redis_bus_t *bus = t->data;
+    unsigned held = count_held(bus);
+    if (bus->closing || bus->consumer == NULL || held >= bus->share ||
+        uv_now(bus->base.loop) >= bus->hunt_until_ms) {
+        uv_timer_stop(t);
+        return;
+    }
+    if (hs_redis__cmd_up(bus))
+        look_for_free(bus, bus->share - held);
+}
+
 static void balance(redis_bus_t *bus, unsigned live)
 {
     if (live == 0)
         live = 1;
     unsigned target = (bus->partitions + live - 1) / live;
-    if (live != bus->live_consumers)
+    uint64_t now = uv_now(bus->base.loop);
+    if (live != bus->live_consumers) {
         hs_log_info("bus: %u consumers alive: each holds up to %u of the %u partitions", live,
                     target, bus->partitions);
+        bus->hunt_until_ms = now + 2 * bus->consumer_beat_ms;
+    }
     bus->live_consumers = live;
+    bus->share = target;
     unsigned held = 0;
     for (unsigned i = 0; i < bus->partitions; i++) {
         partition_t *p = &bus->parts[i];
@@ -306,24 +369,12 @@ static void balance(redis_bus_t *bus, unsigned live)
     for (unsigned i = 0; i < bus->partitions; i++)
         if (bus->parts[i].held)
             hs_redis__partition_beat(bus, &bus->parts[i]);
-    if (held >= target || bus->free_check)
+    unsigned taking = count_held(bus) - held;
+    if (held + taking >= target)
         return;
-    /* Free ones are looked at first (GET), then taken (the lease script,
-     * which another consumer may win). */
-    free_check_t *f = hs_calloc(1, sizeof(*f));
-    f->bus = bus;
-    f->want = target - held;
-    f->free = hs_calloc(bus->partitions, sizeof(bool));
-    for (unsigned i = 0; i < bus->partitions; i++)
-        if (!bus->parts[i].held && hs_redis__cmdl(bus, free_checked_cb, &bus->parts[i], "GET",
-                                                  bus->parts[i].lease) == REDIS_OK)
-            f->waiting++;
-    if (f->waiting == 0) {
-        hs_free(f->free);
-        hs_free(f);
-        return;
-    }
-    bus->free_check = f;
+    if (now < bus->hunt_until_ms && !uv_is_active((uv_handle_t *)&bus->hunt_timer))
+        uv_timer_start(&bus->hunt_timer, hunt_cb, HUNT_MS, HUNT_MS);
+    look_for_free(bus, target - held - taking);
 }
 
 static void alive_checked_cb(redisAsyncContext *ac, void *reply, void *privdata)

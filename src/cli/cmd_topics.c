@@ -24,7 +24,7 @@ int hs_cli_cmd_topics(const hs_cli_options_t *opt)
     do {
         if (after)
             hs_cli_url_encode(after, after_q, sizeof(after_q));
-        snprintf(target, sizeof(target), "/api/v1/topics?limit=%u%s%s%s%s", HS_CLI_PAGE_MAX,
+        snprintf(target, sizeof(target), "/api/v1/topics?limit=%d%s%s%s%s", HS_CLI_PAGE_MAX,
                  prefix ? "&prefix=" : "", prefix_q, after ? "&after=" : "", after ? after_q : "");
         int status;
         json_t *page = NULL;

@@ -498,6 +498,19 @@ static int load_tls(app_t *app)
     return 0;
 }
 
+/* The store's options from the settings, the one place for both users:
+ * serve (prune: a process with the publisher role prunes the history) and
+ * migrate (it only opens and closes the store). */
+static hs_store_options_t store_options_of(const hs_config_t *cfg, bool prune)
+{
+    return (hs_store_options_t){.batch_max = (unsigned)cfg->batch_max,
+                                .connect_wait_ms = cfg->db_wait_ms,
+                                .idempotency_window_ms = cfg->idempotency_window_ms,
+                                .prune = prune,
+                                .retention_age_ms = cfg->retention_age_ms,
+                                .retention_count = cfg->retention_count};
+}
+
 static int serve(app_t *app)
 {
     char err[256] = "";
@@ -509,12 +522,8 @@ static int serve(app_t *app)
         /* Every process with the publisher role prunes (docs/scaling.md,
          * "Retention"): in the scale-out mode several, with harmless
          * overlap. */
-        hs_store_options_t store_options = {.batch_max = (unsigned)app->cfg.batch_max,
-                                            .connect_wait_ms = app->cfg.db_wait_ms,
-                                            .idempotency_window_ms = app->cfg.idempotency_window_ms,
-                                            .prune = (app->roles & ROLE_PUBLISHER) != 0,
-                                            .retention_age_ms = app->cfg.retention_age_ms,
-                                            .retention_count = app->cfg.retention_count};
+        hs_store_options_t store_options =
+            store_options_of(&app->cfg, (app->roles & ROLE_PUBLISHER) != 0);
         rc = hs_store_open(app->loop, app->cfg.db, &store_options, &app->store, err, sizeof(err));
         if (rc != 0) {
             hs_log_error("houston: %s", err[0] ? err : hs_strerror(rc));
@@ -652,9 +661,7 @@ static int migrate(const hs_config_t *cfg)
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0)
         return 1;
-    hs_store_options_t options = {.batch_max = (unsigned)cfg->batch_max,
-                                  .connect_wait_ms = cfg->db_wait_ms,
-                                  .idempotency_window_ms = cfg->idempotency_window_ms};
+    hs_store_options_t options = store_options_of(cfg, false);
     hs_store_t *store = NULL;
     char err[256] = "";
     char db[512];

@@ -130,6 +130,14 @@ typedef struct hs_bus_ops {
     void (*send_to_node)(hs_bus_t *bus, const char *node, const hs_node_cmd_t *cmd,
                          hs_bus_done_cb cb, void *data);
     int (*serve_node)(hs_bus_t *bus, const char *node, hs_bus_cmd_handler handler, void *data);
+    /* On a node (after serve_node): cb(0) once the node has applied every
+     * command appended to it before this call, or cb(error) when that
+     * cannot be known in time. NULL where send_to_node answers only after
+     * the node applied the command (nothing can be appended yet unapplied).
+     * What a client asks the node itself waits so: an API subscribe
+     * answered before the client's own unsubscribe must not be applied
+     * after it (docs/internals/bus.md, "Node barrier"). */
+    void (*node_barrier)(hs_bus_t *bus, hs_bus_done_cb cb, void *data);
     /* Directory. The notifier keeps it current: a connection on open and
      * close, a topic when its first local subscriber arrives and its last
      * one leaves. */
@@ -209,6 +217,14 @@ static inline void hs_bus_ack(hs_bus_t *b, void *token)
 static inline void hs_bus_release(hs_bus_t *b, void *token)
 {
     b->ops->release(b, token);
+}
+/* false: no barrier is needed on this bus (cb is not called). */
+static inline bool hs_bus_node_barrier(hs_bus_t *b, hs_bus_done_cb cb, void *d)
+{
+    if (b->ops->node_barrier == NULL)
+        return false;
+    b->ops->node_barrier(b, cb, d);
+    return true;
 }
 static inline void hs_bus_send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *c,
                                        hs_bus_done_cb cb, void *d)

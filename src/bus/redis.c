@@ -154,9 +154,11 @@ static void redis_close(hs_bus_t *b, hs_bus_done_cb cb, void *data)
      * before the disconnect below), before closing stops any command. */
     hs_redis__directory_close(bus);
     hs_redis__events_close(bus);
+    hs_redis__node_barriers_run(bus, HS_ECLOSED);
     bus->closing = true;
     uv_close((uv_handle_t *)&bus->claim_timer, handle_closed_cb);
     uv_close((uv_handle_t *)&bus->hunt_timer, handle_closed_cb);
+    uv_close((uv_handle_t *)&bus->barrier_timer, handle_closed_cb);
     uv_close((uv_handle_t *)&bus->heartbeat, handle_closed_cb);
     uv_close((uv_handle_t *)&bus->refresh_timer, handle_closed_cb);
     hs_redis__cluster_close(bus);
@@ -191,6 +193,7 @@ static const hs_bus_ops_t redis_ops = {
     .release = hs_redis__release,
     .send_to_node = hs_redis__send_to_node,
     .serve_node = hs_redis__serve_node,
+    .node_barrier = hs_redis__node_barrier,
     .register_connection = hs_redis__register_connection,
     .unregister_connection = hs_redis__unregister_connection,
     .add_topic_node = hs_redis__add_topic_node,
@@ -256,6 +259,7 @@ int hs_bus_redis_open(uv_loop_t *loop, const char *url, const hs_bus_redis_optio
     bus->finish.data = bus;
     init_timer(bus, &bus->claim_timer, bus);
     init_timer(bus, &bus->hunt_timer, bus);
+    init_timer(bus, &bus->barrier_timer, bus);
     init_timer(bus, &bus->heartbeat, bus);
     init_timer(bus, &bus->refresh_timer, bus);
     for (int i = 0; i < LINK_COUNT; i++) {

@@ -313,6 +313,8 @@ struct redis_bus {
     char node_last_id[64];
     long long node_seq; /* seq of the last command read; -1: not known */
     bool node_started;
+    struct barrier *barriers, *barriers_tail; /* hs_redis__node_barrier's, oldest first */
+    uv_timer_t barrier_timer;                 /* the next barrier's deadline */
     hs_bus_cmd_handler node_handler;
     void *node_data;
     void (*reconnect_cb)(void *data);
@@ -542,6 +544,11 @@ void hs_redis__leases_close(redis_bus_t *bus);
 void hs_redis__send_to_node(hs_bus_t *b, const char *node, const hs_node_cmd_t *cmd,
                             hs_bus_done_cb cb, void *data);
 int hs_redis__serve_node(hs_bus_t *b, const char *node, hs_bus_cmd_handler handler, void *data);
+void hs_redis__node_barrier(hs_bus_t *b, hs_bus_done_cb cb, void *data);
+/* The barriers the node has read past run (status 0), those past their
+ * time fail; status != 0: every one fails with it (the node link lost, the
+ * bus closing). */
+void hs_redis__node_barriers_run(redis_bus_t *bus, int status);
 /* The node link is (back) up: starts, or checks for a gap and reads on. */
 void hs_redis__node_link_up(redis_bus_t *bus);
 /* The pub/sub link is (back) up: subscribes to the forwarder channel. */

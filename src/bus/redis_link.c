@@ -41,6 +41,8 @@ static void link_lost(link_t *l)
         hs_redis__events_cmd_lost(bus);
         bus->cmd_ready = false;
     }
+    if (l->role == LINK_NODE) /* what it has read is not known to grow now */
+        hs_redis__node_barriers_run(bus, HS_EUNAVAIL);
     if (bus->closing || !l->wanted) {
         hs_redis__maybe_closed(bus);
         return;

@@ -276,6 +276,7 @@ static void node_checked_cb(redisAsyncContext *ac, void *reply, void *privdata)
             redisAsyncCommand(bus->links[LINK_NODE].ac, NULL, NULL, "SET %s 0 NX",
                               bus->node_seq_key);
     }
+    hs_redis__node_barriers_run(bus, 0);
     read_node(bus);
 }
 
@@ -360,6 +361,7 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
         hs_node_cmd_t end = {.kind = HS_NODE_BATCH_END};
         bus->node_handler(&end, bus->node_data);
     }
+    hs_redis__node_barriers_run(bus, 0);
     read_node(bus);
 }
 
@@ -403,6 +405,7 @@ static void node_start_cb(redisAsyncContext *ac, void *reply, void *privdata)
         snprintf(bus->node_last_id, sizeof(bus->node_last_id), "%s",
                  newest->element[0]->element[0]->str);
     bus->node_started = true;
+    hs_redis__node_barriers_run(bus, 0);
     read_node(bus);
 }
 
@@ -419,6 +422,125 @@ static void node_restart_cb(uv_timer_t *t)
 {
     link_t *l = t->data;
     start_node(l->bus);
+}
+
+/* ---- barriers ------------------------------------------------------------------------- */
+
+/* A command appended to a node's stream is answered to its sender once it
+ * is in the stream, before the node reads it. A node's own operation for a
+ * client (a subscribe or unsubscribe message) must not overtake such a
+ * command: an API subscribe answered 201, then the client's unsubscribe,
+ * applied in the other order, leaves the client subscribed after it was
+ * told it is not. So the operation waits for a barrier: the stream's newest
+ * entry now (XREVRANGE on the command link of the node's slot), then until
+ * the node's reader is past it. A barrier not reached in BARRIER_MS fails
+ * (the caller answers an error), as do those waiting when the node link is
+ * lost or the bus closes. */
+#define BARRIER_MS 5000
+
+typedef struct barrier {
+    struct barrier *next;
+    redis_bus_t *bus;
+    uint64_t ms, seq; /* the newest entry's id when asked */
+    bool known;       /* ms, seq set: waiting for the reader */
+    bool reading;     /* its XREVRANGE is on its way (the reply frees it if answered) */
+    uint64_t deadline_ms;
+    hs_bus_done_cb cb; /* NULL once answered */
+    void *data;
+} barrier_t;
+
+static bool stream_id_parse(const char *text, uint64_t *ms, uint64_t *seq)
+{
+    char *end;
+    *ms = strtoull(text, &end, 10);
+    if (*end != '-')
+        return false;
+    *seq = strtoull(end + 1, &end, 10);
+    return *end == '\0';
+}
+
+static void barrier_timer_cb(uv_timer_t *t)
+{
+    redis_bus_t *bus = t->data;
+    if (!bus->closing)
+        hs_redis__node_barriers_run(bus, 0);
+}
+
+void hs_redis__node_barriers_run(redis_bus_t *bus, int status)
+{
+    uint64_t ms = 0, seq = 0, now = uv_now(bus->base.loop);
+    bool read = bus->node_started && stream_id_parse(bus->node_last_id, &ms, &seq);
+    barrier_t *b;
+    while ((b = bus->barriers) != NULL) {
+        int st;
+        if (status != 0)
+            st = status;
+        else if (b->known && read && (b->ms < ms || (b->ms == ms && b->seq <= seq)))
+            st = 0;
+        else if (now >= b->deadline_ms)
+            st = HS_EUNAVAIL;
+        else {
+            /* It waits, and so do the later ones (first asked, first
+             * answered) - until its deadline at most. */
+            uv_timer_start(&bus->barrier_timer, barrier_timer_cb, b->deadline_ms - now, 0);
+            return;
+        }
+        bus->barriers = b->next;
+        if (bus->barriers == NULL)
+            bus->barriers_tail = NULL;
+        hs_bus_done_cb cb = b->cb;
+        void *data = b->data;
+        b->cb = NULL;
+        if (!b->reading)
+            hs_free(b);
+        cb(st, data);
+    }
+    if (!uv_is_closing((uv_handle_t *)&bus->barrier_timer))
+        uv_timer_stop(&bus->barrier_timer);
+}
+
+static void barrier_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    barrier_t *b = privdata;
+    redis_bus_t *bus = b->bus;
+    redisReply *r = reply;
+    b->reading = false;
+    if (b->cb == NULL) { /* answered already (failed: the link lost, the close) */
+        hs_free(b);
+        return;
+    }
+    const redisReply *newest =
+        r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? r->element[0] : NULL;
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY ||
+        (newest && (newest->type != REDIS_REPLY_ARRAY || newest->elements < 1 ||
+                    newest->element[0]->type != REDIS_REPLY_STRING ||
+                    !stream_id_parse(newest->element[0]->str, &b->ms, &b->seq))))
+        b->deadline_ms = 0; /* fails, in its turn */
+    b->known = true;        /* an empty stream: 0-0, which the reader is past */
+    hs_redis__node_barriers_run(bus, 0);
+}
+
+void hs_redis__node_barrier(hs_bus_t *bb, hs_bus_done_cb cb, void *data)
+{
+    redis_bus_t *bus = (redis_bus_t *)bb;
+    barrier_t *b = hs_calloc(1, sizeof(*b));
+    b->bus = bus;
+    b->cb = cb;
+    b->data = data;
+    b->deadline_ms = uv_now(bus->base.loop) + BARRIER_MS;
+    if (bus->barriers_tail)
+        bus->barriers_tail->next = b;
+    else
+        bus->barriers = b;
+    bus->barriers_tail = b;
+    b->reading = hs_redis__cmd_up(bus) && bus->links[LINK_NODE].up &&
+                 hs_redis__cmdl(bus, barrier_read_cb, b, "XREVRANGE", bus->node_key, "+", "-",
+                                "COUNT", "1") == REDIS_OK;
+    if (!b->reading)
+        b->deadline_ms = 0; /* fails in its turn, from the timer (never inline) */
+    if (bus->barriers == b && !bus->closing)
+        uv_timer_start(&bus->barrier_timer, barrier_timer_cb, b->deadline_ms ? BARRIER_MS : 0, 0);
 }
 
 /* forwarder-channel: the prototype's way to push to one connection. Every

@@ -88,16 +88,10 @@ static void client_unsubscribed_cb(int status, size_t count, void *data)
     hs_free(op);
 }
 
-/* {"type":"subscribe"|"unsubscribe","topic":…}: like the API's, stored in
- * the store, listed, removed with the connection. */
-static void client_topic_message(hs_notifier_t *n, client_t *client, bool on, json_t *topic_json)
+/* {"type":"subscribe"|"unsubscribe","topic":…}, its turn come: like the
+ * API's, stored in the store, listed, removed with the connection. */
+static void client_topic_apply(hs_notifier_t *n, client_t *client, bool on, const char *topic)
 {
-    const char *topic = json_string_value(topic_json);
-    if (topic == NULL || !hs_topic_valid(topic, json_string_length(topic_json))) {
-        hs_notifier__client_error(client, "invalid_topic",
-                                  "'topic' must be 1-128 characters of A-Z a-z 0-9 . _ : -");
-        return;
-    }
     if (!on) {
         hs_notifier__unsubscribe(n, client, topic); /* pushes stop now */
         hs_store_remove_subscription(n->store, client->id, topic, client_unsubscribed_cb,
@@ -123,6 +117,50 @@ static void client_topic_message(hs_notifier_t *n, client_t *client, bool on, js
     client->pending_subs++;
     hs_store_add_subscription(n->store, client->id, topic, hs_now_ms(), client_subscribed_cb,
                               client_op_new(client, topic));
+}
+
+/* A subscribe or unsubscribe message waiting for the node's barrier. */
+typedef struct topic_message {
+    client_op_t op;
+    bool on;
+} topic_message_t;
+
+static void barrier_passed_cb(int status, void *data)
+{
+    topic_message_t *m = data;
+    bool same;
+    client_t *client = hs_notifier__ref_client(&m->op.ref, &same);
+    if (client && same && hs_notifier__client_attached(client)) {
+        if (status != 0)
+            hs_notifier__client_error(client, "internal",
+                                      m->on ? "the subscription could not be stored; retry later"
+                                            : "the subscription could not be removed; retry later");
+        else
+            client_topic_apply(m->op.ref.notifier, client, m->on, m->op.topic);
+    }
+    hs_free(m);
+}
+
+/* On a bus that answers a command to this node before the node applied it
+ * (Redis), the message waits until every command appended before it is
+ * applied: an API subscribe answered before this unsubscribe is not
+ * applied after it (hs_bus_node_barrier). */
+static void client_topic_message(hs_notifier_t *n, client_t *client, bool on, json_t *topic_json)
+{
+    const char *topic = json_string_value(topic_json);
+    if (topic == NULL || !hs_topic_valid(topic, json_string_length(topic_json))) {
+        hs_notifier__client_error(client, "invalid_topic",
+                                  "'topic' must be 1-128 characters of A-Z a-z 0-9 . _ : -");
+        return;
+    }
+    topic_message_t *m = hs_calloc(1, sizeof(*m));
+    hs_notifier__client_ref_init(&m->op.ref, client);
+    snprintf(m->op.topic, sizeof(m->op.topic), "%s", topic);
+    m->on = on;
+    if (!hs_bus_node_barrier(n->bus, barrier_passed_cb, m)) {
+        hs_free(m);
+        client_topic_apply(n, client, on, topic);
+    }
 }
 
 /* {"type":"refresh","token":…}: a newer token of the same user replaces the

@@ -365,6 +365,80 @@ def test_client_side_subscribe_and_disconnect_across_processes(cluster, tmp_path
         assert node.stop() == 0, node.log.read_text()
 
 
+def test_a_client_unsubscribe_is_not_overtaken_by_an_api_subscribe_before_it(cluster, tmp_path):
+    """An API subscribe is answered once its command is in the node's
+    stream, before the node applied it. The client's own unsubscribe after
+    that answer must take effect after it: with the node stopped meanwhile,
+    it used to be applied first (the node read its socket before its stream)
+    and the subscribe then, so the client got messages after it was told
+    "unsubscribed" (the checker's unsubscribed_delivery)."""
+    import urllib.request
+    import websockets
+
+    secret = "scaleout-secret"
+    port = free_port()
+    redis, maria = cluster["redis"], cluster["maria"]
+    node = Role(tmp_path, "notifier-d", "notifier", "--db", maria.url, "--redis", redis.url,
+                "--node-id", "d", "--ws-addr", f"127.0.0.1:{port}", "--jwt-secret", secret)
+    wait_port(port, node.proc, node.log)
+    token = jwt_hs256(secret, {"sub": "dana", "exp": int(time.time()) + 300, "topics": ["so.*"]})
+
+    def api(method, path, body=None):
+        req = urllib.request.Request(cluster["api"] + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+
+    async def go():
+        ws = await websockets.connect(f"ws://127.0.0.1:{port}/api/v1/ws?token={token}")
+        cid = json.loads(await asyncio.wait_for(ws.recv(), 5))["connectionID"]
+        await asyncio.sleep(0.3)  # the node registered the connection in Redis
+        node.proc.send_signal(signal.SIGSTOP)
+        try:
+            # A command first: the node's pending read of its stream returns
+            # with it, so the subscribe is not in that answer but in the
+            # next read, while the client's message waits in its socket.
+            status = await asyncio.to_thread(api, "POST", "/api/v1/notification",
+                                             {"connectionID": cid, "payload": "first"})
+            assert status == 202
+            status = await asyncio.to_thread(api, "POST", "/api/v1/subscribes",
+                                             {"topic": "so.late", "connectionID": cid})
+            assert status == 201
+            await ws.send(json.dumps({"type": "unsubscribe", "topic": "so.late"}))
+            await asyncio.sleep(0.2)
+        finally:
+            node.proc.send_signal(signal.SIGCONT)
+        assert await asyncio.wait_for(ws.recv(), 10) == "first"
+        assert await recv_json(ws, timeout=10) == {"type": "unsubscribed", "topic": "so.late"}
+        status = await asyncio.to_thread(api, "POST", "/api/v1/messages",
+                                         {"topic": "so.late", "content": "not for you"})
+        assert status == 201
+        try:
+            extra = await asyncio.wait_for(ws.recv(), 1.5)
+            raise AssertionError(f"a message after the unsubscribe was answered: {extra}")
+        except asyncio.TimeoutError:
+            pass
+        await ws.close()
+
+    try:
+        run(go())
+    finally:
+        assert node.stop() == 0, node.log.read_text()
+
+
+def jwt_hs256(secret, claims):
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    signing = b64(b'{"alg":"HS256"}') + "." + b64(json.dumps(claims).encode())
+    return signing + "." + b64(hmac.new(secret.encode(), signing.encode(),
+                                        hashlib.sha256).digest())
+
+
 def test_a_publisher_says_where_its_notifiers_are_only_when_told(cluster, tmp_path):
     """A scale-out publisher has no WebSocket port: GET /api/v1/info says
     wsURL null (the CLI then falls back to port 9001 with a note), and with

@@ -46,8 +46,12 @@ int hs_notifier__handle_command(const hs_node_cmd_t *cmd, void *data)
                              : NULL;
         if (topic) /* served from now on, from the publisher's read */
             hs_notifier__topic_baseline(n, topic, cmd->prev);
-        if (rc != 0) /* refused, or the connection is gone: the stored row goes too */
+        if (rc != 0) { /* refused, or the connection is gone: the stored row goes too */
+            hs_log_info("notifier: subscribe of %s to %s %s; its row is removed",
+                        cmd->connection_id, cmd->topic,
+                        client ? "refused (too many subscriptions)" : "for a connection not here");
             hs_store_remove_subscription(n->store, cmd->connection_id, cmd->topic, NULL, NULL);
+        }
         return rc;
     }
     case HS_NODE_UNSUBSCRIBE:

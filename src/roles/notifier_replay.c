@@ -333,16 +333,21 @@ void hs_notifier__start_resume(hs_notifier_t *n, client_t *client, const resume_
     replay_t *r = hs_calloc(1, sizeof(*r));
     hs_notifier__client_ref_init(&r->ref, client);
     client->replaying = true;
-    if (after == NULL || client->sub_count == 0 ||
-        hs_ulid_parse(after, strlen(after), &cursor) != 0) {
+    bool parsed = after && hs_ulid_parse(after, strlen(after), &cursor) == 0;
+    if (parsed) {
+        /* Kept even when nothing is replayed (no topics yet): a message at
+         * or below the client's cursor that a bus hands over again after a
+         * subscribe is one it has (has_already). */
+        snprintf(r->after, sizeof(r->after), "%s", after);
+        r->client_cursor = after != since;
+    }
+    if (!parsed || client->sub_count == 0) {
         /* Nothing to replay; what arrived since the attach is sent. */
         hs_notifier__send_connected(n, client, true, true, 0, NULL, false);
         client->stream = r;
         stream_replay(n, client);
         return;
     }
-    snprintf(r->after, sizeof(r->after), "%s", after);
-    r->client_cursor = after != since;
     r->limit = (unsigned)n->cfg->resume_max_replay + 1;
     /* The replay's working memory: --resume-max-bytes over all its topics
      * (each reads at least one row). */

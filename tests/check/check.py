@@ -298,11 +298,13 @@ class Run:
         # A consumer killed shortly before the end: the events of its
         # partitions wait until the others take them over (within 4
         # heartbeats of 1 s, docs/scaling.md), so what was on its way then
-        # was in flight when the connection ended.
+        # was in flight when the connection ended - also when the kill came
+        # before this transport began (what was published on it since
+        # waited for the take-over all the same).
         consumers = [q for n, q in list(self.t.procs.items()) + list(self.gone.items())
                      if n.startswith("consumer")]
-        starts = [a for q in consumers for a, _, kind in q.interruptions
-                  if kind == "kill" and tr.start <= a <= end <= a + CONSUMER_TAKEOVER_S]
+        starts = [max(a, tr.start) for q in consumers for a, _, kind in q.interruptions
+                  if kind == "kill" and a <= end <= a + CONSUMER_TAKEOVER_S]
         p = self.t.procs.get(f"notifier-{tr.node}") or self.t.procs.get("serve")
         if p is None:
             return min(starts, default=INF)

@@ -480,3 +480,60 @@ def test_a_publisher_says_where_its_notifiers_are_only_when_told(cluster, tmp_pa
             sub.send_signal(signal.SIGINT)
             sub.communicate(timeout=10)
         assert told.stop() == 0, told.log.read_text()
+
+
+def test_a_resume_by_ack_after_the_node_was_stopped_replays_what_it_missed(cluster):
+    """The CI's checker run on a Redis Cluster once missed messages published
+    while a notifier was stopped, to a client that then dropped and resumed
+    by its ack (no lastID). This is that sequence on its own: the resume
+    replays from the ack the node took before it stopped."""
+    import websockets
+    api = cluster["api"]
+    node = cluster["roles"]["a"]
+
+    def publish(topic, content):
+        status, body = call(cluster["api_port"], "POST", "/api/v1/messages",
+                            {"topic": topic, "content": content})
+        assert status == 201
+        return body["id"]
+
+    async def messages(ws, count, timeout=5):
+        got = []
+        while len(got) < count:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+            if frame["type"] == "message":
+                got.append(frame["message"]["id"])
+        return got
+
+    async def go():
+        ws = await websockets.connect(f"ws://127.0.0.1:{cluster['ws']['a']}/api/v1/ws")
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        cid, token = hello["connectionID"], hello["resumeToken"]
+        await asyncio.sleep(0.3)
+        for t in ("ack-x", "ack-y"):
+            status, _ = await asyncio.to_thread(call, cluster["api_port"], "POST",
+                                                "/api/v1/subscribes",
+                                                {"topic": t, "connectionID": cid})
+            assert status == 201
+        before = [await asyncio.to_thread(publish, "ack-x", f"m{i}") for i in range(2)]
+        assert await messages(ws, 2) == before
+        await ws.send(json.dumps({"type": "ack", "id": before[-1]}))
+        await asyncio.sleep(0.2)
+        node.proc.send_signal(signal.SIGSTOP)
+        try:
+            missed = [await asyncio.to_thread(publish, "ack-x", f"n{i}") for i in range(5)]
+            await asyncio.sleep(0.5)
+            ws.transport.abort()
+            await asyncio.sleep(0.2)
+        finally:
+            node.proc.send_signal(signal.SIGCONT)
+        await asyncio.sleep(0.3)
+        ws = await websockets.connect(f"ws://127.0.0.1:{cluster['ws']['a']}/api/v1/ws"
+                                      f"?resume={token}")
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert hello["resumed"] is True and hello["connectionID"] == cid, hello
+        got = await messages(ws, 5)
+        assert got == missed, (hello, got, missed)
+        await ws.close()
+
+    run(go(), timeout=50)

@@ -33,7 +33,10 @@ def si(v):
 def _ticks(lo, hi, log):
     if log:
         a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-        return [10.0 ** e for e in range(a, b + 1)], 10.0 ** a, 10.0 ** b
+        # 1-2-5 steps when a few decades are shown, decades beyond
+        steps = (1, 2, 5) if b - a <= 3 else (1,)
+        ticks = [m * 10.0 ** e for e in range(a, b) for m in steps] + [10.0 ** b]
+        return ticks, 10.0 ** a, 10.0 ** b
     step = 10 ** (math.floor(math.log10(hi - lo if hi > lo else hi or 1)) - 1)
     for m in (1, 2, 5, 10, 20, 50, 100):
         if (hi - lo) / (step * m) <= 6:

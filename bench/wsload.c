@@ -1190,35 +1190,36 @@ static int parse_ports(const char *arg, int *ports)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: wsload [options]\n"
-            "  --target houston|nchan|ceiling   server kind (default houston)\n"
-            "  --host ADDR          server address (127.0.0.1)\n"
-            "  --ws-port N[,N...]   WebSocket port(s) (9001); subscriber i on the\n"
-            "                       ((i / topics) %% n)th: each topic on every port\n"
-            "  --api-port N[,N...]  publish/subscribe API port(s) (default: the ws port);\n"
-            "                       publisher connection j on the (j %% n)th\n"
-            "  --subs N             subscribers (100)\n"
-            "  --topics N           topics; subscriber i on topic i%%N, message j on j%%N (1)\n"
-            "  --messages N         messages to publish (100)\n"
-            "  --publishers N       publisher keep-alive connections (4)\n"
-            "  --window N           requests in flight per publisher connection (64)\n"
-            "  --rate R             publish R messages/s instead of as fast as possible: one\n"
-            "                       request in flight per connection, a new connection\n"
-            "                       when all wait (at most %d), each message stamped\n"
-            "                       with its scheduled send time\n"
-            "  --duration S         stop publishing after S seconds\n"
-            "  --payload N          payload bytes (64, at least %d, at most 200000)\n"
-            "  --timeout S          bound of the whole run (60)\n"
-            "  --grace S            wait for stragglers after the last publish (3)\n"
-            "  --settle S           pause before reading the server's memory (0.3)\n"
-            "  --server-pid PID     read the server's memory before and after connecting\n"
-            "  --workers N          at least N subscriber processes (auto from RLIMIT_NOFILE)\n"
-            "  --batch N            connections in flight while connecting (500)\n"
-            "  --label TEXT         a name for the run, echoed in the report\n"
-            "  --json               one JSON line on stdout (the table goes to stderr)\n"
-            "  --strict             exit 3 when anything was lost, duplicated or refused\n",
-            RATE_MAX_CONNS, PAYLOAD_MIN);
+    fprintf(
+        stderr,
+        "usage: wsload [options]\n"
+        "  --target houston|nchan|ceiling   server kind (default houston)\n"
+        "  --host ADDR          server address (127.0.0.1)\n"
+        "  --ws-port N[,N...]   WebSocket port(s) (9001); subscriber i on the\n"
+        "                       ((i / topics) %% n)th: each topic on every port\n"
+        "  --api-port N[,N...]  publish/subscribe API port(s) (default: the ws port);\n"
+        "                       publisher connection j on the (j %% n)th\n"
+        "  --subs N             subscribers (100)\n"
+        "  --topics N           topics; subscriber i on topic i%%N, message j on j%%N (1)\n"
+        "  --messages N         messages to publish (100)\n"
+        "  --publishers N       publisher keep-alive connections (4)\n"
+        "  --window N           requests in flight per publisher connection (64; 1 with --rate)\n"
+        "  --rate R             publish R messages/s instead of as fast as possible: one\n"
+        "                       request in flight per connection, a new connection\n"
+        "                       when all wait (at most %d), each message stamped\n"
+        "                       with its scheduled send time\n"
+        "  --duration S         stop publishing after S seconds\n"
+        "  --payload N          payload bytes (64, at least %d, at most 200000)\n"
+        "  --timeout S          bound of the whole run (60)\n"
+        "  --grace S            wait for stragglers after the last publish (3)\n"
+        "  --settle S           pause before reading the server's memory (0.3)\n"
+        "  --server-pid PID     read the server's memory before and after connecting\n"
+        "  --workers N          at least N subscriber processes (auto from RLIMIT_NOFILE)\n"
+        "  --batch N            connections in flight while connecting (500)\n"
+        "  --label TEXT         a name for the run, echoed in the report\n"
+        "  --json               one JSON line on stdout (the table goes to stderr)\n"
+        "  --strict             exit 3 when anything was lost, duplicated or refused\n",
+        RATE_MAX_CONNS, PAYLOAD_MIN);
     exit(2);
 }
 

@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """wsload's fixed-rate mode keeps one request in flight per connection: a slow
 answer must not hold the publishes scheduled after it (issue 18). A fake
-publish endpoint answers the first request after 400 ms and every other one
+publish endpoint answers the first request after 1 s and every other one
 at once; at 100 msgs/s the later publishes must be answered in a few ms, on
 connections wsload opened for them. Before the fix they were pipelined on
-the one connection behind the slow answer and took ~200-400 ms.
+the one connection behind the slow answer and took ~800-1000 ms.
 
   test_wsload_rate.py PATH/TO/wsload       (ctest: bench/test_wsload_rate)"""
 import json
@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-SLOW_S = 0.4
+SLOW_S = 1.0
 first = threading.Lock()  # held by nobody once the first request was seen
 slow_done = [False]
 
@@ -72,7 +72,7 @@ def main():
     print(f"published {res['published']}, errors {res['publish_errors']}, connections {res.get('publish_conns', 1)}, "
           f"publish p50 {res['pub_p50_ms']} ms, max {res['pub_max_ms']} ms")
     ok = (res["published"] == 20 and res["publish_errors"] == 0 and res.get("publish_conns", 1) >= 2
-          and res["pub_p50_ms"] < 100 and res["pub_max_ms"] >= SLOW_S * 1000 * 0.9)
+          and res["pub_p50_ms"] < 300 and res["pub_max_ms"] >= SLOW_S * 1000 * 0.9)
     if not ok:
         print("FAIL: the publishes after the slow answer waited behind it (or the slow one was not seen)")
         return 1

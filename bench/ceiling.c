@@ -45,8 +45,19 @@
 #define MAX_PENDING (8u << 20)
 #define IOV_BATCH   512
 
+/* --answer fanout: a publish is answered once every loop has handed its
+ * frame to the subscribers' sockets (writev, or their bounded out buffers);
+ * the last loop to do so posts CMD_ANSWER to the publisher's loop. */
+typedef struct {
+    atomic_int pending; /* loops that have not sent the frame yet */
+    int loop;           /* the publisher's loop, its connection and generation */
+    int fd;
+    uint32_t gen;
+} answer_t;
+
 typedef struct {
     atomic_int refs;
+    answer_t *answer; /* NULL: answered when published (--answer now) */
     size_t len;
     uint8_t data[]; /* header + payload, ready to send */
 } frame_t;
@@ -77,7 +88,7 @@ struct topic {
     int touched;
 };
 
-enum cmd_kind { CMD_PUBLISH, CMD_SUBSCRIBE };
+enum cmd_kind { CMD_PUBLISH, CMD_SUBSCRIBE, CMD_ANSWER };
 
 typedef struct cmd {
     struct cmd *next;
@@ -102,6 +113,8 @@ struct loop {
     size_t touched_len, touched_cap;
     conn_t **to_close;
     size_t to_close_len, to_close_cap;
+    answer_t **answers; /* publishes drained in this iteration (--answer fanout) */
+    size_t answers_len, answers_cap;
     pthread_t thread;
 };
 
@@ -112,6 +125,7 @@ static struct {
     int nloops;
     int ws_port, api_port;
     int max_fd;
+    int answer_after_fanout;
     loop_t loops[MAX_LOOPS];
     atomic_ulong message_ids;
 } ceiling;
@@ -313,9 +327,26 @@ static void post(loop_t *l, cmd_t *cmd)
     }
 }
 
-static void publish(const char *topic, const void *payload, size_t len)
+/* The pending answer of a publish on c, or NULL with --answer now. Every
+ * answer is the same 201, so two answers that come back out of order (two
+ * loops finishing two publishes) still read right on a pipelined
+ * connection; a 400/404 in between would not (the bench sends none). */
+static answer_t *answer_new(conn_t *c)
+{
+    if (!ceiling.answer_after_fanout)
+        return NULL;
+    answer_t *answer = xcalloc(sizeof *answer);
+    atomic_init(&answer->pending, ceiling.nloops);
+    answer->loop = c->loop->index;
+    answer->fd = c->fd;
+    answer->gen = c->gen;
+    return answer;
+}
+
+static void publish(const char *topic, const void *payload, size_t len, answer_t *answer)
 {
     frame_t *f = frame_new(payload, len, ceiling.nloops);
+    f->answer = answer;
     for (int i = 0; i < ceiling.nloops; i++) {
         cmd_t *cmd = xcalloc(sizeof *cmd);
         cmd->kind = CMD_PUBLISH;
@@ -474,9 +505,11 @@ static void handle_message(conn_t *c, const char *body, size_t len)
     char name[MAX_TOPIC + 1];
     memcpy(name, topic, topic_len);
     name[topic_len] = 0;
-    publish(name, payload, (size_t)n);
+    answer_t *answer = answer_new(c);
+    publish(name, payload, (size_t)n, answer);
     free(payload);
-    respond(c, "201 Created", "{}");
+    if (!answer)
+        respond(c, "201 Created", "{}");
 }
 
 /* Handles complete HTTP requests in c->in; returns bytes consumed. */
@@ -527,8 +560,10 @@ static size_t http_parse(conn_t *c)
             char name[MAX_TOPIC + 1];
             memcpy(name, path + 5, path_len - 5);
             name[path_len - 5] = 0;
-            publish(name, body, body_len);
-            respond(c, "201 Created", "{}");
+            answer_t *answer = answer_new(c);
+            publish(name, body, body_len, answer);
+            if (!answer)
+                respond(c, "201 Created", "{}");
         } else
             respond(c, "404 Not Found", "{}");
         pos += head + body_len;
@@ -648,6 +683,8 @@ static void drain(loop_t *l)
     while (cmd) {
         cmd_t *next = cmd->next;
         if (cmd->kind == CMD_PUBLISH) {
+            if (cmd->frame->answer)
+                PUSH(l->answers, l->answers_len, l->answers_cap, cmd->frame->answer);
             topic_t *t = topic_find(l, cmd->topic, 0);
             if (t && t->count) {
                 PUSH(t->batch, t->batch_len, t->batch_cap, cmd->frame);
@@ -658,6 +695,10 @@ static void drain(loop_t *l)
             } else {
                 frame_release(cmd->frame);
             }
+        } else if (cmd->kind == CMD_ANSWER) {
+            conn_t *c = l->by_fd[cmd->fd];
+            if (c && c->gen == cmd->gen && !c->closing)
+                respond(c, "201 Created", "{}");
         } else {
             conn_t *c = l->by_fd[cmd->fd];
             if (c && c->gen == cmd->gen && c->is_ws && !c->closing) {
@@ -674,6 +715,19 @@ static void drain(loop_t *l)
         if (l->touched[i]->touched)
             topic_flush(l->touched[i]);
     l->touched_len = 0;
+    /* the frames are out: the last loop of each publish has it answered */
+    for (size_t i = 0; i < l->answers_len; i++) {
+        answer_t *a = l->answers[i];
+        if (atomic_fetch_sub(&a->pending, 1) != 1)
+            continue;
+        cmd_t *ans = xcalloc(sizeof *ans);
+        ans->kind = CMD_ANSWER;
+        ans->fd = a->fd;
+        ans->gen = a->gen;
+        post(&ceiling.loops[a->loop], ans);
+        free(a);
+    }
+    l->answers_len = 0;
 }
 
 static int listen_on(int port)
@@ -770,10 +824,16 @@ int main(int argc, char **argv)
             ceiling.api_port = atoi(argv[++i]);
         else if (i + 1 < argc && strcmp(argv[i], "--threads") == 0)
             threads = atoi(argv[++i]);
+        else if (i + 1 < argc && strcmp(argv[i], "--answer") == 0 &&
+                 (strcmp(argv[i + 1], "now") == 0 || strcmp(argv[i + 1], "fanout") == 0))
+            ceiling.answer_after_fanout = strcmp(argv[++i], "fanout") == 0;
         else {
-            fprintf(stderr,
-                    "usage: ceiling [--ws-port N] [--api-port N] [--threads N]\n"
-                    "  a minimal WebSocket fan-out server on 127.0.0.1 (see bench/ceiling.c)\n");
+            fprintf(
+                stderr,
+                "usage: ceiling [--ws-port N] [--api-port N] [--threads N] [--answer now|fanout]\n"
+                "  a minimal WebSocket fan-out server on 127.0.0.1 (see bench/ceiling.c);\n"
+                "  --answer now: a publish is answered when read (default); fanout: once\n"
+                "  every loop has sent its frame to the subscribers (push-back)\n");
             return 2;
         }
     }

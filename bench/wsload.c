@@ -51,6 +51,8 @@
 #define FD_SLACK    128
 #define MAX_WORKERS 64
 #define MAX_PORTS   16
+/* publisher connections of the fixed-rate mode, opened as needed */
+#define RATE_MAX_CONNS 256
 
 enum target { TARGET_HOUSTON, TARGET_NCHAN, TARGET_CEILING };
 
@@ -922,6 +924,7 @@ static int run_worker(long first, long count, int cmd_fd, int res_fd, uint64_t c
 
 typedef struct {
     httpc_t **conns;
+    long nconns;   /* open publisher connections (grows in the fixed-rate mode) */
     long next_seq; /* next message to send */
     long limit;    /* messages to send (may shrink with --duration) */
     long answered;
@@ -983,15 +986,33 @@ static void publish_one(httpc_t *c, long seq, uint64_t now)
     httpc_request(c, path, ctype, P.body, P.body_len, seq, now);
 }
 
+/* A connection of the fixed-rate mode with no request in flight, or a new
+ * one when every open connection waits for an answer (at most
+ * RATE_MAX_CONNS): one request in flight per connection, so a slow answer
+ * never holds the publishes scheduled after it. NULL when the cap is hit. */
+static httpc_t *rate_idle_conn(int epfd)
+{
+    for (long i = 0; i < P.nconns; i++)
+        if (!P.conns[i]->dead && P.conns[i]->fifo_count == 0)
+            return P.conns[i];
+    if (P.nconns == RATE_MAX_CONNS)
+        return NULL;
+    httpc_t *c = httpc_open(epfd, opt.api_ports[P.nconns % opt.n_api_ports], 1, publish_answered);
+    P.conns[P.nconns++] = c;
+    return c;
+}
+
 static void run_publishers(uint64_t deadline)
 {
     if (opt.messages <= 0 || opt.publishers <= 0)
         return;
     int epfd = epoll_create1(0);
-    P.conns = xmalloc((size_t)opt.publishers * sizeof *P.conns);
-    for (long i = 0; i < opt.publishers; i++)
-        P.conns[i] = httpc_open(epfd, opt.api_ports[i % opt.n_api_ports], (size_t)opt.window,
-                                publish_answered);
+    long cap = opt.rate > 0 ? RATE_MAX_CONNS : opt.publishers;
+    P.conns = xmalloc((size_t)cap * sizeof *P.conns);
+    P.nconns = opt.publishers < cap ? opt.publishers : cap;
+    for (long i = 0; i < P.nconns; i++)
+        P.conns[i] = httpc_open(epfd, opt.api_ports[i % opt.n_api_ports],
+                                opt.rate > 0 ? 1 : (size_t)opt.window, publish_answered);
     P.body = xmalloc((size_t)opt.payload + 256);
     P.limit = opt.messages;
     P.first_ns = wsp_now_ns();
@@ -1007,15 +1028,26 @@ static void run_publishers(uint64_t deadline)
         if (opt.rate > 0) {
             long due = (long)((double)(now - P.first_ns) * opt.rate / 1e9) + 1;
             target = due < P.limit ? due : P.limit;
+            /* Stamped with its scheduled send time, not the time it left:
+             * a publish sent late (no idle connection, a slow loop here)
+             * counts its wait as latency instead of hiding it. */
+            while (P.next_seq < target) {
+                httpc_t *c = rate_idle_conn(epfd);
+                if (!c)
+                    break;
+                uint64_t due_ns = P.first_ns + (uint64_t)((double)P.next_seq * 1e9 / opt.rate);
+                publish_one(c, P.next_seq++, due_ns);
+                httpc_flush(c);
+            }
         }
         long alive = 0;
-        for (long tries = 0; P.next_seq < target && tries < opt.publishers; tries++) {
-            httpc_t *c = P.conns[rr++ % opt.publishers];
+        for (long tries = 0; P.next_seq < target && tries < P.nconns; tries++) {
+            httpc_t *c = P.conns[rr++ % P.nconns];
             while (!httpc_full(c) && P.next_seq < target)
                 publish_one(c, P.next_seq++, now);
             httpc_flush(c);
         }
-        for (long i = 0; i < opt.publishers; i++)
+        for (long i = 0; i < P.nconns; i++)
             alive += !P.conns[i]->dead;
         if (!alive) {
             fprintf(stderr, "wsload: every publisher connection was closed\n");
@@ -1031,7 +1063,7 @@ static void run_publishers(uint64_t deadline)
                 httpc_read(c);
         }
     }
-    for (long i = 0; i < opt.publishers; i++)
+    for (long i = 0; i < P.nconns; i++)
         close(P.conns[i]->fd);
     close(epfd);
 }
@@ -1158,32 +1190,36 @@ static int parse_ports(const char *arg, int *ports)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: wsload [options]\n"
-            "  --target houston|nchan|ceiling   server kind (default houston)\n"
-            "  --host ADDR          server address (127.0.0.1)\n"
-            "  --ws-port N[,N...]   WebSocket port(s) (9001); subscriber i on the\n"
-            "                       ((i / topics) %% n)th: each topic on every port\n"
-            "  --api-port N[,N...]  publish/subscribe API port(s) (default: the ws port);\n"
-            "                       publisher connection j on the (j %% n)th\n"
-            "  --subs N             subscribers (100)\n"
-            "  --topics N           topics; subscriber i on topic i%%N, message j on j%%N (1)\n"
-            "  --messages N         messages to publish (100)\n"
-            "  --publishers N       publisher keep-alive connections (4)\n"
-            "  --window N           requests in flight per publisher connection (64)\n"
-            "  --rate R             publish R messages/s instead of as fast as possible\n"
-            "  --duration S         stop publishing after S seconds\n"
-            "  --payload N          payload bytes (64, at least %d, at most 200000)\n"
-            "  --timeout S          bound of the whole run (60)\n"
-            "  --grace S            wait for stragglers after the last publish (3)\n"
-            "  --settle S           pause before reading the server's memory (0.3)\n"
-            "  --server-pid PID     read the server's memory before and after connecting\n"
-            "  --workers N          at least N subscriber processes (auto from RLIMIT_NOFILE)\n"
-            "  --batch N            connections in flight while connecting (500)\n"
-            "  --label TEXT         a name for the run, echoed in the report\n"
-            "  --json               one JSON line on stdout (the table goes to stderr)\n"
-            "  --strict             exit 3 when anything was lost, duplicated or refused\n",
-            PAYLOAD_MIN);
+    fprintf(
+        stderr,
+        "usage: wsload [options]\n"
+        "  --target houston|nchan|ceiling   server kind (default houston)\n"
+        "  --host ADDR          server address (127.0.0.1)\n"
+        "  --ws-port N[,N...]   WebSocket port(s) (9001); subscriber i on the\n"
+        "                       ((i / topics) %% n)th: each topic on every port\n"
+        "  --api-port N[,N...]  publish/subscribe API port(s) (default: the ws port);\n"
+        "                       publisher connection j on the (j %% n)th\n"
+        "  --subs N             subscribers (100)\n"
+        "  --topics N           topics; subscriber i on topic i%%N, message j on j%%N (1)\n"
+        "  --messages N         messages to publish (100)\n"
+        "  --publishers N       publisher keep-alive connections (4)\n"
+        "  --window N           requests in flight per publisher connection (64; 1 with --rate)\n"
+        "  --rate R             publish R messages/s instead of as fast as possible: one\n"
+        "                       request in flight per connection, a new connection\n"
+        "                       when all wait (at most %d), each message stamped\n"
+        "                       with its scheduled send time\n"
+        "  --duration S         stop publishing after S seconds\n"
+        "  --payload N          payload bytes (64, at least %d, at most 200000)\n"
+        "  --timeout S          bound of the whole run (60)\n"
+        "  --grace S            wait for stragglers after the last publish (3)\n"
+        "  --settle S           pause before reading the server's memory (0.3)\n"
+        "  --server-pid PID     read the server's memory before and after connecting\n"
+        "  --workers N          at least N subscriber processes (auto from RLIMIT_NOFILE)\n"
+        "  --batch N            connections in flight while connecting (500)\n"
+        "  --label TEXT         a name for the run, echoed in the report\n"
+        "  --json               one JSON line on stdout (the table goes to stderr)\n"
+        "  --strict             exit 3 when anything was lost, duplicated or refused\n",
+        RATE_MAX_CONNS, PAYLOAD_MIN);
     exit(2);
 }
 
@@ -1529,7 +1565,7 @@ int main(int argc, char **argv)
     if (opt.json) {
         printf(
             "{\"target\":\"%s\",\"label\":\"%s\",\"subs\":%ld,\"topics\":%ld,\"messages\":%ld,"
-            "\"publishers\":%ld,\"window\":%ld,\"rate\":%g,\"workers\":%ld,"
+            "\"publishers\":%ld,\"publish_conns\":%ld,\"window\":%ld,\"rate\":%g,\"workers\":%ld,"
             "\"subscribed\":%lu,\"connect_failed\":%lu,\"dropped\":%lu,\"server_closes\":%lu,"
             "\"pings\":%lu,"
             "\"published\":%ld,\"publish_errors\":%ld,\"publish_s\":%.4f,\"publishes_per_s\":%.1f,"
@@ -1544,8 +1580,8 @@ int main(int argc, char **argv)
             "pct\":%.1f,"
             "\"publish_start_ns\":%lu,\"timed_out\":%s}\n",
             opt.target_name, opt.label, opt.subs, opt.topics, opt.messages, opt.publishers,
-            opt.window, opt.rate, nworkers, (unsigned long)ready, (unsigned long)failed,
-            (unsigned long)total.dropped, (unsigned long)total.server_closes,
+            P.nconns, opt.rate > 0 ? 1 : opt.window, opt.rate, nworkers, (unsigned long)ready,
+            (unsigned long)failed, (unsigned long)total.dropped, (unsigned long)total.server_closes,
             (unsigned long)total.pings, P.ok, P.errors, publish_s, publishes_per_s,
             ms(hist_quantile(&P.latency, 0.5)), ms(hist_quantile(&P.latency, 0.99)),
             ms(P.latency.max), (unsigned long)total.expected, (unsigned long)total.unique,

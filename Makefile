@@ -75,7 +75,7 @@ browser:
 	  (cd tests/browser && npm ci --no-audit --no-fund)
 	@mkdir -p $(BUILD)/test-output
 	HOUSTON_BIN=$(CURDIR)/$(BUILD)/houston HOUSTON_TEST_OUTPUT=$(CURDIR)/$(BUILD)/test-output \
-	  node --test tests/browser/console.spec.mjs tests/browser/hostile.spec.mjs
+	  node --test tests/browser/console.spec.mjs tests/browser/operations.spec.mjs tests/browser/hostile.spec.mjs
 
 # The JavaScript client (clients/js/houston.js) under Node against the real
 # binary: Node's global WebSocket (Node 22+; Node 20 needs the flag). No npm

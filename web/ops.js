@@ -505,6 +505,21 @@
       tr.title = late ? `${name}: no heartbeat for over 3 intervals of ${n.intervalMs} ms` : `${name}: beating`;
       return tr;
     }));
+    // The deployment's totals over the nodes beating now.
+    let conns = 0, rate = 0;
+    for (const n of ops.nodes.values()) {
+      if (n.gone) continue;
+      conns += n.connections || 0;
+      rate += n.rate || 0;
+    }
+    const total = document.createElement("tr");
+    total.className = "total";
+    total.append(...["all beating", fmt(conns, ""), fmt(rate, ""), ""].map((text) => {
+      const td = document.createElement("td");
+      td.textContent = text;
+      return td;
+    }));
+    $("ops-nodes").tFoot.replaceChildren(total);
     $("ops-nodes").hidden = false;
     const cbody = $("ops-consumers").tBodies[0];
     cbody.replaceChildren(...res.consumers.map((c) => {

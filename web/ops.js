@@ -377,6 +377,7 @@
   function startOps() {
     if (ops.started) return;
     ops.started = true;
+    ops.timer = 0; // a tick is under way
     tick();
   }
 
@@ -405,10 +406,27 @@
       if (ops.count % HOT_EVERY === 1) await hotTopics();
       if (ops.mode === "scale-out") await nodes();
     } catch (e) {
+      if (e.status === 401 || e.status === 403) {
+        // The console's way: the key field is marked (api() did); sampling
+        // waits for the key (or the base URL) to change, rather than
+        // asking every second.
+        $("ops-state").textContent = "These numbers need the API key: enter it above; sampling resumes then.";
+        $("ops-state").dataset.kind = "error";
+        ops.timer = null;
+        return;
+      }
       $("ops-state").textContent = `Sampling failed: ${e.message}`;
       $("ops-state").dataset.kind = "error";
     }
     ops.timer = setTimeout(tick, Math.max(100, PERIOD_MS - (Date.now() - began)));
+  }
+
+  for (const id of ["api-key", "api-base"]) {
+    $(id).addEventListener("input", () => {
+      if (!ops.started || ops.timer !== null) return;
+      ops.mode = null; // another server, perhaps
+      ops.timer = setTimeout(tick, 400);
+    });
   }
 
   // ---- hot topics -----------------------------------------------------------

@@ -35,12 +35,12 @@ function freePort() {
 let server; // { proc, ws, api, dir, log }
 let browser;
 
-async function startHouston() {
+async function startHouston(extra = []) {
   const dir = mkdtempSync(path.join(tmpdir(), "houston-browser-"));
   const [ws, api] = [await freePort(), await freePort()];
   const log = path.join(dir, "houston.log");
   const proc = spawn(BIN, ["serve", "--ws-addr", `127.0.0.1:${ws}`, "--api-addr", `127.0.0.1:${api}`,
-    "--db", `sqlite:${path.join(dir, "houston.db")}`], { stdio: ["ignore", "ignore", openSync(log, "w")] });
+    "--db", `sqlite:${path.join(dir, "houston.db")}`, ...extra], { stdio: ["ignore", "ignore", openSync(log, "w")] });
   let exited = null; // the exit code, or the signal's name
   proc.on("exit", (code, signal) => { exited = code ?? signal; });
   const deadline = Date.now() + 10000;
@@ -132,14 +132,14 @@ function publishing(topic, every = 40) {
   return { stop: async () => { on = false; await done; if (error) throw error; return count; } };
 }
 
-async function openPage(colorScheme = "light") {
+async function openPage(colorScheme = "light", srv = server) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 }, colorScheme });
   page.setDefaultTimeout(10000);
   const problems = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
-  await page.goto(`http://127.0.0.1:${server.ws}/`);
-  await page.fill("#api-base", `http://127.0.0.1:${server.api}`);
+  await page.goto(`http://127.0.0.1:${srv.ws}/`);
+  await page.fill("#api-base", `http://127.0.0.1:${srv.api}`);
   await page.locator('#conn-state[data-state="open"]').waitFor();
   return { page, problems };
 }
@@ -275,6 +275,40 @@ test("operations: legible in the dark theme", { timeout: 30000 }, async () => {
   await page.screenshot({ path: path.join(OUTPUT, "operations-dark.png"), fullPage: true });
   assert.deepEqual(problems, []);
   await page.close();
+});
+
+test("operations: with API keys the tab asks for one, the console's way", { timeout: 30000 }, async () => {
+  const keyed = await startHouston(["--api-key", "ops-key"]);
+  try {
+    const { page, problems } = await openPage("light", keyed);
+    const keyRequests = [];
+    page.on("request", (r) => {
+      if (r.url().startsWith(`http://127.0.0.1:${keyed.api}/api/v1/stats`)) keyRequests.push(r.headers().authorization ?? null);
+    });
+    await page.click("#tab-ops");
+    await page.locator("#api-key-label.wanted").waitFor();
+    await page.waitForFunction(() => /need the API key/.test(document.getElementById("ops-state").textContent));
+    // No asking every second meanwhile.
+    const asked = keyRequests.length;
+    await page.waitForTimeout(2500);
+    assert.equal(keyRequests.length, asked, "sampling went on without a key");
+    await page.fill("#api-key", "ops-key");
+    await page.waitForFunction(() => Number(document.getElementById("ops-table").dataset.at) > 0);
+    assert.ok(keyRequests.includes("Bearer ops-key"));
+    assert.equal(await page.locator("#api-key-label.wanted").count(), 0);
+    const stored = await page.evaluate(() => JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie);
+    assert.ok(!stored.includes("ops-key"), "the API key was stored");
+    // The page's own 401s are console errors of the browser, not the page's.
+    assert.deepEqual(problems.filter((p) => !/401/.test(p)), []);
+    await page.close();
+  } finally {
+    if (keyed.exited() === null) {
+      const done = new Promise((r) => keyed.proc.once("exit", r));
+      keyed.proc.kill("SIGTERM");
+      await done;
+    }
+    rmSync(keyed.dir, { recursive: true, force: true });
+  }
 });
 
 // ---- the Topics tab -------------------------------------------------------------

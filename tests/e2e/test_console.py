@@ -224,6 +224,8 @@ BROWSER = ROOT / "tests" / "browser"
 @pytest.mark.timeout(180)
 @pytest.mark.skipif(not (have("redis-server") and have("mariadbd")),
                     reason="redis-server and mariadb-server are not installed")
+@pytest.mark.skipif(not os.environ.get("HOUSTON_BROWSER"),
+                    reason="a browser test: make browser runs it (HOUSTON_BROWSER=1)")
 @pytest.mark.skipif(not (shutil.which("node") and os.path.exists("/usr/bin/chromium")
                          and (BROWSER / "node_modules" / "playwright-core").exists()),
                     reason="node, chromium and tests/browser/node_modules (make browser) are needed")

@@ -14,9 +14,14 @@ static void deployment_cb(int status, const hs_bus_deployment_t *d, void *data)
     if (status != 0) {
         hs_log_warn("publisher: %s reading the deployment failed: %s", hs_http_request_id(req),
                     hs_strerror(status));
-        hs_http_respond_error(req, 503, "unavailable",
-                              "the message bus is unreachable (%s); retry later",
-                              hs_strerror(status));
+        if (status == HS_EUNAVAIL)
+            hs_http_respond_error(req, 503, "unavailable",
+                                  "the message bus is unreachable (Redis does not answer); retry "
+                                  "later");
+        else
+            hs_http_respond_error(req, 503, "unavailable",
+                                  "reading the deployment from Redis failed (%s); retry later",
+                                  hs_strerror(status));
         return;
     }
     json_t *notifiers = json_array();

@@ -6,12 +6,13 @@ import os
 import shutil
 import subprocess
 import time
+import types
 from http.client import HTTPConnection
 
 import pytest
 
-from conftest import BIN, ROOT, Response, http
-from services import have
+from conftest import BIN, ROOT, Response, free_port, http, wait_port
+from services import Redis, have
 from test_scaleout import running_cluster
 
 ULID = "01JDQ3M0Q4Y8W3Q2D6XH0S5A9B"
@@ -216,6 +217,37 @@ def test_nodes_in_the_embedded_mode_are_empty(server):
     assert r.status == 200
     assert r.json["mode"] == "embedded"
     assert r.json["notifiers"] == [] and r.json["consumers"] == []
+
+
+@pytest.mark.skipif(not have("redis-server"), reason="redis-server is not installed")
+def test_nodes_while_redis_is_away_is_503(tmp_path):
+    """A scale-out publisher (its store may be SQLite) whose Redis went away."""
+    redis = Redis(tmp_path)
+    api = free_port()
+    log = tmp_path / "publisher.log"
+    proc = subprocess.Popen([BIN, "publisher", "--db", f"sqlite:{tmp_path}/h.db", "--redis",
+                             redis.url, "--api-addr", f"127.0.0.1:{api}"],
+                            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    try:
+        wait_port(api, proc, log)
+        srv = types.SimpleNamespace(api_port=api)
+        deadline = time.time() + 10
+        while True:  # once the bus is up: an answer from Redis, nobody in it
+            r = call(srv, "GET", "/api/v1/nodes")
+            if r.status == 200 or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        assert r.status == 200 and r.json["mode"] == "scale-out", r
+        assert r.json["notifiers"] == [] and r.json["consumers"] == []
+        assert r.json["partitions"] == 16
+        redis.kill()
+        r = call(srv, "GET", "/api/v1/nodes")
+        assert r.status == 503 and r.json["error"]["code"] == "unavailable", r
+        assert "Redis does not answer" in r.json["error"]["message"]
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0, log.read_text()[-3000:]
+        redis.stop()
 
 
 BROWSER = ROOT / "tests" / "browser"

@@ -368,8 +368,14 @@ test("topics: listed with counts and retention, by prefix, in pages", { timeout:
 // (issue 17 item 2) are built on another branch: this passes once they are in.
 test("topics: delete a topic and a message, each after a confirm", { timeout: 30000 }, async () => {
   const { page, problems } = await openPage();
+  // The page subscribed to td.alpha sees its messages live, and the
+  // "deleted" frame strikes the deleted one out there.
+  await page.fill("#sub-topic", "td.alpha");
+  await page.click("#subscribe");
+  await page.locator('#subs li[data-topic="td.alpha"]').waitFor();
   await seedTopics("td.");
   const doomed = (await apiCall("GET", "/api/v1/messages?topic=td.alpha&limit=10")).messages[0];
+  await page.locator(`#live li.msg[data-id="${doomed.id}"]`).waitFor();
 
   await page.click("#tab-topics");
   await page.fill("#topics-prefix", "td.");
@@ -402,6 +408,8 @@ test("topics: delete a topic and a message, each after a confirm", { timeout: 30
   await item.waitFor({ state: "detached" });
   assert.equal((await fetch(`http://127.0.0.1:${server.api}/api/v1/messages/${doomed.id}`)).status, 404);
   assert.equal(await page.locator("#history li.msg").count(), 2);
+  await page.locator(`#live li.msg.deleted[data-id="${doomed.id}"]`).waitFor();
+  assert.equal(await page.locator("#live li.msg.deleted").count(), 1);
   assert.deepEqual(problems, []);
   await page.close();
 });

@@ -68,14 +68,19 @@ e2e-mariadb:
 # The web console in headless Debian Chromium, driven by npm playwright-core
 # (installed into tests/browser/node_modules from the committed lock when
 # that is newer than the install;
-# no browser download). Writes $(BUILD)/test-output/console.png. hostile.spec.mjs:
+# no browser download). Writes $(BUILD)/test-output/console.png and
+# operations.png; with redis-server and mariadbd, the Operations tab in the
+# scale-out mode (test_console.py starts the roles, runs nodes.spec.mjs:
+# operations-scaleout.png). hostile.spec.mjs:
 # a page from another origin against a keyless server (docs/security.md).
 browser:
 	@[ tests/browser/node_modules/.package-lock.json -nt tests/browser/package-lock.json ] || \
 	  (cd tests/browser && npm ci --no-audit --no-fund)
 	@mkdir -p $(BUILD)/test-output
 	HOUSTON_BIN=$(CURDIR)/$(BUILD)/houston HOUSTON_TEST_OUTPUT=$(CURDIR)/$(BUILD)/test-output \
-	  node --test tests/browser/console.spec.mjs tests/browser/hostile.spec.mjs
+	  node --test tests/browser/console.spec.mjs tests/browser/operations.spec.mjs tests/browser/hostile.spec.mjs
+	HOUSTON_BROWSER=1 HOUSTON_BIN=$(CURDIR)/$(BUILD)/houston HOUSTON_TEST_OUTPUT=$(CURDIR)/$(BUILD)/test-output \
+	  $(PYTHON) -m pytest -q tests/e2e/test_console.py -k scale_out_mode
 
 # The JavaScript client (clients/js/houston.js) under Node against the real
 # binary: Node's global WebSocket (Node 22+; Node 20 needs the flag). No npm

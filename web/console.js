@@ -156,6 +156,11 @@
         resubscribe();
       } else if (frame && frame.type === "message" && frame.message) {
         addLive(messageItem(frame.message));
+      } else if (frame && frame.type === "deleted") {
+        // A message deleted through the API: struck out where it is shown.
+        for (const li of document.querySelectorAll("li.msg")) {
+          if (li.dataset.id === frame.id && li.dataset.topic === frame.topic) li.classList.add("deleted");
+        }
       } else if (frame && frame.type === "error") {
         setStatus(`server: ${frame.message || frame.code}`, "error");
       } else {
@@ -304,7 +309,7 @@
       return;
     }
     h.topic = topic;
-    el.history.replaceChildren(...messages.map(messageItem));
+    el.history.replaceChildren(...messages.map(historyItem));
     h.newest = messages.length ? messages[0].id : null;
     h.oldest = messages.length ? messages[messages.length - 1].id : null;
     // page.next is set when more remain in the direction walked.
@@ -320,6 +325,58 @@
       ? `${topic}: ${n} message${n === 1 ? "" : "s"}${h.newer ? "" : " (latest)"}`
       : `${topic}: no messages`;
     updatePager();
+  }
+
+  // A button that asks once more before it acts: the first click arms it
+  // (for 4 s), the second runs act. No modal dialog: keyboard and tests
+  // reach it like any button.
+  function confirmButton(label, title, act) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "danger small";
+    b.textContent = label;
+    b.title = title;
+    let timer = null;
+    b.addEventListener("click", async () => {
+      if (!b.classList.contains("armed")) {
+        b.classList.add("armed");
+        b.textContent = "Confirm";
+        b.setAttribute("aria-label", `confirm: ${title}`);
+        timer = setTimeout(() => {
+          b.classList.remove("armed");
+          b.textContent = label;
+          b.removeAttribute("aria-label");
+        }, 4000);
+        return;
+      }
+      clearTimeout(timer);
+      b.disabled = true;
+      try {
+        await act();
+      } finally {
+        b.disabled = false;
+        b.classList.remove("armed");
+        b.textContent = label;
+      }
+    });
+    return b;
+  }
+
+  // A history entry, with its delete button (DELETE /api/v1/messages/{id}).
+  function historyItem(m) {
+    const li = messageItem(m);
+    const del = confirmButton("Delete", `delete message ${m.id} of ${m.topic}`, async () => {
+      try {
+        await api("DELETE", `/api/v1/messages/${encodeURIComponent(m.id)}?topic=${encodeURIComponent(m.topic)}`);
+        li.remove();
+        setStatus(`Deleted message ${m.id} of ${m.topic}.`, "ok");
+      } catch (e) {
+        fail(`delete message ${m.id}`, e);
+      }
+    });
+    del.classList.add("delete");
+    li.querySelector(".meta").append(del);
+    return li;
   }
 
   function updatePager() {
@@ -356,4 +413,7 @@
 
   renderSubs();
   connect();
+
+  // What ops.js (the Operations and Topics tabs) shares with this file.
+  window.houstonConsole = { api, setStatus, fail, formatTime, span, confirmButton };
 })();

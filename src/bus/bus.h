@@ -113,6 +113,34 @@ typedef void (*hs_bus_nodes_cb)(int status, const char *const *nodes, size_t cou
 /* node: where the connection lives, or status HS_ENOTFOUND. */
 typedef void (*hs_bus_node_cb)(int status, const char *node, void *data);
 
+/* What the deployment's directory says (hs_bus_deployment): each notifier
+ * node's last heartbeat and each consumer's partitions. Read-only; strings
+ * live only during the callback. */
+typedef struct hs_bus_notifier_status {
+    const char *node;
+    uint64_t connections; /* its connections in the directory */
+    uint64_t deliveries;  /* its houston_deliveries_total at its last heartbeat */
+    uint64_t beat_ms;     /* its clock at its last heartbeat (unix ms; 0: unknown) */
+    uint64_t interval_ms; /* its heartbeat interval (0: unknown) */
+    int64_t beat_age_ms;  /* how long ago it beat, by Redis's TTL (-1: its beat expired) */
+} hs_bus_notifier_status_t;
+
+typedef struct hs_bus_consumer_status {
+    const char *consumer;
+    const unsigned *partitions; /* the partitions whose lease it holds, ascending */
+    size_t count;
+} hs_bus_consumer_status_t;
+
+typedef struct hs_bus_deployment {
+    const hs_bus_notifier_status_t *notifiers;
+    size_t notifier_count;
+    const hs_bus_consumer_status_t *consumers;
+    size_t consumer_count;
+    unsigned partitions; /* of the event log */
+} hs_bus_deployment_t;
+
+typedef void (*hs_bus_deployment_cb)(int status, const hs_bus_deployment_t *d, void *data);
+
 typedef struct hs_bus_ops {
     const char *name;
     bool redelivers; /* an event or command may arrive more than once */
@@ -160,6 +188,9 @@ typedef struct hs_bus_ops {
     /* Finishes what is queued (callbacks still run), then frees the bus;
      * cb runs last. */
     void (*close)(hs_bus_t *bus, hs_bus_done_cb cb, void *data);
+    /* Read-only: the notifier nodes and consumers the directory knows
+     * (GET /api/v1/nodes). NULL on a bus of one process. */
+    void (*deployment)(hs_bus_t *bus, hs_bus_deployment_cb cb, void *data);
 } hs_bus_ops_t;
 
 /* Back-ends embed this as their first member. */
@@ -265,6 +296,15 @@ static inline void hs_bus_watch_nodes(hs_bus_t *b, const char *node, uint64_t in
                                       void (*dead_cb)(const char *node, void *data), void *d)
 {
     b->ops->watch_nodes(b, node, interval_ms, dead_cb, d);
+}
+/* Whether the bus has a deployment to describe (scale-out). */
+static inline bool hs_bus_has_deployment(const hs_bus_t *b)
+{
+    return b->ops->deployment != NULL;
+}
+static inline void hs_bus_deployment(hs_bus_t *b, hs_bus_deployment_cb cb, void *d)
+{
+    b->ops->deployment(b, cb, d);
 }
 static inline void hs_bus_close(hs_bus_t *b, hs_bus_done_cb cb, void *d)
 {

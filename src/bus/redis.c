@@ -202,6 +202,7 @@ static const hs_bus_ops_t redis_ops = {
     .topic_nodes = hs_redis__topic_nodes,
     .watch_nodes = hs_redis__watch_nodes,
     .close = redis_close,
+    .deployment = hs_redis__deployment,
 };
 
 static void init_timer(redis_bus_t *bus, uv_timer_t *t, void *data)

@@ -8,6 +8,7 @@
 
 #include "bus/redis_internal.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -416,10 +417,15 @@ static void heartbeat_cb(uv_timer_t *t)
     if (!hs_redis__cmd_up(bus))
         return;
     hs_metrics_singleton.bus_heartbeats++;
-    char alive[KEY_MAX], ms[24];
+    char alive[KEY_MAX], ms[24], beat[80];
     NODE_KEY(alive, bus->node_name, "alive");
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(3 * bus->heartbeat_ms));
-    hs_redis__cmdl(bus, NULL, NULL, "SET", alive, "1", "PX", ms);
+    /* The value is only read by GET /api/v1/nodes (redis_status.c): when,
+     * how often, and this node's deliveries so far. */
+    snprintf(beat, sizeof(beat), "%llu %llu %llu", (unsigned long long)hs_now_ms(),
+             (unsigned long long)bus->heartbeat_ms,
+             (unsigned long long)hs_metrics_singleton.deliveries);
+    hs_redis__cmdl(bus, NULL, NULL, "SET", alive, beat, "PX", ms);
     hs_redis__cmdl(bus, NULL, NULL, "SADD", NODES_KEY, bus->node_name);
     hs_redis__cmdl(bus, nodes_listed_cb, bus, "SMEMBERS", NODES_KEY);
 }

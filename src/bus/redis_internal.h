@@ -576,4 +576,9 @@ void hs_redis__resync_note_topic(redis_bus_t *bus, const char *topic);
  * directory now. */
 void hs_redis__directory_close(redis_bus_t *bus);
 
+/* ---- redis_status.c ------------------------------------------------------ */
+
+/* GET /api/v1/nodes's read of the directory (bus.h, deployment). */
+void hs_redis__deployment(hs_bus_t *b, hs_bus_deployment_cb cb, void *data);
+
 #endif

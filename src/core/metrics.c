@@ -3,6 +3,7 @@
 #include "core/metrics.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -145,6 +146,8 @@ const hs_metric_def_t hs_metric_defs[] = {
     {"houston_publish_to_socket_seconds", "histogram",
      "From a message's creation to its frame being queued on the sockets.", HIST(publish_to_socket),
      NULL},
+    {"houston_resumes_total", "counter",
+     "Connections resumed by token (?resume=) within the resume window.", COUNTER(resumes), NULL},
 };
 
 const size_t hs_metric_def_count = sizeof(hs_metric_defs) / sizeof(hs_metric_defs[0]);
@@ -183,4 +186,58 @@ hs_buf_t *hs_metrics_render(const hs_metrics_t *m, const hs_metrics_gauges_t *g)
         }
     }
     return buf;
+}
+
+/* ---- the JSON twin ------------------------------------------------------- */
+
+static hs_buf_t *json_histogram(hs_buf_t *buf, const hs_histogram_t *h)
+{
+    buf = hs_buf_append(buf, "{\"le\":[", 7);
+    for (size_t i = 0; i < HS_HISTOGRAM_BUCKETS - 1; i++)
+        buf = appendf(buf, "%s%g", i ? "," : "", bounds[i]);
+    buf = hs_buf_append(buf, "],\"buckets\":[", 13);
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < HS_HISTOGRAM_BUCKETS; i++) {
+        cumulative += h->counts[i];
+        buf = appendf(buf, "%s%llu", i ? "," : "", (unsigned long long)cumulative);
+    }
+    return appendf(buf, "],\"sum\":%.6f,\"count\":%llu}", h->sum, (unsigned long long)h->count);
+}
+
+hs_buf_t *hs_metrics_render_json(const hs_metrics_t *m, const hs_metrics_gauges_t *g,
+                                 uint64_t now_ms)
+{
+    hs_buf_t *buf = hs_buf_new(2048);
+    buf = appendf(buf, "{\"at\":%llu,\"metrics\":{", (unsigned long long)now_ms);
+    for (size_t i = 0; i < hs_metric_def_count; i++) {
+        const hs_metric_def_t *def = &hs_metric_defs[i];
+        /* Names are [a-z_] (the table's): no escaping needed. */
+        buf = appendf(buf, "%s\"%s\":", i ? "," : "", def->name);
+        switch (def->source) {
+        case HS_METRIC_COUNTERS:
+            buf = appendf(buf, "%llu",
+                          (unsigned long long)*(const uint64_t *)((const char *)m + def->offset));
+            break;
+        case HS_METRIC_GAUGES:
+            buf = appendf(buf, "%llu",
+                          (unsigned long long)*(const uint64_t *)((const char *)g + def->offset));
+            break;
+        case HS_METRIC_HISTOGRAM:
+            buf = json_histogram(buf, (const hs_histogram_t *)((const char *)m + def->offset));
+            break;
+        case HS_METRIC_BY_STATUS: {
+            bool first = true;
+            buf = hs_buf_append(buf, "{", 1);
+            for (int status = 100; status < 600; status++)
+                if (m->http_responses[status]) {
+                    buf = appendf(buf, "%s\"%d\":%llu", first ? "" : ",", status,
+                                  (unsigned long long)m->http_responses[status]);
+                    first = false;
+                }
+            buf = hs_buf_append(buf, "}", 1);
+            break;
+        }
+        }
+    }
+    return hs_buf_append(buf, "}}", 2);
 }

@@ -52,6 +52,7 @@ typedef struct hs_metrics {
     uint64_t live_gap_closes;      /* gaps not filled: subscribers closed with 1001 */
     hs_histogram_t publish_commit; /* request received -> message committed */
     hs_histogram_t publish_to_socket; /* message created -> frame queued on the sockets */
+    uint64_t resumes;                 /* connections resumed by token (?resume=) */
 } hs_metrics_t;
 
 /* The process's metrics. */
@@ -90,5 +91,13 @@ extern const size_t hs_metric_def_count;
 
 /* The whole exposition text. */
 hs_buf_t *hs_metrics_render(const hs_metrics_t *m, const hs_metrics_gauges_t *gauges);
+
+/* The same numbers as one JSON object (GET /api/v1/stats, docs/api.md):
+ * {"at":<unix ms>,"metrics":{<name>:<value>,…}} where a counter or gauge is
+ * a number, houston_http_responses_total an object by status, and a
+ * histogram {"le":[bounds…],"buckets":[cumulative counts…, the last +Inf],
+ * "sum":s,"count":n}. Names are the exposition's; at is now_ms. */
+hs_buf_t *hs_metrics_render_json(const hs_metrics_t *m, const hs_metrics_gauges_t *gauges,
+                                 uint64_t now_ms);
 
 #endif

@@ -4,6 +4,8 @@
  *   GET /readyz   200 {"status":"ready"} when the store and the bus answer a
  *                 round trip; 503 with the reason otherwise
  *   GET /metrics  the Prometheus text exposition (API port, --metrics-addr)
+ *   GET /api/v1/stats  the same numbers as one JSON object (the console's
+ *                 Operations tab samples it every second)
  */
 #ifndef HS_ROLES_HEALTH_H
 #define HS_ROLES_HEALTH_H
@@ -24,7 +26,7 @@ void hs_health_free(hs_health_t *health);
  * embedded mode). Without it they read 0. */
 typedef void (*hs_gauges_fn)(void *ctx, hs_metrics_gauges_t *out);
 void hs_health_set_gauges(hs_health_t *health, hs_gauges_fn fn, void *ctx);
-/* Registers GET /metrics on router, served from health's gauges. */
+/* Registers GET /metrics and GET /api/v1/stats on router, served from health's gauges. */
 void hs_health_add_metrics_route(hs_health_t *health, hs_router_t *router);
 
 #endif

@@ -152,6 +152,7 @@ static void takeover_finish(takeover_t *t, bool taken)
     }
     client_t *client = adopt(n, t);
     hs_notifier__attach(n, client, transport, &t->claims, t->ip_entry);
+    hs_metrics_singleton.resumes++;
     hs_log_info("notifier: conn %s resumed from %s (%u topics, epoch %llu)", client->id,
                 transport->ops->peer(transport), client->sub_count,
                 (unsigned long long)client->epoch);

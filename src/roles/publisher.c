@@ -17,6 +17,7 @@
 #include "roles/health.h"
 #include "roles/idempotency.h"
 #include "roles/info.h"
+#include "roles/nodes_api.h"
 #include "roles/render.h"
 #include "roles/topics_api.h"
 
@@ -338,6 +339,7 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     p->topics = hs_topics_api_new(p->router, store, cfg);
     p->health = hs_health_add_routes(p->router, store, bus);
     hs_health_add_metrics_route(p->health, p->router);
+    hs_nodes_api_add_route(p->router, bus);
     hs_http_limits_t limits;
     hs_http_limits_from_config(&limits, cfg);
     p->http = hs_http_server_new(net, p->router, &limits, "publisher");

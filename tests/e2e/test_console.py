@@ -2,12 +2,18 @@
 port (what lets the console's origin call the API). The page itself is
 driven in a real browser by tests/browser/console.spec.mjs."""
 import json
+import os
+import shutil
 import subprocess
+import time
+import types
 from http.client import HTTPConnection
 
 import pytest
 
-from conftest import BIN, ROOT, Response, http
+from conftest import BIN, ROOT, Response, free_port, http, wait_port
+from services import Redis, have
+from test_scaleout import running_cluster
 
 ULID = "01JDQ3M0Q4Y8W3Q2D6XH0S5A9B"
 
@@ -169,3 +175,112 @@ def test_cors_origins_setting(fresh_server, topic):
     srv = fresh_server("--cors-origins", "none")
     r = call(srv, "GET", path, f"http://127.0.0.1:{srv.ws_port}")
     assert "access-control-allow-origin" not in r.headers
+
+
+# ---- the Operations tab's numbers ---------------------------------------------------
+
+def test_stats_is_the_json_twin_of_metrics(server, topic):
+    http("POST", f"{server.api}/api/v1/messages", f"topic={topic}", "content=x")
+    r = http("GET", f"{server.api}/api/v1/stats")
+    assert r.status == 200 and r.headers["content-type"] == "application/json"
+    assert r.headers["cache-control"] == "no-store"
+    stats = r.json
+    assert abs(stats["at"] - time.time() * 1000) < 60000
+    text = http("GET", f"{server.api}/metrics").text
+    names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert list(stats["metrics"]) == names  # the same table, in the same order
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                   if line and not line.startswith("#") and "{" not in line)
+    m = stats["metrics"]
+    # Counters move on between the two reads; these do not here.
+    for name in ("houston_connections", "houston_resumes_total",
+                 "houston_slow_client_disconnects_total"):
+        assert m[name] == int(samples[name]), name
+    assert 1 <= m["houston_messages_published_total"] <= int(
+        samples["houston_messages_published_total"])
+    h = m["houston_publish_commit_seconds"]
+    assert len(h["le"]) == 13 and len(h["buckets"]) == 14 and h["le"][-1] == 5
+    assert h["buckets"] == sorted(h["buckets"]) and h["buckets"][-1] == h["count"] >= 1
+    assert m["houston_http_responses_total"]["201"] >= 1
+
+
+def test_stats_and_nodes_want_the_api_key(fresh_server):
+    srv = fresh_server("--api-key", "k1")
+    for path in ("/api/v1/stats", "/api/v1/nodes"):
+        r = http("GET", f"{srv.api}{path}")
+        assert r.status == 401 and r.json["error"]["code"] == "unauthorized"
+        assert http("GET", f"{srv.api}{path}", "Authorization:Bearer k1").status == 200
+
+
+def test_nodes_in_the_embedded_mode_are_empty(server):
+    r = http("GET", f"{server.api}/api/v1/nodes")
+    assert r.status == 200
+    assert r.json["mode"] == "embedded"
+    assert r.json["notifiers"] == [] and r.json["consumers"] == []
+
+
+@pytest.mark.skipif(not have("redis-server"), reason="redis-server is not installed")
+def test_nodes_while_redis_is_away_is_503(tmp_path):
+    """A scale-out publisher (its store may be SQLite) whose Redis went away."""
+    redis = Redis(tmp_path)
+    api = free_port()
+    log = tmp_path / "publisher.log"
+    proc = subprocess.Popen([BIN, "publisher", "--db", f"sqlite:{tmp_path}/h.db", "--redis",
+                             redis.url, "--api-addr", f"127.0.0.1:{api}"],
+                            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    try:
+        wait_port(api, proc, log)
+        srv = types.SimpleNamespace(api_port=api)
+        deadline = time.time() + 10
+        while True:  # once the bus is up: an answer from Redis, nobody in it
+            r = call(srv, "GET", "/api/v1/nodes")
+            if r.status == 200 or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        assert r.status == 200 and r.json["mode"] == "scale-out", r
+        assert r.json["notifiers"] == [] and r.json["consumers"] == []
+        assert r.json["partitions"] == 16
+        redis.kill()
+        r = call(srv, "GET", "/api/v1/nodes")
+        assert r.status == 503 and r.json["error"]["code"] == "unavailable", r
+        assert "Redis does not answer" in r.json["error"]["message"]
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0, log.read_text()[-3000:]
+        redis.stop()
+
+
+BROWSER = ROOT / "tests" / "browser"
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not (have("redis-server") and have("mariadbd")),
+                    reason="redis-server and mariadb-server are not installed")
+@pytest.mark.skipif(not os.environ.get("HOUSTON_BROWSER"),
+                    reason="a browser test: make browser runs it (HOUSTON_BROWSER=1)")
+@pytest.mark.skipif(not (shutil.which("node") and os.path.exists("/usr/bin/chromium")
+                         and (BROWSER / "node_modules" / "playwright-core").exists()),
+                    reason="node, chromium and tests/browser/node_modules (make browser) are needed")
+def test_operations_tab_in_the_scale_out_mode(tmp_path, monkeypatch):
+    """The browser part is tests/browser/nodes.spec.mjs; it kills notifier b."""
+    beat_ms = 1000
+    # The page comes from notifier a's port, another origin than the
+    # publisher's defaults allow (each role inherits the environment).
+    monkeypatch.setenv("HOUSTON_CORS_ORIGINS", "*")
+    with running_cluster(tmp_path, ("--heartbeat-interval", f"{beat_ms}ms")) as c:
+        b = c["roles"].pop("b")  # killed by the page's test: not stopped cleanly
+        try:
+            out = subprocess.run(
+                ["node", "--test", str(BROWSER / "nodes.spec.mjs")], cwd=ROOT,
+                capture_output=True, text=True, timeout=150,
+                env={**os.environ, "HOUSTON_OPS_WS": str(c["ws"]["a"]),
+                     "HOUSTON_OPS_API": str(c["api_port"]), "HOUSTON_OPS_KILL": str(b.proc.pid),
+                     "HOUSTON_OPS_BEAT_MS": str(beat_ms),
+                     "HOUSTON_TEST_OUTPUT": os.environ.get("HOUSTON_TEST_OUTPUT",
+                                                           str(ROOT / "build" / "test-output"))})
+            print(out.stdout)
+            assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
+        finally:
+            if b.proc.poll() is None:
+                b.proc.kill()
+            b.proc.wait(10)

@@ -112,12 +112,65 @@ static void test_status_labels(void **state)
     assert_int_equal(labelled, sizeof(shown) / sizeof(shown[0]));
 }
 
+/* The JSON twin (GET /api/v1/stats): every row under its name, in table
+ * order, with its value; histograms cumulative with their bounds. */
+static void test_json_is_the_table(void **state)
+{
+    (void)state;
+    static hs_metrics_t m;
+    memset(&m, 0, sizeof(m));
+    hs_metrics_gauges_t g = {0};
+    for (size_t i = 0; i < hs_metric_def_count; i++) {
+        const hs_metric_def_t *d = &hs_metric_defs[i];
+        if (d->source == HS_METRIC_COUNTERS)
+            *(uint64_t *)((char *)&m + d->offset) = 1000 + i;
+        else if (d->source == HS_METRIC_GAUGES)
+            *(uint64_t *)((char *)&g + d->offset) = 1000 + i;
+    }
+    hs_histogram_observe(&m.publish_commit, 0.0004); /* first bucket */
+    hs_histogram_observe(&m.publish_commit, 0.003);  /* le 0.005 */
+    hs_histogram_observe(&m.publish_commit, 60);     /* +Inf */
+    m.http_responses[201] = 7;
+    m.http_responses[404] = 2;
+    hs_buf_t *buf = hs_metrics_render_json(&m, &g, 1234567890123ULL);
+    char *text = malloc(buf->len + 1);
+    memcpy(text, buf->data, buf->len);
+    text[buf->len] = '\0';
+    hs_buf_unref(buf);
+    const char *head = "{\"at\":1234567890123,\"metrics\":{\"houston_connections\":";
+    assert_memory_equal(text, head, strlen(head));
+    assert_string_equal(text + strlen(text) - 2, "}}");
+    /* Every name once, in table order; counters and gauges with their value. */
+    const char *at = text;
+    for (size_t i = 0; i < hs_metric_def_count; i++) {
+        const hs_metric_def_t *d = &hs_metric_defs[i];
+        char want[160];
+        if (d->source == HS_METRIC_COUNTERS || d->source == HS_METRIC_GAUGES)
+            snprintf(want, sizeof(want), "\"%s\":%zu%c", d->name, 1000 + i,
+                     i + 1 < hs_metric_def_count ? ',' : '}');
+        else
+            snprintf(want, sizeof(want), "\"%s\":{", d->name);
+        const char *found = strstr(at, want);
+        assert_non_null(found);
+        at = found + strlen(want);
+    }
+    assert_non_null(strstr(text, "\"houston_http_responses_total\":{\"201\":7,\"404\":2}"));
+    /* Cumulative buckets, one more than the bounds; the last is the count. */
+    assert_non_null(strstr(text,
+                           "\"houston_publish_commit_seconds\":{\"le\":[0.0005,0.001,0.0025,"
+                           "0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5],\"buckets\":[1,1,1,2,2,"
+                           "2,2,2,2,2,2,2,2,3],\"sum\":60.003400,\"count\":3}"));
+    assert_non_null(strstr(text, "\"houston_publish_to_socket_seconds\":{\"le\":[0.0005,"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_follow_the_conventions),
         cmocka_unit_test(test_exposition_is_the_table),
         cmocka_unit_test(test_status_labels),
+        cmocka_unit_test(test_json_is_the_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

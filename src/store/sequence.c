@@ -20,6 +20,16 @@ bool hs_store_is_put(const hs_store_op_t *op)
     return op->kind == HS_OP_PUT_MESSAGE || op->kind == HS_OP_PUT_MESSAGE_ONCE;
 }
 
+struct hs_store_put_input *hs_store_op_puts(hs_store_op_t *op, size_t *count)
+{
+    if (hs_store_is_put(op)) {
+        *count = 1;
+        return &op->in.put;
+    }
+    *count = op->kind == HS_OP_PUT_BATCH ? op->in.batch.count : 0;
+    return *count ? op->in.batch.puts : NULL;
+}
+
 static int compare_topics(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -95,16 +105,20 @@ static int take(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t 
 int hs_store_lock_sequences(const hs_store_backend_t *ops, void *conn, hs_store_op_t *batch,
                             hs_store_sequences_t *seqs)
 {
-    size_t n = 0;
-    for (hs_store_op_t *op = batch; op; op = op->next)
-        n += hs_store_is_put(op);
+    size_t n = 0, count;
+    for (hs_store_op_t *op = batch; op; op = op->next) {
+        hs_store_op_puts(op, &count);
+        n += count;
+    }
     if (n == 0)
         return 0;
     const char **topics = hs_malloc(n * sizeof(*topics));
     n = 0;
-    for (hs_store_op_t *op = batch; op; op = op->next)
-        if (hs_store_is_put(op))
-            topics[n++] = op->in.put.topic;
+    for (hs_store_op_t *op = batch; op; op = op->next) {
+        struct hs_store_put_input *puts = hs_store_op_puts(op, &count);
+        for (size_t i = 0; i < count; i++)
+            topics[n++] = puts[i].topic;
+    }
     qsort(topics, n, sizeof(*topics), compare_topics);
     int rc = 0;
     hs_store_sequence_t *e;
@@ -191,6 +205,30 @@ void hs_store_unmint_id(hs_store_sequences_t *seqs, struct hs_store_put_input *p
     hs_store_sequence_t *e = find(seqs, put->topic);
     if (e && strcmp(e->last, put->id) == 0)
         memcpy(e->last, put->prev, sizeof(e->last));
+}
+
+int hs_store_mint_ids(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs,
+                      hs_store_op_t *op)
+{
+    size_t count;
+    struct hs_store_put_input *puts = hs_store_op_puts(op, &count);
+    for (size_t i = 0; i < count; i++) {
+        int rc = hs_store_mint_id(ops, conn, seqs, &puts[i]);
+        if (rc != 0) {
+            while (i-- > 0)
+                hs_store_unmint_id(seqs, &puts[i]);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+void hs_store_unmint_ids(hs_store_sequences_t *seqs, hs_store_op_t *op)
+{
+    size_t count;
+    struct hs_store_put_input *puts = hs_store_op_puts(op, &count);
+    while (count-- > 0)
+        hs_store_unmint_id(seqs, &puts[count]);
 }
 
 int hs_store_create_sequences(const hs_store_backend_t *ops, void *conn,

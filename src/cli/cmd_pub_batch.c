@@ -14,7 +14,6 @@
 #include "cli/api.h"
 #include "cli/commands.h"
 #include "cli/output.h"
-#include "core/alloc.h"
 
 #define DEFAULT_MAX_BATCH 1000
 #define DEFAULT_MAX_BODY  (1024 * 1024)

@@ -52,7 +52,7 @@ int hs_store_create_sequences(const hs_store_backend_t *ops, void *conn,
                               const hs_store_sequences_t *seqs);
 
 /* Replaces put->id with the minted id, max(candidate, the topic's last id
- * + 1), where the candidate is a ULID of the store's clock read with the
+ * + a random step of 1 to 2^40), where the candidate is a ULID of the store's clock read with the
  * rows (the caller's id only when the back-end has no clock), and sets
  * put->created_ms to its time (seqs holds the topic's row:
  * hs_store_lock_sequences). */

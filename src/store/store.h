@@ -154,7 +154,7 @@ typedef struct hs_topic_settings {
  * under the topic's sequence (docs/scaling.md, "Message ids"): msg->id is
  * only a candidate (the caller's clock; MariaDB ignores it and mints from
  * its own clock, NOW(3)), and the stored id is
- * max(candidate, the topic's last id + 1), so the ids of a topic increase in
+ * max(candidate, the topic's last id + a random step), so the ids of a topic increase in
  * commit order across every process and clock. cb gets 0 and the message
  * as stored (its id and created_ms are the minted ones), or an error and
  * NULL. */

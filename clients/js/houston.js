@@ -407,10 +407,21 @@ export class Houston {
     return this._api("PUT", `/api/v1/topics/${encodeURIComponent(name)}`, settings);
   }
 
-  async _api(method, urlPath, body) {
+  /** POST /api/v1/messages/batch: messages [{topic, content, author}, ...]
+   *  (at most the server's limits.maxBatch, 1000 by default) stored all or
+   *  nothing; resolves with {messages: [...]} in order (201; with the same
+   *  idempotencyKey and messages again: the original answer, 200). Rejects
+   *  with an Error carrying status, code and body (a bad element: 400 or
+   *  413, body.error.index naming it; nothing stored). */
+  publishBatch(messages, { idempotencyKey } = {}) {
+    const headers = idempotencyKey !== undefined ? { "Idempotency-Key": idempotencyKey } : {};
+    return this._api("POST", "/api/v1/messages/batch", { messages }, headers);
+  }
+
+  async _api(method, urlPath, body, extraHeaders = {}) {
     if (!this.apiUrl) throw new TypeError("Houston: options.apiUrl is required for API calls");
     if (typeof this._fetch !== "function") throw new Error("Houston: no fetch (pass options.fetch)");
-    const headers = {};
+    const headers = { ...extraHeaders };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (this.apiKey) headers.Authorization = `Bearer ${this.apiKey}`;
     const res = await this._fetch(this.apiUrl + urlPath, {

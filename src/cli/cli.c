@@ -47,9 +47,13 @@ static const hs_cli_command_t commands[] = {
      "bring the database's schema up to this version and exit (what every server does at "
      "start-up; refuses a database of a newer houston)",
      0, 0, 0, NULL},
-    {"pub", "TOPIC TEXT [--author A]",
-     "publish TEXT to TOPIC (POST /api/v1/messages); prints the stored message as one JSON line",
-     HS_CLI_OPT_AUTHOR, 2, 2, run_pub},
+    {"pub", "TOPIC TEXT [--author A] | --batch FILE",
+     "publish TEXT to TOPIC (POST /api/v1/messages); prints the stored message as one JSON line. "
+     "--batch: publish every line of FILE (- for stdin), each {\"topic\",\"content\",\"author\"}, "
+     "with POST /api/v1/messages/batch in requests of at most the server's maxBatch messages; "
+     "each request is all or nothing, a longer file is several requests and stops at the first "
+     "that fails (those before it stay stored); prints each stored message as one JSON line",
+     HS_CLI_OPT_AUTHOR | HS_CLI_OPT_BATCH, 0, 2, run_pub},
     {"sub", "TOPIC... [--since ID]",
      "subscribe to the topics and print each message as one JSON line until interrupted; with "
      "--since, first the history after message ID, then live, without gap or duplicate",

@@ -1,5 +1,5 @@
 /* cmd_pub.c - houston pub TOPIC TEXT [--author A]: POST /api/v1/messages,
- * the stored message on stdout. */
+ * the stored message on stdout (--batch FILE: cmd_pub_batch.c). */
 #include <jansson.h>
 
 #include "cli/api.h"
@@ -8,6 +8,12 @@
 
 int hs_cli_cmd_pub(const hs_cli_options_t *opt)
 {
+    if (opt->batch && opt->arg_count == 0)
+        return hs_cli_cmd_pub_batch(opt);
+    if (opt->batch || opt->arg_count != 2) {
+        hs_cli_error("usage: houston pub TOPIC TEXT [--author A] | houston pub --batch FILE");
+        return HS_CLI_EXIT_USAGE;
+    }
     json_t *body = json_object();
     json_object_set_new(body, "topic", json_string(opt->args[0]));
     json_object_set_new(body, "content", json_string(opt->args[1]));

@@ -8,8 +8,9 @@
 
 enum { HS_CLI_EXIT_OK = 0, HS_CLI_EXIT_FAIL = 1, HS_CLI_EXIT_USAGE = 2 };
 
-/* houston pub TOPIC TEXT [--author A] */
+/* houston pub TOPIC TEXT [--author A] | --batch FILE (cmd_pub_batch.c) */
 int hs_cli_cmd_pub(const hs_cli_options_t *opt);
+int hs_cli_cmd_pub_batch(const hs_cli_options_t *opt);
 /* houston sub TOPIC... [--since ID] */
 int hs_cli_cmd_sub(const hs_cli_options_t *opt);
 /* houston history TOPIC [--limit N] [--before ID | --after ID] */

@@ -28,6 +28,7 @@ static const flag_t flags[] = {
     {"limit", HS_CLI_OPT_LIMIT, false},
     {"before", HS_CLI_OPT_BEFORE, false},
     {"after", HS_CLI_OPT_AFTER, false},
+    {"batch", HS_CLI_OPT_BATCH, false},
 };
 
 static const char *env_or_null(const char *name)
@@ -158,6 +159,8 @@ int hs_cli_options_parse(int argc, char **argv, unsigned allowed, hs_cli_options
             out->before = value;
         else if (flag->bit == HS_CLI_OPT_AFTER)
             out->after = value;
+        else if (flag->bit == HS_CLI_OPT_BATCH)
+            out->batch = value;
         else if (set_limit(out, value, err, err_len) != 0)
             return HS_EINVAL;
     }

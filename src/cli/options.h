@@ -29,6 +29,7 @@ enum {
     HS_CLI_OPT_LIMIT = 1 << 2,  /* --limit N */
     HS_CLI_OPT_BEFORE = 1 << 3, /* --before ID */
     HS_CLI_OPT_AFTER = 1 << 4,  /* --after ID */
+    HS_CLI_OPT_BATCH = 1 << 5,  /* --batch FILE */
 };
 
 typedef struct hs_cli_options {
@@ -43,6 +44,7 @@ typedef struct hs_cli_options {
     const char *since;
     const char *before;
     const char *after;
+    const char *batch;   /* --batch FILE ("-": stdin), or NULL */
     unsigned long limit; /* 0: not given */
     bool help;
     const char *args[HS_CLI_MAX_ARGS]; /* positional arguments, in order */

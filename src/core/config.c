@@ -244,6 +244,9 @@ static const setting_t settings[] = {
      "messages per second a WebSocket client may send, bursts of twice that; beyond it an "
      "error frame, then close 1008 (0: no limit)",
      .url_secret = false},
+    {"max-batch", "HOUSTON_MAX_BATCH", T_UINT, offsetof(hs_config_t, max_batch), "1000", 1, 100000,
+     "N", "messages in one POST /api/v1/messages/batch (stored in one transaction); more get 413",
+     .url_secret = false},
 };
 
 #define SETTING_COUNT (sizeof(settings) / sizeof(settings[0]))

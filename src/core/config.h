@@ -93,6 +93,7 @@ typedef struct hs_config {
     char *resume_secret;        /* --resume-secret     HOUSTON_RESUME_SECRET     "" = random */
     uint64_t resume_max_replay; /* --resume-max-replay HOUSTON_RESUME_MAX_REPLAY 10000 */
     uint64_t resume_max_bytes;  /* --resume-max-bytes HOUSTON_RESUME_MAX_BYTES 16m */
+    uint64_t max_batch;         /* --max-batch         HOUSTON_MAX_BATCH         1000 */
     unsigned char sources[HS_CONFIG_MAX_SETTINGS];
     /* hs_config_source_t per setting */ /* --batch-max      HOUSTON_BATCH_MAX      512 */
 } hs_config_t;

@@ -136,7 +136,7 @@ void hs_http_respond_json(hs_http_request_t *req, int status, json_t *json)
 }
 
 static void respond_error_v(hs_http_request_t *req, int status, const char *code, const char *extra,
-                            const char *fmt, va_list ap)
+                            json_t *members, const char *fmt, va_list ap)
 {
     char message[512];
     vsnprintf(message, sizeof(message), fmt, ap);
@@ -146,6 +146,9 @@ static void respond_error_v(hs_http_request_t *req, int status, const char *code
         if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
             *p = '?';
     json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message);
+    if (body && members)
+        json_object_update(json_object_get(body, "error"), members);
+    json_decref(members);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (text == NULL) { /* cannot happen with ASCII input; answer anyway */
@@ -161,7 +164,7 @@ void hs_http_respond_error(hs_http_request_t *req, int status, const char *code,
 {
     va_list ap;
     va_start(ap, fmt);
-    respond_error_v(req, status, code, NULL, fmt, ap);
+    respond_error_v(req, status, code, NULL, NULL, fmt, ap);
     va_end(ap);
 }
 
@@ -170,7 +173,16 @@ void hs_http_respond_error_with(hs_http_request_t *req, int status, const char *
 {
     va_list ap;
     va_start(ap, fmt);
-    respond_error_v(req, status, code, extra, fmt, ap);
+    respond_error_v(req, status, code, extra, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void hs_http_respond_error_members(hs_http_request_t *req, int status, const char *code,
+                                   json_t *members, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    respond_error_v(req, status, code, NULL, members, fmt, ap);
     va_end(ap);
 }
 

@@ -191,6 +191,11 @@ void hs_http_respond_error(hs_http_request_t *req, int status, const char *code,
 void hs_http_respond_error_with(hs_http_request_t *req, int status, const char *code,
                                 const char *extra_headers, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* The same with more members in the error object (members: a JSON object,
+ * its reference stolen; e.g. {"index":17}, the bad element of a batch). */
+void hs_http_respond_error_members(hs_http_request_t *req, int status, const char *code,
+                                   json_t *members, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /* Status-only answer (e.g. 204), no body. */
 void hs_http_respond_empty(hs_http_request_t *req, int status);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/alloc.h"
 #include "core/error.h"
 
 static int fail(hs_api_error_t *err, int status, const char *code, const char *fmt, ...)
@@ -154,6 +155,43 @@ int hs_decode_publish(json_t *obj, const char *author_key, size_t max_content,
         return fail(err, 400, "invalid_field",
                     "field '%s' must be a string of at most %d bytes without NUL", author_key,
                     HS_AUTHOR_MAX);
+    return 0;
+}
+
+int hs_decode_batch(json_t *obj, size_t max_batch, size_t max_content, hs_publish_input_t **out,
+                    size_t *count, long *index, hs_api_error_t *err)
+{
+    *out = NULL;
+    *count = 0;
+    *index = -1;
+    json_t *list = json_object_get(obj, "messages");
+    if (list == NULL || json_is_null(list))
+        return fail(err, 400, "missing_field", "field 'messages' is required");
+    if (!json_is_array(list))
+        return fail(err, 400, "invalid_field", "field 'messages' must be an array");
+    size_t n = json_array_size(list);
+    if (n == 0)
+        return fail(err, 400, "invalid_field",
+                    "field 'messages' is empty; a batch has 1 to %zu messages", max_batch);
+    if (n > max_batch)
+        return fail(err, 413, "payload_too_large",
+                    "field 'messages' has %zu messages; the limit is %zu (--max-batch)", n,
+                    max_batch);
+    hs_publish_input_t *in = hs_calloc(n, sizeof(*in));
+    for (size_t i = 0; i < n; i++) {
+        json_t *element = json_array_get(list, i);
+        hs_api_error_t inner;
+        int rc = json_is_object(element)
+                     ? hs_decode_publish(element, "author", max_content, &in[i], &inner)
+                     : fail(&inner, 400, "invalid_field", "each message must be a JSON object");
+        if (rc != 0) {
+            hs_free(in);
+            *index = (long)i;
+            return fail(err, inner.status, inner.code, "messages[%zu]: %.170s", i, inner.message);
+        }
+    }
+    *out = in;
+    *count = n;
     return 0;
 }
 

@@ -51,6 +51,14 @@ typedef struct hs_publish_input {
 int hs_decode_publish(json_t *obj, const char *author_key, size_t max_content,
                       hs_publish_input_t *out, hs_api_error_t *err);
 
+/* POST /api/v1/messages/batch {"messages": [{topic, content, author}, ...]}:
+ * 1..max_batch elements (more: 413), each decoded as hs_decode_publish
+ * decodes one (same limits and errors). *out gets *count inputs (hs_malloc,
+ * the caller frees it; strings point into obj). A bad element sets *index
+ * to its position (else -1), and err's message starts with "messages[i]: ". */
+int hs_decode_batch(json_t *obj, size_t max_batch, size_t max_content, hs_publish_input_t **out,
+                    size_t *count, long *index, hs_api_error_t *err);
+
 /* {topic, connectionID}; topic may be optional. The id is canonicalised
  * (upper case) into out->connection_id. */
 typedef struct hs_subscription_input {

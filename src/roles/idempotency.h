@@ -25,4 +25,10 @@ int hs_idempotency_key_check(const char *value, size_t len, hs_api_error_t *err)
  * hex digits and a NUL. */
 void hs_idempotency_body_hash(const hs_publish_input_t *in, char out[HS_IDEMPOTENCY_HASH_LEN + 1]);
 
+/* The same over a batch (POST /api/v1/messages/batch): its count and every
+ * message's fields in order, after a tag no single publish's input starts
+ * with, so a batch never matches a single publish under one key. */
+void hs_idempotency_batch_hash(const hs_publish_input_t *in, size_t count,
+                               char out[HS_IDEMPOTENCY_HASH_LEN + 1]);
+
 #endif

@@ -187,6 +187,8 @@ static void get_info(hs_http_request_t *req, void *ctx)
         (json_int_t)cfg->max_body, "maxContent", (json_int_t)cfg->max_content, "maxSubscriptions",
         (json_int_t)cfg->max_subscriptions, "maxWsMessage", (json_int_t)cfg->max_ws_message,
         "historyPageMax", HS_HISTORY_LIMIT_MAX, "topicMax", HS_TOPIC_MAX);
+    json_object_set_new(json_object_get(body, "limits"), "maxBatch",
+                        json_integer((json_int_t)cfg->max_batch));
     /* The URLs follow the request's Host: no shared cache may keep them. */
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);

@@ -8,6 +8,7 @@
  *   publisher_connections.c   a command to the node that holds a connection;
  *                             POST /api/v1/notification, GET and DELETE
  *                             /api/v1/connections/{id}
+ *   publisher_batch.c         POST /api/v1/messages/batch
  * Names: hs_publisher__<verb> are shared between these files only. */
 #ifndef HS_ROLES_PUBLISHER_INTERNAL_H
 #define HS_ROLES_PUBLISHER_INTERNAL_H
@@ -73,5 +74,6 @@ json_t *hs_publisher__request_fields(hs_http_request_t *req, bool allow_query,
                                      const char *const *names, size_t count);
 void hs_publisher__add_subscription_routes(hs_publisher_t *p);
 void hs_publisher__add_connection_routes(hs_publisher_t *p);
+void hs_publisher__add_batch_routes(hs_publisher_t *p);
 
 #endif

@@ -141,6 +141,9 @@ static void op_free(hs_store_op_t *op)
         hs_free(in->put.content); /* the author too */
         hs_free(in->put.key);
         break;
+    case HS_OP_PUT_BATCH:
+        hs_store_batch_op_free(op);
+        break;
     case HS_OP_GET_MESSAGE:
         hs_free(in->message.id);
         break;
@@ -265,21 +268,20 @@ static void run_batch(worker_t *w, hs_store_op_t *batch)
             bool guarded = !(ops->write_is_atomic && ops->write_is_atomic(op));
             if (guarded)
                 ops->savepoint(w->conn);
-            bool minted = false;
-            op->status =
-                hs_store_is_put(op) ? hs_store_mint_id(ops, w->conn, &seqs, &op->in.put) : 0;
-            minted = hs_store_is_put(op) && op->status == 0;
+            op->status = hs_store_mint_ids(ops, w->conn, &seqs, op);
+            bool minted = op->status == 0;
             if (op->status == 0)
                 op->status = ops->write(w->conn, op);
-            if (minted && op->status != 0) /* nothing stored under the id */
-                hs_store_unmint_id(&seqs, &op->in.put);
+            if (minted && op->status != 0) /* nothing stored under the ids */
+                hs_store_unmint_ids(&seqs, op);
             /* The database dropped the whole transaction: no release. */
             again = op->status == HS_EAGAIN;
             if (again)
                 break;
             bool failed = op->status != 0 && op->status != HS_EEXIST && op->status != HS_ENOTFOUND;
             /* A reused idempotency key is the caller's mistake, not a failure. */
-            bool refused = op->kind == HS_OP_PUT_MESSAGE_ONCE && op->status == HS_EINVAL;
+            bool refused = (op->kind == HS_OP_PUT_MESSAGE_ONCE || op->kind == HS_OP_PUT_BATCH) &&
+                           op->status == HS_EINVAL;
             if (failed && !refused)
                 hs_log_error("store: write failed: %s", ops->error(w->conn));
             if (guarded)
@@ -449,6 +451,9 @@ static void run_callback(hs_store_op_t *op)
                                : NULL,
                            op->data);
         break;
+    case HS_OP_PUT_BATCH:
+        hs_store_batch_callback(op);
+        break;
     case HS_OP_PUT_MESSAGE:
         if (op->cb.message) {
             const struct hs_store_put_input *put = &op->in.put;
@@ -613,21 +618,26 @@ static char *dup_or_null(const char *s)
     return s ? hs_strdup(s) : NULL;
 }
 
-/* Copies a message's fields into op (PUT_MESSAGE, PUT_MESSAGE_ONCE). */
-static void copy_message(hs_store_op_t *op, const hs_message_t *msg)
+void hs_store_put_input_copy(struct hs_store_put_input *put, const hs_message_t *msg)
 {
-    op->in.put.id = hs_strdup(msg->id);
-    op->in.put.topic = hs_strdup(msg->topic);
+    put->id = hs_strdup(msg->id);
+    put->topic = hs_strdup(msg->topic);
     /* content, NUL, author, NUL in one allocation */
     size_t author_len = strlen(msg->author);
     char *content = hs_malloc(msg->content_len + 1 + author_len + 1);
     memcpy(content, msg->content, msg->content_len);
     content[msg->content_len] = '\0';
     memcpy(content + msg->content_len + 1, msg->author, author_len + 1);
-    op->in.put.content = content;
-    op->in.put.content_len = msg->content_len;
-    op->in.put.author = content + msg->content_len + 1;
-    op->in.put.created_ms = msg->created_ms;
+    put->content = content;
+    put->content_len = msg->content_len;
+    put->author = content + msg->content_len + 1;
+    put->created_ms = msg->created_ms;
+}
+
+/* Copies a message's fields into op (PUT_MESSAGE, PUT_MESSAGE_ONCE). */
+static void copy_message(hs_store_op_t *op, const hs_message_t *msg)
+{
+    hs_store_put_input_copy(&op->in.put, msg);
 }
 
 void hs_store_put_message(hs_store_t *s, const hs_message_t *msg, hs_store_message_cb cb,

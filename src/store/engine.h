@@ -22,6 +22,7 @@
 typedef enum hs_store_op_kind {
     HS_OP_PUT_MESSAGE,         /* in.put */
     HS_OP_PUT_MESSAGE_ONCE,    /* in.put, with its key fields */
+    HS_OP_PUT_BATCH,           /* in.batch: several puts, all or none (batch.c) */
     HS_OP_PURGE_KEYS,          /* in.purge */
     HS_OP_ADD_SUBSCRIPTION,    /* in.subscription */
     HS_OP_REMOVE_SUBSCRIPTION, /* in.subscription (topic NULL: all of the connection) */
@@ -63,6 +64,18 @@ typedef union hs_store_op_input {
         char key_hash[64 + 1];
         uint64_t not_before_ms; /* a key created before this has expired */
     } put;
+    /* A batch publish (batch.c): count puts, minted and stored in order in
+     * one savepoint, all or none. Each put is as PUT_MESSAGE's (key NULL);
+     * the key fields are the batch's, as PUT_MESSAGE_ONCE's, with key NULL
+     * when the batch has none. The batch's key row names its first message,
+     * and the idempotency_batches row lists every id (the repeat's answer). */
+    struct hs_store_batch_input {
+        struct hs_store_put_input *puts;
+        size_t count;
+        char *key;
+        char key_hash[64 + 1];
+        uint64_t not_before_ms;
+    } batch;
     struct {
         uint64_t before_ms; /* keys created before this go */
     } purge;
@@ -150,7 +163,7 @@ typedef struct hs_store_connection_row {
 /* What a back-end fills in (allocated with hs_malloc/hs_strdup; the engine
  * frees it, and forgets it before a batch runs again). */
 typedef struct hs_store_op_output {
-    hs_message_t *msgs;      /* GET_MESSAGE, LIST_MESSAGES, PUT_MESSAGE_ONCE */
+    hs_message_t *msgs; /* GET_MESSAGE, LIST_MESSAGES, PUT_MESSAGE_ONCE, PUT_BATCH (a repeat) */
     hs_subscription_t *subs; /* LIST_SUBSCRIPTIONS, GET_CONNECTION */
     size_t count;            /* rows in msgs or subs; rows removed (REMOVE_SUBSCRIPTION,
                                 REMOVE_NODE, PURGE_KEYS) */
@@ -235,7 +248,8 @@ typedef struct hs_store_backend {
      * aborted the whole transaction, e.g. a deadlock: the engine rolls back
      * and runs the batch again, a few times); PUT_MESSAGE_ONCE also
      * HS_EINVAL (key reused with another body), and fills out.msgs with the
-     * stored or the original message. */
+     * stored or the original message; PUT_BATCH with a key likewise
+     * (HS_EEXIST: out.msgs holds what remains of the original batch). */
     int (*write)(void *conn, hs_store_op_t *op);
     /* Reader thread. */
     int (*read)(void *conn, hs_store_op_t *op);
@@ -272,6 +286,11 @@ void hs_store_submit(hs_store_t *store, hs_store_op_t *op, bool write);
 void hs_store_topics_op_free(hs_store_op_t *op);
 void hs_store_topics_reset_outputs(hs_store_op_t *op);
 void hs_store_topics_callback(hs_store_op_t *op);
+/* Copies msg's fields into put (the op's own copies, freed with it). */
+void hs_store_put_input_copy(struct hs_store_put_input *put, const hs_message_t *msg);
+/* batch.c: frees PUT_BATCH's inputs; runs its callback. */
+void hs_store_batch_op_free(hs_store_op_t *op);
+void hs_store_batch_callback(hs_store_op_t *op);
 /* The inclusive id bounds of retention (retention.c): the highest id a
  * message older than cutoff_ms can have. */
 void hs_store_id_before(uint64_t cutoff_ms, char out[HS_ULID_LEN + 1]);

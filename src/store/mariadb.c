@@ -57,6 +57,9 @@ typedef enum stmt_id {
     KEY_GET,
     KEY_UPDATE,
     KEY_PURGE,
+    BATCH_GET,
+    BATCH_PUT,
+    BATCH_PURGE,
     SUB_ADD,
     SUB_CREATED,
     SUB_REMOVE,
@@ -101,6 +104,11 @@ static const char *const statement_sql[STMT_COUNT] = {
     [KEY_UPDATE] = "UPDATE idempotency_keys SET body_hash = ?, message_id = ?, created_at = ? "
                    "WHERE `key` = ?",
     [KEY_PURGE] = "DELETE FROM idempotency_keys WHERE created_at < ?",
+    /* A batch's ids (its key row is locked: claim_key). */
+    [BATCH_GET] = "SELECT message_ids FROM idempotency_batches WHERE `key` = ? LOCK IN SHARE MODE",
+    [BATCH_PUT] = "REPLACE INTO idempotency_batches (`key`, message_ids, created_at) "
+                  "VALUES (?, ?, ?)",
+    [BATCH_PURGE] = "DELETE FROM idempotency_batches WHERE created_at < ?",
     [SUB_ADD] = "INSERT IGNORE INTO subscriptions (connection_id, topic, created_at) "
                 "VALUES (?, ?, ?)",
     [SUB_CREATED] = "SELECT created_at FROM subscriptions WHERE connection_id = ? AND topic = ?",
@@ -384,7 +392,8 @@ static int fetch_subscriptions(conn_t *c, stmt_id_t id, hs_store_op_t *op)
     return rc < 0 ? statement_error(c) : 0;
 }
 
-/* Several publishers may insert one key at once. The insert waits for
+/* The key row of a publish, or of a batch (put: its first message).
+ * Several publishers may insert one key at once. The insert waits for
  * another transaction's uncommitted row with that key and, once it commits,
  * finds the duplicate (0 rows): exactly one message is stored. ON DUPLICATE
  * KEY UPDATE (not INSERT IGNORE) because it takes the row's exclusive lock
@@ -392,47 +401,108 @@ static int fetch_subscriptions(conn_t *c, stmt_id_t id, hs_store_op_t *op)
  * deadlock when upgrading it for the read below. The reads after it are
  * locking reads, which see the latest committed rows rather than this
  * transaction's snapshot (REPEATABLE READ). A key that expired (not yet
- * purged) or whose message is gone is taken over by this publish. */
+ * purged) or whose message is gone is taken over by this publish: 0.
+ * HS_EEXIST: known with the same body_hash, its message read into op's
+ * out.msgs (room for cap rows); HS_EINVAL: known with another body_hash. */
+static int claim_key(conn_t *c, const struct hs_store_put_input *put, const char *key,
+                     const char *key_hash, uint64_t not_before_ms, hs_store_op_t *op, size_t cap)
+{
+    size_t n = 0;
+    int rc = RUN(c, KEY_INSERT, md_text(key), md_text(key_hash), md_text(put->id),
+                 md_u64(put->created_ms));
+    if (rc != 0 || changed(c, KEY_INSERT, &n) != 0 || n != 0)
+        return rc;
+    if ((rc = RUN(c, KEY_GET, md_text(key))) != 0)
+        return rc;
+    md_row_t row;
+    int got = md_stmt_fetch(&c->stmts[KEY_GET], &row, &c->err);
+    if (got != 1 || !row.col[0] || !row.col[1] || !row.col[2]) {
+        md_stmt_end(&c->stmts[KEY_GET]);
+        return got < 0 ? statement_error(c) : HS_EIO;
+    }
+    bool same = strcmp(row.col[0], key_hash) == 0;
+    char message_id[HS_ULID_LEN + 1];
+    snprintf(message_id, sizeof(message_id), "%s", row.col[1]);
+    bool take_over = strtoull(row.col[2], NULL, 10) < not_before_ms;
+    md_stmt_end(&c->stmts[KEY_GET]);
+    if (!take_over && !same)
+        return HS_EINVAL;
+    if (!take_over) {
+        if ((rc = RUN(c, GET_MESSAGE_SHARED, md_text(message_id))) != 0 ||
+            (rc = fetch_messages(c, GET_MESSAGE_SHARED, op, cap, 0)) != 0)
+            return rc;
+        if (op->out.count == 1)
+            return HS_EEXIST;
+    }
+    return RUN(c, KEY_UPDATE, md_text(key_hash), md_text(put->id), md_u64(put->created_ms),
+               md_text(key));
+}
+
 static int put_message_once(conn_t *c, hs_store_op_t *op)
 {
     const struct hs_store_put_input *put = &op->in.put;
-    size_t n = 0;
-    int rc = RUN(c, KEY_INSERT, md_text(put->key), md_text(put->key_hash), md_text(put->id),
-                 md_u64(put->created_ms));
-    if (rc != 0 || changed(c, KEY_INSERT, &n) != 0)
-        return rc;
-    if (n == 0) {
-        if ((rc = RUN(c, KEY_GET, md_text(put->key))) != 0)
-            return rc;
-        md_row_t row;
-        int got = md_stmt_fetch(&c->stmts[KEY_GET], &row, &c->err);
-        if (got != 1 || !row.col[0] || !row.col[1] || !row.col[2]) {
-            md_stmt_end(&c->stmts[KEY_GET]);
-            return got < 0 ? statement_error(c) : HS_EIO;
-        }
-        bool same = strcmp(row.col[0], put->key_hash) == 0;
-        char message_id[HS_ULID_LEN + 1];
-        snprintf(message_id, sizeof(message_id), "%s", row.col[1]);
-        bool take_over = strtoull(row.col[2], NULL, 10) < put->not_before_ms;
-        md_stmt_end(&c->stmts[KEY_GET]);
-        if (!take_over && !same)
-            return HS_EINVAL;
-        if (!take_over) {
-            if ((rc = RUN(c, GET_MESSAGE_SHARED, md_text(message_id))) != 0 ||
-                (rc = fetch_messages(c, GET_MESSAGE_SHARED, op, 1, 0)) != 0)
-                return rc;
-            if (op->out.count == 1)
-                return HS_EEXIST;
-        }
-        rc = RUN(c, KEY_UPDATE, md_text(put->key_hash), md_text(put->id), md_u64(put->created_ms),
-                 md_text(put->key));
-        if (rc != 0)
-            return rc;
-    }
-    rc = insert_message(c, put);
+    int rc = claim_key(c, put, put->key, put->key_hash, put->not_before_ms, op, 1);
+    if (rc == 0)
+        rc = insert_message(c, put);
     if (rc == 0)
         hs_store_op_add_message(op, 1, put->id, put->topic, put->content, put->content_len,
                                 put->author, put->created_ms);
+    return rc;
+}
+
+/* A repeated batch: the rest of the original (its first message is read),
+ * by the ids of its row; a message deleted since is left out. */
+static int read_batch(conn_t *c, const struct hs_store_batch_input *in, hs_store_op_t *op)
+{
+    int rc = RUN(c, BATCH_GET, md_text(in->key));
+    if (rc != 0)
+        return rc;
+    md_row_t row;
+    int got = md_stmt_fetch(&c->stmts[BATCH_GET], &row, &c->err);
+    char *ids = got == 1 && row.col[0] ? hs_strdup(row.col[0]) : NULL;
+    md_stmt_end(&c->stmts[BATCH_GET]);
+    if (got < 0)
+        return statement_error(c);
+    const char *p = ids ? strchr(ids, ',') : NULL;
+    while (p && rc == 0 && op->out.count < in->count) {
+        char id[HS_ULID_LEN + 1];
+        snprintf(id, sizeof(id), "%.*s", HS_ULID_LEN, p + 1);
+        if ((rc = RUN(c, GET_MESSAGE_SHARED, md_text(id))) == 0)
+            rc = fetch_messages(c, GET_MESSAGE_SHARED, op, in->count, 0);
+        p = strchr(p + 1, ',');
+    }
+    hs_free(ids);
+    return rc != 0 ? rc : HS_EEXIST;
+}
+
+/* A batch publish (batch.c): its messages in order; with a key, the key
+ * row (as a single publish's, naming the first message) and the batch's
+ * row listing every id, comma-separated, which answers a repeat. */
+static int put_batch(conn_t *c, hs_store_op_t *op)
+{
+    const struct hs_store_batch_input *in = &op->in.batch;
+    if (in->count == 0)
+        return 0;
+    int rc = 0;
+    if (in->key) {
+        rc = claim_key(c, &in->puts[0], in->key, in->key_hash, in->not_before_ms, op, in->count);
+        if (rc == HS_EEXIST)
+            return read_batch(c, in, op);
+        if (rc != 0)
+            return rc;
+    }
+    for (size_t i = 0; i < in->count && rc == 0; i++)
+        rc = insert_message(c, &in->puts[i]);
+    if (rc != 0 || in->key == NULL)
+        return rc;
+    size_t len = in->count * (HS_ULID_LEN + 1);
+    char *ids = hs_malloc(len);
+    for (size_t i = 0; i < in->count; i++) {
+        memcpy(ids + i * (HS_ULID_LEN + 1), in->puts[i].id, HS_ULID_LEN);
+        ids[i * (HS_ULID_LEN + 1) + HS_ULID_LEN] = i + 1 < in->count ? ',' : '\0';
+    }
+    rc = RUN(c, BATCH_PUT, md_text(in->key), md_text(ids), md_u64(in->puts[0].created_ms));
+    hs_free(ids);
     return rc;
 }
 
@@ -532,8 +602,12 @@ static int md_write(void *conn, hs_store_op_t *op)
         return insert_message(c, &in->put);
     case HS_OP_PUT_MESSAGE_ONCE:
         return put_message_once(c, op);
+    case HS_OP_PUT_BATCH:
+        return put_batch(c, op);
     case HS_OP_PURGE_KEYS:
-        rc = RUN(c, KEY_PURGE, md_u64(in->purge.before_ms));
+        rc = RUN(c, BATCH_PURGE, md_u64(in->purge.before_ms));
+        if (rc == 0)
+            rc = RUN(c, KEY_PURGE, md_u64(in->purge.before_ms));
         return rc != 0 ? rc : changed(c, KEY_PURGE, &op->out.count);
     case HS_OP_ADD_SUBSCRIPTION:
         return add_subscription(c, op);

@@ -109,8 +109,21 @@ static const char *const migration_8[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
-                                                migration_5, migration_6, migration_7, migration_8};
+/* 9: the ids of a batch publish with an Idempotency-Key, in order and
+ * comma-separated: the answer to its repeat (its key row names the first) */
+static const char *const migration_9[] = {
+    "CREATE TABLE IF NOT EXISTS idempotency_batches ("
+    " `key` VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,"
+    " message_ids MEDIUMTEXT CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " KEY idempotency_batches_created (created_at)"
+    ") ENGINE=InnoDB",
+    NULL,
+};
+
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3,
+                                                migration_4, migration_5, migration_6,
+                                                migration_7, migration_8, migration_9};
 
 static long query_long(MYSQL *db, const char *sql, long fallback)
 {

@@ -11,6 +11,10 @@
 /* PUT_MESSAGE or PUT_MESSAGE_ONCE: an op whose id the store mints. */
 bool hs_store_is_put(const hs_store_op_t *op);
 
+/* The puts of op whose ids the store mints, in order (*count 0 when none):
+ * a PUT_MESSAGE(_ONCE)'s one, a PUT_BATCH's every one. */
+struct hs_store_put_input *hs_store_op_puts(hs_store_op_t *op, size_t *count);
+
 /* A batch's copy of the sequence rows it holds locked (sorted by topic;
  * topic points at an op's own copy). */
 typedef struct hs_store_sequence {
@@ -48,7 +52,7 @@ int hs_store_create_sequences(const hs_store_backend_t *ops, void *conn,
                               const hs_store_sequences_t *seqs);
 
 /* Replaces put->id with the minted id, max(candidate, the topic's last id
- * + 1), where the candidate is a ULID of the store's clock read with the
+ * + a random step of 1 to 2^40), where the candidate is a ULID of the store's clock read with the
  * rows (the caller's id only when the back-end has no clock), and sets
  * put->created_ms to its time (seqs holds the topic's row:
  * hs_store_lock_sequences). */
@@ -59,6 +63,15 @@ int hs_store_mint_id(const hs_store_backend_t *ops, void *conn, hs_store_sequenc
  * repeat): the topic's last id goes back to put->prev, so the next message's
  * prev is the last one stored and live delivery sees no gap. */
 void hs_store_unmint_id(hs_store_sequences_t *seqs, struct hs_store_put_input *put);
+
+/* Mints the ids of every put of op in order (hs_store_mint_id; none for an
+ * op without puts: 0). When one fails, those minted before it are given
+ * back and its status returned. */
+int hs_store_mint_ids(const hs_store_backend_t *ops, void *conn, hs_store_sequences_t *seqs,
+                      hs_store_op_t *op);
+/* Gives back every id op minted (hs_store_unmint_id, last first, so that a
+ * batch's several messages of one topic rewind to the id before them). */
+void hs_store_unmint_ids(hs_store_sequences_t *seqs, hs_store_op_t *op);
 
 /* Stores the last id of every topic the batch minted from; runs last,
  * before COMMIT. Returns 0 or the back-end's status. */

@@ -105,7 +105,7 @@ typedef struct stmts {
         *list_backward, *list_subs_conn, *list_subs_topic, *list_subs_both, *get_conn,
         *get_conn_subs, *set_ack, *claim_conn, *release_conn, *expire_subs, *expire_conn,
         *key_insert, *key_get, *key_update, *key_purge, *get_message_w, *seq_get, *seq_create,
-        *seq_set;
+        *seq_set, *batch_get, *batch_put, *batch_purge;
     /* the writer's transaction control, run for every batch and op */
     sqlite3_stmt *tx_begin, *tx_commit, *sp_begin, *sp_undo, *sp_release;
 } stmts_t;
@@ -187,14 +187,13 @@ static int collect_messages(sqlite3_stmt *st, hs_store_op_t *op, size_t limit);
 
 /* ---- writes (writer thread) --------------------------------------------- */
 
-static int insert_message(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
+static int insert_message(sqlite3 *db, stmts_t *s, const struct hs_store_put_input *put)
 {
     sqlite3_stmt *st = stmt_for(db, &s->put_message,
                                 "INSERT INTO messages (id, topic, content, author, created_at) "
                                 "VALUES (?1, ?2, ?3, ?4, ?5)");
     if (st == NULL)
         return HS_EIO;
-    const struct hs_store_put_input *put = &op->in.put;
     bind_text(st, 1, put->id);
     bind_text(st, 2, put->topic);
     sqlite3_bind_text(st, 3, put->content, (int)put->content_len, SQLITE_STATIC);
@@ -203,73 +202,149 @@ static int insert_message(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
     return run_done(st);
 }
 
-/* The key row first: the writer holds the database's write lock (BEGIN
- * IMMEDIATE, also against other processes), so "insert or find" cannot
- * race. A known key whose message is gone, or that expired but was not yet
- * purged, is taken over by this publish. */
-static int put_message_once(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
+/* Reads message id into op's out.msgs (room for cap rows); a missing one
+ * adds nothing. */
+static int read_message_w(sqlite3 *db, stmts_t *s, const char *id, hs_store_op_t *op, size_t cap)
 {
-    const struct hs_store_put_input *put = &op->in.put;
+    sqlite3_stmt *st = stmt_for(db, &s->get_message_w,
+                                "SELECT id, topic, content, author, created_at FROM messages "
+                                "WHERE id = ?1");
+    if (st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, id);
+    return collect_messages(st, op, cap);
+}
+
+/* The key row of a publish, or of a batch (message_id: its first message).
+ * The key row first: the writer holds the database's write lock (BEGIN
+ * IMMEDIATE, also against other processes), so "insert or find" cannot
+ * race. Returns 0 when this publish takes the key: new, or known but
+ * expired (not yet purged), or its message is gone; HS_EEXIST when it is
+ * known with the same body_hash and its message is there (read into op's
+ * out.msgs, room for cap rows); HS_EINVAL when known with another
+ * body_hash; or HS_EIO. */
+static int claim_key(sqlite3 *db, stmts_t *s, const struct hs_store_put_input *put, const char *key,
+                     const char *key_hash, uint64_t not_before_ms, hs_store_op_t *op, size_t cap)
+{
     sqlite3_stmt *st = stmt_for(db, &s->key_insert,
                                 "INSERT INTO idempotency_keys (`key`, body_hash, message_id, "
                                 "created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING");
     if (st == NULL)
         return HS_EIO;
-    bind_text(st, 1, put->key);
-    bind_text(st, 2, put->key_hash);
+    bind_text(st, 1, key);
+    bind_text(st, 2, key_hash);
     bind_text(st, 3, put->id);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)put->created_ms);
     if (run_done(st) != 0)
         return HS_EIO;
-    bool take_over = false;
-    if (sqlite3_changes(db) == 0) {
-        st = stmt_for(db, &s->key_get,
-                      "SELECT body_hash, message_id, created_at FROM idempotency_keys "
-                      "WHERE `key` = ?1");
-        if (st == NULL)
-            return HS_EIO;
-        bind_text(st, 1, put->key);
-        if (sqlite3_step(st) != SQLITE_ROW) {
-            sqlite3_reset(st);
-            return HS_EIO;
-        }
-        bool same = strcmp((const char *)sqlite3_column_text(st, 0), put->key_hash) == 0;
-        char message_id[HS_ULID_LEN + 1];
-        snprintf(message_id, sizeof(message_id), "%s", (const char *)sqlite3_column_text(st, 1));
-        uint64_t created = (uint64_t)sqlite3_column_int64(st, 2);
+    if (sqlite3_changes(db) == 1)
+        return 0;
+    st = stmt_for(db, &s->key_get,
+                  "SELECT body_hash, message_id, created_at FROM idempotency_keys "
+                  "WHERE `key` = ?1");
+    if (st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, key);
+    if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_reset(st);
-        take_over = created < put->not_before_ms;
-        if (!take_over && !same)
-            return HS_EINVAL;
-        if (!take_over) {
-            st = stmt_for(db, &s->get_message_w,
-                          "SELECT id, topic, content, author, created_at FROM messages "
-                          "WHERE id = ?1");
-            if (st == NULL)
-                return HS_EIO;
-            bind_text(st, 1, message_id);
-            if (collect_messages(st, op, 1) != 0)
-                return HS_EIO;
-            if (op->out.count == 1)
-                return HS_EEXIST;
-            take_over = true; /* the original message is gone */
-        }
-        st = stmt_for(db, &s->key_update,
-                      "UPDATE idempotency_keys SET body_hash = ?2, message_id = ?3, "
-                      "created_at = ?4 WHERE `key` = ?1");
-        if (st == NULL)
-            return HS_EIO;
-        bind_text(st, 1, put->key);
-        bind_text(st, 2, put->key_hash);
-        bind_text(st, 3, put->id);
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)put->created_ms);
-        if (run_done(st) != 0)
-            return HS_EIO;
+        return HS_EIO;
     }
-    int rc = insert_message(db, s, op);
+    bool same = strcmp((const char *)sqlite3_column_text(st, 0), key_hash) == 0;
+    char message_id[HS_ULID_LEN + 1];
+    snprintf(message_id, sizeof(message_id), "%s", (const char *)sqlite3_column_text(st, 1));
+    uint64_t created = (uint64_t)sqlite3_column_int64(st, 2);
+    sqlite3_reset(st);
+    bool take_over = created < not_before_ms;
+    if (!take_over && !same)
+        return HS_EINVAL;
+    if (!take_over) {
+        if (read_message_w(db, s, message_id, op, cap) != 0)
+            return HS_EIO;
+        if (op->out.count == 1)
+            return HS_EEXIST;
+        /* the original message is gone: taken over */
+    }
+    st = stmt_for(db, &s->key_update,
+                  "UPDATE idempotency_keys SET body_hash = ?2, message_id = ?3, "
+                  "created_at = ?4 WHERE `key` = ?1");
+    if (st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, key);
+    bind_text(st, 2, key_hash);
+    bind_text(st, 3, put->id);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)put->created_ms);
+    return run_done(st) != 0 ? HS_EIO : 0;
+}
+
+static int put_message_once(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
+{
+    const struct hs_store_put_input *put = &op->in.put;
+    int rc = claim_key(db, s, put, put->key, put->key_hash, put->not_before_ms, op, 1);
+    if (rc == 0)
+        rc = insert_message(db, s, put);
     if (rc == 0)
         hs_store_op_add_message(op, 1, put->id, put->topic, put->content, put->content_len,
                                 put->author, put->created_ms);
+    return rc;
+}
+
+/* A batch publish (batch.c): its messages in order; with a key, the key
+ * row (as a single publish's, naming the first message) and the batch's
+ * row listing every id, comma-separated, which answers a repeat. */
+static int put_batch(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
+{
+    const struct hs_store_batch_input *in = &op->in.batch;
+    if (in->count == 0)
+        return 0;
+    int rc = 0;
+    sqlite3_stmt *st;
+    if (in->key) {
+        rc =
+            claim_key(db, s, &in->puts[0], in->key, in->key_hash, in->not_before_ms, op, in->count);
+        if (rc == HS_EEXIST) { /* the rest of the original, by the ids of its row */
+            st = stmt_for(db, &s->batch_get,
+                          "SELECT message_ids FROM idempotency_batches WHERE `key` = ?1");
+            if (st == NULL)
+                return HS_EIO;
+            bind_text(st, 1, in->key);
+            char *ids = NULL;
+            if (sqlite3_step(st) == SQLITE_ROW)
+                ids = hs_strdup((const char *)sqlite3_column_text(st, 0));
+            sqlite3_reset(st);
+            const char *p = ids ? strchr(ids, ',') : NULL; /* the first is read */
+            while (p && rc == HS_EEXIST && op->out.count < in->count) {
+                char id[HS_ULID_LEN + 1];
+                snprintf(id, sizeof(id), "%.*s", HS_ULID_LEN, p + 1);
+                if (read_message_w(db, s, id, op, in->count) != 0)
+                    rc = HS_EIO;
+                p = strchr(p + 1, ',');
+            }
+            hs_free(ids);
+        }
+        if (rc != 0)
+            return rc;
+    }
+    for (size_t i = 0; i < in->count && rc == 0; i++)
+        rc = insert_message(db, s, &in->puts[i]);
+    if (rc != 0 || in->key == NULL)
+        return rc;
+    char *ids = hs_malloc(in->count * (HS_ULID_LEN + 1));
+    for (size_t i = 0; i < in->count; i++) {
+        memcpy(ids + i * (HS_ULID_LEN + 1), in->puts[i].id, HS_ULID_LEN);
+        ids[i * (HS_ULID_LEN + 1) + HS_ULID_LEN] = i + 1 < in->count ? ',' : '\0';
+    }
+    st = stmt_for(db, &s->batch_put,
+                  "INSERT OR REPLACE INTO idempotency_batches (`key`, message_ids, created_at) "
+                  "VALUES (?1, ?2, ?3)");
+    if (st == NULL) {
+        hs_free(ids);
+        return HS_EIO;
+    }
+    bind_text(st, 1, in->key);
+    bind_text(st, 2, ids);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)in->puts[0].created_ms);
+    rc = run_done(st);
+    hs_free(ids);
     return rc;
 }
 
@@ -279,10 +354,18 @@ static int do_write(sqlite3 *db, stmts_t *s, hs_store_op_t *op)
     int rc;
     switch (op->kind) {
     case HS_OP_PUT_MESSAGE:
-        return insert_message(db, s, op);
+        return insert_message(db, s, &op->in.put);
     case HS_OP_PUT_MESSAGE_ONCE:
         return put_message_once(db, s, op);
+    case HS_OP_PUT_BATCH:
+        return put_batch(db, s, op);
     case HS_OP_PURGE_KEYS:
+        st = stmt_for(db, &s->batch_purge, "DELETE FROM idempotency_batches WHERE created_at < ?1");
+        if (st == NULL)
+            return HS_EIO;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)op->in.purge.before_ms);
+        if (run_done(st) != 0)
+            return HS_EIO;
         st = stmt_for(db, &s->key_purge, "DELETE FROM idempotency_keys WHERE created_at < ?1");
         if (st == NULL)
             return HS_EIO;

@@ -70,6 +70,15 @@ static const char *const migrations[] = {
     "  retention_count INTEGER,"
     "  pruned_id TEXT"
     ") WITHOUT ROWID;",
+    /* 9: the ids of a batch publish with an Idempotency-Key, in order and
+     * comma-separated: the answer to its repeat (its key row names the
+     * first) */
+    "CREATE TABLE IF NOT EXISTS idempotency_batches ("
+    "  `key` TEXT PRIMARY KEY,"
+    "  message_ids TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS idempotency_batches_created ON idempotency_batches (created_at);",
 };
 
 int hs_sqlite_exec(sqlite3 *db, const char *sql, char *err, size_t err_len)

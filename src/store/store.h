@@ -154,7 +154,7 @@ typedef struct hs_topic_settings {
  * under the topic's sequence (docs/scaling.md, "Message ids"): msg->id is
  * only a candidate (the caller's clock; MariaDB ignores it and mints from
  * its own clock, NOW(3)), and the stored id is
- * max(candidate, the topic's last id + 1), so the ids of a topic increase in
+ * max(candidate, the topic's last id + a random step), so the ids of a topic increase in
  * commit order across every process and clock. cb gets 0 and the message
  * as stored (its id and created_ms are the minted ones), or an error and
  * NULL. */
@@ -171,6 +171,18 @@ void hs_store_get_message(hs_store_t *store, const char *id, hs_store_message_cb
  * publishes with one key exactly one stores a message. */
 void hs_store_put_message_once(hs_store_t *store, const hs_message_t *msg,
                                const hs_idempotency_t *idem, hs_store_message_cb cb, void *data);
+/* A batch publish: count messages stored in one transaction, all or none,
+ * their ids minted in order as put_message mints one (so a topic's messages
+ * of the batch follow each other in batch order, each one's prev the one
+ * before). idem may be NULL; with it, the key covers the batch as
+ * put_message_once's covers a message (body_hash: the whole batch's). cb
+ * gets 0 and the messages as stored, in order; HS_EEXIST and the original
+ * batch's messages (the key is known with the same body_hash: nothing
+ * written; a message deleted since is missing from the list); HS_EINVAL
+ * and none (the key is known with another body_hash); or an error and none
+ * (nothing written). count is at least 1. */
+void hs_store_put_messages(hs_store_t *store, const hs_message_t *msgs, size_t count,
+                           const hs_idempotency_t *idem, hs_store_messages_cb cb, void *data);
 /* Removes the idempotency keys created before before_ms; count is the
  * keys removed. The writer also does it by itself once a minute when
  * the store was opened with an idempotency_window_ms. */

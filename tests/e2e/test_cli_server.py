@@ -130,7 +130,8 @@ def test_info_says_where_the_websocket_is(fresh_server):
     assert isinstance(info["version"], str) and info["version"]
     assert info["auth"] == {"apiKey": False, "clientToken": False}
     assert info["limits"] == {"maxBody": 1048576, "maxContent": 65536, "maxSubscriptions": 1000,
-                              "maxWsMessage": 65536, "historyPageMax": 1000, "topicMax": 128}
+                              "maxWsMessage": 65536, "historyPageMax": 1000, "topicMax": 128,
+                              "maxBatch": 1000}
     # The host the client used, on the WebSocket port.
     _, _, info = get(srv.api_port, "/api/v1/info", {"Host": f"localhost:{srv.api_port}"})
     assert info["wsURL"] == f"ws://localhost:{srv.ws_port}/api/v1/ws"

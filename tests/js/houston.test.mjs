@@ -605,3 +605,35 @@ describe("timing rules", () => {
     assert.equal(h.state, "closed");
   });
 });
+
+describe("batch publish", () => {
+  let srv;
+  before(async () => {
+    srv = await startHouston(["--api-key", "js-key", "--max-batch", "50"]);
+  });
+  after(async () => {
+    await stopHouston(srv);
+  });
+
+  test("publishBatch stores in order, repeats with its key, names a bad element", async () => {
+    const h = new Houston({ apiUrl: `http://127.0.0.1:${srv.api}`, apiKey: "js-key", autoConnect: false });
+    const topic = newTopic();
+    const messages = Array.from({ length: 50 }, (_, i) => ({ topic, content: `b${i}`, author: "js" }));
+    const first = await h.publishBatch(messages, { idempotencyKey: `js-${topic}` });
+    assert.deepEqual(first.messages.map((m) => m.content), messages.map((m) => m.content));
+    const ids = first.messages.map((m) => m.id);
+    assert.deepEqual([...ids].sort(), ids);
+    const again = await h.publishBatch(messages, { idempotencyKey: `js-${topic}` });
+    assert.deepEqual(again, first);
+    await assert.rejects(h.publishBatch(messages.slice(1), { idempotencyKey: `js-${topic}` }),
+      (e) => e.status === 422 && e.code === "idempotency_key_reused");
+    const bad = messages.slice(0, 3).concat([{ topic: "no spaces allowed", content: "x" }]);
+    await assert.rejects(h.publishBatch(bad),
+      (e) => e.status === 400 && e.code === "invalid_field" && e.body.error.index === 3);
+    await assert.rejects(h.publishBatch(messages.concat(messages.slice(0, 1))),
+      (e) => e.status === 413 && e.code === "payload_too_large");
+    const r = await fetch(`http://127.0.0.1:${srv.api}/api/v1/messages?topic=${topic}&limit=100`,
+      { headers: { Authorization: "Bearer js-key" } });
+    assert.equal((await r.json()).messages.length, 50);
+  });
+});

@@ -154,6 +154,10 @@ static void test_command_flags(void **state)
     assert_string_equal(opt.args[1], "-x");
     assert_int_equal(parse(HS_CLI_OPT_SINCE, &opt, err, 3, "t", "--author", "al"), HS_EINVAL);
     assert_non_null(strstr(err, "unknown flag --author"));
+    assert_int_equal(parse(HS_CLI_OPT_AUTHOR | HS_CLI_OPT_BATCH, &opt, err, 1, "--batch=-"), 0);
+    assert_string_equal(opt.batch, "-");
+    assert_int_equal(opt.arg_count, 0);
+    assert_int_equal(parse(HS_CLI_OPT_AUTHOR, &opt, err, 2, "--batch", "f.jsonl"), HS_EINVAL);
     assert_int_equal(parse(HS_CLI_OPT_LIMIT, &opt, err, 2, "--limit", "0"), HS_EINVAL);
     assert_int_equal(parse(HS_CLI_OPT_LIMIT, &opt, err, 2, "--limit", "12"), 0);
     assert_int_equal(opt.limit, 12);

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/error.h"
 #include "roles/decode.h"
 
@@ -251,6 +252,62 @@ static void test_topics_query(void **state)
                  "limit");
 }
 
+/* A batch: 1..max elements, each decoded as a single publish; a bad one is
+ * named by its index, and the error is the one a single publish gets. */
+static void test_batch(void **state)
+{
+    (void)state;
+    hs_publish_input_t *in = NULL;
+    size_t count = 0;
+    long index = 0;
+    hs_api_error_t err;
+    json_t *obj = parse("{\"messages\":[{\"topic\":\"a\",\"content\":\"1\"},"
+                        "{\"topic\":\"b\",\"content\":\"22\",\"author\":\"w\"}]}");
+    assert_int_equal(hs_decode_batch(obj, 2, 100, &in, &count, &index, &err), 0);
+    assert_int_equal(count, 2);
+    assert_int_equal(index, -1);
+    assert_string_equal(in[0].topic, "a");
+    assert_string_equal(in[0].author, "");
+    assert_int_equal(in[1].content_len, 2);
+    assert_string_equal(in[1].author, "w");
+    hs_free(in);
+    /* more than max: 413, no index */
+    expect_error(hs_decode_batch(obj, 1, 100, &in, &count, &index, &err), &err, 413,
+                 "payload_too_large", "--max-batch");
+    assert_int_equal(index, -1);
+    assert_null(in);
+    /* content over max in element 1: the single publish's 413, with its index */
+    expect_error(hs_decode_batch(obj, 2, 1, &in, &count, &index, &err), &err, 413,
+                 "payload_too_large", "messages[1]: field 'content'");
+    assert_int_equal(index, 1);
+    json_decref(obj);
+    static const struct {
+        const char *body, *code, *mention;
+        long index;
+    } cases[] = {
+        {"{}", "missing_field", "'messages'", -1},
+        {"{\"messages\":null}", "missing_field", "'messages'", -1},
+        {"{\"messages\":{}}", "invalid_field", "array", -1},
+        {"{\"messages\":[]}", "invalid_field", "empty", -1},
+        {"{\"messages\":[1]}", "invalid_field", "messages[0]: each message must be", 0},
+        {"{\"messages\":[{\"topic\":\"a\",\"content\":\"x\"},{\"content\":\"x\"}]}",
+         "missing_field", "messages[1]: field 'topic'", 1},
+        {"{\"messages\":[{\"topic\":\"a\",\"content\":\"x\"},{\"topic\":\"a b\",\"content\":"
+         "\"x\"}]}",
+         "invalid_field", "messages[1]: field 'topic'", 1},
+        {"{\"messages\":[{\"topic\":\"a\",\"content\":\"x\",\"author\":7}]}", "invalid_field",
+         "messages[0]: field 'author'", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        obj = parse(cases[i].body);
+        expect_error(hs_decode_batch(obj, 10, 100, &in, &count, &index, &err), &err, 400,
+                     cases[i].code, cases[i].mention);
+        assert_int_equal(index, cases[i].index);
+        assert_null(in);
+        json_decref(obj);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_publish_errors), cmocka_unit_test(test_subscription),
         cmocka_unit_test(test_notification),   cmocka_unit_test(test_history),
         cmocka_unit_test(test_topic_settings), cmocka_unit_test(test_topics_query),
+        cmocka_unit_test(test_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,11 +63,33 @@ static void test_body_hash(void **state)
     assert_string_not_equal(a, b);
 }
 
+/* A batch's hash: order and count matter, and it never equals a single
+ * publish's hash of the same fields. */
+static void test_batch_hash(void **state)
+{
+    (void)state;
+    hs_publish_input_t in[2] = {{.topic = "abc", .content = "x", .content_len = 1, .author = "a"},
+                                {.topic = "t", .content = "y", .content_len = 1, .author = ""}};
+    hs_publish_input_t swapped[2] = {in[1], in[0]};
+    char one[65], two[65], other[65], single[65];
+    hs_idempotency_batch_hash(in, 2, one);
+    hs_idempotency_batch_hash(in, 2, two);
+    assert_string_equal(one, two);
+    assert_int_equal(strlen(one), 64);
+    hs_idempotency_batch_hash(swapped, 2, other);
+    assert_string_not_equal(one, other);
+    hs_idempotency_batch_hash(in, 1, other);
+    assert_string_not_equal(one, other);
+    hs_idempotency_body_hash(&in[0], single);
+    assert_string_not_equal(other, single);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_check),
         cmocka_unit_test(test_body_hash),
+        cmocka_unit_test(test_batch_hash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

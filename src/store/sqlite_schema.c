@@ -70,6 +70,8 @@ static const char *const migrations[] = {
     "  retention_count INTEGER,"
     "  pruned_id TEXT"
     ") WITHOUT ROWID;",
+    /* 9: the connections of a user (GET /api/v1/users/{id}/connections) */
+    "CREATE INDEX IF NOT EXISTS connections_user ON connections (user_sub, id);",
 };
 
 int hs_sqlite_exec(sqlite3 *db, const char *sql, char *err, size_t err_len)

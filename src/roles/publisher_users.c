@@ -209,23 +209,17 @@ void hs_publisher__notify_user(hs_publisher_t *p, hs_http_request_t *req, json_t
 
 /* ---- GET and DELETE /api/v1/users/{id}/connections ---------------------- */
 
-/* A call for the user named by the path's {id}, or NULL after answering
+/* The user named by the path's {id} into user, or false after answering
  * 400. */
-static user_call_t *user_call(hs_publisher_t *p, hs_http_request_t *req, user_action_t action)
+static bool path_user(hs_http_request_t *req, char user[HS_USER_ID_CAP])
 {
     hs_api_error_t err;
-    char user[HS_USER_ID_CAP];
     const char *raw = hs_http_param(req, "id");
     if (hs_decode_user_path(raw ? raw : "", user, &err) != 0) {
         hs_publisher__respond_api_error(req, &err);
-        return NULL;
+        return false;
     }
-    user_call_t *call = hs_calloc(1, sizeof(*call));
-    call->publisher = p;
-    call->req = req;
-    call->action = action;
-    memcpy(call->user, user, sizeof(call->user));
-    return call;
+    return true;
 }
 
 typedef struct list_call {
@@ -255,27 +249,32 @@ static void get_user_connections(hs_http_request_t *req, void *ctx)
     hs_publisher_t *p = ctx;
     hs_api_error_t err;
     hs_user_connections_query_t q;
+    char user[HS_USER_ID_CAP];
     if (hs_decode_user_connections_query(hs_http_query(req, "after"), hs_http_query(req, "limit"),
                                          &q, &err) != 0) {
         hs_publisher__respond_api_error(req, &err);
         return;
     }
-    user_call_t *user = user_call(p, req, USER_NOTIFY);
-    if (user == NULL)
+    if (!path_user(req, user))
         return;
     list_call_t *call = hs_calloc(1, sizeof(*call));
     call->req = req;
     call->limit = q.limit;
-    hs_store_list_user_connections(p->store, user->user, q.after, q.limit + 1, true, listed_cb,
-                                   call);
-    user_call_free(user);
+    /* one more than the page: whether another follows */
+    hs_store_list_user_connections(p->store, user, q.after, q.limit + 1, true, listed_cb, call);
 }
 
 static void delete_user_connections(hs_http_request_t *req, void *ctx)
 {
-    user_call_t *call = user_call(ctx, req, USER_DISCONNECT);
-    if (call)
-        read_page(call);
+    char user[HS_USER_ID_CAP];
+    if (!path_user(req, user))
+        return;
+    user_call_t *call = hs_calloc(1, sizeof(*call));
+    call->publisher = ctx;
+    call->req = req;
+    call->action = USER_DISCONNECT;
+    memcpy(call->user, user, sizeof(call->user));
+    read_page(call);
 }
 
 void hs_publisher__add_user_routes(hs_publisher_t *p)

@@ -188,7 +188,7 @@ static void op_free(hs_store_op_t *op)
     case HS_OP_PRUNE:
         hs_store_topics_op_free(op);
         break;
-    case HS_OP_LIST_USER_CONNECTIONS:
+    case HS_OP_USER_CONNECTIONS:
         hs_store_users_op_free(op);
         break;
     case HS_OP_PURGE_KEYS:
@@ -505,7 +505,7 @@ static void run_callback(hs_store_op_t *op)
     case HS_OP_SET_TOPIC:
         hs_store_topics_callback(op);
         break;
-    case HS_OP_LIST_USER_CONNECTIONS:
+    case HS_OP_USER_CONNECTIONS:
         hs_store_users_callback(op);
         break;
     case HS_OP_LIST_SUBSCRIPTIONS:

@@ -20,28 +20,28 @@
 #include "store/store.h"
 
 typedef enum hs_store_op_kind {
-    HS_OP_PUT_MESSAGE,           /* in.put */
-    HS_OP_PUT_MESSAGE_ONCE,      /* in.put, with its key fields */
-    HS_OP_PURGE_KEYS,            /* in.purge */
-    HS_OP_ADD_SUBSCRIPTION,      /* in.subscription */
-    HS_OP_REMOVE_SUBSCRIPTION,   /* in.subscription (topic NULL: all of the connection) */
-    HS_OP_ADD_CONNECTION,        /* in.add_connection */
-    HS_OP_REMOVE_CONNECTION,     /* in.connection */
-    HS_OP_REMOVE_NODE,           /* in.node */
-    HS_OP_SET_LAST_ACK,          /* in.last_ack */
-    HS_OP_CLAIM_CONNECTION,      /* in.claim; HS_ENOTFOUND: not detached at that epoch */
-    HS_OP_RELEASE_CONNECTION,    /* in.release; HS_ENOTFOUND: not that attach's */
-    HS_OP_EXPIRE_CONNECTION,     /* in.expire; HS_ENOTFOUND: not detached at that epoch */
-    HS_OP_GET_CONNECTION,        /* in.connection; on the writer: ordered with the writes */
-    HS_OP_GET_MESSAGE,           /* in.message */
-    HS_OP_LIST_MESSAGES,         /* in.list */
-    HS_OP_LIST_SUBSCRIPTIONS,    /* in.subscription (connection_id and/or topic NULL) */
-    HS_OP_GET_TOPIC,             /* in.topic */
-    HS_OP_LIST_TOPICS,           /* in.topics */
-    HS_OP_SET_TOPIC,             /* in.topic with its settings */
-    HS_OP_PRUNE,                 /* in.prune; the writer's own (retention.c) */
-    HS_OP_LIST_USER_CONNECTIONS, /* in.user; on the writer: ordered with the writes */
-    HS_OP_STOP,                  /* ends a worker thread; no inputs */
+    HS_OP_PUT_MESSAGE,         /* in.put */
+    HS_OP_PUT_MESSAGE_ONCE,    /* in.put, with its key fields */
+    HS_OP_PURGE_KEYS,          /* in.purge */
+    HS_OP_ADD_SUBSCRIPTION,    /* in.subscription */
+    HS_OP_REMOVE_SUBSCRIPTION, /* in.subscription (topic NULL: all of the connection) */
+    HS_OP_ADD_CONNECTION,      /* in.add_connection */
+    HS_OP_REMOVE_CONNECTION,   /* in.connection */
+    HS_OP_REMOVE_NODE,         /* in.node */
+    HS_OP_SET_LAST_ACK,        /* in.last_ack */
+    HS_OP_CLAIM_CONNECTION,    /* in.claim; HS_ENOTFOUND: not detached at that epoch */
+    HS_OP_RELEASE_CONNECTION,  /* in.release; HS_ENOTFOUND: not that attach's */
+    HS_OP_EXPIRE_CONNECTION,   /* in.expire; HS_ENOTFOUND: not detached at that epoch */
+    HS_OP_GET_CONNECTION,      /* in.connection; on the writer: ordered with the writes */
+    HS_OP_GET_MESSAGE,         /* in.message */
+    HS_OP_LIST_MESSAGES,       /* in.list */
+    HS_OP_LIST_SUBSCRIPTIONS,  /* in.subscription (connection_id and/or topic NULL) */
+    HS_OP_GET_TOPIC,           /* in.topic */
+    HS_OP_LIST_TOPICS,         /* in.topics */
+    HS_OP_SET_TOPIC,           /* in.topic with its settings */
+    HS_OP_PRUNE,               /* in.prune; the writer's own (retention.c) */
+    HS_OP_USER_CONNECTIONS,    /* in.user; on the writer: ordered with the writes */
+    HS_OP_STOP,                /* ends a worker thread; no inputs */
 } hs_store_op_kind_t;
 
 /* The inputs of each kind of operation: a tagged union (the tag is
@@ -133,7 +133,7 @@ typedef union hs_store_op_input {
     struct {
         char *node;
     } node;
-    /* LIST_USER_CONNECTIONS (users.c): the user's connections with ids
+    /* USER_CONNECTIONS (users.c): the user's connections with ids
      * after after ("": from the first), at most limit, in id order. */
     struct {
         char *user;
@@ -168,7 +168,7 @@ typedef struct hs_store_op_output {
     hs_topic_info_t *topics;              /* GET_TOPIC, LIST_TOPICS (count rows) */
     char *pruned_id; /* LIST_MESSAGES with want_pruned: the topic's horizon, or NULL */
     char *cursor;    /* PRUNE: where the next step starts; NULL: the sweep is over */
-    /* LIST_USER_CONNECTIONS: the rows (strings owned; subs unset: the
+    /* USER_CONNECTIONS: the rows (strings owned; subs unset: the
      * subscriptions, ordered by connection id, are in subs) */
     hs_connection_info_t *conns;
     size_t conn_count;
@@ -286,7 +286,7 @@ void hs_store_submit(hs_store_t *store, hs_store_op_t *op, bool write);
 void hs_store_topics_op_free(hs_store_op_t *op);
 void hs_store_topics_reset_outputs(hs_store_op_t *op);
 void hs_store_topics_callback(hs_store_op_t *op);
-/* users.c: LIST_USER_CONNECTIONS's inputs, outputs and callback, as
+/* users.c: USER_CONNECTIONS's inputs, outputs and callback, as
  * topics.c's above; add_user_connection copies info's strings into
  * op->out.conns, allocated for cap rows. */
 void hs_store_users_op_free(hs_store_op_t *op);

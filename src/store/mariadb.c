@@ -532,7 +532,7 @@ static int md_write(void *conn, hs_store_op_t *op)
     case HS_OP_SET_TOPIC:
     case HS_OP_PRUNE:
         return hs_mariadb_topics_write(&tc, op);
-    case HS_OP_LIST_USER_CONNECTIONS: {
+    case HS_OP_USER_CONNECTIONS: {
         hs_md_topic_conn_t uc = {.db = c->db, .stmts = c->user_stmts, .err = &c->err};
         return hs_mariadb_users_read(&uc, op);
     }

@@ -1,5 +1,5 @@
 /* mariadb_users.h - the SQL of users on MariaDB (private to src/store;
- * mariadb.c hands it LIST_USER_CONNECTIONS). */
+ * mariadb.c hands it USER_CONNECTIONS). */
 #ifndef HS_STORE_MARIADB_USERS_H
 #define HS_STORE_MARIADB_USERS_H
 
@@ -8,7 +8,7 @@
 
 #define HS_MD_USER_STMTS 2
 
-/* Writer (in order with the writes): LIST_USER_CONNECTIONS, on the
+/* Writer (in order with the writes): USER_CONNECTIONS, on the
  * connection mariadb.c lends (hs_md_topic_conn_t, with its
  * HS_MD_USER_STMTS user statement slots). */
 int hs_mariadb_users_read(hs_md_topic_conn_t *c, hs_store_op_t *op);

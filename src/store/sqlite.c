@@ -588,7 +588,7 @@ static int sq_write(void *c, hs_store_op_t *op)
         return HS_EIO;
     if (op->kind == HS_OP_SET_TOPIC || op->kind == HS_OP_PRUNE)
         return hs_sqlite_topics_write(conn->db, &conn->topic_stmts, op);
-    if (op->kind == HS_OP_LIST_USER_CONNECTIONS)
+    if (op->kind == HS_OP_USER_CONNECTIONS)
         return hs_sqlite_users_read(conn->db, &conn->user_stmts, op);
     return do_write(conn->db, &conn->stmts, op);
 }

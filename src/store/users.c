@@ -75,7 +75,7 @@ void hs_store_list_user_connections(hs_store_t *s, const char *user, const char 
                                     unsigned limit, bool with_topics, hs_store_connections_cb cb,
                                     void *data)
 {
-    hs_store_op_t *op = hs_store_op_new(HS_OP_LIST_USER_CONNECTIONS, data);
+    hs_store_op_t *op = hs_store_op_new(HS_OP_USER_CONNECTIONS, data);
     op->cb.connections = cb;
     op->in.user.user = hs_strdup(user);
     op->in.user.after = hs_strdup(after ? after : "");

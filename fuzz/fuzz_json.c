@@ -1,6 +1,6 @@
 /* libFuzzer: the JSON request decoders. The input is a request body; every
- * decoder runs on it, and the history decoder on its first lines as query
- * values. None may crash, and every failure must carry a status and code. */
+ * decoder runs on it, and the history decoder (and the user path and
+ * listing decoders) on its first lines as query values. None may crash, and every failure must carry a status and code. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +44,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     hs_history_query_t q;
     check(hs_decode_history(values[0], values[1], values[2], values[3], &q, &err), &err);
+    /* The first value as a user id from a path, the next two as the user
+     * connections listing's after and limit. */
+    char user[HS_USER_ID_CAP];
+    check(hs_decode_user_path(values[0] ? values[0] : "", user, &err), &err);
+    hs_user_connections_query_t uq;
+    check(hs_decode_user_connections_query(values[1], values[2], &uq, &err), &err);
     hs_content_type_is_json(copy, strlen(copy));
     free(copy);
     return 0;

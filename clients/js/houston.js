@@ -418,6 +418,33 @@ export class Houston {
     return this._api("POST", "/api/v1/messages/batch", { messages }, headers);
   }
 
+  // ---- the user calls of the HTTP API (docs/api.md, "Users") -----------------
+  // A connection's user is its token's sub. Backends only: these need the
+  // API key (options.apiKey), never a client token.
+
+  /** POST /api/v1/notification {userID, payload}: payload (a string) to every
+   *  connection of the user; rejects with status 404 when none is connected. */
+  notifyUser(userID, payload) {
+    return this._api("POST", "/api/v1/notification", { userID, payload });
+  }
+
+  /** GET /api/v1/users/{id}/connections: one page, {connections: [...],
+   *  next}; pass next as after for the following page (null at the end). A
+   *  user without connections resolves with an empty list. */
+  userConnections(userID, { after, limit } = {}) {
+    const q = new URLSearchParams();
+    if (after) q.set("after", after);
+    if (limit !== undefined) q.set("limit", String(limit));
+    const query = q.toString();
+    return this._api("GET", `/api/v1/users/${encodeURIComponent(userID)}/connections${query ? `?${query}` : ""}`);
+  }
+
+  /** DELETE /api/v1/users/{id}/connections: closes every connection of the
+   *  user (4000, not resumable); resolves (null) once they are gone. */
+  disconnectUser(userID) {
+    return this._api("DELETE", `/api/v1/users/${encodeURIComponent(userID)}/connections`);
+  }
+
   async _api(method, urlPath, body, extraHeaders = {}) {
     if (!this.apiUrl) throw new TypeError("Houston: options.apiUrl is required for API calls");
     if (typeof this._fetch !== "function") throw new Error("Houston: no fetch (pass options.fetch)");

@@ -11,6 +11,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "roles/token.h"
 
 static int fail(hs_api_error_t *err, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -208,13 +209,70 @@ int hs_decode_notification(json_t *obj, size_t max_payload, hs_notification_inpu
                            hs_api_error_t *err)
 {
     memset(out, 0, sizeof(*out));
-    if (get_ulid(obj, "connectionID", out->connection_id, err) != 0)
+    bool has_conn = json_object_get(obj, "connectionID") != NULL &&
+                    !json_is_null(json_object_get(obj, "connectionID"));
+    bool has_user =
+        json_object_get(obj, "userID") != NULL && !json_is_null(json_object_get(obj, "userID"));
+    if (has_conn && has_user)
+        return fail(err, 400, "invalid_field",
+                    "fields 'connectionID' and 'userID' exclude each other: give one");
+    if (has_user) {
+        size_t len;
+        if (get_string(obj, "userID", true, &out->user_id, &len, err) != 0)
+            return HS_EINVAL;
+        if (len == 0 || len > HS_TOKEN_SUB_MAX || strlen(out->user_id) != len)
+            return fail(err, 400, "invalid_field",
+                        "field 'userID' must be a string of 1-%d bytes without NUL",
+                        HS_TOKEN_SUB_MAX);
+    } else if (!has_conn) {
+        return fail(err, 400, "missing_field", "field 'connectionID' or 'userID' is required");
+    } else if (get_ulid(obj, "connectionID", out->connection_id, err) != 0) {
         return HS_EINVAL;
+    }
     if (get_string(obj, "payload", true, &out->payload, &out->payload_len, err) != 0)
         return HS_EINVAL;
     if (out->payload_len > max_payload)
         return fail(err, 413, "payload_too_large", "field 'payload' is %zu bytes; the limit is %zu",
                     out->payload_len, max_payload);
+    return 0;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+_Static_assert(HS_USER_ID_CAP == HS_TOKEN_SUB_MAX + 1, "a user id is a token's sub");
+
+int hs_decode_user_path(const char *segment, char out[HS_USER_ID_CAP], hs_api_error_t *err)
+{
+    size_t len = 0;
+    for (const char *p = segment; *p; p++) {
+        int c = (unsigned char)*p;
+        if (c == '%') {
+            int hi = p[1] ? hex_digit(p[1]) : -1;
+            int lo = hi >= 0 && p[2] ? hex_digit(p[2]) : -1;
+            if (lo < 0)
+                return fail(err, 400, "invalid_field",
+                            "the user id in the path has a bad percent-encoding");
+            c = hi * 16 + lo;
+            p += 2;
+        }
+        if (c == 0 || len >= HS_TOKEN_SUB_MAX)
+            return fail(err, 400, "invalid_field", "the user id must be 1-%d bytes without NUL",
+                        HS_TOKEN_SUB_MAX);
+        out[len++] = (char)c;
+    }
+    out[len] = '\0';
+    if (len == 0)
+        return fail(err, 400, "invalid_field", "the user id must be 1-%d bytes without NUL",
+                    HS_TOKEN_SUB_MAX);
     return 0;
 }
 
@@ -317,6 +375,28 @@ int hs_decode_topics_query(const char *prefix, const char *after, const char *li
     out->prefix = prefix && prefix[0] ? prefix : NULL;
     out->after = after && after[0] ? after : NULL;
     out->limit = HS_HISTORY_LIMIT_DEFAULT;
+    if (limit != NULL) {
+        char *end;
+        errno = 0;
+        long value = strtol(limit, &end, 10);
+        if (limit[0] == '\0' || *end != '\0' || errno != 0 || value < 1 ||
+            value > HS_HISTORY_LIMIT_MAX)
+            return fail(err, 400, "invalid_field",
+                        "query parameter 'limit' must be an integer from 1 to %d",
+                        HS_HISTORY_LIMIT_MAX);
+        out->limit = (unsigned)value;
+    }
+    return 0;
+}
+
+int hs_decode_user_connections_query(const char *after, const char *limit,
+                                     hs_user_connections_query_t *out, hs_api_error_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (after && after[0] != '\0' && hs_ulid_canonical(after, strlen(after), out->after) != 0)
+        return fail(err, 400, "invalid_field",
+                    "query parameter 'after' must be a connection id (a ULID)");
+    out->limit = HS_USER_CONNECTIONS_DEFAULT;
     if (limit != NULL) {
         char *end;
         errno = 0;

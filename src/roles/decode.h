@@ -68,14 +68,33 @@ typedef struct hs_subscription_input {
 int hs_decode_subscription(json_t *obj, bool topic_required, hs_subscription_input_t *out,
                            hs_api_error_t *err);
 
-/* {connectionID, payload} */
+/* {connectionID, payload} or {userID, payload}: exactly one of the two
+ * targets (both, or neither, is 400). user_id points into obj. */
 typedef struct hs_notification_input {
-    char connection_id[HS_ULID_LEN + 1];
+    char connection_id[HS_ULID_LEN + 1]; /* "" when the target is a user */
+    const char *user_id;                 /* NULL when the target is a connection */
     const char *payload;
     size_t payload_len;
 } hs_notification_input_t;
 int hs_decode_notification(json_t *obj, size_t max_payload, hs_notification_input_t *out,
                            hs_api_error_t *err);
+
+/* A user id (a token's "sub"): 1..HS_TOKEN_SUB_MAX bytes, no NUL. From a
+ * path segment (raw: percent-decoded here, '+' is a plus) into out (at
+ * least HS_USER_ID_CAP bytes). */
+#define HS_USER_ID_CAP (256 + 1)
+int hs_decode_user_path(const char *segment, char out[HS_USER_ID_CAP], hs_api_error_t *err);
+
+/* GET /api/v1/users/{id}/connections query values (each NULL when
+ * absent): after a connection id (canonical; "" from the first), limit
+ * 1..HS_HISTORY_LIMIT_MAX (default HS_USER_CONNECTIONS_DEFAULT). */
+#define HS_USER_CONNECTIONS_DEFAULT 100
+typedef struct hs_user_connections_query {
+    char after[HS_ULID_LEN + 1];
+    unsigned limit;
+} hs_user_connections_query_t;
+int hs_decode_user_connections_query(const char *after, const char *limit,
+                                     hs_user_connections_query_t *out, hs_api_error_t *err);
 
 /* GET /api/v1/messages query values (each NULL when absent). */
 int hs_decode_history(const char *topic, const char *last_id, const char *limit,

@@ -336,6 +336,7 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     hs_publisher__add_subscription_routes(p);
     hs_publisher__add_connection_routes(p);
     hs_publisher__add_batch_routes(p);
+    hs_publisher__add_user_routes(p);
     p->info = hs_info_add_route(p->router, cfg);
     p->topics = hs_topics_api_new(p->router, store, cfg);
     p->health = hs_health_add_routes(p->router, store, bus);

@@ -1,6 +1,7 @@
 /* publisher_connections.c - what the API does to one connection: a
  * command to the node that holds it (located through the bus directory);
- * POST /api/v1/notification, GET and DELETE /api/v1/connections/{id}. */
+ * POST /api/v1/notification (to a connection; to a user: publisher_users.c),
+ * GET and DELETE /api/v1/connections/{id}. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +66,11 @@ static void post_notification(hs_http_request_t *req, void *ctx)
     hs_api_error_t err;
     if (hs_decode_notification(body, p->cfg->max_content, &call->in.note, &err) != 0) {
         hs_publisher__respond_api_error(req, &err);
+        hs_publisher__call_free(call);
+        return;
+    }
+    if (call->in.note.user_id) { /* to every connection of a user (publisher_users.c) */
+        hs_publisher__notify_user(p, req, body, &call->in.note);
         hs_publisher__call_free(call);
         return;
     }

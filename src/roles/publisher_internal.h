@@ -9,6 +9,9 @@
  *                             POST /api/v1/notification, GET and DELETE
  *                             /api/v1/connections/{id}
  *   publisher_batch.c         POST /api/v1/messages/batch
+ *   publisher_users.c         a user's connections: POST /api/v1/notification
+ *                             with a userID, GET and DELETE
+ *                             /api/v1/users/{id}/connections
  * Names: hs_publisher__<verb> are shared between these files only. */
 #ifndef HS_ROLES_PUBLISHER_INTERNAL_H
 #define HS_ROLES_PUBLISHER_INTERNAL_H
@@ -75,5 +78,11 @@ json_t *hs_publisher__request_fields(hs_http_request_t *req, bool allow_query,
 void hs_publisher__add_subscription_routes(hs_publisher_t *p);
 void hs_publisher__add_connection_routes(hs_publisher_t *p);
 void hs_publisher__add_batch_routes(hs_publisher_t *p);
+void hs_publisher__add_user_routes(hs_publisher_t *p);
+/* POST /api/v1/notification to every connection of note->user_id: 202, or
+ * 404 when none is connected; answers req. Takes a reference to body
+ * (note's strings point into it). */
+void hs_publisher__notify_user(hs_publisher_t *p, hs_http_request_t *req, json_t *body,
+                               const hs_notification_input_t *note);
 
 #endif

@@ -125,6 +125,7 @@ static void op_reset_outputs(hs_store_op_t *op)
     hs_free(row->last_ack);
     hs_free(row->address);
     hs_store_topics_reset_outputs(op);
+    hs_store_users_reset_outputs(op);
     memset(&op->out, 0, sizeof(op->out));
 }
 
@@ -189,6 +190,9 @@ static void op_free(hs_store_op_t *op)
     case HS_OP_SET_TOPIC:
     case HS_OP_PRUNE:
         hs_store_topics_op_free(op);
+        break;
+    case HS_OP_USER_CONNECTIONS:
+        hs_store_users_op_free(op);
         break;
     case HS_OP_PURGE_KEYS:
     case HS_OP_STOP:
@@ -505,6 +509,9 @@ static void run_callback(hs_store_op_t *op)
     case HS_OP_LIST_TOPICS:
     case HS_OP_SET_TOPIC:
         hs_store_topics_callback(op);
+        break;
+    case HS_OP_USER_CONNECTIONS:
+        hs_store_users_callback(op);
         break;
     case HS_OP_LIST_SUBSCRIPTIONS:
         op->cb.subscriptions(op->status, op->out.subs, op->status == 0 ? op->out.count : 0,

@@ -41,6 +41,7 @@ typedef enum hs_store_op_kind {
     HS_OP_LIST_TOPICS,         /* in.topics */
     HS_OP_SET_TOPIC,           /* in.topic with its settings */
     HS_OP_PRUNE,               /* in.prune; the writer's own (retention.c) */
+    HS_OP_USER_CONNECTIONS,    /* in.user; on the writer: ordered with the writes */
     HS_OP_STOP,                /* ends a worker thread; no inputs */
 } hs_store_op_kind_t;
 
@@ -145,6 +146,14 @@ typedef union hs_store_op_input {
     struct {
         char *node;
     } node;
+    /* USER_CONNECTIONS (users.c): the user's connections with ids
+     * after after ("": from the first), at most limit, in id order. */
+    struct {
+        char *user;
+        char *after;
+        unsigned limit;
+        bool with_topics; /* read their subscriptions too */
+    } user;
 } hs_store_op_input_t;
 
 /* GET_CONNECTION's row (its subscriptions are in out.subs). */
@@ -172,6 +181,10 @@ typedef struct hs_store_op_output {
     hs_topic_info_t *topics;              /* GET_TOPIC, LIST_TOPICS (count rows) */
     char *pruned_id; /* LIST_MESSAGES with want_pruned: the topic's horizon, or NULL */
     char *cursor;    /* PRUNE: where the next step starts; NULL: the sweep is over */
+    /* USER_CONNECTIONS: the rows (strings owned; subs unset: the
+     * subscriptions, ordered by connection id, are in subs) */
+    hs_connection_info_t *conns;
+    size_t conn_count;
 } hs_store_op_output_t;
 
 /* One operation. */
@@ -190,6 +203,7 @@ typedef struct hs_store_op {
         hs_store_history_cb history;
         hs_store_topic_cb topic;
         hs_store_topics_cb topics;
+        hs_store_connections_cb connections;
     } cb;
     void *data;
     hs_store_op_input_t in;
@@ -291,6 +305,14 @@ void hs_store_put_input_copy(struct hs_store_put_input *put, const hs_message_t 
 /* batch.c: frees PUT_BATCH's inputs; runs its callback. */
 void hs_store_batch_op_free(hs_store_op_t *op);
 void hs_store_batch_callback(hs_store_op_t *op);
+/* users.c: USER_CONNECTIONS's inputs, outputs and callback, as
+ * topics.c's above; add_user_connection copies info's strings into
+ * op->out.conns, allocated for cap rows. */
+void hs_store_users_op_free(hs_store_op_t *op);
+void hs_store_users_reset_outputs(hs_store_op_t *op);
+void hs_store_users_callback(hs_store_op_t *op);
+void hs_store_op_add_user_connection(hs_store_op_t *op, size_t cap,
+                                     const hs_connection_info_t *info);
 /* The inclusive id bounds of retention (retention.c): the highest id a
  * message older than cutoff_ms can have. */
 void hs_store_id_before(uint64_t cutoff_ms, char out[HS_ULID_LEN + 1]);

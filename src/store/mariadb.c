@@ -33,6 +33,7 @@
 #include "store/mariadb_schema.h"
 #include "store/mariadb_stmt.h"
 #include "store/mariadb_topics.h"
+#include "store/mariadb_users.h"
 #include <uv.h>
 
 #define BACKOFF_MIN_MS 100
@@ -164,6 +165,7 @@ typedef struct conn {
     target_t target;
     md_stmt_t stmts[STMT_COUNT];              /* prepared on first use on db */
     md_stmt_t topic_stmts[HS_MD_TOPIC_STMTS]; /* mariadb_topics.c's */
+    md_stmt_t user_stmts[HS_MD_USER_STMTS];   /* mariadb_users.c's */
     md_error_t err;                           /* the last failure: statement_error and logs */
 } conn_t;
 
@@ -228,6 +230,8 @@ static void close_statements(conn_t *c)
         md_stmt_close(&c->stmts[i]);
     for (int i = 0; i < HS_MD_TOPIC_STMTS; i++)
         md_stmt_close(&c->topic_stmts[i]);
+    for (int i = 0; i < HS_MD_USER_STMTS; i++)
+        md_stmt_close(&c->user_stmts[i]);
 }
 
 /* Remembers the connection's last error (statements keep their own). */
@@ -598,6 +602,10 @@ static int md_write(void *conn, hs_store_op_t *op)
     case HS_OP_SET_TOPIC:
     case HS_OP_PRUNE:
         return hs_mariadb_topics_write(&tc, op);
+    case HS_OP_USER_CONNECTIONS: {
+        hs_md_topic_conn_t uc = {.db = c->db, .stmts = c->user_stmts, .err = &c->err};
+        return hs_mariadb_users_read(&uc, op);
+    }
     case HS_OP_PUT_MESSAGE:
         return insert_message(c, &in->put);
     case HS_OP_PUT_MESSAGE_ONCE:

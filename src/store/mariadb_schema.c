@@ -121,9 +121,16 @@ static const char *const migration_9[] = {
     NULL,
 };
 
+/* 10: the connections of a user (GET /api/v1/users/{id}/connections) */
+static const char *const migration_10[] = {
+    "ALTER TABLE connections ADD INDEX IF NOT EXISTS connections_user (user_sub, id)",
+    NULL,
+};
+
 static const char *const *const migrations[] = {migration_1, migration_2, migration_3,
                                                 migration_4, migration_5, migration_6,
-                                                migration_7, migration_8, migration_9};
+                                                migration_7, migration_8, migration_9,
+                                                migration_10};
 
 static long query_long(MYSQL *db, const char *sql, long fallback)
 {

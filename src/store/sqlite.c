@@ -21,6 +21,7 @@
 #include "store/engine.h"
 #include "store/sqlite_schema.h"
 #include "store/sqlite_topics.h"
+#include "store/sqlite_users.h"
 
 /* Sets the journal mode and checks it took: SQLite silently keeps the old
  * mode where WAL is impossible (e.g. no shared memory), and the reader's
@@ -612,6 +613,7 @@ typedef struct conn {
     sqlite3 *db;
     stmts_t stmts;
     hs_sqlite_topic_stmts_t topic_stmts; /* sqlite_topics.c's */
+    hs_sqlite_user_stmts_t user_stmts;   /* sqlite_users.c's */
     /* Some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM) make SQLite roll
      * the whole transaction back by itself. The rest of the batch must then
      * not run: each op's SAVEPOINT would open a transaction of its own and
@@ -669,6 +671,8 @@ static int sq_write(void *c, hs_store_op_t *op)
         return HS_EIO;
     if (op->kind == HS_OP_SET_TOPIC || op->kind == HS_OP_PRUNE)
         return hs_sqlite_topics_write(conn->db, &conn->topic_stmts, op);
+    if (op->kind == HS_OP_USER_CONNECTIONS)
+        return hs_sqlite_users_read(conn->db, &conn->user_stmts, op);
     return do_write(conn->db, &conn->stmts, op);
 }
 
@@ -737,6 +741,7 @@ static void sq_close(void *c)
     conn_t *conn = c;
     finalize_all(&conn->stmts);
     hs_sqlite_topics_finalize(&conn->topic_stmts);
+    hs_sqlite_users_finalize(&conn->user_stmts);
     if (sqlite3_close(conn->db) != SQLITE_OK)
         hs_log_error("store: closing the database left statements open");
     hs_free(conn);

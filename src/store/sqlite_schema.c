@@ -79,6 +79,8 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL"
     ") WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS idempotency_batches_created ON idempotency_batches (created_at);",
+    /* 10: the connections of a user (GET /api/v1/users/{id}/connections) */
+    "CREATE INDEX IF NOT EXISTS connections_user ON connections (user_sub, id);",
 };
 
 int hs_sqlite_exec(sqlite3 *db, const char *sql, char *err, size_t err_len)

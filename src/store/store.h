@@ -254,6 +254,15 @@ void hs_store_expire_connection(hs_store_t *store, const char *connection_id, ui
 /* Removes every connection of node and their subscriptions (start-up of a
  * node, or a dead node); count is the connections removed. */
 void hs_store_remove_node(hs_store_t *store, const char *node, hs_store_count_cb cb, void *data);
+/* The connections of user (a token's "sub"), each with its
+ * subscriptions when with_topics: those with ids after after (NULL or "":
+ * from the first), at most limit (1..1001), in id order. Runs on the
+ * writer, in order with the writes (as get_connection). */
+typedef void (*hs_store_connections_cb)(int status, const hs_connection_info_t *conns, size_t count,
+                                        void *data);
+void hs_store_list_user_connections(hs_store_t *store, const char *user, const char *after,
+                                    unsigned limit, bool with_topics, hs_store_connections_cb cb,
+                                    void *data);
 /* Finishes queued work (callbacks still run), then closes; cb runs last.
  * The store is freed after cb returns. */
 void hs_store_close(hs_store_t *store, hs_store_done_cb cb, void *data);

@@ -6,6 +6,7 @@
 // (HOUSTON_BIN: the binary, default build/houston).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -460,6 +461,73 @@ describe("topic calls of the HTTP API", () => {
     await assert.rejects(keyless.topics(), (e) => e.status === 401);
     assert.throws(() => new Houston({ autoConnect: false }), TypeError);
     assert.throws(() => keyless.connect(), TypeError);
+  });
+});
+
+describe("user calls of the HTTP API", () => {
+  const SECRET = "js-user-secret-0123456789abcdef";
+  const b64 = (obj) => Buffer.from(JSON.stringify(obj)).toString("base64url");
+  const tokenFor = (sub) => {
+    const now = Math.floor(Date.now() / 1000);
+    const input = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub, iat: now, exp: now + 300 })}`;
+    return `${input}.${createHmac("sha256", SECRET).update(input).digest("base64url")}`;
+  };
+  let srv;
+  const clients = [];
+  before(async () => {
+    srv = await startHouston(["--jwt-secret", SECRET, "--api-key", "js-key"]);
+  });
+  after(async () => {
+    for (const h of clients) h.close();
+    await sleep(50);
+    await stopHouston(srv);
+  });
+
+  test("notifyUser, userConnections and disconnectUser, with the API key", async () => {
+    const backend = new Houston({ apiUrl: `http://127.0.0.1:${srv.api}`, apiKey: "js-key", autoConnect: false });
+    const alice = `alice ${process.pid}/${Date.now()}`; // any sub: encoded in the path
+    const bob = `bob-${process.pid}-${Date.now()}`;
+    const as = (user) => {
+      const h = new Houston({ url: `ws://127.0.0.1:${srv.ws}/api/v1/ws`, token: tokenFor(user), backoffBase: 50 });
+      clients.push(h);
+      return h;
+    };
+    const [a1, a2, b1] = [as(alice), as(alice), as(bob)];
+    await Promise.all([next(a1, "connected"), next(a2, "connected"), next(b1, "connected")]);
+    let page;
+    const deadline = Date.now() + 5000;
+    do {
+      page = await backend.userConnections(alice);
+      if (page.connections.length === 2) break;
+      await sleep(20);
+    } while (Date.now() < deadline);
+    assert.deepEqual(page.connections.map((c) => c.id).sort(), [a1.connectionID, a2.connectionID].sort());
+    assert.ok(page.connections.every((c) => c.user === alice));
+    assert.equal(page.next, null);
+    const first = await backend.userConnections(alice, { limit: 1 });
+    assert.equal(first.connections.length, 1);
+    assert.equal((await backend.userConnections(alice, { after: first.next })).connections.length, 1);
+
+    const bobGot = [];
+    b1.on("notification", (p) => bobGot.push(p));
+    const notes = [next(a1, "notification"), next(a2, "notification")];
+    assert.equal(await backend.notifyUser(alice, "for alice"), null);
+    assert.deepEqual(await Promise.all(notes), [["for alice"], ["for alice"]]);
+    await assert.rejects(backend.notifyUser(`nobody-${Date.now()}`, "x"),
+      (e) => e.status === 404 && e.code === "not_found");
+
+    const closed = [next(a1, "close"), next(a2, "close")];
+    assert.equal(await backend.disconnectUser(alice), null);
+    for (const [info] of await Promise.all(closed)) {
+      assert.equal(info.code, 4000);
+      assert.equal(info.willReconnect, false);
+    }
+    assert.deepEqual(await backend.userConnections(alice), { connections: [], next: null });
+    assert.deepEqual(bobGot, []);
+    assert.equal(b1.state, "open");
+
+    const keyless = new Houston({ apiUrl: `http://127.0.0.1:${srv.api}`, autoConnect: false });
+    await assert.rejects(keyless.disconnectUser(bob), (e) => e.status === 401);
   });
 });
 

@@ -167,6 +167,66 @@ static void test_notification(void **state)
     expect_error(hs_decode_notification(obj, 100, &in, &err), &err, 400, "invalid_field",
                  "payload");
     json_decref(obj);
+    /* to a user: exactly one of connectionID and userID */
+    obj = parse("{\"userID\":\"alice\",\"payload\":\"hi\"}");
+    assert_int_equal(hs_decode_notification(obj, 100, &in, &err), 0);
+    assert_string_equal(in.user_id, "alice");
+    assert_string_equal(in.connection_id, "");
+    json_decref(obj);
+    obj = parse("{\"userID\":\"alice\",\"connectionID\":\"01GYZ8RAHSE45A2JCVNVA6BTJ2\","
+                "\"payload\":\"hi\"}");
+    expect_error(hs_decode_notification(obj, 100, &in, &err), &err, 400, "invalid_field", "userID");
+    json_decref(obj);
+    obj = parse("{\"payload\":\"hi\"}");
+    expect_error(hs_decode_notification(obj, 100, &in, &err), &err, 400, "missing_field", "userID");
+    json_decref(obj);
+    obj = parse("{\"userID\":\"\",\"payload\":\"hi\"}");
+    expect_error(hs_decode_notification(obj, 100, &in, &err), &err, 400, "invalid_field", "userID");
+    json_decref(obj);
+    obj = parse("{\"userID\":\"a\\u0000b\",\"payload\":\"hi\"}");
+    expect_error(hs_decode_notification(obj, 100, &in, &err), &err, 400, "invalid_field", "userID");
+    json_decref(obj);
+}
+
+static void test_user_path(void **state)
+{
+    (void)state;
+    char user[HS_USER_ID_CAP];
+    hs_api_error_t err;
+    assert_int_equal(hs_decode_user_path("alice", user, &err), 0);
+    assert_string_equal(user, "alice");
+    assert_int_equal(hs_decode_user_path("a%20b%2Fc+d%C3%A9", user, &err), 0);
+    assert_string_equal(user, "a b/c+d\xc3\xa9"); /* '+' is a plus in a path */
+    static const char *const bad[] = {"", "%", "%4", "%zz", "a%00b", "%g1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_error(hs_decode_user_path(bad[i], user, &err), &err, 400, "invalid_field", "user");
+    char longest[3 * 257 + 1] = "";
+    for (int i = 0; i < 256; i++)
+        strcat(longest, "%41");
+    assert_int_equal(hs_decode_user_path(longest, user, &err), 0);
+    assert_int_equal(strlen(user), 256);
+    strcat(longest, "A");
+    expect_error(hs_decode_user_path(longest, user, &err), &err, 400, "invalid_field", "user");
+}
+
+static void test_user_connections_query(void **state)
+{
+    (void)state;
+    hs_user_connections_query_t q;
+    hs_api_error_t err;
+    assert_int_equal(hs_decode_user_connections_query(NULL, NULL, &q, &err), 0);
+    assert_int_equal(q.limit, HS_USER_CONNECTIONS_DEFAULT);
+    assert_string_equal(q.after, "");
+    assert_int_equal(
+        hs_decode_user_connections_query("01gyz8rahse45a2jcvnva6btj2", "1000", &q, &err), 0);
+    assert_string_equal(q.after, "01GYZ8RAHSE45A2JCVNVA6BTJ2");
+    assert_int_equal(q.limit, 1000);
+    expect_error(hs_decode_user_connections_query("x", NULL, &q, &err), &err, 400, "invalid_field",
+                 "after");
+    expect_error(hs_decode_user_connections_query(NULL, "0", &q, &err), &err, 400, "invalid_field",
+                 "limit");
+    expect_error(hs_decode_user_connections_query(NULL, "1001", &q, &err), &err, 400,
+                 "invalid_field", "limit");
 }
 
 static void test_history(void **state)
@@ -311,11 +371,18 @@ static void test_batch(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_topic_rules),    cmocka_unit_test(test_body_must_be_json_object),
-        cmocka_unit_test(test_content_type),   cmocka_unit_test(test_publish_ok),
-        cmocka_unit_test(test_publish_errors), cmocka_unit_test(test_subscription),
-        cmocka_unit_test(test_notification),   cmocka_unit_test(test_history),
-        cmocka_unit_test(test_topic_settings), cmocka_unit_test(test_topics_query),
+        cmocka_unit_test(test_topic_rules),
+        cmocka_unit_test(test_body_must_be_json_object),
+        cmocka_unit_test(test_content_type),
+        cmocka_unit_test(test_publish_ok),
+        cmocka_unit_test(test_publish_errors),
+        cmocka_unit_test(test_subscription),
+        cmocka_unit_test(test_notification),
+        cmocka_unit_test(test_user_path),
+        cmocka_unit_test(test_user_connections_query),
+        cmocka_unit_test(test_history),
+        cmocka_unit_test(test_topic_settings),
+        cmocka_unit_test(test_topics_query),
         cmocka_unit_test(test_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -576,6 +576,87 @@ static void test_get_connection(void **state)
     assert_int_equal(f->status, HS_ENOTFOUND);
 }
 
+/* A user's connections: in id order, after a cursor, at most limit, each
+ * with its own subscriptions (or none), no other user's; read in order
+ * with the writes issued before it. */
+static void user_conns_cb(int status, const hs_connection_info_t *conns, size_t count, void *data)
+{
+    fixture_t *f = data;
+    f->status = status;
+    f->count = count;
+    f->content_len = 0; /* subscriptions seen, in order, into contents[32..] */
+    for (size_t i = 0; i < count && i < 16; i++) {
+        snprintf(f->ids[i], sizeof(f->ids[i]), "%s", conns[i].id);
+        snprintf(f->contents[i], sizeof(f->contents[i]), "%s %s %zu", conns[i].node,
+                 conns[i].user ? conns[i].user : "(null)", conns[i].sub_count);
+        f->times[i] = conns[i].connected_ms;
+        for (size_t j = 0; j < conns[i].sub_count && f->content_len < 32; j++) {
+            assert_string_equal(conns[i].subs[j].connection_id, conns[i].id);
+            snprintf(f->contents[32 + f->content_len++], sizeof(f->contents[0]), "%s",
+                     conns[i].subs[j].topic);
+        }
+    }
+    f->calls++;
+}
+
+static void test_list_user_connections(void **state)
+{
+    fixture_t *f = *state;
+    static const char *const ids[] = {"01HZ0000000000000000000003", "01HZ0000000000000000000001",
+                                      "01HZ0000000000000000000002", "01HZ0000000000000000000004"};
+    hs_store_add_connection(f->store, ids[0], "n1", "alice", NULL, 10, NULL, NULL);
+    hs_store_add_connection(f->store, ids[1], "n2", "alice", "192.0.2.1", 11, NULL, NULL);
+    hs_store_add_connection(f->store, ids[2], "n1", "bob", NULL, 12, NULL, NULL);
+    hs_store_add_connection(f->store, ids[3], "n1", NULL, NULL, 13, NULL, NULL);
+    hs_store_add_subscription(f->store, ids[0], "z", 20, NULL, NULL);
+    hs_store_add_subscription(f->store, ids[0], "y", 21, NULL, NULL);
+    hs_store_add_subscription(f->store, ids[2], "bobs", 22, NULL, NULL);
+    f->calls = 0;
+    hs_store_list_user_connections(f->store, "alice", NULL, 10, true, user_conns_cb, f);
+    assert_int_equal(f->calls, 0); /* never inside the call */
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    assert_int_equal(f->count, 2);
+    assert_string_equal(f->ids[0], ids[1]); /* id order */
+    assert_string_equal(f->ids[1], ids[0]);
+    assert_string_equal(f->contents[0], "n2 alice 0");
+    assert_string_equal(f->contents[1], "n1 alice 2");
+    assert_int_equal(f->times[0], 11);
+    assert_int_equal(f->content_len, 2);
+    assert_string_equal(f->contents[32], "z"); /* creation order */
+    assert_string_equal(f->contents[33], "y");
+    /* a page after a cursor, and one of one */
+    f->calls = 0;
+    hs_store_list_user_connections(f->store, "alice", ids[1], 10, true, user_conns_cb, f);
+    wait_call(f);
+    assert_int_equal(f->count, 1);
+    assert_string_equal(f->ids[0], ids[0]);
+    assert_int_equal(f->content_len, 2);
+    f->calls = 0;
+    hs_store_list_user_connections(f->store, "alice", NULL, 1, false, user_conns_cb, f);
+    wait_call(f);
+    assert_int_equal(f->count, 1);
+    assert_string_equal(f->ids[0], ids[1]);
+    assert_int_equal(f->content_len, 0);
+    /* without topics: no subscriptions read */
+    f->calls = 0;
+    hs_store_list_user_connections(f->store, "alice", ids[1], 10, false, user_conns_cb, f);
+    wait_call(f);
+    assert_string_equal(f->contents[0], "n1 alice 0");
+    /* nobody, and a removal seen at once */
+    f->calls = 0;
+    hs_store_list_user_connections(f->store, "carol", NULL, 10, true, user_conns_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    assert_int_equal(f->count, 0);
+    hs_store_remove_connection(f->store, ids[0], NULL, NULL);
+    f->calls = 0;
+    hs_store_list_user_connections(f->store, "alice", NULL, 10, true, user_conns_cb, f);
+    wait_call(f);
+    assert_int_equal(f->count, 1);
+    assert_int_equal(f->content_len, 0);
+}
+
 static void test_persistence_and_idempotent_migration(void **state)
 {
     fixture_t *f = *state;
@@ -1788,6 +1869,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_subscriptions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connections_take_their_subscriptions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_user_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ack_claim_and_expire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence_and_idempotent_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_edges, setup, teardown),

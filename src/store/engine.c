@@ -187,6 +187,10 @@ static void op_free(hs_store_op_t *op)
     case HS_OP_PRUNE:
         hs_store_topics_op_free(op);
         break;
+    case HS_OP_DELETE_MESSAGE:
+    case HS_OP_DELETE_TOPIC:
+        hs_store_deletion_op_free(op);
+        break;
     case HS_OP_PURGE_KEYS:
     case HS_OP_STOP:
         break;
@@ -500,6 +504,10 @@ static void run_callback(hs_store_op_t *op)
     case HS_OP_LIST_TOPICS:
     case HS_OP_SET_TOPIC:
         hs_store_topics_callback(op);
+        break;
+    case HS_OP_DELETE_MESSAGE:
+    case HS_OP_DELETE_TOPIC:
+        hs_store_deletion_callback(op);
         break;
     case HS_OP_LIST_SUBSCRIPTIONS:
         op->cb.subscriptions(op->status, op->out.subs, op->status == 0 ? op->out.count : 0,

@@ -527,6 +527,8 @@ static int md_write(void *conn, hs_store_op_t *op)
     switch (op->kind) {
     case HS_OP_SET_TOPIC:
     case HS_OP_PRUNE:
+    case HS_OP_DELETE_MESSAGE:
+    case HS_OP_DELETE_TOPIC:
         return hs_mariadb_topics_write(&tc, op);
     case HS_OP_PUT_MESSAGE:
         return insert_message(c, &in->put);

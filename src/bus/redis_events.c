@@ -83,23 +83,29 @@ static void send_event(outbox_entry_t *e)
 {
     redis_bus_t *bus = e->bus;
     const char *stream = bus->parts[e->partition].stream;
-    const char *argv[] = {"XADD",   stream, "MAXLEN", "~",    bus->events_max, "*",    "topic",
-                          e->topic, "id",   e->id,    "json", e->json,         "prev", e->prev};
-    size_t lens[] = {4,
-                     strlen(stream),
-                     6,
-                     1,
-                     strlen(bus->events_max),
-                     1,
-                     5,
-                     strlen(e->topic),
-                     2,
-                     strlen(e->id),
-                     4,
-                     e->json_len,
-                     4,
-                     e->prev ? strlen(e->prev) : 0};
+    const char *argv[16] = {"XADD",   stream, "MAXLEN", "~",    bus->events_max, "*",    "topic",
+                            e->topic, "id",   e->id,    "json", e->json,         "prev", e->prev};
+    size_t lens[16] = {4,
+                       strlen(stream),
+                       6,
+                       1,
+                       strlen(bus->events_max),
+                       1,
+                       5,
+                       strlen(e->topic),
+                       2,
+                       strlen(e->id),
+                       4,
+                       e->json_len,
+                       4,
+                       e->prev ? strlen(e->prev) : 0};
     int argc = e->prev ? 14 : 12;
+    if (e->kind == HS_EVENT_DELETED) {
+        argv[argc] = "kind";
+        lens[argc++] = 4;
+        argv[argc] = "deleted";
+        lens[argc++] = 7;
+    }
     if (hs_redis__cmd_durable(bus, event_appended_cb, e, argc, argv, lens) != REDIS_OK)
         outbox_push(bus, e);
 }
@@ -134,6 +140,7 @@ void hs_redis__publish_event(hs_bus_t *b, const hs_event_t *ev, hs_bus_done_cb c
     e->json[ev->message_json_len] = '\0';
     e->json_len = ev->message_json_len;
     e->prev = ev->prev ? hs_strdup(ev->prev) : NULL;
+    e->kind = ev->kind;
     send_event(e);
 }
 
@@ -169,6 +176,9 @@ static void hand_on(redis_bus_t *bus, partition_t *p, const redisReply *entries)
                             .partition = (int)p->index,
                             .fence = p->fence,
                             .prev = hs_redis__field_str(fields, "prev", NULL)};
+        const char *kind = hs_redis__field_str(fields, "kind", NULL);
+        if (kind && strcmp(kind, "deleted") == 0)
+            event.kind = HS_EVENT_DELETED;
         if (event.topic && event.message_id && event.message_json)
             bus->consumer(&event, token, bus->consumer_data);
         else

@@ -174,9 +174,9 @@ typedef struct hs_store_op_output {
     char *pruned_id; /* LIST_MESSAGES with want_pruned: the topic's horizon, or NULL */
     char *cursor;    /* PRUNE: where the next step starts; NULL: the sweep is over */
     /* DELETE_TOPIC (count: the messages the step removed) */
-    uint64_t subs_removed;           /* first step: subscription rows removed */
-    bool settings_removed;           /* first step: the topic had settings of its own */
-    char bound[HS_ULID_LEN + 1];     /* first step: the topic's last id ("" : none) */
+    uint64_t subs_removed;       /* first step: subscription rows removed */
+    bool settings_removed;       /* first step: the topic had settings of its own */
+    char bound[HS_ULID_LEN + 1]; /* first step: the topic's last id ("" : none) */
 } hs_store_op_output_t;
 
 /* One operation. */

@@ -78,33 +78,35 @@ static void event_appended_cb(redisAsyncContext *ac, void *reply, void *privdata
 
 /* The event goes to its topic's partition. Its fields: topic, id, json
  * (handle_entries reads them back; a field added to hs_event_t is one
- * more pair here and one more hs_redis__field_str there). */
+ * more pair here and one more hs_redis__field_str there); a deletion's
+ * also kind ("deleted"). */
 static void send_event(outbox_entry_t *e)
 {
     redis_bus_t *bus = e->bus;
     const char *stream = bus->parts[e->partition].stream;
-    const char *argv[16] = {"XADD",   stream, "MAXLEN", "~",    bus->events_max, "*",    "topic",
-                            e->topic, "id",   e->id,    "json", e->json,         "prev", e->prev};
-    size_t lens[16] = {4,
-                       strlen(stream),
-                       6,
-                       1,
-                       strlen(bus->events_max),
-                       1,
-                       5,
-                       strlen(e->topic),
-                       2,
-                       strlen(e->id),
-                       4,
-                       e->json_len,
-                       4,
-                       e->prev ? strlen(e->prev) : 0};
+    const char *argv[] = {"XADD",   stream, "MAXLEN", "~",    bus->events_max, "*",    "topic",
+                          e->topic, "id",   e->id,    "json", e->json,         "prev", e->prev};
+    size_t lens[] = {4,
+                     strlen(stream),
+                     6,
+                     1,
+                     strlen(bus->events_max),
+                     1,
+                     5,
+                     strlen(e->topic),
+                     2,
+                     strlen(e->id),
+                     4,
+                     e->json_len,
+                     4,
+                     e->prev ? strlen(e->prev) : 0};
     int argc = e->prev ? 14 : 12;
-    if (e->kind == HS_EVENT_DELETED) {
-        argv[argc] = "kind";
-        lens[argc++] = 4;
-        argv[argc] = "deleted";
-        lens[argc++] = 7;
+    if (e->kind == HS_EVENT_DELETED) { /* it carries no prev: "kind" takes its place */
+        argv[12] = "kind";
+        lens[12] = 4;
+        argv[13] = "deleted";
+        lens[13] = 7;
+        argc = 14;
     }
     if (hs_redis__cmd_durable(bus, event_appended_cb, e, argc, argv, lens) != REDIS_OK)
         outbox_push(bus, e);

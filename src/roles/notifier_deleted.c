@@ -36,12 +36,30 @@ static void send_deleted(hs_notifier_t *n, client_t *c, const char *text, size_t
     }
 }
 
+/* Whether this deletion was handed over before (a bus that redelivers):
+ * remembered with the message ids, under the id with its first character
+ * (0-7) made a lowercase letter, which no message id is. A topic's
+ * deletion needs none: the topic is gone from here after the first. */
+static bool seen_before(hs_notifier_t *n, const char *id)
+{
+    if (n->dedupe == NULL || strlen(id) != HS_ULID_LEN || id[0] < '0' || id[0] > '7')
+        return false;
+    char key[HS_ULID_LEN + 1];
+    memcpy(key, id, sizeof(key));
+    key[0] = (char)('a' + (id[0] - '0'));
+    return hs_dedupe_seen(n->dedupe, key);
+}
+
 void hs_notifier__deleted(hs_notifier_t *n, const hs_node_cmd_t *cmd)
 {
     topic_t *topic = cmd->topic ? hs_map_get(&n->topics, cmd->topic, strlen(cmd->topic)) : NULL;
     if (topic == NULL || cmd->frame_text == NULL)
         return; /* no subscriber here */
     bool whole = cmd->message_id == NULL || cmd->message_id[0] == '\0';
+    if (!whole && seen_before(n, cmd->message_id)) {
+        hs_metrics_singleton.duplicates_dropped++;
+        return;
+    }
     if (!whole)
         hs_live_order_forget(&topic->order, cmd->message_id);
     /* The walk collects first: ending a slow client, or dropping the topic,

@@ -1,6 +1,7 @@
 /* mariadb_topics.c - topics and retention on MariaDB: a topic's counts and
- * settings, the listing, and the pruner's step (retention.h), as
- * sqlite_topics.c does on SQLite (the same queries and costs). Apart from
+ * settings, the listing, the pruner's step (retention.h) and deletion
+ * (deletion.c), as sqlite_topics.c does on SQLite (the same queries and
+ * costs). Apart from
  * mariadb.c, which is the messages, subscriptions, connections and the
  * connection itself.
  *

@@ -1,5 +1,6 @@
 /* sqlite_topics.c - topics and retention on SQLite: a topic's counts and
- * settings, the listing, and the pruner's step (retention.h). Apart from
+ * settings, the listing, the pruner's step (retention.h), and deleting a
+ * message or a step of a topic's deletion (deletion.c). Apart from
  * sqlite.c, which is the messages, subscriptions and connections.
  *
  * Costs (docs/api.md, "Topics"): a topic's counts are one range count over

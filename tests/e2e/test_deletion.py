@@ -212,7 +212,7 @@ def test_deleting_a_topic_removes_history_settings_and_subscriptions(server, top
     run(scenario())
 
 
-def test_a_large_topic_is_deleted_in_steps_while_publishes_go_on(fresh_server, topic):
+def test_a_large_topic_is_deleted_in_steps(fresh_server, topic):
     srv = fresh_server()
     count = 1300  # three steps of the store's 500 rows
     conn = http.client.HTTPConnection("127.0.0.1", srv.api_port, timeout=10)

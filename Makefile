@@ -63,7 +63,7 @@ e2e:
 # The API flows once more with the store on a throwaway MariaDB server.
 e2e-mariadb:
 	HOUSTON_BIN=$(CURDIR)/$(BUILD)/houston tests/support/with-mariadb.sh bash -c \
-	  'HOUSTON_TEST_DB_URL=$$HOUSTON_TEST_STORE_URL $(PYTHON) -m pytest -q tests/e2e/test_messaging.py tests/e2e/test_history.py tests/e2e/test_retention.py tests/e2e/test_batch.py'
+	  'HOUSTON_TEST_DB_URL=$$HOUSTON_TEST_STORE_URL $(PYTHON) -m pytest -q tests/e2e/test_messaging.py tests/e2e/test_history.py tests/e2e/test_retention.py tests/e2e/test_batch.py tests/e2e/test_deletion.py'
 
 # The web console in headless Debian Chromium, driven by npm playwright-core
 # (installed into tests/browser/node_modules from the committed lock when

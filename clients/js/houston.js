@@ -21,7 +21,13 @@
 // - delivers each message at most once: ids are ULIDs, ordered as strings,
 //   and a message whose id is <= the last delivered of its topic is dropped.
 //
-// The topic calls of the HTTP API (topic, topics, setTopic) go to
+// A message or a topic deleted through the API (DELETE /api/v1/messages/{id},
+// /api/v1/topics/{topic}) comes as a "deleted" event ({topic, id}; id null
+// for a whole topic, whose subscription the server dropped: it is not
+// renewed after a reset either).
+//
+// The topic calls of the HTTP API (topic, topics, setTopic, deleteMessage,
+// deleteTopic) go to
 // options.apiUrl (the API port) with options.apiKey: for backends and
 // operators' tools, since the API key must not reach a browser.
 
@@ -44,6 +50,7 @@ const SERVER_FRAME_TYPES = new Set([
   "unsubscribed",
   "error",
   "refreshed",
+  "deleted",
 ]);
 const SUBSCRIBE_ERROR_CODES = new Set([
   "forbidden",
@@ -134,7 +141,8 @@ export class Houston {
 
   /** Adds a handler: "message" (msg, frame), "connected" (frame),
    *  "notification" (payload string), "state" (state), "reset" (frame),
-   *  "close" ({code, reason, willReconnect}), "error" (frame or Error). */
+   *  "close" ({code, reason, willReconnect}), "error" (frame or Error),
+   *  "deleted" ({topic, id}, frame: id null when the whole topic went). */
   on(event, fn) {
     if (!this._handlers.has(event)) this._handlers.set(event, new Set());
     this._handlers.get(event).add(fn);
@@ -240,9 +248,19 @@ export class Houston {
         }
         this._emit("error", frame);
         return;
+      case "deleted":
+        return this._onDeleted(frame);
       default:
         this._emit(frame.type, frame);
     }
+  }
+
+  // Comes after the message it names (the server's order). A deleted
+  // topic's subscription is gone on the server: not renewed after a reset.
+  _onDeleted(frame) {
+    const id = typeof frame.id === "string" ? frame.id : null;
+    if (id === null) this._topics.delete(frame.topic);
+    this._emit("deleted", { topic: frame.topic, id }, frame);
   }
 
   _onConnected(frame) {
@@ -443,6 +461,24 @@ export class Houston {
    *  user (4000, not resumable); resolves (null) once they are gone. */
   disconnectUser(userID) {
     return this._api("DELETE", `/api/v1/users/${encodeURIComponent(userID)}/connections`);
+  }
+
+  /** DELETE /api/v1/messages/{id}?topic=: the message leaves the history;
+   *  connected subscribers get "deleted". Resolves with null (204); rejects
+   *  with status 404 (code not_found) when the topic has no such message -
+   *  also on a retry of a deletion that was done. */
+  deleteMessage(topic, id) {
+    return this._api(
+      "DELETE",
+      `/api/v1/messages/${encodeURIComponent(id)}?topic=${encodeURIComponent(topic)}`,
+    );
+  }
+
+  /** DELETE /api/v1/topics/{name}: its history, settings and subscriptions
+   *  go. Resolves with null (204); rejects with status 404 when the topic
+   *  has nothing of these. */
+  deleteTopic(name) {
+    return this._api("DELETE", `/api/v1/topics/${encodeURIComponent(name)}`);
   }
 
   async _api(method, urlPath, body, extraHeaders = {}) {

@@ -43,6 +43,17 @@
 
 typedef struct hs_bus hs_bus_t;
 
+/* What an event says: a message was created (the default), or a message
+ * or a whole topic was deleted (DELETE /api/v1/messages/{id},
+ * /api/v1/topics/{topic}): it travels in the topic's partition like the
+ * topic's messages, so it reaches a node after the messages published
+ * before it. */
+typedef enum hs_event_kind {
+    HS_EVENT_CREATED = 0,
+    HS_EVENT_DELETED, /* message_id: the deleted message, "" for the whole topic;
+                         message_json: the "deleted" frame's text */
+} hs_event_kind_t;
+
 /* "message created": the committed message as its JSON object text. */
 typedef struct hs_event {
     const char *topic;
@@ -56,6 +67,7 @@ typedef struct hs_event {
     uint64_t fence;
     const char *prev; /* the topic's id before this one ("" for its first; NULL:
                          unknown), from the store (hs_message_t.prev) */
+    hs_event_kind_t kind;
 } hs_event_t;
 
 typedef enum hs_node_cmd_kind {
@@ -75,6 +87,11 @@ typedef enum hs_node_cmd_kind {
                             was seen. Comes before any command that followed
                             the loss, so a connection closed now resumes from
                             before it. Never from the in-process bus. */
+    HS_NODE_DELETED,     /* frame_text (a "deleted" frame) to every local subscriber
+                            of topic; message_id: the deleted message, NULL or ""
+                            for the whole topic, which the node then drops from
+                            its subscribers (carries partition and fence like
+                            DELIVER) */
 } hs_node_cmd_kind_t;
 
 typedef struct hs_node_cmd {

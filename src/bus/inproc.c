@@ -319,7 +319,8 @@ static void inproc_publish_event(hs_bus_t *b, const hs_event_t *event, hs_bus_do
                                .message_id = out[1],
                                .message_json = out[2],
                                .message_json_len = event->message_json_len,
-                               .prev = out[3]};
+                               .prev = out[3],
+                               .kind = event->kind};
     op->cb.done = cb;
     op->data = data;
     enqueue((inproc_bus_t *)b, op);

@@ -78,7 +78,8 @@ static void event_appended_cb(redisAsyncContext *ac, void *reply, void *privdata
 
 /* The event goes to its topic's partition. Its fields: topic, id, json
  * (handle_entries reads them back; a field added to hs_event_t is one
- * more pair here and one more hs_redis__field_str there). */
+ * more pair here and one more hs_redis__field_str there); a deletion's
+ * also kind ("deleted"). */
 static void send_event(outbox_entry_t *e)
 {
     redis_bus_t *bus = e->bus;
@@ -100,6 +101,13 @@ static void send_event(outbox_entry_t *e)
                      4,
                      e->prev ? strlen(e->prev) : 0};
     int argc = e->prev ? 14 : 12;
+    if (e->kind == HS_EVENT_DELETED) { /* it carries no prev: "kind" takes its place */
+        argv[12] = "kind";
+        lens[12] = 4;
+        argv[13] = "deleted";
+        lens[13] = 7;
+        argc = 14;
+    }
     if (hs_redis__cmd_durable(bus, event_appended_cb, e, argc, argv, lens) != REDIS_OK)
         outbox_push(bus, e);
 }
@@ -134,6 +142,7 @@ void hs_redis__publish_event(hs_bus_t *b, const hs_event_t *ev, hs_bus_done_cb c
     e->json[ev->message_json_len] = '\0';
     e->json_len = ev->message_json_len;
     e->prev = ev->prev ? hs_strdup(ev->prev) : NULL;
+    e->kind = ev->kind;
     send_event(e);
 }
 
@@ -169,6 +178,9 @@ static void hand_on(redis_bus_t *bus, partition_t *p, const redisReply *entries)
                             .partition = (int)p->index,
                             .fence = p->fence,
                             .prev = hs_redis__field_str(fields, "prev", NULL)};
+        const char *kind = hs_redis__field_str(fields, "kind", NULL);
+        if (kind && strcmp(kind, "deleted") == 0)
+            event.kind = HS_EVENT_DELETED;
         if (event.topic && event.message_id && event.message_json)
             bus->consumer(&event, token, bus->consumer_data);
         else

@@ -251,7 +251,8 @@ typedef struct outbox_entry {
     char *topic, *id, *json;
     size_t json_len;
     unsigned partition;
-    char *prev; /* NULL: unknown (the field is left out) */
+    char *prev;           /* NULL: unknown (the field is left out) */
+    hs_event_kind_t kind; /* the field "kind" ("deleted") unless HS_EVENT_CREATED */
 } outbox_entry_t;
 
 struct redis_bus {

@@ -17,7 +17,8 @@ static const char *const kind_names[] = {
     [HS_NODE_DELIVER] = "deliver",     [HS_NODE_NOTIFY] = "notify",
     [HS_NODE_SUBSCRIBE] = "subscribe", [HS_NODE_UNSUBSCRIBE] = "unsubscribe",
     [HS_NODE_FORWARD] = "forward",     [HS_NODE_DISCONNECT] = "disconnect",
-    [HS_NODE_BATCH_END] = "",          [HS_NODE_GAP] = "gap"};
+    [HS_NODE_BATCH_END] = "",          [HS_NODE_GAP] = "gap",
+    [HS_NODE_DELETED] = "deleted"};
 
 /* Every command to a node is numbered in the step that appends it, so the
  * node sees when one is missing (read_node). KEYS: the node's stream, its
@@ -331,7 +332,7 @@ static void node_read_cb(redisAsyncContext *ac, void *reply, void *privdata)
             snprintf(bus->node_last_id, sizeof(bus->node_last_id), "%s", entry->element[0]->str);
             const char *kind = hs_redis__field_str(fields, "kind", NULL);
             hs_node_cmd_t cmd = {0};
-            for (int k = HS_NODE_DELIVER; k <= HS_NODE_GAP; k++)
+            for (int k = HS_NODE_DELIVER; k <= HS_NODE_DELETED; k++)
                 if (kind && k != HS_NODE_FORWARD && k != HS_NODE_BATCH_END &&
                     strcmp(kind, kind_names[k]) == 0)
                     cmd.kind = (hs_node_cmd_kind_t)k;

@@ -233,3 +233,17 @@ void hs_auth_free(hs_auth_t *auth)
     hs_free(auth->key_file);
     hs_free(auth);
 }
+
+void hs_auth_key_fingerprint(hs_http_request_t *req, char out[HS_AUTH_FINGERPRINT_LEN + 1])
+{
+    size_t len;
+    const char *key = hs_auth_presented_key(req, &len);
+    if (key == NULL || len == 0) {
+        snprintf(out, HS_AUTH_FINGERPRINT_LEN + 1, "none");
+        return;
+    }
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key, len, digest);
+    for (int i = 0; i < HS_AUTH_FINGERPRINT_LEN / 2; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}

@@ -41,5 +41,11 @@ const char *hs_auth_presented_key(hs_http_request_t *req, size_t *len);
 /* An HTTP guard (hs_http_server_set_guard); ctx is the hs_auth_t. */
 bool hs_auth_guard_cb(hs_http_request_t *req, void *ctx);
 void hs_auth_free(hs_auth_t *auth);
+/* Who made a request, for audit lines: the first 8 hex digits of the
+ * SHA-256 of the key it presents ("none" without one) - the key itself is
+ * never logged; an operator matches it with
+ * `printf %s "$KEY" | sha256sum | cut -c1-8`. */
+#define HS_AUTH_FINGERPRINT_LEN 8
+void hs_auth_key_fingerprint(hs_http_request_t *req, char out[HS_AUTH_FINGERPRINT_LEN + 1]);
 
 #endif

@@ -22,9 +22,10 @@ typedef struct handoff {
     char *message_id;
     char *message_json;
     size_t message_json_len;
-    int partition;  /* the event's partition, and this consumer's fencing */
-    uint64_t fence; /* token for it: carried on each DELIVER (bus.h) */
-    char *prev;     /* NULL: the event carried none */
+    int partition;        /* the event's partition, and this consumer's fencing */
+    uint64_t fence;       /* token for it: carried on each DELIVER (bus.h) */
+    char *prev;           /* NULL: the event carried none */
+    hs_event_kind_t kind; /* DELETED: message_json is the "deleted" frame */
 } handoff_t;
 
 static void handoff_free(handoff_t *h)
@@ -78,6 +79,14 @@ static void nodes_cb(int status, const char *const *nodes, size_t count, void *d
                          .partition = h->partition,
                          .fence = h->fence,
                          .prev = h->prev};
+    if (h->kind == HS_EVENT_DELETED) /* the same route, after the topic's earlier messages */
+        cmd = (hs_node_cmd_t){.kind = HS_NODE_DELETED,
+                              .topic = h->topic,
+                              .message_id = h->message_id,
+                              .frame_text = h->message_json,
+                              .frame_text_len = h->message_json_len,
+                              .partition = h->partition,
+                              .fence = h->fence};
     for (size_t i = 0; i < count; i++)
         hs_bus_send_to_node(h->consumer->bus, nodes[i], &cmd, node_done_cb, h);
 }
@@ -95,6 +104,7 @@ static void event_cb(const hs_event_t *event, void *token, void *data)
     h->partition = event->partition;
     h->fence = event->fence;
     h->prev = event->prev ? hs_strdup(event->prev) : NULL;
+    h->kind = event->kind;
     consumer->in_flight++;
     hs_bus_topic_nodes(consumer->bus, event->topic, nodes_cb, h);
 }

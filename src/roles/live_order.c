@@ -41,7 +41,8 @@ static void deliver_one(hs_live_order_t *o, const char *id, const char *json, si
                         hs_live_deliver_fn deliver, void *data)
 {
     snprintf(o->last, sizeof(o->last), "%s", id);
-    deliver(id, json, len, data);
+    if (deliver)
+        deliver(id, json, len, data);
 }
 
 /* Delivers the held messages that now follow last, drops the repeats. */
@@ -60,7 +61,7 @@ static void drain(hs_live_order_t *o, uint64_t now_ms, hs_live_deliver_fn delive
         o->held_count--;
         o->held_bytes -= m->len;
         o->budget->held_bytes -= m->len;
-        deliver_one(o, m->id, m->json, m->len, deliver, data);
+        deliver_one(o, m->id, m->json, m->len, m->deleted ? NULL : deliver, data);
         hs_free(m);
         moved = true;
     }
@@ -87,6 +88,7 @@ static hs_live_result_t hold(hs_live_order_t *o, const char *id, const char *pre
     memcpy(m->json, json, len);
     m->json[len] = '\0';
     m->len = len;
+    m->deleted = false;
     m->next = *link;
     *link = m;
     o->held_count++;
@@ -123,6 +125,16 @@ void hs_live_order_set_baseline(hs_live_order_t *o, const char *last, uint64_t n
     snprintf(o->last, sizeof(o->last), "%s", last ? last : "");
     o->gap_since_ms = 0;
     drain(o, now_ms, deliver, data);
+}
+
+bool hs_live_order_forget(hs_live_order_t *o, const char *id)
+{
+    for (hs_live_msg_t *m = o->held; m; m = m->next)
+        if (cmp(m->id, id) == 0) {
+            m->deleted = true;
+            return true;
+        }
+    return false;
 }
 
 void hs_live_order_fill(hs_live_order_t *o, const char *id, const char *json, size_t len,

@@ -22,6 +22,7 @@ typedef struct hs_live_msg {
     struct hs_live_msg *next;
     char id[HS_ULID_LEN + 1];
     char prev[HS_ULID_LEN + 1];
+    bool deleted; /* deleted while held: passed in the chain, never delivered */
     size_t len;
     char json[]; /* the message object, len bytes and a NUL */
 } hs_live_msg_t;
@@ -70,6 +71,11 @@ hs_live_result_t hs_live_order_offer(hs_live_order_t *o, const char *id, const c
  * that follow it are delivered. Ignored once known. */
 void hs_live_order_set_baseline(hs_live_order_t *o, const char *last, uint64_t now_ms,
                                 hs_live_deliver_fn deliver, void *data);
+
+/* The message id was deleted (a "deleted" event): if it is held, it keeps
+ * its place in the chain (its successors follow it) but is not delivered.
+ * Returns whether it was held. */
+bool hs_live_order_forget(hs_live_order_t *o, const char *id);
 
 /* A message read from the store to fill a gap (ascending ids, all above the
  * cursor last was when the read was issued): delivered when above last. */

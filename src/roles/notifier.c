@@ -67,6 +67,11 @@ int hs_notifier__handle_command(const hs_node_cmd_t *cmd, void *data)
         hs_log_info("notifier: conn %s disconnected by the API", client->id);
         hs_notifier__end_client(n, client, 4000, "disconnected by server");
         return 0;
+    case HS_NODE_DELETED:
+        if (!hs_fences_admit(n->fences, cmd->partition, cmd->fence))
+            return 0; /* a stale holder's: the new one hands it on */
+        hs_notifier__deleted(n, cmd);
+        return 0;
     case HS_NODE_GAP:
         hs_fences_reset(n->fences); /* Redis may have lost the fence counters */
         hs_notifier__stream_gap(n, cmd);

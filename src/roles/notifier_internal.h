@@ -78,6 +78,7 @@ typedef struct expiry {
 typedef struct held {
     struct held *next;
     char id[HS_ULID_LEN + 1];
+    bool deleted; /* json is a "deleted" frame (notifier_deleted.c), sent as it is */
     size_t len;
     char json[]; /* the message object */
 } held_t;
@@ -308,6 +309,12 @@ void hs_notifier__deliver(hs_notifier_t *n, const hs_node_cmd_t *cmd);
 int hs_notifier__notify(hs_notifier_t *n, const char *connection_id, const char *text, size_t len);
 int hs_notifier__forward(hs_notifier_t *n, const hs_node_cmd_t *cmd);
 void hs_notifier__stream_gap(hs_notifier_t *n, const hs_node_cmd_t *cmd);
+
+/* ---- notifier_deleted.c: a message or a topic deleted --------------------- */
+
+/* HS_NODE_DELETED: the "deleted" frame to the topic's local subscribers, in
+ * order with its messages; a whole topic is then dropped from them. */
+void hs_notifier__deleted(hs_notifier_t *n, const hs_node_cmd_t *cmd);
 
 /* The writes of a connection row that must be made even when the store is
  * away at first (notifier_rows.c): the row of a new connection, and the

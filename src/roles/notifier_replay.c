@@ -66,6 +66,7 @@ void hs_notifier__hold(client_t *c, const char *id, const char *json, size_t len
     held_t *h = hs_malloc(sizeof(*h) + len + 1);
     h->next = NULL;
     snprintf(h->id, sizeof(h->id), "%s", id ? id : "");
+    h->deleted = false;
     h->len = len;
     memcpy(h->json, json, len);
     h->json[len] = '\0';
@@ -202,7 +203,10 @@ static void stream_replay(hs_notifier_t *n, client_t *client)
         if (client->held == NULL)
             client->held_tail = &client->held;
         client->held_bytes -= h->len;
-        if (held_wanted(r, h)) {
+        if (h->deleted) { /* after whatever of its message went before it */
+            bytes += h->len;
+            hs_notifier__client_send_text(client, "deleted", h->json, h->len);
+        } else if (held_wanted(r, h)) {
             bytes += h->len;
             send_held(client, h);
         }
@@ -282,6 +286,7 @@ static void replay_part_cb(int status, const hs_message_t *msgs, size_t count, b
         held_t *h = hs_malloc(sizeof(*h) + len + 1);
         h->next = NULL;
         memcpy(h->id, msgs[i].id, sizeof(h->id));
+        h->deleted = false;
         h->len = len;
         memcpy(h->json, text, len + 1);
         hs_free(text);

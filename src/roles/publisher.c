@@ -339,6 +339,7 @@ hs_publisher_t *hs_publisher_new(hs_net_t *net, hs_store_t *store, hs_bus_t *bus
     hs_publisher__add_user_routes(p);
     p->info = hs_info_add_route(p->router, cfg);
     p->topics = hs_topics_api_new(p->router, store, cfg);
+    p->deletion = hs_deletion_api_new(p->router, store, bus);
     p->health = hs_health_add_routes(p->router, store, bus);
     hs_health_add_metrics_route(p->health, p->router);
     hs_nodes_api_add_route(p->router, bus);
@@ -407,5 +408,6 @@ void hs_publisher_free(hs_publisher_t *p)
     hs_health_free(p->health);
     hs_info_free(p->info);
     hs_topics_api_free(p->topics);
+    hs_deletion_api_free(p->deletion);
     hs_free(p);
 }

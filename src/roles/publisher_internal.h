@@ -27,6 +27,7 @@
 #include "roles/info.h"
 #include "roles/publisher.h"
 #include "roles/topics_api.h"
+#include "roles/deletion_api.h"
 #include "store/store.h"
 
 struct hs_publisher {
@@ -40,6 +41,7 @@ struct hs_publisher {
     hs_topics_api_t *topics;
     void (*shutdown_cb)(void *data);
     void *shutdown_data;
+    hs_deletion_api_t *deletion; /* DELETE message / topic (deletion_api.c) */
 };
 
 /* The state of one request across its asynchronous steps. */

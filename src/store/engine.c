@@ -194,6 +194,10 @@ static void op_free(hs_store_op_t *op)
     case HS_OP_USER_CONNECTIONS:
         hs_store_users_op_free(op);
         break;
+    case HS_OP_DELETE_MESSAGE:
+    case HS_OP_DELETE_TOPIC:
+        hs_store_deletion_op_free(op);
+        break;
     case HS_OP_PURGE_KEYS:
     case HS_OP_STOP:
         break;
@@ -512,6 +516,10 @@ static void run_callback(hs_store_op_t *op)
         break;
     case HS_OP_USER_CONNECTIONS:
         hs_store_users_callback(op);
+        break;
+    case HS_OP_DELETE_MESSAGE:
+    case HS_OP_DELETE_TOPIC:
+        hs_store_deletion_callback(op);
         break;
     case HS_OP_LIST_SUBSCRIPTIONS:
         op->cb.subscriptions(op->status, op->out.subs, op->status == 0 ? op->out.count : 0,

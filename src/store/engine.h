@@ -42,6 +42,8 @@ typedef enum hs_store_op_kind {
     HS_OP_SET_TOPIC,           /* in.topic with its settings */
     HS_OP_PRUNE,               /* in.prune; the writer's own (retention.c) */
     HS_OP_USER_CONNECTIONS,    /* in.user; on the writer: ordered with the writes */
+    HS_OP_DELETE_MESSAGE,      /* in.deletion (topic, id); HS_ENOTFOUND: no such message */
+    HS_OP_DELETE_TOPIC,        /* in.deletion: one step of a topic's deletion (deletion.c) */
     HS_OP_STOP,                /* ends a worker thread; no inputs */
 } hs_store_op_kind_t;
 
@@ -109,6 +111,18 @@ typedef union hs_store_op_input {
         unsigned max_rows;
         unsigned max_topics;
     } prune;
+    /* DELETE_MESSAGE: the message id of topic. DELETE_TOPIC: one step
+     * (deletion.c): the first removes the topic's subscriptions and its
+     * own settings, reads its last id into out.bound and moves its horizon
+     * there; every step removes at most max_rows of its oldest messages
+     * at or below bound (the first step's). */
+    struct {
+        char *topic;
+        char *id; /* DELETE_MESSAGE */
+        bool first;
+        char bound[HS_ULID_LEN + 1]; /* later steps: the first step's out.bound */
+        unsigned max_rows;
+    } deletion;
     struct {
         char *connection_id; /* LIST_SUBSCRIPTIONS: may be NULL */
         char *topic;         /* REMOVE, LIST: may be NULL */
@@ -185,6 +199,10 @@ typedef struct hs_store_op_output {
      * subscriptions, ordered by connection id, are in subs) */
     hs_connection_info_t *conns;
     size_t conn_count;
+    /* DELETE_TOPIC (count: the messages the step removed) */
+    uint64_t subs_removed;       /* first step: subscription rows removed */
+    bool settings_removed;       /* first step: the topic had settings of its own */
+    char bound[HS_ULID_LEN + 1]; /* first step: the topic's last id ("" : none) */
 } hs_store_op_output_t;
 
 /* One operation. */
@@ -204,6 +222,7 @@ typedef struct hs_store_op {
         hs_store_topic_cb topic;
         hs_store_topics_cb topics;
         hs_store_connections_cb connections;
+        hs_store_deleted_cb deleted;
     } cb;
     void *data;
     hs_store_op_input_t in;
@@ -313,6 +332,10 @@ void hs_store_users_reset_outputs(hs_store_op_t *op);
 void hs_store_users_callback(hs_store_op_t *op);
 void hs_store_op_add_user_connection(hs_store_op_t *op, size_t cap,
                                      const hs_connection_info_t *info);
+/* deletion.c: frees DELETE_* inputs; runs their callbacks (a topic's
+ * deletion submits its next step from there). */
+void hs_store_deletion_op_free(hs_store_op_t *op);
+void hs_store_deletion_callback(hs_store_op_t *op);
 /* The inclusive id bounds of retention (retention.c): the highest id a
  * message older than cutoff_ms can have. */
 void hs_store_id_before(uint64_t cutoff_ms, char out[HS_ULID_LEN + 1]);

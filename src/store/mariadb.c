@@ -601,6 +601,8 @@ static int md_write(void *conn, hs_store_op_t *op)
     switch (op->kind) {
     case HS_OP_SET_TOPIC:
     case HS_OP_PRUNE:
+    case HS_OP_DELETE_MESSAGE:
+    case HS_OP_DELETE_TOPIC:
         return hs_mariadb_topics_write(&tc, op);
     case HS_OP_USER_CONNECTIONS: {
         hs_md_topic_conn_t uc = {.db = c->db, .stmts = c->user_stmts, .err = &c->err};

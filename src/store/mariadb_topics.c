@@ -1,6 +1,7 @@
 /* mariadb_topics.c - topics and retention on MariaDB: a topic's counts and
- * settings, the listing, and the pruner's step (retention.h), as
- * sqlite_topics.c does on SQLite (the same queries and costs). Apart from
+ * settings, the listing, the pruner's step (retention.h) and deletion
+ * (deletion.c), as sqlite_topics.c does on SQLite (the same queries and
+ * costs). Apart from
  * mariadb.c, which is the messages, subscriptions, connections and the
  * connection itself.
  *
@@ -30,6 +31,11 @@ typedef enum topic_stmt {
     LAST_OF_BATCH,
     T_REMOVE,
     HORIZON_SET,
+    DEL_MESSAGE,
+    MAX_ID,
+    DEL_SUBS,
+    HAD_SETTINGS,
+    CLEAR_SETTINGS,
     TOPIC_STMT_COUNT,
 } topic_stmt_t;
 
@@ -67,6 +73,13 @@ static const char *const sql[TOPIC_STMT_COUNT] = {
     [HORIZON_SET] = "INSERT INTO topic_settings (topic, pruned_id) VALUES (?, ?) "
                     "ON DUPLICATE KEY UPDATE pruned_id = "
                     "GREATEST(COALESCE(pruned_id, ''), VALUES(pruned_id))",
+    [DEL_MESSAGE] = "DELETE FROM messages WHERE topic = ? AND id = ?",
+    [MAX_ID] = "SELECT MAX(id) FROM messages WHERE topic = ?",
+    [DEL_SUBS] = "DELETE FROM subscriptions WHERE topic = ?",
+    [HAD_SETTINGS] = "SELECT 1 FROM topic_settings WHERE topic = ? AND "
+                     "(retention_age_ms IS NOT NULL OR retention_count IS NOT NULL)",
+    [CLEAR_SETTINGS] = "UPDATE topic_settings SET retention_age_ms = NULL, retention_count = NULL "
+                       "WHERE topic = ?",
 };
 
 static int run(hs_md_topic_conn_t *c, topic_stmt_t id, const md_param_t *params, unsigned count)
@@ -309,9 +322,72 @@ static int prune(hs_md_topic_conn_t *c, hs_store_op_t *op)
     return status;
 }
 
+/* ---- deletion (deletion.c; as sqlite_topics.c) --------------------------- */
+
+static int delete_message(hs_md_topic_conn_t *c, const hs_store_op_t *op)
+{
+    int rc = RUN(c, DEL_MESSAGE, md_text(op->in.deletion.topic), md_text(op->in.deletion.id));
+    if (rc != 0)
+        return rc;
+    return md_stmt_affected(&c->stmts[DEL_MESSAGE]) > 0 ? 0 : HS_ENOTFOUND;
+}
+
+static int delete_topic_first(hs_md_topic_conn_t *c, hs_store_op_t *op)
+{
+    const char *topic = op->in.deletion.topic;
+    md_row_t row;
+    int rc = RUN(c, MAX_ID, md_text(topic));
+    if (rc == 0 && (rc = first_row(c, MAX_ID, &row)) == 1) {
+        if (row.col[0])
+            snprintf(op->out.bound, sizeof(op->out.bound), "%s", row.col[0]);
+        rc = 0;
+    }
+    md_stmt_end(&c->stmts[MAX_ID]);
+    if (rc != 0)
+        return rc < 0 ? rc : HS_EIO;
+    if ((rc = RUN(c, DEL_SUBS, md_text(topic))) != 0)
+        return rc;
+    op->out.subs_removed = md_stmt_affected(&c->stmts[DEL_SUBS]);
+    rc = RUN(c, HAD_SETTINGS, md_text(topic));
+    if (rc == 0 && (rc = first_row(c, HAD_SETTINGS, &row)) >= 0) {
+        op->out.settings_removed = rc == 1;
+        rc = 0;
+    }
+    md_stmt_end(&c->stmts[HAD_SETTINGS]);
+    if (rc != 0)
+        return rc;
+    if ((rc = RUN(c, CLEAR_SETTINGS, md_text(topic))) != 0)
+        return rc;
+    if (op->out.bound[0] == '\0')
+        return 0;
+    return RUN(c, HORIZON_SET, md_text(topic), md_text(op->out.bound));
+}
+
+static int delete_topic(hs_md_topic_conn_t *c, hs_store_op_t *op)
+{
+    const char *bound = op->in.deletion.bound;
+    if (op->in.deletion.first) {
+        int rc = delete_topic_first(c, op);
+        if (rc != 0)
+            return rc;
+        bound = op->out.bound;
+    }
+    if (bound[0] == '\0')
+        return 0;
+    walked_t t = {.topic = op->in.deletion.topic};
+    size_t removed = 0;
+    int rc = prune_topic(c, &t, bound, op->in.deletion.max_rows, &removed);
+    op->out.count = removed;
+    return rc;
+}
+
 int hs_mariadb_topics_write(hs_md_topic_conn_t *c, hs_store_op_t *op)
 {
     switch (op->kind) {
+    case HS_OP_DELETE_MESSAGE:
+        return delete_message(c, op);
+    case HS_OP_DELETE_TOPIC:
+        return delete_topic(c, op);
     case HS_OP_SET_TOPIC:
         return set_topic(c, op);
     case HS_OP_PRUNE:

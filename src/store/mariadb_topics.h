@@ -6,7 +6,7 @@
 #include "store/engine.h"
 #include "store/mariadb_stmt.h"
 
-#define HS_MD_TOPIC_STMTS 10
+#define HS_MD_TOPIC_STMTS 15
 
 /* What the statements of this file run on: a connection's, lent by
  * mariadb.c for one op. */
@@ -19,7 +19,7 @@ typedef struct hs_md_topic_conn {
 /* The status of err (mariadb.c): HS_EUNAVAIL, HS_EAGAIN or HS_EIO. */
 int hs_mariadb_status(const md_error_t *err);
 
-/* Writer: SET_TOPIC and PRUNE (inside the engine's transaction). */
+/* Writer: SET_TOPIC, PRUNE, DELETE_MESSAGE and DELETE_TOPIC (inside the engine's transaction). */
 int hs_mariadb_topics_write(hs_md_topic_conn_t *c, hs_store_op_t *op);
 /* Reader: GET_TOPIC and LIST_TOPICS. */
 int hs_mariadb_topics_read(hs_md_topic_conn_t *c, hs_store_op_t *op);

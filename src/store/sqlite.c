@@ -669,7 +669,8 @@ static int sq_write(void *c, hs_store_op_t *op)
     conn_t *conn = c;
     if (conn->aborted)
         return HS_EIO;
-    if (op->kind == HS_OP_SET_TOPIC || op->kind == HS_OP_PRUNE)
+    if (op->kind == HS_OP_SET_TOPIC || op->kind == HS_OP_PRUNE ||
+        op->kind == HS_OP_DELETE_MESSAGE || op->kind == HS_OP_DELETE_TOPIC)
         return hs_sqlite_topics_write(conn->db, &conn->topic_stmts, op);
     if (op->kind == HS_OP_USER_CONNECTIONS)
         return hs_sqlite_users_read(conn->db, &conn->user_stmts, op);

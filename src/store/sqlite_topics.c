@@ -1,5 +1,6 @@
 /* sqlite_topics.c - topics and retention on SQLite: a topic's counts and
- * settings, the listing, and the pruner's step (retention.h). Apart from
+ * settings, the listing, the pruner's step (retention.h), and deleting a
+ * message or a step of a topic's deletion (deletion.c). Apart from
  * sqlite.c, which is the messages, subscriptions and connections.
  *
  * Costs (docs/api.md, "Topics"): a topic's counts are one range count over
@@ -376,9 +377,100 @@ static int prune(sqlite3 *db, hs_sqlite_topic_stmts_t *s, hs_store_op_t *op)
     return status;
 }
 
+/* ---- deletion (deletion.c) ------------------------------------------------ */
+
+static int delete_message(sqlite3 *db, hs_sqlite_topic_stmts_t *s, hs_store_op_t *op)
+{
+    sqlite3_stmt *st =
+        stmt(db, &s->del_message, "DELETE FROM messages WHERE topic = ?1 AND id = ?2");
+    if (st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, op->in.deletion.topic);
+    bind_text(st, 2, op->in.deletion.id);
+    if (step_done(st) != 0)
+        return HS_EIO;
+    return sqlite3_changes(db) > 0 ? 0 : HS_ENOTFOUND;
+}
+
+/* The first step's own part: the last id, the subscriptions, the settings
+ * (their row stays for the horizon, which moves to the last id). */
+static int delete_topic_first(sqlite3 *db, hs_sqlite_topic_stmts_t *s, hs_store_op_t *op)
+{
+    const char *topic = op->in.deletion.topic;
+    sqlite3_stmt *st = stmt(db, &s->max_id, "SELECT MAX(id) FROM messages WHERE topic = ?1");
+    if (st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, topic);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && column_text(st, 0))
+        snprintf(op->out.bound, sizeof(op->out.bound), "%s", column_text(st, 0));
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        return HS_EIO;
+    st = stmt(db, &s->del_subs, "DELETE FROM subscriptions WHERE topic = ?1");
+    if (st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, topic);
+    if (step_done(st) != 0)
+        return HS_EIO;
+    op->out.subs_removed = (uint64_t)sqlite3_changes(db);
+    st = stmt(db, &s->had_settings,
+              "SELECT 1 FROM topic_settings WHERE topic = ?1 AND (retention_age_ms IS NOT NULL "
+              "OR retention_count IS NOT NULL)");
+    if (st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, topic);
+    rc = sqlite3_step(st);
+    op->out.settings_removed = rc == SQLITE_ROW;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return HS_EIO;
+    st = stmt(db, &s->clear_settings,
+              "UPDATE topic_settings SET retention_age_ms = NULL, retention_count = NULL "
+              "WHERE topic = ?1");
+    if (st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, topic);
+    if (step_done(st) != 0)
+        return HS_EIO;
+    if (op->out.bound[0] == '\0')
+        return 0;
+    st = stmt(db, &s->horizon_set,
+              "INSERT INTO topic_settings (topic, pruned_id) VALUES (?1, ?2) ON CONFLICT (topic) "
+              "DO UPDATE SET pruned_id = MAX(COALESCE(pruned_id, ''), excluded.pruned_id)");
+    if (st == NULL)
+        return HS_EIO;
+    bind_text(st, 1, topic);
+    bind_text(st, 2, op->out.bound);
+    return step_done(st);
+}
+
+/* One step of a topic's deletion (engine.h, in.deletion). */
+static int delete_topic(sqlite3 *db, hs_sqlite_topic_stmts_t *s, hs_store_op_t *op)
+{
+    const char *bound = op->in.deletion.bound;
+    if (op->in.deletion.first) {
+        int rc = delete_topic_first(db, s, op);
+        if (rc != 0)
+            return rc;
+        bound = op->out.bound;
+    }
+    if (bound[0] == '\0')
+        return 0;
+    walked_t t = {.topic = op->in.deletion.topic};
+    size_t removed = 0;
+    int rc = prune_topic(db, s, &t, bound, op->in.deletion.max_rows, &removed);
+    op->out.count = removed;
+    return rc;
+}
+
 int hs_sqlite_topics_write(sqlite3 *db, hs_sqlite_topic_stmts_t *s, hs_store_op_t *op)
 {
     switch (op->kind) {
+    case HS_OP_DELETE_MESSAGE:
+        return delete_message(db, s, op);
+    case HS_OP_DELETE_TOPIC:
+        return delete_topic(db, s, op);
     case HS_OP_SET_TOPIC:
         return set_topic(db, s, op);
     case HS_OP_PRUNE:

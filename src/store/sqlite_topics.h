@@ -11,9 +11,11 @@
 typedef struct hs_sqlite_topic_stmts {
     sqlite3_stmt *count, *subscribers, *settings, *list, *set, *walk, *nth_newest, *last_of_batch,
         *remove, *horizon_set, *freelist, *vacuum, *begin, *end;
+    /* deletion */
+    sqlite3_stmt *del_message, *max_id, *del_subs, *had_settings, *clear_settings;
 } hs_sqlite_topic_stmts_t;
 
-/* Writer: SET_TOPIC and PRUNE (inside the engine's transaction). */
+/* Writer: SET_TOPIC, PRUNE, DELETE_MESSAGE and DELETE_TOPIC (inside the engine's transaction). */
 int hs_sqlite_topics_write(sqlite3 *db, hs_sqlite_topic_stmts_t *s, hs_store_op_t *op);
 /* Reader: GET_TOPIC and LIST_TOPICS. */
 int hs_sqlite_topics_read(sqlite3 *db, hs_sqlite_topic_stmts_t *s, hs_store_op_t *op);

@@ -208,6 +208,29 @@ void hs_store_set_topic(hs_store_t *store, const char *topic, const hs_topic_set
                         hs_store_done_cb cb, void *data);
 void hs_store_add_subscription(hs_store_t *store, const char *connection_id, const char *topic,
                                uint64_t now_ms, hs_store_subscribe_cb cb, void *data);
+/* Deletion (DELETE /api/v1/messages/{id}, /api/v1/topics/{topic}). What a
+ * topic's deletion removed. */
+typedef struct hs_topic_deletion {
+    uint64_t messages;      /* history rows */
+    uint64_t subscriptions; /* subscription rows */
+    bool settings;          /* it had retention settings of its own */
+    const char *last_id;    /* its newest message when the deletion began, or NULL */
+} hs_topic_deletion_t;
+/* status 0 and what was removed, HS_ENOTFOUND (nothing to remove: no
+ * messages, no subscribers, no settings of its own) or an error. */
+typedef void (*hs_store_deleted_cb)(int status, const hs_topic_deletion_t *removed, void *data);
+/* Removes message id of topic (a write): HS_ENOTFOUND when topic has no
+ * such message. The topic's sequence is kept: later ids stay above it. */
+void hs_store_delete_message(hs_store_t *store, const char *topic, const char *id,
+                             hs_store_done_cb cb, void *data);
+/* Removes a topic: its subscriptions and settings in the first write, then
+ * its messages up to its last id at that moment in writes of at most
+ * HS_DELETE_BATCH rows each, so the writer commits other writes between
+ * them (messages published after the first write are kept). The topic's
+ * horizon moves to that last id (a cursor below it reads "pruned"); its
+ * sequence is kept. cb runs once the last step committed. */
+void hs_store_delete_topic(hs_store_t *store, const char *topic, hs_store_deleted_cb cb,
+                           void *data);
 /* topic NULL removes every subscription of the connection. */
 void hs_store_remove_subscription(hs_store_t *store, const char *connection_id, const char *topic,
                                   hs_store_count_cb cb, void *data);

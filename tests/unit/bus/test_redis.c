@@ -317,8 +317,8 @@ static int teardown(void **state)
 static void event_cb(const hs_event_t *event, void *token, void *data)
 {
     fixture_t *f = data;
-    record(f, "event %s %s %.*s", event->topic, event->message_id, (int)event->message_json_len,
-           event->message_json);
+    record(f, "event %s %s %.*s%s", event->topic, event->message_id, (int)event->message_json_len,
+           event->message_json, event->kind == HS_EVENT_DELETED ? " (deleted)" : "");
     if (f->ack_events) {
         hs_bus_ack(f->bus[0], token);
     } else {
@@ -357,6 +357,10 @@ static int node_cb(const hs_node_cmd_t *cmd, void *data)
         break;
     case HS_NODE_GAP:
         record(f, "gap %.*s", (int)cmd->frame_text_len, cmd->frame_text);
+        break;
+    case HS_NODE_DELETED:
+        record(f, "deleted %s %s %.*s", cmd->topic, cmd->message_id ? cmd->message_id : "-",
+               (int)cmd->frame_text_len, cmd->frame_text);
         break;
     case HS_NODE_BATCH_END:
         break;
@@ -448,6 +452,63 @@ static void test_events_publish_consume_ack(void **state)
     assert_string_equal(f->log[2], "event u m3 {\"id\":\"m3\"}");
     assert_int_equal(pending_after_acks(f), 0); /* all acknowledged */
     assert_int_equal(sync_int("XLEN houston:{p0}:events"), 3);
+}
+
+static bool both_ready(fixture_t *f);
+
+static bool two_events(fixture_t *f)
+{
+    return count_log(f, "event ") == 2 && f->done == 2;
+}
+
+static bool two_deleted(fixture_t *f)
+{
+    return count_log(f, "deleted ") == 2;
+}
+
+/* A deletion is an event of the topic's partition with kind "deleted" (a
+ * message event has none), after the topic's message; the node command
+ * carries the frame, the id, or an empty id for a whole topic. */
+static void test_deleted_event_and_command(void **state)
+{
+    fixture_t *f = *state;
+    open_bus(f, 0, 600);
+    open_bus(f, 1, 0);
+    assert_true(run_until(f, 3000, both_ready));
+    assert_int_equal(hs_bus_consume_events(f->bus[0], event_cb, f), 0);
+    assert_true(run_until(f, 5000, consumer_reading));
+    publish(f, f->bus[1], "t", "m1");
+    const char *frame = "{\"type\":\"deleted\",\"topic\":\"t\",\"id\":\"m1\"}";
+    hs_event_t deletion = {.topic = "t",
+                           .message_id = "m1",
+                           .message_json = frame,
+                           .message_json_len = strlen(frame),
+                           .kind = HS_EVENT_DELETED};
+    hs_bus_publish_event(f->bus[1], &deletion, done_cb, f);
+    assert_true(run_until(f, 5000, two_events));
+    assert_int_equal(f->done_status, 0);
+    assert_string_equal(f->log[0], "event t m1 {\"id\":\"m1\"}");
+    assert_string_equal(
+        f->log[1], "event t m1 {\"type\":\"deleted\",\"topic\":\"t\",\"id\":\"m1\"} (deleted)");
+    assert_int_equal(hs_bus_serve_node(f->bus[0], "n1", node_cb, f), 0);
+    assert_true(run_until(f, 3000, node_started));
+    hs_node_cmd_t cmd = {.kind = HS_NODE_DELETED,
+                         .topic = "t",
+                         .message_id = "m1",
+                         .frame_text = frame,
+                         .frame_text_len = strlen(frame)};
+    hs_bus_send_to_node(f->bus[1], "n1", &cmd, done_cb, f);
+    const char *whole = "{\"type\":\"deleted\",\"topic\":\"t\"}";
+    cmd = (hs_node_cmd_t){.kind = HS_NODE_DELETED,
+                          .topic = "t",
+                          .message_id = "",
+                          .frame_text = whole,
+                          .frame_text_len = strlen(whole)};
+    hs_bus_send_to_node(f->bus[1], "n1", &cmd, done_cb, f);
+    assert_true(run_until(f, 5000, two_deleted));
+    assert_string_equal(f->log[2],
+                        "deleted t m1 {\"type\":\"deleted\",\"topic\":\"t\",\"id\":\"m1\"}");
+    assert_string_equal(f->log[3], "deleted t  {\"type\":\"deleted\",\"topic\":\"t\"}");
 }
 
 static bool two_kept(fixture_t *f)
@@ -1004,6 +1065,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_events_publish_consume_ack, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deleted_event_and_command, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopped_consumer_events_claimed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partition_leases_and_fences, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partition_count_mismatch, setup, teardown),

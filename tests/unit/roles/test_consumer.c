@@ -37,6 +37,9 @@ typedef struct fixture {
         char topic[32];
         char message_id[32];
         char frame[256];
+        /* HS_NODE_DELETED: how many, the frame, and delivers seen before it */
+        int deleteds, delivers_before_deleted;
+        char deleted_frame[256];
     } nodes[3];
 } fixture_t;
 
@@ -85,6 +88,13 @@ static void watched_topic_nodes(hs_bus_t *bus, const char *topic, hs_bus_nodes_c
 static int node_handler(const hs_node_cmd_t *cmd, void *data)
 {
     struct node *node = data;
+    if (cmd->kind == HS_NODE_DELETED) {
+        node->deleteds++;
+        node->delivers_before_deleted = node->delivers;
+        snprintf(node->deleted_frame, sizeof(node->deleted_frame), "%.*s", (int)cmd->frame_text_len,
+                 cmd->frame_text);
+        return 0;
+    }
     if (cmd->kind != HS_NODE_DELIVER)
         return 0;
     node->delivers++;
@@ -253,6 +263,41 @@ static void test_events_settle_one_by_one(void **state)
     assert_int_equal(hs_consumer_in_flight(f->consumer), 0);
 }
 
+/* A deletion's event takes the message's route, behind it: each node of
+ * the topic gets a DELETED carrying the frame, after the DELIVER. */
+static void test_deleted_event_follows_the_message(void **state)
+{
+    fixture_t *f = *state;
+    subscribe_nodes(f, "news", 2);
+    char json[160];
+    snprintf(json, sizeof(json), "{\"id\":\"%s\",\"topic\":\"news\",\"content\":\"hi\"}",
+             MESSAGE_ID);
+    hs_event_t event = {.topic = "news",
+                        .message_id = MESSAGE_ID,
+                        .message_json = json,
+                        .message_json_len = strlen(json)};
+    hs_bus_publish_event(f->bus, &event, published_cb, f);
+    char frame[160];
+    snprintf(frame, sizeof(frame), "{\"type\":\"deleted\",\"topic\":\"news\",\"id\":\"%s\"}",
+             MESSAGE_ID);
+    hs_event_t deletion = {.topic = "news",
+                           .message_id = MESSAGE_ID,
+                           .message_json = frame,
+                           .message_json_len = strlen(frame),
+                           .kind = HS_EVENT_DELETED};
+    hs_bus_publish_event(f->bus, &deletion, published_cb, f);
+    while (f->published < 2 || hs_consumer_in_flight(f->consumer) > 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(f->nodes[i].delivers, 1);
+        assert_int_equal(f->nodes[i].deleteds, 1);
+        assert_int_equal(f->nodes[i].delivers_before_deleted, 1);
+        assert_string_equal(f->nodes[i].deleted_frame, frame);
+    }
+    assert_int_equal(f->nodes[2].deleteds, 0);
+    assert_int_equal(f->acks, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +307,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gone_node_counts_as_delivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directory_failure_releases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_settle_one_by_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deleted_event_follows_the_message, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

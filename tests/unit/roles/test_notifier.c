@@ -736,6 +736,119 @@ static void test_kick(void **state)
     assert_int_equal(status, HS_ENOTFOUND); /* its row went too */
 }
 
+/* ---- deletion ----------------------------------------------------------------------------- */
+
+static int deleted(fixture_t *f, const char *topic, const char *id)
+{
+    char text[160];
+    if (id)
+        snprintf(text, sizeof(text), "{\"type\":\"deleted\",\"topic\":\"%s\",\"id\":\"%s\"}", topic,
+                 id);
+    else
+        snprintf(text, sizeof(text), "{\"type\":\"deleted\",\"topic\":\"%s\"}", topic);
+    hs_node_cmd_t cmd = {.kind = HS_NODE_DELETED,
+                         .topic = topic,
+                         .message_id = id ? id : "",
+                         .frame_text = text,
+                         .frame_text_len = strlen(text)};
+    return hs_notifier__handle_command(&cmd, f->n);
+}
+
+static bool is_deleted_frame(const char *entry, const char *id)
+{
+    return strncmp(entry, "deleted:", 8) == 0 && (id == NULL || strstr(entry, id) != NULL);
+}
+
+/* The frame goes after the message it names (the run before it goes out
+ * first); a message still held for its order when its deletion comes is
+ * passed over - never sent - and the chain goes on through it. */
+static void test_deleted_after_its_message_and_held_passed_over(void **state)
+{
+    fixture_t *f = *state;
+    client_t *c = open_fake(f, 0, &fake_ops);
+    assert_int_equal(hs_notifier__subscribe(f->n, c, "g"), 0);
+    wait_known(f, "g");
+    stored_t m[4];
+    for (int i = 0; i < 4; i++)
+        publish(f, "g", &m[i]);
+    assert_int_equal(deliver_stored(f, "g", &m[0]), 0); /* in the run, not sent yet */
+    assert_int_equal(deleted(f, "g", m[0].id), 0);
+    fake_t *fk = &f->fakes[0];
+    assert_int_equal(fk->count, 2);
+    assert_string_equal(fk->log[0], m[0].id);
+    assert_true(is_deleted_frame(fk->log[1], m[0].id));
+    /* m[2] comes before m[1]: held; deleted while held. */
+    assert_int_equal(deliver_stored(f, "g", &m[2]), 0);
+    assert_int_equal(deleted(f, "g", m[2].id), 0);
+    assert_int_equal(deliver_stored(f, "g", &m[1]), 0);
+    assert_int_equal(deliver_stored(f, "g", &m[3]), 0);
+    assert_int_equal(command(f, HS_NODE_BATCH_END, NULL, NULL), 0);
+    assert_int_equal(fk->count, 5);
+    assert_true(is_deleted_frame(fk->log[2], m[2].id));
+    assert_string_equal(fk->log[3], m[1].id);
+    assert_string_equal(fk->log[4], m[3].id);
+    topic_t *topic = hs_map_get(&f->n->topics, "g", 1);
+    assert_false(hs_live_order_holding(&topic->order));
+    assert_false(fk->closing);
+}
+
+/* A client in a resume gets the frame after its replay and the live
+ * messages held meanwhile, even when the replay still had the message. */
+static void test_deleted_during_a_resume_comes_after_the_replay(void **state)
+{
+    fixture_t *f = *state;
+    client_t *c = open_fake(f, 0, &fake_ops);
+    assert_int_equal(hs_notifier__subscribe(f->n, c, "a"), 0);
+    char h[3][HS_ULID_LEN + 1];
+    for (int i = 0; i < 3; i++)
+        put_message(f, "a", h[i]);
+    resume_ask_t ask = {.asked = true, .has_last_id = true};
+    memcpy(ask.last_id, h[0], sizeof(ask.last_id));
+    hs_notifier__start_resume(f->n, c, &ask);
+    assert_true(c->replaying);
+    assert_int_equal(deleted(f, "a", h[1]), 0); /* held, not sent */
+    assert_int_equal(f->fakes[0].count, 0);
+    for (int i = 0; i < 50 && c->replaying; i++) {
+        settle(f);
+        hs_notifier__client_drained(c);
+    }
+    fake_t *fk = &f->fakes[0];
+    assert_false(c->replaying);
+    assert_int_equal(fk->count, 4);
+    assert_non_null(strstr(fk->log[0], "connected:"));
+    assert_string_equal(fk->log[1], h[1]);
+    assert_string_equal(fk->log[2], h[2]);
+    assert_true(is_deleted_frame(fk->log[3], h[1]));
+}
+
+/* A deleted topic: every local subscriber gets the frame and loses the
+ * topic (the index forgets it); its other topics stay. */
+static void test_deleted_topic_is_dropped_from_its_subscribers(void **state)
+{
+    fixture_t *f = *state;
+    client_t *c0 = open_fake(f, 0, &fake_ops);
+    client_t *c1 = open_fake(f, 1, &fake_ops);
+    assert_int_equal(hs_notifier__subscribe(f->n, c0, "t"), 0);
+    assert_int_equal(hs_notifier__subscribe(f->n, c1, "t"), 0);
+    assert_int_equal(hs_notifier__subscribe(f->n, c1, "u"), 0);
+    wait_known(f, "t");
+    wait_known(f, "u");
+    assert_int_equal(deleted(f, "t", NULL), 0);
+    assert_int_equal(f->fakes[0].count, 1);
+    assert_int_equal(f->fakes[1].count, 1);
+    assert_true(is_deleted_frame(f->fakes[0].log[0], "\"topic\":\"t\"}"));
+    assert_null(hs_map_get(&f->n->topics, "t", 1));
+    assert_false(hs_notifier__subscribed_to(c0, "t"));
+    assert_true(hs_notifier__subscribed_to(c1, "u") && !hs_notifier__subscribed_to(c1, "t"));
+    char id[HS_ULID_LEN + 1];
+    new_id(id);
+    assert_int_equal(deliver(f, "t", id), 0);
+    assert_int_equal(deleted(f, "t", NULL), 0); /* again: nobody left to tell */
+    assert_int_equal(command(f, HS_NODE_BATCH_END, NULL, NULL), 0);
+    assert_int_equal(f->fakes[0].count, 1);
+    assert_int_equal(f->fakes[1].count, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -749,6 +862,12 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_detach_during_pending_store_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kick, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deleted_after_its_message_and_held_passed_over, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_deleted_during_a_resume_comes_after_the_replay, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_deleted_topic_is_dropped_from_its_subscribers, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1767,6 +1767,29 @@ static void put_batch(fixture_t *f, const hs_message_t *msgs, size_t count,
 {
     memset(r, 0, sizeof(*r));
     hs_store_put_messages(f->store, msgs, count, idem, batch_cb, r);
+/* ---- deletion ------------------------------------------------------------ */
+
+typedef struct deletion_result {
+    int status, calls;
+    hs_topic_deletion_t removed; /* last_id copied below */
+    char last_id[HS_ULID_LEN + 1];
+} deletion_result_t;
+
+static void topic_deleted_cb(int status, const hs_topic_deletion_t *removed, void *data)
+{
+    deletion_result_t *r = data;
+    r->status = status;
+    r->calls++;
+    if (removed) {
+        r->removed = *removed;
+        snprintf(r->last_id, sizeof(r->last_id), "%s", removed->last_id ? removed->last_id : "");
+    }
+}
+
+static void delete_topic(fixture_t *f, const char *topic, deletion_result_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    hs_store_delete_topic(f->store, topic, topic_deleted_cb, r);
     assert_int_equal(r->calls, 0); /* never inside the call */
     while (r->calls == 0)
         uv_run(&f->loop, UV_RUN_ONCE);
@@ -1856,6 +1879,92 @@ static void test_batch_idempotency(void **state)
     assert_int_equal(f->count, 2);
     list(f, other, NULL, true, 10);
     assert_int_equal(f->count, 1);
+static void delete_message(fixture_t *f, const char *topic, const char *id, int want)
+{
+    f->calls = 0;
+    hs_store_delete_message(f->store, topic, id, done_cb, f);
+    assert_int_equal(f->calls, 0);
+    wait_call(f);
+    assert_int_equal(f->status, want);
+}
+
+static void test_delete_message_and_topic(void **state)
+{
+    fixture_t *f = *state;
+    char topic[40], other[40], conn[HS_ULID_LEN + 1], ids[3][HS_ULID_LEN + 1];
+    unique(topic, "del");
+    unique(other, "delother");
+    unique_id(conn);
+    for (int i = 0; i < 3; i++)
+        put(f, topic, "m", ids[i]);
+    delete_message(f, topic, ids[1], 0);
+    delete_message(f, topic, ids[1], HS_ENOTFOUND); /* gone already */
+    delete_message(f, other, ids[0], HS_ENOTFOUND); /* not in that topic */
+    list(f, topic, NULL, true, 10);
+    assert_int_equal(f->count, 2);
+    assert_string_equal(f->ids[0], ids[0]);
+    assert_string_equal(f->ids[1], ids[2]);
+    /* A cursor at the deleted id: ids compare, the row need not exist. */
+    list(f, topic, ids[1], true, 10);
+    assert_int_equal(f->count, 1);
+    assert_string_equal(f->ids[0], ids[2]);
+
+    /* A topic of more rows than one step (500), with settings and a
+     * subscription: all of it goes; another topic's subscription stays. */
+    hs_topic_settings_t own = {.count = HS_TOPIC_SET, .count_value = 5000};
+    f->calls = 0;
+    hs_store_set_topic(f->store, topic, &own, done_cb, f);
+    wait_call(f);
+    assert_int_equal(f->status, 0);
+    subscribe(f, conn, topic, 1000);
+    subscribe(f, conn, other, 1000);
+    for (int i = 0; i < 1100; i++) {
+        hs_message_t msg = message(topic, "bulk", NULL);
+        hs_store_put_message(f->store, &msg, NULL, NULL);
+    }
+    char last[HS_ULID_LEN + 1];
+    put(f, topic, "last", last);
+    deletion_result_t r;
+    delete_topic(f, topic, &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.removed.messages, 2 + 1100 + 1);
+    assert_int_equal(r.removed.subscriptions, 1);
+    assert_true(r.removed.settings);
+    assert_string_equal(r.last_id, last);
+    topic_result_t t;
+    get_topic(f, topic, &t);
+    assert_int_equal(t.status, HS_ENOTFOUND);
+    list_subs(f, conn, NULL);
+    assert_int_equal(f->count, 1);
+    assert_int_equal(strncmp(f->contents[0], other, 31), 0); /* contents hold 31 */
+    /* A walk from before the deletion is told it reached deleted history. */
+    memset(&t, 0, sizeof(t));
+    hs_history_query_t q = {.topic = topic, .forward = true, .limit = 10};
+    hs_store_read_history(f->store, &q, history_cb, &t);
+    while (t.calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(t.status == 0 && t.count == 0 && t.pruned);
+    delete_topic(f, topic, &r);
+    assert_int_equal(r.status, HS_ENOTFOUND);
+    /* The sequence stays: a new message's id is above every deleted one. */
+    char again[HS_ULID_LEN + 1];
+    put(f, topic, "again", again);
+    assert_true(strcmp(again, last) > 0);
+    get_topic(f, topic, &t);
+    assert_true(t.status == 0 && t.info.messages == 1 && !t.info.has_count);
+    /* Only a subscription, or only settings, is a topic too. */
+    char lone[40];
+    unique(lone, "dellone");
+    subscribe(f, conn, lone, 1000);
+    delete_topic(f, lone, &r);
+    assert_true(r.status == 0 && r.removed.messages == 0 && r.removed.subscriptions == 1);
+    f->calls = 0;
+    hs_store_set_topic(f->store, lone, &own, done_cb, f);
+    wait_call(f);
+    delete_topic(f, lone, &r);
+    assert_true(r.status == 0 && r.removed.settings && r.removed.subscriptions == 0);
+    delete_topic(f, lone, &r);
+    assert_int_equal(r.status, HS_ENOTFOUND);
 }
 
 int main(void)
@@ -1894,6 +2003,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mariadb_reconnect_prepares_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_is_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_idempotency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_message_and_topic, setup, teardown),
     };
     /* HOUSTON_TEST_FILTER=test_name runs one test (e.g. to watch it fail). */
     if (getenv("HOUSTON_TEST_FILTER"))

@@ -1767,29 +1767,6 @@ static void put_batch(fixture_t *f, const hs_message_t *msgs, size_t count,
 {
     memset(r, 0, sizeof(*r));
     hs_store_put_messages(f->store, msgs, count, idem, batch_cb, r);
-/* ---- deletion ------------------------------------------------------------ */
-
-typedef struct deletion_result {
-    int status, calls;
-    hs_topic_deletion_t removed; /* last_id copied below */
-    char last_id[HS_ULID_LEN + 1];
-} deletion_result_t;
-
-static void topic_deleted_cb(int status, const hs_topic_deletion_t *removed, void *data)
-{
-    deletion_result_t *r = data;
-    r->status = status;
-    r->calls++;
-    if (removed) {
-        r->removed = *removed;
-        snprintf(r->last_id, sizeof(r->last_id), "%s", removed->last_id ? removed->last_id : "");
-    }
-}
-
-static void delete_topic(fixture_t *f, const char *topic, deletion_result_t *r)
-{
-    memset(r, 0, sizeof(*r));
-    hs_store_delete_topic(f->store, topic, topic_deleted_cb, r);
     assert_int_equal(r->calls, 0); /* never inside the call */
     while (r->calls == 0)
         uv_run(&f->loop, UV_RUN_ONCE);
@@ -1879,6 +1856,36 @@ static void test_batch_idempotency(void **state)
     assert_int_equal(f->count, 2);
     list(f, other, NULL, true, 10);
     assert_int_equal(f->count, 1);
+}
+
+/* ---- deletion ------------------------------------------------------------ */
+
+typedef struct deletion_result {
+    int status, calls;
+    hs_topic_deletion_t removed; /* last_id copied below */
+    char last_id[HS_ULID_LEN + 1];
+} deletion_result_t;
+
+static void topic_deleted_cb(int status, const hs_topic_deletion_t *removed, void *data)
+{
+    deletion_result_t *r = data;
+    r->status = status;
+    r->calls++;
+    if (removed) {
+        r->removed = *removed;
+        snprintf(r->last_id, sizeof(r->last_id), "%s", removed->last_id ? removed->last_id : "");
+    }
+}
+
+static void delete_topic(fixture_t *f, const char *topic, deletion_result_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    hs_store_delete_topic(f->store, topic, topic_deleted_cb, r);
+    assert_int_equal(r->calls, 0); /* never inside the call */
+    while (r->calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+}
+
 static void delete_message(fixture_t *f, const char *topic, const char *id, int want)
 {
     f->calls = 0;

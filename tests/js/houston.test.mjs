@@ -342,6 +342,57 @@ describe("against houston serve", () => {
   });
 });
 
+describe("deletion through the HTTP API", () => {
+  let srv;
+  before(async () => {
+    srv = await startHouston(["--api-key", "js-key"]);
+  });
+  after(async () => {
+    await stopHouston(srv);
+  });
+
+  test("deleteMessage and deleteTopic, and the \"deleted\" events", async () => {
+    const topic = newTopic();
+    const h = new Houston({
+      url: `ws://127.0.0.1:${srv.ws}/api/v1/ws`,
+      apiUrl: `http://127.0.0.1:${srv.api}`,
+      apiKey: "js-key",
+    });
+    try {
+      await next(h, "connected");
+      const headers = { "Content-Type": "application/json", Authorization: "Bearer js-key" };
+      const post = async (p, body) => {
+        const r = await fetch(`http://127.0.0.1:${srv.api}${p}`, { method: "POST", headers, body: JSON.stringify(body) });
+        return { status: r.status, json: await r.json() };
+      };
+      assert.equal((await post("/api/v1/subscribes", { topic, connectionID: h.connectionID })).status, 201);
+      const got = [];
+      const notifications = [];
+      h.on("message", (m) => got.push(m.id));
+      h.on("notification", (n) => notifications.push(n));
+      const ids = [];
+      for (let i = 0; i < 2; i++) ids.push((await post("/api/v1/messages", { topic, content: `m${i}` })).json.id);
+      const deleted = next(h, "deleted");
+      assert.equal(await h.deleteMessage(topic, ids[0]), null);
+      const [one, frame] = await deleted;
+      assert.deepEqual(one, { topic, id: ids[0] });
+      assert.equal(frame.type, "deleted");
+      assert.deepEqual(got, ids); // the messages came first
+      await assert.rejects(h.deleteMessage(topic, ids[0]), (e) => e.status === 404 && e.code === "not_found");
+      const gone = next(h, "deleted");
+      assert.equal(await h.deleteTopic(topic), null);
+      assert.deepEqual((await gone)[0], { topic, id: null });
+      await assert.rejects(h.deleteTopic(topic), (e) => e.status === 404 && e.code === "not_found");
+      await assert.rejects(h.topic(topic), (e) => e.status === 404);
+      assert.deepEqual(notifications, []);
+      const keyless = new Houston({ apiUrl: `http://127.0.0.1:${srv.api}`, autoConnect: false });
+      await assert.rejects(keyless.deleteTopic(topic), (e) => e.status === 401);
+    } finally {
+      h.close();
+    }
+  });
+});
+
 // ---- timing rules, on a scripted WebSocket --------------------------------------
 
 /** A manual clock: setTimeout/clearTimeout that run when advance() passes them. */
@@ -528,54 +579,6 @@ describe("user calls of the HTTP API", () => {
 
     const keyless = new Houston({ apiUrl: `http://127.0.0.1:${srv.api}`, autoConnect: false });
     await assert.rejects(keyless.disconnectUser(bob), (e) => e.status === 401);
-describe("deletion through the HTTP API", () => {
-  let srv;
-  before(async () => {
-    srv = await startHouston(["--api-key", "js-key"]);
-  });
-  after(async () => {
-    await stopHouston(srv);
-  });
-
-  test("deleteMessage and deleteTopic, and the \"deleted\" events", async () => {
-    const topic = newTopic();
-    const h = new Houston({
-      url: `ws://127.0.0.1:${srv.ws}/api/v1/ws`,
-      apiUrl: `http://127.0.0.1:${srv.api}`,
-      apiKey: "js-key",
-    });
-    try {
-      await next(h, "connected");
-      const headers = { "Content-Type": "application/json", Authorization: "Bearer js-key" };
-      const post = async (p, body) => {
-        const r = await fetch(`http://127.0.0.1:${srv.api}${p}`, { method: "POST", headers, body: JSON.stringify(body) });
-        return { status: r.status, json: await r.json() };
-      };
-      assert.equal((await post("/api/v1/subscribes", { topic, connectionID: h.connectionID })).status, 201);
-      const got = [];
-      const notifications = [];
-      h.on("message", (m) => got.push(m.id));
-      h.on("notification", (n) => notifications.push(n));
-      const ids = [];
-      for (let i = 0; i < 2; i++) ids.push((await post("/api/v1/messages", { topic, content: `m${i}` })).json.id);
-      const deleted = next(h, "deleted");
-      assert.equal(await h.deleteMessage(topic, ids[0]), null);
-      const [one, frame] = await deleted;
-      assert.deepEqual(one, { topic, id: ids[0] });
-      assert.equal(frame.type, "deleted");
-      assert.deepEqual(got, ids); // the messages came first
-      await assert.rejects(h.deleteMessage(topic, ids[0]), (e) => e.status === 404 && e.code === "not_found");
-      const gone = next(h, "deleted");
-      assert.equal(await h.deleteTopic(topic), null);
-      assert.deepEqual((await gone)[0], { topic, id: null });
-      await assert.rejects(h.deleteTopic(topic), (e) => e.status === 404 && e.code === "not_found");
-      await assert.rejects(h.topic(topic), (e) => e.status === 404);
-      assert.deepEqual(notifications, []);
-      const keyless = new Houston({ apiUrl: `http://127.0.0.1:${srv.api}`, autoConnect: false });
-      await assert.rejects(keyless.deleteTopic(topic), (e) => e.status === 401);
-    } finally {
-      h.close();
-    }
   });
 });
 

@@ -127,10 +127,9 @@ static const char *const migration_10[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {migration_1, migration_2, migration_3,
-                                                migration_4, migration_5, migration_6,
-                                                migration_7, migration_8, migration_9,
-                                                migration_10};
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3, migration_4,
+                                                migration_5, migration_6, migration_7, migration_8,
+                                                migration_9, migration_10};
 
 static long query_long(MYSQL *db, const char *sql, long fallback)
 {

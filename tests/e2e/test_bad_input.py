@@ -336,7 +336,7 @@ def test_limits_follow_the_flags(fresh_server):
     ("PUT", "/api/v1/messages", {"GET", "POST"}),
     ("DELETE", "/api/v1/messages", {"GET", "POST"}),
     ("PATCH", "/api/v1/subscribes", {"GET", "POST", "DELETE"}),
-    ("POST", "/api/v1/messages/01GY1AZN62M9PDQDWGYG3VW6DJ", {"GET"}),
+    ("POST", "/api/v1/messages/01GY1AZN62M9PDQDWGYG3VW6DJ", {"GET", "DELETE"}),
     ("GET", "/api/v1/notification", {"POST"}),
     ("GET", "/api/v1/publish", {"POST"}),
 ])

@@ -88,7 +88,11 @@ void hs_listener_close(hs_listener_t *listener);
 void hs_conn_set_handler(hs_conn_t *conn, const hs_conn_handler_t *handler, void *data);
 void *hs_conn_data(hs_conn_t *conn);
 hs_net_t *hs_conn_net(hs_conn_t *conn);
-/* "ip:port" of the peer, NUL-terminated, valid while conn lives. */
+/* "ip:port" of the peer ("[v6]:port"), NUL-terminated, "" when unknown.
+ * Written on each call into one of a few buffers of the calling thread:
+ * valid for the next three calls of that thread (enough for one log line
+ * naming up to four peers); copy it to keep it. */
+#define HS_CONN_PEER_LEN 64
 const char *hs_conn_peer(hs_conn_t *conn);
 
 /* Queues buf for sending, taking a new reference (the caller keeps its own).

@@ -35,11 +35,10 @@ struct hs_ws_session {
     hs_utf8_state_t utf8;
     uint8_t msg_opcode; /* 0: no message in progress */
     /* At most one pong waits (answer_ping): the last one queued, while the
-     * queue holds it, and the payload of the newest ping not yet answered. */
+     * queue holds it, and the answer to the newest ping not yet answered
+     * (allocated then: an idle session keeps no room for one). */
     hs_buf_t *pong;
-    uint8_t held_pong[HS_WS_MAX_CONTROL];
-    uint8_t held_pong_len;
-    bool pong_held;
+    hs_buf_t *held_pong;
     uint8_t missed_pongs;
     bool close_sent;
     bool close_received;
@@ -146,12 +145,11 @@ static bool pong_queued(const hs_ws_session_t *ws)
     return ws->pong != NULL && atomic_load(&ws->pong->refs) > 1;
 }
 
-static void send_pong(hs_ws_session_t *ws, const uint8_t *payload, size_t len)
+/* Sends pong, taking the caller's reference. */
+static void send_pong(hs_ws_session_t *ws, hs_buf_t *pong)
 {
-    ws->pong_held = false;
     hs_buf_unref(ws->pong);
     ws->pong = NULL;
-    hs_buf_t *pong = hs_ws_frame_new(HS_WS_OP_PONG, payload, len);
     if (hs_ws_send(ws, pong) == 0)
         ws->pong = pong; /* kept to see when the queue lets it go */
     else
@@ -169,13 +167,13 @@ static void answer_ping(hs_ws_session_t *ws, const uint8_t *payload, size_t len)
 {
     if (ws->close_sent)
         return;
+    hs_buf_t *pong = hs_ws_frame_new(HS_WS_OP_PONG, payload, len);
     if (!pong_queued(ws)) {
-        send_pong(ws, payload, len);
+        send_pong(ws, pong);
         return;
     }
-    memcpy(ws->held_pong, payload, len);
-    ws->held_pong_len = (uint8_t)len;
-    ws->pong_held = true;
+    hs_buf_unref(ws->held_pong);
+    ws->held_pong = pong;
 }
 
 /* The queue is empty: the pong held back goes now, then the application
@@ -185,8 +183,14 @@ static void ws_on_drain(hs_conn_t *conn)
     hs_ws_session_t *ws = hs_conn_data(conn);
     if (ws->close_sent)
         return;
-    if (ws->pong_held)
-        send_pong(ws, ws->held_pong, ws->held_pong_len);
+    if (ws->held_pong) {
+        hs_buf_t *pong = ws->held_pong;
+        ws->held_pong = NULL;
+        send_pong(ws, pong);
+    } else if (ws->pong && !pong_queued(ws)) {
+        hs_buf_unref(ws->pong); /* written: nothing to watch any more */
+        ws->pong = NULL;
+    }
     if (ws->callbacks->on_drain && !ws->close_sent)
         ws->callbacks->on_drain(ws);
 }
@@ -493,6 +497,7 @@ static void ws_on_close(hs_conn_t *conn)
     hs_free(ws->partial);
     hs_free(ws->msg);
     hs_buf_unref(ws->pong);
+    hs_buf_unref(ws->held_pong);
     hs_free(ws);
 }
 

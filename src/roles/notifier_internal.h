@@ -100,6 +100,7 @@ struct client {
     bool replaying;         /* live messages go to held until the replay is sent */
     bool unbounded;         /* sending a part of a replay or the held messages: past
                                --max-pending (each is bounded by it already) */
+    bool held_overflow;     /* more than --max-pending was held: resume again */
     /* What the client has since its last resume and may still arrive live
      * (a bus that hands an event over again, maybe to another node): the
      * ids its replay sent (sorted) and every id at or below the cursor it
@@ -116,7 +117,6 @@ struct client {
     expiry_t *window;          /* runs while detached: the end of the resume window */
     held_t *held, **held_tail; /* in arrival order */
     size_t held_bytes;         /* bounded by --max-pending */
-    bool held_overflow;        /* more than that arrived: resume again */
     uint64_t attach_gen;       /* unique per attach: a late answer for an older one is dropped */
     char last_ack[HS_ULID_LEN + 1]; /* highest acknowledged id, "" before any */
     bool ack_dirty;                 /* last_ack not yet written to the store */

@@ -67,6 +67,17 @@ struct topic {
 
 typedef struct ip_entry ip_entry_t;
 
+/* What a client has since its last resume (notifier_replay.c): the ids its
+ * replay sent (sorted) and every id at or below the cursor it gave (floor,
+ * "" when none), until until_ms (wall clock ms). Allocated for a resume
+ * only, so a client that never resumed carries a pointer, not 56 bytes. */
+typedef struct replayed {
+    uint64_t until_ms;
+    size_t count;
+    char floor[HS_ULID_LEN + 1];
+    char ids[][HS_ULID_LEN + 1];
+} replayed_t;
+
 /* Closes a client when its token expires. Allocated apart from the client
  * and freed in its close callback, so the client may go at once. */
 typedef struct expiry {
@@ -102,14 +113,9 @@ struct client {
                                --max-pending (each is bounded by it already) */
     bool held_overflow;     /* more than --max-pending was held: resume again */
     /* What the client has since its last resume and may still arrive live
-     * (a bus that hands an event over again, maybe to another node): the
-     * ids its replay sent (sorted) and every id at or below the cursor it
-     * gave (floor, "" when none), until replayed_until_ms (wall clock ms):
-     * see remember_replayed */
-    size_t replayed_count;
-    char floor[HS_ULID_LEN + 1];
-    char (*replayed)[HS_ULID_LEN + 1];
-    uint64_t replayed_until_ms;
+     * (a bus that hands an event over again, maybe to another node); NULL
+     * when nothing: see remember_replayed */
+    replayed_t *replayed;
     hs_notifier_t *notifier;
     uint64_t serial;           /* unique per client object on this node */
     uint64_t epoch;            /* the store's epoch of this attach (claim_connection) */

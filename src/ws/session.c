@@ -51,6 +51,11 @@ struct hs_ws_session {
     uint16_t close_code;
 };
 
+/* The budget of docs/performance.md ("Memory per connection"): every idle
+ * WebSocket connection has one session (it was 248 bytes with a held pong's
+ * payload and the reassembly state inline). */
+_Static_assert(sizeof(struct hs_ws_session) <= 64, "an idle session passed its 64-byte budget");
+
 static const hs_conn_handler_t ws_handler;
 
 /* ---- sending -------------------------------------------------------------- */

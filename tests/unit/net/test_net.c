@@ -478,6 +478,7 @@ static void test_short_queue_inline(void **state)
     assert_int_equal(hs_conn_pending(conn), 0);
     hs_buf_unref(buf);
     hs_conn_close(conn);
+    uv_run(&loop, UV_RUN_DEFAULT); /* the connection goes before the net */
     hs_net_close(net);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
@@ -567,6 +568,7 @@ static void test_timers_order(void **state)
     assert_true(at[3] < at[0]); /* 80 ms before 120 ms */
     for (int i = 0; i < TIMED - 1; i++)
         hs_conn_close(tfx->conns[i]);
+    uv_run(&loop, UV_RUN_DEFAULT); /* the connections go before the net */
     hs_net_close(net);
     uv_close((uv_handle_t *)&tfx->check, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -15,8 +15,10 @@
  * (uv_prepare; the Redis "beforeSleep" pattern), with one writev per
  * connection, so several frames for one peer in one iteration share a system
  * call and a completion never runs inside the call that queued it. No
- * per-send allocation happens in the steady state: the queue is a ring that
- * grows only when it is full, and the uv_write_t is embedded.
+ * per-send allocation happens in the steady state: the queue is a ring (two
+ * slots inside the connection, then allocated) that grows only when it is
+ * full; a uv_write_t is allocated only when the socket did not take a flush
+ * at once (libuv writes the rest), so an idle connection keeps none.
  *
  * Closing: hs_conn_close() may be called from anywhere, including inside
  * on_read(); the connection is freed later, after libuv's close callbacks,

@@ -1,7 +1,9 @@
 /* conn.c - one TCP connection: reading into the loop's shared buffer, a
- * bounded ring of queued buffer references, one timer, and an asynchronous
+ * bounded ring of queued buffer references, one timer (an entry of the net's
+ * heap, timers.c), and an asynchronous
  * close that ends with the handler's on_close. Writing the queue to the
  * socket (batched writes, TLS, the helpers' write phase) is flush.c. */
+#include <arpa/inet.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -12,25 +14,29 @@
 
 #define FLUSH_CLOSE_DEADLINE_MS 5000
 
-static void conn_free_if_done(hs_conn_t *conn)
+static void free_ring(hs_conn_t *conn)
 {
-    if (--conn->handles_open > 0)
-        return;
-    /* Both handles are closed: the protocol frees its state, then we go. */
-    if (conn->handler && conn->handler->on_close)
-        conn->handler->on_close(conn);
-    hs_net__unschedule_flush(conn->net, conn);
-    for (unsigned i = 0; i < conn->out_count; i++)
-        hs_buf_unref(conn->out[(conn->out_head + i) % conn->out_cap].buf);
-    conn->net->conn_count--;
-    hs_tls__conn_free(conn->tls);
-    hs_free(conn->out);
-    hs_free(conn);
+    if (conn->out != conn->inline_out)
+        hs_free(conn->out);
+    conn->out = conn->inline_out;
+    conn->out_cap = HS_CONN_INLINE_SLOTS;
 }
 
 static void handle_closed_cb(uv_handle_t *handle)
 {
-    conn_free_if_done(handle->data);
+    hs_conn_t *conn = handle->data;
+    /* The socket is closed (libuv ran every write and shutdown callback
+     * before this): the protocol frees its state, then we go. */
+    if (conn->handler && conn->handler->on_close)
+        conn->handler->on_close(conn);
+    hs_net__unschedule_flush(conn->net, conn);
+    hs_net__timer_stop(conn);
+    for (unsigned i = 0; i < conn->out_count; i++)
+        hs_buf_unref(conn->out[(conn->out_head + i) % conn->out_cap].buf);
+    conn->net->conn_count--;
+    hs_tls__conn_free(conn->tls);
+    free_ring(conn);
+    hs_free(conn);
 }
 
 hs_conn_t *hs_conn__new(hs_net_t *net)
@@ -38,10 +44,9 @@ hs_conn_t *hs_conn__new(hs_net_t *net)
     hs_conn_t *conn = hs_calloc(1, sizeof(*conn));
     conn->net = net;
     uv_tcp_init(net->loop, &conn->tcp);
-    uv_timer_init(net->loop, &conn->timer);
     conn->tcp.data = conn;
-    conn->timer.data = conn;
-    conn->handles_open = 2;
+    conn->out = conn->inline_out;
+    conn->out_cap = HS_CONN_INLINE_SLOTS;
     net->conn_count++;
     return conn;
 }
@@ -104,21 +109,18 @@ int hs_conn__start(hs_conn_t *conn)
 {
     struct sockaddr_storage addr;
     int len = sizeof(addr);
-    conn->peer[0] = '\0';
+    conn->peer_family = 0;
     if (uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&addr, &len) == 0) {
-        char ip[INET6_ADDRSTRLEN] = "";
         if (addr.ss_family == AF_INET) {
             struct sockaddr_in *in = (struct sockaddr_in *)&addr;
-            uv_ip4_name(in, ip, sizeof(ip));
-            int port = ntohs(in->sin_port);
-            snprintf(conn->peer, sizeof(conn->peer), "%s:%d", ip, port);
+            conn->peer_family = AF_INET;
+            conn->peer_port = ntohs(in->sin_port);
+            memcpy(conn->peer_addr, &in->sin_addr, 4);
         } else if (addr.ss_family == AF_INET6) {
             struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&addr;
-            uv_ip6_name(in6, ip, sizeof(ip));
-            int port = ntohs(in6->sin6_port);
-            const char *shown = strncmp(ip, "::ffff:", 7) == 0 ? ip + 7 : ip;
-            snprintf(conn->peer, sizeof(conn->peer), shown == ip ? "[%s]:%d" : "%s:%d", shown,
-                     port);
+            conn->peer_family = AF_INET6;
+            conn->peer_port = ntohs(in6->sin6_port);
+            memcpy(conn->peer_addr, &in6->sin6_addr, 16);
         }
     }
     uv_tcp_nodelay(&conn->tcp, 1);
@@ -155,11 +157,12 @@ void hs_conn_resume_read(hs_conn_t *conn)
 static void ring_push(hs_conn_t *conn, hs_buf_t *buf, bool take)
 {
     if (conn->out_count == conn->out_cap) {
-        unsigned cap = conn->out_cap ? conn->out_cap * 2 : 4;
+        unsigned cap = conn->out_cap * 2;
         out_slot_t *slots = hs_malloc(cap * sizeof(*slots));
         for (unsigned i = 0; i < conn->out_count; i++)
             slots[i] = conn->out[(conn->out_head + i) % conn->out_cap];
-        hs_free(conn->out);
+        if (conn->out != conn->inline_out)
+            hs_free(conn->out);
         conn->out = slots;
         conn->out_head = 0;
         conn->out_cap = cap;
@@ -192,11 +195,8 @@ void hs_conn__consume(hs_conn_t *conn, size_t n)
          * so an idle connection does not keep it; up to RING_KEEP slots
          * (1 KiB) stay, so that a connection receiving a steady stream of
          * waves does not allocate and free its ring for each of them. */
-        if (conn->out_cap > RING_KEEP) {
-            hs_free(conn->out);
-            conn->out = NULL;
-            conn->out_cap = 0;
-        }
+        if (conn->out_cap > RING_KEEP)
+            free_ring(conn);
     }
 }
 
@@ -283,16 +283,19 @@ void hs_conn_set_fanout(hs_conn_t *conn)
 
 /* ---- closing ------------------------------------------------------------ */
 
-static void flush_deadline_cb(uv_timer_t *timer)
+static void flush_deadline_cb(hs_conn_t *conn)
 {
-    hs_conn_close(timer->data);
+    hs_conn_close(conn);
 }
 
 #define LINGER_MS 2000
 
+/* The request was allocated for this shutdown alone (begin_shutdown);
+ * libuv calls back with UV_ECANCELED when the handle closes first. */
 static void shutdown_cb(uv_shutdown_t *req, int status)
 {
     hs_conn_t *conn = req->data;
+    hs_free(req);
     if (status < 0 || (conn->flags & CONN_CLOSING)) {
         hs_conn_close(conn);
         return;
@@ -301,7 +304,8 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
      * the peer is still sending with a reset that destroys our last
      * response in flight; so read and discard until the peer closes too,
      * for a short while (a "lingering close"). */
-    uv_timer_start(&conn->timer, flush_deadline_cb, LINGER_MS, 0);
+    conn->timer_cb = flush_deadline_cb;
+    hs_net__timer_start(conn, LINGER_MS);
     uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb);
 }
 
@@ -325,9 +329,12 @@ static void begin_shutdown(hs_conn_t *conn)
         return;
     }
     conn->flags |= CONN_SHUTDOWN;
-    conn->shutdown_req.data = conn;
-    if (uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->tcp, shutdown_cb) != 0)
+    uv_shutdown_t *req = hs_malloc(sizeof(*req));
+    req->data = conn;
+    if (uv_shutdown(req, (uv_stream_t *)&conn->tcp, shutdown_cb) != 0) {
+        hs_free(req);
         hs_conn_close(conn);
+    }
 }
 
 void hs_conn_close_after_flush(hs_conn_t *conn)
@@ -337,8 +344,8 @@ void hs_conn_close_after_flush(hs_conn_t *conn)
     conn->flags |= CONN_FLUSH_CLOSE;
     uv_read_stop((uv_stream_t *)&conn->tcp);
     /* A peer that never reads must not keep the connection forever. */
-    conn->timer_cb = NULL;
-    uv_timer_start(&conn->timer, flush_deadline_cb, FLUSH_CLOSE_DEADLINE_MS, 0);
+    conn->timer_cb = flush_deadline_cb;
+    hs_net__timer_start(conn, FLUSH_CLOSE_DEADLINE_MS);
     if (conn->out_count == 0)
         begin_shutdown(conn);
     else if (conn->tls)
@@ -351,8 +358,8 @@ void hs_conn_close(hs_conn_t *conn)
         return;
     conn->flags |= CONN_CLOSING;
     uv_read_stop((uv_stream_t *)&conn->tcp);
-    uv_timer_stop(&conn->timer);
-    uv_close((uv_handle_t *)&conn->timer, handle_closed_cb);
+    conn->timer_cb = NULL;
+    hs_net__timer_stop(conn);
     uv_close((uv_handle_t *)&conn->tcp, handle_closed_cb);
 }
 
@@ -363,9 +370,8 @@ bool hs_conn_closing(hs_conn_t *conn)
 
 /* ---- timer and accessors ------------------------------------------------ */
 
-static void timer_cb(uv_timer_t *timer)
+void hs_conn__timer_fired(hs_conn_t *conn)
 {
-    hs_conn_t *conn = timer->data;
     hs_conn_timer_cb cb = conn->timer_cb;
     conn->timer_cb = NULL;
     if (cb && !(conn->flags & CONN_CLOSING))
@@ -377,7 +383,7 @@ void hs_conn_timer_start(hs_conn_t *conn, uint64_t timeout_ms, hs_conn_timer_cb 
     if (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE))
         return;
     conn->timer_cb = cb;
-    uv_timer_start(&conn->timer, timer_cb, timeout_ms, 0);
+    hs_net__timer_start(conn, timeout_ms);
 }
 
 void hs_conn_timer_stop(hs_conn_t *conn)
@@ -385,7 +391,7 @@ void hs_conn_timer_stop(hs_conn_t *conn)
     if (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE))
         return;
     conn->timer_cb = NULL;
-    uv_timer_stop(&conn->timer);
+    hs_net__timer_stop(conn);
 }
 
 void hs_conn_set_handler(hs_conn_t *conn, const hs_conn_handler_t *handler, void *data)
@@ -404,7 +410,24 @@ hs_net_t *hs_conn_net(hs_conn_t *conn)
     return conn->net;
 }
 
+/* Kept in binary (20 bytes, not 64 of text in every connection) and
+ * written out when asked, into one of a few buffers per thread. */
+#define PEER_BUFS 4
+
 const char *hs_conn_peer(hs_conn_t *conn)
 {
-    return conn->peer;
+    static _Thread_local char bufs[PEER_BUFS][HS_CONN_PEER_LEN];
+    static _Thread_local unsigned next;
+    char *out = bufs[next++ % PEER_BUFS];
+    char ip[INET6_ADDRSTRLEN] = "";
+    out[0] = '\0';
+    if (conn->peer_family == AF_INET) {
+        inet_ntop(AF_INET, conn->peer_addr, ip, sizeof(ip));
+        snprintf(out, HS_CONN_PEER_LEN, "%s:%u", ip, conn->peer_port);
+    } else if (conn->peer_family == AF_INET6) {
+        inet_ntop(AF_INET6, conn->peer_addr, ip, sizeof(ip));
+        const char *shown = strncmp(ip, "::ffff:", 7) == 0 ? ip + 7 : ip;
+        snprintf(out, HS_CONN_PEER_LEN, shown == ip ? "[%s]:%u" : "%s:%u", shown, conn->peer_port);
+    }
+    return out;
 }

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "core/alloc.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "net/net_internal.h"
@@ -98,14 +99,17 @@ static void slot_copy(const out_slot_t *slot, char *dst, size_t n)
     }
 }
 
+/* The request was allocated for this write alone (write_later); libuv
+ * calls back, with UV_ECANCELED, before a closed handle's close callback. */
 static void write_cb(uv_write_t *req, int status)
 {
     hs_conn_t *conn = req->data;
+    hs_free(req);
     conn->flags &= ~(unsigned)CONN_WRITING;
     if (conn->flags & CONN_CLOSING)
         return;
     if (status < 0) {
-        hs_log_debug("net: write to %s failed: %s", conn->peer, uv_strerror(status));
+        hs_log_debug("net: write to %s failed: %s", hs_conn_peer(conn), uv_strerror(status));
         hs_conn_close(conn);
         return;
     }
@@ -131,6 +135,22 @@ static void write_cb(uv_write_t *req, int status)
         hs_net__schedule_flush(conn->net, conn);
     else
         hs_conn__queue_drained(conn);
+}
+
+/* Hands n iovecs to libuv, which writes them when the socket becomes
+ * writable; until write_cb the connection writes nothing else (CONN_WRITING).
+ * An idle connection keeps no uv_write_t: one is allocated here. */
+static int write_later(hs_conn_t *conn, const uv_buf_t *iovs, unsigned n)
+{
+    uv_write_t *req = hs_malloc(sizeof(*req));
+    req->data = conn;
+    conn->flags |= CONN_WRITING;
+    int rc = uv_write(req, (uv_stream_t *)&conn->tcp, iovs, n, write_cb);
+    if (rc < 0) {
+        conn->flags &= ~(unsigned)CONN_WRITING;
+        hs_free(req);
+    }
+    return rc;
 }
 
 /* TLS: how much plaintext one flush encrypts before writing; what is left
@@ -201,7 +221,7 @@ static void tls_flush_conn(hs_conn_t *conn)
         if (rc == UV_EAGAIN || rc == UV_ENOSYS)
             rc = 0;
         if (rc < 0) {
-            hs_log_debug("net: write to %s failed: %s", conn->peer, uv_strerror(rc));
+            hs_log_debug("net: write to %s failed: %s", hs_conn_peer(conn), uv_strerror(rc));
             hs_conn_close(conn);
             return;
         }
@@ -214,13 +234,8 @@ static void tls_flush_conn(hs_conn_t *conn)
             out = hs_tls__out(tc);
             iov = uv_buf_init(out->data + out->off, (unsigned)(out->len - out->off));
             conn->writing_count = 0;
-            conn->write_req.data = conn;
-            conn->flags |= CONN_WRITING;
-            rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, &iov, 1, write_cb);
-            if (rc < 0) {
-                conn->flags &= ~(unsigned)CONN_WRITING;
+            if (write_later(conn, &iov, 1) < 0)
                 hs_conn_close(conn);
-            }
             return;
         }
         hs_tls__out_consume(tc, (size_t)rc);
@@ -279,7 +294,8 @@ void hs_net__flush_finish(hs_conn_t *conn)
     conn->net->write_calls += conn->flush_calls;
     hs_metrics_singleton.bytes_sent += conn->flush_written;
     if (conn->flush_error) {
-        hs_log_debug("net: write to %s failed: %s", conn->peer, uv_strerror(conn->flush_error));
+        hs_log_debug("net: write to %s failed: %s", hs_conn_peer(conn),
+                     uv_strerror(conn->flush_error));
         hs_conn_close(conn);
     } else if (conn->flush_partial && conn->out_count > 0) {
         /* The socket is full: hand the rest to libuv, which writes it when
@@ -287,10 +303,7 @@ void hs_net__flush_finish(hs_conn_t *conn)
         uv_buf_t iovs[HS_NET_MAX_IOVS];
         unsigned n =
             fill_iovs(conn, iovs, HS_NET_MAX_IOVS, &conn->writing_count, &conn->writing_bytes);
-        conn->write_req.data = conn;
-        conn->flags |= CONN_WRITING;
-        if (uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, iovs, n, write_cb) < 0) {
-            conn->flags &= ~(unsigned)CONN_WRITING;
+        if (write_later(conn, iovs, n) < 0) {
             conn->writing_count = 0;
             conn->writing_bytes = 0;
             hs_conn_close(conn);

@@ -1,5 +1,6 @@
 /* net.c - per-loop networking state: the shared read buffer and the flush of
- * every connection's queued writes once per loop iteration. */
+ * every connection's queued writes once per loop iteration (the
+ * connections' timers are timers.c). */
 #include "net/net_internal.h"
 
 #include "core/alloc.h"
@@ -178,7 +179,8 @@ hs_net_t *hs_net_new(uv_loop_t *loop)
     net->prepare.data = net;
     uv_idle_init(loop, &net->idle);
     net->idle.data = net;
-    net->handles_open = 2;
+    hs_net__timers_init(net);
+    net->handles_open = 3;
     return net;
 }
 
@@ -202,6 +204,7 @@ void hs_net_close(hs_net_t *net)
 {
     uv_close((uv_handle_t *)&net->prepare, prepare_closed_cb);
     uv_close((uv_handle_t *)&net->idle, prepare_closed_cb);
+    hs_net__timers_close(net, prepare_closed_cb);
 }
 
 size_t hs_net_conn_count(hs_net_t *net)

@@ -15,8 +15,10 @@
  * (uv_prepare; the Redis "beforeSleep" pattern), with one writev per
  * connection, so several frames for one peer in one iteration share a system
  * call and a completion never runs inside the call that queued it. No
- * per-send allocation happens in the steady state: the queue is a ring that
- * grows only when it is full, and the uv_write_t is embedded.
+ * per-send allocation happens in the steady state: the queue is a ring (two
+ * slots inside the connection, then allocated) that grows only when it is
+ * full; a uv_write_t is allocated only when the socket did not take a flush
+ * at once (libuv writes the rest), so an idle connection keeps none.
  *
  * Closing: hs_conn_close() may be called from anywhere, including inside
  * on_read(); the connection is freed later, after libuv's close callbacks,
@@ -88,7 +90,11 @@ void hs_listener_close(hs_listener_t *listener);
 void hs_conn_set_handler(hs_conn_t *conn, const hs_conn_handler_t *handler, void *data);
 void *hs_conn_data(hs_conn_t *conn);
 hs_net_t *hs_conn_net(hs_conn_t *conn);
-/* "ip:port" of the peer, NUL-terminated, valid while conn lives. */
+/* "ip:port" of the peer ("[v6]:port"), NUL-terminated, "" when unknown.
+ * Written on each call into one of a few buffers of the calling thread:
+ * valid for the next three calls of that thread (enough for one log line
+ * naming up to four peers); copy it to keep it. */
+#define HS_CONN_PEER_LEN 64
 const char *hs_conn_peer(hs_conn_t *conn);
 
 /* Queues buf for sending, taking a new reference (the caller keeps its own).

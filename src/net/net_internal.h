@@ -36,32 +36,45 @@ typedef struct hs_tls_out {
 
 typedef struct hs_tls_conn hs_tls_conn_t;
 
+/* Queue entries kept inside the connection: an idle connection, or one that
+ * never has more than this many buffers queued at once, allocates no ring. */
+#define HS_CONN_INLINE_SLOTS 2
+
+/* What an idle connection costs is this struct (and libuv's uv_tcp_t in it is
+ * most of it): requests for libuv (a write the socket did not take at once,
+ * the shutdown) are allocated for the call and freed in its callback, the
+ * timer is an entry of the net's heap (timers.c), a short queue lives in
+ * inline_out and the peer's address is kept in binary. tests/unit/net
+ * (test_net.c) checks the size. */
 struct hs_conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_write_t write_req;
-    uv_shutdown_t shutdown_req;
     hs_net_t *net;
     const hs_conn_handler_t *handler;
     void *data;
     hs_conn_timer_cb timer_cb;
-    out_slot_t *out; /* ring of queued buffers */
+    uint64_t timer_due;  /* loop time (ms) the timer fires at */
+    uint32_t timer_seq;  /* start order (wraps): equal deadlines fire in it */
+    unsigned timer_slot; /* 1 + its index in the net's heap; 0: not armed */
+    out_slot_t *out;     /* ring of queued buffers: inline_out or allocated */
     unsigned out_head, out_count, out_cap;
     unsigned writing_count; /* slots handed (perhaps in part) to the in-flight uv_write */
     size_t writing_bytes;   /* bytes handed to it */
     size_t pending;         /* queued bytes not yet written */
     size_t max_pending;
-    unsigned flags;
-    unsigned handles_open;                       /* tcp + timer; freed when it reaches 0 */
     struct hs_conn *next_pending, *prev_pending; /* the net's flush list */
     hs_tls_conn_t *tls;                          /* NULL on a plain connection */
     /* the write phase of a parallel flush (net.c): its outcome, for the
      * loop thread to act on */
     int flush_error;      /* a failed writev, as -errno */
-    size_t flush_written; /* bytes written */
     unsigned flush_calls; /* writev calls made */
+    size_t flush_written; /* bytes written */
     bool flush_partial;   /* the socket filled up before the queue emptied */
-    char peer[64];        /* "[v6 address]:port" */
+    /* the peer: AF_INET or AF_INET6 (0: unknown), port, address bytes */
+    uint8_t peer_family;
+    uint16_t peer_port;
+    uint8_t peer_addr[16];
+    unsigned flags;
+    out_slot_t inline_out[HS_CONN_INLINE_SLOTS];
 };
 
 typedef struct hs_flush_pool hs_flush_pool_t;
@@ -72,8 +85,13 @@ struct hs_net {
     hs_conn_t **flush_batch;     /* the connections of one flush */
     size_t flush_batch_cap;
     uv_prepare_t prepare;
-    uv_idle_t idle;          /* keeps the poll from blocking while fan-out waits */
-    int handles_open;        /* prepare + idle; freed when both closed */
+    uv_idle_t idle;     /* keeps the poll from blocking while fan-out waits */
+    uv_timer_t timer;   /* the connections' timers (timers.c) */
+    hs_conn_t **timers; /* their min-heap, by (timer_due, timer_seq) */
+    size_t timer_count, timer_cap;
+    uint32_t timer_seq;      /* the next start's */
+    uint64_t timer_armed;    /* the due time net->timer is set for; UINT64_MAX: none */
+    int handles_open;        /* prepare + idle + timer; freed when all closed */
     hs_conn_t *pending_head; /* connections with bytes to flush, newest first */
     size_t pending_count;
     /* fan-out connections with bytes to flush, oldest first */
@@ -91,6 +109,8 @@ void hs_net__schedule_flush(hs_net_t *net, hs_conn_t *conn);
 /* Takes conn off the flush list (before it is freed). */
 void hs_net__unschedule_flush(hs_net_t *net, hs_conn_t *conn);
 hs_conn_t *hs_conn__new(hs_net_t *net);
+/* The connection's timer came due (timers.c): runs its timer_cb. */
+void hs_conn__timer_fired(hs_conn_t *conn);
 int hs_conn__start(hs_conn_t *conn);
 /* Reading stopped: the peer closed (UV_EOF, or its TLS close_notify) or
  * reading failed; tells the handler and closes as net.h describes. */
@@ -110,6 +130,15 @@ void hs_net__flush_conn(hs_conn_t *conn);
 bool hs_net__can_flush_apart(const hs_conn_t *conn);
 void hs_net__flush_writes(hs_conn_t *conn);
 void hs_net__flush_finish(hs_conn_t *conn);
+
+/* ---- the connections' timers (timers.c) ---- */
+void hs_net__timers_init(hs_net_t *net);
+/* (Re)arms conn's timer timeout_ms from the loop's time; replaces a deadline
+ * it had. The callback is conn->timer_cb, run from hs_conn__timer_fired. */
+void hs_net__timer_start(hs_conn_t *conn, uint64_t timeout_ms);
+void hs_net__timer_stop(hs_conn_t *conn);
+/* Closes the net's timer handle (hs_net_close); cb as uv_close's. */
+void hs_net__timers_close(hs_net_t *net, uv_close_cb cb);
 
 /* ---- TLS on one connection (tls.c) ----
  * conn.c and flush.c call these; they never write to the socket themselves. */

@@ -244,7 +244,7 @@ hs_tls_conn_t *hs_tls__conn_new(hs_tls_t *tls, hs_conn_t *conn)
     BIO *bio = tc->ssl ? BIO_new(tls->bio_method) : NULL;
     if (bio == NULL) {
         char reason[256];
-        hs_log_warn("tls: %s: cannot create a TLS session: %s", conn->peer,
+        hs_log_warn("tls: %s: cannot create a TLS session: %s", hs_conn_peer(conn),
                     ssl_reason(reason, sizeof(reason)));
         SSL_free(tc->ssl);
         hs_free(tc);
@@ -306,7 +306,7 @@ bool hs_tls__has_output(const hs_tls_conn_t *tc)
 static void log_failure(hs_tls_conn_t *tc, const char *what)
 {
     char reason[256];
-    hs_log_debug("tls: %s: %s failed: %s", tc->conn->peer, what,
+    hs_log_debug("tls: %s: %s failed: %s", hs_conn_peer(tc->conn), what,
                  ssl_reason(reason, sizeof(reason)));
 }
 
@@ -360,7 +360,7 @@ void hs_tls__read(hs_conn_t *conn, const char *data, size_t len)
         int rc = SSL_do_handshake(tc->ssl);
         if (rc == 1) {
             tc->ready = true;
-            hs_log_debug("tls: %s: %s %s", conn->peer, SSL_get_version(tc->ssl),
+            hs_log_debug("tls: %s: %s %s", hs_conn_peer(conn), SSL_get_version(tc->ssl),
                          SSL_get_cipher_name(tc->ssl));
         } else if (SSL_get_error(tc->ssl, rc) != SSL_ERROR_WANT_READ) {
             log_failure(tc, "handshake");

@@ -70,7 +70,7 @@ void hs_notifier__flush_run(hs_notifier_t *n)
             continue;
         }
         transport_t *t = c->transport;
-        if (t->ops->send_run && taken < reserved && c->replayed_count == 0 && c->floor[0] == '\0') {
+        if (t->ops->send_run && taken < reserved && c->replayed == NULL) {
             int rc = t->ops->send_run(t, ws_buf, !c->unbounded);
             taken += rc == 0;
             delivered += rc == 0 ? run->count : 0;

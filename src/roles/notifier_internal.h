@@ -67,6 +67,17 @@ struct topic {
 
 typedef struct ip_entry ip_entry_t;
 
+/* What a client has since its last resume (notifier_replay.c): the ids its
+ * replay sent (sorted) and every id at or below the cursor it gave (floor,
+ * "" when none), until until_ms (wall clock ms). Allocated for a resume
+ * only, so a client that never resumed carries a pointer, not 56 bytes. */
+typedef struct replayed {
+    uint64_t until_ms;
+    size_t count;
+    char floor[HS_ULID_LEN + 1];
+    char ids[][HS_ULID_LEN + 1];
+} replayed_t;
+
 /* Closes a client when its token expires. Allocated apart from the client
  * and freed in its close callback, so the client may go at once. */
 typedef struct expiry {
@@ -101,15 +112,11 @@ struct client {
     bool replaying;         /* live messages go to held until the replay is sent */
     bool unbounded;         /* sending a part of a replay or the held messages: past
                                --max-pending (each is bounded by it already) */
+    bool held_overflow;     /* more than --max-pending was held: resume again */
     /* What the client has since its last resume and may still arrive live
-     * (a bus that hands an event over again, maybe to another node): the
-     * ids its replay sent (sorted) and every id at or below the cursor it
-     * gave (floor, "" when none), until replayed_until_ms (wall clock ms):
-     * see remember_replayed */
-    size_t replayed_count;
-    char floor[HS_ULID_LEN + 1];
-    char (*replayed)[HS_ULID_LEN + 1];
-    uint64_t replayed_until_ms;
+     * (a bus that hands an event over again, maybe to another node); NULL
+     * when nothing: see remember_replayed */
+    replayed_t *replayed;
     hs_notifier_t *notifier;
     uint64_t serial;           /* unique per client object on this node */
     uint64_t epoch;            /* the store's epoch of this attach (claim_connection) */
@@ -117,7 +124,6 @@ struct client {
     expiry_t *window;          /* runs while detached: the end of the resume window */
     held_t *held, **held_tail; /* in arrival order */
     size_t held_bytes;         /* bounded by --max-pending */
-    bool held_overflow;        /* more than that arrived: resume again */
     uint64_t attach_gen;       /* unique per attach: a late answer for an older one is dropped */
     char last_ack[HS_ULID_LEN + 1]; /* highest acknowledged id, "" before any */
     bool ack_dirty;                 /* last_ack not yet written to the store */

@@ -20,8 +20,6 @@ void hs_notifier__drop_held(client_t *c)
     c->held_bytes = 0;
     hs_free(c->replayed);
     c->replayed = NULL;
-    c->replayed_count = 0;
-    c->floor[0] = '\0';
 }
 
 static int id_cmp(const void *a, const void *b)
@@ -34,19 +32,17 @@ static int id_cmp(const void *a, const void *b)
  * nothing of it can still be on its way). */
 bool hs_notifier__has_already(client_t *c, const char *id)
 {
-    if (c->replayed_count == 0 && c->floor[0] == '\0')
+    const replayed_t *r = c->replayed;
+    if (r == NULL)
         return false;
-    if (hs_now_ms() > c->replayed_until_ms) {
+    if (hs_now_ms() > r->until_ms) {
         hs_free(c->replayed);
         c->replayed = NULL;
-        c->replayed_count = 0;
-        c->floor[0] = '\0';
         return false;
     }
-    if (c->floor[0] && strcmp(id, c->floor) <= 0)
+    if (r->floor[0] && strcmp(id, r->floor) <= 0)
         return true;
-    return c->replayed_count &&
-           bsearch(id, c->replayed, c->replayed_count, sizeof(*c->replayed), id_cmp) != NULL;
+    return r->count && bsearch(id, r->ids, r->count, sizeof(r->ids[0]), id_cmp) != NULL;
 }
 
 /* Holds a live message during a replay. Past --max-pending of them the
@@ -132,20 +128,22 @@ static void remember_replayed(hs_notifier_t *n, client_t *client, const char *cu
         horizon = 8 * n->cfg->heartbeat_interval_ms;
     if (horizon < 10000)
         horizon = 10000;
-    client->replayed_until_ms = now + horizon;
-    snprintf(client->floor, sizeof(client->floor), "%s", cursor ? cursor : "");
     size_t first = 0;
     hs_ulid_t id;
     while (first < count && hs_ulid_parse(items[first]->id, HS_ULID_LEN, &id) == 0 &&
            hs_ulid_time_ms(&id) + horizon < now)
         first++;
-    if (first == count)
-        return;
-    client->replayed_count = count - first;
-    client->replayed = hs_malloc(client->replayed_count * sizeof(*client->replayed));
+    hs_free(client->replayed);
+    client->replayed = NULL;
+    if (first == count && (cursor == NULL || cursor[0] == '\0'))
+        return; /* nothing to remember */
+    replayed_t *r = hs_malloc(sizeof(*r) + (count - first) * sizeof(r->ids[0]));
+    snprintf(r->floor, sizeof(r->floor), "%s", cursor ? cursor : "");
+    r->count = count - first;
     for (size_t i = first; i < count; i++)
-        memcpy(client->replayed[i - first], items[i]->id, HS_ULID_LEN + 1);
-    client->replayed_until_ms = now + horizon;
+        memcpy(r->ids[i - first], items[i]->id, HS_ULID_LEN + 1);
+    r->until_ms = now + horizon;
+    client->replayed = r;
 }
 
 static void send_held(client_t *c, const held_t *h)

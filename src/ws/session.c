@@ -1,12 +1,12 @@
 /* session.c - a server-side WebSocket connection on an hs_conn.
  *
- * Memory: an idle session is this struct and nothing else. Bytes of an
- * incomplete frame and the pieces of a fragmented message are kept in
- * buffers allocated on demand and released once the frame or message is
- * complete: the first holds one frame (a header and at most max_message of
- * payload, however many frames a read carries), the second at most
- * max_message. What the session queues to the peer, control frames
- * included, counts against max_pending; a ping flood costs one pong. */
+ * Memory: an idle session is this struct (under 64 bytes) and nothing else.
+ * Bytes of an incomplete frame and the pieces of a fragmented message are
+ * kept in buffers allocated on demand (with their lengths, incoming_t) and
+ * released once the frame or message is complete: the first holds one frame (a header and at most
+ * max_message of payload, however many frames a read carries), the second at most max_message. What
+ * the session queues to the peer, control frames included, counts against max_pending; a ping flood
+ * costs one pong. */
 #include "ws/session.h"
 
 #include <stdatomic.h>
@@ -21,11 +21,9 @@
 
 #define CLOSE_WAIT_MS 5000
 
-struct hs_ws_session {
-    hs_conn_t *conn;
-    const hs_ws_config_t *cfg;
-    const hs_ws_callbacks_t *callbacks;
-    void *data;
+/* What a session keeps of its peer's frames between reads: allocated when
+ * a frame or a message is incomplete, freed when neither is. */
+typedef struct incoming {
     uint8_t *partial; /* an incomplete frame: header and payload so far */
     size_t partial_len, partial_cap;
     size_t partial_checked;       /* payload bytes of that frame already UTF-8 checked */
@@ -34,17 +32,29 @@ struct hs_ws_session {
     size_t msg_len, msg_cap;
     hs_utf8_state_t utf8;
     uint8_t msg_opcode; /* 0: no message in progress */
+} incoming_t;
+
+struct hs_ws_session {
+    hs_conn_t *conn;
+    const hs_ws_config_t *cfg;
+    const hs_ws_callbacks_t *callbacks;
+    void *data;
+    incoming_t *in; /* NULL when no frame or message is incomplete */
     /* At most one pong waits (answer_ping): the last one queued, while the
-     * queue holds it, and the payload of the newest ping not yet answered. */
+     * queue holds it, and the answer to the newest ping not yet answered
+     * (allocated then: an idle session keeps no room for one). */
     hs_buf_t *pong;
-    uint8_t held_pong[HS_WS_MAX_CONTROL];
-    uint8_t held_pong_len;
-    bool pong_held;
+    hs_buf_t *held_pong;
     uint8_t missed_pongs;
     bool close_sent;
     bool close_received;
     uint16_t close_code;
 };
+
+/* The budget of docs/performance.md ("Memory per connection"): every idle
+ * WebSocket connection has one session (it was 248 bytes with a held pong's
+ * payload and the reassembly state inline). */
+_Static_assert(sizeof(struct hs_ws_session) <= 64, "an idle session passed its 64-byte budget");
 
 static const hs_conn_handler_t ws_handler;
 
@@ -146,12 +156,11 @@ static bool pong_queued(const hs_ws_session_t *ws)
     return ws->pong != NULL && atomic_load(&ws->pong->refs) > 1;
 }
 
-static void send_pong(hs_ws_session_t *ws, const uint8_t *payload, size_t len)
+/* Sends pong, taking the caller's reference. */
+static void send_pong(hs_ws_session_t *ws, hs_buf_t *pong)
 {
-    ws->pong_held = false;
     hs_buf_unref(ws->pong);
     ws->pong = NULL;
-    hs_buf_t *pong = hs_ws_frame_new(HS_WS_OP_PONG, payload, len);
     if (hs_ws_send(ws, pong) == 0)
         ws->pong = pong; /* kept to see when the queue lets it go */
     else
@@ -169,13 +178,13 @@ static void answer_ping(hs_ws_session_t *ws, const uint8_t *payload, size_t len)
 {
     if (ws->close_sent)
         return;
+    hs_buf_t *pong = hs_ws_frame_new(HS_WS_OP_PONG, payload, len);
     if (!pong_queued(ws)) {
-        send_pong(ws, payload, len);
+        send_pong(ws, pong);
         return;
     }
-    memcpy(ws->held_pong, payload, len);
-    ws->held_pong_len = (uint8_t)len;
-    ws->pong_held = true;
+    hs_buf_unref(ws->held_pong);
+    ws->held_pong = pong;
 }
 
 /* The queue is empty: the pong held back goes now, then the application
@@ -185,8 +194,14 @@ static void ws_on_drain(hs_conn_t *conn)
     hs_ws_session_t *ws = hs_conn_data(conn);
     if (ws->close_sent)
         return;
-    if (ws->pong_held)
-        send_pong(ws, ws->held_pong, ws->held_pong_len);
+    if (ws->held_pong) {
+        hs_buf_t *pong = ws->held_pong;
+        ws->held_pong = NULL;
+        send_pong(ws, pong);
+    } else if (ws->pong && !pong_queued(ws)) {
+        hs_buf_unref(ws->pong); /* written: nothing to watch any more */
+        ws->pong = NULL;
+    }
     if (ws->callbacks->on_drain && !ws->close_sent)
         ws->callbacks->on_drain(ws);
 }
@@ -204,12 +219,41 @@ static void *grow(void *ptr, size_t *cap, size_t need)
     return hs_realloc(ptr, c);
 }
 
+static incoming_t *incoming(hs_ws_session_t *ws)
+{
+    if (ws->in == NULL)
+        ws->in = hs_calloc(1, sizeof(*ws->in));
+    return ws->in;
+}
+
+/* Frees ws->in once it holds neither a frame nor a message. */
+static void release_incoming_if_done(hs_ws_session_t *ws)
+{
+    if (ws->in && ws->in->partial_len == 0 && ws->in->msg_opcode == 0) {
+        hs_free(ws->in->partial);
+        hs_free(ws->in->msg);
+        hs_free(ws->in);
+        ws->in = NULL;
+    }
+}
+
+static uint8_t msg_opcode(const hs_ws_session_t *ws)
+{
+    return ws->in ? ws->in->msg_opcode : 0;
+}
+
+static size_t partial_len(const hs_ws_session_t *ws)
+{
+    return ws->in ? ws->in->partial_len : 0;
+}
+
 static void release_msg(hs_ws_session_t *ws)
 {
-    hs_free(ws->msg);
-    ws->msg = NULL;
-    ws->msg_len = ws->msg_cap = 0;
-    ws->msg_opcode = 0;
+    hs_free(ws->in->msg);
+    ws->in->msg = NULL;
+    ws->in->msg_len = ws->in->msg_cap = 0;
+    ws->in->msg_opcode = 0;
+    release_incoming_if_done(ws);
 }
 
 static void handle_close_frame(hs_ws_session_t *ws, const uint8_t *payload, size_t len)
@@ -263,40 +307,41 @@ static bool handle_frame(hs_ws_session_t *ws, const hs_ws_frame_header_t *h, con
     }
     if (ws->close_sent)
         return true; /* data after our close frame is ignored */
+    incoming(ws);
     if (h->opcode == HS_WS_OP_CONT) {
-        if (ws->msg_opcode == 0) {
+        if (ws->in->msg_opcode == 0) {
             fail(ws, 1002, "continuation frame without a message");
             return false;
         }
     } else {
-        if (ws->msg_opcode != 0) {
+        if (ws->in->msg_opcode != 0) {
             fail(ws, 1002, "new message before the previous one ended");
             return false;
         }
-        ws->msg_opcode = h->opcode;
-        hs_utf8_init(&ws->utf8);
+        ws->in->msg_opcode = h->opcode;
+        hs_utf8_init(&ws->in->utf8);
     }
-    if (ws->msg_len + len > ws->cfg->max_message) {
+    if (ws->in->msg_len + len > ws->cfg->max_message) {
         fail(ws, 1009, "message too big");
         return false;
     }
-    ws->msg = grow(ws->msg, &ws->msg_cap, ws->msg_len + len + 1);
-    uint8_t *dst = ws->msg + ws->msg_len;
+    ws->in->msg = grow(ws->in->msg, &ws->in->msg_cap, ws->in->msg_len + len + 1);
+    uint8_t *dst = ws->in->msg + ws->in->msg_len;
     memcpy(dst, masked, len);
     hs_ws_unmask(dst, len, h->mask, 0);
-    ws->msg_len += len;
-    if (ws->msg_opcode == HS_WS_OP_TEXT) {
-        hs_utf8_result_t r = hs_utf8_feed(&ws->utf8, dst, len);
+    ws->in->msg_len += len;
+    if (ws->in->msg_opcode == HS_WS_OP_TEXT) {
+        hs_utf8_result_t r = hs_utf8_feed(&ws->in->utf8, dst, len);
         if (r == HS_UTF8_REJECT || (h->fin && r != HS_UTF8_ACCEPT)) {
             fail(ws, 1007, "text message is not valid UTF-8");
             return false;
         }
     }
     if (h->fin) {
-        bool binary = ws->msg_opcode == HS_WS_OP_BINARY;
-        ws->msg[ws->msg_len] = '\0';
+        bool binary = ws->in->msg_opcode == HS_WS_OP_BINARY;
+        ws->in->msg[ws->in->msg_len] = '\0';
         if (ws->callbacks->on_message)
-            ws->callbacks->on_message(ws, binary, (const char *)ws->msg, ws->msg_len);
+            ws->callbacks->on_message(ws, binary, (const char *)ws->in->msg, ws->in->msg_len);
         release_msg(ws);
     }
     return !hs_conn_closing(ws->conn);
@@ -313,7 +358,8 @@ static bool frame_fits(hs_ws_session_t *ws, const hs_ws_frame_header_t *h)
         fail(ws, 1009, "frame too big");
         return false;
     }
-    if (h->opcode == HS_WS_OP_CONT && ws->msg_opcode != 0 && ws->msg_len + h->payload_len > max) {
+    if (h->opcode == HS_WS_OP_CONT && msg_opcode(ws) != 0 &&
+        ws->in->msg_len + h->payload_len > max) {
         fail(ws, 1009, "message too big");
         return false;
     }
@@ -349,10 +395,11 @@ static size_t handle_frames(hs_ws_session_t *ws, const uint8_t *buf, size_t len)
 
 static void release_partial(hs_ws_session_t *ws)
 {
-    hs_free(ws->partial);
-    ws->partial = NULL;
-    ws->partial_len = ws->partial_cap = 0;
-    ws->partial_checked = 0;
+    hs_free(ws->in->partial);
+    ws->in->partial = NULL;
+    ws->in->partial_len = ws->in->partial_cap = 0;
+    ws->in->partial_checked = 0;
+    release_incoming_if_done(ws);
 }
 
 /* Appends n bytes to the incomplete frame, whose buffer is sized for exactly
@@ -360,12 +407,13 @@ static void release_partial(hs_ws_session_t *ws)
  * HS_WS_MAX_HEADER + max_message. */
 static void partial_append(hs_ws_session_t *ws, const uint8_t *bytes, size_t n, size_t need)
 {
-    if (ws->partial_cap < need) {
-        ws->partial = hs_realloc(ws->partial, need);
-        ws->partial_cap = need;
+    incoming(ws);
+    if (ws->in->partial_cap < need) {
+        ws->in->partial = hs_realloc(ws->in->partial, need);
+        ws->in->partial_cap = need;
     }
-    memcpy(ws->partial + ws->partial_len, bytes, n);
-    ws->partial_len += n;
+    memcpy(ws->in->partial + ws->in->partial_len, bytes, n);
+    ws->in->partial_len += n;
 }
 
 /* Completes the incomplete frame from bytes, taking only the bytes that
@@ -379,7 +427,7 @@ static size_t complete_partial(hs_ws_session_t *ws, const uint8_t *bytes, size_t
     size_t taken = 0;
     for (;;) {
         hs_ws_frame_header_t h;
-        int rc = hs_ws_parse_header(ws->partial, ws->partial_len, HS_WS_MASKED, &h);
+        int rc = hs_ws_parse_header(ws->in->partial, ws->in->partial_len, HS_WS_MASKED, &h);
         size_t need;
         if (rc == HS_EAGAIN) {
             need = h.header_len;
@@ -392,13 +440,13 @@ static size_t complete_partial(hs_ws_session_t *ws, const uint8_t *bytes, size_t
             if (!frame_fits(ws, &h))
                 return SIZE_MAX;
             need = h.header_len + (size_t)h.payload_len;
-            if (ws->partial_len == need) {
-                bool reading = handle_frame(ws, &h, ws->partial + h.header_len);
+            if (ws->in->partial_len == need) {
+                bool reading = handle_frame(ws, &h, ws->in->partial + h.header_len);
                 release_partial(ws);
                 return reading ? taken : SIZE_MAX;
             }
         }
-        size_t n = need - ws->partial_len;
+        size_t n = need - ws->in->partial_len;
         if (n > len - taken)
             n = len - taken;
         if (n == 0)
@@ -414,31 +462,31 @@ static size_t complete_partial(hs_ws_session_t *ws, const uint8_t *bytes, size_t
 static bool check_partial_text(hs_ws_session_t *ws)
 {
     hs_ws_frame_header_t h;
-    if (hs_ws_parse_header(ws->partial, ws->partial_len, HS_WS_MASKED, &h) != 0)
+    if (hs_ws_parse_header(ws->in->partial, ws->in->partial_len, HS_WS_MASKED, &h) != 0)
         return true;
-    bool text =
-        h.opcode == HS_WS_OP_TEXT || (h.opcode == HS_WS_OP_CONT && ws->msg_opcode == HS_WS_OP_TEXT);
+    bool text = h.opcode == HS_WS_OP_TEXT ||
+                (h.opcode == HS_WS_OP_CONT && ws->in->msg_opcode == HS_WS_OP_TEXT);
     if (!text || ws->close_sent)
         return true;
-    size_t avail = ws->partial_len - h.header_len;
-    if (ws->partial_checked == 0) {
+    size_t avail = ws->in->partial_len - h.header_len;
+    if (ws->in->partial_checked == 0) {
         if (h.opcode == HS_WS_OP_TEXT)
-            hs_utf8_init(&ws->partial_utf8);
+            hs_utf8_init(&ws->in->partial_utf8);
         else
-            ws->partial_utf8 = ws->utf8;
+            ws->in->partial_utf8 = ws->in->utf8;
     }
-    while (ws->partial_checked < avail) {
+    while (ws->in->partial_checked < avail) {
         uint8_t chunk[256];
-        size_t n = avail - ws->partial_checked;
+        size_t n = avail - ws->in->partial_checked;
         if (n > sizeof(chunk))
             n = sizeof(chunk);
-        memcpy(chunk, ws->partial + h.header_len + ws->partial_checked, n);
-        hs_ws_unmask(chunk, n, h.mask, ws->partial_checked);
-        if (hs_utf8_feed(&ws->partial_utf8, chunk, n) == HS_UTF8_REJECT) {
+        memcpy(chunk, ws->in->partial + h.header_len + ws->in->partial_checked, n);
+        hs_ws_unmask(chunk, n, h.mask, ws->in->partial_checked);
+        if (hs_utf8_feed(&ws->in->partial_utf8, chunk, n) == HS_UTF8_REJECT) {
             fail(ws, 1007, "text message is not valid UTF-8");
             return false;
         }
-        ws->partial_checked += n;
+        ws->in->partial_checked += n;
     }
     return true;
 }
@@ -451,13 +499,13 @@ static void ws_on_read(hs_conn_t *conn, const char *data, size_t len)
 {
     hs_ws_session_t *ws = hs_conn_data(conn);
     const uint8_t *bytes = (const uint8_t *)data;
-    if (ws->partial_len > 0) {
+    if (partial_len(ws) > 0) {
         size_t used = complete_partial(ws, bytes, len);
         if (used == SIZE_MAX)
             return;
         bytes += used;
         len -= used;
-        if (ws->partial_len > 0) { /* still incomplete: the read is used up */
+        if (partial_len(ws) > 0) { /* still incomplete: the read is used up */
             check_partial_text(ws);
             return;
         }
@@ -490,9 +538,13 @@ static void ws_on_close(hs_conn_t *conn)
     bool clean = ws->close_received;
     if (ws->callbacks->on_close)
         ws->callbacks->on_close(ws, code, clean);
-    hs_free(ws->partial);
-    hs_free(ws->msg);
+    if (ws->in) {
+        hs_free(ws->in->partial);
+        hs_free(ws->in->msg);
+        hs_free(ws->in);
+    }
     hs_buf_unref(ws->pong);
+    hs_buf_unref(ws->held_pong);
     hs_free(ws);
 }
 

@@ -100,6 +100,18 @@ static void conn_write_cb(int status, void *data)
                     conn_write_names[w->kind]);
     if (w->kind == CW_ADD && status == 0 && w->tries > 1)
         hs_log_info("notifier: conn %s: its row is stored now (try %u)", w->id, w->tries);
+    if (w->kind == CW_RELEASE && status == HS_ENOTFOUND) {
+        /* No row at this epoch: another attach owns it (the expire below
+         * changes nothing then), or the connection never got one - it
+         * began while the store was away and detached before its row was
+         * written. Subscriptions an API subscribe stored for it meanwhile
+         * would outlive it if this node died before the resume window's
+         * end (its cleanup goes by the rows): they go now. */
+        w->kind = CW_EXPIRE;
+        w->tries = 0;
+        conn_write_issue(w);
+        return;
+    }
     if (status == 0 || status == HS_ENOTFOUND || (w->kind == CW_ADD && status == HS_EEXIST)) {
         hs_free(w);
         return;

@@ -414,3 +414,117 @@ def test_a_connection_opened_while_mariadb_is_away_gets_its_row_when_it_is_back(
         return cid, status
     cid, status = asyncio.run(go())
     assert status == 200, f"{cid} never got its row\n{cluster.logs()}"
+
+
+class Cut:
+    """A TCP relay to MariaDB that the test can cut (every relayed
+    connection closed, new ones refused) and mend: one role loses the
+    database while the others keep it."""
+
+    def __init__(self, port):
+        import socket
+        self.target = port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.cut = False
+        self.pairs = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        import socket
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut:
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.pairs.append((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pump(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def set_cut(self, cut):
+        import socket
+        self.cut = cut
+        if cut:
+            with self.lock:
+                pairs, self.pairs = self.pairs, []
+            for pair in pairs:
+                for s in pair:
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+    def close(self):
+        self.set_cut(True)
+        self.listener.close()
+
+
+def test_a_connection_without_a_row_leaves_no_subscription_at_its_detach(cluster_factory):
+    """A connection that began while its notifier could not reach MariaDB has
+    no row yet; an API subscribe (the publisher reaches MariaDB) stores a
+    subscription for it. When it detaches before its row is written, that
+    subscription goes with the detach: it used to stay until the end of the
+    resume window, and for good when the node died before then (the dead
+    node's cleanup goes by the rows) - the checker's subscription_lingers in
+    CI, seed 1301."""
+    cluster = cluster_factory(notifiers=(), consumers=1)
+    relay = Cut(cluster.maria.port)
+    port = free_port()
+    db = cluster.maria.url.replace(f":{cluster.maria.port}/", f":{relay.port}/")
+    cluster.start("notifier-p", "notifier", "--db", db, "--redis", cluster.redis.url,
+                  "--node-id", "p", "--ws-addr", f"127.0.0.1:{port}", "--resume-window", "60s")
+    wait_port(port, cluster.roles["notifier-p"].proc, cluster.roles["notifier-p"].log)
+
+    async def go():
+        relay.set_cut(True)
+        ws, cid = await connect_to(port)
+        await asyncio.sleep(0.3)  # registered in Redis (the directory), not in MariaDB
+        status, body = await asyncio.to_thread(cluster.request, "POST", "/api/v1/subscribes",
+                                               {"topic": "orphan", "connectionID": cid})
+        assert status == 201, body
+        ws.transport.abort()
+        await asyncio.sleep(1.5)  # the detach is written while MariaDB is away: retried
+        relay.set_cut(False)
+        deadline = time.monotonic() + 15
+        subs = None
+        while time.monotonic() < deadline:
+            status, subs = await asyncio.to_thread(
+                cluster.request, "GET", f"/api/v1/subscribes?connectionID={cid}")
+            if status == 200 and subs == []:
+                break
+            await asyncio.sleep(0.3)
+        return cid, subs
+    try:
+        cid, subs = asyncio.run(go())
+    finally:
+        relay.close()
+    assert subs == [], f"{cid} still has {subs}\n{cluster.logs()}"

@@ -97,34 +97,67 @@ static void idle_cb(uv_idle_t *idle)
     (void)idle; /* only there so that the poll does not block */
 }
 
+/* Takes up to n connections off the front of the fan-out list (the oldest)
+ * and returns them as a detached list. */
+static hs_conn_t *take_fanout(hs_net_t *net, size_t n)
+{
+    hs_conn_t *head = net->fanout_head, *last = head;
+    size_t taken = 1;
+    while (taken < n && last->next_pending) {
+        last = last->next_pending;
+        taken++;
+    }
+    net->fanout_head = last->next_pending;
+    if (net->fanout_head)
+        net->fanout_head->prev_pending = NULL;
+    else
+        net->fanout_tail = NULL;
+    last->next_pending = NULL;
+    net->fanout_count -= taken;
+    return head;
+}
+
+/* A fan-out connection whose queue has grown past a quarter of its bound
+ * (64 KiB at most): the loop has been taking in messages faster than the
+ * parts of the waves leave. */
+static bool fanout_behind(const hs_conn_t *conn)
+{
+    size_t limit = HS_NET_FANOUT_BEHIND;
+    if (conn->max_pending && conn->max_pending / 4 < limit)
+        limit = conn->max_pending / 4;
+    return conn->pending >= limit;
+}
+
 static void prepare_cb(uv_prepare_t *prepare)
 {
     hs_net_t *net = prepare->data;
-    if (net->flush_pool && net->pending_count + net->fanout_count >= PARALLEL_FLUSH_MIN) {
-        /* A large wave: all of it at once, on every core. */
-        hs_conn_t *list = net->pending_head;
-        if (net->fanout_head) {
-            net->fanout_tail->next_pending = list;
-            if (list)
-                list->prev_pending = net->fanout_tail;
-            list = net->fanout_head;
-        }
-        net->pending_head = net->fanout_head = net->fanout_tail = NULL;
-        net->pending_count = net->fanout_count = 0;
+    /* Every other connection first (answers, handshakes): an answer never
+     * waits behind a wave, so the next publish is read and committed while
+     * the wave goes out, and reaches the same sockets in fewer writes. */
+    hs_conn_t *list = net->pending_head;
+    bool parallel = net->flush_pool && net->pending_count >= PARALLEL_FLUSH_MIN;
+    net->pending_head = NULL;
+    net->pending_count = 0;
+    if (parallel)
         flush_parallel(net, list);
-    } else {
-        /* Every other connection first (answers, handshakes), then the
-         * oldest fan-out connections up to the budget; the rest wait for the
-         * next iterations, collecting what else they are sent. */
-        hs_conn_t *list = net->pending_head;
-        net->pending_head = NULL;
-        net->pending_count = 0;
+    else
         flush_list(list);
-        for (unsigned n = 0; n < HS_NET_FANOUT_PER_ITERATION && net->fanout_head; n++) {
-            hs_conn_t *conn = net->fanout_head;
-            unlink_pending(net, conn);
-            hs_net__flush_conn(conn);
-        }
+    /* Then the oldest fan-out connections, a few per iteration: the loop
+     * reads between the parts, so the next publishes are committed while a
+     * wave goes out and reach each socket with it, in one write. Once the
+     * oldest has fallen behind (its queue past a share of the bound), the
+     * whole wave goes at once, on every core: the loop reads no more until
+     * it is out, which holds the publishers back, so a reader is never
+     * closed for the server's own backlog. */
+    if (net->fanout_head) {
+        size_t n = HS_NET_FANOUT_PER_ITERATION;
+        if (fanout_behind(net->fanout_head))
+            n = net->fanout_count;
+        hs_conn_t *wave = take_fanout(net, n);
+        if (net->flush_pool && n >= PARALLEL_FLUSH_MIN)
+            flush_parallel(net, wave);
+        else
+            flush_list(wave);
     }
     if (net->pending_head == NULL && net->fanout_head == NULL)
         uv_prepare_stop(&net->prepare);

@@ -118,11 +118,12 @@ void hs_conn_discard_unsent(hs_conn_t *conn);
 size_t hs_conn_pending(hs_conn_t *conn);
 /* The bound used by hs_conn_send; 0 means no bound. Default 0. */
 void hs_conn_set_max_pending(hs_conn_t *conn, size_t bytes);
-/* Marks a connection that receives fan-out (a subscriber): when the loop has
- * no helpers to share a wave with, such connections are flushed at most
- * HS_NET_FANOUT_PER_ITERATION per iteration, oldest first, after every other
- * connection, so that a wave of sends does not hold up the requests and
- * answers of the iteration (net.c). */
+/* Marks a connection that receives fan-out (a subscriber): such connections
+ * are flushed after every other connection (answers, handshakes), at most
+ * HS_NET_FANOUT_PER_ITERATION per iteration, oldest first, so the loop reads
+ * the next requests between the parts of a wave; when the oldest has fallen
+ * behind (HS_NET_FANOUT_BEHIND queued), the whole wave goes at once, shared
+ * with the helper threads if any (net.c). */
 void hs_conn_set_fanout(hs_conn_t *conn);
 
 /* Passes bytes to the handler's on_read as if they had just been read; for

@@ -11,7 +11,10 @@
 /* Fan-out connections flushed per iteration when no helper shares the wave
  * (hs_conn_set_fanout). */
 #define HS_NET_FANOUT_PER_ITERATION 32
-#define HS_NET_MAX_IOVS             64
+/* A fan-out connection with this much queued (or a quarter of its bound,
+ * when lower) has fallen behind: the whole wave goes at once (net.c). */
+#define HS_NET_FANOUT_BEHIND (64 * 1024)
+#define HS_NET_MAX_IOVS      64
 
 typedef struct out_slot {
     hs_buf_t *buf;

@@ -13,6 +13,8 @@
 #include <cmocka.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "net/net_internal.h"
@@ -484,6 +486,70 @@ static void test_short_queue_inline(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- the order of a flush (net.c) ----------------------------------------------- */
+
+#define WAVE 80
+
+/* A connection on one end of a socket pair; the other end is never read. */
+static hs_conn_t *paired_conn(hs_net_t *net, int *peer)
+{
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    hs_conn_t *conn = hs_conn__new(net);
+    assert_int_equal(uv_tcp_open(&conn->tcp, fds[0]), 0);
+    *peer = fds[1];
+    return conn;
+}
+
+/* An answer is written before a wave, whatever their order; the wave goes
+ * HS_NET_FANOUT_PER_ITERATION connections per iteration, oldest first, so
+ * the loop reads between the parts; once the oldest has fallen behind, the
+ * rest of the wave goes in one iteration. */
+static void test_fanout_in_parts(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    hs_net_t *net = hs_net_new(&loop);
+    hs_conn_t *wave[WAVE];
+    int peers[WAVE + 1];
+    hs_buf_t *frame = hs_buf_from("a frame of a message", 20);
+    for (int i = 0; i < WAVE; i++) {
+        wave[i] = paired_conn(net, &peers[i]);
+        hs_conn_set_fanout(wave[i]);
+        assert_int_equal(hs_conn_send(wave[i], frame), 0);
+    }
+    hs_conn_t *answer = paired_conn(net, &peers[WAVE]); /* queued last */
+    assert_int_equal(hs_conn_send(answer, frame), 0);
+
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(hs_conn_pending(answer), 0);
+    for (int i = 0; i < WAVE; i++)
+        assert_int_equal(hs_conn_pending(wave[i]), i < HS_NET_FANOUT_PER_ITERATION ? 0 : 20);
+
+    /* The oldest left falls behind: all the rest goes at once. */
+    hs_buf_t *big = hs_buf_new(HS_NET_FANOUT_BEHIND);
+    big->len = HS_NET_FANOUT_BEHIND;
+    memset(big->data, 'x', big->len);
+    assert_int_equal(hs_conn_send(wave[HS_NET_FANOUT_PER_ITERATION], big), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    for (int i = HS_NET_FANOUT_PER_ITERATION + 1; i < WAVE; i++)
+        assert_int_equal(hs_conn_pending(wave[i]), 0);
+    assert_true(hs_conn_pending(wave[HS_NET_FANOUT_PER_ITERATION]) < HS_NET_FANOUT_BEHIND);
+
+    hs_buf_unref(frame);
+    hs_buf_unref(big);
+    for (int i = 0; i < WAVE; i++)
+        hs_conn_close(wave[i]);
+    hs_conn_close(answer);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    hs_net_close(net);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    for (int i = 0; i <= WAVE; i++)
+        close(peers[i]);
+}
+
 /* ---- the connections' timers (timers.c) --------------------------------------- */
 
 #define TIMED 6
@@ -617,21 +683,14 @@ static void test_timers_many(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_echo_and_eof),
-        cmocka_unit_test(test_sends_batched),
-        cmocka_unit_test(test_big_queue_slow_reader),
-        cmocka_unit_test(test_pending_bound),
-        cmocka_unit_test(test_close_inside_read),
-        cmocka_unit_test(test_timer_fires_once),
-        cmocka_unit_test(test_timer_not_after_close),
-        cmocka_unit_test(test_emfile_backoff),
-        cmocka_unit_test(test_listener_addresses),
-        cmocka_unit_test(test_vectors_slow_reader),
-        cmocka_unit_test(test_vector_holds_its_parts),
-        cmocka_unit_test(test_idle_conn_size),
-        cmocka_unit_test(test_short_queue_inline),
-        cmocka_unit_test(test_timers_order),
-        cmocka_unit_test(test_timers_many),
+        cmocka_unit_test(test_echo_and_eof),           cmocka_unit_test(test_sends_batched),
+        cmocka_unit_test(test_big_queue_slow_reader),  cmocka_unit_test(test_pending_bound),
+        cmocka_unit_test(test_close_inside_read),      cmocka_unit_test(test_timer_fires_once),
+        cmocka_unit_test(test_timer_not_after_close),  cmocka_unit_test(test_emfile_backoff),
+        cmocka_unit_test(test_listener_addresses),     cmocka_unit_test(test_vectors_slow_reader),
+        cmocka_unit_test(test_vector_holds_its_parts), cmocka_unit_test(test_idle_conn_size),
+        cmocka_unit_test(test_short_queue_inline),     cmocka_unit_test(test_fanout_in_parts),
+        cmocka_unit_test(test_timers_order),           cmocka_unit_test(test_timers_many),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,12 +57,14 @@
 #define POOL_TLS       160
 #define POOL_PLAIN     160
 #define POOL_CONNS     (POOL_TLS + POOL_PLAIN)
-#define POOL_BYTES     (20u * 1024)
+#define POOL_BYTES     (80u * 1024) /* past HS_NET_FANOUT_BEHIND: one wave */
 #define ECHO_BYTES     (200u * 1024)
 #define SERVER_SNDBUF  (64 * 1024) /* the kernel doubles it */
 #define RESET_AFTER    (256u * 1024)
 #define KEY_UPDATE_AT  (1024u * 1024)
 #define CLIENT_TIMEOUT 20 /* s: a blocking socket call gives up after this */
+
+_Static_assert(POOL_BYTES >= HS_NET_FANOUT_BEHIND, "the pool scenario needs a wave behind");
 
 enum {
     S_ECHO,
@@ -1025,7 +1027,7 @@ static void accept_cb(hs_listener_t *listener, hs_conn_t *conn)
     fx->alive[idx] = true;
     atomic_store(&fx->accepted, true);
     hs_conn_set_handler(conn, &handler, (void *)(intptr_t)idx);
-    if (fx->scenario == S_POOL && conn->tls)
+    if (fx->scenario == S_POOL)
         hs_conn_set_fanout(conn); /* the WebSocket sessions' list */
     if (fx->scenario == S_EARLY || fx->scenario == S_EARLY_CLOSE) {
         /* Queued before the handshake: waits for it. */

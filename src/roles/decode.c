@@ -276,6 +276,23 @@ int hs_decode_user_path(const char *segment, char out[HS_USER_ID_CAP], hs_api_er
     return 0;
 }
 
+/* The query parameter 'limit' of a paged list: absent keeps *out (the
+ * default), else an integer from 1 to HS_HISTORY_LIMIT_MAX. */
+static int decode_limit(const char *limit, unsigned *out, hs_api_error_t *err)
+{
+    if (limit == NULL)
+        return 0;
+    char *end;
+    errno = 0;
+    long value = strtol(limit, &end, 10);
+    if (limit[0] == '\0' || *end != '\0' || errno != 0 || value < 1 || value > HS_HISTORY_LIMIT_MAX)
+        return fail(err, 400, "invalid_field",
+                    "query parameter 'limit' must be an integer from 1 to %d",
+                    HS_HISTORY_LIMIT_MAX);
+    *out = (unsigned)value;
+    return 0;
+}
+
 int hs_decode_history(const char *topic, const char *last_id, const char *limit,
                       const char *forward, hs_history_query_t *out, hs_api_error_t *err)
 {
@@ -294,17 +311,8 @@ int hs_decode_history(const char *topic, const char *last_id, const char *limit,
         out->has_cursor = true;
     }
     out->limit = HS_HISTORY_LIMIT_DEFAULT;
-    if (limit != NULL) {
-        char *end;
-        errno = 0;
-        long value = strtol(limit, &end, 10);
-        if (limit[0] == '\0' || *end != '\0' || errno != 0 || value < 1 ||
-            value > HS_HISTORY_LIMIT_MAX)
-            return fail(err, 400, "invalid_field",
-                        "query parameter 'limit' must be an integer from 1 to %d",
-                        HS_HISTORY_LIMIT_MAX);
-        out->limit = (unsigned)value;
-    }
+    if (decode_limit(limit, &out->limit, err) != 0)
+        return HS_EINVAL;
     out->forward = false;
     if (forward != NULL) {
         if (strcasecmp(forward, "true") == 0 || strcmp(forward, "1") == 0)
@@ -375,17 +383,8 @@ int hs_decode_topics_query(const char *prefix, const char *after, const char *li
     out->prefix = prefix && prefix[0] ? prefix : NULL;
     out->after = after && after[0] ? after : NULL;
     out->limit = HS_HISTORY_LIMIT_DEFAULT;
-    if (limit != NULL) {
-        char *end;
-        errno = 0;
-        long value = strtol(limit, &end, 10);
-        if (limit[0] == '\0' || *end != '\0' || errno != 0 || value < 1 ||
-            value > HS_HISTORY_LIMIT_MAX)
-            return fail(err, 400, "invalid_field",
-                        "query parameter 'limit' must be an integer from 1 to %d",
-                        HS_HISTORY_LIMIT_MAX);
-        out->limit = (unsigned)value;
-    }
+    if (decode_limit(limit, &out->limit, err) != 0)
+        return HS_EINVAL;
     return 0;
 }
 
@@ -397,17 +396,8 @@ int hs_decode_user_connections_query(const char *after, const char *limit,
         return fail(err, 400, "invalid_field",
                     "query parameter 'after' must be a connection id (a ULID)");
     out->limit = HS_USER_CONNECTIONS_DEFAULT;
-    if (limit != NULL) {
-        char *end;
-        errno = 0;
-        long value = strtol(limit, &end, 10);
-        if (limit[0] == '\0' || *end != '\0' || errno != 0 || value < 1 ||
-            value > HS_HISTORY_LIMIT_MAX)
-            return fail(err, 400, "invalid_field",
-                        "query parameter 'limit' must be an integer from 1 to %d",
-                        HS_HISTORY_LIMIT_MAX);
-        out->limit = (unsigned)value;
-    }
+    if (decode_limit(limit, &out->limit, err) != 0)
+        return HS_EINVAL;
     return 0;
 }
 

@@ -216,6 +216,17 @@ static int read_message_w(sqlite3 *db, stmts_t *s, const char *id, hs_store_op_t
     return collect_messages(st, op, cap);
 }
 
+/* ?1..?4 of an idempotency key row: the key, its body hash, the message
+ * that holds it and when. */
+static void bind_key_row(sqlite3_stmt *st, const char *key, const char *key_hash,
+                         const struct hs_store_put_input *put)
+{
+    bind_text(st, 1, key);
+    bind_text(st, 2, key_hash);
+    bind_text(st, 3, put->id);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)put->created_ms);
+}
+
 /* The key row of a publish, or of a batch (message_id: its first message).
  * The key row first: the writer holds the database's write lock (BEGIN
  * IMMEDIATE, also against other processes), so "insert or find" cannot
@@ -232,10 +243,7 @@ static int claim_key(sqlite3 *db, stmts_t *s, const struct hs_store_put_input *p
                                 "created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING");
     if (st == NULL)
         return HS_EIO;
-    bind_text(st, 1, key);
-    bind_text(st, 2, key_hash);
-    bind_text(st, 3, put->id);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)put->created_ms);
+    bind_key_row(st, key, key_hash, put);
     if (run_done(st) != 0)
         return HS_EIO;
     if (sqlite3_changes(db) == 1)
@@ -270,10 +278,7 @@ static int claim_key(sqlite3 *db, stmts_t *s, const struct hs_store_put_input *p
                   "created_at = ?4 WHERE `key` = ?1");
     if (st == NULL)
         return HS_EIO;
-    bind_text(st, 1, key);
-    bind_text(st, 2, key_hash);
-    bind_text(st, 3, put->id);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)put->created_ms);
+    bind_key_row(st, key, key_hash, put);
     return run_done(st) != 0 ? HS_EIO : 0;
 }
 

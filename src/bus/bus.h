@@ -177,7 +177,8 @@ typedef struct hs_bus_ops {
     int (*serve_node)(hs_bus_t *bus, const char *node, hs_bus_cmd_handler handler, void *data);
     /* On a node (after serve_node): cb(0) once the node has applied every
      * command appended to it before this call, or cb(error) when that
-     * cannot be known in time. NULL where send_to_node answers only after
+     * cannot be known in time (HS_ECLOSED: asked while the bus closes,
+     * answered before the close's callback). NULL where send_to_node answers only after
      * the node applied the command (nothing can be appended yet unapplied).
      * What a client asks the node itself waits so: an API subscribe
      * answered before the client's own unsubscribe must not be applied

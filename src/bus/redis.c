@@ -111,6 +111,8 @@ void hs_redis__fail_later(redis_bus_t *bus, pending_t *p)
 static void finish_closed_cb(uv_handle_t *h)
 {
     redis_bus_t *bus = h->data;
+    /* A barrier asked while the bus closed: no read or timer answers it now. */
+    hs_redis__node_barriers_run(bus, HS_ECLOSED);
     hs_bus_done_cb cb = bus->close_cb;
     void *data = bus->close_data;
     hs_free(bus->node_name);

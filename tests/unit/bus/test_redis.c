@@ -1044,6 +1044,55 @@ static bool two_done(fixture_t *f)
 
 /* While the command link is down, operations fail later (never inside the
  * call) with HS_EUNAVAIL. */
+static void barrier_cb(int status, void *data)
+{
+    record(data, "barrier %d", status);
+}
+
+static void closed_logged_cb(int status, void *data)
+{
+    fixture_t *f = data;
+    record(f, "closed %d", status);
+    f->closed++;
+}
+
+static bool one_barrier(fixture_t *f)
+{
+    return count_log(f, "barrier ") == 1;
+}
+
+/* A barrier is answered whenever it is asked: passed on a running node, and
+ * failed with HS_ECLOSED, before the close's own callback, when asked while
+ * the bus closes (it was never answered, and leaked). */
+static void test_barrier_answered_while_closing(void **state)
+{
+    fixture_t *f = *state;
+    open_bus(f, 0, 0);
+    assert_int_equal(hs_bus_serve_node(f->bus[0], "n1", node_cb, f), 0);
+    assert_true(run_until(f, 3000, node_started));
+    assert_true(run_until(f, 3000, bus0_ready));
+    assert_true(hs_bus_node_barrier(f->bus[0], barrier_cb, f));
+    assert_int_equal(f->entries, 0); /* not inline */
+    assert_true(run_until(f, 3000, one_barrier));
+    assert_string_equal(f->log[0], "barrier 0");
+
+    int before = f->closed;
+    hs_bus_close(f->bus[0], closed_logged_cb, f);
+    assert_true(hs_bus_node_barrier(f->bus[0], barrier_cb, f));
+    assert_int_equal(f->entries, 1); /* not inline */
+    uv_update_time(&f->loop);
+    uint64_t end = uv_now(&f->loop) + 5000;
+    while (f->closed == before && uv_now(&f->loop) < end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    f->bus[0] = NULL;
+    f->closed--;
+    assert_int_equal(f->entries, 3);
+    char want[32];
+    snprintf(want, sizeof(want), "barrier %d", HS_ECLOSED);
+    assert_string_equal(f->log[1], want);
+    assert_string_equal(f->log[2], "closed 0");
+}
+
 static void test_unavailable_fails_later(void **state)
 {
     fixture_t *f = *state;
@@ -1074,6 +1123,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_noscript_recovered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unavailable_fails_later, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_barrier_answered_while_closing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_keeps_live_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_keeps_a_topic_taken_up_meanwhile, setup,
                                         teardown),

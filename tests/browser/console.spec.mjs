@@ -4,101 +4,31 @@
 // (HOUSTON_BIN: the binary, default build/houston; HOUSTON_TEST_OUTPUT: where
 // console.png goes, default build/test-output).
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
-import net from "node:net";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
+import { OUTPUT, apiCall as harnessApiCall, launchChromium, removeHouston, startHouston, stopHouston } from "./harness.mjs";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const BIN = process.env.HOUSTON_BIN || path.join(ROOT, "build", "houston");
-const OUTPUT = process.env.HOUSTON_TEST_OUTPUT || path.join(ROOT, "build", "test-output");
 const TOPIC = "console-test";
 const OTHER = "console-other";
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 let server; // { proc, ws, api, dir, log }
 let browser;
 
-async function startHouston() {
-  const dir = mkdtempSync(path.join(tmpdir(), "houston-browser-"));
-  const [ws, api] = [await freePort(), await freePort()];
-  const log = path.join(dir, "houston.log");
-  const proc = spawn(BIN, ["serve", "--ws-addr", `127.0.0.1:${ws}`, "--api-addr", `127.0.0.1:${api}`,
-    "--db", `sqlite:${path.join(dir, "houston.db")}`], { stdio: ["ignore", "ignore", openSync(log, "w")] });
-  let exited = null; // the exit code, or the signal's name
-  proc.on("exit", (code, signal) => { exited = code ?? signal; });
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    if (exited !== null) throw new Error(`houston exited with ${exited}:\n${readFileSync(log, "utf8")}`);
-    try {
-      const [a, b] = await Promise.all([fetch(`http://127.0.0.1:${ws}/healthz`), fetch(`http://127.0.0.1:${api}/healthz`)]);
-      if (a.ok && b.ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`houston did not start:\n${readFileSync(log, "utf8")}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { proc, ws, api, dir, log, exited: () => exited };
-}
-
-async function apiCall(method, urlPath, body) {
-  const res = await fetch(`http://127.0.0.1:${server.api}${urlPath}`, {
-    method,
-    headers: body ? { "Content-Type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${method} ${urlPath}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const apiCall = (method, urlPath, body) => harnessApiCall(server.api, method, urlPath, body);
 
 const publish = (topic, content, author = "outside") =>
   apiCall("POST", "/api/v1/messages", { topic, content, author });
 
 before(async () => {
   server = await startHouston();
-  // The extra flags keep Chromium off the network it has no business with
-  // (this machine's is closed; each refused connection is noise and delay).
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
-
-// SIGTERM, then the exit code (or the name of the signal that killed it).
-async function stopHouston() {
-  if (server.exited() === null) {
-    const done = new Promise((r) => server.proc.once("exit", r));
-    server.proc.kill("SIGTERM");
-    await done;
-  }
-  return server.exited();
-}
 
 after(async () => {
   if (browser) await browser.close();
-  if (server) {
-    await stopHouston();
-    rmSync(server.dir, { recursive: true, force: true });
-  }
+  if (server) await removeHouston(server);
 });
 
 test("console: connect, subscribe, publish, watch, unsubscribe, page history", { timeout: 60000 }, async () => {
@@ -223,6 +153,6 @@ test("console: connect, subscribe, publish, watch, unsubscribe, page history", {
 
   // A clean shutdown with the page's connection still open (exit 0; under
   // the sanitizers, no leak report).
-  const code = await stopHouston();
+  const code = await stopHouston(server);
   assert.equal(code, 0, `houston exited with ${code}:\n${readFileSync(server.log, "utf8")}`);
 });

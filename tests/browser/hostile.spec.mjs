@@ -8,59 +8,18 @@
 // connects. Run with
 //   node --test tests/browser/hostile.spec.mjs
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
+import { freePort, launchChromium, removeHouston, startHouston } from "./harness.mjs";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const BIN = process.env.HOUSTON_BIN || path.join(ROOT, "build", "houston");
 const TOPIC = "hostile-page";
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 let houston; // { proc, ws, api, dir, log }
 let evil; // the other origin's server
 let evilPort;
 let browser;
-
-async function startHouston() {
-  const dir = mkdtempSync(path.join(tmpdir(), "houston-hostile-"));
-  const [ws, api] = [await freePort(), await freePort()];
-  const log = path.join(dir, "houston.log");
-  const proc = spawn(BIN, ["serve", "--ws-addr", `127.0.0.1:${ws}`, "--api-addr", `127.0.0.1:${api}`,
-    "--db", `sqlite:${path.join(dir, "houston.db")}`], { stdio: ["ignore", "ignore", openSync(log, "w")] });
-  let exited = null;
-  proc.on("exit", (code, signal) => { exited = code ?? signal; });
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    if (exited !== null) throw new Error(`houston exited with ${exited}:\n${readFileSync(log, "utf8")}`);
-    try {
-      const [a, b] = await Promise.all([fetch(`http://127.0.0.1:${ws}/healthz`), fetch(`http://127.0.0.1:${api}/healthz`)]);
-      if (a.ok && b.ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`houston did not start:\n${readFileSync(log, "utf8")}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { proc, ws, api, dir, log, exited: () => exited };
-}
 
 async function history(topic) {
   const res = await fetch(`http://127.0.0.1:${houston.api}/api/v1/messages?topic=${topic}`);
@@ -69,34 +28,21 @@ async function history(topic) {
 }
 
 before(async () => {
-  houston = await startHouston();
+  houston = await startHouston([], "houston-hostile-");
   evilPort = await freePort();
   evil = http.createServer((req, res) => {
     res.writeHead(200, { "Content-Type": "text/html" });
     res.end("<!doctype html><title>a site you visited</title><iframe name=sink></iframe>");
   });
   await new Promise((r) => evil.listen(evilPort, "127.0.0.1", r));
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync",
-      // rebind.test is the attacker's name, pointed at this machine
-      "--host-resolver-rules=MAP rebind.test 127.0.0.1"],
-  });
+  // rebind.test is the attacker's name, pointed at this machine
+  browser = await launchChromium(["--host-resolver-rules=MAP rebind.test 127.0.0.1"]);
 });
 
 after(async () => {
   if (browser) await browser.close();
   if (evil) await new Promise((r) => evil.close(r));
-  if (houston) {
-    if (houston.exited() === null) {
-      const done = new Promise((r) => houston.proc.once("exit", r));
-      houston.proc.kill("SIGTERM");
-      await done;
-    }
-    rmSync(houston.dir, { recursive: true, force: true });
-  }
+  if (houston) await removeHouston(houston);
 });
 
 // What the page does, in the page: every attempt, and what it could see.

@@ -13,7 +13,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
-import { chromium } from "playwright-core";
+import { apiCall as harnessApiCall, launchChromium } from "./harness.mjs";
 
 const WS = process.env.HOUSTON_OPS_WS;
 const API = process.env.HOUSTON_OPS_API;
@@ -29,27 +29,14 @@ let browser;
 
 before(async () => {
   assert.ok(WS && API && KILL && BEAT_MS && OUTPUT, "run by tests/e2e/test_console.py");
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
   if (browser) await browser.close();
 });
 
-async function apiCall(method, urlPath, body) {
-  const res = await fetch(`http://127.0.0.1:${API}${urlPath}`, {
-    method, headers: body ? { "Content-Type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${method} ${urlPath}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const apiCall = (method, urlPath, body) => harnessApiCall(API, method, urlPath, body);
 
 test("operations, scale-out: nodes, deliveries, consumers; a killed notifier turns red", { timeout: 60000 }, async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 }, colorScheme: "light" });

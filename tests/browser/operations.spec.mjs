@@ -7,99 +7,28 @@
 // killed notifier's line turns red) is nodes.spec.mjs, started by
 // tests/e2e/test_console.py with the roles running.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
-import net from "node:net";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const BIN = process.env.HOUSTON_BIN || path.join(ROOT, "build", "houston");
-const OUTPUT = process.env.HOUSTON_TEST_OUTPUT || path.join(ROOT, "build", "test-output");
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { OUTPUT, apiCall as harnessApiCall, launchChromium, removeHouston, startHouston } from "./harness.mjs";
 
 let server; // { proc, ws, api, dir, log }
 let browser;
 
-async function startHouston(extra = []) {
-  const dir = mkdtempSync(path.join(tmpdir(), "houston-browser-"));
-  const [ws, api] = [await freePort(), await freePort()];
-  const log = path.join(dir, "houston.log");
-  const proc = spawn(BIN, ["serve", "--ws-addr", `127.0.0.1:${ws}`, "--api-addr", `127.0.0.1:${api}`,
-    "--db", `sqlite:${path.join(dir, "houston.db")}`, ...extra], { stdio: ["ignore", "ignore", openSync(log, "w")] });
-  let exited = null; // the exit code, or the signal's name
-  proc.on("exit", (code, signal) => { exited = code ?? signal; });
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    if (exited !== null) throw new Error(`houston exited with ${exited}:\n${readFileSync(log, "utf8")}`);
-    try {
-      const [a, b] = await Promise.all([fetch(`http://127.0.0.1:${ws}/healthz`), fetch(`http://127.0.0.1:${api}/healthz`)]);
-      if (a.ok && b.ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`houston did not start:\n${readFileSync(log, "utf8")}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { proc, ws, api, dir, log, exited: () => exited };
-}
-
-async function apiCall(method, urlPath, body) {
-  const res = await fetch(`http://127.0.0.1:${server.api}${urlPath}`, {
-    method,
-    headers: body ? { "Content-Type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${method} ${urlPath}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const apiCall = (method, urlPath, body) => harnessApiCall(server.api, method, urlPath, body);
 
 const publish = (topic, content, author = "outside") =>
   apiCall("POST", "/api/v1/messages", { topic, content, author });
 
 before(async () => {
   server = await startHouston();
-  // The extra flags keep Chromium off the network it has no business with
-  // (this machine's is closed; each refused connection is noise and delay).
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
-
-// SIGTERM, then the exit code (or the name of the signal that killed it).
-async function stopHouston() {
-  if (server.exited() === null) {
-    const done = new Promise((r) => server.proc.once("exit", r));
-    server.proc.kill("SIGTERM");
-    await done;
-  }
-  return server.exited();
-}
 
 after(async () => {
   if (browser) await browser.close();
-  if (server) {
-    await stopHouston();
-    rmSync(server.dir, { recursive: true, force: true });
-  }
+  if (server) await removeHouston(server);
 });
 
 // ---- the Operations tab -------------------------------------------------------
@@ -302,12 +231,7 @@ test("operations: with API keys the tab asks for one, the console's way", { time
     assert.deepEqual(problems.filter((p) => !/401/.test(p)), []);
     await page.close();
   } finally {
-    if (keyed.exited() === null) {
-      const done = new Promise((r) => keyed.proc.once("exit", r));
-      keyed.proc.kill("SIGTERM");
-      await done;
-    }
-    rmSync(keyed.dir, { recursive: true, force: true });
+    await removeHouston(keyed);
   }
 });
 

@@ -264,9 +264,10 @@ size_t hs_conn_pending(hs_conn_t *conn)
     return conn->pending;
 }
 
+/* Kept in 32 bits (--max-pending stops at 1 GiB); a larger bound is 4 GiB. */
 void hs_conn_set_max_pending(hs_conn_t *conn, size_t bytes)
 {
-    conn->max_pending = bytes;
+    conn->max_pending = bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)bytes;
 }
 
 void hs_conn_set_fanout(hs_conn_t *conn)

@@ -272,10 +272,11 @@ void hs_net__flush_writes(hs_conn_t *conn)
         do
             rc = writev(fd, (const struct iovec *)iovs, (int)n);
         while (rc < 0 && errno == EINTR);
-        conn->flush_calls++;
+        if (conn->flush_calls < UINT16_MAX)
+            conn->flush_calls++;
         if (rc < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                conn->flush_error = -errno;
+                conn->flush_error = (int16_t)-errno;
             else
                 conn->flush_partial = true;
             return;

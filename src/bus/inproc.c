@@ -4,8 +4,13 @@
  * from a uv_async callback: nothing runs inside the call that queued it, and
  * the FIFO gives the ordering bus.h promises (a subscribe acknowledged before
  * a publish is applied before that publish's delivery). The directory
- * (connection -> node, topic -> nodes) is two hash maps; its updates go
+ * (connection -> node, topic -> nodes) is hash maps; its updates go
  * through the same FIFO, so a query sees exactly the updates issued before it.
+ * A connection's entry costs no allocation: node names are interned (a bus
+ * has a few nodes) and a canonical connection id - a ULID, as the notifier
+ * makes them - is the key of a map that holds it in binary in the slot
+ * (core/idmap.h). Any other id goes to a string map with an entry of its
+ * own, so the directory answers exactly as one string map would.
  *
  * Events are handed to the one registered consumer; an ack has nothing to
  * do here, since an event that is lost in-process is lost with the process
@@ -18,7 +23,9 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/idmap.h"
 #include "core/map.h"
+#include "core/ulid.h"
 
 typedef enum op_kind {
     OP_EVENT,
@@ -64,8 +71,10 @@ typedef struct topic_entry {
     char name[];
 } topic_entry_t;
 
+/* A connection whose id is not a canonical ULID (connections_by_id holds
+ * the others, with no entry of their own). */
 typedef struct conn_entry {
-    char *node;
+    const char *node; /* interned */
     char id[HS_ULID_LEN + 1];
 } conn_entry_t;
 
@@ -78,8 +87,11 @@ typedef struct inproc_bus {
     void *consumer_data;
     node_entry_t *nodes;
     size_t node_count;
-    hs_map_t connections; /* id -> conn_entry_t */
-    hs_map_t topics;      /* topic -> topic_entry_t */
+    char **names; /* interned node names, freed with the bus */
+    size_t name_count;
+    hs_idmap_t connections_by_id; /* canonical id -> interned node name */
+    hs_map_t connections;         /* any other id -> conn_entry_t */
+    hs_map_t topics;              /* topic -> topic_entry_t */
     hs_bus_done_cb close_cb;
     void *close_data;
     int closing;
@@ -141,28 +153,70 @@ static node_entry_t *find_node(inproc_bus_t *bus, const char *name)
     return NULL;
 }
 
+/* The one copy of a node name; a bus sees a few nodes in its life. */
+static const char *intern_node(inproc_bus_t *bus, const char *node)
+{
+    for (size_t i = 0; i < bus->name_count; i++)
+        if (strcmp(bus->names[i], node) == 0)
+            return bus->names[i];
+    bus->names = hs_realloc(bus->names, (bus->name_count + 1) * sizeof(*bus->names));
+    bus->names[bus->name_count] = hs_strdup(node);
+    return bus->names[bus->name_count++];
+}
+
+/* True when id is 26 characters spelling a ULID as hs_ulid_format writes it
+ * (upper case): the only spelling the binary map may stand for, so that a
+ * lower-case or otherwise different spelling stays a different key. */
+static bool canonical_id(const char *id, size_t len, hs_ulid_t *out)
+{
+    char back[HS_ULID_LEN + 1];
+    if (len != HS_ULID_LEN || hs_ulid_parse(id, len, out) != 0)
+        return false;
+    hs_ulid_format(out, back);
+    return memcmp(back, id, HS_ULID_LEN) == 0;
+}
+
+/* The node holding connection_id, or NULL. */
+static const char *lookup_connection(const inproc_bus_t *bus, const char *connection_id)
+{
+    size_t len = strlen(connection_id);
+    hs_ulid_t id;
+    if (canonical_id(connection_id, len, &id))
+        return hs_idmap_get(&bus->connections_by_id, &id);
+    const conn_entry_t *entry = hs_map_get(&bus->connections, connection_id, len);
+    return entry ? entry->node : NULL;
+}
+
 static void apply_register_connection(inproc_bus_t *bus, const char *node,
                                       const char *connection_id)
 {
-    conn_entry_t *entry = hs_malloc(sizeof(*entry));
-    entry->node = hs_strdup(node);
-    snprintf(entry->id, sizeof(entry->id), "%s", connection_id);
-    conn_entry_t *old = hs_map_put(&bus->connections, entry->id, strlen(entry->id), entry);
-    if (old) {
-        hs_free(old->node);
-        hs_free(old);
+    const char *name = intern_node(bus, node);
+    /* The key is the id's first HS_ULID_LEN characters, as it always was. */
+    size_t len = strnlen(connection_id, HS_ULID_LEN);
+    hs_ulid_t id;
+    if (canonical_id(connection_id, len, &id)) {
+        hs_idmap_put(&bus->connections_by_id, &id, (void *)name);
+        return;
     }
+    conn_entry_t *entry = hs_malloc(sizeof(*entry));
+    entry->node = name;
+    memcpy(entry->id, connection_id, len);
+    entry->id[len] = '\0';
+    hs_free(hs_map_put(&bus->connections, entry->id, len, entry));
 }
 
 static void apply_unregister_connection(inproc_bus_t *bus, const char *node,
                                         const char *connection_id)
 {
-    conn_entry_t *entry = hs_map_get(&bus->connections, connection_id, strlen(connection_id));
-    if (entry == NULL || strcmp(entry->node, node) != 0)
+    const char *held = lookup_connection(bus, connection_id);
+    if (held == NULL || strcmp(held, node) != 0)
         return;
-    hs_map_remove(&bus->connections, connection_id, strlen(connection_id));
-    hs_free(entry->node);
-    hs_free(entry);
+    size_t len = strlen(connection_id);
+    hs_ulid_t id;
+    if (canonical_id(connection_id, len, &id))
+        hs_idmap_remove(&bus->connections_by_id, &id);
+    else
+        hs_free(hs_map_remove(&bus->connections, connection_id, len));
 }
 
 static void apply_add_topic_node(inproc_bus_t *bus, const char *topic, const char *node)
@@ -230,8 +284,8 @@ static void run_op(inproc_bus_t *bus, op_t *op)
         break;
     }
     case OP_LOCATE: {
-        conn_entry_t *entry = hs_map_get(&bus->connections, op->target, strlen(op->target));
-        op->cb.node(entry ? 0 : HS_ENOTFOUND, entry ? entry->node : NULL, op->data);
+        const char *node = lookup_connection(bus, op->target);
+        op->cb.node(node ? 0 : HS_ENOTFOUND, node, op->data);
         break;
     }
     case OP_TOPIC_NODES: {
@@ -265,16 +319,17 @@ static void async_closed_cb(uv_handle_t *handle)
     void *data = bus->close_data;
     void *value;
     size_t pos = 0;
-    while ((value = hs_map_next(&bus->connections, &pos)) != NULL) {
-        conn_entry_t *entry = value;
-        hs_free(entry->node);
-        hs_free(entry);
-    }
+    while ((value = hs_map_next(&bus->connections, &pos)) != NULL)
+        hs_free(value);
     pos = 0;
     while ((value = hs_map_next(&bus->topics, &pos)) != NULL)
         free_topic_entry(value);
     hs_map_dispose(&bus->connections);
+    hs_idmap_dispose(&bus->connections_by_id);
     hs_map_dispose(&bus->topics);
+    for (size_t i = 0; i < bus->name_count; i++)
+        hs_free(bus->names[i]);
+    hs_free(bus->names);
     for (size_t i = 0; i < bus->node_count; i++)
         hs_free(bus->nodes[i].name);
     hs_free(bus->nodes);
@@ -505,6 +560,7 @@ hs_bus_t *hs_bus_inproc_new(uv_loop_t *loop)
     bus->base.loop = loop;
     bus->tail = &bus->head;
     hs_map_init(&bus->connections);
+    hs_idmap_init(&bus->connections_by_id);
     hs_map_init(&bus->topics);
     uv_async_init(loop, &bus->async, drain_cb);
     bus->async.data = bus;

@@ -14,25 +14,27 @@
 
 #define FLUSH_CLOSE_DEADLINE_MS 5000
 
+/* Only with the queue empty: the inline slots are the ring's pointer. */
 static void free_ring(hs_conn_t *conn)
 {
-    if (conn->out != conn->inline_out)
-        hs_free(conn->out);
-    conn->out = conn->inline_out;
+    if (conn->out_cap > HS_CONN_INLINE_SLOTS)
+        hs_free(conn->ring);
     conn->out_cap = HS_CONN_INLINE_SLOTS;
 }
 
 static void handle_closed_cb(uv_handle_t *handle)
 {
-    hs_conn_t *conn = handle->data;
+    hs_conn_t *conn = hs_conn__of(handle);
     /* The socket is closed (libuv ran every write and shutdown callback
      * before this): the protocol frees its state, then we go. */
     if (conn->handler && conn->handler->on_close)
         conn->handler->on_close(conn);
     hs_net__unschedule_flush(conn->net, conn);
     hs_net__timer_stop(conn);
+    out_slot_t *slots = hs_conn__slots(conn);
     for (unsigned i = 0; i < conn->out_count; i++)
-        hs_buf_unref(conn->out[(conn->out_head + i) % conn->out_cap].buf);
+        hs_buf_unref(slots[(conn->out_head + i) % conn->out_cap].buf);
+    conn->out_count = 0;
     conn->net->conn_count--;
     hs_tls__conn_free(conn->tls);
     free_ring(conn);
@@ -44,8 +46,6 @@ hs_conn_t *hs_conn__new(hs_net_t *net)
     hs_conn_t *conn = hs_calloc(1, sizeof(*conn));
     conn->net = net;
     uv_tcp_init(net->loop, &conn->tcp);
-    conn->tcp.data = conn;
-    conn->out = conn->inline_out;
     conn->out_cap = HS_CONN_INLINE_SLOTS;
     net->conn_count++;
     return conn;
@@ -56,7 +56,7 @@ hs_conn_t *hs_conn__new(hs_net_t *net)
 static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
-    hs_conn_t *conn = handle->data;
+    hs_conn_t *conn = hs_conn__of(handle);
     hs_net_t *net = conn->net;
     /* One read callback runs at a time on a loop, so one buffer serves all
      * connections; on_read must not keep pointers into it. */
@@ -88,7 +88,7 @@ void hs_conn__read_ended(hs_conn_t *conn, int status)
 
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
-    hs_conn_t *conn = stream->data;
+    hs_conn_t *conn = hs_conn__of(stream);
     if (buf->base == conn->net->read_buf)
         conn->net->read_buf_busy = 0;
     if (nread == 0)
@@ -159,15 +159,16 @@ static void ring_push(hs_conn_t *conn, hs_buf_t *buf, bool take)
     if (conn->out_count == conn->out_cap) {
         unsigned cap = conn->out_cap * 2;
         out_slot_t *slots = hs_malloc(cap * sizeof(*slots));
+        out_slot_t *old = hs_conn__slots(conn);
         for (unsigned i = 0; i < conn->out_count; i++)
-            slots[i] = conn->out[(conn->out_head + i) % conn->out_cap];
-        if (conn->out != conn->inline_out)
-            hs_free(conn->out);
-        conn->out = slots;
+            slots[i] = old[(conn->out_head + i) % conn->out_cap];
+        if (conn->out_cap > HS_CONN_INLINE_SLOTS)
+            hs_free(old);
+        conn->ring = slots; /* over the inline slots, copied above */
         conn->out_head = 0;
         conn->out_cap = cap;
     }
-    conn->out[(conn->out_head + conn->out_count) % conn->out_cap] =
+    hs_conn__slots(conn)[(conn->out_head + conn->out_count) % conn->out_cap] =
         (out_slot_t){.buf = take ? buf : hs_buf_ref(buf), .offset = 0};
     conn->out_count++;
 }
@@ -177,7 +178,7 @@ void hs_conn__consume(hs_conn_t *conn, size_t n)
 {
     conn->pending -= n;
     while (n > 0 && conn->out_count > 0) {
-        out_slot_t *slot = &conn->out[conn->out_head];
+        out_slot_t *slot = &hs_conn__slots(conn)[conn->out_head];
         size_t left = slot->buf->len - slot->offset;
         if (n < left) {
             slot->offset += n;
@@ -247,11 +248,12 @@ int hs_conn_send_taking(hs_conn_t *conn, hs_buf_t *buf, bool bounded)
 void hs_conn_discard_unsent(hs_conn_t *conn)
 {
     unsigned keep = conn->writing_count;
-    if (keep == 0 && conn->out_count > 0 && conn->out[conn->out_head].offset > 0)
+    out_slot_t *slots = hs_conn__slots(conn);
+    if (keep == 0 && conn->out_count > 0 && slots[conn->out_head].offset > 0)
         keep = 1;
     while (conn->out_count > keep) {
         unsigned last = (conn->out_head + conn->out_count - 1) % conn->out_cap;
-        out_slot_t *slot = &conn->out[last];
+        out_slot_t *slot = &slots[last];
         conn->pending -= slot->buf->len - slot->offset;
         hs_buf_unref(slot->buf);
         slot->buf = NULL;
@@ -264,9 +266,10 @@ size_t hs_conn_pending(hs_conn_t *conn)
     return conn->pending;
 }
 
+/* Kept in 32 bits (--max-pending stops at 1 GiB); a larger bound is 4 GiB. */
 void hs_conn_set_max_pending(hs_conn_t *conn, size_t bytes)
 {
-    conn->max_pending = bytes;
+    conn->max_pending = bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)bytes;
 }
 
 void hs_conn_set_fanout(hs_conn_t *conn)
@@ -397,12 +400,12 @@ void hs_conn_timer_stop(hs_conn_t *conn)
 void hs_conn_set_handler(hs_conn_t *conn, const hs_conn_handler_t *handler, void *data)
 {
     conn->handler = handler;
-    conn->data = data;
+    conn->tcp.data = data;
 }
 
 void *hs_conn_data(hs_conn_t *conn)
 {
-    return conn->data;
+    return conn->tcp.data;
 }
 
 hs_net_t *hs_conn_net(hs_conn_t *conn)

@@ -7,7 +7,7 @@
  * net.c's flush_parallel) may run on a helper thread, for many connections
  * at once, while the loop thread waits in hs_flush_pool_run:
  *   - the write phase (hs_net__flush_writes, any thread) touches its own
- *     connection and nothing else: the queue ring (out, out_head,
+ *     connection and nothing else: the queue ring (its slots, out_head,
  *     out_count, out_cap, pending; hs_conn__consume may give the ring
  *     back), the buffers' data (read only) and references (hs_buf_unref is
  *     atomic: a buffer is shared by every connection of a fan-out, and the
@@ -67,9 +67,10 @@ static unsigned fill_iovs(hs_conn_t *conn, uv_buf_t *iovs, unsigned max, unsigne
                           size_t *bytes)
 {
     unsigned n = 0, s = 0;
+    const out_slot_t *ring = hs_conn__slots(conn);
     *bytes = 0;
     for (; s < conn->out_count && n < max; s++)
-        n = slot_iovs(&conn->out[(conn->out_head + s) % conn->out_cap], iovs, n, max, bytes);
+        n = slot_iovs(&ring[(conn->out_head + s) % conn->out_cap], iovs, n, max, bytes);
     if (slots)
         *slots = s;
     return n;
@@ -178,7 +179,7 @@ static bool tls_encrypt_queued(hs_conn_t *conn)
     char *stage = conn->net->tls_plain;
     size_t budget = TLS_FLUSH_BUDGET, staged = 0;
     while (conn->out_count > 0 && budget > 0) {
-        out_slot_t *slot = &conn->out[conn->out_head];
+        out_slot_t *slot = &hs_conn__slots(conn)[conn->out_head];
         size_t left = slot->buf->len - slot->offset;
         size_t room = TLS_RECORD_SIZE - staged;
         size_t n = left < room ? left : room;
@@ -272,10 +273,11 @@ void hs_net__flush_writes(hs_conn_t *conn)
         do
             rc = writev(fd, (const struct iovec *)iovs, (int)n);
         while (rc < 0 && errno == EINTR);
-        conn->flush_calls++;
+        if (conn->flush_calls < UINT16_MAX)
+            conn->flush_calls++;
         if (rc < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                conn->flush_error = -errno;
+                conn->flush_error = (int16_t)-errno;
             else
                 conn->flush_partial = true;
             return;

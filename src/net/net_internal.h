@@ -50,35 +50,58 @@ typedef struct hs_tls_conn hs_tls_conn_t;
  * inline_out and the peer's address is kept in binary. tests/unit/net
  * (test_net.c) checks the size. */
 struct hs_conn {
+    /* First, so that a handle is its connection (hs_conn__of); its data
+     * field is the handler's data (hs_conn_set_handler). */
     uv_tcp_t tcp;
     hs_net_t *net;
     const hs_conn_handler_t *handler;
-    void *data;
     hs_conn_timer_cb timer_cb;
     uint64_t timer_due;  /* loop time (ms) the timer fires at */
     uint32_t timer_seq;  /* start order (wraps): equal deadlines fire in it */
     unsigned timer_slot; /* 1 + its index in the net's heap; 0: not armed */
-    out_slot_t *out;     /* ring of queued buffers: inline_out or allocated */
+    /* the queue: a ring of out_cap slots, inline_out while out_cap is
+     * HS_CONN_INLINE_SLOTS, else the allocated ring (hs_conn__slots) */
     unsigned out_head, out_count, out_cap;
     unsigned writing_count; /* slots handed (perhaps in part) to the in-flight uv_write */
-    size_t writing_bytes;   /* bytes handed to it */
-    size_t pending;         /* queued bytes not yet written */
-    size_t max_pending;
+    uint32_t max_pending;   /* hs_conn_set_max_pending's, at most UINT32_MAX */
+    unsigned flags;
+    /* One word for two phases that never overlap (flush.c): a parallel
+     * flush's write phase runs only while no uv_write is in flight
+     * (hs_net__can_flush_apart), and its outcome is read before the rest is
+     * handed to one. */
+    union {
+        size_t writing_bytes; /* CONN_WRITING: bytes handed to the uv_write */
+        size_t flush_written; /* a parallel flush's write phase: bytes written */
+    };
+    size_t pending;                              /* queued bytes not yet written */
     struct hs_conn *next_pending, *prev_pending; /* the net's flush list */
     hs_tls_conn_t *tls;                          /* NULL on a plain connection */
     /* the write phase of a parallel flush (net.c): its outcome, for the
      * loop thread to act on */
-    int flush_error;      /* a failed writev, as -errno */
-    unsigned flush_calls; /* writev calls made */
-    size_t flush_written; /* bytes written */
+    int16_t flush_error;  /* a failed writev, as -errno (errno values are small) */
+    uint16_t flush_calls; /* writev calls made (saturates: a statistic) */
     bool flush_partial;   /* the socket filled up before the queue emptied */
     /* the peer: AF_INET or AF_INET6 (0: unknown), port, address bytes */
     uint8_t peer_family;
     uint16_t peer_port;
     uint8_t peer_addr[16];
-    unsigned flags;
-    out_slot_t inline_out[HS_CONN_INLINE_SLOTS];
+    union {
+        out_slot_t inline_out[HS_CONN_INLINE_SLOTS];
+        out_slot_t *ring; /* its slots moved there when it grew */
+    };
 };
+
+/* The connection whose uv_tcp_t handle is h. */
+static inline hs_conn_t *hs_conn__of(void *h)
+{
+    return (hs_conn_t *)h;
+}
+
+/* The queue's slots: inline or the allocated ring. */
+static inline out_slot_t *hs_conn__slots(hs_conn_t *conn)
+{
+    return conn->out_cap > HS_CONN_INLINE_SLOTS ? conn->ring : conn->inline_out;
+}
 
 typedef struct hs_flush_pool hs_flush_pool_t;
 

@@ -133,7 +133,7 @@ void hs_notifier__free_client(hs_notifier_t *n, client_t *client)
     if (client->ip)
         client->ip->conns--;
     hs_notifier__drop_held(client);
-    hs_token_claims_dispose(&client->claims);
+    hs_notifier__set_claims(client, &(hs_token_claims_t){0});
     hs_free(client);
     maybe_finish_shutdown(n);
 }
@@ -273,8 +273,7 @@ void hs_notifier__attach(hs_notifier_t *n, client_t *client, transport_t *transp
     client->transport = transport;
     transport->client = client;
     client->attach_gen = ++n->next_serial;
-    hs_token_claims_dispose(&client->claims);
-    client->claims = *claims;
+    hs_notifier__set_claims(client, claims);
     client->ip = ip_entry;
     ip_entry->conns++;
     client->msg_tokens = 2.0 * (double)n->cfg->client_message_rate;
@@ -286,7 +285,6 @@ client_t *hs_notifier__client_new(hs_notifier_t *n, const char *id, uint64_t con
 {
     client_t *client = hs_calloc(1, sizeof(*client));
     client->notifier = n;
-    client->held_tail = &client->held;
     client->connected_ms = connected_ms;
     client->serial = ++n->next_serial;
     memcpy(client->id, id, sizeof(client->id));
@@ -310,7 +308,8 @@ void hs_notifier__open_client(hs_notifier_t *n, bool asked, transport_t *transpo
     hs_notifier__conn_write(n, CW_ADD, client->id, client->serial, 0);
     hs_log_info("notifier: conn %s connected from %s%s%s%s%s", client->id, client->ip->ip,
                 client->ip->proxied ? " (via a proxy)" : "", transport->ops->log_note,
-                client->claims.sub ? " as " : "", client->claims.sub ? client->claims.sub : "");
+                hs_notifier__claims(client)->sub ? " as " : "",
+                hs_notifier__claims(client)->sub ? hs_notifier__claims(client)->sub : "");
 }
 
 /* ---- the transports' routes --------------------------------------------- */

@@ -95,10 +95,31 @@ static bool ip_is_loopback(const ip_entry_t *e)
  * development default (API on loopback, no key) and only for a client on
  * this machine: the WebSocket port listens on every interface, and a
  * network peer must not read every topic by asking. */
+const hs_token_claims_t *hs_notifier__claims(const client_t *client)
+{
+    static const hs_token_claims_t none;
+    return client->claims ? client->claims : &none;
+}
+
+void hs_notifier__set_claims(client_t *client, hs_token_claims_t *claims)
+{
+    if (client->claims)
+        hs_token_claims_dispose(client->claims);
+    bool any = claims->sub || claims->has_exp || claims->topics || claims->topic_count;
+    if (!any) {
+        hs_free(client->claims);
+        client->claims = NULL;
+        return;
+    }
+    if (client->claims == NULL)
+        client->claims = hs_malloc(sizeof(*client->claims));
+    *client->claims = *claims;
+}
+
 bool hs_notifier__may_subscribe(const hs_notifier_t *n, const client_t *client, const char *topic)
 {
     if (n->verifier)
-        return hs_token_grants(&client->claims, topic);
+        return hs_token_grants(hs_notifier__claims(client), topic);
     return n->open_subscribe && client->ip && ip_is_loopback(client->ip);
 }
 
@@ -119,7 +140,8 @@ static void expiry_cb(uv_timer_t *timer)
 /* Closes the client at its token's "exp" (wall clock, seconds). */
 void hs_notifier__arm_expiry(hs_notifier_t *n, client_t *client)
 {
-    if (!client->claims.has_exp) {
+    const hs_token_claims_t *claims = hs_notifier__claims(client);
+    if (!claims->has_exp) {
         if (client->expiry)
             uv_timer_stop(&client->expiry->timer);
         return;
@@ -130,7 +152,7 @@ void hs_notifier__arm_expiry(hs_notifier_t *n, client_t *client)
         uv_timer_init(hs_net_loop(n->net), &client->expiry->timer);
         client->expiry->timer.data = client->expiry;
     }
-    int64_t now_ms = (int64_t)hs_now_ms(), at_ms = client->claims.exp * 1000;
+    int64_t now_ms = (int64_t)hs_now_ms(), at_ms = claims->exp * 1000;
     uv_timer_start(&client->expiry->timer, expiry_cb,
                    at_ms > now_ms ? (uint64_t)(at_ms - now_ms) : 0, 0);
 }

@@ -16,18 +16,15 @@ static void send_deleted(hs_notifier_t *n, client_t *c, const char *text, size_t
         return; /* detached: its resume replays the history, where it is gone */
     if (c->replaying) {
         size_t max = (size_t)n->cfg->max_pending;
-        if (c->held_overflow || (max > 0 && c->held_bytes + len > max))
+        if (c->held_overflow || (max > 0 && hs_notifier__held_bytes(c) + len > max))
             return; /* it resumes again (hold's overflow), from the history */
         held_t *h = hs_malloc(sizeof(*h) + len + 1);
-        h->next = NULL;
         h->id[0] = '\0';
         h->deleted = true;
         h->len = len;
         memcpy(h->json, text, len);
         h->json[len] = '\0';
-        c->held_bytes += len;
-        *c->held_tail = h;
-        c->held_tail = &h->next;
+        hs_notifier__held_push(c, h);
         return;
     }
     if (hs_notifier__client_send_text(c, "deleted", text, len) == HS_ETOOBIG) {

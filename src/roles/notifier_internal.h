@@ -94,6 +94,14 @@ typedef struct held {
     char json[]; /* the message object */
 } held_t;
 
+/* The live messages held during a replay, in arrival order: allocated by
+ * the first one held, freed when the replay ends (hs_notifier__drop_held),
+ * so an idle client carries one pointer for it. */
+typedef struct held_queue {
+    held_t *head, **tail;
+    size_t bytes; /* bounded by --max-pending */
+} held_queue_t;
+
 /* A client is attached (it has a transport), or detached (transport NULL):
  * dropped without a clean close, its subscriptions kept for
  * --resume-window, delivering nothing (the history holds what it misses)
@@ -113,31 +121,33 @@ struct client {
     bool unbounded;         /* sending a part of a replay or the held messages: past
                                --max-pending (each is bounded by it already) */
     bool held_overflow;     /* more than --max-pending was held: resume again */
+    bool has_ack;           /* last_ack holds the highest acknowledged id */
+    bool ack_dirty;         /* last_ack not yet written to the store */
     /* What the client has since its last resume and may still arrive live
      * (a bus that hands an event over again, maybe to another node); NULL
      * when nothing: see remember_replayed */
     replayed_t *replayed;
     hs_notifier_t *notifier;
-    uint64_t serial;           /* unique per client object on this node */
-    uint64_t epoch;            /* the store's epoch of this attach (claim_connection) */
-    uint64_t detached_ms;      /* when its last attach dropped (a resume without a cursor) */
-    expiry_t *window;          /* runs while detached: the end of the resume window */
-    held_t *held, **held_tail; /* in arrival order */
-    size_t held_bytes;         /* bounded by --max-pending */
-    uint64_t attach_gen;       /* unique per attach: a late answer for an older one is dropped */
-    char last_ack[HS_ULID_LEN + 1]; /* highest acknowledged id, "" before any */
-    bool ack_dirty;                 /* last_ack not yet written to the store */
-    struct replay *stream;          /* a replay being sent part by part, or NULL */
+    uint64_t serial;       /* unique per client object on this node */
+    uint64_t epoch;        /* the store's epoch of this attach (claim_connection) */
+    uint64_t detached_ms;  /* when its last attach dropped (a resume without a cursor) */
+    expiry_t *window;      /* runs while detached: the end of the resume window */
+    held_queue_t *held;    /* while a replay holds live messages, else NULL */
+    uint64_t attach_gen;   /* unique per attach: a late answer for an older one is dropped */
+    struct replay *stream; /* a replay being sent part by part, or NULL */
     sub_t *subs;
-    unsigned sub_count;
-    unsigned pending_subs; /* client-side subscribes waiting for the store */
     uint64_t connected_ms;
-    hs_token_claims_t claims; /* sub (the user) and the granted topics; empty without tokens */
-    expiry_t *expiry;         /* when the token has "exp" */
-    ip_entry_t *ip;           /* its address's counters (per-IP limits) */
-    double msg_tokens;        /* inbound message bucket (--client-message-rate) */
+    /* sub (the user) and the granted topics, allocated when a token gave
+     * any; NULL otherwise. Read through hs_notifier__claims(). */
+    hs_token_claims_t *claims;
+    expiry_t *expiry;  /* when the token has "exp" */
+    ip_entry_t *ip;    /* its address's counters (per-IP limits) */
+    double msg_tokens; /* inbound message bucket (--client-message-rate) */
     uint64_t msg_refill_ms;
     unsigned msg_strikes; /* messages refused in a row */
+    unsigned sub_count;
+    unsigned pending_subs; /* client-side subscribes waiting for the store */
+    hs_ulid_t last_ack;    /* the highest acknowledged id, when has_ack */
     char id[HS_ULID_LEN + 1];
 };
 
@@ -298,6 +308,11 @@ void hs_notifier__send_connected(hs_notifier_t *n, client_t *client, bool asked,
 /* ---- notifier_replay.c: replay and held messages --------------------------- */
 
 void hs_notifier__drop_held(client_t *c);
+/* Appends h (its len counted against --max-pending by the caller) to the
+ * client's held messages, allocating the queue for the first one. */
+void hs_notifier__held_push(client_t *c, held_t *h);
+/* The bytes of the client's held messages (0 with none). */
+size_t hs_notifier__held_bytes(const client_t *c);
 bool hs_notifier__has_already(client_t *c, const char *id);
 void hs_notifier__hold(client_t *c, const char *id, const char *text, size_t len);
 void hs_notifier__drop_stream(client_t *client);
@@ -339,6 +354,12 @@ void hs_notifier__flush_ack(hs_notifier_t *n, client_t *client);
 /* ---- notifier_admission.c: limits, tokens, origins ------------------------- */
 
 bool hs_notifier__may_subscribe(const hs_notifier_t *n, const client_t *client, const char *topic);
+/* The client's token claims: an empty set (sub NULL, no topics, no exp)
+ * when it has none. */
+const hs_token_claims_t *hs_notifier__claims(const client_t *client);
+/* Gives the client *claims (taken: the caller disposes nothing), disposing
+ * its previous ones; kept in an allocation only when a token gave any. */
+void hs_notifier__set_claims(client_t *client, hs_token_claims_t *claims);
 void hs_notifier__expiry_closed_cb(uv_handle_t *handle);
 void hs_notifier__arm_expiry(hs_notifier_t *n, client_t *client);
 bool hs_notifier__message_admitted(hs_notifier_t *n, client_t *client);

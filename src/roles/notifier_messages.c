@@ -183,25 +183,26 @@ static void client_refresh(hs_notifier_t *n, client_t *client, json_t *token_jso
         hs_notifier__client_error(client, "invalid_token", reason);
         return;
     }
-    if (strcmp(claims.sub, client->claims.sub) != 0) {
+    const hs_token_claims_t *held = hs_notifier__claims(client);
+    if (strcmp(claims.sub, held->sub) != 0) {
         hs_token_claims_dispose(&claims);
         hs_notifier__client_error(client, "invalid_token",
                                   "the new token is for another user (sub)");
         return;
     }
-    if (client->claims.has_exp && claims.has_exp && claims.exp < client->claims.exp) {
+    if (held->has_exp && claims.has_exp && claims.exp < held->exp) {
         hs_token_claims_dispose(&claims);
         hs_notifier__client_error(client, "invalid_token",
                                   "the new token expires before the current one");
         return;
     }
-    hs_token_claims_dispose(&client->claims);
-    client->claims = claims;
+    bool has_exp = claims.has_exp;
+    int64_t exp = claims.exp;
+    hs_notifier__set_claims(client, &claims);
     hs_notifier__arm_expiry(n, client);
-    hs_notifier__client_send_json(
-        client, "refreshed",
-        json_pack("{s:s, s:o}", "type", "refreshed", "exp",
-                  claims.has_exp ? json_integer(claims.exp) : json_null()));
+    hs_notifier__client_send_json(client, "refreshed",
+                                  json_pack("{s:s, s:o}", "type", "refreshed", "exp",
+                                            has_exp ? json_integer(exp) : json_null()));
 }
 
 /* {"type":"ack","id":…}: remembers the highest id; written to the store in
@@ -214,8 +215,12 @@ static void client_ack(client_t *client, json_t *id_json)
         hs_notifier__client_error(client, "bad_message", "'id' must be a message id");
         return;
     }
-    if (strcmp(id, client->last_ack) > 0) {
-        memcpy(client->last_ack, id, sizeof(client->last_ack));
+    hs_ulid_t ack;
+    if (hs_ulid_parse(id, HS_ULID_LEN, &ack) != 0)
+        return; /* canonical already: cannot be */
+    if (!client->has_ack || hs_ulid_cmp(&ack, &client->last_ack) > 0) {
+        client->last_ack = ack;
+        client->has_ack = true;
         client->ack_dirty = true;
     }
 }

@@ -11,15 +11,49 @@
  * the ids its replay sent. */
 void hs_notifier__drop_held(client_t *c)
 {
-    while (c->held) {
-        held_t *next = c->held->next;
+    if (c->held) {
+        held_t *h = c->held->head;
+        while (h) {
+            held_t *next = h->next;
+            hs_free(h);
+            h = next;
+        }
         hs_free(c->held);
-        c->held = next;
+        c->held = NULL;
     }
-    c->held_tail = &c->held;
-    c->held_bytes = 0;
     hs_free(c->replayed);
     c->replayed = NULL;
+}
+
+void hs_notifier__held_push(client_t *c, held_t *h)
+{
+    if (c->held == NULL) {
+        c->held = hs_calloc(1, sizeof(*c->held));
+        c->held->tail = &c->held->head;
+    }
+    h->next = NULL;
+    c->held->bytes += h->len;
+    *c->held->tail = h;
+    c->held->tail = &h->next;
+}
+
+size_t hs_notifier__held_bytes(const client_t *c)
+{
+    return c->held ? c->held->bytes : 0;
+}
+
+/* Takes the first held message, or NULL. The queue stays allocated until
+ * the replay ends. */
+static held_t *held_pop(client_t *c)
+{
+    held_t *h = c->held ? c->held->head : NULL;
+    if (h == NULL)
+        return NULL;
+    c->held->head = h->next;
+    if (c->held->head == NULL)
+        c->held->tail = &c->held->head;
+    c->held->bytes -= h->len;
+    return h;
 }
 
 static int id_cmp(const void *a, const void *b)
@@ -53,21 +87,18 @@ void hs_notifier__hold(client_t *c, const char *id, const char *json, size_t len
     size_t max = (size_t)c->notifier->cfg->max_pending;
     if (c->held_overflow)
         return;
-    if (max > 0 && c->held_bytes + len > max) {
+    if (max > 0 && hs_notifier__held_bytes(c) + len > max) {
         hs_notifier__drop_held(c);
         c->held_overflow = true;
         return;
     }
-    c->held_bytes += len;
     held_t *h = hs_malloc(sizeof(*h) + len + 1);
-    h->next = NULL;
     snprintf(h->id, sizeof(h->id), "%s", id ? id : "");
     h->deleted = false;
     h->len = len;
     memcpy(h->json, json, len);
     h->json[len] = '\0';
-    *c->held_tail = h;
-    c->held_tail = &h->next;
+    hs_notifier__held_push(c, h);
 }
 
 static void replay_free(struct replay *r);
@@ -194,13 +225,9 @@ static void stream_replay(hs_notifier_t *n, client_t *client)
         bytes += r->items[r->pos]->len;
         send_held(client, r->items[r->pos++]);
     }
-    while (!client->held_overflow && r->pos == r->sent && client->held &&
-           (bytes == 0 || bytes + client->held->len <= part)) {
-        held_t *h = client->held;
-        client->held = h->next;
-        if (client->held == NULL)
-            client->held_tail = &client->held;
-        client->held_bytes -= h->len;
+    while (!client->held_overflow && r->pos == r->sent && client->held && client->held->head &&
+           (bytes == 0 || bytes + client->held->head->len <= part)) {
+        held_t *h = held_pop(client);
         if (h->deleted) { /* after whatever of its message went before it */
             bytes += h->len;
             hs_notifier__client_send_text(client, "deleted", h->json, h->len);
@@ -211,7 +238,8 @@ static void stream_replay(hs_notifier_t *n, client_t *client)
         hs_free(h);
     }
     client->unbounded = false;
-    if (!client->held_overflow && (bytes > 0 || r->pos < r->sent || client->held))
+    if (!client->held_overflow &&
+        (bytes > 0 || r->pos < r->sent || (client->held && client->held->head)))
         return; /* the rest, or the end, once this part is written */
     client->stream = NULL;
     client->replaying = false;
@@ -327,9 +355,11 @@ void hs_notifier__start_resume(hs_notifier_t *n, client_t *client, const resume_
     /* The cursor: the client's lastID, else its last ack, else the moment
      * its connection was detached - it was sent nothing since, so whatever
      * was created from then on is what it lacks. */
-    char since[HS_ULID_LEN + 1];
+    char since[HS_ULID_LEN + 1], ack[HS_ULID_LEN + 1];
+    if (client->has_ack)
+        hs_ulid_format(&client->last_ack, ack);
     const char *after = ask->has_last_id      ? ask->last_id
-                        : client->last_ack[0] ? client->last_ack
+                        : client->has_ack     ? ack
                         : client->detached_ms ? ulid_at(client->detached_ms, since)
                                               : NULL;
     hs_ulid_t cursor;

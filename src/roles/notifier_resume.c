@@ -120,7 +120,8 @@ static client_t *adopt(hs_notifier_t *n, takeover_t *t)
             hs_notifier__free_client(n, client);
         }
         client = hs_notifier__client_new(n, t->id, t->connected_ms);
-        memcpy(client->last_ack, t->last_ack, sizeof(client->last_ack));
+        client->has_ack = t->last_ack[0] &&
+                          hs_ulid_parse(t->last_ack, strlen(t->last_ack), &client->last_ack) == 0;
         hs_notifier__sync_topics(n, client, (const char *const *)t->topics, t->topic_count);
     }
     client->epoch = t->epoch + 1;

@@ -62,7 +62,7 @@ static void conn_write_issue(conn_write_t *w)
             hs_free(w); /* ended or detached meanwhile: its own writes follow */
             return;
         }
-        hs_store_add_connection(store, client->id, n->node_id, client->claims.sub,
+        hs_store_add_connection(store, client->id, n->node_id, hs_notifier__claims(client)->sub,
                                 client->ip ? client->ip->ip : NULL, client->connected_ms,
                                 conn_write_cb, w);
         break;
@@ -144,8 +144,9 @@ void hs_notifier__flush_ack(hs_notifier_t *n, client_t *client)
 {
     if (client->ack_dirty) {
         client->ack_dirty = false;
-        hs_store_set_last_ack(n->store, client->id, client->last_ack, hs_notifier__store_write_cb,
-                              NULL);
+        char ack[HS_ULID_LEN + 1];
+        hs_ulid_format(&client->last_ack, ack);
+        hs_store_set_last_ack(n->store, client->id, ack, hs_notifier__store_write_cb, NULL);
     }
 }
 

@@ -13,8 +13,8 @@ client_t *hs_notifier__transport_peer_ended(transport_t *t)
     if (t == NULL)
         return NULL; /* released already */
     t->ended = true;
-    if (t->client == NULL) { /* never attached */
-        hs_free(t);
+    if (t->client == NULL) { /* never attached: let go of it here (ended: closes nothing) */
+        t->ops->release(t, 1006, NULL);
         return NULL;
     }
     return t->client;

@@ -8,7 +8,8 @@
  * the client it is attached to (client->transport). The client lets go of
  * it in one place (hs_notifier__client_drop_transport), which calls
  * release(): from then on none of the transport's callbacks reach the
- * client, and the transport object is freed. When the peer ends the
+ * client, and the transport object is freed (a WebSocket one lives in its
+ * session's allocation and goes with the session's close). When the peer ends the
  * connection, the transport says so once (hs_notifier__transport_ended)
  * with ended set, and the client drops it then. Thread affinity: the loop
  * thread only.

@@ -1,6 +1,8 @@
 /* transport_ws.c - the WebSocket transport of a notifier client: frames
  * through a ws/session.h session, whose data pointer is the transport while
- * the client holds it (NULL once released).
+ * the client holds it (NULL once released). The transport lives in the
+ * session's own allocation (hs_ws_accept_with), so it is freed with the
+ * session, after the session's close: release only lets go of it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +64,7 @@ static void ws_release(transport_t *t, uint16_t code, const char *reason)
     hs_ws_set_data(ws, NULL); /* the session only finishes its close */
     if (!t->ended)
         hs_ws_close(ws, code, reason);
-    hs_free(t);
+    /* t is freed with the session (it is in its allocation) */
 }
 
 static const char *ws_peer(const transport_t *t)
@@ -124,12 +126,13 @@ static const hs_ws_callbacks_t ws_callbacks = {
 
 transport_t *hs_notifier__ws_accept(hs_notifier_t *n, hs_http_request_t *req)
 {
-    ws_transport_t *t = hs_calloc(1, sizeof(*t));
-    t->base.ops = &ws_ops;
-    t->ws = hs_ws_accept(req, &n->ws_config, &ws_callbacks, t);
-    if (t->ws == NULL) {
-        hs_free(t);
+    void *room;
+    hs_ws_session_t *ws =
+        hs_ws_accept_with(req, &n->ws_config, &ws_callbacks, sizeof(ws_transport_t), &room);
+    if (ws == NULL)
         return NULL;
-    }
+    ws_transport_t *t = room; /* zeroed */
+    t->base.ops = &ws_ops;
+    t->ws = ws;
     return &t->base;
 }

@@ -10,6 +10,7 @@
 #include "ws/session.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -557,8 +558,30 @@ static const hs_conn_handler_t ws_handler = {
 
 /* ---- the opening handshake ------------------------------------------------- */
 
+/* Where the caller's room starts in a session's allocation. */
+#define ROOM_OFFSET                                                                                \
+    ((sizeof(struct hs_ws_session) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1))
+
+static hs_ws_session_t *accept_session(hs_http_request_t *req, const hs_ws_config_t *cfg,
+                                       const hs_ws_callbacks_t *callbacks, void *data, size_t room,
+                                       void **room_out);
+
 hs_ws_session_t *hs_ws_accept(hs_http_request_t *req, const hs_ws_config_t *cfg,
                               const hs_ws_callbacks_t *callbacks, void *data)
+{
+    return accept_session(req, cfg, callbacks, data, 0, NULL);
+}
+
+hs_ws_session_t *hs_ws_accept_with(hs_http_request_t *req, const hs_ws_config_t *cfg,
+                                   const hs_ws_callbacks_t *callbacks, size_t room, void **room_out)
+{
+    *room_out = NULL;
+    return accept_session(req, cfg, callbacks, NULL, room, room_out);
+}
+
+static hs_ws_session_t *accept_session(hs_http_request_t *req, const hs_ws_config_t *cfg,
+                                       const hs_ws_callbacks_t *callbacks, void *data, size_t room,
+                                       void **room_out)
 {
     size_t len = 0;
     const char *upgrade = hs_http_header(req, "upgrade", &len);
@@ -606,7 +629,11 @@ hs_ws_session_t *hs_ws_accept(hs_http_request_t *req, const hs_ws_config_t *cfg,
     hs_buf_unref(buf);
     conn = hs_http_upgrade(req);
 
-    hs_ws_session_t *ws = hs_calloc(1, sizeof(*ws));
+    hs_ws_session_t *ws = hs_calloc(1, room ? ROOM_OFFSET + room : sizeof(*ws));
+    if (room) {
+        data = (char *)ws + ROOM_OFFSET;
+        *room_out = data;
+    }
     ws->conn = conn;
     ws->cfg = cfg;
     ws->callbacks = callbacks;

@@ -61,6 +61,14 @@ typedef struct hs_ws_callbacks {
  * caller's route handler returns. */
 hs_ws_session_t *hs_ws_accept(hs_http_request_t *req, const hs_ws_config_t *cfg,
                               const hs_ws_callbacks_t *callbacks, void *data);
+/* hs_ws_accept with room bytes of the caller's in the session's own
+ * allocation (zeroed, aligned for any type): *room_out points to them and
+ * they are the session's data; they live until the session is freed, right
+ * after its on_close callback returns. One allocation per connection instead
+ * of two (docs/performance.md, "Memory per connection"). */
+hs_ws_session_t *hs_ws_accept_with(hs_http_request_t *req, const hs_ws_config_t *cfg,
+                                   const hs_ws_callbacks_t *callbacks, size_t room,
+                                   void **room_out);
 
 void *hs_ws_data(hs_ws_session_t *ws);
 void hs_ws_set_data(hs_ws_session_t *ws, void *data);

@@ -167,6 +167,52 @@ static void test_directory(void **state)
         assert_string_equal(f->log[i], expected[i]);
 }
 
+/* Canonical ULIDs are held in binary (core/idmap.h); every other spelling
+ * must still be its own key, as in a string map: a lower-case spelling of a
+ * registered id is not found, and one registered lower-case is found only so.
+ * The entries still registered at the close are freed there (ASan). */
+static void test_directory_ids(void **state)
+{
+    fixture_t *f = *state;
+    const char *a = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    const char *b = "01ARZ3NDEKTSV4RRFFQ69G5FAW";
+    const char *lower_a = "01arz3ndektsv4rrffq69g5fav";
+    hs_bus_register_connection(f->bus, "n1", a, NULL, NULL);
+    hs_bus_register_connection(f->bus, "n2", b, NULL, NULL);
+    hs_bus_locate_connection(f->bus, a, locate_cb, f);
+    hs_bus_locate_connection(f->bus, b, locate_cb, f);
+    hs_bus_locate_connection(f->bus, lower_a, locate_cb, f);
+    hs_bus_locate_connection(f->bus, "01ARZ3NDEKTSV4RRFFQ69G5FA", locate_cb, f);
+    hs_bus_locate_connection(f->bus, "not a ulid at all", locate_cb, f);
+    hs_bus_register_connection(f->bus, "n3", lower_a, NULL, NULL);
+    hs_bus_locate_connection(f->bus, lower_a, locate_cb, f);
+    hs_bus_locate_connection(f->bus, a, locate_cb, f);
+    /* The id's first 26 characters are its key, as they always were. */
+    hs_bus_register_connection(f->bus, "n3", "01ARZ3NDEKTSV4RRFFQ69G5FAXtail", NULL, NULL);
+    hs_bus_locate_connection(f->bus, "01ARZ3NDEKTSV4RRFFQ69G5FAX", locate_cb, f);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    /* Re-registering moves; a wrong node's unregister is ignored, as is an
+     * unregister of a spelling that was never registered. */
+    hs_bus_register_connection(f->bus, "n2", a, NULL, NULL);
+    hs_bus_unregister_connection(f->bus, "n1", a);
+    hs_bus_unregister_connection(f->bus, "n1", "01arz3ndektsv4rrffq69g5faw");
+    hs_bus_locate_connection(f->bus, a, locate_cb, f);
+    hs_bus_locate_connection(f->bus, b, locate_cb, f);
+    hs_bus_unregister_connection(f->bus, "n2", b);
+    hs_bus_unregister_connection(f->bus, "n3", lower_a);
+    hs_bus_locate_connection(f->bus, b, locate_cb, f);
+    hs_bus_locate_connection(f->bus, lower_a, locate_cb, f);
+    hs_bus_locate_connection(f->bus, a, locate_cb, f);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    const char *expected[] = {"located n1",   "located n2", "located none", "located none",
+                              "located none", "located n3", "located n1",   "located n3",
+                              "located n2",   "located n2", "located none", "located none",
+                              "located n2"};
+    assert_int_equal(f->entries, 13);
+    for (int i = 0; i < 13; i++)
+        assert_string_equal(f->log[i], expected[i]);
+}
+
 static void test_close_drains_queue(void **state)
 {
     fixture_t *f = *state;
@@ -189,6 +235,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fifo_and_never_inline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_directory_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains_queue, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

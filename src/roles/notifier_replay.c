@@ -126,9 +126,8 @@ typedef struct replay {
     char bound[HS_ULID_LEN + 1]; /* "" or the lowest last id of a topic that had more */
     held_t **items;              /* sorted by id once every query is back */
     size_t count, cap;
-    size_t sent;        /* items[0, sent) are the replay */
-    bool client_cursor; /* after is the client's (lastID or its ack), not the detach */
-    size_t pos;         /* of which items[0, pos) are queued */
+    size_t sent; /* items[0, sent) are the replay */
+    size_t pos;  /* of which items[0, pos) are queued */
 } replay_t;
 
 static int held_cmp(const void *a, const void *b)
@@ -143,14 +142,16 @@ static int held_id_cmp(const void *key, const void *item)
 
 /* A message committed before the replay's history read but not yet handed
  * to this node by the bus arrives live after the replay, which already sent
- * it; and a message the client had before it dropped (at or below the
- * cursor it gave) can be handed over again, to this node, by a bus that
- * took over a stopped consumer's events. The client keeps the ids its replay
- * sent and its cursor for as long as such a message can be on its way
- * (twice --claim-idle, at least 10 s: a bus redelivers an unacknowledged
- * event after --claim-idle; or twice the take-over of a dead consumer's
- * partitions, 4 heartbeats), and only the ids created within that time
- * (items is sorted by id, which is by creation time). */
+ * it; and a message at or below the resume's cursor can be handed over
+ * again, to this node, by a bus that took over a stopped consumer's events:
+ * one the client had before it dropped (the cursor it gave), or one still
+ * on its way when it dropped (the cursor is the detach, when it gave none:
+ * sent after the replay, it would come after newer messages of its topic;
+ * like a held one at or below the cursor, held_wanted, it is not sent). The client keeps the ids
+ * its replay sent and its cursor for as long as such a message can be on its way (twice
+ * --claim-idle, at least 10 s: a bus redelivers an unacknowledged event after --claim-idle; or
+ * twice the take-over of a dead consumer's partitions, 4 heartbeats), and only the ids created
+ * within that time (items is sorted by id, which is by creation time). */
 static void remember_replayed(hs_notifier_t *n, client_t *client, const char *cursor,
                               held_t *const *items, size_t count)
 {
@@ -253,7 +254,7 @@ static void stream_replay(hs_notifier_t *n, client_t *client)
         hs_notifier__ask_to_resume(n, client, "resume again");
         return;
     }
-    remember_replayed(n, client, r->client_cursor ? r->after : NULL, r->items, r->sent);
+    remember_replayed(n, client, r->after, r->items, r->sent);
     replay_free(r);
 }
 
@@ -372,7 +373,6 @@ void hs_notifier__start_resume(hs_notifier_t *n, client_t *client, const resume_
          * or below the client's cursor that a bus hands over again after a
          * subscribe is one it has (has_already). */
         snprintf(r->after, sizeof(r->after), "%s", after);
-        r->client_cursor = after != since;
     }
     if (!parsed || client->sub_count == 0) {
         /* Nothing to replay; what arrived since the attach is sent. */

@@ -389,6 +389,55 @@ def test_a_message_replayed_on_resume_is_not_sent_again_when_its_event_arrives(c
     asyncio.run(go())
 
 
+def test_a_late_event_below_a_resume_without_cursor_is_not_sent_after_newer_ones(cluster_factory):
+    """A client resuming without lastID or ack gets what was created after
+    its connection dropped. A message created before the drop whose event
+    was still waiting (no consumer ran) reaches the notifier after the
+    replay: it is below the resume's cursor, and sending it then put it
+    after the newer messages the replay sent (the delivery checker's
+    order_scaleout, CI seed 1301). It is dropped, as one at or below a
+    client's own cursor is."""
+    cluster = cluster_factory(notifiers=("a",), consumers=1)
+
+    async def go():
+        import websockets
+        ws = await websockets.connect(f"ws://127.0.0.1:{cluster.ws['a']}/api/v1/ws")
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        cid, token = hello["connectionID"], hello["resumeToken"]
+        await subscribe_all(cluster, [(ws, cid)], "late-below")
+        status, first = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
+                                                {"topic": "late-below", "content": "first"})
+        assert status == 201
+        assert await collect(ws, 1, time.monotonic() + 5) == [first["id"]]
+        assert cluster.roles["consumer1"].stop() == 0
+        status, late = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
+                                               {"topic": "late-below", "content": "late"})
+        assert status == 201
+        await asyncio.sleep(0.05)
+        ws.transport.abort()  # detached now: the resume's cursor is this moment
+        await asyncio.sleep(0.5)
+        status, newer = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
+                                                {"topic": "late-below", "content": "newer"})
+        assert status == 201
+        ws = await websockets.connect(f"ws://127.0.0.1:{cluster.ws['a']}/api/v1/ws"
+                                      f"?resume={token}")
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert hello["resumed"] is True and hello["replayed"] == 1, hello
+        assert await collect(ws, 1, time.monotonic() + 5) == [newer["id"]]
+        cluster.start("consumer2", "consumer", "--redis", cluster.redis.url)
+        await asyncio.sleep(1.5)  # the events of "late" and "newer" reach the notifier now
+        status, after = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
+                                                {"topic": "late-below", "content": "after"})
+        assert status == 201
+        got = await collect(ws, 1, time.monotonic() + 5)
+        await expect_no_more(ws, 0.5)
+        await ws.close()
+        return late["id"], newer["id"], after["id"], got
+    late, newer, after, got = asyncio.run(go())
+    assert late < newer
+    assert got == [after], f"got {got} after {newer}; {late} is below the resume's cursor"
+
+
 def test_a_connection_opened_while_mariadb_is_away_gets_its_row_when_it_is_back(cluster_factory):
     """A notifier keeps accepting WebSockets while MariaDB is away; the
     connection's row is written once MariaDB is back (tried again each

@@ -14,7 +14,11 @@
 /* A fan-out connection with this much queued (or a quarter of its bound,
  * when lower) has fallen behind: the whole wave goes at once (net.c). */
 #define HS_NET_FANOUT_BEHIND (64 * 1024)
-#define HS_NET_MAX_IOVS      64
+/* Buffers one writev takes: Linux's IOV_MAX. A subscriber's queue after a
+ * burst is one frame per message; at 64 a burst of 256 messages took 4
+ * calls per subscriber, and the kernel's cost per call is most of a
+ * fan-out's (docs/performance.md). */
+#define HS_NET_MAX_IOVS 1024
 
 typedef struct out_slot {
     hs_buf_t *buf;

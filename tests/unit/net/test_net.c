@@ -19,7 +19,8 @@
 #include "core/error.h"
 #include "net/net_internal.h"
 
-#define BIG_BLOCKS 8192 /* of 1 KiB: 8 MiB */
+#define BIG_BLOCKS  8192 /* of 1 KiB: 8 MiB */
+#define BATCH_SMALL 500  /* one-byte sends after the first three of S_BATCH */
 
 enum {
     S_ECHO,
@@ -128,11 +129,14 @@ static void accept_cb(hs_listener_t *listener, hs_conn_t *conn)
     assert_int_equal(hs_net_conn_count(fx->net), 1);
     switch (fx->scenario) {
     case S_BATCH:
-        /* Three sends in one iteration: one write call. */
+        /* Sends in one iteration: one write call, however many buffers
+         * (a subscriber's frames of a burst are one writev each). */
         send_str(conn, "a");
         send_str(conn, "bb");
         send_str(conn, "ccc");
-        assert_int_equal(hs_conn_pending(conn), 6);
+        for (int i = 0; i < BATCH_SMALL; i++)
+            send_str(conn, "d");
+        assert_int_equal(hs_conn_pending(conn), 6 + BATCH_SMALL);
         assert_int_equal(fx->net->write_calls, 0); /* only queued so far */
         hs_conn_close_after_flush(conn);
         break;
@@ -324,8 +328,10 @@ static void test_echo_and_eof(void **state)
 static void test_sends_batched(void **state)
 {
     run_scenario(S_BATCH);
-    assert_int_equal(fx->received_len, 6);
+    assert_int_equal(fx->received_len, 6 + BATCH_SMALL);
     assert_memory_equal(fx->received, "abbccc", 6);
+    for (int i = 0; i < BATCH_SMALL; i++)
+        assert_int_equal(fx->received[6 + i], 'd');
     assert_int_equal(fx->write_calls, 1);
     finish();
 }

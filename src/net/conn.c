@@ -1,10 +1,16 @@
-/* conn.c - one TCP connection: reading into the loop's shared buffer, a
- * bounded ring of queued buffer references, one timer (an entry of the net's
- * heap, timers.c), and an asynchronous
- * close that ends with the handler's on_close. Writing the queue to the
- * socket (batched writes, TLS, the helpers' write phase) is flush.c. */
+/* conn.c - one TCP connection: its socket polled by libuv (reading into the
+ * loop's shared buffer, the wait for room to write), a bounded ring of
+ * queued buffer references, one timer (an entry of the net's heap,
+ * timers.c), the shutdown and an asynchronous close that ends with the
+ * handler's on_close. Writing the queue to the socket (batched writes, TLS,
+ * the helpers' write phase) is flush.c. */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -25,8 +31,8 @@ static void free_ring(hs_conn_t *conn)
 static void handle_closed_cb(uv_handle_t *handle)
 {
     hs_conn_t *conn = hs_conn__of(handle);
-    /* The socket is closed (libuv ran every write and shutdown callback
-     * before this): the protocol frees its state, then we go. */
+    /* The socket is closed and the poll stopped: the protocol frees its
+     * state, then we go. */
     if (conn->handler && conn->handler->on_close)
         conn->handler->on_close(conn);
     hs_net__unschedule_flush(conn->net, conn);
@@ -41,34 +47,69 @@ static void handle_closed_cb(uv_handle_t *handle)
     hs_free(conn);
 }
 
-hs_conn_t *hs_conn__new(hs_net_t *net)
+hs_conn_t *hs_conn__new(hs_net_t *net, int fd)
 {
     hs_conn_t *conn = hs_calloc(1, sizeof(*conn));
+    if (uv_poll_init_socket(net->loop, &conn->poll, fd) != 0) {
+        hs_free(conn);
+        return NULL;
+    }
     conn->net = net;
-    uv_tcp_init(net->loop, &conn->tcp);
     conn->out_cap = HS_CONN_INLINE_SLOTS;
     net->conn_count++;
     return conn;
 }
 
+/* ---- the poll ----------------------------------------------------------- */
+
+static void poll_cb(uv_poll_t *handle, int status, int events);
+
+/* Makes the poll watch what the state asks for: readable while the
+ * connection reads, writable while a flush waits for room. Changed only
+ * when it differs (libuv takes the descriptor out of epoll and puts it back
+ * for every uv_poll_start). */
+static void update_poll(hs_conn_t *conn)
+{
+    if (conn->flags & CONN_CLOSING)
+        return;
+    unsigned want = 0, events = 0;
+    if (conn->flags & CONN_READING) {
+        want |= CONN_POLLING_R;
+        events |= UV_READABLE;
+    }
+    if (conn->flags & CONN_WAIT_WRITE) {
+        want |= CONN_POLLING_W;
+        events |= UV_WRITABLE;
+    }
+    if ((conn->flags & (CONN_POLLING_R | CONN_POLLING_W)) == want)
+        return;
+    conn->flags = (uint16_t)((conn->flags & ~(unsigned)(CONN_POLLING_R | CONN_POLLING_W)) | want);
+    if (events)
+        uv_poll_start(&conn->poll, (int)events, poll_cb);
+    else
+        uv_poll_stop(&conn->poll);
+}
+
+static void set_flag(hs_conn_t *conn, unsigned flag, bool on)
+{
+    if (on)
+        conn->flags |= flag;
+    else
+        conn->flags &= (uint16_t)~flag;
+    update_poll(conn);
+}
+
+void hs_conn__wait_writable(hs_conn_t *conn)
+{
+    set_flag(conn, CONN_WAIT_WRITE, true);
+}
+
 /* ---- reading ------------------------------------------------------------ */
 
-static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    hs_conn_t *conn = hs_conn__of(handle);
-    hs_net_t *net = conn->net;
-    /* One read callback runs at a time on a loop, so one buffer serves all
-     * connections; on_read must not keep pointers into it. */
-    if (net->read_buf_busy) {
-        buf->base = NULL;
-        buf->len = 0;
-        return;
-    }
-    net->read_buf_busy = 1;
-    buf->base = net->read_buf;
-    buf->len = sizeof(net->read_buf);
-}
+/* A read that filled the whole buffer is followed by another, up to this
+ * many per readiness (libuv's figure): a fast sender does not starve the
+ * others, and what is left makes the socket readable again. */
+#define READS_PER_EVENT 32
 
 void hs_conn__read_ended(hs_conn_t *conn, int status)
 {
@@ -76,8 +117,8 @@ void hs_conn__read_ended(hs_conn_t *conn, int status)
         hs_conn_close(conn); /* the lingering close is over */
         return;
     }
-    uv_read_stop((uv_stream_t *)&conn->tcp);
     conn->flags |= CONN_PAUSED;
+    set_flag(conn, CONN_READING, false);
     if (conn->handler && conn->handler->on_eof)
         conn->handler->on_eof(conn, status);
     if (status != UV_EOF)
@@ -86,45 +127,107 @@ void hs_conn__read_ended(hs_conn_t *conn, int status)
         hs_conn_close_after_flush(conn);
 }
 
-static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* The socket is readable: into the loop's one buffer (one read callback
+ * runs at a time on a loop, so it serves all connections; on_read must not
+ * keep pointers into it). */
+static void read_some(hs_conn_t *conn)
 {
-    hs_conn_t *conn = hs_conn__of(stream);
-    if (buf->base == conn->net->read_buf)
-        conn->net->read_buf_busy = 0;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        hs_conn__read_ended(conn, (int)nread);
-        return;
+    hs_net_t *net = conn->net;
+    int fd = hs_conn__fd(conn);
+    for (int i = 0; i < READS_PER_EVENT; i++) {
+        ssize_t n;
+        do
+            n = read(fd, net->read_buf, sizeof(net->read_buf));
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                hs_conn__read_ended(conn, -errno); /* libuv's codes are -errno */
+            return;
+        }
+        if (n == 0) {
+            hs_conn__read_ended(conn, UV_EOF);
+            return;
+        }
+        /* closing: what the peer still sends is discarded */
+        if (!(conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE))) {
+            if (conn->tls)
+                hs_tls__read(conn, net->read_buf, (size_t)n);
+            else
+                conn->handler->on_read(conn, net->read_buf, (size_t)n);
+        }
+        if ((size_t)n < sizeof(net->read_buf) || (conn->flags & CONN_CLOSING) ||
+            !(conn->flags & CONN_READING))
+            return;
     }
-    if (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE))
-        return; /* closing: what the peer still sends is discarded */
-    if (conn->tls)
-        hs_tls__read(conn, buf->base, (size_t)nread);
-    else
-        conn->handler->on_read(conn, buf->base, (size_t)nread);
 }
 
-int hs_conn__start(hs_conn_t *conn)
+/* The error a failed socket has; libuv reports every one as UV_EBADF. */
+static int socket_error(hs_conn_t *conn)
 {
-    struct sockaddr_storage addr;
-    int len = sizeof(addr);
-    conn->peer_family = 0;
-    if (uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&addr, &len) == 0) {
-        if (addr.ss_family == AF_INET) {
-            struct sockaddr_in *in = (struct sockaddr_in *)&addr;
-            conn->peer_family = AF_INET;
-            conn->peer_port = ntohs(in->sin_port);
-            memcpy(conn->peer_addr, &in->sin_addr, 4);
-        } else if (addr.ss_family == AF_INET6) {
-            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&addr;
-            conn->peer_family = AF_INET6;
-            conn->peer_port = ntohs(in6->sin6_port);
-            memcpy(conn->peer_addr, &in6->sin6_addr, 16);
-        }
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(hs_conn__fd(conn), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0)
+        return UV_ECONNRESET;
+    return -err;
+}
+
+static void poll_cb(uv_poll_t *handle, int status, int events)
+{
+    hs_conn_t *conn = hs_conn__of(handle);
+    if (status < 0) {
+        /* libuv stopped the poll (an error on the socket, POLLERR): the
+         * connection ends as a failed read would end it. */
+        conn->flags &= (uint16_t) ~(CONN_POLLING_R | CONN_POLLING_W);
+        if (conn->flags & CONN_READING)
+            hs_conn__read_ended(conn, socket_error(conn));
+        else
+            hs_conn_close(conn);
+        return;
     }
-    uv_tcp_nodelay(&conn->tcp, 1);
-    return uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb);
+    if (events & UV_WRITABLE) {
+        /* The poll is changed once the flush is done: a socket that fills
+         * up again keeps it as it is. */
+        conn->flags &= (uint16_t)~CONN_WAIT_WRITE;
+        hs_net__flush_conn(conn); /* may wait again, or close */
+        update_poll(conn);
+    }
+    if ((events & UV_READABLE) && (conn->flags & CONN_READING) && !(conn->flags & CONN_CLOSING))
+        read_some(conn);
+}
+
+/* Kept as an IPv6 address (an IPv4 one mapped); port 0: not known. */
+static void set_peer(hs_conn_t *conn, const struct sockaddr *sa)
+{
+    conn->peer_port = 0;
+    if (sa == NULL)
+        return;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        memcpy(conn->peer_addr, mapped, sizeof(mapped));
+        memcpy(conn->peer_addr + 12, &in->sin_addr, 4);
+        conn->peer_port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        memcpy(conn->peer_addr, &in6->sin6_addr, 16);
+        conn->peer_port = ntohs(in6->sin6_port);
+    }
+}
+
+int hs_conn__start(hs_conn_t *conn, const struct sockaddr *peer)
+{
+    int fd = hs_conn__fd(conn);
+    struct sockaddr_storage addr;
+    if (peer == NULL) {
+        socklen_t len = sizeof(addr);
+        if (getpeername(fd, (struct sockaddr *)&addr, &len) == 0)
+            peer = (const struct sockaddr *)&addr;
+    }
+    set_peer(conn, peer);
+    int one = 1; /* fails on a socket that is not TCP (tests): harmless */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    set_flag(conn, CONN_READING, true);
+    return 0;
 }
 
 void hs_conn_inject(hs_conn_t *conn, const char *data, size_t len)
@@ -138,15 +241,15 @@ void hs_conn_pause_read(hs_conn_t *conn)
     if (conn->flags & (CONN_CLOSING | CONN_PAUSED))
         return;
     conn->flags |= CONN_PAUSED;
-    uv_read_stop((uv_stream_t *)&conn->tcp);
+    set_flag(conn, CONN_READING, false);
 }
 
 void hs_conn_resume_read(hs_conn_t *conn)
 {
     if (!(conn->flags & CONN_PAUSED) || (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE)))
         return;
-    conn->flags &= ~(unsigned)CONN_PAUSED;
-    uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb);
+    conn->flags &= (uint16_t)~CONN_PAUSED;
+    set_flag(conn, CONN_READING, true);
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -247,10 +350,9 @@ int hs_conn_send_taking(hs_conn_t *conn, hs_buf_t *buf, bool bounded)
 
 void hs_conn_discard_unsent(hs_conn_t *conn)
 {
-    unsigned keep = conn->writing_count;
+    /* A buffer written in part stays: the peer has its first bytes. */
     out_slot_t *slots = hs_conn__slots(conn);
-    if (keep == 0 && conn->out_count > 0 && slots[conn->out_head].offset > 0)
-        keep = 1;
+    unsigned keep = conn->out_count > 0 && slots[conn->out_head].offset > 0 ? 1 : 0;
     while (conn->out_count > keep) {
         unsigned last = (conn->out_head + conn->out_count - 1) % conn->out_cap;
         out_slot_t *slot = &slots[last];
@@ -293,32 +395,13 @@ static void flush_deadline_cb(hs_conn_t *conn)
 
 #define LINGER_MS 2000
 
-/* The request was allocated for this shutdown alone (begin_shutdown);
- * libuv calls back with UV_ECANCELED when the handle closes first. */
-static void shutdown_cb(uv_shutdown_t *req, int status)
-{
-    hs_conn_t *conn = req->data;
-    hs_free(req);
-    if (status < 0 || (conn->flags & CONN_CLOSING)) {
-        hs_conn_close(conn);
-        return;
-    }
-    /* Our side is finished. Closing now could make the kernel answer bytes
-     * the peer is still sending with a reset that destroys our last
-     * response in flight; so read and discard until the peer closes too,
-     * for a short while (a "lingering close"). */
-    conn->timer_cb = flush_deadline_cb;
-    hs_net__timer_start(conn, LINGER_MS);
-    uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb);
-}
-
-/* Nothing queued, nothing being written. With TLS the plaintext queue may be
- * empty while ciphertext is still waiting or in flight. */
+/* Nothing queued. With TLS the plaintext queue may be empty while
+ * ciphertext is still waiting. */
 static bool queue_empty(hs_conn_t *conn)
 {
     if (conn->out_count > 0)
         return false;
-    return !conn->tls || (!hs_tls__has_output(conn->tls) && !(conn->flags & CONN_WRITING));
+    return !conn->tls || !hs_tls__has_output(conn->tls);
 }
 
 static void begin_shutdown(hs_conn_t *conn)
@@ -332,12 +415,17 @@ static void begin_shutdown(hs_conn_t *conn)
         return;
     }
     conn->flags |= CONN_SHUTDOWN;
-    uv_shutdown_t *req = hs_malloc(sizeof(*req));
-    req->data = conn;
-    if (uv_shutdown(req, (uv_stream_t *)&conn->tcp, shutdown_cb) != 0) {
-        hs_free(req);
-        hs_conn_close(conn);
+    if (shutdown(hs_conn__fd(conn), SHUT_WR) != 0) {
+        hs_conn_close(conn); /* the peer is gone already */
+        return;
     }
+    /* Our side is finished. Closing now could make the kernel answer bytes
+     * the peer is still sending with a reset that destroys our last
+     * response in flight; so read and discard until the peer closes too,
+     * for a short while (a "lingering close"). */
+    conn->timer_cb = flush_deadline_cb;
+    hs_net__timer_start(conn, LINGER_MS);
+    set_flag(conn, CONN_READING, true);
 }
 
 void hs_conn_close_after_flush(hs_conn_t *conn)
@@ -345,7 +433,7 @@ void hs_conn_close_after_flush(hs_conn_t *conn)
     if (conn->flags & (CONN_CLOSING | CONN_FLUSH_CLOSE))
         return;
     conn->flags |= CONN_FLUSH_CLOSE;
-    uv_read_stop((uv_stream_t *)&conn->tcp);
+    set_flag(conn, CONN_READING, false);
     /* A peer that never reads must not keep the connection forever. */
     conn->timer_cb = flush_deadline_cb;
     hs_net__timer_start(conn, FLUSH_CLOSE_DEADLINE_MS);
@@ -359,11 +447,15 @@ void hs_conn_close(hs_conn_t *conn)
 {
     if (conn->flags & CONN_CLOSING)
         return;
+    int fd = hs_conn__fd(conn);
     conn->flags |= CONN_CLOSING;
-    uv_read_stop((uv_stream_t *)&conn->tcp);
     conn->timer_cb = NULL;
     hs_net__timer_stop(conn);
-    uv_close((uv_handle_t *)&conn->tcp, handle_closed_cb);
+    /* uv_close stops the poll and takes the descriptor out of epoll at
+     * once; the socket goes with it, as libuv closes its own. */
+    uv_close((uv_handle_t *)&conn->poll, handle_closed_cb);
+    if (fd >= 0)
+        close(fd);
 }
 
 bool hs_conn_closing(hs_conn_t *conn)
@@ -400,12 +492,12 @@ void hs_conn_timer_stop(hs_conn_t *conn)
 void hs_conn_set_handler(hs_conn_t *conn, const hs_conn_handler_t *handler, void *data)
 {
     conn->handler = handler;
-    conn->tcp.data = data;
+    conn->poll.data = data;
 }
 
 void *hs_conn_data(hs_conn_t *conn)
 {
-    return conn->tcp.data;
+    return conn->poll.data;
 }
 
 hs_net_t *hs_conn_net(hs_conn_t *conn)
@@ -413,7 +505,7 @@ hs_net_t *hs_conn_net(hs_conn_t *conn)
     return conn->net;
 }
 
-/* Kept in binary (20 bytes, not 64 of text in every connection) and
+/* Kept in binary (18 bytes, not 64 of text in every connection) and
  * written out when asked, into one of a few buffers per thread. */
 #define PEER_BUFS 4
 
@@ -424,13 +516,15 @@ const char *hs_conn_peer(hs_conn_t *conn)
     char *out = bufs[next++ % PEER_BUFS];
     char ip[INET6_ADDRSTRLEN] = "";
     out[0] = '\0';
-    if (conn->peer_family == AF_INET) {
-        inet_ntop(AF_INET, conn->peer_addr, ip, sizeof(ip));
+    if (conn->peer_port == 0)
+        return out;
+    /* an IPv4 peer, or one mapped by a dual-stack listener, as IPv4 */
+    if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)conn->peer_addr)) {
+        inet_ntop(AF_INET, conn->peer_addr + 12, ip, sizeof(ip));
         snprintf(out, HS_CONN_PEER_LEN, "%s:%u", ip, conn->peer_port);
-    } else if (conn->peer_family == AF_INET6) {
+    } else {
         inet_ntop(AF_INET6, conn->peer_addr, ip, sizeof(ip));
-        const char *shown = strncmp(ip, "::ffff:", 7) == 0 ? ip + 7 : ip;
-        snprintf(out, HS_CONN_PEER_LEN, shown == ip ? "[%s]:%u" : "%s:%u", shown, conn->peer_port);
+        snprintf(out, HS_CONN_PEER_LEN, "[%s]:%u", ip, conn->peer_port);
     }
     return out;
 }

@@ -1,6 +1,7 @@
 /* flush.c - writing a connection's queue to its socket: the flush of a plain
- * connection in two phases, the TLS flush, and libuv's write for what the
- * socket did not take at once.
+ * connection in two phases and the TLS flush. What the socket did not take
+ * at once stays queued while the poll waits for it to be writable (conn.c),
+ * and the next flush starts from there.
  *
  * Threads. Everything here runs on the loop thread except
  * hs_net__flush_writes, which the flush pool (flush_pool.c, driven by
@@ -16,10 +17,10 @@
  *     uv_fileno, which reads the handle), the handler, the logger, the
  *     metrics or the net.
  *   - the finish phase (hs_net__flush_finish, loop thread, after the pool
- *     returned) acts on the outcome: counters, metrics, the log line, a
- *     uv_write for the rest, a close, the handler's on_drain.
+ *     returned) acts on the outcome: counters, metrics, the log line, the
+ *     wait for a writable socket, a close, the handler's on_drain.
  * hs_net__can_flush_apart says which connections may take the two-phase
- * path (plain, neither closing nor with a uv_write in flight); TLS
+ * path (plain, neither closing nor waiting for a writable socket); TLS
  * connections encrypt with the net's staging buffer and are flushed on the
  * loop thread only (hs_net__flush_conn). make tsan checks these rules.
  */
@@ -60,19 +61,15 @@ static unsigned slot_iovs(const out_slot_t *slot, uv_buf_t *iovs, unsigned n, un
     return n;
 }
 
-/* The iovecs of the queue's first unwritten bytes, at most max; *slots (if
- * not NULL): the queue entries they come from (the last one perhaps in
- * part), *bytes: their length. */
-static unsigned fill_iovs(hs_conn_t *conn, uv_buf_t *iovs, unsigned max, unsigned *slots,
-                          size_t *bytes)
+/* The iovecs of the queue's first unwritten bytes, at most max; *bytes:
+ * their length. */
+static unsigned fill_iovs(hs_conn_t *conn, uv_buf_t *iovs, unsigned max, size_t *bytes)
 {
-    unsigned n = 0, s = 0;
+    unsigned n = 0;
     const out_slot_t *ring = hs_conn__slots(conn);
     *bytes = 0;
-    for (; s < conn->out_count && n < max; s++)
+    for (unsigned s = 0; s < conn->out_count && n < max; s++)
         n = slot_iovs(&ring[(conn->out_head + s) % conn->out_cap], iovs, n, max, bytes);
-    if (slots)
-        *slots = s;
     return n;
 }
 
@@ -98,60 +95,6 @@ static void slot_copy(const out_slot_t *slot, char *dst, size_t n)
         n -= take;
         skip = 0;
     }
-}
-
-/* The request was allocated for this write alone (write_later); libuv
- * calls back, with UV_ECANCELED, before a closed handle's close callback. */
-static void write_cb(uv_write_t *req, int status)
-{
-    hs_conn_t *conn = req->data;
-    hs_free(req);
-    conn->flags &= ~(unsigned)CONN_WRITING;
-    if (conn->flags & CONN_CLOSING)
-        return;
-    if (status < 0) {
-        hs_log_debug("net: write to %s failed: %s", hs_conn_peer(conn), uv_strerror(status));
-        hs_conn_close(conn);
-        return;
-    }
-    /* uv_write wrote everything it was given. */
-    size_t written = conn->writing_bytes;
-    conn->writing_count = 0;
-    conn->writing_bytes = 0;
-    if (conn->tls) {
-        /* uv_write had the rest of the TLS output buffer. */
-        hs_tls_out_t *out = hs_tls__out(conn->tls);
-        written = out->len - out->off;
-        hs_tls__out_consume(conn->tls, written);
-        hs_metrics_singleton.bytes_sent += written;
-        if (conn->out_count > 0 || hs_tls__has_output(conn->tls))
-            hs_net__schedule_flush(conn->net, conn);
-        else
-            hs_conn__queue_drained(conn);
-        return;
-    }
-    hs_metrics_singleton.bytes_sent += written;
-    hs_conn__consume(conn, written);
-    if (conn->out_count > 0)
-        hs_net__schedule_flush(conn->net, conn);
-    else
-        hs_conn__queue_drained(conn);
-}
-
-/* Hands n iovecs to libuv, which writes them when the socket becomes
- * writable; until write_cb the connection writes nothing else (CONN_WRITING).
- * An idle connection keeps no uv_write_t: one is allocated here. */
-static int write_later(hs_conn_t *conn, const uv_buf_t *iovs, unsigned n)
-{
-    uv_write_t *req = hs_malloc(sizeof(*req));
-    req->data = conn;
-    conn->flags |= CONN_WRITING;
-    int rc = uv_write(req, (uv_stream_t *)&conn->tcp, iovs, n, write_cb);
-    if (rc < 0) {
-        conn->flags &= ~(unsigned)CONN_WRITING;
-        hs_free(req);
-    }
-    return rc;
 }
 
 /* TLS: how much plaintext one flush encrypts before writing; what is left
@@ -216,30 +159,27 @@ static void tls_flush_conn(hs_conn_t *conn)
                 continue;
             break;
         }
-        uv_buf_t iov = uv_buf_init(out->data + out->off, (unsigned)(out->len - out->off));
-        int rc = uv_try_write((uv_stream_t *)&conn->tcp, &iov, 1);
+        size_t len = out->len - out->off;
+        ssize_t rc;
+        do
+            rc = write(hs_conn__fd(conn), out->data + out->off, len);
+        while (rc < 0 && errno == EINTR);
         conn->net->write_calls++;
-        if (rc == UV_EAGAIN || rc == UV_ENOSYS)
-            rc = 0;
-        if (rc < 0) {
-            hs_log_debug("net: write to %s failed: %s", hs_conn_peer(conn), uv_strerror(rc));
+        if (rc < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            hs_log_debug("net: write to %s failed: %s", hs_conn_peer(conn), strerror(errno));
             hs_conn_close(conn);
             return;
         }
-        hs_metrics_singleton.bytes_sent += (size_t)rc;
-        if ((size_t)rc < iov.len) {
-            /* The socket is full: libuv writes the rest of this buffer,
-             * which stays untouched (OpenSSL's further output goes to the
-             * next one) until write_cb. */
+        if (rc > 0) {
+            hs_metrics_singleton.bytes_sent += (size_t)rc;
             hs_tls__out_consume(tc, (size_t)rc);
-            out = hs_tls__out(tc);
-            iov = uv_buf_init(out->data + out->off, (unsigned)(out->len - out->off));
-            conn->writing_count = 0;
-            if (write_later(conn, &iov, 1) < 0)
-                hs_conn_close(conn);
+        }
+        if (rc < 0 || (size_t)rc < len) {
+            /* The socket is full: the rest of this buffer stays (OpenSSL's
+             * further output goes to the next one) until it is writable. */
+            hs_conn__wait_writable(conn);
             return;
         }
-        hs_tls__out_consume(tc, (size_t)rc);
     }
     if (conn->flags & CONN_CLOSING)
         return;
@@ -249,25 +189,24 @@ static void tls_flush_conn(hs_conn_t *conn)
 
 bool hs_net__can_flush_apart(const hs_conn_t *conn)
 {
-    return conn->tls == NULL && !(conn->flags & (CONN_CLOSING | CONN_WRITING)) &&
+    return conn->tls == NULL && !(conn->flags & (CONN_CLOSING | CONN_WAIT_WRITE)) &&
            conn->out_count > 0;
 }
 
 void hs_net__flush_writes(hs_conn_t *conn)
 {
-    conn->flush_error = 0;
+    conn->flush_status = 0;
     conn->flush_written = 0;
     conn->flush_calls = 0;
-    conn->flush_partial = false;
-    uv_os_fd_t fd;
-    if (uv_fileno((const uv_handle_t *)&conn->tcp, &fd) != 0) {
-        conn->flush_error = UV_EBADF;
+    int fd = hs_conn__fd(conn);
+    if (fd < 0) {
+        conn->flush_status = UV_EBADF;
         return;
     }
     uv_buf_t iovs[HS_NET_MAX_IOVS];
     while (conn->out_count > 0) {
         size_t total;
-        unsigned n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS, NULL, &total);
+        unsigned n = fill_iovs(conn, iovs, HS_NET_MAX_IOVS, &total);
         /* uv_buf_t has the layout of struct iovec on Unix. */
         ssize_t rc;
         do
@@ -277,15 +216,15 @@ void hs_net__flush_writes(hs_conn_t *conn)
             conn->flush_calls++;
         if (rc < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                conn->flush_error = (int16_t)-errno;
+                conn->flush_status = (int16_t)-errno;
             else
-                conn->flush_partial = true;
+                conn->flush_status = HS_FLUSH_PARTIAL;
             return;
         }
         conn->flush_written += (size_t)rc;
         hs_conn__consume(conn, (size_t)rc);
         if ((size_t)rc < total) {
-            conn->flush_partial = true;
+            conn->flush_status = HS_FLUSH_PARTIAL;
             return;
         }
     }
@@ -295,21 +234,13 @@ void hs_net__flush_finish(hs_conn_t *conn)
 {
     conn->net->write_calls += conn->flush_calls;
     hs_metrics_singleton.bytes_sent += conn->flush_written;
-    if (conn->flush_error) {
+    if (conn->flush_status < 0) {
         hs_log_debug("net: write to %s failed: %s", hs_conn_peer(conn),
-                     uv_strerror(conn->flush_error));
+                     uv_strerror(conn->flush_status));
         hs_conn_close(conn);
-    } else if (conn->flush_partial && conn->out_count > 0) {
-        /* The socket is full: hand the rest to libuv, which writes it when
-         * the socket becomes writable, and stop until it is done. */
-        uv_buf_t iovs[HS_NET_MAX_IOVS];
-        unsigned n =
-            fill_iovs(conn, iovs, HS_NET_MAX_IOVS, &conn->writing_count, &conn->writing_bytes);
-        if (write_later(conn, iovs, n) < 0) {
-            conn->writing_count = 0;
-            conn->writing_bytes = 0;
-            hs_conn_close(conn);
-        }
+    } else if (conn->flush_status == HS_FLUSH_PARTIAL && conn->out_count > 0) {
+        /* The socket is full: the rest waits until it is writable. */
+        hs_conn__wait_writable(conn);
     } else if (conn->out_count == 0) {
         hs_conn__queue_drained(conn);
     }
@@ -319,7 +250,7 @@ void hs_net__flush_finish(hs_conn_t *conn)
  * thread; a TLS one encrypts first (tls_flush_conn). */
 void hs_net__flush_conn(hs_conn_t *conn)
 {
-    if (conn->flags & (CONN_CLOSING | CONN_WRITING))
+    if (conn->flags & (CONN_CLOSING | CONN_WAIT_WRITE))
         return;
     if (conn->tls) {
         tls_flush_conn(conn);

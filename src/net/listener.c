@@ -1,14 +1,20 @@
 /* listener.c - listening sockets: address parsing, dual-stack binding, and
- * accepting with a back-off when the process runs out of descriptors.
+ * accepting (a socket polled by libuv, accept4 here: a connection is a
+ * descriptor, not a libuv stream, conn.c) with a back-off when the process
+ * runs out of descriptors.
  *
  * Addresses: "host:port", "[v6]:port", ":port" or "*:port" (all interfaces:
  * "::" with IPV6_V6ONLY off so IPv4 clients are accepted too, or 0.0.0.0
  * when the host has no IPv6), and "localhost:port", which means 127.0.0.1
  * (no resolver is involved; clients resolving localhost to ::1 need ":port"
  * or "[::1]:port"). */
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -18,9 +24,13 @@
 #define BACKLOG           1024
 #define EMFILE_BACKOFF_MS 100
 #define WARN_INTERVAL_MS  5000
+/* Connections accepted per readiness: the loop gets on with the others, and
+ * the socket stays readable while more wait. */
+#define ACCEPTS_PER_EVENT 128
 
 struct hs_listener {
-    uv_tcp_t tcp;
+    uv_poll_t poll;     /* on fd */
+    int fd;             /* the listening socket; -1 while not listening */
     uv_timer_t backoff; /* re-listens after running out of descriptors */
     hs_net_t *net;
     hs_tls_t *tls; /* the net's when this listener started: TLS only */
@@ -28,9 +38,9 @@ struct hs_listener {
     void *data;
     struct sockaddr_storage addr; /* bound address, with the actual port */
     int port;
-    bool listening;   /* tcp is open (not closed for a back-off) */
+    bool listening;   /* fd is open (not closed for a back-off) */
     bool closing;     /* hs_listener_close was called */
-    bool backing_off; /* tcp is closing for a back-off; re-listen later */
+    bool backing_off; /* closed for a back-off; re-listen later */
     unsigned handles_open;
     uint64_t fd_limit; /* RLIMIT_NOFILE at start, 0 if unlimited */
     uint64_t last_warning_ms;
@@ -104,11 +114,18 @@ static void backoff_cb(uv_timer_t *timer)
     uv_timer_start(&l->backoff, backoff_cb, EMFILE_BACKOFF_MS, 0);
 }
 
-/* Out of descriptors. libuv first tries its reserve-descriptor trick (accept
- * and drop the waiting connections); when even that fails it reports the
- * error here and would retry at once, in a loop. libuv has no "stop
- * listening", so the listening socket is closed and bound again (same
- * address, same port) after a pause; meanwhile connections are refused. */
+/* Stops polling and closes the listening socket (l->listening is false). */
+static void stop_listening(hs_listener_t *l)
+{
+    uv_close((uv_handle_t *)&l->poll, listener_handle_closed_cb);
+    close(l->fd);
+    l->fd = -1;
+}
+
+/* Out of descriptors: the waiting connection cannot be accepted, and the
+ * socket would stay readable, in a loop. So the listening socket is closed
+ * and bound again (same address, same port) after a pause; meanwhile
+ * connections are refused, and those waiting in the backlog are reset. */
 static void back_off(hs_listener_t *l, int status)
 {
     if (warn_allowed(l))
@@ -116,7 +133,7 @@ static void back_off(hs_listener_t *l, int status)
                     uv_strerror(status), EMFILE_BACKOFF_MS);
     l->listening = false;
     l->backing_off = true;
-    uv_close((uv_handle_t *)&l->tcp, listener_handle_closed_cb);
+    stop_listening(l);
 }
 
 void hs_listener__simulate_emfile(hs_listener_t *l)
@@ -125,19 +142,11 @@ void hs_listener__simulate_emfile(hs_listener_t *l)
         back_off(l, UV_EMFILE);
 }
 
-static void connection_cb(uv_stream_t *server, int status)
+static void new_connection(hs_listener_t *l, int fd, const struct sockaddr *peer)
 {
-    hs_listener_t *l = server->data;
-    if (status < 0) {
-        if ((status == UV_EMFILE || status == UV_ENFILE) && l->listening)
-            back_off(l, status);
-        else if (warn_allowed(l))
-            hs_log_warn("net: accept on port %d failed: %s", l->port, uv_strerror(status));
-        return;
-    }
-    hs_conn_t *conn = hs_conn__new(l->net);
-    if (uv_accept(server, (uv_stream_t *)&conn->tcp) != 0) {
-        hs_conn_close(conn);
+    hs_conn_t *conn = hs_conn__new(l->net, fd);
+    if (conn == NULL) {
+        close(fd);
         return;
     }
     /* The handshake starts with the first bytes read; the protocol above
@@ -146,12 +155,46 @@ static void connection_cb(uv_stream_t *server, int status)
         hs_conn_close(conn);
         return;
     }
-    if (hs_conn__start(conn) != 0) {
+    if (hs_conn__start(conn, peer) != 0) {
         hs_conn_close(conn);
         return;
     }
     warn_near_fd_limit(l);
     l->cb(l, conn);
+}
+
+static void accept_cb(uv_poll_t *handle, int status, int events)
+{
+    (void)events;
+    hs_listener_t *l = handle->data;
+    if (status < 0) {
+        /* libuv stopped the poll (an error on the socket): open it again
+         * after the pause. */
+        if (l->listening)
+            back_off(l, status);
+        return;
+    }
+    /* The accepted callback may close the listener: l stays valid until
+     * its close callbacks, and l->listening says to stop. */
+    for (int i = 0; i < ACCEPTS_PER_EVENT && l->listening; i++) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            new_connection(l, fd, (const struct sockaddr *)&peer);
+            continue;
+        }
+        int err = errno;
+        if (err == EINTR || err == ECONNABORTED)
+            continue; /* a client that reset while it waited */
+        if (err == EAGAIN || err == EWOULDBLOCK)
+            return;
+        if (err == EMFILE || err == ENFILE)
+            back_off(l, -err);
+        else if (warn_allowed(l))
+            hs_log_warn("net: accept on port %d failed: %s", l->port, strerror(err));
+        return;
+    }
 }
 
 static void listener_handle_closed_cb(uv_handle_t *handle)
@@ -161,37 +204,64 @@ static void listener_handle_closed_cb(uv_handle_t *handle)
         hs_free(l);
         return;
     }
-    /* The tcp handle was closed for a back-off; the timer re-opens it. */
-    if (handle == (uv_handle_t *)&l->tcp && l->backing_off && !l->closing) {
+    /* The poll was closed for a back-off; the timer re-opens it. */
+    if (handle == (uv_handle_t *)&l->poll && l->backing_off && !l->closing) {
         l->backing_off = false;
         uv_timer_start(&l->backoff, backoff_cb, EMFILE_BACKOFF_MS, 0);
     }
 }
 
-/* Opens, binds and listens l->tcp on l->addr. On failure the handle is
- * closed again (and handles_open stays right). */
+static socklen_t addr_len(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+/* A socket bound to l->addr and listening, or -errno (libuv's codes). As
+ * libuv binds: SO_REUSEADDR (a restart does not wait for TIME_WAIT), and
+ * IPv6 sockets accept IPv4 too. */
+static int open_socket(hs_listener_t *l)
+{
+    int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int on = 1, off = 0;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        (l->addr.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) != 0) ||
+        bind(fd, (const struct sockaddr *)&l->addr, addr_len(&l->addr)) != 0 ||
+        listen(fd, BACKLOG) != 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* Opens, binds and listens on l->addr, and polls the socket. On failure
+ * nothing stays open (and handles_open stays right). */
 static int start_listening(hs_listener_t *l)
 {
-    uv_tcp_init(l->net->loop, &l->tcp);
-    l->tcp.data = l;
+    int fd = open_socket(l);
+    if (fd < 0)
+        return fd;
+    int rc = uv_poll_init_socket(l->net->loop, &l->poll, fd);
+    if (rc != 0) {
+        close(fd);
+        return rc;
+    }
+    l->poll.data = l;
     l->handles_open++;
-    int rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&l->addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, BACKLOG, connection_cb);
+    l->fd = fd;
+    rc = uv_poll_start(&l->poll, UV_READABLE, accept_cb);
     if (rc != 0) {
         /* Closed without a restart (backing_off is false): the caller
          * decides what follows. */
         l->listening = false;
-        uv_close((uv_handle_t *)&l->tcp, listener_handle_closed_cb);
+        stop_listening(l);
         return rc;
     }
     l->listening = true;
     return 0;
-}
-
-static socklen_t addr_len(const struct sockaddr_storage *ss)
-{
-    return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
 /* A listener bound to sa, or an error (the failed listener is released). */
@@ -203,6 +273,7 @@ static int listen_on(hs_net_t *net, const struct sockaddr_storage *sa, hs_accept
     l->tls = net->tls;
     l->cb = cb;
     l->data = data;
+    l->fd = -1;
     memcpy(&l->addr, sa, addr_len(sa));
     uv_timer_init(net->loop, &l->backoff);
     l->backoff.data = l;
@@ -218,8 +289,8 @@ static int listen_on(hs_net_t *net, const struct sockaddr_storage *sa, hs_accept
     }
     /* Keep the actual port (port 0 asks the kernel for one) so a back-off
      * binds the same port again. */
-    int len = sizeof(l->addr);
-    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->addr, &len);
+    socklen_t len = sizeof(l->addr);
+    getsockname(l->fd, (struct sockaddr *)&l->addr, &len);
     l->port = ntohs(l->addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&l->addr)->sin6_port
                                                   : ((struct sockaddr_in *)&l->addr)->sin_port);
     *out = l;
@@ -236,9 +307,8 @@ int hs_listener_start(hs_net_t *net, const char *addr, hs_accept_cb cb, void *da
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
     if (host[0] == '\0' || strcmp(host, "*") == 0) {
-        /* All interfaces: IPv6 with IPV6_V6ONLY off (libuv clears it unless
-         * asked) accepts IPv4 too, so "localhost" works whichever family a
-         * client tries first. */
+        /* All interfaces: IPv6 with IPV6_V6ONLY off (open_socket clears it) accepts IPv4 too, so
+         * "localhost" works whichever family a client tries first. */
         uv_ip6_addr("::", port, (struct sockaddr_in6 *)&ss);
         int rc = listen_on(net, &ss, cb, data, out);
         if (rc != UV_EAFNOSUPPORT && rc != UV_EADDRNOTAVAIL)
@@ -275,6 +345,6 @@ void hs_listener_close(hs_listener_t *l)
     uv_close((uv_handle_t *)&l->backoff, listener_handle_closed_cb);
     if (l->listening) {
         l->listening = false;
-        uv_close((uv_handle_t *)&l->tcp, listener_handle_closed_cb);
+        stop_listening(l);
     }
 }

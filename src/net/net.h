@@ -1,9 +1,9 @@
 /* net.h - TCP listeners and connections on one libuv loop.
  *
- * A connection (hs_conn_t) owns its uv_tcp_t, a bounded queue of outgoing
- * reference-counted buffers, and one timer. A protocol layer (HTTP, then
- * WebSocket after an upgrade) is plugged in as an hs_conn_handler_t and may be
- * swapped while the connection lives.
+ * A connection (hs_conn_t) owns its socket (polled by a uv_poll_t), a
+ * bounded queue of outgoing reference-counted buffers, and one timer. A
+ * protocol layer (HTTP, then WebSocket after an upgrade) is plugged in as an
+ * hs_conn_handler_t and may be swapped while the connection lives.
  *
  * Reading: all connections of a loop read into one shared buffer owned by the
  * hs_net_t, so an idle connection costs no read buffer. on_read() sees the
@@ -17,8 +17,9 @@
  * call and a completion never runs inside the call that queued it. No
  * per-send allocation happens in the steady state: the queue is a ring (two
  * slots inside the connection, then allocated) that grows only when it is
- * full; a uv_write_t is allocated only when the socket did not take a flush
- * at once (libuv writes the rest), so an idle connection keeps none.
+ * full. What the socket did not take at once stays queued, and the poll
+ * watches for the socket to become writable again; nothing is allocated for
+ * that wait.
  *
  * Closing: hs_conn_close() may be called from anywhere, including inside
  * on_read(); the connection is freed later, after libuv's close callbacks,

@@ -26,13 +26,16 @@ typedef struct out_slot {
 } out_slot_t;
 
 enum {
-    CONN_CLOSING = 1u << 0,     /* hs_conn_close started; handles closing */
+    CONN_CLOSING = 1u << 0,     /* hs_conn_close started; handle closing, socket closed */
     CONN_FLUSH_CLOSE = 1u << 1, /* close once the queue is empty */
-    CONN_WRITING = 1u << 2,     /* a uv_write is in flight */
+    CONN_WAIT_WRITE = 1u << 2,  /* the socket was full: waiting until it is writable */
     CONN_PENDING = 1u << 3,     /* on the net's pending-flush list */
     CONN_PAUSED = 1u << 4,      /* reading stopped by the protocol */
-    CONN_SHUTDOWN = 1u << 5,    /* uv_shutdown issued */
+    CONN_SHUTDOWN = 1u << 5,    /* our side of the socket is shut down */
     CONN_FANOUT = 1u << 6,      /* its flushes may be spread over iterations */
+    CONN_READING = 1u << 7,     /* the socket is read when it is readable */
+    CONN_POLLING_R = 1u << 8,   /* the poll watches for readable (conn.c) */
+    CONN_POLLING_W = 1u << 9,   /* the poll watches for writable (conn.c) */
 };
 
 /* Ciphertext of a TLS connection, waiting to be written (tls.c). */
@@ -47,16 +50,18 @@ typedef struct hs_tls_conn hs_tls_conn_t;
  * never has more than this many buffers queued at once, allocates no ring. */
 #define HS_CONN_INLINE_SLOTS 2
 
-/* What an idle connection costs is this struct (and libuv's uv_tcp_t in it is
- * most of it): requests for libuv (a write the socket did not take at once,
- * the shutdown) are allocated for the call and freed in its callback, the
+/* What an idle connection costs is this struct (and libuv's uv_poll_t in it
+ * is half of it): the socket is a descriptor libuv polls, read, written and
+ * shut down here (conn.c, flush.c) - libuv's stream layer (a uv_tcp_t, 88 B
+ * more, and a request per write it could not take at once) is not used; the
  * timer is an entry of the net's heap (timers.c), a short queue lives in
  * inline_out and the peer's address is kept in binary. tests/unit/net
  * (test_net.c) checks the size. */
 struct hs_conn {
     /* First, so that a handle is its connection (hs_conn__of); its data
-     * field is the handler's data (hs_conn_set_handler). */
-    uv_tcp_t tcp;
+     * field is the handler's data (hs_conn_set_handler), its descriptor the
+     * socket (hs_conn__fd). */
+    uv_poll_t poll;
     hs_net_t *net;
     const hs_conn_handler_t *handler;
     hs_conn_timer_cb timer_cb;
@@ -66,27 +71,18 @@ struct hs_conn {
     /* the queue: a ring of out_cap slots, inline_out while out_cap is
      * HS_CONN_INLINE_SLOTS, else the allocated ring (hs_conn__slots) */
     unsigned out_head, out_count, out_cap;
-    unsigned writing_count; /* slots handed (perhaps in part) to the in-flight uv_write */
-    uint32_t max_pending;   /* hs_conn_set_max_pending's, at most UINT32_MAX */
-    unsigned flags;
-    /* One word for two phases that never overlap (flush.c): a parallel
-     * flush's write phase runs only while no uv_write is in flight
-     * (hs_net__can_flush_apart), and its outcome is read before the rest is
-     * handed to one. */
-    union {
-        size_t writing_bytes; /* CONN_WRITING: bytes handed to the uv_write */
-        size_t flush_written; /* a parallel flush's write phase: bytes written */
-    };
+    uint32_t max_pending;                        /* hs_conn_set_max_pending's, at most UINT32_MAX */
     size_t pending;                              /* queued bytes not yet written */
     struct hs_conn *next_pending, *prev_pending; /* the net's flush list */
     hs_tls_conn_t *tls;                          /* NULL on a plain connection */
-    /* the write phase of a parallel flush (net.c): its outcome, for the
-     * loop thread to act on */
-    int16_t flush_error;  /* a failed writev, as -errno (errno values are small) */
+    /* the write phase of a flush (flush.c), perhaps on a helper thread:
+     * its outcome, for the loop thread to act on */
+    size_t flush_written; /* bytes written */
+    int16_t flush_status; /* 0: all written; HS_FLUSH_PARTIAL: the socket
+                           * filled up first; < 0: a failed writev, as -errno */
     uint16_t flush_calls; /* writev calls made (saturates: a statistic) */
-    bool flush_partial;   /* the socket filled up before the queue emptied */
-    /* the peer: AF_INET or AF_INET6 (0: unknown), port, address bytes */
-    uint8_t peer_family;
+    uint16_t flags;
+    /* the peer: port (0: unknown) and address, IPv4 as an IPv4-mapped IPv6 one */
     uint16_t peer_port;
     uint8_t peer_addr[16];
     union {
@@ -95,10 +91,21 @@ struct hs_conn {
     };
 };
 
-/* The connection whose uv_tcp_t handle is h. */
+#define HS_FLUSH_PARTIAL 1
+
+/* The connection whose uv_poll_t handle is h. */
 static inline hs_conn_t *hs_conn__of(void *h)
 {
     return (hs_conn_t *)h;
+}
+
+/* Its socket (-1 once it is closing). */
+static inline int hs_conn__fd(const hs_conn_t *conn)
+{
+    uv_os_fd_t fd = -1;
+    if (uv_fileno((const uv_handle_t *)&conn->poll, &fd) != 0)
+        return -1;
+    return fd;
 }
 
 /* The queue's slots: inline or the allocated ring. */
@@ -128,7 +135,6 @@ struct hs_net {
     hs_conn_t *fanout_head, *fanout_tail;
     size_t fanout_count;
     size_t conn_count;
-    int read_buf_busy;
     uint64_t write_calls; /* write system calls; lets tests see the batching */
     hs_tls_t *tls;        /* borrowed; listeners started while set accept TLS */
     char *tls_plain;      /* decrypted bytes during one read callback (TLS only) */
@@ -138,10 +144,15 @@ struct hs_net {
 void hs_net__schedule_flush(hs_net_t *net, hs_conn_t *conn);
 /* Takes conn off the flush list (before it is freed). */
 void hs_net__unschedule_flush(hs_net_t *net, hs_conn_t *conn);
-hs_conn_t *hs_conn__new(hs_net_t *net);
+/* A connection on the connected socket fd (non-blocking from here on), or
+ * NULL (fd is still the caller's). */
+hs_conn_t *hs_conn__new(hs_net_t *net, int fd);
 /* The connection's timer came due (timers.c): runs its timer_cb. */
 void hs_conn__timer_fired(hs_conn_t *conn);
-int hs_conn__start(hs_conn_t *conn);
+/* Starts reading; peer: the address accept gave, or NULL to ask the socket. */
+int hs_conn__start(hs_conn_t *conn, const struct sockaddr *peer);
+/* Waits until the socket is writable, then flushes again (flush.c). */
+void hs_conn__wait_writable(hs_conn_t *conn);
 /* Reading stopped: the peer closed (UV_EOF, or its TLS close_notify) or
  * reading failed; tells the handler and closes as net.h describes. */
 void hs_conn__read_ended(hs_conn_t *conn, int status);
@@ -156,7 +167,7 @@ void hs_conn__queue_drained(hs_conn_t *conn);
 void hs_net__flush_conn(hs_conn_t *conn);
 /* A flush in two phases, for the pool: the writes alone (any thread; touches
  * conn and nothing else), then what the outcome asks for (loop thread). Only
- * for plain connections that are not closing or writing. */
+ * for plain connections that are not closing nor waiting for the socket. */
 bool hs_net__can_flush_apart(const hs_conn_t *conn);
 void hs_net__flush_writes(hs_conn_t *conn);
 void hs_net__flush_finish(hs_conn_t *conn);
@@ -183,7 +194,7 @@ bool hs_tls__failed(const hs_tls_conn_t *tc);
 /* Encrypts len bytes into the pending output. 0, or an error (then failed). */
 int hs_tls__encrypt(hs_tls_conn_t *tc, const char *data, size_t len);
 /* The ciphertext to write next (len == off: nothing). Stays put until it is
- * consumed, so it may be handed to uv_write. */
+ * consumed. */
 hs_tls_out_t *hs_tls__out(hs_tls_conn_t *tc);
 void hs_tls__out_consume(hs_tls_conn_t *tc, size_t n);
 bool hs_tls__has_output(const hs_tls_conn_t *tc);

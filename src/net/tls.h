@@ -10,13 +10,14 @@
  * BIO is a memory BIO of ours: reading, it takes ciphertext from the loop's
  * shared read buffer for the duration of the read callback; writing, it
  * appends ciphertext to the connection's one output buffer, which is written
- * with the connection's usual try-write / uv_write path and freed once it is
- * written. Plaintext queued by reference is encrypted just before the write,
- * in the prepare pass that flushes the connection, so a frame shared by many
- * connections is still encoded once, but each TLS connection encrypts its
- * own copy of it. An idle TLS connection keeps no buffer: OpenSSL's are
- * released (SSL_MODE_RELEASE_BUFFERS) and the output buffer is freed when
- * written; what remains is the SSL object itself.
+ * with the connection's usual writes (waiting for a writable socket when it
+ * is full) and freed once it is written. Plaintext queued by reference is
+ * encrypted just before the write, in the prepare pass that flushes the
+ * connection, so a frame shared by many connections is still encoded once,
+ * but each TLS connection encrypts its own copy of it. An idle TLS
+ * connection keeps no buffer: OpenSSL's are released
+ * (SSL_MODE_RELEASE_BUFFERS) and the output buffer is freed when written;
+ * what remains is the SSL object itself.
  *
  * Thread affinity: created and freed on the main thread, used on the loop.
  */

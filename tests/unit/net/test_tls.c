@@ -111,7 +111,7 @@ typedef struct fixture {
     uint64_t write_calls_before, burst_write_calls;
     size_t pool_batch_cap;
     /* shared with the client thread */
-    atomic_bool server_writing; /* connection 0 had a uv_write in flight */
+    atomic_bool server_writing; /* connection 0 waited for a writable socket */
     atomic_bool server_failed;  /* connection 0's TLS session failed */
     atomic_bool accepted;
     int port, plain_port; /* set before the thread starts */
@@ -565,8 +565,9 @@ out:
 /* A record that does not decrypt, sent while the server's ciphertext is
  * in flight: the server's alert must come after that ciphertext, whole.
  * This is how the test reaches tls.c's second output buffer ("next"): with
- * OpenSSL 3.0 an alert is the one thing a read writes while a uv_write is in
- * flight (the answer to a KeyUpdate waits for the next SSL_write). */
+ * OpenSSL 3.0 an alert is the one thing a read writes while ciphertext waits
+ * for a writable socket (the answer to a KeyUpdate waits for the next
+ * SSL_write). */
 static void client_bad_record(SSL_CTX *ctx)
 {
     tclient_t c;
@@ -852,7 +853,7 @@ static void check_cb(uv_timer_t *timer)
     hs_conn_t *conn = fx->conns[0];
     if (conn->pending > fx->max_pending_seen)
         fx->max_pending_seen = conn->pending;
-    if (conn->flags & CONN_WRITING)
+    if (conn->flags & CONN_WAIT_WRITE)
         atomic_store(&fx->server_writing, true);
     if (hs_tls__failed(conn->tls))
         atomic_store(&fx->server_failed, true);
@@ -895,9 +896,10 @@ static void burst(hs_conn_t *conn)
     if (fx->scenario != S_SMALL) {
         /* A small send buffer (no autotuning): the socket fills at once and
          * stays full until the client reads, whatever the machine's TCP
-         * settings, and the flush goes through many uv_write rounds. */
+         * settings, and the flush goes through many waits for a writable socket. */
         int size = SERVER_SNDBUF;
-        assert_int_equal(uv_send_buffer_size((uv_handle_t *)&conn->tcp, &size), 0);
+        assert_int_equal(setsockopt(hs_conn__fd(conn), SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)),
+                         0);
     }
     switch (fx->scenario) {
     case S_BIG:
@@ -995,7 +997,7 @@ static void server_drain(hs_conn_t *conn)
     /* Everything went out: nothing queued, no ciphertext left. */
     fx->drains_after_burst++;
     fx->drained_clean = hs_conn_pending(conn) == 0 && conn->out_count == 0 &&
-                        !hs_tls__has_output(conn->tls) && !(conn->flags & CONN_WRITING);
+                        !hs_tls__has_output(conn->tls) && !(conn->flags & CONN_WAIT_WRITE);
     hs_conn_close_after_flush(conn);
 }
 
@@ -1129,7 +1131,7 @@ static void test_big_write_slow_reader(void **state)
     print_message("big write: %zu bytes of plaintext queued at most, %llu write calls\n",
                   fx->max_pending_seen, (unsigned long long)fx->burst_write_calls);
     assert_true(fx->max_pending_seen > 0);  /* the plaintext queue was used */
-    assert_true(fx->burst_write_calls > 8); /* many rounds of uv_write */
+    assert_true(fx->burst_write_calls > 8); /* many waits for a writable socket */
     assert_int_equal(fx->drains_after_burst, 1);
     assert_true(fx->drained_clean);
     assert_int_equal(fx->got_len, BIG_BYTES);

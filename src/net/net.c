@@ -128,6 +128,17 @@ static bool fanout_behind(const hs_conn_t *conn)
     return conn->pending >= limit;
 }
 
+/* Flushes the detached list: on the pool when there is one and count (the
+ * list's size, or the size asked for) reaches PARALLEL_FLUSH_MIN, else one by
+ * one on the loop thread. */
+static void flush_some(hs_net_t *net, hs_conn_t *list, size_t count)
+{
+    if (net->flush_pool && count >= PARALLEL_FLUSH_MIN)
+        flush_parallel(net, list);
+    else
+        flush_list(list);
+}
+
 static void prepare_cb(uv_prepare_t *prepare)
 {
     hs_net_t *net = prepare->data;
@@ -135,13 +146,10 @@ static void prepare_cb(uv_prepare_t *prepare)
      * waits behind a wave, so the next publish is read and committed while
      * the wave goes out, and reaches the same sockets in fewer writes. */
     hs_conn_t *list = net->pending_head;
-    bool parallel = net->flush_pool && net->pending_count >= PARALLEL_FLUSH_MIN;
+    size_t count = net->pending_count;
     net->pending_head = NULL;
     net->pending_count = 0;
-    if (parallel)
-        flush_parallel(net, list);
-    else
-        flush_list(list);
+    flush_some(net, list, count);
     /* Then the oldest fan-out connections, a few per iteration: the loop
      * reads between the parts, so the next publishes are committed while a
      * wave goes out and reach each socket with it, in one write. Once the
@@ -153,11 +161,7 @@ static void prepare_cb(uv_prepare_t *prepare)
         size_t n = HS_NET_FANOUT_PER_ITERATION;
         if (fanout_behind(net->fanout_head))
             n = net->fanout_count;
-        hs_conn_t *wave = take_fanout(net, n);
-        if (net->flush_pool && n >= PARALLEL_FLUSH_MIN)
-            flush_parallel(net, wave);
-        else
-            flush_list(wave);
+        flush_some(net, take_fanout(net, n), n);
     }
     if (net->pending_head == NULL && net->fanout_head == NULL)
         uv_prepare_stop(&net->prepare);

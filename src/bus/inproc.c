@@ -164,24 +164,15 @@ static const char *intern_node(inproc_bus_t *bus, const char *node)
     return bus->names[bus->name_count++];
 }
 
-/* True when id is 26 characters spelling a ULID as hs_ulid_format writes it
- * (upper case): the only spelling the binary map may stand for, so that a
- * lower-case or otherwise different spelling stays a different key. */
-static bool canonical_id(const char *id, size_t len, hs_ulid_t *out)
-{
-    char back[HS_ULID_LEN + 1];
-    if (len != HS_ULID_LEN || hs_ulid_parse(id, len, out) != 0)
-        return false;
-    hs_ulid_format(out, back);
-    return memcmp(back, id, HS_ULID_LEN) == 0;
-}
-
-/* The node holding connection_id, or NULL. */
+/* The node holding connection_id, or NULL. An id spelled as hs_ulid_format
+ * writes it (hs_ulid_parse_strict) is a key of the binary map, the only
+ * spelling it may stand for; any other spelling (lower case, not a ULID) is
+ * its own key of the string map. */
 static const char *lookup_connection(const inproc_bus_t *bus, const char *connection_id)
 {
     size_t len = strlen(connection_id);
     hs_ulid_t id;
-    if (canonical_id(connection_id, len, &id))
+    if (hs_ulid_parse_strict(connection_id, len, &id) == 0)
         return hs_idmap_get(&bus->connections_by_id, &id);
     const conn_entry_t *entry = hs_map_get(&bus->connections, connection_id, len);
     return entry ? entry->node : NULL;
@@ -194,7 +185,7 @@ static void apply_register_connection(inproc_bus_t *bus, const char *node,
     /* The key is the id's first HS_ULID_LEN characters, as it always was. */
     size_t len = strnlen(connection_id, HS_ULID_LEN);
     hs_ulid_t id;
-    if (canonical_id(connection_id, len, &id)) {
+    if (hs_ulid_parse_strict(connection_id, len, &id) == 0) {
         hs_idmap_put(&bus->connections_by_id, &id, (void *)name);
         return;
     }
@@ -213,7 +204,7 @@ static void apply_unregister_connection(inproc_bus_t *bus, const char *node,
         return;
     size_t len = strlen(connection_id);
     hs_ulid_t id;
-    if (canonical_id(connection_id, len, &id))
+    if (hs_ulid_parse_strict(connection_id, len, &id) == 0)
         hs_idmap_remove(&bus->connections_by_id, &id);
     else
         hs_free(hs_map_remove(&bus->connections, connection_id, len));

@@ -136,6 +136,23 @@ int hs_ulid_parse(const char *s, size_t len, hs_ulid_t *out)
     return 0;
 }
 
+int hs_ulid_parse_strict(const char *s, size_t len, hs_ulid_t *out)
+{
+    hs_ulid_t id;
+    int rc = hs_ulid_parse(s, len, &id);
+    if (rc != 0)
+        return rc;
+    /* What hs_ulid_parse accepts beyond the upper-case alphabet is lower
+     * case; the rest (length, I/L/O/U, the first digit) it already checked,
+     * so with upper case only, formatting id gives s back. */
+    for (size_t i = 0; i < HS_ULID_LEN; i++) {
+        if (s[i] >= 'a' && s[i] <= 'z')
+            return HS_EINVAL;
+    }
+    *out = id;
+    return 0;
+}
+
 int hs_ulid_canonical(const char *s, size_t len, char out[HS_ULID_LEN + 1])
 {
     hs_ulid_t id;

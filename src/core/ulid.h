@@ -41,6 +41,11 @@ void hs_ulid_format(const hs_ulid_t *id, char out[HS_ULID_LEN + 1]);
  * has one spelling. Returns 0 or HS_EINVAL (wrong length, bad character, or a
  * first character above '7', which would overflow 128 bits). */
 int hs_ulid_parse(const char *s, size_t len, hs_ulid_t *out);
+/* hs_ulid_parse for the one spelling hs_ulid_format writes (upper case):
+ * returns 0 or HS_EINVAL, also for a lower-case letter; out is written only
+ * on success. For a key that must stand for exactly one string, so that any
+ * other spelling stays another key. */
+int hs_ulid_parse_strict(const char *s, size_t len, hs_ulid_t *out);
 /* Parses and re-formats in canonical upper case; returns 0 or HS_EINVAL. */
 int hs_ulid_canonical(const char *s, size_t len, char out[HS_ULID_LEN + 1]);
 uint64_t hs_ulid_time_ms(const hs_ulid_t *id);

@@ -87,6 +87,45 @@ static void test_canonical_and_invalid(void **state)
     assert_int_equal(hs_ulid_parse("01ARZ3NDEKTSV4RRFFQ69G5F\0V", 26, &id), HS_EINVAL);
 }
 
+/* Only the spelling hs_ulid_format writes: what hs_ulid_parse rejects and
+ * lower case, which it accepts. */
+static void test_parse_strict(void **state)
+{
+    (void)state;
+    hs_ulid_t id, want;
+    const char *canonical[] = {"01ARZ3NDEKTSV4RRFFQ69G5FAV", "7ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+                               "00000000000000000000000000"};
+    for (size_t i = 0; i < sizeof(canonical) / sizeof(canonical[0]); i++) {
+        memset(&id, 0xaa, sizeof(id));
+        assert_int_equal(hs_ulid_parse_strict(canonical[i], HS_ULID_LEN, &id), 0);
+        assert_int_equal(hs_ulid_parse(canonical[i], HS_ULID_LEN, &want), 0);
+        assert_memory_equal(id.bytes, want.bytes, 16);
+    }
+    const char *bad[] = {
+        "01arz3ndektsv4rrffq69g5fav",  /* lower case */
+        "01ARZ3NDEKTSV4RRFFQ69G5FaV",  /* one lower-case letter */
+        "01ARZ3NDEKTSV4RRFFQ69G5FA",   /* 25 */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAVV", /* 27 */
+        "81ARZ3NDEKTSV4RRFFQ69G5FAV",  /* overflows 128 bits */
+        "Z1ARZ3NDEKTSV4RRFFQ69G5FAV",  /* overflows 128 bits */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAI",  /* I is excluded */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAL",  /* L is excluded */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAO",  /* O is excluded */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAU",  /* U is excluded */
+        "01ARZ3NDEKTSV4RRFFQ69G5FA-",  "",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        hs_ulid_t untouched;
+        memset(&id, 0xaa, sizeof(id));
+        untouched = id;
+        assert_int_equal(hs_ulid_parse_strict(bad[i], strlen(bad[i]), &id), HS_EINVAL);
+        assert_memory_equal(id.bytes, untouched.bytes, 16);
+    }
+    /* 26 characters asked for, fewer there: the NUL is a bad character. */
+    assert_int_equal(hs_ulid_parse_strict("01ARZ3NDEKTSV4RRFFQ69G5F\0V", 26, &id), HS_EINVAL);
+    assert_int_equal(hs_ulid_parse_strict(NULL, 26, &id), HS_EINVAL);
+}
+
 static void test_monotonic_same_ms_and_clock_back(void **state)
 {
     (void)state;
@@ -151,6 +190,7 @@ int main(void)
         cmocka_unit_test(test_increment),
         cmocka_unit_test(test_known_value),
         cmocka_unit_test(test_canonical_and_invalid),
+        cmocka_unit_test(test_parse_strict),
         cmocka_unit_test(test_random_round_trips),
         cmocka_unit_test(test_monotonic_same_ms_and_clock_back),
         cmocka_unit_test(test_process_generator),

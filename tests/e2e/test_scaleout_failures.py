@@ -349,6 +349,27 @@ def test_mariadb_away_gives_503_and_nothing_acknowledged_is_lost(cluster_factory
     assert [m["id"] for m in page["messages"]] == sorted(ids)
 
 
+async def open_then_commit_late(cluster, topic):
+    """The opening of the resume tests: a client on notifier a, subscribed to
+    topic, gets "first"; then the only consumer stops and "late" is committed,
+    its event waiting in the stream. Returns the WebSocket, its resume token
+    and the answers to both publishes."""
+    import websockets
+    ws = await websockets.connect(f"ws://127.0.0.1:{cluster.ws['a']}/api/v1/ws")
+    hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    cid, token = hello["connectionID"], hello["resumeToken"]
+    await subscribe_all(cluster, [(ws, cid)], topic)
+    status, first = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
+                                            {"topic": topic, "content": "first"})
+    assert status == 201
+    assert await collect(ws, 1, time.monotonic() + 5) == [first["id"]]
+    assert cluster.roles["consumer1"].stop() == 0
+    status, late = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
+                                           {"topic": topic, "content": "late"})
+    assert status == 201
+    return ws, token, first, late
+
+
 def test_a_message_replayed_on_resume_is_not_sent_again_when_its_event_arrives(cluster_factory):
     """A message committed while no consumer runs is in the history but its
     event waits in the stream. A client resuming meanwhile gets it in the
@@ -358,18 +379,7 @@ def test_a_message_replayed_on_resume_is_not_sent_again_when_its_event_arrives(c
 
     async def go():
         import websockets
-        ws = await websockets.connect(f"ws://127.0.0.1:{cluster.ws['a']}/api/v1/ws")
-        hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        cid, token = hello["connectionID"], hello["resumeToken"]
-        await subscribe_all(cluster, [(ws, cid)], "late-event")
-        status, first = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
-                                                {"topic": "late-event", "content": "first"})
-        assert status == 201
-        assert await collect(ws, 1, time.monotonic() + 5) == [first["id"]]
-        assert cluster.roles["consumer1"].stop() == 0
-        status, late = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
-                                               {"topic": "late-event", "content": "late"})
-        assert status == 201
+        ws, token, first, late = await open_then_commit_late(cluster, "late-event")
         ws.transport.abort()
         await asyncio.sleep(0.5)
         ws = await websockets.connect(f"ws://127.0.0.1:{cluster.ws['a']}/api/v1/ws"
@@ -401,18 +411,7 @@ def test_a_late_event_below_a_resume_without_cursor_is_not_sent_after_newer_ones
 
     async def go():
         import websockets
-        ws = await websockets.connect(f"ws://127.0.0.1:{cluster.ws['a']}/api/v1/ws")
-        hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        cid, token = hello["connectionID"], hello["resumeToken"]
-        await subscribe_all(cluster, [(ws, cid)], "late-below")
-        status, first = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
-                                                {"topic": "late-below", "content": "first"})
-        assert status == 201
-        assert await collect(ws, 1, time.monotonic() + 5) == [first["id"]]
-        assert cluster.roles["consumer1"].stop() == 0
-        status, late = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
-                                               {"topic": "late-below", "content": "late"})
-        assert status == 201
+        ws, token, _, late = await open_then_commit_late(cluster, "late-below")
         await asyncio.sleep(0.05)
         ws.transport.abort()  # detached now: the resume's cursor is this moment
         await asyncio.sleep(0.5)

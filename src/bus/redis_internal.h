@@ -11,9 +11,10 @@
  *                      each link does when it is (back) up
  *   redis_scripts.c    the Lua scripts: loaded once per (re)connect, called
  *                      by SHA (EVALSHA), loaded again on NOSCRIPT
- *   redis_events.c     events: the publisher's outbox (to the topic's
- *                      partition), the consumer groups, the event read
- *                      script, XAUTOCLAIM, fenced acks
+ *   redis_outbox.c     the publisher's events: appended to the topic's
+ *                      partition, kept in the outbox until Redis confirms
+ *   redis_events.c     events, the consumer side: the groups, the event
+ *                      read script, XAUTOCLAIM, fenced acks
  *   redis_leases.c     partitions: the agreed count, consumers' registry and
  *                      heartbeat, leases with fencing tokens, balance,
  *                      take-over and clean hand-over
@@ -489,12 +490,19 @@ int hs_redis__cmda(redis_bus_t *bus, redisCallbackFn *cb, void *privdata, const 
 #define hs_redis__cmdl(bus, cb, privdata, ...)                                                     \
     hs_redis__cmda((bus), (cb), (privdata), (const char *const[]){__VA_ARGS__, NULL})
 
+/* ---- redis_outbox.c ------------------------------------------------------ */
+
+void hs_redis__publish_event(hs_bus_t *b, const hs_event_t *ev, hs_bus_done_cb cb, void *data);
+/* Appends again every event the outbox kept (events_cmd_up). */
+void hs_redis__outbox_flush(redis_bus_t *bus);
+/* Fails what is left in the outbox with HS_ECLOSED (events_close). */
+void hs_redis__outbox_close(redis_bus_t *bus);
+
 /* ---- redis_events.c ------------------------------------------------------ */
 
 extern const char hs_redis__ack_script[], hs_redis__claim_script[], hs_redis__tidy_script[],
     hs_redis__partitions_script[], hs_redis__forget_script[];
 
-void hs_redis__publish_event(hs_bus_t *b, const hs_event_t *ev, hs_bus_done_cb cb, void *data);
 int hs_redis__consume_events(hs_bus_t *b, hs_bus_event_handler handler, void *data);
 void hs_redis__ack(hs_bus_t *b, void *token);
 void hs_redis__release(hs_bus_t *b, void *token);

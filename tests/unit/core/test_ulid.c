@@ -65,6 +65,21 @@ static void test_random_round_trips(void **state)
     }
 }
 
+/* What hs_ulid_parse rejects, and so hs_ulid_parse_strict too. */
+static const char *const not_ulids[] = {
+    "01ARZ3NDEKTSV4RRFFQ69G5FA",   /* 25 */
+    "01ARZ3NDEKTSV4RRFFQ69G5FAVV", /* 27 */
+    "01ARZ3NDEKTSV4RRFFQ69G5FAU",  /* U is excluded */
+    "01ARZ3NDEKTSV4RRFFQ69G5FAI",  /* I is excluded */
+    "01ARZ3NDEKTSV4RRFFQ69G5FAL",  /* L is excluded */
+    "01ARZ3NDEKTSV4RRFFQ69G5FAO",  /* O is excluded */
+    "81ARZ3NDEKTSV4RRFFQ69G5FAV",  /* overflows 128 bits */
+    "Z1ARZ3NDEKTSV4RRFFQ69G5FAV",  /* overflows 128 bits */
+    "01ARZ3NDEKTSV4RRFFQ69G5FA-",  "",
+};
+/* 26 characters asked for, fewer there: the NUL is a bad character. */
+static const char short_ulid[] = "01ARZ3NDEKTSV4RRFFQ69G5F\0V";
+
 static void test_canonical_and_invalid(void **state)
 {
     (void)state;
@@ -72,19 +87,19 @@ static void test_canonical_and_invalid(void **state)
     assert_int_equal(hs_ulid_canonical("01arz3ndektsv4rrffq69g5fav", 26, out), 0);
     assert_string_equal(out, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
     hs_ulid_t id;
-    const char *bad[] = {
-        "01ARZ3NDEKTSV4RRFFQ69G5FA",   /* 25 */
-        "01ARZ3NDEKTSV4RRFFQ69G5FAVV", /* 27 */
-        "01ARZ3NDEKTSV4RRFFQ69G5FAU",  /* U is excluded */
-        "01ARZ3NDEKTSV4RRFFQ69G5FAI",  /* I is excluded */
-        "01ARZ3NDEKTSV4RRFFQ69G5FAL",  /* L is excluded */
-        "01ARZ3NDEKTSV4RRFFQ69G5FAO",  /* O is excluded */
-        "81ARZ3NDEKTSV4RRFFQ69G5FAV",  /* overflows 128 bits */
-        "01ARZ3NDEKTSV4RRFFQ69G5FA-",  "",
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(hs_ulid_parse(bad[i], strlen(bad[i]), &id), HS_EINVAL);
-    assert_int_equal(hs_ulid_parse("01ARZ3NDEKTSV4RRFFQ69G5F\0V", 26, &id), HS_EINVAL);
+    for (size_t i = 0; i < sizeof(not_ulids) / sizeof(not_ulids[0]); i++)
+        assert_int_equal(hs_ulid_parse(not_ulids[i], strlen(not_ulids[i]), &id), HS_EINVAL);
+    assert_int_equal(hs_ulid_parse(short_ulid, 26, &id), HS_EINVAL);
+}
+
+/* hs_ulid_parse_strict rejects s, leaving out as it was. */
+static void expect_not_strict(const char *s, size_t len)
+{
+    hs_ulid_t id, untouched;
+    memset(&id, 0xaa, sizeof(id));
+    untouched = id;
+    assert_int_equal(hs_ulid_parse_strict(s, len, &id), HS_EINVAL);
+    assert_memory_equal(id.bytes, untouched.bytes, 16);
 }
 
 /* Only the spelling hs_ulid_format writes: what hs_ulid_parse rejects and
@@ -101,29 +116,12 @@ static void test_parse_strict(void **state)
         assert_int_equal(hs_ulid_parse(canonical[i], HS_ULID_LEN, &want), 0);
         assert_memory_equal(id.bytes, want.bytes, 16);
     }
-    const char *bad[] = {
-        "01arz3ndektsv4rrffq69g5fav",  /* lower case */
-        "01ARZ3NDEKTSV4RRFFQ69G5FaV",  /* one lower-case letter */
-        "01ARZ3NDEKTSV4RRFFQ69G5FA",   /* 25 */
-        "01ARZ3NDEKTSV4RRFFQ69G5FAVV", /* 27 */
-        "81ARZ3NDEKTSV4RRFFQ69G5FAV",  /* overflows 128 bits */
-        "Z1ARZ3NDEKTSV4RRFFQ69G5FAV",  /* overflows 128 bits */
-        "01ARZ3NDEKTSV4RRFFQ69G5FAI",  /* I is excluded */
-        "01ARZ3NDEKTSV4RRFFQ69G5FAL",  /* L is excluded */
-        "01ARZ3NDEKTSV4RRFFQ69G5FAO",  /* O is excluded */
-        "01ARZ3NDEKTSV4RRFFQ69G5FAU",  /* U is excluded */
-        "01ARZ3NDEKTSV4RRFFQ69G5FA-",  "",
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        hs_ulid_t untouched;
-        memset(&id, 0xaa, sizeof(id));
-        untouched = id;
-        assert_int_equal(hs_ulid_parse_strict(bad[i], strlen(bad[i]), &id), HS_EINVAL);
-        assert_memory_equal(id.bytes, untouched.bytes, 16);
-    }
-    /* 26 characters asked for, fewer there: the NUL is a bad character. */
-    assert_int_equal(hs_ulid_parse_strict("01ARZ3NDEKTSV4RRFFQ69G5F\0V", 26, &id), HS_EINVAL);
-    assert_int_equal(hs_ulid_parse_strict(NULL, 26, &id), HS_EINVAL);
+    expect_not_strict("01arz3ndektsv4rrffq69g5fav", 26); /* lower case */
+    expect_not_strict("01ARZ3NDEKTSV4RRFFQ69G5FaV", 26); /* one lower-case letter */
+    for (size_t i = 0; i < sizeof(not_ulids) / sizeof(not_ulids[0]); i++)
+        expect_not_strict(not_ulids[i], strlen(not_ulids[i]));
+    expect_not_strict(short_ulid, 26);
+    expect_not_strict(NULL, 26);
 }
 
 static void test_monotonic_same_ms_and_clock_back(void **state)

@@ -31,7 +31,8 @@ enum {
     S_CLOSE_IN_READ,
     S_TIMER,
     S_TIMER_CLOSE,
-    S_BACKOFF
+    S_BACKOFF,
+    S_RESET
 };
 
 typedef struct fixture {
@@ -141,6 +142,7 @@ static void accept_cb(hs_listener_t *listener, hs_conn_t *conn)
         hs_conn_close_after_flush(conn);
         break;
     case S_BIG:
+    case S_RESET:
         for (uint32_t i = 0; i < BIG_BLOCKS; i++) {
             hs_buf_t *buf = block(i);
             assert_int_equal(hs_conn_send(conn, buf), 0);
@@ -148,10 +150,10 @@ static void accept_cb(hs_listener_t *listener, hs_conn_t *conn)
         }
         break;
     case S_VECTOR: {
-        /* The same 8 MiB as vectors of 1 to 100 blocks (more than one
-         * writev's 64 iovecs), flat blocks between them, some queued with
-         * the caller's reference taken over: written in part, by writev and
-         * by uv_write, the reader late. */
+        /* The same 8 MiB as vectors of 1 to 100 blocks, flat blocks
+         * between them, some queued with the caller's reference taken
+         * over: written in part, over many waits for a writable socket,
+         * the reader late. */
         hs_buf_t *parts[110]; /* sizes 1, 8, … 106 */
         uint32_t i = 0;
         for (unsigned size = 1; i < BIG_BLOCKS; size = size % 100 + 7) {
@@ -242,6 +244,11 @@ static void client_timer_cb(uv_timer_t *timer)
         /* The socket buffers are full by now; the rest waits in the queue. */
         fx->max_pending_seen = hs_conn_pending(fx->server_conn);
         uv_read_start((uv_stream_t *)&fx->client, client_alloc, client_read);
+    } else if (fx->scenario == S_RESET) {
+        /* The server waits for room to write; the peer resets instead. */
+        assert_true(fx->server_conn->flags & CONN_WAIT_WRITE);
+        fx->client_eof = true;
+        assert_int_equal(uv_tcp_close_reset(&fx->client, NULL), 0);
     } else if (fx->scenario == S_BACKOFF) {
         connect_client();
     }
@@ -260,7 +267,7 @@ static void client_connected(uv_connect_t *req, int status)
         return;
     }
     assert_int_equal(status, 0);
-    if (fx->scenario == S_BIG || fx->scenario == S_VECTOR) {
+    if (fx->scenario == S_BIG || fx->scenario == S_VECTOR || fx->scenario == S_RESET) {
         uv_timer_init(&fx->loop, &fx->client_timer);
         uv_timer_start(&fx->client_timer, client_timer_cb, 200, 0);
     } else {
@@ -378,6 +385,17 @@ static void test_big_queue_slow_reader(void **state)
     assert_true(fx->max_pending_seen > 0); /* the queue was really used */
     assert_int_equal(fx->drains, 1);
     assert_blocks_in_order();
+    finish();
+}
+
+/* A peer that resets while the server waits for its socket to take more:
+ * the connection ends as a failed read (on_eof with the reset, then
+ * closed), once, its queue released. */
+static void test_reset_while_waiting_to_write(void **state)
+{
+    run_scenario(S_RESET);
+    assert_int_equal(fx->eofs, 1);
+    assert_int_equal(fx->eof_status, UV_ECONNRESET);
     finish();
 }
 
@@ -702,14 +720,23 @@ static void test_timers_many(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_echo_and_eof),           cmocka_unit_test(test_sends_batched),
-        cmocka_unit_test(test_big_queue_slow_reader),  cmocka_unit_test(test_pending_bound),
-        cmocka_unit_test(test_close_inside_read),      cmocka_unit_test(test_timer_fires_once),
-        cmocka_unit_test(test_timer_not_after_close),  cmocka_unit_test(test_emfile_backoff),
-        cmocka_unit_test(test_listener_addresses),     cmocka_unit_test(test_vectors_slow_reader),
-        cmocka_unit_test(test_vector_holds_its_parts), cmocka_unit_test(test_idle_conn_size),
-        cmocka_unit_test(test_short_queue_inline),     cmocka_unit_test(test_fanout_in_parts),
-        cmocka_unit_test(test_timers_order),           cmocka_unit_test(test_timers_many),
+        cmocka_unit_test(test_echo_and_eof),
+        cmocka_unit_test(test_sends_batched),
+        cmocka_unit_test(test_big_queue_slow_reader),
+        cmocka_unit_test(test_pending_bound),
+        cmocka_unit_test(test_close_inside_read),
+        cmocka_unit_test(test_timer_fires_once),
+        cmocka_unit_test(test_timer_not_after_close),
+        cmocka_unit_test(test_emfile_backoff),
+        cmocka_unit_test(test_listener_addresses),
+        cmocka_unit_test(test_vectors_slow_reader),
+        cmocka_unit_test(test_vector_holds_its_parts),
+        cmocka_unit_test(test_idle_conn_size),
+        cmocka_unit_test(test_short_queue_inline),
+        cmocka_unit_test(test_fanout_in_parts),
+        cmocka_unit_test(test_timers_order),
+        cmocka_unit_test(test_timers_many),
+        cmocka_unit_test(test_reset_while_waiting_to_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

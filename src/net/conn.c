@@ -185,9 +185,13 @@ static void poll_cb(uv_poll_t *handle, int status, int events)
         return;
     }
     if (events & UV_WRITABLE) {
-        /* The poll is changed once the flush is done: a socket that fills
-         * up again keeps it as it is. */
+        /* Flushed now, with what was queued meanwhile: off the net's list
+         * it went on by those sends, as the prepare pass takes a connection
+         * off before its flush (else that pass would find the queue empty
+         * and run on_drain a second time). The poll is changed once the
+         * flush is done: a socket that fills up again keeps it as it is. */
         conn->flags &= (uint16_t)~CONN_WAIT_WRITE;
+        hs_net__unschedule_flush(conn->net, conn);
         hs_net__flush_conn(conn); /* may wait again, or close */
         update_poll(conn);
     }

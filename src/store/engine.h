@@ -48,10 +48,10 @@ typedef enum hs_store_op_kind {
 } hs_store_op_kind_t;
 
 /* The inputs of each kind of operation: a tagged union (the tag is
- * hs_store_op_t.kind). Every string is the op's own copy (engine.c makes it at
- * submission and frees it with the op), so back-ends bind them without
- * copying. A member is named for what it holds in that operation: no field
- * means one thing in one op and another in the next. */
+ * hs_store_op_t.kind). Every string is the op's own copy (operations.c and the
+ * other operation files make it at submission; engine.c frees it with the op), so back-ends bind
+ * them without copying. A member is named for what it holds in that operation: no field means one
+ * thing in one op and another in the next. */
 typedef union hs_store_op_input {
     struct hs_store_put_input {
         char *id; /* the caller's candidate; the writer replaces it with the
@@ -308,7 +308,7 @@ void hs_store_op_add_subscription(hs_store_op_t *op, const char *connection_id, 
 /* Copies info (its strings too) into op->out.topics, allocated for cap rows. */
 void hs_store_op_add_topic(hs_store_op_t *op, size_t cap, const hs_topic_info_t *info);
 
-/* For the other files of the engine (topics.c, retention.c): a new op, and
+/* For the other files of the engine (operations.c, topics.c, retention.c): a new op, and
  * its submission to the writer (write) or the reader, as every public
  * operation does. */
 hs_store_op_t *hs_store_op_new(hs_store_op_kind_t kind, void *data);
@@ -319,7 +319,8 @@ void hs_store_submit(hs_store_t *store, hs_store_op_t *op, bool write);
 void hs_store_topics_op_free(hs_store_op_t *op);
 void hs_store_topics_reset_outputs(hs_store_op_t *op);
 void hs_store_topics_callback(hs_store_op_t *op);
-/* Copies msg's fields into put (the op's own copies, freed with it). */
+/* operations.c: copies msg's fields into put (the op's own copies, freed
+ * with it). */
 void hs_store_put_input_copy(struct hs_store_put_input *put, const hs_message_t *msg);
 /* batch.c: frees PUT_BATCH's inputs; runs its callback. */
 void hs_store_batch_op_free(hs_store_op_t *op);

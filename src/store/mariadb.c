@@ -11,80 +11,25 @@
  * collation, so ORDER BY id is ULID (= time) order.
  *
  * A connection lost between batches is re-established before the next one
- * (mysql_ping first), at most once per backoff step (100 ms doubling to
- * 2 s): while the server cannot be reached every operation fails at once
- * with HS_EUNAVAIL (the API answers 503), without hammering the server. A
- * batch that fails mid-way is rolled back and its writes report the error,
- * so nothing half-written remains. */
+ * (mariadb_conn.c: the URL, connecting, reconnecting with backoff, the
+ * status of an error); while the server cannot be reached every operation
+ * fails at once with HS_EUNAVAIL (the API answers 503). A batch that fails
+ * mid-way is rolled back and its writes report the error, so nothing
+ * half-written remains. */
 #include "store/mariadb.h"
 
-#include <errmsg.h>
 #include <mysql.h>
-#include <mysqld_error.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/error.h"
-#include "core/redact.h"
 #include "core/log.h"
 #include "store/engine.h"
+#include "store/mariadb_internal.h"
 #include "store/mariadb_schema.h"
-#include "store/mariadb_stmt.h"
-#include "store/mariadb_topics.h"
-#include "store/mariadb_users.h"
 #include <uv.h>
-
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
-
-typedef struct target {
-    char user[128];
-    char password[128];
-    char host[256];
-    unsigned port;
-    char database[128];
-} target_t;
-
-/* The statements, one slot each in a connection. */
-typedef enum stmt_id {
-    INSERT_MESSAGE,
-    GET_MESSAGE,
-    GET_MESSAGE_SHARED,
-    LIST_FORWARD,
-    LIST_BACKWARD,
-    KEY_INSERT,
-    KEY_GET,
-    KEY_UPDATE,
-    KEY_PURGE,
-    BATCH_GET,
-    BATCH_PUT,
-    BATCH_PURGE,
-    SUB_ADD,
-    SUB_CREATED,
-    SUB_REMOVE,
-    SUBS_REMOVE,
-    SUBS_OF_CONN,
-    SUBS_OF_TOPIC,
-    SUB_OF_BOTH,
-    CONN_ADD,
-    CONN_GET,
-    CONN_REMOVE,
-    SET_ACK,
-    CLAIM,
-    RELEASE,
-    EXPIRE_SUBS,
-    ORPHAN_SUBS,
-    EXPIRE_CONN,
-    NODE_SUBS,
-    NODE_CONNS,
-    SEQ_GET,
-    SEQ_LAST,
-    SEQ_CREATE,
-    SEQ_SET,
-    STMT_COUNT,
-} stmt_id_t;
 
 #define MESSAGE_COLUMNS "SELECT id, topic, content, author, created_at FROM messages "
 #define SUB_COLUMNS     "SELECT connection_id, topic, created_at FROM subscriptions "
@@ -156,139 +101,6 @@ static const char *const statement_sql[STMT_COUNT] = {
     [SEQ_SET] = "UPDATE topic_sequences SET last_id = ? WHERE topic = ?",
 };
 
-/* One thread's connection and its prepared statements. */
-typedef struct conn {
-    MYSQL *db;
-    bool down;            /* the last attempt to reach the server failed */
-    uint64_t retry_at_ns; /* no new attempt before this (uv_hrtime) */
-    uint64_t backoff_ms;
-    target_t target;
-    md_stmt_t stmts[STMT_COUNT];              /* prepared on first use on db */
-    md_stmt_t topic_stmts[HS_MD_TOPIC_STMTS]; /* mariadb_topics.c's */
-    md_stmt_t user_stmts[HS_MD_USER_STMTS];   /* mariadb_users.c's */
-    md_error_t err;                           /* the last failure: statement_error and logs */
-} conn_t;
-
-/* ---- the URL ------------------------------------------------------------ */
-
-static int parse_url(const char *url, target_t *t, char *err, size_t err_len)
-{
-    memset(t, 0, sizeof(*t));
-    const char *p = strstr(url, "://");
-    if (p == NULL)
-        goto bad;
-    p += 3;
-    const char *at = strrchr(p, '@');
-    const char *slash = strchr(at ? at : p, '/');
-    if (slash == NULL || slash[1] == '\0')
-        goto bad;
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        size_t user_len = (size_t)((colon ? colon : at) - p);
-        if (user_len >= sizeof(t->user))
-            goto bad;
-        memcpy(t->user, p, user_len);
-        if (colon) {
-            size_t pass_len = (size_t)(at - colon - 1);
-            if (pass_len >= sizeof(t->password))
-                goto bad;
-            memcpy(t->password, colon + 1, pass_len);
-        }
-        p = at + 1;
-    }
-    const char *colon = memchr(p, ':', (size_t)(slash - p));
-    size_t host_len = (size_t)((colon ? colon : slash) - p);
-    if (host_len == 0 || host_len >= sizeof(t->host))
-        goto bad;
-    memcpy(t->host, p, host_len);
-    t->port = 3306;
-    if (colon) {
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (end != slash || port <= 0 || port > 65535)
-            goto bad;
-        t->port = (unsigned)port;
-    }
-    if (strlen(slash + 1) >= sizeof(t->database))
-        goto bad;
-    snprintf(t->database, sizeof(t->database), "%s", slash + 1);
-    return 0;
-bad:;
-    char shown[512];
-    hs_redact_url(url, shown, sizeof(shown));
-    snprintf(err, err_len, "store URL '%s' is not mysql://user[:password]@host[:port]/database",
-             shown);
-    return HS_EINVAL;
-}
-
-/* ---- connections ----------------------------------------------------------- */
-
-/* Statements belong to the connection that prepared them. */
-static void close_statements(conn_t *c)
-{
-    for (int i = 0; i < STMT_COUNT; i++)
-        md_stmt_close(&c->stmts[i]);
-    for (int i = 0; i < HS_MD_TOPIC_STMTS; i++)
-        md_stmt_close(&c->topic_stmts[i]);
-    for (int i = 0; i < HS_MD_USER_STMTS; i++)
-        md_stmt_close(&c->user_stmts[i]);
-}
-
-/* Remembers the connection's last error (statements keep their own). */
-static void record_error(conn_t *c)
-{
-    c->err.number = mysql_errno(c->db);
-    snprintf(c->err.message, sizeof(c->err.message), "%s", mysql_error(c->db));
-}
-
-static int connect_db(conn_t *c, char *err, size_t err_len)
-{
-    close_statements(c);
-    if (c->db)
-        mysql_close(c->db);
-    c->db = mysql_init(NULL);
-    unsigned timeout = 5;
-    mysql_options(c->db, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
-    mysql_options(c->db, MYSQL_OPT_READ_TIMEOUT, &timeout);
-    mysql_options(c->db, MYSQL_OPT_WRITE_TIMEOUT, &timeout);
-    mysql_options(c->db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    const target_t *t = &c->target;
-    if (mysql_real_connect(c->db, t->host, t->user, t->password[0] ? t->password : NULL,
-                           t->database, t->port, NULL, 0) == NULL) {
-        snprintf(err, err_len, "cannot connect to MariaDB at %s:%u/%s: %s", t->host, t->port,
-                 t->database, mysql_error(c->db));
-        record_error(c);
-        return HS_EIO;
-    }
-    return 0;
-}
-
-/* Reconnects when the server went away since the last use; while it stays
- * away, tries again only after the backoff. */
-static int ensure_connected(conn_t *c)
-{
-    if (!c->down && c->db && mysql_ping(c->db) == 0)
-        return 0;
-    uint64_t now = uv_hrtime();
-    if (c->down && now < c->retry_at_ns)
-        return HS_EUNAVAIL;
-    char err[512];
-    if (connect_db(c, err, sizeof(err)) != 0) {
-        if (!c->down)
-            hs_log_error("store: %s; retrying with backoff, answering 503 meanwhile", err);
-        c->down = true;
-        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
-        if (c->backoff_ms > BACKOFF_MAX_MS)
-            c->backoff_ms = BACKOFF_MAX_MS;
-        c->retry_at_ns = now + c->backoff_ms * 1000000ull;
-        return HS_EUNAVAIL;
-    }
-    hs_log_info("store: connected to MariaDB at %s:%u again", c->target.host, c->target.port);
-    c->down = false;
-    c->backoff_ms = 0;
-    return 0;
-}
-
 /* The status of the last failure (c->err): HS_EUNAVAIL when the connection
  * is the cause (the next use reconnects), HS_EAGAIN when InnoDB gave up the
  * transaction over a lock (a deadlock between publishers writing the same
@@ -297,24 +109,6 @@ static int ensure_connected(conn_t *c)
 static int statement_error(conn_t *c)
 {
     return hs_mariadb_status(&c->err);
-}
-
-int hs_mariadb_status(const md_error_t *err)
-{
-    switch (err->number) {
-    case ER_LOCK_DEADLOCK:
-    case ER_LOCK_WAIT_TIMEOUT:
-        return HS_EAGAIN;
-    case CR_SERVER_GONE_ERROR:
-    case CR_SERVER_LOST:
-    case CR_CONNECTION_ERROR:
-    case CR_CONN_HOST_ERROR:
-    case CR_SERVER_LOST_EXTENDED:
-    case CR_UNKNOWN_HOST:
-        return HS_EUNAVAIL;
-    default:
-        return HS_EIO;
-    }
 }
 
 /* ---- running statements ------------------------------------------------------ */
@@ -351,7 +145,7 @@ static int run_text(conn_t *c, const char *sql)
 {
     if (mysql_query(c->db, sql) == 0)
         return 0;
-    record_error(c);
+    hs_mariadb__record_error(c);
     return statement_error(c);
 }
 
@@ -668,7 +462,7 @@ static int md_write(void *conn, hs_store_op_t *op)
 static int md_read(void *conn, hs_store_op_t *op)
 {
     conn_t *c = conn;
-    int rc = ensure_connected(c);
+    int rc = hs_mariadb__ensure_connected(c);
     if (rc != 0)
         return rc;
     const hs_store_op_input_t *in = &op->in;
@@ -723,7 +517,7 @@ static int md_read(void *conn, hs_store_op_t *op)
 static int md_begin(void *conn)
 {
     conn_t *c = conn;
-    int rc = ensure_connected(c);
+    int rc = hs_mariadb__ensure_connected(c);
     return rc != 0 ? rc : run_text(c, "START TRANSACTION");
 }
 
@@ -807,7 +601,7 @@ static int md_clock_ms(void *conn, uint64_t *now_ms)
     if (res)
         mysql_free_result(res);
     else
-        record_error(c);
+        hs_mariadb__record_error(c);
     return rc;
 }
 
@@ -822,7 +616,7 @@ static const char *md_error(void *conn)
 static void md_close(void *conn)
 {
     conn_t *c = conn;
-    close_statements(c);
+    hs_mariadb__close_statements(c);
     if (c->db)
         mysql_close(c->db);
     mysql_thread_end();
@@ -851,7 +645,7 @@ int hs_store_mariadb_open(uv_loop_t *loop, const char *url, const hs_store_optio
                           hs_store_t **out, char *err, size_t err_len)
 {
     target_t target;
-    int rc = parse_url(url, &target, err, err_len);
+    int rc = hs_mariadb__parse_url(url, &target, err, err_len);
     if (rc != 0)
         return rc;
     conn_t *conns[2];
@@ -859,26 +653,15 @@ int hs_store_mariadb_open(uv_loop_t *loop, const char *url, const hs_store_optio
         conns[i] = hs_calloc(1, sizeof(conn_t));
         conns[i]->target = target;
     }
-    /* At start-up the server may still be on its way (a container starting
-     * beside this one): wait for it, up to options->connect_wait_ms. A
-     * refused login or a missing database is final at once. */
-    uint64_t deadline = uv_hrtime() + options->connect_wait_ms * 1000000ull;
-    uint64_t pause_ms = BACKOFF_MIN_MS;
-    while ((rc = connect_db(conns[0], err, err_len)) != 0 &&
-           statement_error(conns[0]) == HS_EUNAVAIL &&
-           uv_hrtime() + pause_ms * 1000000ull < deadline) {
-        if (pause_ms == BACKOFF_MIN_MS)
-            hs_log_warn("store: %s; waiting for it", err);
-        uv_sleep((unsigned)pause_ms);
-        pause_ms = pause_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pause_ms * 2;
-    }
+    /* The server may still be on its way: wait for it (mariadb_conn.c). */
+    rc = hs_mariadb__connect_waiting(conns[0], options->connect_wait_ms, err, err_len);
     if (rc == 0)
         rc = hs_mariadb_migrate(conns[0]->db, conns[0]->target.database, err, err_len);
     if (rc == 0)
-        rc = connect_db(conns[1], err, err_len);
+        rc = hs_mariadb__connect(conns[1], err, err_len);
     if (rc != 0) {
         for (int i = 0; i < 2; i++) {
-            close_statements(conns[i]);
+            hs_mariadb__close_statements(conns[i]);
             if (conns[i]->db)
                 mysql_close(conns[i]->db);
             hs_free(conns[i]);

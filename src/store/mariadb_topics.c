@@ -2,8 +2,8 @@
  * settings, the listing, the pruner's step (retention.h) and deletion
  * (deletion.c), as sqlite_topics.c does on SQLite (the same queries and
  * costs). Apart from
- * mariadb.c, which is the messages, subscriptions, connections and the
- * connection itself.
+ * mariadb.c, which is the messages, subscriptions and connections, and
+ * mariadb_conn.c, which is the connection itself.
  *
  * Several publishers may prune at once (each runs the pruner): they walk
  * the same topics and the later DELETE finds nothing left - harmless

@@ -16,7 +16,7 @@ typedef struct hs_md_topic_conn {
     md_error_t *err;
 } hs_md_topic_conn_t;
 
-/* The status of err (mariadb.c): HS_EUNAVAIL, HS_EAGAIN or HS_EIO. */
+/* The status of err (mariadb_conn.c): HS_EUNAVAIL, HS_EAGAIN or HS_EIO. */
 int hs_mariadb_status(const md_error_t *err);
 
 /* Writer: SET_TOPIC, PRUNE, DELETE_MESSAGE and DELETE_TOPIC (inside the engine's transaction). */

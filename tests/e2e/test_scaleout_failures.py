@@ -370,6 +370,21 @@ async def open_then_commit_late(cluster, topic):
     return ws, token, first, late
 
 
+async def consumer_back_then_after(cluster, ws, topic):
+    """The closing of the resume tests: a consumer comes back (the waiting
+    events reach the notifier), then "after" is committed. Returns its answer
+    and what ws got before it was quiet for 0.5 s; closes ws."""
+    cluster.start("consumer2", "consumer", "--redis", cluster.redis.url)
+    await asyncio.sleep(1.5)  # the waiting events reach the notifier now
+    status, after = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
+                                            {"topic": topic, "content": "after"})
+    assert status == 201
+    got = await collect(ws, 1, time.monotonic() + 5)
+    await expect_no_more(ws, 0.5)
+    await ws.close()
+    return after, got
+
+
 def test_a_message_replayed_on_resume_is_not_sent_again_when_its_event_arrives(cluster_factory):
     """A message committed while no consumer runs is in the history but its
     event waits in the stream. A client resuming meanwhile gets it in the
@@ -387,14 +402,8 @@ def test_a_message_replayed_on_resume_is_not_sent_again_when_its_event_arrives(c
         hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert hello["resumed"] is True and hello["replayed"] == 1, hello
         assert await collect(ws, 1, time.monotonic() + 5) == [late["id"]]
-        cluster.start("consumer2", "consumer", "--redis", cluster.redis.url)
-        await asyncio.sleep(1.5)  # the event of "late" reaches the notifier now
-        status, after = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
-                                                {"topic": "late-event", "content": "after"})
-        assert status == 201
-        assert await collect(ws, 1, time.monotonic() + 5) == [after["id"]]
-        await expect_no_more(ws, 0.5)
-        await ws.close()
+        after, got = await consumer_back_then_after(cluster, ws, "late-event")
+        assert got == [after["id"]]
 
     asyncio.run(go())
 
@@ -423,14 +432,7 @@ def test_a_late_event_below_a_resume_without_cursor_is_not_sent_after_newer_ones
         hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert hello["resumed"] is True and hello["replayed"] == 1, hello
         assert await collect(ws, 1, time.monotonic() + 5) == [newer["id"]]
-        cluster.start("consumer2", "consumer", "--redis", cluster.redis.url)
-        await asyncio.sleep(1.5)  # the events of "late" and "newer" reach the notifier now
-        status, after = await asyncio.to_thread(cluster.request, "POST", "/api/v1/messages",
-                                                {"topic": "late-below", "content": "after"})
-        assert status == 201
-        got = await collect(ws, 1, time.monotonic() + 5)
-        await expect_no_more(ws, 0.5)
-        await ws.close()
+        after, got = await consumer_back_then_after(cluster, ws, "late-below")
         return late["id"], newer["id"], after["id"], got
     late, newer, after, got = asyncio.run(go())
     assert late < newer

@@ -218,7 +218,7 @@ static void set_peer(hs_conn_t *conn, const struct sockaddr *sa)
     }
 }
 
-int hs_conn__start(hs_conn_t *conn, const struct sockaddr *peer)
+void hs_conn__start(hs_conn_t *conn, const struct sockaddr *peer)
 {
     int fd = hs_conn__fd(conn);
     struct sockaddr_storage addr;
@@ -231,7 +231,6 @@ int hs_conn__start(hs_conn_t *conn, const struct sockaddr *peer)
     int one = 1; /* fails on a socket that is not TCP (tests): harmless */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     set_flag(conn, CONN_READING, true);
-    return 0;
 }
 
 void hs_conn_inject(hs_conn_t *conn, const char *data, size_t len)

@@ -155,10 +155,7 @@ static void new_connection(hs_listener_t *l, int fd, const struct sockaddr *peer
         hs_conn_close(conn);
         return;
     }
-    if (hs_conn__start(conn, peer) != 0) {
-        hs_conn_close(conn);
-        return;
-    }
+    hs_conn__start(conn, peer);
     warn_near_fd_limit(l);
     l->cb(l, conn);
 }

@@ -150,7 +150,7 @@ hs_conn_t *hs_conn__new(hs_net_t *net, int fd);
 /* The connection's timer came due (timers.c): runs its timer_cb. */
 void hs_conn__timer_fired(hs_conn_t *conn);
 /* Starts reading; peer: the address accept gave, or NULL to ask the socket. */
-int hs_conn__start(hs_conn_t *conn, const struct sockaddr *peer);
+void hs_conn__start(hs_conn_t *conn, const struct sockaddr *peer);
 /* Waits until the socket is writable, then flushes again (flush.c). */
 void hs_conn__wait_writable(hs_conn_t *conn);
 /* Reading stopped: the peer closed (UV_EOF, or its TLS close_notify) or

